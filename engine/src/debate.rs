@@ -1,0 +1,570 @@
+//! The debate state machine: rounds of positions and critiques, a vote, and an end.
+//!
+//! No HTTP here. A debate is driven by [`run_debate`], which reads the debate's events back from
+//! the store first and skips every step already recorded, so the same function starts a new
+//! debate and resumes one that a drain interrupted. Each step is one event, persisted before it
+//! is announced; a step is identified by its phase, round and agent.
+//!
+//! ```text
+//! queued ─► running ─┬─► completed (consensus | no consensus)
+//!                    ├─► failed     (every agent failed, or the store failed)
+//!                    ├─► timed_out  (ARAGORA_DEBATE_TIMEOUT)
+//!                    ├─► cancelled  (POST .../cancel)
+//!                    └─► interrupted (drain) ─► queued on the next start
+//! ```
+//!
+//! Each round: every agent states its position (a proposal in round 1, a revision in the light
+//! of the critiques it received afterwards), then every agent criticises the next agent's
+//! position. After the last round every agent votes for one position; the debate's consensus
+//! rule decides whether the leading position is the consensus.
+
+use crate::agents::{Agent, AgentError, AgentRegistry, AgentReply, AgentRequest, AgentTask};
+use crate::events::EventHub;
+use crate::metrics::EngineMetrics;
+use crate::model::{
+    now_ms, DebateEvent, DebateRecord, DebateStatus, EventKind, Outcome, StatusUpdate,
+};
+use crate::store::{DebateStore, StoreError};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// Why a running debate is asked to stop early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// A user cancelled it.
+    Cancelled,
+    /// The process is draining; the debate is saved as interrupted and resumed later.
+    Draining,
+    /// The watchdog found it past its timeout.
+    TimedOut,
+}
+
+/// How a call to [`run_debate`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunEnd {
+    Finished(Outcome),
+    Interrupted,
+}
+
+/// What a debate needs from the engine.
+#[derive(Clone)]
+pub struct DebateDeps {
+    pub store: Arc<dyn DebateStore>,
+    pub hub: EventHub,
+    pub agents: AgentRegistry,
+    pub metrics: EngineMetrics,
+    pub agent_timeout: Duration,
+    pub debate_timeout: Duration,
+}
+
+/// A debate that must end as failed, and why.
+struct Failure(String);
+
+enum StepError {
+    Failed(Failure),
+    Store(StoreError),
+}
+
+impl From<StoreError> for StepError {
+    fn from(err: StoreError) -> Self {
+        Self::Store(err)
+    }
+}
+
+/// What the recorded events say has happened so far.
+#[derive(Default)]
+struct Transcript {
+    done: HashSet<String>,
+    /// Each agent's latest position (proposal or revision).
+    positions: BTreeMap<String, String>,
+    /// Critiques received, by (round, target agent): (critic, text).
+    critiques: HashMap<(i64, String), Vec<(String, String)>>,
+    votes: BTreeMap<String, String>,
+    ended: bool,
+}
+
+fn step_key(phase: &str, round: Option<i64>, agent: Option<&str>) -> String {
+    format!("{phase}/{}/{}", round.unwrap_or(0), agent.unwrap_or(""))
+}
+
+fn data_str<'a>(data: &'a Value, key: &str) -> &'a str {
+    data.get(key).and_then(Value::as_str).unwrap_or_default()
+}
+
+impl Transcript {
+    fn replay(events: &[DebateEvent]) -> Self {
+        let mut transcript = Self::default();
+        for event in events {
+            transcript.record(event);
+        }
+        transcript
+    }
+
+    fn record(&mut self, event: &DebateEvent) {
+        let agent = event.agent.as_deref();
+        let phase = match event.kind {
+            EventKind::DebateStart => "start",
+            EventKind::RoundStart => "round",
+            EventKind::Consensus => "consensus",
+            EventKind::DebateEnd => {
+                self.ended = true;
+                "end"
+            }
+            _ => data_str(&event.data, "phase"),
+        };
+        self.done.insert(step_key(phase, event.round, agent));
+        let (Some(agent), text) = (agent, data_str(&event.data, "text")) else {
+            return;
+        };
+        match event.kind {
+            EventKind::AgentMessage => {
+                self.positions.insert(agent.to_string(), text.to_string());
+            }
+            EventKind::Critique => {
+                let target = data_str(&event.data, "target").to_string();
+                self.critiques
+                    .entry((event.round.unwrap_or(0), target))
+                    .or_default()
+                    .push((agent.to_string(), text.to_string()));
+            }
+            EventKind::Vote => {
+                let choice = data_str(&event.data, "choice").to_string();
+                self.votes.insert(agent.to_string(), choice);
+            }
+            _ => {}
+        }
+    }
+
+    fn is_done(&self, phase: &str, round: Option<i64>, agent: Option<&str>) -> bool {
+        self.done.contains(&step_key(phase, round, agent))
+    }
+}
+
+/// Writes a debate's events in seq order: persisted first, then announced.
+struct Recorder<'a> {
+    deps: &'a DebateDeps,
+    debate_id: String,
+    next_seq: i64,
+}
+
+impl Recorder<'_> {
+    async fn emit(
+        &mut self,
+        kind: EventKind,
+        round: Option<i64>,
+        agent: Option<&str>,
+        data: Value,
+        update: Option<&StatusUpdate>,
+    ) -> Result<DebateEvent, StoreError> {
+        let event = DebateEvent::new(
+            &self.debate_id,
+            self.next_seq,
+            kind,
+            round,
+            agent,
+            data,
+            now_ms(),
+        );
+        self.deps.store.append_event(&event, update).await?;
+        self.next_seq += 1;
+        self.deps.hub.publish(event.clone());
+        Ok(event)
+    }
+
+    /// Re-reads the last seq: after an interrupted step an event may have been committed
+    /// without this recorder knowing.
+    async fn resync(&mut self) -> Result<(), StoreError> {
+        if let Some(record) = self.deps.store.debate(&self.debate_id).await? {
+            self.next_seq = record.last_seq + 1;
+        }
+        Ok(())
+    }
+}
+
+/// Runs (or resumes) one debate to its end, or until `stop` asks it to stop.
+pub async fn run_debate(
+    deps: &DebateDeps,
+    record: DebateRecord,
+    mut stop: watch::Receiver<Option<StopReason>>,
+) -> Result<RunEnd, StoreError> {
+    let events = deps.store.events_after(&record.id, 0, i64::MAX).await?;
+    let mut transcript = Transcript::replay(&events);
+    let mut recorder = Recorder {
+        deps,
+        debate_id: record.id.clone(),
+        next_seq: record.last_seq + 1,
+    };
+    if transcript.ended {
+        return Ok(RunEnd::Finished(record.outcome.unwrap_or(Outcome::Failed)));
+    }
+    let started_at_ms = record.started_at_ms.unwrap_or_else(now_ms);
+    if transcript.is_done("start", None, None) {
+        let update = StatusUpdate::to(DebateStatus::Running);
+        let from = [
+            DebateStatus::Queued,
+            DebateStatus::Interrupted,
+            DebateStatus::Running,
+        ];
+        deps.store.transition(&record.id, &from, &update).await?;
+        tracing::info!(debate_id = %record.id, last_seq = record.last_seq, "resuming debate");
+    } else {
+        let update = StatusUpdate {
+            started_at_ms: Some(started_at_ms),
+            ..StatusUpdate::to(DebateStatus::Running)
+        };
+        let data = json!({
+            "topic": record.topic,
+            "rounds": record.rounds,
+            "agents": record.agents,
+            "consensus_rule": record.consensus_rule,
+            "seed": record.seed,
+        });
+        recorder
+            .emit(EventKind::DebateStart, None, None, data, Some(&update))
+            .await?;
+    }
+
+    let elapsed = Duration::from_millis((now_ms() - started_at_ms).max(0) as u64);
+    let deadline = Instant::now() + deps.debate_timeout.saturating_sub(elapsed);
+    let body = debate_body(deps, &record, &mut transcript, &mut recorder);
+    let stop_requested = async {
+        match stop.wait_for(Option::is_some).await {
+            Ok(reason) => *reason,
+            // The orchestrator dropped the sender: treat as a drain, which loses nothing.
+            Err(_) => Some(StopReason::Draining),
+        }
+    };
+    let ending = tokio::select! {
+        result = body => match result {
+            Ok(ending) => Ending::Completed(ending),
+            Err(StepError::Failed(Failure(reason))) => Ending::Failed(reason),
+            Err(StepError::Store(err)) => return Err(err),
+        },
+        _ = tokio::time::sleep_until(deadline.into()) => Ending::TimedOut,
+        reason = stop_requested => match reason {
+            Some(StopReason::Cancelled) => Ending::Cancelled,
+            Some(StopReason::TimedOut) => Ending::TimedOut,
+            Some(StopReason::Draining) | None => Ending::Interrupted,
+        },
+    };
+    recorder.resync().await?;
+    finish(deps, &record, &mut recorder, started_at_ms, ending).await
+}
+
+/// The result of the rounds and the vote.
+struct Verdict {
+    reached: bool,
+    final_answer: Option<String>,
+}
+
+enum Ending {
+    Completed(Verdict),
+    Failed(String),
+    TimedOut,
+    Cancelled,
+    Interrupted,
+}
+
+async fn finish(
+    deps: &DebateDeps,
+    record: &DebateRecord,
+    recorder: &mut Recorder<'_>,
+    started_at_ms: i64,
+    ending: Ending,
+) -> Result<RunEnd, StoreError> {
+    let (outcome, final_answer, error, reached) = match ending {
+        Ending::Interrupted => {
+            let update = StatusUpdate::to(DebateStatus::Interrupted);
+            deps.store
+                .transition(&record.id, &[DebateStatus::Running], &update)
+                .await?;
+            tracing::info!(debate_id = %record.id, "debate interrupted by drain; the next start resumes it");
+            return Ok(RunEnd::Interrupted);
+        }
+        Ending::Completed(Verdict {
+            reached,
+            final_answer,
+        }) => {
+            let outcome = if reached {
+                Outcome::Consensus
+            } else {
+                Outcome::NoConsensus
+            };
+            (outcome, final_answer, None, Some(reached))
+        }
+        Ending::Failed(reason) => (Outcome::Failed, None, Some(reason), None),
+        Ending::TimedOut => (
+            Outcome::TimedOut,
+            None,
+            Some(format!(
+                "the debate ran longer than ARAGORA_DEBATE_TIMEOUT ({} s)",
+                deps.debate_timeout.as_secs()
+            )),
+            None,
+        ),
+        Ending::Cancelled => (
+            Outcome::Cancelled,
+            None,
+            Some("cancelled by request".into()),
+            None,
+        ),
+    };
+    let finished_at_ms = now_ms();
+    let duration_ms = (finished_at_ms - started_at_ms).max(0);
+    let update = StatusUpdate {
+        status: Some(outcome.status()),
+        finished_at_ms: Some(finished_at_ms),
+        outcome: Some(outcome),
+        consensus_reached: reached,
+        final_answer: final_answer.clone(),
+        error: error.clone(),
+        ..StatusUpdate::default()
+    };
+    let data = json!({
+        "status": outcome.status(),
+        "outcome": outcome,
+        "final_answer": final_answer,
+        "error": error,
+        "duration_ms": duration_ms,
+    });
+    recorder
+        .emit(EventKind::DebateEnd, None, None, data, Some(&update))
+        .await?;
+    deps.metrics
+        .debates
+        .with_label_values(&[outcome.as_str()])
+        .inc();
+    deps.metrics
+        .debate_duration
+        .with_label_values(&[outcome.as_str()])
+        .observe(duration_ms as f64 / 1000.0);
+    tracing::info!(debate_id = %record.id, outcome = outcome.as_str(), duration_ms, "debate finished");
+    Ok(RunEnd::Finished(outcome))
+}
+
+/// Calls one agent with the agent timeout, and counts the call.
+async fn call_agent(
+    deps: &DebateDeps,
+    agent: &Arc<dyn Agent>,
+    request: AgentRequest,
+) -> Result<AgentReply, AgentError> {
+    let started = Instant::now();
+    let result = match tokio::time::timeout(deps.agent_timeout, agent.respond(&request)).await {
+        Ok(result) => result,
+        Err(_) => Err(AgentError::Timeout(deps.agent_timeout)),
+    };
+    let status = match &result {
+        Ok(_) => "success",
+        Err(err) => err.status_label(),
+    };
+    let labels = [agent.name(), agent.provider()];
+    deps.metrics
+        .agent_latency
+        .with_label_values(&labels)
+        .observe(started.elapsed().as_secs_f64());
+    deps.metrics
+        .agent_calls
+        .with_label_values(&[agent.name(), agent.provider(), status])
+        .inc();
+    result
+}
+
+/// Runs one phase: asks every agent that has not yet done this step, concurrently, then
+/// records the answers in the debate's agent order.
+async fn phase(
+    deps: &DebateDeps,
+    record: &DebateRecord,
+    transcript: &mut Transcript,
+    recorder: &mut Recorder<'_>,
+    round: i64,
+    tasks: Vec<(String, AgentTask)>,
+) -> Result<(), StoreError> {
+    let pending: Vec<(String, AgentTask)> = tasks
+        .into_iter()
+        .filter(|(agent, task)| !transcript.is_done(task.phase(), Some(round), Some(agent)))
+        .collect();
+    let calls = pending.iter().map(|(name, task)| {
+        let request = AgentRequest {
+            debate_id: record.id.clone(),
+            topic: record.topic.clone(),
+            round,
+            total_rounds: record.rounds,
+            seed: record.seed,
+            task: task.clone(),
+        };
+        async move {
+            match deps.agents.get(name) {
+                Some(agent) => call_agent(deps, agent, request).await,
+                None => Err(AgentError::Failed(format!(
+                    "agent {name} is not configured on this engine"
+                ))),
+            }
+        }
+    });
+    let replies = futures::future::join_all(calls).await;
+    for ((name, task), reply) in pending.iter().zip(replies) {
+        let provider = deps
+            .agents
+            .get(name)
+            .map(|a| a.provider().to_string())
+            .unwrap_or_default();
+        let (kind, data) = match (&reply, task) {
+            (Err(err), _) => {
+                tracing::warn!(debate_id = %record.id, agent = %name, phase = task.phase(), error = %err, "agent call failed");
+                (
+                    EventKind::Error,
+                    json!({"phase": task.phase(), "message": err.to_string(), "provider": provider}),
+                )
+            }
+            (Ok(reply), AgentTask::Critique { target, .. }) => (
+                EventKind::Critique,
+                json!({"phase": task.phase(), "target": target, "text": reply.text, "provider": provider}),
+            ),
+            (Ok(reply), AgentTask::Vote { .. }) => (
+                EventKind::Vote,
+                json!({"phase": task.phase(), "choice": reply.vote_for, "text": reply.text, "provider": provider}),
+            ),
+            (Ok(reply), _) => (
+                EventKind::AgentMessage,
+                json!({"phase": task.phase(), "text": reply.text, "provider": provider}),
+            ),
+        };
+        let event = recorder
+            .emit(kind, Some(round), Some(name), data, None)
+            .await?;
+        transcript.record(&event);
+    }
+    Ok(())
+}
+
+async fn debate_body(
+    deps: &DebateDeps,
+    record: &DebateRecord,
+    transcript: &mut Transcript,
+    recorder: &mut Recorder<'_>,
+) -> Result<Verdict, StepError> {
+    let agents = &record.agents;
+    for round in 1..=record.rounds {
+        if !transcript.is_done("round", Some(round), None) {
+            let event = recorder
+                .emit(
+                    EventKind::RoundStart,
+                    Some(round),
+                    None,
+                    json!({"round": round, "of": record.rounds}),
+                    None,
+                )
+                .await?;
+            transcript.record(&event);
+        }
+        let positions = agents
+            .iter()
+            .map(|agent| {
+                let task = match transcript.positions.get(agent) {
+                    Some(position) if round > 1 => AgentTask::Revise {
+                        position: position.clone(),
+                        critiques: transcript
+                            .critiques
+                            .get(&(round - 1, agent.clone()))
+                            .cloned()
+                            .unwrap_or_default(),
+                    },
+                    _ => AgentTask::Propose,
+                };
+                (agent.clone(), task)
+            })
+            .collect();
+        phase(deps, record, transcript, recorder, round, positions).await?;
+        if transcript.positions.is_empty() {
+            return Err(StepError::Failed(Failure(
+                "every agent failed to state a position; see the error events for each agent's reason".into(),
+            )));
+        }
+        let critiques = agents
+            .iter()
+            .enumerate()
+            .filter_map(|(i, critic)| {
+                let target = (1..agents.len())
+                    .map(|step| &agents[(i + step) % agents.len()])
+                    .find(|candidate| transcript.positions.contains_key(*candidate))?;
+                let position = transcript.positions[target].clone();
+                Some((
+                    critic.clone(),
+                    AgentTask::Critique {
+                        target: target.clone(),
+                        position,
+                    },
+                ))
+            })
+            .collect();
+        phase(deps, record, transcript, recorder, round, critiques).await?;
+    }
+
+    let vote_round = record.rounds;
+    let positions: Vec<(String, String)> = agents
+        .iter()
+        .filter_map(|agent| Some((agent.clone(), transcript.positions.get(agent)?.clone())))
+        .collect();
+    let ballots = agents
+        .iter()
+        .map(|agent| {
+            let task = AgentTask::Vote {
+                positions: positions.clone(),
+            };
+            (agent.clone(), task)
+        })
+        .collect();
+    phase(deps, record, transcript, recorder, vote_round, ballots).await?;
+
+    let valid: BTreeMap<&String, &String> = transcript
+        .votes
+        .iter()
+        .filter(|(_, choice)| transcript.positions.contains_key(*choice))
+        .collect();
+    if valid.is_empty() {
+        return Err(StepError::Failed(Failure(
+            "no agent cast a valid vote; see the error events for each agent's reason".into(),
+        )));
+    }
+    let mut tally: BTreeMap<&String, usize> = BTreeMap::new();
+    for choice in valid.values() {
+        *tally.entry(choice).or_default() += 1;
+    }
+    let top = tally.values().copied().max().unwrap_or(0);
+    let leaders: Vec<&String> = tally
+        .iter()
+        .filter(|(_, count)| **count == top)
+        .map(|(choice, _)| *choice)
+        .collect();
+    let winner = (leaders.len() == 1).then(|| leaders[0].clone());
+    let reached = winner.is_some() && record.consensus_rule.reached(top, valid.len());
+    let final_answer = winner
+        .as_ref()
+        .filter(|_| reached)
+        .and_then(|w| transcript.positions.get(w).cloned());
+    let dissenting: Vec<&String> = valid
+        .iter()
+        .filter(|(_, choice)| Some(**choice) != winner.as_ref())
+        .map(|(voter, _)| *voter)
+        .collect();
+    if !transcript.is_done("consensus", None, None) {
+        let data = json!({
+            "reached": reached,
+            "rule": record.consensus_rule,
+            "winner": winner,
+            "votes": tally,
+            "dissenting": dissenting,
+            "final_answer": final_answer,
+        });
+        recorder
+            .emit(EventKind::Consensus, None, None, data, None)
+            .await?;
+    }
+    Ok(Verdict {
+        reached,
+        final_answer,
+    })
+}

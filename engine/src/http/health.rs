@@ -1,0 +1,104 @@
+//! Probes and metrics: `/healthz` (alive), `/readyz` (send me traffic), `/api/health`,
+//! `/api/health/db` and `/metrics`.
+
+use super::{AppState, Phase};
+use crate::model::DebateStatus;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// How long a probe waits for the database before calling it unreachable.
+const DB_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+pub async fn live() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// 200 only when migrations ran, the database answers and the process is not draining.
+pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    let not_ready = |reason: String| {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "not_ready", "reason": reason})),
+        )
+    };
+    match state.phase() {
+        Phase::Starting(reason) => not_ready(reason),
+        Phase::Draining => not_ready("draining: shutting down".into()),
+        Phase::Ready => match database_probe(&state).await {
+            Ok(_) => (StatusCode::OK, Json(json!({"status": "ready"}))),
+            Err(err) => not_ready(format!("database not answering: {err}")),
+        },
+    }
+}
+
+async fn database_probe(state: &AppState) -> Result<Duration, String> {
+    let core = state.core().map_err(|err| err.message)?;
+    match tokio::time::timeout(DB_PROBE_TIMEOUT, core.store.ping()).await {
+        Ok(Ok(latency)) => Ok(latency),
+        Ok(Err(err)) => Err(err.to_string()),
+        Err(_) => Err(format!("no answer within {DB_PROBE_TIMEOUT:?}")),
+    }
+}
+
+pub async fn summary(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    let database = database_probe(&state).await;
+    let ready = state.phase() == Phase::Ready && database.is_ok();
+    let (running, queued) = state
+        .core
+        .get()
+        .map(|core| core.orchestrator.load())
+        .unwrap_or_default();
+    let body = json!({
+        "status": if ready { "healthy" } else { "degraded" },
+        "version": env!("CARGO_PKG_VERSION"),
+        "database": if database.is_ok() { "connected" } else { "disconnected" },
+        "agents_available": state.agents.available_count(),
+        "active_debates": running,
+        "queued_debates": queued,
+        "uptime_seconds": state.started.elapsed().as_secs(),
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body))
+}
+
+pub async fn database(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    let backend = state.config.db_backend.as_str();
+    match database_probe(&state).await {
+        Ok(latency) => {
+            let mut body = json!({
+                "database": "connected",
+                "backend": backend,
+                "latency_ms": latency.as_secs_f64() * 1000.0,
+            });
+            if let Ok(core) = state.core() {
+                if let Ok(page) = core
+                    .store
+                    .list_debates(&[DebateStatus::Running], 1, 0)
+                    .await
+                {
+                    body["running_debates"] = json!(page.total);
+                }
+            }
+            (StatusCode::OK, Json(body))
+        }
+        Err(err) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"database": "disconnected", "backend": backend, "error": err})),
+        ),
+    }
+}
+
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, aragora_telemetry::TEXT_CONTENT_TYPE)],
+        state.metrics.render(),
+    )
+}

@@ -1,0 +1,302 @@
+//! `/ws`: live debate events, with resume from a client's last seen `seq`.
+//!
+//! A client subscribes with `/ws?debate_id=ID&last_seq=N`, or by sending
+//! `{"type":"subscribe","debate_id":ID,"last_seq":N}` (several debates per connection). For
+//! each subscription the server first subscribes to the live channel, then replays from the
+//! store every event after `last_seq`, then forwards live events, skipping any it already sent
+//! and refilling any gap from the store. Because events are persisted before they are
+//! announced, the client sees every event exactly once, in order, across reconnects.
+
+use super::debates::ApiQuery;
+use super::{AppState, Phase};
+use crate::error::ApiError;
+use crate::events::EventHub;
+use crate::model::{format_ms, now_ms, DebateEvent, EventKind};
+use crate::store::DebateStore;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::Response;
+use futures::{SinkExt, StreamExt};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinHandle;
+
+/// Close code 1001: the server is going away; the client should reconnect and resume.
+pub const CLOSE_GOING_AWAY: u16 = 1001;
+/// Events read from the store per query while catching up.
+const REPLAY_BATCH: i64 = 500;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WsQuery {
+    debate_id: Option<String>,
+    last_seq: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+enum ClientMessage {
+    Subscribe {
+        debate_id: String,
+        #[serde(default)]
+        last_seq: i64,
+    },
+    Unsubscribe {
+        debate_id: String,
+    },
+    Ping,
+}
+
+pub async fn upgrade(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<WsQuery>,
+    ws: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    state.core()?;
+    if state.phase() == Phase::Draining {
+        return Err(ApiError::unavailable(
+            "this replica is draining; reconnect and the load balancer will pick a ready one",
+            1,
+        ));
+    }
+    let max = state.config.ws_max_message_size;
+    Ok(ws
+        .max_message_size(max)
+        .on_upgrade(move |socket| session(state, socket, query)))
+}
+
+/// A message that is not a stored event: heartbeats and per-connection errors.
+fn notice(kind: EventKind, debate_id: Option<&str>, data: Value) -> String {
+    json!({
+        "type": kind,
+        "debate_id": debate_id,
+        "seq": null,
+        "round": null,
+        "agent": null,
+        "data": data,
+        "timestamp": format_ms(now_ms()),
+    })
+    .to_string()
+}
+
+fn client_error(debate_id: Option<&str>, code: &str, message: String) -> String {
+    notice(
+        EventKind::Error,
+        debate_id,
+        json!({"code": code, "message": message}),
+    )
+}
+
+/// Decrements `aragora_websocket_connections` however the session ends.
+struct ConnectionGauge(prometheus::IntGauge);
+
+impl Drop for ConnectionGauge {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+async fn session(state: AppState, socket: WebSocket, query: WsQuery) {
+    state.metrics.websocket_connections.inc();
+    let _gauge = ConnectionGauge(state.metrics.websocket_connections.clone());
+    let Ok(core) = state.core() else { return };
+    let store = core.store.clone();
+    let (mut sink, mut stream) = socket.split();
+    let (out_tx, mut out_rx) = mpsc::channel::<String>(256);
+    let mut subscriptions: HashMap<String, JoinHandle<()>> = HashMap::new();
+    let subscribe = |id: String, last_seq: i64, subs: &mut HashMap<String, JoinHandle<()>>| {
+        if let Some(previous) = subs.remove(&id) {
+            previous.abort();
+        }
+        let task = tokio::spawn(follow(
+            store.clone(),
+            state.hub.clone(),
+            id.clone(),
+            last_seq,
+            out_tx.clone(),
+        ));
+        subs.insert(id, task);
+    };
+    if let Some(id) = query.debate_id {
+        subscribe(id, query.last_seq.unwrap_or(0), &mut subscriptions);
+    }
+    let period = Duration::from_secs(state.config.ws_heartbeat_secs);
+    let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    let mut closing = state.closing.clone();
+    loop {
+        tokio::select! {
+            Some(text) = out_rx.recv() => {
+                if sink.send(Message::Text(text.into())).await.is_err() {
+                    break;
+                }
+            }
+            incoming = stream.next() => match incoming {
+                Some(Ok(Message::Text(text))) => {
+                    match serde_json::from_str::<ClientMessage>(&text) {
+                        Ok(ClientMessage::Subscribe { debate_id, last_seq }) => {
+                            subscribe(debate_id, last_seq, &mut subscriptions);
+                        }
+                        Ok(ClientMessage::Unsubscribe { debate_id }) => {
+                            if let Some(task) = subscriptions.remove(&debate_id) {
+                                task.abort();
+                            }
+                            state.hub.release(&debate_id);
+                        }
+                        Ok(ClientMessage::Ping) => {
+                            let pong = notice(EventKind::Heartbeat, None, json!({"pong": true}));
+                            if sink.send(Message::Text(pong.into())).await.is_err() {
+                                break;
+                            }
+                        }
+                        Err(err) => {
+                            let message = client_error(None, "invalid_message", format!(
+                                "{err}; send {{\"type\":\"subscribe\",\"debate_id\":\"ID\",\"last_seq\":0}}"
+                            ));
+                            if sink.send(Message::Text(message.into())).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+                Some(Ok(Message::Binary(_))) => {
+                    let message = client_error(None, "invalid_message", "binary messages are not supported; send JSON text".into());
+                    if sink.send(Message::Text(message.into())).await.is_err() {
+                        break;
+                    }
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => {}
+            },
+            _ = heartbeat.tick() => {
+                let ids: Vec<&String> = subscriptions.keys().collect();
+                let beat = notice(EventKind::Heartbeat, None, json!({"subscriptions": ids}));
+                if sink.send(Message::Text(beat.into())).await.is_err() {
+                    break;
+                }
+            }
+            _ = async { closing.wait_for(|closing| *closing).await.map(|_| ()) } => {
+                let frame = CloseFrame {
+                    code: CLOSE_GOING_AWAY,
+                    reason: "server shutting down; reconnect with last_seq to resume".into(),
+                };
+                let _ = sink.send(Message::Close(Some(frame))).await;
+                break;
+            }
+        }
+    }
+    for (id, task) in subscriptions {
+        task.abort();
+        // The aborted task drops its receiver when it is next polled; release after that.
+        let _ = task.await;
+        state.hub.release(&id);
+    }
+}
+
+enum Replay {
+    Ended,
+    More,
+}
+
+/// Sends stored events after `*last` to the client; `Ended` once `debate_end` was sent.
+async fn catch_up(
+    store: &Arc<dyn DebateStore>,
+    id: &str,
+    last: &mut i64,
+    out: &mpsc::Sender<String>,
+) -> Result<Replay, ()> {
+    loop {
+        let batch = store.events_after(id, *last, REPLAY_BATCH).await.map_err(
+            |err| tracing::warn!(debate_id = %id, error = %err, "replay from store failed"),
+        )?;
+        let full = batch.len() as i64 == REPLAY_BATCH;
+        for event in batch {
+            if send(out, &event, last).await? {
+                return Ok(Replay::Ended);
+            }
+        }
+        if !full {
+            return Ok(Replay::More);
+        }
+    }
+}
+
+/// Sends one event and advances `last`; true when it was the debate's end.
+async fn send(out: &mpsc::Sender<String>, event: &DebateEvent, last: &mut i64) -> Result<bool, ()> {
+    let text = serde_json::to_string(event).map_err(|_| ())?;
+    out.send(text).await.map_err(|_| ())?;
+    *last = event.seq;
+    Ok(event.kind == EventKind::DebateEnd)
+}
+
+/// Streams one debate's events to the client from `last` on, until its end.
+async fn follow(
+    store: Arc<dyn DebateStore>,
+    hub: EventHub,
+    id: String,
+    mut last: i64,
+    out: mpsc::Sender<String>,
+) {
+    let mut live = hub.subscribe(&id);
+    let record = match store.debate(&id).await {
+        Ok(Some(record)) => record,
+        Ok(None) => {
+            let message = format!("no debate with id {id:?}; create one with POST /api/debates");
+            let _ = out
+                .send(client_error(Some(&id), "not_found", message))
+                .await;
+            return;
+        }
+        Err(err) => {
+            let _ = out
+                .send(client_error(
+                    Some(&id),
+                    "unavailable",
+                    format!("cannot read the debate now: {err}; reconnect to retry"),
+                ))
+                .await;
+            return;
+        }
+    };
+    if last < 0 {
+        last = 0;
+    }
+    match catch_up(&store, &id, &mut last, &out).await {
+        Ok(Replay::Ended) | Err(()) => return,
+        Ok(Replay::More) => {}
+    }
+    // A finished debate whose end the client already has: nothing more will come.
+    if record.status.is_final() && last >= record.last_seq {
+        return;
+    }
+    loop {
+        match live.recv().await {
+            Ok(event) => {
+                if event.seq <= last {
+                    continue;
+                }
+                if event.seq > last + 1 {
+                    match catch_up(&store, &id, &mut last, &out).await {
+                        Ok(Replay::Ended) | Err(()) => return,
+                        Ok(Replay::More) if event.seq <= last => continue,
+                        Ok(Replay::More) => {}
+                    }
+                }
+                match send(&out, &event, &mut last).await {
+                    Ok(false) => {}
+                    Ok(true) | Err(()) => return,
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(_)) => {
+                match catch_up(&store, &id, &mut last, &out).await {
+                    Ok(Replay::Ended) | Err(()) => return,
+                    Ok(Replay::More) => {}
+                }
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}

@@ -1,0 +1,33 @@
+//! The aragora debate engine: an axum service that runs debates among agents and streams them.
+//!
+//! A debate's path through the engine, one module each:
+//! `http::debates` (validate the request) → `orchestrator` (admit, queue, slot) →
+//! `debate` (rounds, critiques, vote; every step persisted by `store` before `events`
+//! announces it) → `http::ws` (replay from the store, then live, to subscribers).
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`config`] | typed settings from defaults, TOML and `ARAGORA_*`, validated all at once |
+//! | [`model`] | debate states, events, records (plain data) |
+//! | [`store`] | the storage trait and its SQLite / PostgreSQL implementation, migrations |
+//! | [`agents`] | the agent trait, the registry, the built-in offline agents |
+//! | [`debate`] | the state machine, resumable from the store |
+//! | [`orchestrator`] | admission, concurrency slots, cancel, drain, resume, watchdog |
+//! | [`events`] | live per-debate fan-out |
+//! | [`http`] | REST, probes, metrics and WebSocket endpoints |
+//! | [`server`] | process life: bind, connect, migrate, serve, drain |
+
+pub mod agents;
+pub mod config;
+pub mod debate;
+pub mod error;
+pub mod events;
+pub mod http;
+pub mod metrics;
+pub mod model;
+pub mod orchestrator;
+pub mod server;
+pub mod store;
+
+pub use config::{ConfigProblem, DbBackend, EngineConfig};
+pub use server::{serve, Bound, ServeError};

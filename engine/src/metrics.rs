@@ -1,0 +1,53 @@
+//! The engine's collectors, built from the shared catalogue and kept in the engine's own
+//! registry (so two engines in one test process never share counters).
+
+use aragora_telemetry::catalogue as cat;
+use prometheus::{HistogramVec, IntCounterVec, IntGauge, Registry};
+
+#[derive(Clone)]
+pub struct EngineMetrics {
+    pub registry: Registry,
+    pub http_requests: IntCounterVec,
+    pub request_latency: HistogramVec,
+    pub debates: IntCounterVec,
+    pub debate_duration: HistogramVec,
+    pub active_debates: IntGauge,
+    pub queued_debates: IntGauge,
+    pub agent_calls: IntCounterVec,
+    pub agent_latency: HistogramVec,
+    pub websocket_connections: IntGauge,
+    pub ready: IntGauge,
+}
+
+impl EngineMetrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        cat::BUILD_INFO
+            .gauge_vec(&registry)
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), "engine"])
+            .set(1);
+        Self {
+            http_requests: cat::HTTP_REQUESTS_TOTAL.counter(&registry),
+            request_latency: cat::REQUEST_LATENCY_SECONDS.histogram(&registry),
+            debates: cat::DEBATES_TOTAL.counter(&registry),
+            debate_duration: cat::DEBATE_DURATION_SECONDS.histogram(&registry),
+            active_debates: cat::ACTIVE_DEBATES.gauge(&registry),
+            queued_debates: cat::QUEUED_DEBATES.gauge(&registry),
+            agent_calls: cat::AGENT_CALLS_TOTAL.counter(&registry),
+            agent_latency: cat::AGENT_LATENCY_SECONDS.histogram(&registry),
+            websocket_connections: cat::WEBSOCKET_CONNECTIONS.gauge(&registry),
+            ready: cat::READY.gauge(&registry),
+            registry,
+        }
+    }
+
+    pub fn render(&self) -> String {
+        aragora_telemetry::render(&self.registry)
+    }
+}
+
+impl Default for EngineMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

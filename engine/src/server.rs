@@ -1,0 +1,255 @@
+//! The engine process's life: bind, connect, migrate, resume, serve, drain.
+//!
+//! Listeners are bound first, so `/healthz` answers and `/readyz` explains what the engine is
+//! waiting for while the database comes up. On the shutdown signal readiness goes false at once,
+//! new debates get 503, running debates get `ARAGORA_DRAIN_TIMEOUT` to finish and are then saved
+//! as interrupted, WebSockets are closed with 1001, and the process exits.
+
+use crate::agents::AgentRegistry;
+use crate::config::EngineConfig;
+use crate::debate::DebateDeps;
+use crate::events::EventHub;
+use crate::http::{app, ws_app, AppState, Core, Phase, Shared};
+use crate::metrics::EngineMetrics;
+use crate::orchestrator::Orchestrator;
+use crate::store::{DebateStore, SqlStore, StoreError};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr} ({what}): {source}; stop the process using it or choose another port with {setting}")]
+    Bind {
+        addr: String,
+        what: &'static str,
+        setting: &'static str,
+        source: std::io::Error,
+    },
+    #[error("cannot create the data directory {path}: {source}; create it or point ARAGORA_DATA_DIR elsewhere")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the database did not answer within {seconds} s ({last_error}); check that it runs and that DATABASE_URL is right, or raise ARAGORA_DB_CONNECT_TIMEOUT")]
+    DatabaseUnreachable { seconds: u64, last_error: String },
+    #[error(
+        "database migration failed: {0}; the schema was left as it was, fix the cause and restart"
+    )]
+    Migration(StoreError),
+    #[error("could not resume unfinished debates: {0}; check the database, then restart")]
+    Resume(StoreError),
+    #[error("server error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Where a started engine listens.
+#[derive(Debug, Clone, Copy)]
+pub struct Bound {
+    pub api: SocketAddr,
+    pub ws: SocketAddr,
+}
+
+async fn bind(
+    host: &str,
+    port: u16,
+    what: &'static str,
+    setting: &'static str,
+) -> Result<TcpListener, ServeError> {
+    let addr = format!("{host}:{port}");
+    TcpListener::bind(&addr)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr,
+            what,
+            setting,
+            source,
+        })
+}
+
+/// Opens the store, retrying until `ARAGORA_DB_CONNECT_TIMEOUT`, and reporting each attempt
+/// through readiness.
+async fn connect_store(config: &EngineConfig, state: &AppState) -> Result<SqlStore, ServeError> {
+    let started = Instant::now();
+    let limit = Duration::from_secs(config.db_connect_timeout_secs);
+    let mut attempt = 1u32;
+    loop {
+        state.set_phase(Phase::Starting(format!(
+            "connecting to the {} database (attempt {attempt})",
+            config.db_backend.as_str()
+        )));
+        match SqlStore::connect(
+            config.db_backend,
+            &config.database_url(),
+            config.db_pool_size,
+        )
+        .await
+        {
+            Ok(store) => return Ok(store),
+            Err(err) if started.elapsed() >= limit => {
+                return Err(ServeError::DatabaseUnreachable {
+                    seconds: config.db_connect_timeout_secs,
+                    last_error: err.to_string(),
+                })
+            }
+            Err(err) => {
+                tracing::warn!(attempt, error = %err, "database not reachable yet; retrying");
+                let backoff = Duration::from_millis(250 * u64::from(attempt.min(8)));
+                tokio::time::sleep(backoff.min(limit.saturating_sub(started.elapsed()))).await;
+                attempt += 1;
+            }
+        }
+    }
+}
+
+/// Runs the engine until `shutdown` completes, then drains. `on_bound` is told where the
+/// listeners are as soon as they are bound (before the database is up).
+pub async fn serve(
+    config: EngineConfig,
+    agents: AgentRegistry,
+    shutdown: impl Future<Output = ()> + Send,
+    on_bound: impl FnOnce(Bound),
+) -> Result<(), ServeError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| ServeError::DataDir {
+        path: config.data_dir.display().to_string(),
+        source,
+    })?;
+    let api_listener = bind(
+        &config.host,
+        config.api_port,
+        "REST API",
+        "ARAGORA_PORT / --api-port",
+    )
+    .await?;
+    let ws_listener = bind(
+        &config.host,
+        config.ws_port,
+        "WebSocket",
+        "ARAGORA_WS_PORT / --ws-port",
+    )
+    .await?;
+    let bound = Bound {
+        api: api_listener.local_addr()?,
+        ws: ws_listener.local_addr()?,
+    };
+
+    let (closing_tx, closing) = watch::channel(false);
+    let state = AppState(Arc::new(Shared {
+        config: config.clone(),
+        metrics: EngineMetrics::new(),
+        hub: EventHub::default(),
+        agents,
+        core: OnceLock::new(),
+        phase: Mutex::new(Phase::Starting("startup in progress".into())),
+        closing,
+        started: Instant::now(),
+    }));
+    state.set_phase(Phase::Starting("startup in progress".into()));
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let serve_listener = |listener: TcpListener, router: axum::Router| {
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await
+        })
+    };
+    let api_server = serve_listener(api_listener, app(state.clone()));
+    let ws_server = serve_listener(ws_listener, ws_app(state.clone()));
+    tracing::info!(api = %bound.api, ws = %bound.ws, backend = config.db_backend.as_str(), "listening");
+    on_bound(bound);
+
+    tokio::pin!(shutdown);
+    let startup = start_core(&config, &state);
+    let started = tokio::select! {
+        result = startup => Some(result),
+        _ = &mut shutdown => None,
+    };
+    let mut startup_error = None;
+    match started {
+        Some(Ok(())) => {
+            state.set_phase(Phase::Ready);
+            tracing::info!("ready");
+            shutdown.await;
+        }
+        Some(Err(err)) => startup_error = Some(err),
+        None => {}
+    }
+
+    tracing::info!("shutting down: readiness off, draining debates");
+    state.set_phase(Phase::Draining);
+    if let Some(core) = state.core.get() {
+        let interrupted = core
+            .orchestrator
+            .drain(Duration::from_secs(config.drain_timeout_secs))
+            .await;
+        if interrupted > 0 {
+            tracing::info!(
+                count = interrupted,
+                "debates saved as interrupted; the next start resumes them"
+            );
+        }
+    }
+    let _ = closing_tx.send(true);
+    let _ = stop_tx.send(true);
+    let _ = api_server.await;
+    let _ = ws_server.await;
+    if let Some(core) = state.core.get() {
+        core.store.close().await;
+    }
+    tracing::info!("stopped");
+    match startup_error {
+        Some(err) => Err(err),
+        None => Ok(()),
+    }
+}
+
+/// Connects, migrates, resumes unfinished debates and starts the watchdog.
+async fn start_core(config: &EngineConfig, state: &AppState) -> Result<(), ServeError> {
+    let store = connect_store(config, state).await?;
+    state.set_phase(Phase::Starting("running database migrations".into()));
+    store.migrate().await.map_err(ServeError::Migration)?;
+    let store: Arc<dyn DebateStore> = Arc::new(store);
+    let deps = DebateDeps {
+        store: store.clone(),
+        hub: state.hub.clone(),
+        agents: state.agents.clone(),
+        metrics: state.metrics.clone(),
+        agent_timeout: Duration::from_secs(config.agent_timeout_secs),
+        debate_timeout: Duration::from_secs(config.debate_timeout_secs),
+    };
+    let orchestrator = Orchestrator::new(
+        deps,
+        config.max_concurrent_debates,
+        config.debate_queue_size,
+    );
+    let _ = state.core.set(Core {
+        store,
+        orchestrator: orchestrator.clone(),
+    });
+    state.set_phase(Phase::Starting("resuming unfinished debates".into()));
+    orchestrator
+        .resume_unfinished()
+        .await
+        .map_err(ServeError::Resume)?;
+    let interval = Duration::from_secs(config.watchdog_interval_secs);
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(interval);
+        loop {
+            ticker.tick().await;
+            if orchestrator.is_draining() {
+                return;
+            }
+            if let Err(err) = orchestrator.watchdog_pass(interval).await {
+                tracing::warn!(error = %err, "watchdog pass failed; retrying next interval");
+            }
+        }
+    });
+    Ok(())
+}

@@ -1,0 +1,423 @@
+//! Debate persistence: one trait, [`DebateStore`], and its SQL implementation for SQLite
+//! (the embedded default, WAL mode) and PostgreSQL.
+//!
+//! Both backends run the same statements through sqlx's `Any` driver; the schema lives in
+//! `migrations/sqlite` and `migrations/postgres` and is embedded in the binary. PostgreSQL
+//! migrations run under advisory lock [`MIGRATION_LOCK_ID`] so that replicas starting together
+//! never race. An event and the debate row it changes are written in one transaction, before
+//! the event is announced to anyone.
+
+use crate::config::DbBackend;
+use crate::model::{
+    ConsensusRule, DebateEvent, DebateRecord, DebateStatus, EventKind, Outcome, StatusUpdate,
+};
+use async_trait::async_trait;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+use std::time::{Duration, Instant};
+
+/// The advisory lock every replica takes before migrating PostgreSQL (from the runbook).
+pub const MIGRATION_LOCK_ID: i64 = 2_089_872_453;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is not readable: {0}")]
+    Corrupt(String),
+}
+
+/// A page of debates and the number of debates matching the filter.
+#[derive(Debug, Clone)]
+pub struct DebatePage {
+    pub debates: Vec<DebateRecord>,
+    pub total: i64,
+}
+
+/// Where debates and their events are kept.
+#[async_trait]
+pub trait DebateStore: Send + Sync + 'static {
+    /// Round trip to the database; its latency.
+    async fn ping(&self) -> Result<Duration, StoreError>;
+    /// Which backend this is, for health output.
+    fn backend(&self) -> DbBackend;
+    /// Closes every connection (at shutdown).
+    async fn close(&self);
+    async fn insert_debate(&self, debate: &DebateRecord) -> Result<(), StoreError>;
+    async fn debate(&self, id: &str) -> Result<Option<DebateRecord>, StoreError>;
+    /// Newest first; `statuses` empty means all.
+    async fn list_debates(
+        &self,
+        statuses: &[DebateStatus],
+        limit: i64,
+        offset: i64,
+    ) -> Result<DebatePage, StoreError>;
+    /// Appends `event` (its seq must be the debate's last seq + 1) and applies `update` to the
+    /// debate row, atomically.
+    async fn append_event(
+        &self,
+        event: &DebateEvent,
+        update: Option<&StatusUpdate>,
+    ) -> Result<(), StoreError>;
+    /// Applies `update` only while the debate is in one of `from`; false when it was not.
+    async fn transition(
+        &self,
+        id: &str,
+        from: &[DebateStatus],
+        update: &StatusUpdate,
+    ) -> Result<bool, StoreError>;
+    /// Events with seq greater than `after_seq`, in order, at most `limit`.
+    async fn events_after(
+        &self,
+        id: &str,
+        after_seq: i64,
+        limit: i64,
+    ) -> Result<Vec<DebateEvent>, StoreError>;
+    /// Debates in any of `statuses`, oldest first.
+    async fn debates_in(&self, statuses: &[DebateStatus]) -> Result<Vec<DebateRecord>, StoreError>;
+}
+
+/// [`DebateStore`] over SQLite or PostgreSQL.
+#[derive(Clone)]
+pub struct SqlStore {
+    pool: AnyPool,
+    backend: DbBackend,
+}
+
+/// Per-connection SQLite settings: WAL so readers never block the writer, writers wait for
+/// each other instead of failing with "database is locked", and synchronous=NORMAL, which is
+/// durable in WAL mode except across a power loss.
+const SQLITE_PRAGMAS: &[&str] = &[
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA busy_timeout=10000",
+    "PRAGMA synchronous=NORMAL",
+    "PRAGMA foreign_keys=ON",
+];
+
+const DEBATE_COLUMNS: &str = "id, topic, status, rounds, agents, consensus_rule, seed, \
+    created_at_ms, started_at_ms, finished_at_ms, updated_at_ms, outcome, consensus_reached, \
+    final_answer, error, last_seq";
+
+impl SqlStore {
+    /// Opens a pool. For SQLite the file is created if missing and put in WAL mode.
+    pub async fn connect(
+        backend: DbBackend,
+        url: &str,
+        pool_size: u32,
+    ) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let options = AnyPoolOptions::new()
+            .max_connections(pool_size)
+            .acquire_timeout(Duration::from_secs(10));
+        let options = match backend {
+            DbBackend::Sqlite => options.after_connect(|conn, _| {
+                Box::pin(async move {
+                    for pragma in SQLITE_PRAGMAS {
+                        sqlx::Executor::execute(&mut *conn, *pragma).await?;
+                    }
+                    Ok(())
+                })
+            }),
+            DbBackend::Postgres => options,
+        };
+        let pool = options.connect(url).await?;
+        Ok(Self { pool, backend })
+    }
+
+    /// Brings the schema up to date (idempotent).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match self.backend {
+            DbBackend::Sqlite => {
+                sqlx::migrate!("../migrations/sqlite")
+                    .run(&self.pool)
+                    .await?;
+            }
+            DbBackend::Postgres => {
+                // sqlx's own lock id is derived from the database name; the runbook's fixed id
+                // lets operators see (and other tools respect) the migration lock.
+                let mut conn = self.pool.acquire().await?;
+                sqlx::query("SELECT 1 FROM pg_advisory_lock($1)")
+                    .bind(MIGRATION_LOCK_ID)
+                    .execute(&mut *conn)
+                    .await?;
+                let mut migrator = sqlx::migrate!("../migrations/postgres");
+                migrator.set_locking(false);
+                let result = migrator.run(&mut *conn).await;
+                sqlx::query("SELECT pg_advisory_unlock($1)")
+                    .bind(MIGRATION_LOCK_ID)
+                    .execute(&mut *conn)
+                    .await?;
+                result?;
+            }
+        }
+        Ok(())
+    }
+
+    fn placeholders(start: usize, count: usize) -> String {
+        (start..start + count)
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+fn decode_debate(row: &AnyRow) -> Result<DebateRecord, StoreError> {
+    let status: String = row.try_get("status")?;
+    let agents: String = row.try_get("agents")?;
+    let rule: String = row.try_get("consensus_rule")?;
+    let outcome: Option<String> = row.try_get("outcome")?;
+    let consensus_reached: Option<i64> = row.try_get("consensus_reached")?;
+    Ok(DebateRecord {
+        id: row.try_get("id")?,
+        topic: row.try_get("topic")?,
+        status: DebateStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown status {status:?}")))?,
+        rounds: row.try_get("rounds")?,
+        agents: serde_json::from_str(&agents)
+            .map_err(|err| StoreError::Corrupt(format!("agents column: {err}")))?,
+        consensus_rule: ConsensusRule::parse(&rule)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown consensus rule {rule:?}")))?,
+        seed: row.try_get("seed")?,
+        created_at_ms: row.try_get("created_at_ms")?,
+        started_at_ms: row.try_get("started_at_ms")?,
+        finished_at_ms: row.try_get("finished_at_ms")?,
+        updated_at_ms: row.try_get("updated_at_ms")?,
+        outcome: match outcome.as_deref() {
+            None => None,
+            Some(text) => Some(
+                serde_json::from_value::<Outcome>(serde_json::Value::String(text.into()))
+                    .map_err(|_| StoreError::Corrupt(format!("unknown outcome {text:?}")))?,
+            ),
+        },
+        consensus_reached: consensus_reached.map(|v| v != 0),
+        final_answer: row.try_get("final_answer")?,
+        error: row.try_get("error")?,
+        last_seq: row.try_get("last_seq")?,
+    })
+}
+
+fn decode_event(row: &AnyRow) -> Result<DebateEvent, StoreError> {
+    let kind: String = row.try_get("kind")?;
+    let data: String = row.try_get("data")?;
+    let debate_id: String = row.try_get("debate_id")?;
+    let agent: Option<String> = row.try_get("agent")?;
+    Ok(DebateEvent::new(
+        &debate_id,
+        row.try_get("seq")?,
+        EventKind::parse(&kind)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown event kind {kind:?}")))?,
+        row.try_get("round")?,
+        agent.as_deref(),
+        serde_json::from_str(&data)
+            .map_err(|err| StoreError::Corrupt(format!("event data: {err}")))?,
+        row.try_get("created_at_ms")?,
+    ))
+}
+
+/// The UPDATE that applies a [`StatusUpdate`]; parameters $1..$8 then the debate id as $9.
+const UPDATE_DEBATE: &str = "UPDATE debates SET \
+    status = COALESCE($1, status), \
+    started_at_ms = COALESCE($2, started_at_ms), \
+    finished_at_ms = COALESCE($3, finished_at_ms), \
+    outcome = COALESCE($4, outcome), \
+    consensus_reached = COALESCE($5, consensus_reached), \
+    final_answer = COALESCE($6, final_answer), \
+    error = COALESCE($7, error), \
+    updated_at_ms = $8 \
+    WHERE id = $9";
+
+fn bind_update<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    update: &'q StatusUpdate,
+    id: &'q str,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    query
+        .bind(update.status.map(DebateStatus::as_str))
+        .bind(update.started_at_ms)
+        .bind(update.finished_at_ms)
+        .bind(update.outcome.map(Outcome::as_str))
+        .bind(update.consensus_reached.map(i64::from))
+        .bind(update.final_answer.as_deref())
+        .bind(update.error.as_deref())
+        .bind(crate::model::now_ms())
+        .bind(id)
+}
+
+#[async_trait]
+impl DebateStore for SqlStore {
+    async fn ping(&self) -> Result<Duration, StoreError> {
+        let started = Instant::now();
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(started.elapsed())
+    }
+
+    fn backend(&self) -> DbBackend {
+        self.backend
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn insert_debate(&self, d: &DebateRecord) -> Result<(), StoreError> {
+        let agents = serde_json::to_string(&d.agents).unwrap_or_else(|_| "[]".into());
+        sqlx::query(&format!(
+            "INSERT INTO debates ({DEBATE_COLUMNS}) VALUES ({})",
+            Self::placeholders(1, 16)
+        ))
+        .bind(&d.id)
+        .bind(&d.topic)
+        .bind(d.status.as_str())
+        .bind(d.rounds)
+        .bind(agents)
+        .bind(d.consensus_rule.as_str())
+        .bind(d.seed)
+        .bind(d.created_at_ms)
+        .bind(d.started_at_ms)
+        .bind(d.finished_at_ms)
+        .bind(d.updated_at_ms)
+        .bind(d.outcome.map(Outcome::as_str))
+        .bind(d.consensus_reached.map(i64::from))
+        .bind(d.final_answer.as_deref())
+        .bind(d.error.as_deref())
+        .bind(d.last_seq)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn debate(&self, id: &str) -> Result<Option<DebateRecord>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {DEBATE_COLUMNS} FROM debates WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(decode_debate).transpose()
+    }
+
+    async fn list_debates(
+        &self,
+        statuses: &[DebateStatus],
+        limit: i64,
+        offset: i64,
+    ) -> Result<DebatePage, StoreError> {
+        let filter = if statuses.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "WHERE status IN ({})",
+                Self::placeholders(1, statuses.len())
+            )
+        };
+        let n = statuses.len();
+        let list_sql = format!(
+            "SELECT {DEBATE_COLUMNS} FROM debates {filter} \
+             ORDER BY created_at_ms DESC, id DESC LIMIT ${} OFFSET ${}",
+            n + 1,
+            n + 2
+        );
+        let mut list = sqlx::query(&list_sql);
+        let count_sql = format!("SELECT COUNT(*) AS total FROM debates {filter}");
+        let mut count = sqlx::query(&count_sql);
+        for status in statuses {
+            list = list.bind(status.as_str());
+            count = count.bind(status.as_str());
+        }
+        let rows = list.bind(limit).bind(offset).fetch_all(&self.pool).await?;
+        let total: i64 = count.fetch_one(&self.pool).await?.try_get("total")?;
+        Ok(DebatePage {
+            debates: rows.iter().map(decode_debate).collect::<Result<_, _>>()?,
+            total,
+        })
+    }
+
+    async fn append_event(
+        &self,
+        event: &DebateEvent,
+        update: Option<&StatusUpdate>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO debate_events (debate_id, seq, kind, round, agent, data, created_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&event.debate_id)
+        .bind(event.seq)
+        .bind(event.kind.as_str())
+        .bind(event.round)
+        .bind(event.agent.as_deref())
+        .bind(event.data.to_string())
+        .bind(event.at_ms)
+        .execute(&mut *tx)
+        .await?;
+        let empty = StatusUpdate::default();
+        bind_update(
+            sqlx::query(UPDATE_DEBATE),
+            update.unwrap_or(&empty),
+            &event.debate_id,
+        )
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE debates SET last_seq = $1 WHERE id = $2")
+            .bind(event.seq)
+            .bind(&event.debate_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn transition(
+        &self,
+        id: &str,
+        from: &[DebateStatus],
+        update: &StatusUpdate,
+    ) -> Result<bool, StoreError> {
+        let sql = format!(
+            "{UPDATE_DEBATE} AND status IN ({})",
+            Self::placeholders(10, from.len())
+        );
+        let mut query = bind_update(sqlx::query(&sql), update, id);
+        for status in from {
+            query = query.bind(status.as_str());
+        }
+        Ok(query.execute(&self.pool).await?.rows_affected() == 1)
+    }
+
+    async fn events_after(
+        &self,
+        id: &str,
+        after_seq: i64,
+        limit: i64,
+    ) -> Result<Vec<DebateEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT debate_id, seq, kind, round, agent, data, created_at_ms FROM debate_events \
+             WHERE debate_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        )
+        .bind(id)
+        .bind(after_seq)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(decode_event).collect()
+    }
+
+    async fn debates_in(&self, statuses: &[DebateStatus]) -> Result<Vec<DebateRecord>, StoreError> {
+        if statuses.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT {DEBATE_COLUMNS} FROM debates WHERE status IN ({}) ORDER BY created_at_ms, id",
+            Self::placeholders(1, statuses.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for status in statuses {
+            query = query.bind(status.as_str());
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter().map(decode_debate).collect()
+    }
+}

@@ -1,0 +1,254 @@
+//! Every metric aragora exports: name, type, help text, labels and buckets, declared once.
+//!
+//! Names follow the operations documents users already know (`aragora_http_requests_total`,
+//! `aragora_request_latency_seconds`, ...). The HTTP status label is `status`, as in the
+//! runbooks' own queries (`aragora_http_requests_total{status=~"5.."}`). Label values are
+//! bounded: route templates (`/api/debates/{id}`), agent names and outcomes, never ids.
+
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
+
+/// What kind of collector a [`MetricDef`] declares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// One metric of the catalogue.
+#[derive(Debug, Clone, Copy)]
+pub struct MetricDef {
+    pub name: &'static str,
+    pub kind: MetricKind,
+    pub help: &'static str,
+    pub labels: &'static [&'static str],
+    /// Histogram buckets (upper bounds, seconds); empty for counters and gauges.
+    pub buckets: &'static [f64],
+}
+
+/// Request latency buckets. They contain the latency SLO thresholds (0.5 s) and the per-endpoint
+/// p95 targets of the deployment checklist (0.05, 0.2, 0.5 s), so that "faster than X" is an
+/// exact bucket boundary and never an interpolation.
+pub const REQUEST_LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0,
+];
+
+/// Debate durations run from milliseconds (offline agents) to the 900 s debate timeout.
+pub const DEBATE_DURATION_BUCKETS: &[f64] = &[
+    0.1, 0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0,
+];
+
+/// Agent calls: from an offline agent's microseconds to the 240 s agent timeout.
+pub const AGENT_LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 240.0,
+];
+
+pub const HTTP_REQUESTS_TOTAL: MetricDef = MetricDef {
+    name: "aragora_http_requests_total",
+    kind: MetricKind::Counter,
+    help: "HTTP requests answered, by method, route template and status code.",
+    labels: &["method", "route", "status"],
+    buckets: &[],
+};
+
+pub const REQUEST_LATENCY_SECONDS: MetricDef = MetricDef {
+    name: "aragora_request_latency_seconds",
+    kind: MetricKind::Histogram,
+    help: "Time from request received to response headers sent, by method and route template.",
+    labels: &["method", "route"],
+    buckets: REQUEST_LATENCY_BUCKETS,
+};
+
+pub const DEBATES_TOTAL: MetricDef = MetricDef {
+    name: "aragora_debates_total",
+    kind: MetricKind::Counter,
+    help: "Debates that reached a final state, by outcome (consensus, no_consensus, failed, timed_out, cancelled).",
+    labels: &["outcome"],
+    buckets: &[],
+};
+
+pub const DEBATE_DURATION_SECONDS: MetricDef = MetricDef {
+    name: "aragora_debate_duration_seconds",
+    kind: MetricKind::Histogram,
+    help: "Wall time from a debate's start to its final state, by outcome.",
+    labels: &["outcome"],
+    buckets: DEBATE_DURATION_BUCKETS,
+};
+
+pub const ACTIVE_DEBATES: MetricDef = MetricDef {
+    name: "aragora_active_debates",
+    kind: MetricKind::Gauge,
+    help: "Debates running now on this replica.",
+    labels: &[],
+    buckets: &[],
+};
+
+pub const QUEUED_DEBATES: MetricDef = MetricDef {
+    name: "aragora_queued_debates",
+    kind: MetricKind::Gauge,
+    help: "Debates accepted and waiting for a free slot (ARAGORA_MAX_CONCURRENT_DEBATES) on this replica.",
+    labels: &[],
+    buckets: &[],
+};
+
+pub const AGENT_CALLS_TOTAL: MetricDef = MetricDef {
+    name: "aragora_agent_calls_total",
+    kind: MetricKind::Counter,
+    help: "Calls to debate agents, by agent, provider and status (success, error, timeout).",
+    labels: &["agent", "provider", "status"],
+    buckets: &[],
+};
+
+pub const AGENT_LATENCY_SECONDS: MetricDef = MetricDef {
+    name: "aragora_agent_latency_seconds",
+    kind: MetricKind::Histogram,
+    help: "Time an agent took to answer one call, by agent and provider.",
+    labels: &["agent", "provider"],
+    buckets: AGENT_LATENCY_BUCKETS,
+};
+
+pub const WEBSOCKET_CONNECTIONS: MetricDef = MetricDef {
+    name: "aragora_websocket_connections",
+    kind: MetricKind::Gauge,
+    help: "WebSocket connections open now.",
+    labels: &[],
+    buckets: &[],
+};
+
+pub const READY: MetricDef = MetricDef {
+    name: "aragora_ready",
+    kind: MetricKind::Gauge,
+    help: "1 while this process reports ready on /readyz, 0 while starting or draining.",
+    labels: &[],
+    buckets: &[],
+};
+
+pub const BUILD_INFO: MetricDef = MetricDef {
+    name: "aragora_build_info",
+    kind: MetricKind::Gauge,
+    help: "Always 1; the version label says which build is running.",
+    labels: &["version", "component"],
+    buckets: &[],
+};
+
+/// Every metric of the catalogue, for generators and for the test that checks a running
+/// system exports what rules and dashboards refer to.
+pub const ALL: &[MetricDef] = &[
+    HTTP_REQUESTS_TOTAL,
+    REQUEST_LATENCY_SECONDS,
+    DEBATES_TOTAL,
+    DEBATE_DURATION_SECONDS,
+    ACTIVE_DEBATES,
+    QUEUED_DEBATES,
+    AGENT_CALLS_TOTAL,
+    AGENT_LATENCY_SECONDS,
+    WEBSOCKET_CONNECTIONS,
+    READY,
+    BUILD_INFO,
+];
+
+impl MetricDef {
+    fn opts(&self) -> Opts {
+        Opts::new(self.name, self.help)
+    }
+
+    fn check_kind(&self, expected: MetricKind) {
+        // A mismatch is a programming error in a component, caught by its first test run.
+        assert_eq!(
+            self.kind, expected,
+            "metric {} is a {:?}",
+            self.name, self.kind
+        );
+    }
+
+    /// Builds and registers a labelled counter.
+    pub fn counter(&self, registry: &Registry) -> IntCounterVec {
+        self.check_kind(MetricKind::Counter);
+        let counter = IntCounterVec::new(self.opts(), self.labels).expect("catalogue metric");
+        registry
+            .register(Box::new(counter.clone()))
+            .expect("metric registered once");
+        counter
+    }
+
+    /// Builds and registers a gauge without labels.
+    pub fn gauge(&self, registry: &Registry) -> IntGauge {
+        self.check_kind(MetricKind::Gauge);
+        assert!(self.labels.is_empty(), "metric {} has labels", self.name);
+        let gauge = IntGauge::with_opts(self.opts()).expect("catalogue metric");
+        registry
+            .register(Box::new(gauge.clone()))
+            .expect("metric registered once");
+        gauge
+    }
+
+    /// Builds and registers a labelled gauge.
+    pub fn gauge_vec(&self, registry: &Registry) -> IntGaugeVec {
+        self.check_kind(MetricKind::Gauge);
+        let gauge = IntGaugeVec::new(self.opts(), self.labels).expect("catalogue metric");
+        registry
+            .register(Box::new(gauge.clone()))
+            .expect("metric registered once");
+        gauge
+    }
+
+    /// Builds and registers a labelled histogram with the catalogue's buckets.
+    pub fn histogram(&self, registry: &Registry) -> HistogramVec {
+        self.check_kind(MetricKind::Histogram);
+        let opts = HistogramOpts::new(self.name, self.help).buckets(self.buckets.to_vec());
+        let histogram = HistogramVec::new(opts, self.labels).expect("catalogue metric");
+        registry
+            .register(Box::new(histogram.clone()))
+            .expect("metric registered once");
+        histogram
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_registers_and_renders_under_its_name() {
+        let registry = Registry::new();
+        for def in ALL {
+            match def.kind {
+                MetricKind::Counter => {
+                    let values: Vec<&str> = def.labels.iter().map(|_| "x").collect();
+                    def.counter(&registry).with_label_values(&values).inc();
+                }
+                MetricKind::Gauge if def.labels.is_empty() => def.gauge(&registry).set(1),
+                MetricKind::Gauge => {
+                    let values: Vec<&str> = def.labels.iter().map(|_| "x").collect();
+                    def.gauge_vec(&registry).with_label_values(&values).set(1);
+                }
+                MetricKind::Histogram => {
+                    let values: Vec<&str> = def.labels.iter().map(|_| "x").collect();
+                    def.histogram(&registry)
+                        .with_label_values(&values)
+                        .observe(0.3);
+                }
+            }
+        }
+        let text = crate::render(&registry);
+        for def in ALL {
+            assert!(
+                text.contains(&format!("# TYPE {} ", def.name)),
+                "{} missing",
+                def.name
+            );
+        }
+    }
+
+    #[test]
+    fn latency_buckets_contain_the_slo_thresholds() {
+        for threshold in [0.05, 0.1, 0.2, 0.5, 1.0, 2.0] {
+            assert!(
+                REQUEST_LATENCY_BUCKETS.contains(&threshold),
+                "{threshold} not a bucket"
+            );
+        }
+    }
+}
