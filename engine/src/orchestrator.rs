@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, Notify, Semaphore};
 
 /// Why a debate was not admitted.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +59,8 @@ pub struct Orchestrator {
     queue_size: usize,
     local: Arc<Mutex<HashMap<String, LocalDebate>>>,
     draining: Arc<AtomicBool>,
+    /// Signalled whenever a local debate ends.
+    changed: Arc<Notify>,
 }
 
 impl Orchestrator {
@@ -70,6 +72,7 @@ impl Orchestrator {
             queue_size,
             local: Arc::default(),
             draining: Arc::default(),
+            changed: Arc::default(),
         }
     }
 
@@ -151,6 +154,7 @@ impl Orchestrator {
             this.lock().remove(&id);
             this.update_gauges();
             let _ = done_tx.send(true);
+            this.changed.notify_waiters();
         });
     }
 
@@ -370,31 +374,21 @@ impl Orchestrator {
         self.draining.load(Ordering::SeqCst)
     }
 
-    /// Lets local debates finish for up to `timeout`, then saves the rest as interrupted.
-    /// Returns the number interrupted.
+    /// Lets local debates (running and queued) finish for up to `timeout`, then saves the rest
+    /// as interrupted. Returns the number interrupted.
     pub async fn drain(&self, timeout: Duration) -> usize {
         self.start_draining();
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let (running, queued) = self.load();
-            if running + queued == 0 {
+            // Register interest before looking, so a debate ending in between is not missed.
+            let changed = self.changed.notified();
+            if self.lock().is_empty() {
                 return 0;
             }
-            // Queued debates would not start before the deadline on a full replica; save them
-            // now rather than start work that will be cut off.
-            let queued_ids: Vec<String> = self
-                .lock()
-                .iter()
-                .filter(|(_, d)| !d.running)
-                .map(|(id, _)| id.clone())
-                .collect();
-            for id in queued_ids {
-                self.stop_local(&id, StopReason::Draining);
+            tokio::select! {
+                _ = changed => {}
+                _ = tokio::time::sleep_until(deadline) => break,
             }
-            if tokio::time::Instant::now() >= deadline {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let waiters: Vec<watch::Receiver<bool>> = {
             let ids: Vec<String> = self.lock().keys().cloned().collect();

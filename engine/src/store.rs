@@ -130,9 +130,8 @@ impl SqlStore {
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match self.backend {
             DbBackend::Sqlite => {
-                sqlx::migrate!("../migrations/sqlite")
-                    .run(&self.pool)
-                    .await?;
+                let mut conn = self.pool.acquire().await?;
+                run_migrator(&sqlx::migrate!("../migrations/sqlite"), &mut conn).await?;
             }
             DbBackend::Postgres => {
                 // sqlx's own lock id is derived from the database name; the runbook's fixed id
@@ -142,9 +141,8 @@ impl SqlStore {
                     .bind(MIGRATION_LOCK_ID)
                     .execute(&mut *conn)
                     .await?;
-                let mut migrator = sqlx::migrate!("../migrations/postgres");
-                migrator.set_locking(false);
-                let result = migrator.run(&mut *conn).await;
+                let result =
+                    run_migrator(&sqlx::migrate!("../migrations/postgres"), &mut conn).await;
                 sqlx::query("SELECT pg_advisory_unlock($1)")
                     .bind(MIGRATION_LOCK_ID)
                     .execute(&mut *conn)
@@ -161,6 +159,36 @@ impl SqlStore {
             .collect::<Vec<_>>()
             .join(", ")
     }
+}
+
+/// Applies pending migrations through the `Migrate` trait's boxed methods. Equivalent to
+/// `Migrator::run` without its locking, but `Send`, so the engine can start inside a spawned
+/// task (rustc cannot prove `Migrator::run`'s higher-ranked `Acquire` bound there).
+async fn run_migrator(
+    migrator: &sqlx::migrate::Migrator,
+    conn: &mut sqlx::AnyConnection,
+) -> Result<(), sqlx::migrate::MigrateError> {
+    use sqlx::migrate::{Migrate, MigrateError};
+    conn.ensure_migrations_table().await?;
+    if let Some(version) = conn.dirty_version().await? {
+        return Err(MigrateError::Dirty(version));
+    }
+    let applied = conn.list_applied_migrations().await?;
+    for migration in migrator.iter() {
+        if migration.migration_type.is_down_migration() {
+            continue;
+        }
+        match applied.iter().find(|a| a.version == migration.version) {
+            Some(done) if done.checksum != migration.checksum => {
+                return Err(MigrateError::VersionMismatch(migration.version));
+            }
+            Some(_) => {}
+            None => {
+                conn.apply(migration).await?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn decode_debate(row: &AnyRow) -> Result<DebateRecord, StoreError> {

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what building and testing aragora needs on a Debian machine, skipping what is there.
+# Safe to run again. Used by scripts/test.sh, scripts/up.sh and CI.
+set -euo pipefail
+
+need_packages=()
+command -v cmake >/dev/null 2>&1 || need_packages+=(cmake)          # pingora builds libz-ng with it
+command -v pkg-config >/dev/null 2>&1 || need_packages+=(pkg-config)
+command -v cc >/dev/null 2>&1 || need_packages+=(build-essential)
+command -v curl >/dev/null 2>&1 || need_packages+=(curl)
+command -v psql >/dev/null 2>&1 || need_packages+=(postgresql-client)
+
+if [ "${#need_packages[@]}" -gt 0 ]; then
+  echo "setup: installing ${need_packages[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_packages[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  if [ -x "$HOME/.cargo/bin/cargo" ]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+  else
+    echo "setup: no Rust toolchain found; install one with rustup (https://rustup.rs) and retry" >&2
+    exit 1
+  fi
+fi

@@ -1,0 +1,30 @@
+//! End-to-end tests of the real `aragora` binary: real processes on ephemeral ports, real
+//! SQLite files and real PostgreSQL databases (one per test), real WebSocket clients.
+//! One test binary, so cargo links it once.
+
+mod support;
+
+/// Runs an async test body once against SQLite and once against a fresh PostgreSQL database.
+/// The body is `async fn name(options: EngineOptions)`.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(crate::support::EngineOptions::sqlite()).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let database = crate::support::TestDatabase::create().await;
+                super::$name(crate::support::EngineOptions::postgres(&database.url)).await
+            }
+        }
+    )*};
+}
+
+mod api;
+mod config;
+mod lifecycle;
+mod storage;
+mod websocket;

@@ -1,0 +1,272 @@
+//! The storage suite, run unchanged against SQLite and PostgreSQL through the `DebateStore` trait.
+
+use crate::support::TestDatabase;
+use aragora_engine::config::DbBackend;
+use aragora_engine::model::{
+    now_ms, ConsensusRule, DebateEvent, DebateRecord, DebateStatus, EventKind, Outcome,
+    StatusUpdate,
+};
+use aragora_engine::store::{DebateStore, SqlStore, MIGRATION_LOCK_ID};
+use serde_json::json;
+use std::time::Duration;
+
+fn record(id: &str, created_at_ms: i64) -> DebateRecord {
+    DebateRecord {
+        id: id.to_string(),
+        topic: format!("topic of {id}"),
+        status: DebateStatus::Queued,
+        rounds: 3,
+        agents: vec!["offline-skeptic".into(), "offline-optimist".into()],
+        consensus_rule: ConsensusRule::Supermajority,
+        seed: -42,
+        created_at_ms,
+        started_at_ms: None,
+        finished_at_ms: None,
+        updated_at_ms: created_at_ms,
+        outcome: None,
+        consensus_reached: None,
+        final_answer: None,
+        error: None,
+        last_seq: 0,
+    }
+}
+
+fn event(id: &str, seq: i64, kind: EventKind) -> DebateEvent {
+    DebateEvent::new(
+        id,
+        seq,
+        kind,
+        Some(1),
+        Some("offline-skeptic"),
+        json!({"text": format!("event {seq}")}),
+        now_ms(),
+    )
+}
+
+async fn the_store_keeps_debates_and_events_exactly(store: SqlStore) {
+    store.migrate().await.unwrap();
+    store.migrate().await.expect("migrations are idempotent");
+    assert!(store.ping().await.unwrap() < Duration::from_secs(1));
+    let base = now_ms();
+    for (i, id) in ["a", "b", "c"].iter().enumerate() {
+        store
+            .insert_debate(&record(id, base + i as i64))
+            .await
+            .unwrap();
+    }
+    assert!(
+        store.insert_debate(&record("a", base)).await.is_err(),
+        "ids are unique"
+    );
+    let a = store.debate("a").await.unwrap().unwrap();
+    assert_eq!(
+        a,
+        record("a", base),
+        "a record reads back exactly as written"
+    );
+    assert!(store.debate("zzz").await.unwrap().is_none());
+
+    // Events: appended in seq order together with the status change they carry.
+    let started = StatusUpdate {
+        started_at_ms: Some(base + 10),
+        ..StatusUpdate::to(DebateStatus::Running)
+    };
+    store
+        .append_event(&event("a", 1, EventKind::DebateStart), Some(&started))
+        .await
+        .unwrap();
+    for seq in 2..=5 {
+        store
+            .append_event(&event("a", seq, EventKind::AgentMessage), None)
+            .await
+            .unwrap();
+    }
+    let running = store.debate("a").await.unwrap().unwrap();
+    assert_eq!(
+        (running.status, running.started_at_ms, running.last_seq),
+        (DebateStatus::Running, Some(base + 10), 5)
+    );
+
+    // A duplicate seq is refused and leaves nothing half-written.
+    let duplicate = event("a", 5, EventKind::DebateEnd);
+    let finish = StatusUpdate {
+        outcome: Some(Outcome::Consensus),
+        ..StatusUpdate::to(DebateStatus::Completed)
+    };
+    assert!(store.append_event(&duplicate, Some(&finish)).await.is_err());
+    let unchanged = store.debate("a").await.unwrap().unwrap();
+    assert_eq!(
+        (unchanged.status, unchanged.last_seq, unchanged.outcome),
+        (DebateStatus::Running, 5, None)
+    );
+
+    let tail = store.events_after("a", 2, 100).await.unwrap();
+    assert_eq!(
+        tail.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![3, 4, 5]
+    );
+    assert_eq!(tail[0].data, json!({"text": "event 3"}));
+    assert_eq!(tail[0].agent.as_deref(), Some("offline-skeptic"));
+    assert_eq!(
+        store.events_after("a", 0, 2).await.unwrap().len(),
+        2,
+        "limit is honoured"
+    );
+
+    let end = StatusUpdate {
+        finished_at_ms: Some(base + 20),
+        outcome: Some(Outcome::Consensus),
+        consensus_reached: Some(true),
+        final_answer: Some("answer".into()),
+        ..StatusUpdate::to(DebateStatus::Completed)
+    };
+    store
+        .append_event(&event("a", 6, EventKind::DebateEnd), Some(&end))
+        .await
+        .unwrap();
+    let done = store.debate("a").await.unwrap().unwrap();
+    assert_eq!(done.status, DebateStatus::Completed);
+    assert_eq!(done.outcome, Some(Outcome::Consensus));
+    assert_eq!(done.consensus_reached, Some(true));
+    assert_eq!(done.final_answer.as_deref(), Some("answer"));
+    assert_eq!(
+        done.started_at_ms,
+        Some(base + 10),
+        "earlier fields are kept"
+    );
+
+    // Guarded transitions only apply from the states given.
+    let cancel = StatusUpdate::to(DebateStatus::Cancelled);
+    assert!(!store
+        .transition("a", &[DebateStatus::Queued, DebateStatus::Running], &cancel)
+        .await
+        .unwrap());
+    assert!(store
+        .transition("b", &[DebateStatus::Queued], &cancel)
+        .await
+        .unwrap());
+    assert_eq!(
+        store.debate("b").await.unwrap().unwrap().status,
+        DebateStatus::Cancelled
+    );
+
+    // Listing: newest first, filtered, paged, with the total.
+    let all = store.list_debates(&[], 10, 0).await.unwrap();
+    assert_eq!(all.total, 3);
+    assert_eq!(
+        all.debates
+            .iter()
+            .map(|d| d.id.as_str())
+            .collect::<Vec<_>>(),
+        vec!["c", "b", "a"]
+    );
+    let page = store.list_debates(&[], 1, 1).await.unwrap();
+    assert_eq!((page.total, page.debates[0].id.as_str()), (3, "b"));
+    let finished = store
+        .list_debates(&[DebateStatus::Completed, DebateStatus::Cancelled], 10, 0)
+        .await
+        .unwrap();
+    assert_eq!(finished.total, 2);
+    let queued = store.debates_in(&[DebateStatus::Queued]).await.unwrap();
+    assert_eq!(
+        queued.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+        vec!["c"]
+    );
+    store.close().await;
+}
+
+#[tokio::test]
+async fn sqlite_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("aragora.db").display()
+    );
+    let store = SqlStore::connect(DbBackend::Sqlite, &url, 4).await.unwrap();
+    the_store_keeps_debates_and_events_exactly(store).await;
+}
+
+#[tokio::test]
+async fn postgres_store() {
+    let database = TestDatabase::create().await;
+    let store = SqlStore::connect(DbBackend::Postgres, &database.url, 4)
+        .await
+        .unwrap();
+    the_store_keeps_debates_and_events_exactly(store).await;
+}
+
+#[tokio::test]
+async fn sqlite_runs_in_wal_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("aragora.db").display()
+    );
+    let store = SqlStore::connect(DbBackend::Sqlite, &url, 1).await.unwrap();
+    store.migrate().await.unwrap();
+    store.close().await;
+    use sqlx::Connection;
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let (mode,): (String,) = sqlx::query_as("PRAGMA journal_mode")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(mode, "wal");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_migrations_wait_for_the_runbook_advisory_lock() {
+    let database = TestDatabase::create().await;
+    use sqlx::Connection;
+    // Another replica holds the migration lock.
+    let mut holder = sqlx::PgConnection::connect(&database.url).await.unwrap();
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(MIGRATION_LOCK_ID)
+        .execute(&mut holder)
+        .await
+        .unwrap();
+
+    let replicas: Vec<_> = (0..3)
+        .map(|_| {
+            let url = database.url.clone();
+            tokio::spawn(async move {
+                let store = SqlStore::connect(DbBackend::Postgres, &url, 2)
+                    .await
+                    .unwrap();
+                store.migrate().await.map(|_| store)
+            })
+        })
+        .collect();
+    // While the lock is held no replica may have created the schema.
+    let waiting = tokio::time::timeout(Duration::from_millis(500), async {
+        loop {
+            let exists: Option<(String,)> = sqlx::query_as("SELECT table_name::text FROM information_schema.tables WHERE table_name = 'debates'")
+                .fetch_optional(&mut holder).await.unwrap();
+            if exists.is_some() {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert!(
+        waiting.is_err(),
+        "a replica migrated while another held lock {MIGRATION_LOCK_ID}"
+    );
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(MIGRATION_LOCK_ID)
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    for replica in replicas {
+        let store = replica
+            .await
+            .unwrap()
+            .expect("every replica migrates once the lock is free");
+        store
+            .insert_debate(&record(&uuid::Uuid::new_v4().to_string(), now_ms()))
+            .await
+            .unwrap();
+        store.close().await;
+    }
+}

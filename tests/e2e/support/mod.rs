@@ -1,0 +1,364 @@
+//! Helpers for end-to-end tests: the real `aragora` binary on ephemeral ports, a fresh
+//! PostgreSQL database per test, and polling with a deadline instead of sleeping.
+
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::collections::HashMap;
+use std::future::Future;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub const BINARY: &str = env!("CARGO_BIN_EXE_aragora");
+
+/// The PostgreSQL server the tests create their databases on.
+pub fn postgres_admin_url() -> String {
+    std::env::var("ARAGORA_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+}
+
+/// Polls `check` until it returns `Some`, or panics with `what` after `patience`.
+pub async fn eventually<T, F, Fut>(what: &str, patience: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + patience;
+    let mut pause = Duration::from_millis(5);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out after {patience:?} waiting for {what}");
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(100));
+    }
+}
+
+/// A database created for one test and dropped after it.
+pub struct TestDatabase {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDatabase {
+    pub async fn create() -> Self {
+        use sqlx::Connection;
+        let name = format!("aragora_test_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = sqlx::PgConnection::connect(&postgres_admin_url())
+            .await
+            .expect("PostgreSQL reachable at ARAGORA_TEST_POSTGRES_URL (default 127.0.0.1:5432)");
+        sqlx::Executor::execute(&mut admin, format!("CREATE DATABASE {name}").as_str())
+            .await
+            .expect("create test database");
+        let base = postgres_admin_url();
+        let url = match base.rsplit_once('/') {
+            Some((server, _)) => format!("{server}/{name}"),
+            None => format!("{base}/{name}"),
+        };
+        Self { name, url }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop runs outside any runtime guarantee; use a thread with its own.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async {
+                use sqlx::Connection;
+                let mut admin = sqlx::PgConnection::connect(&postgres_admin_url())
+                    .await
+                    .ok()?;
+                let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                sqlx::Executor::execute(&mut admin, sql.as_str()).await.ok()
+            })
+        })
+        .join();
+    }
+}
+
+/// Which database an engine under test uses.
+pub enum Backend {
+    Sqlite,
+    Postgres(String),
+}
+
+/// A running `aragora serve` process.
+pub struct Engine {
+    pub child: Child,
+    pub api: SocketAddr,
+    pub ws: SocketAddr,
+    pub data_dir: PathBuf,
+    pub log: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+    pub http: reqwest::Client,
+}
+
+/// How to start an engine.
+pub struct EngineOptions {
+    pub backend: Backend,
+    pub env: HashMap<String, String>,
+    /// Reuse a data directory (a restart); a fresh temporary one otherwise.
+    pub data_dir: Option<PathBuf>,
+}
+
+impl EngineOptions {
+    pub fn sqlite() -> Self {
+        Self {
+            backend: Backend::Sqlite,
+            env: HashMap::new(),
+            data_dir: None,
+        }
+    }
+
+    pub fn postgres(url: &str) -> Self {
+        Self {
+            backend: Backend::Postgres(url.to_string()),
+            ..Self::sqlite()
+        }
+    }
+
+    pub fn env(mut self, key: &str, value: impl ToString) -> Self {
+        self.env.insert(key.to_string(), value.to_string());
+        self
+    }
+
+    pub fn data_dir(mut self, dir: &Path) -> Self {
+        self.data_dir = Some(dir.to_path_buf());
+        self
+    }
+}
+
+/// A command for the real binary with no inherited `ARAGORA_*` or database settings.
+pub fn aragora_command() -> Command {
+    let mut command = Command::new(BINARY);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("ARAGORA_") || key == "DATABASE_URL" {
+            command.env_remove(key);
+        }
+    }
+    command.env("ARAGORA_LOG_LEVEL", "info");
+    command
+}
+
+fn parse_listening(line: &str) -> Option<(SocketAddr, SocketAddr)> {
+    let rest = line.strip_prefix("aragora engine listening ")?;
+    let mut api = None;
+    let mut ws = None;
+    for part in rest.split_whitespace() {
+        if let Some(addr) = part.strip_prefix("api=") {
+            api = addr.parse().ok();
+        } else if let Some(addr) = part.strip_prefix("ws=") {
+            ws = addr.parse().ok();
+        }
+    }
+    Some((api?, ws?))
+}
+
+impl Engine {
+    /// Starts the binary on ephemeral ports and waits until it is ready.
+    pub async fn start(options: EngineOptions) -> Self {
+        let engine = Self::spawn(options);
+        engine.wait_ready().await;
+        engine
+    }
+
+    /// Starts the binary and returns once it listens (not necessarily ready).
+    pub fn spawn(options: EngineOptions) -> Self {
+        let (temp, data_dir) = match options.data_dir {
+            Some(dir) => (None, dir),
+            None => {
+                let temp = tempfile::tempdir().expect("temp dir");
+                let dir = temp.path().to_path_buf();
+                (Some(temp), dir)
+            }
+        };
+        let log = data_dir.join(format!("engine-{}.log", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&data_dir).expect("data dir");
+        let mut command = aragora_command();
+        command
+            .arg("serve")
+            .env("ARAGORA_HOST", "127.0.0.1")
+            .env("ARAGORA_PORT", "0")
+            .env("ARAGORA_WS_PORT", "0")
+            .env("ARAGORA_DATA_DIR", &data_dir)
+            .env("ARAGORA_DRAIN_TIMEOUT", "5")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).expect("log file"));
+        if let Backend::Postgres(url) = &options.backend {
+            // Small pools: many engines share one PostgreSQL (max_connections 100) in parallel.
+            command
+                .env("ARAGORA_DB_BACKEND", "postgres")
+                .env("ARAGORA_DB_POOL_SIZE", "4")
+                .env("DATABASE_URL", url);
+        }
+        command.envs(&options.env);
+        let mut child = command.spawn().expect("start aragora");
+        let stdout = child.stdout.take().expect("stdout");
+        let (sender, receiver) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addrs) = parse_listening(&line) {
+                    let _ = sender.send(addrs);
+                }
+            }
+        });
+        let (api, ws) = match receiver.recv_timeout(Duration::from_secs(30)) {
+            Ok(addrs) => addrs,
+            Err(_) => {
+                let _ = child.kill();
+                let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+                panic!("aragora did not report its ports within 30 s; its log:\n{log_text}");
+            }
+        };
+        Self {
+            child,
+            api,
+            ws,
+            data_dir,
+            log,
+            _temp: temp,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.api)
+    }
+
+    pub fn ws_url(&self, path_and_query: &str) -> String {
+        format!("ws://{}{path_and_query}", self.api)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub async fn wait_ready(&self) {
+        let http = self.http.clone();
+        let url = self.url("/readyz");
+        eventually(
+            "the engine to report ready on /readyz",
+            Duration::from_secs(30),
+            || {
+                let http = http.clone();
+                let url = url.clone();
+                async move {
+                    let response = http.get(&url).send().await.ok()?;
+                    (response.status() == 200).then_some(())
+                }
+            },
+        )
+        .await;
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let response = self.http.get(self.url(path)).send().await.expect("GET");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
+        let response = self
+            .http
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("POST");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Starts a debate and returns its id; panics unless the engine accepted it.
+    pub async fn start_debate(&self, body: Value) -> String {
+        let (status, reply) = self.post_json("/api/debates", &body).await;
+        assert_eq!(status, 202, "debate not accepted: {reply}");
+        reply["debate_id"].as_str().expect("debate_id").to_string()
+    }
+
+    /// Waits until the debate reaches a final state and returns its record.
+    pub async fn wait_final(&self, id: &str, patience: Duration) -> Value {
+        let path = format!("/api/debates/{id}");
+        eventually(&format!("debate {id} to finish"), patience, || async {
+            let (status, body) = self.get(&path).await;
+            let state = body["status"].as_str().unwrap_or_default().to_string();
+            (status == 200
+                && ["completed", "failed", "cancelled", "timed_out"].contains(&state.as_str()))
+            .then_some(body)
+        })
+        .await
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+        unsafe {
+            libc::kill(self.pid(), signal);
+        }
+    }
+
+    /// Waits for the process to exit, up to `patience`.
+    pub async fn wait_exit(&mut self, patience: Duration) -> ExitStatus {
+        let deadline = Instant::now() + patience;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "aragora did not exit within {patience:?}; log:\n{}",
+                    self.log_text()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The metric samples of /metrics as (name with labels, value).
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics body")
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The value of one sample line (`name{labels} value`) in a Prometheus text exposition.
+pub fn sample(metrics: &str, name_and_labels: &str) -> Option<f64> {
+    metrics.lines().find_map(|line| {
+        let (key, value) = line.rsplit_once(' ')?;
+        (key == name_and_labels)
+            .then(|| value.parse().ok())
+            .flatten()
+    })
+}

@@ -1,0 +1,198 @@
+//! WebSocket streaming: every event once, in order, across dropped connections.
+
+use crate::support::{Engine, EngineOptions};
+use futures::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message;
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+const PATIENCE: Duration = Duration::from_secs(60);
+
+pub async fn connect(url: &str) -> Socket {
+    let (socket, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("WebSocket connect");
+    socket
+}
+
+/// The next JSON message that is not a heartbeat.
+pub async fn next_event(socket: &mut Socket) -> Value {
+    loop {
+        let message = tokio::time::timeout(PATIENCE, socket.next())
+            .await
+            .expect("an event within the deadline")
+            .expect("socket open")
+            .expect("socket healthy");
+        if let Message::Text(text) = message {
+            let event: Value = serde_json::from_str(&text).expect("JSON event");
+            if event["type"] != "heartbeat" {
+                return event;
+            }
+        }
+    }
+}
+
+/// Reads events of one debate until its `debate_end`.
+pub async fn read_to_end(socket: &mut Socket, into: &mut Vec<Value>) {
+    loop {
+        let event = next_event(socket).await;
+        let end = event["type"] == "debate_end";
+        into.push(event);
+        if end {
+            return;
+        }
+    }
+}
+
+fn seqs(events: &[Value]) -> Vec<i64> {
+    events
+        .iter()
+        .map(|e| e["seq"].as_i64().expect("seq"))
+        .collect()
+}
+
+async fn reconnecting_with_last_seq_gives_every_event_exactly_once(options: EngineOptions) {
+    let engine = Engine::start(options.env("ARAGORA_OFFLINE_AGENT_LATENCY_MS", 40)).await;
+    let id = engine
+        .start_debate(json!({"topic": "Resume me", "rounds": 3}))
+        .await;
+
+    let mut received = Vec::new();
+    let mut socket = connect(&engine.ws_url(&format!("/ws?debate_id={id}"))).await;
+    while received.len() < 6 {
+        received.push(next_event(&mut socket).await);
+    }
+    // The client vanishes without a close handshake, like a dropped mobile connection.
+    drop(socket);
+    let last_seq = received.last().unwrap()["seq"].as_i64().unwrap();
+    let mut socket =
+        connect(&engine.ws_url(&format!("/ws?debate_id={id}&last_seq={last_seq}"))).await;
+    read_to_end(&mut socket, &mut received).await;
+
+    let debate = engine.wait_final(&id, PATIENCE).await;
+    let total = debate["last_seq"].as_i64().unwrap();
+    assert_eq!(
+        seqs(&received),
+        (1..=total).collect::<Vec<_>>(),
+        "no gap, no duplicate"
+    );
+    assert_eq!(received[0]["type"], "debate_start");
+    assert_eq!(received.last().unwrap()["type"], "debate_end");
+    for event in &received {
+        assert_eq!(event["debate_id"], id.as_str());
+        assert!(event["timestamp"].is_string());
+        assert!(
+            event.get("round").is_some()
+                && event.get("agent").is_some()
+                && event.get("data").is_some()
+        );
+    }
+    let kinds: Vec<&str> = received
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    for kind in [
+        "round_start",
+        "agent_message",
+        "critique",
+        "vote",
+        "consensus",
+    ] {
+        assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
+    }
+
+    // A late watcher of a finished debate gets the whole history, then nothing more.
+    let mut late = connect(&engine.ws_url(&format!("/ws?debate_id={id}"))).await;
+    let mut replay = Vec::new();
+    read_to_end(&mut late, &mut replay).await;
+    assert_eq!(seqs(&replay), (1..=total).collect::<Vec<_>>());
+}
+
+on_both_backends!(reconnecting_with_last_seq_gives_every_event_exactly_once);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_connection_watches_several_debates_on_the_websocket_port() {
+    let engine =
+        Engine::start(EngineOptions::sqlite().env("ARAGORA_OFFLINE_AGENT_LATENCY_MS", 20)).await;
+    let first = engine
+        .start_debate(json!({"topic": "first", "rounds": 2}))
+        .await;
+    let second = engine
+        .start_debate(json!({"topic": "second", "rounds": 2}))
+        .await;
+    let mut socket = connect(&format!("ws://{}/ws", engine.ws)).await;
+    for id in [&first, &second] {
+        let subscribe = json!({"type": "subscribe", "debate_id": id, "last_seq": 0});
+        socket
+            .send(Message::Text(subscribe.to_string().into()))
+            .await
+            .unwrap();
+    }
+    let mut by_debate: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    let mut ended = 0;
+    while ended < 2 {
+        let event = next_event(&mut socket).await;
+        let id = event["debate_id"].as_str().unwrap().to_string();
+        by_debate
+            .entry(id)
+            .or_default()
+            .push(event["seq"].as_i64().unwrap());
+        if event["type"] == "debate_end" {
+            ended += 1;
+        }
+    }
+    for id in [&first, &second] {
+        let debate = engine.wait_final(id, PATIENCE).await;
+        let total = debate["last_seq"].as_i64().unwrap();
+        assert_eq!(by_debate[id.as_str()], (1..=total).collect::<Vec<_>>());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_subscriptions_get_error_events_and_idle_sockets_get_heartbeats() {
+    let engine =
+        Engine::start(EngineOptions::sqlite().env("ARAGORA_WS_HEARTBEAT_INTERVAL", 1)).await;
+    let mut socket = connect(&engine.ws_url("/ws?debate_id=no-such-debate")).await;
+    let error = next_event(&mut socket).await;
+    assert_eq!(error["type"], "error");
+    assert_eq!(error["data"]["code"], "not_found");
+    assert!(error["data"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("POST /api/debates"));
+
+    socket
+        .send(Message::Text("{\"type\":\"subscribe\"}".into()))
+        .await
+        .unwrap();
+    let error = next_event(&mut socket).await;
+    assert_eq!(error["data"]["code"], "invalid_message");
+    assert!(error["data"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("debate_id"));
+
+    // Nothing else to say: the server still proves the connection is alive.
+    let heartbeat = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Some(Ok(Message::Text(text))) = socket.next().await {
+                let event: Value = serde_json::from_str(&text).unwrap();
+                if event["type"] == "heartbeat" {
+                    return event;
+                }
+            }
+        }
+    })
+    .await
+    .expect("a heartbeat within 10 s at a 1 s interval");
+    assert!(heartbeat["timestamp"].is_string());
+    let metrics = engine.metrics().await;
+    assert_eq!(
+        crate::support::sample(&metrics, "aragora_websocket_connections"),
+        Some(1.0)
+    );
+}
