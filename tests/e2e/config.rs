@@ -137,7 +137,11 @@ fn a_port_in_use_is_named_with_what_to_do() {
 fn the_readme_documents_every_setting() {
     let readme = include_str!("../../README.md");
     for setting in aragora_engine::config::SETTINGS {
-        assert!(readme.contains(&format!("| `{}` |", setting.key)), "README lacks key {}", setting.key);
+        assert!(
+            readme.contains(&format!("| `{}` |", setting.key)),
+            "README lacks key {}",
+            setting.key
+        );
         for env in setting.env {
             assert!(readme.contains(&format!("`{env}`")), "README lacks {env}");
         }
