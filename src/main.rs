@@ -2,7 +2,6 @@
 //! the library crates together and runs them. No logic of its own beyond that.
 
 use anyhow::Context;
-use aragora_engine::agents::AgentRegistry;
 use aragora_engine::config::{process_env, DbBackend};
 use aragora_engine::{Bound, ConfigProblem, EngineConfig};
 use aragora_telemetry::LogFormat;
@@ -33,6 +32,24 @@ enum Command {
     Up(ServeArgs),
     /// Check the configuration (and that the database answers); print every problem; exit non-zero on any.
     ValidateEnv(ConfigArgs),
+    /// Debate receipts.
+    #[command(subcommand)]
+    Receipt(ReceiptCommand),
+}
+
+#[derive(Subcommand)]
+enum ReceiptCommand {
+    /// Verify a receipt file offline against ARAGORA_RECEIPT_SIGNING_KEY (and _PREVIOUS), or the
+    /// key generated in the data directory. Exits 0 when valid, 1 when not.
+    Verify {
+        /// The receipt, as saved from GET /api/debates/{id}/receipt.
+        file: PathBuf,
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Data directory holding a generated key (overrides ARAGORA_DATA_DIR).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Args, Clone)]
@@ -128,10 +145,9 @@ fn display_host(bound: &std::net::SocketAddr) -> String {
 }
 
 async fn run_engine(config: EngineConfig, banner: bool) -> anyhow::Result<()> {
-    let agents = AgentRegistry::offline(Duration::from_millis(config.offline_agent_latency_ms));
     let backend = config.db_backend;
     let data_dir = config.data_dir.clone();
-    aragora_engine::serve(config, agents, shutdown_signal(), move |bound: Bound| {
+    aragora_engine::serve(config, shutdown_signal(), move |bound: Bound| {
         // One machine-readable line (tests and scripts read the ports from it) ...
         println!(
             "aragora engine listening api={} ws={}",
@@ -179,6 +195,65 @@ async fn validate_env(args: &ConfigArgs) -> ExitCode {
     }
 }
 
+fn verify_receipt(
+    file: &std::path::Path,
+    config: ConfigArgs,
+    data_dir: Option<PathBuf>,
+) -> ExitCode {
+    use aragora_engine::receipts::ReceiptKeys;
+    let args = ServeArgs {
+        config,
+        api_port: None,
+        ws_port: None,
+        host: None,
+        data_dir,
+    };
+    let config = match load_config(&args) {
+        Ok(config) => config,
+        Err(problems) => {
+            print_problems(&problems);
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
+    let text = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(err) => {
+            eprintln!("aragora: cannot read {}: {err}", file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let keys = match ReceiptKeys::resolve(
+        config.receipt_signing_key.as_deref(),
+        config.receipt_signing_key_previous.as_deref(),
+        &config.data_dir,
+    ) {
+        Ok(keys) => keys,
+        Err(err) => {
+            eprintln!("aragora: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match keys.verify_json(&text) {
+        Ok((receipt, signed_with)) => {
+            println!(
+                "valid: receipt of debate {} ({:?}), signed with the {} key {}",
+                receipt.debate_id,
+                receipt.outcome,
+                match signed_with {
+                    aragora_engine::receipts::SignedWith::Current => "current",
+                    aragora_engine::receipts::SignedWith::Previous => "previous",
+                },
+                receipt.key_id
+            );
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("INVALID: {}: {err}", file.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Checks what static validation cannot: the data directory and the database.
 async fn check_environment(config: &EngineConfig) -> Vec<ConfigProblem> {
     let mut problems = Vec::new();
@@ -206,16 +281,9 @@ async fn check_environment(config: &EngineConfig) -> Vec<ConfigProblem> {
     }
     if config.db_backend == DbBackend::Postgres {
         let url = config.database_url();
-        let check = async {
-            let store =
-                aragora_engine::store::SqlStore::connect(config.db_backend, &url, 1).await?;
-            use aragora_engine::store::DebateStore;
-            store.ping().await?;
-            store.close().await;
-            Ok::<_, aragora_engine::store::StoreError>(())
-        };
+        let check = aragora_engine::store::SqlStore::check(&url);
         match tokio::time::timeout(Duration::from_secs(5), check).await {
-            Ok(Ok(())) => {}
+            Ok(Ok(_latency)) => {}
             Ok(Err(err)) => problems.push(ConfigProblem::new("DATABASE_URL", format!("the database is unreachable ({err}); check the host, port, credentials and that PostgreSQL runs"))),
             Err(_) => problems.push(ConfigProblem::new("DATABASE_URL", "the database did not answer within 5 s; check the host and port and any firewall")),
         }
@@ -240,6 +308,11 @@ fn main() -> ExitCode {
             Command::ValidateEnv(args) => validate_env(&args).await,
             Command::Serve(args) => serve(&args, false).await,
             Command::Up(args) => serve(&args, true).await,
+            Command::Receipt(ReceiptCommand::Verify {
+                file,
+                config,
+                data_dir,
+            }) => verify_receipt(&file, config, data_dir),
         }
     })
 }

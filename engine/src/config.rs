@@ -6,8 +6,9 @@
 //! problem at once, each naming the setting and saying how to fix it, so `aragora validate-env`
 //! and `aragora serve` refuse bad config with the same list.
 
+use crate::agents::providers::ProviderKind;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -75,6 +76,16 @@ macro_rules! number_from_env {
     )*};
 }
 number_from_env!(u16, u32, u64, usize);
+
+impl FromEnv for bool {
+    fn from_env(raw: &str) -> Result<Self, String> {
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => Ok(true),
+            "0" | "false" | "no" | "off" => Ok(false),
+            _ => Err(format!("{raw:?} is not a boolean; use true or false")),
+        }
+    }
+}
 
 impl FromEnv for String {
     fn from_env(raw: &str) -> Result<Self, String> {
@@ -175,6 +186,42 @@ pub struct EngineConfig {
     pub environment: String,
     pub log_level: String,
     pub log_format: String,
+    pub agent_max_retries: u32,
+    pub agent_retry_base_ms: u64,
+    pub agent_max_tokens: u32,
+    pub agent_streaming: bool,
+    pub circuit_breaker_threshold: u32,
+    pub circuit_breaker_cooldown_secs: u64,
+    pub openrouter_fallback_model: String,
+    pub receipt_signing_key: Option<String>,
+    pub receipt_signing_key_previous: Option<String>,
+    /// Per-provider key, base URL and model (`[providers.anthropic]` in TOML; env below).
+    pub providers: BTreeMap<String, ProviderSettings>,
+    /// Named agents (`[[agents]]` in TOML). Each provider with a key also gets one by default.
+    pub agents: Vec<AgentSpec>,
+}
+
+/// One provider's connection settings. Env: the seeds' key variable (`ANTHROPIC_API_KEY`, ...),
+/// `ARAGORA_<PROVIDER>_BASE_URL` and `ARAGORA_<PROVIDER>_MODEL`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProviderSettings {
+    pub api_key: Option<String>,
+    pub base_url: Option<String>,
+    pub model: Option<String>,
+}
+
+/// A debate agent configured by name.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSpec {
+    pub name: String,
+    /// anthropic, openai, gemini, xai, mistral, openrouter or openai-compatible.
+    pub provider: String,
+    /// The provider's model; the provider's default model when absent.
+    pub model: Option<String>,
+    /// How the agent argues (part of its system prompt).
+    pub persona: Option<String>,
 }
 
 settings! {
@@ -204,6 +251,15 @@ settings! {
     environment: ["ARAGORA_ENV", "ARAGORA_ENVIRONMENT"] "development or production; production requires ARAGORA_JWT_SECRET.";
     log_level: ["ARAGORA_LOG_LEVEL"] "DEBUG, INFO, WARNING or ERROR.";
     log_format: ["ARAGORA_LOG_FORMAT"] "json (one object per line) or text.";
+    agent_max_retries: ["ARAGORA_AGENT_MAX_RETRIES"] "Retries of a provider call after a 429, 5xx or connection failure.";
+    agent_retry_base_ms: ["ARAGORA_AGENT_RETRY_BASE_MS"] "First retry delay in ms; doubles each retry, with jitter; Retry-After wins when sent.";
+    agent_max_tokens: ["ARAGORA_AGENT_MAX_TOKENS"] "Most tokens an LLM agent may write per message.";
+    agent_streaming: ["ARAGORA_AGENT_STREAMING"] "Stream LLM answers (token_delta events to WebSocket subscribers).";
+    circuit_breaker_threshold: ["ARAGORA_CIRCUIT_BREAKER_THRESHOLD"] "Consecutive failures that open an agent's circuit breaker.";
+    circuit_breaker_cooldown_secs: ["ARAGORA_CIRCUIT_BREAKER_COOLDOWN"] "Seconds an open breaker waits before a half-open trial call.";
+    openrouter_fallback_model: ["ARAGORA_OPENROUTER_FALLBACK_MODEL"] "OpenRouter model that answers when an agent's provider fails (needs OPENROUTER_API_KEY).";
+    receipt_signing_key: ["ARAGORA_RECEIPT_SIGNING_KEY"] "HMAC-SHA256 key for debate receipts (32+ characters); generated into the data directory when unset outside production.";
+    receipt_signing_key_previous: ["ARAGORA_RECEIPT_SIGNING_KEY_PREVIOUS"] "The key before a rotation; receipts signed with it still verify.";
 }
 
 impl Default for EngineConfig {
@@ -235,6 +291,17 @@ impl Default for EngineConfig {
             environment: "development".into(),
             log_level: "INFO".into(),
             log_format: "json".into(),
+            agent_max_retries: 3,
+            agent_retry_base_ms: 500,
+            agent_max_tokens: 1024,
+            agent_streaming: true,
+            circuit_breaker_threshold: 5,
+            circuit_breaker_cooldown_secs: 60,
+            openrouter_fallback_model: "openai/gpt-4o-mini".into(),
+            receipt_signing_key: None,
+            receipt_signing_key_previous: None,
+            providers: BTreeMap::new(),
+            agents: Vec::new(),
         }
     }
 }
@@ -259,6 +326,7 @@ impl EngineConfig {
             None => Self::default(),
         };
         config.apply_env(env, &mut problems);
+        config.apply_provider_env(env);
         problems.extend(config.validate());
         if problems.is_empty() {
             Ok(config)
@@ -277,6 +345,107 @@ impl EngineConfig {
                 format!("is not valid: {}", err.to_string().trim()),
             )
         })
+    }
+
+    /// Provider keys, base URLs and models from the environment.
+    fn apply_provider_env(&mut self, env: &HashMap<String, String>) {
+        for kind in ProviderKind::ALL {
+            let prefix = provider_env_prefix(kind);
+            let settings = self.providers.entry(kind.as_str().to_string()).or_default();
+            let read = |name: &str| env.get(name).filter(|v| !v.is_empty()).cloned();
+            if let Some(key) = read(kind.key_env()) {
+                settings.api_key = Some(key);
+            }
+            if let Some(url) = read(&format!("{prefix}_BASE_URL")) {
+                settings.base_url = Some(url);
+            }
+            if let Some(model) = read(&format!("{prefix}_MODEL")) {
+                settings.model = Some(model);
+            }
+        }
+    }
+
+    /// The settings of one provider (empty when none are given).
+    pub fn provider(&self, kind: ProviderKind) -> ProviderSettings {
+        self.providers
+            .get(kind.as_str())
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// A provider can take calls when it has a key (or, for a self-hosted OpenAI-compatible
+    /// server, a base URL).
+    pub fn provider_enabled(&self, kind: ProviderKind) -> bool {
+        let settings = self.provider(kind);
+        match kind {
+            ProviderKind::OpenaiCompatible => settings.base_url.is_some(),
+            _ => settings.api_key.is_some(),
+        }
+    }
+
+    fn validate_providers(&self, check: &mut impl FnMut(bool, &str, String)) {
+        for name in self.providers.keys() {
+            check(
+                ProviderKind::parse(name).is_some(),
+                "providers",
+                format!(
+                    "[providers.{name}] is not a provider; use one of {}",
+                    provider_names()
+                ),
+            );
+        }
+        for kind in ProviderKind::ALL {
+            let settings = self.provider(kind);
+            if let Some(url) = &settings.base_url {
+                check(
+                    url.starts_with("http://") || url.starts_with("https://"),
+                    &format!("{}_BASE_URL", provider_env_prefix(kind)),
+                    format!("{url:?} is not an http(s) URL"),
+                );
+            }
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for agent in &self.agents {
+            let setting = format!("agents.{}", agent.name);
+            check(
+                !agent.name.trim().is_empty(),
+                "agents",
+                "an agent has an empty name".into(),
+            );
+            check(
+                seen.insert(agent.name.clone()),
+                &setting,
+                "is defined twice; give each agent its own name".into(),
+            );
+            check(
+                !agent.name.starts_with("offline-"),
+                &setting,
+                "names starting with offline- belong to the built-in offline agents; choose another".into(),
+            );
+            match ProviderKind::parse(&agent.provider) {
+                None => check(
+                    false,
+                    &setting,
+                    format!(
+                        "provider {:?} is unknown; use one of {}",
+                        agent.provider,
+                        provider_names()
+                    ),
+                ),
+                Some(kind) => check(
+                    self.provider_enabled(kind),
+                    &setting,
+                    format!(
+                        "uses {} but {} is not set",
+                        kind.as_str(),
+                        match kind {
+                            ProviderKind::OpenaiCompatible => "ARAGORA_OPENAI_COMPATIBLE_BASE_URL",
+                            other => other.key_env(),
+                        }
+                    ),
+                ),
+            }
+        }
     }
 
     /// Checks every value; empty when the config is usable.
@@ -419,6 +588,47 @@ impl EngineConfig {
             "ARAGORA_LOG_FORMAT",
             format!("{:?} is not a format; use json or text", self.log_format),
         );
+        check(
+            self.agent_max_retries <= 10,
+            "ARAGORA_AGENT_MAX_RETRIES",
+            format!("is {}; use 0 to 10", self.agent_max_retries),
+        );
+        check(
+            (1..=600_000).contains(&self.agent_retry_base_ms),
+            "ARAGORA_AGENT_RETRY_BASE_MS",
+            format!("is {}; use 1 to 600000 ms", self.agent_retry_base_ms),
+        );
+        check(
+            (16..=200_000).contains(&self.agent_max_tokens),
+            "ARAGORA_AGENT_MAX_TOKENS",
+            format!("is {}; use 16 to 200000", self.agent_max_tokens),
+        );
+        check(
+            self.circuit_breaker_threshold >= 1,
+            "ARAGORA_CIRCUIT_BREAKER_THRESHOLD",
+            "is 0; use at least 1 failure".into(),
+        );
+        for (setting, key) in [
+            ("ARAGORA_RECEIPT_SIGNING_KEY", &self.receipt_signing_key),
+            (
+                "ARAGORA_RECEIPT_SIGNING_KEY_PREVIOUS",
+                &self.receipt_signing_key_previous,
+            ),
+        ] {
+            if let Some(key) = key {
+                check(
+                    key.chars().count() >= 32,
+                    setting,
+                    format!("is {} characters long; use at least 32 (for example `openssl rand -hex 32`)", key.chars().count()),
+                );
+            }
+        }
+        check(
+            !self.is_production() || self.receipt_signing_key.is_some(),
+            "ARAGORA_RECEIPT_SIGNING_KEY",
+            "is required when ARAGORA_ENV=production, so receipts verify across replicas and restarts".into(),
+        );
+        self.validate_providers(&mut check);
         if self.db_backend == DbBackend::Postgres {
             match &self.database_url {
                 None => check(
@@ -451,6 +661,18 @@ impl EngineConfig {
     pub fn is_production(&self) -> bool {
         self.environment == "production"
     }
+}
+
+/// `ARAGORA_ANTHROPIC`, `ARAGORA_OPENAI_COMPATIBLE`, ...: the prefix of a provider's settings.
+pub fn provider_env_prefix(kind: ProviderKind) -> String {
+    format!(
+        "ARAGORA_{}",
+        kind.as_str().to_ascii_uppercase().replace('-', "_")
+    )
+}
+
+fn provider_names() -> String {
+    ProviderKind::ALL.map(|k| k.as_str()).join(", ")
 }
 
 /// A snapshot of the process environment, the input of [`EngineConfig::load`].
@@ -546,26 +768,78 @@ mod tests {
 
     #[test]
     fn every_field_is_a_documented_setting() {
-        let fields = toml::to_string(&EngineConfig {
+        let value = toml::Value::try_from(EngineConfig {
             jwt_secret: Some("x".into()),
             api_token: Some("x".into()),
             database_url: Some("x".into()),
+            receipt_signing_key: Some("x".into()),
+            receipt_signing_key_previous: Some("x".into()),
             ..EngineConfig::default()
         })
         .unwrap();
-        let keys: Vec<&str> = fields
-            .lines()
-            .filter_map(|l| l.split(" = ").next())
+        // `providers` and `agents` are tables, documented in their own README section.
+        let keys: Vec<&String> = value
+            .as_table()
+            .unwrap()
+            .keys()
+            .filter(|k| !["providers", "agents"].contains(&k.as_str()))
             .collect();
-        for key in keys.iter().filter(|k| !k.is_empty()) {
+        for key in &keys {
             assert!(
-                SETTINGS.iter().any(|s| s.key == *key),
+                SETTINGS.iter().any(|s| s.key == key.as_str()),
                 "{key} has no SETTINGS entry"
             );
         }
-        assert_eq!(
-            keys.iter().filter(|k| !k.is_empty()).count(),
-            SETTINGS.len()
+        assert_eq!(keys.len(), SETTINGS.len());
+    }
+
+    #[test]
+    fn provider_keys_and_agents_come_from_env_and_toml() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("agents.toml");
+        std::fs::write(
+            &file,
+            "[[agents]]\nname = \"claude-critic\"\nprovider = \"anthropic\"\npersona = \"a harsh critic\"\n\n[providers.anthropic]\nmodel = \"claude-x\"\n",
+        )
+        .unwrap();
+        let config = EngineConfig::load(
+            Some(&file),
+            &env(&[
+                ("ANTHROPIC_API_KEY", "k"),
+                ("ARAGORA_ANTHROPIC_BASE_URL", "http://127.0.0.1:9/v1"),
+            ]),
+        )
+        .unwrap();
+        let anthropic = config.provider(ProviderKind::Anthropic);
+        assert_eq!(anthropic.api_key.as_deref(), Some("k"));
+        assert_eq!(anthropic.model.as_deref(), Some("claude-x"));
+        assert!(config.provider_enabled(ProviderKind::Anthropic));
+        assert!(!config.provider_enabled(ProviderKind::Openai));
+        assert_eq!(config.agents[0].name, "claude-critic");
+
+        let problems = EngineConfig::load(Some(&file), &HashMap::new()).unwrap_err();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.message.contains("ANTHROPIC_API_KEY is not set")),
+            "{problems:?}"
+        );
+        let problems = EngineConfig::load(
+            None,
+            &env(&[
+                ("ARAGORA_RECEIPT_SIGNING_KEY", "short"),
+                ("ARAGORA_OPENAI_BASE_URL", "ftp://x"),
+            ]),
+        )
+        .unwrap_err();
+        let settings: Vec<&str> = problems.iter().map(|p| p.setting.as_str()).collect();
+        assert!(
+            settings.contains(&"ARAGORA_RECEIPT_SIGNING_KEY"),
+            "{problems:?}"
+        );
+        assert!(
+            settings.contains(&"ARAGORA_OPENAI_BASE_URL"),
+            "{problems:?}"
         );
     }
 }

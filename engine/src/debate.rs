@@ -18,16 +18,19 @@
 //! position. After the last round every agent votes for one position; the debate's consensus
 //! rule decides whether the leading position is the consensus.
 
-use crate::agents::{Agent, AgentError, AgentRegistry, AgentReply, AgentRequest, AgentTask};
+use crate::agents::{
+    Agent, AgentError, AgentRegistry, AgentReply, AgentRequest, AgentTask, CallObserver,
+};
 use crate::events::EventHub;
 use crate::metrics::EngineMetrics;
 use crate::model::{
     now_ms, DebateEvent, DebateRecord, DebateStatus, EventKind, Outcome, StatusUpdate,
 };
-use crate::store::{DebateStore, StoreError};
+use crate::receipts::{receipt_for, Participant, ReceiptKeys};
+use crate::store::{DebateStore, StoreError, StoredReceipt};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
@@ -58,6 +61,7 @@ pub struct DebateDeps {
     pub metrics: EngineMetrics,
     pub agent_timeout: Duration,
     pub debate_timeout: Duration,
+    pub receipts: ReceiptKeys,
 }
 
 /// A debate that must end as failed, and why.
@@ -106,6 +110,10 @@ impl Transcript {
     fn record(&mut self, event: &DebateEvent) {
         let agent = event.agent.as_deref();
         let phase = match event.kind {
+            // A fallback note precedes its step's message; it does not complete the step.
+            EventKind::AgentFallbackTriggered | EventKind::TokenDelta | EventKind::Heartbeat => {
+                return
+            }
             EventKind::DebateStart => "start",
             EventKind::RoundStart => "round",
             EventKind::Consensus => "consensus",
@@ -159,6 +167,19 @@ impl Recorder<'_> {
         data: Value,
         update: Option<&StatusUpdate>,
     ) -> Result<DebateEvent, StoreError> {
+        self.emit_with_receipt(kind, round, agent, data, update, None)
+            .await
+    }
+
+    async fn emit_with_receipt(
+        &mut self,
+        kind: EventKind,
+        round: Option<i64>,
+        agent: Option<&str>,
+        data: Value,
+        update: Option<&StatusUpdate>,
+        receipt: Option<&StoredReceipt>,
+    ) -> Result<DebateEvent, StoreError> {
         let event = DebateEvent::new(
             &self.debate_id,
             self.next_seq,
@@ -168,7 +189,10 @@ impl Recorder<'_> {
             data,
             now_ms(),
         );
-        self.deps.store.append_event(&event, update).await?;
+        self.deps
+            .store
+            .append_event(&event, update, receipt)
+            .await?;
         self.next_seq += 1;
         self.deps.hub.publish(event.clone());
         Ok(event)
@@ -257,6 +281,7 @@ pub async fn run_debate(
 /// The result of the rounds and the vote.
 struct Verdict {
     reached: bool,
+    winner: Option<String>,
     final_answer: Option<String>,
 }
 
@@ -275,7 +300,7 @@ async fn finish(
     started_at_ms: i64,
     ending: Ending,
 ) -> Result<RunEnd, StoreError> {
-    let (outcome, final_answer, error, reached) = match ending {
+    let (outcome, final_answer, error, reached, winner) = match ending {
         Ending::Interrupted => {
             let update = StatusUpdate::to(DebateStatus::Interrupted);
             deps.store
@@ -286,6 +311,7 @@ async fn finish(
         }
         Ending::Completed(Verdict {
             reached,
+            winner,
             final_answer,
         }) => {
             let outcome = if reached {
@@ -293,9 +319,9 @@ async fn finish(
             } else {
                 Outcome::NoConsensus
             };
-            (outcome, final_answer, None, Some(reached))
+            (outcome, final_answer, None, Some(reached), winner)
         }
-        Ending::Failed(reason) => (Outcome::Failed, None, Some(reason), None),
+        Ending::Failed(reason) => (Outcome::Failed, None, Some(reason), None, None),
         Ending::TimedOut => (
             Outcome::TimedOut,
             None,
@@ -304,11 +330,13 @@ async fn finish(
                 deps.debate_timeout.as_secs()
             )),
             None,
+            None,
         ),
         Ending::Cancelled => (
             Outcome::Cancelled,
             None,
             Some("cancelled by request".into()),
+            None,
             None,
         ),
     };
@@ -330,9 +358,47 @@ async fn finish(
         "error": error,
         "duration_ms": duration_ms,
     });
+    // Completed debates get a signed receipt, stored with their end in one transaction.
+    let receipt = (outcome.status() == DebateStatus::Completed).then(|| {
+        let participants = record
+            .agents
+            .iter()
+            .map(|name| {
+                let agent = deps.agents.get(name);
+                Participant {
+                    name: name.clone(),
+                    provider: agent.map(|a| a.provider().to_string()).unwrap_or_default(),
+                    model: agent.map(|a| a.model().to_string()).unwrap_or_default(),
+                }
+            })
+            .collect();
+        let unsigned = receipt_for(
+            record,
+            participants,
+            outcome,
+            winner,
+            final_answer.as_deref(),
+            finished_at_ms,
+        );
+        let signed = deps.receipts.sign(unsigned);
+        StoredReceipt {
+            body: serde_json::to_string(&signed).unwrap_or_default(),
+            key_id: signed.key_id,
+        }
+    });
     recorder
-        .emit(EventKind::DebateEnd, None, None, data, Some(&update))
+        .emit_with_receipt(
+            EventKind::DebateEnd,
+            None,
+            None,
+            data,
+            Some(&update),
+            receipt.as_ref(),
+        )
         .await?;
+    if receipt.is_some() {
+        deps.metrics.receipts_issued.inc();
+    }
     deps.metrics
         .debates
         .with_label_values(&[outcome.as_str()])
@@ -345,17 +411,55 @@ async fn finish(
     Ok(RunEnd::Finished(outcome))
 }
 
+/// Streams an agent's text to subscribers while it is written, and notes fallbacks so they
+/// can be recorded as events once the call returns.
+struct StepObserver<'a> {
+    hub: &'a EventHub,
+    debate_id: &'a str,
+    round: i64,
+    agent: &'a str,
+    phase: &'static str,
+    fallbacks: Mutex<Vec<Value>>,
+}
+
+impl CallObserver for StepObserver<'_> {
+    fn token_delta(&self, text: &str) {
+        self.hub
+            .publish_delta(self.debate_id, self.round, self.agent, self.phase, text);
+    }
+
+    fn fallback(&self, from_provider: &str, to_provider: &str, model: &str, reason: &str) {
+        if let Ok(mut fallbacks) = self.fallbacks.lock() {
+            fallbacks.push(json!({
+                "phase": self.phase,
+                "from_provider": from_provider,
+                "to_provider": to_provider,
+                "model": model,
+                "reason": reason,
+            }));
+        }
+    }
+}
+
 /// Calls one agent with the agent timeout, and counts the call.
 async fn call_agent(
     deps: &DebateDeps,
     agent: &Arc<dyn Agent>,
     request: AgentRequest,
+    observer: &dyn CallObserver,
 ) -> Result<AgentReply, AgentError> {
     let started = Instant::now();
-    let result = match tokio::time::timeout(deps.agent_timeout, agent.respond(&request)).await {
+    let call = agent.respond(&request, observer);
+    let result = match tokio::time::timeout(deps.agent_timeout, call).await {
         Ok(result) => result,
-        Err(_) => Err(AgentError::Timeout(deps.agent_timeout)),
+        Err(_) => Err(AgentError::timeout(deps.agent_timeout)),
     };
+    if let Err(err) = &result {
+        deps.metrics
+            .agent_errors
+            .with_label_values(&[agent.name(), err.error_type])
+            .inc();
+    }
     let status = match &result {
         Ok(_) => "success",
         Err(err) => err.status_label(),
@@ -386,37 +490,76 @@ async fn phase(
         .into_iter()
         .filter(|(agent, task)| !transcript.is_done(task.phase(), Some(round), Some(agent)))
         .collect();
-    let calls = pending.iter().map(|(name, task)| {
-        let request = AgentRequest {
-            debate_id: record.id.clone(),
-            topic: record.topic.clone(),
+    let observers: Vec<StepObserver> = pending
+        .iter()
+        .map(|(name, task)| StepObserver {
+            hub: &deps.hub,
+            debate_id: &record.id,
             round,
-            total_rounds: record.rounds,
-            seed: record.seed,
-            task: task.clone(),
-        };
-        async move {
-            match deps.agents.get(name) {
-                Some(agent) => call_agent(deps, agent, request).await,
-                None => Err(AgentError::Failed(format!(
-                    "agent {name} is not configured on this engine"
-                ))),
+            agent: name,
+            phase: task.phase(),
+            fallbacks: Mutex::default(),
+        })
+        .collect();
+    let calls = pending
+        .iter()
+        .zip(&observers)
+        .map(|((name, task), observer)| {
+            let request = AgentRequest {
+                debate_id: record.id.clone(),
+                topic: record.topic.clone(),
+                round,
+                total_rounds: record.rounds,
+                seed: record.seed,
+                task: task.clone(),
+            };
+            async move {
+                match deps.agents.get(name) {
+                    Some(agent) => call_agent(deps, agent, request, observer).await,
+                    None => Err(AgentError::new(
+                        "not_configured",
+                        format!("agent {name} is not configured on this engine"),
+                    )),
+                }
             }
-        }
-    });
+        });
     let replies = futures::future::join_all(calls).await;
-    for ((name, task), reply) in pending.iter().zip(replies) {
-        let provider = deps
-            .agents
-            .get(name)
-            .map(|a| a.provider().to_string())
-            .unwrap_or_default();
+    for (((name, task), reply), observer) in pending.iter().zip(replies).zip(&observers) {
+        let fallbacks =
+            std::mem::take(&mut *observer.fallbacks.lock().unwrap_or_else(|e| e.into_inner()));
+        for fallback in fallbacks {
+            let from = fallback["from_provider"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            deps.metrics
+                .agent_fallbacks
+                .with_label_values(&[name.as_str(), from.as_str()])
+                .inc();
+            recorder
+                .emit(
+                    EventKind::AgentFallbackTriggered,
+                    Some(round),
+                    Some(name),
+                    fallback,
+                    None,
+                )
+                .await?;
+        }
+        let provider = match &reply {
+            Ok(reply) => reply.provider.clone(),
+            Err(_) => deps
+                .agents
+                .get(name)
+                .map(|a| a.provider().to_string())
+                .unwrap_or_default(),
+        };
         let (kind, data) = match (&reply, task) {
             (Err(err), _) => {
                 tracing::warn!(debate_id = %record.id, agent = %name, phase = task.phase(), error = %err, "agent call failed");
                 (
                     EventKind::Error,
-                    json!({"phase": task.phase(), "message": err.to_string(), "provider": provider}),
+                    json!({"phase": task.phase(), "message": err.to_string(), "error_type": err.error_type, "provider": provider}),
                 )
             }
             (Ok(reply), AgentTask::Critique { target, .. }) => (
@@ -565,6 +708,7 @@ async fn debate_body(
     }
     Ok(Verdict {
         reached,
+        winner,
         final_answer,
     })
 }

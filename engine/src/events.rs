@@ -4,7 +4,8 @@
 //! connected late, or fell behind and lagged) reads them back from the store by seq, so the hub
 //! can drop freely without losing anything.
 
-use crate::model::DebateEvent;
+use crate::model::{format_ms, now_ms, DebateEvent, EventKind};
+use serde_json::json;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
@@ -12,14 +13,23 @@ use tokio::sync::broadcast;
 /// Events a slow subscriber may fall behind by before it must catch up from the store.
 const CHANNEL_CAPACITY: usize = 1024;
 
+/// What travels on a debate's channel: persisted events, and streamed text that is not
+/// persisted (a reconnecting client gets the finished message from the store instead).
+#[derive(Debug, Clone)]
+pub enum HubMessage {
+    Event(Arc<DebateEvent>),
+    /// A `token_delta` message, already rendered as JSON.
+    Delta(Arc<str>),
+}
+
 #[derive(Clone, Default)]
 pub struct EventHub {
-    channels: Arc<Mutex<HashMap<String, broadcast::Sender<Arc<DebateEvent>>>>>,
+    channels: Arc<Mutex<HashMap<String, broadcast::Sender<HubMessage>>>>,
 }
 
 impl EventHub {
     /// Live events of one debate from now on.
-    pub fn subscribe(&self, debate_id: &str) -> broadcast::Receiver<Arc<DebateEvent>> {
+    pub fn subscribe(&self, debate_id: &str) -> broadcast::Receiver<HubMessage> {
         let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
         channels
             .entry(debate_id.to_string())
@@ -29,10 +39,44 @@ impl EventHub {
 
     /// Announces a persisted event to the debate's current subscribers, if any.
     pub fn publish(&self, event: DebateEvent) {
+        let id = event.debate_id.clone();
+        self.send(&id, HubMessage::Event(Arc::new(event)));
+    }
+
+    /// Streams a fragment of a message being written to the debate's subscribers.
+    pub fn publish_delta(
+        &self,
+        debate_id: &str,
+        round: i64,
+        agent: &str,
+        phase: &str,
+        delta: &str,
+    ) {
+        let has_subscribers = self
+            .channels
+            .lock()
+            .map(|c| c.contains_key(debate_id))
+            .unwrap_or(false);
+        if !has_subscribers {
+            return;
+        }
+        let message = json!({
+            "type": EventKind::TokenDelta,
+            "debate_id": debate_id,
+            "seq": null,
+            "round": round,
+            "agent": agent,
+            "data": {"phase": phase, "delta": delta},
+            "timestamp": format_ms(now_ms()),
+        });
+        self.send(debate_id, HubMessage::Delta(message.to_string().into()));
+    }
+
+    fn send(&self, debate_id: &str, message: HubMessage) {
         let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(sender) = channels.get(&event.debate_id) {
-            if sender.send(Arc::new(event.clone())).is_err() {
-                channels.remove(&event.debate_id);
+        if let Some(sender) = channels.get(debate_id) {
+            if sender.send(message).is_err() {
+                channels.remove(debate_id);
             }
         }
     }

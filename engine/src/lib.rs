@@ -10,9 +10,10 @@
 //! | [`config`] | typed settings from defaults, TOML and `ARAGORA_*`, validated all at once |
 //! | [`model`] | debate states, events, records (plain data) |
 //! | [`store`] | the storage trait and its SQLite / PostgreSQL implementation, migrations |
-//! | [`agents`] | the agent trait, the registry, the built-in offline agents |
+//! | [`agents`] | the agent trait, the registry, offline agents, LLM providers, circuit breakers |
 //! | [`debate`] | the state machine, resumable from the store |
 //! | [`orchestrator`] | admission, concurrency slots, cancel, drain, resume, watchdog |
+//! | [`receipts`] | HMAC-signed receipts of completed debates, with key rotation |
 //! | [`events`] | live per-debate fan-out |
 //! | [`http`] | REST, probes, metrics and WebSocket endpoints |
 //! | [`server`] | process life: bind, connect, migrate, serve, drain |
@@ -26,6 +27,7 @@ pub mod http;
 pub mod metrics;
 pub mod model;
 pub mod orchestrator;
+pub mod receipts;
 pub mod server;
 pub mod store;
 

@@ -2,7 +2,7 @@
 //! registry (so two engines in one test process never share counters).
 
 use aragora_telemetry::catalogue as cat;
-use prometheus::{HistogramVec, IntCounterVec, IntGauge, Registry};
+use prometheus::{HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry};
 
 #[derive(Clone)]
 pub struct EngineMetrics {
@@ -15,6 +15,11 @@ pub struct EngineMetrics {
     pub queued_debates: IntGauge,
     pub agent_calls: IntCounterVec,
     pub agent_latency: HistogramVec,
+    pub agent_errors: IntCounterVec,
+    pub circuit_breaker_state: IntGaugeVec,
+    pub tokens_used: IntCounterVec,
+    pub agent_fallbacks: IntCounterVec,
+    pub receipts_issued: IntCounter,
     pub websocket_connections: IntGauge,
     pub ready: IntGauge,
 }
@@ -35,6 +40,11 @@ impl EngineMetrics {
             queued_debates: cat::QUEUED_DEBATES.gauge(&registry),
             agent_calls: cat::AGENT_CALLS_TOTAL.counter(&registry),
             agent_latency: cat::AGENT_LATENCY_SECONDS.histogram(&registry),
+            agent_errors: cat::AGENT_ERRORS_TOTAL.counter(&registry),
+            circuit_breaker_state: cat::CIRCUIT_BREAKER_STATE.gauge_vec(&registry),
+            tokens_used: cat::TOKENS_USED_TOTAL.counter(&registry),
+            agent_fallbacks: cat::AGENT_FALLBACKS_TOTAL.counter(&registry),
+            receipts_issued: cat::RECEIPTS_ISSUED_TOTAL.counter_single(&registry),
             websocket_connections: cat::WEBSOCKET_CONNECTIONS.gauge(&registry),
             ready: cat::READY.gauge(&registry),
             registry,

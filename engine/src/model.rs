@@ -119,6 +119,33 @@ impl Outcome {
         }
     }
 
+    /// How the debate-success SLO counts this outcome: `Some(true)` a success, `Some(false)` a
+    /// failure, `None` neither.
+    ///
+    /// - consensus and no_consensus: **success**. The engine did its job; whether agents agree
+    ///   is the debate's answer, not a fault.
+    /// - failed (every agent or the store failed) and timed_out: **failure**. Input is validated
+    ///   before a debate exists, so these are system or provider faults.
+    /// - cancelled: **neither**. A user chose to stop it.
+    ///
+    /// So the SLI is `sum(rate(aragora_debates_total{outcome=~"consensus|no_consensus"}[w]))
+    /// / sum(rate(aragora_debates_total{outcome!="cancelled"}[w]))`.
+    pub fn slo_success(self) -> Option<bool> {
+        match self {
+            Self::Consensus | Self::NoConsensus => Some(true),
+            Self::Failed | Self::TimedOut => Some(false),
+            Self::Cancelled => None,
+        }
+    }
+
+    pub const ALL: [Outcome; 5] = [
+        Self::Consensus,
+        Self::NoConsensus,
+        Self::Failed,
+        Self::TimedOut,
+        Self::Cancelled,
+    ];
+
     pub fn status(self) -> DebateStatus {
         match self {
             Self::Consensus | Self::NoConsensus => DebateStatus::Completed,
@@ -142,6 +169,10 @@ pub enum EventKind {
     DebateEnd,
     Error,
     Heartbeat,
+    /// Streamed text of a message being written; not persisted, no seq.
+    TokenDelta,
+    /// An agent's provider failed (or its breaker was open) and OpenRouter answered instead.
+    AgentFallbackTriggered,
 }
 
 impl EventKind {
@@ -156,6 +187,8 @@ impl EventKind {
             Self::DebateEnd => "debate_end",
             Self::Error => "error",
             Self::Heartbeat => "heartbeat",
+            Self::TokenDelta => "token_delta",
+            Self::AgentFallbackTriggered => "agent_fallback_triggered",
         }
     }
 
@@ -170,6 +203,8 @@ impl EventKind {
             Self::DebateEnd,
             Self::Error,
             Self::Heartbeat,
+            Self::TokenDelta,
+            Self::AgentFallbackTriggered,
         ]
         .into_iter()
         .find(|kind| kind.as_str() == text)

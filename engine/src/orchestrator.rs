@@ -254,7 +254,7 @@ impl Orchestrator {
             json!({"status": outcome.status(), "outcome": outcome, "final_answer": null, "error": reason, "duration_ms": 0}),
             now,
         );
-        store.append_event(&event, Some(&update)).await?;
+        store.append_event(&event, Some(&update), None).await?;
         self.deps.hub.publish(event);
         self.deps
             .metrics

@@ -12,6 +12,7 @@ use crate::events::EventHub;
 use crate::http::{app, ws_app, AppState, Core, Phase, Shared};
 use crate::metrics::EngineMetrics;
 use crate::orchestrator::Orchestrator;
+use crate::receipts::{KeyError, ReceiptKeys};
 use crate::store::{DebateStore, SqlStore, StoreError};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -42,6 +43,8 @@ pub enum ServeError {
     Migration(StoreError),
     #[error("could not resume unfinished debates: {0}; check the database, then restart")]
     Resume(StoreError),
+    #[error(transparent)]
+    ReceiptKey(#[from] KeyError),
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -109,7 +112,6 @@ async fn connect_store(config: &EngineConfig, state: &AppState) -> Result<SqlSto
 /// listeners are as soon as they are bound (before the database is up).
 pub async fn serve(
     config: EngineConfig,
-    agents: AgentRegistry,
     shutdown: impl Future<Output = ()> + Send,
     on_bound: impl FnOnce(Bound),
 ) -> Result<(), ServeError> {
@@ -136,12 +138,23 @@ pub async fn serve(
         ws: ws_listener.local_addr()?,
     };
 
+    let receipts = ReceiptKeys::resolve(
+        config.receipt_signing_key.as_deref(),
+        config.receipt_signing_key_previous.as_deref(),
+        &config.data_dir,
+    )?;
+    let metrics = EngineMetrics::new();
+    let agents = AgentRegistry::from_config(&config, &metrics);
+    if agents.defaults_are_offline() {
+        tracing::info!("no two LLM providers configured: debates use the built-in offline agents (not LLMs) by default");
+    }
     let (closing_tx, closing) = watch::channel(false);
     let state = AppState(Arc::new(Shared {
         config: config.clone(),
-        metrics: EngineMetrics::new(),
+        metrics,
         hub: EventHub::default(),
         agents,
+        receipts,
         core: OnceLock::new(),
         phase: Mutex::new(Phase::Starting("startup in progress".into())),
         closing,
@@ -223,6 +236,7 @@ async fn start_core(config: &EngineConfig, state: &AppState) -> Result<(), Serve
         metrics: state.metrics.clone(),
         agent_timeout: Duration::from_secs(config.agent_timeout_secs),
         debate_timeout: Duration::from_secs(config.debate_timeout_secs),
+        receipts: state.receipts.clone(),
     };
     let orchestrator = Orchestrator::new(
         deps,

@@ -36,6 +36,13 @@ pub struct DebatePage {
     pub total: i64,
 }
 
+/// A signed receipt as stored: its JSON and the id of the key that signed it.
+#[derive(Debug, Clone)]
+pub struct StoredReceipt {
+    pub body: String,
+    pub key_id: String,
+}
+
 /// Where debates and their events are kept.
 #[async_trait]
 pub trait DebateStore: Send + Sync + 'static {
@@ -54,13 +61,16 @@ pub trait DebateStore: Send + Sync + 'static {
         limit: i64,
         offset: i64,
     ) -> Result<DebatePage, StoreError>;
-    /// Appends `event` (its seq must be the debate's last seq + 1) and applies `update` to the
-    /// debate row, atomically.
+    /// Appends `event` (its seq must be the debate's last seq + 1), applies `update` to the
+    /// debate row and stores `receipt` if given, atomically.
     async fn append_event(
         &self,
         event: &DebateEvent,
         update: Option<&StatusUpdate>,
+        receipt: Option<&StoredReceipt>,
     ) -> Result<(), StoreError>;
+    /// A debate's signed receipt (JSON), if it has one.
+    async fn receipt(&self, debate_id: &str) -> Result<Option<String>, StoreError>;
     /// Applies `update` only while the debate is in one of `from`; false when it was not.
     async fn transition(
         &self,
@@ -124,6 +134,19 @@ impl SqlStore {
         };
         let pool = options.connect(url).await?;
         Ok(Self { pool, backend })
+    }
+
+    /// Opens one connection (no pool, no retries), runs `SELECT 1`, closes it: a quick answer
+    /// to "does this database answer?" for `aragora validate-env`.
+    pub async fn check(url: &str) -> Result<Duration, StoreError> {
+        use sqlx::Connection;
+        sqlx::any::install_default_drivers();
+        let started = Instant::now();
+        let mut conn = sqlx::AnyConnection::connect(url).await?;
+        sqlx::query("SELECT 1").execute(&mut conn).await?;
+        let latency = started.elapsed();
+        conn.close().await?;
+        Ok(latency)
     }
 
     /// Brings the schema up to date (idempotent).
@@ -366,8 +389,18 @@ impl DebateStore for SqlStore {
         &self,
         event: &DebateEvent,
         update: Option<&StatusUpdate>,
+        receipt: Option<&StoredReceipt>,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
+        if let Some(receipt) = receipt {
+            sqlx::query("INSERT INTO receipts (debate_id, body, key_id, issued_at_ms) VALUES ($1, $2, $3, $4)")
+                .bind(&event.debate_id)
+                .bind(&receipt.body)
+                .bind(&receipt.key_id)
+                .bind(event.at_ms)
+                .execute(&mut *tx)
+                .await?;
+        }
         sqlx::query(
             "INSERT INTO debate_events (debate_id, seq, kind, round, agent, data, created_at_ms) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -396,6 +429,14 @@ impl DebateStore for SqlStore {
             .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn receipt(&self, debate_id: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT body FROM receipts WHERE debate_id = $1")
+            .bind(debate_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|row| row.try_get("body")).transpose()?)
     }
 
     async fn transition(

@@ -6,7 +6,7 @@
 //! bounded: route templates (`/api/debates/{id}`), agent names and outcomes, never ids.
 
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
 /// What kind of collector a [`MetricDef`] declares.
@@ -109,6 +109,46 @@ pub const AGENT_LATENCY_SECONDS: MetricDef = MetricDef {
     buckets: AGENT_LATENCY_BUCKETS,
 };
 
+pub const AGENT_ERRORS_TOTAL: MetricDef = MetricDef {
+    name: "aragora_agent_errors_total",
+    kind: MetricKind::Counter,
+    help: "Failed agent calls, by agent and error type (timeout, rate_limited, server_error, client_error, malformed_response, connection, circuit_open).",
+    labels: &["agent", "error_type"],
+    buckets: &[],
+};
+
+pub const CIRCUIT_BREAKER_STATE: MetricDef = MetricDef {
+    name: "aragora_circuit_breaker_state",
+    kind: MetricKind::Gauge,
+    help: "Circuit breaker of each LLM agent: 0 closed, 1 open, 2 half-open.",
+    labels: &["agent"],
+    buckets: &[],
+};
+
+pub const TOKENS_USED_TOTAL: MetricDef = MetricDef {
+    name: "aragora_tokens_used_total",
+    kind: MetricKind::Counter,
+    help: "Tokens consumed, by provider and direction (input, output).",
+    labels: &["provider", "direction"],
+    buckets: &[],
+};
+
+pub const AGENT_FALLBACKS_TOTAL: MetricDef = MetricDef {
+    name: "aragora_agent_fallbacks_total",
+    kind: MetricKind::Counter,
+    help: "Agent calls answered by the OpenRouter fallback, by agent and the provider that failed.",
+    labels: &["agent", "from_provider"],
+    buckets: &[],
+};
+
+pub const RECEIPTS_ISSUED_TOTAL: MetricDef = MetricDef {
+    name: "aragora_receipts_issued_total",
+    kind: MetricKind::Counter,
+    help: "Signed receipts issued for completed debates.",
+    labels: &[],
+    buckets: &[],
+};
+
 pub const WEBSOCKET_CONNECTIONS: MetricDef = MetricDef {
     name: "aragora_websocket_connections",
     kind: MetricKind::Gauge,
@@ -144,6 +184,11 @@ pub const ALL: &[MetricDef] = &[
     QUEUED_DEBATES,
     AGENT_CALLS_TOTAL,
     AGENT_LATENCY_SECONDS,
+    AGENT_ERRORS_TOTAL,
+    CIRCUIT_BREAKER_STATE,
+    TOKENS_USED_TOTAL,
+    AGENT_FALLBACKS_TOTAL,
+    RECEIPTS_ISSUED_TOTAL,
     WEBSOCKET_CONNECTIONS,
     READY,
     BUILD_INFO,
@@ -167,6 +212,17 @@ impl MetricDef {
     pub fn counter(&self, registry: &Registry) -> IntCounterVec {
         self.check_kind(MetricKind::Counter);
         let counter = IntCounterVec::new(self.opts(), self.labels).expect("catalogue metric");
+        registry
+            .register(Box::new(counter.clone()))
+            .expect("metric registered once");
+        counter
+    }
+
+    /// Builds and registers a counter without labels.
+    pub fn counter_single(&self, registry: &Registry) -> IntCounter {
+        self.check_kind(MetricKind::Counter);
+        assert!(self.labels.is_empty(), "metric {} has labels", self.name);
+        let counter = IntCounter::with_opts(self.opts()).expect("catalogue metric");
         registry
             .register(Box::new(counter.clone()))
             .expect("metric registered once");
@@ -215,6 +271,7 @@ mod tests {
         let registry = Registry::new();
         for def in ALL {
             match def.kind {
+                MetricKind::Counter if def.labels.is_empty() => def.counter_single(&registry).inc(),
                 MetricKind::Counter => {
                     let values: Vec<&str> = def.labels.iter().map(|_| "x").collect();
                     def.counter(&registry).with_label_values(&values).inc();

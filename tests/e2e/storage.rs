@@ -6,7 +6,7 @@ use aragora_engine::model::{
     now_ms, ConsensusRule, DebateEvent, DebateRecord, DebateStatus, EventKind, Outcome,
     StatusUpdate,
 };
-use aragora_engine::store::{DebateStore, SqlStore, MIGRATION_LOCK_ID};
+use aragora_engine::store::{DebateStore, SqlStore, StoredReceipt, MIGRATION_LOCK_ID};
 use serde_json::json;
 use std::time::Duration;
 
@@ -72,12 +72,12 @@ async fn the_store_keeps_debates_and_events_exactly(store: SqlStore) {
         ..StatusUpdate::to(DebateStatus::Running)
     };
     store
-        .append_event(&event("a", 1, EventKind::DebateStart), Some(&started))
+        .append_event(&event("a", 1, EventKind::DebateStart), Some(&started), None)
         .await
         .unwrap();
     for seq in 2..=5 {
         store
-            .append_event(&event("a", seq, EventKind::AgentMessage), None)
+            .append_event(&event("a", seq, EventKind::AgentMessage), None, None)
             .await
             .unwrap();
     }
@@ -87,13 +87,21 @@ async fn the_store_keeps_debates_and_events_exactly(store: SqlStore) {
         (DebateStatus::Running, Some(base + 10), 5)
     );
 
-    // A duplicate seq is refused and leaves nothing half-written.
+    // A duplicate seq is refused and leaves nothing half-written, not even its receipt.
+    let receipt = StoredReceipt {
+        body: "{\"signed\":true}".into(),
+        key_id: "k".into(),
+    };
     let duplicate = event("a", 5, EventKind::DebateEnd);
     let finish = StatusUpdate {
         outcome: Some(Outcome::Consensus),
         ..StatusUpdate::to(DebateStatus::Completed)
     };
-    assert!(store.append_event(&duplicate, Some(&finish)).await.is_err());
+    assert!(store
+        .append_event(&duplicate, Some(&finish), Some(&receipt))
+        .await
+        .is_err());
+    assert_eq!(store.receipt("a").await.unwrap(), None);
     let unchanged = store.debate("a").await.unwrap().unwrap();
     assert_eq!(
         (unchanged.status, unchanged.last_seq, unchanged.outcome),
@@ -121,9 +129,18 @@ async fn the_store_keeps_debates_and_events_exactly(store: SqlStore) {
         ..StatusUpdate::to(DebateStatus::Completed)
     };
     store
-        .append_event(&event("a", 6, EventKind::DebateEnd), Some(&end))
+        .append_event(
+            &event("a", 6, EventKind::DebateEnd),
+            Some(&end),
+            Some(&receipt),
+        )
         .await
         .unwrap();
+    assert_eq!(
+        store.receipt("a").await.unwrap().as_deref(),
+        Some("{\"signed\":true}")
+    );
+    assert_eq!(store.receipt("b").await.unwrap(), None);
     let done = store.debate("a").await.unwrap().unwrap();
     assert_eq!(done.status, DebateStatus::Completed);
     assert_eq!(done.outcome, Some(Outcome::Consensus));

@@ -6,7 +6,7 @@
 //! rally to. Different seeds therefore give unanimous consensus, consensus with dissent, and no
 //! consensus at all. Every text they write starts with `[offline agent, not an LLM]`.
 
-use super::{Agent, AgentError, AgentReply, AgentRequest, AgentTask};
+use super::{Agent, AgentError, AgentReply, AgentRequest, AgentTask, CallObserver};
 use async_trait::async_trait;
 use std::time::Duration;
 
@@ -17,6 +17,7 @@ pub const OFFLINE_LABEL: &str = "[offline agent, not an LLM]";
 #[derive(Debug, Clone, Copy)]
 pub struct Stance {
     pub name: &'static str,
+    pub persona: &'static str,
     /// Chance in percent that the agent votes for the seed's anchor position rather than its own.
     pub agreeableness: u64,
     pub openings: &'static [&'static str],
@@ -27,6 +28,7 @@ pub struct Stance {
 pub const OFFLINE_AGENTS: &[Stance] = &[
     Stance {
         name: "offline-pragmatist",
+        persona: "favours the smallest measurable, reversible step",
         agreeableness: 70,
         openings: &[
             "start with the smallest change that can be measured within a week",
@@ -45,6 +47,7 @@ pub const OFFLINE_AGENTS: &[Stance] = &[
     },
     Stance {
         name: "offline-skeptic",
+        persona: "asks for evidence and names the risks",
         agreeableness: 30,
         openings: &[
             "do nothing until the failure modes are written down and the evidence is in",
@@ -63,6 +66,7 @@ pub const OFFLINE_AGENTS: &[Stance] = &[
     },
     Stance {
         name: "offline-optimist",
+        persona: "looks for the upside and moves fast",
         agreeableness: 60,
         openings: &[
             "take the bold option now; the upside compounds and the risks are manageable",
@@ -81,6 +85,7 @@ pub const OFFLINE_AGENTS: &[Stance] = &[
     },
     Stance {
         name: "offline-contrarian",
+        persona: "questions the premise and the consensus",
         agreeableness: 10,
         openings: &[
             "question the premise: the topic as posed may be the wrong problem to solve",
@@ -157,6 +162,7 @@ impl OfflineAgent {
         AgentReply {
             text: format!("{OFFLINE_LABEL} I vote for {choice}: {reason}."),
             vote_for: Some(choice),
+            provider: "offline".into(),
         }
     }
 }
@@ -175,7 +181,19 @@ impl Agent for OfflineAgent {
         "offline-deterministic (not an LLM)"
     }
 
-    async fn respond(&self, request: &AgentRequest) -> Result<AgentReply, AgentError> {
+    fn persona(&self) -> &str {
+        self.stance.persona
+    }
+
+    fn is_llm(&self) -> bool {
+        false
+    }
+
+    async fn respond(
+        &self,
+        request: &AgentRequest,
+        _observer: &dyn CallObserver,
+    ) -> Result<AgentReply, AgentError> {
         if !self.latency.is_zero() {
             tokio::time::sleep(self.latency).await;
         }
@@ -203,6 +221,7 @@ impl Agent for OfflineAgent {
         Ok(AgentReply {
             text,
             vote_for: None,
+            provider: "offline".into(),
         })
     }
 }
@@ -226,11 +245,11 @@ mod tests {
     async fn same_seed_same_words_and_labelled_as_not_an_llm() {
         let agent = OfflineAgent::new(&OFFLINE_AGENTS[0], Duration::ZERO);
         let a = agent
-            .respond(&request(7, AgentTask::Propose))
+            .respond(&request(7, AgentTask::Propose), &crate::agents::Unobserved)
             .await
             .unwrap();
         let b = agent
-            .respond(&request(7, AgentTask::Propose))
+            .respond(&request(7, AgentTask::Propose), &crate::agents::Unobserved)
             .await
             .unwrap();
         assert_eq!(a, b);
@@ -249,12 +268,15 @@ mod tests {
         let mut choices = std::collections::BTreeSet::new();
         for seed in 0..30 {
             let reply = agent
-                .respond(&request(
-                    seed,
-                    AgentTask::Vote {
-                        positions: positions.clone(),
-                    },
-                ))
+                .respond(
+                    &request(
+                        seed,
+                        AgentTask::Vote {
+                            positions: positions.clone(),
+                        },
+                    ),
+                    &crate::agents::Unobserved,
+                )
                 .await
                 .unwrap();
             choices.insert(reply.vote_for.unwrap());

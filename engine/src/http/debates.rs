@@ -398,3 +398,63 @@ pub async fn cancel(
         ))),
     }
 }
+
+/// The signed receipt of a completed debate, as stored: save it and verify it offline with
+/// `aragora receipt verify FILE`.
+pub async fn receipt(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let core = state.core()?;
+    let record = core
+        .store
+        .debate(&id)
+        .await
+        .map_err(|err| ApiError::internal("could not read the debate", err))?
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "no debate with id {id:?}; list debates with GET /api/debates"
+            ))
+        })?;
+    if !record.status.is_final() {
+        return Err(ApiError::conflict(format!(
+            "debate {id} is {}; its receipt is issued when it completes",
+            record.status.as_str()
+        )));
+    }
+    let body = core
+        .store
+        .receipt(&id)
+        .await
+        .map_err(|err| ApiError::internal("could not read the receipt", err))?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no_receipt",
+                format!(
+                    "debate {id} ended as {}; receipts are issued only for completed debates",
+                    record.status.as_str()
+                ),
+            )
+        })?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// Verifies a receipt sent as the request body against the current and previous keys.
+pub async fn verify_receipt(
+    State(state): State<AppState>,
+    body: String,
+) -> Result<Json<Value>, ApiError> {
+    match state.receipts.verify_json(&body) {
+        Ok((receipt, signed_with)) => Ok(Json(json!({
+            "valid": true,
+            "debate_id": receipt.debate_id,
+            "signed_with": signed_with,
+            "key_id": receipt.key_id,
+        }))),
+        Err(crate::receipts::VerifyError::Malformed(reason)) => Err(ApiError::bad_request(format!(
+            "the body is not a receipt ({reason}); send the JSON from GET /api/debates/{{id}}/receipt"
+        ))),
+        Err(err) => Ok(Json(json!({"valid": false, "reason": err.to_string()}))),
+    }
+}

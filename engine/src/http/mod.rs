@@ -3,6 +3,7 @@
 //! Every response is JSON (errors as `{"error": {"code", "message"}}`, unknown paths and wrong
 //! methods included), and every request is counted under its route template, never its raw path.
 
+mod admin;
 mod debates;
 mod health;
 pub mod ws;
@@ -13,6 +14,7 @@ use crate::error::ApiError;
 use crate::events::EventHub;
 use crate::metrics::EngineMetrics;
 use crate::orchestrator::Orchestrator;
+use crate::receipts::ReceiptKeys;
 use crate::store::DebateStore;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::Next;
@@ -43,6 +45,7 @@ pub struct Shared {
     pub metrics: EngineMetrics,
     pub hub: EventHub,
     pub agents: AgentRegistry,
+    pub receipts: ReceiptKeys,
     pub core: OnceLock<Core>,
     pub phase: Mutex<Phase>,
     /// Flips to true when WebSockets must close (code 1001, going away).
@@ -96,7 +99,19 @@ pub fn app(state: AppState) -> Router {
         .route("/debates", post(debates::create).get(debates::list))
         .route("/debates/{id}", get(debates::show))
         .route("/debates/{id}/messages", get(debates::messages))
-        .route("/debates/{id}/cancel", post(debates::cancel));
+        .route("/debates/{id}/cancel", post(debates::cancel))
+        .route("/debates/{id}/receipt", get(debates::receipt))
+        .route("/receipts/verify", post(debates::verify_receipt))
+        .route("/agents", get(admin::agents))
+        .route("/system/circuit-breakers", get(admin::breakers))
+        .route(
+            "/system/circuit-breakers/reset",
+            post(admin::reset_all_breakers),
+        )
+        .route(
+            "/system/circuit-breakers/{agent}/reset",
+            post(admin::reset_breaker),
+        );
     Router::new()
         .nest("/api", debates.clone())
         .nest("/api/v1", debates)
@@ -154,6 +169,22 @@ async fn method_not_allowed(request: Request) -> ApiError {
     )
 }
 
+/// The `method` label: the standard methods, anything else as `other`, so a client inventing
+/// methods cannot grow the label set.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
 /// Counts every request and observes its latency under the route template.
 async fn record_request(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
@@ -162,18 +193,18 @@ async fn record_request(State(state): State<AppState>, request: Request, next: N
         .get::<MatchedPath>()
         .map(|path| path.as_str().to_string())
         .unwrap_or_else(|| "unmatched".to_string());
-    let method = request.method().as_str().to_string();
+    let method = method_label(request.method());
     let response = next.run(request).await.into_response();
     let status = response.status();
     state
         .metrics
         .http_requests
-        .with_label_values(&[method.as_str(), route.as_str(), status.as_str()])
+        .with_label_values(&[method, route.as_str(), status.as_str()])
         .inc();
     state
         .metrics
         .request_latency
-        .with_label_values(&[method.as_str(), route.as_str()])
+        .with_label_values(&[method, route.as_str()])
         .observe(started.elapsed().as_secs_f64());
     if status.is_server_error() {
         tracing::warn!(%method, %route, status = status.as_u16(), "request failed");

@@ -10,7 +10,7 @@
 use super::debates::ApiQuery;
 use super::{AppState, Phase};
 use crate::error::ApiError;
-use crate::events::EventHub;
+use crate::events::{EventHub, HubMessage};
 use crate::model::{format_ms, now_ms, DebateEvent, EventKind};
 use crate::store::DebateStore;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
@@ -274,7 +274,12 @@ async fn follow(
     }
     loop {
         match live.recv().await {
-            Ok(event) => {
+            Ok(HubMessage::Delta(text)) => {
+                if out.send(text.to_string()).await.is_err() {
+                    return;
+                }
+            }
+            Ok(HubMessage::Event(event)) => {
                 if event.seq <= last {
                     continue;
                 }
