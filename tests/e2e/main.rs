@@ -26,5 +26,7 @@ macro_rules! on_both_backends {
 mod api;
 mod config;
 mod lifecycle;
+mod llm_debates;
+mod providers;
 mod storage;
 mod websocket;

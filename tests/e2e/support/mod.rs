@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod mock_llm;
+
 use serde_json::Value;
 use std::collections::HashMap;
 use std::future::Future;
