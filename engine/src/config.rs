@@ -7,9 +7,10 @@
 //! and `aragora serve` refuse bad config with the same list.
 
 use crate::agents::providers::ProviderKind;
+pub use aragora_config::{ConfigProblem, Setting};
+use aragora_config::FromEnv;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// Which database holds debates.
@@ -29,96 +30,6 @@ impl DbBackend {
     }
 }
 
-/// One thing wrong with the configuration: which setting, and what to do about it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigProblem {
-    pub setting: String,
-    pub message: String,
-}
-
-impl ConfigProblem {
-    pub fn new(setting: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            setting: setting.into(),
-            message: message.into(),
-        }
-    }
-}
-
-impl fmt::Display for ConfigProblem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.setting, self.message)
-    }
-}
-
-/// A documented setting: its TOML key, the environment variables that set it, and what it does.
-#[derive(Debug, Clone, Copy)]
-pub struct Setting {
-    pub key: &'static str,
-    pub env: &'static [&'static str],
-    pub doc: &'static str,
-}
-
-/// A value that can be read from an environment variable.
-trait FromEnv: Sized {
-    fn from_env(raw: &str) -> Result<Self, String>;
-}
-
-macro_rules! number_from_env {
-    ($($t:ty),*) => {$(
-        impl FromEnv for $t {
-            fn from_env(raw: &str) -> Result<Self, String> {
-                raw.trim().parse().map_err(|_| {
-                    format!("{raw:?} is not a whole number between {} and {}", <$t>::MIN, <$t>::MAX)
-                })
-            }
-        }
-    )*};
-}
-number_from_env!(u16, u32, u64, usize);
-
-impl FromEnv for bool {
-    fn from_env(raw: &str) -> Result<Self, String> {
-        match raw.trim().to_ascii_lowercase().as_str() {
-            "1" | "true" | "yes" | "on" => Ok(true),
-            "0" | "false" | "no" | "off" => Ok(false),
-            _ => Err(format!("{raw:?} is not a boolean; use true or false")),
-        }
-    }
-}
-
-impl FromEnv for String {
-    fn from_env(raw: &str) -> Result<Self, String> {
-        Ok(raw.to_string())
-    }
-}
-
-impl FromEnv for PathBuf {
-    fn from_env(raw: &str) -> Result<Self, String> {
-        if raw.trim().is_empty() {
-            return Err("is empty; give a directory path".into());
-        }
-        Ok(PathBuf::from(raw))
-    }
-}
-
-impl FromEnv for Option<String> {
-    fn from_env(raw: &str) -> Result<Self, String> {
-        Ok((!raw.is_empty()).then(|| raw.to_string()))
-    }
-}
-
-impl FromEnv for Vec<String> {
-    fn from_env(raw: &str) -> Result<Self, String> {
-        Ok(raw
-            .split(',')
-            .map(str::trim)
-            .filter(|item| !item.is_empty())
-            .map(str::to_string)
-            .collect())
-    }
-}
-
 impl FromEnv for DbBackend {
     fn from_env(raw: &str) -> Result<Self, String> {
         match raw.trim().to_ascii_lowercase().as_str() {
@@ -127,33 +38,6 @@ impl FromEnv for DbBackend {
             _ => Err(format!("{raw:?} is not a backend; use sqlite or postgres")),
         }
     }
-}
-
-/// Declares the config struct's settings once: field, environment variables, doc line.
-/// Generates [`SETTINGS`] (for docs and `validate-env`) and the environment overlay.
-macro_rules! settings {
-    ($($field:ident: [$($env:literal),*] $doc:literal;)*) => {
-        /// Every setting of [`EngineConfig`], in the order the README documents them.
-        pub const SETTINGS: &[Setting] = &[
-            $(Setting { key: stringify!($field), env: &[$($env),*], doc: $doc }),*
-        ];
-
-        impl EngineConfig {
-            fn apply_env(&mut self, env: &HashMap<String, String>, problems: &mut Vec<ConfigProblem>) {
-                $(
-                    for name in [$($env),*] {
-                        if let Some(raw) = env.get(name) {
-                            match FromEnv::from_env(raw) {
-                                Ok(value) => self.$field = value,
-                                Err(message) => problems.push(ConfigProblem::new(name, message)),
-                            }
-                            break;
-                        }
-                    }
-                )*
-            }
-        }
-    };
 }
 
 /// Everything `aragora serve` needs to run the debate engine.
@@ -224,7 +108,8 @@ pub struct AgentSpec {
     pub persona: Option<String>,
 }
 
-settings! {
+aragora_config::settings! {
+    EngineConfig;
     host: ["ARAGORA_HOST"] "Address the API and WebSocket listeners bind to.";
     api_port: ["ARAGORA_PORT"] "REST API port; the WebSocket endpoint /ws is served here too. 0 picks a free port.";
     ws_port: ["ARAGORA_WS_PORT"] "Dedicated WebSocket port (serves /ws). 0 picks a free port.";
@@ -319,7 +204,7 @@ impl EngineConfig {
     ) -> Result<Self, Vec<ConfigProblem>> {
         let mut problems = Vec::new();
         let mut config = match file {
-            Some(path) => Self::from_file(path).unwrap_or_else(|problem| {
+            Some(path) => aragora_config::from_toml_file(path).unwrap_or_else(|problem| {
                 problems.push(problem);
                 Self::default()
             }),
@@ -333,18 +218,6 @@ impl EngineConfig {
         } else {
             Err(problems)
         }
-    }
-
-    fn from_file(path: &Path) -> Result<Self, ConfigProblem> {
-        let setting = format!("config file {}", path.display());
-        let text = std::fs::read_to_string(path)
-            .map_err(|err| ConfigProblem::new(&setting, format!("cannot be read: {err}")))?;
-        toml::from_str(&text).map_err(|err| {
-            ConfigProblem::new(
-                &setting,
-                format!("is not valid: {}", err.to_string().trim()),
-            )
-        })
     }
 
     /// Provider keys, base URLs and models from the environment.

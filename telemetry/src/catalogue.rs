@@ -149,6 +149,46 @@ pub const RECEIPTS_ISSUED_TOTAL: MetricDef = MetricDef {
     buckets: &[],
 };
 
+pub const UPSTREAM_READY: MetricDef = MetricDef {
+    name: "aragora_upstream_ready",
+    kind: MetricKind::Gauge,
+    help: "1 while the gateway routes to this engine replica (its /readyz passes), 0 otherwise.",
+    labels: &["upstream"],
+    buckets: &[],
+};
+
+pub const UPSTREAM_RETRIES_TOTAL: MetricDef = MetricDef {
+    name: "aragora_upstream_retries_total",
+    kind: MetricKind::Counter,
+    help: "Requests the gateway sent to another replica after a connection to one failed.",
+    labels: &[],
+    buckets: &[],
+};
+
+pub const GATEWAY_INFLIGHT_REQUESTS: MetricDef = MetricDef {
+    name: "aragora_gateway_inflight_requests",
+    kind: MetricKind::Gauge,
+    help: "Requests (including open WebSockets) the gateway is serving now.",
+    labels: &[],
+    buckets: &[],
+};
+
+pub const TLS_CERT_EXPIRY_TIMESTAMP_SECONDS: MetricDef = MetricDef {
+    name: "aragora_tls_cert_expiry_timestamp_seconds",
+    kind: MetricKind::Gauge,
+    help: "Unix time at which the gateway's TLS certificate expires.",
+    labels: &[],
+    buckets: &[],
+};
+
+pub const MAINTENANCE_MODE: MetricDef = MetricDef {
+    name: "aragora_maintenance_mode",
+    kind: MetricKind::Gauge,
+    help: "1 while the gateway answers 503 for maintenance, 0 otherwise.",
+    labels: &[],
+    buckets: &[],
+};
+
 pub const WEBSOCKET_CONNECTIONS: MetricDef = MetricDef {
     name: "aragora_websocket_connections",
     kind: MetricKind::Gauge,
@@ -189,6 +229,11 @@ pub const ALL: &[MetricDef] = &[
     TOKENS_USED_TOTAL,
     AGENT_FALLBACKS_TOTAL,
     RECEIPTS_ISSUED_TOTAL,
+    UPSTREAM_READY,
+    UPSTREAM_RETRIES_TOTAL,
+    GATEWAY_INFLIGHT_REQUESTS,
+    TLS_CERT_EXPIRY_TIMESTAMP_SECONDS,
+    MAINTENANCE_MODE,
     WEBSOCKET_CONNECTIONS,
     READY,
     BUILD_INFO,

@@ -26,5 +26,62 @@ pub fn render(registry: &Registry) -> String {
     String::from_utf8(buffer).unwrap_or_default()
 }
 
+/// The engine's route templates: the `route` label values both the engine (from its router)
+/// and the gateway (from [`route_template`]) use.
+pub const ROUTES: &[&str] = &[
+    "/api/debates",
+    "/api/debates/{id}",
+    "/api/debates/{id}/messages",
+    "/api/debates/{id}/cancel",
+    "/api/debates/{id}/receipt",
+    "/api/v1/debates",
+    "/api/v1/debates/{id}",
+    "/api/v1/debates/{id}/messages",
+    "/api/v1/debates/{id}/cancel",
+    "/api/v1/debates/{id}/receipt",
+    "/api/agents",
+    "/api/receipts/verify",
+    "/api/health",
+    "/api/health/db",
+    "/api/system/circuit-breakers",
+    "/api/system/circuit-breakers/reset",
+    "/api/system/circuit-breakers/{agent}/reset",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/ws",
+];
+
+/// The route template a raw path belongs to (`/api/debates/abc` → `/api/debates/{id}`), or
+/// `unmatched`: label values stay bounded whatever clients send.
+pub fn route_template(path: &str) -> &'static str {
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    ROUTES
+        .iter()
+        .find(|template| {
+            let parts: Vec<&str> = template.split('/').collect();
+            parts.len() == segments.len()
+                && parts.iter().zip(&segments).all(|(part, segment)| {
+                    part.starts_with('{') || part == segment
+                })
+        })
+        .copied()
+        .unwrap_or("unmatched")
+}
+
 /// The content type of [`render`]'s output.
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+#[cfg(test)]
+mod route_tests {
+    use super::route_template;
+
+    #[test]
+    fn raw_paths_map_to_templates() {
+        assert_eq!(route_template("/api/debates/3f2a"), "/api/debates/{id}");
+        assert_eq!(route_template("/api/v1/debates/3f2a/cancel"), "/api/v1/debates/{id}/cancel");
+        assert_eq!(route_template("/api/debates"), "/api/debates");
+        assert_eq!(route_template("/api/debates/"), "/api/debates");
+        assert_eq!(route_template("/wp-admin/login.php"), "unmatched");
+    }
+}

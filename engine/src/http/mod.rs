@@ -206,7 +206,8 @@ async fn record_request(State(state): State<AppState>, request: Request, next: N
         .request_latency
         .with_label_values(&[method, route.as_str()])
         .observe(started.elapsed().as_secs_f64());
-    if status.is_server_error() {
+    // A 503 from /readyz is the probe doing its job, not a failure.
+    if status.is_server_error() && route != "/readyz" {
         tracing::warn!(%method, %route, status = status.as_u16(), "request failed");
     }
     response

@@ -1,0 +1,164 @@
+//! What every component's configuration shares, so each reads, documents and validates its
+//! settings the same way.
+//!
+//! A component declares its settings once with [`settings!`]: field, environment variables and
+//! doc line. That generates the `SETTINGS` table (README and `validate-env` use it) and the
+//! environment overlay. Loading never stops at the first mistake: every problem is collected as
+//! a [`ConfigProblem`] naming the setting and saying how to fix it.
+
+use serde::de::DeserializeOwned;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// One thing wrong with the configuration: which setting, and what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    pub setting: String,
+    pub message: String,
+}
+
+impl ConfigProblem {
+    pub fn new(setting: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            setting: setting.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.setting, self.message)
+    }
+}
+
+/// A documented setting: its TOML key, the environment variables that set it, and what it does.
+#[derive(Debug, Clone, Copy)]
+pub struct Setting {
+    pub key: &'static str,
+    pub env: &'static [&'static str],
+    pub doc: &'static str,
+}
+
+/// A value that can be read from an environment variable.
+pub trait FromEnv: Sized {
+    fn from_env(raw: &str) -> Result<Self, String>;
+}
+
+macro_rules! number_from_env {
+    ($($t:ty),*) => {$(
+        impl FromEnv for $t {
+            fn from_env(raw: &str) -> Result<Self, String> {
+                raw.trim().parse().map_err(|_| {
+                    format!("{raw:?} is not a whole number between {} and {}", <$t>::MIN, <$t>::MAX)
+                })
+            }
+        }
+    )*};
+}
+number_from_env!(u16, u32, u64, usize);
+
+impl FromEnv for bool {
+    fn from_env(raw: &str) -> Result<Self, String> {
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => Ok(true),
+            "0" | "false" | "no" | "off" => Ok(false),
+            _ => Err(format!("{raw:?} is not a boolean; use true or false")),
+        }
+    }
+}
+
+impl FromEnv for String {
+    fn from_env(raw: &str) -> Result<Self, String> {
+        Ok(raw.to_string())
+    }
+}
+
+impl FromEnv for PathBuf {
+    fn from_env(raw: &str) -> Result<Self, String> {
+        if raw.trim().is_empty() {
+            return Err("is empty; give a path".into());
+        }
+        Ok(PathBuf::from(raw))
+    }
+}
+
+impl FromEnv for Option<String> {
+    fn from_env(raw: &str) -> Result<Self, String> {
+        Ok((!raw.is_empty()).then(|| raw.to_string()))
+    }
+}
+
+impl FromEnv for Option<PathBuf> {
+    fn from_env(raw: &str) -> Result<Self, String> {
+        Ok((!raw.trim().is_empty()).then(|| PathBuf::from(raw)))
+    }
+}
+
+impl FromEnv for Vec<String> {
+    fn from_env(raw: &str) -> Result<Self, String> {
+        Ok(raw
+            .split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .map(str::to_string)
+            .collect())
+    }
+}
+
+/// Reads a TOML file into a config struct (which should `deny_unknown_fields`), or says why not.
+pub fn from_toml_file<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigProblem> {
+    let setting = format!("config file {}", path.display());
+    let text = std::fs::read_to_string(path)
+        .map_err(|err| ConfigProblem::new(&setting, format!("cannot be read: {err}")))?;
+    toml::from_str(&text).map_err(|err| {
+        ConfigProblem::new(&setting, format!("is not valid: {}", err.to_string().trim()))
+    })
+}
+
+/// Declares a config struct's settings once: field, environment variables, doc line.
+/// Generates `pub const SETTINGS: &[Setting]` and `fn apply_env(&mut self, env, problems)`.
+#[macro_export]
+macro_rules! settings {
+    ($config:ty; $($field:ident: [$($env:literal),*] $doc:literal;)*) => {
+        /// Every setting, in the order the README documents them.
+        pub const SETTINGS: &[$crate::Setting] = &[
+            $($crate::Setting { key: stringify!($field), env: &[$($env),*], doc: $doc }),*
+        ];
+
+        impl $config {
+            fn apply_env(
+                &mut self,
+                env: &std::collections::HashMap<String, String>,
+                problems: &mut Vec<$crate::ConfigProblem>,
+            ) {
+                $(
+                    for name in [$($env),*] {
+                        if let Some(raw) = env.get(name) {
+                            match $crate::FromEnv::from_env(raw) {
+                                Ok(value) => self.$field = value,
+                                Err(message) => problems.push($crate::ConfigProblem::new(name, message)),
+                            }
+                            break;
+                        }
+                    }
+                )*
+            }
+        }
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_parse_or_say_what_is_wrong() {
+        assert_eq!(u16::from_env("8080"), Ok(8080));
+        assert!(u16::from_env("70000").unwrap_err().contains("between 0 and 65535"));
+        assert_eq!(bool::from_env("yes"), Ok(true));
+        assert!(bool::from_env("maybe").is_err());
+        assert_eq!(Vec::<String>::from_env("a, b,,c"), Ok(vec!["a".into(), "b".into(), "c".into()]));
+        assert_eq!(Option::<String>::from_env(""), Ok(None));
+    }
+}

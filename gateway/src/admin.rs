@@ -1,0 +1,146 @@
+//! Listeners that answer by themselves: the admin listener (loopback: metrics, upstreams,
+//! maintenance mode) and the plain-HTTP listener (308 to HTTPS, except ACME challenges and
+//! `/healthz`).
+
+use crate::state::Shared;
+use async_trait::async_trait;
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+fn respond(status: u16, content_type: &str, body: Vec<u8>, extra: &[(&str, String)]) -> http::Response<Vec<u8>> {
+    let mut builder = http::Response::builder()
+        .status(status)
+        .header("Content-Type", content_type)
+        .header("Content-Length", body.len());
+    for (name, value) in extra {
+        builder = builder.header(*name, value.as_str());
+    }
+    builder.body(body).unwrap_or_default()
+}
+
+fn json_response(status: u16, body: Value) -> http::Response<Vec<u8>> {
+    respond(status, "application/json", body.to_string().into_bytes(), &[])
+}
+
+fn not_found(path: &str, hint: &str) -> http::Response<Vec<u8>> {
+    json_response(
+        404,
+        json!({"error": {"code": "not_found", "message": format!("no endpoint at {path}; {hint}")}}),
+    )
+}
+
+/// The admin listener.
+pub struct AdminApp {
+    pub shared: Arc<Shared>,
+}
+
+#[async_trait]
+impl ServeHttp for AdminApp {
+    async fn response(&self, session: &mut ServerSession) -> http::Response<Vec<u8>> {
+        let method = session.req_header().method.clone();
+        let path = session.req_header().uri.path().to_string();
+        let shared = &self.shared;
+        match (method.as_str(), path.as_str()) {
+            ("GET", "/metrics") => {
+                shared.refresh_ready_gauge();
+                let text = aragora_telemetry::render(&shared.metrics.registry);
+                respond(200, aragora_telemetry::TEXT_CONTENT_TYPE, text.into_bytes(), &[])
+            }
+            ("GET", "/healthz") => json_response(200, json!({"status": "ok"})),
+            ("GET", "/readyz") => match shared.not_ready_reason() {
+                None => json_response(200, json!({"status": "ready"})),
+                Some(reason) => json_response(503, json!({"status": "not_ready", "reason": reason})),
+            },
+            ("GET", "/api/system/upstreams") => {
+                let views = shared.pool.views();
+                let ready = views.iter().filter(|v| v.ready).count();
+                json_response(200, json!({"upstreams": views, "ready": ready, "total": views.len(), "draining": shared.is_draining()}))
+            }
+            ("GET", "/api/system/maintenance") => json_response(200, json!({"enabled": shared.in_maintenance()})),
+            ("POST", "/api/system/maintenance/enable") | ("POST", "/api/admin/maintenance/enable") => {
+                shared.set_maintenance(true);
+                json_response(200, json!({"enabled": true}))
+            }
+            ("POST", "/api/system/maintenance/disable") | ("POST", "/api/admin/maintenance/disable") => {
+                shared.set_maintenance(false);
+                json_response(200, json!({"enabled": false}))
+            }
+            _ => not_found(&path, "admin paths: /metrics, /readyz, /api/system/upstreams, /api/system/maintenance[/enable|/disable]"),
+        }
+    }
+}
+
+/// The plain-HTTP listener.
+pub struct RedirectApp {
+    pub shared: Arc<Shared>,
+}
+
+/// `example.com:80` → `example.com`, `[::1]:80` → `[::1]`, `example.com` unchanged.
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.find(']').map(|end| &host[..=end]).unwrap_or(host);
+    }
+    match host.split_once(':') {
+        Some((name, _)) => name,
+        None => host,
+    }
+}
+
+/// An ACME token is base64url: anything else (a path traversal) is refused.
+fn acme_token(path: &str) -> Option<&str> {
+    let token = path.strip_prefix("/.well-known/acme-challenge/")?;
+    (!token.is_empty() && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')).then_some(token)
+}
+
+#[async_trait]
+impl ServeHttp for RedirectApp {
+    async fn response(&self, session: &mut ServerSession) -> http::Response<Vec<u8>> {
+        let header = session.req_header();
+        let path = header.uri.path().to_string();
+        if path == "/healthz" {
+            return json_response(200, json!({"status": "ok"}));
+        }
+        if path.starts_with("/.well-known/acme-challenge/") {
+            let file = acme_token(&path).zip(self.shared.config.acme_challenge_dir.as_ref());
+            return match file.and_then(|(token, dir)| std::fs::read(dir.join(token)).ok()) {
+                Some(content) => respond(200, "text/plain", content, &[]),
+                None => not_found(&path, "no such ACME challenge token (ARAGORA_ACME_CHALLENGE_DIR)"),
+            };
+        }
+        let host = header
+            .headers
+            .get("host")
+            .and_then(|v| v.to_str().ok())
+            .or_else(|| header.uri.host())
+            .unwrap_or("localhost");
+        // Keep the host, swap the port for the HTTPS one.
+        let bare_host = strip_port(host);
+        let https_port = self.shared.config.https_port;
+        let authority = if https_port == 443 { bare_host.to_string() } else { format!("{bare_host}:{https_port}") };
+        let path_and_query = header.uri.path_and_query().map(|pq| pq.as_str()).unwrap_or("/");
+        let location = format!("https://{authority}{path_and_query}");
+        let body = json!({"redirect": location}).to_string().into_bytes();
+        respond(308, "application/json", body, &[("Location", location.clone())])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{acme_token, strip_port};
+
+    #[test]
+    fn ports_are_stripped_from_hosts() {
+        assert_eq!(strip_port("example.com:80"), "example.com");
+        assert_eq!(strip_port("[::1]:8080"), "[::1]");
+        assert_eq!(strip_port("example.com"), "example.com");
+    }
+
+    #[test]
+    fn acme_tokens_cannot_escape_the_directory() {
+        assert_eq!(acme_token("/.well-known/acme-challenge/abc_DEF-123"), Some("abc_DEF-123"));
+        assert_eq!(acme_token("/.well-known/acme-challenge/../../etc/passwd"), None);
+        assert_eq!(acme_token("/.well-known/acme-challenge/"), None);
+    }
+}

@@ -1,0 +1,216 @@
+//! The gateway's configuration: listeners, certificate, upstreams, health checks, limits and
+//! drain timing. Defaults, then TOML, then `ARAGORA_*` environment, then flags; every problem is
+//! reported at once, and nothing is bound before the configuration validates (the rustls
+//! listener panics on a bad certificate path, so paths are checked here first).
+
+use aragora_config::ConfigProblem;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewayConfig {
+    pub host: String,
+    pub http_port: u16,
+    pub https_port: u16,
+    pub admin_host: String,
+    pub admin_port: u16,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub upstreams: Vec<String>,
+    pub health_path: String,
+    pub health_interval_ms: u64,
+    pub health_timeout_ms: u64,
+    pub unhealthy_threshold: u32,
+    pub healthy_threshold: u32,
+    pub dns_refresh_secs: u64,
+    pub slow_start_secs: u64,
+    pub max_body_bytes: usize,
+    pub max_header_bytes: usize,
+    pub client_read_timeout_secs: u64,
+    pub max_inflight_requests: usize,
+    pub upstream_connect_timeout_ms: u64,
+    pub upstream_read_timeout_secs: u64,
+    pub hsts_max_age_secs: u64,
+    pub drain_delay_secs: u64,
+    pub drain_timeout_secs: u64,
+    pub threads: usize,
+    pub acme_challenge_dir: Option<PathBuf>,
+}
+
+aragora_config::settings! {
+    GatewayConfig;
+    host: ["ARAGORA_GATEWAY_HOST"] "Address the public listeners (HTTP and HTTPS) bind to.";
+    http_port: ["ARAGORA_HTTP_PORT"] "Plain HTTP port: answers 308 to HTTPS (except ACME challenges and /healthz).";
+    https_port: ["ARAGORA_HTTPS_PORT"] "HTTPS port (TLS 1.2 and 1.3, HTTP/2 and HTTP/1.1).";
+    admin_host: ["ARAGORA_ADMIN_HOST"] "Address of the admin listener; keep it on loopback.";
+    admin_port: ["ARAGORA_ADMIN_PORT"] "Admin listener port: /metrics, /api/system/upstreams, maintenance mode.";
+    tls_cert: ["ARAGORA_TLS_CERT"] "PEM certificate chain; `aragora up` generates a self-signed one when unset.";
+    tls_key: ["ARAGORA_TLS_KEY"] "PEM private key of the certificate.";
+    upstreams: ["ARAGORA_UPSTREAMS"] "Engine replicas, host:port, comma-separated; names are re-resolved (headless services).";
+    health_path: ["ARAGORA_HEALTH_PATH"] "Path the gateway polls on each replica to decide it may get traffic.";
+    health_interval_ms: ["ARAGORA_HEALTH_INTERVAL_MS"] "Milliseconds between active health checks of each replica.";
+    health_timeout_ms: ["ARAGORA_HEALTH_TIMEOUT_MS"] "Milliseconds a health check may take before it counts as failed.";
+    unhealthy_threshold: ["ARAGORA_UNHEALTHY_THRESHOLD"] "Consecutive failures (checks or connection errors) that take a replica out.";
+    healthy_threshold: ["ARAGORA_HEALTHY_THRESHOLD"] "Consecutive passing checks that bring a replica back.";
+    dns_refresh_secs: ["ARAGORA_DNS_REFRESH_SECS"] "Seconds between re-resolutions of upstream names.";
+    slow_start_secs: ["ARAGORA_SLOW_START_SECS"] "Seconds over which a replica that became ready ramps up to a full share of traffic (0: at once).";
+    max_body_bytes: ["ARAGORA_GATEWAY_MAX_BODY_BYTES"] "Largest request body; larger gets 413.";
+    max_header_bytes: ["ARAGORA_GATEWAY_MAX_HEADER_BYTES"] "Largest request head (request line and headers); larger gets 431.";
+    client_read_timeout_secs: ["ARAGORA_CLIENT_READ_TIMEOUT"] "Seconds a client may take for each read of its request; slower clients are cut off.";
+    max_inflight_requests: ["ARAGORA_GATEWAY_MAX_INFLIGHT"] "Requests (and open WebSockets) served at once; beyond it, 503.";
+    upstream_connect_timeout_ms: ["ARAGORA_UPSTREAM_CONNECT_TIMEOUT_MS"] "Milliseconds to connect to a replica before trying another.";
+    upstream_read_timeout_secs: ["ARAGORA_UPSTREAM_READ_TIMEOUT"] "Seconds to wait for a replica's response.";
+    hsts_max_age_secs: ["ARAGORA_HSTS_MAX_AGE"] "max-age of the Strict-Transport-Security header on HTTPS responses.";
+    drain_delay_secs: ["ARAGORA_GATEWAY_DRAIN_DELAY"] "On SIGTERM, seconds to keep serving while reporting not ready, so load balancers stop sending.";
+    drain_timeout_secs: ["ARAGORA_GATEWAY_DRAIN_TIMEOUT"] "Seconds in-flight requests get to finish after the gateway stops accepting.";
+    threads: ["ARAGORA_GATEWAY_THREADS"] "Worker threads of the proxy.";
+    acme_challenge_dir: ["ARAGORA_ACME_CHALLENGE_DIR"] "Directory served at /.well-known/acme-challenge/ on the HTTP port.";
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            host: "0.0.0.0".into(),
+            http_port: 80,
+            https_port: 443,
+            admin_host: "127.0.0.1".into(),
+            admin_port: 9091,
+            tls_cert: None,
+            tls_key: None,
+            upstreams: Vec::new(),
+            health_path: "/readyz".into(),
+            health_interval_ms: 1000,
+            health_timeout_ms: 1000,
+            unhealthy_threshold: 3,
+            healthy_threshold: 2,
+            dns_refresh_secs: 10,
+            slow_start_secs: 10,
+            max_body_bytes: 1024 * 1024,
+            max_header_bytes: 32 * 1024,
+            client_read_timeout_secs: 30,
+            max_inflight_requests: 10_000,
+            upstream_connect_timeout_ms: 1000,
+            upstream_read_timeout_secs: 300,
+            hsts_max_age_secs: 31_536_000,
+            drain_delay_secs: 5,
+            drain_timeout_secs: 30,
+            threads: 2,
+            acme_challenge_dir: None,
+        }
+    }
+}
+
+impl GatewayConfig {
+    /// Defaults, then `file` (TOML), then `env`, not yet validated (flags may still change
+    /// it); the problems found reading them.
+    pub fn read(file: Option<&Path>, env: &HashMap<String, String>) -> (Self, Vec<ConfigProblem>) {
+        let mut problems = Vec::new();
+        let mut config = match file {
+            Some(path) => aragora_config::from_toml_file(path).unwrap_or_else(|problem| {
+                problems.push(problem);
+                Self::default()
+            }),
+            None => Self::default(),
+        };
+        config.apply_env(env, &mut problems);
+        (config, problems)
+    }
+
+    /// [`read`](Self::read), then validated.
+    pub fn load(file: Option<&Path>, env: &HashMap<String, String>) -> Result<Self, Vec<ConfigProblem>> {
+        let (config, mut problems) = Self::read(file, env);
+        problems.extend(config.validate());
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// Checks every value, including that certificate files exist and parse.
+    pub fn validate(&self) -> Vec<ConfigProblem> {
+        let mut problems = Vec::new();
+        let mut check = |ok: bool, setting: &str, message: String| {
+            if !ok {
+                problems.push(ConfigProblem::new(setting, message));
+            }
+        };
+        for (setting, host) in [("ARAGORA_GATEWAY_HOST", &self.host), ("ARAGORA_ADMIN_HOST", &self.admin_host)] {
+            check(
+                host.parse::<std::net::IpAddr>().is_ok(),
+                setting,
+                format!("{host:?} is not an IP address"),
+            );
+        }
+        let ports = [
+            ("ARAGORA_HTTP_PORT", self.http_port),
+            ("ARAGORA_HTTPS_PORT", self.https_port),
+            ("ARAGORA_ADMIN_PORT", self.admin_port),
+        ];
+        for (i, (setting, port)) in ports.iter().enumerate() {
+            check(*port != 0, setting, "is 0; the gateway needs a fixed port (for example 8443)".into());
+            for (other, other_port) in &ports[..i] {
+                check(
+                    *port == 0 || port != other_port,
+                    setting,
+                    format!("is the same port as {other} ({port}); give each listener its own"),
+                );
+            }
+        }
+        check(
+            !self.upstreams.is_empty(),
+            "ARAGORA_UPSTREAMS",
+            "names no engine replica; give at least one host:port (--upstream 127.0.0.1:8080)".into(),
+        );
+        for upstream in &self.upstreams {
+            let valid = upstream
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+            check(valid, "ARAGORA_UPSTREAMS", format!("{upstream:?} is not host:port"));
+        }
+        check(
+            self.health_path.starts_with('/'),
+            "ARAGORA_HEALTH_PATH",
+            format!("{:?} does not start with /", self.health_path),
+        );
+        check(self.health_interval_ms >= 50, "ARAGORA_HEALTH_INTERVAL_MS", "use at least 50 ms".into());
+        check(
+            (1..=self.health_interval_ms.max(1) * 10).contains(&self.health_timeout_ms),
+            "ARAGORA_HEALTH_TIMEOUT_MS",
+            "use at least 1 ms".into(),
+        );
+        check(self.unhealthy_threshold >= 1, "ARAGORA_UNHEALTHY_THRESHOLD", "use at least 1".into());
+        check(self.healthy_threshold >= 1, "ARAGORA_HEALTHY_THRESHOLD", "use at least 1".into());
+        check(self.dns_refresh_secs >= 1, "ARAGORA_DNS_REFRESH_SECS", "use at least 1 second".into());
+        check(self.max_body_bytes >= 1024, "ARAGORA_GATEWAY_MAX_BODY_BYTES", "use at least 1024".into());
+        check(
+            (1024..=1024 * 1024).contains(&self.max_header_bytes),
+            "ARAGORA_GATEWAY_MAX_HEADER_BYTES",
+            "use 1024 to 1048576 (the proxy's own ceiling is 1 MiB)".into(),
+        );
+        check(self.client_read_timeout_secs >= 1, "ARAGORA_CLIENT_READ_TIMEOUT", "use at least 1 second".into());
+        check(self.max_inflight_requests >= 1, "ARAGORA_GATEWAY_MAX_INFLIGHT", "use at least 1".into());
+        check(self.upstream_connect_timeout_ms >= 1, "ARAGORA_UPSTREAM_CONNECT_TIMEOUT_MS", "use at least 1 ms".into());
+        check(self.upstream_read_timeout_secs >= 1, "ARAGORA_UPSTREAM_READ_TIMEOUT", "use at least 1 second".into());
+        check((1..=256).contains(&self.threads), "ARAGORA_GATEWAY_THREADS", "use 1 to 256".into());
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => {
+                if let Err(problem) = crate::tls::check_files(cert, key) {
+                    problems.push(problem);
+                }
+            }
+            (None, None) => problems.push(ConfigProblem::new(
+                "ARAGORA_TLS_CERT",
+                "no certificate: give --tls-cert and --tls-key (PEM files), or run `aragora up`, which generates a self-signed pair",
+            )),
+            _ => problems.push(ConfigProblem::new(
+                "ARAGORA_TLS_KEY",
+                "give both the certificate and its key (--tls-cert and --tls-key)",
+            )),
+        }
+        problems
+    }
+}
+

@@ -1,0 +1,270 @@
+//! The aragora edge gateway: a pingora proxy in front of the engine replicas.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`config`] | settings, defaults, validation (certificate files included) |
+//! | [`proxy`] | the request path: one `ProxyHttp` impl; its doc lists the phases and their jobs |
+//! | [`upstream`] | replicas, readiness from active and passive checks, slow start, DNS refresh |
+//! | [`admin`] | the admin listener and the HTTP→HTTPS redirect listener |
+//! | [`tls`] | certificate checks, self-signed generation, expiry |
+//! | [`state`] | shared flags (draining, maintenance), in-flight count, metrics |
+//!
+//! [`start`] validates, binds, and runs pingora on its own threads; [`RunningGateway::shutdown`]
+//! drains: readiness goes false at once, the gateway keeps serving for the drain delay (so load
+//! balancers stop sending), then stops accepting, lets in-flight requests finish (up to the
+//! drain timeout), and [`RunningGateway::wait`] returns as soon as that is done, rather than
+//! after pingora's fixed grace period.
+
+pub mod admin;
+pub mod config;
+pub mod proxy;
+pub mod state;
+pub mod tls;
+pub mod upstream;
+
+pub use config::{GatewayConfig, SETTINGS};
+
+use async_trait::async_trait;
+use pingora::listeners::tls::TlsSettings;
+use pingora::prelude::background_service;
+use pingora::proxy::http_proxy_service_with_name;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
+use pingora::services::background::BackgroundService;
+use pingora::services::listening::Service;
+use state::{GatewayMetrics, Shared};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+use upstream::{HealthPolicy, UpstreamPool};
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("cannot listen on {addr} ({what}): {source}; stop the process using it or choose another port with {setting}")]
+    Bind {
+        addr: String,
+        what: &'static str,
+        setting: &'static str,
+        source: std::io::Error,
+    },
+    #[error("the TLS certificate could not be loaded: {0}; check ARAGORA_TLS_CERT and ARAGORA_TLS_KEY")]
+    Tls(String),
+}
+
+/// Turns our shutdown request into pingora's: mark draining, keep serving for the drain
+/// delay, then tell pingora to stop accepting.
+struct DrainSignal {
+    shared: Arc<Shared>,
+    requested: Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
+    drain_delay: Duration,
+}
+
+#[async_trait]
+impl ShutdownSignalWatch for DrainSignal {
+    async fn recv(&self) -> ShutdownSignal {
+        let requested = self.requested.lock().ok().and_then(|mut r| r.take());
+        if let Some(requested) = requested {
+            let _ = requested.await;
+        }
+        self.shared.start_draining();
+        tracing::info!(delay_s = self.drain_delay.as_secs_f64(), "gateway draining: readiness off, still serving");
+        tokio::time::sleep(self.drain_delay).await;
+        tracing::info!("gateway stops accepting; waiting for in-flight requests");
+        ShutdownSignal::GracefulTerminate
+    }
+}
+
+/// Health checks and DNS refresh, as a pingora background service.
+struct HealthService {
+    shared: Arc<Shared>,
+}
+
+#[async_trait]
+impl BackgroundService for HealthService {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let config = &self.shared.config;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let checks = upstream::run_health_checks(
+            self.shared.pool.clone(),
+            config.health_path.clone(),
+            Duration::from_millis(config.health_interval_ms),
+            Duration::from_millis(config.health_timeout_ms),
+            Duration::from_secs(config.dns_refresh_secs),
+            stop_rx,
+        );
+        tokio::select! {
+            _ = checks => {}
+            _ = shutdown.changed() => { let _ = stop_tx.send(true); }
+        }
+    }
+}
+
+/// Reports when, after pingora stopped accepting, the last in-flight request has finished.
+struct DrainWatcher {
+    shared: Arc<Shared>,
+    drained: Mutex<Option<mpsc::Sender<()>>>,
+}
+
+#[async_trait]
+impl BackgroundService for DrainWatcher {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        while !*shutdown.borrow() {
+            if shutdown.changed().await.is_err() {
+                break;
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(self.shared.config.drain_timeout_secs);
+        // Requests accepted just before the listeners closed may still be reading their
+        // headers: require the count to stay at zero across two looks.
+        let mut idle_looks = 0;
+        while Instant::now() < deadline && idle_looks < 2 {
+            idle_looks = if self.shared.inflight() == 0 { idle_looks + 1 } else { 0 };
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let left = self.shared.inflight();
+        if left > 0 {
+            tracing::warn!(left, "drain timeout: closing the remaining connections");
+        } else {
+            tracing::info!("gateway drained");
+        }
+        if let Some(sender) = self.drained.lock().ok().and_then(|mut d| d.take()) {
+            let _ = sender.send(());
+        }
+    }
+}
+
+/// A gateway running on its own threads.
+pub struct RunningGateway {
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    drained: mpsc::Receiver<()>,
+    shared: Arc<Shared>,
+}
+
+impl RunningGateway {
+    /// Begins the drain (returns at once).
+    pub fn shutdown(&mut self) {
+        if let Some(sender) = self.shutdown.take() {
+            let _ = sender.send(());
+        }
+    }
+
+    /// Blocks until the gateway has drained after [`shutdown`](Self::shutdown).
+    pub fn wait(self) {
+        let _ = self.drained.recv();
+    }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+}
+
+fn check_bind(addr: &str, what: &'static str, setting: &'static str) -> Result<(), GatewayError> {
+    std::net::TcpListener::bind(addr)
+        .map(drop)
+        .map_err(|source| GatewayError::Bind {
+            addr: addr.to_string(),
+            what,
+            setting,
+            source,
+        })
+}
+
+/// Validates listeners and certificate, then starts the gateway. `config` must have passed
+/// [`GatewayConfig::validate`].
+pub fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError> {
+    let https = format!("{}:{}", config.host, config.https_port);
+    let http = format!("{}:{}", config.host, config.http_port);
+    let admin = format!("{}:{}", config.admin_host, config.admin_port);
+    check_bind(&https, "HTTPS", "ARAGORA_HTTPS_PORT / --https-port")?;
+    check_bind(&http, "HTTP", "ARAGORA_HTTP_PORT / --http-port")?;
+    check_bind(&admin, "admin", "ARAGORA_ADMIN_PORT / --admin-port")?;
+    let (cert, key) = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => (cert.clone(), key.clone()),
+        _ => return Err(GatewayError::Tls("no certificate configured".into())),
+    };
+    let expiry = tls::check_files(&cert, &key).map_err(|p| GatewayError::Tls(p.to_string()))?;
+    let mut tls_settings = TlsSettings::intermediate(&cert.to_string_lossy(), &key.to_string_lossy())
+        .map_err(|err| GatewayError::Tls(err.to_string()))?;
+    tls_settings.enable_h2();
+
+    let (metrics, upstream_ready) = GatewayMetrics::new();
+    metrics.cert_expiry.set(expiry);
+    let pool = Arc::new(UpstreamPool::new(
+        config.upstreams.clone(),
+        HealthPolicy {
+            unhealthy_threshold: config.unhealthy_threshold,
+            healthy_threshold: config.healthy_threshold,
+            slow_start: Duration::from_secs(config.slow_start_secs),
+        },
+        upstream_ready,
+    ));
+    let drain_delay = Duration::from_secs(config.drain_delay_secs);
+    let server_conf = ServerConf {
+        threads: config.threads,
+        // Pingora sleeps this long after it stops accepting; we return earlier when drained.
+        grace_period_seconds: Some(config.drain_timeout_secs + 1),
+        graceful_shutdown_timeout_seconds: Some(1),
+        ..Default::default()
+    };
+    let shared = Arc::new(Shared::new(config, metrics, pool));
+    let mut server = Server::new_with_opt_and_conf(None, server_conf);
+
+    let mut proxy = http_proxy_service_with_name(
+        &server.configuration,
+        proxy::Gateway {
+            shared: shared.clone(),
+        },
+        "aragora-gateway",
+    );
+    proxy.add_tls_with_settings(&https, None, tls_settings);
+    let mut redirect = Service::new(
+        "http-redirect".to_string(),
+        admin::RedirectApp {
+            shared: shared.clone(),
+        },
+    );
+    redirect.add_tcp(&http);
+    let mut admin_service = Service::new(
+        "admin".to_string(),
+        admin::AdminApp {
+            shared: shared.clone(),
+        },
+    );
+    admin_service.add_tcp(&admin);
+    let (drained_tx, drained) = mpsc::channel();
+    server.add_service(proxy);
+    server.add_service(redirect);
+    server.add_service(admin_service);
+    server.add_service(background_service(
+        "upstream-health",
+        HealthService {
+            shared: shared.clone(),
+        },
+    ));
+    server.add_service(background_service(
+        "drain-watcher",
+        DrainWatcher {
+            shared: shared.clone(),
+            drained: Mutex::new(Some(drained_tx)),
+        },
+    ));
+    let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel();
+    let signal = DrainSignal {
+        shared: shared.clone(),
+        requested: Mutex::new(Some(shutdown_rx)),
+        drain_delay,
+    };
+    std::thread::Builder::new()
+        .name("pingora".into())
+        .spawn(move || {
+            server.run(RunArgs {
+                shutdown_signal: Box::new(signal),
+            })
+        })
+        .map_err(|err| GatewayError::Tls(format!("cannot start the proxy thread: {err}")))?;
+    tracing::info!(https = %https, http = %http, admin = %admin, "gateway listening");
+    Ok(RunningGateway {
+        shutdown: Some(shutdown_tx),
+        drained,
+        shared,
+    })
+}

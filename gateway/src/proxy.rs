@@ -1,0 +1,495 @@
+//! The request path through the gateway: one `ProxyHttp` impl, one context per request.
+//!
+//! Phases, in the order pingora runs them, and what each does here:
+//!
+//! | phase | job |
+//! |---|---|
+//! | `request_filter` | count in; request id and trace context; local `/healthz` `/readyz`; maintenance 503; head (431) and declared body (413) limits; client read timeout (lifted for WebSocket upgrades); 503 at once when no replica is ready |
+//! | `request_body_filter` | enforce the body limit on bytes actually received (413) |
+//! | `upstream_peer` | pick a ready replica not tried yet (slow-start weighted, least loaded of two) |
+//! | `upstream_request_filter` | forward `X-Request-Id`, `traceparent`, `X-Forwarded-For` and `-Proto` |
+//! | `response_filter` | add `X-Request-Id`, and HSTS on HTTPS |
+//! | `fail_to_connect` | passive health: count the failure; retry once on another replica (nothing was sent) |
+//! | `error_while_proxy` | passive health; retry an idempotent request only on a stale pooled connection |
+//! | `fail_to_proxy` | answer errors as JSON with the right status |
+//! | `logging` | RED metrics under the route template, JSON access log, count out |
+
+use crate::state::Shared;
+use crate::upstream::Replica;
+use aragora_telemetry::route_template;
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::Peer;
+use serde_json::json;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub struct Gateway {
+    pub shared: Arc<Shared>,
+}
+
+/// W3C trace context: the trace this request belongs to and the span the gateway opened.
+#[derive(Debug, Clone)]
+pub struct TraceContext {
+    pub trace_id: String,
+    pub span_id: String,
+    pub flags: String,
+}
+
+impl TraceContext {
+    /// Continues the caller's trace from a valid `traceparent`, or starts a new one.
+    pub fn from_header(header: Option<&str>) -> Self {
+        let new_span = || format!("{:016x}", rand::random::<u64>());
+        if let Some(parts) = header.map(|h| h.trim().split('-').collect::<Vec<_>>()) {
+            let hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
+            if parts.len() == 4
+                && parts[0] == "00"
+                && hex(parts[1], 32)
+                && parts[1] != "0".repeat(32)
+                && hex(parts[2], 16)
+                && hex(parts[3], 2)
+            {
+                return Self {
+                    trace_id: parts[1].to_ascii_lowercase(),
+                    span_id: new_span(),
+                    flags: parts[3].to_string(),
+                };
+            }
+        }
+        Self {
+            trace_id: format!("{:032x}", rand::random::<u128>()),
+            span_id: new_span(),
+            flags: "01".into(),
+        }
+    }
+
+    pub fn header(&self) -> String {
+        format!("00-{}-{}-{}", self.trace_id, self.span_id, self.flags)
+    }
+}
+
+pub struct Ctx {
+    started: Instant,
+    counted: bool,
+    request_id: String,
+    trace: Option<TraceContext>,
+    method: &'static str,
+    route: &'static str,
+    tls: bool,
+    upgrade: bool,
+    client_ip: Option<IpAddr>,
+    tried: Vec<SocketAddr>,
+    replica: Option<Arc<Replica>>,
+    body_bytes: usize,
+    /// Why the gateway itself answered with an error, for the access log.
+    refusal: Option<&'static str>,
+}
+
+fn method_label(method: &http::Method) -> &'static str {
+    match *method {
+        http::Method::GET => "GET",
+        http::Method::POST => "POST",
+        http::Method::PUT => "PUT",
+        http::Method::DELETE => "DELETE",
+        http::Method::PATCH => "PATCH",
+        http::Method::HEAD => "HEAD",
+        http::Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+fn idempotent(method: &str) -> bool {
+    matches!(method, "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE")
+}
+
+/// A request id from the client is kept if it is short and plain; otherwise a new one.
+fn request_id(incoming: Option<&str>) -> String {
+    match incoming {
+        Some(id)
+            if (1..=128).contains(&id.len())
+                && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)) =>
+        {
+            id.to_string()
+        }
+        _ => uuid::Uuid::new_v4().to_string(),
+    }
+}
+
+impl Gateway {
+    /// Writes a JSON answer from the gateway itself and ends the request.
+    async fn answer(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        status: u16,
+        body: serde_json::Value,
+        retry_after: Option<u64>,
+    ) -> Result<bool> {
+        let body = Bytes::from(body.to_string());
+        let mut header = ResponseHeader::build(status, Some(6))?;
+        header.insert_header("Content-Type", "application/json")?;
+        header.insert_header("Content-Length", body.len().to_string())?;
+        header.insert_header("X-Request-Id", ctx.request_id.as_str())?;
+        if let Some(seconds) = retry_after {
+            header.insert_header("Retry-After", seconds.to_string())?;
+        }
+        if ctx.tls {
+            header.insert_header("Strict-Transport-Security", self.hsts())?;
+        }
+        session.set_keepalive(None);
+        session.write_response_header(Box::new(header), false).await?;
+        session.write_response_body(Some(body), true).await?;
+        Ok(true)
+    }
+
+    async fn refuse(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        status: u16,
+        code: &'static str,
+        message: String,
+        retry_after: Option<u64>,
+    ) -> Result<bool> {
+        ctx.refusal = Some(code);
+        let body = json!({"error": {"code": code, "message": message}});
+        self.answer(session, ctx, status, body, retry_after).await
+    }
+
+    fn hsts(&self) -> String {
+        format!("max-age={}; includeSubDomains", self.shared.config.hsts_max_age_secs)
+    }
+}
+
+fn head_size(header: &RequestHeader) -> usize {
+    let line = header.method.as_str().len() + header.uri.to_string().len() + 12;
+    line + header
+        .headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum::<usize>()
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx {
+            started: Instant::now(),
+            counted: false,
+            request_id: String::new(),
+            trace: None,
+            method: "other",
+            route: "unmatched",
+            tls: false,
+            upgrade: false,
+            client_ip: None,
+            tried: Vec::new(),
+            replica: None,
+            body_bytes: 0,
+            refusal: None,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let shared = &self.shared;
+        let config = &shared.config;
+        let header = session.req_header();
+        ctx.method = method_label(&header.method);
+        ctx.route = route_template(header.uri.path());
+        let path = header.uri.path().to_string();
+        let header_value = |name: &str| header.headers.get(name).and_then(|v| v.to_str().ok());
+        ctx.request_id = request_id(header_value("x-request-id"));
+        ctx.trace = Some(TraceContext::from_header(header_value("traceparent")));
+        let declared_length = header_value("content-length").and_then(|v| v.parse::<usize>().ok());
+        let head_bytes = head_size(header);
+        ctx.upgrade = session.is_upgrade_req();
+        ctx.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        ctx.client_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+        ctx.counted = true;
+        let inflight = shared.enter();
+
+        match path.as_str() {
+            "/healthz" => return self.answer(session, ctx, 200, json!({"status": "ok"}), None).await,
+            "/readyz" => {
+                return match shared.not_ready_reason() {
+                    None => self.answer(session, ctx, 200, json!({"status": "ready"}), None).await,
+                    Some(reason) => {
+                        let body = json!({"status": "not_ready", "reason": reason});
+                        self.answer(session, ctx, 503, body, Some(1)).await
+                    }
+                };
+            }
+            _ => {}
+        }
+        if inflight > config.max_inflight_requests {
+            let message = format!(
+                "the gateway is serving {} requests, its limit (ARAGORA_GATEWAY_MAX_INFLIGHT); retry shortly",
+                config.max_inflight_requests
+            );
+            return self.refuse(session, ctx, 503, "overloaded", message, Some(1)).await;
+        }
+        if shared.in_maintenance() {
+            let message = "aragora is in maintenance; retry later".to_string();
+            return self.refuse(session, ctx, 503, "maintenance", message, Some(60)).await;
+        }
+        if head_bytes > config.max_header_bytes {
+            let message = format!(
+                "the request line and headers take {head_bytes} bytes; the limit is {} (ARAGORA_GATEWAY_MAX_HEADER_BYTES)",
+                config.max_header_bytes
+            );
+            return self.refuse(session, ctx, 431, "headers_too_large", message, None).await;
+        }
+        if declared_length.is_some_and(|length| length > config.max_body_bytes) {
+            let message = format!(
+                "the body is larger than {} bytes (ARAGORA_GATEWAY_MAX_BODY_BYTES); send a smaller one",
+                config.max_body_bytes
+            );
+            return self.refuse(session, ctx, 413, "payload_too_large", message, None).await;
+        }
+        if ctx.upgrade {
+            // Pingora's read timeout also applies to upgraded streams; idle WebSockets live on.
+            session.set_read_timeout(None);
+        } else {
+            session.set_read_timeout(Some(Duration::from_secs(config.client_read_timeout_secs)));
+        }
+        if !shared.pool.any_ready() {
+            let message = "no engine replica is ready; retry shortly".to_string();
+            return self.refuse(session, ctx, 503, "no_ready_upstream", message, Some(1)).await;
+        }
+        Ok(false)
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if let Some(chunk) = body {
+            ctx.body_bytes += chunk.len();
+            if ctx.body_bytes > self.shared.config.max_body_bytes && !ctx.upgrade {
+                ctx.refusal = Some("payload_too_large");
+                return Error::e_explain(
+                    HTTPStatus(413),
+                    format!(
+                        "the body is larger than {} bytes (ARAGORA_GATEWAY_MAX_BODY_BYTES); send a smaller one",
+                        self.shared.config.max_body_bytes
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let config = &self.shared.config;
+        if let Some(previous) = ctx.replica.take() {
+            previous.inflight.fetch_sub(1, Ordering::Relaxed);
+        }
+        let replica = self.shared.pool.select(&ctx.tried).ok_or_else(|| {
+            Error::explain(HTTPStatus(503), "no engine replica is ready; retry shortly")
+        })?;
+        replica.inflight.fetch_add(1, Ordering::Relaxed);
+        ctx.tried.push(replica.addr);
+        let mut peer = HttpPeer::new(replica.addr, false, String::new());
+        let connect = Duration::from_millis(config.upstream_connect_timeout_ms);
+        peer.options.connection_timeout = Some(connect);
+        peer.options.total_connection_timeout = Some(connect);
+        peer.options.read_timeout = (!ctx.upgrade).then(|| Duration::from_secs(config.upstream_read_timeout_secs));
+        peer.options.idle_timeout = Some(Duration::from_secs(60));
+        ctx.replica = Some(replica);
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        request: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        request.insert_header("X-Request-Id", ctx.request_id.as_str())?;
+        if let Some(trace) = &ctx.trace {
+            request.insert_header("traceparent", trace.header())?;
+        }
+        if let Some(ip) = ctx.client_ip {
+            let forwarded = match request.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+                Some(chain) => format!("{chain}, {ip}"),
+                None => ip.to_string(),
+            };
+            request.insert_header("X-Forwarded-For", forwarded)?;
+        }
+        request.insert_header("X-Forwarded-Proto", if ctx.tls { "https" } else { "http" })?;
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        response: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        response.insert_header("X-Request-Id", ctx.request_id.as_str())?;
+        if ctx.tls {
+            response.insert_header("Strict-Transport-Security", self.hsts())?;
+        }
+        Ok(())
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        peer: &HttpPeer,
+        ctx: &mut Ctx,
+        mut error: Box<Error>,
+    ) -> Box<Error> {
+        if let Some(addr) = peer.address().as_inet() {
+            self.shared.pool.observe_failure(*addr, format!("connect failed: {error}"));
+        }
+        // Nothing reached the replica, so any method may go to another one, once.
+        if ctx.tried.len() < 2 && self.shared.pool.select(&ctx.tried).is_some() {
+            self.shared.metrics.upstream_retries.inc();
+            error.set_retry(true);
+        }
+        error
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        _session: &mut Session,
+        error: Box<Error>,
+        ctx: &mut Ctx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut error = error.more_context(format!("replica {}", peer.address()));
+        let upstream_fault = matches!(error.esource(), ErrorSource::Upstream);
+        if upstream_fault && !client_reused {
+            if let Some(addr) = peer.address().as_inet() {
+                self.shared.pool.observe_failure(*addr, format!("proxying failed: {error}"));
+            }
+        }
+        // A pooled connection the replica had closed: the request never reached it. Only an
+        // idempotent request is sent again; a POST is never replayed.
+        if client_reused && idempotent(ctx.method) && ctx.tried.len() < 2 {
+            error.set_retry(true);
+        }
+        error
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, error: &Error, ctx: &mut Ctx) -> FailToProxy {
+        let (status, code, message) = match error.etype() {
+            HTTPStatus(413) => (413, "payload_too_large", error.context.as_ref().map(|c| c.as_str().to_string()).unwrap_or_default()),
+            HTTPStatus(503) => (503, "no_ready_upstream", "no engine replica is ready; retry shortly".to_string()),
+            HTTPStatus(code) => (*code, "error", error.to_string()),
+            ConnectTimedout | ConnectRefused | ConnectNoRoute | ConnectError | ConnectProxyFailure => (
+                502,
+                "upstream_unreachable",
+                "the engine replica could not be reached; retry, another replica will answer".to_string(),
+            ),
+            ReadTimedout => (
+                504,
+                "upstream_timeout",
+                format!(
+                    "the engine replica did not answer within {} s (ARAGORA_UPSTREAM_READ_TIMEOUT)",
+                    self.shared.config.upstream_read_timeout_secs
+                ),
+            ),
+            _ if matches!(error.esource(), ErrorSource::Downstream) => {
+                // The client went away or sent garbage: nobody to answer.
+                ctx.refusal = Some("client_error");
+                return FailToProxy {
+                    error_code: 0,
+                    can_reuse_downstream: false,
+                };
+            }
+            _ => (502, "bad_gateway", "the engine replica failed while answering; retry".to_string()),
+        };
+        ctx.refusal.get_or_insert(code);
+        let retry_after = (status == 503).then_some(1);
+        let body = json!({"error": {"code": code, "message": message}});
+        if session.response_written().is_none() {
+            let _ = self.answer(session, ctx, status, body, retry_after).await;
+        }
+        FailToProxy {
+            error_code: status,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut Ctx) {
+        let status = session
+            .response_written()
+            .map(|r| r.status.as_u16())
+            .unwrap_or(0);
+        let status_label = if status == 0 { "0".to_string() } else { status.to_string() };
+        let elapsed = ctx.started.elapsed();
+        let metrics = &self.shared.metrics;
+        metrics
+            .http_requests
+            .with_label_values(&[ctx.method, ctx.route, &status_label])
+            .inc();
+        metrics
+            .request_latency
+            .with_label_values(&[ctx.method, ctx.route])
+            .observe(elapsed.as_secs_f64());
+        if let Some(replica) = ctx.replica.take() {
+            replica.inflight.fetch_sub(1, Ordering::Relaxed);
+        }
+        if ctx.counted {
+            self.shared.leave();
+        }
+        let path = session.req_header().uri.path();
+        tracing::info!(
+            target: "access",
+            request_id = %ctx.request_id,
+            trace_id = ctx.trace.as_ref().map(|t| t.trace_id.as_str()).unwrap_or(""),
+            method = ctx.method,
+            path = &path[..path.len().min(200)],
+            route = ctx.route,
+            status,
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            upstream = ctx.tried.last().map(|a| a.to_string()).unwrap_or_default(),
+            attempts = ctx.tried.len(),
+            client = ctx.client_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+            tls = ctx.tls,
+            upgrade = ctx.upgrade,
+            refusal = ctx.refusal.unwrap_or(""),
+            error = error.map(|e| e.to_string()).unwrap_or_default(),
+            "request"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trace_context_is_continued_or_started() {
+        let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let trace = TraceContext::from_header(Some(incoming));
+        assert_eq!(trace.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_ne!(trace.span_id, "00f067aa0ba902b7", "the gateway opens its own span");
+        assert!(trace.header().starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+        for bad in ["garbage", "00-00000000000000000000000000000000-00f067aa0ba902b7-01", "01-x-y-z"] {
+            let fresh = TraceContext::from_header(Some(bad));
+            assert_eq!(fresh.trace_id.len(), 32);
+            assert_ne!(fresh.trace_id, "0".repeat(32));
+        }
+    }
+
+    #[test]
+    fn request_ids_are_kept_only_when_plain() {
+        assert_eq!(request_id(Some("abc-123")), "abc-123");
+        assert_ne!(request_id(Some("bad id with spaces")), "bad id with spaces");
+        assert_eq!(request_id(None).len(), 36);
+    }
+}

@@ -1,0 +1,117 @@
+//! What every part of the gateway shares: configuration, metrics, and the life-cycle flags
+//! (draining, maintenance) with the in-flight count that drain waits on.
+
+use crate::config::GatewayConfig;
+use crate::upstream::UpstreamPool;
+use aragora_telemetry::catalogue as cat;
+use prometheus::{HistogramVec, IntCounter, IntCounterVec, IntGauge, Registry};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+pub struct GatewayMetrics {
+    pub registry: Registry,
+    pub http_requests: IntCounterVec,
+    pub request_latency: HistogramVec,
+    pub upstream_retries: IntCounter,
+    pub inflight: IntGauge,
+    pub cert_expiry: IntGauge,
+    pub maintenance: IntGauge,
+    pub ready: IntGauge,
+}
+
+impl GatewayMetrics {
+    pub fn new() -> (Self, prometheus::IntGaugeVec) {
+        let registry = Registry::new();
+        cat::BUILD_INFO
+            .gauge_vec(&registry)
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), "gateway"])
+            .set(1);
+        let upstream_ready = cat::UPSTREAM_READY.gauge_vec(&registry);
+        let metrics = Self {
+            http_requests: cat::HTTP_REQUESTS_TOTAL.counter(&registry),
+            request_latency: cat::REQUEST_LATENCY_SECONDS.histogram(&registry),
+            upstream_retries: cat::UPSTREAM_RETRIES_TOTAL.counter_single(&registry),
+            inflight: cat::GATEWAY_INFLIGHT_REQUESTS.gauge(&registry),
+            cert_expiry: cat::TLS_CERT_EXPIRY_TIMESTAMP_SECONDS.gauge(&registry),
+            maintenance: cat::MAINTENANCE_MODE.gauge(&registry),
+            ready: cat::READY.gauge(&registry),
+            registry,
+        };
+        (metrics, upstream_ready)
+    }
+}
+
+/// Shared by the proxy, the admin listener, the health checker and the drain.
+pub struct Shared {
+    pub config: GatewayConfig,
+    pub metrics: GatewayMetrics,
+    pub pool: Arc<UpstreamPool>,
+    draining: AtomicBool,
+    maintenance: AtomicBool,
+    inflight: AtomicUsize,
+}
+
+impl Shared {
+    pub fn new(config: GatewayConfig, metrics: GatewayMetrics, pool: Arc<UpstreamPool>) -> Self {
+        Self {
+            config,
+            metrics,
+            pool,
+            draining: AtomicBool::new(false),
+            maintenance: AtomicBool::new(false),
+            inflight: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+        self.metrics.ready.set(0);
+    }
+
+    pub fn in_maintenance(&self) -> bool {
+        self.maintenance.load(Ordering::SeqCst)
+    }
+
+    pub fn set_maintenance(&self, on: bool) {
+        self.maintenance.store(on, Ordering::SeqCst);
+        self.metrics.maintenance.set(i64::from(on));
+        tracing::warn!(enabled = on, "maintenance mode changed");
+    }
+
+    /// Why the gateway should not get traffic, or None when it should.
+    pub fn not_ready_reason(&self) -> Option<String> {
+        if self.is_draining() {
+            return Some("draining: shutting down".into());
+        }
+        if !self.pool.any_ready() {
+            return Some("no engine replica is ready".into());
+        }
+        None
+    }
+
+    pub fn refresh_ready_gauge(&self) {
+        self.metrics
+            .ready
+            .set(i64::from(self.not_ready_reason().is_none()));
+    }
+
+    /// Counts a request in; returns the new in-flight count.
+    pub fn enter(&self) -> usize {
+        let now = self.inflight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.metrics.inflight.set(now as i64);
+        now
+    }
+
+    pub fn leave(&self) {
+        let now = self.inflight.fetch_sub(1, Ordering::SeqCst).saturating_sub(1);
+        self.metrics.inflight.set(now as i64);
+    }
+
+    pub fn inflight(&self) -> usize {
+        self.inflight.load(Ordering::SeqCst)
+    }
+}

@@ -1,0 +1,385 @@
+//! Engine replicas and whether they may get traffic.
+//!
+//! A replica gets requests only while it is *ready*: a new replica after its first passing
+//! `GET /readyz`, a replica that was taken out after `healthy_threshold` consecutive passes. It
+//! is taken out after `unhealthy_threshold` consecutive failures, counting both failed checks
+//! and connection failures seen while proxying (passive checks), so a killed replica leaves the
+//! rotation as fast as traffic notices. A replica that just became ready gets a share of traffic
+//! that grows linearly over the slow-start window.
+//!
+//! Upstream names are re-resolved every `dns_refresh_secs`: each address behind a name (a
+//! Kubernetes headless service) is its own replica, and health state survives re-resolution.
+
+use prometheus::IntGaugeVec;
+use serde::Serialize;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+/// Thresholds and timing of readiness decisions.
+#[derive(Debug, Clone, Copy)]
+pub struct HealthPolicy {
+    pub unhealthy_threshold: u32,
+    pub healthy_threshold: u32,
+    pub slow_start: Duration,
+}
+
+#[derive(Debug)]
+struct Health {
+    /// None until the first check: a replica nobody has checked gets no traffic.
+    ready: Option<bool>,
+    consecutive_ok: u32,
+    consecutive_failures: u32,
+    ready_since: Option<Instant>,
+    last_error: Option<String>,
+}
+
+/// One engine replica.
+#[derive(Debug)]
+pub struct Replica {
+    /// The configured name it came from (`engine-0.engine:8080`).
+    pub name: String,
+    pub addr: SocketAddr,
+    health: Mutex<Health>,
+    pub inflight: AtomicUsize,
+}
+
+/// What `/api/system/upstreams` shows for a replica.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplicaView {
+    pub name: String,
+    pub addr: String,
+    pub ready: bool,
+    pub checked: bool,
+    pub consecutive_ok: u32,
+    pub consecutive_failures: u32,
+    pub ready_for_seconds: Option<f64>,
+    /// Share of a full weight while slow-starting (1.0 when done).
+    pub weight: f64,
+    pub inflight: usize,
+    pub last_error: Option<String>,
+}
+
+impl Replica {
+    fn new(name: &str, addr: SocketAddr) -> Self {
+        Self {
+            name: name.to_string(),
+            addr,
+            health: Mutex::new(Health {
+                ready: None,
+                consecutive_ok: 0,
+                consecutive_failures: 0,
+                ready_since: None,
+                last_error: None,
+            }),
+            inflight: AtomicUsize::new(0),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Health> {
+        self.health.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.lock().ready == Some(true)
+    }
+
+    /// Traffic weight in (0, 1]: ramps up over the slow-start window after becoming ready.
+    fn weight(&self, slow_start: Duration) -> f64 {
+        let health = self.lock();
+        match (health.ready, health.ready_since) {
+            (Some(true), Some(since)) if !slow_start.is_zero() => {
+                (since.elapsed().as_secs_f64() / slow_start.as_secs_f64()).clamp(0.05, 1.0)
+            }
+            (Some(true), _) => 1.0,
+            _ => 0.0,
+        }
+    }
+
+    fn label(&self) -> String {
+        self.addr.to_string()
+    }
+}
+
+/// The replicas the gateway routes to.
+pub struct UpstreamPool {
+    names: Vec<String>,
+    replicas: RwLock<Vec<Arc<Replica>>>,
+    policy: HealthPolicy,
+    ready_gauge: IntGaugeVec,
+}
+
+impl UpstreamPool {
+    pub fn new(names: Vec<String>, policy: HealthPolicy, ready_gauge: IntGaugeVec) -> Self {
+        Self {
+            names,
+            replicas: RwLock::default(),
+            policy,
+            ready_gauge,
+        }
+    }
+
+    pub fn replicas(&self) -> Vec<Arc<Replica>> {
+        self.replicas.read().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// Re-resolves every upstream name; keeps the health of addresses that remain.
+    pub async fn resolve(&self) {
+        let mut resolved: Vec<(String, SocketAddr)> = Vec::new();
+        for name in &self.names {
+            match tokio::net::lookup_host(name.as_str()).await {
+                Ok(addrs) => {
+                    let mut addrs: Vec<SocketAddr> = addrs.collect();
+                    addrs.sort();
+                    addrs.dedup();
+                    resolved.extend(addrs.into_iter().map(|addr| (name.clone(), addr)));
+                }
+                Err(err) => {
+                    tracing::warn!(upstream = %name, error = %err, "cannot resolve upstream; keeping its last known addresses");
+                    resolved.extend(
+                        self.replicas()
+                            .iter()
+                            .filter(|r| &r.name == name)
+                            .map(|r| (name.clone(), r.addr)),
+                    );
+                }
+            }
+        }
+        let current = self.replicas();
+        let next: Vec<Arc<Replica>> = resolved
+            .iter()
+            .map(|(name, addr)| {
+                current
+                    .iter()
+                    .find(|r| r.addr == *addr)
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(Replica::new(name, *addr)))
+            })
+            .collect();
+        for gone in current.iter().filter(|r| !next.iter().any(|n| n.addr == r.addr)) {
+            tracing::info!(upstream = %gone.addr, "replica no longer resolves; removed");
+            let _ = self.ready_gauge.remove_label_values(&[&gone.label()]);
+        }
+        for replica in &next {
+            self.ready_gauge
+                .with_label_values(&[&replica.label()])
+                .set(i64::from(replica.is_ready()));
+        }
+        if let Ok(mut replicas) = self.replicas.write() {
+            *replicas = next;
+        }
+    }
+
+    /// Records a health observation: an active check, or a connection failure while proxying.
+    pub fn observe(&self, replica: &Replica, ok: bool, error: Option<String>) {
+        let (changed_to, first_check) = {
+            let mut health = replica.lock();
+            let first_check = health.ready.is_none();
+            if ok {
+                health.consecutive_ok += 1;
+                health.consecutive_failures = 0;
+            } else {
+                health.consecutive_failures += 1;
+                health.consecutive_ok = 0;
+                health.last_error = error;
+            }
+            let next = match health.ready {
+                // First check decides at once: a new replica serves after one pass.
+                None => Some(ok),
+                Some(true) if health.consecutive_failures >= self.policy.unhealthy_threshold => Some(false),
+                Some(false) if health.consecutive_ok >= self.policy.healthy_threshold => Some(true),
+                same => same,
+            };
+            let changed = next != health.ready;
+            health.ready = next;
+            if changed && next == Some(true) {
+                health.ready_since = Some(Instant::now());
+            }
+            (changed.then_some(next == Some(true)), first_check)
+        };
+        if let Some(ready) = changed_to {
+            self.ready_gauge
+                .with_label_values(&[&replica.label()])
+                .set(i64::from(ready));
+            if ready {
+                tracing::info!(upstream = %replica.addr, "replica is ready; routing to it");
+            } else if first_check {
+                tracing::info!(upstream = %replica.addr, error = ?replica.lock().last_error, "replica not ready yet; no traffic until its first passing check");
+            } else {
+                tracing::warn!(upstream = %replica.addr, error = ?replica.lock().last_error, "replica taken out of rotation");
+            }
+        }
+    }
+
+    /// A connection to `addr` failed while proxying.
+    pub fn observe_failure(&self, addr: SocketAddr, error: String) {
+        if let Some(replica) = self.replicas().iter().find(|r| r.addr == addr) {
+            self.observe(replica, false, Some(error));
+        }
+    }
+
+    pub fn any_ready(&self) -> bool {
+        self.replicas().iter().any(|r| r.is_ready())
+    }
+
+    /// Picks a ready replica not in `exclude`, at random weighted by slow start, preferring the
+    /// less loaded of two draws (power of two choices).
+    pub fn select(&self, exclude: &[SocketAddr]) -> Option<Arc<Replica>> {
+        let candidates: Vec<(Arc<Replica>, f64)> = self
+            .replicas()
+            .into_iter()
+            .filter(|r| !exclude.contains(&r.addr))
+            .map(|r| {
+                let weight = r.weight(self.policy.slow_start);
+                (r, weight)
+            })
+            .filter(|(_, weight)| *weight > 0.0)
+            .collect();
+        let total: f64 = candidates.iter().map(|(_, w)| w).sum();
+        if candidates.is_empty() || total <= 0.0 {
+            return None;
+        }
+        let draw = || {
+            let mut point = rand::random::<f64>() * total;
+            for (replica, weight) in &candidates {
+                if point < *weight {
+                    return replica.clone();
+                }
+                point -= weight;
+            }
+            candidates[candidates.len() - 1].0.clone()
+        };
+        let (first, second) = (draw(), draw());
+        let load = |r: &Replica| r.inflight.load(Ordering::Relaxed);
+        Some(if load(&second) < load(&first) { second } else { first })
+    }
+
+    pub fn views(&self) -> Vec<ReplicaView> {
+        self.replicas()
+            .iter()
+            .map(|replica| {
+                let weight = replica.weight(self.policy.slow_start);
+                let health = replica.lock();
+                ReplicaView {
+                    name: replica.name.clone(),
+                    addr: replica.addr.to_string(),
+                    ready: health.ready == Some(true),
+                    checked: health.ready.is_some(),
+                    consecutive_ok: health.consecutive_ok,
+                    consecutive_failures: health.consecutive_failures,
+                    ready_for_seconds: health
+                        .ready_since
+                        .filter(|_| health.ready == Some(true))
+                        .map(|since| since.elapsed().as_secs_f64()),
+                    weight,
+                    inflight: replica.inflight.load(Ordering::Relaxed),
+                    last_error: health.last_error.clone(),
+                }
+            })
+            .collect()
+    }
+}
+
+/// Runs active health checks and DNS refreshes until `stop` flips.
+pub async fn run_health_checks(
+    pool: Arc<UpstreamPool>,
+    path: String,
+    interval: Duration,
+    timeout: Duration,
+    dns_refresh: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let client = reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .pool_max_idle_per_host(1)
+        .build()
+        .unwrap_or_default();
+    pool.resolve().await;
+    let mut last_resolve = Instant::now();
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.changed() => return,
+        }
+        if last_resolve.elapsed() >= dns_refresh {
+            pool.resolve().await;
+            last_resolve = Instant::now();
+        }
+        let checks = pool.replicas().into_iter().map(|replica| {
+            let client = &client;
+            let url = format!("http://{}{}", replica.addr, path);
+            let pool = &pool;
+            let path = &path;
+            async move {
+                let result = client.get(&url).send().await;
+                let (ok, error) = match result {
+                    Ok(response) if response.status().is_success() => (true, None),
+                    Ok(response) => {
+                        let status = response.status();
+                        let body = response.text().await.unwrap_or_default();
+                        (false, Some(format!("{path} answered {status}: {}", body.chars().take(200).collect::<String>())))
+                    }
+                    Err(err) => (false, Some(format!("{path} failed: {err}"))),
+                };
+                pool.observe(&replica, ok, error);
+            }
+        });
+        futures::future::join_all(checks).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(slow_start: Duration) -> (UpstreamPool, Arc<Replica>, Arc<Replica>) {
+        let gauge = IntGaugeVec::new(prometheus::Opts::new("g", "g"), &["upstream"]).unwrap();
+        let pool = UpstreamPool::new(
+            vec![],
+            HealthPolicy {
+                unhealthy_threshold: 3,
+                healthy_threshold: 2,
+                slow_start,
+            },
+            gauge,
+        );
+        let a = Arc::new(Replica::new("a", "127.0.0.1:1".parse().unwrap()));
+        let b = Arc::new(Replica::new("b", "127.0.0.1:2".parse().unwrap()));
+        *pool.replicas.write().unwrap() = vec![a.clone(), b.clone()];
+        (pool, a, b)
+    }
+
+    #[test]
+    fn unchecked_replicas_get_nothing_and_thresholds_apply() {
+        let (pool, a, b) = pool(Duration::ZERO);
+        assert!(pool.select(&[]).is_none(), "nobody checked yet");
+        pool.observe(&a, true, None);
+        assert_eq!(pool.select(&[]).unwrap().addr, a.addr, "one pass makes a new replica ready");
+        pool.observe(&b, false, Some("down".into()));
+        for _ in 0..2 {
+            pool.observe(&a, false, None);
+            assert!(a.is_ready(), "two failures are not enough");
+        }
+        pool.observe(&a, false, None);
+        assert!(!a.is_ready());
+        pool.observe(&a, true, None);
+        assert!(!a.is_ready(), "one pass is not enough to come back");
+        pool.observe(&a, true, None);
+        assert!(a.is_ready());
+        assert!(pool.select(&[a.addr]).is_none(), "b is not ready and a is excluded");
+    }
+
+    #[test]
+    fn slow_start_gives_a_new_replica_a_small_share() {
+        let (pool, a, b) = pool(Duration::from_secs(3600));
+        pool.observe(&a, true, None);
+        a.lock().ready_since = Some(Instant::now() - Duration::from_secs(3600));
+        pool.observe(&b, true, None);
+        let picks_b = (0..2000).filter(|_| pool.select(&[]).unwrap().addr == b.addr).count();
+        assert!(picks_b < 200, "b just became ready, yet got {picks_b} of 2000");
+    }
+}

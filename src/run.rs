@@ -1,0 +1,223 @@
+//! Running components: the engine (`serve`), the gateway (`gateway`), or both (`up`), and the
+//! order in which they stop: the gateway drains first, so no new traffic reaches a draining
+//! engine, then the engine drains its debates.
+
+use crate::settings::{self, print_problems, EXIT_BAD_CONFIG};
+use crate::{EngineArgs, GatewayArgs, UpArgs};
+use anyhow::Context;
+use aragora_engine::config::DbBackend;
+use aragora_engine::{Bound, EngineConfig};
+use aragora_gateway::{GatewayConfig, RunningGateway};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+
+/// Completes on SIGTERM or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot listen for SIGTERM; only Ctrl-C will stop the server");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    }
+}
+
+fn refuse(problems: &[aragora_engine::ConfigProblem]) -> ExitCode {
+    print_problems(problems);
+    eprintln!("aragora: refusing to start; `aragora validate-env` checks a fix without starting");
+    ExitCode::from(EXIT_BAD_CONFIG)
+}
+
+fn display(addr: &SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        format!("127.0.0.1:{}", addr.port())
+    } else {
+        addr.to_string()
+    }
+}
+
+/// The machine-readable line tests and scripts read the engine's ports from.
+fn announce_engine(bound: &Bound) {
+    println!("aragora engine listening api={} ws={}", bound.api, bound.ws);
+}
+
+async fn run_engine(
+    config: EngineConfig,
+    shutdown: impl Future<Output = ()> + Send,
+    on_bound: impl FnOnce(Bound),
+) -> ExitCode {
+    settings::init_logging(&config.log_level, &config.log_format);
+    match aragora_engine::serve(config, shutdown, on_bound)
+        .await
+        .context("the engine stopped with an error")
+    {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("aragora: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub async fn serve(args: &EngineArgs) -> ExitCode {
+    match settings::engine_config(args) {
+        Ok(config) => run_engine(config, shutdown_signal(), |bound| announce_engine(&bound)).await,
+        Err(problems) => refuse(&problems),
+    }
+}
+
+fn gateway_logging() {
+    let level = std::env::var("ARAGORA_LOG_LEVEL").unwrap_or_else(|_| "INFO".into());
+    let format = std::env::var("ARAGORA_LOG_FORMAT").unwrap_or_else(|_| "json".into());
+    settings::init_logging(&level, &format);
+}
+
+fn announce_gateway(config: &GatewayConfig) {
+    println!(
+        "aragora gateway listening https={}:{} http={}:{} admin={}:{}",
+        config.host, config.https_port, config.host, config.http_port, config.admin_host, config.admin_port
+    );
+}
+
+pub fn gateway(args: &GatewayArgs) -> ExitCode {
+    let config = match settings::gateway_config(args, |_| {}) {
+        Ok(config) => config,
+        Err(problems) => return refuse(&problems),
+    };
+    gateway_logging();
+    let announced = config.clone();
+    let mut running = match aragora_gateway::start(config) {
+        Ok(running) => running,
+        Err(err) => {
+            eprintln!("aragora: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    announce_gateway(&announced);
+    match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime.block_on(shutdown_signal()),
+        Err(err) => eprintln!("aragora: cannot watch for signals ({err}); stopping"),
+    }
+    running.shutdown();
+    running.wait();
+    ExitCode::SUCCESS
+}
+
+/// Fills in what `aragora up` provides itself: a self-signed certificate in the data
+/// directory, and no drain delay unless one is configured (nothing sits in front of it).
+fn complete_embedded_gateway(config: &mut GatewayConfig, engine: &EngineConfig) -> Result<(), String> {
+    if config.upstreams.is_empty() {
+        // Replaced by the engine's real port once it is bound.
+        config.upstreams = vec![format!("127.0.0.1:{}", engine.api_port.max(1))];
+    }
+    if config.tls_cert.is_none() && config.tls_key.is_none() {
+        let (cert, key) = aragora_gateway::tls::self_signed(&engine.data_dir.join("tls"))?;
+        config.tls_cert = Some(cert);
+        config.tls_key = Some(key);
+    }
+    if std::env::var_os("ARAGORA_GATEWAY_DRAIN_DELAY").is_none() {
+        config.drain_delay_secs = 0;
+    }
+    Ok(())
+}
+
+pub async fn up(args: &UpArgs) -> ExitCode {
+    let engine = match settings::engine_config(&args.engine) {
+        Ok(config) => config,
+        Err(problems) => return refuse(&problems),
+    };
+    let gateway_args = GatewayArgs {
+        config: Default::default(),
+        flags: args.gateway.clone(),
+        upstreams: Vec::new(),
+    };
+    let mut certificate_error = None;
+    let gateway = match settings::gateway_config(&gateway_args, |config| {
+        if let Err(err) = complete_embedded_gateway(config, &engine) {
+            certificate_error = Some(err);
+        }
+    }) {
+        Ok(config) => config,
+        Err(problems) => return refuse(&problems),
+    };
+    if let Some(err) = certificate_error {
+        eprintln!("aragora: cannot generate a self-signed certificate: {err}");
+        return ExitCode::FAILURE;
+    }
+
+    let running: Arc<Mutex<Option<RunningGateway>>> = Arc::default();
+    let (fatal_tx, fatal_rx) = tokio::sync::oneshot::channel::<String>();
+    let fatal_tx = Mutex::new(Some(fatal_tx));
+    let slot = running.clone();
+    let banner_engine = engine.clone();
+    let on_bound = move |bound: Bound| {
+        announce_engine(&bound);
+        let mut gateway = gateway;
+        gateway.upstreams = vec![format!("127.0.0.1:{}", bound.api.port())];
+        let announced = gateway.clone();
+        match aragora_gateway::start(gateway) {
+            Ok(started) => {
+                announce_gateway(&announced);
+                print_banner(&banner_engine, &bound, &announced);
+                *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(started);
+            }
+            Err(err) => {
+                if let Some(tx) = fatal_tx.lock().ok().and_then(|mut t| t.take()) {
+                    let _ = tx.send(err.to_string());
+                }
+            }
+        }
+    };
+    let fatal = Arc::new(Mutex::new(None::<String>));
+    let fatal_seen = fatal.clone();
+    let shutdown = async move {
+        tokio::select! {
+            _ = shutdown_signal() => {}
+            // A dropped sender means the gateway started: wait for a signal only.
+            Ok(message) = fatal_rx => {
+                *fatal_seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(message);
+            }
+        }
+        let gateway = running.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(mut gateway) = gateway {
+            gateway.shutdown();
+            let _ = tokio::task::spawn_blocking(move || gateway.wait()).await;
+        }
+    };
+    let code = run_engine(engine, shutdown, on_bound).await;
+    let failure = fatal.lock().unwrap_or_else(|e| e.into_inner()).take();
+    match failure {
+        Some(message) => {
+            eprintln!("aragora: the gateway could not start: {message}");
+            ExitCode::FAILURE
+        }
+        None => code,
+    }
+}
+
+fn print_banner(engine: &EngineConfig, bound: &Bound, gateway: &GatewayConfig) {
+    let api = display(&bound.api);
+    let storage = match engine.db_backend {
+        DbBackend::Sqlite => format!("SQLite at {}", engine.data_dir.join("aragora.db").display()),
+        DbBackend::Postgres => "PostgreSQL (DATABASE_URL)".to_string(),
+    };
+    let https = if gateway.https_port == 443 {
+        "https://localhost".to_string()
+    } else {
+        format!("https://localhost:{}", gateway.https_port)
+    };
+    println!("  Gateway    {https}/api/debates  (HTTP :{} redirects here; self-signed unless --tls-cert)", gateway.http_port);
+    println!("  Engine     http://{api}/api/debates   WebSocket ws://{}/ws", display(&bound.ws));
+    println!("  Health     {https}/readyz   Metrics http://{api}/metrics  http://{}:{}/metrics (gateway)", gateway.admin_host, gateway.admin_port);
+    println!("  Storage    {storage}");
+    println!("  Try:       curl -sk -XPOST {https}/api/debates -H 'content-type: application/json' -d '{{\"topic\":\"Tabs or spaces?\"}}'");
+    println!("  Stop with Ctrl-C (running debates are saved and resumed on the next start).");
+}
