@@ -130,7 +130,10 @@ fn main() -> ExitCode {
             data_dir,
         }) => checks::verify_receipt(&file, config, data_dir),
         command => {
-            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(runtime) => runtime,
                 Err(err) => {
                     eprintln!("aragora: cannot start the async runtime: {err}");

@@ -83,7 +83,12 @@ fn gateway_logging() {
 fn announce_gateway(config: &GatewayConfig) {
     println!(
         "aragora gateway listening https={}:{} http={}:{} admin={}:{}",
-        config.host, config.https_port, config.host, config.http_port, config.admin_host, config.admin_port
+        config.host,
+        config.https_port,
+        config.host,
+        config.http_port,
+        config.admin_host,
+        config.admin_port
     );
 }
 
@@ -102,7 +107,10 @@ pub fn gateway(args: &GatewayArgs) -> ExitCode {
         }
     };
     announce_gateway(&announced);
-    match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime.block_on(shutdown_signal()),
         Err(err) => eprintln!("aragora: cannot watch for signals ({err}); stopping"),
     }
@@ -113,7 +121,10 @@ pub fn gateway(args: &GatewayArgs) -> ExitCode {
 
 /// Fills in what `aragora up` provides itself: a self-signed certificate in the data
 /// directory, and no drain delay unless one is configured (nothing sits in front of it).
-fn complete_embedded_gateway(config: &mut GatewayConfig, engine: &EngineConfig) -> Result<(), String> {
+fn complete_embedded_gateway(
+    config: &mut GatewayConfig,
+    engine: &EngineConfig,
+) -> Result<(), String> {
     if config.upstreams.is_empty() {
         // Replaced by the engine's real port once it is bound.
         config.upstreams = vec![format!("127.0.0.1:{}", engine.api_port.max(1))];
@@ -215,7 +226,10 @@ fn print_banner(engine: &EngineConfig, bound: &Bound, gateway: &GatewayConfig) {
         format!("https://localhost:{}", gateway.https_port)
     };
     println!("  Gateway    {https}/api/debates  (HTTP :{} redirects here; self-signed unless --tls-cert)", gateway.http_port);
-    println!("  Engine     http://{api}/api/debates   WebSocket ws://{}/ws", display(&bound.ws));
+    println!(
+        "  Engine     http://{api}/api/debates   WebSocket ws://{}/ws",
+        display(&bound.ws)
+    );
     println!("  Health     {https}/readyz   Metrics http://{api}/metrics  http://{}:{}/metrics (gateway)", gateway.admin_host, gateway.admin_port);
     println!("  Storage    {storage}");
     println!("  Try:       curl -sk -XPOST {https}/api/debates -H 'content-type: application/json' -d '{{\"topic\":\"Tabs or spaces?\"}}'");

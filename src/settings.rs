@@ -10,7 +10,10 @@ use aragora_telemetry::LogFormat;
 pub const EXIT_BAD_CONFIG: u8 = 78;
 
 pub fn print_problems(problems: &[ConfigProblem]) {
-    eprintln!("aragora: the configuration has {} problem(s):", problems.len());
+    eprintln!(
+        "aragora: the configuration has {} problem(s):",
+        problems.len()
+    );
     for problem in problems {
         eprintln!("  - {problem}");
     }
@@ -67,7 +70,8 @@ pub fn gateway_config(
     args: &GatewayArgs,
     complete: impl FnOnce(&mut GatewayConfig),
 ) -> Result<GatewayConfig, Vec<ConfigProblem>> {
-    let (mut config, mut problems) = GatewayConfig::read(args.config.config.as_deref(), &process_env());
+    let (mut config, mut problems) =
+        GatewayConfig::read(args.config.config.as_deref(), &process_env());
     apply_gateway_flags(&mut config, &args.flags);
     if !args.upstreams.is_empty() {
         config.upstreams = args.upstreams.clone();

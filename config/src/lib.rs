@@ -112,7 +112,10 @@ pub fn from_toml_file<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigProbl
     let text = std::fs::read_to_string(path)
         .map_err(|err| ConfigProblem::new(&setting, format!("cannot be read: {err}")))?;
     toml::from_str(&text).map_err(|err| {
-        ConfigProblem::new(&setting, format!("is not valid: {}", err.to_string().trim()))
+        ConfigProblem::new(
+            &setting,
+            format!("is not valid: {}", err.to_string().trim()),
+        )
     })
 }
 
@@ -155,10 +158,15 @@ mod tests {
     #[test]
     fn values_parse_or_say_what_is_wrong() {
         assert_eq!(u16::from_env("8080"), Ok(8080));
-        assert!(u16::from_env("70000").unwrap_err().contains("between 0 and 65535"));
+        assert!(u16::from_env("70000")
+            .unwrap_err()
+            .contains("between 0 and 65535"));
         assert_eq!(bool::from_env("yes"), Ok(true));
         assert!(bool::from_env("maybe").is_err());
-        assert_eq!(Vec::<String>::from_env("a, b,,c"), Ok(vec!["a".into(), "b".into(), "c".into()]));
+        assert_eq!(
+            Vec::<String>::from_env("a, b,,c"),
+            Ok(vec!["a".into(), "b".into(), "c".into()])
+        );
         assert_eq!(Option::<String>::from_env(""), Ok(None));
     }
 }

@@ -7,8 +7,8 @@
 //! and `aragora serve` refuse bad config with the same list.
 
 use crate::agents::providers::ProviderKind;
-pub use aragora_config::{ConfigProblem, Setting};
 use aragora_config::FromEnv;
+pub use aragora_config::{ConfigProblem, Setting};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};

@@ -9,7 +9,12 @@ use pingora::protocols::http::ServerSession;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
-fn respond(status: u16, content_type: &str, body: Vec<u8>, extra: &[(&str, String)]) -> http::Response<Vec<u8>> {
+fn respond(
+    status: u16,
+    content_type: &str,
+    body: Vec<u8>,
+    extra: &[(&str, String)],
+) -> http::Response<Vec<u8>> {
     let mut builder = http::Response::builder()
         .status(status)
         .header("Content-Type", content_type)
@@ -21,7 +26,12 @@ fn respond(status: u16, content_type: &str, body: Vec<u8>, extra: &[(&str, Strin
 }
 
 fn json_response(status: u16, body: Value) -> http::Response<Vec<u8>> {
-    respond(status, "application/json", body.to_string().into_bytes(), &[])
+    respond(
+        status,
+        "application/json",
+        body.to_string().into_bytes(),
+        &[],
+    )
 }
 
 fn not_found(path: &str, hint: &str) -> http::Response<Vec<u8>> {
@@ -91,7 +101,11 @@ fn strip_port(host: &str) -> &str {
 /// An ACME token is base64url: anything else (a path traversal) is refused.
 fn acme_token(path: &str) -> Option<&str> {
     let token = path.strip_prefix("/.well-known/acme-challenge/")?;
-    (!token.is_empty() && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')).then_some(token)
+    (!token.is_empty()
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+    .then_some(token)
 }
 
 #[async_trait]
@@ -106,7 +120,10 @@ impl ServeHttp for RedirectApp {
             let file = acme_token(&path).zip(self.shared.config.acme_challenge_dir.as_ref());
             return match file.and_then(|(token, dir)| std::fs::read(dir.join(token)).ok()) {
                 Some(content) => respond(200, "text/plain", content, &[]),
-                None => not_found(&path, "no such ACME challenge token (ARAGORA_ACME_CHALLENGE_DIR)"),
+                None => not_found(
+                    &path,
+                    "no such ACME challenge token (ARAGORA_ACME_CHALLENGE_DIR)",
+                ),
             };
         }
         let host = header
@@ -118,11 +135,24 @@ impl ServeHttp for RedirectApp {
         // Keep the host, swap the port for the HTTPS one.
         let bare_host = strip_port(host);
         let https_port = self.shared.config.https_port;
-        let authority = if https_port == 443 { bare_host.to_string() } else { format!("{bare_host}:{https_port}") };
-        let path_and_query = header.uri.path_and_query().map(|pq| pq.as_str()).unwrap_or("/");
+        let authority = if https_port == 443 {
+            bare_host.to_string()
+        } else {
+            format!("{bare_host}:{https_port}")
+        };
+        let path_and_query = header
+            .uri
+            .path_and_query()
+            .map(|pq| pq.as_str())
+            .unwrap_or("/");
         let location = format!("https://{authority}{path_and_query}");
         let body = json!({"redirect": location}).to_string().into_bytes();
-        respond(308, "application/json", body, &[("Location", location.clone())])
+        respond(
+            308,
+            "application/json",
+            body,
+            &[("Location", location.clone())],
+        )
     }
 }
 
@@ -139,8 +169,14 @@ mod tests {
 
     #[test]
     fn acme_tokens_cannot_escape_the_directory() {
-        assert_eq!(acme_token("/.well-known/acme-challenge/abc_DEF-123"), Some("abc_DEF-123"));
-        assert_eq!(acme_token("/.well-known/acme-challenge/../../etc/passwd"), None);
+        assert_eq!(
+            acme_token("/.well-known/acme-challenge/abc_DEF-123"),
+            Some("abc_DEF-123")
+        );
+        assert_eq!(
+            acme_token("/.well-known/acme-challenge/../../etc/passwd"),
+            None
+        );
         assert_eq!(acme_token("/.well-known/acme-challenge/"), None);
     }
 }

@@ -119,7 +119,10 @@ impl GatewayConfig {
     }
 
     /// [`read`](Self::read), then validated.
-    pub fn load(file: Option<&Path>, env: &HashMap<String, String>) -> Result<Self, Vec<ConfigProblem>> {
+    pub fn load(
+        file: Option<&Path>,
+        env: &HashMap<String, String>,
+    ) -> Result<Self, Vec<ConfigProblem>> {
         let (config, mut problems) = Self::read(file, env);
         problems.extend(config.validate());
         if problems.is_empty() {
@@ -137,7 +140,10 @@ impl GatewayConfig {
                 problems.push(ConfigProblem::new(setting, message));
             }
         };
-        for (setting, host) in [("ARAGORA_GATEWAY_HOST", &self.host), ("ARAGORA_ADMIN_HOST", &self.admin_host)] {
+        for (setting, host) in [
+            ("ARAGORA_GATEWAY_HOST", &self.host),
+            ("ARAGORA_ADMIN_HOST", &self.admin_host),
+        ] {
             check(
                 host.parse::<std::net::IpAddr>().is_ok(),
                 setting,
@@ -150,7 +156,11 @@ impl GatewayConfig {
             ("ARAGORA_ADMIN_PORT", self.admin_port),
         ];
         for (i, (setting, port)) in ports.iter().enumerate() {
-            check(*port != 0, setting, "is 0; the gateway needs a fixed port (for example 8443)".into());
+            check(
+                *port != 0,
+                setting,
+                "is 0; the gateway needs a fixed port (for example 8443)".into(),
+            );
             for (other, other_port) in &ports[..i] {
                 check(
                     *port == 0 || port != other_port,
@@ -162,39 +172,84 @@ impl GatewayConfig {
         check(
             !self.upstreams.is_empty(),
             "ARAGORA_UPSTREAMS",
-            "names no engine replica; give at least one host:port (--upstream 127.0.0.1:8080)".into(),
+            "names no engine replica; give at least one host:port (--upstream 127.0.0.1:8080)"
+                .into(),
         );
         for upstream in &self.upstreams {
-            let valid = upstream
-                .rsplit_once(':')
-                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
-            check(valid, "ARAGORA_UPSTREAMS", format!("{upstream:?} is not host:port"));
+            let valid = upstream.rsplit_once(':').is_some_and(|(host, port)| {
+                !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+            });
+            check(
+                valid,
+                "ARAGORA_UPSTREAMS",
+                format!("{upstream:?} is not host:port"),
+            );
         }
         check(
             self.health_path.starts_with('/'),
             "ARAGORA_HEALTH_PATH",
             format!("{:?} does not start with /", self.health_path),
         );
-        check(self.health_interval_ms >= 50, "ARAGORA_HEALTH_INTERVAL_MS", "use at least 50 ms".into());
+        check(
+            self.health_interval_ms >= 50,
+            "ARAGORA_HEALTH_INTERVAL_MS",
+            "use at least 50 ms".into(),
+        );
         check(
             (1..=self.health_interval_ms.max(1) * 10).contains(&self.health_timeout_ms),
             "ARAGORA_HEALTH_TIMEOUT_MS",
             "use at least 1 ms".into(),
         );
-        check(self.unhealthy_threshold >= 1, "ARAGORA_UNHEALTHY_THRESHOLD", "use at least 1".into());
-        check(self.healthy_threshold >= 1, "ARAGORA_HEALTHY_THRESHOLD", "use at least 1".into());
-        check(self.dns_refresh_secs >= 1, "ARAGORA_DNS_REFRESH_SECS", "use at least 1 second".into());
-        check(self.max_body_bytes >= 1024, "ARAGORA_GATEWAY_MAX_BODY_BYTES", "use at least 1024".into());
+        check(
+            self.unhealthy_threshold >= 1,
+            "ARAGORA_UNHEALTHY_THRESHOLD",
+            "use at least 1".into(),
+        );
+        check(
+            self.healthy_threshold >= 1,
+            "ARAGORA_HEALTHY_THRESHOLD",
+            "use at least 1".into(),
+        );
+        check(
+            self.dns_refresh_secs >= 1,
+            "ARAGORA_DNS_REFRESH_SECS",
+            "use at least 1 second".into(),
+        );
+        check(
+            self.max_body_bytes >= 1024,
+            "ARAGORA_GATEWAY_MAX_BODY_BYTES",
+            "use at least 1024".into(),
+        );
         check(
             (1024..=1024 * 1024).contains(&self.max_header_bytes),
             "ARAGORA_GATEWAY_MAX_HEADER_BYTES",
             "use 1024 to 1048576 (the proxy's own ceiling is 1 MiB)".into(),
         );
-        check(self.client_read_timeout_secs >= 1, "ARAGORA_CLIENT_READ_TIMEOUT", "use at least 1 second".into());
-        check(self.max_inflight_requests >= 1, "ARAGORA_GATEWAY_MAX_INFLIGHT", "use at least 1".into());
-        check(self.upstream_connect_timeout_ms >= 1, "ARAGORA_UPSTREAM_CONNECT_TIMEOUT_MS", "use at least 1 ms".into());
-        check(self.upstream_read_timeout_secs >= 1, "ARAGORA_UPSTREAM_READ_TIMEOUT", "use at least 1 second".into());
-        check((1..=256).contains(&self.threads), "ARAGORA_GATEWAY_THREADS", "use 1 to 256".into());
+        check(
+            self.client_read_timeout_secs >= 1,
+            "ARAGORA_CLIENT_READ_TIMEOUT",
+            "use at least 1 second".into(),
+        );
+        check(
+            self.max_inflight_requests >= 1,
+            "ARAGORA_GATEWAY_MAX_INFLIGHT",
+            "use at least 1".into(),
+        );
+        check(
+            self.upstream_connect_timeout_ms >= 1,
+            "ARAGORA_UPSTREAM_CONNECT_TIMEOUT_MS",
+            "use at least 1 ms".into(),
+        );
+        check(
+            self.upstream_read_timeout_secs >= 1,
+            "ARAGORA_UPSTREAM_READ_TIMEOUT",
+            "use at least 1 second".into(),
+        );
+        check(
+            (1..=256).contains(&self.threads),
+            "ARAGORA_GATEWAY_THREADS",
+            "use 1 to 256".into(),
+        );
         match (&self.tls_cert, &self.tls_key) {
             (Some(cert), Some(key)) => {
                 if let Err(problem) = crate::tls::check_files(cert, key) {
@@ -213,4 +268,3 @@ impl GatewayConfig {
         problems
     }
 }
-

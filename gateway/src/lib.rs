@@ -46,7 +46,9 @@ pub enum GatewayError {
         setting: &'static str,
         source: std::io::Error,
     },
-    #[error("the TLS certificate could not be loaded: {0}; check ARAGORA_TLS_CERT and ARAGORA_TLS_KEY")]
+    #[error(
+        "the TLS certificate could not be loaded: {0}; check ARAGORA_TLS_CERT and ARAGORA_TLS_KEY"
+    )]
     Tls(String),
 }
 
@@ -66,7 +68,10 @@ impl ShutdownSignalWatch for DrainSignal {
             let _ = requested.await;
         }
         self.shared.start_draining();
-        tracing::info!(delay_s = self.drain_delay.as_secs_f64(), "gateway draining: readiness off, still serving");
+        tracing::info!(
+            delay_s = self.drain_delay.as_secs_f64(),
+            "gateway draining: readiness off, still serving"
+        );
         tokio::time::sleep(self.drain_delay).await;
         tracing::info!("gateway stops accepting; waiting for in-flight requests");
         ShutdownSignal::GracefulTerminate
@@ -117,7 +122,11 @@ impl BackgroundService for DrainWatcher {
         // headers: require the count to stay at zero across two looks.
         let mut idle_looks = 0;
         while Instant::now() < deadline && idle_looks < 2 {
-            idle_looks = if self.shared.inflight() == 0 { idle_looks + 1 } else { 0 };
+            idle_looks = if self.shared.inflight() == 0 {
+                idle_looks + 1
+            } else {
+                0
+            };
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let left = self.shared.inflight();
@@ -182,8 +191,9 @@ pub fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError> {
         _ => return Err(GatewayError::Tls("no certificate configured".into())),
     };
     let expiry = tls::check_files(&cert, &key).map_err(|p| GatewayError::Tls(p.to_string()))?;
-    let mut tls_settings = TlsSettings::intermediate(&cert.to_string_lossy(), &key.to_string_lossy())
-        .map_err(|err| GatewayError::Tls(err.to_string()))?;
+    let mut tls_settings =
+        TlsSettings::intermediate(&cert.to_string_lossy(), &key.to_string_lossy())
+            .map_err(|err| GatewayError::Tls(err.to_string()))?;
     tls_settings.enable_h2();
 
     let (metrics, upstream_ready) = GatewayMetrics::new();

@@ -9,7 +9,7 @@
 //! | `upstream_peer` | pick a ready replica not tried yet (slow-start weighted, least loaded of two) |
 //! | `upstream_request_filter` | forward `X-Request-Id`, `traceparent`, `X-Forwarded-For` and `-Proto` |
 //! | `response_filter` | add `X-Request-Id`, and HSTS on HTTPS |
-//! | `fail_to_connect` | passive health: count the failure; retry once on another replica (nothing was sent) |
+//! | `fail_to_connect` | passive health: count the failure; retry on another replica, at most twice (nothing was sent, so any method) |
 //! | `error_while_proxy` | passive health; retry an idempotent request only on a stale pooled connection |
 //! | `fail_to_proxy` | answer errors as JSON with the right status |
 //! | `logging` | RED metrics under the route template, JSON access log, count out |
@@ -46,7 +46,8 @@ impl TraceContext {
     pub fn from_header(header: Option<&str>) -> Self {
         let new_span = || format!("{:016x}", rand::random::<u64>());
         if let Some(parts) = header.map(|h| h.trim().split('-').collect::<Vec<_>>()) {
-            let hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
+            let hex =
+                |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
             if parts.len() == 4
                 && parts[0] == "00"
                 && hex(parts[1], 32)
@@ -112,7 +113,9 @@ fn request_id(incoming: Option<&str>) -> String {
     match incoming {
         Some(id)
             if (1..=128).contains(&id.len())
-                && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)) =>
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)) =>
         {
             id.to_string()
         }
@@ -142,7 +145,9 @@ impl Gateway {
             header.insert_header("Strict-Transport-Security", self.hsts())?;
         }
         session.set_keepalive(None);
-        session.write_response_header(Box::new(header), false).await?;
+        session
+            .write_response_header(Box::new(header), false)
+            .await?;
         session.write_response_body(Some(body), true).await?;
         Ok(true)
     }
@@ -162,7 +167,10 @@ impl Gateway {
     }
 
     fn hsts(&self) -> String {
-        format!("max-age={}; includeSubDomains", self.shared.config.hsts_max_age_secs)
+        format!(
+            "max-age={}; includeSubDomains",
+            self.shared.config.hsts_max_age_secs
+        )
     }
 }
 
@@ -211,15 +219,25 @@ impl ProxyHttp for Gateway {
         let head_bytes = head_size(header);
         ctx.upgrade = session.is_upgrade_req();
         ctx.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
-        ctx.client_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+        ctx.client_ip = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
         ctx.counted = true;
         let inflight = shared.enter();
 
         match path.as_str() {
-            "/healthz" => return self.answer(session, ctx, 200, json!({"status": "ok"}), None).await,
+            "/healthz" => {
+                return self
+                    .answer(session, ctx, 200, json!({"status": "ok"}), None)
+                    .await
+            }
             "/readyz" => {
                 return match shared.not_ready_reason() {
-                    None => self.answer(session, ctx, 200, json!({"status": "ready"}), None).await,
+                    None => {
+                        self.answer(session, ctx, 200, json!({"status": "ready"}), None)
+                            .await
+                    }
                     Some(reason) => {
                         let body = json!({"status": "not_ready", "reason": reason});
                         self.answer(session, ctx, 503, body, Some(1)).await
@@ -233,25 +251,33 @@ impl ProxyHttp for Gateway {
                 "the gateway is serving {} requests, its limit (ARAGORA_GATEWAY_MAX_INFLIGHT); retry shortly",
                 config.max_inflight_requests
             );
-            return self.refuse(session, ctx, 503, "overloaded", message, Some(1)).await;
+            return self
+                .refuse(session, ctx, 503, "overloaded", message, Some(1))
+                .await;
         }
         if shared.in_maintenance() {
             let message = "aragora is in maintenance; retry later".to_string();
-            return self.refuse(session, ctx, 503, "maintenance", message, Some(60)).await;
+            return self
+                .refuse(session, ctx, 503, "maintenance", message, Some(60))
+                .await;
         }
         if head_bytes > config.max_header_bytes {
             let message = format!(
                 "the request line and headers take {head_bytes} bytes; the limit is {} (ARAGORA_GATEWAY_MAX_HEADER_BYTES)",
                 config.max_header_bytes
             );
-            return self.refuse(session, ctx, 431, "headers_too_large", message, None).await;
+            return self
+                .refuse(session, ctx, 431, "headers_too_large", message, None)
+                .await;
         }
         if declared_length.is_some_and(|length| length > config.max_body_bytes) {
             let message = format!(
                 "the body is larger than {} bytes (ARAGORA_GATEWAY_MAX_BODY_BYTES); send a smaller one",
                 config.max_body_bytes
             );
-            return self.refuse(session, ctx, 413, "payload_too_large", message, None).await;
+            return self
+                .refuse(session, ctx, 413, "payload_too_large", message, None)
+                .await;
         }
         if ctx.upgrade {
             // Pingora's read timeout also applies to upgraded streams; idle WebSockets live on.
@@ -261,7 +287,9 @@ impl ProxyHttp for Gateway {
         }
         if !shared.pool.any_ready() {
             let message = "no engine replica is ready; retry shortly".to_string();
-            return self.refuse(session, ctx, 503, "no_ready_upstream", message, Some(1)).await;
+            return self
+                .refuse(session, ctx, 503, "no_ready_upstream", message, Some(1))
+                .await;
         }
         Ok(false)
     }
@@ -303,7 +331,8 @@ impl ProxyHttp for Gateway {
         let connect = Duration::from_millis(config.upstream_connect_timeout_ms);
         peer.options.connection_timeout = Some(connect);
         peer.options.total_connection_timeout = Some(connect);
-        peer.options.read_timeout = (!ctx.upgrade).then(|| Duration::from_secs(config.upstream_read_timeout_secs));
+        peer.options.read_timeout =
+            (!ctx.upgrade).then(|| Duration::from_secs(config.upstream_read_timeout_secs));
         peer.options.idle_timeout = Some(Duration::from_secs(60));
         ctx.replica = Some(replica);
         Ok(Box::new(peer))
@@ -320,7 +349,11 @@ impl ProxyHttp for Gateway {
             request.insert_header("traceparent", trace.header())?;
         }
         if let Some(ip) = ctx.client_ip {
-            let forwarded = match request.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+            let forwarded = match request
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+            {
                 Some(chain) => format!("{chain}, {ip}"),
                 None => ip.to_string(),
             };
@@ -351,10 +384,12 @@ impl ProxyHttp for Gateway {
         mut error: Box<Error>,
     ) -> Box<Error> {
         if let Some(addr) = peer.address().as_inet() {
-            self.shared.pool.observe_failure(*addr, format!("connect failed: {error}"));
+            self.shared
+                .pool
+                .observe_failure(*addr, format!("connect failed: {error}"));
         }
-        // Nothing reached the replica, so any method may go to another one, once.
-        if ctx.tried.len() < 2 && self.shared.pool.select(&ctx.tried).is_some() {
+        // Nothing reached the replica, so any method may go to another one (at most two more).
+        if ctx.tried.len() < 3 && self.shared.pool.select(&ctx.tried).is_some() {
             self.shared.metrics.upstream_retries.inc();
             error.set_retry(true);
         }
@@ -373,26 +408,47 @@ impl ProxyHttp for Gateway {
         let upstream_fault = matches!(error.esource(), ErrorSource::Upstream);
         if upstream_fault && !client_reused {
             if let Some(addr) = peer.address().as_inet() {
-                self.shared.pool.observe_failure(*addr, format!("proxying failed: {error}"));
+                self.shared
+                    .pool
+                    .observe_failure(*addr, format!("proxying failed: {error}"));
             }
         }
         // A pooled connection the replica had closed: the request never reached it. Only an
         // idempotent request is sent again; a POST is never replayed.
-        if client_reused && idempotent(ctx.method) && ctx.tried.len() < 2 {
+        if client_reused && idempotent(ctx.method) && ctx.tried.len() < 3 {
             error.set_retry(true);
         }
         error
     }
 
-    async fn fail_to_proxy(&self, session: &mut Session, error: &Error, ctx: &mut Ctx) -> FailToProxy {
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        error: &Error,
+        ctx: &mut Ctx,
+    ) -> FailToProxy {
         let (status, code, message) = match error.etype() {
-            HTTPStatus(413) => (413, "payload_too_large", error.context.as_ref().map(|c| c.as_str().to_string()).unwrap_or_default()),
-            HTTPStatus(503) => (503, "no_ready_upstream", "no engine replica is ready; retry shortly".to_string()),
+            HTTPStatus(413) => (
+                413,
+                "payload_too_large",
+                error
+                    .context
+                    .as_ref()
+                    .map(|c| c.as_str().to_string())
+                    .unwrap_or_default(),
+            ),
+            HTTPStatus(503) => (
+                503,
+                "no_ready_upstream",
+                "no engine replica is ready; retry shortly".to_string(),
+            ),
             HTTPStatus(code) => (*code, "error", error.to_string()),
-            ConnectTimedout | ConnectRefused | ConnectNoRoute | ConnectError | ConnectProxyFailure => (
+            ConnectTimedout | ConnectRefused | ConnectNoRoute | ConnectError
+            | ConnectProxyFailure => (
                 502,
                 "upstream_unreachable",
-                "the engine replica could not be reached; retry, another replica will answer".to_string(),
+                "the engine replica could not be reached; retry, another replica will answer"
+                    .to_string(),
             ),
             ReadTimedout => (
                 504,
@@ -410,7 +466,11 @@ impl ProxyHttp for Gateway {
                     can_reuse_downstream: false,
                 };
             }
-            _ => (502, "bad_gateway", "the engine replica failed while answering; retry".to_string()),
+            _ => (
+                502,
+                "bad_gateway",
+                "the engine replica failed while answering; retry".to_string(),
+            ),
         };
         ctx.refusal.get_or_insert(code);
         let retry_after = (status == 503).then_some(1);
@@ -429,7 +489,11 @@ impl ProxyHttp for Gateway {
             .response_written()
             .map(|r| r.status.as_u16())
             .unwrap_or(0);
-        let status_label = if status == 0 { "0".to_string() } else { status.to_string() };
+        let status_label = if status == 0 {
+            "0".to_string()
+        } else {
+            status.to_string()
+        };
         let elapsed = ctx.started.elapsed();
         let metrics = &self.shared.metrics;
         metrics
@@ -477,9 +541,18 @@ mod tests {
         let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         let trace = TraceContext::from_header(Some(incoming));
         assert_eq!(trace.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
-        assert_ne!(trace.span_id, "00f067aa0ba902b7", "the gateway opens its own span");
-        assert!(trace.header().starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
-        for bad in ["garbage", "00-00000000000000000000000000000000-00f067aa0ba902b7-01", "01-x-y-z"] {
+        assert_ne!(
+            trace.span_id, "00f067aa0ba902b7",
+            "the gateway opens its own span"
+        );
+        assert!(trace
+            .header()
+            .starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+        for bad in [
+            "garbage",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "01-x-y-z",
+        ] {
             let fresh = TraceContext::from_header(Some(bad));
             assert_eq!(fresh.trace_id.len(), 32);
             assert_ne!(fresh.trace_id, "0".repeat(32));

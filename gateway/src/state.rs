@@ -107,7 +107,10 @@ impl Shared {
     }
 
     pub fn leave(&self) {
-        let now = self.inflight.fetch_sub(1, Ordering::SeqCst).saturating_sub(1);
+        let now = self
+            .inflight
+            .fetch_sub(1, Ordering::SeqCst)
+            .saturating_sub(1);
         self.metrics.inflight.set(now as i64);
     }
 

@@ -9,19 +9,31 @@ use std::path::{Path, PathBuf};
 /// a readable expiry. Returns the expiry (Unix seconds).
 pub fn check_files(cert: &Path, key: &Path) -> Result<i64, ConfigProblem> {
     let cert_text = std::fs::read(cert).map_err(|err| {
-        ConfigProblem::new("ARAGORA_TLS_CERT", format!("{} cannot be read: {err}", cert.display()))
+        ConfigProblem::new(
+            "ARAGORA_TLS_CERT",
+            format!("{} cannot be read: {err}", cert.display()),
+        )
     })?;
     let key_text = std::fs::read_to_string(key).map_err(|err| {
-        ConfigProblem::new("ARAGORA_TLS_KEY", format!("{} cannot be read: {err}", key.display()))
+        ConfigProblem::new(
+            "ARAGORA_TLS_KEY",
+            format!("{} cannot be read: {err}", key.display()),
+        )
     })?;
     if !key_text.contains("PRIVATE KEY-----") {
         return Err(ConfigProblem::new(
             "ARAGORA_TLS_KEY",
-            format!("{} holds no PEM private key (-----BEGIN ... PRIVATE KEY-----)", key.display()),
+            format!(
+                "{} holds no PEM private key (-----BEGIN ... PRIVATE KEY-----)",
+                key.display()
+            ),
         ));
     }
     expiry_of(&cert_text).map_err(|reason| {
-        ConfigProblem::new("ARAGORA_TLS_CERT", format!("{} is not a PEM certificate: {reason}", cert.display()))
+        ConfigProblem::new(
+            "ARAGORA_TLS_CERT",
+            format!("{} is not a PEM certificate: {reason}", cert.display()),
+        )
     })
 }
 
@@ -46,8 +58,13 @@ pub fn self_signed(dir: &Path) -> Result<(PathBuf, PathBuf), String> {
             return Ok((cert_path, key_path));
         }
     }
-    std::fs::create_dir_all(dir).map_err(|err| format!("cannot create {}: {err}", dir.display()))?;
-    let names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+    std::fs::create_dir_all(dir)
+        .map_err(|err| format!("cannot create {}: {err}", dir.display()))?;
+    let names = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ];
     let generated = rcgen::generate_simple_self_signed(names).map_err(|err| err.to_string())?;
     std::fs::write(&cert_path, generated.cert.pem()).map_err(|err| err.to_string())?;
     write_private(&key_path, &generated.key_pair.serialize_pem()).map_err(|err| err.to_string())?;
@@ -80,19 +97,27 @@ mod tests {
         assert!(expiry > 1_700_000_000);
         let first = std::fs::read(&cert).unwrap();
         self_signed(dir.path()).unwrap();
-        assert_eq!(first, std::fs::read(&cert).unwrap(), "a valid certificate is kept");
+        assert_eq!(
+            first,
+            std::fs::read(&cert).unwrap(),
+            "a valid certificate is kept"
+        );
     }
 
     #[test]
     fn bad_files_are_named_not_panicked_on() {
         let dir = tempfile::tempdir().unwrap();
-        let missing = check_files(&dir.path().join("nope.pem"), &dir.path().join("nope.key")).unwrap_err();
+        let missing =
+            check_files(&dir.path().join("nope.pem"), &dir.path().join("nope.key")).unwrap_err();
         assert_eq!(missing.setting, "ARAGORA_TLS_CERT");
         let junk = dir.path().join("junk.pem");
         std::fs::write(&junk, "not a certificate").unwrap();
         let (_, key) = self_signed(dir.path()).unwrap();
         let problem = check_files(&junk, &key).unwrap_err();
-        assert!(problem.message.contains("not a PEM certificate"), "{problem}");
+        assert!(
+            problem.message.contains("not a PEM certificate"),
+            "{problem}"
+        );
         let problem = check_files(&dir.path().join("cert.pem"), &junk).unwrap_err();
         assert_eq!(problem.setting, "ARAGORA_TLS_KEY");
     }

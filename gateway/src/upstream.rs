@@ -157,7 +157,10 @@ impl UpstreamPool {
                     .unwrap_or_else(|| Arc::new(Replica::new(name, *addr)))
             })
             .collect();
-        for gone in current.iter().filter(|r| !next.iter().any(|n| n.addr == r.addr)) {
+        for gone in current
+            .iter()
+            .filter(|r| !next.iter().any(|n| n.addr == r.addr))
+        {
             tracing::info!(upstream = %gone.addr, "replica no longer resolves; removed");
             let _ = self.ready_gauge.remove_label_values(&[&gone.label()]);
         }
@@ -187,7 +190,9 @@ impl UpstreamPool {
             let next = match health.ready {
                 // First check decides at once: a new replica serves after one pass.
                 None => Some(ok),
-                Some(true) if health.consecutive_failures >= self.policy.unhealthy_threshold => Some(false),
+                Some(true) if health.consecutive_failures >= self.policy.unhealthy_threshold => {
+                    Some(false)
+                }
                 Some(false) if health.consecutive_ok >= self.policy.healthy_threshold => Some(true),
                 same => same,
             };
@@ -252,7 +257,11 @@ impl UpstreamPool {
         };
         let (first, second) = (draw(), draw());
         let load = |r: &Replica| r.inflight.load(Ordering::Relaxed);
-        Some(if load(&second) < load(&first) { second } else { first })
+        Some(if load(&second) < load(&first) {
+            second
+        } else {
+            first
+        })
     }
 
     pub fn views(&self) -> Vec<ReplicaView> {
@@ -321,7 +330,13 @@ pub async fn run_health_checks(
                     Ok(response) => {
                         let status = response.status();
                         let body = response.text().await.unwrap_or_default();
-                        (false, Some(format!("{path} answered {status}: {}", body.chars().take(200).collect::<String>())))
+                        (
+                            false,
+                            Some(format!(
+                                "{path} answered {status}: {}",
+                                body.chars().take(200).collect::<String>()
+                            )),
+                        )
                     }
                     Err(err) => (false, Some(format!("{path} failed: {err}"))),
                 };
@@ -358,7 +373,11 @@ mod tests {
         let (pool, a, b) = pool(Duration::ZERO);
         assert!(pool.select(&[]).is_none(), "nobody checked yet");
         pool.observe(&a, true, None);
-        assert_eq!(pool.select(&[]).unwrap().addr, a.addr, "one pass makes a new replica ready");
+        assert_eq!(
+            pool.select(&[]).unwrap().addr,
+            a.addr,
+            "one pass makes a new replica ready"
+        );
         pool.observe(&b, false, Some("down".into()));
         for _ in 0..2 {
             pool.observe(&a, false, None);
@@ -370,7 +389,10 @@ mod tests {
         assert!(!a.is_ready(), "one pass is not enough to come back");
         pool.observe(&a, true, None);
         assert!(a.is_ready());
-        assert!(pool.select(&[a.addr]).is_none(), "b is not ready and a is excluded");
+        assert!(
+            pool.select(&[a.addr]).is_none(),
+            "b is not ready and a is excluded"
+        );
     }
 
     #[test]
@@ -379,7 +401,12 @@ mod tests {
         pool.observe(&a, true, None);
         a.lock().ready_since = Some(Instant::now() - Duration::from_secs(3600));
         pool.observe(&b, true, None);
-        let picks_b = (0..2000).filter(|_| pool.select(&[]).unwrap().addr == b.addr).count();
-        assert!(picks_b < 200, "b just became ready, yet got {picks_b} of 2000");
+        let picks_b = (0..2000)
+            .filter(|_| pool.select(&[]).unwrap().addr == b.addr)
+            .count();
+        assert!(
+            picks_b < 200,
+            "b just became ready, yet got {picks_b} of 2000"
+        );
     }
 }

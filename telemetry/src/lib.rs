@@ -61,9 +61,10 @@ pub fn route_template(path: &str) -> &'static str {
         .find(|template| {
             let parts: Vec<&str> = template.split('/').collect();
             parts.len() == segments.len()
-                && parts.iter().zip(&segments).all(|(part, segment)| {
-                    part.starts_with('{') || part == segment
-                })
+                && parts
+                    .iter()
+                    .zip(&segments)
+                    .all(|(part, segment)| part.starts_with('{') || part == segment)
         })
         .copied()
         .unwrap_or("unmatched")
@@ -79,7 +80,10 @@ mod route_tests {
     #[test]
     fn raw_paths_map_to_templates() {
         assert_eq!(route_template("/api/debates/3f2a"), "/api/debates/{id}");
-        assert_eq!(route_template("/api/v1/debates/3f2a/cancel"), "/api/v1/debates/{id}/cancel");
+        assert_eq!(
+            route_template("/api/v1/debates/3f2a/cancel"),
+            "/api/v1/debates/{id}/cancel"
+        );
         assert_eq!(route_template("/api/debates"), "/api/debates");
         assert_eq!(route_template("/api/debates/"), "/api/debates");
         assert_eq!(route_template("/wp-admin/login.php"), "unmatched");

@@ -25,6 +25,7 @@ macro_rules! on_both_backends {
 
 mod api;
 mod config;
+mod gateway;
 mod lifecycle;
 mod llm_debates;
 mod providers;

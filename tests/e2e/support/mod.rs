@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod echo;
 pub mod mock_llm;
 
 use serde_json::Value;
@@ -113,6 +114,8 @@ pub struct EngineOptions {
     pub env: HashMap<String, String>,
     /// Reuse a data directory (a restart); a fresh temporary one otherwise.
     pub data_dir: Option<PathBuf>,
+    /// The temporary directory behind `data_dir`, handed over from the engine being replaced.
+    pub temp: Option<tempfile::TempDir>,
 }
 
 impl EngineOptions {
@@ -121,6 +124,7 @@ impl EngineOptions {
             backend: Backend::Sqlite,
             env: HashMap::new(),
             data_dir: None,
+            temp: None,
         }
     }
 
@@ -179,7 +183,7 @@ impl Engine {
     /// Starts the binary and returns once it listens (not necessarily ready).
     pub fn spawn(options: EngineOptions) -> Self {
         let (temp, data_dir) = match options.data_dir {
-            Some(dir) => (None, dir),
+            Some(dir) => (options.temp, dir),
             None => {
                 let temp = tempfile::tempdir().expect("temp dir");
                 let dir = temp.path().to_path_buf();
@@ -238,6 +242,15 @@ impl Engine {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.api)
+    }
+
+    /// Options for a successor on the same data directory, which takes over its clean-up.
+    pub fn restart_options(&mut self, options: EngineOptions) -> EngineOptions {
+        EngineOptions {
+            data_dir: Some(self.data_dir.clone()),
+            temp: self._temp.take(),
+            ..options
+        }
     }
 
     pub fn ws_url(&self, path_and_query: &str) -> String {
@@ -363,4 +376,145 @@ pub fn sample(metrics: &str, name_and_labels: &str) -> Option<f64> {
             .then(|| value.parse().ok())
             .flatten()
     })
+}
+
+/// A free TCP port on 127.0.0.1, never handed out twice in this test process. (The gateway
+/// needs fixed ports: pingora does not report what it bound.)
+pub fn free_port() -> u16 {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+    static GIVEN: OnceLock<Mutex<HashSet<u16>>> = OnceLock::new();
+    let given = GIVEN.get_or_init(Mutex::default);
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind an ephemeral port")
+            .local_addr()
+            .unwrap()
+            .port();
+        if given.lock().unwrap().insert(port) {
+            return port;
+        }
+    }
+}
+
+/// A running `aragora gateway` on fixed free ports with a self-signed certificate.
+pub struct GatewayProcess {
+    pub child: Child,
+    pub http_port: u16,
+    pub https_port: u16,
+    pub admin_port: u16,
+    pub log: PathBuf,
+    pub cert_pem: Vec<u8>,
+    pub dir: tempfile::TempDir,
+    pub admin: reqwest::Client,
+}
+
+impl GatewayProcess {
+    /// Starts a gateway in front of `upstreams` and waits until its admin listener answers.
+    pub async fn start(upstreams: &[String], env: &[(&str, String)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = aragora_gateway::tls::self_signed(&dir.path().join("tls")).unwrap();
+        let (http_port, https_port, admin_port) = (free_port(), free_port(), free_port());
+        let log = dir.path().join("gateway.log");
+        let mut command = aragora_command();
+        command
+            .arg("gateway")
+            .args(["--http-port", &http_port.to_string()])
+            .args(["--https-port", &https_port.to_string()])
+            .args(["--admin-port", &admin_port.to_string()])
+            .arg("--tls-cert")
+            .arg(&cert)
+            .arg("--tls-key")
+            .arg(&key)
+            .env("ARAGORA_GATEWAY_HOST", "127.0.0.1")
+            .env("ARAGORA_HEALTH_INTERVAL_MS", "200")
+            .env("ARAGORA_SLOW_START_SECS", "0")
+            .env("ARAGORA_GATEWAY_DRAIN_DELAY", "0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        for upstream in upstreams {
+            command.args(["--upstream", upstream]);
+        }
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let child = command.spawn().expect("start aragora gateway");
+        let gateway = Self {
+            child,
+            http_port,
+            https_port,
+            admin_port,
+            log,
+            cert_pem: std::fs::read(&cert).unwrap(),
+            dir,
+            admin: reqwest::Client::new(),
+        };
+        let url = gateway.admin_url("/healthz");
+        let admin = gateway.admin.clone();
+        eventually(
+            "the gateway's admin listener",
+            Duration::from_secs(30),
+            || {
+                let admin = admin.clone();
+                let url = url.clone();
+                async move { admin.get(&url).send().await.ok().map(|_| ()) }
+            },
+        )
+        .await;
+        gateway
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.admin_port)
+    }
+
+    pub fn https_url(&self, path: &str) -> String {
+        format!("https://127.0.0.1:{}{path}", self.https_port)
+    }
+
+    /// An HTTPS client that trusts the gateway's certificate.
+    pub fn client(&self) -> reqwest::Client {
+        self.client_builder().build().unwrap()
+    }
+
+    pub fn client_builder(&self) -> reqwest::ClientBuilder {
+        let root = reqwest::Certificate::from_pem(&self.cert_pem).unwrap();
+        reqwest::Client::builder()
+            .add_root_certificate(root)
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(10))
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the admin listener reports `ready` replicas out of the configured ones.
+    pub async fn wait_ready_count(&self, ready: usize, patience: Duration) -> Value {
+        let url = self.admin_url("/api/system/upstreams");
+        eventually(
+            &format!("{ready} ready replica(s) at the gateway"),
+            patience,
+            || async {
+                let body: Value = self.admin.get(&url).send().await.ok()?.json().await.ok()?;
+                (body["ready"] == ready).then_some(body)
+            },
+        )
+        .await
+    }
+
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+        unsafe {
+            libc::kill(self.child.id() as i32, signal);
+        }
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -1,0 +1,597 @@
+//! The edge gateway end to end: TLS, redirects, readiness gating, limits, maintenance, and
+//! what happens to traffic when replicas die, restart, or the gateway itself drains.
+
+use crate::support::echo::EchoUpstream;
+use crate::support::{eventually, free_port, sample, Engine, EngineOptions, GatewayProcess};
+use serde_json::Value;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const PATIENCE: Duration = Duration::from_secs(30);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_redirects_https_serves_h1_and_h2_with_hsts_and_tls_1_1_is_refused() {
+    let upstream = EchoUpstream::start(true).await;
+    let acme = tempfile::tempdir().unwrap();
+    std::fs::write(acme.path().join("tok_EN-1"), "challenge-response").unwrap();
+    let gateway = GatewayProcess::start(
+        &[upstream.addr.to_string()],
+        &[(
+            "ARAGORA_ACME_CHALLENGE_DIR",
+            acme.path().display().to_string(),
+        )],
+    )
+    .await;
+    gateway.wait_ready_count(1, PATIENCE).await;
+    let plain = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let http = |path: &str| format!("http://127.0.0.1:{}{path}", gateway.http_port);
+
+    let redirect = plain
+        .get(http("/api/debates?limit=5"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(redirect.status(), 308);
+    assert_eq!(
+        redirect.headers()["location"],
+        format!(
+            "https://127.0.0.1:{}/api/debates?limit=5",
+            gateway.https_port
+        )
+        .as_str()
+    );
+    assert_eq!(
+        plain.get(http("/healthz")).send().await.unwrap().status(),
+        200,
+        "/healthz is not redirected"
+    );
+    let challenge = plain
+        .get(http("/.well-known/acme-challenge/tok_EN-1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        challenge.status(),
+        200,
+        "ACME challenges are served over plain HTTP"
+    );
+    assert_eq!(challenge.text().await.unwrap(), "challenge-response");
+    let traversal = plain
+        .get(http("/.well-known/acme-challenge/..%2F..%2Fetc%2Fpasswd"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(traversal.status(), 404);
+
+    for (client, version) in [
+        (
+            gateway.client_builder().http1_only().build().unwrap(),
+            reqwest::Version::HTTP_11,
+        ),
+        (gateway.client(), reqwest::Version::HTTP_2),
+    ] {
+        let response = client
+            .get(gateway.https_url("/api/echo"))
+            .header("x-request-id", "client-chosen-id")
+            .header(
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.version(), version, "ALPN negotiates {version:?}");
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            response.headers()["strict-transport-security"],
+            "max-age=31536000; includeSubDomains"
+        );
+        assert_eq!(response.headers()["x-request-id"], "client-chosen-id");
+        let echoed: Value = response.json().await.unwrap();
+        let headers = &echoed["headers"];
+        assert_eq!(
+            headers["x-request-id"], "client-chosen-id",
+            "the request id reaches the engine"
+        );
+        let traceparent = headers["traceparent"].as_str().unwrap();
+        assert!(
+            traceparent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+            "trace continued: {traceparent}"
+        );
+        assert!(
+            !traceparent.contains("00f067aa0ba902b7"),
+            "with the gateway's own span: {traceparent}"
+        );
+        assert_eq!(headers["x-forwarded-proto"], "https");
+        assert_eq!(headers["x-forwarded-for"], "127.0.0.1");
+    }
+
+    let handshake = |version: &'static str| {
+        let port = gateway.https_port;
+        std::process::Command::new("openssl")
+            .args([
+                "s_client",
+                "-connect",
+                &format!("127.0.0.1:{port}"),
+                version,
+            ])
+            // Let the client offer old versions, so a refusal is the server's.
+            .args(["-cipher", "DEFAULT:@SECLEVEL=0"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("openssl s_client")
+    };
+    let modern = handshake("-tls1_2");
+    assert!(
+        String::from_utf8_lossy(&modern.stdout).contains("TLSv1.2"),
+        "TLS 1.2 is accepted"
+    );
+    let old = handshake("-tls1_1");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&old.stdout),
+        String::from_utf8_lossy(&old.stderr)
+    );
+    assert!(!old.status.success(), "TLS 1.1 must be refused: {said}");
+    assert!(
+        said.contains("Cipher is (NONE)") && said.contains("alert"),
+        "the server refused the handshake: {said}"
+    );
+
+    let metrics = gateway
+        .admin
+        .get(gateway.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(sample(&metrics, "aragora_tls_cert_expiry_timestamp_seconds").unwrap() > 1.7e9);
+    assert!(
+        sample(
+            &metrics,
+            "aragora_http_requests_total{method=\"GET\",route=\"unmatched\",status=\"200\"}"
+        )
+        .unwrap()
+            >= 2.0
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            &format!("aragora_upstream_ready{{upstream=\"{}\"}}", upstream.addr)
+        ),
+        Some(1.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_ready_replicas_get_traffic_and_none_ready_answers_503_at_once() {
+    let ready = EchoUpstream::start(true).await;
+    let unready = EchoUpstream::start(false).await;
+    let gateway =
+        GatewayProcess::start(&[ready.addr.to_string(), unready.addr.to_string()], &[]).await;
+    gateway.wait_ready_count(1, PATIENCE).await;
+    let client = gateway.client();
+    for _ in 0..40 {
+        let response = client
+            .get(gateway.https_url("/api/debates"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    assert_eq!(ready.served(), 40);
+    assert_eq!(
+        unready.served(),
+        0,
+        "a replica that is not ready never receives a request"
+    );
+
+    ready.set_ready(false);
+    gateway.wait_ready_count(0, PATIENCE).await;
+    let started = Instant::now();
+    let response = client
+        .get(gateway.https_url("/api/debates"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "no hang: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(response.headers()["retry-after"], "1");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "no_ready_upstream");
+    let readyz = client
+        .get(gateway.https_url("/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        readyz.status(),
+        503,
+        "the gateway is not ready without a ready replica"
+    );
+
+    // A replica that failed before needs two passing checks in a row to come back.
+    unready.set_ready(true);
+    let view = gateway.wait_ready_count(1, PATIENCE).await;
+    let back = view["upstreams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["ready"] == true)
+        .unwrap();
+    assert_eq!(back["addr"], unready.addr.to_string());
+    assert!(back["consecutive_ok"].as_u64().unwrap() >= 2, "{back}");
+    let response = client
+        .get(gateway.https_url("/api/debates"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(unready.served(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_answer_their_status_and_maintenance_mode_blocks_all_but_health() {
+    let upstream = EchoUpstream::start(true).await;
+    let gateway = GatewayProcess::start(
+        &[upstream.addr.to_string()],
+        &[
+            ("ARAGORA_GATEWAY_MAX_BODY_BYTES", "2048".into()),
+            ("ARAGORA_GATEWAY_MAX_HEADER_BYTES", "4096".into()),
+            ("ARAGORA_CLIENT_READ_TIMEOUT", "1".into()),
+        ],
+    )
+    .await;
+    gateway.wait_ready_count(1, PATIENCE).await;
+    let client = gateway.client_builder().http1_only().build().unwrap();
+    let url = gateway.https_url("/api/debates");
+
+    let declared = client
+        .post(&url)
+        .body(vec![b'x'; 4096])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(declared.status(), 413);
+    let body: Value = declared.json().await.unwrap();
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("ARAGORA_GATEWAY_MAX_BODY_BYTES"));
+    assert_eq!(
+        upstream.served(),
+        0,
+        "the declared oversize body never reached the replica"
+    );
+    // A chunked body declares no length: the limit applies to the bytes as they arrive.
+    let chunks = futures::stream::iter((0..8).map(|_| Ok::<_, std::io::Error>(vec![b'y'; 1024])));
+    let streamed = client
+        .post(&url)
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await;
+    match streamed {
+        Ok(response) => assert_eq!(response.status(), 413),
+        Err(err) => assert!(
+            err.is_request() || err.is_body(),
+            "cut off while sending: {err}"
+        ),
+    }
+    let within = client
+        .post(&url)
+        .body(vec![b'z'; 1000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(within.status(), 200);
+    let served = upstream.served();
+
+    let big = client
+        .get(&url)
+        .header("x-padding", "p".repeat(8000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(big.status(), 431);
+    let body: Value = big.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "headers_too_large");
+    assert_eq!(
+        upstream.served(),
+        served,
+        "the oversize head never reached the replica"
+    );
+
+    // A client that sends its headers and then stalls mid-body is cut off.
+    let connector = {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_pemfile::certs(&mut gateway.cert_pem.as_slice()) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        tokio_rustls::TlsConnector::from(Arc::new(config))
+    };
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", gateway.https_port))
+        .await
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+    tls.write_all(b"POST /api/debates HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\npartial")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut buffer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut buffer)).await;
+    assert!(
+        read.is_ok(),
+        "a stalled client must be cut off, not held for ever"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let enable = gateway
+        .admin
+        .post(gateway.admin_url("/api/system/maintenance/enable"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(enable.status(), 200);
+    let blocked = client.get(&url).send().await.unwrap();
+    assert_eq!(blocked.status(), 503);
+    assert!(blocked.headers().contains_key("retry-after"));
+    assert_eq!(
+        blocked.json::<Value>().await.unwrap()["error"]["code"],
+        "maintenance"
+    );
+    assert_eq!(
+        client
+            .get(gateway.https_url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let metrics = gateway
+        .admin
+        .get(gateway.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(sample(&metrics, "aragora_maintenance_mode"), Some(1.0));
+    gateway
+        .admin
+        .post(gateway.admin_url("/api/system/maintenance/disable"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(client.get(&url).send().await.unwrap().status(), 200);
+}
+
+/// Sends GETs from `workers` loops until `stop`; counts successes and failures.
+struct Load {
+    ok: Arc<AtomicUsize>,
+    failed: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<Vec<String>>>,
+}
+
+impl Load {
+    fn start(client: reqwest::Client, url: String, workers: usize) -> Self {
+        let ok = Arc::new(AtomicUsize::new(0));
+        let failed = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks = (0..workers)
+            .map(|_| {
+                let (client, url, ok, failed, stop) = (
+                    client.clone(),
+                    url.clone(),
+                    ok.clone(),
+                    failed.clone(),
+                    stop.clone(),
+                );
+                tokio::spawn(async move {
+                    let mut errors = Vec::new();
+                    while !stop.load(Ordering::SeqCst) {
+                        match client.get(&url).send().await {
+                            Ok(response) if response.status() == 200 => {
+                                let _ = response.bytes().await;
+                                ok.fetch_add(1, Ordering::SeqCst);
+                            }
+                            Ok(response) => {
+                                failed.fetch_add(1, Ordering::SeqCst);
+                                errors.push(format!(
+                                    "{} {}",
+                                    response.status(),
+                                    response.text().await.unwrap_or_default()
+                                ));
+                            }
+                            Err(err) => {
+                                failed.fetch_add(1, Ordering::SeqCst);
+                                errors.push(err.to_string());
+                            }
+                        }
+                    }
+                    errors
+                })
+            })
+            .collect();
+        Self {
+            ok,
+            failed,
+            stop,
+            tasks,
+        }
+    }
+
+    async fn finish(self) -> (usize, usize, Vec<String>) {
+        self.stop.store(true, Ordering::SeqCst);
+        let mut errors = Vec::new();
+        for task in self.tasks {
+            errors.extend(task.await.unwrap());
+        }
+        (
+            self.ok.load(Ordering::SeqCst),
+            self.failed.load(Ordering::SeqCst),
+            errors,
+        )
+    }
+
+    async fn wait_for_more(&self, count: usize) {
+        let target = self.ok.load(Ordering::SeqCst) + count;
+        eventually("load to make progress", PATIENCE, || async {
+            (self.ok.load(Ordering::SeqCst) >= target).then_some(())
+        })
+        .await;
+    }
+}
+
+async fn three_engines() -> (Vec<Engine>, Vec<u16>) {
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let mut engines = Vec::new();
+    for port in &ports {
+        engines.push(Engine::start(EngineOptions::sqlite().env("ARAGORA_PORT", port)).await);
+    }
+    (engines, ports)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_replica_leaves_rotation_within_3_s_and_only_its_in_flight_requests_fail() {
+    let (mut engines, ports) = three_engines().await;
+    let upstreams: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let gateway =
+        GatewayProcess::start(&upstreams, &[("ARAGORA_HEALTH_INTERVAL_MS", "1000".into())]).await;
+    gateway.wait_ready_count(3, PATIENCE).await;
+    let workers = 4;
+    let load = Load::start(
+        gateway.client(),
+        gateway.https_url("/api/debates?limit=5"),
+        workers,
+    );
+    load.wait_for_more(50).await;
+
+    engines[1].signal(libc::SIGKILL);
+    let killed_at = Instant::now();
+    gateway.wait_ready_count(2, Duration::from_secs(3)).await;
+    let took = killed_at.elapsed();
+    load.wait_for_more(100).await;
+    let (ok, failed, errors) = load.finish().await;
+    assert!(took <= Duration::from_secs(3), "taken out after {took:?}");
+    assert!(
+        failed <= workers,
+        "{failed} failures of {ok} (at most the {workers} in flight): {:?}",
+        &errors[..errors.len().min(5)]
+    );
+    let _ = engines[1].wait_exit(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_of_every_replica_under_load_fails_no_request() {
+    let (mut engines, ports) = three_engines().await;
+    let upstreams: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let gateway = GatewayProcess::start(&upstreams, &[]).await;
+    gateway.wait_ready_count(3, PATIENCE).await;
+    let load = Load::start(
+        gateway.client(),
+        gateway.https_url("/api/debates?limit=5"),
+        4,
+    );
+    load.wait_for_more(30).await;
+    for (index, port) in ports.iter().enumerate() {
+        engines[index].signal(libc::SIGTERM);
+        let status = engines[index].wait_exit(PATIENCE).await;
+        assert!(status.success());
+        // The restarted replica keeps the old one's data directory (and its clean-up).
+        let restart =
+            engines[index].restart_options(EngineOptions::sqlite().env("ARAGORA_PORT", port));
+        engines[index] = Engine::start(restart).await;
+        gateway.wait_ready_count(3, PATIENCE).await;
+        load.wait_for_more(30).await;
+    }
+    let (ok, failed, errors) = load.finish().await;
+    assert_eq!(
+        failed,
+        0,
+        "{failed} of {} requests failed, first: {:?}",
+        ok + failed,
+        &errors[..errors.len().min(5)]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_sigterm_under_load_fails_nothing_that_arrived_before_and_exits_promptly() {
+    let upstream = EchoUpstream::start(true).await;
+    let gateway = GatewayProcess::start(
+        &[upstream.addr.to_string()],
+        &[
+            ("ARAGORA_GATEWAY_DRAIN_DELAY", "1".into()),
+            ("ARAGORA_GATEWAY_DRAIN_TIMEOUT", "20".into()),
+        ],
+    )
+    .await;
+    gateway.wait_ready_count(1, PATIENCE).await;
+    let client = gateway.client();
+    let load = Load::start(client.clone(), gateway.https_url("/api/echo"), 4);
+    load.wait_for_more(50).await;
+    let before_signal = load.ok.load(Ordering::SeqCst) + load.failed.load(Ordering::SeqCst);
+    gateway.signal(libc::SIGTERM);
+    let signalled = Instant::now();
+    // Readiness goes false at once, while requests are still served.
+    eventually(
+        "the gateway to report not ready",
+        Duration::from_secs(5),
+        || async {
+            let response = client.get(gateway.https_url("/readyz")).send().await.ok()?;
+            (response.status() == 503).then_some(())
+        },
+    )
+    .await;
+    let mut child = gateway;
+    let exit = eventually("the gateway to exit", Duration::from_secs(20), || {
+        let status = child.child.try_wait().ok().flatten();
+        async move { status }
+    })
+    .await;
+    let (ok, _failed, errors) = load.finish().await;
+    assert!(exit.success(), "{exit:?}\n{}", child.log_text());
+    assert!(
+        signalled.elapsed() < Duration::from_secs(10),
+        "exited after {:?}, not pingora's 300 s",
+        signalled.elapsed()
+    );
+    assert!(
+        ok >= before_signal,
+        "requests sent before SIGTERM were answered"
+    );
+    // After the listeners close, new requests are refused by the OS (they never arrived):
+    // those are the only failures allowed.
+    for error in &errors {
+        assert!(
+            error.contains("connect")
+                || error.contains("Connection refused")
+                || error.contains("error sending request"),
+            "a request failed otherwise: {error}"
+        );
+    }
+}

@@ -1,0 +1,118 @@
+//! A stand-in engine replica for gateway tests: answers its readiness path with 200 or 503 as
+//! the test says, echoes every other request's method, path and headers as JSON, and counts
+//! the requests it served. Plain HTTP/1.1 with keep-alive over a real socket.
+
+use serde_json::{json, Map, Value};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+#[derive(Clone)]
+pub struct EchoUpstream {
+    pub addr: SocketAddr,
+    ready: Arc<AtomicBool>,
+    served: Arc<AtomicUsize>,
+}
+
+impl EchoUpstream {
+    pub async fn start(ready: bool) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind echo upstream");
+        let upstream = Self {
+            addr: listener.local_addr().unwrap(),
+            ready: Arc::new(AtomicBool::new(ready)),
+            served: Arc::default(),
+        };
+        let server = upstream.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let server = server.clone();
+                tokio::spawn(async move { server.serve(stream).await });
+            }
+        });
+        upstream
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::SeqCst);
+    }
+
+    /// Requests served, not counting readiness checks.
+    pub fn served(&self) -> usize {
+        self.served.load(Ordering::SeqCst)
+    }
+
+    async fn serve(&self, mut stream: TcpStream) {
+        let mut buffer = Vec::new();
+        let mut chunk = [0u8; 8192];
+        loop {
+            let header_end = loop {
+                if let Some(at) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break at + 4;
+                }
+                match stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+                }
+            };
+            let head = String::from_utf8_lossy(&buffer[..header_end]).to_string();
+            let mut lines = head.split("\r\n");
+            let request_line: Vec<String> = lines
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .map(str::to_string)
+                .collect();
+            let mut headers = Map::new();
+            for line in lines.filter(|l| !l.is_empty()) {
+                if let Some((name, value)) = line.split_once(':') {
+                    headers.insert(
+                        name.trim().to_ascii_lowercase(),
+                        Value::String(value.trim().to_string()),
+                    );
+                }
+            }
+            let length: usize = headers
+                .get("content-length")
+                .and_then(|v| v.as_str())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            while buffer.len() < header_end + length {
+                match stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+                }
+            }
+            buffer.drain(..header_end + length);
+            let path = request_line.get(1).cloned().unwrap_or_default();
+            let (status, body) = if path == "/readyz" {
+                if self.ready.load(Ordering::SeqCst) {
+                    (200, json!({"status": "ready"}))
+                } else {
+                    (
+                        503,
+                        json!({"status": "not_ready", "reason": "test says so"}),
+                    )
+                }
+            } else {
+                self.served.fetch_add(1, Ordering::SeqCst);
+                let method = request_line.first().cloned().unwrap_or_default();
+                (
+                    200,
+                    json!({"upstream": self.addr.to_string(), "method": method, "path": path, "headers": headers, "body_bytes": length}),
+                )
+            };
+            let body = body.to_string();
+            let response = format!(
+                "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            if stream.write_all(response.as_bytes()).await.is_err() {
+                return;
+            }
+        }
+    }
+}
