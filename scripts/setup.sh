@@ -9,6 +9,7 @@ command -v pkg-config >/dev/null 2>&1 || need_packages+=(pkg-config)
 command -v cc >/dev/null 2>&1 || need_packages+=(build-essential)
 command -v curl >/dev/null 2>&1 || need_packages+=(curl)
 command -v psql >/dev/null 2>&1 || need_packages+=(postgresql-client)
+command -v openssl >/dev/null 2>&1 || need_packages+=(openssl)     # TLS handshake tests
 
 if [ "${#need_packages[@]}" -gt 0 ]; then
   echo "setup: installing ${need_packages[*]}" >&2
