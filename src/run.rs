@@ -111,12 +111,51 @@ pub fn gateway(args: &GatewayArgs) -> ExitCode {
         .enable_all()
         .build()
     {
-        Ok(runtime) => runtime.block_on(shutdown_signal()),
+        Ok(runtime) => runtime.block_on(serve_until_stopped(args, &running)),
         Err(err) => eprintln!("aragora: cannot watch for signals ({err}); stopping"),
     }
     running.shutdown();
     running.wait();
     ExitCode::SUCCESS
+}
+
+/// Waits for SIGTERM or SIGINT; on SIGHUP re-reads the configuration (file, environment,
+/// flags) and certificates and applies them, or logs why not and keeps the old ones.
+async fn serve_until_stopped(args: &GatewayArgs, running: &RunningGateway) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangup = match signal(SignalKind::hangup()) {
+        Ok(hangup) => Some(hangup),
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot listen for SIGHUP; reloading is off");
+            None
+        }
+    };
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        let reload = async {
+            match hangup.as_mut() {
+                Some(hangup) => hangup.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = reload => {
+                tracing::info!("SIGHUP: reloading configuration and certificates");
+                match settings::gateway_config(args, |_| {}) {
+                    Ok(config) => {
+                        let _ = running.reload(config);
+                    }
+                    Err(problems) => {
+                        for problem in problems {
+                            tracing::error!(problem = %problem, "configuration reload refused; the previous configuration keeps serving");
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Fills in what `aragora up` provides itself: a self-signed certificate in the data

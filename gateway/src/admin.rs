@@ -117,7 +117,8 @@ impl ServeHttp for RedirectApp {
             return json_response(200, json!({"status": "ok"}));
         }
         if path.starts_with("/.well-known/acme-challenge/") {
-            let file = acme_token(&path).zip(self.shared.config.acme_challenge_dir.as_ref());
+            let config = self.shared.config();
+            let file = acme_token(&path).zip(config.acme_challenge_dir.as_ref());
             return match file.and_then(|(token, dir)| std::fs::read(dir.join(token)).ok()) {
                 Some(content) => respond(200, "text/plain", content, &[]),
                 None => not_found(
@@ -134,7 +135,7 @@ impl ServeHttp for RedirectApp {
             .unwrap_or("localhost");
         // Keep the host, swap the port for the HTTPS one.
         let bare_host = strip_port(host);
-        let https_port = self.shared.config.https_port;
+        let https_port = self.shared.config().https_port;
         let authority = if https_port == 443 {
             bare_host.to_string()
         } else {

@@ -86,16 +86,8 @@ struct HealthService {
 #[async_trait]
 impl BackgroundService for HealthService {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let config = &self.shared.config;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let checks = upstream::run_health_checks(
-            self.shared.pool.clone(),
-            config.health_path.clone(),
-            Duration::from_millis(config.health_interval_ms),
-            Duration::from_millis(config.health_timeout_ms),
-            Duration::from_secs(config.dns_refresh_secs),
-            stop_rx,
-        );
+        let checks = upstream::run_health_checks(self.shared.clone(), stop_rx);
         tokio::select! {
             _ = checks => {}
             _ = shutdown.changed() => { let _ = stop_tx.send(true); }
@@ -117,7 +109,8 @@ impl BackgroundService for DrainWatcher {
                 break;
             }
         }
-        let deadline = Instant::now() + Duration::from_secs(self.shared.config.drain_timeout_secs);
+        let deadline =
+            Instant::now() + Duration::from_secs(self.shared.config().drain_timeout_secs);
         // Requests accepted just before the listeners closed may still be reading their
         // headers: require the count to stay at zero across two looks.
         let mut idle_looks = 0;
@@ -146,6 +139,7 @@ pub struct RunningGateway {
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     drained: mpsc::Receiver<()>,
     shared: Arc<Shared>,
+    certs: Arc<tls::CertStore>,
 }
 
 impl RunningGateway {
@@ -163,6 +157,83 @@ impl RunningGateway {
 
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
+    }
+
+    /// Applies a new, validated configuration without dropping connections: certificate,
+    /// upstreams, health checks, limits, timeouts. Listeners and threads cannot change while
+    /// running; a config that changes them, or whose certificate does not load, is refused and
+    /// the old one keeps serving. Returns what was refused, if anything.
+    pub fn reload(&self, config: GatewayConfig) -> Result<(), Vec<String>> {
+        let old = self.shared.config();
+        let mut refused = Vec::new();
+        let fixed = [
+            ("ARAGORA_GATEWAY_HOST", old.host != config.host),
+            ("ARAGORA_HTTP_PORT", old.http_port != config.http_port),
+            ("ARAGORA_HTTPS_PORT", old.https_port != config.https_port),
+            ("ARAGORA_ADMIN_HOST", old.admin_host != config.admin_host),
+            ("ARAGORA_ADMIN_PORT", old.admin_port != config.admin_port),
+            ("ARAGORA_GATEWAY_THREADS", old.threads != config.threads),
+        ];
+        for (setting, changed) in fixed {
+            if changed {
+                refused.push(format!(
+                    "{setting} cannot change while running; restart the gateway to change it"
+                ));
+            }
+        }
+        let loaded = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => match (
+                tls::check_files(cert, key),
+                tls::load_certified_key(cert, key),
+            ) {
+                (Ok(expiry), Ok(certified)) => Some((expiry, certified)),
+                (Err(problem), _) => {
+                    refused.push(problem.to_string());
+                    None
+                }
+                (_, Err(reason)) => {
+                    refused.push(format!("ARAGORA_TLS_CERT: {reason}"));
+                    None
+                }
+            },
+            _ => {
+                refused.push(
+                    "ARAGORA_TLS_CERT: a reload needs both the certificate and the key".into(),
+                );
+                None
+            }
+        };
+        if !refused.is_empty() {
+            for reason in &refused {
+                tracing::error!(reason = %reason, "configuration reload refused; the previous configuration keeps serving");
+            }
+            return Err(refused);
+        }
+        if let Some((expiry, certified)) = loaded {
+            self.certs.replace(certified);
+            self.shared.metrics.cert_expiry.set(expiry);
+        }
+        self.shared.pool.reconfigure(
+            config.upstreams.clone(),
+            HealthPolicy {
+                unhealthy_threshold: config.unhealthy_threshold,
+                healthy_threshold: config.healthy_threshold,
+                slow_start: Duration::from_secs(config.slow_start_secs),
+            },
+        );
+        self.shared.set_config(config);
+        // Resolve the (possibly new) upstream names now rather than at the next DNS refresh.
+        let pool = self.shared.pool.clone();
+        std::thread::spawn(move || {
+            if let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                runtime.block_on(pool.resolve());
+            }
+        });
+        tracing::info!("configuration reloaded");
+        Ok(())
     }
 }
 
@@ -191,9 +262,13 @@ pub fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError> {
         _ => return Err(GatewayError::Tls("no certificate configured".into())),
     };
     let expiry = tls::check_files(&cert, &key).map_err(|p| GatewayError::Tls(p.to_string()))?;
+    let certs = Arc::new(tls::CertStore::new(
+        tls::load_certified_key(&cert, &key).map_err(GatewayError::Tls)?,
+    ));
+    // Paths unused: the resolver serves the certificate, and a reload swaps it.
     let mut tls_settings =
-        TlsSettings::intermediate(&cert.to_string_lossy(), &key.to_string_lossy())
-            .map_err(|err| GatewayError::Tls(err.to_string()))?;
+        TlsSettings::intermediate("", "").map_err(|err| GatewayError::Tls(err.to_string()))?;
+    tls_settings.set_cert_resolver(certs.clone());
     tls_settings.enable_h2();
 
     let (metrics, upstream_ready) = GatewayMetrics::new();
@@ -276,5 +351,6 @@ pub fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError> {
         shutdown: Some(shutdown_tx),
         drained,
         shared,
+        certs,
     })
 }

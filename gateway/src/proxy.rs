@@ -169,7 +169,7 @@ impl Gateway {
     fn hsts(&self) -> String {
         format!(
             "max-age={}; includeSubDomains",
-            self.shared.config.hsts_max_age_secs
+            self.shared.config().hsts_max_age_secs
         )
     }
 }
@@ -207,7 +207,7 @@ impl ProxyHttp for Gateway {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let shared = &self.shared;
-        let config = &shared.config;
+        let config = shared.config();
         let header = session.req_header();
         ctx.method = method_label(&header.method);
         ctx.route = route_template(header.uri.path());
@@ -303,13 +303,13 @@ impl ProxyHttp for Gateway {
     ) -> Result<()> {
         if let Some(chunk) = body {
             ctx.body_bytes += chunk.len();
-            if ctx.body_bytes > self.shared.config.max_body_bytes && !ctx.upgrade {
+            let limit = self.shared.config().max_body_bytes;
+            if ctx.body_bytes > limit && !ctx.upgrade {
                 ctx.refusal = Some("payload_too_large");
                 return Error::e_explain(
                     HTTPStatus(413),
                     format!(
-                        "the body is larger than {} bytes (ARAGORA_GATEWAY_MAX_BODY_BYTES); send a smaller one",
-                        self.shared.config.max_body_bytes
+                        "the body is larger than {limit} bytes (ARAGORA_GATEWAY_MAX_BODY_BYTES); send a smaller one"
                     ),
                 );
             }
@@ -318,7 +318,7 @@ impl ProxyHttp for Gateway {
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        let config = &self.shared.config;
+        let config = self.shared.config();
         if let Some(previous) = ctx.replica.take() {
             previous.inflight.fetch_sub(1, Ordering::Relaxed);
         }
@@ -455,7 +455,7 @@ impl ProxyHttp for Gateway {
                 "upstream_timeout",
                 format!(
                     "the engine replica did not answer within {} s (ARAGORA_UPSTREAM_READ_TIMEOUT)",
-                    self.shared.config.upstream_read_timeout_secs
+                    self.shared.config().upstream_read_timeout_secs
                 ),
             ),
             _ if matches!(error.esource(), ErrorSource::Downstream) => {

@@ -4,6 +4,7 @@
 use crate::config::GatewayConfig;
 use crate::upstream::UpstreamPool;
 use aragora_telemetry::catalogue as cat;
+use arc_swap::ArcSwap;
 use prometheus::{HistogramVec, IntCounter, IntCounterVec, IntGauge, Registry};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -43,7 +44,7 @@ impl GatewayMetrics {
 
 /// Shared by the proxy, the admin listener, the health checker and the drain.
 pub struct Shared {
-    pub config: GatewayConfig,
+    config: ArcSwap<GatewayConfig>,
     pub metrics: GatewayMetrics,
     pub pool: Arc<UpstreamPool>,
     draining: AtomicBool,
@@ -54,13 +55,22 @@ pub struct Shared {
 impl Shared {
     pub fn new(config: GatewayConfig, metrics: GatewayMetrics, pool: Arc<UpstreamPool>) -> Self {
         Self {
-            config,
+            config: ArcSwap::from_pointee(config),
             metrics,
             pool,
             draining: AtomicBool::new(false),
             maintenance: AtomicBool::new(false),
             inflight: AtomicUsize::new(0),
         }
+    }
+
+    /// The configuration in force (replaced whole by a reload).
+    pub fn config(&self) -> Arc<GatewayConfig> {
+        self.config.load_full()
+    }
+
+    pub fn set_config(&self, config: GatewayConfig) {
+        self.config.store(Arc::new(config));
     }
 
     pub fn is_draining(&self) -> bool {

@@ -122,3 +122,57 @@ mod tests {
         assert_eq!(problem.setting, "ARAGORA_TLS_KEY");
     }
 }
+
+/// The certificate the HTTPS listener presents, replaceable while it runs (SIGHUP): new
+/// handshakes get the new certificate, established connections keep theirs.
+#[derive(Debug)]
+pub struct CertStore {
+    current: std::sync::RwLock<std::sync::Arc<rustls::sign::CertifiedKey>>,
+}
+
+/// Reads a PEM certificate chain and key into what rustls serves.
+pub fn load_certified_key(cert: &Path, key: &Path) -> Result<rustls::sign::CertifiedKey, String> {
+    let (chain, key) =
+        pingora::tls::load_certs_and_key_files(&cert.to_string_lossy(), &key.to_string_lossy())
+            .map_err(|err| err.to_string())?
+            .ok_or_else(|| {
+                format!(
+                    "{} or {} holds no usable certificate or key",
+                    cert.display(),
+                    key.display()
+                )
+            })?;
+    let signer = rustls::crypto::ring::sign::any_supported_type(&key)
+        .map_err(|err| format!("the key cannot sign: {err}"))?;
+    let certified = rustls::sign::CertifiedKey::new(chain, signer);
+    certified
+        .keys_match()
+        .map_err(|err| format!("the key does not belong to the certificate: {err}"))?;
+    Ok(certified)
+}
+
+impl CertStore {
+    pub fn new(key: rustls::sign::CertifiedKey) -> Self {
+        Self {
+            current: std::sync::RwLock::new(std::sync::Arc::new(key)),
+        }
+    }
+
+    pub fn replace(&self, key: rustls::sign::CertifiedKey) {
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = std::sync::Arc::new(key);
+    }
+}
+
+impl rustls::server::ResolvesServerCert for CertStore {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<std::sync::Arc<rustls::sign::CertifiedKey>> {
+        Some(
+            self.current
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        )
+    }
+}

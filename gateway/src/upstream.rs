@@ -104,20 +104,31 @@ impl Replica {
 
 /// The replicas the gateway routes to.
 pub struct UpstreamPool {
-    names: Vec<String>,
+    names: RwLock<Vec<String>>,
     replicas: RwLock<Vec<Arc<Replica>>>,
-    policy: HealthPolicy,
+    policy: RwLock<HealthPolicy>,
     ready_gauge: IntGaugeVec,
 }
 
 impl UpstreamPool {
     pub fn new(names: Vec<String>, policy: HealthPolicy, ready_gauge: IntGaugeVec) -> Self {
         Self {
-            names,
+            names: RwLock::new(names),
             replicas: RwLock::default(),
-            policy,
+            policy: RwLock::new(policy),
             ready_gauge,
         }
+    }
+
+    fn policy(&self) -> HealthPolicy {
+        *self.policy.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes new upstream names and thresholds (a reload); replicas whose address remains keep
+    /// their health. Call [`resolve`](Self::resolve) after.
+    pub fn reconfigure(&self, names: Vec<String>, policy: HealthPolicy) {
+        *self.names.write().unwrap_or_else(|e| e.into_inner()) = names;
+        *self.policy.write().unwrap_or_else(|e| e.into_inner()) = policy;
     }
 
     pub fn replicas(&self) -> Vec<Arc<Replica>> {
@@ -127,7 +138,8 @@ impl UpstreamPool {
     /// Re-resolves every upstream name; keeps the health of addresses that remain.
     pub async fn resolve(&self) {
         let mut resolved: Vec<(String, SocketAddr)> = Vec::new();
-        for name in &self.names {
+        let names = self.names.read().map(|n| n.clone()).unwrap_or_default();
+        for name in &names {
             match tokio::net::lookup_host(name.as_str()).await {
                 Ok(addrs) => {
                     let mut addrs: Vec<SocketAddr> = addrs.collect();
@@ -176,6 +188,7 @@ impl UpstreamPool {
 
     /// Records a health observation: an active check, or a connection failure while proxying.
     pub fn observe(&self, replica: &Replica, ok: bool, error: Option<String>) {
+        let policy = self.policy();
         let (changed_to, first_check) = {
             let mut health = replica.lock();
             let first_check = health.ready.is_none();
@@ -190,10 +203,10 @@ impl UpstreamPool {
             let next = match health.ready {
                 // First check decides at once: a new replica serves after one pass.
                 None => Some(ok),
-                Some(true) if health.consecutive_failures >= self.policy.unhealthy_threshold => {
+                Some(true) if health.consecutive_failures >= policy.unhealthy_threshold => {
                     Some(false)
                 }
-                Some(false) if health.consecutive_ok >= self.policy.healthy_threshold => Some(true),
+                Some(false) if health.consecutive_ok >= policy.healthy_threshold => Some(true),
                 same => same,
             };
             let changed = next != health.ready;
@@ -231,12 +244,13 @@ impl UpstreamPool {
     /// Picks a ready replica not in `exclude`, at random weighted by slow start, preferring the
     /// less loaded of two draws (power of two choices).
     pub fn select(&self, exclude: &[SocketAddr]) -> Option<Arc<Replica>> {
+        let slow_start = self.policy().slow_start;
         let candidates: Vec<(Arc<Replica>, f64)> = self
             .replicas()
             .into_iter()
             .filter(|r| !exclude.contains(&r.addr))
             .map(|r| {
-                let weight = r.weight(self.policy.slow_start);
+                let weight = r.weight(slow_start);
                 (r, weight)
             })
             .filter(|(_, weight)| *weight > 0.0)
@@ -268,7 +282,7 @@ impl UpstreamPool {
         self.replicas()
             .iter()
             .map(|replica| {
-                let weight = replica.weight(self.policy.slow_start);
+                let weight = replica.weight(self.policy().slow_start);
                 let health = replica.lock();
                 ReplicaView {
                     name: replica.name.clone(),
@@ -290,41 +304,39 @@ impl UpstreamPool {
     }
 }
 
-/// Runs active health checks and DNS refreshes until `stop` flips.
+/// Runs active health checks and DNS refreshes until `stop` flips. Reads the configuration
+/// each round, so a reload's path, interval and timeout apply from the next round.
 pub async fn run_health_checks(
-    pool: Arc<UpstreamPool>,
-    path: String,
-    interval: Duration,
-    timeout: Duration,
-    dns_refresh: Duration,
+    shared: Arc<crate::state::Shared>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    let pool = shared.pool.clone();
     let client = reqwest::Client::builder()
-        .timeout(timeout)
-        .connect_timeout(timeout)
         .pool_max_idle_per_host(1)
         .build()
         .unwrap_or_default();
     pool.resolve().await;
     let mut last_resolve = Instant::now();
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        let config = shared.config();
+        let interval = Duration::from_millis(config.health_interval_ms);
         tokio::select! {
-            _ = ticker.tick() => {}
+            _ = tokio::time::sleep(interval) => {}
             _ = stop.changed() => return,
         }
-        if last_resolve.elapsed() >= dns_refresh {
+        if last_resolve.elapsed() >= Duration::from_secs(config.dns_refresh_secs) {
             pool.resolve().await;
             last_resolve = Instant::now();
         }
+        let path = config.health_path.clone();
+        let timeout = Duration::from_millis(config.health_timeout_ms);
         let checks = pool.replicas().into_iter().map(|replica| {
             let client = &client;
             let url = format!("http://{}{}", replica.addr, path);
             let pool = &pool;
             let path = &path;
             async move {
-                let result = client.get(&url).send().await;
+                let result = client.get(&url).timeout(timeout).send().await;
                 let (ok, error) = match result {
                     Ok(response) if response.status().is_success() => (true, None),
                     Ok(response) => {

@@ -136,7 +136,10 @@ fn a_port_in_use_is_named_with_what_to_do() {
 #[test]
 fn the_readme_documents_every_setting() {
     let readme = include_str!("../../README.md");
-    for setting in aragora_engine::config::SETTINGS.iter().chain(aragora_gateway::SETTINGS) {
+    for setting in aragora_engine::config::SETTINGS
+        .iter()
+        .chain(aragora_gateway::SETTINGS)
+    {
         assert!(
             readme.contains(&format!("| `{}` |", setting.key)),
             "README lacks key {}",

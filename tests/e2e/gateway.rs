@@ -595,3 +595,103 @@ async fn gateway_sigterm_under_load_fails_nothing_that_arrived_before_and_exits_
         );
     }
 }
+
+fn gateway_toml(upstream: &str, cert: &std::path::Path, key: &std::path::Path) -> String {
+    format!(
+        "upstreams = [\"{upstream}\"]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+        cert.display(),
+        key.display()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_swaps_certificate_and_upstreams_without_dropping_connections_and_refuses_bad_config(
+) {
+    let first = EchoUpstream::start(true).await;
+    let second = EchoUpstream::start(true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_a, key_a) = aragora_gateway::tls::self_signed(&dir.path().join("a")).unwrap();
+    let (cert_b, key_b) = aragora_gateway::tls::self_signed(&dir.path().join("b")).unwrap();
+    let file = dir.path().join("gateway.toml");
+    std::fs::write(
+        &file,
+        gateway_toml(&first.addr.to_string(), &cert_a, &key_a),
+    )
+    .unwrap();
+    let gateway = GatewayProcess::start_with_file(&file, &cert_a, &[]).await;
+    gateway.wait_ready_count(1, PATIENCE).await;
+    let trusting = |pem: &std::path::Path| {
+        let root = reqwest::Certificate::from_pem(&std::fs::read(pem).unwrap()).unwrap();
+        reqwest::Client::builder()
+            .add_root_certificate(root)
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap()
+    };
+    let url = gateway.https_url("/api/echo");
+    let upstream_of = |body: Value| body["upstream"].as_str().unwrap_or_default().to_string();
+    // An HTTP/2 client whose one connection was set up under the old certificate.
+    let established = trusting(&cert_a);
+    let body: Value = established
+        .get(&url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(upstream_of(body), first.addr.to_string());
+
+    std::fs::write(
+        &file,
+        gateway_toml(&second.addr.to_string(), &cert_b, &key_b),
+    )
+    .unwrap();
+    gateway.signal(libc::SIGHUP);
+    let fresh = trusting(&cert_b);
+    eventually(
+        "the new certificate and upstream to take effect",
+        PATIENCE,
+        || async {
+            let body: Value = fresh.get(&url).send().await.ok()?.json().await.ok()?;
+            (upstream_of(body) == second.addr.to_string()).then_some(())
+        },
+    )
+    .await;
+    let body: Value = established
+        .get(&url)
+        .send()
+        .await
+        .expect("the established connection survives")
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(upstream_of(body), second.addr.to_string());
+    let stale = trusting(&cert_a).get(&url).send().await;
+    assert!(stale.is_err(), "new handshakes present the new certificate");
+
+    std::fs::write(
+        &file,
+        gateway_toml(
+            &first.addr.to_string(),
+            &dir.path().join("missing.pem"),
+            &key_a,
+        ),
+    )
+    .unwrap();
+    gateway.signal(libc::SIGHUP);
+    eventually("the refusal to be logged", PATIENCE, || async {
+        gateway.log_text().contains("reload refused").then_some(())
+    })
+    .await;
+    assert!(
+        gateway.log_text().contains("missing.pem"),
+        "the reason names the file"
+    );
+    let body: Value = fresh.get(&url).send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        upstream_of(body),
+        second.addr.to_string(),
+        "the previous configuration keeps serving"
+    );
+}

@@ -412,6 +412,17 @@ pub struct GatewayProcess {
 impl GatewayProcess {
     /// Starts a gateway in front of `upstreams` and waits until its admin listener answers.
     pub async fn start(upstreams: &[String], env: &[(&str, String)]) -> Self {
+        Self::launch(upstreams, env, None).await
+    }
+
+    /// Starts a gateway whose upstreams and certificate come from a TOML file (for reloads).
+    pub async fn start_with_file(file: &Path, cert: &Path, env: &[(&str, String)]) -> Self {
+        let mut gateway = Self::launch(&[], env, Some(file)).await;
+        gateway.cert_pem = std::fs::read(cert).unwrap();
+        gateway
+    }
+
+    async fn launch(upstreams: &[String], env: &[(&str, String)], file: Option<&Path>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (cert, key) = aragora_gateway::tls::self_signed(&dir.path().join("tls")).unwrap();
         let (http_port, https_port, admin_port) = (free_port(), free_port(), free_port());
@@ -422,10 +433,6 @@ impl GatewayProcess {
             .args(["--http-port", &http_port.to_string()])
             .args(["--https-port", &https_port.to_string()])
             .args(["--admin-port", &admin_port.to_string()])
-            .arg("--tls-cert")
-            .arg(&cert)
-            .arg("--tls-key")
-            .arg(&key)
             .env("ARAGORA_GATEWAY_HOST", "127.0.0.1")
             .env("ARAGORA_HEALTH_INTERVAL_MS", "200")
             .env("ARAGORA_SLOW_START_SECS", "0")
@@ -433,6 +440,18 @@ impl GatewayProcess {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
+        match file {
+            Some(file) => {
+                command.arg("--config").arg(file);
+            }
+            None => {
+                command
+                    .arg("--tls-cert")
+                    .arg(&cert)
+                    .arg("--tls-key")
+                    .arg(&key);
+            }
+        }
         for upstream in upstreams {
             command.args(["--upstream", upstream]);
         }
