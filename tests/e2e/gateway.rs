@@ -143,15 +143,7 @@ async fn http_redirects_https_serves_h1_and_h2_with_hsts_and_tls_1_1_is_refused(
         "the server refused the handshake: {said}"
     );
 
-    let metrics = gateway
-        .admin
-        .get(gateway.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gateway.metrics().await;
     assert!(sample(&metrics, "aragora_tls_cert_expiry_timestamp_seconds").unwrap() > 1.7e9);
     assert!(
         sample(
@@ -370,15 +362,7 @@ async fn limits_answer_their_status_and_maintenance_mode_blocks_all_but_health()
             .status(),
         200
     );
-    let metrics = gateway
-        .admin
-        .get(gateway.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gateway.metrics().await;
     assert_eq!(sample(&metrics, "aragora_maintenance_mode"), Some(1.0));
     gateway
         .admin

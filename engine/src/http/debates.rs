@@ -3,7 +3,7 @@
 //! Handlers validate input, hand work to the orchestrator and render records; the debate
 //! itself is in `crate::debate`.
 
-use super::AppState;
+use super::{AppState, Core};
 use crate::error::ApiError;
 use crate::model::{
     format_ms, now_ms, ConsensusRule, DebateEvent, DebateRecord, DebateStatus, EventKind,
@@ -279,7 +279,11 @@ fn summary(record: &DebateRecord) -> Value {
     })
 }
 
-async fn load(state: &AppState, id: &str) -> Result<(DebateRecord, Vec<DebateEvent>), ApiError> {
+/// The debate with this id, or 404 saying how to find one.
+async fn find_debate<'a>(
+    state: &'a AppState,
+    id: &str,
+) -> Result<(&'a Core, DebateRecord), ApiError> {
     let core = state.core()?;
     let record = core
         .store
@@ -291,6 +295,11 @@ async fn load(state: &AppState, id: &str) -> Result<(DebateRecord, Vec<DebateEve
                 "no debate with id {id:?}; list debates with GET /api/debates"
             ))
         })?;
+    Ok((core, record))
+}
+
+async fn load(state: &AppState, id: &str) -> Result<(DebateRecord, Vec<DebateEvent>), ApiError> {
+    let (core, record) = find_debate(state, id).await?;
     let events = core
         .store
         .events_after(id, 0, i64::MAX)
@@ -405,17 +414,7 @@ pub async fn receipt(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let core = state.core()?;
-    let record = core
-        .store
-        .debate(&id)
-        .await
-        .map_err(|err| ApiError::internal("could not read the debate", err))?
-        .ok_or_else(|| {
-            ApiError::not_found(format!(
-                "no debate with id {id:?}; list debates with GET /api/debates"
-            ))
-        })?;
+    let (core, record) = find_debate(&state, &id).await?;
     if !record.status.is_final() {
         return Err(ApiError::conflict(format!(
             "debate {id} is {}; its receipt is issued when it completes",

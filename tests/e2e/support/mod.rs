@@ -529,6 +529,16 @@ impl GatewayProcess {
             libc::kill(self.child.id() as i32, signal);
         }
     }
+
+    /// The admin listener's /metrics text.
+    pub async fn metrics(&self) -> String {
+        let response = self.admin.get(self.admin_url("/metrics")).send().await;
+        response
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics body")
+    }
 }
 
 impl Drop for GatewayProcess {
