@@ -32,6 +32,7 @@ cargo build --release --locked -q
 work=$(mktemp -d)
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$work"; }
+fail() { echo "bench: $*" >&2; tail -n 20 "$work/gateway.log" >&2 || true; exit 1; }
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -58,7 +59,7 @@ worker_processes 2; daemon off; pid $work/nginx.pid; error_log $work/nginx.err;
 events { worker_connections 4096; }
 http { access_log off; keepalive_requests 1000000;
   upstream engine { server 127.0.0.1:$UP; keepalive 128; }
-  server { listen 127.0.0.1:$NG ssl; http2 on; ssl_certificate $work/cert.pem; ssl_certificate_key $work/key.pem;
+  server { listen 127.0.0.1:$NG ssl http2; ssl_certificate $work/cert.pem; ssl_certificate_key $work/key.pem;
     ssl_protocols TLSv1.2 TLSv1.3;
     location / { proxy_pass http://engine; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
 EOF
@@ -68,7 +69,7 @@ nginx -c "$work/nginx.conf" -p "$work" & pids+=($!)
 cat > "$work/haproxy.cfg" <<EOF
 global
   nbthread 2
-  maxconn 20000
+  maxconn 4000
 defaults
   mode http
   timeout connect 2s
@@ -92,21 +93,23 @@ ARAGORA_GATEWAY_HOST=127.0.0.1 ARAGORA_SLOW_START_SECS=0 ARAGORA_HEALTH_PATH=/ \
   >/dev/null 2>"$work/gateway.log" & pids+=($!)
 
 for port in "$NG" "$HA" "$GW"; do
+  ok=""
   for _ in $(seq 1 100); do
-    curl -sk -o /dev/null -w '%{http_code}' "https://127.0.0.1:$port/" 2>/dev/null | grep -q 200 && break
+    if [ "$(curl -sk -o /dev/null -w '%{http_code}' "https://127.0.0.1:$port/" 2>/dev/null)" = 200 ]; then ok=1; break; fi
     sleep 0.1
   done
+  [ -n "$ok" ] || fail "the proxy on port $port never answered 200"
 done
 
 wrk_run() { # prints "rps p99_ms"
-  wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency "https://127.0.0.1:$1/" 2>/dev/null | awk '
+  { wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency "https://127.0.0.1:$1/" 2>/dev/null || true; } | awk '
     /Requests\/sec/ {rps=$2}
     /^ +99%/ {v=$2; if (v ~ /ms$/) {sub("ms","",v)} else if (v ~ /us$/) {sub("us","",v); v=v/1000} else if (v ~ /s$/) {sub("s","",v); v=v*1000}; p99=v}
     END {printf "%.0f %.2f", rps, p99}'
 }
 h2_run() { # prints "rps p99_ms" (h2load reports mean and sd; p99 from its per-request log)
   local log="$work/h2.$1.log"
-  h2load -c"$CONNECTIONS" -m"$H2_STREAMS" -D"$DURATION" --log-file="$log" "https://127.0.0.1:$1/" 2>/dev/null | awk '/^finished in/ {gsub(",","",$4); rps=$4} END {printf "%.0f", rps}'
+  { h2load -c"$CONNECTIONS" -m"$H2_STREAMS" -D"$DURATION" --log-file="$log" "https://127.0.0.1:$1/" 2>/dev/null || true; } | awk '/^finished in/ {gsub(",","",$4); rps=$4} END {printf "%.0f", rps}'
   printf " "
   awk '{print $3/1000}' "$log" | sort -n | awk '{a[NR]=$1} END {i=int(NR*0.99); if (i<1) i=1; printf "%.2f", a[i]}'
 }

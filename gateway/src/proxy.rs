@@ -119,7 +119,10 @@ fn request_id(incoming: Option<&str>) -> String {
         {
             id.to_string()
         }
-        _ => uuid::Uuid::new_v4().to_string(),
+        // From the thread-local generator: `new_v4` would make a getrandom syscall per request.
+        _ => uuid::Builder::from_random_bytes(rand::random())
+            .into_uuid()
+            .to_string(),
     }
 }
 
@@ -175,7 +178,11 @@ impl Gateway {
 }
 
 fn head_size(header: &RequestHeader) -> usize {
-    let line = header.method.as_str().len() + header.uri.to_string().len() + 12;
+    let target = header
+        .uri
+        .path_and_query()
+        .map_or(1, |pq| pq.as_str().len());
+    let line = header.method.as_str().len() + target + 12;
     line + header
         .headers
         .iter()
@@ -489,16 +496,13 @@ impl ProxyHttp for Gateway {
             .response_written()
             .map(|r| r.status.as_u16())
             .unwrap_or(0);
-        let status_label = if status == 0 {
-            "0".to_string()
-        } else {
-            status.to_string()
-        };
+        let code = http::StatusCode::from_u16(status).ok();
+        let status_label = code.as_ref().map_or("0", |c| c.as_str());
         let elapsed = ctx.started.elapsed();
         let metrics = &self.shared.metrics;
         metrics
             .http_requests
-            .with_label_values(&[ctx.method, ctx.route, &status_label])
+            .with_label_values(&[ctx.method, ctx.route, status_label])
             .inc();
         metrics
             .request_latency

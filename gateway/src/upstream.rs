@@ -10,10 +10,11 @@
 //! Upstream names are re-resolved every `dns_refresh_secs`: each address behind a name (a
 //! Kubernetes headless service) is its own replica, and health state survives re-resolution.
 
+use arc_swap::ArcSwap;
 use prometheus::IntGaugeVec;
 use serde::Serialize;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -42,6 +43,8 @@ pub struct Replica {
     pub name: String,
     pub addr: SocketAddr,
     health: Mutex<Health>,
+    /// Mirror of `health.ready == Some(true)`, read lock-free on every request.
+    ready: AtomicBool,
     pub inflight: AtomicUsize,
 }
 
@@ -73,6 +76,7 @@ impl Replica {
                 ready_since: None,
                 last_error: None,
             }),
+            ready: AtomicBool::new(false),
             inflight: AtomicUsize::new(0),
         }
     }
@@ -82,11 +86,17 @@ impl Replica {
     }
 
     pub fn is_ready(&self) -> bool {
-        self.lock().ready == Some(true)
+        self.ready.load(Ordering::Relaxed)
     }
 
     /// Traffic weight in (0, 1]: ramps up over the slow-start window after becoming ready.
     fn weight(&self, slow_start: Duration) -> f64 {
+        if !self.is_ready() {
+            return 0.0;
+        }
+        if slow_start.is_zero() {
+            return 1.0;
+        }
         let health = self.lock();
         match (health.ready, health.ready_since) {
             (Some(true), Some(since)) if !slow_start.is_zero() => {
@@ -105,7 +115,7 @@ impl Replica {
 /// The replicas the gateway routes to.
 pub struct UpstreamPool {
     names: RwLock<Vec<String>>,
-    replicas: RwLock<Vec<Arc<Replica>>>,
+    replicas: ArcSwap<Vec<Arc<Replica>>>,
     policy: RwLock<HealthPolicy>,
     ready_gauge: IntGaugeVec,
 }
@@ -114,7 +124,7 @@ impl UpstreamPool {
     pub fn new(names: Vec<String>, policy: HealthPolicy, ready_gauge: IntGaugeVec) -> Self {
         Self {
             names: RwLock::new(names),
-            replicas: RwLock::default(),
+            replicas: ArcSwap::default(),
             policy: RwLock::new(policy),
             ready_gauge,
         }
@@ -131,8 +141,8 @@ impl UpstreamPool {
         *self.policy.write().unwrap_or_else(|e| e.into_inner()) = policy;
     }
 
-    pub fn replicas(&self) -> Vec<Arc<Replica>> {
-        self.replicas.read().map(|r| r.clone()).unwrap_or_default()
+    pub fn replicas(&self) -> Arc<Vec<Arc<Replica>>> {
+        self.replicas.load_full()
     }
 
     /// Re-resolves every upstream name; keeps the health of addresses that remain.
@@ -181,9 +191,7 @@ impl UpstreamPool {
                 .with_label_values(&[&replica.label()])
                 .set(i64::from(replica.is_ready()));
         }
-        if let Ok(mut replicas) = self.replicas.write() {
-            *replicas = next;
-        }
+        self.replicas.store(Arc::new(next));
     }
 
     /// Records a health observation: an active check, or a connection failure while proxying.
@@ -211,6 +219,7 @@ impl UpstreamPool {
             };
             let changed = next != health.ready;
             health.ready = next;
+            replica.ready.store(next == Some(true), Ordering::Relaxed);
             if changed && next == Some(true) {
                 health.ready_since = Some(Instant::now());
             }
@@ -238,36 +247,41 @@ impl UpstreamPool {
     }
 
     pub fn any_ready(&self) -> bool {
-        self.replicas().iter().any(|r| r.is_ready())
+        self.replicas.load().iter().any(|r| r.is_ready())
     }
 
     /// Picks a ready replica not in `exclude`, at random weighted by slow start, preferring the
     /// less loaded of two draws (power of two choices).
     pub fn select(&self, exclude: &[SocketAddr]) -> Option<Arc<Replica>> {
+        // On every request: no allocation, and locks only while a replica slow-starts.
         let slow_start = self.policy().slow_start;
-        let candidates: Vec<(Arc<Replica>, f64)> = self
-            .replicas()
-            .into_iter()
-            .filter(|r| !exclude.contains(&r.addr))
-            .map(|r| {
-                let weight = r.weight(slow_start);
-                (r, weight)
-            })
-            .filter(|(_, weight)| *weight > 0.0)
-            .collect();
-        let total: f64 = candidates.iter().map(|(_, w)| w).sum();
-        if candidates.is_empty() || total <= 0.0 {
+        let replicas = self.replicas.load();
+        let weight = |r: &Replica| {
+            if exclude.contains(&r.addr) {
+                0.0
+            } else {
+                r.weight(slow_start)
+            }
+        };
+        let total: f64 = replicas.iter().map(|r| weight(r)).sum();
+        if total <= 0.0 {
             return None;
         }
         let draw = || {
             let mut point = rand::random::<f64>() * total;
-            for (replica, weight) in &candidates {
-                if point < *weight {
+            let mut last = None;
+            for replica in replicas.iter() {
+                let w = weight(replica);
+                if w <= 0.0 {
+                    continue;
+                }
+                if point < w {
                     return replica.clone();
                 }
-                point -= weight;
+                point -= w;
+                last = Some(replica);
             }
-            candidates[candidates.len() - 1].0.clone()
+            last.cloned().unwrap_or_else(|| replicas[0].clone())
         };
         let (first, second) = (draw(), draw());
         let load = |r: &Replica| r.inflight.load(Ordering::Relaxed);
@@ -330,7 +344,8 @@ pub async fn run_health_checks(
         }
         let path = config.health_path.clone();
         let timeout = Duration::from_millis(config.health_timeout_ms);
-        let checks = pool.replicas().into_iter().map(|replica| {
+        let replicas = pool.replicas();
+        let checks = replicas.iter().cloned().map(|replica| {
             let client = &client;
             let url = format!("http://{}{}", replica.addr, path);
             let pool = &pool;
@@ -376,7 +391,7 @@ mod tests {
         );
         let a = Arc::new(Replica::new("a", "127.0.0.1:1".parse().unwrap()));
         let b = Arc::new(Replica::new("b", "127.0.0.1:2".parse().unwrap()));
-        *pool.replicas.write().unwrap() = vec![a.clone(), b.clone()];
+        pool.replicas.store(Arc::new(vec![a.clone(), b.clone()]));
         (pool, a, b)
     }
 

@@ -55,16 +55,20 @@ pub const ROUTES: &[&str] = &[
 /// The route template a raw path belongs to (`/api/debates/abc` → `/api/debates/{id}`), or
 /// `unmatched`: label values stay bounded whatever clients send.
 pub fn route_template(path: &str) -> &'static str {
-    let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    // On the gateway's hot path: compare segment by segment without allocating.
+    let path = path.trim_end_matches('/');
     ROUTES
         .iter()
         .find(|template| {
-            let parts: Vec<&str> = template.split('/').collect();
-            parts.len() == segments.len()
-                && parts
-                    .iter()
-                    .zip(&segments)
-                    .all(|(part, segment)| part.starts_with('{') || part == segment)
+            let mut parts = template.split('/');
+            let mut segments = path.split('/');
+            loop {
+                match (parts.next(), segments.next()) {
+                    (None, None) => return true,
+                    (Some(part), Some(segment)) if part.starts_with('{') || part == segment => {}
+                    _ => return false,
+                }
+            }
         })
         .copied()
         .unwrap_or("unmatched")

@@ -1,6 +1,11 @@
 //! Log setup: JSON lines by default (what log shippers parse), text for a terminal.
 
+use std::sync::OnceLock;
+use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
+
+/// Keeps the log writer's thread alive (and flushing) for the life of the process.
+static WRITER_GUARD: OnceLock<WorkerGuard> = OnceLock::new();
 
 /// How log lines are written to standard error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,9 +26,19 @@ pub fn init_logging(level: &str, format: LogFormat) {
     // sqlx logs every statement at info; that is noise for an operator.
     let filter = EnvFilter::try_new(format!("{directive},sqlx=warn"))
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    // Lines are formatted on the calling thread but written by a dedicated one, so a request
+    // never waits on a write to standard error. Not lossy: when the buffer is full, callers
+    // wait rather than drop access-log lines.
+    let (writer, guard) = NonBlockingBuilder::default()
+        .lossy(false)
+        .buffered_lines_limit(64 * 1024)
+        .finish(std::io::stderr());
+    if WRITER_GUARD.set(guard).is_err() {
+        return;
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     let _ = match format {
         LogFormat::Json => builder
             .json()
