@@ -20,6 +20,7 @@ pub mod config;
 pub mod proxy;
 pub mod state;
 pub mod tls;
+pub mod trace;
 pub mod upstream;
 
 pub use config::{GatewayConfig, SETTINGS};
@@ -140,6 +141,7 @@ pub struct RunningGateway {
     drained: mpsc::Receiver<()>,
     shared: Arc<Shared>,
     certs: Arc<tls::CertStore>,
+    spans: Option<Arc<trace::SpanExport>>,
 }
 
 impl RunningGateway {
@@ -153,6 +155,9 @@ impl RunningGateway {
     /// Blocks until the gateway has drained after [`shutdown`](Self::shutdown).
     pub fn wait(self) {
         let _ = self.drained.recv();
+        if let Some(spans) = &self.spans {
+            spans.flush();
+        }
     }
 
     pub fn shared(&self) -> &Arc<Shared> {
@@ -291,12 +296,14 @@ pub fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError> {
         ..Default::default()
     };
     let shared = Arc::new(Shared::new(config, metrics, pool));
+    let spans = trace::SpanExport::from_env().map(Arc::new);
     let mut server = Server::new_with_opt_and_conf(None, server_conf);
 
     let mut proxy = http_proxy_service_with_name(
         &server.configuration,
         proxy::Gateway {
             shared: shared.clone(),
+            spans: spans.clone(),
         },
         "aragora-gateway",
     );
@@ -352,5 +359,6 @@ pub fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError> {
         drained,
         shared,
         certs,
+        spans,
     })
 }

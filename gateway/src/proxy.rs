@@ -31,6 +31,8 @@ use std::time::{Duration, Instant};
 
 pub struct Gateway {
     pub shared: Arc<Shared>,
+    /// Set when `OTEL_EXPORTER_OTLP_ENDPOINT` is.
+    pub spans: Option<Arc<crate::trace::SpanExport>>,
 }
 
 /// W3C trace context: the trace this request belongs to and the span the gateway opened.
@@ -39,6 +41,8 @@ pub struct TraceContext {
     pub trace_id: String,
     pub span_id: String,
     pub flags: String,
+    /// The caller's span, when it sent a `traceparent`.
+    pub parent_span_id: Option<String>,
 }
 
 impl TraceContext {
@@ -59,6 +63,7 @@ impl TraceContext {
                     trace_id: parts[1].to_ascii_lowercase(),
                     span_id: new_span(),
                     flags: parts[3].to_string(),
+                    parent_span_id: Some(parts[2].to_ascii_lowercase()),
                 };
             }
         }
@@ -66,6 +71,7 @@ impl TraceContext {
             trace_id: format!("{:032x}", rand::random::<u128>()),
             span_id: new_span(),
             flags: "01".into(),
+            parent_span_id: None,
         }
     }
 
@@ -76,6 +82,7 @@ impl TraceContext {
 
 pub struct Ctx {
     started: Instant,
+    started_at: std::time::SystemTime,
     counted: bool,
     request_id: String,
     trace: Option<TraceContext>,
@@ -197,6 +204,7 @@ impl ProxyHttp for Gateway {
     fn new_ctx(&self) -> Ctx {
         Ctx {
             started: Instant::now(),
+            started_at: std::time::SystemTime::now(),
             counted: false,
             request_id: String::new(),
             trace: None,
@@ -513,6 +521,17 @@ impl ProxyHttp for Gateway {
         }
         if ctx.counted {
             self.shared.leave();
+        }
+        if let (Some(spans), Some(trace)) = (&self.spans, &ctx.trace) {
+            spans.record(crate::trace::RequestSpan {
+                trace,
+                method: ctx.method,
+                route: ctx.route,
+                status,
+                started: ctx.started_at,
+                upstream: ctx.tried.last().map(|a| a.to_string()),
+                request_id: &ctx.request_id,
+            });
         }
         let path = session.req_header().uri.path();
         tracing::info!(

@@ -679,3 +679,48 @@ async fn sighup_swaps_certificate_and_upstreams_without_dropping_connections_and
         "the previous configuration keeps serving"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_reach_an_otlp_collector_in_the_callers_trace() {
+    let collector = crate::support::otlp::OtlpSink::start().await;
+    let upstream = EchoUpstream::start(true).await;
+    let gateway = GatewayProcess::start(
+        &[upstream.addr.to_string()],
+        &[
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                format!("http://{}", collector.addr),
+            ),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100".into()),
+        ],
+    )
+    .await;
+    gateway.wait_ready_count(1, PATIENCE).await;
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let response = gateway
+        .client()
+        .get(gateway.https_url("/api/debates/abc"))
+        .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
+        .send()
+        .await
+        .unwrap();
+    let echoed: Value = response.json().await.unwrap();
+    let forwarded = echoed["headers"]["traceparent"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let gateway_span = forwarded.split('-').nth(2).unwrap().to_string();
+    let bytes = |hex: &str| {
+        (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect::<Vec<u8>>()
+    };
+    eventually("the gateway's span at the collector", PATIENCE, || async {
+        let exported = collector.received("/v1/traces", &bytes(trace_id))
+            && collector.received("/v1/traces", &bytes(&gateway_span))
+            && collector.received("/v1/traces", b"/api/debates/{id}");
+        exported.then_some(())
+    })
+    .await;
+}

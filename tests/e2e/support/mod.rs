@@ -5,6 +5,7 @@
 
 pub mod echo;
 pub mod mock_llm;
+pub mod otlp;
 
 use serde_json::Value;
 use std::collections::HashMap;
