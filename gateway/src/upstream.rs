@@ -331,13 +331,17 @@ pub async fn run_health_checks(
         .unwrap_or_default();
     pool.resolve().await;
     let mut last_resolve = Instant::now();
+    let mut first_round = true;
     loop {
         let config = shared.config();
-        let interval = Duration::from_millis(config.health_interval_ms);
-        tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
-            _ = stop.changed() => return,
+        // The first round runs at once, so replicas get traffic as soon as they pass.
+        if !first_round {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(config.health_interval_ms)) => {}
+                _ = stop.changed() => return,
+            }
         }
+        first_round = false;
         if last_resolve.elapsed() >= Duration::from_secs(config.dns_refresh_secs) {
             pool.resolve().await;
             last_resolve = Instant::now();
