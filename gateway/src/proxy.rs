@@ -98,6 +98,25 @@ pub struct Ctx {
     refusal: Option<&'static str>,
 }
 
+/// The fields of one access-log line.
+#[derive(serde::Serialize)]
+struct AccessLine<'a> {
+    request_id: &'a str,
+    trace_id: &'a str,
+    method: &'a str,
+    path: &'a str,
+    route: &'a str,
+    status: u16,
+    duration_ms: f64,
+    upstream: Option<&'a str>,
+    attempts: usize,
+    client: Option<&'a str>,
+    tls: bool,
+    upgrade: bool,
+    refusal: Option<&'a str>,
+    error: Option<&'a str>,
+}
+
 fn method_label(method: &http::Method) -> &'static str {
     match *method {
         http::Method::GET => "GET",
@@ -337,9 +356,15 @@ impl ProxyHttp for Gateway {
         if let Some(previous) = ctx.replica.take() {
             previous.inflight.fetch_sub(1, Ordering::Relaxed);
         }
-        let replica = self.shared.pool.select(&ctx.tried).ok_or_else(|| {
-            Error::explain(HTTPStatus(503), "no engine replica is ready; retry shortly")
-        })?;
+        // A retry prefers a replica not tried yet; after a stale pooled connection, the same
+        // replica on a fresh connection is fine when it is the only one.
+        let pool = &self.shared.pool;
+        let replica = pool
+            .select(&ctx.tried)
+            .or_else(|| (!ctx.tried.is_empty()).then(|| pool.select(&[])).flatten())
+            .ok_or_else(|| {
+                Error::explain(HTTPStatus(503), "no engine replica is ready; retry shortly")
+            })?;
         replica.inflight.fetch_add(1, Ordering::Relaxed);
         ctx.tried.push(replica.addr);
         let mut peer = HttpPeer::new(replica.addr, false, String::new());
@@ -499,6 +524,12 @@ impl ProxyHttp for Gateway {
         }
     }
 
+    /// A client that went away is not the gateway's error: it is in the access line
+    /// (`error`), not logged again as an ERROR.
+    fn suppress_error_log(&self, _session: &Session, _ctx: &Ctx, error: &Error) -> bool {
+        matches!(error.esource(), ErrorSource::Downstream)
+    }
+
     async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut Ctx) {
         let status = session
             .response_written()
@@ -534,24 +565,25 @@ impl ProxyHttp for Gateway {
             });
         }
         let path = session.req_header().uri.path();
-        tracing::info!(
-            target: "access",
-            request_id = %ctx.request_id,
-            trace_id = ctx.trace.as_ref().map(|t| t.trace_id.as_str()).unwrap_or(""),
-            method = ctx.method,
-            path = &path[..path.len().min(200)],
-            route = ctx.route,
+        let upstream = ctx.tried.last().map(|a| a.to_string());
+        let client = ctx.client_ip.map(|ip| ip.to_string());
+        let error = error.map(|e| e.to_string());
+        aragora_telemetry::access_log(&AccessLine {
+            request_id: &ctx.request_id,
+            trace_id: ctx.trace.as_ref().map_or("", |t| t.trace_id.as_str()),
+            method: ctx.method,
+            path: &path[..path.len().min(200)],
+            route: ctx.route,
             status,
-            duration_ms = elapsed.as_secs_f64() * 1000.0,
-            upstream = ctx.tried.last().map(|a| a.to_string()).unwrap_or_default(),
-            attempts = ctx.tried.len(),
-            client = ctx.client_ip.map(|ip| ip.to_string()).unwrap_or_default(),
-            tls = ctx.tls,
-            upgrade = ctx.upgrade,
-            refusal = ctx.refusal.unwrap_or(""),
-            error = error.map(|e| e.to_string()).unwrap_or_default(),
-            "request"
-        );
+            duration_ms: elapsed.as_secs_f64() * 1000.0,
+            upstream: upstream.as_deref(),
+            attempts: ctx.tried.len(),
+            client: client.as_deref(),
+            tls: ctx.tls,
+            upgrade: ctx.upgrade,
+            refusal: ctx.refusal,
+            error: error.as_deref(),
+        });
     }
 }
 

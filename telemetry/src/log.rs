@@ -1,11 +1,48 @@
 //! Log setup: JSON lines by default (what log shippers parse), text for a terminal.
 
+use serde::Serialize;
+use std::io::Write;
 use std::sync::OnceLock;
-use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
+use tracing_appender::non_blocking::{NonBlocking, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
 /// Keeps the log writer's thread alive (and flushing) for the life of the process.
 static WRITER_GUARD: OnceLock<WorkerGuard> = OnceLock::new();
+/// The same writer, for access-log lines serialized without `tracing`'s field machinery.
+static ACCESS_WRITER: OnceLock<NonBlocking> = OnceLock::new();
+/// Whether access lines are wanted (the level allows `info`).
+static ACCESS_ENABLED: OnceLock<bool> = OnceLock::new();
+
+/// One access-log line, in the same JSON shape as the other log lines (timestamp, level,
+/// target, message, then the fields), written off the request's thread.
+pub fn access_log<T: Serialize>(fields: &T) {
+    if !ACCESS_ENABLED.get().copied().unwrap_or(false) {
+        return;
+    }
+    let Some(writer) = ACCESS_WRITER.get() else {
+        return;
+    };
+    #[derive(Serialize)]
+    struct Line<'a, T> {
+        timestamp: String,
+        level: &'static str,
+        target: &'static str,
+        message: &'static str,
+        #[serde(flatten)]
+        fields: &'a T,
+    }
+    let line = Line {
+        timestamp: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        level: "INFO",
+        target: "access",
+        message: "request",
+        fields,
+    };
+    if let Ok(mut bytes) = serde_json::to_vec(&line) {
+        bytes.push(b'\n');
+        let _ = writer.clone().write_all(&bytes);
+    }
+}
 
 /// How log lines are written to standard error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +73,8 @@ pub fn init_logging(level: &str, format: LogFormat) {
     if WRITER_GUARD.set(guard).is_err() {
         return;
     }
+    let _ = ACCESS_WRITER.set(writer.clone());
+    let _ = ACCESS_ENABLED.set(!matches!(directive.as_str(), "warn" | "error" | "off"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer);

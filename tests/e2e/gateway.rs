@@ -143,6 +143,23 @@ async fn http_redirects_https_serves_h1_and_h2_with_hsts_and_tls_1_1_is_refused(
         "the server refused the handshake: {said}"
     );
 
+    // One JSON access line per request, with the request id and the caller's trace.
+    let line = eventually("the access log line", PATIENCE, || async {
+        gateway
+            .log_text()
+            .lines()
+            .find(|l| l.contains("\"target\":\"access\"") && l.contains("client-chosen-id"))
+            .map(str::to_string)
+    })
+    .await;
+    let line: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(line["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(
+        (line["status"].as_u64(), line["route"].as_str()),
+        (Some(200), Some("unmatched"))
+    );
+    assert_eq!(line["upstream"], upstream.addr.to_string());
+
     let metrics = gateway.metrics().await;
     assert!(sample(&metrics, "aragora_tls_cert_expiry_timestamp_seconds").unwrap() > 1.7e9);
     assert!(
