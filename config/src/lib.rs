@@ -32,6 +32,32 @@ impl fmt::Display for ConfigProblem {
     }
 }
 
+/// A listener that could not bind: which address, what it is for, why, and the setting that
+/// moves it. Shared so every component words it the same way.
+#[derive(Debug)]
+pub struct BindError {
+    pub addr: String,
+    pub what: &'static str,
+    pub setting: &'static str,
+    pub source: std::io::Error,
+}
+
+impl fmt::Display for BindError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "cannot listen on {} ({}): {}; stop the process using it or choose another port with {}",
+            self.addr, self.what, self.source, self.setting
+        )
+    }
+}
+
+impl std::error::Error for BindError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
 /// A documented setting: its TOML key, the environment variables that set it, and what it does.
 #[derive(Debug, Clone, Copy)]
 pub struct Setting {

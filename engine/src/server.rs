@@ -23,13 +23,8 @@ use tokio::sync::watch;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("cannot listen on {addr} ({what}): {source}; stop the process using it or choose another port with {setting}")]
-    Bind {
-        addr: String,
-        what: &'static str,
-        setting: &'static str,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Bind(#[from] aragora_config::BindError),
     #[error("cannot create the data directory {path}: {source}; create it or point ARAGORA_DATA_DIR elsewhere")]
     DataDir {
         path: String,
@@ -63,14 +58,14 @@ async fn bind(
     setting: &'static str,
 ) -> Result<TcpListener, ServeError> {
     let addr = format!("{host}:{port}");
-    TcpListener::bind(&addr)
-        .await
-        .map_err(|source| ServeError::Bind {
+    TcpListener::bind(&addr).await.map_err(|source| {
+        ServeError::Bind(aragora_config::BindError {
             addr,
             what,
             setting,
             source,
         })
+    })
 }
 
 /// Opens the store, retrying until `ARAGORA_DB_CONNECT_TIMEOUT`, and reporting each attempt

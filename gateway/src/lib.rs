@@ -40,13 +40,8 @@ use upstream::{HealthPolicy, UpstreamPool};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
-    #[error("cannot listen on {addr} ({what}): {source}; stop the process using it or choose another port with {setting}")]
-    Bind {
-        addr: String,
-        what: &'static str,
-        setting: &'static str,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Bind(#[from] aragora_config::BindError),
     #[error(
         "the TLS certificate could not be loaded: {0}; check ARAGORA_TLS_CERT and ARAGORA_TLS_KEY"
     )]
@@ -245,11 +240,13 @@ impl RunningGateway {
 fn check_bind(addr: &str, what: &'static str, setting: &'static str) -> Result<(), GatewayError> {
     std::net::TcpListener::bind(addr)
         .map(drop)
-        .map_err(|source| GatewayError::Bind {
-            addr: addr.to_string(),
-            what,
-            setting,
-            source,
+        .map_err(|source| {
+            GatewayError::Bind(aragora_config::BindError {
+                addr: addr.to_string(),
+                what,
+                setting,
+                source,
+            })
         })
 }
 

@@ -2,7 +2,7 @@
 //! failures, breakers, fallback, and signed receipts verified offline.
 
 use crate::support::mock_llm::{MockLlm, Reply};
-use crate::support::{aragora_command, sample, Engine, EngineOptions};
+use crate::support::{agent_error, aragora_command, sample, Engine, EngineOptions};
 use crate::websocket::{connect, next_event};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -203,13 +203,7 @@ async fn failing_providers_fail_the_debate_open_breakers_and_admins_can_reset_th
             .contains("every agent failed"),
         "{debate}"
     );
-    assert!(
-        debate["agent_errors"][0]["message"]
-            .as_str()
-            .unwrap()
-            .contains("500"),
-        "{debate}"
-    );
+    assert!(agent_error(&debate, 0).contains("500"), "{debate}");
     let (status, _) = engine.get("/readyz").await;
     assert_eq!(
         status, 200,
@@ -276,10 +270,7 @@ async fn failing_providers_fail_the_debate_open_breakers_and_admins_can_reset_th
     let debate = engine.wait_final(&id, PATIENCE).await;
     assert_eq!(debate["status"], "failed");
     assert!(
-        debate["agent_errors"][0]["message"]
-            .as_str()
-            .unwrap()
-            .contains("circuit breaker"),
+        agent_error(&debate, 0).contains("circuit breaker"),
         "{debate}"
     );
     assert_eq!(mock.request_count(), before);
@@ -380,10 +371,7 @@ async fn a_provider_slower_than_the_agent_timeout_counts_as_a_timeout() {
     let debate = engine.wait_final(&id, PATIENCE).await;
     assert_eq!(debate["status"], "failed");
     assert!(
-        debate["agent_errors"][0]["message"]
-            .as_str()
-            .unwrap()
-            .contains("ARAGORA_AGENT_TIMEOUT"),
+        agent_error(&debate, 0).contains("ARAGORA_AGENT_TIMEOUT"),
         "{debate}"
     );
     let metrics = engine.metrics().await;

@@ -369,6 +369,14 @@ impl Drop for Engine {
     }
 }
 
+/// The message of a finished debate's `index`th agent error.
+pub fn agent_error(debate: &Value, index: usize) -> String {
+    debate["agent_errors"][index]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// The value of one sample line (`name{labels} value`) in a Prometheus text exposition.
 pub fn sample(metrics: &str, name_and_labels: &str) -> Option<f64> {
     metrics.lines().find_map(|line| {
