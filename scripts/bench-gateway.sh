@@ -86,7 +86,8 @@ EOF
 haproxy -f "$work/haproxy.cfg" -db >/dev/null 2>&1 & pids+=($!)
 
 # The aragora gateway, features on (metrics, access log to a file, request ids, trace context).
-ARAGORA_GATEWAY_HOST=127.0.0.1 ARAGORA_SLOW_START_SECS=0 ARAGORA_HEALTH_PATH=/ \
+# One load generator is one client address: the rate limit runs but is set too high to refuse.
+ARAGORA_GATEWAY_HOST=127.0.0.1 ARAGORA_SLOW_START_SECS=0 ARAGORA_HEALTH_PATH=/ ARAGORA_RATE_LIMIT=1000000000 \
   ARAGORA_GATEWAY_DRAIN_DELAY=0 ARAGORA_LOG_LEVEL=info \
   ./target/release/aragora gateway --upstream "127.0.0.1:$UP" --https-port "$GW" --http-port "$GW_HTTP" \
   --admin-port "$GW_ADMIN" --tls-cert "$work/cert.pem" --tls-key "$work/key.pem" \

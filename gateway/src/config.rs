@@ -37,6 +37,9 @@ pub struct GatewayConfig {
     pub drain_timeout_secs: u64,
     pub threads: usize,
     pub acme_challenge_dir: Option<PathBuf>,
+    pub rate_limit_per_minute: u64,
+    pub rate_limit_burst: u64,
+    pub trusted_proxies: Vec<String>,
 }
 
 aragora_config::settings! {
@@ -67,6 +70,9 @@ aragora_config::settings! {
     drain_timeout_secs: ["ARAGORA_GATEWAY_DRAIN_TIMEOUT"] "Seconds in-flight requests get to finish after the gateway stops accepting.";
     threads: ["ARAGORA_GATEWAY_THREADS"] "Worker threads of the proxy.";
     acme_challenge_dir: ["ARAGORA_ACME_CHALLENGE_DIR"] "Directory served at /.well-known/acme-challenge/ on the HTTP port.";
+    rate_limit_per_minute: ["ARAGORA_RATE_LIMIT"] "Requests per minute per client address, on average; 0 turns limiting off.";
+    rate_limit_burst: ["ARAGORA_RATE_LIMIT_BURST"] "Requests a client may send at once; 0 means the per-minute rate.";
+    trusted_proxies: ["ARAGORA_TRUSTED_PROXIES"] "CIDRs of proxies in front of the gateway whose X-Forwarded-For is believed; from anyone else it is ignored.";
 }
 
 impl Default for GatewayConfig {
@@ -98,11 +104,23 @@ impl Default for GatewayConfig {
             drain_timeout_secs: 30,
             threads: 2,
             acme_challenge_dir: None,
+            rate_limit_per_minute: 100,
+            rate_limit_burst: 0,
+            trusted_proxies: Vec::new(),
         }
     }
 }
 
 impl GatewayConfig {
+    /// The burst a client may send: the configured one, or a minute's worth.
+    pub fn burst(&self) -> u64 {
+        if self.rate_limit_burst == 0 {
+            self.rate_limit_per_minute
+        } else {
+            self.rate_limit_burst
+        }
+    }
+
     /// Defaults, then `file` (TOML), then `env`, not yet validated (flags may still change
     /// it); the problems found reading them.
     pub fn read(file: Option<&Path>, env: &HashMap<String, String>) -> (Self, Vec<ConfigProblem>) {
@@ -250,6 +268,9 @@ impl GatewayConfig {
             "ARAGORA_GATEWAY_THREADS",
             "use 1 to 256".into(),
         );
+        if let Err(reason) = crate::limit::parse_networks(&self.trusted_proxies) {
+            problems.push(ConfigProblem::new("ARAGORA_TRUSTED_PROXIES", reason));
+        }
         match (&self.tls_cert, &self.tls_key) {
             (Some(cert), Some(key)) => {
                 if let Err(problem) = crate::tls::check_files(cert, key) {

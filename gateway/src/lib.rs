@@ -17,6 +17,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod limit;
 pub mod proxy;
 pub mod state;
 pub mod tls;

@@ -96,6 +96,8 @@ pub struct Ctx {
     body_bytes: usize,
     /// Why the gateway itself answered with an error, for the access log.
     refusal: Option<&'static str>,
+    /// The rate limiter's decision, reported in `RateLimit-*` headers.
+    limit: Option<crate::limit::Decision>,
 }
 
 /// The fields of one access-log line.
@@ -173,6 +175,7 @@ impl Gateway {
         if ctx.tls {
             header.insert_header("Strict-Transport-Security", self.hsts())?;
         }
+        rate_limit_headers(&mut header, ctx.limit)?;
         session.set_keepalive(None);
         session
             .write_response_header(Box::new(header), false)
@@ -201,6 +204,18 @@ impl Gateway {
             self.shared.config().hsts_max_age_secs
         )
     }
+}
+
+fn rate_limit_headers(
+    header: &mut ResponseHeader,
+    decision: Option<crate::limit::Decision>,
+) -> Result<()> {
+    if let Some(decision) = decision {
+        header.insert_header("RateLimit-Limit", decision.limit.to_string())?;
+        header.insert_header("RateLimit-Remaining", decision.remaining.to_string())?;
+        header.insert_header("RateLimit-Reset", decision.reset_secs.to_string())?;
+    }
+    Ok(())
 }
 
 fn head_size(header: &RequestHeader) -> usize {
@@ -236,6 +251,7 @@ impl ProxyHttp for Gateway {
             replica: None,
             body_bytes: 0,
             refusal: None,
+            limit: None,
         }
     }
 
@@ -288,6 +304,33 @@ impl ProxyHttp for Gateway {
             return self
                 .refuse(session, ctx, 503, "overloaded", message, Some(1))
                 .await;
+        }
+        if let Some(limiter) = &shared.limits().limiter {
+            let limits = shared.limits();
+            let peer = ctx.client_ip.unwrap_or(IpAddr::from([0, 0, 0, 0]));
+            let forwarded = session
+                .req_header()
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok());
+            let client = crate::limit::client_address(peer, forwarded, &limits.trusted);
+            let decision = limiter.check(client);
+            ctx.limit = Some(decision);
+            if !decision.allowed {
+                shared
+                    .metrics
+                    .rate_limited
+                    .with_label_values(&[ctx.route])
+                    .inc();
+                let message = format!(
+                    "{client} sent more than {} requests per minute (ARAGORA_RATE_LIMIT); retry in {} s",
+                    config.rate_limit_per_minute, decision.retry_after_secs
+                );
+                let retry = Some(decision.retry_after_secs);
+                return self
+                    .refuse(session, ctx, 429, "rate_limited", message, retry)
+                    .await;
+            }
         }
         if shared.in_maintenance() {
             let message = "aragora is in maintenance; retry later".to_string();
@@ -413,6 +456,7 @@ impl ProxyHttp for Gateway {
         if ctx.tls {
             response.insert_header("Strict-Transport-Security", self.hsts())?;
         }
+        rate_limit_headers(response, ctx.limit)?;
         Ok(())
     }
 

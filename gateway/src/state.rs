@@ -18,6 +18,7 @@ pub struct GatewayMetrics {
     pub cert_expiry: IntGauge,
     pub maintenance: IntGauge,
     pub ready: IntGauge,
+    pub rate_limited: IntCounterVec,
 }
 
 impl GatewayMetrics {
@@ -36,15 +37,35 @@ impl GatewayMetrics {
             cert_expiry: cat::TLS_CERT_EXPIRY_TIMESTAMP_SECONDS.gauge(&registry),
             maintenance: cat::MAINTENANCE_MODE.gauge(&registry),
             ready: cat::READY.gauge(&registry),
+            rate_limited: cat::RATE_LIMITED_TOTAL.counter(&registry),
             registry,
         };
         (metrics, upstream_ready)
     }
 }
 
+/// Rate limiting as configured: the limiter (None when off) and whom to believe about
+/// client addresses.
+pub struct Limits {
+    pub limiter: Option<crate::limit::RateLimiter>,
+    pub trusted: Vec<ipnet::IpNet>,
+}
+
+impl Limits {
+    fn from_config(config: &GatewayConfig) -> Self {
+        Self {
+            limiter: crate::limit::RateLimiter::new(config.rate_limit_per_minute, config.burst()),
+            // Validated before the gateway starts or reloads.
+            trusted: crate::limit::parse_networks(&config.trusted_proxies).unwrap_or_default(),
+        }
+    }
+}
+
 /// Shared by the proxy, the admin listener, the health checker and the drain.
 pub struct Shared {
     config: ArcSwap<GatewayConfig>,
+    /// The rate limiter and the trusted proxy networks, rebuilt on reload.
+    limits: ArcSwap<Limits>,
     pub metrics: GatewayMetrics,
     pub pool: Arc<UpstreamPool>,
     draining: AtomicBool,
@@ -55,6 +76,7 @@ pub struct Shared {
 impl Shared {
     pub fn new(config: GatewayConfig, metrics: GatewayMetrics, pool: Arc<UpstreamPool>) -> Self {
         Self {
+            limits: ArcSwap::from_pointee(Limits::from_config(&config)),
             config: ArcSwap::from_pointee(config),
             metrics,
             pool,
@@ -70,7 +92,18 @@ impl Shared {
     }
 
     pub fn set_config(&self, config: GatewayConfig) {
+        let old = self.config();
+        let changed = old.rate_limit_per_minute != config.rate_limit_per_minute
+            || old.burst() != config.burst()
+            || old.trusted_proxies != config.trusted_proxies;
+        if changed {
+            self.limits.store(Arc::new(Limits::from_config(&config)));
+        }
         self.config.store(Arc::new(config));
+    }
+
+    pub fn limits(&self) -> Arc<Limits> {
+        self.limits.load_full()
     }
 
     pub fn is_draining(&self) -> bool {

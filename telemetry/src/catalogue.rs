@@ -189,6 +189,14 @@ pub const MAINTENANCE_MODE: MetricDef = MetricDef {
     buckets: &[],
 };
 
+pub const RATE_LIMITED_TOTAL: MetricDef = MetricDef {
+    name: "aragora_rate_limited_total",
+    kind: MetricKind::Counter,
+    help: "Requests refused with 429 by the gateway's rate limit, by route template.",
+    labels: &["route"],
+    buckets: &[],
+};
+
 pub const WEBSOCKET_CONNECTIONS: MetricDef = MetricDef {
     name: "aragora_websocket_connections",
     kind: MetricKind::Gauge,
@@ -234,6 +242,7 @@ pub const ALL: &[MetricDef] = &[
     GATEWAY_INFLIGHT_REQUESTS,
     TLS_CERT_EXPIRY_TIMESTAMP_SECONDS,
     MAINTENANCE_MODE,
+    RATE_LIMITED_TOTAL,
     WEBSOCKET_CONNECTIONS,
     READY,
     BUILD_INFO,

@@ -836,3 +836,105 @@ async fn aragora_up_serves_debates_over_https_through_the_gateway_and_stops_clea
         std::fs::read_to_string(&log).unwrap_or_default()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_client_gets_its_limit_with_headers_and_a_spoofed_forwarded_for_is_ignored() {
+    let upstream = EchoUpstream::start(true).await;
+    let gateway = GatewayProcess::start(
+        &[upstream.addr.to_string()],
+        &[("ARAGORA_RATE_LIMIT", "5".into())],
+    )
+    .await;
+    gateway.wait_ready_count(1, PATIENCE).await;
+    let client = gateway.client();
+    let url = gateway.https_url("/api/debates");
+    for expected_remaining in (0..5).rev() {
+        // A different X-Forwarded-For each time: from an untrusted peer it changes nothing.
+        let spoof = format!("198.51.100.{expected_remaining}");
+        let response = client
+            .get(&url)
+            .header("x-forwarded-for", spoof)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["ratelimit-limit"], "5");
+        assert_eq!(
+            response.headers()["ratelimit-remaining"],
+            expected_remaining.to_string().as_str()
+        );
+        assert!(response.headers().contains_key("ratelimit-reset"));
+    }
+    let refused = client
+        .get(&url)
+        .header("x-forwarded-for", "198.51.100.99")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 429);
+    assert_eq!(refused.headers()["retry-after"], "12", "60 s / 5 requests");
+    assert_eq!(refused.headers()["ratelimit-remaining"], "0");
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limited");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("ARAGORA_RATE_LIMIT"));
+    assert_eq!(
+        upstream.served(),
+        5,
+        "the refused request never reached a replica"
+    );
+    let metrics = gateway.metrics().await;
+    assert_eq!(
+        sample(
+            &metrics,
+            "aragora_rate_limited_total{route=\"/api/debates\"}"
+        ),
+        Some(1.0)
+    );
+    // Health endpoints stay answerable for probes.
+    assert_eq!(
+        client
+            .get(gateway.https_url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_trusted_proxy_the_forwarded_client_is_limited_not_the_proxy() {
+    let upstream = EchoUpstream::start(true).await;
+    let gateway = GatewayProcess::start(
+        &[upstream.addr.to_string()],
+        &[
+            ("ARAGORA_RATE_LIMIT", "2".into()),
+            ("ARAGORA_TRUSTED_PROXIES", "127.0.0.0/8".into()),
+        ],
+    )
+    .await;
+    gateway.wait_ready_count(1, PATIENCE).await;
+    let client = gateway.client();
+    let url = gateway.https_url("/api/debates");
+    let status = |from: &'static str| {
+        let request = client.get(&url).header("x-forwarded-for", from);
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(
+        (status("203.0.113.1").await, status("203.0.113.1").await),
+        (200, 200)
+    );
+    assert_eq!(
+        status("203.0.113.1").await,
+        429,
+        "the third request of one client is refused"
+    );
+    assert_eq!(
+        status("203.0.113.2").await,
+        200,
+        "another client behind the same proxy is not"
+    );
+}

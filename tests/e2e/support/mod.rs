@@ -446,6 +446,8 @@ impl GatewayProcess {
             .env("ARAGORA_HEALTH_INTERVAL_MS", "200")
             .env("ARAGORA_SLOW_START_SECS", "0")
             .env("ARAGORA_GATEWAY_DRAIN_DELAY", "0")
+            // Load tests come from one address; tests of the limit turn it back on.
+            .env("ARAGORA_RATE_LIMIT", "0")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());

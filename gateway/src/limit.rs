@@ -1,0 +1,204 @@
+//! Rate limiting per client, on this gateway (GCRA, the generic cell rate algorithm).
+//!
+//! A client may send `rate_per_minute` requests per minute on average and up to `burst` at
+//! once. The client is the connection's peer address; `X-Forwarded-For` is believed only when
+//! the peer is one of `ARAGORA_TRUSTED_PROXIES`, so a client cannot pick its own bucket by
+//! sending the header. Every answer carries `RateLimit-Limit`, `RateLimit-Remaining` and
+//! `RateLimit-Reset`; a refused request gets 429 with `Retry-After`.
+//!
+//! Shared limits across gateway replicas (Redis) come with the rate-limiting issue; this is the
+//! local limiter that will sit in front of it.
+
+use ipnet::IpNet;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// What the limiter decided for one request, and the headers that say so.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Decision {
+    pub allowed: bool,
+    /// The burst capacity (`RateLimit-Limit`).
+    pub limit: u64,
+    pub remaining: u64,
+    /// Seconds until the client's allowance is whole again (`RateLimit-Reset`).
+    pub reset_secs: u64,
+    /// Seconds to wait before a refused request can succeed (`Retry-After`).
+    pub retry_after_secs: u64,
+}
+
+pub struct RateLimiter {
+    /// Seconds between requests at the steady rate.
+    interval: f64,
+    burst: u64,
+    started: Instant,
+    /// Theoretical arrival time per client, in seconds since `started`.
+    buckets: Mutex<HashMap<IpAddr, f64>>,
+}
+
+impl RateLimiter {
+    /// `None` when `rate_per_minute` is 0 (limiting off).
+    pub fn new(rate_per_minute: u64, burst: u64) -> Option<Self> {
+        (rate_per_minute > 0).then(|| Self {
+            interval: 60.0 / rate_per_minute as f64,
+            burst: burst.max(1),
+            started: Instant::now(),
+            buckets: Mutex::default(),
+        })
+    }
+
+    fn now(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+
+    pub fn check(&self, client: IpAddr) -> Decision {
+        self.check_at(client, self.now())
+    }
+
+    fn check_at(&self, client: IpAddr, now: f64) -> Decision {
+        let capacity = self.burst as f64 * self.interval;
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let tat = buckets.get(&client).copied().unwrap_or(now).max(now);
+        let new_tat = tat + self.interval;
+        let allow_at = new_tat - capacity;
+        if now < allow_at {
+            return Decision {
+                allowed: false,
+                limit: self.burst,
+                remaining: 0,
+                reset_secs: (tat - now).ceil() as u64,
+                retry_after_secs: (allow_at - now).ceil().max(1.0) as u64,
+            };
+        }
+        buckets.insert(client, new_tat);
+        // The epsilon keeps float rounding (47.999... for 48) from costing a request.
+        let remaining = ((now - allow_at) / self.interval + 1e-9).floor() as u64;
+        Decision {
+            allowed: true,
+            limit: self.burst,
+            remaining: remaining.min(self.burst - 1),
+            reset_secs: (new_tat - now).ceil() as u64,
+            retry_after_secs: 0,
+        }
+    }
+
+    /// Forgets clients whose allowance is whole again (called periodically, bounds memory).
+    pub fn sweep(&self) -> usize {
+        self.sweep_at(self.now())
+    }
+
+    fn sweep_at(&self, now: f64) -> usize {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        buckets.retain(|_, tat| *tat > now);
+        buckets.len()
+    }
+
+    pub fn window(&self) -> Duration {
+        Duration::from_secs_f64(self.interval * self.burst as f64)
+    }
+}
+
+/// The client a request is from: the peer, or the nearest untrusted address in
+/// `X-Forwarded-For` when the peer is a trusted proxy.
+pub fn client_address(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let Some(chain) = forwarded_for else {
+        return peer;
+    };
+    // Walk from the nearest hop outwards; the first address not ours is the client.
+    let mut client = peer;
+    for hop in chain.rsplit(',').map(str::trim) {
+        match hop.parse::<IpAddr>() {
+            Ok(ip) => {
+                client = ip;
+                if !is_trusted(&ip) {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    client
+}
+
+/// Parses `ARAGORA_TRUSTED_PROXIES` entries (CIDRs or single addresses).
+pub fn parse_networks(entries: &[String]) -> Result<Vec<IpNet>, String> {
+    entries
+        .iter()
+        .map(|entry| {
+            entry
+                .parse::<IpNet>()
+                .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| format!("{entry:?} is not a CIDR (10.0.0.0/8) or an address"))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn a_burst_is_allowed_then_the_steady_rate() {
+        let limiter = RateLimiter::new(60, 3).unwrap();
+        let client = ip("10.0.0.1");
+        let remaining: Vec<u64> = (0..3)
+            .map(|_| limiter.check_at(client, 0.0).remaining)
+            .collect();
+        assert_eq!(remaining, vec![2, 1, 0]);
+        let refused = limiter.check_at(client, 0.0);
+        assert!(!refused.allowed);
+        assert_eq!(
+            refused.retry_after_secs, 1,
+            "one request per second at 60/min"
+        );
+        assert!(
+            limiter.check_at(client, 1.0).allowed,
+            "a second later one more is allowed"
+        );
+        assert!(!limiter.check_at(client, 1.0).allowed);
+        assert!(
+            limiter.check_at(ip("10.0.0.2"), 1.0).allowed,
+            "another client has its own bucket"
+        );
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let trusted = parse_networks(&["10.0.0.0/8".into(), "192.168.1.1".into()]).unwrap();
+        let spoofed = client_address(ip("203.0.113.9"), Some("1.2.3.4"), &trusted);
+        assert_eq!(
+            spoofed,
+            ip("203.0.113.9"),
+            "an untrusted peer cannot choose its address"
+        );
+        let via_proxy = client_address(ip("10.1.2.3"), Some("1.2.3.4, 10.9.9.9"), &trusted);
+        assert_eq!(
+            via_proxy,
+            ip("1.2.3.4"),
+            "the nearest untrusted hop is the client"
+        );
+        assert!(parse_networks(&["not-a-net".into()]).is_err());
+    }
+
+    #[test]
+    fn sweeping_forgets_clients_that_recovered() {
+        let limiter = RateLimiter::new(60, 2).unwrap();
+        limiter.check_at(ip("10.0.0.1"), 0.0);
+        limiter.check_at(ip("10.0.0.2"), 5.0);
+        assert_eq!(
+            limiter.sweep_at(5.5),
+            1,
+            "the first client recovered after a second"
+        );
+        assert_eq!(limiter.sweep_at(6.5), 0);
+    }
+}
