@@ -68,6 +68,32 @@ impl ServeHttp for AdminApp {
                 let ready = views.iter().filter(|v| v.ready).count();
                 json_response(200, json!({"upstreams": views, "ready": ready, "total": views.len(), "draining": shared.is_draining()}))
             }
+            ("GET", "/api/system/rate-limits") => {
+                let limits = shared.limits();
+                let config = shared.config();
+                let describe = |limiter: Option<&crate::limit::RateLimiter>| match limiter {
+                    Some(l) => json!({"per_minute": l.per_minute(), "burst": l.burst()}),
+                    None => json!(null),
+                };
+                let routes: Vec<Value> = limits
+                    .routes
+                    .iter()
+                    .map(|(route, limiter)| json!({"method": route.method, "route": route.route, "limit": describe(limiter.as_ref())}))
+                    .collect();
+                let top: Vec<Value> = limits
+                    .top_refused(10)
+                    .into_iter()
+                    .map(|(client, refused)| json!({"client": client.to_string(), "refused": refused}))
+                    .collect();
+                json_response(200, json!({
+                    "default": describe(limits.limiter.as_ref()),
+                    "routes": routes,
+                    "allow": config.rate_limit_allow,
+                    "trusted_proxies": config.trusted_proxies,
+                    "shared": false,
+                    "top_limited_clients": top,
+                }))
+            }
             ("GET", "/api/system/maintenance") => json_response(200, json!({"enabled": shared.in_maintenance()})),
             ("POST", "/api/system/maintenance/enable") | ("POST", "/api/admin/maintenance/enable") => {
                 shared.set_maintenance(true);

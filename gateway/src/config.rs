@@ -40,6 +40,8 @@ pub struct GatewayConfig {
     pub rate_limit_per_minute: u64,
     pub rate_limit_burst: u64,
     pub trusted_proxies: Vec<String>,
+    pub rate_limit_routes: Vec<String>,
+    pub rate_limit_allow: Vec<String>,
 }
 
 aragora_config::settings! {
@@ -73,6 +75,8 @@ aragora_config::settings! {
     rate_limit_per_minute: ["ARAGORA_RATE_LIMIT"] "Requests per minute per client address, on average; 0 turns limiting off.";
     rate_limit_burst: ["ARAGORA_RATE_LIMIT_BURST"] "Requests a client may send at once; 0 means the per-minute rate.";
     trusted_proxies: ["ARAGORA_TRUSTED_PROXIES"] "CIDRs of proxies in front of the gateway whose X-Forwarded-For is believed; from anyone else it is ignored.";
+    rate_limit_routes: ["ARAGORA_RATE_LIMIT_ROUTES"] "Per-route limits replacing the default there, comma-separated METHOD /route=N (POST /api/debates=10).";
+    rate_limit_allow: ["ARAGORA_RATE_LIMIT_ALLOW"] "CIDRs of clients never rate limited (monitoring, internal jobs).";
 }
 
 impl Default for GatewayConfig {
@@ -107,6 +111,8 @@ impl Default for GatewayConfig {
             rate_limit_per_minute: 100,
             rate_limit_burst: 0,
             trusted_proxies: Vec::new(),
+            rate_limit_routes: Vec::new(),
+            rate_limit_allow: Vec::new(),
         }
     }
 }
@@ -270,6 +276,12 @@ impl GatewayConfig {
         );
         if let Err(reason) = crate::limit::parse_networks(&self.trusted_proxies) {
             problems.push(ConfigProblem::new("ARAGORA_TRUSTED_PROXIES", reason));
+        }
+        if let Err(reason) = crate::limit::parse_networks(&self.rate_limit_allow) {
+            problems.push(ConfigProblem::new("ARAGORA_RATE_LIMIT_ALLOW", reason));
+        }
+        if let Err(reason) = crate::limit::parse_route_limits(&self.rate_limit_routes) {
+            problems.push(ConfigProblem::new("ARAGORA_RATE_LIMIT_ROUTES", reason));
         }
         match (&self.tls_cert, &self.tls_key) {
             (Some(cert), Some(key)) => {

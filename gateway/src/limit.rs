@@ -97,6 +97,15 @@ impl RateLimiter {
     pub fn window(&self) -> Duration {
         Duration::from_secs_f64(self.interval * self.burst as f64)
     }
+
+    /// The average rate this limiter admits.
+    pub fn per_minute(&self) -> u64 {
+        (60.0 / self.interval).round() as u64
+    }
+
+    pub fn burst(&self) -> u64 {
+        self.burst
+    }
 }
 
 /// The client a request is from: the peer, or the nearest untrusted address in
@@ -123,6 +132,44 @@ pub fn client_address(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[IpNe
         }
     }
     client
+}
+
+/// A stricter (or looser) limit for one route: `POST /api/debates=10`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteLimit {
+    pub method: String,
+    pub route: &'static str,
+    pub per_minute: u64,
+}
+
+/// Parses `ARAGORA_RATE_LIMIT_ROUTES` entries (`METHOD /route/template=N`).
+pub fn parse_route_limits(entries: &[String]) -> Result<Vec<RouteLimit>, String> {
+    entries
+        .iter()
+        .map(|entry| {
+            let hint = || {
+                format!("{entry:?} is not METHOD /route=N (for example \"POST /api/debates=10\")")
+            };
+            let (target, rate) = entry.rsplit_once('=').ok_or_else(hint)?;
+            let (method, route) = target.trim().split_once(' ').ok_or_else(hint)?;
+            let per_minute: u64 = rate.trim().parse().map_err(|_| hint())?;
+            let route = route.trim();
+            let template = aragora_telemetry::ROUTES
+                .iter()
+                .find(|known| **known == route)
+                .ok_or_else(|| {
+                    format!(
+                        "{route:?} is not a route template; use one of {}",
+                        aragora_telemetry::ROUTES.join(", ")
+                    )
+                })?;
+            Ok(RouteLimit {
+                method: method.trim().to_ascii_uppercase(),
+                route: template,
+                per_minute,
+            })
+        })
+        .collect()
 }
 
 /// Parses `ARAGORA_TRUSTED_PROXIES` entries (CIDRs or single addresses).
@@ -187,6 +234,25 @@ mod tests {
             "the nearest untrusted hop is the client"
         );
         assert!(parse_networks(&["not-a-net".into()]).is_err());
+    }
+
+    #[test]
+    fn route_limits_name_real_routes() {
+        let parsed = parse_route_limits(&["post /api/debates=10".into()]).unwrap();
+        assert_eq!(
+            parsed[0],
+            RouteLimit {
+                method: "POST".into(),
+                route: "/api/debates",
+                per_minute: 10
+            }
+        );
+        assert!(parse_route_limits(&["POST /api/nope=1".into()])
+            .unwrap_err()
+            .contains("route template"));
+        assert!(parse_route_limits(&["POST /api/debates".into()])
+            .unwrap_err()
+            .contains("METHOD /route=N"));
     }
 
     #[test]

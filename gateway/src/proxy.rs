@@ -305,8 +305,8 @@ impl ProxyHttp for Gateway {
                 .refuse(session, ctx, 503, "overloaded", message, Some(1))
                 .await;
         }
-        if let Some(limiter) = &shared.limits().limiter {
-            let limits = shared.limits();
+        let limits = shared.limits();
+        if let Some(limiter) = limits.limiter_for(ctx.method, ctx.route) {
             let peer = ctx.client_ip.unwrap_or(IpAddr::from([0, 0, 0, 0]));
             let forwarded = session
                 .req_header()
@@ -314,22 +314,28 @@ impl ProxyHttp for Gateway {
                 .get("x-forwarded-for")
                 .and_then(|v| v.to_str().ok());
             let client = crate::limit::client_address(peer, forwarded, &limits.trusted);
-            let decision = limiter.check(client);
-            ctx.limit = Some(decision);
-            if !decision.allowed {
-                shared
-                    .metrics
-                    .rate_limited
-                    .with_label_values(&[ctx.route])
-                    .inc();
-                let message = format!(
-                    "{client} sent more than {} requests per minute (ARAGORA_RATE_LIMIT); retry in {} s",
-                    config.rate_limit_per_minute, decision.retry_after_secs
-                );
-                let retry = Some(decision.retry_after_secs);
-                return self
-                    .refuse(session, ctx, 429, "rate_limited", message, retry)
-                    .await;
+            if !limits.is_allowed_client(&client) {
+                let decision = limiter.check(client);
+                ctx.limit = Some(decision);
+                if !decision.allowed {
+                    limits.note_refusal(client);
+                    shared
+                        .metrics
+                        .rate_limited
+                        .with_label_values(&[ctx.route])
+                        .inc();
+                    let message = format!(
+                        "{client} sent more than {} requests per minute to {} {} (ARAGORA_RATE_LIMIT); retry in {} s",
+                        limiter.per_minute(),
+                        ctx.method,
+                        ctx.route,
+                        decision.retry_after_secs
+                    );
+                    let retry = Some(decision.retry_after_secs);
+                    return self
+                        .refuse(session, ctx, 429, "rate_limited", message, retry)
+                        .await;
+                }
             }
         }
         if shared.in_maintenance() {

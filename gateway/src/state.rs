@@ -48,15 +48,78 @@ impl GatewayMetrics {
 /// client addresses.
 pub struct Limits {
     pub limiter: Option<crate::limit::RateLimiter>,
+    /// Per-route limiters, by (method, route template), replacing the default there.
+    pub routes: Vec<(crate::limit::RouteLimit, Option<crate::limit::RateLimiter>)>,
     pub trusted: Vec<ipnet::IpNet>,
+    pub allow: Vec<ipnet::IpNet>,
+    /// Refusals per client, for the admin listener's top list (bounded).
+    refused: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, u64>>,
 }
+
+/// Clients whose refusals are remembered for `/api/system/rate-limits`.
+const REFUSED_CLIENTS_KEPT: usize = 10_000;
 
 impl Limits {
     fn from_config(config: &GatewayConfig) -> Self {
+        use crate::limit::{parse_networks, parse_route_limits, RateLimiter};
+        // All validated before the gateway starts or reloads.
+        let routes = parse_route_limits(&config.rate_limit_routes)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|route| {
+                let limiter = RateLimiter::new(route.per_minute, route.per_minute);
+                (route, limiter)
+            })
+            .collect();
         Self {
-            limiter: crate::limit::RateLimiter::new(config.rate_limit_per_minute, config.burst()),
-            // Validated before the gateway starts or reloads.
-            trusted: crate::limit::parse_networks(&config.trusted_proxies).unwrap_or_default(),
+            limiter: RateLimiter::new(config.rate_limit_per_minute, config.burst()),
+            routes,
+            trusted: parse_networks(&config.trusted_proxies).unwrap_or_default(),
+            allow: parse_networks(&config.rate_limit_allow).unwrap_or_default(),
+            refused: Default::default(),
+        }
+    }
+
+    /// The limiter for a request: the route's own if configured, else the default.
+    pub fn limiter_for(&self, method: &str, route: &str) -> Option<&crate::limit::RateLimiter> {
+        match self
+            .routes
+            .iter()
+            .find(|(r, _)| r.method == method && r.route == route)
+        {
+            Some((_, limiter)) => limiter.as_ref(),
+            None => self.limiter.as_ref(),
+        }
+    }
+
+    pub fn is_allowed_client(&self, client: &std::net::IpAddr) -> bool {
+        self.allow.iter().any(|net| net.contains(client))
+    }
+
+    pub fn note_refusal(&self, client: std::net::IpAddr) {
+        let mut refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
+        if refused.len() < REFUSED_CLIENTS_KEPT || refused.contains_key(&client) {
+            *refused.entry(client).or_default() += 1;
+        }
+    }
+
+    /// The clients refused most, most first.
+    pub fn top_refused(&self, count: usize) -> Vec<(std::net::IpAddr, u64)> {
+        let refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
+        let mut top: Vec<(std::net::IpAddr, u64)> =
+            refused.iter().map(|(ip, n)| (*ip, *n)).collect();
+        top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        top.truncate(count);
+        top
+    }
+
+    pub fn sweep(&self) {
+        for limiter in self
+            .limiter
+            .iter()
+            .chain(self.routes.iter().filter_map(|(_, l)| l.as_ref()))
+        {
+            limiter.sweep();
         }
     }
 }
@@ -95,7 +158,9 @@ impl Shared {
         let old = self.config();
         let changed = old.rate_limit_per_minute != config.rate_limit_per_minute
             || old.burst() != config.burst()
-            || old.trusted_proxies != config.trusted_proxies;
+            || old.trusted_proxies != config.trusted_proxies
+            || old.rate_limit_routes != config.rate_limit_routes
+            || old.rate_limit_allow != config.rate_limit_allow;
         if changed {
             self.limits.store(Arc::new(Limits::from_config(&config)));
         }

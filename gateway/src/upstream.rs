@@ -375,9 +375,7 @@ pub async fn run_health_checks(
             }
         });
         futures::future::join_all(checks).await;
-        if let Some(limiter) = &shared.limits().limiter {
-            limiter.sweep();
-        }
+        shared.limits().sweep();
     }
 }
 

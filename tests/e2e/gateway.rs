@@ -938,3 +938,64 @@ async fn behind_a_trusted_proxy_the_forwarded_client_is_limited_not_the_proxy() 
         "another client behind the same proxy is not"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_overrides_allow_list_and_the_admin_view_of_rate_limits() {
+    let upstream = EchoUpstream::start(true).await;
+    let gateway = GatewayProcess::start(
+        &[upstream.addr.to_string()],
+        &[
+            ("ARAGORA_RATE_LIMIT", "100".into()),
+            ("ARAGORA_RATE_LIMIT_ROUTES", "POST /api/debates=2".into()),
+            ("ARAGORA_RATE_LIMIT_ALLOW", "192.0.2.0/24".into()),
+            ("ARAGORA_TRUSTED_PROXIES", "127.0.0.0/8".into()),
+        ],
+    )
+    .await;
+    gateway.wait_ready_count(1, PATIENCE).await;
+    let client = gateway.client();
+    let url = gateway.https_url("/api/debates");
+    let post = |from: &'static str| {
+        let request = client.post(&url).header("x-forwarded-for", from).body("{}");
+        async move { request.send().await.unwrap() }
+    };
+    let first = post("203.0.113.5").await;
+    assert_eq!(
+        first.headers()["ratelimit-limit"],
+        "2",
+        "the route's own limit applies"
+    );
+    assert_eq!(post("203.0.113.5").await.status(), 200);
+    assert_eq!(post("203.0.113.5").await.status(), 429);
+    let listing = client
+        .get(&url)
+        .header("x-forwarded-for", "203.0.113.5")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listing.status(), 200, "other routes keep the default limit");
+    assert_eq!(listing.headers()["ratelimit-limit"], "100");
+    for _ in 0..5 {
+        let allowed = post("192.0.2.7").await;
+        assert_eq!(
+            allowed.status(),
+            200,
+            "allow-listed clients are never limited"
+        );
+        assert!(!allowed.headers().contains_key("ratelimit-limit"));
+    }
+    let view: Value = gateway
+        .admin
+        .get(gateway.admin_url("/api/system/rate-limits"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(view["default"]["per_minute"], 100);
+    assert_eq!(view["routes"][0]["method"], "POST");
+    assert_eq!(view["routes"][0]["limit"]["per_minute"], 2);
+    assert_eq!(view["top_limited_clients"][0]["client"], "203.0.113.5");
+    assert_eq!(view["top_limited_clients"][0]["refused"], 1);
+}
