@@ -11,6 +11,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
+/// A gateway (with `env`) in front of one ready echo replica, routing to it.
+async fn gateway_with_echo(env: &[(&str, String)]) -> (EchoUpstream, GatewayProcess) {
+    let upstream = EchoUpstream::start(true).await;
+    let gateway = GatewayProcess::start(&[upstream.addr.to_string()], env).await;
+    gateway.wait_ready_count(1, PATIENCE).await;
+    (upstream, gateway)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_redirects_https_serves_h1_and_h2_with_hsts_and_tls_1_1_is_refused() {
     let upstream = EchoUpstream::start(true).await;
@@ -252,17 +260,12 @@ async fn only_ready_replicas_get_traffic_and_none_ready_answers_503_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_answer_their_status_and_maintenance_mode_blocks_all_but_health() {
-    let upstream = EchoUpstream::start(true).await;
-    let gateway = GatewayProcess::start(
-        &[upstream.addr.to_string()],
-        &[
-            ("ARAGORA_GATEWAY_MAX_BODY_BYTES", "2048".into()),
-            ("ARAGORA_GATEWAY_MAX_HEADER_BYTES", "4096".into()),
-            ("ARAGORA_CLIENT_READ_TIMEOUT", "1".into()),
-        ],
-    )
+    let (upstream, gateway) = gateway_with_echo(&[
+        ("ARAGORA_GATEWAY_MAX_BODY_BYTES", "2048".into()),
+        ("ARAGORA_GATEWAY_MAX_HEADER_BYTES", "4096".into()),
+        ("ARAGORA_CLIENT_READ_TIMEOUT", "1".into()),
+    ])
     .await;
-    gateway.wait_ready_count(1, PATIENCE).await;
     let client = gateway.client_builder().http1_only().build().unwrap();
     let url = gateway.https_url("/api/debates");
 
@@ -542,16 +545,11 @@ async fn a_rolling_restart_of_every_replica_under_load_fails_no_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_sigterm_under_load_fails_nothing_that_arrived_before_and_exits_promptly() {
-    let upstream = EchoUpstream::start(true).await;
-    let gateway = GatewayProcess::start(
-        &[upstream.addr.to_string()],
-        &[
-            ("ARAGORA_GATEWAY_DRAIN_DELAY", "1".into()),
-            ("ARAGORA_GATEWAY_DRAIN_TIMEOUT", "20".into()),
-        ],
-    )
+    let (_upstream, gateway) = gateway_with_echo(&[
+        ("ARAGORA_GATEWAY_DRAIN_DELAY", "1".into()),
+        ("ARAGORA_GATEWAY_DRAIN_TIMEOUT", "20".into()),
+    ])
     .await;
-    gateway.wait_ready_count(1, PATIENCE).await;
     let client = gateway.client();
     let load = Load::start(client.clone(), gateway.https_url("/api/echo"), 4);
     load.wait_for_more(50).await;
@@ -700,19 +698,14 @@ async fn sighup_swaps_certificate_and_upstreams_without_dropping_connections_and
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_reach_an_otlp_collector_in_the_callers_trace() {
     let collector = crate::support::otlp::OtlpSink::start().await;
-    let upstream = EchoUpstream::start(true).await;
-    let gateway = GatewayProcess::start(
-        &[upstream.addr.to_string()],
-        &[
-            (
-                "OTEL_EXPORTER_OTLP_ENDPOINT",
-                format!("http://{}", collector.addr),
-            ),
-            ("OTEL_BSP_SCHEDULE_DELAY", "100".into()),
-        ],
-    )
+    let (_upstream, gateway) = gateway_with_echo(&[
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            format!("http://{}", collector.addr),
+        ),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100".into()),
+    ])
     .await;
-    gateway.wait_ready_count(1, PATIENCE).await;
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let response = gateway
         .client()
@@ -839,13 +832,7 @@ async fn aragora_up_serves_debates_over_https_through_the_gateway_and_stops_clea
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_client_gets_its_limit_with_headers_and_a_spoofed_forwarded_for_is_ignored() {
-    let upstream = EchoUpstream::start(true).await;
-    let gateway = GatewayProcess::start(
-        &[upstream.addr.to_string()],
-        &[("ARAGORA_RATE_LIMIT", "5".into())],
-    )
-    .await;
-    gateway.wait_ready_count(1, PATIENCE).await;
+    let (upstream, gateway) = gateway_with_echo(&[("ARAGORA_RATE_LIMIT", "5".into())]).await;
     let client = gateway.client();
     let url = gateway.https_url("/api/debates");
     for expected_remaining in (0..5).rev() {
@@ -907,16 +894,11 @@ async fn each_client_gets_its_limit_with_headers_and_a_spoofed_forwarded_for_is_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn behind_a_trusted_proxy_the_forwarded_client_is_limited_not_the_proxy() {
-    let upstream = EchoUpstream::start(true).await;
-    let gateway = GatewayProcess::start(
-        &[upstream.addr.to_string()],
-        &[
-            ("ARAGORA_RATE_LIMIT", "2".into()),
-            ("ARAGORA_TRUSTED_PROXIES", "127.0.0.0/8".into()),
-        ],
-    )
+    let (_upstream, gateway) = gateway_with_echo(&[
+        ("ARAGORA_RATE_LIMIT", "2".into()),
+        ("ARAGORA_TRUSTED_PROXIES", "127.0.0.0/8".into()),
+    ])
     .await;
-    gateway.wait_ready_count(1, PATIENCE).await;
     let client = gateway.client();
     let url = gateway.https_url("/api/debates");
     let status = |from: &'static str| {
@@ -941,18 +923,13 @@ async fn behind_a_trusted_proxy_the_forwarded_client_is_limited_not_the_proxy() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn route_overrides_allow_list_and_the_admin_view_of_rate_limits() {
-    let upstream = EchoUpstream::start(true).await;
-    let gateway = GatewayProcess::start(
-        &[upstream.addr.to_string()],
-        &[
-            ("ARAGORA_RATE_LIMIT", "100".into()),
-            ("ARAGORA_RATE_LIMIT_ROUTES", "POST /api/debates=2".into()),
-            ("ARAGORA_RATE_LIMIT_ALLOW", "192.0.2.0/24".into()),
-            ("ARAGORA_TRUSTED_PROXIES", "127.0.0.0/8".into()),
-        ],
-    )
+    let (_upstream, gateway) = gateway_with_echo(&[
+        ("ARAGORA_RATE_LIMIT", "100".into()),
+        ("ARAGORA_RATE_LIMIT_ROUTES", "POST /api/debates=2".into()),
+        ("ARAGORA_RATE_LIMIT_ALLOW", "192.0.2.0/24".into()),
+        ("ARAGORA_TRUSTED_PROXIES", "127.0.0.0/8".into()),
+    ])
     .await;
-    gateway.wait_ready_count(1, PATIENCE).await;
     let client = gateway.client();
     let url = gateway.https_url("/api/debates");
     let post = |from: &'static str| {
