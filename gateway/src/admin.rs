@@ -90,7 +90,8 @@ impl ServeHttp for AdminApp {
                     "routes": routes,
                     "allow": config.rate_limit_allow,
                     "trusted_proxies": config.trusted_proxies,
-                    "shared": false,
+                    "shared": shared.shared_limiter.is_some(),
+                    "backend": shared.shared_limiter.as_ref().map(|r| if r.is_up() { "up" } else { "down" }),
                     "top_limited_clients": top,
                 }))
             }

@@ -42,6 +42,9 @@ pub struct GatewayConfig {
     pub trusted_proxies: Vec<String>,
     pub rate_limit_routes: Vec<String>,
     pub rate_limit_allow: Vec<String>,
+    pub redis_url: Option<String>,
+    pub rate_limit_fail_open: bool,
+    pub rate_limit_key_prefix: String,
 }
 
 aragora_config::settings! {
@@ -77,6 +80,9 @@ aragora_config::settings! {
     trusted_proxies: ["ARAGORA_TRUSTED_PROXIES"] "CIDRs of proxies in front of the gateway whose X-Forwarded-For is believed; from anyone else it is ignored.";
     rate_limit_routes: ["ARAGORA_RATE_LIMIT_ROUTES"] "Per-route limits replacing the default there, comma-separated METHOD /route=N (POST /api/debates=10).";
     rate_limit_allow: ["ARAGORA_RATE_LIMIT_ALLOW"] "CIDRs of clients never rate limited (monitoring, internal jobs).";
+    redis_url: ["ARAGORA_REDIS_URL", "REDIS_URL"] "Redis shared by the gateway replicas so together they admit the configured rate; unset, each gateway limits alone.";
+    rate_limit_fail_open: ["ARAGORA_RATE_LIMIT_FAIL_OPEN"] "While Redis does not answer: true limits locally, false refuses (429) what the shared limit cannot vouch for.";
+    rate_limit_key_prefix: ["ARAGORA_RATE_LIMIT_KEY_PREFIX"] "Prefix of the rate-limit keys in Redis.";
 }
 
 impl Default for GatewayConfig {
@@ -113,6 +119,9 @@ impl Default for GatewayConfig {
             trusted_proxies: Vec::new(),
             rate_limit_routes: Vec::new(),
             rate_limit_allow: Vec::new(),
+            redis_url: None,
+            rate_limit_fail_open: true,
+            rate_limit_key_prefix: "aragora:ratelimit:".into(),
         }
     }
 }
@@ -279,6 +288,14 @@ impl GatewayConfig {
         }
         if let Err(reason) = crate::limit::parse_networks(&self.rate_limit_allow) {
             problems.push(ConfigProblem::new("ARAGORA_RATE_LIMIT_ALLOW", reason));
+        }
+        if let Some(url) = &self.redis_url {
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                problems.push(ConfigProblem::new(
+                    "ARAGORA_REDIS_URL",
+                    format!("{url:?} is not a Redis URL; write redis://host:6379/0"),
+                ));
+            }
         }
         if let Err(reason) = crate::limit::parse_route_limits(&self.rate_limit_routes) {
             problems.push(ConfigProblem::new("ARAGORA_RATE_LIMIT_ROUTES", reason));

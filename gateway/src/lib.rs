@@ -83,6 +83,10 @@ struct HealthService {
 #[async_trait]
 impl BackgroundService for HealthService {
     async fn start(&self, mut shutdown: ShutdownWatch) {
+        // Redis clients live on the proxy's runtime; connect here, not before it exists.
+        if let Some(redis) = &self.shared.shared_limiter {
+            redis.start().await;
+        }
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let checks = upstream::run_health_checks(self.shared.clone(), stop_rx);
         tokio::select! {
@@ -174,6 +178,7 @@ impl RunningGateway {
             ("ARAGORA_ADMIN_HOST", old.admin_host != config.admin_host),
             ("ARAGORA_ADMIN_PORT", old.admin_port != config.admin_port),
             ("ARAGORA_GATEWAY_THREADS", old.threads != config.threads),
+            ("ARAGORA_REDIS_URL", old.redis_url != config.redis_url),
         ];
         for (setting, changed) in fixed {
             if changed {

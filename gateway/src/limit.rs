@@ -6,8 +6,8 @@
 //! sending the header. Every answer carries `RateLimit-Limit`, `RateLimit-Remaining` and
 //! `RateLimit-Reset`; a refused request gets 429 with `Retry-After`.
 //!
-//! Shared limits across gateway replicas (Redis) come with the rate-limiting issue; this is the
-//! local limiter that will sit in front of it.
+//! With Redis configured, [`SharedLimiter`] makes the limit one across all gateway replicas;
+//! the local limiter stays in front of it.
 
 use ipnet::IpNet;
 use std::collections::HashMap;
@@ -183,6 +183,155 @@ pub fn parse_networks(entries: &[String]) -> Result<Vec<IpNet>, String> {
                 .map_err(|_| format!("{entry:?} is not a CIDR (10.0.0.0/8) or an address"))
         })
         .collect()
+}
+
+/// The limit shared by every gateway replica: one GCRA state per client in Redis, updated
+/// atomically by a Lua script with Redis' own clock, so two gateways together admit the
+/// configured rate, not twice it. The local limiter still answers first: a client it refuses
+/// is over the shared limit too, so Redis is only asked about requests that may pass.
+pub struct SharedLimiter {
+    client: fred::clients::Client,
+    prefix: String,
+    fail_open: bool,
+    timeout: Duration,
+    up: std::sync::atomic::AtomicBool,
+    errors: prometheus::IntCounter,
+}
+
+/// Arguments: interval and capacity in microseconds. Returns {allowed, a, b}: when allowed,
+/// a = how far ahead of the limit (µs) and b = time until whole (µs); when refused, a = time
+/// until allowed (µs) and b = time until whole (µs).
+const GCRA_SCRIPT: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local capacity = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local new_tat = tat + interval
+local allow_at = new_tat - capacity
+if now < allow_at then
+  return {0, allow_at - now, tat - now}
+end
+redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil((new_tat - now) / 1000) + 1)
+return {1, now - allow_at, new_tat - now}
+"#;
+
+impl SharedLimiter {
+    /// A client for `url` (connected by [`start`](Self::start)); refuses a bad URL.
+    pub fn new(
+        url: &str,
+        prefix: &str,
+        fail_open: bool,
+        errors: prometheus::IntCounter,
+    ) -> Result<Self, String> {
+        use fred::prelude::*;
+        let config =
+            Config::from_url(url).map_err(|err| format!("{url:?} is not a Redis URL: {err}"))?;
+        let client = Builder::from_config(config)
+            .with_connection_config(|connection| {
+                connection.connection_timeout = Duration::from_secs(1);
+                connection.max_command_attempts = 1;
+            })
+            .with_performance_config(|performance| {
+                performance.default_command_timeout = Duration::from_millis(250);
+            })
+            // Keep reconnecting for ever, twice a second: the limit recovers by itself.
+            .set_policy(ReconnectPolicy::new_constant(0, 500))
+            .build()
+            .map_err(|err| err.to_string())?;
+        Ok(Self {
+            client,
+            prefix: prefix.to_string(),
+            fail_open,
+            timeout: Duration::from_millis(100),
+            up: std::sync::atomic::AtomicBool::new(false),
+            errors,
+        })
+    }
+
+    /// Connects (inside the proxy's runtime) and keeps reconnecting in the background.
+    pub async fn start(&self) {
+        use fred::prelude::*;
+        if let Err(err) = self.client.init().await {
+            tracing::warn!(error = %err, "Redis for shared rate limits is not reachable yet; limiting locally until it is");
+        }
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.up.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn fail_open(&self) -> bool {
+        self.fail_open
+    }
+
+    fn mark(&self, up: bool, error: Option<&str>) {
+        let was = self.up.swap(up, std::sync::atomic::Ordering::Relaxed);
+        if was != up {
+            if up {
+                tracing::info!("Redis answers again: rate limits are shared across gateways");
+            } else {
+                tracing::warn!(
+                    error = error.unwrap_or(""),
+                    fail_open = self.fail_open,
+                    "Redis does not answer: rate limits fall back to this gateway alone"
+                );
+            }
+        }
+    }
+
+    /// The shared decision for `key`, or None when Redis did not answer in time (counted).
+    pub async fn check(&self, key: &str, per_minute: u64, burst: u64) -> Option<Decision> {
+        use fred::prelude::*;
+        let interval = 60_000_000 / per_minute.max(1);
+        let capacity = interval * burst.max(1);
+        let redis_key = format!("{}{key}", self.prefix);
+        let call = self.client.eval::<Vec<i64>, _, _, _>(
+            GCRA_SCRIPT,
+            redis_key,
+            vec![interval as i64, capacity as i64],
+        );
+        let reply = match tokio::time::timeout(self.timeout, call).await {
+            Ok(Ok(reply)) if reply.len() == 3 => reply,
+            Ok(Ok(reply)) => {
+                self.failed(&format!("unexpected reply {reply:?}"));
+                return None;
+            }
+            Ok(Err(err)) => {
+                self.failed(&err.to_string());
+                return None;
+            }
+            Err(_) => {
+                self.failed("no answer within 100 ms");
+                return None;
+            }
+        };
+        self.mark(true, None);
+        let secs = |micros: i64| (micros.max(0) as u64).div_ceil(1_000_000);
+        Some(if reply[0] == 1 {
+            Decision {
+                allowed: true,
+                limit: burst,
+                remaining: ((reply[1].max(0) as u64) / interval).min(burst - 1),
+                reset_secs: secs(reply[2]),
+                retry_after_secs: 0,
+            }
+        } else {
+            Decision {
+                allowed: false,
+                limit: burst,
+                remaining: 0,
+                reset_secs: secs(reply[2]),
+                retry_after_secs: secs(reply[1]).max(1),
+            }
+        })
+    }
+
+    fn failed(&self, error: &str) {
+        self.errors.inc();
+        self.mark(false, Some(error));
+    }
 }
 
 #[cfg(test)]

@@ -306,7 +306,7 @@ impl ProxyHttp for Gateway {
                 .await;
         }
         let limits = shared.limits();
-        if let Some(limiter) = limits.limiter_for(ctx.method, ctx.route) {
+        if let Some((limiter, per_route)) = limits.limiter_for(ctx.method, ctx.route) {
             let peer = ctx.client_ip.unwrap_or(IpAddr::from([0, 0, 0, 0]));
             let forwarded = session
                 .req_header()
@@ -315,25 +315,49 @@ impl ProxyHttp for Gateway {
                 .and_then(|v| v.to_str().ok());
             let client = crate::limit::client_address(peer, forwarded, &limits.trusted);
             if !limits.is_allowed_client(&client) {
-                let decision = limiter.check(client);
+                let mut decision = limiter.check(client);
+                let mut backend_down = false;
+                if let (true, Some(redis)) = (decision.allowed, &shared.shared_limiter) {
+                    let key = if per_route {
+                        format!("{} {} {client}", ctx.method, ctx.route)
+                    } else {
+                        client.to_string()
+                    };
+                    match redis
+                        .check(&key, limiter.per_minute(), limiter.burst())
+                        .await
+                    {
+                        Some(shared_decision) => decision = shared_decision,
+                        None => backend_down = !redis.fail_open(),
+                    }
+                }
                 ctx.limit = Some(decision);
-                if !decision.allowed {
+                if !decision.allowed || backend_down {
                     limits.note_refusal(client);
                     shared
                         .metrics
                         .rate_limited
                         .with_label_values(&[ctx.route])
                         .inc();
-                    let message = format!(
-                        "{client} sent more than {} requests per minute to {} {} (ARAGORA_RATE_LIMIT); retry in {} s",
-                        limiter.per_minute(),
-                        ctx.method,
-                        ctx.route,
-                        decision.retry_after_secs
-                    );
-                    let retry = Some(decision.retry_after_secs);
+                    let (message, retry) = if backend_down {
+                        (
+                            "the shared rate limit cannot be checked (Redis does not answer) and ARAGORA_RATE_LIMIT_FAIL_OPEN is false; retry shortly".to_string(),
+                            1,
+                        )
+                    } else {
+                        (
+                            format!(
+                                "{client} sent more than {} requests per minute to {} {} (ARAGORA_RATE_LIMIT); retry in {} s",
+                                limiter.per_minute(),
+                                ctx.method,
+                                ctx.route,
+                                decision.retry_after_secs
+                            ),
+                            decision.retry_after_secs,
+                        )
+                    };
                     return self
-                        .refuse(session, ctx, 429, "rate_limited", message, retry)
+                        .refuse(session, ctx, 429, "rate_limited", message, Some(retry))
                         .await;
                 }
             }

@@ -19,6 +19,7 @@ pub struct GatewayMetrics {
     pub maintenance: IntGauge,
     pub ready: IntGauge,
     pub rate_limited: IntCounterVec,
+    pub rate_limit_backend_errors: IntCounter,
 }
 
 impl GatewayMetrics {
@@ -38,6 +39,8 @@ impl GatewayMetrics {
             maintenance: cat::MAINTENANCE_MODE.gauge(&registry),
             ready: cat::READY.gauge(&registry),
             rate_limited: cat::RATE_LIMITED_TOTAL.counter(&registry),
+            rate_limit_backend_errors: cat::RATE_LIMIT_BACKEND_ERRORS_TOTAL
+                .counter_single(&registry),
             registry,
         };
         (metrics, upstream_ready)
@@ -80,15 +83,20 @@ impl Limits {
         }
     }
 
-    /// The limiter for a request: the route's own if configured, else the default.
-    pub fn limiter_for(&self, method: &str, route: &str) -> Option<&crate::limit::RateLimiter> {
+    /// The limiter for a request (the route's own if configured, else the default) and
+    /// whether it is a route's.
+    pub fn limiter_for(
+        &self,
+        method: &str,
+        route: &str,
+    ) -> Option<(&crate::limit::RateLimiter, bool)> {
         match self
             .routes
             .iter()
             .find(|(r, _)| r.method == method && r.route == route)
         {
-            Some((_, limiter)) => limiter.as_ref(),
-            None => self.limiter.as_ref(),
+            Some((_, limiter)) => limiter.as_ref().map(|l| (l, true)),
+            None => self.limiter.as_ref().map(|l| (l, false)),
         }
     }
 
@@ -127,6 +135,8 @@ impl Limits {
 /// Shared by the proxy, the admin listener, the health checker and the drain.
 pub struct Shared {
     config: ArcSwap<GatewayConfig>,
+    /// The Redis-backed limit shared with the other gateways, when `ARAGORA_REDIS_URL` is set.
+    pub shared_limiter: Option<Arc<crate::limit::SharedLimiter>>,
     /// The rate limiter and the trusted proxy networks, rebuilt on reload.
     limits: ArcSwap<Limits>,
     pub metrics: GatewayMetrics,
@@ -138,7 +148,19 @@ pub struct Shared {
 
 impl Shared {
     pub fn new(config: GatewayConfig, metrics: GatewayMetrics, pool: Arc<UpstreamPool>) -> Self {
+        let shared_limiter = config.redis_url.as_deref().and_then(|url| {
+            crate::limit::SharedLimiter::new(
+                url,
+                &config.rate_limit_key_prefix,
+                config.rate_limit_fail_open,
+                metrics.rate_limit_backend_errors.clone(),
+            )
+            .map_err(|err| tracing::error!(error = %err, "shared rate limits are off"))
+            .ok()
+            .map(Arc::new)
+        });
         Self {
+            shared_limiter,
             limits: ArcSwap::from_pointee(Limits::from_config(&config)),
             config: ArcSwap::from_pointee(config),
             metrics,

@@ -197,6 +197,14 @@ pub const RATE_LIMITED_TOTAL: MetricDef = MetricDef {
     buckets: &[],
 };
 
+pub const RATE_LIMIT_BACKEND_ERRORS_TOTAL: MetricDef = MetricDef {
+    name: "aragora_rate_limit_backend_errors_total",
+    kind: MetricKind::Counter,
+    help: "Rate-limit checks Redis did not answer in time; the gateway limited alone (or refused, when failing closed).",
+    labels: &[],
+    buckets: &[],
+};
+
 pub const WEBSOCKET_CONNECTIONS: MetricDef = MetricDef {
     name: "aragora_websocket_connections",
     kind: MetricKind::Gauge,
@@ -243,6 +251,7 @@ pub const ALL: &[MetricDef] = &[
     TLS_CERT_EXPIRY_TIMESTAMP_SECONDS,
     MAINTENANCE_MODE,
     RATE_LIMITED_TOTAL,
+    RATE_LIMIT_BACKEND_ERRORS_TOTAL,
     WEBSOCKET_CONNECTIONS,
     READY,
     BUILD_INFO,

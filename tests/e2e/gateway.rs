@@ -976,3 +976,135 @@ async fn route_overrides_allow_list_and_the_admin_view_of_rate_limits() {
     assert_eq!(view["top_limited_clients"][0]["client"], "203.0.113.5");
     assert_eq!(view["top_limited_clients"][0]["refused"], 1);
 }
+
+fn redis_url(addr: &str) -> String {
+    format!("redis://{addr}/0")
+}
+
+fn unique_prefix() -> String {
+    format!("aragora-test:{}:", uuid::Uuid::new_v4().simple())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_gateways_sharing_redis_admit_the_configured_rate_not_twice_it() {
+    let upstream = EchoUpstream::start(true).await;
+    let prefix = unique_prefix();
+    let env = [
+        ("ARAGORA_RATE_LIMIT", "40".to_string()),
+        ("ARAGORA_REDIS_URL", redis_url("127.0.0.1:6379")),
+        ("ARAGORA_RATE_LIMIT_KEY_PREFIX", prefix),
+    ];
+    let first = GatewayProcess::start(&[upstream.addr.to_string()], &env).await;
+    let second = GatewayProcess::start(&[upstream.addr.to_string()], &env).await;
+    for gateway in [&first, &second] {
+        gateway.wait_ready_count(1, PATIENCE).await;
+    }
+    let clients = [
+        (first.client(), first.https_url("/api/debates")),
+        (second.client(), second.https_url("/api/debates")),
+    ];
+    let started = Instant::now();
+    let mut admitted = 0;
+    for i in 0..160 {
+        let (client, url) = &clients[i % 2];
+        let response = client.get(url).send().await.unwrap();
+        match response.status().as_u16() {
+            200 => admitted += 1,
+            429 => {}
+            other => panic!("status {other}: the limit must never cause another error"),
+        }
+    }
+    // 40 at once, plus what 40 per minute refills while the loop ran.
+    let refill = (started.elapsed().as_secs_f64() * 40.0 / 60.0).ceil() as usize;
+    assert!(
+        admitted >= 40 && admitted as f64 <= (40 + refill) as f64 * 1.05,
+        "admitted {admitted} of 160 through two gateways; the shared limit is 40 (+{refill} refilled)"
+    );
+    let view: Value = first
+        .admin
+        .get(first.admin_url("/api/system/rate-limits"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (view["shared"].clone(), view["backend"].clone()),
+        (Value::Bool(true), Value::from("up"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_outage_falls_back_without_a_5xx_and_recovers_by_itself() {
+    let relay = crate::support::relay::Relay::start("127.0.0.1:6379".parse().unwrap()).await;
+    let (_upstream, gateway) = gateway_with_echo(&[
+        ("ARAGORA_RATE_LIMIT", "100000".into()),
+        ("ARAGORA_REDIS_URL", redis_url(&relay.addr.to_string())),
+        ("ARAGORA_RATE_LIMIT_KEY_PREFIX", unique_prefix()),
+    ])
+    .await;
+    let client = gateway.client();
+    let url = gateway.https_url("/api/debates");
+    let backend = || async {
+        let view: Value = gateway
+            .admin
+            .get(gateway.admin_url("/api/system/rate-limits"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        view["backend"].as_str().map(str::to_string)
+    };
+    let wait_backend = |state: &'static str| {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            eventually(
+                &format!("the Redis backend to be {state}"),
+                PATIENCE,
+                || async {
+                    let status = client.get(&url).send().await.ok()?.status();
+                    assert_eq!(status, 200, "requests keep being answered");
+                    (backend().await.as_deref() == Some(state)).then_some(())
+                },
+            )
+            .await
+        }
+    };
+    wait_backend("up").await;
+    relay.cut();
+    wait_backend("down").await;
+    let metrics = gateway.metrics().await;
+    assert!(sample(&metrics, "aragora_rate_limit_backend_errors_total").unwrap_or(0.0) >= 1.0);
+    relay.restore().await;
+    wait_backend("up").await;
+    assert!(
+        gateway.log_text().contains("Redis answers again"),
+        "the recovery is logged once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_closed_refuses_with_429_not_a_5xx_while_redis_is_away() {
+    let (upstream, gateway) = gateway_with_echo(&[
+        ("ARAGORA_RATE_LIMIT", "100000".into()),
+        ("ARAGORA_REDIS_URL", redis_url("127.0.0.1:1")),
+        ("ARAGORA_RATE_LIMIT_FAIL_OPEN", "false".into()),
+    ])
+    .await;
+    let response = gateway
+        .client()
+        .get(gateway.https_url("/api/debates"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429);
+    let body: Value = response.json().await.unwrap();
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("ARAGORA_RATE_LIMIT_FAIL_OPEN"));
+    assert_eq!(upstream.served(), 0);
+}
