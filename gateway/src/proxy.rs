@@ -98,6 +98,49 @@ pub struct Ctx {
     refusal: Option<&'static str>,
     /// The rate limiter's decision, reported in `RateLimit-*` headers.
     limit: Option<crate::limit::Decision>,
+    /// The debate a request names (`/ws?debate_id=`, `/api/debates/{id}/...`): routed by
+    /// consistent hash so every watcher of a debate reaches the replica that runs it.
+    debate_key: Option<String>,
+    /// The replica token of the client's `aragora-affinity` cookie.
+    affinity: Option<String>,
+}
+
+/// Cookie naming the replica a client is pinned to.
+const AFFINITY_COOKIE: &str = "aragora-affinity";
+
+/// The debate id a request is about, if its path or query names one.
+fn debate_key(header: &RequestHeader) -> Option<String> {
+    let path = header.uri.path();
+    if path == "/ws" {
+        return header.uri.query().and_then(|query| {
+            query
+                .split('&')
+                .find_map(|pair| pair.strip_prefix("debate_id="))
+                .filter(|id| !id.is_empty())
+                .map(str::to_string)
+        });
+    }
+    let rest = path
+        .strip_prefix("/api/v1/debates/")
+        .or_else(|| path.strip_prefix("/api/debates/"))?;
+    let id = rest.split('/').next().filter(|id| !id.is_empty())?;
+    Some(id.to_string())
+}
+
+/// The `aragora-affinity` value among the request's cookies.
+fn affinity_cookie(header: &RequestHeader) -> Option<String> {
+    header
+        .headers
+        .get_all("cookie")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .find_map(|pair| {
+            pair.trim()
+                .strip_prefix(AFFINITY_COOKIE)?
+                .strip_prefix('=')
+                .map(str::to_string)
+        })
 }
 
 /// The fields of one access-log line.
@@ -252,6 +295,8 @@ impl ProxyHttp for Gateway {
             body_bytes: 0,
             refusal: None,
             limit: None,
+            debate_key: None,
+            affinity: None,
         }
     }
 
@@ -268,6 +313,8 @@ impl ProxyHttp for Gateway {
         let declared_length = header_value("content-length").and_then(|v| v.parse::<usize>().ok());
         let head_bytes = head_size(header);
         ctx.upgrade = session.is_upgrade_req();
+        ctx.debate_key = debate_key(header);
+        ctx.affinity = affinity_cookie(header);
         ctx.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
         ctx.client_ip = session
             .client_addr()
@@ -432,8 +479,15 @@ impl ProxyHttp for Gateway {
         // A retry prefers a replica not tried yet; after a stale pooled connection, the same
         // replica on a fresh connection is fine when it is the only one.
         let pool = &self.shared.pool;
-        let replica = pool
-            .select(&ctx.tried)
+        // A debate's requests and watchers go to its replica; a pinned client to its replica
+        // while it is ready; everyone else to the best ready replica.
+        let sticky = match (&ctx.debate_key, &ctx.affinity) {
+            (Some(key), _) => pool.select_by_key(key, &ctx.tried),
+            (None, Some(token)) => pool.select_by_token(token, &ctx.tried),
+            (None, None) => None,
+        };
+        let replica = sticky
+            .or_else(|| pool.select(&ctx.tried))
             .or_else(|| (!ctx.tried.is_empty()).then(|| pool.select(&[])).flatten())
             .ok_or_else(|| {
                 Error::explain(HTTPStatus(503), "no engine replica is ready; retry shortly")
@@ -487,6 +541,16 @@ impl ProxyHttp for Gateway {
             response.insert_header("Strict-Transport-Security", self.hsts())?;
         }
         rate_limit_headers(response, ctx.limit)?;
+        if let Some(replica) = &ctx.replica {
+            let token = crate::upstream::affinity_token(replica.addr);
+            if ctx.affinity.as_deref() != Some(token.as_str()) {
+                // Pin the client (new, or re-pinned because its replica left).
+                let cookie = format!(
+                    "{AFFINITY_COOKIE}={token}; Path=/; Max-Age=1800; HttpOnly; Secure; SameSite=Lax"
+                );
+                response.append_header("Set-Cookie", cookie)?;
+            }
+        }
         Ok(())
     }
 
@@ -686,6 +750,31 @@ mod tests {
             assert_eq!(fresh.trace_id.len(), 32);
             assert_ne!(fresh.trace_id, "0".repeat(32));
         }
+    }
+
+    #[test]
+    fn debates_and_affinity_are_read_from_the_request() {
+        let request = |uri: &str, cookie: Option<&str>| {
+            let mut header = RequestHeader::build("GET", uri.as_bytes(), None).unwrap();
+            if let Some(cookie) = cookie {
+                header.insert_header("cookie", cookie).unwrap();
+            }
+            header
+        };
+        assert_eq!(
+            debate_key(&request("/ws?last_seq=3&debate_id=abc", None)).as_deref(),
+            Some("abc")
+        );
+        assert_eq!(
+            debate_key(&request("/api/v1/debates/abc/messages", None)).as_deref(),
+            Some("abc")
+        );
+        assert_eq!(debate_key(&request("/api/debates", None)), None);
+        let pinned = request(
+            "/api/debates",
+            Some("theme=dark; aragora-affinity=00ff; x=1"),
+        );
+        assert_eq!(affinity_cookie(&pinned).as_deref(), Some("00ff"));
     }
 
     #[test]

@@ -116,6 +116,9 @@ impl Replica {
 pub struct UpstreamPool {
     names: RwLock<Vec<String>>,
     replicas: ArcSwap<Vec<Arc<Replica>>>,
+    /// Ketama ring over every known replica (ready or not): a debate's replica changes only
+    /// when its own replica leaves, so removing one remaps only its share.
+    ring: ArcSwap<Option<pingora_ketama::Continuum>>,
     policy: RwLock<HealthPolicy>,
     ready_gauge: IntGaugeVec,
 }
@@ -125,6 +128,7 @@ impl UpstreamPool {
         Self {
             names: RwLock::new(names),
             replicas: ArcSwap::default(),
+            ring: ArcSwap::default(),
             policy: RwLock::new(policy),
             ready_gauge,
         }
@@ -190,6 +194,19 @@ impl UpstreamPool {
             self.ready_gauge
                 .with_label_values(&[&replica.label()])
                 .set(i64::from(replica.is_ready()));
+        }
+        let same_set = {
+            let current = self.replicas.load();
+            current.len() == next.len() && current.iter().zip(&next).all(|(a, b)| a.addr == b.addr)
+        };
+        if !same_set || self.ring.load().is_none() {
+            let buckets: Vec<pingora_ketama::Bucket> = next
+                .iter()
+                .map(|r| pingora_ketama::Bucket::new(r.addr, 1))
+                .collect();
+            self.ring.store(Arc::new(
+                (!buckets.is_empty()).then(|| pingora_ketama::Continuum::new(&buckets)),
+            ));
         }
         self.replicas.store(Arc::new(next));
     }
@@ -292,6 +309,30 @@ impl UpstreamPool {
         })
     }
 
+    /// The ready replica owning `key` on the consistent-hash ring (skipping `exclude`).
+    pub fn select_by_key(&self, key: &str, exclude: &[SocketAddr]) -> Option<Arc<Replica>> {
+        let ring = self.ring.load();
+        let ring = ring.as_ref().as_ref()?;
+        let replicas = self.replicas.load();
+        for addr in ring.node_iter(key.as_bytes()).take(replicas.len() * 4) {
+            if let Some(replica) = replicas.iter().find(|r| r.addr == *addr) {
+                if replica.is_ready() && !exclude.contains(&replica.addr) {
+                    return Some(replica.clone());
+                }
+            }
+        }
+        None
+    }
+
+    /// The ready replica an affinity token names, if any.
+    pub fn select_by_token(&self, token: &str, exclude: &[SocketAddr]) -> Option<Arc<Replica>> {
+        self.replicas
+            .load()
+            .iter()
+            .find(|r| affinity_token(r.addr) == token && r.is_ready() && !exclude.contains(&r.addr))
+            .cloned()
+    }
+
     pub fn views(&self) -> Vec<ReplicaView> {
         self.replicas()
             .iter()
@@ -316,6 +357,16 @@ impl UpstreamPool {
             })
             .collect()
     }
+}
+
+/// The opaque name of a replica in the `aragora-affinity` cookie (no address leaks out).
+pub fn affinity_token(addr: SocketAddr) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in addr.to_string().bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016x}")
 }
 
 /// Runs active health checks and DNS refreshes until `stop` flips. Reads the configuration

@@ -1108,3 +1108,101 @@ async fn failing_closed_refuses_with_429_not_a_5xx_while_redis_is_away() {
         .contains("ARAGORA_RATE_LIMIT_FAIL_OPEN"));
     assert_eq!(upstream.served(), 0);
 }
+
+async fn served_by(
+    client: &reqwest::Client,
+    url: &str,
+    cookie: Option<&str>,
+) -> (String, Option<String>) {
+    let mut request = client.get(url);
+    if let Some(cookie) = cookie {
+        request = request.header("cookie", cookie);
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let set_cookie = response
+        .headers()
+        .get("set-cookie")
+        .map(|v| v.to_str().unwrap().to_string());
+    let body: Value = response.json().await.unwrap();
+    (body["upstream"].as_str().unwrap().to_string(), set_cookie)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debates_stick_to_one_replica_clients_to_their_pin_and_removing_a_replica_remaps_its_share()
+{
+    let upstreams = [
+        EchoUpstream::start(true).await,
+        EchoUpstream::start(true).await,
+        EchoUpstream::start(true).await,
+    ];
+    let names: Vec<String> = upstreams.iter().map(|u| u.addr.to_string()).collect();
+    let gateway = GatewayProcess::start(&names, &[]).await;
+    gateway.wait_ready_count(3, PATIENCE).await;
+    let client = gateway.client();
+
+    // Every request and watcher of one debate reaches the same replica.
+    let debate_url = gateway.https_url("/api/debates/debate-42/messages");
+    let (home, _) = served_by(&client, &debate_url, None).await;
+    for _ in 0..20 {
+        assert_eq!(served_by(&client, &debate_url, None).await.0, home);
+        let ws_style = gateway.https_url("/ws?debate_id=debate-42&last_seq=7");
+        assert_eq!(served_by(&client, &ws_style, None).await.0, home);
+    }
+
+    // A client is pinned by cookie, with the attributes browsers need.
+    let (pinned_to, cookie) = served_by(&client, &gateway.https_url("/api/debates"), None).await;
+    let cookie = cookie.expect("the first response pins the client");
+    for attribute in ["HttpOnly", "Secure", "SameSite=Lax", "Max-Age=1800"] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    let pair = cookie.split(';').next().unwrap().to_string();
+    for _ in 0..20 {
+        let (replica, renewed) =
+            served_by(&client, &gateway.https_url("/api/debates"), Some(&pair)).await;
+        assert_eq!(replica, pinned_to);
+        assert!(renewed.is_none(), "a valid pin is not reissued");
+    }
+
+    let owners = |ids: std::ops::Range<u32>| {
+        let client = client.clone();
+        let gateway = &gateway;
+        async move {
+            let mut owners = Vec::new();
+            for id in ids {
+                let url = gateway.https_url(&format!("/api/debates/d{id}"));
+                owners.push(served_by(&client, &url, None).await.0);
+            }
+            owners
+        }
+    };
+    let before = owners(0..150).await;
+    let distinct: std::collections::BTreeSet<&String> = before.iter().collect();
+    assert_eq!(distinct.len(), 3, "debates spread over every replica");
+
+    // Take the pinned client's replica out: the client is re-pinned, debates on the other
+    // replicas stay where they are.
+    let leaving = upstreams
+        .iter()
+        .find(|u| u.addr.to_string() == pinned_to)
+        .unwrap();
+    leaving.set_ready(false);
+    gateway.wait_ready_count(2, PATIENCE).await;
+    let (moved_to, repinned) =
+        served_by(&client, &gateway.https_url("/api/debates"), Some(&pair)).await;
+    assert_ne!(moved_to, pinned_to);
+    assert!(repinned.is_some(), "the client gets a new pin");
+    let after = owners(0..150).await;
+    let mut moved = 0;
+    for (was, now) in before.iter().zip(&after) {
+        if was != now {
+            assert_eq!(was, &pinned_to, "only debates of the removed replica move");
+            moved += 1;
+        }
+    }
+    let share = moved as f64 / before.len() as f64;
+    assert!(
+        (0.15..=0.55).contains(&share),
+        "{moved} of 150 debates moved ({share:.2}); about 1/3 expected"
+    );
+}
