@@ -79,6 +79,7 @@ pub struct EngineConfig {
     pub openrouter_fallback_model: String,
     pub receipt_signing_key: Option<String>,
     pub receipt_signing_key_previous: Option<String>,
+    pub redis_url: Option<String>,
     /// Per-provider key, base URL and model (`[providers.anthropic]` in TOML; env below).
     pub providers: BTreeMap<String, ProviderSettings>,
     /// Named agents (`[[agents]]` in TOML). Each provider with a key also gets one by default.
@@ -145,6 +146,7 @@ aragora_config::settings! {
     openrouter_fallback_model: ["ARAGORA_OPENROUTER_FALLBACK_MODEL"] "OpenRouter model that answers when an agent's provider fails (needs OPENROUTER_API_KEY).";
     receipt_signing_key: ["ARAGORA_RECEIPT_SIGNING_KEY"] "HMAC-SHA256 key for debate receipts (32+ characters); generated into the data directory when unset outside production.";
     receipt_signing_key_previous: ["ARAGORA_RECEIPT_SIGNING_KEY_PREVIOUS"] "The key before a rotation; receipts signed with it still verify.";
+    redis_url: ["ARAGORA_REDIS_URL", "REDIS_URL"] "Redis through which replicas share debate events, so a watcher on any replica sees every debate; unset, one replica.";
 }
 
 impl Default for EngineConfig {
@@ -185,6 +187,7 @@ impl Default for EngineConfig {
             openrouter_fallback_model: "openai/gpt-4o-mini".into(),
             receipt_signing_key: None,
             receipt_signing_key_previous: None,
+            redis_url: None,
             providers: BTreeMap::new(),
             agents: Vec::new(),
         }
@@ -501,6 +504,13 @@ impl EngineConfig {
             "ARAGORA_RECEIPT_SIGNING_KEY",
             "is required when ARAGORA_ENV=production, so receipts verify across replicas and restarts".into(),
         );
+        if let Some(url) = &self.redis_url {
+            check(
+                url.starts_with("redis://") || url.starts_with("rediss://"),
+                "ARAGORA_REDIS_URL",
+                format!("{url:?} is not a Redis URL; write redis://host:6379/0"),
+            );
+        }
         self.validate_providers(&mut check);
         if self.db_backend == DbBackend::Postgres {
             match &self.database_url {

@@ -25,6 +25,8 @@ pub enum HubMessage {
 #[derive(Clone, Default)]
 pub struct EventHub {
     channels: Arc<Mutex<HashMap<String, broadcast::Sender<HubMessage>>>>,
+    /// Other replicas, when Redis fan-out is configured.
+    fanout: Arc<std::sync::OnceLock<crate::fanout::FanoutSender>>,
 }
 
 impl EventHub {
@@ -37,10 +39,25 @@ impl EventHub {
             .subscribe()
     }
 
-    /// Announces a persisted event to the debate's current subscribers, if any.
+    /// Sends this replica's events to the other replicas too, from now on.
+    pub fn fan_out(&self, sender: crate::fanout::FanoutSender) {
+        let _ = self.fanout.set(sender);
+    }
+
+    /// Announces a persisted event to the debate's current subscribers, here and (with
+    /// fan-out) on the other replicas.
     pub fn publish(&self, event: DebateEvent) {
         let id = event.debate_id.clone();
-        self.send(&id, HubMessage::Event(Arc::new(event)));
+        let message = HubMessage::Event(Arc::new(event));
+        if let Some(fanout) = self.fanout.get() {
+            fanout.send(&id, message.clone());
+        }
+        self.send(&id, message);
+    }
+
+    /// Hands a message from another replica to this replica's subscribers.
+    pub fn deliver(&self, debate_id: &str, message: HubMessage) {
+        self.send(debate_id, message);
     }
 
     /// Streams a fragment of a message being written to the debate's subscribers.
@@ -57,7 +74,8 @@ impl EventHub {
             .lock()
             .map(|c| c.contains_key(debate_id))
             .unwrap_or(false);
-        if !has_subscribers {
+        let fanout = self.fanout.get();
+        if !has_subscribers && fanout.is_none() {
             return;
         }
         let message = json!({
@@ -69,7 +87,11 @@ impl EventHub {
             "data": {"phase": phase, "delta": delta},
             "timestamp": format_ms(now_ms()),
         });
-        self.send(debate_id, HubMessage::Delta(message.to_string().into()));
+        let message = HubMessage::Delta(message.to_string().into());
+        if let Some(fanout) = fanout {
+            fanout.send(debate_id, message.clone());
+        }
+        self.send(debate_id, message);
     }
 
     fn send(&self, debate_id: &str, message: HubMessage) {

@@ -15,6 +15,7 @@
 //! | [`orchestrator`] | admission, concurrency slots, cancel, drain, resume, watchdog |
 //! | [`receipts`] | HMAC-signed receipts of completed debates, with key rotation |
 //! | [`events`] | live per-debate fan-out |
+//! | [`fanout`] | the same across replicas, through Redis pub/sub |
 //! | [`http`] | REST, probes, metrics and WebSocket endpoints |
 //! | [`server`] | process life: bind, connect, migrate, serve, drain |
 
@@ -23,6 +24,7 @@ pub mod config;
 pub mod debate;
 pub mod error;
 pub mod events;
+pub mod fanout;
 pub mod http;
 pub mod metrics;
 pub mod model;

@@ -242,6 +242,17 @@ async fn start_core(config: &EngineConfig, state: &AppState) -> Result<(), Serve
         store,
         orchestrator: orchestrator.clone(),
     });
+    if let Some(url) = &config.redis_url {
+        state.set_phase(Phase::Starting(
+            "connecting to Redis for event fan-out".into(),
+        ));
+        match crate::fanout::start(url, state.hub.clone()).await {
+            Ok(sender) => state.hub.fan_out(sender),
+            Err(err) => {
+                tracing::error!(error = %err, "debate events stay on this replica; watchers on other replicas catch up only when they reconnect")
+            }
+        }
+    }
     state.set_phase(Phase::Starting("resuming unfinished debates".into()));
     orchestrator
         .resume_unfinished()

@@ -439,7 +439,10 @@ async fn a_full_queue_answers_429_with_retry_after() {
         .contains("ARAGORA_MAX_CONCURRENT_DEBATES"));
 
     let (_, second) = engine.get(&format!("/api/debates/{queued}")).await;
-    assert_eq!(second["status"], "queued");
+    assert_eq!(
+        second["status"], "queued",
+        "the second waits for the only slot: {second}"
+    );
     let (status, cancelled) = engine
         .post_json(&format!("/api/debates/{queued}/cancel"), &json!({}))
         .await;

@@ -196,3 +196,29 @@ async fn bad_subscriptions_get_error_events_and_idle_sockets_get_heartbeats() {
         Some(1.0)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watcher_on_another_replica_sees_every_event_through_redis() {
+    let database = crate::support::TestDatabase::create().await;
+    let with_redis = || {
+        EngineOptions::postgres(&database.url)
+            .env("ARAGORA_REDIS_URL", "redis://127.0.0.1:6379/0")
+            .env("ARAGORA_OFFLINE_AGENT_LATENCY_MS", 60)
+    };
+    let runner = Engine::start(with_redis()).await;
+    let watcher = Engine::start(with_redis()).await;
+    let id = runner
+        .start_debate(json!({"topic": "Across replicas", "rounds": 3}))
+        .await;
+    // Watch through the replica that is not running the debate.
+    let mut socket = connect(&watcher.ws_url(&format!("/ws?debate_id={id}"))).await;
+    let mut received = Vec::new();
+    read_to_end(&mut socket, &mut received).await;
+    let debate = runner.wait_final(&id, PATIENCE).await;
+    let total = debate["last_seq"].as_i64().unwrap();
+    assert_eq!(
+        seqs(&received),
+        (1..=total).collect::<Vec<_>>(),
+        "every event once, in order"
+    );
+}
