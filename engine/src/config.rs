@@ -657,6 +657,7 @@ mod tests {
             database_url: Some("x".into()),
             receipt_signing_key: Some("x".into()),
             receipt_signing_key_previous: Some("x".into()),
+            redis_url: Some("x".into()),
             ..EngineConfig::default()
         })
         .unwrap();
