@@ -139,8 +139,12 @@ impl Orchestrator {
 
     /// Starts the task that waits for a slot and runs the debate.
     fn spawn(&self, record: DebateRecord) {
-        let (entry, done_tx) = Self::new_local();
+        let (mut entry, done_tx) = Self::new_local();
         let stop_rx = entry.stop.subscribe();
+        // Take a free slot now, so debates start in the order they were admitted (a task's
+        // first poll is not); with debates already waiting, no slot is free to take.
+        let slot = self.slots.clone().try_acquire_owned().ok();
+        entry.running = slot.is_some();
         // Keep a stop requested between admit and spawn.
         let previous = self.lock().insert(record.id.clone(), entry);
         if let Some(reason) = previous.and_then(|p| *p.stop.borrow()) {
@@ -150,7 +154,7 @@ impl Orchestrator {
         let this = self.clone();
         tokio::spawn(async move {
             let id = record.id.clone();
-            this.run_when_slot_free(record, stop_rx).await;
+            this.run_when_slot_free(record, stop_rx, slot).await;
             this.lock().remove(&id);
             this.update_gauges();
             let _ = done_tx.send(true);
@@ -162,10 +166,16 @@ impl Orchestrator {
         &self,
         record: DebateRecord,
         mut stop: watch::Receiver<Option<StopReason>>,
+        slot: Option<tokio::sync::OwnedSemaphorePermit>,
     ) {
         let id = record.id.clone();
         let permit = tokio::select! {
-            permit = self.slots.clone().acquire_owned() => permit.ok(),
+            permit = async {
+                match slot {
+                    Some(permit) => Ok(permit),
+                    None => self.slots.clone().acquire_owned().await,
+                }
+            } => permit.ok(),
             reason = async { stop.wait_for(Option::is_some).await.ok().and_then(|r| *r) } => {
                 let reason = reason.unwrap_or(StopReason::Draining);
                 if let Err(err) = self.end_queued(&record, reason).await {
