@@ -685,6 +685,12 @@ impl ProxyHttp for Gateway {
             .request_latency
             .with_label_values(&[ctx.method, ctx.route])
             .observe(elapsed.as_secs_f64());
+        if ctx.upgrade && status != 101 {
+            metrics
+                .websocket_upgrade_failures
+                .with_label_values(&[ctx.route])
+                .inc();
+        }
         if let Some(replica) = ctx.replica.take() {
             replica.inflight.fetch_sub(1, Ordering::Relaxed);
         }

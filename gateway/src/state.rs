@@ -20,6 +20,7 @@ pub struct GatewayMetrics {
     pub ready: IntGauge,
     pub rate_limited: IntCounterVec,
     pub rate_limit_backend_errors: IntCounter,
+    pub websocket_upgrade_failures: IntCounterVec,
 }
 
 impl GatewayMetrics {
@@ -41,6 +42,7 @@ impl GatewayMetrics {
             rate_limited: cat::RATE_LIMITED_TOTAL.counter(&registry),
             rate_limit_backend_errors: cat::RATE_LIMIT_BACKEND_ERRORS_TOTAL
                 .counter_single(&registry),
+            websocket_upgrade_failures: cat::WEBSOCKET_UPGRADE_FAILURES_TOTAL.counter(&registry),
             registry,
         };
         (metrics, upstream_ready)

@@ -205,6 +205,14 @@ pub const RATE_LIMIT_BACKEND_ERRORS_TOTAL: MetricDef = MetricDef {
     buckets: &[],
 };
 
+pub const WEBSOCKET_UPGRADE_FAILURES_TOTAL: MetricDef = MetricDef {
+    name: "aragora_websocket_upgrade_failures_total",
+    kind: MetricKind::Counter,
+    help: "WebSocket upgrade requests through the gateway that did not end in 101 Switching Protocols, by route template.",
+    labels: &["route"],
+    buckets: &[],
+};
+
 pub const WEBSOCKET_CONNECTIONS: MetricDef = MetricDef {
     name: "aragora_websocket_connections",
     kind: MetricKind::Gauge,
@@ -252,6 +260,7 @@ pub const ALL: &[MetricDef] = &[
     MAINTENANCE_MODE,
     RATE_LIMITED_TOTAL,
     RATE_LIMIT_BACKEND_ERRORS_TOTAL,
+    WEBSOCKET_UPGRADE_FAILURES_TOTAL,
     WEBSOCKET_CONNECTIONS,
     READY,
     BUILD_INFO,

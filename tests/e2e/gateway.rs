@@ -151,6 +151,34 @@ async fn http_redirects_https_serves_h1_and_h2_with_hsts_and_tls_1_1_is_refused(
         "the server refused the handshake: {said}"
     );
 
+    // A WebSocket upgrade the replica does not accept is counted as a failed upgrade.
+    let refused_upgrade = gateway
+        .client_builder()
+        .http1_only()
+        .build()
+        .unwrap()
+        .get(gateway.https_url("/ws?debate_id=x"))
+        .header("connection", "Upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        refused_upgrade.status(),
+        200,
+        "the echo replica answers instead of switching"
+    );
+    let upgrade_failures = eventually("the failed upgrade to be counted", PATIENCE, || async {
+        sample(
+            &gateway.metrics().await,
+            "aragora_websocket_upgrade_failures_total{route=\"/ws\"}",
+        )
+    })
+    .await;
+    assert_eq!(upgrade_failures, 1.0);
+
     // One JSON access line per request, with the request id and the caller's trace.
     let line = eventually("the access log line", PATIENCE, || async {
         gateway
