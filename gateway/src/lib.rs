@@ -179,6 +179,24 @@ impl RunningGateway {
             ("ARAGORA_ADMIN_PORT", old.admin_port != config.admin_port),
             ("ARAGORA_GATEWAY_THREADS", old.threads != config.threads),
             ("ARAGORA_REDIS_URL", old.redis_url != config.redis_url),
+            // The shared limiter, pingora's grace period and the drain task are built from
+            // these at start.
+            (
+                "ARAGORA_RATE_LIMIT_FAIL_OPEN",
+                old.rate_limit_fail_open != config.rate_limit_fail_open,
+            ),
+            (
+                "ARAGORA_RATE_LIMIT_KEY_PREFIX",
+                old.rate_limit_key_prefix != config.rate_limit_key_prefix,
+            ),
+            (
+                "ARAGORA_GATEWAY_DRAIN_DELAY",
+                old.drain_delay_secs != config.drain_delay_secs,
+            ),
+            (
+                "ARAGORA_GATEWAY_DRAIN_TIMEOUT",
+                old.drain_timeout_secs != config.drain_timeout_secs,
+            ),
         ];
         for (setting, changed) in fixed {
             if changed {

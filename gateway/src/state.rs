@@ -21,6 +21,7 @@ pub struct GatewayMetrics {
     pub rate_limited: IntCounterVec,
     pub rate_limit_backend_errors: IntCounter,
     pub websocket_upgrade_failures: IntCounterVec,
+    pub websocket_connections: prometheus::IntGaugeVec,
 }
 
 impl GatewayMetrics {
@@ -43,6 +44,7 @@ impl GatewayMetrics {
             rate_limit_backend_errors: cat::RATE_LIMIT_BACKEND_ERRORS_TOTAL
                 .counter_single(&registry),
             websocket_upgrade_failures: cat::WEBSOCKET_UPGRADE_FAILURES_TOTAL.counter(&registry),
+            websocket_connections: cat::GATEWAY_WEBSOCKET_CONNECTIONS.gauge_vec(&registry),
             registry,
         };
         (metrics, upstream_ready)

@@ -221,6 +221,18 @@ pub const WEBSOCKET_CONNECTIONS: MetricDef = MetricDef {
     buckets: &[],
 };
 
+/// The gateway's view of the same gauge: upgraded connections it holds open, per engine replica
+/// (`upstream` is the replica's address), so a drained replica's share is seen moving. Same name
+/// as [`WEBSOCKET_CONNECTIONS`], told apart by the scrape's `job`; not in [`ALL`], whose names
+/// are unique.
+pub const GATEWAY_WEBSOCKET_CONNECTIONS: MetricDef = MetricDef {
+    name: "aragora_websocket_connections",
+    kind: MetricKind::Gauge,
+    help: "WebSocket connections the gateway holds open now, by engine replica.",
+    labels: &["upstream"],
+    buckets: &[],
+};
+
 pub const READY: MetricDef = MetricDef {
     name: "aragora_ready",
     kind: MetricKind::Gauge,

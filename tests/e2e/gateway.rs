@@ -266,24 +266,72 @@ async fn only_ready_replicas_get_traffic_and_none_ready_answers_503_at_once() {
         "the gateway is not ready without a ready replica"
     );
 
-    // A replica that failed before needs two passing checks in a row to come back.
+    // A replica never ready before serves from its first passing check, like any new one.
     unready.set_ready(true);
     let view = gateway.wait_ready_count(1, PATIENCE).await;
-    let back = view["upstreams"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|u| u["ready"] == true)
-        .unwrap();
-    assert_eq!(back["addr"], unready.addr.to_string());
-    assert!(back["consecutive_ok"].as_u64().unwrap() >= 2, "{back}");
+    let replica = |view: &Value, addr: std::net::SocketAddr| {
+        view["upstreams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["addr"] == addr.to_string())
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(replica(&view, unready.addr)["ready"], true);
     let response = client
         .get(gateway.https_url("/api/debates"))
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
+    // One taken out of rotation needs two passing checks in a row to come back.
+    ready.set_ready(true);
+    let view = gateway.wait_ready_count(2, PATIENCE).await;
+    let back = replica(&view, ready.addr);
+    assert!(back["consecutive_ok"].as_u64().unwrap() >= 2, "{back}");
     assert_eq!(unready.served(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_hanging_up_mid_request_gets_a_json_502_and_a_post_is_never_replayed() {
+    let replicas = [
+        EchoUpstream::start(true).await,
+        EchoUpstream::start(true).await,
+    ];
+    let names: Vec<String> = replicas.iter().map(|r| r.addr.to_string()).collect();
+    let gateway = GatewayProcess::start(&names, &[]).await;
+    gateway.wait_ready_count(2, PATIENCE).await;
+    let client = gateway.client();
+    let served = || replicas.iter().map(EchoUpstream::served).sum::<usize>();
+    for (method, attempt) in [("GET", 1), ("POST", 2), ("GET", 3), ("POST", 4)] {
+        let response = client
+            .request(method.parse().unwrap(), gateway.https_url("/hang-up"))
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 502, "{method}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "bad_gateway", "{method}: {body}");
+        assert_eq!(
+            served(),
+            attempt,
+            "{method}: the request reached a replica once, never replayed"
+        );
+    }
+    let inflight = eventually(
+        "the gateway's in-flight count back to 0",
+        PATIENCE,
+        || async {
+            let metrics = gateway.metrics().await;
+            (sample(&metrics, "aragora_gateway_inflight_requests") == Some(0.0)).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(inflight, ());
+    let fine = client.get(gateway.https_url("/api/debates")).send().await;
+    assert_eq!(fine.unwrap().status(), 200, "the gateway keeps serving");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -353,19 +401,7 @@ async fn limits_answer_their_status_and_maintenance_mode_blocks_all_but_health()
     );
 
     // A client that sends its headers and then stalls mid-body is cut off.
-    let connector = {
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in rustls_pemfile::certs(&mut gateway.cert_pem.as_slice()) {
-            roots.add(cert.unwrap()).unwrap();
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        tokio_rustls::TlsConnector::from(Arc::new(config))
-    };
+    let connector = gateway.tls_connector();
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", gateway.https_port))
         .await
         .unwrap();
