@@ -121,7 +121,14 @@ pub struct UpArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let code = run_command(Cli::parse());
+    // The log writer runs on its own thread; its buffered lines (the shutdown story) go out
+    // before the process does.
+    aragora_telemetry::flush_logs();
+    code
+}
+
+fn run_command(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Gateway(args) => run::gateway(&args),
         Command::Receipt(ReceiptCommand::Verify {

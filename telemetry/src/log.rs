@@ -6,8 +6,9 @@ use std::sync::OnceLock;
 use tracing_appender::non_blocking::{NonBlocking, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
-/// Keeps the log writer's thread alive (and flushing) for the life of the process.
-static WRITER_GUARD: OnceLock<WorkerGuard> = OnceLock::new();
+/// Keeps the log writer's thread alive until [`flush_logs`] drops it: statics are never
+/// dropped, so without that call the last lines before exit ("stopped") would be lost.
+static WRITER_GUARD: std::sync::Mutex<Option<WorkerGuard>> = std::sync::Mutex::new(None);
 /// The same writer, for access-log lines serialized without `tracing`'s field machinery.
 static ACCESS_WRITER: OnceLock<NonBlocking> = OnceLock::new();
 /// Whether access lines are wanted (the level allows `info`).
@@ -54,6 +55,16 @@ pub enum LogFormat {
 /// Installs the global subscriber. `level` is the seeds' `ARAGORA_LOG_LEVEL` (DEBUG, INFO,
 /// WARNING, ERROR, case-insensitive) or a full `tracing` filter (`info,sqlx=warn`).
 /// Calling it twice keeps the first subscriber.
+/// Writes out every buffered log line and stops the writer thread; call once, last, before
+/// the process exits. Lines logged afterwards are dropped.
+pub fn flush_logs() {
+    let guard = WRITER_GUARD
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
+    drop(guard);
+}
+
 pub fn init_logging(level: &str, format: LogFormat) {
     let directive = match level.to_ascii_lowercase().as_str() {
         "warning" => "warn".to_string(),
@@ -70,8 +81,12 @@ pub fn init_logging(level: &str, format: LogFormat) {
         .lossy(false)
         .buffered_lines_limit(64 * 1024)
         .finish(std::io::stderr());
-    if WRITER_GUARD.set(guard).is_err() {
-        return;
+    {
+        let mut slot = WRITER_GUARD.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_some() || ACCESS_WRITER.get().is_some() {
+            return;
+        }
+        *slot = Some(guard);
     }
     let _ = ACCESS_WRITER.set(writer.clone());
     let _ = ACCESS_ENABLED.set(!matches!(directive.as_str(), "warn" | "error" | "off"));

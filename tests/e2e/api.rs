@@ -372,10 +372,15 @@ async fn bad_input_gets_a_clear_json_error_and_changes_nothing() {
             "Content-Type: application/json",
         )
     });
+    // A fresh connection per case: after refusing a body it did not read (413), a server
+    // closes the connection, and a pooled client could race that close.
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
     for case in cases {
         let method = reqwest::Method::from_bytes(case.method.as_bytes()).unwrap();
-        let mut request = engine
-            .http
+        let mut request = client
             .request(method, engine.url(&case.path))
             .body(case.body.clone());
         if let Some(content_type) = case.content_type {
