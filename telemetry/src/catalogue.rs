@@ -181,6 +181,38 @@ pub const TLS_CERT_EXPIRY_TIMESTAMP_SECONDS: MetricDef = MetricDef {
     buckets: &[],
 };
 
+pub const TLS_HANDSHAKES_TOTAL: MetricDef = MetricDef {
+    name: "aragora_tls_handshakes_total",
+    kind: MetricKind::Counter,
+    help: "TLS handshakes the gateway completed on its HTTPS listener, by protocol version.",
+    labels: &["version"],
+    buckets: &[],
+};
+
+pub const TLS_HANDSHAKE_FAILURES_TOTAL: MetricDef = MetricDef {
+    name: "aragora_tls_handshake_failures_total",
+    kind: MetricKind::Counter,
+    help: "TLS handshakes on the gateway's HTTPS listener that failed or timed out (an old protocol version, no shared cipher, a client that hung up).",
+    labels: &[],
+    buckets: &[],
+};
+
+pub const GATEWAY_CONNECTIONS: MetricDef = MetricDef {
+    name: "aragora_gateway_connections",
+    kind: MetricKind::Gauge,
+    help: "TLS connections open on the gateway's HTTPS listener now.",
+    labels: &[],
+    buckets: &[],
+};
+
+pub const GATEWAY_CONNECTIONS_REFUSED_TOTAL: MetricDef = MetricDef {
+    name: "aragora_gateway_connections_refused_total",
+    kind: MetricKind::Counter,
+    help: "Connections the gateway closed at accept because ARAGORA_GATEWAY_MAX_CONNECTIONS were open.",
+    labels: &[],
+    buckets: &[],
+};
+
 pub const MAINTENANCE_MODE: MetricDef = MetricDef {
     name: "aragora_maintenance_mode",
     kind: MetricKind::Gauge,
@@ -269,6 +301,10 @@ pub const ALL: &[MetricDef] = &[
     UPSTREAM_RETRIES_TOTAL,
     GATEWAY_INFLIGHT_REQUESTS,
     TLS_CERT_EXPIRY_TIMESTAMP_SECONDS,
+    TLS_HANDSHAKES_TOTAL,
+    TLS_HANDSHAKE_FAILURES_TOTAL,
+    GATEWAY_CONNECTIONS,
+    GATEWAY_CONNECTIONS_REFUSED_TOTAL,
     MAINTENANCE_MODE,
     RATE_LIMITED_TOTAL,
     RATE_LIMIT_BACKEND_ERRORS_TOTAL,

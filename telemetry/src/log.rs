@@ -4,7 +4,88 @@ use serde::Serialize;
 use std::io::Write;
 use std::sync::OnceLock;
 use tracing_appender::non_blocking::{NonBlocking, NonBlockingBuilder, WorkerGuard};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
+
+/// A condition a library reports only by logging it, counted as a metric.
+struct LogCounter {
+    target_prefix: &'static str,
+    message_prefix: &'static str,
+    counter: prometheus::IntCounter,
+}
+
+static LOG_COUNTERS: std::sync::RwLock<Vec<LogCounter>> = std::sync::RwLock::new(Vec::new());
+
+/// Counts warnings and errors whose target starts with `target_prefix` and whose message
+/// starts with `message_prefix` in `counter`. Pingora, for one, reports a failed TLS handshake
+/// only as an error line (`Downstream handshake error ...`) and carries on.
+pub fn count_log_events(
+    target_prefix: &'static str,
+    message_prefix: &'static str,
+    counter: prometheus::IntCounter,
+) {
+    LOG_COUNTERS
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(LogCounter {
+            target_prefix,
+            message_prefix,
+            counter,
+        });
+}
+
+/// The layer behind [`count_log_events`]; looks only at warnings and errors.
+struct CountingLayer;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for CountingLayer {
+    fn on_event(
+        &self,
+        event: &tracing::Event<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        if *event.metadata().level() > tracing::Level::WARN {
+            return;
+        }
+        let counters = LOG_COUNTERS.read().unwrap_or_else(|e| e.into_inner());
+        // Records bridged from the `log` crate carry their target in a field, not metadata.
+        let mut fields = MessageAndTarget::default();
+        event.record(&mut fields);
+        let target = fields
+            .log_target
+            .as_deref()
+            .unwrap_or(event.metadata().target());
+        for rule in counters.iter() {
+            if target.starts_with(rule.target_prefix)
+                && fields.message.starts_with(rule.message_prefix)
+            {
+                rule.counter.inc();
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct MessageAndTarget {
+    message: String,
+    log_target: Option<String>,
+}
+
+impl tracing::field::Visit for MessageAndTarget {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        match field.name() {
+            "message" => self.message = value.to_string(),
+            "log.target" => self.log_target = Some(value.to_string()),
+            _ => {}
+        }
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.message = format!("{value:?}");
+        }
+    }
+}
 
 /// Keeps the log writer's thread alive until [`flush_logs`] drops it: statics are never
 /// dropped, so without that call the last lines before exit ("stopped") would be lost.
@@ -90,15 +171,14 @@ pub fn init_logging(level: &str, format: LogFormat) {
     }
     let _ = ACCESS_WRITER.set(writer.clone());
     let _ = ACCESS_ENABLED.set(!matches!(directive.as_str(), "warn" | "error" | "off"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer);
+    let registry = tracing_subscriber::registry()
+        .with(filter)
+        .with(CountingLayer);
+    let fmt = tracing_subscriber::fmt::layer().with_writer(writer);
     let _ = match format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
+        LogFormat::Json => registry
+            .with(fmt.json().flatten_event(true).with_current_span(false))
             .try_init(),
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Text => registry.with(fmt).try_init(),
     };
 }

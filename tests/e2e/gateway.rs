@@ -150,6 +150,21 @@ async fn http_redirects_https_serves_h1_and_h2_with_hsts_and_tls_1_1_is_refused(
         said.contains("Cipher is (NONE)") && said.contains("alert"),
         "the server refused the handshake: {said}"
     );
+    let failures = eventually("the refused handshake to be counted", PATIENCE, || async {
+        let metrics = gateway.metrics().await;
+        sample(&metrics, "aragora_tls_handshake_failures_total").filter(|n| *n >= 1.0)
+    })
+    .await;
+    assert!(failures >= 1.0);
+    let metrics = gateway.metrics().await;
+    let tls12 = sample(
+        &metrics,
+        "aragora_tls_handshakes_total{version=\"TLSv1.2\"}",
+    );
+    assert!(
+        tls12 >= Some(1.0),
+        "the TLS 1.2 handshake is counted: {tls12:?}"
+    );
 
     // A WebSocket upgrade the replica does not accept is counted as a failed upgrade.
     let refused_upgrade = gateway
@@ -291,6 +306,45 @@ async fn only_ready_replicas_get_traffic_and_none_ready_answers_503_at_once() {
     let back = replica(&view, ready.addr);
     assert!(back["consecutive_ok"].as_u64().unwrap() >= 2, "{back}");
     assert_eq!(unready.served(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_limit_are_closed_at_accept_and_counted() {
+    let (_upstream, gateway) =
+        gateway_with_echo(&[("ARAGORA_GATEWAY_MAX_CONNECTIONS", "2".into())]).await;
+    let connector = gateway.tls_connector();
+    let open = || async {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", gateway.https_port))
+            .await
+            .unwrap();
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        connector.connect(name, tcp).await
+    };
+    let first = open().await.expect("first connection");
+    let second = open().await.expect("second connection");
+    eventually("two open connections", PATIENCE, || async {
+        let metrics = gateway.metrics().await;
+        (sample(&metrics, "aragora_gateway_connections") == Some(2.0)).then_some(())
+    })
+    .await;
+    assert!(
+        open().await.is_err(),
+        "a third connection is closed at accept"
+    );
+    let metrics = gateway.metrics().await;
+    assert_eq!(
+        sample(&metrics, "aragora_gateway_connections_refused_total"),
+        Some(1.0)
+    );
+    drop(first);
+    eventually("a closed connection frees its place", PATIENCE, || async {
+        let metrics = gateway.metrics().await;
+        (sample(&metrics, "aragora_gateway_connections") == Some(1.0)).then_some(())
+    })
+    .await;
+    let again = open().await;
+    assert!(again.is_ok(), "room again after one closed");
+    drop(second);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
