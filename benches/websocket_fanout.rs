@@ -264,9 +264,9 @@ async fn main() {
     tokio::time::sleep(hold).await;
     let still_open = sinks.len() - deliveries.closed.load(Ordering::SeqCst);
     let held_rss = (rss_bytes(gateway_pid), rss_bytes(engine_pid));
-    let per_connection = |after: u64, before: u64| {
-        after.saturating_sub(before) as f64 / sinks.len().max(1) as f64 / 1024.0
-    };
+    let held = sinks.len().max(1) as f64;
+    let per_connection =
+        |after: u64, before: u64| after.saturating_sub(before) as f64 / held / 1024.0;
 
     // One debate, watched by every connection.
     let created: serde_json::Value = http_client
