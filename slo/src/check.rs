@@ -97,7 +97,9 @@ fn check_period(period: PromDuration, problems: &mut Vec<String>) {
     if !period.seconds().is_multiple_of(day) || period < MIN_PERIOD || period > MAX_PERIOD {
         problems.push(format!(
             "period {period} does not fit the alert windows (5m to 3d): use whole days from \
-             {MIN_PERIOD} to {MAX_PERIOD}, such as 30d"
+             {}d to {}d, such as 30d",
+            MIN_PERIOD.seconds() / day,
+            MAX_PERIOD.seconds() / day
         ));
     }
 }
@@ -188,19 +190,21 @@ fn catalogue_entry(series: &str) -> Option<(&'static MetricDef, &'static str)> {
     })
 }
 
-/// The catalogue name sharing the longest prefix with `name`, if any shares a word.
+/// The catalogue name sharing the most words with `name` (`aragora_requests_total`, the
+/// seeds' spelling, finds `aragora_http_requests_total`).
 fn closest(name: &str) -> Option<&'static str> {
-    let common = |other: &str| {
-        name.chars()
-            .zip(other.chars())
-            .take_while(|(a, b)| a == b)
-            .count()
+    let words = |text: &str| -> HashSet<String> {
+        text.split('_')
+            .filter(|word| *word != "aragora")
+            .map(str::to_string)
+            .collect()
     };
+    let wanted = words(name);
     catalogue::ALL
         .iter()
-        .map(|def| (common(def.name), def.name))
-        .filter(|(length, _)| *length > "aragora_".len())
-        .max_by_key(|(length, _)| *length)
+        .map(|def| (words(def.name).intersection(&wanted).count(), def.name))
+        .filter(|(shared, _)| *shared > 0)
+        .max_by_key(|(shared, _)| *shared)
         .map(|(_, name)| name)
 }
 

@@ -209,7 +209,7 @@ pub fn alerts(settings: &SloSettings) -> Vec<OperationalAlert> {
             description: format!("Over the last hour more than {}% of debates (cancelled ones aside) ended failed or timed_out (SLO {}%).", debate_budget * 100.0, settings.debate_success_target),
             fires: scenario("one debate in ten fails", &[(&debates("consensus"), steady(9.0, 90)), (&debates("failed"), steady(1.0, 90))], &[45]).firing(&[&[]]),
             quiet: vec![
-                scenario("no debates", &[(&debates("consensus"), flat(0.0, 90)), (&debates("failed"), flat(0.0, 90))], &[45]),
+                scenario("zero traffic (no debates)", &[(&debates("consensus"), flat(0.0, 90)), (&debates("failed"), flat(0.0, 90))], &[45]),
                 scenario("one bad minute", &[(&debates("consensus"), steady(9.0, 90)), (&debates("failed"), with_jump(0.0, 10.0, 11, 90))], &[15, 45]),
                 scenario("only cancellations", &[(&debates("consensus"), steady(9.0, 90)), (&debates("cancelled"), steady(9.0, 90))], &[45]),
             ],

@@ -44,28 +44,46 @@ struct FileSlo {
     alerting: FileAlerting,
 }
 
+/// Exactly one of the kinds; a struct of options because YAML writes them as keys
+/// (`sli: {events: ...}`), which serde_yaml does not read as an enum.
 #[derive(Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
-enum FileSli {
-    Events {
-        error_query: String,
-        total_query: String,
-    },
-    Raw {
-        error_ratio_query: String,
-    },
-    Requests {
-        metric: String,
-        #[serde(default)]
-        selector: String,
-        error: String,
-    },
-    Latency {
-        metric: String,
-        #[serde(default)]
-        selector: String,
-        threshold_ms: f64,
-    },
+#[serde(deny_unknown_fields)]
+struct FileSli {
+    events: Option<Events>,
+    raw: Option<Raw>,
+    requests: Option<Requests>,
+    latency: Option<Latency>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Events {
+    error_query: String,
+    total_query: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    error_ratio_query: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Requests {
+    metric: String,
+    #[serde(default)]
+    selector: String,
+    error: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Latency {
+    metric: String,
+    #[serde(default)]
+    selector: String,
+    threshold_ms: f64,
 }
 
 #[derive(Deserialize, Default)]
@@ -123,38 +141,61 @@ fn convert(slo: FileSlo, dialect: Dialect) -> Result<Slo, SloError> {
     let period = PromDuration::parse(period_text)
         .map_err(|err| SloError::Format(format!("SLO {:?}: period {err}", slo.name)))?;
     let (sli, shape) = match slo.sli {
-        FileSli::Events {
-            error_query,
-            total_query,
+        FileSli {
+            events: Some(events),
+            raw: None,
+            requests: None,
+            latency: None,
         } => (
             Sli::Events {
-                error_query,
-                total_query,
+                error_query: events.error_query,
+                total_query: events.total_query,
             },
             None,
         ),
-        FileSli::Raw { error_ratio_query } => (Sli::Raw { error_ratio_query }, None),
-        FileSli::Requests { .. } | FileSli::Latency { .. } if dialect == Dialect::Sloth => {
-            return Err(own_only("a `requests` or `latency` SLI"))
+        FileSli {
+            events: None,
+            raw: Some(raw),
+            requests: None,
+            latency: None,
+        } => (
+            Sli::Raw {
+                error_ratio_query: raw.error_ratio_query,
+            },
+            None,
+        ),
+        FileSli {
+            requests: Some(_), ..
         }
-        FileSli::Requests {
-            metric,
-            selector,
-            error,
+        | FileSli {
+            latency: Some(_), ..
+        } if dialect == Dialect::Sloth => return Err(own_only("a `requests` or `latency` SLI")),
+        FileSli {
+            events: None,
+            raw: None,
+            requests: Some(requests),
+            latency: None,
         } => shaped(SliShape::Requests {
-            metric,
-            selector,
-            error,
+            metric: requests.metric,
+            selector: requests.selector,
+            error: requests.error,
         }),
-        FileSli::Latency {
-            metric,
-            selector,
-            threshold_ms,
+        FileSli {
+            events: None,
+            raw: None,
+            requests: None,
+            latency: Some(latency),
         } => shaped(SliShape::Latency {
-            metric,
-            selector,
-            threshold_seconds: threshold_ms / 1000.0,
+            metric: latency.metric,
+            selector: latency.selector,
+            threshold_seconds: latency.threshold_ms / 1000.0,
         }),
+        _ => {
+            return Err(SloError::Format(format!(
+                "SLO {:?}: give the SLI exactly one of events, raw, requests or latency",
+                slo.name
+            )))
+        }
     };
     let alerting = slo.alerting;
     Ok(Slo {
