@@ -58,6 +58,9 @@ enum SloCommand {
         /// Directory to write into; created if missing.
         #[arg(long, default_value = "alerts")]
         out: PathBuf,
+        /// Also write the Grafana dashboards into this directory (dashboards/ here).
+        #[arg(long)]
+        dashboards: Option<PathBuf>,
     },
 }
 
@@ -158,9 +161,11 @@ fn main() -> ExitCode {
             data_dir,
         }) => checks::verify_receipt(&file, config, data_dir),
         Command::Slo(SloCommand::Check(arg)) => slo::check(arg.spec.as_deref()),
-        Command::Slo(SloCommand::Generate { spec, out }) => {
-            slo::generate(spec.spec.as_deref(), &out)
-        }
+        Command::Slo(SloCommand::Generate {
+            spec,
+            out,
+            dashboards,
+        }) => slo::generate(spec.spec.as_deref(), &out, dashboards.as_deref()),
         command => {
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

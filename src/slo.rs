@@ -47,7 +47,7 @@ pub fn check(spec: Option<&Path>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-pub fn generate(spec: Option<&Path>, out: &Path) -> ExitCode {
+pub fn generate(spec: Option<&Path>, out: &Path, dashboards: Option<&Path>) -> ExitCode {
     let (spec, settings) = match load(spec) {
         Ok(loaded) => loaded,
         Err(code) => return code,
@@ -56,11 +56,17 @@ pub fn generate(spec: Option<&Path>, out: &Path) -> ExitCode {
         Ok(files) => files,
         Err(err) => return fail(&err),
     };
-    if let Err(err) = aragora_slo::generate::write(out, &files) {
-        return fail(&err);
+    let mut outputs = vec![(out, files)];
+    if let Some(dir) = dashboards {
+        outputs.push((dir, aragora_slo::generate::dashboard_files(&settings)));
     }
-    for file in &files {
-        println!("wrote {}", out.join(file.name).display());
+    for (dir, files) in outputs {
+        if let Err(err) = aragora_slo::generate::write(dir, &files) {
+            return fail(&err);
+        }
+        for file in &files {
+            println!("wrote {}", dir.join(file.name).display());
+        }
     }
     ExitCode::SUCCESS
 }

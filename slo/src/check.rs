@@ -174,8 +174,9 @@ fn check_metric(selector: &promql::Selector, problems: &mut Vec<String>) {
     }
 }
 
-/// The catalogue metric a series name belongs to, with the histogram suffix it carries.
-fn catalogue_entry(series: &str) -> Option<(&'static MetricDef, &'static str)> {
+/// The catalogue metric a series name belongs to, with the histogram suffix it carries
+/// (`aragora_request_latency_seconds_bucket` → the histogram and `_bucket`).
+pub fn catalogue_entry(series: &str) -> Option<(&'static MetricDef, &'static str)> {
     catalogue::ALL.iter().find_map(|def| {
         if def.name == series {
             return Some((def, ""));

@@ -53,6 +53,19 @@ fn file(name: &'static str, value: &impl Serialize) -> Result<GeneratedFile, Slo
     })
 }
 
+/// The Grafana dashboards, thresholds from the settings.
+pub fn dashboard_files(settings: &SloSettings) -> Vec<GeneratedFile> {
+    let threshold = settings.latency_p99_target_ms as f64 / 1000.0;
+    crate::dashboards::dashboards(threshold)
+        .into_iter()
+        .map(|dashboard| GeneratedFile {
+            name: dashboard.file,
+            // Rendering a `Value` to a string cannot fail.
+            text: format!("{:#}\n", dashboard.json),
+        })
+        .collect()
+}
+
 /// Writes the files into `dir`, creating it.
 pub fn write(dir: &Path, files: &[GeneratedFile]) -> Result<(), SloError> {
     let io = |path: &Path| {

@@ -11,6 +11,7 @@
 //! name what aragora exports.
 
 pub mod check;
+pub mod dashboards;
 pub mod duration;
 pub mod generate;
 pub mod model;
