@@ -6,10 +6,12 @@
 //! | `settings` | config from file, environment and flags for each component; printing problems |
 //! | `run` | `serve`, `gateway` and `up`: starting components, signals, shutdown order |
 //! | `checks` | `validate-env` and `receipt verify` |
+//! | `slo` | `slo check` and `slo generate`: SLO specs to Prometheus rules |
 
 mod checks;
 mod run;
 mod settings;
+mod slo;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -40,6 +42,35 @@ enum Command {
     /// Debate receipts.
     #[command(subcommand)]
     Receipt(ReceiptCommand),
+    /// SLOs: check a spec, generate Prometheus rules and their promtool tests.
+    #[command(subcommand)]
+    Slo(SloCommand),
+}
+
+#[derive(Subcommand)]
+enum SloCommand {
+    /// Print every problem of an SLO spec, each with its fix; exit 78 on any.
+    Check(SloSpecArg),
+    /// Write the rule files and their promtool tests (alerts/ in this repository).
+    Generate {
+        #[command(flatten)]
+        spec: SloSpecArg,
+        /// Directory to write into; created if missing.
+        #[arg(long, default_value = "alerts")]
+        out: PathBuf,
+        /// Also write the Grafana dashboards into this directory (dashboards/ here).
+        #[arg(long)]
+        dashboards: Option<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+struct SloSpecArg {
+    /// Spec file: `version: aragora/v1`, Sloth `version: prometheus/v1`, or OpenSLO v1
+    /// documents. Without it, the default SLOs with targets from SLO_AVAILABILITY_TARGET,
+    /// SLO_LATENCY_P99_TARGET_MS and SLO_DEBATE_SUCCESS_TARGET.
+    #[arg(long)]
+    spec: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -136,6 +167,12 @@ fn run_command(cli: Cli) -> ExitCode {
             config,
             data_dir,
         }) => checks::verify_receipt(&file, config, data_dir),
+        Command::Slo(SloCommand::Check(arg)) => slo::check(arg.spec.as_deref()),
+        Command::Slo(SloCommand::Generate {
+            spec,
+            out,
+            dashboards,
+        }) => slo::generate(spec.spec.as_deref(), &out, dashboards.as_deref()),
         command => {
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -152,7 +189,9 @@ fn run_command(cli: Cli) -> ExitCode {
                     Command::ValidateEnv(args) => checks::validate_env(&args).await,
                     Command::Serve(args) => run::serve(&args).await,
                     Command::Up(args) => run::up(&args).await,
-                    Command::Gateway(_) | Command::Receipt(_) => unreachable!("handled above"),
+                    Command::Gateway(_) | Command::Receipt(_) | Command::Slo(_) => {
+                        unreachable!("handled above")
+                    }
                 }
             })
         }

@@ -281,6 +281,32 @@ pub const BUILD_INFO: MetricDef = MetricDef {
     buckets: &[],
 };
 
+pub const DATABASE_UP: MetricDef = MetricDef {
+    name: "aragora_database_up",
+    kind: MetricKind::Gauge,
+    help: "1 when the engine's database answered a probe at the last scrape, 0 when it did not.",
+    labels: &[],
+    buckets: &[],
+};
+
+pub const OLDEST_RUNNING_DEBATE_SECONDS: MetricDef = MetricDef {
+    name: "aragora_oldest_running_debate_seconds",
+    kind: MetricKind::Gauge,
+    help: "Seconds the longest-running debate on this replica has been running; 0 when none runs.",
+    labels: &[],
+    buckets: &[],
+};
+
+/// The standard process metric name (node and client libraries use it), so existing memory
+/// alerts and dashboards work unchanged.
+pub const PROCESS_RESIDENT_MEMORY_BYTES: MetricDef = MetricDef {
+    name: "process_resident_memory_bytes",
+    kind: MetricKind::Gauge,
+    help: "Resident memory of the engine process, in bytes, read at scrape time.",
+    labels: &[],
+    buckets: &[],
+};
+
 /// Every metric of the catalogue, for generators and for the test that checks a running
 /// system exports what rules and dashboards refer to.
 pub const ALL: &[MetricDef] = &[
@@ -312,6 +338,9 @@ pub const ALL: &[MetricDef] = &[
     WEBSOCKET_CONNECTIONS,
     READY,
     BUILD_INFO,
+    DATABASE_UP,
+    OLDEST_RUNNING_DEBATE_SECONDS,
+    PROCESS_RESIDENT_MEMORY_BYTES,
 ];
 
 impl MetricDef {

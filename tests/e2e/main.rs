@@ -30,5 +30,6 @@ mod gateway;
 mod lifecycle;
 mod llm_debates;
 mod providers;
+mod slo;
 mod storage;
 mod websocket;
