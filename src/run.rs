@@ -53,12 +53,19 @@ async fn run_engine(
     config: EngineConfig,
     shutdown: impl Future<Output = ()> + Send,
     on_bound: impl FnOnce(Bound),
+    live: Option<&crate::slo::Live>,
 ) -> ExitCode {
     settings::init_logging(&config.log_level, &config.log_format);
-    match aragora_engine::serve(config, shutdown, on_bound)
-        .await
-        .context("the engine stopped with an error")
-    {
+    let extras = live.map(|live| live.engine_extras()).unwrap_or_default();
+    // The live SLO evaluation runs for as long as the engine does.
+    let (stop_live, live_stopped) = tokio::sync::watch::channel(false);
+    let evaluation = live.map(|live| live.spawn(live_stopped));
+    let served = aragora_engine::serve_with(config, shutdown, on_bound, extras).await;
+    let _ = stop_live.send(true);
+    if let Some(evaluation) = evaluation {
+        let _ = evaluation.await;
+    }
+    match served.context("the engine stopped with an error") {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("aragora: {err:#}");
@@ -68,10 +75,22 @@ async fn run_engine(
 }
 
 pub async fn serve(args: &EngineArgs) -> ExitCode {
-    match settings::engine_config(args) {
-        Ok(config) => run_engine(config, shutdown_signal(), |bound| announce_engine(&bound)).await,
-        Err(problems) => refuse(&problems),
-    }
+    let config = match settings::engine_config(args) {
+        Ok(config) => config,
+        Err(problems) => return refuse(&problems),
+    };
+    // Alone, the engine evaluates SLOs only over Prometheus (its counters hold half the story).
+    let live = match crate::slo::Live::from_env(false) {
+        Ok(live) => live,
+        Err(problems) => return refuse(&problems),
+    };
+    run_engine(
+        config,
+        shutdown_signal(),
+        |bound| announce_engine(&bound),
+        live.as_ref(),
+    )
+    .await
 }
 
 fn gateway_logging() {
@@ -203,6 +222,12 @@ pub async fn up(args: &UpArgs) -> ExitCode {
         return ExitCode::FAILURE;
     }
 
+    let live = match crate::slo::Live::from_env(true) {
+        Ok(live) => live,
+        Err(problems) => return refuse(&problems),
+    };
+    let live_counters = live.as_ref().and_then(|live| live.counters.clone());
+
     let running: Arc<Mutex<Option<RunningGateway>>> = Arc::default();
     let (fatal_tx, fatal_rx) = tokio::sync::oneshot::channel::<String>();
     let fatal_tx = Mutex::new(Some(fatal_tx));
@@ -215,6 +240,12 @@ pub async fn up(args: &UpArgs) -> ExitCode {
         let announced = gateway.clone();
         match aragora_gateway::start(gateway) {
             Ok(started) => {
+                if let Some(counters) = &live_counters {
+                    counters.add(
+                        aragora_slo::settings::GATEWAY_JOB,
+                        started.metrics_registry(),
+                    );
+                }
                 announce_gateway(&announced);
                 print_banner(&banner_engine, &bound, &announced);
                 *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(started);
@@ -242,7 +273,7 @@ pub async fn up(args: &UpArgs) -> ExitCode {
             let _ = tokio::task::spawn_blocking(move || gateway.wait()).await;
         }
     };
-    let code = run_engine(engine, shutdown, on_bound).await;
+    let code = run_engine(engine, shutdown, on_bound, live.as_ref()).await;
     let failure = fatal.lock().unwrap_or_else(|e| e.into_inner()).take();
     match failure {
         Some(message) => {
