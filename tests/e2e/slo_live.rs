@@ -93,48 +93,85 @@ fn page_notifications(received: &Mutex<Vec<Value>>) -> Vec<String> {
         .collect()
 }
 
+/// `aragora up` on free ports, ready to serve through its gateway.
+struct Up {
+    child: std::process::Child,
+    client: reqwest::Client,
+    base: String,
+    admin: u16,
+    api: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Up {
+    async fn start(env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (https, http, admin, api) = (free_port(), free_port(), free_port(), free_port());
+        let mut command = crate::support::aragora_command();
+        command
+            .arg("up")
+            .args(["--api-port", &api.to_string(), "--ws-port", "0"])
+            .args(["--https-port", &https.to_string()])
+            .args(["--http-port", &http.to_string()])
+            .args(["--admin-port", &admin.to_string()])
+            .env("ARAGORA_DATA_DIR", dir.path())
+            .env("ARAGORA_HOST", "127.0.0.1")
+            .env("ARAGORA_GATEWAY_HOST", "127.0.0.1")
+            .env("ARAGORA_HEALTH_INTERVAL_MS", "200")
+            .env("ARAGORA_RATE_LIMIT", "0")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("up.log")).unwrap());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let child = command.spawn().unwrap();
+        let cert = dir.path().join("tls").join("cert.pem");
+        let cert_pem = eventually("a generated certificate", PATIENCE, || async {
+            std::fs::read(&cert).ok()
+        })
+        .await;
+        let client = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&cert_pem).unwrap())
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap();
+        let base = format!("https://127.0.0.1:{https}");
+        eventually("the gateway to route to the engine", PATIENCE, || async {
+            let response = client.get(format!("{base}/readyz")).send().await.ok()?;
+            (response.status() == 200).then_some(())
+        })
+        .await;
+        Self {
+            child,
+            client,
+            base,
+            admin,
+            api,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_at_the_edge_pages_through_alertmanager_and_recovery_resolves_it() {
     let (hook, received) = webhook().await;
     let alertmanager = Alertmanager::start(&hook).await;
-    let dir = tempfile::tempdir().unwrap();
-    let (https, http, admin) = (free_port(), free_port(), free_port());
-    let mut up = crate::support::aragora_command()
-        .arg("up")
-        .args(["--api-port", "0", "--ws-port", "0"])
-        .args(["--https-port", &https.to_string()])
-        .args(["--http-port", &http.to_string()])
-        .args(["--admin-port", &admin.to_string()])
-        .env("ARAGORA_DATA_DIR", dir.path())
-        .env("ARAGORA_HOST", "127.0.0.1")
-        .env("ARAGORA_GATEWAY_HOST", "127.0.0.1")
-        .env("ARAGORA_HEALTH_INTERVAL_MS", "200")
-        .env("ARAGORA_RATE_LIMIT", "0")
+    let up = Up::start(&[
         // A day lasts 43 s: the 5m window is 0.15 s, 1h 1.8 s, 30d 21.6 min.
-        .env("ARAGORA_SLO_WINDOW_SCALE", "0.0005")
-        .env("ARAGORA_SLO_EVALUATION_INTERVAL", "1")
-        .env("ARAGORA_ALERTMANAGER_URL", &alertmanager.url)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(dir.path().join("up.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let cert = dir.path().join("tls").join("cert.pem");
-    let cert_pem = eventually("a generated certificate", PATIENCE, || async {
-        std::fs::read(&cert).ok()
-    })
+        ("ARAGORA_SLO_WINDOW_SCALE", "0.0005"),
+        ("ARAGORA_SLO_EVALUATION_INTERVAL", "1"),
+        ("ARAGORA_ALERTMANAGER_URL", &alertmanager.url),
+    ])
     .await;
-    let client = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(&cert_pem).unwrap())
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap();
-    let base = format!("https://127.0.0.1:{https}");
-    eventually("the gateway to route to the engine", PATIENCE, || async {
-        let response = client.get(format!("{base}/readyz")).send().await.ok()?;
-        (response.status() == 200).then_some(())
-    })
-    .await;
+    let (client, base, admin) = (up.client.clone(), up.base.clone(), up.admin);
 
     // Steady traffic through the edge for the rest of the test.
     let traffic = {
@@ -233,6 +270,193 @@ async fn an_outage_at_the_edge_pages_through_alertmanager_and_recovery_resolves_
     );
 
     traffic.abort();
-    let _ = up.kill();
-    let _ = up.wait();
+}
+
+/// A real Prometheus scraping the gateway (job `aragora-gateway`) and the engine (job
+/// `aragora-engine`) of `up` every second, with the generated rule files loaded.
+struct Prometheus {
+    child: std::process::Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    async fn start(up: &Up) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let alerts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("alerts");
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\n  - {}\nscrape_configs:\n  - job_name: aragora-gateway\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n  - job_name: aragora-engine\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n",
+            alerts.join("slo-rules.yaml").display(),
+            alerts.join("operational-rules.yaml").display(),
+            up.admin,
+            up.api
+        );
+        std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
+        let port = free_port();
+        let child = std::process::Command::new("prometheus")
+            .arg(format!(
+                "--config.file={}",
+                dir.path().join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("prometheus.log")).unwrap())
+            .spawn()
+            .expect("prometheus (apt-get install prometheus; scripts/setup.sh does)");
+        let url = format!("http://127.0.0.1:{port}");
+        let ready = format!("{url}/-/ready");
+        eventually("Prometheus to be ready", PATIENCE, || async {
+            let response = reqwest::get(&ready).await.ok()?;
+            response.status().is_success().then_some(())
+        })
+        .await;
+        Self {
+            child,
+            url,
+            _dir: dir,
+        }
+    }
+
+    async fn api(&self, path: &str, query: &[(&str, &str)]) -> Value {
+        let response = reqwest::Client::new()
+            .get(format!("{}{path}", self.url))
+            .query(query)
+            .send()
+            .await
+            .expect("Prometheus answers");
+        response.json().await.expect("JSON from Prometheus")
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every `expr` of a committed Grafana dashboard, with its variables filled in.
+fn dashboard_queries() -> Vec<(String, String)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dashboards");
+    let mut queries = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let dashboard: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        for panel in dashboard["panels"].as_array().into_iter().flatten() {
+            for target in panel["targets"].as_array().into_iter().flatten() {
+                if let Some(expr) = target["expr"].as_str() {
+                    let name = format!("{}: {}", dashboard["uid"], panel["title"]);
+                    queries.push((name, expr.replace("$slo", ".*")));
+                }
+            }
+        }
+    }
+    queries
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_scraping_the_system_runs_every_rule_and_dashboard_query_without_error() {
+    let up = Up::start(&[("ARAGORA_OFFLINE_AGENT_LATENCY_MS", "5")]).await;
+    // Some of everything: requests through the edge and a finished debate.
+    let created: Value = up
+        .client
+        .post(format!("{}/api/debates", up.base))
+        .json(&serde_json::json!({"topic": "Scraped", "rounds": 1}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["debate_id"].as_str().unwrap().to_string();
+    eventually("the debate to finish", PATIENCE, || async {
+        let debate: Value = up
+            .client
+            .get(format!("{}/api/debates/{id}", up.base))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (debate["status"] == "completed").then_some(())
+    })
+    .await;
+    let prometheus = Prometheus::start(&up).await;
+
+    eventually("both jobs scraped and up", PATIENCE, || async {
+        let targets = prometheus.api("/api/v1/targets", &[]).await;
+        let active = targets["data"]["activeTargets"].as_array()?.clone();
+        (active.len() == 2 && active.iter().all(|t| t["health"] == "up")).then_some(())
+    })
+    .await;
+    // Every recording and alerting rule evaluated, none with an error.
+    let groups = eventually("every rule evaluated", PATIENCE, || async {
+        let rules = prometheus.api("/api/v1/rules", &[]).await;
+        let groups = rules["data"]["groups"].as_array()?.clone();
+        let evaluated = groups.iter().all(|g| {
+            g["rules"].as_array().into_iter().flatten().all(|r| {
+                r["lastEvaluation"]
+                    .as_str()
+                    .is_some_and(|t| !t.starts_with("0001"))
+            })
+        });
+        (!groups.is_empty() && evaluated).then_some(groups)
+    })
+    .await;
+    let mut broken = Vec::new();
+    let mut count = 0;
+    for rule in groups
+        .iter()
+        .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
+    {
+        count += 1;
+        if rule["health"] != "ok" {
+            broken.push(format!("{}: {}", rule["name"], rule["lastError"]));
+        }
+    }
+    assert!(count >= 40, "both rule files loaded ({count} rules)");
+    assert!(broken.is_empty(), "rules with errors: {broken:?}");
+
+    // Every dashboard query runs.
+    let queries = dashboard_queries();
+    assert!(queries.len() >= 40, "{} queries", queries.len());
+    let mut failing = Vec::new();
+    for (panel, query) in &queries {
+        let answer = prometheus.api("/api/v1/query", &[("query", query)]).await;
+        if answer["status"] != "success" {
+            failing.push(format!("{panel}: {}", answer["error"]));
+        }
+    }
+    assert!(failing.is_empty(), "dashboard queries failing: {failing:?}");
+
+    // The SLIs have data from both jobs, and the recording rules produce it.
+    for (query, what) in [
+        (
+            "aragora_http_requests_total{job=\"aragora-gateway\"}",
+            "gateway requests",
+        ),
+        (
+            "aragora_request_latency_seconds_bucket{job=\"aragora-gateway\",le=\"0.5\"}",
+            "gateway latency buckets",
+        ),
+        (
+            "aragora_debates_total{job=\"aragora-engine\"}",
+            "engine debates",
+        ),
+        ("slo:sli_error:ratio_rate5m", "the 5m SLI recording rule"),
+        ("sloth_slo_info", "Sloth's info series"),
+    ] {
+        let series = eventually(what, PATIENCE, || async {
+            let answer = prometheus.api("/api/v1/query", &[("query", query)]).await;
+            let result = answer["data"]["result"].as_array()?.clone();
+            (!result.is_empty()).then_some(result)
+        })
+        .await;
+        assert!(!series.is_empty(), "{what}");
+    }
 }
