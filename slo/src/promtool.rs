@@ -41,7 +41,7 @@ pub struct AlertTest {
     pub exp_alerts: Vec<ExpectedAlert>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct ExpectedAlert {
     pub exp_labels: Labels,
     pub exp_annotations: Labels,
@@ -99,22 +99,9 @@ fn operational_group(alert: &OperationalAlert, scenario: &Scenario, fires: bool)
             .map(|at| AlertTest {
                 eval_time: at.to_string(),
                 alertname: alert.name.into(),
-                exp_alerts: if fires {
-                    expected.iter().map(ExpectedAlert::clone_of).collect()
-                } else {
-                    Vec::new()
-                },
+                exp_alerts: if fires { expected.clone() } else { Vec::new() },
             })
             .collect(),
-    }
-}
-
-impl ExpectedAlert {
-    fn clone_of(&self) -> Self {
-        Self {
-            exp_labels: self.exp_labels.clone(),
-            exp_annotations: self.exp_annotations.clone(),
-        }
     }
 }
 

@@ -207,3 +207,30 @@ fn every_alert_has_its_runbook_heading() {
         }
     }
 }
+
+#[test]
+fn prometheus_config_loads_the_rules_and_names_the_jobs_they_select() {
+    let config = repo_root().join("deploy/prometheus/prometheus.yml");
+    let output = run(
+        "promtool",
+        &["check", "config", config.to_str().unwrap()],
+        &repo_root(),
+    );
+    let text = assert_success(&output, "promtool check config");
+    assert!(text.contains("SUCCESS: 2 rule files found"), "{text}");
+    let config: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(config).unwrap()).unwrap();
+    let jobs: Vec<&str> = config["scrape_configs"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(|job| job["job_name"].as_str())
+        .collect();
+    assert_eq!(
+        jobs,
+        [
+            aragora_slo::settings::GATEWAY_JOB,
+            aragora_slo::settings::ENGINE_JOB
+        ]
+    );
+}

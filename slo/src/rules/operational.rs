@@ -337,9 +337,10 @@ pub fn alerts(settings: &SloSettings) -> Vec<OperationalAlert> {
             for_: PromDuration::minutes(15),
             summary: "Debates run but no agent has been called for 15 minutes".into(),
             description: "Debates are running and no agent call has been made in 15 minutes: API keys invalid or exhausted, or every provider down.".into(),
-            fires: scenario("debates run, calls stopped", &[(&engine_gauge("aragora_active_debates"), flat(2.0, 40)), (&calls("success"), flat(5.0, 40))], &[35]).firing(&[&[]]),
+            fires: scenario("debates run, no agent ever called (no call series at all)", &[(&engine_gauge("aragora_active_debates"), flat(2.0, 40))], &[35]).firing(&[&[]]),
             quiet: vec![
                 scenario("idle: no debates, no calls", &[(&engine_gauge("aragora_active_debates"), flat(0.0, 40))], &[35]),
+                scenario("calls that stopped still count for 15 minutes", &[(&engine_gauge("aragora_active_debates"), flat(2.0, 40)), (&calls("success"), format!("{} {}", steady(10.0, 20), flat(200.0, 20)))], &[30]),
                 scenario("calls pause for a minute", &[(&engine_gauge("aragora_active_debates"), flat(2.0, 40)), (&calls("success"), with_jump(10.0, -10.0, 11, 40))], &[20, 35]),
             ],
         },

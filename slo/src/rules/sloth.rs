@@ -253,7 +253,7 @@ impl<'a> Ctx<'a> {
         [(PAGE, &alerting.page), (TICKET, &alerting.ticket)]
             .into_iter()
             .filter(|(_, meta)| !meta.disable)
-            .map(|(severity, meta)| self.alert_rule(severity, meta))
+            .map(|(severity, _)| self.alert_rule(severity))
             .collect()
     }
 
@@ -328,7 +328,7 @@ impl<'a> Ctx<'a> {
         ])
     }
 
-    fn alert_rule(&self, severity: Severity, _meta: &AlertMeta) -> Rule {
+    fn alert_rule(&self, severity: Severity) -> Rule {
         let filter = self.filter();
         let budget = self.slo.error_budget_ratio();
         let period = self.slo.period;
