@@ -6,8 +6,10 @@
 //! | `settings` | config from file, environment and flags for each component; printing problems |
 //! | `run` | `serve`, `gateway` and `up`: starting components, signals, shutdown order |
 //! | `checks` | `validate-env` and `receipt verify` |
+//! | `dr` | `backup` and `drill`: DR settings and output (the work is in the chaos crate) |
 
 mod checks;
+mod dr;
 mod run;
 mod settings;
 
@@ -40,6 +42,12 @@ enum Command {
     /// Debate receipts.
     #[command(subcommand)]
     Receipt(ReceiptCommand),
+    /// Backups of the database: create, list, verify, restore.
+    #[command(subcommand)]
+    Backup(dr::BackupCommand),
+    /// Disaster-recovery drills: restore the latest backup into a scratch database and prove it serves.
+    #[command(subcommand)]
+    Drill(dr::DrillCommand),
 }
 
 #[derive(Subcommand)]
@@ -145,6 +153,8 @@ fn main() -> ExitCode {
                     Command::ValidateEnv(args) => checks::validate_env(&args).await,
                     Command::Serve(args) => run::serve(&args).await,
                     Command::Up(args) => run::up(&args).await,
+                    Command::Backup(command) => dr::backup(command).await,
+                    Command::Drill(command) => dr::drill(command).await,
                     Command::Gateway(_) | Command::Receipt(_) => unreachable!("handled above"),
                 }
             })

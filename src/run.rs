@@ -68,10 +68,43 @@ async fn run_engine(
 }
 
 pub async fn serve(args: &EngineArgs) -> ExitCode {
-    match settings::engine_config(args) {
-        Ok(config) => run_engine(config, shutdown_signal(), |bound| announce_engine(&bound)).await,
-        Err(problems) => refuse(&problems),
+    let (config, dr) = match crate::dr::engine_and_dr_config(args) {
+        Ok(configs) => configs,
+        Err(problems) => return refuse(&problems),
+    };
+    let schedules = dr.dr_scheduler;
+    with_dr_schedules(&config, dr, schedules, async {
+        run_engine(config.clone(), shutdown_signal(), |bound| {
+            announce_engine(&bound)
+        })
+        .await
+    })
+    .await
+}
+
+/// Runs `work` with the backup and drill schedules going when `enabled` (and stopped after).
+async fn with_dr_schedules(
+    engine: &EngineConfig,
+    dr: aragora_chaos::DrConfig,
+    enabled: bool,
+    work: impl Future<Output = ExitCode>,
+) -> ExitCode {
+    let scheduler = if enabled {
+        match aragora_chaos::schedule::start(engine.clone(), dr).await {
+            Ok(scheduler) => scheduler,
+            Err(err) => {
+                eprintln!("aragora: cannot start the backup and drill schedules: {err}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
+    let code = work.await;
+    if let Some(scheduler) = scheduler {
+        scheduler.shutdown().await;
     }
+    code
 }
 
 fn gateway_logging() {
@@ -180,8 +213,8 @@ fn complete_embedded_gateway(
 }
 
 pub async fn up(args: &UpArgs) -> ExitCode {
-    let engine = match settings::engine_config(&args.engine) {
-        Ok(config) => config,
+    let (engine, dr) = match crate::dr::engine_and_dr_config(&args.engine) {
+        Ok(configs) => configs,
         Err(problems) => return refuse(&problems),
     };
     let gateway_args = GatewayArgs {
@@ -242,7 +275,10 @@ pub async fn up(args: &UpArgs) -> ExitCode {
             let _ = tokio::task::spawn_blocking(move || gateway.wait()).await;
         }
     };
-    let code = run_engine(engine, shutdown, on_bound).await;
+    // `up` is the whole system on one machine: it always runs the DR schedules.
+    let scheduled = engine.clone();
+    let code =
+        with_dr_schedules(&scheduled, dr, true, run_engine(engine, shutdown, on_bound)).await;
     let failure = fatal.lock().unwrap_or_else(|e| e.into_inner()).take();
     match failure {
         Some(message) => {

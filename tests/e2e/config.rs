@@ -139,6 +139,7 @@ fn the_readme_documents_every_setting() {
     for setting in aragora_engine::config::SETTINGS
         .iter()
         .chain(aragora_gateway::SETTINGS)
+        .chain(aragora_chaos::SETTINGS)
     {
         assert!(
             readme.contains(&format!("| `{}` |", setting.key)),
