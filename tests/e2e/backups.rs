@@ -109,6 +109,22 @@ async fn visible_state(engine: &Engine, id: &str) -> Value {
     json!({"record": record, "messages": messages, "receipt": receipt})
 }
 
+/// An empty place to restore into: a directory for SQLite, or a new PostgreSQL database
+/// (dropped with the returned guard); and what to pass to `--into`.
+async fn empty_target(postgres: bool) -> (tempfile::TempDir, Option<TestDatabase>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let database = if postgres {
+        Some(TestDatabase::create().await)
+    } else {
+        None
+    };
+    let into = match &database {
+        Some(db) => db.url.clone(),
+        None => dir.path().display().to_string(),
+    };
+    (dir, database, into)
+}
+
 /// Flips bytes in the middle of a backup's artifact.
 fn corrupt(site: &Site, backup: &Value) -> PathBuf {
     let artifact = site.backup_dir().join(backup["artifact"].as_str().unwrap());
@@ -150,16 +166,7 @@ async fn a_restored_backup_holds_the_same_debates_events_and_receipts(options: E
     assert!(verified.status.success(), "{}", describe(&verified));
 
     // Restore into a fresh database of the same backend and serve it.
-    let restored_dir = tempfile::tempdir().unwrap();
-    let target_db = if postgres {
-        Some(TestDatabase::create().await)
-    } else {
-        None
-    };
-    let into = match &target_db {
-        Some(db) => db.url.clone(),
-        None => restored_dir.path().display().to_string(),
-    };
+    let (restored_dir, target_db, into) = empty_target(postgres).await;
     let restore = site
         .run(&[
             "backup",
@@ -234,16 +241,7 @@ async fn a_corrupted_backup_is_refused_by_verify_and_restore(options: EngineOpti
         "says what to do: {stderr}"
     );
 
-    let target = tempfile::tempdir().unwrap();
-    let target_db = if postgres {
-        Some(TestDatabase::create().await)
-    } else {
-        None
-    };
-    let into = match &target_db {
-        Some(db) => db.url.clone(),
-        None => target.path().display().to_string(),
-    };
+    let (target, _target_db, into) = empty_target(postgres).await;
     let restore = site.run(&["backup", "restore", "--into", &into]).await;
     assert_eq!(restore.status.code(), Some(1), "{}", describe(&restore));
     assert!(
