@@ -209,9 +209,8 @@ fn corrupted(manifest: &Manifest, detail: impl Into<String>) -> DrError {
     }
 }
 
-/// Checks a backup without touching any database: manifest, checksum, and the artifact's
-/// content (SQLite: decompressed into a scratch file, integrity-checked and counted; PostgreSQL:
-/// the archive's table of contents).
+/// Checks a backup without touching the live database: manifest, checksum, then a restore
+/// into a scratch database whose schema version and rows must match the manifest.
 pub async fn verify(
     engine: &EngineConfig,
     dr: &DrConfig,
@@ -230,27 +229,68 @@ pub async fn verify(
             ))
         }
     };
-    preflight(&manifest, &dir, backend, visible).await?;
-    match backend {
-        DbBackend::Sqlite => {
-            let scratch = tempfile::Builder::new()
-                .prefix(".verify-")
-                .tempdir_in(&dir)
-                .map_err(DrError::io(&dir))?;
-            let restored = scratch.path().join("aragora.db");
-            let facts = unpack_sqlite(&manifest, &dir, &restored, visible).await?;
-            let differences = facts::differences(&manifest, &facts);
-            if !differences.is_empty() {
-                return Err(corrupted(&manifest, differences.join("; ")));
+    let mut scratch_engine = engine.clone();
+    scratch_engine.db_backend = backend;
+    let scratch = Scratch::create(&scratch_engine, &dir, ".verify-").await?;
+    let restored = restore_manifest(&manifest, &dir, &scratch.target, false, visible).await;
+    let dropped = scratch.drop(&scratch_engine).await;
+    restored?;
+    dropped?;
+    Ok(manifest)
+}
+
+/// A scratch database that verifies and drills restore into (never the live one): a new SQLite
+/// file in a temporary directory beside the backups, or a new PostgreSQL database on the
+/// primary's server. [`Scratch::drop`] removes the PostgreSQL database; the directory goes
+/// when the value does.
+pub struct Scratch {
+    pub target: Target,
+    /// The restored engine's data directory (and, for SQLite, the database's).
+    pub dir: tempfile::TempDir,
+    postgres: Option<postgres::Scratch>,
+}
+
+impl Scratch {
+    pub async fn create(
+        engine: &EngineConfig,
+        backup_dir: &Path,
+        prefix: &str,
+    ) -> Result<Self, DrError> {
+        let dir = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir_in(backup_dir)
+            .map_err(DrError::io(backup_dir))?;
+        match engine.db_backend {
+            DbBackend::Sqlite => Ok(Self {
+                target: Target::Sqlite(crate::sqlite::live_path(dir.path())),
+                dir,
+                postgres: None,
+            }),
+            DbBackend::Postgres => {
+                let scratch = postgres::create_scratch(&engine.database_url()).await?;
+                Ok(Self {
+                    target: Target::Postgres(scratch.url.clone()),
+                    dir,
+                    postgres: Some(scratch),
+                })
             }
         }
-        DbBackend::Postgres => {
-            postgres::check_archive(&manifest.artifact_path(&dir))
-                .await
-                .map_err(|detail| corrupted(&manifest, detail))?;
+    }
+
+    /// A connection string for reading the restored copy.
+    pub fn url(&self) -> String {
+        match &self.target {
+            Target::Sqlite(path) => format!("sqlite://{}?mode=ro", path.display()),
+            Target::Postgres(url) => url.clone(),
         }
     }
-    Ok(manifest)
+
+    pub async fn drop(self, engine: &EngineConfig) -> Result<(), DrError> {
+        if let Some(scratch) = &self.postgres {
+            postgres::drop_scratch(&engine.database_url(), scratch).await?;
+        }
+        Ok(())
+    }
 }
 
 /// Decompresses a SQLite artifact to `restored` and checks it; its facts.

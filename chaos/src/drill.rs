@@ -15,12 +15,12 @@
 //! (its events must not reach production watchers) and only offline agents (a drill must never
 //! spend provider credits or call real LLMs with restored data).
 
-use crate::backup::{self, Target};
+use crate::backup::{self, Scratch, Target};
 use crate::config::DrConfig;
 use crate::error::DrError;
 use crate::facts;
 use crate::manifest::{self, Manifest};
-use crate::{postgres, progress};
+use crate::progress;
 use aragora_engine::config::DbBackend;
 use aragora_engine::dr_log::DrillRecord;
 use aragora_engine::model::{format_ms, now_ms};
@@ -157,52 +157,6 @@ impl DrillReport {
     }
 }
 
-/// The scratch database a drill restores into, and how to get rid of it.
-struct Scratch {
-    target: Target,
-    /// The restored engine's data directory (and, for SQLite, the database's).
-    dir: tempfile::TempDir,
-    postgres: Option<postgres::Scratch>,
-}
-
-impl Scratch {
-    async fn create(engine: &EngineConfig, backup_dir: &Path) -> Result<Self, DrError> {
-        let dir = tempfile::Builder::new()
-            .prefix(".drill-")
-            .tempdir_in(backup_dir)
-            .map_err(DrError::io(backup_dir))?;
-        match engine.db_backend {
-            DbBackend::Sqlite => Ok(Self {
-                target: Target::Sqlite(crate::sqlite::live_path(dir.path())),
-                dir,
-                postgres: None,
-            }),
-            DbBackend::Postgres => {
-                let scratch = postgres::create_scratch(&engine.database_url()).await?;
-                Ok(Self {
-                    target: Target::Postgres(scratch.url.clone()),
-                    dir,
-                    postgres: Some(scratch),
-                })
-            }
-        }
-    }
-
-    fn url(&self) -> String {
-        match &self.target {
-            Target::Sqlite(path) => format!("sqlite://{}?mode=ro", path.display()),
-            Target::Postgres(url) => url.clone(),
-        }
-    }
-
-    async fn drop(self, engine: &EngineConfig) -> Result<(), DrError> {
-        if let Some(scratch) = &self.postgres {
-            postgres::drop_scratch(&engine.database_url(), scratch).await?;
-        }
-        Ok(())
-    }
-}
-
 /// Runs a drill; never panics on a broken backup, it reports it.
 pub async fn run(engine: &EngineConfig, dr: &DrConfig, visible: bool) -> DrillReport {
     let started_at_ms = now_ms();
@@ -299,7 +253,7 @@ async fn exercise(
     bar.set_message("DR drill: creating the scratch database");
     let Some(scratch) = report.check(
         "create a scratch database",
-        Scratch::create(engine, dir).await,
+        Scratch::create(engine, dir, ".drill-").await,
         |s| s.target.describe(),
     ) else {
         return;
@@ -633,4 +587,54 @@ pub async fn history(engine: &EngineConfig, limit: i64) -> Result<Vec<DrillRecor
             "{err}; has an engine of this version started on this database (it adds the table)?"
         ),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn measured(rto: f64, rpo: f64) -> DrillReport {
+        DrillReport {
+            id: "drill-test".into(),
+            status: "failed".into(),
+            backend: "sqlite".into(),
+            started_at: String::new(),
+            finished_at: String::new(),
+            backup_id: Some("b".into()),
+            backup_created_at: None,
+            rto_seconds: Some(rto),
+            rpo_seconds: Some(rpo),
+            rto_target_seconds: 3600.0,
+            rpo_target_seconds: 300.0,
+            restored_rows: BTreeMap::new(),
+            receipts_verified: 0,
+            smoke_debate_id: None,
+            checks: Vec::new(),
+            failures: Vec::new(),
+            recorded: false,
+            started_at_ms: 0,
+            finished_at_ms: 0,
+        }
+    }
+
+    #[test]
+    fn targets_met_add_passing_checks() {
+        let mut report = measured(12.0, 299.0);
+        judge(&mut report);
+        assert!(report.failures.is_empty(), "{:?}", report.failures);
+        assert_eq!(report.checks.len(), 2);
+    }
+
+    #[test]
+    fn a_missed_target_fails_and_names_the_setting() {
+        let mut report = measured(3601.0, 301.0);
+        judge(&mut report);
+        assert_eq!(report.failures.len(), 2, "{:?}", report.failures);
+        assert!(report.failures[0].contains("ARAGORA_RTO_TARGET_SECS"));
+        assert!(report.failures[1].contains("ARAGORA_RPO_TARGET_SECS"));
+        assert!(
+            report.failures[1].contains("ARAGORA_BACKUP_SCHEDULE"),
+            "says what to do"
+        );
+    }
 }

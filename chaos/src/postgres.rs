@@ -87,24 +87,6 @@ pub async fn restore(
     run_tool("pg_restore", &mut command, visible).await
 }
 
-/// Checks that `artifact` is a readable pg_dump archive (its table of contents lists).
-pub async fn check_archive(artifact: &Path) -> Result<(), String> {
-    let output = Command::new("pg_restore")
-        .arg("--list")
-        .arg(artifact)
-        .output()
-        .await
-        .map_err(|err| format!("cannot run pg_restore ({err}); {MISSING_TOOL}"))?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "pg_restore cannot read the archive: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        ))
-    }
-}
-
 /// A database on the primary's server, created for a drill and dropped with [`drop_scratch`].
 pub struct Scratch {
     pub name: String,

@@ -143,6 +143,7 @@ on_both_backends!(
     a_corrupted_backup_is_refused_by_verify_and_restore,
     a_drill_on_a_good_backup_passes_and_is_recorded,
     a_drill_on_a_broken_backup_fails_and_says_why,
+    a_backup_that_does_not_match_its_manifest_is_refused,
 );
 
 async fn a_restored_backup_holds_the_same_debates_events_and_receipts(options: EngineOptions) {
@@ -359,6 +360,78 @@ async fn a_drill_on_a_broken_backup_fails_and_says_why(options: EngineOptions) {
         .filter(|name| name.starts_with(".drill-"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// Rewrites one field of a backup's manifest (the artifact stays intact, so its checksum holds).
+fn tamper_manifest(site: &Site, backup: &Value, field: &str, value: Value) {
+    let path = site
+        .backup_dir()
+        .join(format!("{}.manifest.json", backup["id"].as_str().unwrap()));
+    let mut manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    manifest[field] = value;
+    std::fs::write(&path, manifest.to_string()).unwrap();
+}
+
+async fn a_backup_that_does_not_match_its_manifest_is_refused(options: EngineOptions) {
+    let url = postgres_url(&options);
+    let postgres = url.is_some();
+    let engine = Engine::start(options).await;
+    let site = Site::of(&engine, url);
+    debates(&engine, 1).await;
+
+    // A backup from a newer aragora: refused before anything is read or written.
+    let newer = site.create_backup().await;
+    tamper_manifest(&site, &newer, "schema_version", json!(999));
+    let (target, _db, into) = empty_target(postgres).await;
+    let restore = site.run(&["backup", "restore", "--into", &into]).await;
+    assert_eq!(restore.status.code(), Some(1), "{}", describe(&restore));
+    let stderr = String::from_utf8_lossy(&restore.stderr);
+    assert!(
+        stderr.contains("schema version 999, newer than this aragora's"),
+        "{stderr}"
+    );
+    assert!(!target.path().join("aragora.db").exists());
+
+    // Rows that do not match the manifest: the restored copy is checked and thrown away.
+    let miscounted = site.create_backup().await;
+    tamper_manifest(
+        &site,
+        &miscounted,
+        "row_counts",
+        json!({"debates": 7, "debate_events": 0, "receipts": 0}),
+    );
+    let (target, _db, into) = empty_target(postgres).await;
+    let restore = site.run(&["backup", "restore", "--into", &into]).await;
+    assert_eq!(restore.status.code(), Some(1), "{}", describe(&restore));
+    let stderr = String::from_utf8_lossy(&restore.stderr);
+    assert!(
+        stderr.contains("debates: 1 rows restored, the manifest says 7"),
+        "{stderr}"
+    );
+    assert!(
+        !target.path().join("aragora.db").exists(),
+        "the bad copy is not installed"
+    );
+    let verify = site.run(&["backup", "verify"]).await;
+    assert_eq!(verify.status.code(), Some(1), "{}", describe(&verify));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drill_measures_rpo_from_data_written_after_the_backup() {
+    let engine = Engine::start(EngineOptions::sqlite()).await;
+    let site = Site::of(&engine, None);
+    debates(&engine, 1).await;
+    site.create_backup().await;
+    debates(&engine, 1).await;
+    let report = site.json(&["drill", "run", "--output", "json"]).await;
+    assert_eq!(report["status"], "passed", "{report:#}");
+    assert_eq!(
+        report["restored_rows"]["debates"], 1,
+        "the later debate is not in the backup"
+    );
+    let rpo = report["rpo_seconds"].as_f64().unwrap();
+    assert!(rpo > 0.0 && rpo < 60.0, "{report}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
