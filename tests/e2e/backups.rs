@@ -520,6 +520,39 @@ async fn the_backup_schedule_fires_inside_serve() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_drill_schedule_fires_inside_serve_and_records_its_drills() {
+    let mut first = Engine::start(EngineOptions::sqlite()).await;
+    let site = Site::of(&first, None);
+    debates(&first, 1).await;
+    site.create_backup().await;
+    // The same data directory, now with a drill every second.
+    first.signal(libc::SIGTERM);
+    first.wait_exit(Duration::from_secs(30)).await;
+    let options = EngineOptions::sqlite()
+        .env("ARAGORA_DR_SCHEDULER", "true")
+        .env("ARAGORA_BACKUP_SCHEDULE", "")
+        .env("ARAGORA_DRILL_SCHEDULE", "* * * * * *");
+    let engine = Engine::start(first.restart_options(options)).await;
+    let drills = eventually(
+        "a scheduled drill in GET /api/drills",
+        Duration::from_secs(60),
+        || async {
+            let (_, body) = engine.get("/api/drills").await;
+            (!body["drills"].as_array()?.is_empty()).then_some(body)
+        },
+    )
+    .await;
+    let drill = &drills["drills"][0];
+    assert_eq!(drill["status"], "passed", "{drill:#}");
+    assert!(drill["rto_seconds"].as_f64().unwrap() > 0.0, "{drill}");
+    eventually("the drill metric", Duration::from_secs(30), || async {
+        let metrics = engine.metrics().await;
+        (sample(&metrics, "aragora_dr_drill_last_success_timestamp_seconds")? > 0.0).then_some(())
+    })
+    .await;
+}
+
 fn first_manifest(dir: &Path) -> Option<String> {
     std::fs::read_dir(dir)
         .ok()?
