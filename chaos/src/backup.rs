@@ -148,14 +148,43 @@ async fn take(
     }
 }
 
+/// The primary's connection string; for SQLite with `sqlite_mode` (`ro`, `rw`), and an error
+/// when the file does not exist rather than a new empty database.
+pub fn primary_url(engine: &EngineConfig, sqlite_mode: &str) -> Result<String, DrError> {
+    match engine.db_backend {
+        DbBackend::Sqlite => {
+            let path = sqlite::live_path(&engine.data_dir);
+            if !path.exists() {
+                return Err(DrError::NoSqliteDatabase { path });
+            }
+            Ok(format!("sqlite://{}?mode={sqlite_mode}", path.display()))
+        }
+        DbBackend::Postgres => Ok(engine.database_url()),
+    }
+}
+
+/// Opens the primary for its DR log. Never creates a SQLite file: a backup or drill of a
+/// database that does not exist must not leave an empty one behind.
+pub async fn dr_log(engine: &EngineConfig) -> Result<SqlStore, DrError> {
+    let url = primary_url(engine, "rw")?;
+    SqlStore::connect(engine.db_backend, &url, 1)
+        .await
+        .map_err(|err| dr_log_error("opening the DR log", err))
+}
+
+/// A DR log failure, with the likely cause when the table is missing.
+pub fn dr_log_error(what: &'static str, err: impl std::fmt::Display) -> DrError {
+    DrError::Tool {
+        tool: what,
+        detail: format!(
+            "{err}; the DR log tables come with migration 3: start an engine of this version on the database once"
+        ),
+    }
+}
+
 /// Notes a completed backup in the primary's DR log (for `aragora_backup_last_success_...`).
 pub async fn record(engine: &EngineConfig, manifest: &Manifest) -> Result<(), DrError> {
-    let store = SqlStore::connect(engine.db_backend, &engine.database_url(), 1)
-        .await
-        .map_err(|err| DrError::Tool {
-            tool: "recording the backup",
-            detail: err.to_string(),
-        })?;
+    let store = dr_log(engine).await?;
     let recorded = store
         .record_backup(&BackupRecord {
             id: manifest.id.clone(),
@@ -166,12 +195,7 @@ pub async fn record(engine: &EngineConfig, manifest: &Manifest) -> Result<(), Dr
         })
         .await;
     store.close().await;
-    recorded.map_err(|err| DrError::Tool {
-        tool: "recording the backup in the DR log",
-        detail: format!(
-            "{err}; has an engine of this version started on this database (it adds the table)?"
-        ),
-    })
+    recorded.map_err(|err| dr_log_error("recording the backup in the DR log", err))
 }
 
 /// What can be checked without a database: the manifest fits `backend` and this binary, and
@@ -309,8 +333,8 @@ async fn unpack_sqlite(
         .map_err(|detail| corrupted(manifest, detail))
 }
 
-/// Restores the backup `id` (or the latest) into `target`, refusing a non-empty target unless
-/// `force`; checks the restored copy against the manifest. The restored facts.
+/// Restores the backup `id` (or the latest) into `target`, refusing a target that already holds
+/// an aragora database (an engine may be using it) unless `force`; checks the restored copy against the manifest. The restored facts.
 pub async fn restore(
     dir: &Path,
     id: Option<&str>,
@@ -339,7 +363,7 @@ pub async fn restore_manifest(
     let facts = match target {
         Target::Sqlite(path) => {
             if let Some(debates) = sqlite::debate_count(path).await {
-                if debates > 0 && !force {
+                if !force {
                     return Err(refuse(debates));
                 }
             }
@@ -365,7 +389,7 @@ pub async fn restore_manifest(
         Target::Postgres(url) => {
             let existing = postgres::debate_count(url).await?;
             if let Some(debates) = existing {
-                if debates > 0 && !force {
+                if !force {
                     return Err(refuse(debates));
                 }
             }

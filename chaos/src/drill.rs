@@ -21,11 +21,10 @@ use crate::error::DrError;
 use crate::facts;
 use crate::manifest::{self, Manifest};
 use crate::progress;
-use aragora_engine::config::DbBackend;
 use aragora_engine::dr_log::DrillRecord;
 use aragora_engine::model::{format_ms, now_ms};
 use aragora_engine::receipts::{ReceiptKeys, KEY_FILE};
-use aragora_engine::store::{DebateStore, SqlStore};
+use aragora_engine::store::DebateStore;
 use aragora_engine::EngineConfig;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -223,17 +222,7 @@ pub async fn run(engine: &EngineConfig, dr: &DrConfig, visible: bool) -> DrillRe
 }
 
 async fn primary_newest_ms(engine: &EngineConfig) -> Result<Option<i64>, DrError> {
-    let url = match engine.db_backend {
-        DbBackend::Sqlite => {
-            let path = crate::sqlite::live_path(&engine.data_dir);
-            if !path.exists() {
-                return Err(DrError::NoSqliteDatabase { path });
-            }
-            format!("sqlite://{}?mode=ro", path.display())
-        }
-        DbBackend::Postgres => engine.database_url(),
-    };
-    let mut conn = facts::connect(&url).await?;
+    let mut conn = facts::connect(&backup::primary_url(engine, "ro")?).await?;
     let newest = facts::newest_data_ms(&mut conn).await;
     use sqlx::Connection;
     let _ = conn.close().await;
@@ -557,38 +546,19 @@ fn judge(report: &mut DrillReport) {
 }
 
 async fn record(engine: &EngineConfig, report: &DrillReport) -> Result<(), DrError> {
-    let store = SqlStore::connect(engine.db_backend, &engine.database_url(), 1)
-        .await
-        .map_err(|err| DrError::Tool {
-            tool: "recording the drill",
-            detail: err.to_string(),
-        })?;
+    let store = backup::dr_log(engine).await?;
     let recorded = store.record_drill(&report.record()).await;
     store.close().await;
-    recorded.map_err(|err| DrError::Tool {
-        tool: "recording the drill in the DR log",
-        detail: err.to_string(),
-    })
+    recorded.map_err(|err| backup::dr_log_error("recording the drill in the DR log", err))
 }
 
 /// The newest `limit` drills from the primary's DR log.
 pub async fn history(engine: &EngineConfig, limit: i64) -> Result<Vec<DrillRecord>, DrError> {
-    let store = SqlStore::connect(engine.db_backend, &engine.database_url(), 1)
-        .await
-        .map_err(|err| DrError::Tool {
-            tool: "reading the drill history",
-            detail: err.to_string(),
-        })?;
+    let store = backup::dr_log(engine).await?;
     let drills = store.drills(limit).await;
     store.close().await;
-    drills.map_err(|err| DrError::Tool {
-        tool: "reading the drill history",
-        detail: format!(
-            "{err}; has an engine of this version started on this database (it adds the table)?"
-        ),
-    })
+    drills.map_err(|err| backup::dr_log_error("reading the drill history", err))
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;

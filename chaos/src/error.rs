@@ -23,7 +23,7 @@ pub enum DrError {
         supported: i64,
         made_by: String,
     },
-    #[error("the target database {target} is not empty ({debates} debates); stop every engine using it and pass --force to replace its contents, or restore --into a new database")]
+    #[error("the target {target} already holds an aragora database ({debates} debates) that an engine may be using; stop every engine using it and pass --force to replace it, or restore --into a new database")]
     TargetNotEmpty { target: String, debates: i64 },
     #[error("there is no SQLite database at {path}; check ARAGORA_DATA_DIR (or --data-dir), or start the engine once to create it")]
     NoSqliteDatabase { path: PathBuf },

@@ -562,3 +562,30 @@ fn first_manifest(dir: &Path) -> Option<String> {
 }
 
 const KEY: &str = "backup-test-receipt-signing-key-0123456789";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drill_with_nothing_to_restore_fails_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = Site {
+        data_dir: dir.path().to_path_buf(),
+        postgres: None,
+        env: Vec::new(),
+    };
+    let output = site.run(&["drill", "run", "--output", "json"]).await;
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    let report: Value = serde_json::from_slice(&output.stdout).expect("one JSON object");
+    assert_eq!(report["status"], "failed");
+    let failures = report["failures"].to_string();
+    assert!(
+        failures.contains("aragora backup create"),
+        "says what to do: {failures}"
+    );
+    assert!(
+        !dir.path().join("aragora.db").exists(),
+        "no empty database left behind"
+    );
+    let backup = site.run(&["backup", "create"]).await;
+    assert_eq!(backup.status.code(), Some(1), "{}", describe(&backup));
+    assert!(String::from_utf8_lossy(&backup.stderr).contains("no SQLite database"));
+    assert!(!dir.path().join("aragora.db").exists());
+}
