@@ -67,9 +67,11 @@ impl Target {
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, DrError> + Send + 'static,
 ) -> Result<T, DrError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|err| DrError::Scheduler(format!("a blocking task failed: {err}")))?
+    tokio::task::spawn_blocking(work).await.map_err(|err| {
+        DrError::Task(format!(
+            "a blocking task failed: {err}; this is a bug, please report it"
+        ))
+    })?
 }
 
 /// Takes a backup of the engine's database into the backup directory.

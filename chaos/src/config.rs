@@ -38,8 +38,9 @@ impl Default for DrConfig {
     fn default() -> Self {
         Self {
             backup_dir: None,
-            // A day of backups every 5 minutes.
-            backup_keep_count: 288,
+            // Four hours of backups every 5 minutes: each is a full copy, so a day's worth (288)
+            // would cost hundreds of times the database's compressed size in disk.
+            backup_keep_count: 48,
             backup_max_age_hours: 7 * 24,
             // Every 5 minutes: the deployment checklist's RPO of 5 minutes (the stricter one).
             backup_schedule: "0 */5 * * * *".into(),

@@ -36,8 +36,9 @@ pub enum DrError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// A background task that died (a panic in blocking file work).
     #[error("{0}")]
-    Scheduler(String),
+    Task(String),
 }
 
 impl DrError {
