@@ -28,6 +28,7 @@ if [ "${#need[@]}" -gt 0 ]; then
 fi
 export PATH="$HOME/.cargo/bin:$PATH"
 cargo build --release --locked -q
+cargo build --release --locked -q -p aragora-gateway --example bare_pingora
 
 work=$(mktemp -d)
 pids=()
@@ -36,7 +37,7 @@ fail() { echo "bench: $*" >&2; tail -n 20 "$work/gateway.log" >&2 || true; exit 
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-UP=$(free_port); GW=$(free_port); GW_HTTP=$(free_port); GW_ADMIN=$(free_port); NG=$(free_port); HA=$(free_port)
+UP=$(free_port); GW=$(free_port); GW_HTTP=$(free_port); GW_ADMIN=$(free_port); NG=$(free_port); HA=$(free_port); PB=$(free_port)
 
 # One certificate for every proxy.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
@@ -85,6 +86,10 @@ backend engine
 EOF
 haproxy -f "$work/haproxy.cfg" -db >/dev/null 2>&1 & pids+=($!)
 
+# Bare pingora (gateway/examples/bare_pingora.rs): what pingora costs before any gateway feature.
+./target/release/examples/bare_pingora "127.0.0.1:$PB" "127.0.0.1:$UP" "$work/cert.pem" "$work/key.pem" 2 \
+  >/dev/null 2>"$work/bare.log" & pids+=($!)
+
 # The aragora gateway, features on (metrics, access log to a file, request ids, trace context).
 # One load generator is one client address: the rate limit runs but is set too high to refuse.
 ARAGORA_GATEWAY_HOST=127.0.0.1 ARAGORA_SLOW_START_SECS=0 ARAGORA_HEALTH_PATH=/ ARAGORA_RATE_LIMIT=1000000000 \
@@ -93,7 +98,7 @@ ARAGORA_GATEWAY_HOST=127.0.0.1 ARAGORA_SLOW_START_SECS=0 ARAGORA_HEALTH_PATH=/ A
   --admin-port "$GW_ADMIN" --tls-cert "$work/cert.pem" --tls-key "$work/key.pem" \
   >/dev/null 2>"$work/gateway.log" & pids+=($!)
 
-for port in "$NG" "$HA" "$GW"; do
+for port in "$NG" "$HA" "$PB" "$GW"; do
   ok=""
   for _ in $(seq 1 100); do
     if [ "$(curl -sk -o /dev/null -w '%{http_code}' "https://127.0.0.1:$port/" 2>/dev/null)" = 200 ]; then ok=1; break; fi
@@ -117,8 +122,8 @@ h2_run() { # prints "rps p99_ms" (h2load reports mean and sd; p99 from its per-r
 
 declare -A result
 for tool in wrk h2; do
-  for name in nginx haproxy aragora; do
-    case $name in nginx) port=$NG;; haproxy) port=$HA;; aragora) port=$GW;; esac
+  for name in nginx haproxy pingora aragora; do
+    case $name in nginx) port=$NG;; haproxy) port=$HA;; pingora) port=$PB;; aragora) port=$GW;; esac
     result[$tool.$name]=$(${tool}_run "$port")
   done
 done
@@ -132,7 +137,7 @@ echo "|---|---|---|---|---|"
 for tool in wrk h2; do
   label="TLS HTTP/1.1 (wrk)"; [ "$tool" = h2 ] && label="TLS HTTP/2 (h2load)"
   read -r ar_rps _ <<<"${result[$tool.aragora]}"
-  for name in nginx haproxy aragora; do
+  for name in nginx haproxy pingora aragora; do
     read -r rps p99 <<<"${result[$tool.$name]}"
     echo "| $label | $name | $rps | $p99 | $(ratio "$ar_rps" "$rps") |"
   done

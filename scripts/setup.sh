@@ -10,6 +10,8 @@ command -v cc >/dev/null 2>&1 || need_packages+=(build-essential)
 command -v curl >/dev/null 2>&1 || need_packages+=(curl)
 command -v psql >/dev/null 2>&1 || need_packages+=(postgresql-client)
 command -v openssl >/dev/null 2>&1 || need_packages+=(openssl)     # TLS handshake tests
+command -v promtool >/dev/null 2>&1 || need_packages+=(prometheus)  # alert rule checks and tests
+command -v amtool >/dev/null 2>&1 || need_packages+=(prometheus-alertmanager)  # routing config check
 
 if [ "${#need_packages[@]}" -gt 0 ]; then
   echo "setup: installing ${need_packages[*]}" >&2

@@ -6,12 +6,14 @@
 //! | `settings` | config from file, environment and flags for each component; printing problems |
 //! | `run` | `serve`, `gateway` and `up`: starting components, signals, shutdown order |
 //! | `checks` | `validate-env` and `receipt verify` |
+//! | `slo` | `slo check` and `slo generate`: SLO specs to Prometheus rules |
 //! | `dr` | `backup` and `drill`: DR settings and output (the work is in the chaos crate) |
 
 mod checks;
 mod dr;
 mod run;
 mod settings;
+mod slo;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -48,6 +50,35 @@ enum Command {
     /// Disaster-recovery drills: restore the latest backup into a scratch database and prove it serves.
     #[command(subcommand)]
     Drill(dr::DrillCommand),
+    /// SLOs: check a spec, generate Prometheus rules and their promtool tests.
+    #[command(subcommand)]
+    Slo(SloCommand),
+}
+
+#[derive(Subcommand)]
+enum SloCommand {
+    /// Print every problem of an SLO spec, each with its fix; exit 78 on any.
+    Check(SloSpecArg),
+    /// Write the rule files and their promtool tests (alerts/ in this repository).
+    Generate {
+        #[command(flatten)]
+        spec: SloSpecArg,
+        /// Directory to write into; created if missing.
+        #[arg(long, default_value = "alerts")]
+        out: PathBuf,
+        /// Also write the Grafana dashboards into this directory (dashboards/ here).
+        #[arg(long)]
+        dashboards: Option<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+struct SloSpecArg {
+    /// Spec file: `version: aragora/v1`, Sloth `version: prometheus/v1`, or OpenSLO v1
+    /// documents. Without it, the default SLOs with targets from SLO_AVAILABILITY_TARGET,
+    /// SLO_LATENCY_P99_TARGET_MS and SLO_DEBATE_SUCCESS_TARGET.
+    #[arg(long)]
+    spec: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -129,7 +160,14 @@ pub struct UpArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let code = run_command(Cli::parse());
+    // The log writer runs on its own thread; its buffered lines (the shutdown story) go out
+    // before the process does.
+    aragora_telemetry::flush_logs();
+    code
+}
+
+fn run_command(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Gateway(args) => run::gateway(&args),
         Command::Receipt(ReceiptCommand::Verify {
@@ -137,6 +175,12 @@ fn main() -> ExitCode {
             config,
             data_dir,
         }) => checks::verify_receipt(&file, config, data_dir),
+        Command::Slo(SloCommand::Check(arg)) => slo::check(arg.spec.as_deref()),
+        Command::Slo(SloCommand::Generate {
+            spec,
+            out,
+            dashboards,
+        }) => slo::generate(spec.spec.as_deref(), &out, dashboards.as_deref()),
         command => {
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -155,7 +199,9 @@ fn main() -> ExitCode {
                     Command::Up(args) => run::up(&args).await,
                     Command::Backup(command) => dr::backup(command).await,
                     Command::Drill(command) => dr::drill(command).await,
-                    Command::Gateway(_) | Command::Receipt(_) => unreachable!("handled above"),
+                    Command::Gateway(_) | Command::Receipt(_) | Command::Slo(_) => {
+                        unreachable!("handled above")
+                    }
                 }
             })
         }

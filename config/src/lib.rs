@@ -94,6 +94,16 @@ impl FromEnv for bool {
     }
 }
 
+impl FromEnv for f64 {
+    fn from_env(raw: &str) -> Result<Self, String> {
+        raw.trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|value| value.is_finite())
+            .ok_or_else(|| format!("{raw:?} is not a number; write it like 99.9"))
+    }
+}
+
 impl FromEnv for String {
     fn from_env(raw: &str) -> Result<Self, String> {
         Ok(raw.to_string())
@@ -188,6 +198,8 @@ mod tests {
             .unwrap_err()
             .contains("between 0 and 65535"));
         assert_eq!(bool::from_env("yes"), Ok(true));
+        assert_eq!(f64::from_env(" 99.9"), Ok(99.9));
+        assert!(f64::from_env("NaN").unwrap_err().contains("99.9"));
         assert!(bool::from_env("maybe").is_err());
         assert_eq!(
             Vec::<String>::from_env("a, b,,c"),

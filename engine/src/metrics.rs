@@ -22,6 +22,9 @@ pub struct EngineMetrics {
     pub receipts_issued: IntCounter,
     pub websocket_connections: IntGauge,
     pub ready: IntGauge,
+    pub database_up: IntGauge,
+    pub oldest_running_debate: IntGauge,
+    pub resident_memory: IntGauge,
     /// The DR gauges, refreshed from the DR log in the database at each scrape.
     pub dr: DrGauges,
 }
@@ -80,6 +83,9 @@ impl EngineMetrics {
             receipts_issued: cat::RECEIPTS_ISSUED_TOTAL.counter_single(&registry),
             websocket_connections: cat::WEBSOCKET_CONNECTIONS.gauge(&registry),
             ready: cat::READY.gauge(&registry),
+            database_up: cat::DATABASE_UP.gauge(&registry),
+            oldest_running_debate: cat::OLDEST_RUNNING_DEBATE_SECONDS.gauge(&registry),
+            resident_memory: cat::PROCESS_RESIDENT_MEMORY_BYTES.gauge(&registry),
             dr: DrGauges::new(&registry),
             registry,
         }
@@ -90,8 +96,38 @@ impl EngineMetrics {
     }
 }
 
+/// Resident memory of this process, from `/proc/self/status` (Linux, the deploy target);
+/// `None` where there is no such file. A file read per scrape, not a dependency.
+pub fn resident_memory_bytes() -> Option<i64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    parse_vm_rss(&status)
+}
+
+fn parse_vm_rss(status: &str) -> Option<i64> {
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    let kib: i64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 impl Default for EngineMetrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resident_memory_is_read_from_proc() {
+        assert_eq!(
+            parse_vm_rss("Name:\taragora\nVmRSS:\t  2048 kB\nVmSwap: 0 kB\n"),
+            Some(2048 * 1024)
+        );
+        assert_eq!(parse_vm_rss("Name: x\n"), None);
+        if cfg!(target_os = "linux") {
+            assert!(resident_memory_bytes().unwrap() > 1024 * 1024);
+        }
     }
 }

@@ -16,7 +16,7 @@ use serde_json::json;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify, Semaphore};
 
 /// Why a debate was not admitted.
@@ -47,7 +47,8 @@ pub enum CancelResult {
 struct LocalDebate {
     stop: watch::Sender<Option<StopReason>>,
     done: watch::Receiver<bool>,
-    running: bool,
+    /// When it took a slot; `None` while it waits for one.
+    running_since: Option<Instant>,
 }
 
 /// Schedules debates onto a bounded number of slots.
@@ -87,8 +88,19 @@ impl Orchestrator {
     /// (running, queued) on this replica.
     pub fn load(&self) -> (usize, usize) {
         let local = self.lock();
-        let running = local.values().filter(|d| d.running).count();
+        let running = local.values().filter(|d| d.running_since.is_some()).count();
         (running, local.len() - running)
+    }
+
+    /// How long the longest-running local debate has run; zero when none runs. Read at
+    /// scrape time for `aragora_oldest_running_debate_seconds`.
+    pub fn oldest_running(&self) -> Duration {
+        self.lock()
+            .values()
+            .filter_map(|d| d.running_since)
+            .map(|since| since.elapsed())
+            .max()
+            .unwrap_or_default()
     }
 
     fn update_gauges(&self) {
@@ -105,7 +117,7 @@ impl Orchestrator {
         {
             // Reserve the place before the insert so concurrent requests cannot overshoot.
             let mut local = self.lock();
-            let running = local.values().filter(|d| d.running).count();
+            let running = local.values().filter(|d| d.running_since.is_some()).count();
             let waiting = local.len() - running;
             let free_slots = self.max_running.saturating_sub(running);
             if waiting >= free_slots + self.queue_size {
@@ -131,7 +143,7 @@ impl Orchestrator {
             LocalDebate {
                 stop,
                 done,
-                running: false,
+                running_since: None,
             },
             done_tx,
         )
@@ -144,7 +156,7 @@ impl Orchestrator {
         // Take a free slot now, so debates start in the order they were admitted (a task's
         // first poll is not); with debates already waiting, no slot is free to take.
         let slot = self.slots.clone().try_acquire_owned().ok();
-        entry.running = slot.is_some();
+        entry.running_since = slot.is_some().then(Instant::now);
         // Keep a stop requested between admit and spawn.
         let previous = self.lock().insert(record.id.clone(), entry);
         if let Some(reason) = previous.and_then(|p| *p.stop.borrow()) {
@@ -186,7 +198,7 @@ impl Orchestrator {
         };
         let Some(_permit) = permit else { return };
         if let Some(entry) = self.lock().get_mut(&id) {
-            entry.running = true;
+            entry.running_since = Some(Instant::now());
         }
         self.update_gauges();
         match run_debate(&self.deps, record, stop).await {

@@ -125,6 +125,21 @@ fn strip_port(host: &str) -> &str {
     }
 }
 
+/// A DNS name, an IPv4 address or a bracketed IPv6 address: nothing that could change what
+/// the `Location` of a redirect points to (`evil.com/`, `a@b`, spaces, CR/LF).
+fn plausible_host(host: &str) -> bool {
+    let bracketed_v6 = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .is_some_and(|inner| inner.parse::<std::net::Ipv6Addr>().is_ok());
+    bracketed_v6
+        || (!host.is_empty()
+            && host.len() <= 253
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'))
+}
+
 /// An ACME token is base64url: anything else (a path traversal) is refused.
 fn acme_token(path: &str) -> Option<&str> {
     let token = path.strip_prefix("/.well-known/acme-challenge/")?;
@@ -162,6 +177,12 @@ impl ServeHttp for RedirectApp {
             .unwrap_or("localhost");
         // Keep the host, swap the port for the HTTPS one.
         let bare_host = strip_port(host);
+        if !plausible_host(bare_host) {
+            return json_response(
+                400,
+                json!({"error": {"code": "bad_host", "message": "the Host header is not a host name or address; send the name this site is served under"}}),
+            );
+        }
         let https_port = self.shared.config().https_port;
         let authority = if https_port == 443 {
             bare_host.to_string()
@@ -186,7 +207,17 @@ impl ServeHttp for RedirectApp {
 
 #[cfg(test)]
 mod tests {
-    use super::{acme_token, strip_port};
+    use super::{acme_token, plausible_host, strip_port};
+
+    #[test]
+    fn redirects_only_to_plausible_hosts() {
+        for good in ["example.com", "10.0.0.1", "[::1]", "localhost"] {
+            assert!(plausible_host(good), "{good}");
+        }
+        for bad in ["evil.com/x", "a@b", "", "[nope]", "x y", "a\\b"] {
+            assert!(!plausible_host(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn ports_are_stripped_from_hosts() {

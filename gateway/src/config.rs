@@ -30,6 +30,7 @@ pub struct GatewayConfig {
     pub max_header_bytes: usize,
     pub client_read_timeout_secs: u64,
     pub max_inflight_requests: usize,
+    pub max_connections: usize,
     pub upstream_connect_timeout_ms: u64,
     pub upstream_read_timeout_secs: u64,
     pub hsts_max_age_secs: u64,
@@ -68,6 +69,7 @@ aragora_config::settings! {
     max_header_bytes: ["ARAGORA_GATEWAY_MAX_HEADER_BYTES"] "Largest request head (request line and headers); larger gets 431.";
     client_read_timeout_secs: ["ARAGORA_CLIENT_READ_TIMEOUT"] "Seconds a client may take for each read of its request; slower clients are cut off.";
     max_inflight_requests: ["ARAGORA_GATEWAY_MAX_INFLIGHT"] "Requests (and open WebSockets) served at once; beyond it, 503.";
+    max_connections: ["ARAGORA_GATEWAY_MAX_CONNECTIONS"] "TLS connections open at once on the HTTPS listener; beyond it, new connections are closed at accept.";
     upstream_connect_timeout_ms: ["ARAGORA_UPSTREAM_CONNECT_TIMEOUT_MS"] "Milliseconds to connect to a replica before trying another.";
     upstream_read_timeout_secs: ["ARAGORA_UPSTREAM_READ_TIMEOUT"] "Seconds to wait for a replica's response.";
     hsts_max_age_secs: ["ARAGORA_HSTS_MAX_AGE"] "max-age of the Strict-Transport-Security header on HTTPS responses.";
@@ -107,6 +109,7 @@ impl Default for GatewayConfig {
             max_header_bytes: 32 * 1024,
             client_read_timeout_secs: 30,
             max_inflight_requests: 10_000,
+            max_connections: 20_000,
             upstream_connect_timeout_ms: 1000,
             upstream_read_timeout_secs: 300,
             hsts_max_age_secs: 31_536_000,
@@ -267,6 +270,11 @@ impl GatewayConfig {
             self.max_inflight_requests >= 1,
             "ARAGORA_GATEWAY_MAX_INFLIGHT",
             "use at least 1".into(),
+        );
+        check(
+            self.max_connections >= 1,
+            "ARAGORA_GATEWAY_MAX_CONNECTIONS",
+            "use at least 1 (each connection also needs a file descriptor: raise `ulimit -n` with it)".into(),
         );
         check(
             self.upstream_connect_timeout_ms >= 1,

@@ -17,6 +17,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod connections;
 pub mod limit;
 pub mod proxy;
 pub mod state;
@@ -179,6 +180,24 @@ impl RunningGateway {
             ("ARAGORA_ADMIN_PORT", old.admin_port != config.admin_port),
             ("ARAGORA_GATEWAY_THREADS", old.threads != config.threads),
             ("ARAGORA_REDIS_URL", old.redis_url != config.redis_url),
+            // The shared limiter, pingora's grace period and the drain task are built from
+            // these at start.
+            (
+                "ARAGORA_RATE_LIMIT_FAIL_OPEN",
+                old.rate_limit_fail_open != config.rate_limit_fail_open,
+            ),
+            (
+                "ARAGORA_RATE_LIMIT_KEY_PREFIX",
+                old.rate_limit_key_prefix != config.rate_limit_key_prefix,
+            ),
+            (
+                "ARAGORA_GATEWAY_DRAIN_DELAY",
+                old.drain_delay_secs != config.drain_delay_secs,
+            ),
+            (
+                "ARAGORA_GATEWAY_DRAIN_TIMEOUT",
+                old.drain_timeout_secs != config.drain_timeout_secs,
+            ),
         ];
         for (setting, changed) in fixed {
             if changed {
@@ -273,14 +292,9 @@ pub fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError> {
     let certs = Arc::new(tls::CertStore::new(
         tls::load_certified_key(&cert, &key).map_err(GatewayError::Tls)?,
     ));
-    // Paths unused: the resolver serves the certificate, and a reload swaps it.
-    let mut tls_settings =
-        TlsSettings::intermediate("", "").map_err(|err| GatewayError::Tls(err.to_string()))?;
-    tls_settings.set_cert_resolver(certs.clone());
-    tls_settings.enable_h2();
-
     let (metrics, upstream_ready) = GatewayMetrics::new();
     metrics.cert_expiry.set(expiry);
+    connections::install_handshake_failure_counter(metrics.tls_handshake_failures.clone());
     let pool = Arc::new(UpstreamPool::new(
         config.upstreams.clone(),
         HealthPolicy {
@@ -299,6 +313,14 @@ pub fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError> {
         ..Default::default()
     };
     let shared = Arc::new(Shared::new(config, metrics, pool));
+    // The resolver serves the certificate (a reload swaps it); the callback counts handshakes
+    // and holds the open-connection gauge.
+    let mut tls_settings = TlsSettings::with_callbacks(Box::new(connections::HandshakeObserver {
+        shared: shared.clone(),
+    }))
+    .map_err(|err| GatewayError::Tls(err.to_string()))?;
+    tls_settings.set_cert_resolver(certs.clone());
+    tls_settings.enable_h2();
     let spans = trace::SpanExport::from_env().map(Arc::new);
     let mut server = Server::new_with_opt_and_conf(None, server_conf);
 
@@ -311,6 +333,9 @@ pub fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError> {
         "aragora-gateway",
     );
     proxy.add_tls_with_settings(&https, None, tls_settings);
+    proxy.set_connection_filter(Arc::new(connections::ConnectionGate {
+        shared: shared.clone(),
+    }));
     let mut redirect = Service::new(
         "http-redirect".to_string(),
         admin::RedirectApp {

@@ -80,10 +80,46 @@ impl TraceContext {
     }
 }
 
+/// Holds one unit of the gateway's in-flight count; gives it back when dropped, so a request
+/// that ends on any path (even a panic in a phase) never leaks the count drain waits on.
+struct InflightGuard(Arc<Shared>);
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        self.0.leave();
+    }
+}
+
+/// The replica a request is sent to; its in-flight count (least-loaded choice) is held for as
+/// long as the lease lives.
+struct ReplicaLease(Arc<Replica>);
+
+impl ReplicaLease {
+    fn new(replica: Arc<Replica>) -> Self {
+        replica.inflight.fetch_add(1, Ordering::Relaxed);
+        Self(replica)
+    }
+}
+
+impl Drop for ReplicaLease {
+    fn drop(&mut self) {
+        self.0.inflight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Counts one open WebSocket in `aragora_websocket_connections{upstream}` until dropped.
+struct OpenWebSocket(prometheus::IntGauge);
+
+impl Drop for OpenWebSocket {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 pub struct Ctx {
     started: Instant,
     started_at: std::time::SystemTime,
-    counted: bool,
+    inflight: Option<InflightGuard>,
     request_id: String,
     trace: Option<TraceContext>,
     method: &'static str,
@@ -92,7 +128,8 @@ pub struct Ctx {
     upgrade: bool,
     client_ip: Option<IpAddr>,
     tried: Vec<SocketAddr>,
-    replica: Option<Arc<Replica>>,
+    replica: Option<ReplicaLease>,
+    websocket: Option<OpenWebSocket>,
     body_bytes: usize,
     /// Why the gateway itself answered with an error, for the access log.
     refusal: Option<&'static str>,
@@ -175,8 +212,35 @@ fn method_label(method: &http::Method) -> &'static str {
     }
 }
 
+/// The first `max` bytes of `text`, cut back to a character boundary (a path may hold
+/// percent-decoded multibyte characters).
+fn truncate_at_char(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 fn idempotent(method: &str) -> bool {
     matches!(method, "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE")
+}
+
+/// A WebSocket upgrade to the engine's `/ws`: only these get the idle timeouts and body limit
+/// lifted, so claiming `Upgrade` on another request buys a client nothing.
+fn websocket_upgrade(session: &Session, route: &str) -> bool {
+    let header = session.req_header();
+    route == "/ws"
+        && header.method == http::Method::GET
+        && session.is_upgrade_req()
+        && header
+            .headers
+            .get("upgrade")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
 }
 
 /// A request id from the client is kept if it is short and plain; otherwise a new one.
@@ -282,7 +346,7 @@ impl ProxyHttp for Gateway {
         Ctx {
             started: Instant::now(),
             started_at: std::time::SystemTime::now(),
-            counted: false,
+            inflight: None,
             request_id: String::new(),
             trace: None,
             method: "other",
@@ -292,6 +356,7 @@ impl ProxyHttp for Gateway {
             client_ip: None,
             tried: Vec::new(),
             replica: None,
+            websocket: None,
             body_bytes: 0,
             refusal: None,
             limit: None,
@@ -312,7 +377,7 @@ impl ProxyHttp for Gateway {
         ctx.trace = Some(TraceContext::from_header(header_value("traceparent")));
         let declared_length = header_value("content-length").and_then(|v| v.parse::<usize>().ok());
         let head_bytes = head_size(header);
-        ctx.upgrade = session.is_upgrade_req();
+        ctx.upgrade = websocket_upgrade(session, ctx.route);
         ctx.debate_key = debate_key(header);
         ctx.affinity = affinity_cookie(header);
         ctx.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
@@ -320,8 +385,8 @@ impl ProxyHttp for Gateway {
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
-        ctx.counted = true;
         let inflight = shared.enter();
+        ctx.inflight = Some(InflightGuard(shared.clone()));
 
         match path.as_str() {
             "/healthz" => {
@@ -473,11 +538,10 @@ impl ProxyHttp for Gateway {
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
         let config = self.shared.config();
-        if let Some(previous) = ctx.replica.take() {
-            previous.inflight.fetch_sub(1, Ordering::Relaxed);
-        }
-        // A retry prefers a replica not tried yet; after a stale pooled connection, the same
-        // replica on a fresh connection is fine when it is the only one.
+        // A retry gives back the lease of the replica that failed, and prefers a replica not
+        // tried yet; after a stale pooled connection, the same replica on a fresh connection is
+        // fine when it is the only one.
+        ctx.replica = None;
         let pool = &self.shared.pool;
         // A debate's requests and watchers go to its replica; a pinned client to its replica
         // while it is ready; everyone else to the best ready replica.
@@ -492,7 +556,6 @@ impl ProxyHttp for Gateway {
             .ok_or_else(|| {
                 Error::explain(HTTPStatus(503), "no engine replica is ready; retry shortly")
             })?;
-        replica.inflight.fetch_add(1, Ordering::Relaxed);
         ctx.tried.push(replica.addr);
         let mut peer = HttpPeer::new(replica.addr, false, String::new());
         let connect = Duration::from_millis(config.upstream_connect_timeout_ms);
@@ -501,7 +564,7 @@ impl ProxyHttp for Gateway {
         peer.options.read_timeout =
             (!ctx.upgrade).then(|| Duration::from_secs(config.upstream_read_timeout_secs));
         peer.options.idle_timeout = Some(Duration::from_secs(60));
-        ctx.replica = Some(replica);
+        ctx.replica = Some(ReplicaLease::new(replica));
         Ok(Box::new(peer))
     }
 
@@ -516,11 +579,20 @@ impl ProxyHttp for Gateway {
             request.insert_header("traceparent", trace.header())?;
         }
         if let Some(ip) = ctx.client_ip {
-            let forwarded = match request
+            // A chain is passed on only from a trusted proxy; from anyone else it is replaced,
+            // so the engine's logs cannot be told a made-up client address either.
+            let peer_trusted = self
+                .shared
+                .limits()
+                .trusted
+                .iter()
+                .any(|net| net.contains(&ip));
+            let incoming = request
                 .headers
                 .get("x-forwarded-for")
                 .and_then(|v| v.to_str().ok())
-            {
+                .filter(|_| peer_trusted);
+            let forwarded = match incoming {
                 Some(chain) => format!("{chain}, {ip}"),
                 None => ip.to_string(),
             };
@@ -541,8 +613,17 @@ impl ProxyHttp for Gateway {
             response.insert_header("Strict-Transport-Security", self.hsts())?;
         }
         rate_limit_headers(response, ctx.limit)?;
+        if let (true, 101, Some(replica)) = (ctx.upgrade, response.status.as_u16(), &ctx.replica) {
+            let gauge = self
+                .shared
+                .metrics
+                .websocket_connections
+                .with_label_values(&[replica.0.addr.to_string()]);
+            gauge.inc();
+            ctx.websocket = Some(OpenWebSocket(gauge));
+        }
         if let Some(replica) = &ctx.replica {
-            let token = crate::upstream::affinity_token(replica.addr);
+            let token = crate::upstream::affinity_token(replica.0.addr);
             if ctx.affinity.as_deref() != Some(token.as_str()) {
                 // Pin the client (new, or re-pinned because its replica left).
                 let cookie = format!(
@@ -567,35 +648,56 @@ impl ProxyHttp for Gateway {
                 .observe_failure(*addr, format!("connect failed: {error}"));
         }
         // Nothing reached the replica, so any method may go to another one (at most two more).
-        if ctx.tried.len() < 3 && self.shared.pool.select(&ctx.tried).is_some() {
+        let retry = ctx.tried.len() < 3 && self.shared.pool.select(&ctx.tried).is_some();
+        if retry {
             self.shared.metrics.upstream_retries.inc();
-            error.set_retry(true);
         }
+        error.set_retry(retry);
         error
     }
 
     fn error_while_proxy(
         &self,
         peer: &HttpPeer,
-        _session: &mut Session,
+        session: &mut Session,
         error: Box<Error>,
         ctx: &mut Ctx,
         client_reused: bool,
     ) -> Box<Error> {
         let mut error = error.more_context(format!("replica {}", peer.address()));
-        let upstream_fault = matches!(error.esource(), ErrorSource::Upstream);
-        if upstream_fault && !client_reused {
+        // Pingora marks some errors "retry only if the connection was reused"; that must be
+        // decided before anything reads the flag.
+        error.retry.decide_reuse(client_reused);
+        // A broken connection counts against the replica, but not a timeout (a slow answer is
+        // not a dead replica), not a pooled connection it had closed, and not the end of an
+        // upgraded WebSocket (the engine closes those when it drains).
+        let broken_connection = matches!(
+            error.etype(),
+            ConnectionClosed | ReadError | WriteError | H2Error | InvalidHTTPHeader
+        );
+        if matches!(error.esource(), ErrorSource::Upstream)
+            && broken_connection
+            && !client_reused
+            && !ctx.upgrade
+        {
             if let Some(addr) = peer.address().as_inet() {
                 self.shared
                     .pool
                     .observe_failure(*addr, format!("proxying failed: {error}"));
             }
         }
-        // A pooled connection the replica had closed: the request never reached it. Only an
-        // idempotent request is sent again; a POST is never replayed.
-        if client_reused && idempotent(ctx.method) && ctx.tried.len() < 3 {
-            error.set_retry(true);
+        // Sent again only when pingora says the request never reached the replica (a stale
+        // pooled connection), the method is idempotent, and the whole body is still buffered:
+        // a POST is never replayed.
+        let replayable = idempotent(ctx.method)
+            && !ctx.upgrade
+            && !session.as_ref().retry_buffer_truncated()
+            && ctx.tried.len() < 3;
+        let retry = error.retry() && replayable && matches!(error.esource(), ErrorSource::Upstream);
+        if retry {
+            self.shared.metrics.upstream_retries.inc();
         }
+        error.set_retry(retry);
         error
     }
 
@@ -691,12 +793,9 @@ impl ProxyHttp for Gateway {
                 .with_label_values(&[ctx.route])
                 .inc();
         }
-        if let Some(replica) = ctx.replica.take() {
-            replica.inflight.fetch_sub(1, Ordering::Relaxed);
-        }
-        if ctx.counted {
-            self.shared.leave();
-        }
+        ctx.websocket = None;
+        ctx.replica = None;
+        ctx.inflight = None;
         if let (Some(spans), Some(trace)) = (&self.spans, &ctx.trace) {
             spans.record(crate::trace::RequestSpan {
                 trace,
@@ -716,7 +815,7 @@ impl ProxyHttp for Gateway {
             request_id: &ctx.request_id,
             trace_id: ctx.trace.as_ref().map_or("", |t| t.trace_id.as_str()),
             method: ctx.method,
-            path: &path[..path.len().min(200)],
+            path: truncate_at_char(path, 200),
             route: ctx.route,
             status,
             duration_ms: elapsed.as_secs_f64() * 1000.0,

@@ -21,6 +21,11 @@ pub struct GatewayMetrics {
     pub rate_limited: IntCounterVec,
     pub rate_limit_backend_errors: IntCounter,
     pub websocket_upgrade_failures: IntCounterVec,
+    pub websocket_connections: prometheus::IntGaugeVec,
+    pub tls_handshakes: IntCounterVec,
+    pub tls_handshake_failures: IntCounter,
+    pub connections: IntGauge,
+    pub connections_refused: IntCounter,
 }
 
 impl GatewayMetrics {
@@ -43,6 +48,11 @@ impl GatewayMetrics {
             rate_limit_backend_errors: cat::RATE_LIMIT_BACKEND_ERRORS_TOTAL
                 .counter_single(&registry),
             websocket_upgrade_failures: cat::WEBSOCKET_UPGRADE_FAILURES_TOTAL.counter(&registry),
+            websocket_connections: cat::GATEWAY_WEBSOCKET_CONNECTIONS.gauge_vec(&registry),
+            tls_handshakes: cat::TLS_HANDSHAKES_TOTAL.counter(&registry),
+            tls_handshake_failures: cat::TLS_HANDSHAKE_FAILURES_TOTAL.counter_single(&registry),
+            connections: cat::GATEWAY_CONNECTIONS.gauge(&registry),
+            connections_refused: cat::GATEWAY_CONNECTIONS_REFUSED_TOTAL.counter_single(&registry),
             registry,
         };
         (metrics, upstream_ready)

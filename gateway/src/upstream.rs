@@ -121,6 +121,9 @@ pub struct UpstreamPool {
     ring: ArcSwap<Option<pingora_ketama::Continuum>>,
     policy: RwLock<HealthPolicy>,
     ready_gauge: IntGaugeVec,
+    /// One resolution at a time: a reload and the periodic refresh must not interleave, or the
+    /// older answer could replace the newer.
+    resolving: tokio::sync::Mutex<()>,
 }
 
 impl UpstreamPool {
@@ -131,6 +134,7 @@ impl UpstreamPool {
             ring: ArcSwap::default(),
             policy: RwLock::new(policy),
             ready_gauge,
+            resolving: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -151,6 +155,7 @@ impl UpstreamPool {
 
     /// Re-resolves every upstream name; keeps the health of addresses that remain.
     pub async fn resolve(&self) {
+        let _one_at_a_time = self.resolving.lock().await;
         let mut resolved: Vec<(String, SocketAddr)> = Vec::new();
         let names = self.names.read().map(|n| n.clone()).unwrap_or_default();
         for name in &names {
@@ -214,9 +219,8 @@ impl UpstreamPool {
     /// Records a health observation: an active check, or a connection failure while proxying.
     pub fn observe(&self, replica: &Replica, ok: bool, error: Option<String>) {
         let policy = self.policy();
-        let (changed_to, first_check) = {
+        let (changed_to, first_failure) = {
             let mut health = replica.lock();
-            let first_check = health.ready.is_none();
             if ok {
                 health.consecutive_ok += 1;
                 health.consecutive_failures = 0;
@@ -226,8 +230,10 @@ impl UpstreamPool {
                 health.last_error = error;
             }
             let next = match health.ready {
-                // First check decides at once: a new replica serves after one pass.
-                None => Some(ok),
+                // A new replica serves after its first pass; until then it stays unchecked
+                // (no traffic), not "taken out" (which would ask for `healthy_threshold` passes).
+                None if ok => Some(true),
+                None => None,
                 Some(true) if health.consecutive_failures >= policy.unhealthy_threshold => {
                     Some(false)
                 }
@@ -240,16 +246,18 @@ impl UpstreamPool {
             if changed && next == Some(true) {
                 health.ready_since = Some(Instant::now());
             }
-            (changed.then_some(next == Some(true)), first_check)
+            let first_failure = next.is_none() && health.consecutive_failures == 1;
+            (changed.then_some(next == Some(true)), first_failure)
         };
+        if first_failure {
+            tracing::info!(upstream = %replica.addr, error = ?replica.lock().last_error, "replica not ready yet; no traffic until its first passing check");
+        }
         if let Some(ready) = changed_to {
             self.ready_gauge
                 .with_label_values(&[&replica.label()])
                 .set(i64::from(ready));
             if ready {
                 tracing::info!(upstream = %replica.addr, "replica is ready; routing to it");
-            } else if first_check {
-                tracing::info!(upstream = %replica.addr, error = ?replica.lock().last_error, "replica not ready yet; no traffic until its first passing check");
             } else {
                 tracing::warn!(upstream = %replica.addr, error = ?replica.lock().last_error, "replica taken out of rotation");
             }
@@ -293,20 +301,21 @@ impl UpstreamPool {
                     continue;
                 }
                 if point < w {
-                    return replica.clone();
+                    return Some(replica.clone());
                 }
                 point -= w;
                 last = Some(replica);
             }
-            last.cloned().unwrap_or_else(|| replicas[0].clone())
+            // Rounding, or readiness changed since `total` was summed: the last eligible one,
+            // and never a replica that is not ready or was already tried.
+            last.cloned()
         };
-        let (first, second) = (draw(), draw());
         let load = |r: &Replica| r.inflight.load(Ordering::Relaxed);
-        Some(if load(&second) < load(&first) {
-            second
-        } else {
-            first
-        })
+        match (draw(), draw()) {
+            (Some(first), Some(second)) if load(&second) < load(&first) => Some(second),
+            (Some(first), _) => Some(first),
+            (None, second) => second,
+        }
     }
 
     /// The ready replica owning `key` on the consistent-hash ring (skipping `exclude`).
@@ -476,6 +485,26 @@ mod tests {
             pool.select(&[a.addr]).is_none(),
             "b is not ready and a is excluded"
         );
+    }
+
+    #[test]
+    fn a_replica_that_failed_before_its_first_pass_serves_after_that_pass() {
+        let (pool, a, _) = pool(Duration::ZERO);
+        for _ in 0..5 {
+            pool.observe(&a, false, Some("starting".into()));
+        }
+        assert!(!a.is_ready());
+        assert!(
+            pool.select(&[]).is_none(),
+            "a failing new replica gets nothing"
+        );
+        pool.observe(&a, true, None);
+        assert!(
+            a.is_ready(),
+            "its first pass brings it in, like any new replica"
+        );
+        assert_eq!(pool.select(&[]).unwrap().addr, a.addr);
+        assert!(pool.select(&[a.addr]).is_none(), "never a tried replica");
     }
 
     #[test]

@@ -182,6 +182,38 @@ pub const TLS_CERT_EXPIRY_TIMESTAMP_SECONDS: MetricDef = MetricDef {
     buckets: &[],
 };
 
+pub const TLS_HANDSHAKES_TOTAL: MetricDef = MetricDef {
+    name: "aragora_tls_handshakes_total",
+    kind: MetricKind::Counter,
+    help: "TLS handshakes the gateway completed on its HTTPS listener, by protocol version.",
+    labels: &["version"],
+    buckets: &[],
+};
+
+pub const TLS_HANDSHAKE_FAILURES_TOTAL: MetricDef = MetricDef {
+    name: "aragora_tls_handshake_failures_total",
+    kind: MetricKind::Counter,
+    help: "TLS handshakes on the gateway's HTTPS listener that failed or timed out (an old protocol version, no shared cipher, a client that hung up).",
+    labels: &[],
+    buckets: &[],
+};
+
+pub const GATEWAY_CONNECTIONS: MetricDef = MetricDef {
+    name: "aragora_gateway_connections",
+    kind: MetricKind::Gauge,
+    help: "TLS connections open on the gateway's HTTPS listener now.",
+    labels: &[],
+    buckets: &[],
+};
+
+pub const GATEWAY_CONNECTIONS_REFUSED_TOTAL: MetricDef = MetricDef {
+    name: "aragora_gateway_connections_refused_total",
+    kind: MetricKind::Counter,
+    help: "Connections the gateway closed at accept because ARAGORA_GATEWAY_MAX_CONNECTIONS were open.",
+    labels: &[],
+    buckets: &[],
+};
+
 pub const MAINTENANCE_MODE: MetricDef = MetricDef {
     name: "aragora_maintenance_mode",
     kind: MetricKind::Gauge,
@@ -222,6 +254,18 @@ pub const WEBSOCKET_CONNECTIONS: MetricDef = MetricDef {
     buckets: &[],
 };
 
+/// The gateway's view of the same gauge: upgraded connections it holds open, per engine replica
+/// (`upstream` is the replica's address), so a drained replica's share is seen moving. Same name
+/// as [`WEBSOCKET_CONNECTIONS`], told apart by the scrape's `job`; not in [`ALL`], whose names
+/// are unique.
+pub const GATEWAY_WEBSOCKET_CONNECTIONS: MetricDef = MetricDef {
+    name: "aragora_websocket_connections",
+    kind: MetricKind::Gauge,
+    help: "WebSocket connections the gateway holds open now, by engine replica.",
+    labels: &["upstream"],
+    buckets: &[],
+};
+
 pub const READY: MetricDef = MetricDef {
     name: "aragora_ready",
     kind: MetricKind::Gauge,
@@ -235,6 +279,32 @@ pub const BUILD_INFO: MetricDef = MetricDef {
     kind: MetricKind::Gauge,
     help: "Always 1; the version label says which build is running.",
     labels: &["version", "component"],
+    buckets: &[],
+};
+
+pub const DATABASE_UP: MetricDef = MetricDef {
+    name: "aragora_database_up",
+    kind: MetricKind::Gauge,
+    help: "1 when the engine's database answered a probe at the last scrape, 0 when it did not.",
+    labels: &[],
+    buckets: &[],
+};
+
+pub const OLDEST_RUNNING_DEBATE_SECONDS: MetricDef = MetricDef {
+    name: "aragora_oldest_running_debate_seconds",
+    kind: MetricKind::Gauge,
+    help: "Seconds the longest-running debate on this replica has been running; 0 when none runs.",
+    labels: &[],
+    buckets: &[],
+};
+
+/// The standard process metric name (node and client libraries use it), so existing memory
+/// alerts and dashboards work unchanged.
+pub const PROCESS_RESIDENT_MEMORY_BYTES: MetricDef = MetricDef {
+    name: "process_resident_memory_bytes",
+    kind: MetricKind::Gauge,
+    help: "Resident memory of the engine process, in bytes, read at scrape time.",
+    labels: &[],
     buckets: &[],
 };
 
@@ -290,6 +360,10 @@ pub const ALL: &[MetricDef] = &[
     UPSTREAM_RETRIES_TOTAL,
     GATEWAY_INFLIGHT_REQUESTS,
     TLS_CERT_EXPIRY_TIMESTAMP_SECONDS,
+    TLS_HANDSHAKES_TOTAL,
+    TLS_HANDSHAKE_FAILURES_TOTAL,
+    GATEWAY_CONNECTIONS,
+    GATEWAY_CONNECTIONS_REFUSED_TOTAL,
     MAINTENANCE_MODE,
     RATE_LIMITED_TOTAL,
     RATE_LIMIT_BACKEND_ERRORS_TOTAL,
@@ -297,6 +371,9 @@ pub const ALL: &[MetricDef] = &[
     WEBSOCKET_CONNECTIONS,
     READY,
     BUILD_INFO,
+    DATABASE_UP,
+    OLDEST_RUNNING_DEBATE_SECONDS,
+    PROCESS_RESIDENT_MEMORY_BYTES,
     DR_DRILL_LAST_SUCCESS_TIMESTAMP_SECONDS,
     DR_DRILL_RTO_SECONDS,
     DR_DRILL_RPO_SECONDS,

@@ -10,7 +10,7 @@ pub mod catalogue;
 mod log;
 
 pub use catalogue::{MetricDef, MetricKind};
-pub use log::{access_log, init_logging, LogFormat};
+pub use log::{access_log, count_log_events, flush_logs, init_logging, LogFormat};
 
 use prometheus::{Encoder, Registry, TextEncoder};
 

@@ -4,10 +4,92 @@ use serde::Serialize;
 use std::io::Write;
 use std::sync::OnceLock;
 use tracing_appender::non_blocking::{NonBlocking, NonBlockingBuilder, WorkerGuard};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
-/// Keeps the log writer's thread alive (and flushing) for the life of the process.
-static WRITER_GUARD: OnceLock<WorkerGuard> = OnceLock::new();
+/// A condition a library reports only by logging it, counted as a metric.
+struct LogCounter {
+    target_prefix: &'static str,
+    message_prefix: &'static str,
+    counter: prometheus::IntCounter,
+}
+
+static LOG_COUNTERS: std::sync::RwLock<Vec<LogCounter>> = std::sync::RwLock::new(Vec::new());
+
+/// Counts warnings and errors whose target starts with `target_prefix` and whose message
+/// starts with `message_prefix` in `counter`. Pingora, for one, reports a failed TLS handshake
+/// only as an error line (`Downstream handshake error ...`) and carries on.
+pub fn count_log_events(
+    target_prefix: &'static str,
+    message_prefix: &'static str,
+    counter: prometheus::IntCounter,
+) {
+    LOG_COUNTERS
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(LogCounter {
+            target_prefix,
+            message_prefix,
+            counter,
+        });
+}
+
+/// The layer behind [`count_log_events`]; looks only at warnings and errors.
+struct CountingLayer;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for CountingLayer {
+    fn on_event(
+        &self,
+        event: &tracing::Event<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        if *event.metadata().level() > tracing::Level::WARN {
+            return;
+        }
+        let counters = LOG_COUNTERS.read().unwrap_or_else(|e| e.into_inner());
+        // Records bridged from the `log` crate carry their target in a field, not metadata.
+        let mut fields = MessageAndTarget::default();
+        event.record(&mut fields);
+        let target = fields
+            .log_target
+            .as_deref()
+            .unwrap_or(event.metadata().target());
+        for rule in counters.iter() {
+            if target.starts_with(rule.target_prefix)
+                && fields.message.starts_with(rule.message_prefix)
+            {
+                rule.counter.inc();
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct MessageAndTarget {
+    message: String,
+    log_target: Option<String>,
+}
+
+impl tracing::field::Visit for MessageAndTarget {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        match field.name() {
+            "message" => self.message = value.to_string(),
+            "log.target" => self.log_target = Some(value.to_string()),
+            _ => {}
+        }
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.message = format!("{value:?}");
+        }
+    }
+}
+
+/// Keeps the log writer's thread alive until [`flush_logs`] drops it: statics are never
+/// dropped, so without that call the last lines before exit ("stopped") would be lost.
+static WRITER_GUARD: std::sync::Mutex<Option<WorkerGuard>> = std::sync::Mutex::new(None);
 /// The same writer, for access-log lines serialized without `tracing`'s field machinery.
 static ACCESS_WRITER: OnceLock<NonBlocking> = OnceLock::new();
 /// Whether access lines are wanted (the level allows `info`).
@@ -54,6 +136,16 @@ pub enum LogFormat {
 /// Installs the global subscriber. `level` is the seeds' `ARAGORA_LOG_LEVEL` (DEBUG, INFO,
 /// WARNING, ERROR, case-insensitive) or a full `tracing` filter (`info,sqlx=warn`).
 /// Calling it twice keeps the first subscriber.
+/// Writes out every buffered log line and stops the writer thread; call once, last, before
+/// the process exits. Lines logged afterwards are dropped.
+pub fn flush_logs() {
+    let guard = WRITER_GUARD
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
+    drop(guard);
+}
+
 pub fn init_logging(level: &str, format: LogFormat) {
     let directive = match level.to_ascii_lowercase().as_str() {
         "warning" => "warn".to_string(),
@@ -70,20 +162,23 @@ pub fn init_logging(level: &str, format: LogFormat) {
         .lossy(false)
         .buffered_lines_limit(64 * 1024)
         .finish(std::io::stderr());
-    if WRITER_GUARD.set(guard).is_err() {
-        return;
+    {
+        let mut slot = WRITER_GUARD.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_some() || ACCESS_WRITER.get().is_some() {
+            return;
+        }
+        *slot = Some(guard);
     }
     let _ = ACCESS_WRITER.set(writer.clone());
     let _ = ACCESS_ENABLED.set(!matches!(directive.as_str(), "warn" | "error" | "off"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer);
+    let registry = tracing_subscriber::registry()
+        .with(filter)
+        .with(CountingLayer);
+    let fmt = tracing_subscriber::fmt::layer().with_writer(writer);
     let _ = match format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
+        LogFormat::Json => registry
+            .with(fmt.json().flatten_event(true).with_current_span(false))
             .try_init(),
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Text => registry.with(fmt).try_init(),
     };
 }

@@ -372,10 +372,15 @@ async fn bad_input_gets_a_clear_json_error_and_changes_nothing() {
             "Content-Type: application/json",
         )
     });
+    // A fresh connection per case: after refusing a body it did not read (413), a server
+    // closes the connection, and a pooled client could race that close.
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
     for case in cases {
         let method = reqwest::Method::from_bytes(case.method.as_bytes()).unwrap();
-        let mut request = engine
-            .http
+        let mut request = client
             .request(method, engine.url(&case.path))
             .body(case.body.clone());
         if let Some(content_type) = case.content_type {
@@ -575,4 +580,33 @@ async fn health_endpoints_report_the_seeds_shapes() {
     assert_eq!(status, 200);
     assert_eq!(db["database"], "connected");
     assert_eq!(db["backend"], "sqlite");
+}
+
+/// The gauges the runbook's AragoraDatabaseDown, AragoraDebateRunningTooLong and
+/// AragoraHighMemoryUsage alerts read, refreshed at scrape time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_report_database_oldest_debate_and_memory() {
+    let engine =
+        Engine::start(EngineOptions::sqlite().env("ARAGORA_OFFLINE_AGENT_LATENCY_MS", 1500)).await;
+    let metrics = engine.metrics().await;
+    assert_eq!(sample(&metrics, "aragora_database_up"), Some(1.0));
+    assert_eq!(
+        sample(&metrics, "aragora_oldest_running_debate_seconds"),
+        Some(0.0)
+    );
+    assert!(sample(&metrics, "process_resident_memory_bytes").unwrap() > 1e6);
+    let id = engine
+        .start_debate(json!({"topic": "Slow", "rounds": 1}))
+        .await;
+    eventually("the oldest debate to age a second", PATIENCE, || async {
+        let metrics = engine.metrics().await;
+        (sample(&metrics, "aragora_oldest_running_debate_seconds")? >= 1.0).then_some(())
+    })
+    .await;
+    engine.wait_final(&id, PATIENCE).await;
+    let metrics = engine.metrics().await;
+    assert_eq!(
+        sample(&metrics, "aragora_oldest_running_debate_seconds"),
+        Some(0.0)
+    );
 }

@@ -150,6 +150,21 @@ async fn http_redirects_https_serves_h1_and_h2_with_hsts_and_tls_1_1_is_refused(
         said.contains("Cipher is (NONE)") && said.contains("alert"),
         "the server refused the handshake: {said}"
     );
+    let failures = eventually("the refused handshake to be counted", PATIENCE, || async {
+        let metrics = gateway.metrics().await;
+        sample(&metrics, "aragora_tls_handshake_failures_total").filter(|n| *n >= 1.0)
+    })
+    .await;
+    assert!(failures >= 1.0);
+    let metrics = gateway.metrics().await;
+    let tls12 = sample(
+        &metrics,
+        "aragora_tls_handshakes_total{version=\"TLSv1.2\"}",
+    );
+    assert!(
+        tls12 >= Some(1.0),
+        "the TLS 1.2 handshake is counted: {tls12:?}"
+    );
 
     // A WebSocket upgrade the replica does not accept is counted as a failed upgrade.
     let refused_upgrade = gateway
@@ -266,24 +281,111 @@ async fn only_ready_replicas_get_traffic_and_none_ready_answers_503_at_once() {
         "the gateway is not ready without a ready replica"
     );
 
-    // A replica that failed before needs two passing checks in a row to come back.
+    // A replica never ready before serves from its first passing check, like any new one.
     unready.set_ready(true);
     let view = gateway.wait_ready_count(1, PATIENCE).await;
-    let back = view["upstreams"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|u| u["ready"] == true)
-        .unwrap();
-    assert_eq!(back["addr"], unready.addr.to_string());
-    assert!(back["consecutive_ok"].as_u64().unwrap() >= 2, "{back}");
+    let replica = |view: &Value, addr: std::net::SocketAddr| {
+        view["upstreams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["addr"] == addr.to_string())
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(replica(&view, unready.addr)["ready"], true);
     let response = client
         .get(gateway.https_url("/api/debates"))
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
+    // One taken out of rotation needs two passing checks in a row to come back.
+    ready.set_ready(true);
+    let view = gateway.wait_ready_count(2, PATIENCE).await;
+    let back = replica(&view, ready.addr);
+    assert!(back["consecutive_ok"].as_u64().unwrap() >= 2, "{back}");
     assert_eq!(unready.served(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_limit_are_closed_at_accept_and_counted() {
+    let (_upstream, gateway) =
+        gateway_with_echo(&[("ARAGORA_GATEWAY_MAX_CONNECTIONS", "2".into())]).await;
+    let connector = gateway.tls_connector();
+    let open = || async {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", gateway.https_port))
+            .await
+            .unwrap();
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        connector.connect(name, tcp).await
+    };
+    let first = open().await.expect("first connection");
+    let second = open().await.expect("second connection");
+    eventually("two open connections", PATIENCE, || async {
+        let metrics = gateway.metrics().await;
+        (sample(&metrics, "aragora_gateway_connections") == Some(2.0)).then_some(())
+    })
+    .await;
+    assert!(
+        open().await.is_err(),
+        "a third connection is closed at accept"
+    );
+    let metrics = gateway.metrics().await;
+    assert_eq!(
+        sample(&metrics, "aragora_gateway_connections_refused_total"),
+        Some(1.0)
+    );
+    drop(first);
+    eventually("a closed connection frees its place", PATIENCE, || async {
+        let metrics = gateway.metrics().await;
+        (sample(&metrics, "aragora_gateway_connections") == Some(1.0)).then_some(())
+    })
+    .await;
+    let again = open().await;
+    assert!(again.is_ok(), "room again after one closed");
+    drop(second);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_hanging_up_mid_request_gets_a_json_502_and_a_post_is_never_replayed() {
+    let replicas = [
+        EchoUpstream::start(true).await,
+        EchoUpstream::start(true).await,
+    ];
+    let names: Vec<String> = replicas.iter().map(|r| r.addr.to_string()).collect();
+    let gateway = GatewayProcess::start(&names, &[]).await;
+    gateway.wait_ready_count(2, PATIENCE).await;
+    let client = gateway.client();
+    let served = || replicas.iter().map(EchoUpstream::served).sum::<usize>();
+    for (method, attempt) in [("GET", 1), ("POST", 2), ("GET", 3), ("POST", 4)] {
+        let response = client
+            .request(method.parse().unwrap(), gateway.https_url("/hang-up"))
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 502, "{method}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "bad_gateway", "{method}: {body}");
+        assert_eq!(
+            served(),
+            attempt,
+            "{method}: the request reached a replica once, never replayed"
+        );
+    }
+    let inflight = eventually(
+        "the gateway's in-flight count back to 0",
+        PATIENCE,
+        || async {
+            let metrics = gateway.metrics().await;
+            (sample(&metrics, "aragora_gateway_inflight_requests") == Some(0.0)).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(inflight, ());
+    let fine = client.get(gateway.https_url("/api/debates")).send().await;
+    assert_eq!(fine.unwrap().status(), 200, "the gateway keeps serving");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -353,19 +455,7 @@ async fn limits_answer_their_status_and_maintenance_mode_blocks_all_but_health()
     );
 
     // A client that sends its headers and then stalls mid-body is cut off.
-    let connector = {
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in rustls_pemfile::certs(&mut gateway.cert_pem.as_slice()) {
-            roots.add(cert.unwrap()).unwrap();
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        tokio_rustls::TlsConnector::from(Arc::new(config))
-    };
+    let connector = gateway.tls_connector();
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", gateway.https_port))
         .await
         .unwrap();

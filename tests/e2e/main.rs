@@ -26,9 +26,11 @@ macro_rules! on_both_backends {
 mod api;
 mod backups;
 mod config;
+mod edge_websockets;
 mod gateway;
 mod lifecycle;
 mod llm_debates;
 mod providers;
+mod slo;
 mod storage;
 mod websocket;

@@ -96,7 +96,19 @@ pub async fn database(State(state): State<AppState>) -> (StatusCode, Json<Value>
     }
 }
 
+/// Gauges that describe the moment are refreshed as they are scraped.
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let metrics = &state.metrics;
+    metrics
+        .database_up
+        .set(i64::from(database_probe(&state).await.is_ok()));
+    if let Some(bytes) = crate::metrics::resident_memory_bytes() {
+        metrics.resident_memory.set(bytes);
+    }
+    if let Some(core) = state.core.get() {
+        let oldest = core.orchestrator.oldest_running();
+        metrics.oldest_running_debate.set(oldest.as_secs() as i64);
+    }
     refresh_dr_gauges(&state).await;
     (
         [(header::CONTENT_TYPE, aragora_telemetry::TEXT_CONTENT_TYPE)],

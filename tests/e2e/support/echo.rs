@@ -1,6 +1,8 @@
 //! A stand-in engine replica for gateway tests: answers its readiness path with 200 or 503 as
 //! the test says, echoes every other request's method, path and headers as JSON, and counts
-//! the requests it served. Plain HTTP/1.1 with keep-alive over a real socket.
+//! the requests it served. Plain HTTP/1.1 with keep-alive over a real socket. A request for
+//! `/hang-up` is counted and then the connection is closed without an answer, like a replica
+//! that crashes mid-request.
 
 use serde_json::{json, Map, Value};
 use std::net::SocketAddr;
@@ -88,6 +90,10 @@ impl EchoUpstream {
             }
             buffer.drain(..header_end + length);
             let path = request_line.get(1).cloned().unwrap_or_default();
+            if path == "/hang-up" {
+                self.served.fetch_add(1, Ordering::SeqCst);
+                return;
+            }
             let (status, body) = if path == "/readyz" {
                 if self.ready.load(Ordering::SeqCst) {
                     (200, json!({"status": "ready"}))

@@ -521,6 +521,22 @@ impl GatewayProcess {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// A raw TLS client (tokio-rustls) that trusts the gateway's certificate, for tests that
+    /// speak the wire themselves: stalled bodies, WebSockets.
+    pub fn tls_connector(&self) -> tokio_rustls::TlsConnector {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_pemfile::certs(&mut self.cert_pem.as_slice()) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+    }
+
     /// Waits until the admin listener reports `ready` replicas out of the configured ones.
     pub async fn wait_ready_count(&self, ready: usize, patience: Duration) -> Value {
         let url = self.admin_url("/api/system/upstreams");

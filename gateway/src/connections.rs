@@ -1,0 +1,85 @@
+//! Connections on the HTTPS listener: how many are open, the limit on them, and TLS handshakes
+//! that completed or failed.
+//!
+//! Pingora does the TLS handshake itself. What it offers around it is used here: a connection
+//! filter, asked before each handshake (count, and refuse beyond `max_connections`), and a
+//! post-handshake callback whose return value lives as long as the connection (a guard that
+//! keeps the open-connection gauge right however the connection ends). A failed handshake is
+//! only logged by pingora; the log line is counted (see `install_handshake_failure_counter`).
+
+use crate::state::Shared;
+use async_trait::async_trait;
+use pingora::listeners::{ConnectionFilter, TlsAccept};
+use pingora::protocols::tls::TlsRef;
+use std::any::Any;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Refuses connections beyond `ARAGORA_GATEWAY_MAX_CONNECTIONS`.
+#[derive(Clone)]
+pub struct ConnectionGate {
+    pub shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for ConnectionGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ConnectionGate")
+    }
+}
+
+#[async_trait]
+impl ConnectionFilter for ConnectionGate {
+    async fn should_accept(&self, addr: Option<&SocketAddr>) -> bool {
+        let metrics = &self.shared.metrics;
+        let limit = self.shared.config().max_connections;
+        if metrics.connections.get() >= limit as i64 {
+            metrics.connections_refused.inc();
+            tracing::warn!(client = ?addr, limit, "connection refused: ARAGORA_GATEWAY_MAX_CONNECTIONS are open");
+            return false;
+        }
+        true
+    }
+}
+
+/// Counts completed handshakes by protocol version and holds the open-connection gauge.
+pub struct HandshakeObserver {
+    pub shared: Arc<Shared>,
+}
+
+/// Lives in the connection's TLS digest; gives the gauge back when the connection closes.
+struct OpenConnection(prometheus::IntGauge);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+#[async_trait]
+impl TlsAccept for HandshakeObserver {
+    async fn handshake_complete_callback(
+        &self,
+        tls: &TlsRef,
+    ) -> Option<Arc<dyn Any + Send + Sync>> {
+        let metrics = &self.shared.metrics;
+        // rustls names versions after its enum variants (`TLSv1_3`); label them as people write them.
+        let version = match tls.version() {
+            Some("TLSv1_3") => "TLSv1.3",
+            Some("TLSv1_2") => "TLSv1.2",
+            _ => "other",
+        };
+        metrics.tls_handshakes.with_label_values(&[version]).inc();
+        metrics.connections.inc();
+        Some(Arc::new(OpenConnection(metrics.connections.clone())))
+    }
+}
+
+/// Pingora logs `Downstream handshake error ...` / `Downstream handshake timeout` and carries
+/// on; those lines become `aragora_tls_handshake_failures_total`.
+pub fn install_handshake_failure_counter(counter: prometheus::IntCounter) {
+    aragora_telemetry::count_log_events(
+        "pingora_core::services::listening",
+        "Downstream handshake",
+        counter,
+    );
+}

@@ -1,0 +1,177 @@
+//! The default SLOs of the runbook, with the targets its environment variables override.
+
+use crate::duration::PromDuration;
+use crate::model::{Alerting, Labels, SliShape, Slo, SloSpec};
+use aragora_config::ConfigProblem;
+use aragora_telemetry::catalogue as cat;
+use std::collections::HashMap;
+
+/// The service name of the default SLOs (Sloth's `service`).
+pub const SERVICE: &str = "aragora";
+
+/// Scrape job of the gateway's admin `/metrics`. The gateway and the engine export the same
+/// HTTP metric names; the job label is what tells "measured at the edge" from "at the engine".
+pub const GATEWAY_JOB: &str = "aragora-gateway";
+/// Scrape job of the engine's `/metrics`.
+pub const ENGINE_JOB: &str = "aragora-engine";
+
+/// The SLO targets operators may override.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SloSettings {
+    pub availability_target: f64,
+    pub latency_p99_target_ms: u64,
+    pub debate_success_target: f64,
+}
+
+impl Default for SloSettings {
+    fn default() -> Self {
+        Self {
+            availability_target: 99.9,
+            latency_p99_target_ms: 500,
+            debate_success_target: 95.0,
+        }
+    }
+}
+
+aragora_config::settings! {
+    SloSettings;
+    availability_target: ["SLO_AVAILABILITY_TARGET"] "Percent of requests through the gateway that must not fail with a 5xx over 30 days (a value below 1 is read as a ratio: 0.999 is 99.9).";
+    latency_p99_target_ms: ["SLO_LATENCY_P99_TARGET_MS"] "Latency SLO: 99% of requests through the gateway answer within this many milliseconds; must be a bucket of aragora_request_latency_seconds.";
+    debate_success_target: ["SLO_DEBATE_SUCCESS_TARGET"] "Percent of debates (cancelled ones aside) that must end in consensus or no_consensus over 30 days (below 1: a ratio).";
+}
+
+impl SloSettings {
+    /// Defaults, then the environment; every problem at once.
+    pub fn from_env(env: &HashMap<String, String>) -> Result<Self, Vec<ConfigProblem>> {
+        let mut settings = Self::default();
+        let mut problems = Vec::new();
+        settings.apply_env(env, &mut problems);
+        settings.availability_target = as_percent(settings.availability_target);
+        settings.debate_success_target = as_percent(settings.debate_success_target);
+        if problems.is_empty() {
+            Ok(settings)
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// The runbook's three SLOs. `aragora slo check` validates the result like any spec, so
+    /// a target out of range or a latency that is not a bucket gets the same messages.
+    pub fn default_spec(&self) -> SloSpec {
+        let gateway = format!("job=\"{GATEWAY_JOB}\"");
+        SloSpec {
+            service: SERVICE.into(),
+            labels: Labels::from([("owner".to_string(), "sre".to_string())]),
+            slos: vec![
+                default_slo(
+                    "availability",
+                    "Requests through the gateway that do not fail with a 5xx.",
+                    self.availability_target,
+                    SliShape::Requests {
+                        metric: cat::HTTP_REQUESTS_TOTAL.name.into(),
+                        selector: gateway.clone(),
+                        error: "status=~\"5..\"".into(),
+                    },
+                ),
+                default_slo(
+                    "latency",
+                    &format!(
+                        "Requests through the gateway answered within {} ms (p99 as a ratio).",
+                        self.latency_p99_target_ms
+                    ),
+                    99.0,
+                    SliShape::Latency {
+                        metric: cat::REQUEST_LATENCY_SECONDS.name.into(),
+                        selector: gateway,
+                        threshold_seconds: self.latency_p99_target_ms as f64 / 1000.0,
+                    },
+                ),
+                default_slo(
+                    "debate-success",
+                    "Debates that end in consensus or no_consensus (cancelled ones do not count).",
+                    self.debate_success_target,
+                    SliShape::Requests {
+                        metric: cat::DEBATES_TOTAL.name.into(),
+                        selector: format!("job=\"{ENGINE_JOB}\",outcome!=\"cancelled\""),
+                        error: "outcome=~\"failed|timed_out\"".into(),
+                    },
+                ),
+            ],
+        }
+    }
+}
+
+/// Targets below 1 are ratios (the seeds' Python read 0.999); the model speaks percent.
+fn as_percent(target: f64) -> f64 {
+    if target > 0.0 && target < 1.0 {
+        target * 100.0
+    } else {
+        target
+    }
+}
+
+fn default_slo(name: &str, description: &str, objective: f64, shape: SliShape) -> Slo {
+    Slo {
+        name: name.into(),
+        description: description.into(),
+        objective,
+        period: PromDuration::days(30),
+        labels: Labels::new(),
+        sli: shape.to_sli(),
+        shape: Some(shape),
+        // Alert name and runbook URL are derived by the renderer, the same for every format.
+        alerting: Alerting::default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn targets_come_from_the_environment_as_percent_or_ratio() {
+        let settings = SloSettings::from_env(&env(&[
+            ("SLO_AVAILABILITY_TARGET", "0.995"),
+            ("SLO_LATENCY_P99_TARGET_MS", "200"),
+            ("SLO_DEBATE_SUCCESS_TARGET", "90"),
+        ]))
+        .unwrap();
+        assert!((settings.availability_target - 99.5).abs() < 1e-9);
+        assert_eq!(settings.latency_p99_target_ms, 200);
+        assert_eq!(settings.debate_success_target, 90.0);
+        let spec = settings.default_spec();
+        assert!(matches!(
+            spec.slos[1].shape,
+            Some(SliShape::Latency { threshold_seconds, .. }) if threshold_seconds == 0.2
+        ));
+    }
+
+    #[test]
+    fn a_bad_value_names_the_variable() {
+        let problems =
+            SloSettings::from_env(&env(&[("SLO_LATENCY_P99_TARGET_MS", "fast")])).unwrap_err();
+        assert_eq!(problems[0].setting, "SLO_LATENCY_P99_TARGET_MS");
+    }
+
+    #[test]
+    fn the_readme_documents_every_slo_setting() {
+        let readme = include_str!("../../README.md");
+        for setting in SETTINGS {
+            assert!(
+                readme.contains(&format!("| `{}` |", setting.key)),
+                "{}",
+                setting.key
+            );
+            for env in setting.env {
+                assert!(readme.contains(&format!("`{env}`")), "README lacks {env}");
+            }
+        }
+    }
+}

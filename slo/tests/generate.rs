@@ -1,0 +1,209 @@
+//! The generated files: that they match the committed ones, and what the real promtool and
+//! amtool say of them.
+
+use aragora_slo::generate::{self, GeneratedFile, OPERATIONAL_TESTS, SLO_TESTS};
+use aragora_slo::SloSettings;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// What `aragora slo generate --out alerts` writes with no SLO_* variables set.
+fn default_files() -> Vec<GeneratedFile> {
+    let settings = SloSettings::from_env(&HashMap::new()).unwrap();
+    aragora_slo::generate(&settings.default_spec(), &settings).unwrap()
+}
+
+/// Runs a tool of the Debian packages `prometheus` / `prometheus-alertmanager`.
+fn run(tool: &str, args: &[&str], dir: &Path) -> Output {
+    Command::new(tool)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|err| {
+            panic!("cannot run {tool} ({err}); install it with scripts/setup.sh (Debian packages prometheus, prometheus-alertmanager)")
+        })
+}
+
+fn assert_success(output: &Output, what: &str) -> String {
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{what} failed:\n{text}");
+    text
+}
+
+#[test]
+fn committed_alerts_match_the_generator() {
+    for file in default_files() {
+        let path = repo_root().join("alerts").join(file.name);
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == file.text,
+            "alerts/{} differs from what the generator writes; run `aragora slo generate --out alerts` \
+             (with no SLO_* variables set) and commit",
+            file.name
+        );
+    }
+}
+
+#[test]
+fn promtool_accepts_the_rules_and_their_tests_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    generate::write(dir.path(), &default_files()).unwrap();
+    let check = run(
+        "promtool",
+        &["check", "rules", "slo-rules.yaml", "operational-rules.yaml"],
+        dir.path(),
+    );
+    let text = assert_success(&check, "promtool check rules");
+    assert!(text.contains("SUCCESS: 15 rules found"), "{text}");
+    let test = run(
+        "promtool",
+        &["test", "rules", SLO_TESTS, OPERATIONAL_TESTS],
+        dir.path(),
+    );
+    assert_success(&test, "promtool test rules");
+}
+
+#[test]
+fn every_alert_has_tests_that_fire_it_and_tests_that_must_not() {
+    let files = default_files();
+    let rules: String = files
+        .iter()
+        .filter(|f| !f.name.contains(".test."))
+        .map(|f| f.text.clone())
+        .collect();
+    let tests: String = files
+        .iter()
+        .filter(|f| f.name.contains(".test."))
+        .map(|f| f.text.clone())
+        .collect();
+    let alerts: Vec<&str> = rules
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("- alert: "))
+        .collect();
+    assert_eq!(alerts.len(), 15 + 3 * 2, "{alerts:?}");
+    for alert in alerts {
+        let groups = |kind: &str| tests.matches(&format!("'{alert}{kind}")).count();
+        let slo_groups = tests.matches(&format!("'{alert} (")).count();
+        assert!(
+            groups(" fires:") == 1 && groups(" stays quiet:") >= 2 || slo_groups == 4,
+            "{alert} lacks a firing test or two that must stay quiet"
+        );
+    }
+    for slo in ["availability", "latency", "debate-success"] {
+        for scenario in [
+            "pages",
+            "opens a ticket",
+            "zero traffic stays quiet",
+            "blip",
+        ] {
+            assert!(
+                tests
+                    .lines()
+                    .any(|l| l.contains(&format!("({slo}): ")) && l.contains(scenario)),
+                "SLO {slo} lacks the {scenario:?} test"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_failing_promtool_test_is_reported() {
+    // Guards the guard: a test expecting the wrong alert must make promtool fail.
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = default_files();
+    let tests = files
+        .iter_mut()
+        .find(|f| f.name == OPERATIONAL_TESTS)
+        .unwrap();
+    tests.text = tests.text.replace("severity: critical", "severity: info");
+    generate::write(dir.path(), &files).unwrap();
+    let output = run(
+        "promtool",
+        &["test", "rules", OPERATIONAL_TESTS],
+        dir.path(),
+    );
+    assert!(!output.status.success());
+}
+
+#[test]
+fn alertmanager_config_is_valid_and_routes_by_severity() {
+    let config = repo_root().join("deploy/alertmanager/alertmanager.yml");
+    let config = config.to_str().unwrap();
+    assert_success(
+        &run("amtool", &["check-config", config], &repo_root()),
+        "amtool check-config",
+    );
+    let route = |labels: &[&str]| {
+        let mut args = vec!["config", "routes", "test", "--config.file", config];
+        args.extend(labels);
+        let output = run("amtool", &args, &repo_root());
+        String::from_utf8_lossy(&output.stdout).trim().to_string()
+    };
+    assert_eq!(
+        route(&[
+            "severity=critical",
+            "sloth_severity=page",
+            "sloth_slo=availability"
+        ]),
+        "pager"
+    );
+    assert_eq!(
+        route(&[
+            "severity=warning",
+            "sloth_severity=ticket",
+            "sloth_slo=availability"
+        ]),
+        "chat"
+    );
+    assert_eq!(
+        route(&["alertname=AragoraHighMemoryUsage", "severity=warning"]),
+        "chat"
+    );
+}
+
+#[test]
+fn alertmanager_holds_an_slo_ticket_while_its_page_fires() {
+    let text =
+        std::fs::read_to_string(repo_root().join("deploy/alertmanager/alertmanager.yml")).unwrap();
+    let config: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let inhibit = config["inhibit_rules"].as_sequence().unwrap();
+    let page_over_ticket = inhibit.iter().find(|rule| {
+        rule["source_matchers"][0] == "sloth_severity=\"page\""
+            && rule["target_matchers"][0] == "sloth_severity=\"ticket\""
+    });
+    let rule = page_over_ticket.expect("an inhibit rule from page to ticket");
+    let equal: Vec<&str> = rule["equal"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert_eq!(equal, ["sloth_service", "sloth_slo"]);
+    let group_by = config["route"]["group_by"].as_sequence().unwrap();
+    assert!(group_by.iter().any(|label| label == "sloth_slo"));
+}
+
+#[test]
+fn every_alert_has_its_runbook_heading() {
+    let runbook = std::fs::read_to_string(repo_root().join("alerts/README.md")).unwrap();
+    for file in default_files() {
+        for alert in file
+            .text
+            .lines()
+            .filter_map(|line| line.trim().strip_prefix("- alert: "))
+        {
+            assert!(
+                runbook.contains(&format!("\n### {alert}\n")),
+                "alerts/README.md lacks a `### {alert}` heading, which its runbook_url points to"
+            );
+        }
+    }
+}
