@@ -449,36 +449,40 @@ async fn wait_ready(http: &reqwest::Client, base: &str) -> Result<(), String> {
     ))
 }
 
-async fn smoke_debate(http: &reqwest::Client, base: &str) -> Result<String, String> {
-    let failed = |what: &str, err: reqwest::Error| format!("{what}: {err}");
-    let response = http
-        .post(format!("{base}/api/debates"))
-        .json(
-            &json!({"topic": "DR drill smoke debate: does the restored copy serve?", "rounds": 1}),
-        )
+/// Sends `request` and reads its JSON answer; errors name `what` was being done.
+async fn call(request: reqwest::RequestBuilder, what: &str) -> Result<(u16, Value), String> {
+    let response = request
         .send()
         .await
-        .map_err(|e| failed("starting the debate", e))?;
-    let status = response.status();
-    let body: Value = response
+        .map_err(|err| format!("{what}: {err}"))?;
+    let status = response.status().as_u16();
+    let body = response
         .json()
         .await
-        .map_err(|e| failed("reading the answer", e))?;
+        .map_err(|err| format!("{what}: the answer is not JSON ({err})"))?;
+    Ok((status, body))
+}
+
+async fn smoke_debate(http: &reqwest::Client, base: &str) -> Result<String, String> {
+    let topic = "DR drill smoke debate: does the restored copy serve?";
+    let (status, body) = call(
+        http.post(format!("{base}/api/debates"))
+            .json(&json!({"topic": topic, "rounds": 1})),
+        "starting the debate",
+    )
+    .await?;
     let id = body["debate_id"]
         .as_str()
-        .filter(|_| status.as_u16() == 202)
+        .filter(|_| status == 202)
         .ok_or_else(|| format!("the debate was not accepted ({status}): {body}"))?
         .to_string();
     let deadline = Instant::now() + SMOKE_PATIENCE;
     let final_status = loop {
-        let record: Value = http
-            .get(format!("{base}/api/debates/{id}"))
-            .send()
-            .await
-            .map_err(|e| failed("following the debate", e))?
-            .json()
-            .await
-            .map_err(|e| failed("reading the debate", e))?;
+        let (_, record) = call(
+            http.get(format!("{base}/api/debates/{id}")),
+            "following the debate",
+        )
+        .await?;
         let state = record["status"].as_str().unwrap_or_default().to_string();
         if ["completed", "failed", "cancelled", "timed_out"].contains(&state.as_str()) {
             break state;
@@ -494,23 +498,17 @@ async fn smoke_debate(http: &reqwest::Client, base: &str) -> Result<String, Stri
     if final_status != "completed" {
         return Err(format!("debate {id} ended {final_status}"));
     }
-    let receipt = http
-        .get(format!("{base}/api/debates/{id}/receipt"))
-        .send()
-        .await
-        .map_err(|e| failed("fetching the receipt", e))?
-        .text()
-        .await
-        .map_err(|e| failed("reading the receipt", e))?;
-    let verdict: Value = http
-        .post(format!("{base}/api/receipts/verify"))
-        .body(receipt)
-        .send()
-        .await
-        .map_err(|e| failed("verifying the receipt", e))?
-        .json()
-        .await
-        .map_err(|e| failed("reading the verdict", e))?;
+    let (_, receipt) = call(
+        http.get(format!("{base}/api/debates/{id}/receipt")),
+        "fetching the receipt",
+    )
+    .await?;
+    let (_, verdict) = call(
+        http.post(format!("{base}/api/receipts/verify"))
+            .json(&receipt),
+        "verifying the receipt",
+    )
+    .await?;
     if verdict["valid"] != true {
         return Err(format!("debate {id}'s receipt does not verify: {verdict}"));
     }
