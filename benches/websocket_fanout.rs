@@ -278,7 +278,10 @@ async fn main() {
         .json()
         .await
         .unwrap();
-    let id = created["id"].as_str().expect("debate id").to_string();
+    let id = created["debate_id"]
+        .as_str()
+        .expect("debate id")
+        .to_string();
     let subscribe = serde_json::json!({"type": "subscribe", "debate_id": id}).to_string();
     for sink in &mut sinks {
         let _ = sink.send(Message::Text(subscribe.clone().into())).await;

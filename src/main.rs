@@ -70,6 +70,23 @@ enum SloCommand {
         #[arg(long)]
         dashboards: Option<PathBuf>,
     },
+    /// Show each SLO's error ratio, budget left, burn rates and alerts, as a table (or JSON).
+    Status {
+        /// A running aragora (engine or gateway) whose GET /api/slo to read.
+        #[arg(long, conflicts_with = "prometheus_url")]
+        url: Option<String>,
+        /// Evaluate over this Prometheus' HTTP API instead.
+        #[arg(long, env = "ARAGORA_PROMETHEUS_URL")]
+        prometheus_url: Option<String>,
+        #[command(flatten)]
+        spec: SloSpecArg,
+        /// Accept a self-signed certificate (what `aragora up` makes).
+        #[arg(long)]
+        insecure: bool,
+        /// Print the statuses as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args)]
@@ -199,6 +216,22 @@ fn run_command(cli: Cli) -> ExitCode {
                     Command::Up(args) => run::up(&args).await,
                     Command::Backup(command) => dr::backup(command).await,
                     Command::Drill(command) => dr::drill(command).await,
+                    Command::Slo(SloCommand::Status {
+                        url,
+                        prometheus_url,
+                        spec,
+                        insecure,
+                        json,
+                    }) => {
+                        slo::status(slo::StatusArgs {
+                            url,
+                            prometheus_url,
+                            spec: spec.spec,
+                            insecure,
+                            json,
+                        })
+                        .await
+                    }
                     Command::Gateway(_) | Command::Receipt(_) | Command::Slo(_) => {
                         unreachable!("handled above")
                     }

@@ -53,12 +53,19 @@ async fn run_engine(
     config: EngineConfig,
     shutdown: impl Future<Output = ()> + Send,
     on_bound: impl FnOnce(Bound),
+    live: Option<&crate::slo::Live>,
 ) -> ExitCode {
     settings::init_logging(&config.log_level, &config.log_format);
-    match aragora_engine::serve(config, shutdown, on_bound)
-        .await
-        .context("the engine stopped with an error")
-    {
+    let extras = live.map(|live| live.engine_extras()).unwrap_or_default();
+    // The live SLO evaluation runs for as long as the engine does.
+    let (stop_live, live_stopped) = tokio::sync::watch::channel(false);
+    let evaluation = live.map(|live| live.spawn(live_stopped));
+    let served = aragora_engine::serve_with(config, shutdown, on_bound, extras).await;
+    let _ = stop_live.send(true);
+    if let Some(evaluation) = evaluation {
+        let _ = evaluation.await;
+    }
+    match served.context("the engine stopped with an error") {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("aragora: {err:#}");
@@ -72,11 +79,19 @@ pub async fn serve(args: &EngineArgs) -> ExitCode {
         Ok(configs) => configs,
         Err(problems) => return refuse(&problems),
     };
+    // Alone, the engine evaluates SLOs only over Prometheus (its counters hold half the story).
+    let live = match crate::slo::Live::from_env(false) {
+        Ok(live) => live,
+        Err(problems) => return refuse(&problems),
+    };
     let schedules = dr.dr_scheduler;
     with_dr_schedules(&config, dr, schedules, async {
-        run_engine(config.clone(), shutdown_signal(), |bound| {
-            announce_engine(&bound)
-        })
+        run_engine(
+            config.clone(),
+            shutdown_signal(),
+            |bound| announce_engine(&bound),
+            live.as_ref(),
+        )
         .await
     })
     .await
@@ -236,6 +251,12 @@ pub async fn up(args: &UpArgs) -> ExitCode {
         return ExitCode::FAILURE;
     }
 
+    let live = match crate::slo::Live::from_env(true) {
+        Ok(live) => live,
+        Err(problems) => return refuse(&problems),
+    };
+    let live_counters = live.as_ref().and_then(|live| live.counters.clone());
+
     let running: Arc<Mutex<Option<RunningGateway>>> = Arc::default();
     let (fatal_tx, fatal_rx) = tokio::sync::oneshot::channel::<String>();
     let fatal_tx = Mutex::new(Some(fatal_tx));
@@ -248,6 +269,12 @@ pub async fn up(args: &UpArgs) -> ExitCode {
         let announced = gateway.clone();
         match aragora_gateway::start(gateway) {
             Ok(started) => {
+                if let Some(counters) = &live_counters {
+                    counters.add(
+                        aragora_slo::settings::GATEWAY_JOB,
+                        started.metrics_registry(),
+                    );
+                }
                 announce_gateway(&announced);
                 print_banner(&banner_engine, &bound, &announced);
                 *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(started);
@@ -277,8 +304,8 @@ pub async fn up(args: &UpArgs) -> ExitCode {
     };
     // `up` is the whole system on one machine: it always runs the DR schedules.
     let scheduled = engine.clone();
-    let code =
-        with_dr_schedules(&scheduled, dr, true, run_engine(engine, shutdown, on_bound)).await;
+    let engine_run = run_engine(engine, shutdown, on_bound, live.as_ref());
+    let code = with_dr_schedules(&scheduled, dr, true, engine_run).await;
     let failure = fatal.lock().unwrap_or_else(|e| e.into_inner()).take();
     match failure {
         Some(message) => {

@@ -1,5 +1,6 @@
-//! `aragora slo check` and `aragora slo generate`: read a spec (or build the default SLOs from
-//! the environment), print every problem, write the rule files.
+//! `aragora slo check`, `aragora slo generate` and `aragora slo status`: read a spec (or build
+//! the default SLOs from the environment), print every problem, write the rule files, show the
+//! live status; and the live evaluation `aragora up` and `aragora serve` run.
 
 use crate::settings::{print_problems, EXIT_BAD_CONFIG};
 use aragora_engine::config::process_env;
@@ -69,4 +70,168 @@ pub fn generate(spec: Option<&Path>, out: &Path, dashboards: Option<&Path>) -> E
         }
     }
     ExitCode::SUCCESS
+}
+
+/// What `aragora slo status` was asked.
+pub struct StatusArgs {
+    pub url: Option<String>,
+    pub prometheus_url: Option<String>,
+    pub spec: Option<std::path::PathBuf>,
+    pub insecure: bool,
+    pub json: bool,
+}
+
+pub async fn status(args: StatusArgs) -> ExitCode {
+    let statuses = match (&args.url, &args.prometheus_url) {
+        (Some(url), _) => match fetch_status(url, args.insecure).await {
+            Ok(statuses) => statuses,
+            Err(err) => {
+                eprintln!("aragora: {err}");
+                return ExitCode::FAILURE;
+            }
+        },
+        (None, Some(prometheus)) => {
+            let (spec, _) = match load(args.spec.as_deref()) {
+                Ok(loaded) => loaded,
+                Err(code) => return code,
+            };
+            let source = std::sync::Arc::new(aragora_slo::live::PrometheusSource::new(prometheus));
+            match aragora_slo::live::Evaluator::new(spec, source)
+                .evaluate()
+                .await
+            {
+                Ok(statuses) => statuses,
+                Err(err) => {
+                    eprintln!("aragora: {err}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        (None, None) => {
+            eprintln!("aragora: say where the SLO numbers come from: --url of a running aragora (GET /api/slo) or --prometheus-url (or ARAGORA_PROMETHEUS_URL)");
+            return ExitCode::from(2);
+        }
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&statuses).unwrap_or_default()
+        );
+    } else {
+        print!("{}", aragora_slo::live::render_table(&statuses));
+    }
+    ExitCode::SUCCESS
+}
+
+async fn fetch_status(
+    url: &str,
+    insecure: bool,
+) -> Result<Vec<aragora_slo::live::SloStatus>, String> {
+    let client = reqwest::Client::builder()
+        .danger_accept_invalid_certs(insecure)
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .map_err(|err| err.to_string())?;
+    let endpoint = format!("{}/api/slo", url.trim_end_matches('/'));
+    let response = client
+        .get(&endpoint)
+        .send()
+        .await
+        .map_err(|err| format!("{endpoint} does not answer: {err} (is aragora running there? --insecure for a self-signed certificate)"))?;
+    let status = response.status();
+    let body: serde_json::Value = response
+        .json()
+        .await
+        .map_err(|err| format!("{endpoint} did not answer JSON: {err}"))?;
+    if !status.is_success() {
+        return Err(format!(
+            "{endpoint} answered {status}: {}",
+            body["error"]["message"]
+        ));
+    }
+    serde_json::from_value(body["slos"].clone())
+        .map_err(|err| format!("{endpoint} answered an unexpected shape: {err}"))
+}
+
+/// The live evaluation of a running process: what it evaluates from, the route it adds to
+/// the engine's API, and the loop that keeps it current.
+pub struct Live {
+    pub evaluator: std::sync::Arc<aragora_slo::live::Evaluator>,
+    /// Present when the numbers come from this process's own counters.
+    pub counters: Option<std::sync::Arc<aragora_slo::live::CounterSource>>,
+    settings: aragora_slo::live::LiveSettings,
+}
+
+impl Live {
+    /// From the environment: the default SLOs (targets from SLO_*), over Prometheus when
+    /// ARAGORA_PROMETHEUS_URL is set, else over the process's counters when `in_process`.
+    /// None when there is nothing to evaluate from (`aragora serve` without Prometheus).
+    pub fn from_env(in_process: bool) -> Result<Option<Self>, Vec<aragora_engine::ConfigProblem>> {
+        use aragora_slo::live::{CounterSource, Evaluator, LiveSettings, PrometheusSource};
+        let env = process_env();
+        let settings = LiveSettings::from_env(&env)?;
+        let spec = SloSettings::from_env(&env)?.default_spec();
+        let longest = spec
+            .slos
+            .iter()
+            .map(|slo| slo.period.seconds())
+            .max()
+            .unwrap_or(0);
+        let longest = std::time::Duration::from_secs_f64(longest as f64 * settings.window_scale);
+        let (evaluator, counters) = match (&settings.prometheus_url, in_process) {
+            (Some(url), _) => (
+                Evaluator::new(spec, std::sync::Arc::new(PrometheusSource::new(url))),
+                None,
+            ),
+            (None, true) => {
+                let counters = std::sync::Arc::new(CounterSource::new(vec![], longest));
+                (Evaluator::new(spec, counters.clone()), Some(counters))
+            }
+            (None, false) => return Ok(None),
+        };
+        let mut evaluator = evaluator.window_scale(settings.window_scale);
+        if let Some(url) = &settings.alertmanager_url {
+            evaluator = evaluator.alertmanager(url);
+        }
+        Ok(Some(Self {
+            evaluator: std::sync::Arc::new(evaluator),
+            counters,
+            settings,
+        }))
+    }
+
+    /// What the engine adds: `GET /api/slo`, and the gauges in its registry.
+    pub fn engine_extras(&self) -> aragora_engine::Extras {
+        let evaluator = self.evaluator.clone();
+        let route = axum::Router::new().route(
+            "/api/slo",
+            axum::routing::get(move || {
+                let evaluator = evaluator.clone();
+                async move {
+                    axum::Json(serde_json::json!({
+                        "service": evaluator.spec().service,
+                        "slos": evaluator.latest(),
+                        "error": evaluator.last_error(),
+                    }))
+                }
+            }),
+        );
+        let evaluator = self.evaluator.clone();
+        let counters = self.counters.clone();
+        aragora_engine::Extras {
+            routes: Some(route),
+            on_registry: Some(Box::new(move |registry: &prometheus::Registry| {
+                evaluator.set_gauges(aragora_slo::live::SloGauges::register(registry));
+                if let Some(counters) = counters {
+                    counters.add(aragora_slo::settings::ENGINE_JOB, registry.clone());
+                }
+            })),
+        }
+    }
+
+    /// Evaluates every interval until `stop` turns true.
+    pub fn spawn(&self, stop: tokio::sync::watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+        let interval = std::time::Duration::from_secs(self.settings.evaluation_interval_secs);
+        tokio::spawn(self.evaluator.clone().run(interval, stop))
+    }
 }

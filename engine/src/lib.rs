@@ -36,4 +36,4 @@ pub mod server;
 pub mod store;
 
 pub use config::{ConfigProblem, DbBackend, EngineConfig};
-pub use server::{serve, Bound, ServeError};
+pub use server::{serve, serve_with, Bound, Extras, ServeError};

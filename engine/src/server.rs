@@ -103,12 +103,35 @@ async fn connect_store(config: &EngineConfig, state: &AppState) -> Result<SqlSto
     }
 }
 
+/// Called with the engine's metric registry before anything listens.
+pub type RegistryHook = Box<dyn FnOnce(&prometheus::Registry) + Send>;
+
+/// What a caller adds to the engine it runs: `aragora up` puts its live SLO evaluation on the
+/// engine's API (`GET /api/slo`) and its `aragora_slo_*` gauges in the engine's registry.
+#[derive(Default)]
+pub struct Extras {
+    /// Routes merged into the REST API.
+    pub routes: Option<axum::Router>,
+    /// Handed the engine's metric registry once it exists, before anything listens.
+    pub on_registry: Option<RegistryHook>,
+}
+
 /// Runs the engine until `shutdown` completes, then drains. `on_bound` is told where the
 /// listeners are as soon as they are bound (before the database is up).
 pub async fn serve(
     config: EngineConfig,
     shutdown: impl Future<Output = ()> + Send,
     on_bound: impl FnOnce(Bound),
+) -> Result<(), ServeError> {
+    serve_with(config, shutdown, on_bound, Extras::default()).await
+}
+
+/// [`serve`] with [`Extras`].
+pub async fn serve_with(
+    config: EngineConfig,
+    shutdown: impl Future<Output = ()> + Send,
+    on_bound: impl FnOnce(Bound),
+    extras: Extras,
 ) -> Result<(), ServeError> {
     std::fs::create_dir_all(&config.data_dir).map_err(|source| ServeError::DataDir {
         path: config.data_dir.display().to_string(),
@@ -139,6 +162,9 @@ pub async fn serve(
         &config.data_dir,
     )?;
     let metrics = EngineMetrics::new();
+    if let Some(on_registry) = extras.on_registry {
+        on_registry(&metrics.registry);
+    }
     let agents = AgentRegistry::from_config(&config, &metrics);
     if agents.defaults_are_offline() {
         tracing::info!("no two LLM providers configured: debates use the built-in offline agents (not LLMs) by default");
@@ -168,7 +194,11 @@ pub async fn serve(
                 .await
         })
     };
-    let api_server = serve_listener(api_listener, app(state.clone()));
+    let api = match extras.routes {
+        Some(routes) => app(state.clone()).merge(routes),
+        None => app(state.clone()),
+    };
+    let api_server = serve_listener(api_listener, api);
     let ws_server = serve_listener(ws_listener, ws_app(state.clone()));
     tracing::info!(api = %bound.api, ws = %bound.ws, backend = config.db_backend.as_str(), "listening");
     on_bound(bound);

@@ -146,6 +146,11 @@ pub struct RunningGateway {
 }
 
 impl RunningGateway {
+    /// The registry behind the admin `/metrics` (for in-process SLO evaluation).
+    pub fn metrics_registry(&self) -> prometheus::Registry {
+        self.shared.metrics.registry.clone()
+    }
+
     /// Begins the drain (returns at once).
     pub fn shutdown(&mut self) {
         if let Some(sender) = self.shutdown.take() {

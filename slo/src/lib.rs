@@ -14,6 +14,7 @@ pub mod check;
 pub mod dashboards;
 pub mod duration;
 pub mod generate;
+pub mod live;
 pub mod model;
 pub mod promql;
 pub mod promtool;

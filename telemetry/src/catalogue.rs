@@ -266,6 +266,46 @@ pub const GATEWAY_WEBSOCKET_CONNECTIONS: MetricDef = MetricDef {
     buckets: &[],
 };
 
+pub const SLO_SLI_ERROR_RATIO: MetricDef = MetricDef {
+    name: "aragora_slo_sli_error_ratio",
+    kind: MetricKind::Gauge,
+    help: "Live SLO evaluation: failed share of the SLI's events over the window (absent without events).",
+    labels: &["sloth_service", "sloth_slo", "window"],
+    buckets: &[],
+};
+
+pub const SLO_BURN_RATE: MetricDef = MetricDef {
+    name: "aragora_slo_burn_rate",
+    kind: MetricKind::Gauge,
+    help: "Live SLO evaluation: error ratio over the error budget for the window (1 spends the budget exactly over the period).",
+    labels: &["sloth_service", "sloth_slo", "window"],
+    buckets: &[],
+};
+
+pub const SLO_ERROR_BUDGET_REMAINING_RATIO: MetricDef = MetricDef {
+    name: "aragora_slo_error_budget_remaining_ratio",
+    kind: MetricKind::Gauge,
+    help: "Live SLO evaluation: share of the period's error budget not yet spent (negative once overspent).",
+    labels: &["sloth_service", "sloth_slo"],
+    buckets: &[],
+};
+
+pub const SLO_OBJECTIVE_RATIO: MetricDef = MetricDef {
+    name: "aragora_slo_objective_ratio",
+    kind: MetricKind::Gauge,
+    help: "Live SLO evaluation: the objective as a ratio (0.999 for 99.9%).",
+    labels: &["sloth_service", "sloth_slo"],
+    buckets: &[],
+};
+
+pub const SLO_ALERT_FIRING: MetricDef = MetricDef {
+    name: "aragora_slo_alert_firing",
+    kind: MetricKind::Gauge,
+    help: "Live SLO evaluation: 1 while the SLO's page or ticket burn-rate alert condition holds.",
+    labels: &["sloth_service", "sloth_slo", "sloth_severity"],
+    buckets: &[],
+};
+
 pub const READY: MetricDef = MetricDef {
     name: "aragora_ready",
     kind: MetricKind::Gauge,
@@ -369,6 +409,11 @@ pub const ALL: &[MetricDef] = &[
     RATE_LIMIT_BACKEND_ERRORS_TOTAL,
     WEBSOCKET_UPGRADE_FAILURES_TOTAL,
     WEBSOCKET_CONNECTIONS,
+    SLO_SLI_ERROR_RATIO,
+    SLO_BURN_RATE,
+    SLO_ERROR_BUDGET_REMAINING_RATIO,
+    SLO_OBJECTIVE_RATIO,
+    SLO_ALERT_FIRING,
     READY,
     BUILD_INFO,
     DATABASE_UP,
@@ -441,6 +486,16 @@ impl MetricDef {
     pub fn gauge_vec(&self, registry: &Registry) -> IntGaugeVec {
         self.check_kind(MetricKind::Gauge);
         let gauge = IntGaugeVec::new(self.opts(), self.labels).expect("catalogue metric");
+        registry
+            .register(Box::new(gauge.clone()))
+            .expect("metric registered once");
+        gauge
+    }
+
+    /// Builds and registers a labelled gauge of fractional values (ratios).
+    pub fn float_gauge_vec(&self, registry: &Registry) -> prometheus::GaugeVec {
+        self.check_kind(MetricKind::Gauge);
+        let gauge = prometheus::GaugeVec::new(self.opts(), self.labels).expect("catalogue metric");
         registry
             .register(Box::new(gauge.clone()))
             .expect("metric registered once");

@@ -46,6 +46,7 @@ pub const ROUTES: &[&str] = &[
     "/api/system/circuit-breakers",
     "/api/system/circuit-breakers/reset",
     "/api/system/circuit-breakers/{agent}/reset",
+    "/api/slo",
     "/healthz",
     "/readyz",
     "/metrics",

@@ -32,5 +32,6 @@ mod lifecycle;
 mod llm_debates;
 mod providers;
 mod slo;
+mod slo_live;
 mod storage;
 mod websocket;
