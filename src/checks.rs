@@ -20,6 +20,7 @@ pub async fn validate_env(args: &ConfigArgs) -> ExitCode {
         Ok(config) => check_environment(&config).await,
         Err(problems) => problems,
     };
+    problems.extend(crate::dr::dr_config().err().unwrap_or_default());
     problems.dedup();
     if problems.is_empty() {
         println!("aragora: configuration is valid and the database answers");

@@ -7,8 +7,10 @@
 //! | `run` | `serve`, `gateway` and `up`: starting components, signals, shutdown order |
 //! | `checks` | `validate-env` and `receipt verify` |
 //! | `slo` | `slo check` and `slo generate`: SLO specs to Prometheus rules |
+//! | `dr` | `backup` and `drill`: DR settings and output (the work is in the chaos crate) |
 
 mod checks;
+mod dr;
 mod run;
 mod settings;
 mod slo;
@@ -42,6 +44,12 @@ enum Command {
     /// Debate receipts.
     #[command(subcommand)]
     Receipt(ReceiptCommand),
+    /// Backups of the database: create, list, verify, restore.
+    #[command(subcommand)]
+    Backup(dr::BackupCommand),
+    /// Disaster-recovery drills: restore the latest backup into a scratch database and prove it serves.
+    #[command(subcommand)]
+    Drill(dr::DrillCommand),
     /// SLOs: check a spec, generate Prometheus rules and their promtool tests.
     #[command(subcommand)]
     Slo(SloCommand),
@@ -206,6 +214,8 @@ fn run_command(cli: Cli) -> ExitCode {
                     Command::ValidateEnv(args) => checks::validate_env(&args).await,
                     Command::Serve(args) => run::serve(&args).await,
                     Command::Up(args) => run::up(&args).await,
+                    Command::Backup(command) => dr::backup(command).await,
+                    Command::Drill(command) => dr::drill(command).await,
                     Command::Slo(SloCommand::Status {
                         url,
                         prometheus_url,

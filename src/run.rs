@@ -75,8 +75,8 @@ async fn run_engine(
 }
 
 pub async fn serve(args: &EngineArgs) -> ExitCode {
-    let config = match settings::engine_config(args) {
-        Ok(config) => config,
+    let (config, dr) = match crate::dr::engine_and_dr_config(args) {
+        Ok(configs) => configs,
         Err(problems) => return refuse(&problems),
     };
     // Alone, the engine evaluates SLOs only over Prometheus (its counters hold half the story).
@@ -84,13 +84,42 @@ pub async fn serve(args: &EngineArgs) -> ExitCode {
         Ok(live) => live,
         Err(problems) => return refuse(&problems),
     };
-    run_engine(
-        config,
-        shutdown_signal(),
-        |bound| announce_engine(&bound),
-        live.as_ref(),
-    )
+    let schedules = dr.dr_scheduler;
+    with_dr_schedules(&config, dr, schedules, async {
+        run_engine(
+            config.clone(),
+            shutdown_signal(),
+            |bound| announce_engine(&bound),
+            live.as_ref(),
+        )
+        .await
+    })
     .await
+}
+
+/// Runs `work` with the backup and drill schedules going when `enabled` (and stopped after).
+async fn with_dr_schedules(
+    engine: &EngineConfig,
+    dr: aragora_chaos::DrConfig,
+    enabled: bool,
+    work: impl Future<Output = ExitCode>,
+) -> ExitCode {
+    let scheduler = if enabled {
+        match aragora_chaos::schedule::start(engine.clone(), dr).await {
+            Ok(scheduler) => scheduler,
+            Err(err) => {
+                eprintln!("aragora: cannot start the backup and drill schedules: {err}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
+    let code = work.await;
+    if let Some(scheduler) = scheduler {
+        scheduler.shutdown().await;
+    }
+    code
 }
 
 fn gateway_logging() {
@@ -199,8 +228,8 @@ fn complete_embedded_gateway(
 }
 
 pub async fn up(args: &UpArgs) -> ExitCode {
-    let engine = match settings::engine_config(&args.engine) {
-        Ok(config) => config,
+    let (engine, dr) = match crate::dr::engine_and_dr_config(&args.engine) {
+        Ok(configs) => configs,
         Err(problems) => return refuse(&problems),
     };
     let gateway_args = GatewayArgs {
@@ -273,7 +302,10 @@ pub async fn up(args: &UpArgs) -> ExitCode {
             let _ = tokio::task::spawn_blocking(move || gateway.wait()).await;
         }
     };
-    let code = run_engine(engine, shutdown, on_bound, live.as_ref()).await;
+    // `up` is the whole system on one machine: it always runs the DR schedules.
+    let scheduled = engine.clone();
+    let engine_run = run_engine(engine, shutdown, on_bound, live.as_ref());
+    let code = with_dr_schedules(&scheduled, dr, true, engine_run).await;
     let failure = fatal.lock().unwrap_or_else(|e| e.into_inner()).take();
     match failure {
         Some(message) => {

@@ -10,6 +10,7 @@
 //! | [`config`] | typed settings from defaults, TOML and `ARAGORA_*`, validated all at once |
 //! | [`model`] | debate states, events, records (plain data) |
 //! | [`store`] | the storage trait and its SQLite / PostgreSQL implementation, migrations |
+//! | [`dr_log`] | the record of backups and DR drills (written by the chaos crate, read by `/api/drills` and `/metrics`) |
 //! | [`agents`] | the agent trait, the registry, offline agents, LLM providers, circuit breakers |
 //! | [`debate`] | the state machine, resumable from the store |
 //! | [`orchestrator`] | admission, concurrency slots, cancel, drain, resume, watchdog |
@@ -22,6 +23,7 @@
 pub mod agents;
 pub mod config;
 pub mod debate;
+pub mod dr_log;
 pub mod error;
 pub mod events;
 pub mod fanout;

@@ -2,7 +2,7 @@
 //! registry (so two engines in one test process never share counters).
 
 use aragora_telemetry::catalogue as cat;
-use prometheus::{HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry};
+use prometheus::{Gauge, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry};
 
 #[derive(Clone)]
 pub struct EngineMetrics {
@@ -25,6 +25,39 @@ pub struct EngineMetrics {
     pub database_up: IntGauge,
     pub oldest_running_debate: IntGauge,
     pub resident_memory: IntGauge,
+    /// The DR gauges, refreshed from the DR log in the database at each scrape.
+    pub dr: DrGauges,
+}
+
+/// Backup and drill freshness, as recorded in the database by whichever process did the work.
+#[derive(Clone)]
+pub struct DrGauges {
+    pub drill_last_success: Gauge,
+    pub drill_rto: Gauge,
+    pub drill_rpo: Gauge,
+    pub backup_last_success: Gauge,
+}
+
+impl DrGauges {
+    fn new(registry: &Registry) -> Self {
+        Self {
+            drill_last_success: cat::DR_DRILL_LAST_SUCCESS_TIMESTAMP_SECONDS.gauge_f64(registry),
+            drill_rto: cat::DR_DRILL_RTO_SECONDS.gauge_f64(registry),
+            drill_rpo: cat::DR_DRILL_RPO_SECONDS.gauge_f64(registry),
+            backup_last_success: cat::BACKUP_LAST_SUCCESS_TIMESTAMP_SECONDS.gauge_f64(registry),
+        }
+    }
+
+    pub fn set(&self, status: &crate::dr_log::DrStatus) {
+        let seconds = |ms: Option<i64>| ms.map_or(0.0, |ms| ms as f64 / 1000.0);
+        self.backup_last_success.set(seconds(status.last_backup_ms));
+        self.drill_last_success
+            .set(seconds(status.last_drill_success_ms));
+        self.drill_rto
+            .set(status.last_drill_rto_seconds.unwrap_or(0.0));
+        self.drill_rpo
+            .set(status.last_drill_rpo_seconds.unwrap_or(0.0));
+    }
 }
 
 impl EngineMetrics {
@@ -53,6 +86,7 @@ impl EngineMetrics {
             database_up: cat::DATABASE_UP.gauge(&registry),
             oldest_running_debate: cat::OLDEST_RUNNING_DEBATE_SECONDS.gauge(&registry),
             resident_memory: cat::PROCESS_RESIDENT_MEMORY_BYTES.gauge(&registry),
+            dr: DrGauges::new(&registry),
             registry,
         }
     }

@@ -170,6 +170,9 @@ pub async fn serve_with(
         tracing::info!("no two LLM providers configured: debates use the built-in offline agents (not LLMs) by default");
     }
     let (closing_tx, closing) = watch::channel(false);
+    // What the engine does first once it listens; a probe that arrives before the startup
+    // task first runs (a busy machine can delay it) already gets the real reason.
+    let first_step = format!("connecting to the {} database", config.db_backend.as_str());
     let state = AppState(Arc::new(Shared {
         config: config.clone(),
         metrics,
@@ -177,11 +180,11 @@ pub async fn serve_with(
         agents,
         receipts,
         core: OnceLock::new(),
-        phase: Mutex::new(Phase::Starting("startup in progress".into())),
+        phase: Mutex::new(Phase::Starting(first_step.clone())),
         closing,
         started: Instant::now(),
     }));
-    state.set_phase(Phase::Starting("startup in progress".into()));
+    state.set_phase(Phase::Starting(first_step));
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let serve_listener = |listener: TcpListener, router: axum::Router| {

@@ -8,6 +8,7 @@
 //! the event is announced to anyone.
 
 use crate::config::DbBackend;
+use crate::dr_log::{self, BackupRecord, DrStatus, DrillRecord};
 use crate::model::{
     ConsensusRule, DebateEvent, DebateRecord, DebateStatus, EventKind, Outcome, StatusUpdate,
 };
@@ -87,6 +88,14 @@ pub trait DebateStore: Send + Sync + 'static {
     ) -> Result<Vec<DebateEvent>, StoreError>;
     /// Debates in any of `statuses`, oldest first.
     async fn debates_in(&self, statuses: &[DebateStatus]) -> Result<Vec<DebateRecord>, StoreError>;
+    /// Notes a completed backup in the DR log.
+    async fn record_backup(&self, backup: &BackupRecord) -> Result<(), StoreError>;
+    /// Notes a finished DR drill in the DR log.
+    async fn record_drill(&self, drill: &DrillRecord) -> Result<(), StoreError>;
+    /// The newest `limit` drills, newest first.
+    async fn drills(&self, limit: i64) -> Result<Vec<DrillRecord>, StoreError>;
+    /// Latest backup, latest passed drill and the latest drill's RTO and RPO.
+    async fn dr_status(&self) -> Result<DrStatus, StoreError>;
 }
 
 /// [`DebateStore`] over SQLite or PostgreSQL.
@@ -174,6 +183,15 @@ impl SqlStore {
             }
         }
         Ok(())
+    }
+
+    /// The schema version this binary migrates to: the newest embedded migration of `backend`.
+    pub fn latest_schema_version(backend: DbBackend) -> i64 {
+        let migrator = match backend {
+            DbBackend::Sqlite => sqlx::migrate!("../migrations/sqlite"),
+            DbBackend::Postgres => sqlx::migrate!("../migrations/postgres"),
+        };
+        migrator.iter().map(|m| m.version).max().unwrap_or(0)
     }
 
     fn placeholders(start: usize, count: usize) -> String {
@@ -488,5 +506,21 @@ impl DebateStore for SqlStore {
         }
         let rows = query.fetch_all(&self.pool).await?;
         rows.iter().map(decode_debate).collect()
+    }
+
+    async fn record_backup(&self, backup: &BackupRecord) -> Result<(), StoreError> {
+        dr_log::record_backup(&self.pool, backup).await
+    }
+
+    async fn record_drill(&self, drill: &DrillRecord) -> Result<(), StoreError> {
+        dr_log::record_drill(&self.pool, drill).await
+    }
+
+    async fn drills(&self, limit: i64) -> Result<Vec<DrillRecord>, StoreError> {
+        dr_log::drills(&self.pool, limit).await
+    }
+
+    async fn dr_status(&self) -> Result<DrStatus, StoreError> {
+        dr_log::status(&self.pool).await
     }
 }

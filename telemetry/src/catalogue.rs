@@ -6,7 +6,8 @@
 //! bounded: route templates (`/api/debates/{id}`), agent names and outcomes, never ids.
 
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 
 /// What kind of collector a [`MetricDef`] declares.
@@ -347,6 +348,38 @@ pub const PROCESS_RESIDENT_MEMORY_BYTES: MetricDef = MetricDef {
     buckets: &[],
 };
 
+pub const DR_DRILL_LAST_SUCCESS_TIMESTAMP_SECONDS: MetricDef = MetricDef {
+    name: "aragora_dr_drill_last_success_timestamp_seconds",
+    kind: MetricKind::Gauge,
+    help: "Unix time the last passed DR drill finished (0: none yet), from the DR log in the database.",
+    labels: &[],
+    buckets: &[],
+};
+
+pub const DR_DRILL_RTO_SECONDS: MetricDef = MetricDef {
+    name: "aragora_dr_drill_rto_seconds",
+    kind: MetricKind::Gauge,
+    help: "Recovery time measured by the latest DR drill: restore start to a ready engine on the restored copy.",
+    labels: &[],
+    buckets: &[],
+};
+
+pub const DR_DRILL_RPO_SECONDS: MetricDef = MetricDef {
+    name: "aragora_dr_drill_rpo_seconds",
+    kind: MetricKind::Gauge,
+    help: "Recovery point measured by the latest DR drill: how much older the newest restored data was than the primary's at drill start.",
+    labels: &[],
+    buckets: &[],
+};
+
+pub const BACKUP_LAST_SUCCESS_TIMESTAMP_SECONDS: MetricDef = MetricDef {
+    name: "aragora_backup_last_success_timestamp_seconds",
+    kind: MetricKind::Gauge,
+    help: "Unix time the newest completed backup was taken (0: none yet), from the DR log in the database.",
+    labels: &[],
+    buckets: &[],
+};
+
 /// Every metric of the catalogue, for generators and for the test that checks a running
 /// system exports what rules and dashboards refer to.
 pub const ALL: &[MetricDef] = &[
@@ -386,6 +419,10 @@ pub const ALL: &[MetricDef] = &[
     DATABASE_UP,
     OLDEST_RUNNING_DEBATE_SECONDS,
     PROCESS_RESIDENT_MEMORY_BYTES,
+    DR_DRILL_LAST_SUCCESS_TIMESTAMP_SECONDS,
+    DR_DRILL_RTO_SECONDS,
+    DR_DRILL_RPO_SECONDS,
+    BACKUP_LAST_SUCCESS_TIMESTAMP_SECONDS,
 ];
 
 impl MetricDef {
@@ -428,6 +465,17 @@ impl MetricDef {
         self.check_kind(MetricKind::Gauge);
         assert!(self.labels.is_empty(), "metric {} has labels", self.name);
         let gauge = IntGauge::with_opts(self.opts()).expect("catalogue metric");
+        registry
+            .register(Box::new(gauge.clone()))
+            .expect("metric registered once");
+        gauge
+    }
+
+    /// Builds and registers a gauge without labels holding fractions (seconds, timestamps).
+    pub fn gauge_f64(&self, registry: &Registry) -> Gauge {
+        self.check_kind(MetricKind::Gauge);
+        assert!(self.labels.is_empty(), "metric {} has labels", self.name);
+        let gauge = Gauge::with_opts(self.opts()).expect("catalogue metric");
         registry
             .register(Box::new(gauge.clone()))
             .expect("metric registered once");

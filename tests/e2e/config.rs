@@ -139,6 +139,7 @@ fn the_readme_documents_every_setting() {
     for setting in aragora_engine::config::SETTINGS
         .iter()
         .chain(aragora_gateway::SETTINGS)
+        .chain(aragora_chaos::SETTINGS)
     {
         assert!(
             readme.contains(&format!("| `{}` |", setting.key)),
@@ -148,5 +149,31 @@ fn the_readme_documents_every_setting() {
         for env in setting.env {
             assert!(readme.contains(&format!("`{env}`")), "README lacks {env}");
         }
+    }
+}
+
+#[test]
+fn bad_backup_and_drill_settings_are_refused_by_every_command() {
+    let bad = [
+        ("ARAGORA_BACKUP_SCHEDULE", "every five minutes"),
+        ("ARAGORA_BACKUP_KEEP_COUNT", "0"),
+    ];
+    for args in [
+        &["validate-env"][..],
+        &["serve"],
+        &["backup", "create"],
+        &["drill", "run"],
+    ] {
+        let output = run(args, &bad);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(78), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("ARAGORA_BACKUP_SCHEDULE") && stderr.contains("sec min hour"),
+            "{args:?} says how to write a schedule: {stderr}"
+        );
+        assert!(
+            stderr.contains("ARAGORA_BACKUP_KEEP_COUNT"),
+            "{args:?}: {stderr}"
+        );
     }
 }

@@ -24,6 +24,7 @@ macro_rules! on_both_backends {
 }
 
 mod api;
+mod backups;
 mod config;
 mod edge_websockets;
 mod gateway;

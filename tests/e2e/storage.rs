@@ -189,7 +189,59 @@ async fn the_store_keeps_debates_and_events_exactly(store: SqlStore) {
         queued.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
         vec!["c"]
     );
+    the_dr_log_keeps_backups_and_drills(&store).await;
     store.close().await;
+}
+
+/// The DR log (migration 0003) on the same backend: latest backup, latest passed drill, and
+/// the latest drill's RTO/RPO even when it failed.
+async fn the_dr_log_keeps_backups_and_drills(store: &SqlStore) {
+    use aragora_engine::dr_log::{BackupRecord, DrStatus, DrillRecord};
+    assert_eq!(store.dr_status().await.unwrap(), DrStatus::default());
+    for (id, at) in [("b1", 1_000), ("b2", 2_000)] {
+        let backup = BackupRecord {
+            id: id.into(),
+            created_at_ms: at,
+            backend: "sqlite".into(),
+            bytes: 42,
+            sha256: "ab".repeat(32),
+        };
+        store.record_backup(&backup).await.unwrap();
+    }
+    let drill = |id: &str, at: i64, status: &str, rto: Option<f64>| DrillRecord {
+        id: id.into(),
+        started_at_ms: at,
+        finished_at_ms: at + 500,
+        status: status.into(),
+        backup_id: Some("b2".into()),
+        rto_seconds: rto,
+        rpo_seconds: Some(1.5),
+        rto_target_seconds: 3600.0,
+        rpo_target_seconds: 300.0,
+        report: "{}".into(),
+    };
+    store
+        .record_drill(&drill("d1", 3_000, "passed", Some(0.25)))
+        .await
+        .unwrap();
+    store
+        .record_drill(&drill("d2", 4_000, "failed", None))
+        .await
+        .unwrap();
+    let status = store.dr_status().await.unwrap();
+    assert_eq!(status.last_backup_ms, Some(2_000));
+    assert_eq!(status.last_drill_success_ms, Some(3_500));
+    assert_eq!(
+        status.last_drill_rto_seconds, None,
+        "the latest drill never got ready"
+    );
+    assert_eq!(status.last_drill_rpo_seconds, Some(1.5));
+    let drills = store.drills(10).await.unwrap();
+    assert_eq!(
+        drills.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+        ["d2", "d1"]
+    );
+    assert_eq!(drills[1], drill("d1", 3_000, "passed", Some(0.25)));
 }
 
 #[tokio::test]

@@ -109,8 +109,21 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         let oldest = core.orchestrator.oldest_running();
         metrics.oldest_running_debate.set(oldest.as_secs() as i64);
     }
+    refresh_dr_gauges(&state).await;
     (
         [(header::CONTENT_TYPE, aragora_telemetry::TEXT_CONTENT_TYPE)],
         state.metrics.render(),
     )
+}
+
+/// Sets the DR gauges from the DR log. Backups and drills may run in another process (the CLI,
+/// another replica's scheduler), so the database, not this process, is the source of truth.
+/// A scrape never waits long for it: on a slow or failing database the last values stay.
+async fn refresh_dr_gauges(state: &AppState) {
+    let Ok(core) = state.core() else { return };
+    match tokio::time::timeout(DB_PROBE_TIMEOUT, core.store.dr_status()).await {
+        Ok(Ok(status)) => state.metrics.dr.set(&status),
+        Ok(Err(err)) => tracing::warn!(error = %err, "cannot read the DR log for /metrics"),
+        Err(_) => tracing::warn!("the DR log did not answer within 1 s for /metrics"),
+    }
 }

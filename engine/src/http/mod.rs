@@ -5,6 +5,7 @@
 
 mod admin;
 mod debates;
+pub mod drills;
 mod health;
 pub mod ws;
 
@@ -102,6 +103,7 @@ pub fn app(state: AppState) -> Router {
         .route("/debates/{id}/cancel", post(debates::cancel))
         .route("/debates/{id}/receipt", get(debates::receipt))
         .route("/receipts/verify", post(debates::verify_receipt))
+        .route("/drills", get(drills::list))
         .route("/agents", get(admin::agents))
         .route("/system/circuit-breakers", get(admin::breakers))
         .route(

@@ -1,0 +1,194 @@
+//! `DrConfig`: where backups go, how many are kept, when backups and drills run, and the RTO
+//! and RPO targets a drill is judged against. Read from an optional TOML file
+//! (`ARAGORA_DR_CONFIG`) and the environment, validated all at once like the other components.
+
+use aragora_config::ConfigProblem;
+use aragora_engine::EngineConfig;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DrConfig {
+    pub backup_dir: Option<PathBuf>,
+    pub backup_keep_count: usize,
+    pub backup_max_age_hours: u64,
+    pub backup_schedule: String,
+    pub drill_schedule: String,
+    pub rto_target_secs: u64,
+    pub rpo_target_secs: u64,
+    pub dr_scheduler: bool,
+}
+
+aragora_config::settings! {
+    DrConfig;
+    backup_dir: ["ARAGORA_BACKUP_DIR"] "Directory for backups and their manifests; `backups` in the data directory when unset.";
+    backup_keep_count: ["ARAGORA_BACKUP_KEEP_COUNT"] "Newest backups kept; older ones are deleted after each backup (the newest is never deleted).";
+    backup_max_age_hours: ["ARAGORA_BACKUP_MAX_AGE_HOURS"] "Backups older than this many hours are deleted after each backup (the newest is never deleted).";
+    backup_schedule: ["ARAGORA_BACKUP_SCHEDULE"] "Cron expression (sec min hour day month weekday, UTC) of scheduled backups; empty turns them off.";
+    drill_schedule: ["ARAGORA_DRILL_SCHEDULE"] "Cron expression (sec min hour day month weekday, UTC) of scheduled DR drills; empty turns them off.";
+    rto_target_secs: ["ARAGORA_RTO_TARGET_SECS"] "Recovery time objective: a drill whose restore-to-ready time exceeds it fails.";
+    rpo_target_secs: ["ARAGORA_RPO_TARGET_SECS"] "Recovery point objective: a drill whose restored data is older than the primary's by more fails.";
+    dr_scheduler: ["ARAGORA_DR_SCHEDULER"] "Run the backup and drill schedules inside `aragora serve` too (`aragora up` always runs them); keep it on one replica.";
+}
+
+impl Default for DrConfig {
+    fn default() -> Self {
+        Self {
+            backup_dir: None,
+            // Four hours of backups every 5 minutes: each is a full copy, so a day's worth (288)
+            // would cost hundreds of times the database's compressed size in disk.
+            backup_keep_count: 48,
+            backup_max_age_hours: 7 * 24,
+            // Every 5 minutes: the deployment checklist's RPO of 5 minutes (the stricter one).
+            backup_schedule: "0 */5 * * * *".into(),
+            // Weekly, Sunday 03:00 UTC.
+            drill_schedule: "0 0 3 * * Sun".into(),
+            rto_target_secs: 3600,
+            rpo_target_secs: 300,
+            dr_scheduler: false,
+        }
+    }
+}
+
+impl DrConfig {
+    /// Defaults, then `file` (TOML) if given, then `env`; validated. Every problem at once.
+    pub fn load(
+        file: Option<&Path>,
+        env: &HashMap<String, String>,
+    ) -> Result<Self, Vec<ConfigProblem>> {
+        let mut problems = Vec::new();
+        let mut config = match file {
+            Some(path) => aragora_config::from_toml_file(path).unwrap_or_else(|problem| {
+                problems.push(problem);
+                Self::default()
+            }),
+            None => Self::default(),
+        };
+        config.apply_env(env, &mut problems);
+        problems.extend(config.validate());
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(problems)
+        }
+    }
+
+    pub fn validate(&self) -> Vec<ConfigProblem> {
+        let mut problems = Vec::new();
+        if self.backup_keep_count == 0 {
+            problems.push(ConfigProblem::new(
+                "ARAGORA_BACKUP_KEEP_COUNT",
+                "is 0; keep at least 1 backup",
+            ));
+        }
+        if self.backup_max_age_hours == 0 {
+            problems.push(ConfigProblem::new(
+                "ARAGORA_BACKUP_MAX_AGE_HOURS",
+                "is 0; give the hours a backup is kept (default 168, a week)",
+            ));
+        }
+        for (setting, value) in [
+            ("ARAGORA_RTO_TARGET_SECS", self.rto_target_secs),
+            ("ARAGORA_RPO_TARGET_SECS", self.rpo_target_secs),
+        ] {
+            if value == 0 {
+                problems.push(ConfigProblem::new(
+                    setting,
+                    "is 0; give a target of at least 1 second",
+                ));
+            }
+        }
+        for (setting, expression) in [
+            ("ARAGORA_BACKUP_SCHEDULE", &self.backup_schedule),
+            ("ARAGORA_DRILL_SCHEDULE", &self.drill_schedule),
+        ] {
+            if let Err(message) = crate::schedule::check_cron(expression) {
+                problems.push(ConfigProblem::new(setting, message));
+            }
+        }
+        problems
+    }
+
+    /// The backup directory: the configured one, or `backups` in the engine's data directory.
+    pub fn backup_dir(&self, engine: &EngineConfig) -> PathBuf {
+        self.backup_dir
+            .clone()
+            .unwrap_or_else(|| engine.data_dir.join("backups"))
+    }
+
+    pub fn max_age(&self) -> Duration {
+        Duration::from_secs(self.backup_max_age_hours.saturating_mul(3600))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_valid_and_keep_the_five_minute_rpo() {
+        let config = DrConfig::load(None, &HashMap::new()).expect("defaults valid");
+        assert_eq!(config.rpo_target_secs, 300);
+        assert_eq!(config.rto_target_secs, 3600);
+        assert_eq!(config.backup_schedule, "0 */5 * * * *");
+    }
+
+    #[test]
+    fn bad_values_are_all_reported_with_their_setting() {
+        let problems = DrConfig::load(
+            None,
+            &env(&[
+                ("ARAGORA_BACKUP_SCHEDULE", "every five minutes"),
+                ("ARAGORA_BACKUP_KEEP_COUNT", "0"),
+                ("ARAGORA_RPO_TARGET_SECS", "soon"),
+            ]),
+        )
+        .unwrap_err();
+        let settings: Vec<&str> = problems.iter().map(|p| p.setting.as_str()).collect();
+        assert!(
+            settings.contains(&"ARAGORA_BACKUP_SCHEDULE"),
+            "{problems:?}"
+        );
+        assert!(
+            settings.contains(&"ARAGORA_BACKUP_KEEP_COUNT"),
+            "{problems:?}"
+        );
+        assert!(
+            settings.contains(&"ARAGORA_RPO_TARGET_SECS"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn an_empty_schedule_turns_the_job_off() {
+        let config = DrConfig::load(None, &env(&[("ARAGORA_DRILL_SCHEDULE", "")])).unwrap();
+        assert!(config.drill_schedule.is_empty());
+    }
+
+    #[test]
+    fn every_field_is_a_documented_setting() {
+        let value = toml::Value::try_from(DrConfig {
+            backup_dir: Some("x".into()),
+            ..DrConfig::default()
+        })
+        .unwrap();
+        let keys = value.as_table().unwrap().keys().collect::<Vec<_>>();
+        for key in &keys {
+            assert!(
+                SETTINGS.iter().any(|s| s.key == key.as_str()),
+                "{key} undocumented"
+            );
+        }
+        assert_eq!(keys.len(), SETTINGS.len());
+    }
+}

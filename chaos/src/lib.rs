@@ -1,0 +1,39 @@
+//! Backups, restores and disaster-recovery drills of aragora's database, by hand
+//! (`aragora backup ...`, `aragora drill ...`) or on a cron schedule inside `aragora up` /
+//! `aragora serve`.
+//!
+//! A backup is two files in the backup directory: the artifact (SQLite: an online snapshot
+//! taken with `VACUUM INTO` and compressed with zstd; PostgreSQL: `pg_dump -Fc` taken in an
+//! exported snapshot) and its manifest (schema version, row counts, newest data, sha256 of the
+//! artifact). A restore refuses anything whose checksum, backend or schema version does not
+//! fit, and checks the restored rows against the manifest. A drill restores the latest backup
+//! into a scratch database, verifies it (rows, schema, every receipt's signature), starts an
+//! engine on it, runs a smoke debate and measures RTO and RPO; the live database is only read
+//! (and the drill's result recorded in its DR log).
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`config`] | `DrConfig`: backup directory, retention, schedules, RTO/RPO targets |
+//! | [`manifest`] | the manifest, backup ids, listing a backup directory, checksums |
+//! | [`facts`] | what a database holds: schema version, row counts, newest data |
+//! | [`sqlite`] / [`postgres`] | taking and restoring one backend's artifact |
+//! | [`backup`] | create, list, verify, restore: the operations the CLI exposes |
+//! | [`retention`] | pruning by count and age |
+//! | [`drill`] | the DR drill and its report |
+//! | [`schedule`] | cron jobs for backups and drills (tokio-cron-scheduler) |
+//! | [`progress`] | progress bars on a terminal, silence elsewhere |
+
+pub mod backup;
+pub mod config;
+pub mod drill;
+pub mod error;
+pub mod facts;
+pub mod manifest;
+pub mod postgres;
+pub mod progress;
+pub mod retention;
+pub mod schedule;
+pub mod sqlite;
+
+pub use config::{DrConfig, SETTINGS};
+pub use error::DrError;
