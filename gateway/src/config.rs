@@ -31,6 +31,7 @@ pub struct GatewayConfig {
     pub client_read_timeout_secs: u64,
     pub max_inflight_requests: usize,
     pub max_connections: usize,
+    pub websocket_idle_timeout_secs: u64,
     pub upstream_connect_timeout_ms: u64,
     pub upstream_read_timeout_secs: u64,
     pub hsts_max_age_secs: u64,
@@ -69,6 +70,7 @@ aragora_config::settings! {
     max_header_bytes: ["ARAGORA_GATEWAY_MAX_HEADER_BYTES"] "Largest request head (request line and headers); larger gets 431.";
     client_read_timeout_secs: ["ARAGORA_CLIENT_READ_TIMEOUT"] "Seconds a client may take for each read of its request; slower clients are cut off.";
     max_inflight_requests: ["ARAGORA_GATEWAY_MAX_INFLIGHT"] "Requests (and open WebSockets) served at once; beyond it, 503.";
+    websocket_idle_timeout_secs: ["ARAGORA_WS_IDLE_TIMEOUT"] "Seconds an upgraded WebSocket may stay silent before the gateway closes it (the seeds' proxy_read_timeout 86400); the engine's heartbeats keep a watched one alive.";
     max_connections: ["ARAGORA_GATEWAY_MAX_CONNECTIONS"] "TLS connections open at once on the HTTPS listener; beyond it, new connections are closed at accept.";
     upstream_connect_timeout_ms: ["ARAGORA_UPSTREAM_CONNECT_TIMEOUT_MS"] "Milliseconds to connect to a replica before trying another.";
     upstream_read_timeout_secs: ["ARAGORA_UPSTREAM_READ_TIMEOUT"] "Seconds to wait for a replica's response.";
@@ -110,6 +112,7 @@ impl Default for GatewayConfig {
             client_read_timeout_secs: 30,
             max_inflight_requests: 10_000,
             max_connections: 20_000,
+            websocket_idle_timeout_secs: 86_400,
             upstream_connect_timeout_ms: 1000,
             upstream_read_timeout_secs: 300,
             hsts_max_age_secs: 31_536_000,
@@ -270,6 +273,11 @@ impl GatewayConfig {
             self.max_inflight_requests >= 1,
             "ARAGORA_GATEWAY_MAX_INFLIGHT",
             "use at least 1".into(),
+        );
+        check(
+            self.websocket_idle_timeout_secs >= 1,
+            "ARAGORA_WS_IDLE_TIMEOUT",
+            "use at least 1 second (86400 keeps an idle WebSocket for a day)".into(),
         );
         check(
             self.max_connections >= 1,

@@ -142,8 +142,7 @@ pub struct Ctx {
     affinity: Option<String>,
 }
 
-/// Cookie naming the replica a client is pinned to.
-const AFFINITY_COOKIE: &str = "aragora-affinity";
+use crate::upstream::AFFINITY_COOKIE;
 
 /// The debate id a request is about, if its path or query names one.
 fn debate_key(header: &RequestHeader) -> Option<String> {
@@ -305,11 +304,8 @@ impl Gateway {
         self.answer(session, ctx, status, body, retry_after).await
     }
 
-    fn hsts(&self) -> String {
-        format!(
-            "max-age={}; includeSubDomains",
-            self.shared.config().hsts_max_age_secs
-        )
+    fn hsts(&self) -> http::HeaderValue {
+        self.shared.hsts()
     }
 }
 
@@ -499,8 +495,10 @@ impl ProxyHttp for Gateway {
                 .await;
         }
         if ctx.upgrade {
-            // Pingora's read timeout also applies to upgraded streams; idle WebSockets live on.
-            session.set_read_timeout(None);
+            // Pingora's read timeout also applies to upgraded streams: an idle WebSocket gets
+            // the WebSocket timeout instead of the request one.
+            let idle = Duration::from_secs(config.websocket_idle_timeout_secs);
+            session.set_read_timeout(Some(idle));
         } else {
             session.set_read_timeout(Some(Duration::from_secs(config.client_read_timeout_secs)));
         }
@@ -561,8 +559,11 @@ impl ProxyHttp for Gateway {
         let connect = Duration::from_millis(config.upstream_connect_timeout_ms);
         peer.options.connection_timeout = Some(connect);
         peer.options.total_connection_timeout = Some(connect);
-        peer.options.read_timeout =
-            (!ctx.upgrade).then(|| Duration::from_secs(config.upstream_read_timeout_secs));
+        peer.options.read_timeout = Some(Duration::from_secs(if ctx.upgrade {
+            config.websocket_idle_timeout_secs
+        } else {
+            config.upstream_read_timeout_secs
+        }));
         peer.options.idle_timeout = Some(Duration::from_secs(60));
         ctx.replica = Some(ReplicaLease::new(replica));
         Ok(Box::new(peer))
@@ -623,13 +624,9 @@ impl ProxyHttp for Gateway {
             ctx.websocket = Some(OpenWebSocket(gauge));
         }
         if let Some(replica) = &ctx.replica {
-            let token = crate::upstream::affinity_token(replica.0.addr);
-            if ctx.affinity.as_deref() != Some(token.as_str()) {
+            if ctx.affinity.as_deref() != Some(replica.0.affinity.as_str()) {
                 // Pin the client (new, or re-pinned because its replica left).
-                let cookie = format!(
-                    "{AFFINITY_COOKIE}={token}; Path=/; Max-Age=1800; HttpOnly; Secure; SameSite=Lax"
-                );
-                response.append_header("Set-Cookie", cookie)?;
+                response.append_header("Set-Cookie", replica.0.pin_cookie.clone())?;
             }
         }
         Ok(())

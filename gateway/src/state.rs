@@ -156,6 +156,13 @@ pub struct Shared {
     draining: AtomicBool,
     maintenance: AtomicBool,
     inflight: AtomicUsize,
+    /// `Strict-Transport-Security` value of the configuration in force.
+    hsts: ArcSwap<http::HeaderValue>,
+}
+
+fn hsts_value(config: &GatewayConfig) -> http::HeaderValue {
+    let value = format!("max-age={}; includeSubDomains", config.hsts_max_age_secs);
+    http::HeaderValue::from_str(&value).expect("digits and ASCII are a valid header")
 }
 
 impl Shared {
@@ -173,6 +180,7 @@ impl Shared {
         });
         Self {
             shared_limiter,
+            hsts: ArcSwap::from_pointee(hsts_value(&config)),
             limits: ArcSwap::from_pointee(Limits::from_config(&config)),
             config: ArcSwap::from_pointee(config),
             metrics,
@@ -198,7 +206,13 @@ impl Shared {
         if changed {
             self.limits.store(Arc::new(Limits::from_config(&config)));
         }
+        self.hsts.store(Arc::new(hsts_value(&config)));
         self.config.store(Arc::new(config));
+    }
+
+    /// The `Strict-Transport-Security` header value, built once per configuration.
+    pub fn hsts(&self) -> http::HeaderValue {
+        http::HeaderValue::clone(&self.hsts.load())
     }
 
     pub fn limits(&self) -> Arc<Limits> {

@@ -46,6 +46,10 @@ pub struct Replica {
     /// Mirror of `health.ready == Some(true)`, read lock-free on every request.
     ready: AtomicBool,
     pub inflight: AtomicUsize,
+    /// The opaque token naming this replica in the `aragora-affinity` cookie, and the whole
+    /// `Set-Cookie` value that pins a client to it: made once, not per response.
+    pub affinity: String,
+    pub pin_cookie: http::HeaderValue,
 }
 
 /// What `/api/system/upstreams` shows for a replica.
@@ -78,6 +82,8 @@ impl Replica {
             }),
             ready: AtomicBool::new(false),
             inflight: AtomicUsize::new(0),
+            affinity: affinity_token(addr),
+            pin_cookie: pin_cookie(addr),
         }
     }
 
@@ -338,7 +344,7 @@ impl UpstreamPool {
         self.replicas
             .load()
             .iter()
-            .find(|r| affinity_token(r.addr) == token && r.is_ready() && !exclude.contains(&r.addr))
+            .find(|r| r.affinity == token && r.is_ready() && !exclude.contains(&r.addr))
             .cloned()
     }
 
@@ -369,6 +375,19 @@ impl UpstreamPool {
 }
 
 /// The opaque name of a replica in the `aragora-affinity` cookie (no address leaks out).
+/// `Set-Cookie` value pinning a client to the replica at `addr` (HttpOnly, Secure, Lax, 30 min).
+fn pin_cookie(addr: SocketAddr) -> http::HeaderValue {
+    let cookie = format!(
+        "{}={}; Path=/; Max-Age=1800; HttpOnly; Secure; SameSite=Lax",
+        AFFINITY_COOKIE,
+        affinity_token(addr)
+    );
+    http::HeaderValue::from_str(&cookie).expect("a cookie of hex digits is a valid header")
+}
+
+/// Cookie naming the replica a client is pinned to.
+pub const AFFINITY_COOKIE: &str = "aragora-affinity";
+
 pub fn affinity_token(addr: SocketAddr) -> String {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in addr.to_string().bytes() {
