@@ -1,4 +1,5 @@
-//! The 15 alerts of the Production Operations Runbook's table, over metrics aragora exports,
+//! The 15 alerts of the Production Operations Runbook's table and 4 DR alerts (backups and
+//! drills), over metrics aragora exports,
 //! each with the series that must fire it and those that must not (its promtool tests).
 //!
 //! Where the runbook is loose, the choice is written next to the alert: how "Database SLO
@@ -355,6 +356,61 @@ pub fn alerts(settings: &SloSettings) -> Vec<OperationalAlert> {
             quiet: vec![
                 scenario("no debates", &[(&engine_gauge("aragora_oldest_running_debate_seconds"), flat(0.0, 20))], &[15]),
                 scenario("an 11-minute debate ends", &[(&engine_gauge("aragora_oldest_running_debate_seconds"), format!("{} 0x9", steady(60.0, 11)))], &[11, 15]),
+            ],
+        },
+        // The DR alerts (issue 8): backups keep the 5-minute RPO, drills run weekly and meet
+        // the seeds' RTO (1 h) and RPO (5 min). A gauge at 0 means "never": for backups that
+        // is stale (nothing to restore), for a drill's RTO/RPO it is "not measured yet".
+        OperationalAlert {
+            name: "AragoraBackupStale",
+            severity: "warning",
+            expr: format!("time() - aragora_backup_last_success_timestamp_seconds{{{engine}}} > 900"),
+            for_: PromDuration::minutes(5),
+            summary: "No successful backup in 15 minutes".into(),
+            description: "The newest successful backup is over 15 minutes old (or there is none), so a restore would lose more than the 5-minute RPO. Check `aragora backup list` and the backup schedule (ARAGORA_BACKUP_SCHEDULE).".into(),
+            fires: scenario("backups stopped", &[(&engine_gauge("aragora_backup_last_success_timestamp_seconds"), flat(0.0, 40))], &[30]).firing(&[instance]),
+            quiet: vec![
+                scenario("a backup every minute", &[(&engine_gauge("aragora_backup_last_success_timestamp_seconds"), steady(60.0, 40))], &[30]),
+                scenario("the last backup 10 minutes ago", &[(&engine_gauge("aragora_backup_last_success_timestamp_seconds"), "-600+60x40".to_string())], &[30]),
+            ],
+        },
+        OperationalAlert {
+            name: "AragoraDrillStale",
+            severity: "warning",
+            expr: format!("time() - aragora_dr_drill_last_success_timestamp_seconds{{{engine}}} > 691200"),
+            for_: PromDuration::hours(1),
+            summary: "No successful DR drill in 8 days".into(),
+            description: "The weekly DR drill has not passed in 8 days: it failed or did not run. `aragora drill history` says which and why; `aragora drill run` runs one now.".into(),
+            fires: scenario("the last drill passed 9 days ago", &[(&engine_gauge("aragora_dr_drill_last_success_timestamp_seconds"), flat(-777_600.0, 90))], &[75]).firing(&[instance]),
+            quiet: vec![
+                scenario("a drill passed 6 days ago", &[(&engine_gauge("aragora_dr_drill_last_success_timestamp_seconds"), flat(-518_400.0, 90))], &[75]),
+                scenario("a drill passes during the hour", &[(&engine_gauge("aragora_dr_drill_last_success_timestamp_seconds"), format!("{} 1800x60", flat(-777_600.0, 30)))], &[75]),
+            ],
+        },
+        OperationalAlert {
+            name: "AragoraDrillRtoMissed",
+            severity: "warning",
+            expr: format!("aragora_dr_drill_rto_seconds{{{engine}}} > 3600"),
+            for_: PromDuration::minutes(1),
+            summary: "The last DR drill took over an hour to be ready (RTO target 1 h)".into(),
+            description: "Restoring the latest backup, verifying it and starting an engine on it took longer than the 1-hour RTO. See `aragora drill history` for the timings and BENCHMARKS.md for what a restore of this size should take.".into(),
+            fires: scenario("a 67-minute restore", &[(&engine_gauge("aragora_dr_drill_rto_seconds"), flat(4000.0, 20))], &[15]).firing(&[instance]),
+            quiet: vec![
+                scenario("a 2-minute restore", &[(&engine_gauge("aragora_dr_drill_rto_seconds"), flat(120.0, 20))], &[15]),
+                scenario("no drill yet", &[(&engine_gauge("aragora_dr_drill_rto_seconds"), flat(0.0, 20))], &[15]),
+            ],
+        },
+        OperationalAlert {
+            name: "AragoraDrillRpoMissed",
+            severity: "warning",
+            expr: format!("aragora_dr_drill_rpo_seconds{{{engine}}} > 300"),
+            for_: PromDuration::minutes(1),
+            summary: "The last DR drill restored data over 5 minutes old (RPO target 5 min)".into(),
+            description: "The latest backup was missing more than 5 minutes of the primary's writes when the drill ran. Back up more often (ARAGORA_BACKUP_SCHEDULE) or check why backups fail.".into(),
+            fires: scenario("15 minutes of writes lost", &[(&engine_gauge("aragora_dr_drill_rpo_seconds"), flat(900.0, 20))], &[15]).firing(&[instance]),
+            quiet: vec![
+                scenario("one minute behind", &[(&engine_gauge("aragora_dr_drill_rpo_seconds"), flat(60.0, 20))], &[15]),
+                scenario("no drill yet", &[(&engine_gauge("aragora_dr_drill_rpo_seconds"), flat(0.0, 20))], &[15]),
             ],
         },
     ]
