@@ -13,11 +13,28 @@ use tokio::sync::broadcast;
 /// Events a slow subscriber may fall behind by before it must catch up from the store.
 const CHANNEL_CAPACITY: usize = 1024;
 
+/// A stored event on its way to watchers, rendered as JSON once: a debate with 10,000
+/// watchers would otherwise serialize every event 10,000 times.
+#[derive(Debug)]
+pub struct PublishedEvent {
+    pub event: DebateEvent,
+    pub json: Arc<str>,
+}
+
+impl PublishedEvent {
+    pub fn new(event: DebateEvent) -> Self {
+        let json = serde_json::to_string(&event)
+            .expect("an event of plain fields serializes")
+            .into();
+        Self { event, json }
+    }
+}
+
 /// What travels on a debate's channel: persisted events, and streamed text that is not
 /// persisted (a reconnecting client gets the finished message from the store instead).
 #[derive(Debug, Clone)]
 pub enum HubMessage {
-    Event(Arc<DebateEvent>),
+    Event(Arc<PublishedEvent>),
     /// A `token_delta` message, already rendered as JSON.
     Delta(Arc<str>),
 }
@@ -48,7 +65,7 @@ impl EventHub {
     /// fan-out) on the other replicas.
     pub fn publish(&self, event: DebateEvent) {
         let id = event.debate_id.clone();
-        let message = HubMessage::Event(Arc::new(event));
+        let message = HubMessage::Event(Arc::new(PublishedEvent::new(event)));
         if let Some(fanout) = self.fanout.get() {
             fanout.send(&id, message.clone());
         }

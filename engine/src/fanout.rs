@@ -84,6 +84,7 @@ pub async fn start(url: &str, hub: EventHub) -> Result<FanoutSender, String> {
                 continue;
             }
             if let Some(event) = envelope.event {
+                let event = crate::events::PublishedEvent::new(event);
                 local.deliver(&envelope.debate_id, HubMessage::Event(Arc::new(event)));
             } else if let Some(delta) = envelope.delta {
                 local.deliver(&envelope.debate_id, HubMessage::Delta(delta.into()));
@@ -99,7 +100,7 @@ pub async fn start(url: &str, hub: EventHub) -> Result<FanoutSender, String> {
                 HubMessage::Event(event) => Envelope {
                     origin: origin.clone(),
                     debate_id,
-                    event: Some((*event).clone()),
+                    event: Some(event.event.clone()),
                     delta: None,
                 },
                 HubMessage::Delta(delta) => Envelope {

@@ -227,7 +227,17 @@ async fn catch_up(
 /// Sends one event and advances `last`; true when it was the debate's end.
 async fn send(out: &mpsc::Sender<String>, event: &DebateEvent, last: &mut i64) -> Result<bool, ()> {
     let text = serde_json::to_string(event).map_err(|_| ())?;
-    out.send(text).await.map_err(|_| ())?;
+    send_rendered(out, event, &text, last).await
+}
+
+/// [`send`] for a live event the hub already rendered.
+async fn send_rendered(
+    out: &mpsc::Sender<String>,
+    event: &DebateEvent,
+    json: &str,
+    last: &mut i64,
+) -> Result<bool, ()> {
+    out.send(json.to_string()).await.map_err(|_| ())?;
     *last = event.seq;
     Ok(event.kind == EventKind::DebateEnd)
 }
@@ -279,7 +289,8 @@ async fn follow(
                     return;
                 }
             }
-            Ok(HubMessage::Event(event)) => {
+            Ok(HubMessage::Event(published)) => {
+                let event = &published.event;
                 if event.seq <= last {
                     continue;
                 }
@@ -290,7 +301,7 @@ async fn follow(
                         Ok(Replay::More) => {}
                     }
                 }
-                match send(&out, &event, &mut last).await {
+                match send_rendered(&out, event, &published.json, &mut last).await {
                     Ok(false) => {}
                     Ok(true) | Err(()) => return,
                 }
