@@ -11,6 +11,9 @@
 //! BENCH_BACKEND=postgres BENCH_RATE=500 cargo bench --bench engine_latency
 //! ```
 
+#[path = "common/mod.rs"]
+mod common;
+use common::{env_or, percentile};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -24,21 +27,6 @@ struct Target {
     /// p95 the deployment checklist asks for, and the one this project aims for, in ms.
     seed_p95_ms: f64,
     aim_p95_ms: f64,
-}
-
-fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 async fn create_postgres_database() -> (String, String) {

@@ -13,6 +13,9 @@
 //! BENCH_WEBSOCKETS=2000 BENCH_HOLD_SECS=5 cargo bench --bench websocket_fanout
 //! ```
 
+#[path = "common/mod.rs"]
+mod common;
+use common::{env_or, percentile};
 use futures::{SinkExt, StreamExt};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -23,21 +26,6 @@ use tokio_tungstenite::tungstenite::Message;
 
 type TlsSocket =
     tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
-
-fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

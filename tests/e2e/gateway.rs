@@ -855,50 +855,9 @@ async fn spans_reach_an_otlp_collector_in_the_callers_trace() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aragora_up_serves_debates_over_https_through_the_gateway_and_stops_cleanly() {
-    let dir = tempfile::tempdir().unwrap();
-    let (https, http, admin) = (free_port(), free_port(), free_port());
-    let log = dir.path().join("up.log");
-    let mut child = crate::support::aragora_command()
-        .arg("up")
-        .args(["--api-port", "0", "--ws-port", "0"])
-        .args([
-            "--https-port",
-            &https.to_string(),
-            "--http-port",
-            &http.to_string(),
-            "--admin-port",
-            &admin.to_string(),
-        ])
-        .env("ARAGORA_DATA_DIR", dir.path())
-        .env("ARAGORA_HOST", "127.0.0.1")
-        .env("ARAGORA_GATEWAY_HOST", "127.0.0.1")
-        .env("ARAGORA_HEALTH_INTERVAL_MS", "200")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::fs::File::create(dir.path().join("up.out")).unwrap())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    // The generated certificate is the one to trust.
-    let cert = dir.path().join("tls").join("cert.pem");
-    let cert_pem = eventually("a generated certificate", PATIENCE, || async {
-        std::fs::read(&cert).ok()
-    })
-    .await;
-    let client = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(&cert_pem).unwrap())
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap();
-    let base = format!("https://127.0.0.1:{https}");
-    eventually(
-        "the gateway to route to the embedded engine",
-        PATIENCE,
-        || async {
-            let response = client.get(format!("{base}/readyz")).send().await.ok()?;
-            (response.status() == 200).then_some(())
-        },
-    )
-    .await;
+    let mut up = crate::support::UpProcess::start(&[]).await;
+    let (client, base, https) = (up.client.clone(), up.base.clone(), up.https);
+    let log = up.dir.path().join("up.log");
     let created: Value = client
         .post(format!("{base}/api/debates"))
         .json(&serde_json::json!({"topic": "Does the embedded run work?", "rounds": 1}))
@@ -926,7 +885,7 @@ async fn aragora_up_serves_debates_over_https_through_the_gateway_and_stops_clea
     )
     .await;
     assert!(finished["final_answer"].is_string() || finished["outcome"] == "no_consensus");
-    let out = std::fs::read_to_string(dir.path().join("up.out")).unwrap();
+    let out = std::fs::read_to_string(up.dir.path().join("up.out")).unwrap();
     assert!(
         out.contains(&format!("https://localhost:{https}")),
         "the banner says where to go: {out}"
@@ -934,10 +893,10 @@ async fn aragora_up_serves_debates_over_https_through_the_gateway_and_stops_clea
 
     // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
     unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
+        libc::kill(up.child.id() as i32, libc::SIGTERM);
     }
     let status = eventually("aragora up to stop", PATIENCE, || {
-        let status = child.try_wait().ok().flatten();
+        let status = up.child.try_wait().ok().flatten();
         async move { status }
     })
     .await;

@@ -2,7 +2,7 @@
 //! Alertmanager to a webhook, `GET /api/slo` and `aragora slo status` say so, and recovery
 //! resolves the page.
 
-use crate::support::{eventually, free_port};
+use crate::support::{eventually, free_port, UpProcess as Up};
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -29,37 +29,29 @@ async fn webhook() -> (String, Arc<Mutex<Vec<Value>>>) {
     (url, received)
 }
 
-/// A real Alertmanager (Debian's `prometheus-alertmanager`) routing everything to `hook`.
-struct Alertmanager {
+/// A Prometheus-family server (Prometheus, Alertmanager) on a free port, stopped when dropped.
+struct PromServer {
     child: std::process::Child,
     url: String,
     _dir: tempfile::TempDir,
 }
 
-impl Alertmanager {
-    async fn start(hook: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("alertmanager.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "route:\n  receiver: hook\n  group_by: [alertname, sloth_slo, sloth_severity]\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: hook\n    webhook_configs:\n      - url: {hook}\n        send_resolved: true\n"
-            ),
-        )
-        .unwrap();
+impl PromServer {
+    /// Starts `program` with `args` plus its listen address, and waits for its `/-/ready`.
+    async fn start(program: &str, package: &str, dir: tempfile::TempDir, args: &[String]) -> Self {
         let port = free_port();
-        let child = std::process::Command::new("prometheus-alertmanager")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.path={}", dir.path().join("data").display()))
+        let child = std::process::Command::new(program)
+            .args(args)
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--cluster.listen-address=")
             .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("am.log")).unwrap())
+            .stderr(std::fs::File::create(dir.path().join("server.log")).unwrap())
             .spawn()
-            .expect("prometheus-alertmanager (apt-get install prometheus-alertmanager; scripts/setup.sh does)");
+            .unwrap_or_else(|err| {
+                panic!("{program}: {err} (apt-get install {package}; scripts/setup.sh does)")
+            });
         let url = format!("http://127.0.0.1:{port}");
         let ready = format!("{url}/-/ready");
-        eventually("Alertmanager to be ready", PATIENCE, || async {
+        eventually(&format!("{program} to be ready"), PATIENCE, || async {
             let response = reqwest::get(&ready).await.ok()?;
             response.status().is_success().then_some(())
         })
@@ -72,11 +64,36 @@ impl Alertmanager {
     }
 }
 
-impl Drop for Alertmanager {
+impl Drop for PromServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A real Alertmanager (Debian's `prometheus-alertmanager`) routing everything to `hook`.
+async fn alertmanager(hook: &str) -> PromServer {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("alertmanager.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "route:\n  receiver: hook\n  group_by: [alertname, sloth_slo, sloth_severity]\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: hook\n    webhook_configs:\n      - url: {hook}\n        send_resolved: true\n"
+        ),
+    )
+    .unwrap();
+    let args = [
+        format!("--config.file={}", config.display()),
+        format!("--storage.path={}", dir.path().join("data").display()),
+        "--cluster.listen-address=".to_string(),
+    ];
+    PromServer::start(
+        "prometheus-alertmanager",
+        "prometheus-alertmanager",
+        dir,
+        &args,
+    )
+    .await
 }
 
 /// The notifications for the availability page, with their status (`firing`, `resolved`).
@@ -93,77 +110,10 @@ fn page_notifications(received: &Mutex<Vec<Value>>) -> Vec<String> {
         .collect()
 }
 
-/// `aragora up` on free ports, ready to serve through its gateway.
-struct Up {
-    child: std::process::Child,
-    client: reqwest::Client,
-    base: String,
-    admin: u16,
-    api: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Up {
-    async fn start(env: &[(&str, &str)]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let (https, http, admin, api) = (free_port(), free_port(), free_port(), free_port());
-        let mut command = crate::support::aragora_command();
-        command
-            .arg("up")
-            .args(["--api-port", &api.to_string(), "--ws-port", "0"])
-            .args(["--https-port", &https.to_string()])
-            .args(["--http-port", &http.to_string()])
-            .args(["--admin-port", &admin.to_string()])
-            .env("ARAGORA_DATA_DIR", dir.path())
-            .env("ARAGORA_HOST", "127.0.0.1")
-            .env("ARAGORA_GATEWAY_HOST", "127.0.0.1")
-            .env("ARAGORA_HEALTH_INTERVAL_MS", "200")
-            .env("ARAGORA_RATE_LIMIT", "0")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("up.log")).unwrap());
-        for (key, value) in env {
-            command.env(key, value);
-        }
-        let child = command.spawn().unwrap();
-        let cert = dir.path().join("tls").join("cert.pem");
-        let cert_pem = eventually("a generated certificate", PATIENCE, || async {
-            std::fs::read(&cert).ok()
-        })
-        .await;
-        let client = reqwest::Client::builder()
-            .add_root_certificate(reqwest::Certificate::from_pem(&cert_pem).unwrap())
-            .timeout(Duration::from_secs(5))
-            .build()
-            .unwrap();
-        let base = format!("https://127.0.0.1:{https}");
-        eventually("the gateway to route to the engine", PATIENCE, || async {
-            let response = client.get(format!("{base}/readyz")).send().await.ok()?;
-            (response.status() == 200).then_some(())
-        })
-        .await;
-        Self {
-            child,
-            client,
-            base,
-            admin,
-            api,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_at_the_edge_pages_through_alertmanager_and_recovery_resolves_it() {
     let (hook, received) = webhook().await;
-    let alertmanager = Alertmanager::start(&hook).await;
+    let alertmanager = alertmanager(&hook).await;
     let up = Up::start(&[
         // A day lasts 43 s: the 5m window is 0.15 s, 1h 1.8 s, 30d 21.6 min.
         ("ARAGORA_SLO_WINDOW_SCALE", "0.0005"),
@@ -274,68 +224,36 @@ async fn an_outage_at_the_edge_pages_through_alertmanager_and_recovery_resolves_
 
 /// A real Prometheus scraping the gateway (job `aragora-gateway`) and the engine (job
 /// `aragora-engine`) of `up` every second, with the generated rule files loaded.
-struct Prometheus {
-    child: std::process::Child,
-    url: String,
-    _dir: tempfile::TempDir,
+async fn prometheus(up: &Up) -> PromServer {
+    let dir = tempfile::tempdir().unwrap();
+    let alerts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("alerts");
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\n  - {}\nscrape_configs:\n  - job_name: aragora-gateway\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n  - job_name: aragora-engine\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n",
+        alerts.join("slo-rules.yaml").display(),
+        alerts.join("operational-rules.yaml").display(),
+        up.admin,
+        up.api
+    );
+    std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
+    let args = [
+        format!(
+            "--config.file={}",
+            dir.path().join("prometheus.yml").display()
+        ),
+        format!("--storage.tsdb.path={}", dir.path().join("data").display()),
+    ];
+    PromServer::start("prometheus", "prometheus", dir, &args).await
 }
 
-impl Prometheus {
-    async fn start(up: &Up) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let alerts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("alerts");
-        let config = format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\n  - {}\nscrape_configs:\n  - job_name: aragora-gateway\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n  - job_name: aragora-engine\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n",
-            alerts.join("slo-rules.yaml").display(),
-            alerts.join("operational-rules.yaml").display(),
-            up.admin,
-            up.api
-        );
-        std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
-        let port = free_port();
-        let child = std::process::Command::new("prometheus")
-            .arg(format!(
-                "--config.file={}",
-                dir.path().join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("prometheus.log")).unwrap())
-            .spawn()
-            .expect("prometheus (apt-get install prometheus; scripts/setup.sh does)");
-        let url = format!("http://127.0.0.1:{port}");
-        let ready = format!("{url}/-/ready");
-        eventually("Prometheus to be ready", PATIENCE, || async {
-            let response = reqwest::get(&ready).await.ok()?;
-            response.status().is_success().then_some(())
-        })
-        .await;
-        Self {
-            child,
-            url,
-            _dir: dir,
-        }
-    }
-
+impl PromServer {
     async fn api(&self, path: &str, query: &[(&str, &str)]) -> Value {
         let response = reqwest::Client::new()
             .get(format!("{}{path}", self.url))
             .query(query)
             .send()
             .await
-            .expect("Prometheus answers");
-        response.json().await.expect("JSON from Prometheus")
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+            .expect("the server answers");
+        response.json().await.expect("JSON")
     }
 }
 
@@ -386,7 +304,7 @@ async fn prometheus_scraping_the_system_runs_every_rule_and_dashboard_query_with
         (debate["status"] == "completed").then_some(())
     })
     .await;
-    let prometheus = Prometheus::start(&up).await;
+    let prometheus = prometheus(&up).await;
 
     eventually("both jobs scraped and up", PATIENCE, || async {
         let targets = prometheus.api("/api/v1/targets", &[]).await;

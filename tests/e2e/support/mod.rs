@@ -575,3 +575,81 @@ impl Drop for GatewayProcess {
         let _ = self.child.wait();
     }
 }
+
+/// `aragora up` on free ports, ready to serve through its gateway.
+pub struct UpProcess {
+    pub child: std::process::Child,
+    /// An HTTPS client that trusts the generated certificate.
+    pub client: reqwest::Client,
+    /// `https://127.0.0.1:PORT` of the gateway.
+    pub base: String,
+    pub https: u16,
+    pub admin: u16,
+    pub api: u16,
+    /// The data directory; `up.log` (stderr) and `up.out` (stdout) are in it.
+    pub dir: tempfile::TempDir,
+}
+
+impl UpProcess {
+    pub async fn start(env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (https, http, admin, api) = (free_port(), free_port(), free_port(), free_port());
+        let mut command = crate::support::aragora_command();
+        command
+            .arg("up")
+            .args(["--api-port", &api.to_string(), "--ws-port", "0"])
+            .args(["--https-port", &https.to_string()])
+            .args(["--http-port", &http.to_string()])
+            .args(["--admin-port", &admin.to_string()])
+            .env("ARAGORA_DATA_DIR", dir.path())
+            .env("ARAGORA_HOST", "127.0.0.1")
+            .env("ARAGORA_GATEWAY_HOST", "127.0.0.1")
+            .env("ARAGORA_HEALTH_INTERVAL_MS", "200")
+            .env("ARAGORA_RATE_LIMIT", "0")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::fs::File::create(dir.path().join("up.out")).unwrap())
+            .stderr(std::fs::File::create(dir.path().join("up.log")).unwrap());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let child = command.spawn().unwrap();
+        let cert = dir.path().join("tls").join("cert.pem");
+        let cert_pem = eventually(
+            "a generated certificate",
+            Duration::from_secs(60),
+            || async { std::fs::read(&cert).ok() },
+        )
+        .await;
+        let client = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&cert_pem).unwrap())
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap();
+        let base = format!("https://127.0.0.1:{https}");
+        eventually(
+            "the gateway to route to the engine",
+            Duration::from_secs(60),
+            || async {
+                let response = client.get(format!("{base}/readyz")).send().await.ok()?;
+                (response.status() == 200).then_some(())
+            },
+        )
+        .await;
+        Self {
+            child,
+            client,
+            base,
+            https,
+            admin,
+            api,
+            dir,
+        }
+    }
+}
+
+impl Drop for UpProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
