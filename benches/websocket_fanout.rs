@@ -89,6 +89,8 @@ async fn connect(port: u16, connector: &tokio_rustls::TlsConnector) -> Option<Tl
 struct Deliveries {
     events: Mutex<Vec<(i64, f64)>>,
     closed: AtomicUsize,
+    /// How each connection that ended, ended.
+    endings: Mutex<Vec<String>>,
 }
 
 fn now_ms() -> f64 {
@@ -121,7 +123,7 @@ async fn main() {
         .env("ARAGORA_OFFLINE_AGENT_LATENCY_MS", agent_ms.to_string())
         .env("ARAGORA_WS_HEARTBEAT_INTERVAL", "3600")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+        .stderr(std::fs::File::create(data.path().join("engine.log")).unwrap());
     let mut engine = engine.spawn().expect("start aragora serve");
     let mut lines = BufReader::new(engine.stdout.take().unwrap()).lines();
     let api = loop {
@@ -152,7 +154,7 @@ async fn main() {
         .env("ARAGORA_GATEWAY_DRAIN_DELAY", "0")
         .env("ARAGORA_LOG_LEVEL", "warning")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(data.path().join("gateway.log")).unwrap())
         .spawn()
         .expect("start aragora gateway");
     let gateway_pid = gateway.id();
@@ -215,7 +217,15 @@ async fn main() {
         sinks.push(sink);
         let deliveries = deliveries.clone();
         tokio::spawn(async move {
-            while let Some(Ok(message)) = stream.next().await {
+            let ended = loop {
+                let message = match stream.next().await {
+                    Some(Ok(message)) => message,
+                    Some(Err(err)) => break format!("error: {err}"),
+                    None => break "closed without a close frame".to_string(),
+                };
+                if let Message::Close(frame) = &message {
+                    break format!("close frame: {frame:?}");
+                }
                 if let Message::Text(text) = message {
                     let arrived = now_ms();
                     let Ok(event) = serde_json::from_str::<serde_json::Value>(&text) else {
@@ -231,8 +241,9 @@ async fn main() {
                         deliveries.events.lock().unwrap().push((seq, took));
                     }
                 }
-            }
+            };
             deliveries.closed.fetch_add(1, Ordering::SeqCst);
+            deliveries.endings.lock().unwrap().push(ended);
         });
         if sinks.len() % 1000 == 0 {
             eprintln!(
@@ -251,6 +262,22 @@ async fn main() {
     );
     tokio::time::sleep(hold).await;
     let still_open = sinks.len() - deliveries.closed.load(Ordering::SeqCst);
+    if still_open < sinks.len() {
+        // Say why: how the client saw them end, and the servers' own warnings.
+        for ending in deliveries.endings.lock().unwrap().iter().take(5) {
+            eprintln!("bench: a connection ended early: {ending}");
+        }
+        for name in ["gateway.log", "engine.log"] {
+            let log = std::fs::read_to_string(data.path().join(name)).unwrap_or_default();
+            for line in log
+                .lines()
+                .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+                .take(5)
+            {
+                eprintln!("bench: {name}: {line}");
+            }
+        }
+    }
     let held_rss = (rss_bytes(gateway_pid), rss_bytes(engine_pid));
     let held = sinks.len().max(1) as f64;
     let per_connection =
