@@ -13,9 +13,8 @@
 
 #[path = "common/mod.rs"]
 mod common;
-use common::{env_or, percentile};
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use common::{engine_api, env_or, percentile, serve_command};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -104,16 +103,9 @@ async fn main() {
     let backend: String = env_or("BENCH_BACKEND", "sqlite".to_string());
     let data = tempfile::tempdir().expect("temp dir");
 
-    let mut command = Command::new(env!("CARGO_BIN_EXE_aragora"));
+    let mut command = serve_command(data.path());
     command
-        .arg("serve")
-        .env("ARAGORA_HOST", "127.0.0.1")
-        .env("ARAGORA_PORT", "0")
-        .env("ARAGORA_WS_PORT", "0")
-        .env("ARAGORA_DATA_DIR", data.path())
-        .env("ARAGORA_LOG_LEVEL", "warning")
         .env("ARAGORA_DEBATE_QUEUE_SIZE", "100000")
-        .stdout(Stdio::piped())
         .stderr(Stdio::null());
     let mut database = None;
     if backend == "postgres" {
@@ -124,13 +116,7 @@ async fn main() {
         database = Some(name);
     }
     let mut child = command.spawn().expect("start aragora");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let api = loop {
-        let line = lines.next().expect("aragora printed its ports").unwrap();
-        if let Some(rest) = line.strip_prefix("aragora engine listening api=") {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-    };
+    let api = engine_api(&mut child);
     let base = format!("http://{api}");
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(256)

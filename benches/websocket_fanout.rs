@@ -15,9 +15,8 @@
 
 #[path = "common/mod.rs"]
 mod common;
-use common::{env_or, percentile};
+use common::{engine_api, env_or, percentile, serve_command};
 use futures::{SinkExt, StreamExt};
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -112,26 +111,13 @@ async fn main() {
     let binary = env!("CARGO_BIN_EXE_aragora");
     let mut processes = Processes(Vec::new());
 
-    let mut engine = Command::new(binary);
+    let mut engine = serve_command(data.path());
     engine
-        .arg("serve")
-        .env("ARAGORA_HOST", "127.0.0.1")
-        .env("ARAGORA_PORT", "0")
-        .env("ARAGORA_WS_PORT", "0")
-        .env("ARAGORA_DATA_DIR", data.path())
-        .env("ARAGORA_LOG_LEVEL", "warning")
         .env("ARAGORA_OFFLINE_AGENT_LATENCY_MS", agent_ms.to_string())
         .env("ARAGORA_WS_HEARTBEAT_INTERVAL", "3600")
-        .stdout(Stdio::piped())
         .stderr(std::fs::File::create(data.path().join("engine.log")).unwrap());
     let mut engine = engine.spawn().expect("start aragora serve");
-    let mut lines = BufReader::new(engine.stdout.take().unwrap()).lines();
-    let api = loop {
-        let line = lines.next().expect("the engine printed its ports").unwrap();
-        if let Some(rest) = line.strip_prefix("aragora engine listening api=") {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-    };
+    let api = engine_api(&mut engine);
     let engine_pid = engine.id();
     processes.0.push(engine);
 
@@ -301,14 +287,12 @@ async fn main() {
     for sink in &mut sinks {
         let _ = sink.send(Message::Text(subscribe.clone().into())).await;
     }
-    let debate: serde_json::Value = http_client
-        .get(format!("http://{api}/api/debates/{id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let debate_url = format!("http://{api}/api/debates/{id}");
+    let debate_now = || async {
+        let response = http_client.get(&debate_url).send().await.unwrap();
+        response.json::<serde_json::Value>().await.unwrap()
+    };
+    let debate = debate_now().await;
     let live_after = debate["last_seq"].as_i64().unwrap_or(0);
     eprintln!(
         "bench: {} subscribed; events after seq {live_after} are live",
@@ -316,14 +300,7 @@ async fn main() {
     );
     let finish = Instant::now();
     let total = loop {
-        let debate: serde_json::Value = http_client
-            .get(format!("http://{api}/api/debates/{id}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let debate = debate_now().await;
         if debate["status"] != "running" && debate["status"] != "queued" {
             break debate["last_seq"].as_i64().unwrap_or(0);
         }

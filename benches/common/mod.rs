@@ -1,4 +1,5 @@
-//! What the benchmarks share: settings from the environment and percentiles.
+//! What the benchmarks share: settings from the environment, percentiles, and starting the
+//! release `aragora serve` they measure.
 
 /// `key` parsed from the environment, or `default`.
 pub fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
@@ -15,4 +16,32 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     }
     let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// `aragora serve` on ephemeral ports in `data_dir`, logging warnings only, printing its ports
+/// on standard output (read them with [`engine_api`]).
+pub fn serve_command(data_dir: &std::path::Path) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_aragora"));
+    command
+        .arg("serve")
+        .env("ARAGORA_HOST", "127.0.0.1")
+        .env("ARAGORA_PORT", "0")
+        .env("ARAGORA_WS_PORT", "0")
+        .env("ARAGORA_DATA_DIR", data_dir)
+        .env("ARAGORA_LOG_LEVEL", "warning")
+        .stdout(std::process::Stdio::piped());
+    command
+}
+
+/// The API address a started [`serve_command`] announces (`aragora engine listening api=…`).
+pub fn engine_api(child: &mut std::process::Child) -> String {
+    use std::io::BufRead;
+    let stdout = child.stdout.take().expect("the engine's stdout is piped");
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    loop {
+        let line = lines.next().expect("the engine printed its ports").unwrap();
+        if let Some(rest) = line.strip_prefix("aragora engine listening api=") {
+            return rest.split_whitespace().next().unwrap().to_string();
+        }
+    }
 }

@@ -128,12 +128,7 @@ impl DrConfig {
 mod tests {
     use super::*;
 
-    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use aragora_config::env_map as env;
 
     #[test]
     fn defaults_are_valid_and_keep_the_five_minute_rpo() {

@@ -155,6 +155,19 @@ pub fn from_toml_file<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigProbl
     })
 }
 
+/// Whether a configured URL is one an HTTP client can call (`http://` or `https://`).
+pub fn is_http_url(url: &str) -> bool {
+    url.starts_with("http://") || url.starts_with("https://")
+}
+
+/// An environment built from pairs, as the config loaders take it (for tests and tools).
+pub fn env_map(pairs: &[(&str, &str)]) -> std::collections::HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .collect()
+}
+
 /// Declares a config struct's settings once: field, environment variables, doc line.
 /// Generates `pub const SETTINGS: &[Setting]` and `fn apply_env(&mut self, env, problems)`.
 #[macro_export]

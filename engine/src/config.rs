@@ -274,7 +274,7 @@ impl EngineConfig {
             let settings = self.provider(kind);
             if let Some(url) = &settings.base_url {
                 check(
-                    url.starts_with("http://") || url.starts_with("https://"),
+                    aragora_config::is_http_url(url),
                     &format!("{}_BASE_URL", provider_env_prefix(kind)),
                     format!("{url:?} is not an http(s) URL"),
                 );
@@ -567,12 +567,7 @@ pub fn process_env() -> HashMap<String, String> {
 mod tests {
     use super::*;
 
-    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use aragora_config::env_map as env;
 
     #[test]
     fn defaults_are_valid_and_match_the_runbook() {

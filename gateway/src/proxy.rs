@@ -279,7 +279,7 @@ impl Gateway {
             header.insert_header("Retry-After", seconds.to_string())?;
         }
         if ctx.tls {
-            header.insert_header("Strict-Transport-Security", self.hsts())?;
+            header.insert_header("Strict-Transport-Security", self.shared.hsts())?;
         }
         rate_limit_headers(&mut header, ctx.limit)?;
         session.set_keepalive(None);
@@ -302,10 +302,6 @@ impl Gateway {
         ctx.refusal = Some(code);
         let body = json!({"error": {"code": code, "message": message}});
         self.answer(session, ctx, status, body, retry_after).await
-    }
-
-    fn hsts(&self) -> http::HeaderValue {
-        self.shared.hsts()
     }
 }
 
@@ -611,7 +607,7 @@ impl ProxyHttp for Gateway {
     ) -> Result<()> {
         response.insert_header("X-Request-Id", ctx.request_id.as_str())?;
         if ctx.tls {
-            response.insert_header("Strict-Transport-Security", self.hsts())?;
+            response.insert_header("Strict-Transport-Security", self.shared.hsts())?;
         }
         rate_limit_headers(response, ctx.limit)?;
         if let (true, 101, Some(replica)) = (ctx.upgrade, response.status.as_u16(), &ctx.replica) {

@@ -70,6 +70,7 @@ pub struct ReplicaView {
 
 impl Replica {
     fn new(name: &str, addr: SocketAddr) -> Self {
+        let affinity = affinity_token(addr);
         Self {
             name: name.to_string(),
             addr,
@@ -82,8 +83,8 @@ impl Replica {
             }),
             ready: AtomicBool::new(false),
             inflight: AtomicUsize::new(0),
-            affinity: affinity_token(addr),
-            pin_cookie: pin_cookie(addr),
+            pin_cookie: pin_cookie(&affinity),
+            affinity,
         }
     }
 
@@ -375,20 +376,18 @@ impl UpstreamPool {
 }
 
 /// The opaque name of a replica in the `aragora-affinity` cookie (no address leaks out).
-/// `Set-Cookie` value pinning a client to the replica at `addr` (HttpOnly, Secure, Lax, 30 min).
-fn pin_cookie(addr: SocketAddr) -> http::HeaderValue {
-    let cookie = format!(
-        "{}={}; Path=/; Max-Age=1800; HttpOnly; Secure; SameSite=Lax",
-        AFFINITY_COOKIE,
-        affinity_token(addr)
-    );
+/// `Set-Cookie` value pinning a client to the replica its `token` names (HttpOnly, Secure,
+/// Lax, 30 min).
+fn pin_cookie(token: &str) -> http::HeaderValue {
+    let cookie =
+        format!("{AFFINITY_COOKIE}={token}; Path=/; Max-Age=1800; HttpOnly; Secure; SameSite=Lax");
     http::HeaderValue::from_str(&cookie).expect("a cookie of hex digits is a valid header")
 }
 
 /// Cookie naming the replica a client is pinned to.
 pub const AFFINITY_COOKIE: &str = "aragora-affinity";
 
-pub fn affinity_token(addr: SocketAddr) -> String {
+fn affinity_token(addr: SocketAddr) -> String {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in addr.to_string().bytes() {
         hash ^= u64::from(byte);

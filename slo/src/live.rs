@@ -587,7 +587,7 @@ impl LiveSettings {
             ("ARAGORA_ALERTMANAGER_URL", &settings.alertmanager_url),
         ] {
             if let Some(url) = url {
-                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                if !aragora_config::is_http_url(url) {
                     problems.push(aragora_config::ConfigProblem::new(
                         key,
                         format!("is {url:?}; use an http:// or https:// URL"),
@@ -1011,13 +1011,7 @@ mod tests {
 
     #[test]
     fn live_settings_are_validated_and_documented() {
-        let env = |pairs: &[(&str, &str)]| {
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
-        };
-        let problems = LiveSettings::from_env(&env(&[
+        let problems = LiveSettings::from_env(&aragora_config::env_map(&[
             ("ARAGORA_SLO_WINDOW_SCALE", "2"),
             ("ARAGORA_ALERTMANAGER_URL", "localhost:9093"),
         ]))

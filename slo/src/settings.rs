@@ -128,12 +128,7 @@ fn default_slo(name: &str, description: &str, objective: f64, shape: SliShape) -
 mod tests {
     use super::*;
 
-    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use aragora_config::env_map as env;
 
     #[test]
     fn targets_come_from_the_environment_as_percent_or_ratio() {

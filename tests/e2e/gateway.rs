@@ -856,34 +856,9 @@ async fn spans_reach_an_otlp_collector_in_the_callers_trace() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aragora_up_serves_debates_over_https_through_the_gateway_and_stops_cleanly() {
     let mut up = crate::support::UpProcess::start(&[]).await;
-    let (client, base, https) = (up.client.clone(), up.base.clone(), up.https);
+    let https = up.https;
     let log = up.dir.path().join("up.log");
-    let created: Value = client
-        .post(format!("{base}/api/debates"))
-        .json(&serde_json::json!({"topic": "Does the embedded run work?", "rounds": 1}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = created["debate_id"].as_str().unwrap().to_string();
-    let finished = eventually(
-        "the debate to complete through the gateway",
-        PATIENCE,
-        || async {
-            let debate: Value = client
-                .get(format!("{base}/api/debates/{id}"))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            (debate["status"] == "completed").then_some(debate)
-        },
-    )
-    .await;
+    let finished = up.run_debate("Does the embedded run work?").await;
     assert!(finished["final_answer"].is_string() || finished["outcome"] == "no_consensus");
     let out = std::fs::read_to_string(up.dir.path().join("up.out")).unwrap();
     assert!(

@@ -280,30 +280,7 @@ fn dashboard_queries() -> Vec<(String, String)> {
 async fn prometheus_scraping_the_system_runs_every_rule_and_dashboard_query_without_error() {
     let up = Up::start(&[("ARAGORA_OFFLINE_AGENT_LATENCY_MS", "5")]).await;
     // Some of everything: requests through the edge and a finished debate.
-    let created: Value = up
-        .client
-        .post(format!("{}/api/debates", up.base))
-        .json(&serde_json::json!({"topic": "Scraped", "rounds": 1}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = created["debate_id"].as_str().unwrap().to_string();
-    eventually("the debate to finish", PATIENCE, || async {
-        let debate: Value = up
-            .client
-            .get(format!("{}/api/debates/{id}", up.base))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        (debate["status"] == "completed").then_some(())
-    })
-    .await;
+    up.run_debate("Scraped").await;
     let prometheus = prometheus(&up).await;
 
     eventually("both jobs scraped and up", PATIENCE, || async {

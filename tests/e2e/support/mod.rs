@@ -591,6 +591,34 @@ pub struct UpProcess {
 }
 
 impl UpProcess {
+    /// Starts a one-round debate through the gateway and returns it once completed.
+    pub async fn run_debate(&self, topic: &str) -> Value {
+        let created: Value = self
+            .client
+            .post(format!("{}/api/debates", self.base))
+            .json(&serde_json::json!({"topic": topic, "rounds": 1}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let url = format!(
+            "{}/api/debates/{}",
+            self.base,
+            created["debate_id"].as_str().unwrap()
+        );
+        eventually(
+            "the debate to complete through the gateway",
+            Duration::from_secs(60),
+            || async {
+                let debate: Value = self.client.get(&url).send().await.ok()?.json().await.ok()?;
+                (debate["status"] == "completed").then_some(debate)
+            },
+        )
+        .await
+    }
+
     pub async fn start(env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (https, http, admin, api) = (free_port(), free_port(), free_port(), free_port());
