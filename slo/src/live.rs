@@ -257,8 +257,8 @@ impl CounterSource {
             });
     }
 
-    /// (errors, total) of an SLO now, from the registry of the job its selector names.
-    fn counts(&self, slo: &Slo) -> Option<(f64, f64)> {
+    /// (errors, total) of an SLO now, from the gathered families of the job its selector names.
+    fn counts(slo: &Slo, gathered: &[(String, Vec<MetricFamily>)]) -> Option<(f64, f64)> {
         let shape = slo.shape.as_ref()?;
         let (metric, selector) = match shape {
             SliShape::Requests {
@@ -273,15 +273,16 @@ impl CounterSource {
             .iter()
             .position(|m| m.label == "job")
             .map(|at| matchers.remove(at));
-        let families: Vec<MetricFamily> = self
-            .registries
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
+        let families: Vec<&MetricFamily> = gathered
             .iter()
-            .filter(|r| job.as_ref().is_none_or(|m| m.matches(&r.job)))
-            .flat_map(|r| r.registry.gather())
+            .filter(|(name, _)| job.as_ref().is_none_or(|m| m.matches(name)))
+            .flat_map(|(_, families)| families)
             .filter(|family| family.name() == metric)
             .collect();
+        let error_matchers = match shape {
+            SliShape::Requests { error, .. } => parse_matchers(error).ok()?,
+            SliShape::Latency { .. } => Vec::new(),
+        };
         let selected = |labels: &[prometheus::proto::LabelPair], matchers: &[Matcher]| {
             matchers.iter().all(|m| {
                 let value = labels
@@ -298,10 +299,10 @@ impl CounterSource {
                 continue;
             }
             match shape {
-                SliShape::Requests { error, .. } => {
+                SliShape::Requests { .. } => {
                     let value = metric.get_counter().get_value();
                     total += value;
-                    if selected(labels, &parse_matchers(error).ok()?) {
+                    if selected(labels, &error_matchers) {
                         errors += value;
                     }
                 }
@@ -334,10 +335,18 @@ fn unix_now() -> f64 {
 impl SliSource for CounterSource {
     fn sample(&self, spec: &SloSpec) {
         let at = (self.clock)();
+        // Each registry gathered once per sample, whatever the number of SLOs.
+        let gathered: Vec<(String, Vec<MetricFamily>)> = self
+            .registries
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|r| (r.job.clone(), r.registry.gather()))
+            .collect();
         let counts = spec
             .slos
             .iter()
-            .map(|slo| (slo.name.clone(), self.counts(slo)))
+            .map(|slo| (slo.name.clone(), Self::counts(slo, &gathered)))
             .collect();
         let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
         history.push_back(Sample { at, counts });
