@@ -8,7 +8,9 @@
 //! | `checks` | `validate-env` and `receipt verify` |
 //! | `slo` | `slo check` and `slo generate`: SLO specs to Prometheus rules |
 //! | `dr` | `backup` and `drill`: DR settings and output (the work is in the chaos crate) |
+//! | `chaos` | `chaos proxy`, `chaos check`, `chaos run`: fault proxies and chaos experiments |
 
+mod chaos;
 mod checks;
 mod dr;
 mod run;
@@ -53,6 +55,9 @@ enum Command {
     /// SLOs: check a spec, generate Prometheus rules and their promtool tests.
     #[command(subcommand)]
     Slo(SloCommand),
+    /// Chaos engineering: fault proxies, and experiments that prove the system survives faults.
+    #[command(subcommand)]
+    Chaos(chaos::ChaosCommand),
 }
 
 #[derive(Subcommand)]
@@ -216,6 +221,7 @@ fn run_command(cli: Cli) -> ExitCode {
                     Command::Up(args) => run::up(&args).await,
                     Command::Backup(command) => dr::backup(command).await,
                     Command::Drill(command) => dr::drill(command).await,
+                    Command::Chaos(command) => chaos::run(command).await,
                     Command::Slo(SloCommand::Status {
                         url,
                         prometheus_url,

@@ -20,6 +20,8 @@ pub struct DrConfig {
     pub rto_target_secs: u64,
     pub rpo_target_secs: u64,
     pub dr_scheduler: bool,
+    pub clock_scale: f64,
+    pub clock_start: Option<String>,
 }
 
 aragora_config::settings! {
@@ -32,6 +34,8 @@ aragora_config::settings! {
     rto_target_secs: ["ARAGORA_RTO_TARGET_SECS"] "Recovery time objective: a drill whose restore-to-ready time exceeds it fails.";
     rpo_target_secs: ["ARAGORA_RPO_TARGET_SECS"] "Recovery point objective: a drill whose restored data is older than the primary's by more fails.";
     dr_scheduler: ["ARAGORA_DR_SCHEDULER"] "Run the backup and drill schedules inside `aragora serve` too (`aragora up` always runs them); keep it on one replica.";
+    clock_scale: ["ARAGORA_DR_CLOCK_SCALE"] "Runs the schedules on a clock this many times faster than real time (1: the real clock). For drilling the schedules themselves: a week of schedule in minutes.";
+    clock_start: ["ARAGORA_DR_CLOCK_START"] "With ARAGORA_DR_CLOCK_SCALE: the time (RFC 3339, UTC) the scaled clock starts from; now when unset.";
 }
 
 impl Default for DrConfig {
@@ -49,6 +53,8 @@ impl Default for DrConfig {
             rto_target_secs: 3600,
             rpo_target_secs: 300,
             dr_scheduler: false,
+            clock_scale: 1.0,
+            clock_start: None,
         }
     }
 }
@@ -98,6 +104,28 @@ impl DrConfig {
                 problems.push(ConfigProblem::new(
                     setting,
                     "is 0; give a target of at least 1 second",
+                ));
+            }
+        }
+        if !(self.clock_scale >= 1.0 && self.clock_scale <= 1_000_000.0) {
+            problems.push(ConfigProblem::new(
+                "ARAGORA_DR_CLOCK_SCALE",
+                format!(
+                    "is {}; give 1 (the real clock) or a speed-up up to 1000000",
+                    self.clock_scale
+                ),
+            ));
+        }
+        if let Some(start) = &self.clock_start {
+            if chrono::DateTime::parse_from_rfc3339(start).is_err() {
+                problems.push(ConfigProblem::new(
+                    "ARAGORA_DR_CLOCK_START",
+                    format!("{start:?} is not an RFC 3339 time such as 2026-11-29T02:59:00Z"),
+                ));
+            } else if self.clock_scale == 1.0 {
+                problems.push(ConfigProblem::new(
+                    "ARAGORA_DR_CLOCK_START",
+                    "only applies to a scaled clock; set ARAGORA_DR_CLOCK_SCALE above 1 or unset it",
                 ));
             }
         }
@@ -174,6 +202,7 @@ mod tests {
     fn every_field_is_a_documented_setting() {
         let value = toml::Value::try_from(DrConfig {
             backup_dir: Some("x".into()),
+            clock_start: Some("x".into()),
             ..DrConfig::default()
         })
         .unwrap();

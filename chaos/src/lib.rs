@@ -1,4 +1,5 @@
-//! Backups, restores and disaster-recovery drills of aragora's database, by hand
+//! Chaos engineering and disaster recovery: fault injection (a TCP fault proxy), chaos
+//! experiments (`aragora chaos run`), and backups, restores and disaster-recovery drills of aragora's database, by hand
 //! (`aragora backup ...`, `aragora drill ...`) or on a cron schedule inside `aragora up` /
 //! `aragora serve`.
 //!
@@ -22,15 +23,23 @@
 //! | [`drill`] | the DR drill and its report |
 //! | [`schedule`] | cron jobs for backups and drills (tokio-cron-scheduler) |
 //! | [`progress`] | progress bars on a terminal, silence elsewhere |
+//! | [`faults`] | the fault model: kinds, directions, windows, what active faults add up to |
+//! | [`proxy`] | the fault proxy: a TCP relay that applies faults to live connections |
+//! | [`proxy_api`] | its HTTP API (add and remove faults at run time, `/metrics`) |
+//! | [`experiment`] | chaos experiments: the YAML model, probes, actions, the runner and its report |
 
 pub mod backup;
 pub mod config;
 pub mod drill;
 pub mod error;
+pub mod experiment;
 pub mod facts;
+pub mod faults;
 pub mod manifest;
 pub mod postgres;
 pub mod progress;
+pub mod proxy;
+pub mod proxy_api;
 pub mod retention;
 pub mod schedule;
 pub mod sqlite;

@@ -2,6 +2,12 @@
 //!
 //! Each job skips a tick while its previous run is still going (a slow backup must not pile
 //! up behind a short schedule), logs what it did, and records it in the DR log like the CLI.
+//!
+//! A weekly drill cannot be waited for in a test, and tokio-cron-scheduler reads the wall
+//! clock itself. So with `ARAGORA_DR_CLOCK_SCALE` above 1 the same jobs are triggered by a
+//! [`ScaledClock`] instead: the same cron parser (croner, configured as tokio-cron-scheduler
+//! configures it) finds each next occurrence in scaled time, and the job runs when the scaled
+//! clock gets there. A week of schedule then passes in minutes, with the calendar intact.
 
 use crate::config::DrConfig;
 use crate::{backup, drill, retention};
@@ -9,7 +15,48 @@ use aragora_engine::EngineConfig;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio_cron_scheduler::{Job, JobScheduler};
+
+/// A clock that runs `scale` times faster than real time from `start`.
+#[derive(Debug, Clone, Copy)]
+pub struct ScaledClock {
+    start: chrono::DateTime<chrono::Utc>,
+    real_start: tokio::time::Instant,
+    scale: f64,
+}
+
+impl ScaledClock {
+    pub fn new(start: chrono::DateTime<chrono::Utc>, scale: f64) -> ScaledClock {
+        ScaledClock {
+            start,
+            real_start: tokio::time::Instant::now(),
+            scale,
+        }
+    }
+
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        let scaled = self.real_start.elapsed().as_secs_f64() * self.scale;
+        self.start + chrono::Duration::milliseconds((scaled * 1000.0) as i64)
+    }
+
+    /// Real time until the scaled clock shows `at` (zero when it already has).
+    pub fn real_delay_until(&self, at: chrono::DateTime<chrono::Utc>) -> Duration {
+        let scaled = (at - self.now()).num_milliseconds().max(0) as f64 / 1000.0;
+        Duration::from_secs_f64(scaled / self.scale)
+    }
+}
+
+/// Parses a cron expression exactly as tokio-cron-scheduler does (seconds required, day of
+/// month and day of week both required to match).
+fn parse_cron(expression: &str) -> Result<croner::Cron, String> {
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Required)
+        .dom_and_dow(true)
+        .build()
+        .parse(expression)
+        .map_err(|err| format!("{expression:?}: {err}"))
+}
 
 /// Checks a cron expression; empty means "off".
 pub fn check_cron(expression: &str) -> Result<(), String> {
@@ -21,25 +68,36 @@ pub fn check_cron(expression: &str) -> Result<(), String> {
         .map_err(|err| format!("{expression:?} is not a cron expression ({err:?}); write six fields, sec min hour day month weekday, such as \"0 */5 * * * *\" for every 5 minutes"))
 }
 
+/// What triggers the jobs: tokio-cron-scheduler on the real clock, or timers on a scaled one.
+enum Trigger {
+    Cron(JobScheduler),
+    Scaled(Vec<tokio::task::JoinHandle<()>>),
+}
+
 /// The running schedules; [`DrScheduler::shutdown`] stops them.
 pub struct DrScheduler {
-    scheduler: JobScheduler,
+    trigger: Trigger,
 }
 
 impl DrScheduler {
-    pub async fn shutdown(mut self) {
-        if let Err(err) = self.scheduler.shutdown().await {
-            tracing::warn!(error = ?err, "the DR scheduler did not stop cleanly");
+    pub async fn shutdown(self) {
+        match self.trigger {
+            Trigger::Cron(mut scheduler) => {
+                if let Err(err) = scheduler.shutdown().await {
+                    tracing::warn!(error = ?err, "the DR scheduler did not stop cleanly");
+                }
+            }
+            Trigger::Scaled(timers) => timers.iter().for_each(|timer| timer.abort()),
         }
     }
 }
 
 type Work = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
-/// A job that runs `work` on `expression`, skipping ticks while the last run is going.
-fn job(expression: &str, work: Work) -> Result<Job, String> {
+/// `work`, skipping a tick while its previous run is still going.
+fn exclusive(work: Work) -> Work {
     let busy = Arc::new(tokio::sync::Mutex::new(()));
-    Job::new_async(expression, move |_, _| {
+    Arc::new(move || {
         let (busy, work) = (busy.clone(), work.clone());
         Box::pin(async move {
             let Ok(_running) = busy.try_lock() else {
@@ -49,7 +107,35 @@ fn job(expression: &str, work: Work) -> Result<Job, String> {
             work().await;
         })
     })
-    .map_err(|err| format!("{err:?}"))
+}
+
+/// A tokio-cron-scheduler job that runs `work` on `expression`.
+fn job(expression: &str, work: Work) -> Result<Job, String> {
+    let work = exclusive(work);
+    Job::new_async(expression, move |_, _| work()).map_err(|err| format!("{err:?}"))
+}
+
+/// A timer that runs `work` at each occurrence of `expression` on the scaled clock.
+fn scaled_job(
+    name: &'static str,
+    expression: &str,
+    clock: ScaledClock,
+    work: Work,
+) -> Result<tokio::task::JoinHandle<()>, String> {
+    let cron = parse_cron(expression)?;
+    let work = exclusive(work);
+    Ok(tokio::spawn(async move {
+        loop {
+            let Ok(next) = cron.find_next_occurrence(&clock.now(), false) else {
+                tracing::warn!(job = name, "the schedule has no next occurrence; it stops");
+                return;
+            };
+            tokio::time::sleep(clock.real_delay_until(next)).await;
+            tracing::info!(job = name, scheduled_for = %next.to_rfc3339(), "scheduled job starts (scaled clock)");
+            // Not awaited: a run that outlasts the next occurrence makes that tick skip.
+            tokio::spawn(work());
+        }
+    }))
 }
 
 /// One scheduled backup: take it, note it, prune.
@@ -74,25 +160,18 @@ pub async fn backup_once(engine: &EngineConfig, dr: &DrConfig) {
 
 /// Starts the configured schedules (none when both are empty).
 pub async fn start(engine: EngineConfig, dr: DrConfig) -> Result<Option<DrScheduler>, String> {
-    if dr.backup_schedule.trim().is_empty() && dr.drill_schedule.trim().is_empty() {
-        return Ok(None);
-    }
-    let scheduler = JobScheduler::new()
-        .await
-        .map_err(|err| format!("{err:?}"))?;
     let shared = Arc::new((engine, dr));
-    if !shared.1.backup_schedule.trim().is_empty() {
+    let dr = &shared.1;
+    let mut jobs: Vec<(&'static str, String, Work)> = Vec::new();
+    if !dr.backup_schedule.trim().is_empty() {
         let context = shared.clone();
         let work: Work = Arc::new(move || {
             let context = context.clone();
             Box::pin(async move { backup_once(&context.0, &context.1).await })
         });
-        scheduler
-            .add(job(&shared.1.backup_schedule, work)?)
-            .await
-            .map_err(|err| format!("{err:?}"))?;
+        jobs.push(("backup", dr.backup_schedule.clone(), work));
     }
-    if !shared.1.drill_schedule.trim().is_empty() {
+    if !dr.drill_schedule.trim().is_empty() {
         let context = shared.clone();
         let work: Work = Arc::new(move || {
             let context = context.clone();
@@ -105,12 +184,79 @@ pub async fn start(engine: EngineConfig, dr: DrConfig) -> Result<Option<DrSchedu
                 }
             })
         });
-        scheduler
-            .add(job(&shared.1.drill_schedule, work)?)
+        jobs.push(("drill", dr.drill_schedule.clone(), work));
+    }
+    if jobs.is_empty() {
+        return Ok(None);
+    }
+    let trigger = if dr.clock_scale > 1.0 {
+        let start = match &dr.clock_start {
+            Some(text) => chrono::DateTime::parse_from_rfc3339(text)
+                .map_err(|err| format!("ARAGORA_DR_CLOCK_START {text:?}: {err}"))?
+                .with_timezone(&chrono::Utc),
+            None => chrono::Utc::now(),
+        };
+        let clock = ScaledClock::new(start, dr.clock_scale);
+        tracing::warn!(scale = dr.clock_scale, start = %start.to_rfc3339(), "the DR schedules run on a scaled clock (ARAGORA_DR_CLOCK_SCALE), not the real one");
+        let timers = jobs
+            .into_iter()
+            .map(|(name, expression, work)| scaled_job(name, &expression, clock, work))
+            .collect::<Result<_, _>>()?;
+        Trigger::Scaled(timers)
+    } else {
+        let scheduler = JobScheduler::new()
             .await
             .map_err(|err| format!("{err:?}"))?;
+        for (_, expression, work) in jobs {
+            scheduler
+                .add(job(&expression, work)?)
+                .await
+                .map_err(|err| format!("{err:?}"))?;
+        }
+        scheduler.start().await.map_err(|err| format!("{err:?}"))?;
+        Trigger::Cron(scheduler)
+    };
+    tracing::info!(backups = %dr.backup_schedule, drills = %dr.drill_schedule, "DR schedules running");
+    Ok(Some(DrScheduler { trigger }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scaled_clock_runs_fast_from_its_start() {
+        let start = chrono::DateTime::parse_from_rfc3339("2026-11-29T02:59:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let clock = ScaledClock::new(start, 600.0);
+        assert!(clock.now() >= start);
+        // Ten scaled minutes are one real second.
+        let delay = clock.real_delay_until(start + chrono::Duration::minutes(10));
+        assert!(
+            delay <= Duration::from_secs(1) && delay > Duration::from_millis(900),
+            "{delay:?}"
+        );
+        assert_eq!(clock.real_delay_until(start), Duration::ZERO);
     }
-    scheduler.start().await.map_err(|err| format!("{err:?}"))?;
-    tracing::info!(backups = %shared.1.backup_schedule, drills = %shared.1.drill_schedule, "DR schedules running");
-    Ok(Some(DrScheduler { scheduler }))
+
+    #[test]
+    fn the_default_schedules_keep_the_rpo_and_drill_weekly() {
+        let defaults = DrConfig::default();
+        let start = chrono::DateTime::parse_from_rfc3339("2026-11-25T10:02:13Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let backups = parse_cron(&defaults.backup_schedule).unwrap();
+        let mut at = start;
+        for _ in 0..2016 {
+            let next = backups.find_next_occurrence(&at, false).unwrap();
+            assert!((next - at).num_seconds() <= defaults.rpo_target_secs as i64);
+            at = next;
+        }
+        let drills = parse_cron(&defaults.drill_schedule).unwrap();
+        let first = drills.find_next_occurrence(&start, false).unwrap();
+        let second = drills.find_next_occurrence(&first, false).unwrap();
+        assert_eq!(first.to_rfc3339(), "2026-11-29T03:00:00+00:00");
+        assert_eq!((second - first).num_days(), 7);
+    }
 }

@@ -380,6 +380,30 @@ pub const BACKUP_LAST_SUCCESS_TIMESTAMP_SECONDS: MetricDef = MetricDef {
     buckets: &[],
 };
 
+pub const CHAOS_PROXY_CONNECTIONS: MetricDef = MetricDef {
+    name: "aragora_chaos_proxy_connections",
+    kind: MetricKind::Gauge,
+    help: "Connections open through a fault proxy (`aragora chaos proxy`), by proxy.",
+    labels: &["proxy"],
+    buckets: &[],
+};
+
+pub const CHAOS_PROXY_BYTES_TOTAL: MetricDef = MetricDef {
+    name: "aragora_chaos_proxy_bytes_total",
+    kind: MetricKind::Counter,
+    help: "Bytes a fault proxy passed on, by proxy and direction (upstream: client to server).",
+    labels: &["proxy", "direction"],
+    buckets: &[],
+};
+
+pub const CHAOS_PROXY_FAULTS_ACTIVE: MetricDef = MetricDef {
+    name: "aragora_chaos_proxy_faults_active",
+    kind: MetricKind::Gauge,
+    help: "Faults of a fault proxy active right now, by proxy and kind (latency, bandwidth, reset, blackhole, refuse, down).",
+    labels: &["proxy", "kind"],
+    buckets: &[],
+};
+
 /// Every metric of the catalogue, for generators and for the test that checks a running
 /// system exports what rules and dashboards refer to.
 pub const ALL: &[MetricDef] = &[
@@ -423,6 +447,9 @@ pub const ALL: &[MetricDef] = &[
     DR_DRILL_RTO_SECONDS,
     DR_DRILL_RPO_SECONDS,
     BACKUP_LAST_SUCCESS_TIMESTAMP_SECONDS,
+    CHAOS_PROXY_CONNECTIONS,
+    CHAOS_PROXY_BYTES_TOTAL,
+    CHAOS_PROXY_FAULTS_ACTIVE,
 ];
 
 impl MetricDef {
