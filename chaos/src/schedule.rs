@@ -126,7 +126,9 @@ fn scaled_job(
     let work = exclusive(work);
     Ok(tokio::spawn(async move {
         loop {
-            let Ok(next) = cron.find_next_occurrence(&clock.now(), false) else {
+            // croner keeps the sub-second part of its starting point; occurrences are whole seconds.
+            let now = chrono::SubsecRound::trunc_subsecs(clock.now(), 0);
+            let Ok(next) = cron.find_next_occurrence(&now, false) else {
                 tracing::warn!(job = name, "the schedule has no next occurrence; it stops");
                 return;
             };

@@ -25,6 +25,7 @@ macro_rules! on_both_backends {
 
 mod api;
 mod backups;
+mod chaos;
 mod config;
 mod edge_websockets;
 mod gateway;

@@ -27,7 +27,7 @@ pub enum Action {
     Http(HttpAction),
     Command(CommandAction),
     Wait(WaitAction),
-    Probe(Probe),
+    Probe(#[serde(deserialize_with = "super::one_of")] Probe),
 }
 
 /// Which process: exactly one of the three.

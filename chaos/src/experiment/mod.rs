@@ -75,7 +75,32 @@ pub struct Step {
 const STEP_KINDS: &str = "kill, pause, proxy_fault, engine_fault, http, command, wait, probe";
 const PROBE_KINDS: &str = "http, slo, alert, prometheus";
 
-/// Reads `{name: ..., <kind>: {...}}` into the name and a one-entry map for the tagged enum.
+/// serde_yaml reads an enum from a Value only as a tagged value (`!http {...}`); experiments
+/// write `http: {...}`. This turns the one-entry map into the tagged form.
+fn tagged(kind: String, value: serde_yaml::Value) -> serde_yaml::Value {
+    serde_yaml::Value::Tagged(Box::new(serde_yaml::value::TaggedValue {
+        tag: serde_yaml::value::Tag::new(kind),
+        value,
+    }))
+}
+
+/// Reads an enum written as a one-entry map (`http: {...}`) inside a Value.
+fn one_of<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    let map = BTreeMap::<String, serde_yaml::Value>::deserialize(deserializer)?;
+    let mut entries = map.into_iter();
+    let (Some((kind, value)), None) = (entries.next(), entries.next()) else {
+        return Err(D::Error::custom(format!(
+            "write exactly one of: {PROBE_KINDS}"
+        )));
+    };
+    serde_yaml::from_value(tagged(kind, value)).map_err(D::Error::custom)
+}
+
+/// Reads `{name: ..., <kind>: {...}}` into the name and the tagged value of the enum.
 fn named_entry<'de, D: Deserializer<'de>>(
     deserializer: D,
     kinds: &str,
@@ -92,12 +117,7 @@ fn named_entry<'de, D: Deserializer<'de>>(
             "{name:?} must have exactly one of: {kinds}"
         )));
     };
-    // serde_yaml reads an enum from a Value only as a tagged value (`!http {...}`).
-    let tagged = serde_yaml::value::TaggedValue {
-        tag: serde_yaml::value::Tag::new(kind),
-        value,
-    };
-    Ok((name, serde_yaml::Value::Tagged(Box::new(tagged))))
+    Ok((name, tagged(kind, value)))
 }
 
 impl<'de> Deserialize<'de> for NamedProbe {

@@ -1,0 +1,413 @@
+//! Chaos experiments through the real binary: `aragora chaos run` on the shipped experiments
+//! against real engines behind a real gateway, `aragora chaos proxy` in front of the real Redis,
+//! rollbacks after a method that fails midway, and the DR schedules on a scaled clock.
+
+use crate::support::{
+    aragora_command, eventually, free_port, sample, Engine, EngineOptions, GatewayProcess,
+};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+/// The experiments shipped with aragora.
+fn shipped(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("chaos/experiments")
+        .join(name)
+}
+
+/// What `aragora chaos run` did: its exit code, its JSON report and its progress lines.
+struct Run {
+    code: i32,
+    report: Value,
+    progress: String,
+}
+
+async fn chaos_run(file: &Path, vars: &[(&str, String)]) -> Run {
+    let dir = tempfile::tempdir().unwrap();
+    let report_path = dir.path().join("report.json");
+    let mut command = tokio::process::Command::from(aragora_command());
+    command
+        .args(["chaos", "run"])
+        .arg(file)
+        .arg("--report")
+        .arg(&report_path)
+        .stdin(Stdio::null());
+    for (name, value) in vars {
+        command.arg("--var").arg(format!("{name}={value}"));
+    }
+    let output = tokio::time::timeout(Duration::from_secs(120), command.output())
+        .await
+        .expect("the experiment finishes within 2 minutes")
+        .expect("run aragora chaos run");
+    let progress = String::from_utf8_lossy(&output.stderr).into_owned();
+    let report = std::fs::read_to_string(&report_path)
+        .map(|text| serde_json::from_str(&text).unwrap())
+        .unwrap_or_else(|_| panic!("no report was written; stderr:\n{progress}"));
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        report,
+        progress,
+    }
+}
+
+async fn replicas(count: usize) -> (Vec<Engine>, GatewayProcess) {
+    let mut engines = Vec::new();
+    for _ in 0..count {
+        engines.push(Engine::start(EngineOptions::sqlite()).await);
+    }
+    let upstreams: Vec<String> = engines.iter().map(|e| e.api.to_string()).collect();
+    let gateway = GatewayProcess::start(&upstreams, &[]).await;
+    gateway
+        .wait_ready_count(count, Duration::from_secs(30))
+        .await;
+    (engines, gateway)
+}
+
+fn replica_kill_vars(gateway: &GatewayProcess, victim: &Engine) -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "GATEWAY_URL",
+            format!("https://127.0.0.1:{}", gateway.https_port),
+        ),
+        ("REPLICA_PORT", victim.api.port().to_string()),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_replica_kill_experiment_passes_with_three_replicas() {
+    let (mut engines, gateway) = replicas(3).await;
+    let run = chaos_run(
+        &shipped("replica-kill.yaml"),
+        &replica_kill_vars(&gateway, &engines[1]),
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}\n{:#}", run.progress, run.report);
+    assert_eq!(run.report["status"], "passed");
+    assert_eq!(run.report["method"][0]["outcome"], "ok");
+    assert!(
+        run.report["method"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&engines[1].child.id().to_string()),
+        "the kill names the replica's pid: {:#}",
+        run.report["method"][0]
+    );
+    // The replica really died of SIGKILL.
+    let status = engines[1].wait_exit(Duration::from_secs(10)).await;
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(libc::SIGKILL));
+    assert!(
+        run.progress.contains("[method 1/3] kill"),
+        "{}",
+        run.progress
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_replica_kill_experiment_fails_with_one_replica_as_it_should() {
+    let (engines, gateway) = replicas(1).await;
+    let run = chaos_run(
+        &shipped("replica-kill.yaml"),
+        &replica_kill_vars(&gateway, &engines[0]),
+    )
+    .await;
+    assert_eq!(run.code, 1, "{}\n{:#}", run.progress, run.report);
+    assert_eq!(run.report["status"], "deviated");
+    assert_eq!(run.report["steady_state_before"]["met"], true);
+    assert_eq!(run.report["method"][1]["outcome"], "deviated");
+    assert!(
+        run.report["method"][1]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("503"),
+        "reads got 503 with no replica left: {:#}",
+        run.report["method"][1]
+    );
+    assert_eq!(run.report["steady_state_after"]["met"], false);
+    assert!(
+        run.report["summary"]
+            .as_str()
+            .unwrap()
+            .contains("did not survive"),
+        "{:#}",
+        run.report
+    );
+}
+
+/// `aragora chaos proxy` on free ports; waits for its API.
+struct ProxyProcess {
+    child: std::process::Child,
+    api: String,
+    listen: u16,
+    _log: tempfile::NamedTempFile,
+}
+
+impl ProxyProcess {
+    async fn start(name: &str, upstream: &str) -> ProxyProcess {
+        let (listen, api_port) = (free_port(), free_port());
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let child = aragora_command()
+            .args(["chaos", "proxy", "--proxy"])
+            .arg(format!("{name}=127.0.0.1:{listen}={upstream}"))
+            .arg("--api")
+            .arg(format!("127.0.0.1:{api_port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log.reopen().unwrap())
+            .spawn()
+            .unwrap();
+        let api = format!("http://127.0.0.1:{api_port}");
+        let health = format!("{api}/healthz");
+        eventually("the fault proxy's API", Duration::from_secs(30), || {
+            let health = health.clone();
+            async move { reqwest::get(&health).await.ok().map(|_| ()) }
+        })
+        .await;
+        ProxyProcess {
+            child,
+            api,
+            listen,
+            _log: log,
+        }
+    }
+
+    async fn faults(&self, name: &str) -> Vec<Value> {
+        let status: Value = reqwest::get(format!("{}/proxies/{name}", self.api))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        status["faults"].as_array().unwrap().clone()
+    }
+}
+
+impl Drop for ProxyProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redis_outage_experiment_passes_through_the_fault_proxy() {
+    let engine = Engine::start(EngineOptions::sqlite()).await;
+    let redis = ProxyProcess::start("redis", "127.0.0.1:6379").await;
+    let prefix = format!("aragora:chaos-test:{}:", uuid::Uuid::new_v4().simple());
+    let gateway = GatewayProcess::start(
+        &[engine.api.to_string()],
+        &[
+            ("ARAGORA_RATE_LIMIT", "6000".into()),
+            (
+                "ARAGORA_REDIS_URL",
+                format!("redis://127.0.0.1:{}", redis.listen),
+            ),
+            ("ARAGORA_RATE_LIMIT_KEY_PREFIX", prefix),
+        ],
+    )
+    .await;
+    gateway.wait_ready_count(1, Duration::from_secs(30)).await;
+    let run = chaos_run(
+        &shipped("redis-outage.yaml"),
+        &[
+            (
+                "GATEWAY_URL",
+                format!("https://127.0.0.1:{}", gateway.https_port),
+            ),
+            ("PROXY_API", redis.api.clone()),
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}\n{:#}", run.progress, run.report);
+    // The outage was real: the gateway's Redis calls failed while it lasted...
+    let errors = sample(
+        &gateway.metrics().await,
+        "aragora_rate_limit_backend_errors_total",
+    )
+    .unwrap_or(0.0);
+    assert!(errors > 0.0, "the gateway never noticed the outage");
+    // ...and the rollback lifted it although it was set for 20 s.
+    assert!(redis.faults("redis").await.is_empty());
+    assert_eq!(run.report["rollbacks"][0]["kind"], "undo");
+    assert_eq!(run.report["rollbacks"][0]["outcome"], "ok");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollbacks_run_even_when_the_method_fails_midway() {
+    let engine = Engine::start(EngineOptions::sqlite()).await;
+    let proxy = ProxyProcess::start("engine", &engine.api.to_string()).await;
+    let nobody = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("fails-midway.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"
+version: aragora.chaos/v1
+title: A method that fails at its third step
+steady_state:
+  - name: the engine answers through the proxy
+    http: {{url: "http://127.0.0.1:{listen}/readyz"}}
+method:
+  - name: slow the link
+    proxy_fault:
+      api: {api}
+      proxy: engine
+      fault: {{kind: latency, latency_ms: 300, duration_seconds: 600}}
+  - name: freeze the engine
+    pause: {{pid: {pid}, seconds: 600}}
+  - name: kill a process that is not there
+    kill: {{port: {nobody}}}
+  - name: never reached
+    wait: {{seconds: 1}}
+rollbacks:
+  - name: leave a trace in the engine
+    http:
+      url: http://{engine}/api/debates
+      body: {{topic: "rolled back"}}
+"#,
+            listen = proxy.listen,
+            api = proxy.api,
+            pid = engine.pid(),
+            engine = engine.api,
+        ),
+    )
+    .unwrap();
+    let run = chaos_run(&file, &[]).await;
+    assert_eq!(run.code, 2, "{}\n{:#}", run.progress, run.report);
+    assert_eq!(run.report["status"], "failed");
+    let method = run.report["method"].as_array().unwrap();
+    assert_eq!(method[2]["outcome"], "failed");
+    assert!(
+        method[2]["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&nobody.to_string()),
+        "{:#}",
+        method[2]
+    );
+    assert_eq!(method[3]["outcome"], "skipped");
+    // The undos ran newest first, then the rollback: all succeeded.
+    let rollbacks = run.report["rollbacks"].as_array().unwrap();
+    let names: Vec<&str> = rollbacks
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert!(names[0].starts_with("resume process"), "{names:?}");
+    assert!(names[1].starts_with("remove fault"), "{names:?}");
+    assert_eq!(names[2], "leave a trace in the engine");
+    assert!(
+        rollbacks.iter().all(|r| r["outcome"] == "ok"),
+        "{rollbacks:#?}"
+    );
+    // And the system shows it: the engine runs again, the latency is gone, the trace is there.
+    assert!(proxy.faults("engine").await.is_empty());
+    let (status, body) = engine.get("/api/debates?limit=100").await;
+    assert_eq!(status, 200);
+    assert!(
+        body["debates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["topic"] == "rolled back"),
+        "{body:#}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_experiment_is_refused_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.yaml");
+    std::fs::write(
+        &file,
+        "version: aragora.chaos/v1\ntitle: t\nsteady_state: []\nmethod:\n  - name: x\n    kill: {port: \"${PORT}\", signal: STOP}\n",
+    )
+    .unwrap();
+    let output = aragora_command()
+        .args(["chaos", "run"])
+        .arg(&file)
+        .args(["--var", "PORT=8080"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("steady_state has no probes"), "{stderr}");
+    assert!(stderr.contains("\"STOP\" is not one of"), "{stderr}");
+    // Every shipped experiment is valid once its variables are given.
+    for entry in std::fs::read_dir(shipped("")).unwrap() {
+        let path = entry.unwrap().path();
+        let output = aragora_command()
+            .args(["chaos", "check"])
+            .arg(&path)
+            .args(["--var", "ARAGORA_API_TOKEN=secret"])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}: {}",
+            path.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_schedules_fire_on_their_calendar_under_a_scaled_clock() {
+    // A backup to drill from, taken before the schedules start.
+    let mut first = Engine::start(EngineOptions::sqlite()).await;
+    let (status, _) = first
+        .post_json("/api/debates", &json!({"topic": "scheduled drills"}))
+        .await;
+    assert_eq!(status, 202);
+    let backup = aragora_command()
+        .args(["backup", "create"])
+        .env("ARAGORA_DATA_DIR", &first.data_dir)
+        .output()
+        .unwrap();
+    assert!(backup.status.success(), "{backup:?}");
+    first.signal(libc::SIGTERM);
+    first.wait_exit(Duration::from_secs(30)).await;
+    // The default schedules (backups every 5 minutes, drills Sunday 03:00 UTC), on a clock
+    // 150 times faster that starts Sunday 02:54: a backup every 2 s, the drill 2.4 s in.
+    let options = EngineOptions::sqlite()
+        .env("ARAGORA_DR_SCHEDULER", "true")
+        .env("ARAGORA_DR_CLOCK_SCALE", "150")
+        .env("ARAGORA_DR_CLOCK_START", "2026-11-29T02:54:00Z");
+    let engine = Engine::start(first.restart_options(options)).await;
+    let started = |job: &str, at: &str| {
+        let log = engine.log_text();
+        log.lines().any(|line| {
+            line.contains(&format!("\"job\":\"{job}\""))
+                && line.contains(&format!("\"scheduled_for\":\"{at}\""))
+        })
+    };
+    eventually(
+        "backups at 02:55 ... 03:10 and the drill at 03:00",
+        Duration::from_secs(90),
+        || async {
+            (started("backup", "2026-11-29T02:55:00+00:00")
+                && started("backup", "2026-11-29T03:00:00+00:00")
+                && started("backup", "2026-11-29T03:10:00+00:00")
+                && started("drill", "2026-11-29T03:00:00+00:00"))
+            .then_some(())
+        },
+    )
+    .await;
+    let log = engine.log_text();
+    // Nothing in between: backups only on 5-minute marks, one drill in the whole week.
+    assert!(!started("backup", "2026-11-29T02:57:30+00:00"), "{log}");
+    let drills = log
+        .lines()
+        .filter(|line| line.contains("\"job\":\"drill\"") && line.contains("scheduled_for"))
+        .count();
+    assert_eq!(drills, 1, "{log}");
+    let drills = eventually("the drill's record", Duration::from_secs(60), || async {
+        let (_, body) = engine.get("/api/drills").await;
+        let drills = body["drills"].as_array()?.clone();
+        (!drills.is_empty()).then_some(drills)
+    })
+    .await;
+    assert_eq!(drills[0]["status"], "passed", "{drills:#?}");
+}
