@@ -8,10 +8,12 @@
 //! | `checks` | `validate-env` and `receipt verify` |
 //! | `slo` | `slo check` and `slo generate`: SLO specs to Prometheus rules |
 //! | `dr` | `backup` and `drill`: DR settings and output (the work is in the chaos crate) |
+//! | `control` | `control`: DR and chaos schedules and live SLO evaluation beside separate replicas |
 //! | `chaos` | `chaos proxy`, `chaos check`, `chaos run`: fault proxies and chaos experiments |
 
 mod chaos;
 mod checks;
+mod control;
 mod dr;
 mod run;
 mod settings;
@@ -55,6 +57,9 @@ enum Command {
     /// SLOs: check a spec, generate Prometheus rules and their promtool tests.
     #[command(subcommand)]
     Slo(SloCommand),
+    /// The control plane beside separately run engines and gateways: backup, drill and chaos
+    /// schedules, and live SLO evaluation over Prometheus.
+    Control(control::ControlArgs),
     /// Chaos engineering: fault proxies, and experiments that prove the system survives faults.
     #[command(subcommand)]
     Chaos(chaos::ChaosCommand),
@@ -222,6 +227,7 @@ fn run_command(cli: Cli) -> ExitCode {
                     Command::Backup(command) => dr::backup(command).await,
                     Command::Drill(command) => dr::drill(command).await,
                     Command::Chaos(command) => chaos::run(command).await,
+                    Command::Control(args) => control::control(&args).await,
                     Command::Slo(SloCommand::Status {
                         url,
                         prometheus_url,

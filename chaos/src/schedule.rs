@@ -1,4 +1,5 @@
-//! Backups and drills on cron schedules (tokio-cron-scheduler; six fields with seconds, UTC).
+//! Jobs on cron schedules (tokio-cron-scheduler; six fields with seconds, UTC): backups and
+//! drills, and in `aragora control` chaos experiments.
 //!
 //! Each job skips a tick while its previous run is still going (a slow backup must not pile
 //! up behind a short schedule), logs what it did, and records it in the DR log like the CLI.
@@ -74,12 +75,12 @@ enum Trigger {
     Scaled(Vec<tokio::task::JoinHandle<()>>),
 }
 
-/// The running schedules; [`DrScheduler::shutdown`] stops them.
-pub struct DrScheduler {
+/// The running schedules; [`Schedules::shutdown`] stops them.
+pub struct Schedules {
     trigger: Trigger,
 }
 
-impl DrScheduler {
+impl Schedules {
     pub async fn shutdown(self) {
         match self.trigger {
             Trigger::Cron(mut scheduler) => {
@@ -92,7 +93,8 @@ impl DrScheduler {
     }
 }
 
-type Work = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+/// Work a schedule runs: a closure that starts one run.
+pub type Work = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
 /// `work`, skipping a tick while its previous run is still going.
 fn exclusive(work: Work) -> Work {
@@ -160,18 +162,29 @@ pub async fn backup_once(engine: &EngineConfig, dr: &DrConfig) {
     }
 }
 
-/// Starts the configured schedules (none when both are empty).
-pub async fn start(engine: EngineConfig, dr: DrConfig) -> Result<Option<DrScheduler>, String> {
+/// A job for [`start_jobs`]: a name for the logs, a cron expression, the work.
+pub struct ScheduledJob {
+    pub name: &'static str,
+    pub expression: String,
+    pub work: Work,
+}
+
+/// The backup and drill jobs `dr` asks for (none for an empty schedule).
+pub fn dr_jobs(engine: EngineConfig, dr: DrConfig) -> Vec<ScheduledJob> {
     let shared = Arc::new((engine, dr));
     let dr = &shared.1;
-    let mut jobs: Vec<(&'static str, String, Work)> = Vec::new();
+    let mut jobs = Vec::new();
     if !dr.backup_schedule.trim().is_empty() {
         let context = shared.clone();
         let work: Work = Arc::new(move || {
             let context = context.clone();
             Box::pin(async move { backup_once(&context.0, &context.1).await })
         });
-        jobs.push(("backup", dr.backup_schedule.clone(), work));
+        jobs.push(ScheduledJob {
+            name: "backup",
+            expression: dr.backup_schedule.clone(),
+            work,
+        });
     }
     if !dr.drill_schedule.trim().is_empty() {
         let context = shared.clone();
@@ -186,40 +199,70 @@ pub async fn start(engine: EngineConfig, dr: DrConfig) -> Result<Option<DrSchedu
                 }
             })
         });
-        jobs.push(("drill", dr.drill_schedule.clone(), work));
+        jobs.push(ScheduledJob {
+            name: "drill",
+            expression: dr.drill_schedule.clone(),
+            work,
+        });
     }
+    jobs
+}
+
+/// The scaled clock `dr` asks for, if any.
+pub fn scaled_clock(dr: &DrConfig) -> Result<Option<ScaledClock>, String> {
+    if dr.clock_scale <= 1.0 {
+        return Ok(None);
+    }
+    let start = match &dr.clock_start {
+        Some(text) => chrono::DateTime::parse_from_rfc3339(text)
+            .map_err(|err| format!("ARAGORA_DR_CLOCK_START {text:?}: {err}"))?
+            .with_timezone(&chrono::Utc),
+        None => chrono::Utc::now(),
+    };
+    tracing::warn!(scale = dr.clock_scale, start = %start.to_rfc3339(), "the schedules run on a scaled clock (ARAGORA_DR_CLOCK_SCALE), not the real one");
+    Ok(Some(ScaledClock::new(start, dr.clock_scale)))
+}
+
+/// Starts the configured backup and drill schedules (none when both are empty).
+pub async fn start(engine: EngineConfig, dr: DrConfig) -> Result<Option<Schedules>, String> {
+    let clock = scaled_clock(&dr)?;
+    start_jobs(dr_jobs(engine, dr), clock).await
+}
+
+/// Runs `jobs` on tokio-cron-scheduler, or on `clock` when it is scaled (none: no scheduler).
+pub async fn start_jobs(
+    jobs: Vec<ScheduledJob>,
+    clock: Option<ScaledClock>,
+) -> Result<Option<Schedules>, String> {
     if jobs.is_empty() {
         return Ok(None);
     }
-    let trigger = if dr.clock_scale > 1.0 {
-        let start = match &dr.clock_start {
-            Some(text) => chrono::DateTime::parse_from_rfc3339(text)
-                .map_err(|err| format!("ARAGORA_DR_CLOCK_START {text:?}: {err}"))?
-                .with_timezone(&chrono::Utc),
-            None => chrono::Utc::now(),
-        };
-        let clock = ScaledClock::new(start, dr.clock_scale);
-        tracing::warn!(scale = dr.clock_scale, start = %start.to_rfc3339(), "the DR schedules run on a scaled clock (ARAGORA_DR_CLOCK_SCALE), not the real one");
-        let timers = jobs
-            .into_iter()
-            .map(|(name, expression, work)| scaled_job(name, &expression, clock, work))
-            .collect::<Result<_, _>>()?;
-        Trigger::Scaled(timers)
-    } else {
-        let scheduler = JobScheduler::new()
-            .await
-            .map_err(|err| format!("{err:?}"))?;
-        for (_, expression, work) in jobs {
-            scheduler
-                .add(job(&expression, work)?)
+    let described: Vec<String> = jobs
+        .iter()
+        .map(|job| format!("{} {:?}", job.name, job.expression))
+        .collect();
+    let trigger = match clock {
+        Some(clock) => Trigger::Scaled(
+            jobs.into_iter()
+                .map(|job| scaled_job(job.name, &job.expression, clock, job.work))
+                .collect::<Result<_, _>>()?,
+        ),
+        None => {
+            let scheduler = JobScheduler::new()
                 .await
                 .map_err(|err| format!("{err:?}"))?;
+            for scheduled in jobs {
+                scheduler
+                    .add(job(&scheduled.expression, scheduled.work)?)
+                    .await
+                    .map_err(|err| format!("{err:?}"))?;
+            }
+            scheduler.start().await.map_err(|err| format!("{err:?}"))?;
+            Trigger::Cron(scheduler)
         }
-        scheduler.start().await.map_err(|err| format!("{err:?}"))?;
-        Trigger::Cron(scheduler)
     };
-    tracing::info!(backups = %dr.backup_schedule, drills = %dr.drill_schedule, "DR schedules running");
-    Ok(Some(DrScheduler { trigger }))
+    tracing::info!(jobs = ?described, "schedules running");
+    Ok(Some(Schedules { trigger }))
 }
 
 #[cfg(test)]

@@ -404,6 +404,14 @@ pub const CHAOS_PROXY_FAULTS_ACTIVE: MetricDef = MetricDef {
     buckets: &[],
 };
 
+pub const CHAOS_EXPERIMENT_RUNS_TOTAL: MetricDef = MetricDef {
+    name: "aragora_chaos_experiment_runs_total",
+    kind: MetricKind::Counter,
+    help: "Scheduled chaos experiments run by `aragora control`, by experiment file and status (passed, deviated, not_steady, failed, aborted, invalid).",
+    labels: &["experiment", "status"],
+    buckets: &[],
+};
+
 /// Every metric of the catalogue, for generators and for the test that checks a running
 /// system exports what rules and dashboards refer to.
 pub const ALL: &[MetricDef] = &[
@@ -450,6 +458,7 @@ pub const ALL: &[MetricDef] = &[
     CHAOS_PROXY_CONNECTIONS,
     CHAOS_PROXY_BYTES_TOTAL,
     CHAOS_PROXY_FAULTS_ACTIVE,
+    CHAOS_EXPERIMENT_RUNS_TOTAL,
 ];
 
 impl MetricDef {

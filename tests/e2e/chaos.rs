@@ -411,3 +411,105 @@ async fn the_default_schedules_fire_on_their_calendar_under_a_scaled_clock() {
     .await;
     assert_eq!(drills[0]["status"], "passed", "{drills:#?}");
 }
+
+/// A small experiment against one engine: it is ready before and after a short wait.
+fn readiness_experiment(dir: &Path, engine: &Engine) -> PathBuf {
+    let file = dir.join("engine-stays-ready.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "version: aragora.chaos/v1\ntitle: the engine stays ready\nsteady_state:\n  - name: ready\n    http: {{url: \"{}\"}}\nmethod:\n  - name: a breath\n    wait: {{seconds: 0.1}}\n",
+            engine.url("/readyz")
+        ),
+    )
+    .unwrap();
+    file
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_runs_backups_and_chaos_experiments_on_their_schedules() {
+    let engine = Engine::start(EngineOptions::sqlite()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let experiment = readiness_experiment(dir.path(), &engine);
+    let reports = dir.path().join("reports");
+    let port = free_port();
+    let mut control = aragora_command()
+        .arg("control")
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("ARAGORA_DATA_DIR", &engine.data_dir)
+        .env("ARAGORA_BACKUP_SCHEDULE", "* * * * * *")
+        .env("ARAGORA_DRILL_SCHEDULE", "")
+        .env("ARAGORA_CHAOS_SCHEDULE", "*/2 * * * * *")
+        .env("ARAGORA_CHAOS_EXPERIMENTS", &experiment)
+        .env("ARAGORA_CHAOS_REPORT_DIR", &reports)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("control.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let metrics_url = format!("http://127.0.0.1:{port}/metrics");
+    let label = format!(
+        "aragora_chaos_experiment_runs_total{{experiment=\"{}\",status=\"passed\"}}",
+        experiment.display()
+    );
+    eventually(
+        "a passed scheduled experiment in /metrics",
+        Duration::from_secs(60),
+        || {
+            let (url, label) = (metrics_url.clone(), label.clone());
+            async move {
+                let text = reqwest::get(&url).await.ok()?.text().await.ok()?;
+                (sample(&text, &label)? >= 1.0).then_some(())
+            }
+        },
+    )
+    .await;
+    let report = std::fs::read_dir(&reports)
+        .unwrap()
+        .filter_map(Result::ok)
+        .find(|e| e.file_name().to_string_lossy().ends_with(".json"))
+        .expect("a report file");
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(report.path()).unwrap()).unwrap();
+    assert_eq!(report["status"], "passed", "{report:#}");
+    let backups = engine.data_dir.join("backups");
+    eventually("a scheduled backup", Duration::from_secs(30), || {
+        let backups = backups.clone();
+        async move {
+            std::fs::read_dir(&backups)
+                .ok()?
+                .filter_map(Result::ok)
+                .any(|e| e.file_name().to_string_lossy().ends_with(".manifest.json"))
+                .then_some(())
+        }
+    })
+    .await;
+    // SIGTERM stops it promptly and cleanly.
+    // SAFETY: kill(2) with a pid this test spawned.
+    unsafe { libc::kill(control.id() as i32, libc::SIGTERM) };
+    let status = eventually("control to exit", Duration::from_secs(15), || {
+        let exited = control.try_wait().unwrap();
+        async move { exited }
+    })
+    .await;
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_refuses_to_start_with_an_invalid_experiment() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("broken.yaml");
+    std::fs::write(&file, "version: aragora.chaos/v1\ntitle: [unclosed\n").unwrap();
+    let output = aragora_command()
+        .arg("control")
+        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .env("ARAGORA_DATA_DIR", dir.path())
+        .env("ARAGORA_CHAOS_SCHEDULE", "0 0 * * * *")
+        .env("ARAGORA_CHAOS_EXPERIMENTS", &file)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("ARAGORA_CHAOS_EXPERIMENTS"), "{stderr}");
+    assert!(stderr.contains("broken.yaml"), "{stderr}");
+}

@@ -140,6 +140,7 @@ fn the_readme_documents_every_setting() {
         .iter()
         .chain(aragora_gateway::SETTINGS)
         .chain(aragora_chaos::SETTINGS)
+        .chain(aragora_chaos::experiment::scheduled::SETTINGS)
     {
         assert!(
             readme.contains(&format!("| `{}` |", setting.key)),

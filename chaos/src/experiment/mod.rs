@@ -24,10 +24,12 @@
 //! | [`probes`] | `http`, `slo`, `alert` and `prometheus` probes |
 //! | [`actions`] | `kill`, `pause`, `proxy_fault`, `engine_fault`, `http`, `command`, `wait`, and their undos |
 //! | [`runner`] | before → method → after → rollbacks, progress, the report |
+//! | [`scheduled`] | experiments on a cron schedule (`aragora control`): settings, the job |
 
 pub mod actions;
 pub mod probes;
 pub mod runner;
+pub mod scheduled;
 
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize};

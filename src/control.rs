@@ -1,0 +1,137 @@
+//! `aragora control`: the control plane beside engines and gateways that run as their own
+//! processes (several replicas, Kubernetes). It runs the backup and drill schedules, the chaos
+//! experiments on their schedule, and, with `ARAGORA_PROMETHEUS_URL`, the live SLO evaluation
+//! (sent to Alertmanager); and it serves `/healthz`, `/metrics` and `/api/slo` on a loopback
+//! port. Run one per deployment.
+
+use crate::run::shutdown_signal;
+use crate::settings::{self, print_problems, EXIT_BAD_CONFIG};
+use crate::{ConfigArgs, EngineArgs};
+use aragora_chaos::experiment::scheduled::{self, ChaosConfig};
+use aragora_engine::config::process_env;
+use axum::routing::get;
+use clap::Args;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Args)]
+pub struct ControlArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Data directory: the SQLite database to back up and the default report directories
+    /// (overrides ARAGORA_DATA_DIR).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Address of the control plane's HTTP listener (health, metrics, SLO status).
+    #[arg(long, env = "ARAGORA_CONTROL_LISTEN", default_value = "127.0.0.1:9095")]
+    pub listen: SocketAddr,
+}
+
+pub async fn control(args: &ControlArgs) -> ExitCode {
+    let engine_args = EngineArgs {
+        config: args.config.clone(),
+        data_dir: args.data_dir.clone(),
+        ..EngineArgs::default()
+    };
+    let configs = crate::dr::engine_and_dr_config(&engine_args);
+    let chaos = ChaosConfig::from_env(&process_env());
+    let live = crate::slo::Live::from_env(false);
+    let (engine, dr, chaos, live) = match (configs, chaos, live) {
+        (Ok((engine, dr)), Ok(chaos), Ok(live)) => (engine, dr, chaos, live),
+        (configs, chaos, live) => {
+            let mut problems = configs.err().unwrap_or_default();
+            problems.extend(chaos.err().unwrap_or_default());
+            problems.extend(live.err().unwrap_or_default());
+            print_problems(&problems);
+            eprintln!(
+                "aragora: refusing to start; `aragora validate-env` checks a fix without starting"
+            );
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
+    settings::init_logging(&engine.log_level, &engine.log_format);
+
+    let registry = prometheus::Registry::new();
+    let mut router = axum::Router::new().route(
+        "/healthz",
+        get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+    );
+    let (stop_live, live_stopped) = tokio::sync::watch::channel(false);
+    let mut evaluation = None;
+    if let Some(live) = &live {
+        let extras = live.engine_extras();
+        if let Some(routes) = extras.routes {
+            router = router.merge(routes);
+        }
+        if let Some(hook) = extras.on_registry {
+            hook(&registry);
+        }
+        evaluation = Some(live.spawn(live_stopped));
+    }
+    let report_dir = chaos
+        .chaos_report_dir
+        .clone()
+        .unwrap_or_else(|| engine.data_dir.join("chaos"));
+    let mut jobs = aragora_chaos::schedule::dr_jobs(engine.clone(), dr.clone());
+    jobs.extend(scheduled::job(&chaos, report_dir, &registry));
+    let scheduler = match aragora_chaos::schedule::scaled_clock(&dr) {
+        Ok(clock) => aragora_chaos::schedule::start_jobs(jobs, clock).await,
+        Err(err) => Err(err),
+    };
+    let scheduler = match scheduler {
+        Ok(scheduler) => scheduler,
+        Err(err) => {
+            eprintln!("aragora: cannot start the schedules: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+
+    let metrics_registry = registry.clone();
+    router = router.route(
+        "/metrics",
+        get(move || {
+            let registry = metrics_registry.clone();
+            async move {
+                prometheus::TextEncoder::new()
+                    .encode_to_string(&registry.gather())
+                    .unwrap_or_default()
+            }
+        }),
+    );
+    let listener = match tokio::net::TcpListener::bind(args.listen).await {
+        Ok(listener) => listener,
+        Err(err) => {
+            eprintln!(
+                "aragora: cannot listen on {} for the control plane: {err}; move it with --listen or ARAGORA_CONTROL_LISTEN",
+                args.listen
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let bound = listener.local_addr().unwrap_or(args.listen);
+    println!(
+        "aragora control listening http={bound} backups={:?} drills={:?} chaos={:?} slo={}",
+        dr.backup_schedule,
+        dr.drill_schedule,
+        chaos.chaos_schedule,
+        if live.is_some() { "prometheus" } else { "off" }
+    );
+    let served = axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown_signal())
+        .await;
+    let _ = stop_live.send(true);
+    if let Some(evaluation) = evaluation {
+        let _ = evaluation.await;
+    }
+    if let Some(scheduler) = scheduler {
+        scheduler.shutdown().await;
+    }
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("aragora: the control plane's listener failed: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
