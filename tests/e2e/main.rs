@@ -27,6 +27,7 @@ mod api;
 mod backups;
 mod config;
 mod edge_websockets;
+mod faults;
 mod gateway;
 mod lifecycle;
 mod llm_debates;
