@@ -590,7 +590,7 @@ mod tests {
             0,
             None,
         );
-        assert_eq!((db.delay_ms, db.agent), (None, None));
+        assert_eq!((db.delay_ms, db.agent.as_deref()), (None, None));
         assert_eq!(db.created_at, "1970-01-01T00:00:00.000Z");
         assert_eq!(db.expires_at, "1970-01-01T00:00:30.000Z");
         let json = serde_json::to_value(&db).unwrap();
