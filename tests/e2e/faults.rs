@@ -4,11 +4,12 @@
 //! that readiness reports), then ends by itself or when cleared.
 
 use crate::support::mock_llm::MockLlm;
-use crate::support::{agent_error, eventually, sample, Engine, EngineOptions};
+use crate::support::{
+    agent_error, assert_every_agent_failed, eventually, sample, Engine, EngineOptions,
+};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
-const PATIENCE: Duration = Duration::from_secs(60);
 const ADMIN: &str = "fault-admin-token-for-tests";
 const KINDS: [&str; 3] = ["agent_slow", "agent_failing", "database_unavailable"];
 
@@ -51,30 +52,29 @@ async fn inject(engine: &Engine, fault: Value) -> Value {
     body
 }
 
+/// `method` on `path` as the admin, without a body; panics unless it answers 200.
+async fn admin_ok(engine: &Engine, method: reqwest::Method, path: &str) -> Value {
+    let (status, body) = call(engine, method, path, None, Some(ADMIN)).await;
+    assert_eq!(status, 200, "{path}: {body}");
+    body
+}
+
 async fn active_faults(engine: &Engine) -> Vec<Value> {
-    let (status, body) = call(
-        engine,
-        reqwest::Method::GET,
-        "/api/system/faults",
-        None,
-        Some(ADMIN),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
+    let body = admin_ok(engine, reqwest::Method::GET, "/api/system/faults").await;
     body["faults"].as_array().expect("faults").clone()
 }
 
 async fn clear_all(engine: &Engine) -> Vec<Value> {
-    let (status, body) = call(
-        engine,
-        reqwest::Method::DELETE,
-        "/api/system/faults",
-        None,
-        Some(ADMIN),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
+    let body = admin_ok(engine, reqwest::Method::DELETE, "/api/system/faults").await;
     body["cleared"].as_array().expect("cleared").clone()
+}
+
+/// Asserts each (series, value) of `expected` in the engine's metrics.
+async fn assert_samples(engine: &Engine, expected: &[(&str, f64)]) {
+    let metrics = engine.metrics().await;
+    for (series, value) in expected {
+        assert_eq!(sample(&metrics, series), Some(*value), "{series}");
+    }
 }
 
 fn faults_gauge(metrics: &str, kind: &str) -> Option<f64> {
@@ -306,10 +306,9 @@ async fn timed_debate(engine: &Engine) -> (Value, f64, f64) {
         seconds_answering(engine, "offline-skeptic").await,
         seconds_answering(engine, "offline-optimist").await,
     );
-    let id = engine
-        .start_debate(json!({"topic": "Ship on Fridays?", "rounds": 1, "agents": ["offline-skeptic", "offline-optimist"]}))
+    let debate = engine
+        .run_debate(json!({"topic": "Ship on Fridays?", "rounds": 1, "agents": ["offline-skeptic", "offline-optimist"]}))
         .await;
-    let debate = engine.wait_final(&id, PATIENCE).await;
     assert_eq!(debate["status"], "completed", "{debate}");
     (
         debate,
@@ -389,45 +388,35 @@ async fn failing_agents_fail_the_debate_as_a_provider_outage_would() {
         json!({"kind": "agent_failing", "duration_seconds": 600}),
     )
     .await;
-    let id = engine
-        .start_debate(json!({"topic": "Anyone there?", "rounds": 1}))
+    let debate = engine
+        .run_debate(json!({"topic": "Anyone there?", "rounds": 1}))
         .await;
-    let debate = engine.wait_final(&id, PATIENCE).await;
-    assert_eq!(debate["status"], "failed", "{debate}");
-    assert!(
-        debate["error"]
-            .as_str()
-            .unwrap()
-            .contains("every agent failed"),
-        "{debate}"
-    );
+    assert_every_agent_failed(&debate);
     assert_eq!(debate["agent_errors"].as_array().unwrap().len(), 3);
     let error = agent_error(&debate, 0);
     assert!(
         error.contains("server_error") && error.contains("503") && error.contains("injected fault"),
         "{error}"
     );
-    let metrics = engine.metrics().await;
-    assert_eq!(
-        sample(
-            &metrics,
-            "aragora_agent_errors_total{agent=\"offline-skeptic\",error_type=\"server_error\"}"
-        ),
-        Some(1.0)
-    );
-    assert_eq!(
-        sample(&metrics, "aragora_debates_total{outcome=\"failed\"}"),
-        Some(1.0)
-    );
-    assert_eq!(faults_gauge(&metrics, "agent_failing"), Some(1.0));
+    assert_samples(
+        &engine,
+        &[
+            (
+                "aragora_agent_errors_total{agent=\"offline-skeptic\",error_type=\"server_error\"}",
+                1.0,
+            ),
+            ("aragora_debates_total{outcome=\"failed\"}", 1.0),
+            ("aragora_faults_active{kind=\"agent_failing\"}", 1.0),
+        ],
+    )
+    .await;
     let (status, _) = engine.get("/readyz").await;
     assert_eq!(status, 200, "failing agents do not make the engine unready");
 
     clear_all(&engine).await;
-    let id = engine
-        .start_debate(json!({"topic": "And now?", "rounds": 1}))
+    let debate = engine
+        .run_debate(json!({"topic": "And now?", "rounds": 1}))
         .await;
-    let debate = engine.wait_final(&id, PATIENCE).await;
     assert_eq!(debate["status"], "completed", "{debate}");
 }
 
@@ -449,10 +438,9 @@ async fn a_failing_llm_agent_opens_its_breaker_without_calling_the_provider() {
         json!({"kind": "agent_failing", "agent": "openai", "duration_seconds": 600}),
     )
     .await;
-    let id = engine
-        .start_debate(json!({"topic": "Who is down?", "rounds": 1}))
+    let debate = engine
+        .run_debate(json!({"topic": "Who is down?", "rounds": 1}))
         .await;
-    let debate = engine.wait_final(&id, PATIENCE).await;
     let openai_errors: Vec<String> = debate["agent_errors"]
         .as_array()
         .unwrap()
@@ -497,18 +485,18 @@ async fn a_failing_llm_agent_opens_its_breaker_without_calling_the_provider() {
         (Some(json!("OPEN")), Some(json!("CLOSED"))),
         "{breakers}"
     );
-    let metrics = engine.metrics().await;
-    assert_eq!(
-        sample(
-            &metrics,
-            "aragora_agent_errors_total{agent=\"openai\",error_type=\"server_error\"}"
-        ),
-        Some(1.0)
-    );
-    assert_eq!(
-        sample(&metrics, "aragora_circuit_breaker_state{agent=\"openai\"}"),
-        Some(1.0)
-    );
+    assert_samples(
+        &engine,
+        &[
+            (
+                "aragora_agent_errors_total{agent=\"openai\",error_type=\"server_error\"}",
+                1.0,
+            ),
+            ("aragora_circuit_breaker_state{agent=\"openai\"}", 1.0),
+            ("aragora_circuit_breaker_state{agent=\"anthropic\"}", 0.0),
+        ],
+    )
+    .await;
 
     // Once the fault is gone and the breaker reset, the provider is called again.
     clear_all(&engine).await;
@@ -521,10 +509,9 @@ async fn a_failing_llm_agent_opens_its_breaker_without_calling_the_provider() {
     )
     .await;
     assert_eq!(status, 200);
-    let id = engine
-        .start_debate(json!({"topic": "Back up?", "rounds": 1}))
+    let debate = engine
+        .run_debate(json!({"topic": "Back up?", "rounds": 1}))
         .await;
-    let debate = engine.wait_final(&id, PATIENCE).await;
     assert_eq!(debate["status"], "completed", "{debate}");
     assert_eq!(debate["agent_errors"], json!([]), "{debate}");
     assert!(mock
@@ -536,12 +523,9 @@ async fn a_failing_llm_agent_opens_its_breaker_without_calling_the_provider() {
 async fn an_unavailable_database_is_an_outage_until_cleared(options: EngineOptions) {
     let engine = Engine::start(with_token(options)).await;
     let before = engine
-        .start_debate(json!({"topic": "Before the outage", "rounds": 1}))
+        .run_debate(json!({"topic": "Before the outage", "rounds": 1}))
         .await;
-    assert_eq!(
-        engine.wait_final(&before, PATIENCE).await["status"],
-        "completed"
-    );
+    assert_eq!(before["status"], "completed", "{before}");
 
     inject(
         &engine,
@@ -594,15 +578,18 @@ async fn an_unavailable_database_is_an_outage_until_cleared(options: EngineOptio
         listed["total"], 1,
         "the refused debate left no row: {listed}"
     );
-    let (_, kept) = engine.get(&format!("/api/debates/{before}")).await;
-    assert_eq!(kept["status"], "completed");
-    let after = engine
-        .start_debate(json!({"topic": "After the outage", "rounds": 1}))
-        .await;
-    let debate = engine.wait_final(&after, PATIENCE).await;
-    assert_eq!(debate["status"], "completed", "{debate}");
+    let path = format!("/api/debates/{}", before["debate_id"].as_str().unwrap());
+    let (_, kept) = engine.get(&path).await;
     assert_eq!(
-        debate["last_seq"], kept["last_seq"],
+        kept, before,
+        "the debate from before the outage is untouched"
+    );
+    let after = engine
+        .run_debate(json!({"topic": "After the outage", "rounds": 1}))
+        .await;
+    assert_eq!(after["status"], "completed", "{after}");
+    assert_eq!(
+        after["last_seq"], before["last_seq"],
         "the same debate shape records the same events"
     );
     assert_eq!(
