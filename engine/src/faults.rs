@@ -249,6 +249,10 @@ impl Faults {
     /// Removes the faults `remove` selects, logs why, and returns them as they were.
     fn remove(&self, why: Removal, remove: impl Fn(&Active) -> bool) -> Vec<Fault> {
         let now = Instant::now();
+        // Reads (every GET purges) must not rewrite the list when nothing is due.
+        if !self.registry.active.load().iter().any(|a| remove(a)) {
+            return Vec::new();
+        }
         let removed: Vec<Arc<Active>> = self.update(|faults| {
             let (gone, kept) = faults.drain(..).partition(|a| remove(a));
             *faults = kept;
