@@ -28,6 +28,8 @@ pub struct LlmAgent {
     pub max_tokens: u32,
     /// `aragora_tokens_used_total{provider,direction}`.
     pub tokens: IntCounterVec,
+    /// Injected faults, met in front of each call to the provider (not to the fallback: a
+    /// provider outage is what they model, and OpenRouter is what answers one).
     pub faults: Faults,
 }
 
