@@ -17,6 +17,7 @@
 //! | [`receipts`] | HMAC-signed receipts of completed debates, with key rotation |
 //! | [`events`] | live per-debate fan-out |
 //! | [`fanout`] | the same across replicas, through Redis pub/sub |
+//! | [`faults`] | faults injected for chaos experiments (slow or failing agents, database unavailable), with their expiry |
 //! | [`http`] | REST, probes, metrics and WebSocket endpoints |
 //! | [`server`] | process life: bind, connect, migrate, serve, drain |
 
@@ -27,6 +28,7 @@ pub mod dr_log;
 pub mod error;
 pub mod events;
 pub mod fanout;
+pub mod faults;
 pub mod http;
 pub mod metrics;
 pub mod model;

@@ -23,6 +23,7 @@ pub struct EngineMetrics {
     pub websocket_connections: IntGauge,
     pub ready: IntGauge,
     pub database_up: IntGauge,
+    pub faults_active: IntGaugeVec,
     pub oldest_running_debate: IntGauge,
     pub resident_memory: IntGauge,
     /// The DR gauges, refreshed from the DR log in the database at each scrape.
@@ -84,6 +85,7 @@ impl EngineMetrics {
             websocket_connections: cat::WEBSOCKET_CONNECTIONS.gauge(&registry),
             ready: cat::READY.gauge(&registry),
             database_up: cat::DATABASE_UP.gauge(&registry),
+            faults_active: cat::FAULTS_ACTIVE.gauge_vec(&registry),
             oldest_running_debate: cat::OLDEST_RUNNING_DEBATE_SECONDS.gauge(&registry),
             resident_memory: cat::PROCESS_RESIDENT_MEMORY_BYTES.gauge(&registry),
             dr: DrGauges::new(&registry),

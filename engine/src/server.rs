@@ -9,6 +9,7 @@ use crate::agents::AgentRegistry;
 use crate::config::EngineConfig;
 use crate::debate::DebateDeps;
 use crate::events::EventHub;
+use crate::faults::{Faults, FaultyStore};
 use crate::http::{app, ws_app, AppState, Core, Phase, Shared};
 use crate::metrics::EngineMetrics;
 use crate::orchestrator::Orchestrator;
@@ -165,7 +166,8 @@ pub async fn serve_with(
     if let Some(on_registry) = extras.on_registry {
         on_registry(&metrics.registry);
     }
-    let agents = AgentRegistry::from_config(&config, &metrics);
+    let faults = Faults::new(metrics.faults_active.clone());
+    let agents = AgentRegistry::from_config(&config, &metrics, &faults);
     if agents.defaults_are_offline() {
         tracing::info!("no two LLM providers configured: debates use the built-in offline agents (not LLMs) by default");
     }
@@ -178,6 +180,7 @@ pub async fn serve_with(
         metrics,
         hub: EventHub::default(),
         agents,
+        faults,
         receipts,
         core: OnceLock::new(),
         phase: Mutex::new(Phase::Starting(first_step.clone())),
@@ -256,7 +259,8 @@ async fn start_core(config: &EngineConfig, state: &AppState) -> Result<(), Serve
     let store = connect_store(config, state).await?;
     state.set_phase(Phase::Starting("running database migrations".into()));
     store.migrate().await.map_err(ServeError::Migration)?;
-    let store: Arc<dyn DebateStore> = Arc::new(store);
+    let store: Arc<dyn DebateStore> =
+        Arc::new(FaultyStore::new(Arc::new(store), state.faults.clone()));
     let deps = DebateDeps {
         store: store.clone(),
         hub: state.hub.clone(),

@@ -330,6 +330,14 @@ pub const DATABASE_UP: MetricDef = MetricDef {
     buckets: &[],
 };
 
+pub const FAULTS_ACTIVE: MetricDef = MetricDef {
+    name: "aragora_faults_active",
+    kind: MetricKind::Gauge,
+    help: "Faults injected through /api/system/faults and still active, by kind (agent_slow, agent_failing, database_unavailable).",
+    labels: &["kind"],
+    buckets: &[],
+};
+
 pub const OLDEST_RUNNING_DEBATE_SECONDS: MetricDef = MetricDef {
     name: "aragora_oldest_running_debate_seconds",
     kind: MetricKind::Gauge,
@@ -449,6 +457,7 @@ pub const ALL: &[MetricDef] = &[
     READY,
     BUILD_INFO,
     DATABASE_UP,
+    FAULTS_ACTIVE,
     OLDEST_RUNNING_DEBATE_SECONDS,
     PROCESS_RESIDENT_MEMORY_BYTES,
     DR_DRILL_LAST_SUCCESS_TIMESTAMP_SECONDS,

@@ -46,6 +46,8 @@ pub const ROUTES: &[&str] = &[
     "/api/system/circuit-breakers",
     "/api/system/circuit-breakers/reset",
     "/api/system/circuit-breakers/{agent}/reset",
+    "/api/system/faults",
+    "/api/system/faults/{id}",
     "/api/slo",
     "/healthz",
     "/readyz",

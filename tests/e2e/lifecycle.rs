@@ -187,14 +187,7 @@ async fn agents_that_all_time_out_fail_the_debate_with_a_reason() {
         .start_debate(json!({"topic": "Nobody answers", "rounds": 1}))
         .await;
     let debate = engine.wait_final(&id, PATIENCE).await;
-    assert_eq!(debate["status"], "failed", "{debate}");
-    assert!(
-        debate["error"]
-            .as_str()
-            .unwrap()
-            .contains("every agent failed"),
-        "{debate}"
-    );
+    crate::support::assert_every_agent_failed(&debate);
     assert_eq!(debate["agent_errors"].as_array().unwrap().len(), 3);
     let metrics = engine.metrics().await;
     let timeouts = "aragora_agent_calls_total{agent=\"offline-skeptic\",provider=\"offline\",status=\"timeout\"}";

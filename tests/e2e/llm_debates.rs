@@ -2,7 +2,9 @@
 //! failures, breakers, fallback, and signed receipts verified offline.
 
 use crate::support::mock_llm::{MockLlm, Reply};
-use crate::support::{agent_error, aragora_command, sample, Engine, EngineOptions};
+use crate::support::{
+    agent_error, aragora_command, assert_every_agent_failed, sample, Engine, EngineOptions,
+};
 use crate::websocket::{connect, next_event};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -195,14 +197,7 @@ async fn failing_providers_fail_the_debate_open_breakers_and_admins_can_reset_th
         .start_debate(json!({"topic": "Will it fail?", "rounds": 1}))
         .await;
     let debate = engine.wait_final(&id, PATIENCE).await;
-    assert_eq!(debate["status"], "failed");
-    assert!(
-        debate["error"]
-            .as_str()
-            .unwrap()
-            .contains("every agent failed"),
-        "{debate}"
-    );
+    assert_every_agent_failed(&debate);
     assert!(agent_error(&debate, 0).contains("500"), "{debate}");
     let (status, _) = engine.get("/readyz").await;
     assert_eq!(

@@ -28,6 +28,7 @@ mod backups;
 mod chaos;
 mod config;
 mod edge_websockets;
+mod faults;
 mod gateway;
 mod lifecycle;
 mod llm_debates;

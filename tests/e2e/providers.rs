@@ -204,6 +204,7 @@ fn agent(primary: &MockLlm, fallback: Option<&MockLlm>, cooldown: Duration) -> L
             &["provider", "direction"],
         )
         .unwrap(),
+        faults: aragora_engine::faults::Faults::default(),
     }
 }
 

@@ -3,7 +3,10 @@
 
 use super::breaker::CircuitBreaker;
 use super::providers::{Completion, Prompt, ProviderClient, ProviderError};
-use super::{Agent, AgentError, AgentReply, AgentRequest, AgentTask, CallObserver};
+use super::{
+    injected_faults, Agent, AgentError, AgentReply, AgentRequest, AgentTask, CallObserver,
+};
+use crate::faults::Faults;
 use async_trait::async_trait;
 use prometheus::IntCounterVec;
 
@@ -25,6 +28,9 @@ pub struct LlmAgent {
     pub max_tokens: u32,
     /// `aragora_tokens_used_total{provider,direction}`.
     pub tokens: IntCounterVec,
+    /// Injected faults, met in front of each call to the provider (not to the fallback: a
+    /// provider outage is what they model, and OpenRouter is what answers one).
+    pub faults: Faults,
 }
 
 impl From<ProviderError> for AgentError {
@@ -207,7 +213,12 @@ impl Agent for LlmAgent {
         let primary = match self.breaker.try_call() {
             Ok(permit) => {
                 let delta = |text: &str| observer.token_delta(text);
-                match self.client.complete(&prompt, &delta).await {
+                let provider = self.client.kind().as_str();
+                let answer = match injected_faults(&self.faults, &self.name, provider).await {
+                    Ok(()) => self.client.complete(&prompt, &delta).await,
+                    Err(injected) => Err(injected),
+                };
+                match answer {
                     Ok(completion) => {
                         permit.succeeded();
                         self.count_tokens(self.provider(), &completion);

@@ -16,9 +16,13 @@ pub use llm::{parse_vote, task_prompt, Fallback, LlmAgent};
 pub use offline::{OfflineAgent, OFFLINE_AGENTS, OFFLINE_LABEL};
 
 use crate::config::EngineConfig;
+use crate::faults::Faults;
 use crate::metrics::EngineMetrics;
 use async_trait::async_trait;
-use providers::{http_client, ProviderClient, ProviderEndpoint, ProviderKind, RetryPolicy};
+use providers::{
+    http_client, ProviderClient, ProviderEndpoint, ProviderError, ProviderErrorKind, ProviderKind,
+    RetryPolicy,
+};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -120,6 +124,30 @@ pub trait CallObserver: Send + Sync {
 pub struct Unobserved;
 impl CallObserver for Unobserved {}
 
+/// Injected faults ([`Faults`]) meet a call where the provider would: a slow fault holds the
+/// answer back, a failing fault answers as a provider's 503 does. Agents call this inside the
+/// agent timeout and their breaker's permit, so timeouts, breakers and fallbacks react as they
+/// do to a real outage.
+pub(crate) async fn injected_faults(
+    faults: &Faults,
+    agent: &str,
+    provider: &'static str,
+) -> Result<(), ProviderError> {
+    let effect = faults.agent_effect(agent);
+    if !effect.delay.is_zero() {
+        tokio::time::sleep(effect.delay).await;
+    }
+    match effect.failure {
+        None => Ok(()),
+        Some(fault) => Err(ProviderError {
+            provider,
+            kind: ProviderErrorKind::ServerError,
+            message: format!("HTTP 503 Service Unavailable: {fault}"),
+            retry_after: None,
+        }),
+    }
+}
+
 /// Something that takes part in debates.
 #[async_trait]
 pub trait Agent: Send + Sync + 'static {
@@ -191,10 +219,10 @@ pub fn default_base_url(kind: ProviderKind) -> Option<&'static str> {
 
 impl AgentRegistry {
     /// The built-in offline agents only; the first three debate by default.
-    pub fn offline(latency: Duration) -> Self {
+    pub fn offline(latency: Duration, faults: &Faults) -> Self {
         let mut registry = Self::default();
         for stance in OFFLINE_AGENTS {
-            registry.register(Arc::new(OfflineAgent::new(stance, latency)));
+            registry.register(Arc::new(OfflineAgent::new(stance, latency, faults.clone())));
         }
         registry.defaults = OFFLINE_AGENTS
             .iter()
@@ -204,10 +232,13 @@ impl AgentRegistry {
         registry
     }
 
-    /// Offline agents plus an LLM agent per configured provider and per `[[agents]]` entry.
-    /// Assumes a validated config.
-    pub fn from_config(config: &EngineConfig, metrics: &EngineMetrics) -> Self {
-        let mut registry = Self::offline(Duration::from_millis(config.offline_agent_latency_ms));
+    /// Offline agents plus an LLM agent per configured provider and per `[[agents]]` entry,
+    /// all subject to `faults`. Assumes a validated config.
+    pub fn from_config(config: &EngineConfig, metrics: &EngineMetrics, faults: &Faults) -> Self {
+        let mut registry = Self::offline(
+            Duration::from_millis(config.offline_agent_latency_ms),
+            faults,
+        );
         let http = http_client(Duration::from_secs(10));
         let retry = RetryPolicy {
             max_retries: config.agent_max_retries,
@@ -277,6 +308,7 @@ impl AgentRegistry {
                 stream: config.agent_streaming,
                 max_tokens: config.agent_max_tokens,
                 tokens: metrics.tokens_used.clone(),
+                faults: faults.clone(),
             }));
             llm_names.push(name);
         }

@@ -6,7 +6,10 @@
 //! rally to. Different seeds therefore give unanimous consensus, consensus with dissent, and no
 //! consensus at all. Every text they write starts with `[offline agent, not an LLM]`.
 
-use super::{Agent, AgentError, AgentReply, AgentRequest, AgentTask, CallObserver};
+use super::{
+    injected_faults, Agent, AgentError, AgentReply, AgentRequest, AgentTask, CallObserver,
+};
+use crate::faults::Faults;
 use async_trait::async_trait;
 use std::time::Duration;
 
@@ -108,13 +111,15 @@ pub const OFFLINE_AGENTS: &[Stance] = &[
 pub struct OfflineAgent {
     stance: Stance,
     latency: Duration,
+    faults: Faults,
 }
 
 impl OfflineAgent {
-    pub fn new(stance: &Stance, latency: Duration) -> Self {
+    pub fn new(stance: &Stance, latency: Duration, faults: Faults) -> Self {
         Self {
             stance: *stance,
             latency,
+            faults,
         }
     }
 
@@ -194,6 +199,8 @@ impl Agent for OfflineAgent {
         request: &AgentRequest,
         _observer: &dyn CallObserver,
     ) -> Result<AgentReply, AgentError> {
+        // Offline agents have no provider; they meet faults as if they had one.
+        injected_faults(&self.faults, self.stance.name, "offline").await?;
         if !self.latency.is_zero() {
             tokio::time::sleep(self.latency).await;
         }
@@ -243,7 +250,7 @@ mod tests {
 
     #[tokio::test]
     async fn same_seed_same_words_and_labelled_as_not_an_llm() {
-        let agent = OfflineAgent::new(&OFFLINE_AGENTS[0], Duration::ZERO);
+        let agent = OfflineAgent::new(&OFFLINE_AGENTS[0], Duration::ZERO, Faults::default());
         let a = agent
             .respond(&request(7, AgentTask::Propose), &crate::agents::Unobserved)
             .await
@@ -259,7 +266,7 @@ mod tests {
 
     #[tokio::test]
     async fn votes_differ_across_seeds() {
-        let agent = OfflineAgent::new(&OFFLINE_AGENTS[1], Duration::ZERO);
+        let agent = OfflineAgent::new(&OFFLINE_AGENTS[1], Duration::ZERO, Faults::default());
         let positions: Vec<(String, String)> = OFFLINE_AGENTS
             .iter()
             .take(3)

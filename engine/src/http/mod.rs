@@ -6,6 +6,7 @@
 mod admin;
 mod debates;
 pub mod drills;
+mod faults;
 mod health;
 pub mod ws;
 
@@ -13,6 +14,7 @@ use crate::agents::AgentRegistry;
 use crate::config::EngineConfig;
 use crate::error::ApiError;
 use crate::events::EventHub;
+use crate::faults::Faults;
 use crate::metrics::EngineMetrics;
 use crate::orchestrator::Orchestrator;
 use crate::receipts::ReceiptKeys;
@@ -46,6 +48,8 @@ pub struct Shared {
     pub metrics: EngineMetrics,
     pub hub: EventHub,
     pub agents: AgentRegistry,
+    /// Faults injected for chaos experiments; agents and the store consult them.
+    pub faults: Faults,
     pub receipts: ReceiptKeys,
     pub core: OnceLock<Core>,
     pub phase: Mutex<Phase>,
@@ -113,6 +117,16 @@ pub fn app(state: AppState) -> Router {
         .route(
             "/system/circuit-breakers/{agent}/reset",
             post(admin::reset_breaker),
+        )
+        .route(
+            "/system/faults",
+            post(faults::inject)
+                .get(faults::list)
+                .delete(faults::clear_all),
+        )
+        .route(
+            "/system/faults/{id}",
+            get(faults::show).delete(faults::clear),
         );
     Router::new()
         .nest("/api", debates.clone())

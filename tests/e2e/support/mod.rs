@@ -306,6 +306,12 @@ impl Engine {
         reply["debate_id"].as_str().expect("debate_id").to_string()
     }
 
+    /// Starts a debate and returns its record once it has ended (within a minute).
+    pub async fn run_debate(&self, body: Value) -> Value {
+        let id = self.start_debate(body).await;
+        self.wait_final(&id, Duration::from_secs(60)).await
+    }
+
     /// Waits until the debate reaches a final state and returns its record.
     pub async fn wait_final(&self, id: &str, patience: Duration) -> Value {
         let path = format!("/api/debates/{id}");
@@ -368,6 +374,13 @@ impl Drop for Engine {
             let _ = self.child.wait();
         }
     }
+}
+
+/// Asserts that `debate` ended as failed because no agent stated a position.
+pub fn assert_every_agent_failed(debate: &Value) {
+    assert_eq!(debate["status"], "failed", "{debate}");
+    let error = debate["error"].as_str().unwrap_or_default();
+    assert!(error.contains("every agent failed"), "{debate}");
 }
 
 /// The message of a finished debate's `index`th agent error.

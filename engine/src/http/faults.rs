@@ -1,0 +1,170 @@
+//! `/api/system/faults`, behind `ARAGORA_API_TOKEN`: inject a fault for a duration, list the
+//! active ones, clear one or all early. What each fault does is in `crate::faults`.
+
+use super::admin::require_admin;
+use super::debates::ApiJson;
+use super::AppState;
+use crate::error::ApiError;
+use crate::faults::{Fault, FaultKind, FaultSpec};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// A fault lasts from one second to one day.
+const DURATION_SECONDS: std::ops::RangeInclusive<i64> = 1..=86_400;
+/// A slow agent is held up to ten minutes a call (past any sane `ARAGORA_AGENT_TIMEOUT`).
+const DELAY_MS: std::ops::RangeInclusive<i64> = 1..=600_000;
+
+/// Admits the request only with the admin token. As an extractor placed before the body, it
+/// answers 401/403 before a malformed body could answer 400: without the token, nothing about
+/// the endpoint is revealed.
+pub struct Admin;
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        require_admin(state, &parts.headers).map(|()| Admin)
+    }
+}
+
+/// The body of `POST /api/system/faults`. Numbers are signed so that a negative one gets the
+/// range message rather than a type error.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InjectFault {
+    kind: Option<String>,
+    agent: Option<String>,
+    delay_ms: Option<i64>,
+    duration_seconds: Option<i64>,
+}
+
+fn kinds() -> String {
+    FaultKind::ALL.map(FaultKind::as_str).join(", ")
+}
+
+fn in_range(
+    name: &str,
+    value: Option<i64>,
+    range: &std::ops::RangeInclusive<i64>,
+    unit: &str,
+) -> Result<u64, ApiError> {
+    let (low, high) = (range.start(), range.end());
+    match value {
+        Some(value) if range.contains(&value) => Ok(value.unsigned_abs()),
+        Some(value) => Err(ApiError::invalid(format!(
+            "\"{name}\" is {value}; use {low} to {high} ({unit})"
+        ))),
+        None => Err(ApiError::invalid(format!(
+            "the body needs \"{name}\": {low} to {high} ({unit})"
+        ))),
+    }
+}
+
+/// Turns a request into a fault to inject, or says what is wrong with it.
+fn validate(state: &AppState, request: InjectFault) -> Result<FaultSpec, ApiError> {
+    let kind = request
+        .kind
+        .ok_or_else(|| ApiError::invalid(format!("the body needs \"kind\": one of {}", kinds())))?;
+    let kind = FaultKind::parse(&kind).ok_or_else(|| {
+        ApiError::invalid(format!("\"kind\" is {kind:?}; use one of {}", kinds()))
+    })?;
+    let duration = in_range(
+        "duration_seconds",
+        request.duration_seconds,
+        &DURATION_SECONDS,
+        "seconds the fault lasts",
+    )?;
+    let delay = match (kind, request.delay_ms) {
+        (FaultKind::AgentSlow, delay_ms) => in_range(
+            "delay_ms",
+            delay_ms,
+            &DELAY_MS,
+            "milliseconds added to each call",
+        )?,
+        (_, None) => 0,
+        (_, Some(_)) => {
+            return Err(ApiError::invalid(format!(
+                "\"delay_ms\" applies only to agent_slow, not to {}; remove it",
+                kind.as_str()
+            )))
+        }
+    };
+    if let Some(agent) = &request.agent {
+        if !kind.is_agent_fault() {
+            return Err(ApiError::invalid(format!(
+                "\"agent\" applies only to agent_slow and agent_failing, not to {}; remove it",
+                kind.as_str()
+            )));
+        }
+        if state.agents.get(agent).is_none() {
+            let known: Vec<&str> = state.agents.names().collect();
+            return Err(ApiError::invalid(format!(
+                "unknown agent {agent:?}; available: {} (or leave \"agent\" out to affect every agent)",
+                known.join(", ")
+            )));
+        }
+    }
+    Ok(FaultSpec {
+        kind,
+        agent: request.agent,
+        delay: Duration::from_millis(delay),
+        duration: Duration::from_secs(duration),
+    })
+}
+
+fn location(fault: &Fault) -> String {
+    format!("/api/system/faults/{}", fault.id)
+}
+
+fn unknown(id: &str) -> ApiError {
+    ApiError::not_found(format!(
+        "no active fault with id {id:?} (it may have expired); list them with GET /api/system/faults"
+    ))
+}
+
+pub async fn inject(
+    State(state): State<AppState>,
+    _: Admin,
+    ApiJson(request): ApiJson<InjectFault>,
+) -> Result<Response, ApiError> {
+    let spec = validate(&state, request)?;
+    let fault = state.faults.inject(spec);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location(&fault))],
+        Json(fault),
+    )
+        .into_response())
+}
+
+pub async fn list(State(state): State<AppState>, _: Admin) -> Json<Value> {
+    Json(json!({"faults": state.faults.list()}))
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(id): Path<String>,
+) -> Result<Json<Fault>, ApiError> {
+    let fault = state.faults.list().into_iter().find(|f| f.id == id);
+    fault.map(Json).ok_or_else(|| unknown(&id))
+}
+
+pub async fn clear(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let fault = state.faults.clear(&id).ok_or_else(|| unknown(&id))?;
+    Ok(Json(json!({"cleared": [fault]})))
+}
+
+pub async fn clear_all(State(state): State<AppState>, _: Admin) -> Json<Value> {
+    Json(json!({"cleared": state.faults.clear_all()}))
+}
