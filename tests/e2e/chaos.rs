@@ -513,3 +513,58 @@ async fn control_refuses_to_start_with_an_invalid_experiment() {
     assert!(stderr.contains("ARAGORA_CHAOS_EXPERIMENTS"), "{stderr}");
     assert!(stderr.contains("broken.yaml"), "{stderr}");
 }
+
+/// Runs a shipped experiment that uses the engine's fault hooks against one engine.
+async fn engine_fault_experiment(name: &str) -> (Engine, Run) {
+    let engine =
+        Engine::start(EngineOptions::sqlite().env("ARAGORA_API_TOKEN", "chaos-token")).await;
+    let run = chaos_run(
+        &shipped(name),
+        &[
+            ("ENGINE_URL", format!("http://{}", engine.api)),
+            ("ARAGORA_API_TOKEN", "chaos-token".to_string()),
+        ],
+    )
+    .await;
+    (engine, run)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_outage_experiment_passes_and_leaves_no_fault_behind() {
+    let (engine, run) = engine_fault_experiment("database-outage.yaml").await;
+    assert_eq!(run.code, 0, "{}\n{:#}", run.progress, run.report);
+    // Readiness reported the outage during the method...
+    assert_eq!(run.report["method"][1]["outcome"], "ok", "{:#}", run.report);
+    // ...and nothing is left active afterwards.
+    let faults: Value = engine
+        .http
+        .get(engine.url("/api/system/faults"))
+        .bearer_auth("chaos-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(faults["faults"], json!([]), "{faults:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_failing_provider_experiment_passes_and_its_fault_is_removed_early() {
+    let (engine, run) = engine_fault_experiment("failing-llm-provider.yaml").await;
+    assert_eq!(run.code, 0, "{}\n{:#}", run.progress, run.report);
+    // The fault was set for 30 s; the rollback removed it well before.
+    assert_eq!(run.report["rollbacks"][0]["outcome"], "ok");
+    assert!(run.report["duration_seconds"].as_f64().unwrap() < 30.0);
+    let listed: Value = engine
+        .http
+        .get(engine.url("/api/system/faults"))
+        .bearer_auth("chaos-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["faults"], json!([]), "{listed:#}");
+}
