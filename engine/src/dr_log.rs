@@ -38,6 +38,7 @@ pub struct DrillRecord {
 pub struct DrStatus {
     pub last_backup_ms: Option<i64>,
     pub last_drill_success_ms: Option<i64>,
+    pub last_drill_failure_ms: Option<i64>,
     pub last_drill_rto_seconds: Option<f64>,
     pub last_drill_rpo_seconds: Option<f64>,
 }
@@ -115,10 +116,16 @@ pub async fn status(pool: &AnyPool) -> Result<DrStatus, StoreError> {
             .fetch_one(pool)
             .await?
             .try_get("last")?;
+    let last_drill_failure_ms: Option<i64> =
+        sqlx::query("SELECT MAX(finished_at_ms) AS last FROM drills WHERE status <> 'passed'")
+            .fetch_one(pool)
+            .await?
+            .try_get("last")?;
     let latest = drills(pool, 1).await?.into_iter().next();
     Ok(DrStatus {
         last_backup_ms,
         last_drill_success_ms,
+        last_drill_failure_ms,
         last_drill_rto_seconds: latest.as_ref().and_then(|d| d.rto_seconds),
         last_drill_rpo_seconds: latest.and_then(|d| d.rpo_seconds),
     })

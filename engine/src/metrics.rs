@@ -34,6 +34,7 @@ pub struct EngineMetrics {
 #[derive(Clone)]
 pub struct DrGauges {
     pub drill_last_success: Gauge,
+    pub drill_last_failure: Gauge,
     pub drill_rto: Gauge,
     pub drill_rpo: Gauge,
     pub backup_last_success: Gauge,
@@ -43,6 +44,7 @@ impl DrGauges {
     fn new(registry: &Registry) -> Self {
         Self {
             drill_last_success: cat::DR_DRILL_LAST_SUCCESS_TIMESTAMP_SECONDS.gauge_f64(registry),
+            drill_last_failure: cat::DR_DRILL_LAST_FAILURE_TIMESTAMP_SECONDS.gauge_f64(registry),
             drill_rto: cat::DR_DRILL_RTO_SECONDS.gauge_f64(registry),
             drill_rpo: cat::DR_DRILL_RPO_SECONDS.gauge_f64(registry),
             backup_last_success: cat::BACKUP_LAST_SUCCESS_TIMESTAMP_SECONDS.gauge_f64(registry),
@@ -54,6 +56,8 @@ impl DrGauges {
         self.backup_last_success.set(seconds(status.last_backup_ms));
         self.drill_last_success
             .set(seconds(status.last_drill_success_ms));
+        self.drill_last_failure
+            .set(seconds(status.last_drill_failure_ms));
         self.drill_rto
             .set(status.last_drill_rto_seconds.unwrap_or(0.0));
         self.drill_rpo

@@ -356,6 +356,14 @@ pub const PROCESS_RESIDENT_MEMORY_BYTES: MetricDef = MetricDef {
     buckets: &[],
 };
 
+pub const DR_DRILL_LAST_FAILURE_TIMESTAMP_SECONDS: MetricDef = MetricDef {
+    name: "aragora_dr_drill_last_failure_timestamp_seconds",
+    kind: MetricKind::Gauge,
+    help: "Unix time the last failed DR drill finished (0: none yet), from the DR log in the database.",
+    labels: &[],
+    buckets: &[],
+};
+
 pub const DR_DRILL_LAST_SUCCESS_TIMESTAMP_SECONDS: MetricDef = MetricDef {
     name: "aragora_dr_drill_last_success_timestamp_seconds",
     kind: MetricKind::Gauge,
@@ -461,6 +469,7 @@ pub const ALL: &[MetricDef] = &[
     OLDEST_RUNNING_DEBATE_SECONDS,
     PROCESS_RESIDENT_MEMORY_BYTES,
     DR_DRILL_LAST_SUCCESS_TIMESTAMP_SECONDS,
+    DR_DRILL_LAST_FAILURE_TIMESTAMP_SECONDS,
     DR_DRILL_RTO_SECONDS,
     DR_DRILL_RPO_SECONDS,
     BACKUP_LAST_SUCCESS_TIMESTAMP_SECONDS,

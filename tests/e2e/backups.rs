@@ -1,6 +1,7 @@
 //! Backups and DR drills through the real binary: `aragora backup create|list|verify|restore`
 //! and `aragora drill run|history` against a running engine on SQLite and on PostgreSQL.
 
+use crate::support::prom::PromServer;
 use crate::support::{
     aragora_command, eventually, sample, Backend, Engine, EngineOptions, TestDatabase,
 };
@@ -353,6 +354,19 @@ async fn a_drill_on_a_broken_backup_fails_and_says_why(options: EngineOptions) {
         Some(0.0),
         "a failed drill is not a success"
     );
+    assert!(sample(&metrics, "aragora_dr_drill_last_failure_timestamp_seconds").unwrap() > 0.0);
+    // A real Prometheus scraping the engine with the generated rules raises the alert.
+    let prometheus = PromServer::prometheus(&[("aragora-engine", engine.api.to_string())]).await;
+    let alerts = eventually(
+        "AragoraDrillFailed to fire in Prometheus",
+        Duration::from_secs(60),
+        || async {
+            let firing = prometheus.alerts("AragoraDrillFailed", "firing").await;
+            (!firing.is_empty()).then_some(firing)
+        },
+    )
+    .await;
+    assert_eq!(alerts[0]["labels"]["severity"], "warning", "{alerts:#?}");
     // Nothing of the scratch database is left behind.
     let leftovers: Vec<_> = std::fs::read_dir(site.backup_dir())
         .unwrap()

@@ -2,6 +2,7 @@
 //! Alertmanager to a webhook, `GET /api/slo` and `aragora slo status` say so, and recovery
 //! resolves the page.
 
+use crate::support::prom::PromServer;
 use crate::support::{eventually, free_port, UpProcess as Up};
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
@@ -27,48 +28,6 @@ async fn webhook() -> (String, Arc<Mutex<Vec<Value>>>) {
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
     (url, received)
-}
-
-/// A Prometheus-family server (Prometheus, Alertmanager) on a free port, stopped when dropped.
-struct PromServer {
-    child: std::process::Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl PromServer {
-    /// Starts `program` with `args` plus its listen address, and waits for its `/-/ready`.
-    async fn start(program: &str, package: &str, dir: tempfile::TempDir, args: &[String]) -> Self {
-        let port = free_port();
-        let child = std::process::Command::new(program)
-            .args(args)
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("server.log")).unwrap())
-            .spawn()
-            .unwrap_or_else(|err| {
-                panic!("{program}: {err} (apt-get install {package}; scripts/setup.sh does)")
-            });
-        let url = format!("http://127.0.0.1:{port}");
-        let ready = format!("{url}/-/ready");
-        eventually(&format!("{program} to be ready"), PATIENCE, || async {
-            let response = reqwest::get(&ready).await.ok()?;
-            response.status().is_success().then_some(())
-        })
-        .await;
-        Self {
-            child,
-            url,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for PromServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// A real Alertmanager (Debian's `prometheus-alertmanager`) routing everything to `hook`.
@@ -225,36 +184,11 @@ async fn an_outage_at_the_edge_pages_through_alertmanager_and_recovery_resolves_
 /// A real Prometheus scraping the gateway (job `aragora-gateway`) and the engine (job
 /// `aragora-engine`) of `up` every second, with the generated rule files loaded.
 async fn prometheus(up: &Up) -> PromServer {
-    let dir = tempfile::tempdir().unwrap();
-    let alerts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("alerts");
-    let config = format!(
-        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\n  - {}\nscrape_configs:\n  - job_name: aragora-gateway\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n  - job_name: aragora-engine\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n",
-        alerts.join("slo-rules.yaml").display(),
-        alerts.join("operational-rules.yaml").display(),
-        up.admin,
-        up.api
-    );
-    std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
-    let args = [
-        format!(
-            "--config.file={}",
-            dir.path().join("prometheus.yml").display()
-        ),
-        format!("--storage.tsdb.path={}", dir.path().join("data").display()),
-    ];
-    PromServer::start("prometheus", "prometheus", dir, &args).await
-}
-
-impl PromServer {
-    async fn api(&self, path: &str, query: &[(&str, &str)]) -> Value {
-        let response = reqwest::Client::new()
-            .get(format!("{}{path}", self.url))
-            .query(query)
-            .send()
-            .await
-            .expect("the server answers");
-        response.json().await.expect("JSON")
-    }
+    PromServer::prometheus(&[
+        ("aragora-gateway", format!("127.0.0.1:{}", up.admin)),
+        ("aragora-engine", format!("127.0.0.1:{}", up.api)),
+    ])
+    .await
 }
 
 /// Every `expr` of a committed Grafana dashboard, with its variables filled in.

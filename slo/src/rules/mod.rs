@@ -3,7 +3,7 @@
 //! | module | renders |
 //! |---|---|
 //! | [`sloth`] | Sloth-compatible SLI and metadata recording rules and multiwindow multi-burn-rate alerts |
-//! | [`operational`] | the 15 alerts of the Production Operations Runbook, and 4 DR alerts |
+//! | [`operational`] | the 15 alerts of the Production Operations Runbook, and 5 DR alerts |
 
 pub mod operational;
 pub mod sloth;

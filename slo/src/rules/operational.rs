@@ -1,4 +1,4 @@
-//! The 15 alerts of the Production Operations Runbook's table and 4 DR alerts (backups and
+//! The 15 alerts of the Production Operations Runbook's table and 5 DR alerts (backups and
 //! drills), over metrics aragora exports,
 //! each with the series that must fire it and those that must not (its promtool tests).
 //!
@@ -385,6 +385,20 @@ pub fn alerts(settings: &SloSettings) -> Vec<OperationalAlert> {
             quiet: vec![
                 scenario("a drill passed 6 days ago", &[(&engine_gauge("aragora_dr_drill_last_success_timestamp_seconds"), flat(-518_400.0, 90))], &[75]),
                 scenario("a drill passes during the hour", &[(&engine_gauge("aragora_dr_drill_last_success_timestamp_seconds"), format!("{} 1800x60", flat(-777_600.0, 30)))], &[75]),
+            ],
+        },
+        OperationalAlert {
+            name: "AragoraDrillFailed",
+            severity: "warning",
+            expr: format!("aragora_dr_drill_last_failure_timestamp_seconds{{{engine}}} > aragora_dr_drill_last_success_timestamp_seconds{{{engine}}}"),
+            // A failed drill is a fact, not a noisy signal: no need to wait for it to persist.
+            for_: PromDuration::minutes(0),
+            summary: "The latest DR drill failed".into(),
+            description: "The newest DR drill failed: the latest backup could not be restored, verified or served. `aragora drill history` says which check failed and why; fix it and run `aragora drill run`.".into(),
+            fires: scenario("the drill after a passing one failed", &[(&engine_gauge("aragora_dr_drill_last_success_timestamp_seconds"), flat(1000.0, 20)), (&engine_gauge("aragora_dr_drill_last_failure_timestamp_seconds"), flat(2000.0, 20))], &[10]).firing(&[instance]),
+            quiet: vec![
+                scenario("a failed drill, then a passing one", &[(&engine_gauge("aragora_dr_drill_last_success_timestamp_seconds"), flat(2000.0, 20)), (&engine_gauge("aragora_dr_drill_last_failure_timestamp_seconds"), flat(1000.0, 20))], &[10]),
+                scenario("no drill yet", &[(&engine_gauge("aragora_dr_drill_last_success_timestamp_seconds"), flat(0.0, 20)), (&engine_gauge("aragora_dr_drill_last_failure_timestamp_seconds"), flat(0.0, 20))], &[10]),
             ],
         },
         OperationalAlert {

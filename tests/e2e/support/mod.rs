@@ -6,6 +6,7 @@
 pub mod echo;
 pub mod mock_llm;
 pub mod otlp;
+pub mod prom;
 pub mod relay;
 
 use serde_json::Value;
