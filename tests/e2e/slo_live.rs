@@ -3,7 +3,7 @@
 //! resolves the page.
 
 use crate::support::prom::PromServer;
-use crate::support::{eventually, free_port, UpProcess as Up};
+use crate::support::{eventually, UpProcess as Up};
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
