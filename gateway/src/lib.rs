@@ -8,6 +8,7 @@
 //! | [`admin`] | the admin listener and the HTTP→HTTPS redirect listener |
 //! | [`tls`] | certificate checks, self-signed generation, expiry |
 //! | [`state`] | shared flags (draining, maintenance), in-flight count, metrics |
+//! | [`websockets`] | open WebSockets, closed with 1001 at the drain timeout |
 //!
 //! [`start`] validates, binds, and runs pingora on its own threads; [`RunningGateway::shutdown`]
 //! drains: readiness goes false at once, the gateway keeps serving for the drain delay (so load
@@ -24,6 +25,7 @@ pub mod state;
 pub mod tls;
 pub mod trace;
 pub mod upstream;
+pub mod websockets;
 
 pub use config::{GatewayConfig, SETTINGS};
 
@@ -123,6 +125,20 @@ impl BackgroundService for DrainWatcher {
                 0
             };
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let websockets = self.shared.websockets.count();
+        if websockets > 0 {
+            let ended = self.shared.websockets.close_all();
+            tracing::warn!(
+                websockets,
+                ended,
+                "drain timeout: closing the open WebSockets with 1001 (Going Away)"
+            );
+            // Pingora writes each close frame as it sees the upstream end: give it a moment.
+            let closed_by = Instant::now() + Duration::from_secs(2);
+            while self.shared.websockets.count() > 0 && Instant::now() < closed_by {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         }
         let left = self.shared.inflight();
         if left > 0 {

@@ -107,15 +107,6 @@ impl Drop for ReplicaLease {
     }
 }
 
-/// Counts one open WebSocket in `aragora_websocket_connections{upstream}` until dropped.
-struct OpenWebSocket(prometheus::IntGauge);
-
-impl Drop for OpenWebSocket {
-    fn drop(&mut self) {
-        self.0.dec();
-    }
-}
-
 pub struct Ctx {
     started: Instant,
     started_at: std::time::SystemTime,
@@ -129,7 +120,9 @@ pub struct Ctx {
     client_ip: Option<IpAddr>,
     tried: Vec<SocketAddr>,
     replica: Option<ReplicaLease>,
-    websocket: Option<OpenWebSocket>,
+    websocket: Option<crate::websockets::OpenWebSocket>,
+    /// The upstream connection's socket, for ending an upgraded one at the drain timeout.
+    upstream_fd: Option<std::os::fd::RawFd>,
     body_bytes: usize,
     /// Why the gateway itself answered with an error, for the access log.
     refusal: Option<&'static str>,
@@ -349,6 +342,7 @@ impl ProxyHttp for Gateway {
             tried: Vec::new(),
             replica: None,
             websocket: None,
+            upstream_fd: None,
             body_bytes: 0,
             refusal: None,
             limit: None,
@@ -616,8 +610,7 @@ impl ProxyHttp for Gateway {
                 .metrics
                 .websocket_connections
                 .with_label_values(&[replica.0.addr.to_string()]);
-            gauge.inc();
-            ctx.websocket = Some(OpenWebSocket(gauge));
+            ctx.websocket = Some(self.shared.websockets.register(ctx.upstream_fd, gauge));
         }
         if let Some(replica) = &ctx.replica {
             if ctx.affinity.as_deref() != Some(replica.0.affinity.as_str()) {
@@ -761,6 +754,34 @@ impl ProxyHttp for Gateway {
     /// (`error`), not logged again as an ERROR.
     fn suppress_error_log(&self, _session: &Session, _ctx: &Ctx, error: &Error) -> bool {
         matches!(error.esource(), ErrorSource::Downstream)
+    }
+
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        _reused: bool,
+        _peer: &HttpPeer,
+        fd: std::os::unix::io::RawFd,
+        _digest: Option<&pingora::protocols::Digest>,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if ctx.upgrade {
+            ctx.upstream_fd = Some(fd);
+        }
+        Ok(())
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<Option<Duration>> {
+        if end_of_stream && ctx.websocket.is_some() {
+            crate::websockets::on_upstream_end(body, self.shared.websockets.closing());
+        }
+        Ok(None)
     }
 
     async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut Ctx) {

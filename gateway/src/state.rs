@@ -158,6 +158,8 @@ pub struct Shared {
     inflight: AtomicUsize,
     /// `Strict-Transport-Security` value of the configuration in force.
     hsts: ArcSwap<http::HeaderValue>,
+    /// Upgraded connections, for closing them with 1001 at the drain timeout.
+    pub websockets: Arc<crate::websockets::OpenWebSockets>,
 }
 
 fn hsts_value(config: &GatewayConfig) -> http::HeaderValue {
@@ -188,6 +190,7 @@ impl Shared {
             draining: AtomicBool::new(false),
             maintenance: AtomicBool::new(false),
             inflight: AtomicUsize::new(0),
+            websockets: Arc::default(),
         }
     }
 

@@ -233,3 +233,54 @@ async fn a_debates_watchers_share_one_replica_and_move_without_loss_when_it_drai
     assert_eq!(held_to(&gateway.metrics().await, &engines[owner]), 0.0);
     let _ = engines[owner].wait_exit(PATIENCE).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_closes_its_websockets_with_1001_at_its_drain_timeout() {
+    let engine = Engine::start(EngineOptions::sqlite()).await;
+    let gateway = GatewayProcess::start(
+        &[engine.api.to_string()],
+        &[("ARAGORA_GATEWAY_DRAIN_TIMEOUT", "2".into())],
+    )
+    .await;
+    gateway.wait_ready_count(1, PATIENCE).await;
+    let connector = gateway.tls_connector();
+    let mut sockets = Vec::new();
+    for _ in 0..5 {
+        let (socket, _) = connect_wss(gateway.https_port, &connector, "/ws")
+            .await
+            .expect("a WebSocket through the gateway");
+        sockets.push(socket);
+    }
+    eventually("the gateway to count 5 WebSockets", PATIENCE, || async {
+        let metrics = gateway.metrics().await;
+        (held_to(&metrics, &engine) == 5.0).then_some(())
+    })
+    .await;
+    let stopping = Instant::now();
+    gateway.signal(libc::SIGTERM);
+    for mut socket in sockets {
+        let code = loop {
+            match tokio::time::timeout(PATIENCE, socket.next()).await {
+                Ok(Some(Ok(Message::Close(frame)))) => break frame.map(|f| u16::from(f.code)),
+                Ok(Some(Ok(_))) => continue,
+                other => panic!("no close frame, got {other:?}"),
+            }
+        };
+        assert_eq!(code, Some(1001), "Going Away");
+    }
+    let waited = stopping.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1500),
+        "the WebSockets were held until the 2 s drain timeout, not cut at once: {waited:?}"
+    );
+    let mut child = gateway;
+    let exited = eventually("the gateway to exit", PATIENCE, || {
+        let status = child.child.try_wait().unwrap();
+        async move { status }
+    })
+    .await;
+    assert!(exited.success(), "{exited:?}");
+    // The engine is untouched: the gateway ended only its own side.
+    let (status, _) = engine.get("/readyz").await;
+    assert_eq!(status, 200);
+}
