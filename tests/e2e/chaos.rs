@@ -514,6 +514,21 @@ async fn control_refuses_to_start_with_an_invalid_experiment() {
     assert!(stderr.contains("broken.yaml"), "{stderr}");
 }
 
+/// The faults active in an engine started by [`engine_fault_experiment`].
+async fn active_engine_faults(engine: &Engine) -> Value {
+    let listed: Value = engine
+        .http
+        .get(engine.url("/api/system/faults"))
+        .bearer_auth("chaos-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    listed["faults"].clone()
+}
+
 /// Runs a shipped experiment that uses the engine's fault hooks against one engine.
 async fn engine_fault_experiment(name: &str) -> (Engine, Run) {
     let engine =
@@ -536,17 +551,7 @@ async fn the_database_outage_experiment_passes_and_leaves_no_fault_behind() {
     // Readiness reported the outage during the method...
     assert_eq!(run.report["method"][1]["outcome"], "ok", "{:#}", run.report);
     // ...and nothing is left active afterwards.
-    let faults: Value = engine
-        .http
-        .get(engine.url("/api/system/faults"))
-        .bearer_auth("chaos-token")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(faults["faults"], json!([]), "{faults:#}");
+    assert_eq!(active_engine_faults(&engine).await, json!([]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -556,15 +561,5 @@ async fn the_failing_provider_experiment_passes_and_its_fault_is_removed_early()
     // The fault was set for 30 s; the rollback removed it well before.
     assert_eq!(run.report["rollbacks"][0]["outcome"], "ok");
     assert!(run.report["duration_seconds"].as_f64().unwrap() < 30.0);
-    let listed: Value = engine
-        .http
-        .get(engine.url("/api/system/faults"))
-        .bearer_auth("chaos-token")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(listed["faults"], json!([]), "{listed:#}");
+    assert_eq!(active_engine_faults(&engine).await, json!([]));
 }

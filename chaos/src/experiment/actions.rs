@@ -20,8 +20,8 @@ use std::time::Duration;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
-    Kill(KillAction),
-    Pause(PauseAction),
+    Kill(ProcessAction),
+    Pause(ProcessAction),
     ProxyFault(ProxyFaultAction),
     EngineFault(EngineFaultAction),
     Http(HttpAction),
@@ -31,51 +31,49 @@ pub enum Action {
 }
 
 /// Which process: exactly one of the three.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default)]
 pub struct ProcessTarget {
-    #[serde(
-        default,
-        deserialize_with = "super::optional_number_or_text",
-        skip_serializing_if = "Option::is_none"
-    )]
     pub pid: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid_file: Option<String>,
     /// The process listening on this TCP port of this machine.
+    pub port: Option<u16>,
+}
+
+/// `kill` and `pause`: a process (by `pid`, `pid_file` or `port`), and for `kill` the signal,
+/// for `pause` how long.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessAction {
+    #[serde(default, deserialize_with = "super::optional_number_or_text")]
+    pub pid: Option<u32>,
+    #[serde(default)]
+    pub pid_file: Option<String>,
+    #[serde(default, deserialize_with = "super::optional_number_or_text")]
+    pub port: Option<u16>,
+    /// `kill`: `KILL` (default), `TERM`, `INT` or `HUP`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
+    /// `pause`: resumed after this long (the method goes on meanwhile), or at rollback.
     #[serde(
         default,
         deserialize_with = "super::optional_number_or_text",
         skip_serializing_if = "Option::is_none"
     )]
-    pub port: Option<u16>,
+    pub seconds: Option<f64>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KillAction {
-    #[serde(default, deserialize_with = "super::optional_number_or_text")]
-    pub pid: Option<u32>,
-    #[serde(default)]
-    pub pid_file: Option<String>,
-    #[serde(default, deserialize_with = "super::optional_number_or_text")]
-    pub port: Option<u16>,
-    /// `KILL` (default), `TERM`, `INT` or `HUP`.
-    #[serde(default = "sigkill")]
-    pub signal: String,
-}
+impl ProcessAction {
+    fn target(&self) -> ProcessTarget {
+        ProcessTarget {
+            pid: self.pid,
+            pid_file: self.pid_file.clone(),
+            port: self.port,
+        }
+    }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PauseAction {
-    #[serde(default, deserialize_with = "super::optional_number_or_text")]
-    pub pid: Option<u32>,
-    #[serde(default)]
-    pub pid_file: Option<String>,
-    #[serde(default, deserialize_with = "super::optional_number_or_text")]
-    pub port: Option<u16>,
-    /// Resumed after this long (the method goes on meanwhile), or at rollback.
-    #[serde(deserialize_with = "super::number_or_text")]
-    pub seconds: f64,
+    fn signal(&self) -> &str {
+        self.signal.as_deref().unwrap_or("KILL")
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -137,9 +135,6 @@ pub struct WaitAction {
     pub seconds: f64,
 }
 
-fn sigkill() -> String {
-    "KILL".into()
-}
 fn post() -> String {
     "POST".into()
 }
@@ -205,14 +200,6 @@ fn seconds_problem(field: &str, seconds: f64) -> Option<String> {
 }
 
 impl ProcessTarget {
-    fn of(pid: Option<u32>, pid_file: &Option<String>, port: Option<u16>) -> ProcessTarget {
-        ProcessTarget {
-            pid,
-            pid_file: pid_file.clone(),
-            port,
-        }
-    }
-
     fn problems(&self) -> Vec<String> {
         let given = [
             self.pid.is_some(),
@@ -348,20 +335,29 @@ impl Action {
         };
         match self {
             Action::Kill(kill) => {
-                let mut problems =
-                    ProcessTarget::of(kill.pid, &kill.pid_file, kill.port).problems();
-                if signal_number(&kill.signal).is_none() {
+                let mut problems = kill.target().problems();
+                if signal_number(kill.signal()).is_none() {
                     problems.push(format!(
                         "signal {:?} is not one of KILL, TERM, INT, HUP (use `pause` to stop a process)",
-                        kill.signal
+                        kill.signal()
                     ));
+                }
+                if kill.seconds.is_some() {
+                    problems.push("`seconds` is for `pause`; a kill is not undone".into());
                 }
                 problems
             }
             Action::Pause(pause) => {
-                let mut problems =
-                    ProcessTarget::of(pause.pid, &pause.pid_file, pause.port).problems();
-                problems.extend(seconds_problem("seconds", pause.seconds));
+                let mut problems = pause.target().problems();
+                match pause.seconds {
+                    None => problems
+                        .push("a pause needs `seconds`: how long the process stays stopped".into()),
+                    Some(seconds) => problems.extend(seconds_problem("seconds", seconds)),
+                }
+                if pause.signal.is_some() {
+                    problems
+                        .push("`signal` is for `kill`; a pause is SIGSTOP, then SIGCONT".into());
+                }
                 problems
             }
             Action::ProxyFault(fault) => {
@@ -427,24 +423,24 @@ impl Action {
     pub async fn perform(&self) -> Result<Done, String> {
         match self {
             Action::Kill(kill) => {
-                let target = ProcessTarget::of(kill.pid, &kill.pid_file, kill.port);
+                let target = kill.target();
                 let pid = target.resolve()?;
-                let signal = signal_number(&kill.signal).ok_or("unknown signal")?;
+                let signal = signal_number(kill.signal()).ok_or("unknown signal")?;
                 send_signal(pid, signal)?;
                 Ok(Done::action(
                     format!(
                         "sent SIG{} to {} (pid {pid})",
-                        kill.signal.trim_start_matches("SIG"),
+                        kill.signal().trim_start_matches("SIG"),
                         target.describe()
                     ),
                     None,
                 ))
             }
             Action::Pause(pause) => {
-                let target = ProcessTarget::of(pause.pid, &pause.pid_file, pause.port);
+                let target = pause.target();
                 let pid = target.resolve()?;
                 send_signal(pid, libc::SIGSTOP)?;
-                let seconds = pause.seconds;
+                let seconds = pause.seconds.unwrap_or_default();
                 tokio::spawn(async move {
                     tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
                     if send_signal(pid, libc::SIGCONT).is_ok() {
@@ -663,11 +659,15 @@ mod tests {
     fn a_process_target_must_be_named_once_and_never_init() {
         let none = ProcessTarget::default();
         assert_eq!(none.problems().len(), 1);
-        let two = ProcessTarget::of(Some(5), &None, Some(80));
-        assert_eq!(two.problems().len(), 1);
-        let init = ProcessTarget::of(Some(1), &None, None);
+        let target = |pid: Option<u32>, port: Option<u16>| ProcessTarget {
+            pid,
+            pid_file: None,
+            port,
+        };
+        assert_eq!(target(Some(5), Some(80)).problems().len(), 1);
+        let init = target(Some(1), None);
         assert!(init.resolve().unwrap_err().contains("refusing"));
-        let me = ProcessTarget::of(Some(std::process::id()), &None, None);
+        let me = target(Some(std::process::id()), None);
         assert!(me.resolve().unwrap_err().contains("refusing"));
     }
 }
