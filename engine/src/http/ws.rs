@@ -27,6 +27,10 @@ use tokio::task::JoinHandle;
 
 /// Close code 1001: the server is going away; the client should reconnect and resume.
 pub const CLOSE_GOING_AWAY: u16 = 1001;
+/// Initial read buffer of a connection. Clients send only small control messages, and
+/// tungstenite zero-fills the whole buffer when it first reads (its default, 128 KiB, was
+/// nearly all of an idle connection's memory); a larger message grows it.
+const WS_READ_BUFFER: usize = 4 * 1024;
 /// Events read from the store per query while catching up.
 const REPLAY_BATCH: i64 = 500;
 
@@ -66,6 +70,7 @@ pub async fn upgrade(
     let max = state.config.ws_max_message_size;
     Ok(ws
         .max_message_size(max)
+        .read_buffer_size(WS_READ_BUFFER)
         .on_upgrade(move |socket| session(state, socket, query)))
 }
 
