@@ -116,7 +116,7 @@ async fn main() {
         database = Some(name);
     }
     let mut child = command.spawn().expect("start aragora");
-    let api = engine_api(&mut child);
+    let (api, _) = engine_api(&mut child);
     let base = format!("http://{api}");
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(256)

@@ -33,15 +33,22 @@ pub fn serve_command(data_dir: &std::path::Path) -> std::process::Command {
     command
 }
 
-/// The API address a started [`serve_command`] announces (`aragora engine listening api=…`).
-pub fn engine_api(child: &mut std::process::Child) -> String {
+/// The API and WebSocket addresses a started [`serve_command`] announces
+/// (`aragora engine listening api=… ws=…`).
+pub fn engine_api(child: &mut std::process::Child) -> (String, String) {
     use std::io::BufRead;
     let stdout = child.stdout.take().expect("the engine's stdout is piped");
     let mut lines = std::io::BufReader::new(stdout).lines();
     loop {
         let line = lines.next().expect("the engine printed its ports").unwrap();
-        if let Some(rest) = line.strip_prefix("aragora engine listening api=") {
-            return rest.split_whitespace().next().unwrap().to_string();
+        if let Some(rest) = line.strip_prefix("aragora engine listening ") {
+            let addr = |key: &str| {
+                rest.split_whitespace()
+                    .find_map(|field| field.strip_prefix(key))
+                    .expect("the engine printed both addresses")
+                    .to_string()
+            };
+            return (addr("api="), addr("ws="));
         }
     }
 }

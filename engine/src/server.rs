@@ -15,6 +15,7 @@ use crate::metrics::EngineMetrics;
 use crate::orchestrator::Orchestrator;
 use crate::receipts::{KeyError, ReceiptKeys};
 use crate::store::{DebateStore, SqlStore, StoreError};
+use axum::serve::ListenerExt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -192,6 +193,13 @@ pub async fn serve_with(
     let (stop_tx, stop_rx) = watch::channel(false);
     let serve_listener = |listener: TcpListener, router: axum::Router| {
         let mut stop = stop_rx.clone();
+        // Without TCP_NODELAY, a second event written to a watcher before the first is
+        // acknowledged waits for the peer's delayed ACK (up to 40 ms on Linux).
+        let listener = listener.tap_io(|tcp| {
+            if let Err(err) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %err, "cannot set TCP_NODELAY on an accepted connection");
+            }
+        });
         tokio::spawn(async move {
             axum::serve(listener, router)
                 .with_graceful_shutdown(async move {

@@ -16,17 +16,22 @@ use crate::store::DebateStore;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
+use futures::stream::SplitSink;
 use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, Mutex};
 use tokio::task::JoinHandle;
 
 /// Close code 1001: the server is going away; the client should reconnect and resume.
 pub const CLOSE_GOING_AWAY: u16 = 1001;
+/// Initial read buffer of a connection. Clients send only small control messages, and
+/// tungstenite zero-fills the whole buffer when it first reads (its default, 128 KiB, was
+/// nearly all of an idle connection's memory); a larger message grows it.
+const WS_READ_BUFFER: usize = 4 * 1024;
 /// Events read from the store per query while catching up.
 const REPLAY_BATCH: i64 = 500;
 
@@ -66,6 +71,7 @@ pub async fn upgrade(
     let max = state.config.ws_max_message_size;
     Ok(ws
         .max_message_size(max)
+        .read_buffer_size(WS_READ_BUFFER)
         .on_upgrade(move |socket| session(state, socket, query)))
 }
 
@@ -91,6 +97,19 @@ fn client_error(debate_id: Option<&str>, code: &str, message: String) -> String 
     )
 }
 
+/// A connection's sending half, shared by its session and its subscriptions: each
+/// subscription writes its own events, so a live event costs a watcher one task wake-up and
+/// one write, not a hop through a channel to the session's task as well.
+#[derive(Clone)]
+struct Outbox(Arc<Mutex<SplitSink<WebSocket, Message>>>);
+
+impl Outbox {
+    async fn send(&self, text: String) -> Result<(), ()> {
+        let mut sink = self.0.lock().await;
+        sink.send(Message::Text(text.into())).await.map_err(|_| ())
+    }
+}
+
 /// Decrements `aragora_websocket_connections` however the session ends.
 struct ConnectionGauge(prometheus::IntGauge);
 
@@ -105,8 +124,8 @@ async fn session(state: AppState, socket: WebSocket, query: WsQuery) {
     let _gauge = ConnectionGauge(state.metrics.websocket_connections.clone());
     let Ok(core) = state.core() else { return };
     let store = core.store.clone();
-    let (mut sink, mut stream) = socket.split();
-    let (out_tx, mut out_rx) = mpsc::channel::<String>(256);
+    let (sink, mut stream) = socket.split();
+    let out = Outbox(Arc::new(Mutex::new(sink)));
     let mut subscriptions: HashMap<String, JoinHandle<()>> = HashMap::new();
     let subscribe = |id: String, last_seq: i64, subs: &mut HashMap<String, JoinHandle<()>>| {
         if let Some(previous) = subs.remove(&id) {
@@ -117,7 +136,7 @@ async fn session(state: AppState, socket: WebSocket, query: WsQuery) {
             state.hub.clone(),
             id.clone(),
             last_seq,
-            out_tx.clone(),
+            out.clone(),
         ));
         subs.insert(id, task);
     };
@@ -129,11 +148,6 @@ async fn session(state: AppState, socket: WebSocket, query: WsQuery) {
     let mut closing = state.closing.clone();
     loop {
         tokio::select! {
-            Some(text) = out_rx.recv() => {
-                if sink.send(Message::Text(text.into())).await.is_err() {
-                    break;
-                }
-            }
             incoming = stream.next() => match incoming {
                 Some(Ok(Message::Text(text))) => {
                     match serde_json::from_str::<ClientMessage>(&text) {
@@ -148,7 +162,7 @@ async fn session(state: AppState, socket: WebSocket, query: WsQuery) {
                         }
                         Ok(ClientMessage::Ping) => {
                             let pong = notice(EventKind::Heartbeat, None, json!({"pong": true}));
-                            if sink.send(Message::Text(pong.into())).await.is_err() {
+                            if out.send(pong).await.is_err() {
                                 break;
                             }
                         }
@@ -156,7 +170,7 @@ async fn session(state: AppState, socket: WebSocket, query: WsQuery) {
                             let message = client_error(None, "invalid_message", format!(
                                 "{err}; send {{\"type\":\"subscribe\",\"debate_id\":\"ID\",\"last_seq\":0}}"
                             ));
-                            if sink.send(Message::Text(message.into())).await.is_err() {
+                            if out.send(message).await.is_err() {
                                 break;
                             }
                         }
@@ -164,7 +178,7 @@ async fn session(state: AppState, socket: WebSocket, query: WsQuery) {
                 }
                 Some(Ok(Message::Binary(_))) => {
                     let message = client_error(None, "invalid_message", "binary messages are not supported; send JSON text".into());
-                    if sink.send(Message::Text(message.into())).await.is_err() {
+                    if out.send(message).await.is_err() {
                         break;
                     }
                 }
@@ -174,7 +188,7 @@ async fn session(state: AppState, socket: WebSocket, query: WsQuery) {
             _ = heartbeat.tick() => {
                 let ids: Vec<&String> = subscriptions.keys().collect();
                 let beat = notice(EventKind::Heartbeat, None, json!({"subscriptions": ids}));
-                if sink.send(Message::Text(beat.into())).await.is_err() {
+                if out.send(beat).await.is_err() {
                     break;
                 }
             }
@@ -183,7 +197,7 @@ async fn session(state: AppState, socket: WebSocket, query: WsQuery) {
                     code: CLOSE_GOING_AWAY,
                     reason: "server shutting down; reconnect with last_seq to resume".into(),
                 };
-                let _ = sink.send(Message::Close(Some(frame))).await;
+                let _ = out.0.lock().await.send(Message::Close(Some(frame))).await;
                 break;
             }
         }
@@ -206,7 +220,7 @@ async fn catch_up(
     store: &Arc<dyn DebateStore>,
     id: &str,
     last: &mut i64,
-    out: &mpsc::Sender<String>,
+    out: &Outbox,
 ) -> Result<Replay, ()> {
     loop {
         let batch = store.events_after(id, *last, REPLAY_BATCH).await.map_err(
@@ -225,14 +239,14 @@ async fn catch_up(
 }
 
 /// Sends one event and advances `last`; true when it was the debate's end.
-async fn send(out: &mpsc::Sender<String>, event: &DebateEvent, last: &mut i64) -> Result<bool, ()> {
+async fn send(out: &Outbox, event: &DebateEvent, last: &mut i64) -> Result<bool, ()> {
     let text = serde_json::to_string(event).map_err(|_| ())?;
     send_rendered(out, event, &text, last).await
 }
 
 /// [`send`] for a live event the hub already rendered.
 async fn send_rendered(
-    out: &mpsc::Sender<String>,
+    out: &Outbox,
     event: &DebateEvent,
     json: &str,
     last: &mut i64,
@@ -248,7 +262,7 @@ async fn follow(
     hub: EventHub,
     id: String,
     mut last: i64,
-    out: mpsc::Sender<String>,
+    out: Outbox,
 ) {
     let mut live = hub.subscribe(&id);
     let record = match store.debate(&id).await {
