@@ -20,6 +20,11 @@ mod settings;
 mod slo;
 
 use clap::{Args, Parser, Subcommand};
+
+// The gateway's request path allocates on worker threads and frees on the log writer's (and the
+// other way round); glibc's arenas serialize that on a lock, mimalloc does not.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::path::PathBuf;
 use std::process::ExitCode;
 

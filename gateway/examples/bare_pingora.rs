@@ -11,6 +11,11 @@ use pingora::proxy::{http_proxy_service, ProxyHttp, Session};
 use pingora::server::configuration::ServerConf;
 use std::net::SocketAddr;
 
+// The same allocator as the `aragora` binary, so the comparison is of the proxies, not of
+// glibc's malloc.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Bare {
     upstream: SocketAddr,
 }

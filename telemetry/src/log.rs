@@ -165,7 +165,12 @@ pub fn init_logging(level: &str, format: LogFormat) {
     let (writer, guard) = NonBlockingBuilder::default()
         .lossy(false)
         .buffered_lines_limit(64 * 1024)
-        .finish(std::io::stderr());
+        // Buffered: the worker flushes after each batch it drains, so a burst of lines costs one
+        // write(2), not one per line.
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stderr(),
+        ));
     {
         let mut slot = WRITER_GUARD.lock().unwrap_or_else(|e| e.into_inner());
         if slot.is_some() || ACCESS_WRITER.get().is_some() {
