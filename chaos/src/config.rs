@@ -66,20 +66,10 @@ impl DrConfig {
         env: &HashMap<String, String>,
     ) -> Result<Self, Vec<ConfigProblem>> {
         let mut problems = Vec::new();
-        let mut config = match file {
-            Some(path) => aragora_config::from_toml_file(path).unwrap_or_else(|problem| {
-                problems.push(problem);
-                Self::default()
-            }),
-            None => Self::default(),
-        };
+        let mut config: Self = aragora_config::defaults_or_file(file, &mut problems);
         config.apply_env(env, &mut problems);
         problems.extend(config.validate());
-        if problems.is_empty() {
-            Ok(config)
-        } else {
-            Err(problems)
-        }
+        aragora_config::checked(config, problems)
     }
 
     pub fn validate(&self) -> Vec<ConfigProblem> {

@@ -142,6 +142,30 @@ impl FromEnv for Vec<String> {
     }
 }
 
+/// The defaults, or the TOML file's values over them when a file is given; a file that cannot
+/// be read or parsed adds its problem and leaves the defaults.
+pub fn defaults_or_file<T: DeserializeOwned + Default>(
+    file: Option<&Path>,
+    problems: &mut Vec<ConfigProblem>,
+) -> T {
+    match file {
+        Some(path) => from_toml_file(path).unwrap_or_else(|problem| {
+            problems.push(problem);
+            T::default()
+        }),
+        None => T::default(),
+    }
+}
+
+/// `config` when nothing is wrong, else every problem found.
+pub fn checked<T>(config: T, problems: Vec<ConfigProblem>) -> Result<T, Vec<ConfigProblem>> {
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(problems)
+    }
+}
+
 /// Reads a TOML file into a config struct (which should `deny_unknown_fields`), or says why not.
 pub fn from_toml_file<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigProblem> {
     let setting = format!("config file {}", path.display());

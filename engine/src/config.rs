@@ -206,21 +206,11 @@ impl EngineConfig {
         env: &HashMap<String, String>,
     ) -> Result<Self, Vec<ConfigProblem>> {
         let mut problems = Vec::new();
-        let mut config = match file {
-            Some(path) => aragora_config::from_toml_file(path).unwrap_or_else(|problem| {
-                problems.push(problem);
-                Self::default()
-            }),
-            None => Self::default(),
-        };
+        let mut config: Self = aragora_config::defaults_or_file(file, &mut problems);
         config.apply_env(env, &mut problems);
         config.apply_provider_env(env);
         problems.extend(config.validate());
-        if problems.is_empty() {
-            Ok(config)
-        } else {
-            Err(problems)
-        }
+        aragora_config::checked(config, problems)
     }
 
     /// Provider keys, base URLs and models from the environment.

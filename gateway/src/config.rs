@@ -146,13 +146,7 @@ impl GatewayConfig {
     /// it); the problems found reading them.
     pub fn read(file: Option<&Path>, env: &HashMap<String, String>) -> (Self, Vec<ConfigProblem>) {
         let mut problems = Vec::new();
-        let mut config = match file {
-            Some(path) => aragora_config::from_toml_file(path).unwrap_or_else(|problem| {
-                problems.push(problem);
-                Self::default()
-            }),
-            None => Self::default(),
-        };
+        let mut config: Self = aragora_config::defaults_or_file(file, &mut problems);
         config.apply_env(env, &mut problems);
         (config, problems)
     }
@@ -164,11 +158,7 @@ impl GatewayConfig {
     ) -> Result<Self, Vec<ConfigProblem>> {
         let (config, mut problems) = Self::read(file, env);
         problems.extend(config.validate());
-        if problems.is_empty() {
-            Ok(config)
-        } else {
-            Err(problems)
-        }
+        aragora_config::checked(config, problems)
     }
 
     /// Checks every value, including that certificate files exist and parse.

@@ -604,11 +604,7 @@ impl LiveSettings {
                 }
             }
         }
-        if problems.is_empty() {
-            Ok(settings)
-        } else {
-            Err(problems)
-        }
+        aragora_config::checked(settings, problems)
     }
 }
 

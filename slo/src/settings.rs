@@ -48,11 +48,7 @@ impl SloSettings {
         settings.apply_env(env, &mut problems);
         settings.availability_target = as_percent(settings.availability_target);
         settings.debate_success_target = as_percent(settings.debate_success_target);
-        if problems.is_empty() {
-            Ok(settings)
-        } else {
-            Err(problems)
-        }
+        aragora_config::checked(settings, problems)
     }
 
     /// The runbook's three SLOs. `aragora slo check` validates the result like any spec, so

@@ -49,11 +49,7 @@ impl ChaosConfig {
                 ));
             }
         }
-        if problems.is_empty() {
-            Ok(config)
-        } else {
-            Err(problems)
-        }
+        aragora_config::checked(config, problems)
     }
 }
 
