@@ -351,6 +351,8 @@ async fn accept(
     mut effects: watch::Receiver<Arc<Effects>>,
 ) {
     let mut listener = Some(listener);
+    // Said once per failure streak, not every tick while the address stays taken.
+    let mut rebind_failing = false;
     loop {
         let refuse = effects.borrow_and_update().refuse;
         if refuse {
@@ -367,10 +369,14 @@ async fn accept(
             None => match TcpListener::bind(shared.bound).await {
                 Ok(open) => {
                     tracing::info!(proxy = %shared.spec.name, "accepting connections again");
+                    rebind_failing = false;
                     open
                 }
                 Err(err) => {
-                    tracing::error!(proxy = %shared.spec.name, error = %err, "cannot listen again; retrying");
+                    if !rebind_failing {
+                        tracing::error!(proxy = %shared.spec.name, address = %shared.bound, error = %err, "cannot listen again (another process took the port?); retrying every 50 ms");
+                        rebind_failing = true;
+                    }
                     tokio::time::sleep(TICK).await;
                     continue;
                 }
