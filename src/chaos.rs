@@ -9,7 +9,7 @@ use aragora_chaos::proxy_api::{self, Proxies};
 use clap::{Args, Subcommand};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -150,18 +150,12 @@ async fn proxy(specs: &[String], api: SocketAddr) -> ExitCode {
     }
 }
 
-fn default_report_path(file: &Path) -> PathBuf {
-    let stem = file
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "experiment".into());
-    let data_dir = std::env::var_os("ARAGORA_DATA_DIR")
+/// `chaos` in the data directory, where reports go without `--report`.
+fn default_report_dir() -> PathBuf {
+    std::env::var_os("ARAGORA_DATA_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("data"));
-    data_dir.join("chaos").join(format!(
-        "{stem}-{}.json",
-        chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
-    ))
+        .unwrap_or_else(|| PathBuf::from("data"))
+        .join("chaos")
 }
 
 async fn run_experiment(args: &ExperimentArgs, report: Option<PathBuf>, json: bool) -> ExitCode {
@@ -186,15 +180,13 @@ async fn run_experiment(args: &ExperimentArgs, report: Option<PathBuf>, json: bo
         },
     )
     .await;
-    let path = report.unwrap_or_else(|| default_report_path(&args.file));
-    let text = serde_json::to_string_pretty(&outcome).unwrap_or_default();
-    let written = path
-        .parent()
-        .filter(|dir| !dir.as_os_str().is_empty())
-        .map_or(Ok(()), std::fs::create_dir_all)
-        .and_then(|()| std::fs::write(&path, &text));
+    let path = report.unwrap_or_else(|| default_report_dir().join(outcome.file_name()));
+    let written = outcome.write(&path);
     if json {
-        println!("{text}");
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&outcome).unwrap_or_default()
+        );
     } else {
         print!("{}", runner::render(&outcome));
     }

@@ -92,11 +92,7 @@ pub async fn control(args: &ControlArgs) -> ExitCode {
         "/metrics",
         get(move || {
             let registry = metrics_registry.clone();
-            async move {
-                prometheus::TextEncoder::new()
-                    .encode_to_string(&registry.gather())
-                    .unwrap_or_default()
-            }
+            async move { aragora_telemetry::render(&registry) }
         }),
     );
     let listener = match tokio::net::TcpListener::bind(args.listen).await {

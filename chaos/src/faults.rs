@@ -33,6 +33,16 @@ pub enum FaultKind {
 }
 
 impl FaultKind {
+    /// Every kind, in the order [`KINDS`] lists them.
+    pub const ALL: [FaultKind; 6] = [
+        FaultKind::Latency,
+        FaultKind::Bandwidth,
+        FaultKind::Reset,
+        FaultKind::Blackhole,
+        FaultKind::Refuse,
+        FaultKind::Down,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             FaultKind::Latency => "latency",

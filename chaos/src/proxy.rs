@@ -309,14 +309,7 @@ async fn supervise(shared: Arc<Shared>, effects: watch::Sender<Arc<Effects>>) {
                 !expired
             });
             if let Some(metrics) = &shared.metrics {
-                for kind in [
-                    FaultKind::Latency,
-                    FaultKind::Bandwidth,
-                    FaultKind::Reset,
-                    FaultKind::Blackhole,
-                    FaultKind::Refuse,
-                    FaultKind::Down,
-                ] {
+                for kind in FaultKind::ALL {
                     let active = faults
                         .iter()
                         .filter(|f| f.spec.kind == kind && f.active_at(now))

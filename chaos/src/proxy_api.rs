@@ -109,8 +109,6 @@ async fn clear(
 }
 
 async fn metrics(State(proxies): State<Arc<Proxies>>) -> Response {
-    let text = prometheus::TextEncoder::new()
-        .encode_to_string(&proxies.registry.gather())
-        .unwrap_or_default();
+    let text = aragora_telemetry::render(&proxies.registry);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

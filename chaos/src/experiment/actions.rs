@@ -11,6 +11,7 @@
 //! | `wait` | lets the system react | none |
 //! | `probe` | a probe in the middle of the method: a failure is a deviation | none |
 
+use super::client;
 use super::probes::Probe;
 use crate::faults::FaultSpec;
 use serde::{Deserialize, Serialize};
@@ -301,13 +302,8 @@ fn send_signal(pid: u32, signal: libc::c_int) -> Result<(), String> {
     }
 }
 
-fn client(insecure: bool) -> Result<reqwest::Client, String> {
-    reqwest::Client::builder()
-        .danger_accept_invalid_certs(insecure)
-        .timeout(Duration::from_secs(15))
-        .build()
-        .map_err(|err| format!("cannot build an HTTP client: {err}"))
-}
+/// How long an action's own request may take.
+const ACTION_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Sends a request and reads its JSON answer; a non-2xx status is an error with the body.
 async fn call(
@@ -459,7 +455,9 @@ impl Action {
                     fault.proxy
                 );
                 let (_, body) = call(
-                    client(false)?.post(&endpoint).json(&fault.fault),
+                    client(false, ACTION_TIMEOUT)?
+                        .post(&endpoint)
+                        .json(&fault.fault),
                     &format!("the fault proxy at {endpoint}"),
                 )
                 .await?;
@@ -476,7 +474,7 @@ impl Action {
             Action::EngineFault(fault) => {
                 let endpoint = format!("{}/api/system/faults", fault.url.trim_end_matches('/'));
                 let (_, body) = call(
-                    client(fault.insecure)?
+                    client(fault.insecure, ACTION_TIMEOUT)?
                         .post(&endpoint)
                         .bearer_auth(&fault.token)
                         .json(&fault.fault),
@@ -503,7 +501,7 @@ impl Action {
             Action::Http(http) => {
                 let method = reqwest::Method::from_bytes(http.method.as_bytes())
                     .map_err(|err| err.to_string())?;
-                let mut request = client(http.insecure)?.request(method, &http.url);
+                let mut request = client(http.insecure, ACTION_TIMEOUT)?.request(method, &http.url);
                 for (name, value) in &http.headers {
                     request = request.header(name, value);
                 }
@@ -608,7 +606,7 @@ impl Undo {
             },
             Undo::RemoveProxyFault { api, proxy, id } => {
                 let endpoint = format!("{}/proxies/{proxy}/faults/{id}", api.trim_end_matches('/'));
-                remove(client(false)?.delete(&endpoint), &endpoint).await
+                remove(client(false, ACTION_TIMEOUT)?.delete(&endpoint), &endpoint).await
             }
             Undo::RemoveEngineFault {
                 url,
@@ -618,7 +616,9 @@ impl Undo {
             } => {
                 let endpoint = format!("{}/api/system/faults/{id}", url.trim_end_matches('/'));
                 remove(
-                    client(*insecure)?.delete(&endpoint).bearer_auth(token),
+                    client(*insecure, ACTION_TIMEOUT)?
+                        .delete(&endpoint)
+                        .bearer_auth(token),
                     &endpoint,
                 )
                 .await

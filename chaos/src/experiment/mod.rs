@@ -140,6 +140,15 @@ impl<'de> Deserialize<'de> for Step {
     }
 }
 
+/// The HTTP client of a probe or an action: `insecure` accepts a self-signed certificate.
+fn client(insecure: bool, timeout: std::time::Duration) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .danger_accept_invalid_certs(insecure)
+        .timeout(timeout)
+        .build()
+        .map_err(|err| format!("cannot build an HTTP client: {err}"))
+}
+
 /// Why an experiment file cannot be run.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {

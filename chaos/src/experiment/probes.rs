@@ -3,6 +3,7 @@
 //! below a bound), `alert` (an Alertmanager alert firing or not) and `prometheus` (a query's
 //! value within bounds).
 
+use super::client;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -132,23 +133,11 @@ impl Outcome {
     }
 }
 
-fn is_url(url: &str) -> bool {
-    aragora_config::is_http_url(url)
-}
-
-fn client(insecure: bool, timeout: Duration) -> Result<reqwest::Client, String> {
-    reqwest::Client::builder()
-        .danger_accept_invalid_certs(insecure)
-        .timeout(timeout)
-        .build()
-        .map_err(|err| format!("cannot build an HTTP client: {err}"))
-}
-
 impl Probe {
     pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
         let url = |url: &str, problems: &mut Vec<String>| {
-            if !is_url(url) {
+            if !aragora_config::is_http_url(url) {
                 problems.push(format!("{url:?} is not an http(s) URL"));
             }
         };

@@ -93,6 +93,24 @@ pub struct Report {
     pub rollbacks: Vec<StepResult>,
 }
 
+impl Report {
+    /// The name a report gets in a report directory: `<experiment file stem>-<start>.json`.
+    pub fn file_name(&self) -> String {
+        let stem = std::path::Path::new(&self.experiment)
+            .file_stem()
+            .map_or_else(|| "experiment".into(), |s| s.to_string_lossy());
+        format!("{stem}-{}.json", self.started_at.format("%Y%m%dT%H%M%SZ"))
+    }
+
+    /// Writes the report as JSON to `path`, creating its directory.
+    pub fn write(&self, path: &std::path::Path) -> std::io::Result<()> {
+        if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(path, serde_json::to_string_pretty(self)?)
+    }
+}
+
 /// Where the experiment came from and how to show progress.
 pub struct RunOptions<'a> {
     /// The file, for the report.

@@ -103,21 +103,8 @@ async fn run_one(file: &str, report_dir: &std::path::Path) -> &'static str {
         },
     )
     .await;
-    let stem = std::path::Path::new(file)
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "experiment".into());
-    let path = report_dir.join(format!(
-        "{stem}-{}.json",
-        report.started_at.format("%Y%m%dT%H%M%SZ")
-    ));
-    let written = std::fs::create_dir_all(report_dir).and_then(|()| {
-        std::fs::write(
-            &path,
-            serde_json::to_string_pretty(&report).unwrap_or_default(),
-        )
-    });
-    if let Err(err) = written {
+    let path = report_dir.join(report.file_name());
+    if let Err(err) = report.write(&path) {
         tracing::warn!(path = %path.display(), error = %err, "cannot write the chaos report");
     }
     if report.status == runner::Status::Passed {
