@@ -37,7 +37,7 @@ fn json_response(status: u16, body: Value) -> http::Response<Vec<u8>> {
 fn not_found(path: &str, hint: &str) -> http::Response<Vec<u8>> {
     json_response(
         404,
-        json!({"error": {"code": "not_found", "message": format!("no endpoint at {path}; {hint}")}}),
+        aragora_telemetry::error_body("not_found", &format!("no endpoint at {path}; {hint}")),
     )
 }
 
@@ -180,7 +180,7 @@ impl ServeHttp for RedirectApp {
         if !plausible_host(bare_host) {
             return json_response(
                 400,
-                json!({"error": {"code": "bad_host", "message": "the Host header is not a host name or address; send the name this site is served under"}}),
+                aragora_telemetry::error_body("bad_host", "the Host header is not a host name or address; send the name this site is served under"),
             );
         }
         let https_port = self.shared.config().https_port;

@@ -16,7 +16,7 @@
 
 use crate::state::Shared;
 use crate::upstream::Replica;
-use aragora_telemetry::route_template;
+use aragora_telemetry::{error_body, method_label, route_template};
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -191,19 +191,6 @@ struct AccessLine<'a> {
     error: Option<&'a str>,
 }
 
-fn method_label(method: &http::Method) -> &'static str {
-    match *method {
-        http::Method::GET => "GET",
-        http::Method::POST => "POST",
-        http::Method::PUT => "PUT",
-        http::Method::DELETE => "DELETE",
-        http::Method::PATCH => "PATCH",
-        http::Method::HEAD => "HEAD",
-        http::Method::OPTIONS => "OPTIONS",
-        _ => "other",
-    }
-}
-
 /// The first `max` bytes of `text`, cut back to a character boundary (a path may hold
 /// percent-decoded multibyte characters).
 fn truncate_at_char(text: &str, max: usize) -> &str {
@@ -293,7 +280,7 @@ impl Gateway {
         retry_after: Option<u64>,
     ) -> Result<bool> {
         ctx.refusal = Some(code);
-        let body = json!({"error": {"code": code, "message": message}});
+        let body = error_body(code, &message);
         self.answer(session, ctx, status, body, retry_after).await
     }
 }
@@ -740,7 +727,7 @@ impl ProxyHttp for Gateway {
         };
         ctx.refusal.get_or_insert(code);
         let retry_after = (status == 503).then_some(1);
-        let body = json!({"error": {"code": code, "message": message}});
+        let body = error_body(code, &message);
         if session.response_written().is_none() {
             let _ = self.answer(session, ctx, status, body, retry_after).await;
         }

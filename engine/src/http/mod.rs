@@ -185,22 +185,6 @@ async fn method_not_allowed(request: Request) -> ApiError {
     )
 }
 
-/// The `method` label: the standard methods, anything else as `other`, so a client inventing
-/// methods cannot grow the label set.
-fn method_label(method: &axum::http::Method) -> &'static str {
-    use axum::http::Method;
-    match *method {
-        Method::GET => "GET",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::DELETE => "DELETE",
-        Method::PATCH => "PATCH",
-        Method::HEAD => "HEAD",
-        Method::OPTIONS => "OPTIONS",
-        _ => "other",
-    }
-}
-
 /// Counts every request and observes its latency under the route template.
 async fn record_request(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
@@ -209,7 +193,7 @@ async fn record_request(State(state): State<AppState>, request: Request, next: N
         .get::<MatchedPath>()
         .map(|path| path.as_str().to_string())
         .unwrap_or_else(|| "unmatched".to_string());
-    let method = method_label(request.method());
+    let method = aragora_telemetry::method_label(request.method());
     let response = next.run(request).await.into_response();
     let status = response.status();
     state

@@ -1,0 +1,111 @@
+//! What the HTTP surfaces of every component share: the route templates that bound the
+//! `route` label, the `method` label, and the one error envelope every non-2xx JSON answer
+//! carries (`{"error": {"code", "message"}}`), whether the engine, the gateway's edge and admin
+//! listeners or the chaos proxy's API writes it.
+
+use serde_json::{json, Value};
+
+/// The engine's route templates: the `route` label values both the engine (from its router)
+/// and the gateway (from [`route_template`]) use.
+pub const ROUTES: &[&str] = &[
+    "/api/debates",
+    "/api/debates/{id}",
+    "/api/debates/{id}/messages",
+    "/api/debates/{id}/cancel",
+    "/api/debates/{id}/receipt",
+    "/api/v1/debates",
+    "/api/v1/debates/{id}",
+    "/api/v1/debates/{id}/messages",
+    "/api/v1/debates/{id}/cancel",
+    "/api/v1/debates/{id}/receipt",
+    "/api/agents",
+    "/api/receipts/verify",
+    "/api/health",
+    "/api/health/db",
+    "/api/system/circuit-breakers",
+    "/api/system/circuit-breakers/reset",
+    "/api/system/circuit-breakers/{agent}/reset",
+    "/api/system/faults",
+    "/api/system/faults/{id}",
+    "/api/slo",
+    "/api/drills",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/ws",
+];
+
+/// The route template a raw path belongs to (`/api/debates/abc` → `/api/debates/{id}`), or
+/// `unmatched`: label values stay bounded whatever clients send.
+pub fn route_template(path: &str) -> &'static str {
+    // On the gateway's hot path: compare segment by segment without allocating.
+    let path = path.trim_end_matches('/');
+    ROUTES
+        .iter()
+        .find(|template| {
+            let mut parts = template.split('/');
+            let mut segments = path.split('/');
+            loop {
+                match (parts.next(), segments.next()) {
+                    (None, None) => return true,
+                    (Some(part), Some(segment)) if part.starts_with('{') || part == segment => {}
+                    _ => return false,
+                }
+            }
+        })
+        .copied()
+        .unwrap_or("unmatched")
+}
+
+/// The `method` label: the standard methods, anything else as `other`, so a client inventing
+/// methods cannot grow the label set.
+pub fn method_label(method: &::http::Method) -> &'static str {
+    use ::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// The error envelope: `code` is a stable machine-readable word, `message` says what was wrong
+/// and what to do about it.
+pub fn error_body(code: &str, message: &str) -> Value {
+    json!({"error": {"code": code, "message": message}})
+}
+
+#[cfg(test)]
+mod route_tests {
+    use super::{error_body, method_label, route_template};
+
+    #[test]
+    fn raw_paths_map_to_templates() {
+        assert_eq!(route_template("/api/debates/3f2a"), "/api/debates/{id}");
+        assert_eq!(
+            route_template("/api/v1/debates/3f2a/cancel"),
+            "/api/v1/debates/{id}/cancel"
+        );
+        assert_eq!(route_template("/api/debates"), "/api/debates");
+        assert_eq!(route_template("/api/debates/"), "/api/debates");
+        assert_eq!(route_template("/wp-admin/login.php"), "unmatched");
+    }
+
+    #[test]
+    fn invented_methods_share_one_label() {
+        let invented = ::http::Method::from_bytes(b"BREW").unwrap();
+        assert_eq!(method_label(&invented), "other");
+        assert_eq!(method_label(&::http::Method::DELETE), "DELETE");
+    }
+
+    #[test]
+    fn the_envelope_nests_code_and_message() {
+        let body = error_body("not_found", "no debate abc");
+        assert_eq!(body["error"]["code"], "not_found");
+        assert_eq!(body["error"]["message"], "no debate abc");
+    }
+}
