@@ -326,3 +326,59 @@ impl GatewayConfig {
         problems
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems_of(config: &GatewayConfig, setting: &str) -> Vec<String> {
+        config
+            .validate()
+            .into_iter()
+            .filter(|problem| problem.setting == setting)
+            .map(|problem| problem.message)
+            .collect()
+    }
+
+    #[test]
+    fn list_settings_are_stored_parsed_and_bad_entries_reported_by_name() {
+        let env = aragora_config::env_map(&[
+            ("ARAGORA_TRUSTED_PROXIES", "10.0.0.0/8, 192.168.1.1"),
+            ("ARAGORA_RATE_LIMIT_ROUTES", "post /api/debates=10"),
+            ("ARAGORA_RATE_LIMIT_ALLOW", "10.0.0.0/8,nope"),
+        ]);
+        let (config, read_problems) = GatewayConfig::read(None, &env);
+        assert!(read_problems.is_empty(), "{read_problems:?}");
+        assert_eq!(config.trusted_proxies.entries().len(), 2);
+        assert_eq!(config.rate_limit_routes.entries()[0].method, "POST");
+        assert_eq!(
+            problems_of(&config, "ARAGORA_TRUSTED_PROXIES"),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            problems_of(&config, "ARAGORA_RATE_LIMIT_ALLOW"),
+            ["\"nope\" is not a CIDR (10.0.0.0/8) or an address"]
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("gateway.toml");
+        std::fs::write(
+            &file,
+            "trusted_proxies = [\"10.0.0.0/33\"]\nrate_limit_routes = [\"POST /api/debates\"]\n",
+        )
+        .unwrap();
+        let (config, read_problems) = GatewayConfig::read(Some(&file), &Default::default());
+        assert!(
+            read_problems.is_empty(),
+            "a bad entry is not a bad file: {read_problems:?}"
+        );
+        assert_eq!(
+            problems_of(&config, "ARAGORA_TRUSTED_PROXIES"),
+            ["\"10.0.0.0/33\" is not a CIDR (10.0.0.0/8) or an address"]
+        );
+        assert_eq!(
+            problems_of(&config, "ARAGORA_RATE_LIMIT_ROUTES"),
+            ["\"POST /api/debates\" is not METHOD /route=N (for example \"POST /api/debates=10\")"]
+        );
+    }
+}
