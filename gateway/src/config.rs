@@ -3,6 +3,8 @@
 //! reported at once, and nothing is bound before the configuration validates (the rustls
 //! listener panics on a bad certificate path, so paths are checked here first).
 
+use crate::limit::RouteLimit;
+use crate::parsed::{Networks, ParsedList};
 use aragora_config::ConfigProblem;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -41,9 +43,9 @@ pub struct GatewayConfig {
     pub acme_challenge_dir: Option<PathBuf>,
     pub rate_limit_per_minute: u64,
     pub rate_limit_burst: u64,
-    pub trusted_proxies: Vec<String>,
-    pub rate_limit_routes: Vec<String>,
-    pub rate_limit_allow: Vec<String>,
+    pub trusted_proxies: Networks,
+    pub rate_limit_routes: ParsedList<RouteLimit>,
+    pub rate_limit_allow: Networks,
     pub redis_url: Option<String>,
     pub rate_limit_fail_open: bool,
     pub rate_limit_key_prefix: String,
@@ -122,9 +124,9 @@ impl Default for GatewayConfig {
             acme_challenge_dir: None,
             rate_limit_per_minute: 100,
             rate_limit_burst: 0,
-            trusted_proxies: Vec::new(),
-            rate_limit_routes: Vec::new(),
-            rate_limit_allow: Vec::new(),
+            trusted_proxies: Networks::default(),
+            rate_limit_routes: ParsedList::default(),
+            rate_limit_allow: Networks::default(),
             redis_url: None,
             rate_limit_fail_open: true,
             rate_limit_key_prefix: "aragora:ratelimit:".into(),
@@ -289,10 +291,10 @@ impl GatewayConfig {
             "ARAGORA_GATEWAY_THREADS",
             "use 1 to 256".into(),
         );
-        if let Err(reason) = crate::limit::parse_networks(&self.trusted_proxies) {
+        if let Some(reason) = self.trusted_proxies.problem() {
             problems.push(ConfigProblem::new("ARAGORA_TRUSTED_PROXIES", reason));
         }
-        if let Err(reason) = crate::limit::parse_networks(&self.rate_limit_allow) {
+        if let Some(reason) = self.rate_limit_allow.problem() {
             problems.push(ConfigProblem::new("ARAGORA_RATE_LIMIT_ALLOW", reason));
         }
         if let Some(url) = &self.redis_url {
@@ -303,7 +305,7 @@ impl GatewayConfig {
                 ));
             }
         }
-        if let Err(reason) = crate::limit::parse_route_limits(&self.rate_limit_routes) {
+        if let Some(reason) = self.rate_limit_routes.problem() {
             problems.push(ConfigProblem::new("ARAGORA_RATE_LIMIT_ROUTES", reason));
         }
         match (&self.tls_cert, &self.tls_key) {
@@ -322,5 +324,61 @@ impl GatewayConfig {
             )),
         }
         problems
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems_of(config: &GatewayConfig, setting: &str) -> Vec<String> {
+        config
+            .validate()
+            .into_iter()
+            .filter(|problem| problem.setting == setting)
+            .map(|problem| problem.message)
+            .collect()
+    }
+
+    #[test]
+    fn list_settings_are_stored_parsed_and_bad_entries_reported_by_name() {
+        let env = aragora_config::env_map(&[
+            ("ARAGORA_TRUSTED_PROXIES", "10.0.0.0/8, 192.168.1.1"),
+            ("ARAGORA_RATE_LIMIT_ROUTES", "post /api/debates=10"),
+            ("ARAGORA_RATE_LIMIT_ALLOW", "10.0.0.0/8,nope"),
+        ]);
+        let (config, read_problems) = GatewayConfig::read(None, &env);
+        assert!(read_problems.is_empty(), "{read_problems:?}");
+        assert_eq!(config.trusted_proxies.entries().len(), 2);
+        assert_eq!(config.rate_limit_routes.entries()[0].method, "POST");
+        assert_eq!(
+            problems_of(&config, "ARAGORA_TRUSTED_PROXIES"),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            problems_of(&config, "ARAGORA_RATE_LIMIT_ALLOW"),
+            ["\"nope\" is not a CIDR (10.0.0.0/8) or an address"]
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("gateway.toml");
+        std::fs::write(
+            &file,
+            "trusted_proxies = [\"10.0.0.0/33\"]\nrate_limit_routes = [\"POST /api/debates\"]\n",
+        )
+        .unwrap();
+        let (config, read_problems) = GatewayConfig::read(Some(&file), &Default::default());
+        assert!(
+            read_problems.is_empty(),
+            "a bad entry is not a bad file: {read_problems:?}"
+        );
+        assert_eq!(
+            problems_of(&config, "ARAGORA_TRUSTED_PROXIES"),
+            ["\"10.0.0.0/33\" is not a CIDR (10.0.0.0/8) or an address"]
+        );
+        assert_eq!(
+            problems_of(&config, "ARAGORA_RATE_LIMIT_ROUTES"),
+            ["\"POST /api/debates\" is not METHOD /route=N (for example \"POST /api/debates=10\")"]
+        );
     }
 }

@@ -17,10 +17,15 @@
 //! after pingora's fixed grace period.
 
 pub mod admin;
+pub mod client;
 pub mod config;
 pub mod connections;
+pub mod health;
 pub mod limit;
+pub mod parsed;
 pub mod proxy;
+pub mod refusal;
+pub mod route;
 pub mod state;
 pub mod tls;
 pub mod trace;
@@ -91,7 +96,7 @@ impl BackgroundService for HealthService {
             redis.start().await;
         }
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let checks = upstream::run_health_checks(self.shared.clone(), stop_rx);
+        let checks = health::run_health_checks(self.shared.clone(), stop_rx);
         tokio::select! {
             _ = checks => {}
             _ = shutdown.changed() => { let _ = stop_tx.send(true); }

@@ -1,14 +1,16 @@
 //! Rate limiting per client, on this gateway (GCRA, the generic cell rate algorithm).
 //!
-//! A client may send `rate_per_minute` requests per minute on average and up to `burst` at
-//! once. The client is the connection's peer address; `X-Forwarded-For` is believed only when
-//! the peer is one of `ARAGORA_TRUSTED_PROXIES`, so a client cannot pick its own bucket by
-//! sending the header. Every answer carries `RateLimit-Limit`, `RateLimit-Remaining` and
-//! `RateLimit-Reset`; a refused request gets 429 with `Retry-After`.
+//! A client (as the `client` module identifies it) may send `rate_per_minute` requests per minute
+//! on average and up to `burst` at once; a route may have its own limit
+//! (`ARAGORA_RATE_LIMIT_ROUTES`), and allow-listed clients none. [`decide`] is the whole
+//! decision, returning a [`Verdict`]; every answer carries `RateLimit-Limit`,
+//! `RateLimit-Remaining` and `RateLimit-Reset`, and a refused request gets 429 with
+//! `Retry-After` (worded by the `refusal` module).
 //!
 //! With Redis configured, [`SharedLimiter`] makes the limit one across all gateway replicas;
 //! the local limiter stays in front of it.
 
+use crate::parsed::Entry;
 use ipnet::IpNet;
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -26,6 +28,14 @@ pub struct Decision {
     pub reset_secs: u64,
     /// Seconds to wait before a refused request can succeed (`Retry-After`).
     pub retry_after_secs: u64,
+}
+
+/// What float arithmetic on instants may be off by; never a request's worth.
+const ROUNDING: f64 = 1e-9;
+
+/// Seconds rounded up, unless only rounding put them above a whole second.
+fn whole_secs(seconds: f64) -> u64 {
+    (seconds - ROUNDING).ceil().max(0.0) as u64
 }
 
 pub struct RateLimiter {
@@ -60,25 +70,29 @@ impl RateLimiter {
         let capacity = self.burst as f64 * self.interval;
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         let tat = buckets.get(&client).copied().unwrap_or(now).max(now);
-        let new_tat = tat + self.interval;
-        let allow_at = new_tat - capacity;
-        if now < allow_at {
+        // How far the client is ahead of the steady rate, against how far it may be. Compared
+        // as differences, not as `now < tat + interval - capacity`: that sum rounds, and with a
+        // burst of 1 it refused a client's very first request at some instants.
+        let ahead = tat - now;
+        let slack = capacity - self.interval;
+        if ahead > slack + ROUNDING {
             return Decision {
                 allowed: false,
                 limit: self.burst,
                 remaining: 0,
-                reset_secs: (tat - now).ceil() as u64,
-                retry_after_secs: (allow_at - now).ceil().max(1.0) as u64,
+                reset_secs: whole_secs(ahead),
+                retry_after_secs: whole_secs(ahead - slack).max(1),
             };
         }
+        let new_tat = tat + self.interval;
         buckets.insert(client, new_tat);
         // The epsilon keeps float rounding (47.999... for 48) from costing a request.
-        let remaining = ((now - allow_at) / self.interval + 1e-9).floor() as u64;
+        let remaining = ((slack - ahead) / self.interval + ROUNDING).floor() as u64;
         Decision {
             allowed: true,
             limit: self.burst,
             remaining: remaining.min(self.burst - 1),
-            reset_secs: (new_tat - now).ceil() as u64,
+            reset_secs: whole_secs(new_tat - now),
             retry_after_secs: 0,
         }
     }
@@ -108,32 +122,6 @@ impl RateLimiter {
     }
 }
 
-/// The client a request is from: the peer, or the nearest untrusted address in
-/// `X-Forwarded-For` when the peer is a trusted proxy.
-pub fn client_address(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[IpNet]) -> IpAddr {
-    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
-    if !is_trusted(&peer) {
-        return peer;
-    }
-    let Some(chain) = forwarded_for else {
-        return peer;
-    };
-    // Walk from the nearest hop outwards; the first address not ours is the client.
-    let mut client = peer;
-    for hop in chain.rsplit(',').map(str::trim) {
-        match hop.parse::<IpAddr>() {
-            Ok(ip) => {
-                client = ip;
-                if !is_trusted(&ip) {
-                    break;
-                }
-            }
-            Err(_) => break,
-        }
-    }
-    client
-}
-
 /// A stricter (or looser) limit for one route: `POST /api/debates=10`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteLimit {
@@ -142,47 +130,185 @@ pub struct RouteLimit {
     pub per_minute: u64,
 }
 
-/// Parses `ARAGORA_RATE_LIMIT_ROUTES` entries (`METHOD /route/template=N`).
-pub fn parse_route_limits(entries: &[String]) -> Result<Vec<RouteLimit>, String> {
-    entries
-        .iter()
-        .map(|entry| {
-            let hint = || {
-                format!("{entry:?} is not METHOD /route=N (for example \"POST /api/debates=10\")")
-            };
-            let (target, rate) = entry.rsplit_once('=').ok_or_else(hint)?;
-            let (method, route) = target.trim().split_once(' ').ok_or_else(hint)?;
-            let per_minute: u64 = rate.trim().parse().map_err(|_| hint())?;
-            let route = route.trim();
-            let template = aragora_telemetry::ROUTES
-                .iter()
-                .find(|known| **known == route)
-                .ok_or_else(|| {
-                    format!(
-                        "{route:?} is not a route template; use one of {}",
-                        aragora_telemetry::ROUTES.join(", ")
-                    )
-                })?;
-            Ok(RouteLimit {
-                method: method.trim().to_ascii_uppercase(),
-                route: template,
-                per_minute,
-            })
+/// An `ARAGORA_RATE_LIMIT_ROUTES` entry: `METHOD /route/template=N`.
+impl Entry for RouteLimit {
+    fn parse(entry: &str) -> Result<Self, String> {
+        let hint =
+            || format!("{entry:?} is not METHOD /route=N (for example \"POST /api/debates=10\")");
+        let (target, rate) = entry.rsplit_once('=').ok_or_else(hint)?;
+        let (method, route) = target.trim().split_once(' ').ok_or_else(hint)?;
+        let per_minute: u64 = rate.trim().parse().map_err(|_| hint())?;
+        let route = route.trim();
+        let template = aragora_telemetry::ROUTES
+            .iter()
+            .find(|known| **known == route)
+            .ok_or_else(|| {
+                format!(
+                    "{route:?} is not a route template; use one of {}",
+                    aragora_telemetry::ROUTES.join(", ")
+                )
+            })?;
+        Ok(RouteLimit {
+            method: method.trim().to_ascii_uppercase(),
+            route: template,
+            per_minute,
         })
-        .collect()
+    }
 }
 
-/// Parses `ARAGORA_TRUSTED_PROXIES` entries (CIDRs or single addresses).
-pub fn parse_networks(entries: &[String]) -> Result<Vec<IpNet>, String> {
-    entries
-        .iter()
-        .map(|entry| {
-            entry
-                .parse::<IpNet>()
-                .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
-                .map_err(|_| format!("{entry:?} is not a CIDR (10.0.0.0/8) or an address"))
-        })
-        .collect()
+/// Rate limiting as configured: the default limiter (None when off), the routes' own, and the
+/// clients never limited. Rebuilt when a reload changes them.
+pub struct Limits {
+    pub limiter: Option<RateLimiter>,
+    /// Per-route limiters, by (method, route template), replacing the default there.
+    pub routes: Vec<(RouteLimit, Option<RateLimiter>)>,
+    allow: Vec<IpNet>,
+    /// Refusals per client, for the admin listener's top list (bounded).
+    refused: Mutex<HashMap<IpAddr, u64>>,
+}
+
+/// Clients whose refusals are remembered for `/api/system/rate-limits`.
+const REFUSED_CLIENTS_KEPT: usize = 10_000;
+
+impl Limits {
+    /// `per_minute` 0 turns the default limit off; a route's 0 turns limiting off there.
+    pub fn new(per_minute: u64, burst: u64, routes: &[RouteLimit], allow: &[IpNet]) -> Self {
+        let routes = routes
+            .iter()
+            .map(|route| {
+                let limiter = RateLimiter::new(route.per_minute, route.per_minute);
+                (route.clone(), limiter)
+            })
+            .collect();
+        Self {
+            limiter: RateLimiter::new(per_minute, burst),
+            routes,
+            allow: allow.to_vec(),
+            refused: Mutex::default(),
+        }
+    }
+
+    /// The limiter for a request (the route's own if configured, else the default) and
+    /// whether it is a route's.
+    fn limiter_for(&self, method: &str, route: &str) -> Option<(&RateLimiter, bool)> {
+        match self
+            .routes
+            .iter()
+            .find(|(r, _)| r.method == method && r.route == route)
+        {
+            Some((_, limiter)) => limiter.as_ref().map(|l| (l, true)),
+            None => self.limiter.as_ref().map(|l| (l, false)),
+        }
+    }
+
+    fn note_refusal(&self, client: IpAddr) {
+        let mut refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
+        if refused.len() < REFUSED_CLIENTS_KEPT || refused.contains_key(&client) {
+            *refused.entry(client).or_default() += 1;
+        }
+    }
+
+    /// The clients refused most, most first.
+    pub fn top_refused(&self, count: usize) -> Vec<(IpAddr, u64)> {
+        let refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
+        let mut top: Vec<(IpAddr, u64)> = refused.iter().map(|(ip, n)| (*ip, *n)).collect();
+        top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        top.truncate(count);
+        top
+    }
+
+    pub fn sweep(&self) {
+        for limiter in self
+            .limiter
+            .iter()
+            .chain(self.routes.iter().filter_map(|(_, l)| l.as_ref()))
+        {
+            limiter.sweep();
+        }
+    }
+}
+
+/// What the rate limit says about one request.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Verdict {
+    /// No limit applies: limiting is off for the route, or the client is on the allow list.
+    Unlimited,
+    /// Within the limit.
+    Allowed(Decision),
+    /// Over the limit of `per_minute`; `retry_after_secs` says when to come back.
+    OverLimit { decision: Decision, per_minute: u64 },
+    /// Within this gateway's limit, but Redis does not answer and
+    /// `ARAGORA_RATE_LIMIT_FAIL_OPEN` is false, so the shared limit cannot vouch for it.
+    Unverified(Decision),
+}
+
+impl Verdict {
+    /// The decision the `RateLimit-*` headers report.
+    pub fn decision(&self) -> Option<Decision> {
+        match *self {
+            Verdict::Unlimited => None,
+            Verdict::Allowed(decision)
+            | Verdict::OverLimit { decision, .. }
+            | Verdict::Unverified(decision) => Some(decision),
+        }
+    }
+
+    pub fn refused(&self) -> bool {
+        matches!(self, Verdict::OverLimit { .. } | Verdict::Unverified(_))
+    }
+}
+
+/// The rate limit's verdict on a request of `client` to `method route`: the route's own limit
+/// or the default, this gateway's GCRA first, then the one shared through Redis (asked only
+/// about requests the local one lets through). Redis not answering falls back to the local
+/// decision, or refuses when fail-open is off. Refusals are counted per client.
+pub async fn decide(
+    limits: &Limits,
+    shared: Option<&SharedLimiter>,
+    client: IpAddr,
+    method: &str,
+    route: &str,
+) -> Verdict {
+    let Some((limiter, per_route)) = limits.limiter_for(method, route) else {
+        return Verdict::Unlimited;
+    };
+    if crate::parsed::contains(&limits.allow, &client) {
+        return Verdict::Unlimited;
+    }
+    let judged = |decision: Decision| {
+        if decision.allowed {
+            Verdict::Allowed(decision)
+        } else {
+            Verdict::OverLimit {
+                decision,
+                per_minute: limiter.per_minute(),
+            }
+        }
+    };
+    let local = limiter.check(client);
+    let verdict = match shared.filter(|_| local.allowed) {
+        None => judged(local),
+        Some(redis) => {
+            // A route's limit has its own buckets, apart from the default's.
+            let key = if per_route {
+                format!("{method} {route} {client}")
+            } else {
+                client.to_string()
+            };
+            match redis
+                .check(&key, limiter.per_minute(), limiter.burst())
+                .await
+            {
+                Some(decision) => judged(decision),
+                None if redis.fail_open() => Verdict::Allowed(local),
+                None => Verdict::Unverified(local),
+            }
+        }
+    };
+    if verdict.refused() {
+        limits.note_refusal(client);
+    }
+    verdict
 }
 
 /// The limit shared by every gateway replica: one GCRA state per client in Redis, updated
@@ -368,40 +494,32 @@ mod tests {
     }
 
     #[test]
-    fn forwarded_for_is_believed_only_from_trusted_proxies() {
-        let trusted = parse_networks(&["10.0.0.0/8".into(), "192.168.1.1".into()]).unwrap();
-        let spoofed = client_address(ip("203.0.113.9"), Some("1.2.3.4"), &trusted);
-        assert_eq!(
-            spoofed,
-            ip("203.0.113.9"),
-            "an untrusted peer cannot choose its address"
-        );
-        let via_proxy = client_address(ip("10.1.2.3"), Some("1.2.3.4, 10.9.9.9"), &trusted);
-        assert_eq!(
-            via_proxy,
-            ip("1.2.3.4"),
-            "the nearest untrusted hop is the client"
-        );
-        assert!(parse_networks(&["not-a-net".into()]).is_err());
-    }
-
-    #[test]
     fn route_limits_name_real_routes() {
-        let parsed = parse_route_limits(&["post /api/debates=10".into()]).unwrap();
         assert_eq!(
-            parsed[0],
+            RouteLimit::parse("post /api/debates=10").unwrap(),
             RouteLimit {
                 method: "POST".into(),
                 route: "/api/debates",
                 per_minute: 10
             }
         );
-        assert!(parse_route_limits(&["POST /api/nope=1".into()])
+        assert!(RouteLimit::parse("POST /api/nope=1")
             .unwrap_err()
             .contains("route template"));
-        assert!(parse_route_limits(&["POST /api/debates".into()])
+        assert!(RouteLimit::parse("POST /api/debates")
             .unwrap_err()
             .contains("METHOD /route=N"));
+    }
+
+    #[test]
+    fn a_burst_of_one_admits_a_first_request_at_any_instant() {
+        // Instants at which `now + 60 - 60` rounds above `now`.
+        for now in [0.1, 0.7, 1.1, 123.456, 5.5e-5] {
+            let limiter = RateLimiter::new(1, 1).unwrap();
+            assert!(limiter.check_at(ip("10.0.0.1"), now).allowed, "at {now}");
+            let refused = limiter.check_at(ip("10.0.0.1"), now);
+            assert_eq!((refused.allowed, refused.retry_after_secs), (false, 60));
+        }
     }
 
     #[test]
@@ -415,5 +533,132 @@ mod tests {
             "the first client recovered after a second"
         );
         assert_eq!(limiter.sweep_at(6.5), 0);
+    }
+    fn net(text: &str) -> IpNet {
+        text.parse().unwrap()
+    }
+
+    fn redis(url: &str, fail_open: bool) -> SharedLimiter {
+        let prefix = format!("aragora-test:{}:", uuid::Uuid::new_v4());
+        let errors = prometheus::IntCounter::new("errors", "Redis errors").unwrap();
+        SharedLimiter::new(url, &prefix, fail_open, errors).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_verdict_allows_the_burst_then_refuses_with_retry_after() {
+        // One a minute, two at once: the third request waits a whole interval.
+        let limits = Limits::new(1, 2, &[], &[]);
+        let client = ip("10.0.0.1");
+        let mut remaining = Vec::new();
+        for _ in 0..2 {
+            match decide(&limits, None, client, "GET", "/api/debates").await {
+                Verdict::Allowed(decision) => remaining.push(decision.remaining),
+                other => panic!("within the burst, got {other:?}"),
+            }
+        }
+        assert_eq!(remaining, vec![1, 0]);
+        let refused = decide(&limits, None, client, "GET", "/api/debates").await;
+        let Verdict::OverLimit {
+            decision,
+            per_minute,
+        } = refused
+        else {
+            panic!("over the burst, got {refused:?}");
+        };
+        assert_eq!((decision.retry_after_secs, per_minute), (60, 1));
+        assert_eq!(
+            refused.decision(),
+            Some(decision),
+            "reported in the headers"
+        );
+        assert_eq!(
+            limits.top_refused(5),
+            vec![(client, 1)],
+            "counted per client"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_route_override_replaces_the_default_there_only() {
+        let routes = [
+            RouteLimit::parse("POST /api/debates=1").unwrap(),
+            RouteLimit::parse("GET /api/agents=0").unwrap(),
+        ];
+        let limits = Limits::new(100, 100, &routes, &[net("192.168.0.0/16")]);
+        let client = ip("10.0.0.1");
+        assert!(matches!(
+            decide(&limits, None, client, "POST", "/api/debates").await,
+            Verdict::Allowed(_)
+        ));
+        let second = decide(&limits, None, client, "POST", "/api/debates").await;
+        assert!(
+            matches!(second, Verdict::OverLimit { per_minute: 1, .. }),
+            "the route's limit, got {second:?}"
+        );
+        let other_route = decide(&limits, None, client, "GET", "/api/debates").await;
+        assert!(
+            matches!(other_route, Verdict::Allowed(d) if d.limit == 100),
+            "the default elsewhere, got {other_route:?}"
+        );
+        assert_eq!(
+            decide(&limits, None, client, "GET", "/api/agents").await,
+            Verdict::Unlimited,
+            "a route's 0 turns limiting off there"
+        );
+        for _ in 0..3 {
+            assert_eq!(
+                decide(&limits, None, ip("192.168.3.4"), "POST", "/api/debates").await,
+                Verdict::Unlimited,
+                "an allow-listed client is never limited"
+            );
+        }
+        assert_eq!(
+            decide(&Limits::new(0, 0, &[], &[]), None, client, "GET", "/").await,
+            Verdict::Unlimited
+        );
+    }
+
+    #[tokio::test]
+    async fn redis_not_answering_falls_back_to_the_local_decision_unless_fail_closed() {
+        // Nothing listens on port 1, and the client is never connected.
+        let client = ip("10.0.0.1");
+        let open = redis("redis://127.0.0.1:1", true);
+        let limits = Limits::new(60, 2, &[], &[]);
+        let verdict = decide(&limits, Some(&open), client, "GET", "/api/debates").await;
+        assert!(
+            matches!(verdict, Verdict::Allowed(d) if d.remaining == 1),
+            "fail open: this gateway's own decision, got {verdict:?}"
+        );
+        assert_eq!(open.errors.get(), 1, "the failed call is counted");
+        let closed = redis("redis://127.0.0.1:1", false);
+        let verdict = decide(&limits, Some(&closed), client, "GET", "/api/debates").await;
+        assert!(
+            matches!(verdict, Verdict::Unverified(d) if d.allowed),
+            "fail closed: refused although within the local limit, got {verdict:?}"
+        );
+        assert!(verdict.refused());
+        let over = decide(&limits, Some(&closed), client, "GET", "/api/debates").await;
+        assert!(
+            matches!(over, Verdict::OverLimit { .. }),
+            "over the local limit Redis is not asked, got {over:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_redis_limit_is_one_across_gateways() {
+        let shared = redis("redis://127.0.0.1:6379", false);
+        shared.start().await;
+        let client = ip("10.0.0.1");
+        // Two gateways, each with its own local limiter, one request a minute between them.
+        let first = Limits::new(1, 1, &[], &[]);
+        let second = Limits::new(1, 1, &[], &[]);
+        let verdict = decide(&first, Some(&shared), client, "GET", "/api/debates").await;
+        assert!(matches!(verdict, Verdict::Allowed(_)), "got {verdict:?}");
+        let verdict = decide(&second, Some(&shared), client, "GET", "/api/debates").await;
+        let Verdict::OverLimit { decision, .. } = verdict else {
+            panic!("the other gateway's request counts here too, got {verdict:?}");
+        };
+        assert!((59..=60).contains(&decision.retry_after_secs));
+        assert!(shared.is_up());
     }
 }

@@ -2,6 +2,7 @@
 //! (draining, maintenance) with the in-flight count that drain waits on.
 
 use crate::config::GatewayConfig;
+use crate::limit::{Limits, SharedLimiter};
 use crate::upstream::UpstreamPool;
 use aragora_telemetry::catalogue as cat;
 use arc_swap::ArcSwap;
@@ -59,97 +60,12 @@ impl GatewayMetrics {
     }
 }
 
-/// Rate limiting as configured: the limiter (None when off) and whom to believe about
-/// client addresses.
-pub struct Limits {
-    pub limiter: Option<crate::limit::RateLimiter>,
-    /// Per-route limiters, by (method, route template), replacing the default there.
-    pub routes: Vec<(crate::limit::RouteLimit, Option<crate::limit::RateLimiter>)>,
-    pub trusted: Vec<ipnet::IpNet>,
-    pub allow: Vec<ipnet::IpNet>,
-    /// Refusals per client, for the admin listener's top list (bounded).
-    refused: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, u64>>,
-}
-
-/// Clients whose refusals are remembered for `/api/system/rate-limits`.
-const REFUSED_CLIENTS_KEPT: usize = 10_000;
-
-impl Limits {
-    fn from_config(config: &GatewayConfig) -> Self {
-        use crate::limit::{parse_networks, parse_route_limits, RateLimiter};
-        // All validated before the gateway starts or reloads.
-        let routes = parse_route_limits(&config.rate_limit_routes)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|route| {
-                let limiter = RateLimiter::new(route.per_minute, route.per_minute);
-                (route, limiter)
-            })
-            .collect();
-        Self {
-            limiter: RateLimiter::new(config.rate_limit_per_minute, config.burst()),
-            routes,
-            trusted: parse_networks(&config.trusted_proxies).unwrap_or_default(),
-            allow: parse_networks(&config.rate_limit_allow).unwrap_or_default(),
-            refused: Default::default(),
-        }
-    }
-
-    /// The limiter for a request (the route's own if configured, else the default) and
-    /// whether it is a route's.
-    pub fn limiter_for(
-        &self,
-        method: &str,
-        route: &str,
-    ) -> Option<(&crate::limit::RateLimiter, bool)> {
-        match self
-            .routes
-            .iter()
-            .find(|(r, _)| r.method == method && r.route == route)
-        {
-            Some((_, limiter)) => limiter.as_ref().map(|l| (l, true)),
-            None => self.limiter.as_ref().map(|l| (l, false)),
-        }
-    }
-
-    pub fn is_allowed_client(&self, client: &std::net::IpAddr) -> bool {
-        self.allow.iter().any(|net| net.contains(client))
-    }
-
-    pub fn note_refusal(&self, client: std::net::IpAddr) {
-        let mut refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
-        if refused.len() < REFUSED_CLIENTS_KEPT || refused.contains_key(&client) {
-            *refused.entry(client).or_default() += 1;
-        }
-    }
-
-    /// The clients refused most, most first.
-    pub fn top_refused(&self, count: usize) -> Vec<(std::net::IpAddr, u64)> {
-        let refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
-        let mut top: Vec<(std::net::IpAddr, u64)> =
-            refused.iter().map(|(ip, n)| (*ip, *n)).collect();
-        top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        top.truncate(count);
-        top
-    }
-
-    pub fn sweep(&self) {
-        for limiter in self
-            .limiter
-            .iter()
-            .chain(self.routes.iter().filter_map(|(_, l)| l.as_ref()))
-        {
-            limiter.sweep();
-        }
-    }
-}
-
 /// Shared by the proxy, the admin listener, the health checker and the drain.
 pub struct Shared {
     config: ArcSwap<GatewayConfig>,
     /// The Redis-backed limit shared with the other gateways, when `ARAGORA_REDIS_URL` is set.
-    pub shared_limiter: Option<Arc<crate::limit::SharedLimiter>>,
-    /// The rate limiter and the trusted proxy networks, rebuilt on reload.
+    pub shared_limiter: Option<Arc<SharedLimiter>>,
+    /// The rate limiters, rebuilt when a reload changes them.
     limits: ArcSwap<Limits>,
     pub metrics: GatewayMetrics,
     pub pool: Arc<UpstreamPool>,
@@ -162,6 +78,15 @@ pub struct Shared {
     pub websockets: Arc<crate::websockets::OpenWebSockets>,
 }
 
+fn limits_of(config: &GatewayConfig) -> Limits {
+    Limits::new(
+        config.rate_limit_per_minute,
+        config.burst(),
+        config.rate_limit_routes.entries(),
+        config.rate_limit_allow.entries(),
+    )
+}
+
 fn hsts_value(config: &GatewayConfig) -> http::HeaderValue {
     let value = format!("max-age={}; includeSubDomains", config.hsts_max_age_secs);
     http::HeaderValue::from_str(&value).expect("digits and ASCII are a valid header")
@@ -170,7 +95,7 @@ fn hsts_value(config: &GatewayConfig) -> http::HeaderValue {
 impl Shared {
     pub fn new(config: GatewayConfig, metrics: GatewayMetrics, pool: Arc<UpstreamPool>) -> Self {
         let shared_limiter = config.redis_url.as_deref().and_then(|url| {
-            crate::limit::SharedLimiter::new(
+            SharedLimiter::new(
                 url,
                 &config.rate_limit_key_prefix,
                 config.rate_limit_fail_open,
@@ -183,7 +108,7 @@ impl Shared {
         Self {
             shared_limiter,
             hsts: ArcSwap::from_pointee(hsts_value(&config)),
-            limits: ArcSwap::from_pointee(Limits::from_config(&config)),
+            limits: ArcSwap::from_pointee(limits_of(&config)),
             config: ArcSwap::from_pointee(config),
             metrics,
             pool,
@@ -203,11 +128,12 @@ impl Shared {
         let old = self.config();
         let changed = old.rate_limit_per_minute != config.rate_limit_per_minute
             || old.burst() != config.burst()
+            // Who a client is depends on the trusted proxies: their buckets start afresh.
             || old.trusted_proxies != config.trusted_proxies
             || old.rate_limit_routes != config.rate_limit_routes
             || old.rate_limit_allow != config.rate_limit_allow;
         if changed {
-            self.limits.store(Arc::new(Limits::from_config(&config)));
+            self.limits.store(Arc::new(limits_of(&config)));
         }
         self.hsts.store(Arc::new(hsts_value(&config)));
         self.config.store(Arc::new(config));
