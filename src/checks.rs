@@ -88,7 +88,11 @@ pub async fn validate_env(args: &ValidateEnvArgs) -> ExitCode {
     }
     let secrets = secrets_of(&config);
     let redact = |text: &str| redact(text, &secrets);
-    let verdict = if problems.is_empty() { "valid" } else { "invalid" };
+    let verdict = if problems.is_empty() {
+        "valid"
+    } else {
+        "invalid"
+    };
     let report = Report {
         checks: checks
             .into_iter()
@@ -163,7 +167,11 @@ async fn touch_what_starting_would(
             touched.push(redis_check(url).await);
         }
     }
-    touched.extend(provider_checks(engine).into_iter().map(|check| (check, None)));
+    touched.extend(
+        provider_checks(engine)
+            .into_iter()
+            .map(|check| (check, None)),
+    );
     if let Some(cert) = &config.gateway.tls_cert {
         touched.push((certificate_check(cert), None));
     }
@@ -197,7 +205,10 @@ fn data_dir_check(dir: &Path) -> (Check, Option<ConfigProblem>) {
         None => format!("{} writable", dir.display()),
         Some(problem) => problem.message.clone(),
     };
-    (Check::new("Data directory", problem.is_none(), detail), problem)
+    (
+        Check::new("Data directory", problem.is_none(), detail),
+        problem,
+    )
 }
 
 async fn database_check(engine: &aragora_engine::EngineConfig) -> (Check, Option<ConfigProblem>) {
@@ -211,7 +222,10 @@ async fn database_check(engine: &aragora_engine::EngineConfig) -> (Check, Option
             };
             let detail = match sqlite_version().await {
                 Ok(version) => format!("SQLite {version} at {} ({state})", file.display()),
-                Err(err) => format!("SQLite at {} ({state}; version unknown: {err})", file.display()),
+                Err(err) => format!(
+                    "SQLite at {} ({state}; version unknown: {err})",
+                    file.display()
+                ),
             };
             (Check::new("Database", true, detail), None)
         }
@@ -222,7 +236,11 @@ async fn database_check(engine: &aragora_engine::EngineConfig) -> (Check, Option
                 let check = Check::new(
                     "Database",
                     false,
-                    format!("PostgreSQL at {}: {}", without_credentials(&url), problem.message),
+                    format!(
+                        "PostgreSQL at {}: {}",
+                        without_credentials(&url),
+                        problem.message
+                    ),
                 );
                 (check, Some(problem))
             };
@@ -269,7 +287,11 @@ async fn redis_check(url: &str) -> (Check, Option<ConfigProblem>) {
     let shown = without_credentials(url);
     match tokio::time::timeout(ANSWER_WITHIN, redis_version(url)).await {
         Ok(Ok(version)) => (
-            Check::new("Redis", true, format!("connected to {shown} (version {version})")),
+            Check::new(
+                "Redis",
+                true,
+                format!("connected to {shown} (version {version})"),
+            ),
             None,
         ),
         outcome => {
@@ -278,7 +300,10 @@ async fn redis_check(url: &str) -> (Check, Option<ConfigProblem>) {
                 _ => format!("Redis at {shown} did not answer within 5 s; check the host and port and any firewall"),
             };
             let check = Check::new("Redis", false, message.clone());
-            (check, Some(ConfigProblem::new("ARAGORA_REDIS_URL", message)))
+            (
+                check,
+                Some(ConfigProblem::new("ARAGORA_REDIS_URL", message)),
+            )
         }
     }
 }
@@ -319,10 +344,16 @@ fn provider_checks(engine: &aragora_engine::EngineConfig) -> Vec<Check> {
         .into_iter()
         .map(|kind| {
             let how = match kind {
-                ProviderKind::OpenaiCompatible => "ARAGORA_OPENAI_COMPATIBLE_BASE_URL set".to_string(),
+                ProviderKind::OpenaiCompatible => {
+                    "ARAGORA_OPENAI_COMPATIBLE_BASE_URL set".to_string()
+                }
                 other => format!("{} set", other.key_env()),
             };
-            Check::new("AI provider", true, format!("{} configured ({how})", kind.as_str()))
+            Check::new(
+                "AI provider",
+                true,
+                format!("{} configured ({how})", kind.as_str()),
+            )
         })
         .collect()
 }
@@ -351,7 +382,10 @@ fn describe_certificate(cert: &Path) -> Result<String, String> {
     Ok(format!("{subject}, {days} days to expiry"))
 }
 
-fn signing_key_check(engine: &aragora_engine::EngineConfig, has_problem: &dyn Fn(&str) -> bool) -> Check {
+fn signing_key_check(
+    engine: &aragora_engine::EngineConfig,
+    has_problem: &dyn Fn(&str) -> bool,
+) -> Check {
     let name = "Receipt signing key";
     if has_problem("ARAGORA_RECEIPT_SIGNING_KEY") {
         return Check::new(name, false, "see the problems below");
@@ -367,7 +401,10 @@ fn signing_key_check(engine: &aragora_engine::EngineConfig, has_problem: &dyn Fn
             let detail = if file.exists() {
                 format!("generated earlier, kept in {}", file.display())
             } else {
-                format!("not set; generated into {} at the first start (one node only)", file.display())
+                format!(
+                    "not set; generated into {} at the first start (one node only)",
+                    file.display()
+                )
             };
             Check::new(name, true, detail)
         }
@@ -388,10 +425,14 @@ fn secrets_of(config: &ProcessConfig) -> Vec<String> {
     .cloned()
     .chain(engine.providers.values().filter_map(|p| p.api_key.clone()))
     .chain(
-        [&engine.database_url, &engine.redis_url, &config.gateway.redis_url]
-            .into_iter()
-            .flatten()
-            .filter_map(|url| password_of(url)),
+        [
+            &engine.database_url,
+            &engine.redis_url,
+            &config.gateway.redis_url,
+        ]
+        .into_iter()
+        .flatten()
+        .filter_map(|url| password_of(url)),
     )
     .filter(|secret| !secret.is_empty())
     .collect();
@@ -400,9 +441,9 @@ fn secrets_of(config: &ProcessConfig) -> Vec<String> {
 }
 
 fn redact(text: &str, secrets: &[String]) -> String {
-    secrets
-        .iter()
-        .fold(text.to_string(), |text, secret| text.replace(secret.as_str(), "***"))
+    secrets.iter().fold(text.to_string(), |text, secret| {
+        text.replace(secret.as_str(), "***")
+    })
 }
 
 /// The password of `scheme://user:password@host/...`, if it has one.
@@ -487,7 +528,10 @@ mod tests {
     #[test]
     fn urls_are_shown_without_credentials_and_secrets_are_redacted() {
         let url = "postgres://admin:hunter2@db.internal:5432/aragora?sslmode=require";
-        assert_eq!(without_credentials(url), "postgres://db.internal:5432/aragora");
+        assert_eq!(
+            without_credentials(url),
+            "postgres://db.internal:5432/aragora"
+        );
         assert_eq!(password_of(url).as_deref(), Some("hunter2"));
         assert_eq!(password_of("redis://127.0.0.1:6379"), None);
         let secrets = vec!["hunter2".to_string()];

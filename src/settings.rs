@@ -268,10 +268,28 @@ fn flag<T: Clone>(
 
 fn apply_engine_flags(config: &mut EngineConfig, read: &mut Vec<ConfigProblem>, args: &EngineArgs) {
     let settings = aragora_engine::config::SETTINGS;
-    flag(&mut config.api_port, args.api_port.as_ref(), "api_port", settings, read);
-    flag(&mut config.ws_port, args.ws_port.as_ref(), "ws_port", settings, read);
+    flag(
+        &mut config.api_port,
+        args.api_port.as_ref(),
+        "api_port",
+        settings,
+        read,
+    );
+    flag(
+        &mut config.ws_port,
+        args.ws_port.as_ref(),
+        "ws_port",
+        settings,
+        read,
+    );
     flag(&mut config.host, args.host.as_ref(), "host", settings, read);
-    flag(&mut config.data_dir, args.data_dir.as_ref(), "data_dir", settings, read);
+    flag(
+        &mut config.data_dir,
+        args.data_dir.as_ref(),
+        "data_dir",
+        settings,
+        read,
+    );
 }
 
 fn apply_gateway_flags(
@@ -281,15 +299,45 @@ fn apply_gateway_flags(
 ) {
     let settings = aragora_gateway::SETTINGS;
     let flags = &args.flags;
-    flag(&mut config.http_port, flags.http_port.as_ref(), "http_port", settings, read);
-    flag(&mut config.https_port, flags.https_port.as_ref(), "https_port", settings, read);
-    flag(&mut config.admin_port, flags.admin_port.as_ref(), "admin_port", settings, read);
+    flag(
+        &mut config.http_port,
+        flags.http_port.as_ref(),
+        "http_port",
+        settings,
+        read,
+    );
+    flag(
+        &mut config.https_port,
+        flags.https_port.as_ref(),
+        "https_port",
+        settings,
+        read,
+    );
+    flag(
+        &mut config.admin_port,
+        flags.admin_port.as_ref(),
+        "admin_port",
+        settings,
+        read,
+    );
     let cert = flags.tls_cert.clone().map(Some);
-    flag(&mut config.tls_cert, cert.as_ref(), "tls_cert", settings, read);
+    flag(
+        &mut config.tls_cert,
+        cert.as_ref(),
+        "tls_cert",
+        settings,
+        read,
+    );
     let key = flags.tls_key.clone().map(Some);
     flag(&mut config.tls_key, key.as_ref(), "tls_key", settings, read);
     let upstreams = (!args.upstreams.is_empty()).then(|| args.upstreams.clone());
-    flag(&mut config.upstreams, upstreams.as_ref(), "upstreams", settings, read);
+    flag(
+        &mut config.upstreams,
+        upstreams.as_ref(),
+        "upstreams",
+        settings,
+        read,
+    );
 }
 
 /// What `aragora up` provides itself, before validation: the embedded engine as upstream
@@ -340,10 +388,12 @@ mod tests {
             "ARAGORA_SLO_WINDOW_SCALE",
             "ARAGORA_BACKUP_KEEP_COUNT",
             "ARAGORA_CHAOS_SCHEDULE",
+            // A schedule with nothing to run.
+            "ARAGORA_CHAOS_EXPERIMENTS",
         ] {
             assert!(named.contains(&setting), "{setting} missing: {problems:?}");
         }
-        assert_eq!(problems.len(), 6, "{problems:?}");
+        assert_eq!(problems.len(), 7, "{problems:?}");
 
         // `serve` starts no gateway and no chaos schedule: their problems are not its own.
         let (_, problems) = read_and_validate(Parts::SERVE, &Sources::default(), &env);
@@ -371,7 +421,10 @@ mod tests {
         });
         let (config, problems) = read_and_validate(Parts::SERVE, &fixed, &env);
         assert!(problems.is_empty(), "{problems:?}");
-        assert_eq!((config.engine.host.as_str(), config.engine.api_port), ("127.0.0.1", 9000));
+        assert_eq!(
+            (config.engine.host.as_str(), config.engine.api_port),
+            ("127.0.0.1", 9000)
+        );
 
         // An invalid flag is judged like any other value.
         let clash = Sources::engine(&EngineArgs {
@@ -379,7 +432,11 @@ mod tests {
             ..EngineArgs::default()
         });
         let (_, problems) = read_and_validate(Parts::SERVE, &clash, &env_map(&[]));
-        assert_eq!(settings_named(&problems), ["ARAGORA_WS_PORT"], "{problems:?}");
+        assert_eq!(
+            settings_named(&problems),
+            ["ARAGORA_WS_PORT"],
+            "{problems:?}"
+        );
     }
 
     #[test]

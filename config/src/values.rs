@@ -124,14 +124,18 @@ mod tests {
         assert_eq!(LogLevel::from_env("warning"), Ok(LogLevel::Warning));
         assert_eq!(LogLevel::from_env("WARN"), Ok(LogLevel::Warning));
         assert_eq!(LogLevel::from_env("Critical"), Ok(LogLevel::Critical));
-        assert!(LogLevel::from_env("loud").unwrap_err().contains("DEBUG, INFO"));
+        assert!(LogLevel::from_env("loud")
+            .unwrap_err()
+            .contains("DEBUG, INFO"));
         assert_eq!(Environment::from_env("staging"), Ok(Environment::Staging));
         assert!(
             Environment::from_env("Production").is_err(),
             "environments are lower case, as before"
         );
         assert_eq!(LogFormat::from_env("text"), Ok(LogFormat::Text));
-        assert!(LogFormat::from_env("xml").unwrap_err().contains("json or text"));
+        assert!(LogFormat::from_env("xml")
+            .unwrap_err()
+            .contains("json or text"));
     }
 
     #[test]

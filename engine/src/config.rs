@@ -9,8 +9,8 @@
 
 use crate::agents::providers::ProviderKind;
 pub use aragora_config::process_env;
-use aragora_config::{Env, FromEnv};
 pub use aragora_config::{ConfigProblem, Environment, LogFormat, LogLevel, Setting, Settings};
+use aragora_config::{Env, FromEnv};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -590,6 +590,41 @@ mod tests {
         std::fs::write(&bad, "api_prot = 9100\n").unwrap();
         let problems = EngineConfig::load(Some(&bad), &HashMap::new()).unwrap_err();
         assert!(problems[0].message.contains("api_prot"), "{problems:?}");
+    }
+
+    #[test]
+    fn environment_and_log_settings_are_values_with_named_problems() {
+        let config = EngineConfig::load(
+            None,
+            &env(&[
+                ("ARAGORA_ENVIRONMENT", "staging"),
+                ("ARAGORA_LOG_LEVEL", "warning"),
+                ("ARAGORA_LOG_FORMAT", "text"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.environment, Environment::Staging);
+        assert_eq!(config.log_level, LogLevel::Warning);
+        assert_eq!(config.log_format, LogFormat::Text);
+
+        let problems = EngineConfig::load(
+            None,
+            &env(&[
+                ("ARAGORA_ENV", "prod"),
+                ("ARAGORA_LOG_LEVEL", "loud"),
+                ("ARAGORA_LOG_FORMAT", "xml"),
+            ]),
+        )
+        .unwrap_err();
+        let settings: Vec<&str> = problems.iter().map(|p| p.setting.as_str()).collect();
+        assert_eq!(
+            settings,
+            ["ARAGORA_ENV", "ARAGORA_LOG_LEVEL", "ARAGORA_LOG_FORMAT"],
+            "{problems:?}"
+        );
+        assert!(problems[0]
+            .message
+            .contains("development, staging, test or production"));
     }
 
     #[test]

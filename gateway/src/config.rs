@@ -338,12 +338,24 @@ mod tests {
             rate_limit_per_minute: 5,
             ..GatewayConfig::default()
         };
-        let changed: Vec<&str> = old.restart_changes(&next).iter().map(|s| s.name()).collect();
+        let changed: Vec<&str> = old
+            .restart_changes(&next)
+            .iter()
+            .map(|s| s.name())
+            .collect();
         assert_eq!(
             changed,
-            ["ARAGORA_HTTPS_PORT", "ARAGORA_GATEWAY_THREADS", "ARAGORA_REDIS_URL"]
+            [
+                "ARAGORA_HTTPS_PORT",
+                "ARAGORA_GATEWAY_THREADS",
+                "ARAGORA_REDIS_URL"
+            ]
         );
-        let marked: Vec<&str> = SETTINGS.iter().filter(|s| s.restart).map(|s| s.key).collect();
+        let marked: Vec<&str> = SETTINGS
+            .iter()
+            .filter(|s| s.restart)
+            .map(|s| s.key)
+            .collect();
         assert_eq!(marked.len(), 11, "{marked:?}");
     }
 }

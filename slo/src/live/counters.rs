@@ -15,7 +15,6 @@ pub struct JobRegistry {
     pub registry: prometheus::Registry,
 }
 
-
 /// SLI error ratios from the process's own counters: every evaluation records the error and
 /// total counts of each SLO; a window's ratio is the difference between now and the sample a
 /// window ago (or the oldest one, early on). Samples older than the longest window are

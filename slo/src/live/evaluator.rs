@@ -349,7 +349,6 @@ mod tests {
         );
     }
 
-
     #[tokio::test]
     async fn the_windows_are_the_alert_policys_and_the_period() {
         let status = rig().status("availability").await;

@@ -107,7 +107,10 @@ mod tests {
             .iter()
             .filter(|s| s.at < history.samples.back().unwrap().at - FINE_FOR_SECS)
             .count();
-        assert!(coarse <= 18 * 12 + 2, "one per five minutes past six hours: {coarse}");
+        assert!(
+            coarse <= 18 * 12 + 2,
+            "one per five minutes past six hours: {coarse}"
+        );
         let (oldest, newest) = (
             history.samples.front().unwrap().at,
             history.samples.back().unwrap().at,

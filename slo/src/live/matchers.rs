@@ -77,5 +77,4 @@ mod tests {
         assert!(!matchers[2].matches("cancelled") && matchers[2].matches("failed"));
         assert!(parse_matchers("status=5").is_err(), "unquoted value");
     }
-
 }

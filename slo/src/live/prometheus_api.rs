@@ -89,5 +89,4 @@ mod tests {
         );
         assert!(query.starts_with('(') && query.contains(") / ("), "{query}");
     }
-
 }

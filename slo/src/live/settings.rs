@@ -68,9 +68,7 @@ impl aragora_config::Settings for LiveSettings {
 
 impl LiveSettings {
     /// Defaults, then the environment, validated; every problem at once.
-    pub fn from_env(
-        env: &aragora_config::Env,
-    ) -> Result<Self, Vec<aragora_config::ConfigProblem>> {
+    pub fn from_env(env: &aragora_config::Env) -> Result<Self, Vec<aragora_config::ConfigProblem>> {
         aragora_config::Settings::load(None, env)
     }
 }

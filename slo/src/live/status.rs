@@ -90,4 +90,3 @@ pub fn render_table(statuses: &[SloStatus]) -> String {
     }
     out
 }
-
