@@ -69,8 +69,14 @@ pub async fn validate_env(args: &ValidateEnvArgs) -> ExitCode {
     });
     let (config, mut problems) =
         settings::read_and_validate(Parts::EVERYTHING, &sources, &aragora_config::process_env());
+    let environment_problem = problems
+        .iter()
+        .find(|p| matches!(p.setting.as_str(), "ARAGORA_ENV" | "ARAGORA_ENVIRONMENT"));
     let mut checks = vec![
-        Check::new("Environment", true, config.engine.environment.as_str()),
+        match environment_problem {
+            None => Check::new("Environment", true, config.engine.environment.as_str()),
+            Some(problem) => Check::new("Environment", false, problem.message.clone()),
+        },
         Check::new(
             "Configuration",
             problems.is_empty(),
