@@ -155,6 +155,24 @@ fn the_readme_documents_every_setting() {
 }
 
 #[test]
+fn the_readme_says_which_gateway_settings_need_a_restart() {
+    let readme = include_str!("../../README.md");
+    for setting in aragora_gateway::SETTINGS {
+        let row = format!("| `{}` | `{}`", setting.key, setting.name());
+        let line = readme
+            .lines()
+            .find(|line| line.starts_with(&row))
+            .unwrap_or_else(|| panic!("README has no row {row}"));
+        assert_eq!(
+            line.contains("Restart to change."),
+            setting.restart,
+            "the README and the `restart` marker disagree on {}",
+            setting.key
+        );
+    }
+}
+
+#[test]
 fn bad_backup_and_drill_settings_are_refused_by_every_command() {
     let bad = [
         ("ARAGORA_BACKUP_SCHEDULE", "every five minutes"),

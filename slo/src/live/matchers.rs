@@ -20,31 +20,37 @@ impl Matcher {
     }
 }
 
+/// A selector the counters cannot read, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub(super) struct BadSelector(String);
+
 /// `a="x",b=~"y|z"` into matchers; PromQL regexes are anchored.
-pub(super) fn parse_matchers(text: &str) -> Result<Vec<Matcher>, String> {
+pub(super) fn parse_matchers(text: &str) -> Result<Vec<Matcher>, BadSelector> {
     let mut matchers = Vec::new();
     let mut rest = text.trim();
     while !rest.is_empty() {
         let op_at = rest
             .find(['=', '!'])
-            .ok_or_else(|| format!("no operator in matcher {rest:?}"))?;
+            .ok_or_else(|| BadSelector(format!("no operator in matcher {rest:?}")))?;
         let label = rest[..op_at].trim().to_string();
         let after = &rest[op_at..];
         let (op, after) = ["=~", "!~", "!=", "="]
             .iter()
             .find_map(|op| after.strip_prefix(op).map(|a| (*op, a)))
-            .ok_or_else(|| format!("bad operator in matcher {rest:?}"))?;
+            .ok_or_else(|| BadSelector(format!("bad operator in matcher {rest:?}")))?;
         let after = after.trim_start();
         let quote = after.chars().next().filter(|c| *c == '"' || *c == '\'');
-        let quote = quote.ok_or_else(|| format!("unquoted value in matcher {rest:?}"))?;
+        let quote =
+            quote.ok_or_else(|| BadSelector(format!("unquoted value in matcher {rest:?}")))?;
         let end = after[1..]
             .find(quote)
-            .ok_or_else(|| format!("unterminated value in matcher {rest:?}"))?;
+            .ok_or_else(|| BadSelector(format!("unterminated value in matcher {rest:?}")))?;
         let value = after[1..1 + end].to_string();
         let regex = match op {
             "=~" | "!~" => Some(
                 regex::Regex::new(&format!("^(?:{value})$"))
-                    .map_err(|err| format!("bad regex {value:?}: {err}"))?,
+                    .map_err(|err| BadSelector(format!("bad regex {value:?}: {err}")))?,
             ),
             _ => None,
         };
