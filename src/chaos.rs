@@ -92,7 +92,10 @@ fn load(args: &ExperimentArgs) -> Result<experiment::Experiment, ExitCode> {
 }
 
 async fn proxy(specs: &[String], api: SocketAddr) -> ExitCode {
-    crate::settings::init_logging("INFO", "text");
+    crate::settings::init_logging(
+        aragora_config::LogLevel::Info,
+        aragora_config::LogFormat::Text,
+    );
     let registry = prometheus::Registry::new();
     let mut proxies = Vec::new();
     for text in specs {

@@ -1,34 +1,473 @@
 //! Commands that check rather than run: `validate-env` and `receipt verify`.
+//!
+//! `validate-env` is "start minus binding": the process configuration of every part, loaded
+//! and validated exactly as `up` and `control` load it, then what starting would touch
+//! (the data directory, the database, Redis, the certificate), printed as the deployment
+//! checklist has it: one line per check with a mark, then one verdict. Secret values (keys,
+//! tokens, passwords in URLs) never reach the output, whatever a message quotes.
 
-use crate::settings::{engine_config, print_problems, EXIT_BAD_CONFIG};
+use crate::dr::Output;
+use crate::settings::{self, print_problems, Parts, ProcessConfig, Sources, EXIT_BAD_CONFIG};
 use crate::{ConfigArgs, EngineArgs};
+use aragora_engine::agents::providers::ProviderKind;
 use aragora_engine::config::DbBackend;
-use aragora_engine::{ConfigProblem, EngineConfig};
-use std::path::PathBuf;
+use aragora_engine::ConfigProblem;
+use clap::Args;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-pub async fn validate_env(args: &ConfigArgs) -> ExitCode {
-    let serve_args = EngineArgs {
-        config: args.clone(),
-        api_port: None,
-        ws_port: None,
-        host: None,
-        data_dir: None,
+#[derive(Args)]
+pub struct ValidateEnvArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// `json` for scripts: {"checks": [{name, ok, detail}], "problems": [{setting, message}], "verdict"}.
+    #[arg(long, value_enum, default_value_t)]
+    pub output: Output,
+}
+
+/// How long a database or Redis may take to answer before the check fails.
+const ANSWER_WITHIN: Duration = Duration::from_secs(5);
+
+/// One line of the checklist.
+#[derive(Debug, Serialize)]
+struct Check {
+    name: String,
+    ok: bool,
+    detail: String,
+}
+
+impl Check {
+    fn new(name: impl Into<String>, ok: bool, detail: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            ok,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// What `validate-env` found: the checklist and the problems, both already redacted.
+#[derive(Debug, Serialize)]
+struct Report {
+    checks: Vec<Check>,
+    problems: Vec<ProblemOut>,
+    verdict: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+struct ProblemOut {
+    setting: String,
+    message: String,
+}
+
+pub async fn validate_env(args: &ValidateEnvArgs) -> ExitCode {
+    let sources = Sources::engine(&EngineArgs {
+        config: args.config.clone(),
+        ..EngineArgs::default()
+    });
+    let (config, mut problems) =
+        settings::read_and_validate(Parts::EVERYTHING, &sources, &aragora_config::process_env());
+    let environment_problem = problems
+        .iter()
+        .find(|p| matches!(p.setting.as_str(), "ARAGORA_ENV" | "ARAGORA_ENVIRONMENT"));
+    let mut checks = vec![
+        match environment_problem {
+            None => Check::new("Environment", true, config.engine.environment.as_str()),
+            Some(problem) => Check::new("Environment", false, problem.message.clone()),
+        },
+        Check::new(
+            "Configuration",
+            problems.is_empty(),
+            if problems.is_empty() {
+                "engine, gateway, SLO, live SLO, DR and chaos settings valid".to_string()
+            } else {
+                format!("{} problem(s)", problems.len())
+            },
+        ),
+    ];
+    let touched = touch_what_starting_would(&config, &problems).await;
+    for (check, problem) in touched {
+        checks.push(check);
+        problems.extend(problem);
+    }
+    let secrets = secrets_of(&config);
+    let redact = |text: &str| redact(text, &secrets);
+    let verdict = if problems.is_empty() {
+        "valid"
+    } else {
+        "invalid"
     };
-    let mut problems = match engine_config(&serve_args) {
-        Ok(config) => check_environment(&config).await,
-        Err(problems) => problems,
+    let report = Report {
+        checks: checks
+            .into_iter()
+            .map(|check| Check {
+                detail: redact(&check.detail),
+                ..check
+            })
+            .collect(),
+        problems: problems
+            .iter()
+            .map(|problem| ProblemOut {
+                setting: problem.setting.clone(),
+                message: redact(&problem.message),
+            })
+            .collect(),
+        verdict,
     };
-    problems.extend(crate::dr::dr_config().err().unwrap_or_default());
-    problems.dedup();
+    match args.output {
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        ),
+        Output::Text => print_text(&report),
+    }
     if problems.is_empty() {
-        println!("aragora: configuration is valid and the database answers");
         ExitCode::SUCCESS
     } else {
-        print_problems(&problems);
         ExitCode::from(EXIT_BAD_CONFIG)
     }
+}
+
+fn print_text(report: &Report) {
+    for check in &report.checks {
+        let mark = if check.ok { '✓' } else { '✗' };
+        println!("{mark} {}: {}", check.name, check.detail);
+    }
+    if report.problems.is_empty() {
+        println!("✓ Configuration is valid: every part would start");
+    } else {
+        let problems: Vec<ConfigProblem> = report
+            .problems
+            .iter()
+            .map(|p| ConfigProblem::new(&p.setting, &p.message))
+            .collect();
+        print_problems(&problems);
+        println!(
+            "✗ {} problem(s): refusing to start until they are fixed",
+            problems.len()
+        );
+    }
+}
+
+/// The checks of what a start would touch, each with the problem it found, if any. A check
+/// whose setting already has a problem is skipped: its value is not what would be used.
+async fn touch_what_starting_would(
+    config: &ProcessConfig,
+    problems: &[ConfigProblem],
+) -> Vec<(Check, Option<ConfigProblem>)> {
+    let has_problem = |setting: &str| problems.iter().any(|p| p.setting == setting);
+    let engine = &config.engine;
+    let mut touched = vec![data_dir_check(&engine.data_dir)];
+    if !has_problem("DATABASE_URL") && !has_problem("ARAGORA_DB_BACKEND") {
+        touched.push(database_check(engine).await);
+    }
+    let mut redis_urls: Vec<&String> = [&engine.redis_url, &config.gateway.redis_url]
+        .into_iter()
+        .flatten()
+        .collect();
+    redis_urls.dedup();
+    if !has_problem("ARAGORA_REDIS_URL") && !has_problem("REDIS_URL") {
+        for url in redis_urls {
+            touched.push(redis_check(url).await);
+        }
+    }
+    touched.extend(
+        provider_checks(engine)
+            .into_iter()
+            .map(|check| (check, None)),
+    );
+    if let Some(cert) = &config.gateway.tls_cert {
+        touched.push((certificate_check(cert), None));
+    }
+    touched.push((signing_key_check(engine, &has_problem), None));
+    touched
+}
+
+fn data_dir_check(dir: &Path) -> (Check, Option<ConfigProblem>) {
+    let existing = dir.ancestors().find(|p| p.exists()).map(PathBuf::from);
+    let problem = match existing {
+        Some(path)
+            if std::fs::metadata(&path)
+                .map(|m| m.permissions().readonly())
+                .unwrap_or(true) =>
+        {
+            Some(ConfigProblem::new(
+                "ARAGORA_DATA_DIR",
+                format!(
+                    "{} is not writable; fix its permissions or choose another directory",
+                    path.display()
+                ),
+            ))
+        }
+        None => Some(ConfigProblem::new(
+            "ARAGORA_DATA_DIR",
+            format!("{} cannot be created", dir.display()),
+        )),
+        _ => None,
+    };
+    let detail = match &problem {
+        None => format!("{} writable", dir.display()),
+        Some(problem) => problem.message.clone(),
+    };
+    (
+        Check::new("Data directory", problem.is_none(), detail),
+        problem,
+    )
+}
+
+async fn database_check(engine: &aragora_engine::EngineConfig) -> (Check, Option<ConfigProblem>) {
+    match engine.db_backend {
+        DbBackend::Sqlite => {
+            let file = engine.data_dir.join("aragora.db");
+            let state = if file.exists() {
+                "exists"
+            } else {
+                "created at the first start"
+            };
+            let detail = match sqlite_version().await {
+                Ok(version) => format!("SQLite {version} at {} ({state})", file.display()),
+                Err(err) => format!(
+                    "SQLite at {} ({state}; version unknown: {err})",
+                    file.display()
+                ),
+            };
+            (Check::new("Database", true, detail), None)
+        }
+        DbBackend::Postgres => {
+            let url = engine.database_url();
+            let fail = |message: String| {
+                let problem = ConfigProblem::new("DATABASE_URL", message);
+                let check = Check::new(
+                    "Database",
+                    false,
+                    format!(
+                        "PostgreSQL at {}: {}",
+                        without_credentials(&url),
+                        problem.message
+                    ),
+                );
+                (check, Some(problem))
+            };
+            match tokio::time::timeout(ANSWER_WITHIN, postgres_version(&url)).await {
+                Ok(Ok((version, latency))) => {
+                    let detail = format!(
+                        "PostgreSQL {version} at {} ({} ms)",
+                        without_credentials(&url),
+                        latency.as_millis()
+                    );
+                    (Check::new("Database", true, detail), None)
+                }
+                Ok(Err(err)) => fail(format!("the database is unreachable ({err}); check the host, port, credentials and that PostgreSQL runs")),
+                Err(_) => fail("the database did not answer within 5 s; check the host and port and any firewall".into()),
+            }
+        }
+    }
+}
+
+async fn sqlite_version() -> Result<String, sqlx::Error> {
+    use sqlx::Connection;
+    let mut conn = sqlx::SqliteConnection::connect("sqlite::memory:").await?;
+    let (version,): (String,) = sqlx::query_as("SELECT sqlite_version()")
+        .fetch_one(&mut conn)
+        .await?;
+    conn.close().await?;
+    Ok(version)
+}
+
+/// The server's version and the round trip of one query.
+async fn postgres_version(url: &str) -> Result<(String, Duration), sqlx::Error> {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(url).await?;
+    let started = Instant::now();
+    let (version,): (String,) = sqlx::query_as("SHOW server_version")
+        .fetch_one(&mut conn)
+        .await?;
+    let latency = started.elapsed();
+    conn.close().await?;
+    Ok((version, latency))
+}
+
+async fn redis_check(url: &str) -> (Check, Option<ConfigProblem>) {
+    let shown = without_credentials(url);
+    match tokio::time::timeout(ANSWER_WITHIN, redis_version(url)).await {
+        Ok(Ok(version)) => (
+            Check::new(
+                "Redis",
+                true,
+                format!("connected to {shown} (version {version})"),
+            ),
+            None,
+        ),
+        outcome => {
+            let message = match outcome {
+                Ok(Err(err)) => format!("Redis at {shown} does not answer ({err}); check the URL and that Redis runs"),
+                _ => format!("Redis at {shown} did not answer within 5 s; check the host and port and any firewall"),
+            };
+            let check = Check::new("Redis", false, message.clone());
+            (
+                check,
+                Some(ConfigProblem::new("ARAGORA_REDIS_URL", message)),
+            )
+        }
+    }
+}
+
+async fn redis_version(url: &str) -> Result<String, fred::error::Error> {
+    use fred::prelude::*;
+    let client = Builder::from_config(Config::from_url(url)?)
+        .with_connection_config(|connection| {
+            connection.connection_timeout = ANSWER_WITHIN;
+            connection.max_command_attempts = 1;
+        })
+        .build()?;
+    client.init().await?;
+    let info: String = client.info(Some(fred::types::InfoKind::Server)).await?;
+    let _ = client.quit().await;
+    Ok(info
+        .lines()
+        .find_map(|line| line.strip_prefix("redis_version:"))
+        .unwrap_or("unknown")
+        .trim()
+        .to_string())
+}
+
+/// One line per provider that can take calls (its key is set: never its value).
+fn provider_checks(engine: &aragora_engine::EngineConfig) -> Vec<Check> {
+    let enabled: Vec<ProviderKind> = ProviderKind::ALL
+        .into_iter()
+        .filter(|kind| engine.provider_enabled(*kind))
+        .collect();
+    if enabled.is_empty() {
+        return vec![Check::new(
+            "AI providers",
+            true,
+            "none configured; the built-in offline agents debate",
+        )];
+    }
+    enabled
+        .into_iter()
+        .map(|kind| {
+            let how = match kind {
+                ProviderKind::OpenaiCompatible => {
+                    "ARAGORA_OPENAI_COMPATIBLE_BASE_URL set".to_string()
+                }
+                other => format!("{} set", other.key_env()),
+            };
+            Check::new(
+                "AI provider",
+                true,
+                format!("{} configured ({how})", kind.as_str()),
+            )
+        })
+        .collect()
+}
+
+fn certificate_check(cert: &Path) -> Check {
+    match describe_certificate(cert) {
+        Ok(detail) => Check::new("TLS certificate", true, detail),
+        Err(err) => Check::new(
+            "TLS certificate",
+            false,
+            format!("{}: {err}", cert.display()),
+        ),
+    }
+}
+
+/// Subject and days to expiry of the first certificate of a PEM file.
+fn describe_certificate(cert: &Path) -> Result<String, String> {
+    let pem = std::fs::read(cert).map_err(|err| format!("cannot be read: {err}"))?;
+    let (_, pem) = x509_parser::pem::parse_x509_pem(&pem).map_err(|err| err.to_string())?;
+    let certificate = pem.parse_x509().map_err(|err| err.to_string())?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let days = (certificate.validity().not_after.timestamp() - now).div_euclid(86_400);
+    let subject = certificate.subject().to_string();
+    Ok(format!("{subject}, {days} days to expiry"))
+}
+
+fn signing_key_check(
+    engine: &aragora_engine::EngineConfig,
+    has_problem: &dyn Fn(&str) -> bool,
+) -> Check {
+    let name = "Receipt signing key";
+    if has_problem("ARAGORA_RECEIPT_SIGNING_KEY") {
+        return Check::new(name, false, "see the problems below");
+    }
+    match &engine.receipt_signing_key {
+        Some(key) => Check::new(
+            name,
+            true,
+            format!("configured ({} characters)", key.chars().count()),
+        ),
+        None => {
+            let file = engine.data_dir.join(aragora_engine::receipts::KEY_FILE);
+            let detail = if file.exists() {
+                format!("generated earlier, kept in {}", file.display())
+            } else {
+                format!(
+                    "not set; generated into {} at the first start (one node only)",
+                    file.display()
+                )
+            };
+            Check::new(name, true, detail)
+        }
+    }
+}
+
+/// Every secret value of the configuration, longest first (so no part of one is left).
+fn secrets_of(config: &ProcessConfig) -> Vec<String> {
+    let engine = &config.engine;
+    let mut secrets: Vec<String> = [
+        &engine.jwt_secret,
+        &engine.api_token,
+        &engine.receipt_signing_key,
+        &engine.receipt_signing_key_previous,
+    ]
+    .into_iter()
+    .flatten()
+    .cloned()
+    .chain(engine.providers.values().filter_map(|p| p.api_key.clone()))
+    .chain(
+        [
+            &engine.database_url,
+            &engine.redis_url,
+            &config.gateway.redis_url,
+        ]
+        .into_iter()
+        .flatten()
+        .filter_map(|url| password_of(url)),
+    )
+    .filter(|secret| !secret.is_empty())
+    .collect();
+    secrets.sort_by_key(|secret| std::cmp::Reverse(secret.len()));
+    secrets
+}
+
+fn redact(text: &str, secrets: &[String]) -> String {
+    secrets.iter().fold(text.to_string(), |text, secret| {
+        text.replace(secret.as_str(), "***")
+    })
+}
+
+/// The password of `scheme://user:password@host/...`, if it has one.
+fn password_of(url: &str) -> Option<String> {
+    let (_, rest) = url.split_once("://")?;
+    let (userinfo, _) = rest.rsplit_once('@')?;
+    let (_, password) = userinfo.split_once(':')?;
+    Some(password.to_string())
+}
+
+/// `scheme://host:port/path` of a URL: credentials and query dropped.
+fn without_credentials(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "(not a URL)".into();
+    };
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    let rest = rest.split('?').next().unwrap_or(rest);
+    format!("{scheme}://{rest}")
 }
 
 pub fn verify_receipt(
@@ -39,13 +478,11 @@ pub fn verify_receipt(
     use aragora_engine::receipts::ReceiptKeys;
     let args = EngineArgs {
         config,
-        api_port: None,
-        ws_port: None,
-        host: None,
         data_dir,
+        ..EngineArgs::default()
     };
-    let config = match engine_config(&args) {
-        Ok(config) => config,
+    let config = match settings::load(Parts::ENGINE, &Sources::engine(&args)) {
+        Ok(loaded) => loaded.engine,
         Err(problems) => {
             print_problems(&problems);
             return ExitCode::from(EXIT_BAD_CONFIG);
@@ -90,38 +527,20 @@ pub fn verify_receipt(
     }
 }
 
-async fn check_environment(config: &EngineConfig) -> Vec<ConfigProblem> {
-    let mut problems = Vec::new();
-    let dir = &config.data_dir;
-    let existing = dir.ancestors().find(|p| p.exists()).map(PathBuf::from);
-    match existing {
-        Some(path)
-            if std::fs::metadata(&path)
-                .map(|m| m.permissions().readonly())
-                .unwrap_or(true) =>
-        {
-            problems.push(ConfigProblem::new(
-                "ARAGORA_DATA_DIR",
-                format!(
-                    "{} is not writable; fix its permissions or choose another directory",
-                    path.display()
-                ),
-            ));
-        }
-        None => problems.push(ConfigProblem::new(
-            "ARAGORA_DATA_DIR",
-            format!("{} cannot be created", dir.display()),
-        )),
-        _ => {}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_shown_without_credentials_and_secrets_are_redacted() {
+        let url = "postgres://admin:hunter2@db.internal:5432/aragora?sslmode=require";
+        assert_eq!(
+            without_credentials(url),
+            "postgres://db.internal:5432/aragora"
+        );
+        assert_eq!(password_of(url).as_deref(), Some("hunter2"));
+        assert_eq!(password_of("redis://127.0.0.1:6379"), None);
+        let secrets = vec!["hunter2".to_string()];
+        assert_eq!(redact("login hunter2 failed", &secrets), "login *** failed");
     }
-    if config.db_backend == DbBackend::Postgres {
-        let url = config.database_url();
-        let check = aragora_engine::store::SqlStore::check(&url);
-        match tokio::time::timeout(Duration::from_secs(5), check).await {
-            Ok(Ok(_latency)) => {}
-            Ok(Err(err)) => problems.push(ConfigProblem::new("DATABASE_URL", format!("the database is unreachable ({err}); check the host, port, credentials and that PostgreSQL runs"))),
-            Err(_) => problems.push(ConfigProblem::new("DATABASE_URL", "the database did not answer within 5 s; check the host and port and any firewall")),
-        }
-    }
-    problems
 }

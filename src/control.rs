@@ -5,10 +5,9 @@
 //! port. Run one per deployment.
 
 use crate::run::shutdown_signal;
-use crate::settings::{self, print_problems, EXIT_BAD_CONFIG};
+use crate::settings::{self, Parts, Sources};
 use crate::{ConfigArgs, EngineArgs};
-use aragora_chaos::experiment::scheduled::{self, ChaosConfig};
-use aragora_engine::config::process_env;
+use aragora_chaos::experiment::scheduled;
 use axum::routing::get;
 use clap::Args;
 use std::net::SocketAddr;
@@ -34,23 +33,13 @@ pub async fn control(args: &ControlArgs) -> ExitCode {
         data_dir: args.data_dir.clone(),
         ..EngineArgs::default()
     };
-    let configs = crate::dr::engine_and_dr_config(&engine_args);
-    let chaos = ChaosConfig::from_env(&process_env());
-    let live = crate::slo::Live::from_env(false);
-    let (engine, dr, chaos, live) = match (configs, chaos, live) {
-        (Ok((engine, dr)), Ok(chaos), Ok(live)) => (engine, dr, chaos, live),
-        (configs, chaos, live) => {
-            let mut problems = configs.err().unwrap_or_default();
-            problems.extend(chaos.err().unwrap_or_default());
-            problems.extend(live.err().unwrap_or_default());
-            print_problems(&problems);
-            eprintln!(
-                "aragora: refusing to start; `aragora validate-env` checks a fix without starting"
-            );
-            return ExitCode::from(EXIT_BAD_CONFIG);
-        }
+    let loaded = match settings::load(Parts::CONTROL, &Sources::engine(&engine_args)) {
+        Ok(loaded) => loaded,
+        Err(problems) => return crate::run::refuse(&problems),
     };
-    settings::init_logging(&engine.log_level, &engine.log_format);
+    let live = crate::slo::Live::new(&loaded.slo, &loaded.live, false);
+    let (engine, dr, chaos) = (loaded.engine, loaded.dr, loaded.chaos);
+    settings::init_logging(engine.log_level, engine.log_format);
 
     let registry = prometheus::Registry::new();
     let mut router = axum::Router::new().route(

@@ -1,12 +1,12 @@
 //! `aragora backup ...` and `aragora drill ...`: configuration and output; the work is in the
 //! chaos crate.
 
-use crate::settings::{self, engine_config, print_problems, EXIT_BAD_CONFIG};
+use crate::settings::{self, print_problems, Parts, Sources, EXIT_BAD_CONFIG};
 use crate::{ConfigArgs, EngineArgs};
 use aragora_chaos::backup::{self, Target};
 use aragora_chaos::{drill, manifest, retention, DrConfig};
-use aragora_engine::config::process_env;
-use aragora_engine::{ConfigProblem, EngineConfig};
+use aragora_config::LogLevel;
+use aragora_engine::EngineConfig;
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
 use std::io::IsTerminal;
@@ -91,45 +91,27 @@ pub enum DrillCommand {
     },
 }
 
-/// The DR settings: `ARAGORA_DR_CONFIG` (TOML) if set, then the environment.
-pub fn dr_config() -> Result<DrConfig, Vec<ConfigProblem>> {
-    let env = process_env();
-    let file = env
-        .get("ARAGORA_DR_CONFIG")
-        .filter(|f| !f.is_empty())
-        .map(PathBuf::from);
-    DrConfig::load(file.as_deref(), &env)
-}
-
-/// The engine's and the DR settings together, with every problem of both.
-pub fn engine_and_dr_config(
-    args: &EngineArgs,
-) -> Result<(EngineConfig, DrConfig), Vec<ConfigProblem>> {
-    match (engine_config(args), dr_config()) {
-        (Ok(engine), Ok(dr)) => Ok((engine, dr)),
-        (engine, dr) => {
-            let mut problems = engine.err().unwrap_or_default();
-            problems.extend(dr.err().unwrap_or_default());
-            Err(problems)
-        }
-    }
-}
-
 fn configs(args: &DrArgs) -> Result<(EngineConfig, DrConfig), ExitCode> {
     let engine_args = EngineArgs {
         config: args.config.clone(),
         data_dir: args.data_dir.clone(),
         ..EngineArgs::default()
     };
-    match engine_and_dr_config(&engine_args) {
-        Ok((engine, mut dr)) => {
-            if let Some(dir) = &args.backup_dir {
-                dr.backup_dir = Some(dir.clone());
-            }
+    let sources = Sources {
+        engine: engine_args,
+        backup_dir: args.backup_dir.clone(),
+        ..Sources::default()
+    };
+    match settings::load(Parts::DR, &sources) {
+        Ok(loaded) => {
             // Quiet by default: the restored engine of a drill logs as much as a real one.
-            let level = std::env::var("ARAGORA_LOG_LEVEL").unwrap_or_else(|_| "warn".into());
-            settings::init_logging(&level, "text");
-            Ok((engine, dr))
+            let level = if std::env::var_os("ARAGORA_LOG_LEVEL").is_some() {
+                loaded.engine.log_level
+            } else {
+                LogLevel::Warning
+            };
+            settings::init_logging(level, aragora_config::LogFormat::Text);
+            Ok((loaded.engine, loaded.dr))
         }
         Err(problems) => {
             print_problems(&problems);

@@ -3,7 +3,7 @@
 //!
 //! | module | owns |
 //! |---|---|
-//! | `settings` | config from file, environment and flags for each component; printing problems |
+//! | `settings` | the process configuration: every part read from file, environment and flags, then validated once; printing problems |
 //! | `run` | `serve`, `gateway` and `up`: starting components, signals, shutdown order |
 //! | `checks` | `validate-env` and `receipt verify` |
 //! | `slo` | `slo check` and `slo generate`: SLO specs to Prometheus rules |
@@ -48,8 +48,9 @@ enum Command {
     /// Run everything on this machine with embedded defaults: the engine (SQLite in ./data,
     /// offline agents) behind the gateway (self-signed certificate).
     Up(UpArgs),
-    /// Check the configuration (and that the database answers); print every problem; exit non-zero on any.
-    ValidateEnv(ConfigArgs),
+    /// Check everything a start would (every part's settings, data directory, database, Redis,
+    /// certificate, keys) without binding; one line per check, every problem; exit 78 on any.
+    ValidateEnv(checks::ValidateEnvArgs),
     /// Debate receipts.
     #[command(subcommand)]
     Receipt(ReceiptCommand),

@@ -2,7 +2,7 @@
 //! order in which they stop: the gateway drains first, so no new traffic reaches a draining
 //! engine, then the engine drains its debates.
 
-use crate::settings::{self, print_problems, EXIT_BAD_CONFIG};
+use crate::settings::{self, print_problems, Parts, Sources, EXIT_BAD_CONFIG};
 use crate::{EngineArgs, GatewayArgs, UpArgs};
 use anyhow::Context;
 use aragora_engine::config::DbBackend;
@@ -30,7 +30,7 @@ pub async fn shutdown_signal() {
     }
 }
 
-fn refuse(problems: &[aragora_engine::ConfigProblem]) -> ExitCode {
+pub fn refuse(problems: &[aragora_engine::ConfigProblem]) -> ExitCode {
     print_problems(problems);
     eprintln!("aragora: refusing to start; `aragora validate-env` checks a fix without starting");
     ExitCode::from(EXIT_BAD_CONFIG)
@@ -55,7 +55,7 @@ async fn run_engine(
     on_bound: impl FnOnce(Bound),
     live: Option<&crate::slo::Live>,
 ) -> ExitCode {
-    settings::init_logging(&config.log_level, &config.log_format);
+    settings::init_logging(config.log_level, config.log_format);
     let extras = live.map(|live| live.engine_extras()).unwrap_or_default();
     // The live SLO evaluation runs for as long as the engine does.
     let (stop_live, live_stopped) = tokio::sync::watch::channel(false);
@@ -75,15 +75,13 @@ async fn run_engine(
 }
 
 pub async fn serve(args: &EngineArgs) -> ExitCode {
-    let (config, dr) = match crate::dr::engine_and_dr_config(args) {
-        Ok(configs) => configs,
+    let loaded = match settings::load(Parts::SERVE, &Sources::engine(args)) {
+        Ok(loaded) => loaded,
         Err(problems) => return refuse(&problems),
     };
     // Alone, the engine evaluates SLOs only over Prometheus (its counters hold half the story).
-    let live = match crate::slo::Live::from_env(false) {
-        Ok(live) => live,
-        Err(problems) => return refuse(&problems),
-    };
+    let live = crate::slo::Live::new(&loaded.slo, &loaded.live, false);
+    let (config, dr) = (loaded.engine, loaded.dr);
     let schedules = dr.dr_scheduler;
     with_dr_schedules(&config, dr, schedules, async {
         run_engine(
@@ -122,12 +120,6 @@ async fn with_dr_schedules(
     code
 }
 
-fn gateway_logging() {
-    let level = std::env::var("ARAGORA_LOG_LEVEL").unwrap_or_else(|_| "INFO".into());
-    let format = std::env::var("ARAGORA_LOG_FORMAT").unwrap_or_else(|_| "json".into());
-    settings::init_logging(&level, &format);
-}
-
 fn announce_gateway(config: &GatewayConfig) {
     println!(
         "aragora gateway listening https={}:{} http={}:{} admin={}:{}",
@@ -141,11 +133,13 @@ fn announce_gateway(config: &GatewayConfig) {
 }
 
 pub fn gateway(args: &GatewayArgs) -> ExitCode {
-    let config = match settings::gateway_config(args, |_| {}) {
-        Ok(config) => config,
+    let loaded = match settings::load(Parts::GATEWAY, &Sources::gateway(args)) {
+        Ok(loaded) => loaded,
         Err(problems) => return refuse(&problems),
     };
-    gateway_logging();
+    // The log settings are shared with the engine (ARAGORA_LOG_LEVEL, ARAGORA_LOG_FORMAT).
+    settings::init_logging(loaded.engine.log_level, loaded.engine.log_format);
+    let config = loaded.gateway;
     let announced = config.clone();
     let mut running = match aragora_gateway::start(config) {
         Ok(running) => running,
@@ -191,9 +185,9 @@ async fn serve_until_stopped(args: &GatewayArgs, running: &RunningGateway) {
             _ = &mut stop => return,
             _ = reload => {
                 tracing::info!("SIGHUP: reloading configuration and certificates");
-                match settings::gateway_config(args, |_| {}) {
-                    Ok(config) => {
-                        let _ = running.reload(config);
+                match settings::load(Parts::GATEWAY, &Sources::gateway(args)) {
+                    Ok(loaded) => {
+                        let _ = running.reload(loaded.gateway);
                     }
                     Err(problems) => {
                         for problem in problems {
@@ -206,55 +200,26 @@ async fn serve_until_stopped(args: &GatewayArgs, running: &RunningGateway) {
     }
 }
 
-/// Fills in what `aragora up` provides itself: a self-signed certificate in the data
-/// directory, and no drain delay unless one is configured (nothing sits in front of it).
-fn complete_embedded_gateway(
-    config: &mut GatewayConfig,
-    engine: &EngineConfig,
-) -> Result<(), String> {
-    if config.upstreams.is_empty() {
-        // Replaced by the engine's real port once it is bound.
-        config.upstreams = vec![format!("127.0.0.1:{}", engine.api_port.max(1))];
-    }
-    if config.tls_cert.is_none() && config.tls_key.is_none() {
-        let (cert, key) = aragora_gateway::tls::self_signed(&engine.data_dir.join("tls"))?;
-        config.tls_cert = Some(cert);
-        config.tls_key = Some(key);
-    }
-    if std::env::var_os("ARAGORA_GATEWAY_DRAIN_DELAY").is_none() {
-        config.drain_delay_secs = 0;
-    }
-    Ok(())
-}
-
 pub async fn up(args: &UpArgs) -> ExitCode {
-    let (engine, dr) = match crate::dr::engine_and_dr_config(&args.engine) {
-        Ok(configs) => configs,
+    let loaded = match settings::load(Parts::UP, &Sources::up(args)) {
+        Ok(loaded) => loaded,
         Err(problems) => return refuse(&problems),
     };
-    let gateway_args = GatewayArgs {
-        config: Default::default(),
-        flags: args.gateway.clone(),
-        upstreams: Vec::new(),
-    };
-    let mut certificate_error = None;
-    let gateway = match settings::gateway_config(&gateway_args, |config| {
-        if let Err(err) = complete_embedded_gateway(config, &engine) {
-            certificate_error = Some(err);
+    let (engine, dr, mut gateway) = (loaded.engine, loaded.dr, loaded.gateway);
+    // Only once everything is valid: a self-signed certificate in the data directory.
+    if gateway.tls_cert.is_none() && gateway.tls_key.is_none() {
+        match aragora_gateway::tls::self_signed(&engine.data_dir.join("tls")) {
+            Ok((cert, key)) => {
+                gateway.tls_cert = Some(cert);
+                gateway.tls_key = Some(key);
+            }
+            Err(err) => {
+                eprintln!("aragora: cannot generate a self-signed certificate: {err}");
+                return ExitCode::FAILURE;
+            }
         }
-    }) {
-        Ok(config) => config,
-        Err(problems) => return refuse(&problems),
-    };
-    if let Some(err) = certificate_error {
-        eprintln!("aragora: cannot generate a self-signed certificate: {err}");
-        return ExitCode::FAILURE;
     }
-
-    let live = match crate::slo::Live::from_env(true) {
-        Ok(live) => live,
-        Err(problems) => return refuse(&problems),
-    };
+    let live = crate::slo::Live::new(&loaded.slo, &loaded.live, true);
     let live_counters = live.as_ref().and_then(|live| live.counters.clone());
 
     let running: Arc<Mutex<Option<RunningGateway>>> = Arc::default();

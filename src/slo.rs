@@ -2,18 +2,30 @@
 //! the default SLOs from the environment), print every problem, write the rule files, show the
 //! live status; and the live evaluation `aragora up` and `aragora serve` run.
 
-use crate::settings::{print_problems, EXIT_BAD_CONFIG};
-use aragora_engine::config::process_env;
+use crate::settings::{self, print_problems, Parts, Sources, EXIT_BAD_CONFIG};
+use aragora_config::Settings;
+use aragora_slo::live::LiveSettings;
 use aragora_slo::{SloError, SloSettings, SloSpec};
 use std::path::Path;
 use std::process::ExitCode;
 
-/// The spec to use and the settings of the operational alerts' thresholds.
+/// The spec to use and the settings of the operational alerts' thresholds. Without a spec the
+/// targets build the default SLOs, so they are validated as such; with one they only need to
+/// parse.
 fn load(spec: Option<&Path>) -> Result<(SloSpec, SloSettings), ExitCode> {
-    let settings = SloSettings::from_env(&process_env()).map_err(|problems| {
+    let refuse = |problems: Vec<aragora_config::ConfigProblem>| {
         print_problems(&problems);
         ExitCode::from(EXIT_BAD_CONFIG)
-    })?;
+    };
+    let settings = match spec {
+        None => settings::load(Parts::SLO, &Sources::default())
+            .map(|loaded| loaded.slo)
+            .map_err(refuse)?,
+        Some(_) => match SloSettings::read(None, &aragora_config::process_env()) {
+            (settings, problems) if problems.is_empty() => settings,
+            (_, problems) => return Err(refuse(problems)),
+        },
+    };
     let spec = match spec {
         Some(path) => aragora_slo::load_spec(path).map_err(|err| fail(&err))?,
         None => settings.default_spec(),
@@ -163,14 +175,12 @@ pub struct Live {
 }
 
 impl Live {
-    /// From the environment: the default SLOs (targets from SLO_*), over Prometheus when
-    /// ARAGORA_PROMETHEUS_URL is set, else over the process's counters when `in_process`.
-    /// None when there is nothing to evaluate from (`aragora serve` without Prometheus).
-    pub fn from_env(in_process: bool) -> Result<Option<Self>, Vec<aragora_engine::ConfigProblem>> {
-        use aragora_slo::live::{CounterSource, Evaluator, LiveSettings, PrometheusSource};
-        let env = process_env();
-        let settings = LiveSettings::from_env(&env)?;
-        let spec = SloSettings::from_env(&env)?.default_spec();
+    /// The default SLOs (targets from SLO_*), over Prometheus when ARAGORA_PROMETHEUS_URL is
+    /// set, else over the process's counters when `in_process`. None when there is nothing to
+    /// evaluate from (`aragora serve` without Prometheus). Both settings are validated.
+    pub fn new(slo: &SloSettings, settings: &LiveSettings, in_process: bool) -> Option<Self> {
+        use aragora_slo::live::{CounterSource, Evaluator, PrometheusSource};
+        let spec = slo.default_spec();
         let longest = spec
             .slos
             .iter()
@@ -187,17 +197,17 @@ impl Live {
                 let counters = std::sync::Arc::new(CounterSource::new(vec![], longest));
                 (Evaluator::new(spec, counters.clone()), Some(counters))
             }
-            (None, false) => return Ok(None),
+            (None, false) => return None,
         };
         let mut evaluator = evaluator.window_scale(settings.window_scale);
         if let Some(url) = &settings.alertmanager_url {
             evaluator = evaluator.alertmanager(url);
         }
-        Ok(Some(Self {
+        Some(Self {
             evaluator: std::sync::Arc::new(evaluator),
             counters,
-            settings,
-        }))
+            settings: settings.clone(),
+        })
     }
 
     /// What the engine adds: `GET /api/slo`, and the gauges in its registry.
@@ -211,7 +221,7 @@ impl Live {
                     axum::Json(serde_json::json!({
                         "service": evaluator.spec().service,
                         "slos": evaluator.latest(),
-                        "error": evaluator.last_error(),
+                        "error": evaluator.last_error().map(|err| err.to_string()),
                     }))
                 }
             }),

@@ -2,11 +2,10 @@
 //! and RPO targets a drill is judged against. Read from an optional TOML file
 //! (`ARAGORA_DR_CONFIG`) and the environment, validated all at once like the other components.
 
-use aragora_config::ConfigProblem;
+use aragora_config::{ConfigProblem, Settings};
 use aragora_engine::EngineConfig;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -59,20 +58,8 @@ impl Default for DrConfig {
     }
 }
 
-impl DrConfig {
-    /// Defaults, then `file` (TOML) if given, then `env`; validated. Every problem at once.
-    pub fn load(
-        file: Option<&Path>,
-        env: &HashMap<String, String>,
-    ) -> Result<Self, Vec<ConfigProblem>> {
-        let mut problems = Vec::new();
-        let mut config: Self = aragora_config::defaults_or_file(file, &mut problems);
-        config.apply_env(env, &mut problems);
-        problems.extend(config.validate());
-        aragora_config::checked(config, problems)
-    }
-
-    pub fn validate(&self) -> Vec<ConfigProblem> {
+impl Settings for DrConfig {
+    fn validate(&self) -> Vec<ConfigProblem> {
         let mut problems = Vec::new();
         if self.backup_keep_count == 0 {
             problems.push(ConfigProblem::new(
@@ -129,7 +116,9 @@ impl DrConfig {
         }
         problems
     }
+}
 
+impl DrConfig {
     /// The backup directory: the configured one, or `backups` in the engine's data directory.
     pub fn backup_dir(&self, engine: &EngineConfig) -> PathBuf {
         self.backup_dir
@@ -147,6 +136,7 @@ mod tests {
     use super::*;
 
     use aragora_config::env_map as env;
+    use std::collections::HashMap;
 
     #[test]
     fn defaults_are_valid_and_keep_the_five_minute_rpo() {

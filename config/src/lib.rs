@@ -3,15 +3,35 @@
 //!
 //! A component declares its settings once with [`settings!`]: field, environment variables and
 //! doc line. That generates the `SETTINGS` table (README and `validate-env` use it) and the
-//! environment overlay. Loading never stops at the first mistake: every problem is collected as
-//! a [`ConfigProblem`] naming the setting and saying how to fix it.
+//! environment overlay. Every part of the process configuration implements [`Settings`]: it is
+//! *read* (defaults, TOML file, environment) without validating, the binary applies its flags,
+//! and only then is it validated, so a flag can fix an environment value and all problems of all
+//! parts come out together. Nothing stops at the first mistake: every problem is collected as a
+//! [`ConfigProblem`] naming the setting and saying how to fix it.
+//!
+//! | module | owns |
+//! |---|---|
+//! | `values` | the values every component's settings share: [`Environment`], [`LogLevel`], [`LogFormat`] |
+
+mod values;
+
+pub use values::{Environment, LogFormat, LogLevel};
 
 use serde::de::DeserializeOwned;
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+/// The environment a loader reads: variable name to value (a snapshot, so tests pass their own).
+pub type Env = HashMap<String, String>;
+
+/// A snapshot of the process environment.
+pub fn process_env() -> Env {
+    std::env::vars().collect()
+}
+
 /// One thing wrong with the configuration: which setting, and what to do about it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ConfigProblem {
     pub setting: String,
     pub message: String,
@@ -64,6 +84,56 @@ pub struct Setting {
     pub key: &'static str,
     pub env: &'static [&'static str],
     pub doc: &'static str,
+    /// A running process cannot apply a change of it (a listener, a thread count, a client
+    /// built at start); a reload that changes it is refused.
+    pub restart: bool,
+}
+
+impl Setting {
+    /// The name operators know it by: its first environment variable (else its key).
+    pub fn name(&self) -> &'static str {
+        self.env.first().copied().unwrap_or(self.key)
+    }
+}
+
+/// What [`settings!`] generates for a config struct: its documented settings, the environment
+/// overlay, and which restart-only settings differ between two values.
+pub trait EnvSettings {
+    const SETTINGS: &'static [Setting];
+
+    /// Sets every field whose environment variable is present; a value that does not parse
+    /// adds a problem and leaves the field as it was.
+    fn apply_env(&mut self, env: &Env, problems: &mut Vec<ConfigProblem>);
+
+    /// The settings marked `restart` whose value differs between `self` and `next`.
+    fn restart_changes(&self, next: &Self) -> Vec<&'static Setting>;
+}
+
+/// One part of the process configuration: read from defaults, an optional TOML file and the
+/// environment without judging, then (after the binary's flags) validated once.
+pub trait Settings: EnvSettings + DeserializeOwned + Default {
+    /// What a part reads beyond its declared settings (derived variables, normalised values).
+    fn finish_read(&mut self, _env: &Env, _problems: &mut Vec<ConfigProblem>) {}
+
+    /// Every problem of the values as they are; empty when the part is usable.
+    fn validate(&self) -> Vec<ConfigProblem>;
+
+    /// Defaults, then `file` (TOML) when given, then `env`: not validated (flags may still
+    /// change it), with the problems found reading.
+    fn read(file: Option<&Path>, env: &Env) -> (Self, Vec<ConfigProblem>) {
+        let mut problems = Vec::new();
+        let mut config: Self = defaults_or_file(file, &mut problems);
+        config.apply_env(env, &mut problems);
+        config.finish_read(env, &mut problems);
+        (config, problems)
+    }
+
+    /// [`read`](Self::read), then [`validate`](Self::validate): the value, or every problem.
+    fn load(file: Option<&Path>, env: &Env) -> Result<Self, Vec<ConfigProblem>> {
+        let (config, mut problems) = Self::read(file, env);
+        problems.extend(config.validate());
+        checked(config, problems)
+    }
 }
 
 /// A value that can be read from an environment variable.
@@ -192,17 +262,37 @@ pub fn env_map(pairs: &[(&str, &str)]) -> std::collections::HashMap<String, Stri
         .collect()
 }
 
-/// Declares a config struct's settings once: field, environment variables, doc line.
-/// Generates `pub const SETTINGS: &[Setting]` and `fn apply_env(&mut self, env, problems)`.
+/// Declares a config struct's settings once: field, environment variables, an optional
+/// `restart` marker (a running process cannot apply a change of it), doc line. Generates
+/// `pub const SETTINGS: &[Setting]` and the struct's [`EnvSettings`] impl (also callable as
+/// the inherent `apply_env`).
 #[macro_export]
 macro_rules! settings {
-    ($config:ty; $($field:ident: [$($env:literal),*] $doc:literal;)*) => {
+    ($config:ty; $($field:ident: [$($env:literal),*] $($marker:ident)? $doc:literal;)*) => {
         /// Every setting, in the order the README documents them.
         pub const SETTINGS: &[$crate::Setting] = &[
-            $($crate::Setting { key: stringify!($field), env: &[$($env),*], doc: $doc }),*
+            $($crate::Setting {
+                key: stringify!($field),
+                env: &[$($env),*],
+                doc: $doc,
+                restart: $crate::__restart_marker!($($marker)?),
+            }),*
         ];
 
         impl $config {
+            #[allow(dead_code)]
+            fn apply_env(
+                &mut self,
+                env: &std::collections::HashMap<String, String>,
+                problems: &mut Vec<$crate::ConfigProblem>,
+            ) {
+                <Self as $crate::EnvSettings>::apply_env(self, env, problems)
+            }
+        }
+
+        impl $crate::EnvSettings for $config {
+            const SETTINGS: &'static [$crate::Setting] = SETTINGS;
+
             fn apply_env(
                 &mut self,
                 env: &std::collections::HashMap<String, String>,
@@ -220,7 +310,29 @@ macro_rules! settings {
                     }
                 )*
             }
+
+            fn restart_changes(&self, next: &Self) -> Vec<&'static $crate::Setting> {
+                let mut changed = Vec::new();
+                $(
+                    if $crate::__restart_marker!($($marker)?) && self.$field != next.$field {
+                        changed.extend(SETTINGS.iter().find(|s| s.key == stringify!($field)));
+                    }
+                )*
+                changed
+            }
         }
+    };
+}
+
+/// `restart` (the only marker) is true; no marker is false.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __restart_marker {
+    () => {
+        false
+    };
+    (restart) => {
+        true
     };
 }
 

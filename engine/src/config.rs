@@ -2,16 +2,18 @@
 //!
 //! Sources, later ones winning: built-in defaults, an optional TOML file (keys are the field
 //! names below), the `ARAGORA_*` environment variables of the operations runbooks, then
-//! command-line flags. [`EngineConfig::load`] never stops at the first mistake: it returns every
-//! problem at once, each naming the setting and saying how to fix it, so `aragora validate-env`
-//! and `aragora serve` refuse bad config with the same list.
+//! command-line flags. `EngineConfig` is one part of the process configuration
+//! ([`aragora_config::Settings`]): read without judging, flags applied by the binary, then
+//! validated once, returning every problem at once, each naming the setting and saying how to
+//! fix it, so `aragora validate-env` and `aragora serve` refuse bad config with the same list.
 
 use crate::agents::providers::ProviderKind;
-use aragora_config::FromEnv;
-pub use aragora_config::{ConfigProblem, Setting};
+pub use aragora_config::process_env;
+pub use aragora_config::{ConfigProblem, Environment, LogFormat, LogLevel, Setting, Settings};
+use aragora_config::{Env, FromEnv};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 /// Which database holds debates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,9 +69,9 @@ pub struct EngineConfig {
     pub jwt_secret: Option<String>,
     pub api_token: Option<String>,
     pub allowed_origins: Vec<String>,
-    pub environment: String,
-    pub log_level: String,
-    pub log_format: String,
+    pub environment: Environment,
+    pub log_level: LogLevel,
+    pub log_format: LogFormat,
     pub agent_max_retries: u32,
     pub agent_retry_base_ms: u64,
     pub agent_max_tokens: u32,
@@ -175,9 +177,9 @@ impl Default for EngineConfig {
             jwt_secret: None,
             api_token: None,
             allowed_origins: vec!["http://localhost:3000".into()],
-            environment: "development".into(),
-            log_level: "INFO".into(),
-            log_format: "json".into(),
+            environment: Environment::Development,
+            log_level: LogLevel::Info,
+            log_format: LogFormat::Json,
             agent_max_retries: 3,
             agent_retry_base_ms: 500,
             agent_max_tokens: 1024,
@@ -194,27 +196,19 @@ impl Default for EngineConfig {
     }
 }
 
-const LOG_LEVELS: &[&str] = &[
-    "trace", "debug", "info", "warning", "warn", "error", "critical",
-];
-
-impl EngineConfig {
-    /// Reads defaults, then `file` (TOML) if given, then `env`, and validates the result.
-    /// Returns every problem found, not just the first.
-    pub fn load(
-        file: Option<&Path>,
-        env: &HashMap<String, String>,
-    ) -> Result<Self, Vec<ConfigProblem>> {
-        let mut problems = Vec::new();
-        let mut config: Self = aragora_config::defaults_or_file(file, &mut problems);
-        config.apply_env(env, &mut problems);
-        config.apply_provider_env(env);
-        problems.extend(config.validate());
-        aragora_config::checked(config, problems)
+impl Settings for EngineConfig {
+    fn finish_read(&mut self, env: &Env, _problems: &mut Vec<ConfigProblem>) {
+        self.apply_provider_env(env);
     }
 
+    fn validate(&self) -> Vec<ConfigProblem> {
+        self.problems()
+    }
+}
+
+impl EngineConfig {
     /// Provider keys, base URLs and models from the environment.
-    fn apply_provider_env(&mut self, env: &HashMap<String, String>) {
+    fn apply_provider_env(&mut self, env: &Env) {
         for kind in ProviderKind::ALL {
             let prefix = provider_env_prefix(kind);
             let settings = self.providers.entry(kind.as_str().to_string()).or_default();
@@ -315,7 +309,7 @@ impl EngineConfig {
     }
 
     /// Checks every value; empty when the config is usable.
-    pub fn validate(&self) -> Vec<ConfigProblem> {
+    fn problems(&self) -> Vec<ConfigProblem> {
         let mut problems = Vec::new();
         let mut check = |ok: bool, setting: &str, message: String| {
             if !ok {
@@ -410,18 +404,7 @@ impl EngineConfig {
             );
         }
         check(
-            matches!(
-                self.environment.as_str(),
-                "development" | "production" | "staging" | "test"
-            ),
-            "ARAGORA_ENV",
-            format!(
-                "{:?} is not an environment; use development, staging, test or production",
-                self.environment
-            ),
-        );
-        check(
-            self.environment != "production" || self.jwt_secret.is_some(),
+            !self.is_production() || self.jwt_secret.is_some(),
             "ARAGORA_JWT_SECRET",
             "is required when ARAGORA_ENV=production; set a secret of at least 32 characters"
                 .into(),
@@ -441,19 +424,6 @@ impl EngineConfig {
                 format!("{origin:?} is not an origin; write scheme://host[:port] with no path"),
             );
         }
-        check(
-            LOG_LEVELS.contains(&self.log_level.to_ascii_lowercase().as_str()),
-            "ARAGORA_LOG_LEVEL",
-            format!(
-                "{:?} is not a level; use DEBUG, INFO, WARNING or ERROR",
-                self.log_level
-            ),
-        );
-        check(
-            matches!(self.log_format.as_str(), "json" | "text"),
-            "ARAGORA_LOG_FORMAT",
-            format!("{:?} is not a format; use json or text", self.log_format),
-        );
         check(
             self.agent_max_retries <= 10,
             "ARAGORA_AGENT_MAX_RETRIES",
@@ -532,7 +502,7 @@ impl EngineConfig {
 
     /// Is this a production deployment (stricter checks, JSON logs)?
     pub fn is_production(&self) -> bool {
-        self.environment == "production"
+        self.environment == Environment::Production
     }
 }
 
@@ -548,16 +518,12 @@ fn provider_names() -> String {
     ProviderKind::ALL.map(|k| k.as_str()).join(", ")
 }
 
-/// A snapshot of the process environment, the input of [`EngineConfig::load`].
-pub fn process_env() -> HashMap<String, String> {
-    std::env::vars().collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     use aragora_config::env_map as env;
+    use std::collections::HashMap;
 
     #[test]
     fn defaults_are_valid_and_match_the_runbook() {
@@ -624,6 +590,41 @@ mod tests {
         std::fs::write(&bad, "api_prot = 9100\n").unwrap();
         let problems = EngineConfig::load(Some(&bad), &HashMap::new()).unwrap_err();
         assert!(problems[0].message.contains("api_prot"), "{problems:?}");
+    }
+
+    #[test]
+    fn environment_and_log_settings_are_values_with_named_problems() {
+        let config = EngineConfig::load(
+            None,
+            &env(&[
+                ("ARAGORA_ENVIRONMENT", "staging"),
+                ("ARAGORA_LOG_LEVEL", "warning"),
+                ("ARAGORA_LOG_FORMAT", "text"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.environment, Environment::Staging);
+        assert_eq!(config.log_level, LogLevel::Warning);
+        assert_eq!(config.log_format, LogFormat::Text);
+
+        let problems = EngineConfig::load(
+            None,
+            &env(&[
+                ("ARAGORA_ENV", "prod"),
+                ("ARAGORA_LOG_LEVEL", "loud"),
+                ("ARAGORA_LOG_FORMAT", "xml"),
+            ]),
+        )
+        .unwrap_err();
+        let settings: Vec<&str> = problems.iter().map(|p| p.setting.as_str()).collect();
+        assert_eq!(
+            settings,
+            ["ARAGORA_ENV", "ARAGORA_LOG_LEVEL", "ARAGORA_LOG_FORMAT"],
+            "{problems:?}"
+        );
+        assert!(problems[0]
+            .message
+            .contains("development, staging, test or production"));
     }
 
     #[test]

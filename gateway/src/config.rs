@@ -1,14 +1,14 @@
 //! The gateway's configuration: listeners, certificate, upstreams, health checks, limits and
 //! drain timing. Defaults, then TOML, then `ARAGORA_*` environment, then flags; every problem is
 //! reported at once, and nothing is bound before the configuration validates (the rustls
-//! listener panics on a bad certificate path, so paths are checked here first).
+//! listener panics on a bad certificate path, so paths are checked here first). Settings a
+//! running gateway cannot change are marked `restart` in [`SETTINGS`]; a reload refuses them.
 
 use crate::limit::RouteLimit;
 use crate::parsed::{Networks, ParsedList};
-use aragora_config::ConfigProblem;
+use aragora_config::{ConfigProblem, Settings};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -53,11 +53,11 @@ pub struct GatewayConfig {
 
 aragora_config::settings! {
     GatewayConfig;
-    host: ["ARAGORA_GATEWAY_HOST"] "Address the public listeners (HTTP and HTTPS) bind to.";
-    http_port: ["ARAGORA_HTTP_PORT"] "Plain HTTP port: answers 308 to HTTPS (except ACME challenges and /healthz).";
-    https_port: ["ARAGORA_HTTPS_PORT"] "HTTPS port (TLS 1.2 and 1.3, HTTP/2 and HTTP/1.1).";
-    admin_host: ["ARAGORA_ADMIN_HOST"] "Address of the admin listener; keep it on loopback.";
-    admin_port: ["ARAGORA_ADMIN_PORT"] "Admin listener port: /metrics, /api/system/upstreams, maintenance mode.";
+    host: ["ARAGORA_GATEWAY_HOST"] restart "Address the public listeners (HTTP and HTTPS) bind to.";
+    http_port: ["ARAGORA_HTTP_PORT"] restart "Plain HTTP port: answers 308 to HTTPS (except ACME challenges and /healthz).";
+    https_port: ["ARAGORA_HTTPS_PORT"] restart "HTTPS port (TLS 1.2 and 1.3, HTTP/2 and HTTP/1.1).";
+    admin_host: ["ARAGORA_ADMIN_HOST"] restart "Address of the admin listener; keep it on loopback.";
+    admin_port: ["ARAGORA_ADMIN_PORT"] restart "Admin listener port: /metrics, /api/system/upstreams, maintenance mode.";
     tls_cert: ["ARAGORA_TLS_CERT"] "PEM certificate chain; `aragora up` generates a self-signed one when unset.";
     tls_key: ["ARAGORA_TLS_KEY"] "PEM private key of the certificate.";
     upstreams: ["ARAGORA_UPSTREAMS"] "Engine replicas, host:port, comma-separated; names are re-resolved (headless services).";
@@ -77,18 +77,18 @@ aragora_config::settings! {
     upstream_connect_timeout_ms: ["ARAGORA_UPSTREAM_CONNECT_TIMEOUT_MS"] "Milliseconds to connect to a replica before trying another.";
     upstream_read_timeout_secs: ["ARAGORA_UPSTREAM_READ_TIMEOUT"] "Seconds to wait for a replica's response.";
     hsts_max_age_secs: ["ARAGORA_HSTS_MAX_AGE"] "max-age of the Strict-Transport-Security header on HTTPS responses.";
-    drain_delay_secs: ["ARAGORA_GATEWAY_DRAIN_DELAY"] "On SIGTERM, seconds to keep serving while reporting not ready, so load balancers stop sending.";
-    drain_timeout_secs: ["ARAGORA_GATEWAY_DRAIN_TIMEOUT"] "Seconds in-flight requests get to finish after the gateway stops accepting.";
-    threads: ["ARAGORA_GATEWAY_THREADS"] "Worker threads of the proxy.";
+    drain_delay_secs: ["ARAGORA_GATEWAY_DRAIN_DELAY"] restart "On SIGTERM, seconds to keep serving while reporting not ready, so load balancers stop sending.";
+    drain_timeout_secs: ["ARAGORA_GATEWAY_DRAIN_TIMEOUT"] restart "Seconds in-flight requests get to finish after the gateway stops accepting.";
+    threads: ["ARAGORA_GATEWAY_THREADS"] restart "Worker threads of the proxy.";
     acme_challenge_dir: ["ARAGORA_ACME_CHALLENGE_DIR"] "Directory served at /.well-known/acme-challenge/ on the HTTP port.";
     rate_limit_per_minute: ["ARAGORA_RATE_LIMIT"] "Requests per minute per client address, on average; 0 turns limiting off.";
     rate_limit_burst: ["ARAGORA_RATE_LIMIT_BURST"] "Requests a client may send at once; 0 means the per-minute rate.";
     trusted_proxies: ["ARAGORA_TRUSTED_PROXIES"] "CIDRs of proxies in front of the gateway whose X-Forwarded-For is believed; from anyone else it is ignored.";
     rate_limit_routes: ["ARAGORA_RATE_LIMIT_ROUTES"] "Per-route limits replacing the default there, comma-separated METHOD /route=N (POST /api/debates=10).";
     rate_limit_allow: ["ARAGORA_RATE_LIMIT_ALLOW"] "CIDRs of clients never rate limited (monitoring, internal jobs).";
-    redis_url: ["ARAGORA_REDIS_URL", "REDIS_URL"] "Redis shared by the gateway replicas so together they admit the configured rate; unset, each gateway limits alone.";
-    rate_limit_fail_open: ["ARAGORA_RATE_LIMIT_FAIL_OPEN"] "While Redis does not answer: true limits locally, false refuses (429) what the shared limit cannot vouch for.";
-    rate_limit_key_prefix: ["ARAGORA_RATE_LIMIT_KEY_PREFIX"] "Prefix of the rate-limit keys in Redis.";
+    redis_url: ["ARAGORA_REDIS_URL", "REDIS_URL"] restart "Redis shared by the gateway replicas so together they admit the configured rate; unset, each gateway limits alone.";
+    rate_limit_fail_open: ["ARAGORA_RATE_LIMIT_FAIL_OPEN"] restart "While Redis does not answer: true limits locally, false refuses (429) what the shared limit cannot vouch for.";
+    rate_limit_key_prefix: ["ARAGORA_RATE_LIMIT_KEY_PREFIX"] restart "Prefix of the rate-limit keys in Redis.";
 }
 
 impl Default for GatewayConfig {
@@ -144,27 +144,8 @@ impl GatewayConfig {
         }
     }
 
-    /// Defaults, then `file` (TOML), then `env`, not yet validated (flags may still change
-    /// it); the problems found reading them.
-    pub fn read(file: Option<&Path>, env: &HashMap<String, String>) -> (Self, Vec<ConfigProblem>) {
-        let mut problems = Vec::new();
-        let mut config: Self = aragora_config::defaults_or_file(file, &mut problems);
-        config.apply_env(env, &mut problems);
-        (config, problems)
-    }
-
-    /// [`read`](Self::read), then validated.
-    pub fn load(
-        file: Option<&Path>,
-        env: &HashMap<String, String>,
-    ) -> Result<Self, Vec<ConfigProblem>> {
-        let (config, mut problems) = Self::read(file, env);
-        problems.extend(config.validate());
-        aragora_config::checked(config, problems)
-    }
-
-    /// Checks every value, including that certificate files exist and parse.
-    pub fn validate(&self) -> Vec<ConfigProblem> {
+    /// Checks every value except the certificate (which `aragora up` may still generate).
+    pub fn validate_settings(&self) -> Vec<ConfigProblem> {
         let mut problems = Vec::new();
         let mut check = |ok: bool, setting: &str, message: String| {
             if !ok {
@@ -308,6 +289,12 @@ impl GatewayConfig {
         if let Some(reason) = self.rate_limit_routes.problem() {
             problems.push(ConfigProblem::new("ARAGORA_RATE_LIMIT_ROUTES", reason));
         }
+        problems
+    }
+
+    /// The certificate and key are both given, exist and parse.
+    pub fn validate_certificate(&self) -> Vec<ConfigProblem> {
+        let mut problems = Vec::new();
         match (&self.tls_cert, &self.tls_key) {
             (Some(cert), Some(key)) => {
                 if let Err(problem) = crate::tls::check_files(cert, key) {
@@ -327,9 +314,19 @@ impl GatewayConfig {
     }
 }
 
+impl Settings for GatewayConfig {
+    /// Every value, the certificate files included.
+    fn validate(&self) -> Vec<ConfigProblem> {
+        let mut problems = self.validate_settings();
+        problems.extend(self.validate_certificate());
+        problems
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aragora_config::EnvSettings;
 
     fn problems_of(config: &GatewayConfig, setting: &str) -> Vec<String> {
         config
@@ -380,5 +377,38 @@ mod tests {
             problems_of(&config, "ARAGORA_RATE_LIMIT_ROUTES"),
             ["\"POST /api/debates\" is not METHOD /route=N (for example \"POST /api/debates=10\")"]
         );
+    }
+
+    #[test]
+    fn listeners_threads_and_the_shared_limiter_need_a_restart() {
+        let old = GatewayConfig::default();
+        let next = GatewayConfig {
+            https_port: 8443,
+            threads: 4,
+            redis_url: Some("redis://127.0.0.1:6379".into()),
+            // Reloadable: no restart needed.
+            upstreams: vec!["127.0.0.1:9000".into()],
+            rate_limit_per_minute: 5,
+            ..GatewayConfig::default()
+        };
+        let changed: Vec<&str> = old
+            .restart_changes(&next)
+            .iter()
+            .map(|s| s.name())
+            .collect();
+        assert_eq!(
+            changed,
+            [
+                "ARAGORA_HTTPS_PORT",
+                "ARAGORA_GATEWAY_THREADS",
+                "ARAGORA_REDIS_URL"
+            ]
+        );
+        let marked: Vec<&str> = SETTINGS
+            .iter()
+            .filter(|s| s.restart)
+            .map(|s| s.key)
+            .collect();
+        assert_eq!(marked.len(), 11, "{marked:?}");
     }
 }

@@ -198,39 +198,13 @@ impl RunningGateway {
     pub fn reload(&self, config: GatewayConfig) -> Result<(), Vec<String>> {
         let old = self.shared.config();
         let mut refused = Vec::new();
-        let fixed = [
-            ("ARAGORA_GATEWAY_HOST", old.host != config.host),
-            ("ARAGORA_HTTP_PORT", old.http_port != config.http_port),
-            ("ARAGORA_HTTPS_PORT", old.https_port != config.https_port),
-            ("ARAGORA_ADMIN_HOST", old.admin_host != config.admin_host),
-            ("ARAGORA_ADMIN_PORT", old.admin_port != config.admin_port),
-            ("ARAGORA_GATEWAY_THREADS", old.threads != config.threads),
-            ("ARAGORA_REDIS_URL", old.redis_url != config.redis_url),
-            // The shared limiter, pingora's grace period and the drain task are built from
-            // these at start.
-            (
-                "ARAGORA_RATE_LIMIT_FAIL_OPEN",
-                old.rate_limit_fail_open != config.rate_limit_fail_open,
-            ),
-            (
-                "ARAGORA_RATE_LIMIT_KEY_PREFIX",
-                old.rate_limit_key_prefix != config.rate_limit_key_prefix,
-            ),
-            (
-                "ARAGORA_GATEWAY_DRAIN_DELAY",
-                old.drain_delay_secs != config.drain_delay_secs,
-            ),
-            (
-                "ARAGORA_GATEWAY_DRAIN_TIMEOUT",
-                old.drain_timeout_secs != config.drain_timeout_secs,
-            ),
-        ];
-        for (setting, changed) in fixed {
-            if changed {
-                refused.push(format!(
-                    "{setting} cannot change while running; restart the gateway to change it"
-                ));
-            }
+        // Which settings cannot change while running is declared with each setting (`restart`
+        // in config.rs): the listeners, threads, shared limiter and drain task are built at start.
+        for setting in aragora_config::EnvSettings::restart_changes(old.as_ref(), &config) {
+            refused.push(format!(
+                "{} cannot change while running; restart the gateway to change it",
+                setting.name()
+            ));
         }
         let loaded = match (&config.tls_cert, &config.tls_key) {
             (Some(cert), Some(key)) => match (

@@ -2,9 +2,9 @@
 
 use crate::duration::PromDuration;
 use crate::model::{Alerting, Labels, SliShape, Slo, SloSpec};
-use aragora_config::ConfigProblem;
+use aragora_config::{ConfigProblem, Env, Settings};
 use aragora_telemetry::catalogue as cat;
-use std::collections::HashMap;
+use serde::{Deserialize, Serialize};
 
 /// The service name of the default SLOs (Sloth's `service`).
 pub const SERVICE: &str = "aragora";
@@ -16,7 +16,8 @@ pub const GATEWAY_JOB: &str = "aragora-gateway";
 pub const ENGINE_JOB: &str = "aragora-engine";
 
 /// The SLO targets operators may override.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct SloSettings {
     pub availability_target: f64,
     pub latency_p99_target_ms: u64,
@@ -40,15 +41,34 @@ aragora_config::settings! {
     debate_success_target: ["SLO_DEBATE_SUCCESS_TARGET"] "Percent of debates (cancelled ones aside) that must end in consensus or no_consensus over 30 days (below 1: a ratio).";
 }
 
+impl Settings for SloSettings {
+    fn finish_read(&mut self, _env: &Env, _problems: &mut Vec<ConfigProblem>) {
+        self.availability_target = as_percent(self.availability_target);
+        self.debate_success_target = as_percent(self.debate_success_target);
+    }
+
+    /// The default SLOs built from these targets, checked like any spec (a target out of
+    /// range, a latency that is not a bucket), each problem named by the variable that sets it.
+    fn validate(&self) -> Vec<ConfigProblem> {
+        crate::check::check(&self.default_spec())
+            .into_iter()
+            .map(|problem| {
+                let setting = match problem.slo.as_deref() {
+                    Some("availability") => "SLO_AVAILABILITY_TARGET",
+                    Some("latency") => "SLO_LATENCY_P99_TARGET_MS",
+                    Some("debate-success") => "SLO_DEBATE_SUCCESS_TARGET",
+                    _ => "SLO_*",
+                };
+                ConfigProblem::new(setting, problem.message)
+            })
+            .collect()
+    }
+}
+
 impl SloSettings {
-    /// Defaults, then the environment; every problem at once.
-    pub fn from_env(env: &HashMap<String, String>) -> Result<Self, Vec<ConfigProblem>> {
-        let mut settings = Self::default();
-        let mut problems = Vec::new();
-        settings.apply_env(env, &mut problems);
-        settings.availability_target = as_percent(settings.availability_target);
-        settings.debate_success_target = as_percent(settings.debate_success_target);
-        aragora_config::checked(settings, problems)
+    /// Defaults, then the environment, validated; every problem at once.
+    pub fn from_env(env: &Env) -> Result<Self, Vec<ConfigProblem>> {
+        Self::load(None, env)
     }
 
     /// The runbook's three SLOs. `aragora slo check` validates the result like any spec, so
@@ -149,6 +169,22 @@ mod tests {
         let problems =
             SloSettings::from_env(&env(&[("SLO_LATENCY_P99_TARGET_MS", "fast")])).unwrap_err();
         assert_eq!(problems[0].setting, "SLO_LATENCY_P99_TARGET_MS");
+    }
+
+    #[test]
+    fn a_target_the_default_slos_cannot_use_names_the_variable() {
+        let problems = SloSettings::from_env(&env(&[
+            ("SLO_LATENCY_P99_TARGET_MS", "450"),
+            ("SLO_AVAILABILITY_TARGET", "100"),
+        ]))
+        .unwrap_err();
+        let named: Vec<&str> = problems.iter().map(|p| p.setting.as_str()).collect();
+        assert_eq!(
+            named,
+            ["SLO_AVAILABILITY_TARGET", "SLO_LATENCY_P99_TARGET_MS"],
+            "{problems:?}"
+        );
+        assert!(problems[1].message.contains("le=\"0.45\""), "{problems:?}");
     }
 
     #[test]

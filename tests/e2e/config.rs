@@ -1,6 +1,7 @@
-//! Bad configuration is refused before anything starts, with every problem listed at once.
+//! Bad configuration is refused before anything starts, with every problem of every part listed
+//! at once; `validate-env` is that start minus the binding, as a checklist.
 
-use crate::support::aragora_command;
+use crate::support::{aragora_command, TestDatabase};
 use std::net::TcpListener;
 use std::process::Output;
 
@@ -154,6 +155,24 @@ fn the_readme_documents_every_setting() {
 }
 
 #[test]
+fn the_readme_says_which_gateway_settings_need_a_restart() {
+    let readme = include_str!("../../README.md");
+    for setting in aragora_gateway::SETTINGS {
+        let row = format!("| `{}` | `{}`", setting.key, setting.name());
+        let line = readme
+            .lines()
+            .find(|line| line.starts_with(&row))
+            .unwrap_or_else(|| panic!("README has no row {row}"));
+        assert_eq!(
+            line.contains("Restart to change."),
+            setting.restart,
+            "the README and the `restart` marker disagree on {}",
+            setting.key
+        );
+    }
+}
+
+#[test]
 fn bad_backup_and_drill_settings_are_refused_by_every_command() {
     let bad = [
         ("ARAGORA_BACKUP_SCHEDULE", "every five minutes"),
@@ -177,4 +196,207 @@ fn bad_backup_and_drill_settings_are_refused_by_every_command() {
             "{args:?}: {stderr}"
         );
     }
+}
+
+fn text(output: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn validate_env_reports_a_gateway_an_slo_and_an_engine_problem_together() {
+    let output = run(
+        &["validate-env"],
+        &[
+            ("ARAGORA_GATEWAY_THREADS", "0"),
+            ("SLO_AVAILABILITY_TARGET", "most"),
+            ("ARAGORA_DEFAULT_ROUNDS", "99"),
+        ],
+    );
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(78), "{stdout}{stderr}");
+    assert!(stderr.contains("3 problem(s)"), "{stderr}");
+    for setting in [
+        "ARAGORA_GATEWAY_THREADS",
+        "SLO_AVAILABILITY_TARGET",
+        "ARAGORA_DEFAULT_ROUNDS",
+    ] {
+        assert!(
+            stderr.contains(setting),
+            "{setting} not reported:\n{stderr}"
+        );
+    }
+    assert!(stdout.contains("✗ Configuration: 3 problem(s)"), "{stdout}");
+    assert!(
+        stdout.lines().last().unwrap_or("").starts_with('✗'),
+        "{stdout}"
+    );
+
+    // `up` refuses on the same three, in one run, before binding anything.
+    let up = run(
+        &["up"],
+        &[
+            ("ARAGORA_GATEWAY_THREADS", "0"),
+            ("SLO_AVAILABILITY_TARGET", "most"),
+            ("ARAGORA_DEFAULT_ROUNDS", "99"),
+        ],
+    );
+    let (stdout, stderr) = text(&up);
+    assert_eq!(up.status.code(), Some(78), "{stdout}{stderr}");
+    assert!(stderr.contains("3 problem(s)"), "{stderr}");
+    assert!(
+        stdout.is_empty(),
+        "nothing was bound or announced: {stdout}"
+    );
+}
+
+/// A configuration that touches everything validate-env can check: a fresh PostgreSQL
+/// database, the real Redis, a provider key, a certificate and a signing key.
+fn everything(db: &TestDatabase, tls: &std::path::Path) -> Vec<(&'static str, String)> {
+    let (cert, key) = aragora_gateway::tls::self_signed(tls).expect("a self-signed pair");
+    vec![
+        ("ARAGORA_DB_BACKEND", "postgres".into()),
+        ("DATABASE_URL", db.url.clone()),
+        ("ARAGORA_REDIS_URL", "redis://127.0.0.1:6379/0".into()),
+        ("ANTHROPIC_API_KEY", SECRET_KEY.into()),
+        ("ARAGORA_RECEIPT_SIGNING_KEY", SECRET_SIGNING_KEY.into()),
+        ("ARAGORA_JWT_SECRET", SECRET_JWT.into()),
+        ("ARAGORA_TLS_CERT", cert.display().to_string()),
+        ("ARAGORA_TLS_KEY", key.display().to_string()),
+    ]
+}
+
+const SECRET_KEY: &str = "sk-ant-test-never-printed-0123456789";
+const SECRET_SIGNING_KEY: &str = "signing-key-never-printed-0123456789abcdef";
+const SECRET_JWT: &str = "jwt-secret-never-printed-0123456789abcdef";
+
+fn assert_no_secret(output: &Output) {
+    let (stdout, stderr) = text(output);
+    for secret in [SECRET_KEY, SECRET_SIGNING_KEY, SECRET_JWT] {
+        assert!(
+            !stdout.contains(secret) && !stderr.contains(secret),
+            "a secret reached the output:\n{stdout}{stderr}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn validate_env_prints_a_line_per_check_against_the_real_postgres_and_redis() {
+    let db = TestDatabase::create().await;
+    let tls = tempfile::tempdir().unwrap();
+    let env = everything(&db, tls.path());
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let output = run(&["validate-env"], &env);
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout}{stderr}");
+    let line = |prefix: &str| {
+        stdout
+            .lines()
+            .find(|line| line.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no line starting {prefix:?}:\n{stdout}"))
+            .to_string()
+    };
+    assert_eq!(line("✓ Environment"), "✓ Environment: development");
+    assert!(line("✓ Configuration:").contains("valid"), "{stdout}");
+    let database = line("✓ Database: PostgreSQL ");
+    assert!(
+        database.contains(&db.name) && database.ends_with(" ms)"),
+        "backend, server version, latency: {database}"
+    );
+    assert!(
+        !database.contains("postgres@"),
+        "no credentials: {database}"
+    );
+    assert!(line("✓ Redis: connected").contains("(version "), "{stdout}");
+    assert!(
+        line("✓ AI provider: anthropic configured").contains("ANTHROPIC_API_KEY set"),
+        "{stdout}"
+    );
+    assert!(
+        line("✓ TLS certificate: ").contains("days to expiry"),
+        "{stdout}"
+    );
+    assert_eq!(
+        line("✓ Receipt signing key"),
+        format!(
+            "✓ Receipt signing key: configured ({} characters)",
+            SECRET_SIGNING_KEY.len()
+        )
+    );
+    assert_eq!(
+        stdout.lines().last(),
+        Some("✓ Configuration is valid: every part would start"),
+        "one verdict, last: {stdout}"
+    );
+    assert!(
+        stdout.lines().all(|line| line.starts_with('✓')),
+        "every check passed: {stdout}"
+    );
+    assert_no_secret(&output);
+}
+
+#[tokio::test]
+async fn validate_env_speaks_json_for_scripts() {
+    let db = TestDatabase::create().await;
+    let tls = tempfile::tempdir().unwrap();
+    let env = everything(&db, tls.path());
+    let mut env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let output = run(&["validate-env", "--output", "json"], &env);
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout}{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("JSON on stdout");
+    assert_eq!(report["verdict"], "valid", "{report:#}");
+    assert_eq!(report["problems"], serde_json::json!([]), "{report:#}");
+    let checks = report["checks"].as_array().unwrap();
+    for name in [
+        "Environment",
+        "Configuration",
+        "Database",
+        "Redis",
+        "AI provider",
+        "TLS certificate",
+    ] {
+        let check = checks
+            .iter()
+            .find(|check| check["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} check: {report:#}"));
+        assert_eq!(check["ok"], true, "{check}");
+        assert!(check["detail"].is_string(), "{check}");
+    }
+    assert_no_secret(&output);
+
+    // A problem of each kind: one the settings say, one the database says.
+    env.retain(|(key, _)| *key != "DATABASE_URL");
+    env.push((
+        "DATABASE_URL",
+        "postgres://postgres:hunter2-never-printed@127.0.0.1:1/none",
+    ));
+    env.push(("ARAGORA_GATEWAY_THREADS", "0"));
+    let output = run(&["validate-env", "--output", "json"], &env);
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(78), "{stdout}{stderr}");
+    assert!(!stdout.contains("hunter2-never-printed"), "{stdout}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("JSON on stdout");
+    assert_eq!(report["verdict"], "invalid");
+    let settings: Vec<&str> = report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|problem| problem["setting"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        settings,
+        ["ARAGORA_GATEWAY_THREADS", "DATABASE_URL"],
+        "{report:#}"
+    );
+    let database = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|check| check["name"] == "Database")
+        .unwrap();
+    assert_eq!(database["ok"], false, "{database}");
+    assert_no_secret(&output);
 }

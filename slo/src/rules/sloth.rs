@@ -67,6 +67,18 @@ pub const TICKET: Severity = Severity {
     },
 };
 
+/// Every window the burn-rate alerts read (each condition's short and long one), shortest
+/// first: the recording rules' windows and the live evaluation's, from this one policy.
+pub fn alert_windows() -> Vec<PromDuration> {
+    let mut windows: Vec<PromDuration> = [PAGE, TICKET]
+        .iter()
+        .flat_map(|s| [s.quick.short, s.quick.long, s.slow.short, s.slow.long])
+        .collect();
+    windows.sort();
+    windows.dedup();
+    windows
+}
+
 /// Sloth's recording rule of the SLI error ratio over `window`.
 pub fn sli_metric(window: PromDuration) -> String {
     format!("slo:sli_error:ratio_rate{window}")
@@ -147,12 +159,7 @@ impl<'a> Ctx<'a> {
     }
 
     fn windows(&self) -> Vec<PromDuration> {
-        let mut windows: Vec<PromDuration> = [PAGE, TICKET]
-            .iter()
-            .flat_map(|s| [s.quick.short, s.quick.long, s.slow.short, s.slow.long])
-            .collect();
-        windows.sort();
-        windows.dedup();
+        let mut windows = alert_windows();
         windows.retain(|window| *window != self.slo.period);
         windows
     }

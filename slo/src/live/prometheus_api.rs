@@ -1,0 +1,92 @@
+//! [`PrometheusSource`]: SLI error ratios from a Prometheus server's HTTP API, with the spec's
+//! own queries (what the recording rules compute).
+
+use super::source::{LiveError, SliSource, HTTP_TIMEOUT};
+use crate::duration::PromDuration;
+use crate::model::{Sli, Slo};
+use crate::promql::WINDOW_PLACEHOLDER;
+use std::time::Duration;
+
+/// SLI error ratios from a Prometheus server's `/api/v1/query`, with the spec's own queries.
+pub struct PrometheusSource {
+    client: reqwest::Client,
+    base_url: String,
+}
+
+impl PrometheusSource {
+    pub fn new(base_url: &str) -> Self {
+        Self {
+            client: reqwest::Client::builder()
+                .timeout(HTTP_TIMEOUT)
+                .build()
+                .expect("an HTTP client"),
+            base_url: base_url.trim_end_matches('/').to_string(),
+        }
+    }
+
+    /// The query of the SLI's error ratio over `window`, as the recording rule has it.
+    pub fn query(slo: &Slo, window: Duration) -> String {
+        let range = PromDuration(window.as_secs().max(1)).to_string();
+        let fill = |query: &str| query.replace(WINDOW_PLACEHOLDER, &range);
+        match &slo.sli {
+            Sli::Events {
+                error_query,
+                total_query,
+            } => format!("({}) / ({})", fill(error_query), fill(total_query)),
+            Sli::Raw { error_ratio_query } => fill(error_ratio_query),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl SliSource for PrometheusSource {
+    async fn error_ratio(&self, slo: &Slo, window: Duration) -> Result<Option<f64>, LiveError> {
+        const SERVICE: &str = "Prometheus";
+        let url = format!("{}/api/v1/query", self.base_url);
+        let response = self
+            .client
+            .get(&url)
+            .query(&[("query", Self::query(slo, window))])
+            .send()
+            .await
+            .map_err(|err| LiveError::from_request(SERVICE, &self.base_url, &err))?;
+        let body: serde_json::Value = response.json().await.map_err(|err| {
+            if err.is_timeout() {
+                LiveError::from_request(SERVICE, &self.base_url, &err)
+            } else {
+                LiveError::Invalid {
+                    service: SERVICE,
+                    reason: format!("not JSON: {err}"),
+                }
+            }
+        })?;
+        if body["status"] != "success" {
+            return Err(LiveError::Refused {
+                service: SERVICE,
+                what: format!("the query of SLO {}", slo.name),
+                reason: body["error"].to_string(),
+            });
+        }
+        let value = body["data"]["result"][0]["value"][1]
+            .as_str()
+            .and_then(|v| v.parse::<f64>().ok());
+        Ok(value.filter(|v| v.is_finite()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::SloSettings;
+
+    #[test]
+    fn prometheus_queries_fill_the_window() {
+        let spec = SloSettings::default().default_spec();
+        let query = PrometheusSource::query(&spec.slos[0], Duration::from_secs(3600));
+        assert!(
+            query.contains("[1h]") && !query.contains(WINDOW_PLACEHOLDER),
+            "{query}"
+        );
+        assert!(query.starts_with('(') && query.contains(") / ("), "{query}");
+    }
+}

@@ -1,0 +1,70 @@
+//! Where SLI error ratios come from ([`SliSource`]), and how asking can fail ([`LiveError`]):
+//! callers tell a server that is not there from one that said no, one that took too long,
+//! and an answer that cannot be read.
+
+use crate::model::{Slo, SloSpec};
+use std::time::Duration;
+
+/// Why the live evaluation, or the delivery of its alerts, failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LiveError {
+    /// Nothing answered at the address (refused, unresolvable, reset).
+    #[error("{service} at {url} does not answer: {reason}")]
+    Unreachable {
+        service: &'static str,
+        url: String,
+        reason: String,
+    },
+    /// The server did not answer within the client's timeout.
+    #[error("{service} at {url} did not answer within {timeout_secs} s")]
+    TimedOut {
+        service: &'static str,
+        url: String,
+        timeout_secs: u64,
+    },
+    /// The server answered, and said no (an error status or an error body).
+    #[error("{service} refused {what}: {reason}")]
+    Refused {
+        service: &'static str,
+        what: String,
+        reason: String,
+    },
+    /// The server answered something that is not what its API promises.
+    #[error("{service} answered something unreadable: {reason}")]
+    Invalid {
+        service: &'static str,
+        reason: String,
+    },
+}
+
+/// HTTP clients of the live evaluation wait this long for an answer.
+pub(crate) const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl LiveError {
+    /// A failed request to `service` at `url`: timed out, or not answered.
+    pub(crate) fn from_request(service: &'static str, url: &str, err: &reqwest::Error) -> Self {
+        if err.is_timeout() {
+            Self::TimedOut {
+                service,
+                url: url.to_string(),
+                timeout_secs: HTTP_TIMEOUT.as_secs(),
+            }
+        } else {
+            Self::Unreachable {
+                service,
+                url: url.to_string(),
+                reason: err.to_string(),
+            }
+        }
+    }
+}
+
+/// Where SLI error ratios come from.
+#[async_trait::async_trait]
+pub trait SliSource: Send + Sync {
+    /// The SLI's error ratio over the last `window`, None when there were no events.
+    async fn error_ratio(&self, slo: &Slo, window: Duration) -> Result<Option<f64>, LiveError>;
+
+    /// Called once per evaluation before any `error_ratio`: a moment to sample counters.
+    fn sample(&self, _spec: &SloSpec) {}
+}
