@@ -7,7 +7,7 @@
 use crate::model::{format_ms, now_ms, DebateEvent, EventKind};
 use serde_json::json;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use tokio::sync::broadcast;
 
 /// Events a slow subscriber may fall behind by before it must catch up from the store.
@@ -39,11 +39,18 @@ pub enum HubMessage {
     Delta(Arc<str>),
 }
 
+/// Where a hub also sends what it publishes: the other replicas, when fan-out is configured
+/// (`fanout` implements it over Redis). The hub knows only this seam, so the relay can depend
+/// on the hub and not the reverse.
+pub trait Relay: Send + Sync + 'static {
+    fn relay(&self, debate_id: &str, message: HubMessage);
+}
+
 #[derive(Clone, Default)]
 pub struct EventHub {
     channels: Arc<Mutex<HashMap<String, broadcast::Sender<HubMessage>>>>,
     /// Other replicas, when Redis fan-out is configured.
-    fanout: Arc<std::sync::OnceLock<crate::fanout::FanoutSender>>,
+    relay: Arc<OnceLock<Arc<dyn Relay>>>,
 }
 
 impl EventHub {
@@ -57,8 +64,8 @@ impl EventHub {
     }
 
     /// Sends this replica's events to the other replicas too, from now on.
-    pub fn fan_out(&self, sender: crate::fanout::FanoutSender) {
-        let _ = self.fanout.set(sender);
+    pub fn fan_out(&self, relay: impl Relay) {
+        let _ = self.relay.set(Arc::new(relay));
     }
 
     /// Announces a persisted event to the debate's current subscribers, here and (with
@@ -66,8 +73,8 @@ impl EventHub {
     pub fn publish(&self, event: DebateEvent) {
         let id = event.debate_id.clone();
         let message = HubMessage::Event(Arc::new(PublishedEvent::new(event)));
-        if let Some(fanout) = self.fanout.get() {
-            fanout.send(&id, message.clone());
+        if let Some(relay) = self.relay.get() {
+            relay.relay(&id, message.clone());
         }
         self.send(&id, message);
     }
@@ -91,8 +98,8 @@ impl EventHub {
             .lock()
             .map(|c| c.contains_key(debate_id))
             .unwrap_or(false);
-        let fanout = self.fanout.get();
-        if !has_subscribers && fanout.is_none() {
+        let relay = self.relay.get();
+        if !has_subscribers && relay.is_none() {
             return;
         }
         let message = json!({
@@ -105,8 +112,8 @@ impl EventHub {
             "timestamp": format_ms(now_ms()),
         });
         let message = HubMessage::Delta(message.to_string().into());
-        if let Some(fanout) = fanout {
-            fanout.send(debate_id, message.clone());
+        if let Some(relay) = relay {
+            relay.relay(debate_id, message.clone());
         }
         self.send(debate_id, message);
     }
