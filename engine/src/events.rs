@@ -4,7 +4,7 @@
 //! connected late, or fell behind and lagged) reads them back from the store by seq, so the hub
 //! can drop freely without losing anything.
 
-use crate::model::{format_ms, now_ms, DebateEvent, EventKind};
+use crate::model::{format_ms, now_ms, DebateEvent, EventPayload, Phase};
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -90,7 +90,7 @@ impl EventHub {
         debate_id: &str,
         round: i64,
         agent: &str,
-        phase: &str,
+        phase: Phase,
         delta: &str,
     ) {
         let has_subscribers = self
@@ -102,13 +102,18 @@ impl EventHub {
         if !has_subscribers && relay.is_none() {
             return;
         }
+        let (kind, data) = EventPayload::TokenDelta {
+            phase,
+            delta: delta.to_string(),
+        }
+        .into_parts();
         let message = json!({
-            "type": EventKind::TokenDelta,
+            "type": kind,
             "debate_id": debate_id,
             "seq": null,
             "round": round,
             "agent": agent,
-            "data": {"phase": phase, "delta": delta},
+            "data": data,
             "timestamp": format_ms(now_ms()),
         });
         let message = HubMessage::Delta(message.to_string().into());
