@@ -3,7 +3,9 @@
 //! No HTTP here. A debate is driven by [`run_debate`], which reads the debate's events back from
 //! the store first and skips every step already recorded, so the same function starts a new
 //! debate and resumes one that a drain interrupted. Each step is one event, persisted before it
-//! is announced; a step is identified by its phase, round and agent.
+//! is announced; a step is identified by a [`Step`] (phase, round, agent), and each event says
+//! what it says as an [`EventPayload`], written and read back typed (the stored JSON is the
+//! payload's own serde form).
 //!
 //! ```text
 //! queued ─► running ─┬─► completed (consensus | no consensus)

@@ -3,6 +3,9 @@
 //! The hub only carries events that are already persisted: a subscriber that misses some (it
 //! connected late, or fell behind and lagged) reads them back from the store by seq, so the hub
 //! can drop freely without losing anything.
+//!
+//! Other replicas are reached through a [`Relay`] handed to the hub (`fanout` is the Redis
+//! one); the hub knows the seam, not Redis.
 
 use crate::model::{format_ms, now_ms, DebateEvent, EventPayload, Phase};
 use serde_json::json;

@@ -1,6 +1,10 @@
 //! The debate's data: its states, its events, and the request that starts one.
 //!
 //! Plain data with no I/O. The store persists these types and the HTTP layer renders them.
+//! An event's content is an [`EventPayload`], one variant per kind with typed fields; its serde
+//! form (`type` + `data`) is the stored and wire form, so the store keeps `data` as JSON and
+//! [`DebateEvent::payload`] reads it back. A [`Step`] names what a resumed debate must not
+//! record twice.
 
 use chrono::{TimeZone, Utc};
 use serde::{Deserialize, Serialize};

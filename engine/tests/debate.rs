@@ -6,7 +6,8 @@ mod support;
 
 use aragora_engine::debate::{run_debate, RunEnd, StopReason};
 use aragora_engine::events::HubMessage;
-use aragora_engine::model::{DebateStatus, EventKind, Outcome};
+use aragora_engine::faults::{FaultKind, FaultSpec};
+use aragora_engine::model::{DebateStatus, EventKind, EventPayload, Outcome, Phase};
 use aragora_engine::store::DebateStore;
 use std::time::Duration;
 use support::{assert_whole, transcript, Gate, Harness};
@@ -206,4 +207,41 @@ async fn a_finished_debate_run_again_records_nothing() {
         calls,
         "no agent is asked again"
     );
+}
+
+#[tokio::test]
+async fn a_debate_whose_every_agent_fails_ends_failed_with_each_agents_error() {
+    let engine = Harness::new(&Gate::open()).await;
+    engine.faults.inject(FaultSpec {
+        kind: FaultKind::AgentFailing,
+        agent: None,
+        delay: Duration::ZERO,
+        duration: Duration::from_secs(600),
+    });
+    let record = engine.insert("failing", 2, 1).await;
+    let (_stop, stop_rx) = watch::channel(None);
+
+    let end = run_debate(&engine.deps, record, stop_rx).await.unwrap();
+
+    assert_eq!(end, RunEnd::Finished(Outcome::Failed));
+    let events = engine.events("failing").await;
+    assert_whole(&events);
+    let errors: Vec<(Option<String>, Phase)> = events
+        .iter()
+        .filter_map(|e| match e.payload().unwrap() {
+            EventPayload::Error { phase, .. } => Some((e.agent.clone(), phase)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        errors,
+        support::AGENTS
+            .iter()
+            .map(|a| (Some(a.to_string()), Phase::Proposal))
+            .collect::<Vec<_>>(),
+        "one error per agent, at its proposal, in agent order"
+    );
+    let done = engine.debate("failing").await;
+    assert_eq!(done.status, DebateStatus::Failed);
+    assert!(done.error.unwrap().contains("every agent failed"));
 }

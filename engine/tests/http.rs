@@ -24,7 +24,12 @@ fn api(engine: &Harness, max_running: usize, queue_size: usize) -> Router {
         store: deps.store.clone(),
         orchestrator: Orchestrator::new(deps.clone(), max_running, queue_size),
     });
-    let state = AppState(Arc::new(Shared {
+    app(state(engine, core, Phase::Ready))
+}
+
+fn state(engine: &Harness, core: OnceLock<Core>, phase: Phase) -> AppState {
+    let deps = &engine.deps;
+    AppState(Arc::new(Shared {
         config: EngineConfig::default(),
         metrics: deps.metrics.clone(),
         hub: deps.hub.clone(),
@@ -32,11 +37,10 @@ fn api(engine: &Harness, max_running: usize, queue_size: usize) -> Router {
         faults: Default::default(),
         receipts: deps.receipts.clone(),
         core,
-        phase: Mutex::new(Phase::Ready),
+        phase: Mutex::new(phase),
         closing: watch::channel(false).1,
         started: Instant::now(),
-    }));
-    app(state)
+    }))
 }
 
 struct Answer {
@@ -309,4 +313,38 @@ async fn list_filters_by_status_and_pages() {
         );
     }
     gate.release();
+}
+
+#[tokio::test]
+async fn an_engine_still_starting_is_not_ready_and_says_why() {
+    let engine = Harness::new(&Gate::open()).await;
+    let starting = app(state(
+        &engine,
+        OnceLock::new(),
+        Phase::Starting("running database migrations".into()),
+    ));
+
+    let ready = starting
+        .clone()
+        .oneshot(Request::get("/readyz").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let created = post(&starting, "/api/debates", &create_body("too early")).await;
+    assert_error(&created, StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+    assert!(
+        created.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("running database migrations"),
+        "{}",
+        created.body
+    );
+
+    let running = api(&engine, 1, 1);
+    let ready = running
+        .oneshot(Request::get("/readyz").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
 }

@@ -159,6 +159,8 @@ impl Agent for GatedAgent {
 pub struct Harness {
     pub deps: DebateDeps,
     pub store: SqlStore,
+    /// The faults the agents consult (inject one to make them fail).
+    pub faults: Faults,
     pub calls: Arc<Mutex<Vec<Call>>>,
     dir: Arc<TempDir>,
 }
@@ -211,6 +213,7 @@ impl Harness {
         Self {
             deps,
             store,
+            faults,
             calls,
             dir,
         }
