@@ -151,3 +151,88 @@ impl EventHub {
         self.channels.lock().map(|c| c.len()).unwrap_or(0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A relay that keeps what it is given.
+    #[derive(Clone, Default)]
+    struct Kept(Arc<Mutex<Vec<(String, HubMessage)>>>);
+
+    impl Relay for Kept {
+        fn relay(&self, debate_id: &str, message: HubMessage) {
+            self.0
+                .lock()
+                .unwrap()
+                .push((debate_id.to_string(), message));
+        }
+    }
+
+    fn round_start(debate_id: &str, seq: i64) -> DebateEvent {
+        let payload = EventPayload::RoundStart { round: 1, of: 2 };
+        DebateEvent::of(debate_id, seq, Some(1), None, payload, 0)
+    }
+
+    #[test]
+    fn a_published_event_reaches_its_debates_subscribers_and_the_relay_only() {
+        let hub = EventHub::default();
+        let relay = Kept::default();
+        hub.fan_out(relay.clone());
+        let mut watcher = hub.subscribe("d1");
+        let mut other = hub.subscribe("d2");
+
+        hub.publish(round_start("d1", 3));
+
+        let HubMessage::Event(published) = watcher.try_recv().unwrap() else {
+            panic!("an event arrives as an event");
+        };
+        assert_eq!(published.event.seq, 3);
+        assert_eq!(
+            &*published.json,
+            serde_json::to_string(&published.event).unwrap()
+        );
+        assert!(
+            other.try_recv().is_err(),
+            "another debate's watcher gets nothing"
+        );
+        let relayed = relay.0.lock().unwrap();
+        assert_eq!(relayed.len(), 1);
+        assert_eq!(relayed[0].0, "d1");
+    }
+
+    #[test]
+    fn streamed_text_keeps_its_wire_form_and_is_skipped_with_nobody_listening() {
+        let hub = EventHub::default();
+        hub.publish_delta("quiet", 1, "a", Phase::Proposal, "unheard");
+        assert_eq!(
+            hub.channel_count(),
+            0,
+            "nothing is kept for a debate nobody watches"
+        );
+
+        let mut watcher = hub.subscribe("d1");
+        hub.publish_delta("d1", 2, "offline-skeptic", Phase::Revision, "Ship ");
+        let HubMessage::Delta(json) = watcher.try_recv().unwrap() else {
+            panic!("streamed text arrives as a delta");
+        };
+        let mut message: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert!(message["timestamp"].as_str().is_some());
+        message["timestamp"] = serde_json::Value::Null;
+        assert_eq!(
+            message.to_string(),
+            r#"{"agent":"offline-skeptic","data":{"delta":"Ship ","phase":"revision"},"debate_id":"d1","round":2,"seq":null,"timestamp":null,"type":"token_delta"}"#
+        );
+    }
+
+    #[test]
+    fn a_channel_is_forgotten_once_its_last_subscriber_leaves() {
+        let hub = EventHub::default();
+        let watcher = hub.subscribe("d1");
+        hub.release("d1");
+        assert_eq!(hub.channel_count(), 1, "kept while someone watches");
+        drop(watcher);
+        hub.release("d1");
+        assert_eq!(hub.channel_count(), 0);
+    }
+}
