@@ -74,6 +74,12 @@ enum StepError {
     Store(StoreError),
 }
 
+impl From<StoreError> for StepError {
+    fn from(err: StoreError) -> Self {
+        Self::Store(err)
+    }
+}
+
 /// The phase an agent task records its answer under.
 fn task_phase(task: &AgentTask) -> Phase {
     match task {
@@ -81,12 +87,6 @@ fn task_phase(task: &AgentTask) -> Phase {
         AgentTask::Revise { .. } => Phase::Revision,
         AgentTask::Critique { .. } => Phase::Critique,
         AgentTask::Vote { .. } => Phase::Vote,
-    }
-}
-
-impl From<StoreError> for StepError {
-    fn from(err: StoreError) -> Self {
-        Self::Store(err)
     }
 }
 

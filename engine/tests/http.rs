@@ -137,6 +137,23 @@ async fn create_answers_202_with_the_debates_location_and_the_debate_runs_there(
     assert_eq!(messages.status, StatusCode::OK);
     // One round of two positions and two critiques, then two votes.
     assert_eq!(messages.body["total"], 6, "{}", messages.body);
+    let listed = messages.body["messages"].as_array().unwrap();
+    let of = |kind: &str| listed.iter().find(|m| m["type"] == kind).unwrap().clone();
+    let (position, critique, vote) = (of("agent_message"), of("critique"), of("vote"));
+    assert_eq!(
+        (&position["phase"], &position["target"], &position["choice"]),
+        (&json!("proposal"), &Value::Null, &Value::Null)
+    );
+    assert!(
+        AGENTS.contains(&critique["target"].as_str().unwrap()),
+        "{critique}"
+    );
+    assert_eq!(critique["choice"], Value::Null);
+    assert!(AGENTS.contains(&vote["choice"].as_str().unwrap()), "{vote}");
+    for message in [&position, &critique, &vote] {
+        assert_eq!(message["provider"], "offline");
+        assert!(message["text"].as_str().is_some_and(|t| !t.is_empty()));
+    }
     assert_eq!(
         get(&api, &format!("/api/v1/debates/{id}")).await.body["debate_id"],
         id.as_str()

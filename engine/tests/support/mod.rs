@@ -282,10 +282,18 @@ pub fn record(id: &str, rounds: i64, seed: i64) -> DebateRecord {
     }
 }
 
-/// What a debate recorded, without the times: two runs of one seed must say the same.
-pub fn transcript(
-    events: &[DebateEvent],
-) -> Vec<(i64, EventKind, Option<i64>, Option<String>, String)> {
+/// One recorded event without its times: two runs of one seed must say the same.
+#[derive(Debug, PartialEq)]
+pub struct Said {
+    pub seq: i64,
+    pub kind: EventKind,
+    pub round: Option<i64>,
+    pub agent: Option<String>,
+    pub data: String,
+}
+
+/// What a debate recorded, without the times.
+pub fn transcript(events: &[DebateEvent]) -> Vec<Said> {
     events
         .iter()
         .map(|e| {
@@ -293,7 +301,13 @@ pub fn transcript(
             if e.kind == EventKind::DebateEnd {
                 data["duration_ms"] = serde_json::Value::Null;
             }
-            (e.seq, e.kind, e.round, e.agent.clone(), data.to_string())
+            Said {
+                seq: e.seq,
+                kind: e.kind,
+                round: e.round,
+                agent: e.agent.clone(),
+                data: data.to_string(),
+            }
         })
         .collect()
 }
