@@ -316,14 +316,12 @@ pub enum EventPayload {
     AgentMessage {
         phase: Phase,
         text: String,
-        #[serde(default)]
         provider: String,
     },
     Critique {
         phase: Phase,
         target: String,
         text: String,
-        #[serde(default)]
         provider: String,
     },
     Vote {
@@ -331,7 +329,6 @@ pub enum EventPayload {
         /// The agent whose position this vote chose; `None` when the answer named none.
         choice: Option<String>,
         text: String,
-        #[serde(default)]
         provider: String,
     },
     Consensus {
@@ -354,8 +351,9 @@ pub enum EventPayload {
     Error {
         phase: Phase,
         message: String,
-        error_type: String,
+        /// Absent from the first version's events.
         #[serde(default)]
+        error_type: String,
         provider: String,
     },
     /// Streamed text of a message being written; never stored.
@@ -637,6 +635,21 @@ mod tests {
         let kinds: std::collections::HashSet<&str> =
             STORED.iter().map(|(kind, _)| kind.as_str()).collect();
         assert_eq!(kinds.len(), 10, "every kind of debate event is covered");
+    }
+
+    /// The first version's error events had no `error_type`; a resume must still read them.
+    #[test]
+    fn an_error_event_of_the_first_version_reads_back() {
+        let stored = json!({"message": "HTTP 503", "phase": "proposal", "provider": "offline"});
+        let payload = EventPayload::from_parts(EventKind::Error, &stored).unwrap();
+        let EventPayload::Error {
+            phase, error_type, ..
+        } = &payload
+        else {
+            panic!("an error reads as an error: {payload:?}");
+        };
+        assert_eq!((*phase, error_type.as_str()), (Phase::Proposal, ""));
+        assert_eq!(payload.step_phase(), Some(Phase::Proposal));
     }
 
     /// The payload's own JSON is the wire's `type` and `data`.
