@@ -3,44 +3,18 @@
 
 mod support;
 
-use aragora_engine::config::EngineConfig;
-use aragora_engine::http::{app, AppState, Core, Phase, Shared};
-use aragora_engine::orchestrator::Orchestrator;
+use aragora_engine::http::{app, Phase};
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
 use axum::Router;
 use serde_json::{json, Value};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Instant;
+use std::sync::OnceLock;
 use support::{eventually, Gate, Harness, AGENTS};
-use tokio::sync::watch;
 use tower::ServiceExt;
 
 /// The API over `engine`, ready, with `max_running` slots and room for `queue_size` more.
 fn api(engine: &Harness, max_running: usize, queue_size: usize) -> Router {
-    let deps = engine.deps.clone();
-    let core = OnceLock::new();
-    let _ = core.set(Core {
-        store: deps.store.clone(),
-        orchestrator: Orchestrator::new(deps.clone(), max_running, queue_size),
-    });
-    app(state(engine, core, Phase::Ready))
-}
-
-fn state(engine: &Harness, core: OnceLock<Core>, phase: Phase) -> AppState {
-    let deps = &engine.deps;
-    AppState(Arc::new(Shared {
-        config: EngineConfig::default(),
-        metrics: deps.metrics.clone(),
-        hub: deps.hub.clone(),
-        agents: deps.agents.clone(),
-        faults: Default::default(),
-        receipts: deps.receipts.clone(),
-        core,
-        phase: Mutex::new(phase),
-        closing: watch::channel(false).1,
-        started: Instant::now(),
-    }))
+    app(engine.ready_state(max_running, queue_size))
 }
 
 struct Answer {
@@ -335,8 +309,7 @@ async fn list_filters_by_status_and_pages() {
 #[tokio::test]
 async fn an_engine_still_starting_is_not_ready_and_says_why() {
     let engine = Harness::new(&Gate::open()).await;
-    let starting = app(state(
-        &engine,
+    let starting = app(engine.state(
         OnceLock::new(),
         Phase::Starting("running database migrations".into()),
     ));

@@ -10,20 +10,22 @@ use aragora_engine::agents::{
     Agent, AgentError, AgentRegistry, AgentReply, AgentRequest, AgentTask, CallObserver,
     OfflineAgent, OFFLINE_AGENTS,
 };
-use aragora_engine::config::DbBackend;
+use aragora_engine::config::{DbBackend, EngineConfig};
 use aragora_engine::debate::DebateDeps;
 use aragora_engine::events::EventHub;
 use aragora_engine::faults::Faults;
+use aragora_engine::http::{AppState, Core, Phase, Shared};
 use aragora_engine::metrics::EngineMetrics;
 use aragora_engine::model::{
     now_ms, ConsensusRule, DebateEvent, DebateRecord, DebateStatus, EventKind,
 };
+use aragora_engine::orchestrator::Orchestrator;
 use aragora_engine::receipts::ReceiptKeys;
 use aragora_engine::store::{DebateStore, SqlStore};
 use async_trait::async_trait;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 use tempfile::TempDir;
 use tokio::sync::watch;
 
@@ -162,6 +164,8 @@ pub struct Harness {
     /// The faults the agents consult (inject one to make them fail).
     pub faults: Faults,
     pub calls: Arc<Mutex<Vec<Call>>>,
+    /// Flipped to close WebSockets; kept here because a dropped sender reads as closing.
+    pub closing: watch::Sender<bool>,
     dir: Arc<TempDir>,
 }
 
@@ -215,8 +219,36 @@ impl Harness {
             store,
             faults,
             calls,
+            closing: watch::channel(false).0,
             dir,
         }
+    }
+
+    /// What the handlers see: this engine's parts, its `core` (empty while starting), `phase`.
+    pub fn state(&self, core: OnceLock<Core>, phase: Phase) -> AppState {
+        let deps = &self.deps;
+        AppState(Arc::new(Shared {
+            config: EngineConfig::default(),
+            metrics: deps.metrics.clone(),
+            hub: deps.hub.clone(),
+            agents: deps.agents.clone(),
+            faults: self.faults.clone(),
+            receipts: deps.receipts.clone(),
+            core,
+            phase: Mutex::new(phase),
+            closing: self.closing.subscribe(),
+            started: Instant::now(),
+        }))
+    }
+
+    /// A ready engine's state with `max_running` slots and room for `queue_size` more.
+    pub fn ready_state(&self, max_running: usize, queue_size: usize) -> AppState {
+        let core = OnceLock::new();
+        let _ = core.set(Core {
+            store: self.deps.store.clone(),
+            orchestrator: Orchestrator::new(self.deps.clone(), max_running, queue_size),
+        });
+        self.state(core, Phase::Ready)
     }
 
     /// Inserts a queued debate and returns its record.
