@@ -22,7 +22,7 @@
 //! | [`server`] | process life: bind, connect, migrate, serve, drain |
 //!
 //! `engine/tests/` runs `debate`, `orchestrator` and the handlers in process (SQLite in a
-//! temporary directory, offline agents behind a gate, `app(state).oneshot`); the real binary's
+//! temporary directory, offline agents behind a gate, `app(state).oneshot`, `/ws` on port 0); the real binary's
 //! end-to-end tests are the root package's `tests/e2e`.
 
 pub mod agents;
