@@ -520,6 +520,38 @@ pub struct DebateRecord {
     pub last_seq: i64,
 }
 
+impl DebateRecord {
+    /// A new debate's first row: queued at `now_ms`, nothing run yet.
+    pub fn queued(
+        id: String,
+        topic: String,
+        rounds: i64,
+        agents: Vec<String>,
+        consensus_rule: ConsensusRule,
+        seed: i64,
+        now_ms: i64,
+    ) -> Self {
+        Self {
+            id,
+            topic,
+            status: DebateStatus::Queued,
+            rounds,
+            agents,
+            consensus_rule,
+            seed,
+            created_at_ms: now_ms,
+            started_at_ms: None,
+            finished_at_ms: None,
+            updated_at_ms: now_ms,
+            outcome: None,
+            consensus_reached: None,
+            final_answer: None,
+            error: None,
+            last_seq: 0,
+        }
+    }
+}
+
 /// Fields a state transition sets; `None` leaves a column as it is.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StatusUpdate {

@@ -138,25 +138,15 @@ fn validate(state: &AppState, request: CreateDebate) -> Result<DebateRecord, Api
             acc.wrapping_mul(31).wrapping_add(i64::from(b))
         })
     });
-    let now = now_ms();
-    Ok(DebateRecord {
+    Ok(DebateRecord::queued(
         id,
         topic,
-        status: DebateStatus::Queued,
         rounds,
         agents,
         consensus_rule,
         seed,
-        created_at_ms: now,
-        started_at_ms: None,
-        finished_at_ms: None,
-        updated_at_ms: now,
-        outcome: None,
-        consensus_reached: None,
-        final_answer: None,
-        error: None,
-        last_seq: 0,
-    })
+        now_ms(),
+    ))
 }
 
 pub async fn create(

@@ -16,9 +16,7 @@ use aragora_engine::events::EventHub;
 use aragora_engine::faults::Faults;
 use aragora_engine::http::{AppState, Core, Phase, Shared};
 use aragora_engine::metrics::EngineMetrics;
-use aragora_engine::model::{
-    now_ms, ConsensusRule, DebateEvent, DebateRecord, DebateStatus, EventKind,
-};
+use aragora_engine::model::{now_ms, ConsensusRule, DebateEvent, DebateRecord, EventKind};
 use aragora_engine::orchestrator::Orchestrator;
 use aragora_engine::receipts::ReceiptKeys;
 use aragora_engine::store::{DebateStore, SqlStore};
@@ -293,25 +291,15 @@ impl Harness {
 
 /// A queued debate among [`AGENTS`].
 pub fn record(id: &str, rounds: i64, seed: i64) -> DebateRecord {
-    let now = now_ms();
-    DebateRecord {
-        id: id.to_string(),
-        topic: format!("topic of {id}"),
-        status: DebateStatus::Queued,
+    DebateRecord::queued(
+        id.to_string(),
+        format!("topic of {id}"),
         rounds,
-        agents: AGENTS.iter().map(|a| a.to_string()).collect(),
-        consensus_rule: ConsensusRule::Majority,
+        AGENTS.iter().map(|a| a.to_string()).collect(),
+        ConsensusRule::Majority,
         seed,
-        created_at_ms: now,
-        started_at_ms: None,
-        finished_at_ms: None,
-        updated_at_ms: now,
-        outcome: None,
-        consensus_reached: None,
-        final_answer: None,
-        error: None,
-        last_seq: 0,
-    }
+        now_ms(),
+    )
 }
 
 /// One recorded event without its times: two runs of one seed must say the same.
