@@ -3,7 +3,9 @@
 //! No HTTP here. A debate is driven by [`run_debate`], which reads the debate's events back from
 //! the store first and skips every step already recorded, so the same function starts a new
 //! debate and resumes one that a drain interrupted. Each step is one event, persisted before it
-//! is announced; a step is identified by its phase, round and agent.
+//! is announced; a step is identified by a [`Step`] (phase, round, agent), and each event says
+//! what it says as an [`EventPayload`], written and read back typed (the stored JSON is the
+//! payload's own serde form).
 //!
 //! ```text
 //! queued ─► running ─┬─► completed (consensus | no consensus)
@@ -24,11 +26,11 @@ use crate::agents::{
 use crate::events::EventHub;
 use crate::metrics::EngineMetrics;
 use crate::model::{
-    now_ms, DebateEvent, DebateRecord, DebateStatus, EventKind, Outcome, StatusUpdate,
+    now_ms, DebateEvent, DebateRecord, DebateStatus, EventPayload, Outcome, Phase, StatusUpdate,
+    Step,
 };
 use crate::receipts::{receipt_for, Participant, ReceiptKeys};
 use crate::store::{DebateStore, StoreError, StoredReceipt};
-use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -78,10 +80,20 @@ impl From<StoreError> for StepError {
     }
 }
 
+/// The phase an agent task records its answer under.
+fn task_phase(task: &AgentTask) -> Phase {
+    match task {
+        AgentTask::Propose => Phase::Proposal,
+        AgentTask::Revise { .. } => Phase::Revision,
+        AgentTask::Critique { .. } => Phase::Critique,
+        AgentTask::Vote { .. } => Phase::Vote,
+    }
+}
+
 /// What the recorded events say has happened so far.
 #[derive(Default)]
 struct Transcript {
-    done: HashSet<String>,
+    done: HashSet<Step>,
     /// Each agent's latest position (proposal or revision).
     positions: BTreeMap<String, String>,
     /// Critiques received, by (round, target agent): (critic, text).
@@ -90,64 +102,53 @@ struct Transcript {
     ended: bool,
 }
 
-fn step_key(phase: &str, round: Option<i64>, agent: Option<&str>) -> String {
-    format!("{phase}/{}/{}", round.unwrap_or(0), agent.unwrap_or(""))
-}
-
-fn data_str<'a>(data: &'a Value, key: &str) -> &'a str {
-    data.get(key).and_then(Value::as_str).unwrap_or_default()
-}
-
 impl Transcript {
-    fn replay(events: &[DebateEvent]) -> Self {
+    /// Reads the recorded events back. A stored payload that does not fit its type stops the
+    /// resume: guessing which step it was could record a step twice.
+    fn replay(events: &[DebateEvent]) -> Result<Self, StoreError> {
         let mut transcript = Self::default();
         for event in events {
-            transcript.record(event);
+            let payload = event.payload().map_err(|err| {
+                StoreError::Corrupt(format!(
+                    "debate {} event {}: {err}",
+                    event.debate_id, event.seq
+                ))
+            })?;
+            transcript.record(event, &payload);
         }
-        transcript
+        Ok(transcript)
     }
 
-    fn record(&mut self, event: &DebateEvent) {
-        let agent = event.agent.as_deref();
-        let phase = match event.kind {
-            // A fallback note precedes its step's message; it does not complete the step.
-            EventKind::AgentFallbackTriggered | EventKind::TokenDelta | EventKind::Heartbeat => {
-                return
-            }
-            EventKind::DebateStart => "start",
-            EventKind::RoundStart => "round",
-            EventKind::Consensus => "consensus",
-            EventKind::DebateEnd => {
-                self.ended = true;
-                "end"
-            }
-            _ => data_str(&event.data, "phase"),
-        };
-        self.done.insert(step_key(phase, event.round, agent));
-        let (Some(agent), text) = (agent, data_str(&event.data, "text")) else {
+    fn record(&mut self, event: &DebateEvent, payload: &EventPayload) {
+        let Some(step) = event.step(payload) else {
             return;
         };
-        match event.kind {
-            EventKind::AgentMessage => {
-                self.positions.insert(agent.to_string(), text.to_string());
+        self.done.insert(step);
+        if matches!(payload, EventPayload::DebateEnd { .. }) {
+            self.ended = true;
+        }
+        let Some(agent) = event.agent.clone() else {
+            return;
+        };
+        match payload {
+            EventPayload::AgentMessage { text, .. } => {
+                self.positions.insert(agent, text.clone());
             }
-            EventKind::Critique => {
-                let target = data_str(&event.data, "target").to_string();
+            EventPayload::Critique { target, text, .. } => {
                 self.critiques
-                    .entry((event.round.unwrap_or(0), target))
+                    .entry((event.round.unwrap_or(0), target.clone()))
                     .or_default()
-                    .push((agent.to_string(), text.to_string()));
+                    .push((agent, text.clone()));
             }
-            EventKind::Vote => {
-                let choice = data_str(&event.data, "choice").to_string();
-                self.votes.insert(agent.to_string(), choice);
+            EventPayload::Vote { choice, .. } => {
+                self.votes.insert(agent, choice.clone().unwrap_or_default());
             }
             _ => {}
         }
     }
 
-    fn is_done(&self, phase: &str, round: Option<i64>, agent: Option<&str>) -> bool {
-        self.done.contains(&step_key(phase, round, agent))
+    fn is_done(&self, step: &Step) -> bool {
+        self.done.contains(step)
     }
 }
 
@@ -161,32 +162,29 @@ struct Recorder<'a> {
 impl Recorder<'_> {
     async fn emit(
         &mut self,
-        kind: EventKind,
         round: Option<i64>,
         agent: Option<&str>,
-        data: Value,
+        payload: EventPayload,
         update: Option<&StatusUpdate>,
     ) -> Result<DebateEvent, StoreError> {
-        self.emit_with_receipt(kind, round, agent, data, update, None)
+        self.emit_with_receipt(round, agent, payload, update, None)
             .await
     }
 
     async fn emit_with_receipt(
         &mut self,
-        kind: EventKind,
         round: Option<i64>,
         agent: Option<&str>,
-        data: Value,
+        payload: EventPayload,
         update: Option<&StatusUpdate>,
         receipt: Option<&StoredReceipt>,
     ) -> Result<DebateEvent, StoreError> {
-        let event = DebateEvent::new(
+        let event = DebateEvent::of(
             &self.debate_id,
             self.next_seq,
-            kind,
             round,
             agent,
-            data,
+            payload,
             now_ms(),
         );
         self.deps
@@ -215,7 +213,7 @@ pub async fn run_debate(
     mut stop: watch::Receiver<Option<StopReason>>,
 ) -> Result<RunEnd, StoreError> {
     let events = deps.store.events_after(&record.id, 0, i64::MAX).await?;
-    let mut transcript = Transcript::replay(&events);
+    let mut transcript = Transcript::replay(&events)?;
     let mut recorder = Recorder {
         deps,
         debate_id: record.id.clone(),
@@ -225,7 +223,7 @@ pub async fn run_debate(
         return Ok(RunEnd::Finished(record.outcome.unwrap_or(Outcome::Failed)));
     }
     let started_at_ms = record.started_at_ms.unwrap_or_else(now_ms);
-    if transcript.is_done("start", None, None) {
+    if transcript.is_done(&Step::debate(Phase::Start)) {
         let update = StatusUpdate::to(DebateStatus::Running);
         let from = [
             DebateStatus::Queued,
@@ -239,16 +237,14 @@ pub async fn run_debate(
             started_at_ms: Some(started_at_ms),
             ..StatusUpdate::to(DebateStatus::Running)
         };
-        let data = json!({
-            "topic": record.topic,
-            "rounds": record.rounds,
-            "agents": record.agents,
-            "consensus_rule": record.consensus_rule,
-            "seed": record.seed,
-        });
-        recorder
-            .emit(EventKind::DebateStart, None, None, data, Some(&update))
-            .await?;
+        let start = EventPayload::DebateStart {
+            topic: record.topic.clone(),
+            rounds: record.rounds,
+            agents: record.agents.clone(),
+            consensus_rule: record.consensus_rule,
+            seed: record.seed,
+        };
+        recorder.emit(None, None, start, Some(&update)).await?;
     }
 
     let elapsed = Duration::from_millis((now_ms() - started_at_ms).max(0) as u64);
@@ -351,13 +347,13 @@ async fn finish(
         error: error.clone(),
         ..StatusUpdate::default()
     };
-    let data = json!({
-        "status": outcome.status(),
-        "outcome": outcome,
-        "final_answer": final_answer,
-        "error": error,
-        "duration_ms": duration_ms,
-    });
+    let end = EventPayload::DebateEnd {
+        status: outcome.status(),
+        outcome,
+        final_answer: final_answer.clone(),
+        error,
+        duration_ms,
+    };
     // Completed debates get a signed receipt, stored with their end in one transaction.
     let receipt = (outcome.status() == DebateStatus::Completed).then(|| {
         let participants = record
@@ -387,14 +383,7 @@ async fn finish(
         }
     });
     recorder
-        .emit_with_receipt(
-            EventKind::DebateEnd,
-            None,
-            None,
-            data,
-            Some(&update),
-            receipt.as_ref(),
-        )
+        .emit_with_receipt(None, None, end, Some(&update), receipt.as_ref())
         .await?;
     if receipt.is_some() {
         deps.metrics.receipts_issued.inc();
@@ -418,8 +407,8 @@ struct StepObserver<'a> {
     debate_id: &'a str,
     round: i64,
     agent: &'a str,
-    phase: &'static str,
-    fallbacks: Mutex<Vec<Value>>,
+    phase: Phase,
+    fallbacks: Mutex<Vec<EventPayload>>,
 }
 
 impl CallObserver for StepObserver<'_> {
@@ -430,13 +419,13 @@ impl CallObserver for StepObserver<'_> {
 
     fn fallback(&self, from_provider: &str, to_provider: &str, model: &str, reason: &str) {
         if let Ok(mut fallbacks) = self.fallbacks.lock() {
-            fallbacks.push(json!({
-                "phase": self.phase,
-                "from_provider": from_provider,
-                "to_provider": to_provider,
-                "model": model,
-                "reason": reason,
-            }));
+            fallbacks.push(EventPayload::AgentFallbackTriggered {
+                phase: self.phase,
+                from_provider: from_provider.to_string(),
+                to_provider: to_provider.to_string(),
+                model: model.to_string(),
+                reason: reason.to_string(),
+            });
         }
     }
 }
@@ -488,7 +477,7 @@ async fn phase(
 ) -> Result<(), StoreError> {
     let pending: Vec<(String, AgentTask)> = tasks
         .into_iter()
-        .filter(|(agent, task)| !transcript.is_done(task.phase(), Some(round), Some(agent)))
+        .filter(|(agent, task)| !transcript.is_done(&Step::agent(task_phase(task), round, agent)))
         .collect();
     let observers: Vec<StepObserver> = pending
         .iter()
@@ -497,7 +486,7 @@ async fn phase(
             debate_id: &record.id,
             round,
             agent: name,
-            phase: task.phase(),
+            phase: task_phase(task),
             fallbacks: Mutex::default(),
         })
         .collect();
@@ -528,22 +517,14 @@ async fn phase(
         let fallbacks =
             std::mem::take(&mut *observer.fallbacks.lock().unwrap_or_else(|e| e.into_inner()));
         for fallback in fallbacks {
-            let from = fallback["from_provider"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            deps.metrics
-                .agent_fallbacks
-                .with_label_values(&[name.as_str(), from.as_str()])
-                .inc();
+            if let EventPayload::AgentFallbackTriggered { from_provider, .. } = &fallback {
+                deps.metrics
+                    .agent_fallbacks
+                    .with_label_values(&[name.as_str(), from_provider.as_str()])
+                    .inc();
+            }
             recorder
-                .emit(
-                    EventKind::AgentFallbackTriggered,
-                    Some(round),
-                    Some(name),
-                    fallback,
-                    None,
-                )
+                .emit(Some(round), Some(name), fallback, None)
                 .await?;
         }
         let provider = match &reply {
@@ -554,31 +535,39 @@ async fn phase(
                 .map(|a| a.provider().to_string())
                 .unwrap_or_default(),
         };
-        let (kind, data) = match (&reply, task) {
+        let phase = task_phase(task);
+        let payload = match (reply, task) {
             (Err(err), _) => {
-                tracing::warn!(debate_id = %record.id, agent = %name, phase = task.phase(), error = %err, "agent call failed");
-                (
-                    EventKind::Error,
-                    json!({"phase": task.phase(), "message": err.to_string(), "error_type": err.error_type, "provider": provider}),
-                )
+                tracing::warn!(debate_id = %record.id, agent = %name, phase = phase.as_str(), error = %err, "agent call failed");
+                EventPayload::Error {
+                    phase,
+                    message: err.to_string(),
+                    error_type: err.error_type.to_string(),
+                    provider,
+                }
             }
-            (Ok(reply), AgentTask::Critique { target, .. }) => (
-                EventKind::Critique,
-                json!({"phase": task.phase(), "target": target, "text": reply.text, "provider": provider}),
-            ),
-            (Ok(reply), AgentTask::Vote { .. }) => (
-                EventKind::Vote,
-                json!({"phase": task.phase(), "choice": reply.vote_for, "text": reply.text, "provider": provider}),
-            ),
-            (Ok(reply), _) => (
-                EventKind::AgentMessage,
-                json!({"phase": task.phase(), "text": reply.text, "provider": provider}),
-            ),
+            (Ok(reply), AgentTask::Critique { target, .. }) => EventPayload::Critique {
+                phase,
+                target: target.clone(),
+                text: reply.text,
+                provider,
+            },
+            (Ok(reply), AgentTask::Vote { .. }) => EventPayload::Vote {
+                phase,
+                choice: reply.vote_for,
+                text: reply.text,
+                provider,
+            },
+            (Ok(reply), _) => EventPayload::AgentMessage {
+                phase,
+                text: reply.text,
+                provider,
+            },
         };
         let event = recorder
-            .emit(kind, Some(round), Some(name), data, None)
+            .emit(Some(round), Some(name), payload.clone(), None)
             .await?;
-        transcript.record(&event);
+        transcript.record(&event, &payload);
     }
     Ok(())
 }
@@ -591,17 +580,15 @@ async fn debate_body(
 ) -> Result<Verdict, StepError> {
     let agents = &record.agents;
     for round in 1..=record.rounds {
-        if !transcript.is_done("round", Some(round), None) {
+        if !transcript.is_done(&Step::round_start(round)) {
+            let start = EventPayload::RoundStart {
+                round,
+                of: record.rounds,
+            };
             let event = recorder
-                .emit(
-                    EventKind::RoundStart,
-                    Some(round),
-                    None,
-                    json!({"round": round, "of": record.rounds}),
-                    None,
-                )
+                .emit(Some(round), None, start.clone(), None)
                 .await?;
-            transcript.record(&event);
+            transcript.record(&event, &start);
         }
         let positions = agents
             .iter()
@@ -693,22 +680,49 @@ async fn debate_body(
         .filter(|(_, choice)| Some(**choice) != winner.as_ref())
         .map(|(voter, _)| *voter)
         .collect();
-    if !transcript.is_done("consensus", None, None) {
-        let data = json!({
-            "reached": reached,
-            "rule": record.consensus_rule,
-            "winner": winner,
-            "votes": tally,
-            "dissenting": dissenting,
-            "final_answer": final_answer,
-        });
-        recorder
-            .emit(EventKind::Consensus, None, None, data, None)
-            .await?;
+    if !transcript.is_done(&Step::debate(Phase::Consensus)) {
+        let consensus = EventPayload::Consensus {
+            reached,
+            rule: record.consensus_rule,
+            winner: winner.clone(),
+            votes: tally
+                .into_iter()
+                .map(|(choice, count)| (choice.clone(), count))
+                .collect(),
+            dissenting: dissenting.into_iter().cloned().collect(),
+            final_answer: final_answer.clone(),
+        };
+        recorder.emit(None, None, consensus, None).await?;
     }
     Ok(Verdict {
         reached,
         winner,
         final_answer,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_task_records_under_the_phase_its_agent_names() {
+        let tasks = [
+            AgentTask::Propose,
+            AgentTask::Revise {
+                position: String::new(),
+                critiques: Vec::new(),
+            },
+            AgentTask::Critique {
+                target: String::new(),
+                position: String::new(),
+            },
+            AgentTask::Vote {
+                positions: Vec::new(),
+            },
+        ];
+        for task in tasks {
+            assert_eq!(task_phase(&task).as_str(), task.phase());
+        }
+    }
 }

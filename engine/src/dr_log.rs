@@ -2,8 +2,10 @@
 //! (tables `backups` and `drills`) so that `GET /api/drills`, `aragora drill history` and every
 //! replica's `/metrics` report the same history, whichever process took the backup or ran the
 //! drill. The chaos crate does the work; this module only records and reads it.
+//!
+//! The queries take the store's pool and answer in `sqlx::Error`, which the store's own error
+//! wraps: the store calls this module, never the other way round.
 
-use crate::store::StoreError;
 use serde::Serialize;
 use sqlx::{AnyPool, Row};
 
@@ -43,7 +45,7 @@ pub struct DrStatus {
     pub last_drill_rpo_seconds: Option<f64>,
 }
 
-pub async fn record_backup(pool: &AnyPool, backup: &BackupRecord) -> Result<(), StoreError> {
+pub async fn record_backup(pool: &AnyPool, backup: &BackupRecord) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO backups (id, created_at_ms, backend, bytes, sha256) VALUES ($1, $2, $3, $4, $5)",
     )
@@ -57,7 +59,7 @@ pub async fn record_backup(pool: &AnyPool, backup: &BackupRecord) -> Result<(), 
     Ok(())
 }
 
-pub async fn record_drill(pool: &AnyPool, drill: &DrillRecord) -> Result<(), StoreError> {
+pub async fn record_drill(pool: &AnyPool, drill: &DrillRecord) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO drills (id, started_at_ms, finished_at_ms, status, backup_id, rto_seconds, \
          rpo_seconds, rto_target_seconds, rpo_target_seconds, report) \
@@ -79,7 +81,7 @@ pub async fn record_drill(pool: &AnyPool, drill: &DrillRecord) -> Result<(), Sto
 }
 
 /// The newest `limit` drills, newest first.
-pub async fn drills(pool: &AnyPool, limit: i64) -> Result<Vec<DrillRecord>, StoreError> {
+pub async fn drills(pool: &AnyPool, limit: i64) -> Result<Vec<DrillRecord>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT id, started_at_ms, finished_at_ms, status, backup_id, rto_seconds, rpo_seconds, \
          rto_target_seconds, rpo_target_seconds, report FROM drills \
@@ -106,7 +108,7 @@ pub async fn drills(pool: &AnyPool, limit: i64) -> Result<Vec<DrillRecord>, Stor
         .collect()
 }
 
-pub async fn status(pool: &AnyPool) -> Result<DrStatus, StoreError> {
+pub async fn status(pool: &AnyPool) -> Result<DrStatus, sqlx::Error> {
     let last_backup_ms: Option<i64> = sqlx::query("SELECT MAX(created_at_ms) AS last FROM backups")
         .fetch_one(pool)
         .await?

@@ -3,11 +3,14 @@
 //! The hub only carries events that are already persisted: a subscriber that misses some (it
 //! connected late, or fell behind and lagged) reads them back from the store by seq, so the hub
 //! can drop freely without losing anything.
+//!
+//! Other replicas are reached through a [`Relay`] handed to the hub (`fanout` is the Redis
+//! one); the hub knows the seam, not Redis.
 
-use crate::model::{format_ms, now_ms, DebateEvent, EventKind};
+use crate::model::{format_ms, now_ms, DebateEvent, EventPayload, Phase};
 use serde_json::json;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use tokio::sync::broadcast;
 
 /// Events a slow subscriber may fall behind by before it must catch up from the store.
@@ -39,11 +42,18 @@ pub enum HubMessage {
     Delta(Arc<str>),
 }
 
+/// Where a hub also sends what it publishes: the other replicas, when fan-out is configured
+/// (`fanout` implements it over Redis). The hub knows only this seam, so the relay can depend
+/// on the hub and not the reverse.
+pub trait Relay: Send + Sync + 'static {
+    fn relay(&self, debate_id: &str, message: HubMessage);
+}
+
 #[derive(Clone, Default)]
 pub struct EventHub {
     channels: Arc<Mutex<HashMap<String, broadcast::Sender<HubMessage>>>>,
     /// Other replicas, when Redis fan-out is configured.
-    fanout: Arc<std::sync::OnceLock<crate::fanout::FanoutSender>>,
+    relay: Arc<OnceLock<Arc<dyn Relay>>>,
 }
 
 impl EventHub {
@@ -57,8 +67,8 @@ impl EventHub {
     }
 
     /// Sends this replica's events to the other replicas too, from now on.
-    pub fn fan_out(&self, sender: crate::fanout::FanoutSender) {
-        let _ = self.fanout.set(sender);
+    pub fn fan_out(&self, relay: impl Relay) {
+        let _ = self.relay.set(Arc::new(relay));
     }
 
     /// Announces a persisted event to the debate's current subscribers, here and (with
@@ -66,8 +76,8 @@ impl EventHub {
     pub fn publish(&self, event: DebateEvent) {
         let id = event.debate_id.clone();
         let message = HubMessage::Event(Arc::new(PublishedEvent::new(event)));
-        if let Some(fanout) = self.fanout.get() {
-            fanout.send(&id, message.clone());
+        if let Some(relay) = self.relay.get() {
+            relay.relay(&id, message.clone());
         }
         self.send(&id, message);
     }
@@ -83,7 +93,7 @@ impl EventHub {
         debate_id: &str,
         round: i64,
         agent: &str,
-        phase: &str,
+        phase: Phase,
         delta: &str,
     ) {
         let has_subscribers = self
@@ -91,22 +101,27 @@ impl EventHub {
             .lock()
             .map(|c| c.contains_key(debate_id))
             .unwrap_or(false);
-        let fanout = self.fanout.get();
-        if !has_subscribers && fanout.is_none() {
+        let relay = self.relay.get();
+        if !has_subscribers && relay.is_none() {
             return;
         }
+        let (kind, data) = EventPayload::TokenDelta {
+            phase,
+            delta: delta.to_string(),
+        }
+        .into_parts();
         let message = json!({
-            "type": EventKind::TokenDelta,
+            "type": kind,
             "debate_id": debate_id,
             "seq": null,
             "round": round,
             "agent": agent,
-            "data": {"phase": phase, "delta": delta},
+            "data": data,
             "timestamp": format_ms(now_ms()),
         });
         let message = HubMessage::Delta(message.to_string().into());
-        if let Some(fanout) = fanout {
-            fanout.send(debate_id, message.clone());
+        if let Some(relay) = relay {
+            relay.relay(debate_id, message.clone());
         }
         self.send(debate_id, message);
     }
@@ -134,5 +149,90 @@ impl EventHub {
     /// Debates with a live channel (for tests and diagnostics).
     pub fn channel_count(&self) -> usize {
         self.channels.lock().map(|c| c.len()).unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A relay that keeps what it is given.
+    #[derive(Clone, Default)]
+    struct Kept(Arc<Mutex<Vec<(String, HubMessage)>>>);
+
+    impl Relay for Kept {
+        fn relay(&self, debate_id: &str, message: HubMessage) {
+            self.0
+                .lock()
+                .unwrap()
+                .push((debate_id.to_string(), message));
+        }
+    }
+
+    fn round_start(debate_id: &str, seq: i64) -> DebateEvent {
+        let payload = EventPayload::RoundStart { round: 1, of: 2 };
+        DebateEvent::of(debate_id, seq, Some(1), None, payload, 0)
+    }
+
+    #[test]
+    fn a_published_event_reaches_its_debates_subscribers_and_the_relay_only() {
+        let hub = EventHub::default();
+        let relay = Kept::default();
+        hub.fan_out(relay.clone());
+        let mut watcher = hub.subscribe("d1");
+        let mut other = hub.subscribe("d2");
+
+        hub.publish(round_start("d1", 3));
+
+        let HubMessage::Event(published) = watcher.try_recv().unwrap() else {
+            panic!("an event arrives as an event");
+        };
+        assert_eq!(published.event.seq, 3);
+        assert_eq!(
+            &*published.json,
+            serde_json::to_string(&published.event).unwrap()
+        );
+        assert!(
+            other.try_recv().is_err(),
+            "another debate's watcher gets nothing"
+        );
+        let relayed = relay.0.lock().unwrap();
+        assert_eq!(relayed.len(), 1);
+        assert_eq!(relayed[0].0, "d1");
+    }
+
+    #[test]
+    fn streamed_text_keeps_its_wire_form_and_is_skipped_with_nobody_listening() {
+        let hub = EventHub::default();
+        hub.publish_delta("quiet", 1, "a", Phase::Proposal, "unheard");
+        assert_eq!(
+            hub.channel_count(),
+            0,
+            "nothing is kept for a debate nobody watches"
+        );
+
+        let mut watcher = hub.subscribe("d1");
+        hub.publish_delta("d1", 2, "offline-skeptic", Phase::Revision, "Ship ");
+        let HubMessage::Delta(json) = watcher.try_recv().unwrap() else {
+            panic!("streamed text arrives as a delta");
+        };
+        let mut message: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert!(message["timestamp"].as_str().is_some());
+        message["timestamp"] = serde_json::Value::Null;
+        assert_eq!(
+            message.to_string(),
+            r#"{"agent":"offline-skeptic","data":{"delta":"Ship ","phase":"revision"},"debate_id":"d1","round":2,"seq":null,"timestamp":null,"type":"token_delta"}"#
+        );
+    }
+
+    #[test]
+    fn a_channel_is_forgotten_once_its_last_subscriber_leaves() {
+        let hub = EventHub::default();
+        let watcher = hub.subscribe("d1");
+        hub.release("d1");
+        assert_eq!(hub.channel_count(), 1, "kept while someone watches");
+        drop(watcher);
+        hub.release("d1");
+        assert_eq!(hub.channel_count(), 0);
     }
 }

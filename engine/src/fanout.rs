@@ -5,7 +5,7 @@
 //! to any replica sees a debate running on another. Delivery needs no guarantee: subscribers
 //! skip what they already have and fill gaps from the shared store by seq.
 
-use crate::events::{EventHub, HubMessage};
+use crate::events::{EventHub, HubMessage, PublishedEvent, Relay};
 use crate::model::DebateEvent;
 use fred::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -31,8 +31,8 @@ pub struct FanoutSender {
     outbox: mpsc::UnboundedSender<(String, HubMessage)>,
 }
 
-impl FanoutSender {
-    pub fn send(&self, debate_id: &str, message: HubMessage) {
+impl Relay for FanoutSender {
+    fn relay(&self, debate_id: &str, message: HubMessage) {
         let _ = self.outbox.send((debate_id.to_string(), message));
     }
 }
@@ -84,7 +84,7 @@ pub async fn start(url: &str, hub: EventHub) -> Result<FanoutSender, String> {
                 continue;
             }
             if let Some(event) = envelope.event {
-                let event = crate::events::PublishedEvent::new(event);
+                let event = PublishedEvent::new(event);
                 local.deliver(&envelope.debate_id, HubMessage::Event(Arc::new(event)));
             } else if let Some(delta) = envelope.delta {
                 local.deliver(&envelope.debate_id, HubMessage::Delta(delta.into()));

@@ -8,18 +8,22 @@
 //! | module | owns |
 //! |---|---|
 //! | [`config`] | typed settings from defaults, TOML and `ARAGORA_*`, validated all at once |
-//! | [`model`] | debate states, events, records (plain data) |
+//! | [`model`] | debate states, typed event payloads, steps, records (plain data) |
 //! | [`store`] | the storage trait and its SQLite / PostgreSQL implementation, migrations |
 //! | [`dr_log`] | the record of backups and DR drills (written by the chaos crate, read by `/api/drills` and `/metrics`) |
 //! | [`agents`] | the agent trait, the registry, offline agents, LLM providers, circuit breakers |
 //! | [`debate`] | the state machine, resumable from the store |
 //! | [`orchestrator`] | admission, concurrency slots, cancel, drain, resume, watchdog |
 //! | [`receipts`] | HMAC-signed receipts of completed debates, with key rotation |
-//! | [`events`] | live per-debate fan-out |
-//! | [`fanout`] | the same across replicas, through Redis pub/sub |
+//! | [`events`] | live per-debate fan-out, and the `Relay` seam to other replicas |
+//! | [`fanout`] | the Redis pub/sub `Relay`: the same fan-out across replicas |
 //! | [`faults`] | faults injected for chaos experiments (slow or failing agents, database unavailable), with their expiry |
 //! | [`http`] | REST, probes, metrics and WebSocket endpoints |
 //! | [`server`] | process life: bind, connect, migrate, serve, drain |
+//!
+//! `engine/tests/` runs `debate`, `orchestrator` and the handlers in process (SQLite in a
+//! temporary directory, offline agents behind a gate, `app(state).oneshot`, `/ws` on port 0); the real binary's
+//! end-to-end tests are the root package's `tests/e2e`.
 
 pub mod agents;
 pub mod config;

@@ -1,10 +1,15 @@
 //! The debate's data: its states, its events, and the request that starts one.
 //!
 //! Plain data with no I/O. The store persists these types and the HTTP layer renders them.
+//! An event's content is an [`EventPayload`], one variant per kind with typed fields; its serde
+//! form (`type` + `data`) is the stored and wire form, so the store keeps `data` as JSON and
+//! [`DebateEvent::payload`] reads it back. A [`Step`] names what a resumed debate must not
+//! record twice.
 
 use chrono::{TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::collections::BTreeMap;
 
 /// Where a debate is in its life. `queued` and `running` are active; `interrupted` means a
 /// drain stopped it and the next start resumes it; the others are final.
@@ -216,7 +221,220 @@ impl EventKind {
     }
 }
 
+/// Which part of a debate a step is. Agent steps carry theirs in the payload's `phase`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// `debate_start`.
+    Start,
+    /// `round_start`.
+    Round,
+    /// Round 1: an agent's first position.
+    Proposal,
+    /// Later rounds: an agent's position in the light of the critiques it received.
+    Revision,
+    Critique,
+    Vote,
+    Consensus,
+    /// `debate_end`.
+    End,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Start => "start",
+            Self::Round => "round",
+            Self::Proposal => "proposal",
+            Self::Revision => "revision",
+            Self::Critique => "critique",
+            Self::Vote => "vote",
+            Self::Consensus => "consensus",
+            Self::End => "end",
+        }
+    }
+}
+
+/// A step's identity: a resumed debate skips every step whose identity is already recorded.
+/// Debate-wide steps (start, consensus, end) have neither round nor agent; a round's start has
+/// no agent.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Step {
+    pub phase: Phase,
+    pub round: Option<i64>,
+    pub agent: Option<String>,
+}
+
+impl Step {
+    /// A step of the whole debate: start, consensus or end.
+    pub fn debate(phase: Phase) -> Self {
+        Self {
+            phase,
+            round: None,
+            agent: None,
+        }
+    }
+
+    pub fn round_start(round: i64) -> Self {
+        Self {
+            phase: Phase::Round,
+            round: Some(round),
+            agent: None,
+        }
+    }
+
+    pub fn agent(phase: Phase, round: i64, agent: &str) -> Self {
+        Self {
+            phase,
+            round: Some(round),
+            agent: Some(agent.to_string()),
+        }
+    }
+}
+
+/// What an event says, one variant per kind of debate event, as its `type` and `data` appear
+/// on the wire and in the store (`#[serde(tag = "type", content = "data")]`). Field order is
+/// the order the JSON has always had.
+///
+/// Connection notices of `/ws` (heartbeats, subscription errors) belong to no debate and are
+/// not here.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data", rename_all = "snake_case")]
+pub enum EventPayload {
+    DebateStart {
+        topic: String,
+        rounds: i64,
+        agents: Vec<String>,
+        consensus_rule: ConsensusRule,
+        seed: i64,
+    },
+    RoundStart {
+        round: i64,
+        of: i64,
+    },
+    /// A proposal or a revision.
+    AgentMessage {
+        phase: Phase,
+        text: String,
+        provider: String,
+    },
+    Critique {
+        phase: Phase,
+        target: String,
+        text: String,
+        provider: String,
+    },
+    Vote {
+        phase: Phase,
+        /// The agent whose position this vote chose; `None` when the answer named none.
+        choice: Option<String>,
+        text: String,
+        provider: String,
+    },
+    Consensus {
+        reached: bool,
+        rule: ConsensusRule,
+        winner: Option<String>,
+        /// Valid votes per chosen agent.
+        votes: BTreeMap<String, usize>,
+        dissenting: Vec<String>,
+        final_answer: Option<String>,
+    },
+    DebateEnd {
+        status: DebateStatus,
+        outcome: Outcome,
+        final_answer: Option<String>,
+        error: Option<String>,
+        duration_ms: i64,
+    },
+    /// An agent's call failed at one step; the debate goes on without that answer.
+    Error {
+        phase: Phase,
+        message: String,
+        /// Absent from the first version's events.
+        #[serde(default)]
+        error_type: String,
+        provider: String,
+    },
+    /// Streamed text of a message being written; never stored.
+    TokenDelta {
+        phase: Phase,
+        delta: String,
+    },
+    AgentFallbackTriggered {
+        phase: Phase,
+        from_provider: String,
+        to_provider: String,
+        model: String,
+        reason: String,
+    },
+}
+
+/// A stored event whose `data` does not fit its `type`.
+#[derive(Debug, thiserror::Error)]
+#[error("a {kind} event's data does not fit its type: {source}")]
+pub struct PayloadError {
+    pub kind: &'static str,
+    #[source]
+    pub source: serde_json::Error,
+}
+
+impl EventPayload {
+    pub fn kind(&self) -> EventKind {
+        match self {
+            Self::DebateStart { .. } => EventKind::DebateStart,
+            Self::RoundStart { .. } => EventKind::RoundStart,
+            Self::AgentMessage { .. } => EventKind::AgentMessage,
+            Self::Critique { .. } => EventKind::Critique,
+            Self::Vote { .. } => EventKind::Vote,
+            Self::Consensus { .. } => EventKind::Consensus,
+            Self::DebateEnd { .. } => EventKind::DebateEnd,
+            Self::Error { .. } => EventKind::Error,
+            Self::TokenDelta { .. } => EventKind::TokenDelta,
+            Self::AgentFallbackTriggered { .. } => EventKind::AgentFallbackTriggered,
+        }
+    }
+
+    /// The phase of the step this event records; `None` for notes that complete no step (a
+    /// fallback precedes its step's message, streamed text is never stored).
+    pub fn step_phase(&self) -> Option<Phase> {
+        match self {
+            Self::DebateStart { .. } => Some(Phase::Start),
+            Self::RoundStart { .. } => Some(Phase::Round),
+            Self::Consensus { .. } => Some(Phase::Consensus),
+            Self::DebateEnd { .. } => Some(Phase::End),
+            Self::AgentMessage { phase, .. }
+            | Self::Critique { phase, .. }
+            | Self::Vote { phase, .. }
+            | Self::Error { phase, .. } => Some(*phase),
+            Self::TokenDelta { .. } | Self::AgentFallbackTriggered { .. } => None,
+        }
+    }
+
+    /// The event's `type` and `data` as stored and sent.
+    pub fn into_parts(self) -> (EventKind, Value) {
+        let kind = self.kind();
+        let data = match serde_json::to_value(self) {
+            Ok(Value::Object(mut tagged)) => tagged.remove("data").unwrap_or(Value::Null),
+            _ => unreachable!("an adjacently tagged enum of plain fields serializes to an object"),
+        };
+        (kind, data)
+    }
+
+    /// Reads a stored event's `type` and `data` back.
+    pub fn from_parts(kind: EventKind, data: &Value) -> Result<Self, PayloadError> {
+        let tagged = serde_json::json!({"type": kind, "data": data});
+        serde_json::from_value(tagged).map_err(|source| PayloadError {
+            kind: kind.as_str(),
+            source,
+        })
+    }
+}
+
 /// One persisted step of a debate. `seq` starts at 1 and has no gaps within a debate.
+///
+/// `kind` and `data` are the stored form, kept as they were written (the store and the wire
+/// carry them unchanged); [`DebateEvent::payload`] reads them as an [`EventPayload`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DebateEvent {
     #[serde(rename = "type")]
@@ -253,6 +471,32 @@ impl DebateEvent {
             at_ms,
         }
     }
+
+    /// An event saying `payload`, at `round` and by `agent` where those apply.
+    pub fn of(
+        debate_id: &str,
+        seq: i64,
+        round: Option<i64>,
+        agent: Option<&str>,
+        payload: EventPayload,
+        at_ms: i64,
+    ) -> Self {
+        let (kind, data) = payload.into_parts();
+        Self::new(debate_id, seq, kind, round, agent, data, at_ms)
+    }
+
+    pub fn payload(&self) -> Result<EventPayload, PayloadError> {
+        EventPayload::from_parts(self.kind, &self.data)
+    }
+
+    /// The step this event records, if it records one.
+    pub fn step(&self, payload: &EventPayload) -> Option<Step> {
+        Some(Step {
+            phase: payload.step_phase()?,
+            round: self.round,
+            agent: self.agent.clone(),
+        })
+    }
 }
 
 /// A debate's row: what it is about and where it stands.
@@ -274,6 +518,38 @@ pub struct DebateRecord {
     pub final_answer: Option<String>,
     pub error: Option<String>,
     pub last_seq: i64,
+}
+
+impl DebateRecord {
+    /// A new debate's first row: queued at `now_ms`, nothing run yet.
+    pub fn queued(
+        id: String,
+        topic: String,
+        rounds: i64,
+        agents: Vec<String>,
+        consensus_rule: ConsensusRule,
+        seed: i64,
+        now_ms: i64,
+    ) -> Self {
+        Self {
+            id,
+            topic,
+            status: DebateStatus::Queued,
+            rounds,
+            agents,
+            consensus_rule,
+            seed,
+            created_at_ms: now_ms,
+            started_at_ms: None,
+            finished_at_ms: None,
+            updated_at_ms: now_ms,
+            outcome: None,
+            consensus_reached: None,
+            final_answer: None,
+            error: None,
+            last_seq: 0,
+        }
+    }
 }
 
 /// Fields a state transition sets; `None` leaves a column as it is.
@@ -307,4 +583,161 @@ pub fn format_ms(ms: i64) -> String {
         .single()
         .unwrap_or_default()
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Each kind's `data` as the engine before typed payloads stored it (`Value::to_string` of
+    /// its `json!`), one per variant.
+    const STORED: &[(EventKind, &str)] = &[
+        (
+            EventKind::DebateStart,
+            r#"{"agents":["offline-skeptic","offline-optimist"],"consensus_rule":"supermajority","rounds":2,"seed":-42,"topic":"Should we ship on Fridays?"}"#,
+        ),
+        (EventKind::RoundStart, r#"{"of":2,"round":1}"#),
+        (
+            EventKind::AgentMessage,
+            r#"{"phase":"proposal","provider":"offline","text":"Ship small, behind a flag."}"#,
+        ),
+        (
+            EventKind::AgentMessage,
+            r#"{"phase":"revision","provider":"anthropic","text":"Ship small; roll back fast."}"#,
+        ),
+        (
+            EventKind::Critique,
+            r#"{"phase":"critique","provider":"offline","target":"offline-optimist","text":"Where is the rollback?"}"#,
+        ),
+        (
+            EventKind::Vote,
+            r#"{"choice":"offline-skeptic","phase":"vote","provider":"offline","text":"I vote for offline-skeptic."}"#,
+        ),
+        (
+            EventKind::Vote,
+            r#"{"choice":null,"phase":"vote","provider":"openai","text":"No position convinces me."}"#,
+        ),
+        (
+            EventKind::Consensus,
+            r#"{"dissenting":["offline-optimist"],"final_answer":"Ship small, behind a flag.","reached":true,"rule":"majority","votes":{"offline-optimist":1,"offline-skeptic":2},"winner":"offline-skeptic"}"#,
+        ),
+        (
+            EventKind::Consensus,
+            r#"{"dissenting":[],"final_answer":null,"reached":false,"rule":"unanimous","votes":{"a":1,"b":1},"winner":null}"#,
+        ),
+        (
+            EventKind::DebateEnd,
+            r#"{"duration_ms":1234,"error":null,"final_answer":"Ship small, behind a flag.","outcome":"consensus","status":"completed"}"#,
+        ),
+        (
+            EventKind::DebateEnd,
+            r#"{"duration_ms":0,"error":"cancelled by request","final_answer":null,"outcome":"cancelled","status":"cancelled"}"#,
+        ),
+        (
+            EventKind::Error,
+            r#"{"error_type":"timeout","message":"no answer within ARAGORA_AGENT_TIMEOUT (30 s)","phase":"critique","provider":"gemini"}"#,
+        ),
+        (
+            EventKind::AgentFallbackTriggered,
+            r#"{"from_provider":"anthropic","model":"openai/gpt-4o-mini","phase":"proposal","reason":"HTTP 503","to_provider":"openrouter"}"#,
+        ),
+        (
+            EventKind::TokenDelta,
+            r#"{"delta":"Ship ","phase":"revision"}"#,
+        ),
+    ];
+
+    #[test]
+    fn stored_payloads_of_every_kind_read_back_and_render_byte_identical() {
+        for (kind, stored) in STORED {
+            let data: Value = serde_json::from_str(stored).unwrap();
+            let payload = EventPayload::from_parts(*kind, &data)
+                .unwrap_or_else(|err| panic!("{stored} does not read as {kind:?}: {err}"));
+            assert_eq!(payload.kind(), *kind);
+            let (rendered_kind, rendered) = payload.into_parts();
+            assert_eq!(rendered_kind, *kind);
+            assert_eq!(rendered, data, "{kind:?} renders the same value");
+            assert_eq!(
+                &rendered.to_string(),
+                stored,
+                "{kind:?} renders the same bytes"
+            );
+        }
+        let kinds: std::collections::HashSet<&str> =
+            STORED.iter().map(|(kind, _)| kind.as_str()).collect();
+        assert_eq!(kinds.len(), 10, "every kind of debate event is covered");
+    }
+
+    /// The first version's error events had no `error_type`; a resume must still read them.
+    #[test]
+    fn an_error_event_of_the_first_version_reads_back() {
+        let stored = json!({"message": "HTTP 503", "phase": "proposal", "provider": "offline"});
+        let payload = EventPayload::from_parts(EventKind::Error, &stored).unwrap();
+        let EventPayload::Error {
+            phase, error_type, ..
+        } = &payload
+        else {
+            panic!("an error reads as an error: {payload:?}");
+        };
+        assert_eq!((*phase, error_type.as_str()), (Phase::Proposal, ""));
+        assert_eq!(payload.step_phase(), Some(Phase::Proposal));
+    }
+
+    /// The payload's own JSON is the wire's `type` and `data`.
+    #[test]
+    fn an_event_serializes_as_it_always_has() {
+        let payload = EventPayload::RoundStart { round: 1, of: 3 };
+        let event = DebateEvent::of("d1", 2, Some(1), None, payload, 0);
+        assert_eq!(
+            serde_json::to_string(&event).unwrap(),
+            r#"{"type":"round_start","debate_id":"d1","seq":2,"round":1,"agent":null,"data":{"of":3,"round":1},"timestamp":"1970-01-01T00:00:00.000Z"}"#
+        );
+    }
+
+    #[test]
+    fn a_payload_missing_a_required_field_is_refused_with_its_kind() {
+        let err = EventPayload::from_parts(
+            EventKind::Critique,
+            &json!({"phase": "critique", "text": "no target"}),
+        )
+        .unwrap_err();
+        assert_eq!(err.kind, "critique");
+        assert!(err.to_string().contains("target"), "{err}");
+        assert!(EventPayload::from_parts(EventKind::Heartbeat, &json!({})).is_err());
+    }
+
+    #[test]
+    fn a_step_is_named_by_phase_round_and_agent() {
+        let message = EventPayload::AgentMessage {
+            phase: Phase::Revision,
+            text: "t".into(),
+            provider: "offline".into(),
+        };
+        let event = DebateEvent::of("d1", 5, Some(2), Some("a"), message.clone(), 0);
+        assert_eq!(
+            event.step(&message),
+            Some(Step::agent(Phase::Revision, 2, "a"))
+        );
+        let fallback = EventPayload::AgentFallbackTriggered {
+            phase: Phase::Revision,
+            from_provider: "x".into(),
+            to_provider: "openrouter".into(),
+            model: "m".into(),
+            reason: "r".into(),
+        };
+        assert_eq!(event.step(&fallback), None, "a fallback completes no step");
+        let start = DebateEvent::of(
+            "d1",
+            1,
+            None,
+            None,
+            EventPayload::RoundStart { round: 1, of: 1 },
+            0,
+        );
+        assert_eq!(
+            start.step(&start.payload().unwrap()).unwrap().phase,
+            Phase::Round
+        );
+    }
 }

@@ -9,10 +9,9 @@
 use crate::config::DbBackend;
 use crate::debate::{run_debate, DebateDeps, RunEnd, StopReason};
 use crate::model::{
-    now_ms, DebateEvent, DebateRecord, DebateStatus, EventKind, Outcome, StatusUpdate,
+    now_ms, DebateEvent, DebateRecord, DebateStatus, EventPayload, Outcome, StatusUpdate,
 };
 use crate::store::StoreError;
-use serde_json::json;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -267,15 +266,14 @@ impl Orchestrator {
             error: Some(reason.to_string()),
             ..StatusUpdate::default()
         };
-        let event = DebateEvent::new(
-            &record.id,
-            current.last_seq + 1,
-            EventKind::DebateEnd,
-            None,
-            None,
-            json!({"status": outcome.status(), "outcome": outcome, "final_answer": null, "error": reason, "duration_ms": 0}),
-            now,
-        );
+        let end = EventPayload::DebateEnd {
+            status: outcome.status(),
+            outcome,
+            final_answer: None,
+            error: Some(reason.to_string()),
+            duration_ms: 0,
+        };
+        let event = DebateEvent::of(&record.id, current.last_seq + 1, None, None, end, now);
         store.append_event(&event, Some(&update), None).await?;
         self.deps.hub.publish(event);
         self.deps

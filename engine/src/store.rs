@@ -509,18 +509,18 @@ impl DebateStore for SqlStore {
     }
 
     async fn record_backup(&self, backup: &BackupRecord) -> Result<(), StoreError> {
-        dr_log::record_backup(&self.pool, backup).await
+        Ok(dr_log::record_backup(&self.pool, backup).await?)
     }
 
     async fn record_drill(&self, drill: &DrillRecord) -> Result<(), StoreError> {
-        dr_log::record_drill(&self.pool, drill).await
+        Ok(dr_log::record_drill(&self.pool, drill).await?)
     }
 
     async fn drills(&self, limit: i64) -> Result<Vec<DrillRecord>, StoreError> {
-        dr_log::drills(&self.pool, limit).await
+        Ok(dr_log::drills(&self.pool, limit).await?)
     }
 
     async fn dr_status(&self) -> Result<DrStatus, StoreError> {
-        dr_log::status(&self.pool).await
+        Ok(dr_log::status(&self.pool).await?)
     }
 }

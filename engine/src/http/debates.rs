@@ -7,6 +7,7 @@ use super::{AppState, Core};
 use crate::error::ApiError;
 use crate::model::{
     format_ms, now_ms, ConsensusRule, DebateEvent, DebateRecord, DebateStatus, EventKind,
+    EventPayload,
 };
 use crate::orchestrator::{AdmitError, CancelResult};
 use axum::extract::rejection::{JsonRejection, QueryRejection};
@@ -137,25 +138,15 @@ fn validate(state: &AppState, request: CreateDebate) -> Result<DebateRecord, Api
             acc.wrapping_mul(31).wrapping_add(i64::from(b))
         })
     });
-    let now = now_ms();
-    Ok(DebateRecord {
+    Ok(DebateRecord::queued(
         id,
         topic,
-        status: DebateStatus::Queued,
         rounds,
         agents,
         consensus_rule,
         seed,
-        created_at_ms: now,
-        started_at_ms: None,
-        finished_at_ms: None,
-        updated_at_ms: now,
-        outcome: None,
-        consensus_reached: None,
-        final_answer: None,
-        error: None,
-        last_seq: 0,
-    })
+        now_ms(),
+    ))
 }
 
 pub async fn create(
@@ -308,20 +299,50 @@ async fn load(state: &AppState, id: &str) -> Result<(DebateRecord, Vec<DebateEve
     Ok((record, events))
 }
 
+/// An agent's words as the API lists them; fields a kind lacks are null.
 fn message(event: &DebateEvent) -> Value {
-    let data = &event.data;
+    let (phase, target, choice, text, provider) = match event.payload() {
+        Ok(EventPayload::AgentMessage {
+            phase,
+            text,
+            provider,
+        }) => (Some(phase), None, None, Some(text), Some(provider)),
+        Ok(EventPayload::Critique {
+            phase,
+            target,
+            text,
+            provider,
+        }) => (Some(phase), Some(target), None, Some(text), Some(provider)),
+        Ok(EventPayload::Vote {
+            phase,
+            choice,
+            text,
+            provider,
+        }) => (Some(phase), None, choice, Some(text), Some(provider)),
+        _ => (None, None, None, None, None),
+    };
     json!({
         "seq": event.seq,
         "round": event.round,
         "agent": event.agent,
         "type": event.kind,
-        "phase": data.get("phase"),
-        "target": data.get("target"),
-        "choice": data.get("choice"),
-        "text": data.get("text"),
-        "provider": data.get("provider"),
+        "phase": phase,
+        "target": target,
+        "choice": choice,
+        "text": text,
+        "provider": provider,
         "timestamp": event.timestamp,
     })
+}
+
+/// An agent's failed call as `agent_errors` lists it.
+fn agent_error(event: &DebateEvent) -> Option<Value> {
+    let EventPayload::Error { phase, message, .. } = event.payload().ok()? else {
+        return None;
+    };
+    Some(
+        json!({"seq": event.seq, "round": event.round, "agent": event.agent, "phase": phase, "message": message}),
+    )
 }
 
 pub async fn show(
@@ -339,11 +360,7 @@ pub async fn show(
         .filter(|e| e.kind == EventKind::Vote)
         .map(message)
         .collect();
-    let errors: Vec<Value> = events
-        .iter()
-        .filter(|e| e.kind == EventKind::Error)
-        .map(|e| json!({"seq": e.seq, "round": e.round, "agent": e.agent, "phase": e.data.get("phase"), "message": e.data.get("message")}))
-        .collect();
+    let errors: Vec<Value> = events.iter().filter_map(agent_error).collect();
     let consensus = events
         .iter()
         .rev()

@@ -1,0 +1,247 @@
+//! `run_debate` over SQLite with offline agents, in process: a whole debate, a resume after an
+//! interruption, a cancel and a timeout. The gate holds the agents at a chosen phase so each
+//! stop lands at a known step, without sleeping.
+
+mod support;
+
+use aragora_engine::debate::{run_debate, RunEnd, StopReason};
+use aragora_engine::events::HubMessage;
+use aragora_engine::faults::{FaultKind, FaultSpec};
+use aragora_engine::model::{DebateStatus, EventKind, EventPayload, Outcome, Phase};
+use aragora_engine::store::DebateStore;
+use std::time::Duration;
+use support::{assert_whole, transcript, Gate, Harness};
+use tokio::sync::watch;
+
+#[tokio::test]
+async fn a_debate_runs_to_its_end_and_announces_exactly_what_it_stored() {
+    let engine = Harness::new(&Gate::open()).await;
+    let record = engine.insert("whole", 2, 7).await;
+    let mut live = engine.deps.hub.subscribe("whole");
+    let (_stop, stop_rx) = watch::channel(None);
+
+    let end = run_debate(&engine.deps, record, stop_rx).await.unwrap();
+
+    let stored = engine.events("whole").await;
+    assert_whole(&stored);
+    let Some(outcome) = (match end {
+        RunEnd::Finished(outcome) => Some(outcome),
+        RunEnd::Interrupted => None,
+    }) else {
+        panic!("an unstopped debate finishes");
+    };
+    let done = engine.debate("whole").await;
+    assert_eq!(done.outcome, Some(outcome));
+    assert_eq!(done.status, DebateStatus::Completed);
+    assert_eq!(done.last_seq, stored.len() as i64);
+    let kinds: Vec<EventKind> = stored.iter().map(|e| e.kind).collect();
+    // start, then per round: round_start, 2 positions, 2 critiques; then 2 votes, consensus, end.
+    assert_eq!(kinds.len(), 1 + 2 * 5 + 2 + 2);
+    assert_eq!(kinds[0], EventKind::DebateStart);
+    assert_eq!(
+        &kinds[kinds.len() - 2..],
+        [EventKind::Consensus, EventKind::DebateEnd]
+    );
+    assert!(
+        engine.store.receipt("whole").await.unwrap().is_some(),
+        "a completed debate has its receipt"
+    );
+
+    let mut announced = Vec::new();
+    while let Ok(message) = live.try_recv() {
+        if let HubMessage::Event(published) = message {
+            announced.push(published.event.clone());
+        }
+    }
+    assert_eq!(
+        transcript(&announced),
+        transcript(&stored),
+        "every stored event is announced once, in order"
+    );
+}
+
+#[tokio::test]
+async fn an_interrupted_debate_resumes_where_it_stopped_and_says_what_an_uninterrupted_one_says() {
+    let gate = Gate::closed("critique");
+    let engine = Harness::new(&gate).await;
+    let record = engine.insert("resumed", 2, 11).await;
+    let (stop, stop_rx) = watch::channel(None);
+    let first = tokio::spawn({
+        let deps = engine.deps.clone();
+        let record = record.clone();
+        async move { run_debate(&deps, record, stop_rx).await }
+    });
+    // Both proposals are stored and both critics are waiting: stop there, as a drain would.
+    gate.held(2).await;
+    stop.send_replace(Some(StopReason::Draining));
+    assert_eq!(first.await.unwrap().unwrap(), RunEnd::Interrupted);
+    let interrupted = engine.debate("resumed").await;
+    assert_eq!(interrupted.status, DebateStatus::Interrupted);
+    let before: Vec<EventKind> = engine
+        .events("resumed")
+        .await
+        .iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(
+        before,
+        [
+            EventKind::DebateStart,
+            EventKind::RoundStart,
+            EventKind::AgentMessage,
+            EventKind::AgentMessage
+        ]
+    );
+
+    let restarted = engine.restart(&Gate::open()).await;
+    let (_stop, stop_rx) = watch::channel(None);
+    let end = run_debate(&restarted.deps, interrupted, stop_rx)
+        .await
+        .unwrap();
+    assert!(matches!(end, RunEnd::Finished(_)), "{end:?}");
+    let resumed = restarted.events("resumed").await;
+    assert_whole(&resumed);
+    assert!(
+        restarted
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|call| !(call.round == 1 && call.phase == "proposal")),
+        "the resumed run asks for no step already recorded"
+    );
+
+    let straight = Harness::new(&Gate::open()).await;
+    let record = straight.insert("resumed", 2, 11).await;
+    let (_stop, stop_rx) = watch::channel(None);
+    run_debate(&straight.deps, record, stop_rx).await.unwrap();
+    assert_eq!(
+        transcript(&resumed),
+        transcript(&straight.events("resumed").await),
+        "the same seed says the same, interrupted or not"
+    );
+}
+
+#[tokio::test]
+async fn a_cancelled_debate_ends_cancelled_with_a_final_event() {
+    let gate = Gate::closed("proposal");
+    let engine = Harness::new(&gate).await;
+    let record = engine.insert("cancelled", 3, 1).await;
+    let (stop, stop_rx) = watch::channel(None);
+    let run = tokio::spawn({
+        let deps = engine.deps.clone();
+        async move { run_debate(&deps, record, stop_rx).await }
+    });
+    gate.held(2).await;
+    stop.send_replace(Some(StopReason::Cancelled));
+
+    assert_eq!(
+        run.await.unwrap().unwrap(),
+        RunEnd::Finished(Outcome::Cancelled)
+    );
+    let done = engine.debate("cancelled").await;
+    assert_eq!(
+        (done.status, done.outcome, done.error.as_deref()),
+        (
+            DebateStatus::Cancelled,
+            Some(Outcome::Cancelled),
+            Some("cancelled by request")
+        )
+    );
+    let events = engine.events("cancelled").await;
+    assert_whole(&events);
+    let end = events.last().unwrap();
+    assert_eq!(end.kind, EventKind::DebateEnd);
+    assert_eq!(end.data["status"], "cancelled");
+    assert_eq!(end.data["final_answer"], serde_json::Value::Null);
+    assert!(engine.store.receipt("cancelled").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_debate_past_its_timeout_ends_timed_out() {
+    // The agents never answer; only the debate's own deadline can end it.
+    let gate = Gate::closed("proposal");
+    let engine = Harness::new(&gate)
+        .await
+        .with_debate_timeout(Duration::from_millis(300));
+    let record = engine.insert("slow", 1, 1).await;
+    let (_stop, stop_rx) = watch::channel(None);
+
+    let end = run_debate(&engine.deps, record, stop_rx).await.unwrap();
+
+    assert_eq!(end, RunEnd::Finished(Outcome::TimedOut));
+    let done = engine.debate("slow").await;
+    assert_eq!(done.status, DebateStatus::TimedOut);
+    assert!(
+        done.error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("ARAGORA_DEBATE_TIMEOUT"),
+        "{:?}",
+        done.error
+    );
+    let events = engine.events("slow").await;
+    assert_whole(&events);
+    assert_eq!(events.last().unwrap().data["outcome"], "timed_out");
+}
+
+#[tokio::test]
+async fn a_finished_debate_run_again_records_nothing() {
+    let engine = Harness::new(&Gate::open()).await;
+    let record = engine.insert("twice", 1, 3).await;
+    let (_stop, stop_rx) = watch::channel(None);
+    let first = run_debate(&engine.deps, record, stop_rx.clone())
+        .await
+        .unwrap();
+    let events = engine.events("twice").await;
+    let calls = engine.calls.lock().unwrap().len();
+
+    let again = run_debate(&engine.deps, engine.debate("twice").await, stop_rx)
+        .await
+        .unwrap();
+
+    assert_eq!(again, first);
+    assert_eq!(engine.events("twice").await, events);
+    assert_eq!(
+        engine.calls.lock().unwrap().len(),
+        calls,
+        "no agent is asked again"
+    );
+}
+
+#[tokio::test]
+async fn a_debate_whose_every_agent_fails_ends_failed_with_each_agents_error() {
+    let engine = Harness::new(&Gate::open()).await;
+    engine.faults.inject(FaultSpec {
+        kind: FaultKind::AgentFailing,
+        agent: None,
+        delay: Duration::ZERO,
+        duration: Duration::from_secs(600),
+    });
+    let record = engine.insert("failing", 2, 1).await;
+    let (_stop, stop_rx) = watch::channel(None);
+
+    let end = run_debate(&engine.deps, record, stop_rx).await.unwrap();
+
+    assert_eq!(end, RunEnd::Finished(Outcome::Failed));
+    let events = engine.events("failing").await;
+    assert_whole(&events);
+    let errors: Vec<(Option<String>, Phase)> = events
+        .iter()
+        .filter_map(|e| match e.payload().unwrap() {
+            EventPayload::Error { phase, .. } => Some((e.agent.clone(), phase)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        errors,
+        support::AGENTS
+            .iter()
+            .map(|a| (Some(a.to_string()), Phase::Proposal))
+            .collect::<Vec<_>>(),
+        "one error per agent, at its proposal, in agent order"
+    );
+    let done = engine.debate("failing").await;
+    assert_eq!(done.status, DebateStatus::Failed);
+    assert!(done.error.unwrap().contains("every agent failed"));
+}
