@@ -35,6 +35,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 /// Why a running debate is asked to stop early.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,6 +158,11 @@ struct Recorder<'a> {
     deps: &'a DebateDeps,
     debate_id: String,
     next_seq: i64,
+    /// The write in progress. A cancel or deadline drops the debate's future mid-write, but a
+    /// database may still commit what it was sent; the write runs as its own task so that
+    /// [`Recorder::resync`] can wait for its verdict instead of racing it (reading the old last
+    /// seq, then colliding on it with the final event).
+    in_flight: Option<JoinHandle<Result<(), StoreError>>>,
 }
 
 impl Recorder<'_> {
@@ -187,10 +193,20 @@ impl Recorder<'_> {
             payload,
             now_ms(),
         );
-        self.deps
-            .store
-            .append_event(&event, update, receipt)
-            .await?;
+        let store = self.deps.store.clone();
+        let (written, update, receipt) = (event.clone(), update.cloned(), receipt.cloned());
+        let write = self.in_flight.insert(tokio::spawn(async move {
+            store
+                .append_event(&written, update.as_ref(), receipt.as_ref())
+                .await
+        }));
+        let verdict = write.await;
+        self.in_flight = None;
+        match verdict {
+            Ok(written) => written?,
+            Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+            Err(_) => return Err(StoreError::Abandoned),
+        }
         self.next_seq += 1;
         self.deps.hub.publish(event.clone());
         Ok(event)
@@ -199,6 +215,10 @@ impl Recorder<'_> {
     /// Re-reads the last seq: after an interrupted step an event may have been committed
     /// without this recorder knowing.
     async fn resync(&mut self) -> Result<(), StoreError> {
+        if let Some(write) = self.in_flight.take() {
+            // Its outcome is in the store either way; only the seq it left matters here.
+            let _ = write.await;
+        }
         if let Some(record) = self.deps.store.debate(&self.debate_id).await? {
             self.next_seq = record.last_seq + 1;
         }
@@ -218,6 +238,7 @@ pub async fn run_debate(
         deps,
         debate_id: record.id.clone(),
         next_seq: record.last_seq + 1,
+        in_flight: None,
     };
     if transcript.ended {
         return Ok(RunEnd::Finished(record.outcome.unwrap_or(Outcome::Failed)));

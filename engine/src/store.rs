@@ -28,6 +28,10 @@ pub enum StoreError {
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is not readable: {0}")]
     Corrupt(String),
+    /// The runtime shut down while a write was in progress; whether it committed is for the
+    /// next start's replay to find out.
+    #[error("the write was abandoned at shutdown")]
+    Abandoned,
 }
 
 /// A page of debates and the number of debates matching the filter.

@@ -5,10 +5,13 @@
 mod support;
 
 use aragora_engine::debate::{run_debate, RunEnd, StopReason};
+use aragora_engine::dr_log::{BackupRecord, DrStatus, DrillRecord};
 use aragora_engine::events::HubMessage;
 use aragora_engine::faults::{FaultKind, FaultSpec};
+use aragora_engine::model::{DebateEvent, DebateRecord, StatusUpdate};
 use aragora_engine::model::{DebateStatus, EventKind, EventPayload, Outcome, Phase};
-use aragora_engine::store::DebateStore;
+use aragora_engine::store::{DebatePage, DebateStore, StoreError, StoredReceipt};
+use std::sync::Arc;
 use std::time::Duration;
 use support::{assert_whole, transcript, Gate, Harness};
 use tokio::sync::watch;
@@ -244,4 +247,159 @@ async fn a_debate_whose_every_agent_fails_ends_failed_with_each_agents_error() {
     let done = engine.debate("failing").await;
     assert_eq!(done.status, DebateStatus::Failed);
     assert!(done.error.unwrap().contains("every agent failed"));
+}
+
+/// A store whose commit of one chosen event is acknowledged late, as a database server's is
+/// when the client stops waiting: the write lands although the caller's future was dropped,
+/// and it lands right after the next read of the debate row, the worst moment for a recorder
+/// that reads the last seq while that write is still in flight.
+struct LateCommitStore {
+    inner: aragora_engine::store::SqlStore,
+    late_seq: i64,
+    /// Set while the late write waits; the test cancels then.
+    held: watch::Sender<bool>,
+    /// Lets the late write go; sent by the next read of the debate row, or after a while so a
+    /// recorder that waits for its write first is not left waiting on a read it never makes.
+    release: watch::Sender<bool>,
+    landed: watch::Sender<bool>,
+}
+
+#[async_trait::async_trait]
+impl DebateStore for LateCommitStore {
+    async fn ping(&self) -> Result<Duration, StoreError> {
+        self.inner.ping().await
+    }
+    fn backend(&self) -> aragora_engine::DbBackend {
+        self.inner.backend()
+    }
+    async fn close(&self) {
+        self.inner.close().await
+    }
+    async fn insert_debate(&self, debate: &DebateRecord) -> Result<(), StoreError> {
+        self.inner.insert_debate(debate).await
+    }
+    async fn debate(&self, id: &str) -> Result<Option<DebateRecord>, StoreError> {
+        let record = self.inner.debate(id).await;
+        if *self.held.borrow() {
+            // The late commit lands just after this read: what the reader saw is stale.
+            self.release.send_replace(true);
+            let mut landed = self.landed.subscribe();
+            let _ = landed.wait_for(|landed| *landed).await;
+        }
+        record
+    }
+    async fn list_debates(
+        &self,
+        statuses: &[DebateStatus],
+        limit: i64,
+        offset: i64,
+    ) -> Result<DebatePage, StoreError> {
+        self.inner.list_debates(statuses, limit, offset).await
+    }
+    async fn append_event(
+        &self,
+        event: &DebateEvent,
+        update: Option<&StatusUpdate>,
+        receipt: Option<&StoredReceipt>,
+    ) -> Result<(), StoreError> {
+        if event.seq != self.late_seq || *self.landed.borrow() {
+            return self.inner.append_event(event, update, receipt).await;
+        }
+        // The server side of the write: it goes on whether or not the caller still waits.
+        let (inner, event, update, receipt) = (
+            self.inner.clone(),
+            event.clone(),
+            update.cloned(),
+            receipt.cloned(),
+        );
+        let (release, held, landed) = (
+            self.release.subscribe(),
+            self.held.clone(),
+            self.landed.clone(),
+        );
+        let server = tokio::spawn(async move {
+            held.send_replace(true);
+            let mut release = release;
+            let _ = tokio::time::timeout(Duration::from_secs(1), release.wait_for(|go| *go)).await;
+            let written = inner
+                .append_event(&event, update.as_ref(), receipt.as_ref())
+                .await;
+            held.send_replace(false);
+            landed.send_replace(true);
+            written
+        });
+        server.await.expect("the late write does not panic")
+    }
+    async fn receipt(&self, debate_id: &str) -> Result<Option<String>, StoreError> {
+        self.inner.receipt(debate_id).await
+    }
+    async fn transition(
+        &self,
+        id: &str,
+        from: &[DebateStatus],
+        update: &StatusUpdate,
+    ) -> Result<bool, StoreError> {
+        self.inner.transition(id, from, update).await
+    }
+    async fn events_after(
+        &self,
+        id: &str,
+        after_seq: i64,
+        limit: i64,
+    ) -> Result<Vec<DebateEvent>, StoreError> {
+        self.inner.events_after(id, after_seq, limit).await
+    }
+    async fn debates_in(&self, statuses: &[DebateStatus]) -> Result<Vec<DebateRecord>, StoreError> {
+        self.inner.debates_in(statuses).await
+    }
+    async fn record_backup(&self, backup: &BackupRecord) -> Result<(), StoreError> {
+        self.inner.record_backup(backup).await
+    }
+    async fn record_drill(&self, drill: &DrillRecord) -> Result<(), StoreError> {
+        self.inner.record_drill(drill).await
+    }
+    async fn drills(&self, limit: i64) -> Result<Vec<DrillRecord>, StoreError> {
+        self.inner.drills(limit).await
+    }
+    async fn dr_status(&self) -> Result<DrStatus, StoreError> {
+        self.inner.dr_status().await
+    }
+}
+
+#[tokio::test]
+async fn a_cancel_during_a_write_the_database_still_commits_ends_the_debate_cancelled() {
+    let mut engine = Harness::new(&Gate::open()).await;
+    let record = engine.insert("late-commit", 2, 3).await;
+    // seq 1 is debate_start, 2 round_start, 3 the first position: its commit comes late.
+    let store = Arc::new(LateCommitStore {
+        inner: engine.store.clone(),
+        late_seq: 3,
+        held: watch::channel(false).0,
+        release: watch::channel(false).0,
+        landed: watch::channel(false).0,
+    });
+    engine.deps.store = store.clone();
+    let mut held = store.held.subscribe();
+    let (stop, stop_rx) = watch::channel(None);
+    let run = tokio::spawn({
+        let deps = engine.deps.clone();
+        async move { run_debate(&deps, record, stop_rx).await }
+    });
+    held.wait_for(|held| *held).await.unwrap();
+    stop.send_replace(Some(StopReason::Cancelled));
+
+    let end = run.await.unwrap();
+    assert_eq!(
+        end.expect("the final event does not collide with the late write"),
+        RunEnd::Finished(Outcome::Cancelled)
+    );
+    let events = engine.events("late-commit").await;
+    assert_whole(&events);
+    assert_eq!(events[2].seq, 3, "the late write is kept");
+    let last = events.last().unwrap();
+    assert_eq!((last.kind, last.seq), (EventKind::DebateEnd, 4));
+    assert_eq!(
+        engine.debate("late-commit").await.status,
+        DebateStatus::Cancelled
+    );
 }
