@@ -24,7 +24,10 @@ impl PrometheusSource {
         }
     }
 
-    /// The query of the SLI's error ratio over `window`, as the recording rule has it.
+    /// The query of the SLI's error ratio over `window`, as the recording rule has it, except
+    /// that no errors at all is a ratio of 0, not no answer: a counter of failures labelled by
+    /// status has no series until the first failure, so `errors / total` alone is empty on a
+    /// healthy service. `or 0 * total` gives the error side a 0 wherever there is traffic.
     pub fn query(slo: &Slo, window: Duration) -> String {
         let range = PromDuration(window.as_secs().max(1)).to_string();
         let fill = |query: &str| query.replace(WINDOW_PLACEHOLDER, &range);
@@ -32,7 +35,10 @@ impl PrometheusSource {
             Sli::Events {
                 error_query,
                 total_query,
-            } => format!("({}) / ({})", fill(error_query), fill(total_query)),
+            } => {
+                let (errors, total) = (fill(error_query), fill(total_query));
+                format!("(({errors}) or (0 * ({total}))) / ({total})")
+            }
             Sli::Raw { error_ratio_query } => fill(error_ratio_query),
         }
     }
@@ -87,6 +93,10 @@ mod tests {
             query.contains("[1h]") && !query.contains(WINDOW_PLACEHOLDER),
             "{query}"
         );
-        assert!(query.starts_with('(') && query.contains(") / ("), "{query}");
+        assert!(query.starts_with("((") && query.contains(") / ("), "{query}");
+        assert!(
+            query.contains(" or (0 * ("),
+            "no failure series yet reads as a ratio of 0: {query}"
+        );
     }
 }
