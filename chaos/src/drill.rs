@@ -21,8 +21,8 @@ use crate::error::DrError;
 use crate::facts;
 use crate::manifest::{self, Manifest};
 use crate::progress;
+use crate::time::Timestamp;
 use aragora_engine::dr_log::DrillRecord;
-use aragora_engine::model::{format_ms, now_ms};
 use aragora_engine::receipts::{ReceiptKeys, KEY_FILE};
 use aragora_engine::store::DebateStore;
 use aragora_engine::EngineConfig;
@@ -158,12 +158,12 @@ impl DrillReport {
 
 /// Runs a drill; never panics on a broken backup, it reports it.
 pub async fn run(engine: &EngineConfig, dr: &DrConfig, visible: bool) -> DrillReport {
-    let started_at_ms = now_ms();
+    let started_at_ms = Timestamp::now().ms();
     let mut report = DrillReport {
         id: format!("drill-{}", uuid::Uuid::new_v4().simple()),
         status: "failed".into(),
         backend: engine.db_backend.as_str().into(),
-        started_at: format_ms(started_at_ms),
+        started_at: Timestamp::from_ms(started_at_ms).to_string(),
         finished_at: String::new(),
         backup_id: None,
         backup_created_at: None,
@@ -185,7 +185,7 @@ pub async fn run(engine: &EngineConfig, dr: &DrConfig, visible: bool) -> DrillRe
         "read the primary's newest data",
         primary_newest_ms(engine).await,
         |newest| match newest {
-            Some(ms) => format!("newest debate change {}", format_ms(*ms)),
+            Some(ms) => format!("newest debate change {}", Timestamp::from_ms(*ms)),
             None => "the primary holds no debates".into(),
         },
     );
@@ -206,8 +206,9 @@ pub async fn run(engine: &EngineConfig, dr: &DrConfig, visible: bool) -> DrillRe
     }
     bar.finish_and_clear();
     judge(&mut report);
-    report.finished_at_ms = now_ms();
-    report.finished_at = format_ms(report.finished_at_ms);
+    let finished = Timestamp::now();
+    report.finished_at_ms = finished.ms();
+    report.finished_at = finished.to_string();
     report.status = if report.failures.is_empty() {
         "passed"
     } else {

@@ -13,7 +13,7 @@
 
 use super::client;
 use super::probes::Probe;
-use crate::faults::FaultSpec;
+use crate::link_faults::LinkFaultSpec;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -83,7 +83,7 @@ pub struct ProxyFaultAction {
     /// The fault proxy's API (`aragora chaos proxy --api`).
     pub api: String,
     pub proxy: String,
-    pub fault: FaultSpec,
+    pub fault: LinkFaultSpec,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
