@@ -497,7 +497,10 @@ mod tests {
     #[test]
     fn down_is_refuse_and_reset() {
         let now = Instant::now();
-        let effects = Effects::of(&[LinkFault::new("d".into(), spec("{kind: down}"), now)], now);
+        let effects = Effects::of(
+            &[LinkFault::new("d".into(), spec("{kind: down}"), now)],
+            now,
+        );
         assert!(effects.refuse && effects.reset);
     }
 

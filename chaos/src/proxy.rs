@@ -8,7 +8,7 @@
 //! change, so a fault added at run time reaches connections that are already open: a `reset`
 //! cuts them at once, a `latency` delays their next chunk.
 
-use crate::link_faults::{Effects, LinkFault, LinkFaultKind, LinkFaultSpec, Flow};
+use crate::link_faults::{Effects, Flow, LinkFault, LinkFaultKind, LinkFaultSpec};
 use aragora_telemetry::catalogue;
 use serde::Serialize;
 use std::net::SocketAddr;

@@ -62,13 +62,6 @@ impl IntoResponse for ProxyApiError {
 
 impl From<JsonRejection> for ProxyApiError {
     fn from(rejection: JsonRejection) -> Self {
-        let status = rejection.status();
-        let code = match status {
-            StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
-            StatusCode::UNPROCESSABLE_ENTITY => "validation_failed",
-            _ => "invalid_json",
-        };
         let message = match &rejection {
             JsonRejection::MissingJsonContentType(_) => {
                 "send the fault as JSON with the header Content-Type: application/json".to_string()
@@ -76,8 +69,8 @@ impl From<JsonRejection> for ProxyApiError {
             other => format!("{}; fix the JSON body and retry", other.body_text()),
         };
         Self {
-            status,
-            code,
+            status: rejection.status(),
+            code: aragora_telemetry::body_rejection_code(rejection.status()),
             message,
         }
     }

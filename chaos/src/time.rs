@@ -39,6 +39,9 @@ mod tests {
         let at = Timestamp::from_ms(1_764_581_238_123);
         assert_eq!(at.to_string(), "2025-12-01T09:27:18.123Z");
         assert_eq!(at.ms(), 1_764_581_238_123);
-        assert_eq!(Timestamp::from_ms(0).to_string(), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            Timestamp::from_ms(0).to_string(),
+            "1970-01-01T00:00:00.000Z"
+        );
     }
 }
