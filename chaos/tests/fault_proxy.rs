@@ -310,4 +310,18 @@ async fn the_api_adds_lists_and_removes_faults_and_explains_bad_input() {
         .await
         .unwrap();
     assert_eq!(again.status(), 404);
+
+    // Every refusal carries the envelope, the router's own 404 and 405 included.
+    let nowhere = client.get(format!("{api}/toxics")).send().await.unwrap();
+    assert_eq!(nowhere.status(), 404);
+    let body: serde_json::Value = nowhere.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "not_found", "{body}");
+    let wrong_method = client
+        .put(format!("{api}/proxies/echo"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong_method.status(), 405);
+    let body: serde_json::Value = wrong_method.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "method_not_allowed", "{body}");
 }
