@@ -7,6 +7,7 @@ use crate::config::DrConfig;
 use crate::error::DrError;
 use crate::facts::{self, Facts};
 use crate::manifest::{self, Manifest};
+use crate::time::Timestamp;
 use crate::{postgres, sqlite};
 use aragora_engine::config::DbBackend;
 use aragora_engine::dr_log::BackupRecord;
@@ -83,7 +84,8 @@ pub async fn create(
     let dir = dr.backup_dir(engine);
     std::fs::create_dir_all(&dir).map_err(DrError::io(&dir))?;
     let started = Instant::now();
-    let created_at_ms = aragora_engine::model::now_ms();
+    let created_at = Timestamp::now();
+    let created_at_ms = created_at.ms();
     let id = manifest::new_id(created_at_ms);
     let (artifact, compression) = match engine.db_backend {
         DbBackend::Sqlite => (format!("{id}.sqlite.zst"), "zstd"),
@@ -103,7 +105,7 @@ pub async fn create(
     let manifest = Manifest {
         format: manifest::MANIFEST_FORMAT,
         id,
-        created_at: aragora_engine::model::format_ms(created_at_ms),
+        created_at: created_at.to_string(),
         created_at_ms,
         backend: engine.db_backend.as_str().to_string(),
         schema_version: facts.schema_version,

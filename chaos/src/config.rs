@@ -110,7 +110,7 @@ impl Settings for DrConfig {
             ("ARAGORA_BACKUP_SCHEDULE", &self.backup_schedule),
             ("ARAGORA_DRILL_SCHEDULE", &self.drill_schedule),
         ] {
-            if let Err(message) = crate::schedule::check_cron(expression) {
+            if let Err(message) = crate::cron::check(expression) {
                 problems.push(ConfigProblem::new(setting, message));
             }
         }

@@ -21,8 +21,8 @@ use crate::error::DrError;
 use crate::facts;
 use crate::manifest::{self, Manifest};
 use crate::progress;
+use crate::time::Timestamp;
 use aragora_engine::dr_log::DrillRecord;
-use aragora_engine::model::{format_ms, now_ms};
 use aragora_engine::receipts::{ReceiptKeys, KEY_FILE};
 use aragora_engine::store::DebateStore;
 use aragora_engine::EngineConfig;
@@ -35,6 +35,26 @@ use std::time::{Duration, Instant};
 /// How long the restored engine may take to report ready, and the smoke debate to finish.
 const READY_PATIENCE: Duration = Duration::from_secs(120);
 const SMOKE_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Why one step of a drill failed; the report keeps its message under the step's name.
+#[derive(Debug, thiserror::Error)]
+pub enum DrillError {
+    /// A backup, restore or DR-log operation failed (it says what to do).
+    #[error(transparent)]
+    Dr(#[from] DrError),
+    /// The restored copy is wrong: receipts that do not verify, or no key to verify them.
+    #[error("{0}")]
+    Invalid(String),
+    /// The restored engine said no: the smoke debate not accepted, or not completed.
+    #[error("{0}")]
+    Refused(String),
+    /// Not ready, not finished or not stopped within its patience.
+    #[error("{0}")]
+    TimedOut(String),
+    /// No answer, an answer that is not JSON, a read that failed, the engine's task failing.
+    #[error("{0}")]
+    Failed(String),
+}
 
 /// One step of a drill and how it went.
 #[derive(Debug, Clone, Serialize)]
@@ -158,12 +178,12 @@ impl DrillReport {
 
 /// Runs a drill; never panics on a broken backup, it reports it.
 pub async fn run(engine: &EngineConfig, dr: &DrConfig, visible: bool) -> DrillReport {
-    let started_at_ms = now_ms();
+    let started_at_ms = Timestamp::now().ms();
     let mut report = DrillReport {
         id: format!("drill-{}", uuid::Uuid::new_v4().simple()),
         status: "failed".into(),
         backend: engine.db_backend.as_str().into(),
-        started_at: format_ms(started_at_ms),
+        started_at: Timestamp::from_ms(started_at_ms).to_string(),
         finished_at: String::new(),
         backup_id: None,
         backup_created_at: None,
@@ -185,7 +205,7 @@ pub async fn run(engine: &EngineConfig, dr: &DrConfig, visible: bool) -> DrillRe
         "read the primary's newest data",
         primary_newest_ms(engine).await,
         |newest| match newest {
-            Some(ms) => format!("newest debate change {}", format_ms(*ms)),
+            Some(ms) => format!("newest debate change {}", Timestamp::from_ms(*ms)),
             None => "the primary holds no debates".into(),
         },
     );
@@ -206,8 +226,9 @@ pub async fn run(engine: &EngineConfig, dr: &DrConfig, visible: bool) -> DrillRe
     }
     bar.finish_and_clear();
     judge(&mut report);
-    report.finished_at_ms = now_ms();
-    report.finished_at = format_ms(report.finished_at_ms);
+    let finished = Timestamp::now();
+    report.finished_at_ms = finished.ms();
+    report.finished_at = finished.to_string();
     report.status = if report.failures.is_empty() {
         "passed"
     } else {
@@ -294,29 +315,30 @@ fn receipt_keys(engine: &EngineConfig) -> Result<Option<ReceiptKeys>, DrError> {
     Ok(Some(ReceiptKeys::new(key.trim(), previous)))
 }
 
-async fn verify_receipts(engine: &EngineConfig, url: &str) -> Result<i64, String> {
+async fn verify_receipts(engine: &EngineConfig, url: &str) -> Result<i64, DrillError> {
     use sqlx::Row;
-    let mut conn = facts::connect(url).await.map_err(|e| e.to_string())?;
+    let mut conn = facts::connect(url).await?;
     let rows = sqlx::query("SELECT debate_id, body FROM receipts ORDER BY debate_id")
         .fetch_all(&mut conn)
         .await
-        .map_err(|err| format!("cannot read the restored receipts: {err}"));
+        .map_err(|err| DrillError::Failed(format!("cannot read the restored receipts: {err}")));
     use sqlx::Connection;
     let _ = conn.close().await;
     let rows = rows?;
     if rows.is_empty() {
         return Ok(0);
     }
-    let keys = receipt_keys(engine).map_err(|e| e.to_string())?.ok_or_else(|| {
-        format!(
+    let keys = receipt_keys(engine)?.ok_or_else(|| {
+        DrillError::Invalid(format!(
             "{} receipts to verify but no signing key: set ARAGORA_RECEIPT_SIGNING_KEY (or run the drill with the data directory holding {KEY_FILE})",
             rows.len()
-        )
+        ))
     })?;
     let mut bad = Vec::new();
     for row in &rows {
-        let debate_id: String = row.try_get("debate_id").map_err(|e| e.to_string())?;
-        let body: String = row.try_get("body").map_err(|e| e.to_string())?;
+        let read = |err: sqlx::Error| DrillError::Failed(err.to_string());
+        let debate_id: String = row.try_get("debate_id").map_err(read)?;
+        let body: String = row.try_get("body").map_err(read)?;
         match keys.verify_json(&body) {
             Ok((receipt, _)) if receipt.debate_id == debate_id => {}
             Ok((receipt, _)) => bad.push(format!(
@@ -329,12 +351,12 @@ async fn verify_receipts(engine: &EngineConfig, url: &str) -> Result<i64, String
     if bad.is_empty() {
         Ok(rows.len() as i64)
     } else {
-        Err(format!(
+        Err(DrillError::Invalid(format!(
             "{} of {} receipts do not verify: {}",
             bad.len(),
             rows.len(),
             bad.join(", ")
-        ))
+        )))
     }
 }
 
@@ -400,7 +422,9 @@ async fn smoke(
     };
     let ready = match &base {
         Some(base) => wait_ready(&http, base).await,
-        None => Err("the engine did not start listening".to_string()),
+        None => Err(DrillError::Failed(
+            "the engine did not start listening".to_string(),
+        )),
     };
     let rto = restore_started.elapsed().as_secs_f64();
     let ready = report.check("engine ready on the restored copy", ready, |_| {
@@ -421,15 +445,21 @@ async fn smoke(
     let _ = stop_tx.send(());
     let stopped = match tokio::time::timeout(Duration::from_secs(30), server).await {
         Ok(Ok(Ok(()))) => Ok(()),
-        Ok(Ok(Err(err))) => Err(format!("the restored engine failed: {err}")),
-        Ok(Err(err)) => Err(format!("the restored engine's task failed: {err}")),
-        Err(_) => Err("the restored engine did not stop within 30 s".to_string()),
+        Ok(Ok(Err(err))) => Err(DrillError::Failed(format!(
+            "the restored engine failed: {err}"
+        ))),
+        Ok(Err(err)) => Err(DrillError::Failed(format!(
+            "the restored engine's task failed: {err}"
+        ))),
+        Err(_) => Err(DrillError::TimedOut(
+            "the restored engine did not stop within 30 s".to_string(),
+        )),
     };
     report.check("restored engine stopped", stopped, |_| "stopped".into());
 }
 
 /// Polls `/readyz` until 200 (a deadline, not a sleep: it answers as soon as it can).
-async fn wait_ready(http: &reqwest::Client, base: &str) -> Result<(), String> {
+async fn wait_ready(http: &reqwest::Client, base: &str) -> Result<(), DrillError> {
     let deadline = Instant::now() + READY_PATIENCE;
     let mut last = String::from("no answer yet");
     while Instant::now() < deadline {
@@ -443,27 +473,31 @@ async fn wait_ready(http: &reqwest::Client, base: &str) -> Result<(), String> {
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    Err(format!(
+    Err(DrillError::TimedOut(format!(
         "not ready within {} s: {last}",
         READY_PATIENCE.as_secs()
-    ))
+    )))
 }
 
 /// Sends `request` and reads its JSON answer; errors name `what` was being done.
-async fn call(request: reqwest::RequestBuilder, what: &str) -> Result<(u16, Value), String> {
-    let response = request
-        .send()
-        .await
-        .map_err(|err| format!("{what}: {err}"))?;
+async fn call(request: reqwest::RequestBuilder, what: &str) -> Result<(u16, Value), DrillError> {
+    let response = request.send().await.map_err(|err| {
+        let message = format!("{what}: {err}");
+        if err.is_timeout() {
+            DrillError::TimedOut(message)
+        } else {
+            DrillError::Failed(message)
+        }
+    })?;
     let status = response.status().as_u16();
     let body = response
         .json()
         .await
-        .map_err(|err| format!("{what}: the answer is not JSON ({err})"))?;
+        .map_err(|err| DrillError::Failed(format!("{what}: the answer is not JSON ({err})")))?;
     Ok((status, body))
 }
 
-async fn smoke_debate(http: &reqwest::Client, base: &str) -> Result<String, String> {
+async fn smoke_debate(http: &reqwest::Client, base: &str) -> Result<String, DrillError> {
     let topic = "DR drill smoke debate: does the restored copy serve?";
     let (status, body) = call(
         http.post(format!("{base}/api/debates"))
@@ -474,7 +508,9 @@ async fn smoke_debate(http: &reqwest::Client, base: &str) -> Result<String, Stri
     let id = body["debate_id"]
         .as_str()
         .filter(|_| status == 202)
-        .ok_or_else(|| format!("the debate was not accepted ({status}): {body}"))?
+        .ok_or_else(|| {
+            DrillError::Refused(format!("the debate was not accepted ({status}): {body}"))
+        })?
         .to_string();
     let deadline = Instant::now() + SMOKE_PATIENCE;
     let final_status = loop {
@@ -488,15 +524,17 @@ async fn smoke_debate(http: &reqwest::Client, base: &str) -> Result<String, Stri
             break state;
         }
         if Instant::now() >= deadline {
-            return Err(format!(
+            return Err(DrillError::TimedOut(format!(
                 "debate {id} still {state} after {} s",
                 SMOKE_PATIENCE.as_secs()
-            ));
+            )));
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     };
     if final_status != "completed" {
-        return Err(format!("debate {id} ended {final_status}"));
+        return Err(DrillError::Refused(format!(
+            "debate {id} ended {final_status}"
+        )));
     }
     let (_, receipt) = call(
         http.get(format!("{base}/api/debates/{id}/receipt")),
@@ -510,7 +548,9 @@ async fn smoke_debate(http: &reqwest::Client, base: &str) -> Result<String, Stri
     )
     .await?;
     if verdict["valid"] != true {
-        return Err(format!("debate {id}'s receipt does not verify: {verdict}"));
+        return Err(DrillError::Invalid(format!(
+            "debate {id}'s receipt does not verify: {verdict}"
+        )));
     }
     Ok(id)
 }
@@ -583,6 +623,32 @@ mod tests {
             started_at_ms: 0,
             finished_at_ms: 0,
         }
+    }
+
+    #[tokio::test]
+    async fn an_engine_that_refuses_the_smoke_debate_is_told_from_one_not_there() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let app = axum::Router::new().route(
+            "/api/debates",
+            axum::routing::post(|| async {
+                (
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    axum::Json(json!({"error": {"code": "unavailable", "message": "draining"}})),
+                )
+            }),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let http = reqwest::Client::new();
+        let refused = smoke_debate(&http, &base).await.unwrap_err();
+        assert!(matches!(refused, DrillError::Refused(_)), "{refused:?}");
+        assert!(refused.to_string().contains("503"), "{refused}");
+
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let nowhere = format!("http://{}", closed.local_addr().unwrap());
+        drop(closed);
+        let failed = smoke_debate(&http, &nowhere).await.unwrap_err();
+        assert!(matches!(failed, DrillError::Failed(_)), "{failed:?}");
     }
 
     #[test]

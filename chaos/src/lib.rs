@@ -21,20 +21,23 @@
 //! | [`backup`] | create, list, verify, restore: the operations the CLI exposes |
 //! | [`retention`] | pruning by count and age |
 //! | [`drill`] | the DR drill and its report |
+//! | [`cron`] | cron expressions: checking and parsing them as tokio-cron-scheduler does |
 //! | [`schedule`] | cron jobs for backups and drills (tokio-cron-scheduler) |
+//! | [`time`] | wall-clock timestamps: Unix milliseconds, shown as RFC 3339 in UTC |
 //! | [`progress`] | progress bars on a terminal, silence elsewhere |
-//! | [`faults`] | the fault model: kinds, directions, windows, what active faults add up to |
+//! | [`link_faults`] | link faults (what the fault proxy does to a TCP link): kinds, directions, windows, what active ones add up to |
 //! | [`proxy`] | the fault proxy: a TCP relay that applies faults to live connections |
 //! | [`proxy_api`] | its HTTP API (add and remove faults at run time, `/metrics`) |
 //! | [`experiment`] | chaos experiments: the YAML model, probes, actions, the runner and its report |
 
 pub mod backup;
 pub mod config;
+pub mod cron;
 pub mod drill;
 pub mod error;
 pub mod experiment;
 pub mod facts;
-pub mod faults;
+pub mod link_faults;
 pub mod manifest;
 pub mod postgres;
 pub mod progress;
@@ -43,6 +46,7 @@ pub mod proxy_api;
 pub mod retention;
 pub mod schedule;
 pub mod sqlite;
+pub mod time;
 
 pub use config::{DrConfig, SETTINGS};
 pub use error::DrError;

@@ -1,5 +1,6 @@
 //! The fault proxy: a TCP relay between two parts of the system (gateway and engine, engine and
-//! PostgreSQL, gateway and Redis) that applies the faults of [`crate::faults`] while it runs.
+//! PostgreSQL, gateway and Redis) that applies the link faults of
+//! [`crate::link_faults`] while it runs.
 //!
 //! Each proxy keeps its faults in one list; a small supervisor folds the active ones into
 //! [`Effects`] every [`TICK`] (so windows open and close on time) and publishes them on a watch
@@ -7,7 +8,7 @@
 //! change, so a fault added at run time reaches connections that are already open: a `reset`
 //! cuts them at once, a `latency` delays their next chunk.
 
-use crate::faults::{Effects, Fault, FaultKind, FaultSpec, Flow};
+use crate::link_faults::{Effects, Flow, LinkFault, LinkFaultKind, LinkFaultSpec};
 use aragora_telemetry::catalogue;
 use serde::Serialize;
 use std::net::SocketAddr;
@@ -82,23 +83,23 @@ pub struct ProxyStatus {
     pub accepted_connections: u64,
     pub bytes_upstream: u64,
     pub bytes_downstream: u64,
-    pub faults: Vec<FaultView>,
+    pub faults: Vec<LinkFaultView>,
 }
 
 /// A fault as the API shows it.
 #[derive(Debug, Clone, Serialize)]
-pub struct FaultView {
+pub struct LinkFaultView {
     pub id: String,
     pub active: bool,
     pub age_seconds: f64,
     pub description: String,
     #[serde(flatten)]
-    pub spec: FaultSpec,
+    pub spec: LinkFaultSpec,
 }
 
-impl FaultView {
-    fn of(fault: &Fault, now: Instant) -> FaultView {
-        FaultView {
+impl LinkFaultView {
+    fn of(fault: &LinkFault, now: Instant) -> LinkFaultView {
+        LinkFaultView {
             id: fault.id.clone(),
             active: fault.active_at(now),
             age_seconds: now.saturating_duration_since(fault.added).as_secs_f64(),
@@ -133,7 +134,7 @@ impl ProxyMetrics {
 struct Shared {
     spec: ProxySpec,
     bound: SocketAddr,
-    faults: Mutex<Vec<Fault>>,
+    faults: Mutex<Vec<LinkFault>>,
     changed: Notify,
     next_id: AtomicU64,
     open: AtomicU64,
@@ -220,7 +221,7 @@ impl FaultProxy {
     }
 
     /// Adds a fault; returns it, or every problem of the spec.
-    pub fn add(&self, spec: FaultSpec) -> Result<FaultView, Vec<String>> {
+    pub fn add(&self, spec: LinkFaultSpec) -> Result<LinkFaultView, Vec<String>> {
         let problems = spec.problems();
         if !problems.is_empty() {
             return Err(problems);
@@ -231,8 +232,8 @@ impl FaultProxy {
             self.shared.next_id.fetch_add(1, Ordering::Relaxed)
         );
         let now = Instant::now();
-        let fault = Fault::new(id, spec, now);
-        let view = FaultView::of(&fault, now);
+        let fault = LinkFault::new(id, spec, now);
+        let view = LinkFaultView::of(&fault, now);
         tracing::warn!(proxy = %self.shared.spec.name, fault = %view.id, what = %view.description, "fault injected");
         self.shared.faults.lock().unwrap().push(fault);
         self.shared.changed.notify_one();
@@ -279,7 +280,7 @@ impl FaultProxy {
                 .lock()
                 .unwrap()
                 .iter()
-                .map(|fault| FaultView::of(fault, now))
+                .map(|fault| LinkFaultView::of(fault, now))
                 .collect(),
         }
     }
@@ -309,7 +310,7 @@ async fn supervise(shared: Arc<Shared>, effects: watch::Sender<Arc<Effects>>) {
                 !expired
             });
             if let Some(metrics) = &shared.metrics {
-                for kind in FaultKind::ALL {
+                for kind in LinkFaultKind::ALL {
                     let active = faults
                         .iter()
                         .filter(|f| f.spec.kind == kind && f.active_at(now))

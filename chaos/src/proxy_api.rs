@@ -6,22 +6,75 @@
 //! |---|---|
 //! | `GET /proxies` | every proxy with its connections, bytes and faults |
 //! | `GET /proxies/{name}` | one proxy |
-//! | `POST /proxies/{name}/faults` | add a fault (a [`FaultSpec`] as JSON): 201 with its id |
+//! | `POST /proxies/{name}/faults` | add a fault (a [`LinkFaultSpec`] as JSON): 201 with its id |
 //! | `DELETE /proxies/{name}/faults/{id}` | remove one fault: 204 |
 //! | `DELETE /proxies/{name}/faults` | remove all: 200 `{"removed": n}` |
 //! | `GET /metrics`, `GET /healthz` | Prometheus text; liveness |
+//!
+//! Errors are the project's envelope (`aragora_telemetry::error_body`), unknown paths and wrong
+//! methods included.
 
-use crate::faults::{FaultSpec, KINDS};
+use crate::link_faults::{LinkFaultSpec, KINDS};
 use crate::proxy::FaultProxy;
-use aragora_engine::error::ApiError;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde_json::json;
 use std::sync::Arc;
+
+/// A refused API request: its status, the envelope's stable `code`, and a message that says
+/// what to send instead.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{status} {code}: {message}")]
+pub struct ProxyApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ProxyApiError {
+    fn not_found(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::NOT_FOUND,
+            code: "not_found",
+            message: message.into(),
+        }
+    }
+
+    fn invalid(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "validation_failed",
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ProxyApiError {
+    fn into_response(self) -> Response {
+        let body = aragora_telemetry::error_body(self.code, &self.message);
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<JsonRejection> for ProxyApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        let message = match &rejection {
+            JsonRejection::MissingJsonContentType(_) => {
+                "send the fault as JSON with the header Content-Type: application/json".to_string()
+            }
+            other => format!("{}; fix the JSON body and retry", other.body_text()),
+        };
+        Self {
+            status: rejection.status(),
+            code: aragora_telemetry::body_rejection_code(rejection.status()),
+            message,
+        }
+    }
+}
 
 /// The proxies an API serves, and the registry their metrics are in.
 pub struct Proxies {
@@ -30,13 +83,13 @@ pub struct Proxies {
 }
 
 impl Proxies {
-    fn find(&self, name: &str) -> Result<&FaultProxy, ApiError> {
+    fn find(&self, name: &str) -> Result<&FaultProxy, ProxyApiError> {
         self.proxies
             .iter()
             .find(|proxy| proxy.name() == name)
             .ok_or_else(|| {
                 let names: Vec<&str> = self.proxies.iter().map(FaultProxy::name).collect();
-                ApiError::not_found(format!(
+                ProxyApiError::not_found(format!(
                     "no proxy named {name:?}; the proxies are: {}",
                     names.join(", ")
                 ))
@@ -52,6 +105,23 @@ pub fn router(proxies: Arc<Proxies>) -> Router {
         .route("/proxies/{name}/faults/{id}", delete(remove))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .fallback(|request: Request| async move {
+            ProxyApiError::not_found(format!(
+                "no endpoint at {}; the API serves /proxies, /metrics and /healthz",
+                request.uri().path()
+            ))
+        })
+        .method_not_allowed_fallback(|request: Request| async move {
+            ProxyApiError {
+                status: StatusCode::METHOD_NOT_ALLOWED,
+                code: "method_not_allowed",
+                message: format!(
+                    "{} is not supported on {}",
+                    request.method(),
+                    request.uri().path()
+                ),
+            }
+        })
         .with_state(proxies)
 }
 
@@ -63,18 +133,18 @@ async fn list(State(proxies): State<Arc<Proxies>>) -> Response {
 async fn show(
     State(proxies): State<Arc<Proxies>>,
     Path(name): Path<String>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, ProxyApiError> {
     Ok(Json(proxies.find(&name)?.status()).into_response())
 }
 
 async fn add(
     State(proxies): State<Arc<Proxies>>,
     Path(name): Path<String>,
-    body: Result<Json<FaultSpec>, JsonRejection>,
-) -> Result<Response, ApiError> {
+    body: Result<Json<LinkFaultSpec>, JsonRejection>,
+) -> Result<Response, ProxyApiError> {
     let proxy = proxies.find(&name)?;
     let Json(spec) = body.map_err(|rejection| {
-        let mut error = ApiError::from(rejection);
+        let mut error = ProxyApiError::from(rejection);
         if error.message.contains("kind") {
             error.message.push_str(&format!(" (kinds: {KINDS})"));
         }
@@ -82,19 +152,19 @@ async fn add(
     })?;
     match proxy.add(spec) {
         Ok(view) => Ok((StatusCode::CREATED, Json(view)).into_response()),
-        Err(problems) => Err(ApiError::invalid(problems.join("; "))),
+        Err(problems) => Err(ProxyApiError::invalid(problems.join("; "))),
     }
 }
 
 async fn remove(
     State(proxies): State<Arc<Proxies>>,
     Path((name, id)): Path<(String, String)>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, ProxyApiError> {
     let proxy = proxies.find(&name)?;
     if proxy.remove(&id) {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
-        Err(ApiError::not_found(format!(
+        Err(ProxyApiError::not_found(format!(
             "proxy {name:?} has no fault {id:?} (it may have expired); GET /proxies/{name} lists them"
         )))
     }
@@ -103,7 +173,7 @@ async fn remove(
 async fn clear(
     State(proxies): State<Arc<Proxies>>,
     Path(name): Path<String>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, ProxyApiError> {
     let removed = proxies.find(&name)?.clear();
     Ok(Json(json!({ "removed": removed })).into_response())
 }

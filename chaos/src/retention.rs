@@ -4,6 +4,7 @@
 
 use crate::error::DrError;
 use crate::manifest::{self, Manifest};
+use crate::time::Timestamp;
 use std::path::Path;
 use std::time::Duration;
 
@@ -32,7 +33,7 @@ pub fn prune(dir: &Path, keep_count: usize, max_age: Duration) -> Result<Vec<Str
         .into_iter()
         .filter_map(|entry| entry.manifest.ok())
         .collect();
-    let now_ms = aragora_engine::model::now_ms();
+    let now_ms = Timestamp::now().ms();
     let mut deleted = Vec::new();
     for doomed in select(&manifests, keep_count, max_age, now_ms) {
         // Manifest first: a backup without one is never listed, even if the artifact stays.

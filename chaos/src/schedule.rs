@@ -11,7 +11,7 @@
 //! clock gets there. A week of schedule then passes in minutes, with the calendar intact.
 
 use crate::config::DrConfig;
-use crate::{backup, drill, retention};
+use crate::{backup, cron, drill, retention};
 use aragora_engine::EngineConfig;
 use std::future::Future;
 use std::pin::Pin;
@@ -46,27 +46,6 @@ impl ScaledClock {
         let scaled = (at - self.now()).num_milliseconds().max(0) as f64 / 1000.0;
         Duration::from_secs_f64(scaled / self.scale)
     }
-}
-
-/// Parses a cron expression exactly as tokio-cron-scheduler does (seconds required, day of
-/// month and day of week both required to match).
-fn parse_cron(expression: &str) -> Result<croner::Cron, String> {
-    croner::parser::CronParser::builder()
-        .seconds(croner::parser::Seconds::Required)
-        .dom_and_dow(true)
-        .build()
-        .parse(expression)
-        .map_err(|err| format!("{expression:?}: {err}"))
-}
-
-/// Checks a cron expression; empty means "off".
-pub fn check_cron(expression: &str) -> Result<(), String> {
-    if expression.trim().is_empty() {
-        return Ok(());
-    }
-    Job::new_async(expression, |_, _| Box::pin(async {}))
-        .map(|_| ())
-        .map_err(|err| format!("{expression:?} is not a cron expression ({err:?}); write six fields, sec min hour day month weekday, such as \"0 */5 * * * *\" for every 5 minutes"))
 }
 
 /// What triggers the jobs: tokio-cron-scheduler on the real clock, or timers on a scaled one.
@@ -124,13 +103,13 @@ fn scaled_job(
     clock: ScaledClock,
     work: Work,
 ) -> Result<tokio::task::JoinHandle<()>, String> {
-    let cron = parse_cron(expression)?;
+    let occurrences = cron::parse(expression)?;
     let work = exclusive(work);
     Ok(tokio::spawn(async move {
         loop {
             // croner keeps the sub-second part of its starting point; occurrences are whole seconds.
             let now = chrono::SubsecRound::trunc_subsecs(clock.now(), 0);
-            let Ok(next) = cron.find_next_occurrence(&now, false) else {
+            let Ok(next) = occurrences.find_next_occurrence(&now, false) else {
                 tracing::warn!(job = name, "the schedule has no next occurrence; it stops");
                 return;
             };
@@ -291,14 +270,14 @@ mod tests {
         let start = chrono::DateTime::parse_from_rfc3339("2026-11-25T10:02:13Z")
             .unwrap()
             .with_timezone(&chrono::Utc);
-        let backups = parse_cron(&defaults.backup_schedule).unwrap();
+        let backups = cron::parse(&defaults.backup_schedule).unwrap();
         let mut at = start;
         for _ in 0..2016 {
             let next = backups.find_next_occurrence(&at, false).unwrap();
             assert!((next - at).num_seconds() <= defaults.rpo_target_secs as i64);
             at = next;
         }
-        let drills = parse_cron(&defaults.drill_schedule).unwrap();
+        let drills = cron::parse(&defaults.drill_schedule).unwrap();
         let first = drills.find_next_occurrence(&start, false).unwrap();
         let second = drills.find_next_occurrence(&first, false).unwrap();
         assert_eq!(first.to_rfc3339(), "2026-11-29T03:00:00+00:00");

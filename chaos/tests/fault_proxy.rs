@@ -2,7 +2,7 @@
 //! client of the proxied service would notice it (slower answers, resets, refusals, silence),
 //! and the HTTP API that adds and removes faults at run time.
 
-use aragora_chaos::faults::{FaultKind, FaultSpec};
+use aragora_chaos::link_faults::{LinkFaultKind, LinkFaultSpec};
 use aragora_chaos::proxy::{FaultProxy, ProxySpec};
 use std::io::ErrorKind;
 use std::net::SocketAddr;
@@ -42,7 +42,7 @@ async fn proxy_to(upstream: SocketAddr) -> FaultProxy {
     .unwrap()
 }
 
-fn fault(yaml: &str) -> FaultSpec {
+fn fault(yaml: &str) -> LinkFaultSpec {
     serde_yaml::from_str(yaml).unwrap()
 }
 
@@ -201,7 +201,7 @@ async fn a_blackhole_swallows_data_and_closes_after_its_timeout() {
 #[tokio::test]
 async fn a_fault_with_a_window_starts_late_ends_on_time_and_expires() {
     let proxy = proxy_to(echo_server().await).await;
-    let mut spec = FaultSpec::new(FaultKind::Refuse);
+    let mut spec = LinkFaultSpec::new(LinkFaultKind::Refuse);
     spec.start_after_seconds = Some(0.5);
     spec.duration_seconds = Some(1.0);
     proxy.add(spec).unwrap();
@@ -310,4 +310,18 @@ async fn the_api_adds_lists_and_removes_faults_and_explains_bad_input() {
         .await
         .unwrap();
     assert_eq!(again.status(), 404);
+
+    // Every refusal carries the envelope, the router's own 404 and 405 included.
+    let nowhere = client.get(format!("{api}/toxics")).send().await.unwrap();
+    assert_eq!(nowhere.status(), 404);
+    let body: serde_json::Value = nowhere.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "not_found", "{body}");
+    let wrong_method = client
+        .put(format!("{api}/proxies/echo"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong_method.status(), 405);
+    let body: serde_json::Value = wrong_method.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "method_not_allowed", "{body}");
 }

@@ -85,12 +85,7 @@ impl IntoResponse for ApiError {
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
         let status = rejection.status();
-        let code = match status {
-            StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
-            StatusCode::UNPROCESSABLE_ENTITY => "validation_failed",
-            _ => "invalid_json",
-        };
+        let code = aragora_telemetry::body_rejection_code(status);
         let message = match &rejection {
             JsonRejection::MissingJsonContentType(_) => {
                 "send the body as JSON with the header Content-Type: application/json".to_string()

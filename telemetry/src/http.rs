@@ -20,15 +20,23 @@ pub const ROUTES: &[&str] = &[
     "/api/v1/debates/{id}/receipt",
     "/api/agents",
     "/api/receipts/verify",
-    "/api/health",
-    "/api/health/db",
     "/api/system/circuit-breakers",
     "/api/system/circuit-breakers/reset",
     "/api/system/circuit-breakers/{agent}/reset",
     "/api/system/faults",
     "/api/system/faults/{id}",
-    "/api/slo",
     "/api/drills",
+    "/api/v1/agents",
+    "/api/v1/receipts/verify",
+    "/api/v1/system/circuit-breakers",
+    "/api/v1/system/circuit-breakers/reset",
+    "/api/v1/system/circuit-breakers/{agent}/reset",
+    "/api/v1/system/faults",
+    "/api/v1/system/faults/{id}",
+    "/api/v1/drills",
+    "/api/health",
+    "/api/health/db",
+    "/api/slo",
     "/healthz",
     "/readyz",
     "/metrics",
@@ -79,9 +87,32 @@ pub fn error_body(code: &str, message: &str) -> Value {
     json!({"error": {"code": code, "message": message}})
 }
 
+/// The envelope's `code` for a request body refused before any handler read it, by the status
+/// the framework refused it with: one vocabulary for every JSON API (engine, fault proxy).
+pub fn body_rejection_code(status: ::http::StatusCode) -> &'static str {
+    match status {
+        ::http::StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        ::http::StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        ::http::StatusCode::UNPROCESSABLE_ENTITY => "validation_failed",
+        _ => "invalid_json",
+    }
+}
+
 #[cfg(test)]
 mod route_tests {
-    use super::{error_body, method_label, route_template};
+    use super::{body_rejection_code, error_body, method_label, route_template};
+
+    #[test]
+    fn a_body_of_the_wrong_shape_fails_validation_and_broken_json_is_invalid() {
+        assert_eq!(
+            body_rejection_code(::http::StatusCode::UNPROCESSABLE_ENTITY),
+            "validation_failed"
+        );
+        assert_eq!(
+            body_rejection_code(::http::StatusCode::BAD_REQUEST),
+            "invalid_json"
+        );
+    }
 
     #[test]
     fn raw_paths_map_to_templates() {

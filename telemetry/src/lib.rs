@@ -4,14 +4,15 @@
 //! text, label names and (for histograms) buckets. Components build their collectors from these
 //! declarations with [`MetricDef::counter`], [`MetricDef::gauge`] and [`MetricDef::histogram`],
 //! so a name or label can never drift between the code that exports it and the alert rules and
-//! dashboards that are generated from the same catalogue.
+//! dashboards that are generated from the same catalogue. What every HTTP surface shares (route
+//! templates, the method label, the error envelope and its codes) is in [`http`].
 
 pub mod catalogue;
 pub mod http;
 mod log;
 
 pub use catalogue::{MetricDef, MetricKind};
-pub use http::{error_body, method_label, route_template, ROUTES};
+pub use http::{body_rejection_code, error_body, method_label, route_template, ROUTES};
 pub use log::{access_log, count_log_events, flush_logs, init_logging, LogFormat};
 
 use prometheus::{Encoder, Registry, TextEncoder};

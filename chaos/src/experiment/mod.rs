@@ -22,12 +22,14 @@
 //! |---|---|
 //! | this one | the file's model, `${VAR}` substitution, loading and checking |
 //! | [`probes`] | `http`, `slo`, `alert` and `prometheus` probes |
-//! | [`actions`] | `kill`, `pause`, `proxy_fault`, `engine_fault`, `http`, `command`, `wait`, and their undos |
+//! | [`actions`] | `kill`, `pause`, `proxy_fault`, `engine_fault`, `http`, `command`, `wait`: each a type with its checks, act and undo |
+//! | [`process`] | process targeting: pid files, the /proc socket scan, signals |
 //! | [`runner`] | before → method → after → rollbacks, progress, the report |
 //! | [`scheduled`] | experiments on a cron schedule (`aragora control`): settings, the job |
 
 pub mod actions;
 pub mod probes;
+pub mod process;
 pub mod runner;
 pub mod scheduled;
 
@@ -157,8 +159,27 @@ pub enum LoadError {
         path: String,
         source: std::io::Error,
     },
-    #[error("{path} is not a valid experiment: {message}")]
-    Invalid { path: String, message: String },
+    #[error("{path} is not a valid experiment: {source}")]
+    Invalid {
+        path: String,
+        source: InvalidExperiment,
+    },
+}
+
+/// Why a text is not a valid experiment.
+#[derive(Debug, thiserror::Error)]
+pub enum InvalidExperiment {
+    /// Not YAML, or not in an experiment's shape (an unknown key, a step of no known kind).
+    #[error("{0}")]
+    Shape(#[from] serde_yaml::Error),
+    #[error("a `${{` is never closed with `}}`")]
+    UnclosedVariable,
+    /// `${NAME}`s that nothing gives a value.
+    #[error("no value for {}: give each in `configuration:`, the environment, or --var NAME=VALUE", .0.iter().map(|name| format!("${{{name}}}")).collect::<Vec<_>>().join(", "))]
+    NoValue(Vec<String>),
+    /// Every problem of an experiment that reads well but asks for what cannot be done.
+    #[error("{}", .0.join("; "))]
+    Problems(Vec<String>),
 }
 
 /// Reads an experiment, substitutes `${NAME}` (from `vars`, then the environment, then its
@@ -169,54 +190,56 @@ pub fn load(path: &Path, vars: &BTreeMap<String, String>) -> Result<Experiment, 
         path: shown.clone(),
         source,
     })?;
-    parse(&text, vars).map_err(|message| LoadError::Invalid {
+    parse(&text, vars).map_err(|source| LoadError::Invalid {
         path: shown,
-        message,
+        source,
     })
 }
 
 /// [`load`] on text.
-pub fn parse(text: &str, vars: &BTreeMap<String, String>) -> Result<Experiment, String> {
+pub fn parse(text: &str, vars: &BTreeMap<String, String>) -> Result<Experiment, InvalidExperiment> {
     // The configuration is read first, unsubstituted, for the defaults it gives.
     #[derive(Deserialize)]
     struct Defaults {
         #[serde(default)]
         configuration: BTreeMap<String, String>,
     }
-    let defaults: Defaults = serde_yaml::from_str(text).map_err(|err| err.to_string())?;
+    let defaults: Defaults = serde_yaml::from_str(text)?;
     let substituted = substitute(text, |name| {
         vars.get(name)
             .cloned()
             .or_else(|| std::env::var(name).ok())
             .or_else(|| defaults.configuration.get(name).cloned())
     })?;
-    let experiment: Experiment =
-        serde_yaml::from_str(&substituted).map_err(|err| err.to_string())?;
+    let experiment: Experiment = serde_yaml::from_str(&substituted)?;
     let problems = experiment.problems();
     if problems.is_empty() {
         Ok(experiment)
     } else {
-        Err(problems.join("; "))
+        Err(InvalidExperiment::Problems(problems))
     }
 }
 
 /// Replaces `${NAME}` with its value; a name with no value is an error naming every such name.
-fn substitute(text: &str, value: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+fn substitute(
+    text: &str,
+    value: impl Fn(&str) -> Option<String>,
+) -> Result<String, InvalidExperiment> {
     let mut out = String::with_capacity(text.len());
-    let mut missing = Vec::new();
+    let mut missing: Vec<String> = Vec::new();
     let mut rest = text;
     while let Some(start) = rest.find("${") {
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
         let Some(end) = after.find('}') else {
-            return Err("a `${` is never closed with `}`".into());
+            return Err(InvalidExperiment::UnclosedVariable);
         };
         let name = &after[..end];
         match value(name) {
             Some(v) => out.push_str(&v),
             None => {
-                if !missing.contains(&name) {
-                    missing.push(name);
+                if !missing.iter().any(|known| known == name) {
+                    missing.push(name.to_string());
                 }
             }
         }
@@ -226,14 +249,7 @@ fn substitute(text: &str, value: impl Fn(&str) -> Option<String>) -> Result<Stri
     if missing.is_empty() {
         Ok(out)
     } else {
-        Err(format!(
-            "no value for {}: give each in `configuration:`, the environment, or --var NAME=VALUE",
-            missing
-                .iter()
-                .map(|n| format!("${{{n}}}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
+        Err(InvalidExperiment::NoValue(missing))
     }
 }
 
@@ -332,6 +348,11 @@ method:
     fn a_missing_variable_is_named() {
         let text = MINIMAL.replace("${URL}", "${NOWHERE_SET_ANYWHERE}");
         let err = parse(&text, &BTreeMap::new()).unwrap_err();
+        assert!(
+            matches!(&err, InvalidExperiment::NoValue(names) if names == &["NOWHERE_SET_ANYWHERE"]),
+            "{err:?}"
+        );
+        let err = err.to_string();
         assert!(err.contains("${NOWHERE_SET_ANYWHERE}"), "{err}");
         assert!(err.contains("--var"), "{err}");
     }
@@ -342,13 +363,13 @@ method:
             "wait: {seconds: 1}",
             "wait: {seconds: 1}\n    kill: {pid: 1}",
         );
-        let err = parse(&text, &BTreeMap::new()).unwrap_err();
+        let err = parse(&text, &BTreeMap::new()).unwrap_err().to_string();
         assert!(
             err.contains("exactly one of") && err.contains("proxy_fault"),
             "{err}"
         );
         let text = MINIMAL.replace("wait: {seconds: 1}", "explode: {}");
-        let err = parse(&text, &BTreeMap::new()).unwrap_err();
+        let err = parse(&text, &BTreeMap::new()).unwrap_err().to_string();
         assert!(err.contains("explode") && err.contains("kill"), "{err}");
     }
 
@@ -356,6 +377,8 @@ method:
     fn an_experiment_without_hypothesis_or_method_is_refused() {
         let text = "version: aragora.chaos/v2\ntitle: t\nsteady_state: []\nmethod: []\n";
         let err = parse(text, &BTreeMap::new()).unwrap_err();
+        assert!(matches!(err, InvalidExperiment::Problems(_)), "{err:?}");
+        let err = err.to_string();
         assert!(err.contains("aragora.chaos/v1"), "{err}");
         assert!(err.contains("steady_state has no probes"), "{err}");
         assert!(err.contains("method has no steps"), "{err}");

@@ -167,7 +167,7 @@ fn step_result(step: &Step, outcome: &str, detail: String, seconds: f64) -> Step
 async fn method(
     steps: &[Step],
     options: &mut RunOptions<'_>,
-) -> (Vec<StepResult>, Vec<Undo>, Option<Status>) {
+) -> (Vec<StepResult>, Vec<Box<dyn Undo>>, Option<Status>) {
     let mut results = Vec::new();
     let mut undos = Vec::new();
     let mut verdict = None;
@@ -205,7 +205,7 @@ async fn method(
             }
             Some(Err(error)) => {
                 verdict = Some(Status::Failed);
-                ("failed", error)
+                ("failed", error.to_string())
             }
             Some(Ok(done)) => {
                 undos.extend(done.undo);
@@ -226,7 +226,7 @@ async fn method(
 /// Undoes the method's actions (newest first), then runs the experiment's rollbacks. Nothing
 /// here can be aborted: leaving a fault behind is worse than a slow exit.
 async fn roll_back(
-    undos: Vec<Undo>,
+    undos: Vec<Box<dyn Undo>>,
     rollbacks: &[Step],
     options: &RunOptions<'_>,
 ) -> Vec<StepResult> {
@@ -236,7 +236,7 @@ async fn roll_back(
         let started = Instant::now();
         let (outcome, detail) = match undo.perform().await {
             Ok(detail) => ("ok", detail),
-            Err(error) => ("failed", error),
+            Err(error) => ("failed", error.to_string()),
         };
         (options.progress)(&format!("[rollback] {name}: {outcome} ({detail})"));
         results.push(StepResult {
@@ -257,7 +257,7 @@ async fn roll_back(
         let (outcome, detail) = match step.action.perform().await {
             Ok(done) if done.probe_passed => ("ok", done.detail),
             Ok(done) => ("deviated", done.detail),
-            Err(error) => ("failed", error),
+            Err(error) => ("failed", error.to_string()),
         };
         (options.progress)(&format!("[rollback] {:?}: {outcome} ({detail})", step.name));
         results.push(step_result(step, outcome, detail, elapsed(started)));

@@ -31,7 +31,7 @@ impl ChaosConfig {
         let mut problems = Vec::new();
         let mut config = ChaosConfig::default();
         config.apply_env(env, &mut problems);
-        if let Err(message) = crate::schedule::check_cron(&config.chaos_schedule) {
+        if let Err(message) = crate::cron::check(&config.chaos_schedule) {
             problems.push(ConfigProblem::new("ARAGORA_CHAOS_SCHEDULE", message));
         }
         let scheduled = !config.chaos_schedule.trim().is_empty();

@@ -22,7 +22,7 @@ use crate::store::DebateStore;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
@@ -98,43 +98,13 @@ impl AppState {
     }
 }
 
-/// The full API router: REST, health, metrics and `/ws`.
+/// The full API router: REST, health, metrics and `/ws`, built from [`api_routes`] alone.
 pub fn app(state: AppState) -> Router {
-    let debates = Router::new()
-        .route("/debates", post(debates::create).get(debates::list))
-        .route("/debates/{id}", get(debates::show))
-        .route("/debates/{id}/messages", get(debates::messages))
-        .route("/debates/{id}/cancel", post(debates::cancel))
-        .route("/debates/{id}/receipt", get(debates::receipt))
-        .route("/receipts/verify", post(debates::verify_receipt))
-        .route("/drills", get(drills::list))
-        .route("/agents", get(admin::agents))
-        .route("/system/circuit-breakers", get(admin::breakers))
-        .route(
-            "/system/circuit-breakers/reset",
-            post(admin::reset_all_breakers),
-        )
-        .route(
-            "/system/circuit-breakers/{agent}/reset",
-            post(admin::reset_breaker),
-        )
-        .route(
-            "/system/faults",
-            post(faults::inject)
-                .get(faults::list)
-                .delete(faults::clear_all),
-        )
-        .route(
-            "/system/faults/{id}",
-            get(faults::show).delete(faults::clear),
-        );
-    Router::new()
-        .nest("/api", debates.clone())
-        .nest("/api/v1", debates)
-        .route("/api/health", get(health::summary))
-        .route("/api/health/db", get(health::database))
-        .merge(probe_routes())
-        .route("/ws", get(ws::upgrade))
+    api_routes()
+        .into_iter()
+        .fold(Router::new(), |router, (path, handlers)| {
+            router.route(&path, handlers)
+        })
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
@@ -145,11 +115,63 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Every route of the API listener, its template and its handlers: the one list the router is
+/// built from, so a test can hold it against `aragora_telemetry::ROUTES` (the templates the
+/// gateway labels requests with, where a path missing from it counts as `unmatched`).
+fn api_routes() -> Vec<(String, MethodRouter<AppState>)> {
+    // Served under /api and, identically, under /api/v1.
+    let versioned = [
+        ("/debates", post(debates::create).get(debates::list)),
+        ("/debates/{id}", get(debates::show)),
+        ("/debates/{id}/messages", get(debates::messages)),
+        ("/debates/{id}/cancel", post(debates::cancel)),
+        ("/debates/{id}/receipt", get(debates::receipt)),
+        ("/receipts/verify", post(debates::verify_receipt)),
+        ("/drills", get(drills::list)),
+        ("/agents", get(admin::agents)),
+        ("/system/circuit-breakers", get(admin::breakers)),
+        (
+            "/system/circuit-breakers/reset",
+            post(admin::reset_all_breakers),
+        ),
+        (
+            "/system/circuit-breakers/{agent}/reset",
+            post(admin::reset_breaker),
+        ),
+        (
+            "/system/faults",
+            post(faults::inject)
+                .get(faults::list)
+                .delete(faults::clear_all),
+        ),
+        (
+            "/system/faults/{id}",
+            get(faults::show).delete(faults::clear),
+        ),
+    ];
+    let mut routes: Vec<(String, MethodRouter<AppState>)> = ["/api", "/api/v1"]
+        .into_iter()
+        .flat_map(|prefix| {
+            versioned
+                .iter()
+                .map(move |(path, handlers)| (format!("{prefix}{path}"), handlers.clone()))
+        })
+        .collect();
+    routes.push(("/api/health".into(), get(health::summary)));
+    routes.push(("/api/health/db".into(), get(health::database)));
+    routes.extend(probe_routes());
+    routes.push(("/ws".into(), get(ws::upgrade)));
+    routes
+}
+
 /// The dedicated WebSocket listener (`--ws-port`): `/ws` and the probes only.
 pub fn ws_app(state: AppState) -> Router {
-    Router::new()
-        .route("/ws", get(ws::upgrade))
-        .merge(probe_routes())
+    probe_routes()
+        .into_iter()
+        .fold(
+            Router::new().route("/ws", get(ws::upgrade)),
+            |router, (path, handlers)| router.route(&path, handlers),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
@@ -159,11 +181,12 @@ pub fn ws_app(state: AppState) -> Router {
         .with_state(state)
 }
 
-fn probe_routes() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(health::live))
-        .route("/readyz", get(health::ready))
-        .route("/metrics", get(health::metrics))
+fn probe_routes() -> [(String, MethodRouter<AppState>); 3] {
+    [
+        ("/healthz".into(), get(health::live)),
+        ("/readyz".into(), get(health::ready)),
+        ("/metrics".into(), get(health::metrics)),
+    ]
 }
 
 async fn not_found(request: Request) -> ApiError {
@@ -211,4 +234,34 @@ async fn record_request(State(state): State<AppState>, request: Request, next: N
         tracing::warn!(%method, %route, status = status.as_u16(), "request failed");
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::api_routes;
+
+    #[test]
+    fn every_route_the_engine_serves_is_a_telemetry_route() {
+        let missing: Vec<String> = api_routes()
+            .into_iter()
+            .map(|(path, _)| path)
+            .filter(|path| !aragora_telemetry::ROUTES.contains(&path.as_str()))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "add {missing:?} to aragora_telemetry::ROUTES, or the gateway labels them `unmatched`"
+        );
+    }
+
+    #[test]
+    fn every_telemetry_route_is_served() {
+        let served: Vec<String> = api_routes().into_iter().map(|(path, _)| path).collect();
+        // `/api/slo` is the live SLO evaluator's, merged into this router by `aragora serve`/`up`.
+        let stale: Vec<&str> = aragora_telemetry::ROUTES
+            .iter()
+            .copied()
+            .filter(|route| *route != "/api/slo" && !served.iter().any(|path| path == route))
+            .collect();
+        assert!(stale.is_empty(), "{stale:?} are in ROUTES but not served");
+    }
 }

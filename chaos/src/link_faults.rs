@@ -1,5 +1,6 @@
-//! What the fault proxy can do to a connection, and when: the fault model shared by the proxy,
-//! its HTTP API and the experiments that drive it.
+//! Link faults: what the fault proxy can do to a TCP link, and when. The model shared by the
+//! proxy, its HTTP API and the experiments' `proxy_fault` action. (The engine's own faults,
+//! `aragora_engine::faults`, act inside one engine: slow or failing agents, a database outage.)
 //!
 //! The kinds are Toxiproxy's, under names an SRE reads without the manual: `latency` (with
 //! jitter), `bandwidth`, `reset` (connections end with a TCP RST), `blackhole` (data vanishes;
@@ -23,7 +24,7 @@ const MAX_RATE_KIB_PER_SECOND: u64 = 10_000_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum FaultKind {
+pub enum LinkFaultKind {
     Latency,
     Bandwidth,
     Reset,
@@ -32,25 +33,25 @@ pub enum FaultKind {
     Down,
 }
 
-impl FaultKind {
+impl LinkFaultKind {
     /// Every kind, in the order [`KINDS`] lists them.
-    pub const ALL: [FaultKind; 6] = [
-        FaultKind::Latency,
-        FaultKind::Bandwidth,
-        FaultKind::Reset,
-        FaultKind::Blackhole,
-        FaultKind::Refuse,
-        FaultKind::Down,
+    pub const ALL: [LinkFaultKind; 6] = [
+        LinkFaultKind::Latency,
+        LinkFaultKind::Bandwidth,
+        LinkFaultKind::Reset,
+        LinkFaultKind::Blackhole,
+        LinkFaultKind::Refuse,
+        LinkFaultKind::Down,
     ];
 
     pub fn as_str(self) -> &'static str {
         match self {
-            FaultKind::Latency => "latency",
-            FaultKind::Bandwidth => "bandwidth",
-            FaultKind::Reset => "reset",
-            FaultKind::Blackhole => "blackhole",
-            FaultKind::Refuse => "refuse",
-            FaultKind::Down => "down",
+            LinkFaultKind::Latency => "latency",
+            LinkFaultKind::Bandwidth => "bandwidth",
+            LinkFaultKind::Reset => "reset",
+            LinkFaultKind::Blackhole => "blackhole",
+            LinkFaultKind::Refuse => "refuse",
+            LinkFaultKind::Down => "down",
         }
     }
 }
@@ -95,8 +96,8 @@ impl Flow {
 /// A fault as asked for (YAML in an experiment, JSON to the proxy API).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FaultSpec {
-    pub kind: FaultKind,
+pub struct LinkFaultSpec {
+    pub kind: LinkFaultKind,
     #[serde(default)]
     pub direction: Direction,
     /// `latency`: added to every chunk of data in the faulted direction.
@@ -123,9 +124,9 @@ pub struct FaultSpec {
     pub every_seconds: Option<f64>,
 }
 
-impl FaultSpec {
-    pub fn new(kind: FaultKind) -> FaultSpec {
-        FaultSpec {
+impl LinkFaultSpec {
+    pub fn new(kind: LinkFaultKind) -> LinkFaultSpec {
+        LinkFaultSpec {
             kind,
             direction: Direction::default(),
             latency_ms: None,
@@ -158,7 +159,7 @@ impl FaultSpec {
             }
         };
         match self.kind {
-            FaultKind::Latency => {
+            LinkFaultKind::Latency => {
                 needs("latency_ms", self.latency_ms, MAX_DELAY_MS, &mut problems);
                 if let (Some(jitter), Some(latency)) = (self.jitter_ms, self.latency_ms) {
                     if jitter > latency {
@@ -168,33 +169,33 @@ impl FaultSpec {
                     }
                 }
             }
-            FaultKind::Bandwidth => needs(
+            LinkFaultKind::Bandwidth => needs(
                 "rate_kib_per_second",
                 self.rate_kib_per_second,
                 MAX_RATE_KIB_PER_SECOND,
                 &mut problems,
             ),
-            FaultKind::Blackhole => {
+            LinkFaultKind::Blackhole => {
                 if let Some(timeout) = self.timeout_ms {
                     if timeout > MAX_DELAY_MS {
                         problems.push(format!("`timeout_ms` must be at most {MAX_DELAY_MS}"));
                     }
                 }
             }
-            FaultKind::Reset | FaultKind::Refuse | FaultKind::Down => {}
+            LinkFaultKind::Reset | LinkFaultKind::Refuse | LinkFaultKind::Down => {}
         }
-        if self.kind != FaultKind::Latency {
+        if self.kind != LinkFaultKind::Latency {
             forbids("latency_ms", self.latency_ms.is_some(), &mut problems);
             forbids("jitter_ms", self.jitter_ms.is_some(), &mut problems);
         }
-        if self.kind != FaultKind::Bandwidth {
+        if self.kind != LinkFaultKind::Bandwidth {
             forbids(
                 "rate_kib_per_second",
                 self.rate_kib_per_second.is_some(),
                 &mut problems,
             );
         }
-        if self.kind != FaultKind::Blackhole {
+        if self.kind != LinkFaultKind::Blackhole {
             forbids("timeout_ms", self.timeout_ms.is_some(), &mut problems);
         }
         for (field, value) in [
@@ -247,7 +248,7 @@ impl FaultSpec {
         }
         if matches!(
             self.kind,
-            FaultKind::Latency | FaultKind::Bandwidth | FaultKind::Blackhole
+            LinkFaultKind::Latency | LinkFaultKind::Bandwidth | LinkFaultKind::Blackhole
         ) {
             text.push_str(&format!(" {:?}", self.direction).to_lowercase());
         }
@@ -293,17 +294,17 @@ impl Window {
 
 /// A fault added to a proxy: its spec, id and when it was added.
 #[derive(Debug, Clone)]
-pub struct Fault {
+pub struct LinkFault {
     pub id: String,
-    pub spec: FaultSpec,
+    pub spec: LinkFaultSpec,
     pub added: Instant,
     window: Window,
 }
 
-impl Fault {
-    pub fn new(id: String, spec: FaultSpec, added: Instant) -> Fault {
+impl LinkFault {
+    pub fn new(id: String, spec: LinkFaultSpec, added: Instant) -> LinkFault {
         let window = spec.window();
-        Fault {
+        LinkFault {
             id,
             spec,
             added,
@@ -346,14 +347,14 @@ pub struct FlowEffects {
 
 impl Effects {
     /// Combines the faults active at `now`: latencies add up, the lowest bandwidth wins.
-    pub fn of<'a>(faults: impl IntoIterator<Item = &'a Fault>, now: Instant) -> Effects {
+    pub fn of<'a>(faults: impl IntoIterator<Item = &'a LinkFault>, now: Instant) -> Effects {
         let mut effects = Effects::default();
         for fault in faults.into_iter().filter(|f| f.active_at(now)) {
             let spec = &fault.spec;
             match spec.kind {
-                FaultKind::Refuse => effects.refuse = true,
-                FaultKind::Reset => effects.reset = true,
-                FaultKind::Down => {
+                LinkFaultKind::Refuse => effects.refuse = true,
+                LinkFaultKind::Reset => effects.reset = true,
+                LinkFaultKind::Down => {
                     effects.refuse = true;
                     effects.reset = true;
                 }
@@ -364,13 +365,13 @@ impl Effects {
                         }
                         let target = effects.flow_mut(flow);
                         match spec.kind {
-                            FaultKind::Latency => {
+                            LinkFaultKind::Latency => {
                                 target.latency +=
                                     Duration::from_millis(spec.latency_ms.unwrap_or_default());
                                 target.jitter +=
                                     Duration::from_millis(spec.jitter_ms.unwrap_or_default());
                             }
-                            FaultKind::Bandwidth => {
+                            LinkFaultKind::Bandwidth => {
                                 let rate = spec.rate_kib_per_second.unwrap_or(1) * 1024;
                                 target.rate = Some(target.rate.map_or(rate, |r| r.min(rate)));
                             }
@@ -420,13 +421,13 @@ impl FlowEffects {
 mod tests {
     use super::*;
 
-    fn spec(yaml: &str) -> FaultSpec {
+    fn spec(yaml: &str) -> LinkFaultSpec {
         serde_yaml::from_str(yaml).unwrap()
     }
 
     #[test]
     fn a_fault_is_active_in_its_window_and_expires_after_it() {
-        let fault = Fault::new(
+        let fault = LinkFault::new(
             "f".into(),
             spec("{kind: reset, start_after_seconds: 1, duration_seconds: 2}"),
             Instant::now(),
@@ -441,7 +442,7 @@ mod tests {
 
     #[test]
     fn a_flapping_fault_comes_back_every_period_and_never_expires() {
-        let fault = Fault::new(
+        let fault = LinkFault::new(
             "f".into(),
             spec("{kind: down, duration_seconds: 1, every_seconds: 10}"),
             Instant::now(),
@@ -457,18 +458,18 @@ mod tests {
     fn effects_add_latencies_and_keep_the_lowest_bandwidth_per_direction() {
         let now = Instant::now();
         let faults = [
-            Fault::new("a".into(), spec("{kind: latency, latency_ms: 100}"), now),
-            Fault::new(
+            LinkFault::new("a".into(), spec("{kind: latency, latency_ms: 100}"), now),
+            LinkFault::new(
                 "b".into(),
                 spec("{kind: latency, latency_ms: 50, direction: both}"),
                 now,
             ),
-            Fault::new(
+            LinkFault::new(
                 "c".into(),
                 spec("{kind: bandwidth, rate_kib_per_second: 8, direction: upstream}"),
                 now,
             ),
-            Fault::new(
+            LinkFault::new(
                 "d".into(),
                 spec("{kind: bandwidth, rate_kib_per_second: 4, direction: upstream}"),
                 now,
@@ -496,7 +497,10 @@ mod tests {
     #[test]
     fn down_is_refuse_and_reset() {
         let now = Instant::now();
-        let effects = Effects::of(&[Fault::new("d".into(), spec("{kind: down}"), now)], now);
+        let effects = Effects::of(
+            &[LinkFault::new("d".into(), spec("{kind: down}"), now)],
+            now,
+        );
         assert!(effects.refuse && effects.reset);
     }
 
@@ -525,7 +529,7 @@ mod tests {
         assert!(spec("{kind: latency, latency_ms: 10, jitter_ms: 5}")
             .problems()
             .is_empty());
-        let unknown = serde_yaml::from_str::<FaultSpec>("{kind: slow}").unwrap_err();
+        let unknown = serde_yaml::from_str::<LinkFaultSpec>("{kind: slow}").unwrap_err();
         assert!(unknown.to_string().contains("latency"), "{unknown}");
     }
 }
