@@ -93,7 +93,10 @@ mod tests {
             query.contains("[1h]") && !query.contains(WINDOW_PLACEHOLDER),
             "{query}"
         );
-        assert!(query.starts_with("((") && query.contains(") / ("), "{query}");
+        assert!(
+            query.starts_with("((") && query.contains(") / ("),
+            "{query}"
+        );
         assert!(
             query.contains(" or (0 * ("),
             "no failure series yet reads as a ratio of 0: {query}"
