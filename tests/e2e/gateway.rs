@@ -2,7 +2,7 @@
 //! what happens to traffic when replicas die, restart, or the gateway itself drains.
 
 use crate::support::echo::EchoUpstream;
-use crate::support::{eventually, free_port, sample, Engine, EngineOptions, GatewayProcess};
+use crate::support::{eventually, sample, Engine, EngineOptions, GatewayProcess};
 use serde_json::Value;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -589,12 +589,13 @@ impl Load {
     }
 }
 
+/// Three engines on ports they chose, and those ports (a restart takes its predecessor's).
 async fn three_engines() -> (Vec<Engine>, Vec<u16>) {
-    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
     let mut engines = Vec::new();
-    for port in &ports {
-        engines.push(Engine::start(EngineOptions::sqlite().env("ARAGORA_PORT", port)).await);
+    for _ in 0..3 {
+        engines.push(Engine::start(EngineOptions::sqlite()).await);
     }
+    let ports = engines.iter().map(|engine| engine.api.port()).collect();
     (engines, ports)
 }
 
