@@ -23,12 +23,39 @@ async fn gateway_with_echo(env: &[(&str, String)]) -> (EchoUpstream, GatewayProc
     (upstream, gateway)
 }
 
-/// Sends GETs from `workers` loops until `stop`; counts successes and failures.
+/// Sends GETs from `workers` loops until `stop`; counts successes (a 200 with its whole body)
+/// and failures.
 struct Load {
     ok: Arc<AtomicUsize>,
     failed: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
-    tasks: Vec<tokio::task::JoinHandle<Vec<String>>>,
+    tasks: Vec<tokio::task::JoinHandle<Vec<Failure>>>,
+}
+
+/// One failed request of a [`Load`].
+#[derive(Debug)]
+struct Failure {
+    /// No connection was made: refused or reset before the request was sent. Nothing reached
+    /// the gateway.
+    connect: bool,
+    /// The status and body, or the error with its causes (read through `Debug`).
+    #[allow(dead_code)]
+    what: String,
+}
+
+impl Failure {
+    fn of(err: &reqwest::Error) -> Self {
+        let mut what = err.to_string();
+        let mut source = std::error::Error::source(err);
+        while let Some(cause) = source {
+            what.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        Self {
+            connect: err.is_connect(),
+            what,
+        }
+    }
 }
 
 impl Load {
@@ -48,24 +75,28 @@ impl Load {
                 tokio::spawn(async move {
                     let mut errors = Vec::new();
                     while !stop.load(Ordering::SeqCst) {
-                        match client.get(&url).send().await {
+                        let failure = match client.get(&url).send().await {
                             Ok(response) if response.status() == 200 => {
-                                let _ = response.bytes().await;
-                                ok.fetch_add(1, Ordering::SeqCst);
+                                match response.bytes().await {
+                                    Ok(_) => {
+                                        ok.fetch_add(1, Ordering::SeqCst);
+                                        continue;
+                                    }
+                                    Err(err) => Failure::of(&err),
+                                }
                             }
-                            Ok(response) => {
-                                failed.fetch_add(1, Ordering::SeqCst);
-                                errors.push(format!(
+                            Ok(response) => Failure {
+                                connect: false,
+                                what: format!(
                                     "{} {}",
                                     response.status(),
                                     response.text().await.unwrap_or_default()
-                                ));
-                            }
-                            Err(err) => {
-                                failed.fetch_add(1, Ordering::SeqCst);
-                                errors.push(err.to_string());
-                            }
-                        }
+                                ),
+                            },
+                            Err(err) => Failure::of(&err),
+                        };
+                        failed.fetch_add(1, Ordering::SeqCst);
+                        errors.push(failure);
                     }
                     errors
                 })
@@ -79,7 +110,7 @@ impl Load {
         }
     }
 
-    async fn finish(self) -> (usize, usize, Vec<String>) {
+    async fn finish(self) -> (usize, usize, Vec<Failure>) {
         self.stop.store(true, Ordering::SeqCst);
         let mut errors = Vec::new();
         for task in self.tasks {
