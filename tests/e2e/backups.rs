@@ -153,7 +153,11 @@ async fn empty_target(postgres: bool) -> Target {
         Some(db) => db.url.clone(),
         None => dir.path().display().to_string(),
     };
-    Target { dir, database, into }
+    Target {
+        dir,
+        database,
+        into,
+    }
 }
 
 /// Flips bytes in the middle of a backup's artifact.
@@ -287,9 +291,7 @@ async fn a_corrupted_backup_is_refused_by_verify_and_restore(options: EngineOpti
         "{}",
         describe(&restore)
     );
-    target
-        .assert_nothing_written("a corrupted backup")
-        .await;
+    target.assert_nothing_written("a corrupted backup").await;
 
     // A backup of the other backend is refused before anything is read, into a fresh target
     // of that backend.

@@ -2,9 +2,10 @@
 //! against real engines behind a real gateway, `aragora chaos proxy` in front of the real Redis,
 //! rollbacks after a method that fails midway, and the DR schedules on a scaled clock.
 
+use crate::support::proxy::ProxyProcess;
 use crate::support::{
-    address, aragora_command, eventually, free_port, get_json, sample, Engine, EngineOptions,
-    GatewayProcess, Process,
+    address, aragora_command, eventually, free_port, sample, Engine, EngineOptions, GatewayProcess,
+    Process,
 };
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -135,60 +136,6 @@ async fn the_replica_kill_experiment_fails_with_one_replica_as_it_should() {
         "{:#}",
         run.report
     );
-}
-
-/// `aragora chaos proxy` on ports it chose; waits for its API.
-struct ProxyProcess {
-    _process: Process,
-    api: String,
-    listen: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl ProxyProcess {
-    async fn start(name: &str, upstream: &str) -> ProxyProcess {
-        let dir = tempfile::tempdir().unwrap();
-        let mut process = Process::spawn(
-            aragora_command()
-                .args(["chaos", "proxy", "--proxy"])
-                .arg(format!("{name}=127.0.0.1:0={upstream}"))
-                .args(["--api", "127.0.0.1:0"]),
-            &dir.path().join("proxy.log"),
-            &dir.path().join("proxy.out"),
-        );
-        let listen = address(
-            &process.announcement(&format!("aragora chaos proxy {name} ")),
-            "listening",
-        )
-        .port();
-        let api = process.announcement("aragora chaos proxy api=");
-        let api = api
-            .split_whitespace()
-            .next()
-            .unwrap_or_default()
-            .to_string();
-        let health = format!("{api}/healthz");
-        eventually("the fault proxy's API", Duration::from_secs(30), || {
-            let health = health.clone();
-            async move { reqwest::get(&health).await.ok().map(|_| ()) }
-        })
-        .await;
-        ProxyProcess {
-            _process: process,
-            api,
-            listen,
-            _dir: dir,
-        }
-    }
-
-    async fn faults(&self, name: &str) -> Vec<Value> {
-        let (_, status) = get_json(
-            &reqwest::Client::new(),
-            &format!("{}/proxies/{name}", self.api),
-        )
-        .await;
-        status["faults"].as_array().unwrap().clone()
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

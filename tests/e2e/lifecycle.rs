@@ -160,7 +160,10 @@ async fn sigterm_lets_short_debates_finish(options: EngineOptions) {
     let restarted = Engine::start(restart.env("ARAGORA_OFFLINE_AGENT_LATENCY_MS", 60_000)).await;
     let (status, debate) = restarted.get(&format!("/api/debates/{id}")).await;
     assert_eq!(status, 200, "{debate}");
-    assert_eq!(debate["status"], "completed", "finished before the exit: {debate}");
+    assert_eq!(
+        debate["status"], "completed",
+        "finished before the exit: {debate}"
+    );
     assert_transcript_whole(&all_events(&restarted, &id).await, rounds, 3);
 }
 

@@ -68,9 +68,11 @@ async fn gateway_sigterm_under_load_fails_nothing_that_arrived_before_and_exits_
             })
         })
         .collect();
-    eventually("the slow requests to reach the replica", PATIENCE, || async {
-        (upstream.slow_started() == slow).then_some(())
-    })
+    eventually(
+        "the slow requests to reach the replica",
+        PATIENCE,
+        || async { (upstream.slow_started() == slow).then_some(()) },
+    )
     .await;
     gateway.signal(libc::SIGTERM);
     let signalled = Instant::now();
@@ -106,7 +108,10 @@ async fn gateway_sigterm_under_load_fails_nothing_that_arrived_before_and_exits_
     // the slow answers were still streaming.
     let refused = errors.iter().filter(|failure| failure.connect).count();
     let otherwise: Vec<_> = errors.iter().filter(|failure| !failure.connect).collect();
-    assert!(otherwise.is_empty(), "requests failed otherwise: {otherwise:?}");
+    assert!(
+        otherwise.is_empty(),
+        "requests failed otherwise: {otherwise:?}"
+    );
     assert!(
         refused > 0,
         "no request was refused: the listeners stayed open ({ok} answered)"

@@ -68,7 +68,10 @@ impl EchoUpstream {
         stream.write_all(head.as_bytes()).await?;
         let chunk = vec![b'x'; SLOW_BODY_BYTES / SLOW_CHUNKS];
         for _ in 0..SLOW_CHUNKS {
-            tokio::time::sleep(std::time::Duration::from_millis(millis / SLOW_CHUNKS as u64)).await;
+            tokio::time::sleep(std::time::Duration::from_millis(
+                millis / SLOW_CHUNKS as u64,
+            ))
+            .await;
             stream.write_all(&chunk).await?;
         }
         Ok(())

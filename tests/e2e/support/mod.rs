@@ -8,6 +8,7 @@ pub mod mock_llm;
 pub mod otlp;
 pub mod process;
 pub mod prom;
+pub mod proxy;
 pub mod relay;
 
 pub use process::{address, Process};
