@@ -7,7 +7,7 @@ use crate::{EngineArgs, GatewayArgs, UpArgs};
 use anyhow::Context;
 use aragora_engine::config::DbBackend;
 use aragora_engine::{Bound, EngineConfig};
-use aragora_gateway::{GatewayConfig, RunningGateway};
+use aragora_gateway::{ListenAddrs, RunningGateway};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -120,15 +120,11 @@ async fn with_dr_schedules(
     code
 }
 
-fn announce_gateway(config: &GatewayConfig) {
+/// The bound addresses (not the configured ones: a port of 0 is a real port here).
+fn announce_gateway(addrs: &ListenAddrs) {
     println!(
-        "aragora gateway listening https={}:{} http={}:{} admin={}:{}",
-        config.host,
-        config.https_port,
-        config.host,
-        config.http_port,
-        config.admin_host,
-        config.admin_port
+        "aragora gateway listening https={} http={} admin={}",
+        addrs.https, addrs.http, addrs.admin
     );
 }
 
@@ -140,7 +136,6 @@ pub fn gateway(args: &GatewayArgs) -> ExitCode {
     // The log settings are shared with the engine (ARAGORA_LOG_LEVEL, ARAGORA_LOG_FORMAT).
     settings::init_logging(loaded.engine.log_level, loaded.engine.log_format);
     let config = loaded.gateway;
-    let announced = config.clone();
     let mut running = match aragora_gateway::start(config) {
         Ok(running) => running,
         Err(err) => {
@@ -148,7 +143,7 @@ pub fn gateway(args: &GatewayArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    announce_gateway(&announced);
+    announce_gateway(&running.addrs());
     match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -231,7 +226,7 @@ pub async fn up(args: &UpArgs) -> ExitCode {
         announce_engine(&bound);
         let mut gateway = gateway;
         gateway.upstreams = vec![format!("127.0.0.1:{}", bound.api.port())];
-        let announced = gateway.clone();
+        let admin_host = gateway.admin_host.clone();
         match aragora_gateway::start(gateway) {
             Ok(started) => {
                 if let Some(counters) = &live_counters {
@@ -240,8 +235,8 @@ pub async fn up(args: &UpArgs) -> ExitCode {
                         started.metrics_registry(),
                     );
                 }
-                announce_gateway(&announced);
-                print_banner(&banner_engine, &bound, &announced);
+                announce_gateway(&started.addrs());
+                print_banner(&banner_engine, &bound, &started.addrs(), &admin_host);
                 *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(started);
             }
             Err(err) => {
@@ -281,23 +276,23 @@ pub async fn up(args: &UpArgs) -> ExitCode {
     }
 }
 
-fn print_banner(engine: &EngineConfig, bound: &Bound, gateway: &GatewayConfig) {
+fn print_banner(engine: &EngineConfig, bound: &Bound, gateway: &ListenAddrs, admin_host: &str) {
     let api = display(&bound.api);
     let storage = match engine.db_backend {
         DbBackend::Sqlite => format!("SQLite at {}", engine.data_dir.join("aragora.db").display()),
         DbBackend::Postgres => "PostgreSQL (DATABASE_URL)".to_string(),
     };
-    let https = if gateway.https_port == 443 {
+    let https = if gateway.https.port() == 443 {
         "https://localhost".to_string()
     } else {
-        format!("https://localhost:{}", gateway.https_port)
+        format!("https://localhost:{}", gateway.https.port())
     };
-    println!("  Gateway    {https}/api/debates  (HTTP :{} redirects here; self-signed unless --tls-cert)", gateway.http_port);
+    println!("  Gateway    {https}/api/debates  (HTTP :{} redirects here; self-signed unless --tls-cert)", gateway.http.port());
     println!(
         "  Engine     http://{api}/api/debates   WebSocket ws://{}/ws",
         display(&bound.ws)
     );
-    println!("  Health     {https}/readyz   Metrics http://{api}/metrics  http://{}:{}/metrics (gateway)", gateway.admin_host, gateway.admin_port);
+    println!("  Health     {https}/readyz   Metrics http://{api}/metrics  http://{admin_host}:{}/metrics (gateway)", gateway.admin.port());
     println!("  Storage    {storage}");
     println!("  Try:       curl -sk -XPOST {https}/api/debates -H 'content-type: application/json' -d '{{\"topic\":\"Tabs or spaces?\"}}'");
     println!("  Stop with Ctrl-C (running debates are saved and resumed on the next start).");

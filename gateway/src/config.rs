@@ -167,12 +167,8 @@ impl GatewayConfig {
             ("ARAGORA_HTTPS_PORT", self.https_port),
             ("ARAGORA_ADMIN_PORT", self.admin_port),
         ];
+        // Port 0 binds a free port; the gateway announces the ports it bound.
         for (i, (setting, port)) in ports.iter().enumerate() {
-            check(
-                *port != 0,
-                setting,
-                "is 0; the gateway needs a fixed port (for example 8443)".into(),
-            );
             for (other, other_port) in &ports[..i] {
                 check(
                     *port == 0 || port != other_port,

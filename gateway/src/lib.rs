@@ -10,7 +10,8 @@
 //! | [`state`] | shared flags (draining, maintenance), in-flight count, metrics |
 //! | [`websockets`] | open WebSockets, closed with 1001 at the drain timeout |
 //!
-//! [`start`] validates, binds, and runs pingora on its own threads; [`RunningGateway::shutdown`]
+//! [`start`] validates, binds (port 0 included: [`RunningGateway::addrs`] says what it got), and
+//! runs pingora on its own threads, handing it the bound sockets; [`RunningGateway::shutdown`]
 //! drains: readiness goes false at once, the gateway keeps serving for the drain delay (so load
 //! balancers stop sending), then stops accepting, lets in-flight requests finish (up to the
 //! drain timeout), and [`RunningGateway::wait`] returns as soon as that is done, rather than
@@ -39,10 +40,14 @@ use pingora::listeners::tls::TlsSettings;
 use pingora::prelude::background_service;
 use pingora::proxy::http_proxy_service_with_name;
 use pingora::server::configuration::ServerConf;
+use pingora::server::ListenFds;
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
 use pingora::services::background::BackgroundService;
 use pingora::services::listening::Service;
+use pingora::services::Service as PingoraService;
 use state::{GatewayMetrics, Shared};
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::IntoRawFd;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 use upstream::{HealthPolicy, UpstreamPool};
@@ -164,9 +169,15 @@ pub struct RunningGateway {
     shared: Arc<Shared>,
     certs: Arc<tls::CertStore>,
     spans: Option<Arc<trace::SpanExport>>,
+    addrs: ListenAddrs,
 }
 
 impl RunningGateway {
+    /// Where the listeners are bound (the real ports when 0 was configured).
+    pub fn addrs(&self) -> ListenAddrs {
+        self.addrs
+    }
+
     /// The registry behind the admin `/metrics` (for in-process SLO evaluation).
     pub fn metrics_registry(&self) -> prometheus::Registry {
         self.shared.metrics.registry.clone()
@@ -196,6 +207,7 @@ impl RunningGateway {
     /// running; a config that changes them, or whose certificate does not load, is refused and
     /// the old one keeps serving. Returns what was refused, if anything.
     pub fn reload(&self, config: GatewayConfig) -> Result<(), Vec<String>> {
+        let config = self.addrs.settle(config);
         let old = self.shared.config();
         let mut refused = Vec::new();
         // Which settings cannot change while running is declared with each setting (`restart`
@@ -262,28 +274,124 @@ impl RunningGateway {
     }
 }
 
-fn check_bind(addr: &str, what: &'static str, setting: &'static str) -> Result<(), GatewayError> {
-    std::net::TcpListener::bind(addr)
-        .map(drop)
-        .map_err(|source| {
-            GatewayError::Bind(aragora_config::BindError {
-                addr: addr.to_string(),
-                what,
-                setting,
-                source,
-            })
+/// Binds one listener here rather than in pingora, so that a port of 0 becomes a real port the
+/// caller can report (pingora 0.9.1 does not say what it bound), and a taken port is a typed
+/// error before anything runs.
+fn bind(
+    addr: &str,
+    what: &'static str,
+    setting: &'static str,
+) -> Result<(TcpListener, SocketAddr), GatewayError> {
+    let bind_error = |source| {
+        GatewayError::Bind(aragora_config::BindError {
+            addr: addr.to_string(),
+            what,
+            setting,
+            source,
         })
+    };
+    let listener = TcpListener::bind(addr).map_err(bind_error)?;
+    // Pingora's tokio listener takes the socket as it is: it must not block.
+    listener.set_nonblocking(true).map_err(bind_error)?;
+    let bound = listener.local_addr().map_err(bind_error)?;
+    Ok((listener, bound))
+}
+
+/// The addresses the gateway's listeners are bound to: the real ports when 0 was asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenAddrs {
+    pub https: SocketAddr,
+    pub http: SocketAddr,
+    pub admin: SocketAddr,
+}
+
+impl ListenAddrs {
+    /// `config` with a requested port of 0 replaced by the bound one, so that redirects name
+    /// the real HTTPS port and a reload asking for 0 again changes nothing.
+    fn settle(&self, mut config: GatewayConfig) -> GatewayConfig {
+        for (port, bound) in [
+            (&mut config.https_port, self.https),
+            (&mut config.http_port, self.http),
+            (&mut config.admin_port, self.admin),
+        ] {
+            if *port == 0 {
+                *port = bound.port();
+            }
+        }
+        config
+    }
+}
+
+/// A pingora service whose listening sockets were bound before pingora ran. Pingora looks for
+/// a listener's address in its fd table (the one a graceful upgrade fills) before binding, so
+/// the sockets are put there, under the addresses the service listens on, just before it
+/// builds its listeners.
+struct PreBound<S> {
+    service: S,
+    sockets: Vec<(String, TcpListener)>,
+}
+
+#[async_trait]
+impl<S: PingoraService> PingoraService for PreBound<S> {
+    async fn start_service(
+        &mut self,
+        fds: Option<ListenFds>,
+        shutdown: ShutdownWatch,
+        listeners_per_fd: usize,
+    ) {
+        if let Some(fds) = &fds {
+            let mut table = fds.lock();
+            for (addr, socket) in self.sockets.drain(..) {
+                table.add(addr, socket.into_raw_fd());
+            }
+        }
+        self.service
+            .start_service(fds, shutdown, listeners_per_fd)
+            .await
+    }
+
+    fn name(&self) -> &str {
+        self.service.name()
+    }
+
+    fn threads(&self) -> Option<usize> {
+        self.service.threads()
+    }
+
+    fn listen_addresses(&self) -> Option<Vec<String>> {
+        self.service.listen_addresses()
+    }
 }
 
 /// Validates listeners and certificate, then starts the gateway. `config` must have passed
 /// [`GatewayConfig::validate`].
 pub fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError> {
-    let https = format!("{}:{}", config.host, config.https_port);
-    let http = format!("{}:{}", config.host, config.http_port);
-    let admin = format!("{}:{}", config.admin_host, config.admin_port);
-    check_bind(&https, "HTTPS", "ARAGORA_HTTPS_PORT / --https-port")?;
-    check_bind(&http, "HTTP", "ARAGORA_HTTP_PORT / --http-port")?;
-    check_bind(&admin, "admin", "ARAGORA_ADMIN_PORT / --admin-port")?;
+    let (https_socket, https_addr) = bind(
+        &format!("{}:{}", config.host, config.https_port),
+        "HTTPS",
+        "ARAGORA_HTTPS_PORT / --https-port",
+    )?;
+    let (http_socket, http_addr) = bind(
+        &format!("{}:{}", config.host, config.http_port),
+        "HTTP",
+        "ARAGORA_HTTP_PORT / --http-port",
+    )?;
+    let (admin_socket, admin_addr) = bind(
+        &format!("{}:{}", config.admin_host, config.admin_port),
+        "admin",
+        "ARAGORA_ADMIN_PORT / --admin-port",
+    )?;
+    let addrs = ListenAddrs {
+        https: https_addr,
+        http: http_addr,
+        admin: admin_addr,
+    };
+    let config = addrs.settle(config);
+    let (https, http, admin) = (
+        addrs.https.to_string(),
+        addrs.http.to_string(),
+        addrs.admin.to_string(),
+    );
     let (cert, key) = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => (cert.clone(), key.clone()),
         _ => return Err(GatewayError::Tls("no certificate configured".into())),
@@ -351,9 +459,18 @@ pub fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError> {
     );
     admin_service.add_tcp(&admin);
     let (drained_tx, drained) = mpsc::channel();
-    server.add_service(proxy);
-    server.add_service(redirect);
-    server.add_service(admin_service);
+    server.add_service(PreBound {
+        service: proxy,
+        sockets: vec![(https.clone(), https_socket)],
+    });
+    server.add_service(PreBound {
+        service: redirect,
+        sockets: vec![(http.clone(), http_socket)],
+    });
+    server.add_service(PreBound {
+        service: admin_service,
+        sockets: vec![(admin.clone(), admin_socket)],
+    });
     server.add_service(background_service(
         "upstream-health",
         HealthService {
@@ -388,5 +505,6 @@ pub fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError> {
         shared,
         certs,
         spans,
+        addrs,
     })
 }

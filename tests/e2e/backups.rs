@@ -112,7 +112,37 @@ async fn visible_state(engine: &Engine, id: &str) -> Value {
 
 /// An empty place to restore into: a directory for SQLite, or a new PostgreSQL database
 /// (dropped with the returned guard); and what to pass to `--into`.
-async fn empty_target(postgres: bool) -> (tempfile::TempDir, Option<TestDatabase>, String) {
+/// A restore target: a fresh SQLite directory, or a fresh PostgreSQL database.
+struct Target {
+    dir: tempfile::TempDir,
+    database: Option<TestDatabase>,
+    /// What `--into` is given.
+    into: String,
+}
+
+impl Target {
+    /// Panics unless nothing was restored into the target: no SQLite file, or no table in the
+    /// PostgreSQL database.
+    async fn assert_nothing_written(&self, why: &str) {
+        assert!(
+            !self.dir.path().join("aragora.db").exists(),
+            "{why}: a SQLite database was written"
+        );
+        if let Some(database) = &self.database {
+            use sqlx::Connection;
+            let mut connection = sqlx::PgConnection::connect(&database.url).await.unwrap();
+            let tables: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'",
+            )
+            .fetch_one(&mut connection)
+            .await
+            .unwrap();
+            assert_eq!(tables, 0, "{why}: tables were created in {}", database.name);
+        }
+    }
+}
+
+async fn empty_target(postgres: bool) -> Target {
     let dir = tempfile::tempdir().unwrap();
     let database = if postgres {
         Some(TestDatabase::create().await)
@@ -123,7 +153,11 @@ async fn empty_target(postgres: bool) -> (tempfile::TempDir, Option<TestDatabase
         Some(db) => db.url.clone(),
         None => dir.path().display().to_string(),
     };
-    (dir, database, into)
+    Target {
+        dir,
+        database,
+        into,
+    }
 }
 
 /// Flips bytes in the middle of a backup's artifact.
@@ -168,7 +202,11 @@ async fn a_restored_backup_holds_the_same_debates_events_and_receipts(options: E
     assert!(verified.status.success(), "{}", describe(&verified));
 
     // Restore into a fresh database of the same backend and serve it.
-    let (restored_dir, target_db, into) = empty_target(postgres).await;
+    let Target {
+        dir: restored_dir,
+        database: target_db,
+        into,
+    } = empty_target(postgres).await;
     let restore = site
         .run(&[
             "backup",
@@ -243,32 +281,33 @@ async fn a_corrupted_backup_is_refused_by_verify_and_restore(options: EngineOpti
         "says what to do: {stderr}"
     );
 
-    let (target, _target_db, into) = empty_target(postgres).await;
-    let restore = site.run(&["backup", "restore", "--into", &into]).await;
+    let target = empty_target(postgres).await;
+    let restore = site
+        .run(&["backup", "restore", "--into", &target.into])
+        .await;
     assert_eq!(restore.status.code(), Some(1), "{}", describe(&restore));
     assert!(
         String::from_utf8_lossy(&restore.stderr).contains("is corrupted"),
         "{}",
         describe(&restore)
     );
-    assert!(
-        !target.path().join("aragora.db").exists(),
-        "nothing was written"
-    );
+    target.assert_nothing_written("a corrupted backup").await;
 
-    // A backup of the other backend is refused before anything is read.
-    let other = if postgres {
-        target.path().display().to_string()
-    } else {
-        crate::support::postgres_admin_url()
-    };
-    let mismatch = site.run(&["backup", "restore", "--into", &other]).await;
+    // A backup of the other backend is refused before anything is read, into a fresh target
+    // of that backend.
+    let other = empty_target(!postgres).await;
+    let mismatch = site
+        .run(&["backup", "restore", "--into", &other.into])
+        .await;
     assert_eq!(mismatch.status.code(), Some(1), "{}", describe(&mismatch));
     let stderr = String::from_utf8_lossy(&mismatch.stderr);
     assert!(
         stderr.contains("backup but the target database is"),
         "{stderr}"
     );
+    other
+        .assert_nothing_written("a backup of the other backend")
+        .await;
 }
 
 async fn a_drill_on_a_good_backup_passes_and_is_recorded(options: EngineOptions) {
@@ -397,15 +436,19 @@ async fn a_backup_that_does_not_match_its_manifest_is_refused(options: EngineOpt
     // A backup from a newer aragora: refused before anything is read or written.
     let newer = site.create_backup().await;
     tamper_manifest(&site, &newer, "schema_version", json!(999));
-    let (target, _db, into) = empty_target(postgres).await;
-    let restore = site.run(&["backup", "restore", "--into", &into]).await;
+    let target = empty_target(postgres).await;
+    let restore = site
+        .run(&["backup", "restore", "--into", &target.into])
+        .await;
     assert_eq!(restore.status.code(), Some(1), "{}", describe(&restore));
     let stderr = String::from_utf8_lossy(&restore.stderr);
     assert!(
         stderr.contains("schema version 999, newer than this aragora's"),
         "{stderr}"
     );
-    assert!(!target.path().join("aragora.db").exists());
+    target
+        .assert_nothing_written("a backup from a newer schema")
+        .await;
 
     // Rows that do not match the manifest: the restored copy is checked and thrown away.
     let miscounted = site.create_backup().await;
@@ -415,18 +458,25 @@ async fn a_backup_that_does_not_match_its_manifest_is_refused(options: EngineOpt
         "row_counts",
         json!({"debates": 7, "debate_events": 0, "receipts": 0}),
     );
-    let (target, _db, into) = empty_target(postgres).await;
-    let restore = site.run(&["backup", "restore", "--into", &into]).await;
+    let target = empty_target(postgres).await;
+    let restore = site
+        .run(&["backup", "restore", "--into", &target.into])
+        .await;
     assert_eq!(restore.status.code(), Some(1), "{}", describe(&restore));
     let stderr = String::from_utf8_lossy(&restore.stderr);
     assert!(
         stderr.contains("debates: 1 rows restored, the manifest says 7"),
         "{stderr}"
     );
-    assert!(
-        !target.path().join("aragora.db").exists(),
-        "the bad copy is not installed"
-    );
+    // Known gap: a PostgreSQL restore goes straight into the target, and a copy that does not
+    // match its manifest is left there (chaos::backup::restore_manifest drops only the SQLite
+    // one). Checking the target's tables showed it; until the restore cleans up, only SQLite
+    // can claim the bad copy is not installed.
+    if !postgres {
+        target
+            .assert_nothing_written("the bad copy is not installed")
+            .await;
+    }
     let verify = site.run(&["backup", "verify"]).await;
     assert_eq!(verify.status.code(), Some(1), "{}", describe(&verify));
 }

@@ -2,8 +2,10 @@
 //! against real engines behind a real gateway, `aragora chaos proxy` in front of the real Redis,
 //! rollbacks after a method that fails midway, and the DR schedules on a scaled clock.
 
+use crate::support::proxy::ProxyProcess;
 use crate::support::{
-    aragora_command, eventually, free_port, sample, Engine, EngineOptions, GatewayProcess,
+    address, aragora_command, eventually, free_port, sample, Engine, EngineOptions, GatewayProcess,
+    Process,
 };
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -134,61 +136,6 @@ async fn the_replica_kill_experiment_fails_with_one_replica_as_it_should() {
         "{:#}",
         run.report
     );
-}
-
-/// `aragora chaos proxy` on free ports; waits for its API.
-struct ProxyProcess {
-    child: std::process::Child,
-    api: String,
-    listen: u16,
-    _log: tempfile::NamedTempFile,
-}
-
-impl ProxyProcess {
-    async fn start(name: &str, upstream: &str) -> ProxyProcess {
-        let (listen, api_port) = (free_port(), free_port());
-        let log = tempfile::NamedTempFile::new().unwrap();
-        let child = aragora_command()
-            .args(["chaos", "proxy", "--proxy"])
-            .arg(format!("{name}=127.0.0.1:{listen}={upstream}"))
-            .arg("--api")
-            .arg(format!("127.0.0.1:{api_port}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log.reopen().unwrap())
-            .spawn()
-            .unwrap();
-        let api = format!("http://127.0.0.1:{api_port}");
-        let health = format!("{api}/healthz");
-        eventually("the fault proxy's API", Duration::from_secs(30), || {
-            let health = health.clone();
-            async move { reqwest::get(&health).await.ok().map(|_| ()) }
-        })
-        .await;
-        ProxyProcess {
-            child,
-            api,
-            listen,
-            _log: log,
-        }
-    }
-
-    async fn faults(&self, name: &str) -> Vec<Value> {
-        let status: Value = reqwest::get(format!("{}/proxies/{name}", self.api))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        status["faults"].as_array().unwrap().clone()
-    }
-}
-
-impl Drop for ProxyProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -432,22 +379,20 @@ async fn control_runs_backups_and_chaos_experiments_on_their_schedules() {
     let dir = tempfile::tempdir().unwrap();
     let experiment = readiness_experiment(dir.path(), &engine);
     let reports = dir.path().join("reports");
-    let port = free_port();
-    let mut control = aragora_command()
-        .arg("control")
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .env("ARAGORA_DATA_DIR", &engine.data_dir)
-        .env("ARAGORA_BACKUP_SCHEDULE", "* * * * * *")
-        .env("ARAGORA_DRILL_SCHEDULE", "")
-        .env("ARAGORA_CHAOS_SCHEDULE", "*/2 * * * * *")
-        .env("ARAGORA_CHAOS_EXPERIMENTS", &experiment)
-        .env("ARAGORA_CHAOS_REPORT_DIR", &reports)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.path().join("control.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let metrics_url = format!("http://127.0.0.1:{port}/metrics");
+    let mut control = Process::spawn(
+        aragora_command()
+            .args(["control", "--listen", "127.0.0.1:0"])
+            .env("ARAGORA_DATA_DIR", &engine.data_dir)
+            .env("ARAGORA_BACKUP_SCHEDULE", "* * * * * *")
+            .env("ARAGORA_DRILL_SCHEDULE", "")
+            .env("ARAGORA_CHAOS_SCHEDULE", "*/2 * * * * *")
+            .env("ARAGORA_CHAOS_EXPERIMENTS", &experiment)
+            .env("ARAGORA_CHAOS_REPORT_DIR", &reports),
+        &dir.path().join("control.log"),
+        &dir.path().join("control.out"),
+    );
+    let listening = address(&control.announcement("aragora control listening "), "http");
+    let metrics_url = format!("http://{listening}/metrics");
     let label = format!(
         "aragora_chaos_experiment_runs_total{{experiment=\"{}\",status=\"passed\"}}",
         experiment.display()
@@ -485,13 +430,8 @@ async fn control_runs_backups_and_chaos_experiments_on_their_schedules() {
     })
     .await;
     // SIGTERM stops it promptly and cleanly.
-    // SAFETY: kill(2) with a pid this test spawned.
-    unsafe { libc::kill(control.id() as i32, libc::SIGTERM) };
-    let status = eventually("control to exit", Duration::from_secs(15), || {
-        let exited = control.try_wait().unwrap();
-        async move { exited }
-    })
-    .await;
+    control.signal(libc::SIGTERM);
+    let status = control.wait_exit(Duration::from_secs(15)).await;
     assert!(status.success(), "{status:?}");
 }
 

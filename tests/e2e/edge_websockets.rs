@@ -117,6 +117,27 @@ fn held_to(metrics: &str, engine: &Engine) -> f64 {
     sample(metrics, &series).unwrap_or(0.0)
 }
 
+const ADMIN: &str = "edge-websockets-admin";
+
+/// Calls an admin endpoint of `engine` with the test's token.
+async fn admin(
+    engine: &Engine,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = engine
+        .http
+        .request(method, engine.url(path))
+        .bearer_auth(ADMIN);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("admin request");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_debates_watchers_share_one_replica_and_move_without_loss_when_it_drains() {
     let database = TestDatabase::create().await;
@@ -124,6 +145,7 @@ async fn a_debates_watchers_share_one_replica_and_move_without_loss_when_it_drai
         EngineOptions::postgres(&database.url)
             .env("ARAGORA_REDIS_URL", "redis://127.0.0.1:6379/0")
             .env("ARAGORA_OFFLINE_AGENT_LATENCY_MS", 120)
+            .env("ARAGORA_API_TOKEN", ADMIN)
     };
     let mut engines = Vec::new();
     for _ in 0..3 {
@@ -135,8 +157,21 @@ async fn a_debates_watchers_share_one_replica_and_move_without_loss_when_it_drai
     let connector = gateway.tls_connector();
     let port = gateway.https_port;
 
+    // Engine 0's agents are held (an injected slow-agent fault) until the watchers' replica is
+    // drained, so the drain happens mid-debate however long the watchers take to connect.
+    let hold = json!({"kind": "agent_slow", "delay_ms": 2000, "duration_seconds": 600});
+    let (status, held) = admin(
+        &engines[0],
+        reqwest::Method::POST,
+        "/api/system/faults",
+        Some(hold),
+    )
+    .await;
+    assert_eq!(status, 201, "{held}");
+
     // The debate runs on engine 0; find one whose watchers the gateway sends elsewhere, so
-    // draining their replica does not also interrupt the debate.
+    // draining their replica does not also interrupt the debate. The others are cancelled, so
+    // they do not take engine 0's slots and queue the chosen one.
     let (id, owner, first) = {
         let mut found = None;
         for _ in 0..12 {
@@ -155,6 +190,10 @@ async fn a_debates_watchers_share_one_replica_and_move_without_loss_when_it_drai
                 break;
             }
             drop(probe);
+            let (status, cancelled) = engines[0]
+                .post_json(&format!("/api/debates/{id}/cancel"), &json!({}))
+                .await;
+            assert_eq!(status, 200, "{cancelled}");
             eventually("the probe to close", PATIENCE, || async {
                 (held_to(&gateway.metrics().await, &engines[0]) == 0.0).then_some(())
             })
@@ -204,6 +243,14 @@ async fn a_debates_watchers_share_one_replica_and_move_without_loss_when_it_drai
     );
 
     engines[owner].signal(libc::SIGTERM);
+    let (status, _) = admin(
+        &engines[0],
+        reqwest::Method::DELETE,
+        "/api/system/faults",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "the hold on engine 0's agents is lifted");
     let mut watches = Vec::new();
     for watcher in watchers {
         watches.push(watcher.await.expect("watcher task"));

@@ -332,25 +332,32 @@ async fn a_slow_agent_slows_debates_and_its_fault_ends_by_itself() {
     )
     .await;
     let (debate, skeptic, optimist) = timed_debate(&engine).await;
-    // The skeptic is asked three times (position, critique, vote), each held 600 ms.
-    assert!(skeptic >= 1.8, "skeptic answered in {skeptic} s");
-    assert!(optimist < 0.6, "the optimist is not slowed: {optimist} s");
-    assert!(debate_seconds(&debate) >= 1.8, "{debate}");
+    // The skeptic is asked three times (position, critique, vote), each held 600 ms. Upper
+    // bounds compare the two agents of one debate (a loaded machine slows both alike) and are
+    // fractions of what the fault adds, never absolute times.
+    let added = 3.0 * 0.6;
+    assert!(skeptic >= added, "skeptic answered in {skeptic} s");
+    assert!(
+        skeptic - optimist > added - 0.6,
+        "the optimist is not slowed: {optimist} s against the skeptic's {skeptic} s"
+    );
+    assert!(debate_seconds(&debate) >= added, "{debate}");
 
     let cleared = clear_all(&engine).await;
     assert_eq!(cleared.len(), 1);
     assert_eq!(cleared[0]["id"], slow["id"]);
-    let (_, skeptic, _) = timed_debate(&engine).await;
+    let (_, skeptic, optimist) = timed_debate(&engine).await;
     assert!(
-        skeptic < 0.6,
-        "cleared: the skeptic is fast again ({skeptic} s)"
+        skeptic - optimist < 0.6,
+        "cleared: the skeptic is as fast as the optimist again, within one delay ({skeptic} s, {optimist} s)"
     );
 
-    // A fault for every agent, for two seconds, that nobody clears.
+    // A fault for every agent, for two seconds, that nobody clears: 1 s per call, so a debate
+    // it still slowed would take each agent 3 s.
     let asked = Instant::now();
     let brief = inject(
         &engine,
-        json!({"kind": "agent_slow", "delay_ms": 100, "duration_seconds": 2}),
+        json!({"kind": "agent_slow", "delay_ms": 1000, "duration_seconds": 2}),
     )
     .await;
     assert_eq!(brief["agent"], Value::Null, "every agent");
@@ -372,8 +379,8 @@ async fn a_slow_agent_slows_debates_and_its_fault_ends_by_itself() {
     assert!(active_faults(&engine).await.is_empty());
     let (_, skeptic, optimist) = timed_debate(&engine).await;
     assert!(
-        skeptic < 0.3 && optimist < 0.3,
-        "expired: nobody is slowed ({skeptic} s, {optimist} s)"
+        skeptic < 1.0 && optimist < 1.0,
+        "expired: nobody is slowed, by even one of its delays ({skeptic} s, {optimist} s)"
     );
     let log = engine.log_text();
     assert!(log.contains("fault injected"), "{log}");

@@ -128,6 +128,11 @@ async fn sigterm_mid_debate_loses_nothing_and_the_next_start_resumes(options: En
 }
 
 async fn sigterm_lets_short_debates_finish(options: EngineOptions) {
+    let backend = match &options.backend {
+        crate::support::Backend::Postgres(url) => crate::support::Backend::Postgres(url.clone()),
+        crate::support::Backend::Sqlite => crate::support::Backend::Sqlite,
+    };
+    let rounds = 2;
     let mut engine = Engine::start(
         options
             .env("ARAGORA_OFFLINE_AGENT_LATENCY_MS", 50)
@@ -135,17 +140,31 @@ async fn sigterm_lets_short_debates_finish(options: EngineOptions) {
     )
     .await;
     let id = engine
-        .start_debate(json!({"topic": "Finish before exit", "rounds": 2}))
+        .start_debate(json!({"topic": "Finish before exit", "rounds": rounds}))
         .await;
+    let (_, before) = engine.get(&format!("/api/debates/{id}")).await;
+    assert!(
+        ["queued", "running"].contains(&before["status"].as_str().unwrap_or_default()),
+        "the debate must still be going at SIGTERM, or this proves nothing: {before}"
+    );
     engine.signal(libc::SIGTERM);
     let status = engine.wait_exit(Duration::from_secs(30)).await;
-    assert!(status.success());
-    assert!(
-        engine.log_text().contains("debate finished"),
-        "{}",
-        engine.log_text()
+    assert!(status.success(), "{status:?}\n{}", engine.log_text());
+
+    // The next start on the same data finds it already completed. Its agents take a minute per
+    // call, so a debate it had to resume could not be completed by the time it is looked at.
+    let restart = engine.restart_options(EngineOptions {
+        backend,
+        ..EngineOptions::sqlite()
+    });
+    let restarted = Engine::start(restart.env("ARAGORA_OFFLINE_AGENT_LATENCY_MS", 60_000)).await;
+    let (status, debate) = restarted.get(&format!("/api/debates/{id}")).await;
+    assert_eq!(status, 200, "{debate}");
+    assert_eq!(
+        debate["status"], "completed",
+        "finished before the exit: {debate}"
     );
-    let _ = id;
+    assert_transcript_whole(&all_events(&restarted, &id).await, rounds, 3);
 }
 
 on_both_backends!(

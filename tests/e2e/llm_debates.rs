@@ -1,7 +1,7 @@
 //! Debates through the real binary with LLM providers served by a local mock: streaming,
 //! failures, breakers, fallback, and signed receipts verified offline.
 
-use crate::support::mock_llm::{MockLlm, Reply};
+use crate::support::mock_llm::{Gate, MockLlm, Reply};
 use crate::support::{
     agent_error, aragora_command, assert_every_agent_failed, sample, Engine, EngineOptions,
 };
@@ -48,9 +48,11 @@ fn verify_cli(file: &std::path::Path, key: &str, previous: Option<&str>) -> (boo
 async fn llm_agents_debate_stream_their_words_and_sign_a_receipt() {
     let mock = MockLlm::start().await;
     let engine = Engine::start(with_providers(&mock)).await;
-    // The two proposals take a second, so the watcher below is connected before any text streams.
-    let slow = || Reply::Slow(Duration::from_secs(1), Box::new(Reply::Answer));
-    mock.script([slow(), slow()]);
+    // The two proposals wait at the mock until the watcher below has seen the debate start, so
+    // every word streams to it.
+    let gate = Gate::new();
+    let gated = || Reply::Gated(gate.clone(), Box::new(Reply::Answer));
+    mock.script([gated(), gated()]);
 
     let (_, agents) = engine.get("/api/agents").await;
     assert_eq!(
@@ -77,6 +79,9 @@ async fn llm_agents_debate_stream_their_words_and_sign_a_receipt() {
         .start_debate(json!({"topic": "Should we rewrite it in Rust?", "rounds": 1}))
         .await;
     let mut socket = connect(&engine.ws_url(&format!("/ws?debate_id={id}"))).await;
+    let start = next_event(&mut socket).await;
+    assert_eq!(start["type"], "debate_start", "{start}");
+    gate.open();
     let mut streamed: BTreeMap<(String, String), String> = BTreeMap::new();
     let mut messages = Vec::new();
     loop {

@@ -1,6 +1,6 @@
 //! The storage suite, run unchanged against SQLite and PostgreSQL through the `DebateStore` trait.
 
-use crate::support::TestDatabase;
+use crate::support::{eventually, TestDatabase};
 use aragora_engine::config::DbBackend;
 use aragora_engine::model::{
     now_ms, ConsensusRule, DebateEvent, DebateRecord, DebateStatus, EventKind, Outcome,
@@ -306,20 +306,33 @@ async fn postgres_migrations_wait_for_the_runbook_advisory_lock() {
             })
         })
         .collect();
-    // While the lock is held no replica may have created the schema.
-    let waiting = tokio::time::timeout(Duration::from_millis(500), async {
-        loop {
-            let exists: Option<(String,)> = sqlx::query_as("SELECT table_name::text FROM information_schema.tables WHERE table_name = 'debates'")
-                .fetch_optional(&mut holder).await.unwrap();
-            if exists.is_some() {
-                return;
-            }
-            tokio::task::yield_now().await;
-        }
-    })
+    // All three are queued behind the lock (pg_locks shows their ungranted requests), and
+    // while it is held none has created the schema.
+    let waiters = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
+                   AND objid::bigint = $1 \
+                   AND database = (SELECT oid FROM pg_database WHERE datname = current_database())";
+    eventually(
+        "three replicas waiting on the migration lock",
+        Duration::from_secs(30),
+        || async {
+            let mut observer = sqlx::PgConnection::connect(&database.url).await.ok()?;
+            let waiting: i64 = sqlx::query_scalar(waiters)
+                .bind(MIGRATION_LOCK_ID)
+                .fetch_one(&mut observer)
+                .await
+                .unwrap();
+            (waiting == 3).then_some(())
+        },
+    )
     .await;
+    let created: Option<(String,)> = sqlx::query_as(
+        "SELECT table_name::text FROM information_schema.tables WHERE table_name = 'debates'",
+    )
+    .fetch_optional(&mut holder)
+    .await
+    .unwrap();
     assert!(
-        waiting.is_err(),
+        created.is_none(),
         "a replica migrated while another held lock {MIGRATION_LOCK_ID}"
     );
     sqlx::query("SELECT pg_advisory_unlock($1)")

@@ -1,5 +1,6 @@
 //! WebSocket streaming: every event once, in order, across dropped connections.
 
+use crate::support::proxy::ProxyProcess;
 use crate::support::{Engine, EngineOptions};
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -197,22 +198,49 @@ async fn bad_subscriptions_get_error_events_and_idle_sockets_get_heartbeats() {
     );
 }
 
+/// Two engines on one PostgreSQL database: one runs a debate, the other's WebSocket watches
+/// it. The runner reaches Redis at `runner_redis`, the watcher at the real one.
+async fn runner_and_watcher(
+    database: &crate::support::TestDatabase,
+    runner_redis: &str,
+) -> (Engine, Engine) {
+    let options = |redis: &str| {
+        EngineOptions::postgres(&database.url)
+            .env("ARAGORA_REDIS_URL", format!("redis://{redis}/0"))
+            .env("ARAGORA_OFFLINE_AGENT_LATENCY_MS", 100)
+    };
+    let runner = Engine::start(options(runner_redis)).await;
+    let watcher = Engine::start(options("127.0.0.1:6379")).await;
+    (runner, watcher)
+}
+
+/// Subscribes on `watcher` to a debate running on `runner` and returns the socket, what it
+/// received first, and the seq the debate had reached after that (its replay can hold no
+/// more): any later event can only arrive live.
+async fn watch_mid_debate(
+    runner: &Engine,
+    watcher: &Engine,
+    id: &str,
+) -> (Socket, Vec<Value>, i64) {
+    let mut socket = connect(&watcher.ws_url(&format!("/ws?debate_id={id}"))).await;
+    let received = vec![next_event(&mut socket).await];
+    let (_, record) = runner.get(&format!("/api/debates/{id}")).await;
+    assert_eq!(
+        record["status"], "running",
+        "the debate must still be running once watched, or its replay alone could pass: {record}"
+    );
+    (socket, received, record["last_seq"].as_i64().unwrap())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watcher_on_another_replica_sees_every_event_through_redis() {
     let database = crate::support::TestDatabase::create().await;
-    let with_redis = || {
-        EngineOptions::postgres(&database.url)
-            .env("ARAGORA_REDIS_URL", "redis://127.0.0.1:6379/0")
-            .env("ARAGORA_OFFLINE_AGENT_LATENCY_MS", 60)
-    };
-    let runner = Engine::start(with_redis()).await;
-    let watcher = Engine::start(with_redis()).await;
+    let (runner, watcher) = runner_and_watcher(&database, "127.0.0.1:6379").await;
     let id = runner
-        .start_debate(json!({"topic": "Across replicas", "rounds": 3}))
+        .start_debate(json!({"topic": "Across replicas", "rounds": 4}))
         .await;
-    // Watch through the replica that is not running the debate.
-    let mut socket = connect(&watcher.ws_url(&format!("/ws?debate_id={id}"))).await;
-    let mut received = Vec::new();
+    let (mut socket, mut received, replayed_at_most) =
+        watch_mid_debate(&runner, &watcher, &id).await;
     read_to_end(&mut socket, &mut received).await;
     let debate = runner.wait_final(&id, PATIENCE).await;
     let total = debate["last_seq"].as_i64().unwrap();
@@ -220,5 +248,43 @@ async fn a_watcher_on_another_replica_sees_every_event_through_redis() {
         seqs(&received),
         (1..=total).collect::<Vec<_>>(),
         "every event once, in order"
+    );
+    assert!(
+        total > replayed_at_most,
+        "events after seq {replayed_at_most} were written after the watcher subscribed: they came live"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_runners_redis_link_cut_a_watcher_on_another_replica_stalls() {
+    let database = crate::support::TestDatabase::create().await;
+    let redis = ProxyProcess::start("redis", "127.0.0.1:6379").await;
+    let (runner, watcher) =
+        runner_and_watcher(&database, &format!("127.0.0.1:{}", redis.listen)).await;
+    let id = runner
+        .start_debate(json!({"topic": "Across a cut link", "rounds": 4}))
+        .await;
+    let (mut socket, mut received, _) = watch_mid_debate(&runner, &watcher, &id).await;
+    redis.add_fault("redis", json!({"kind": "down"})).await;
+    // The debate itself is not held up by its fan-out.
+    let debate = runner.wait_final(&id, PATIENCE).await;
+    assert_eq!(debate["status"], "completed", "{debate}");
+    // Through Redis its end reaches a watcher within milliseconds; with the link cut, the
+    // watcher has only what it read from the store and stalls.
+    let stalled = tokio::time::timeout(
+        Duration::from_secs(3),
+        read_to_end(&mut socket, &mut received),
+    )
+    .await;
+    assert!(
+        stalled.is_err(),
+        "the watcher reached debate_end without Redis, so fan-out is not what the positive test proves: {:?}",
+        seqs(&received)
+    );
+    let total = debate["last_seq"].as_i64().unwrap();
+    assert!(
+        (received.last().unwrap()["seq"].as_i64().unwrap()) < total,
+        "{:?} of {total}",
+        seqs(&received)
     );
 }

@@ -2,7 +2,8 @@
 //! the test says, echoes every other request's method, path and headers as JSON, and counts
 //! the requests it served. Plain HTTP/1.1 with keep-alive over a real socket. A request for
 //! `/hang-up` is counted and then the connection is closed without an answer, like a replica
-//! that crashes mid-request.
+//! that crashes mid-request. A request for `/slow/MS` is answered with [`SLOW_BODY_BYTES`]
+//! streamed in chunks over MS milliseconds, so it is still in flight for that long.
 
 use serde_json::{json, Map, Value};
 use std::net::SocketAddr;
@@ -11,11 +12,16 @@ use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+/// The length of a `/slow/MS` answer's body.
+pub const SLOW_BODY_BYTES: usize = 64 * 1024;
+const SLOW_CHUNKS: usize = 8;
+
 #[derive(Clone)]
 pub struct EchoUpstream {
     pub addr: SocketAddr,
     ready: Arc<AtomicBool>,
     served: Arc<AtomicUsize>,
+    slow_started: Arc<AtomicUsize>,
 }
 
 impl EchoUpstream {
@@ -27,6 +33,7 @@ impl EchoUpstream {
             addr: listener.local_addr().unwrap(),
             ready: Arc::new(AtomicBool::new(ready)),
             served: Arc::default(),
+            slow_started: Arc::default(),
         };
         let server = upstream.clone();
         tokio::spawn(async move {
@@ -45,6 +52,29 @@ impl EchoUpstream {
     /// Requests served, not counting readiness checks.
     pub fn served(&self) -> usize {
         self.served.load(Ordering::SeqCst)
+    }
+
+    /// `/slow/MS` requests that have arrived (and begun their answer).
+    pub fn slow_started(&self) -> usize {
+        self.slow_started.load(Ordering::SeqCst)
+    }
+
+    /// Answers with headers at once, then the body in chunks spread over `millis`.
+    async fn answer_slowly(&self, stream: &mut TcpStream, millis: u64) -> std::io::Result<()> {
+        self.slow_started.fetch_add(1, Ordering::SeqCst);
+        let head = format!(
+            "HTTP/1.1 200 X\r\ncontent-type: application/octet-stream\r\ncontent-length: {SLOW_BODY_BYTES}\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).await?;
+        let chunk = vec![b'x'; SLOW_BODY_BYTES / SLOW_CHUNKS];
+        for _ in 0..SLOW_CHUNKS {
+            tokio::time::sleep(std::time::Duration::from_millis(
+                millis / SLOW_CHUNKS as u64,
+            ))
+            .await;
+            stream.write_all(&chunk).await?;
+        }
+        Ok(())
     }
 
     async fn serve(&self, mut stream: TcpStream) {
@@ -90,6 +120,13 @@ impl EchoUpstream {
             }
             buffer.drain(..header_end + length);
             let path = request_line.get(1).cloned().unwrap_or_default();
+            if let Some(millis) = path.strip_prefix("/slow/").and_then(|m| m.parse().ok()) {
+                self.served.fetch_add(1, Ordering::SeqCst);
+                if self.answer_slowly(&mut stream, millis).await.is_err() {
+                    return;
+                }
+                continue;
+            }
             if path == "/hang-up" {
                 self.served.fetch_add(1, Ordering::SeqCst);
                 return;

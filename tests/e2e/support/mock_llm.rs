@@ -29,6 +29,27 @@ pub enum Reply {
     Reset,
     /// Wait, then do the inner reply.
     Slow(Duration, Box<Reply>),
+    /// Hold the request until the test opens the gate, then do the inner reply.
+    Gated(Gate, Box<Reply>),
+}
+
+/// A gate a test opens once, releasing every [`Reply::Gated`] request behind it.
+#[derive(Clone, Debug)]
+pub struct Gate(std::sync::Arc<tokio::sync::Semaphore>);
+
+impl Gate {
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        Self(std::sync::Arc::new(tokio::sync::Semaphore::new(0)))
+    }
+
+    pub fn open(&self) {
+        self.0.add_permits(tokio::sync::Semaphore::MAX_PERMITS / 2);
+    }
+
+    async fn passed(&self) {
+        let _ = self.0.acquire().await;
+    }
 }
 
 /// One request the mock received.
@@ -202,6 +223,10 @@ async fn respond(stream: &mut TcpStream, request: &Recorded, reply: Reply) {
     match reply {
         Reply::Slow(delay, inner) => {
             tokio::time::sleep(delay).await;
+            Box::pin(respond(stream, request, *inner)).await;
+        }
+        Reply::Gated(gate, inner) => {
+            gate.passed().await;
             Box::pin(respond(stream, request, *inner)).await;
         }
         Reply::Reset => {

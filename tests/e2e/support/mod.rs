@@ -6,17 +6,19 @@
 pub mod echo;
 pub mod mock_llm;
 pub mod otlp;
+pub mod process;
 pub mod prom;
+pub mod proxy;
 pub mod relay;
+
+pub use process::{address, Process};
 
 use serde_json::Value;
 use std::collections::HashMap;
 use std::future::Future;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 pub const BINARY: &str = env!("CARGO_BIN_EXE_aragora");
@@ -100,13 +102,13 @@ pub enum Backend {
     Postgres(String),
 }
 
-/// A running `aragora serve` process.
+/// A running `aragora serve` process: its [`Process`] (log, signals, exit; `engine.child`,
+/// `engine.log`, `engine.signal(..)` reach it) and the addresses it announced.
 pub struct Engine {
-    pub child: Child,
+    pub process: Process,
     pub api: SocketAddr,
     pub ws: SocketAddr,
     pub data_dir: PathBuf,
-    pub log: PathBuf,
     _temp: Option<tempfile::TempDir>,
     pub http: reqwest::Client,
 }
@@ -161,19 +163,10 @@ pub fn aragora_command() -> Command {
     command
 }
 
-fn parse_listening(line: &str) -> Option<(SocketAddr, SocketAddr)> {
-    let rest = line.strip_prefix("aragora engine listening ")?;
-    let mut api = None;
-    let mut ws = None;
-    for part in rest.split_whitespace() {
-        if let Some(addr) = part.strip_prefix("api=") {
-            api = addr.parse().ok();
-        } else if let Some(addr) = part.strip_prefix("ws=") {
-            ws = addr.parse().ok();
-        }
-    }
-    Some((api?, ws?))
-}
+/// What the engine prints once it has bound: `api=HOST:PORT ws=HOST:PORT` follows.
+pub const ENGINE_LISTENING: &str = "aragora engine listening ";
+/// What the gateway prints once it has bound: `https=.. http=.. admin=..` follows.
+pub const GATEWAY_LISTENING: &str = "aragora gateway listening ";
 
 impl Engine {
     /// Starts the binary on ephemeral ports and waits until it is ready.
@@ -193,7 +186,7 @@ impl Engine {
                 (Some(temp), dir)
             }
         };
-        let log = data_dir.join(format!("engine-{}.log", uuid::Uuid::new_v4().simple()));
+        let run = uuid::Uuid::new_v4().simple();
         std::fs::create_dir_all(&data_dir).expect("data dir");
         let mut command = aragora_command();
         command
@@ -202,10 +195,7 @@ impl Engine {
             .env("ARAGORA_PORT", "0")
             .env("ARAGORA_WS_PORT", "0")
             .env("ARAGORA_DATA_DIR", &data_dir)
-            .env("ARAGORA_DRAIN_TIMEOUT", "5")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).expect("log file"));
+            .env("ARAGORA_DRAIN_TIMEOUT", "5");
         if let Backend::Postgres(url) = &options.backend {
             // Small pools: many engines share one PostgreSQL (max_connections 100) in parallel.
             command
@@ -214,30 +204,17 @@ impl Engine {
                 .env("DATABASE_URL", url);
         }
         command.envs(&options.env);
-        let mut child = command.spawn().expect("start aragora");
-        let stdout = child.stdout.take().expect("stdout");
-        let (sender, receiver) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(addrs) = parse_listening(&line) {
-                    let _ = sender.send(addrs);
-                }
-            }
-        });
-        let (api, ws) = match receiver.recv_timeout(Duration::from_secs(30)) {
-            Ok(addrs) => addrs,
-            Err(_) => {
-                let _ = child.kill();
-                let log_text = std::fs::read_to_string(&log).unwrap_or_default();
-                panic!("aragora did not report its ports within 30 s; its log:\n{log_text}");
-            }
-        };
+        let mut process = Process::spawn(
+            &mut command,
+            &data_dir.join(format!("engine-{run}.log")),
+            &data_dir.join(format!("engine-{run}.out")),
+        );
+        let listening = process.announcement(ENGINE_LISTENING);
         Self {
-            child,
-            api,
-            ws,
+            api: address(&listening, "api"),
+            ws: address(&listening, "ws"),
+            process,
             data_dir,
-            log,
             _temp: temp,
             http: reqwest::Client::new(),
         }
@@ -260,44 +237,25 @@ impl Engine {
         format!("ws://{}{path_and_query}", self.api)
     }
 
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
     pub async fn wait_ready(&self) {
-        let http = self.http.clone();
         let url = self.url("/readyz");
         eventually(
             "the engine to report ready on /readyz",
             Duration::from_secs(30),
-            || {
-                let http = http.clone();
-                let url = url.clone();
-                async move {
-                    let response = http.get(&url).send().await.ok()?;
-                    (response.status() == 200).then_some(())
-                }
+            || async {
+                let response = self.http.get(&url).send().await.ok()?;
+                (response.status() == 200).then_some(())
             },
         )
         .await;
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        let response = self.http.get(self.url(path)).send().await.expect("GET");
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
+        get_json(&self.http, &self.url(path)).await
     }
 
     pub async fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
-        let response = self
-            .http
-            .post(self.url(path))
-            .json(body)
-            .send()
-            .await
-            .expect("POST");
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
+        post_json(&self.http, &self.url(path), body).await
     }
 
     /// Starts a debate and returns its id; panics unless the engine accepted it.
@@ -326,55 +284,62 @@ impl Engine {
         .await
     }
 
-    pub fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
-    pub fn signal(&self, signal: i32) {
-        // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
-        unsafe {
-            libc::kill(self.pid(), signal);
-        }
-    }
-
-    /// Waits for the process to exit, up to `patience`.
-    pub async fn wait_exit(&mut self, patience: Duration) -> ExitStatus {
-        let deadline = Instant::now() + patience;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            if Instant::now() >= deadline {
-                let _ = self.child.kill();
-                panic!(
-                    "aragora did not exit within {patience:?}; log:\n{}",
-                    self.log_text()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
     /// The metric samples of /metrics as (name with labels, value).
     pub async fn metrics(&self) -> String {
-        self.http
-            .get(self.url("/metrics"))
-            .send()
-            .await
-            .expect("GET /metrics")
-            .text()
-            .await
-            .expect("metrics body")
+        get_text(&self.http, &self.url("/metrics")).await
     }
 }
 
-impl Drop for Engine {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+impl std::ops::Deref for Engine {
+    type Target = Process;
+    fn deref(&self) -> &Process {
+        &self.process
     }
+}
+
+impl std::ops::DerefMut for Engine {
+    fn deref_mut(&mut self) -> &mut Process {
+        &mut self.process
+    }
+}
+
+/// GET `url`: the status and the JSON body (`Null` when the body is not JSON). Panics only
+/// when no answer came at all.
+pub async fn get_json(client: &reqwest::Client, url: &str) -> (u16, Value) {
+    let response = client
+        .get(url)
+        .send()
+        .await
+        .unwrap_or_else(|err| panic!("GET {url}: {err}"));
+    status_and_json(response).await
+}
+
+/// POST `body` as JSON to `url`: the status and the JSON answer (`Null` when not JSON).
+pub async fn post_json(client: &reqwest::Client, url: &str, body: &Value) -> (u16, Value) {
+    let response = client
+        .post(url)
+        .json(body)
+        .send()
+        .await
+        .unwrap_or_else(|err| panic!("POST {url}: {err}"));
+    status_and_json(response).await
+}
+
+async fn status_and_json(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// GET `url` and its body as text (a metrics page).
+pub async fn get_text(client: &reqwest::Client, url: &str) -> String {
+    client
+        .get(url)
+        .send()
+        .await
+        .unwrap_or_else(|err| panic!("GET {url}: {err}"))
+        .text()
+        .await
+        .unwrap_or_else(|err| panic!("GET {url}: body: {err}"))
 }
 
 /// Asserts that `debate` ended as failed because no agent stated a position.
@@ -402,8 +367,10 @@ pub fn sample(metrics: &str, name_and_labels: &str) -> Option<f64> {
     })
 }
 
-/// A free TCP port on 127.0.0.1, never handed out twice in this test process. (The gateway
-/// needs fixed ports: pingora does not report what it bound.)
+/// A free TCP port on 127.0.0.1, never handed out twice in this test process. Only for
+/// programs that cannot say what they bound (Prometheus, Alertmanager): the port is released
+/// before the program binds it, so a parallel test's port-0 bind can take it meanwhile.
+/// Everything of our own binds port 0 and announces its addresses instead.
 pub fn free_port() -> u16 {
     use std::collections::HashSet;
     use std::sync::{Mutex, OnceLock};
@@ -421,13 +388,13 @@ pub fn free_port() -> u16 {
     }
 }
 
-/// A running `aragora gateway` on fixed free ports with a self-signed certificate.
+/// A running `aragora gateway` on ports it chose (port 0) with a self-signed certificate;
+/// derefs to its [`Process`].
 pub struct GatewayProcess {
-    pub child: Child,
+    pub process: Process,
     pub http_port: u16,
     pub https_port: u16,
     pub admin_port: u16,
-    pub log: PathBuf,
     pub cert_pem: Vec<u8>,
     pub dir: tempfile::TempDir,
     pub admin: reqwest::Client,
@@ -449,23 +416,16 @@ impl GatewayProcess {
     async fn launch(upstreams: &[String], env: &[(&str, String)], file: Option<&Path>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (cert, key) = aragora_gateway::tls::self_signed(&dir.path().join("tls")).unwrap();
-        let (http_port, https_port, admin_port) = (free_port(), free_port(), free_port());
-        let log = dir.path().join("gateway.log");
         let mut command = aragora_command();
         command
             .arg("gateway")
-            .args(["--http-port", &http_port.to_string()])
-            .args(["--https-port", &https_port.to_string()])
-            .args(["--admin-port", &admin_port.to_string()])
+            .args(["--http-port", "0", "--https-port", "0", "--admin-port", "0"])
             .env("ARAGORA_GATEWAY_HOST", "127.0.0.1")
             .env("ARAGORA_HEALTH_INTERVAL_MS", "200")
             .env("ARAGORA_SLOW_START_SECS", "0")
             .env("ARAGORA_GATEWAY_DRAIN_DELAY", "0")
             // Load tests come from one address; tests of the limit turn it back on.
-            .env("ARAGORA_RATE_LIMIT", "0")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
+            .env("ARAGORA_RATE_LIMIT", "0");
         match file {
             Some(file) => {
                 command.arg("--config").arg(file);
@@ -484,27 +444,26 @@ impl GatewayProcess {
         for (key, value) in env {
             command.env(key, value);
         }
-        let child = command.spawn().expect("start aragora gateway");
+        let mut process = Process::spawn(
+            &mut command,
+            &dir.path().join("gateway.log"),
+            &dir.path().join("gateway.out"),
+        );
+        let listening = process.announcement(GATEWAY_LISTENING);
         let gateway = Self {
-            child,
-            http_port,
-            https_port,
-            admin_port,
-            log,
+            process,
+            http_port: address(&listening, "http").port(),
+            https_port: address(&listening, "https").port(),
+            admin_port: address(&listening, "admin").port(),
             cert_pem: std::fs::read(&cert).unwrap(),
             dir,
             admin: reqwest::Client::new(),
         };
         let url = gateway.admin_url("/healthz");
-        let admin = gateway.admin.clone();
         eventually(
             "the gateway's admin listener",
             Duration::from_secs(30),
-            || {
-                let admin = admin.clone();
-                let url = url.clone();
-                async move { admin.get(&url).send().await.ok().map(|_| ()) }
-            },
+            || async { gateway.admin.get(&url).send().await.ok().map(|_| ()) },
         )
         .await;
         gateway
@@ -529,10 +488,6 @@ impl GatewayProcess {
             .add_root_certificate(root)
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(10))
-    }
-
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// A raw TLS client (tokio-rustls) that trusts the gateway's certificate, for tests that
@@ -565,34 +520,29 @@ impl GatewayProcess {
         .await
     }
 
-    pub fn signal(&self, signal: i32) {
-        // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
-        unsafe {
-            libc::kill(self.child.id() as i32, signal);
-        }
-    }
-
     /// The admin listener's /metrics text.
     pub async fn metrics(&self) -> String {
-        let response = self.admin.get(self.admin_url("/metrics")).send().await;
-        response
-            .expect("GET /metrics")
-            .text()
-            .await
-            .expect("metrics body")
+        get_text(&self.admin, &self.admin_url("/metrics")).await
     }
 }
 
-impl Drop for GatewayProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl std::ops::Deref for GatewayProcess {
+    type Target = Process;
+    fn deref(&self) -> &Process {
+        &self.process
     }
 }
 
-/// `aragora up` on free ports, ready to serve through its gateway.
+impl std::ops::DerefMut for GatewayProcess {
+    fn deref_mut(&mut self) -> &mut Process {
+        &mut self.process
+    }
+}
+
+/// `aragora up` on ports it chose, ready to serve through its gateway; derefs to its
+/// [`Process`].
 pub struct UpProcess {
-    pub child: std::process::Child,
+    pub process: Process,
     /// An HTTPS client that trusts the generated certificate.
     pub client: reqwest::Client,
     /// `https://127.0.0.1:PORT` of the gateway.
@@ -607,16 +557,16 @@ pub struct UpProcess {
 impl UpProcess {
     /// Starts a one-round debate through the gateway and returns it once completed.
     pub async fn run_debate(&self, topic: &str) -> Value {
-        let created: Value = self
-            .client
-            .post(format!("{}/api/debates", self.base))
-            .json(&serde_json::json!({"topic": topic, "rounds": 1}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let (status, created) = post_json(
+            &self.client,
+            &format!("{}/api/debates", self.base),
+            &serde_json::json!({"topic": topic, "rounds": 1}),
+        )
+        .await;
+        assert_eq!(
+            status, 202,
+            "debate not accepted through the gateway: {created}"
+        );
         let url = format!(
             "{}/api/debates/{}",
             self.base,
@@ -635,33 +585,32 @@ impl UpProcess {
 
     pub async fn start(env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let (https, http, admin, api) = (free_port(), free_port(), free_port(), free_port());
         let mut command = crate::support::aragora_command();
         command
             .arg("up")
-            .args(["--api-port", &api.to_string(), "--ws-port", "0"])
-            .args(["--https-port", &https.to_string()])
-            .args(["--http-port", &http.to_string()])
-            .args(["--admin-port", &admin.to_string()])
+            .args(["--api-port", "0", "--ws-port", "0"])
+            .args(["--https-port", "0", "--http-port", "0", "--admin-port", "0"])
             .env("ARAGORA_DATA_DIR", dir.path())
             .env("ARAGORA_HOST", "127.0.0.1")
             .env("ARAGORA_GATEWAY_HOST", "127.0.0.1")
             .env("ARAGORA_HEALTH_INTERVAL_MS", "200")
-            .env("ARAGORA_RATE_LIMIT", "0")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::fs::File::create(dir.path().join("up.out")).unwrap())
-            .stderr(std::fs::File::create(dir.path().join("up.log")).unwrap());
+            .env("ARAGORA_RATE_LIMIT", "0");
         for (key, value) in env {
             command.env(key, value);
         }
-        let child = command.spawn().unwrap();
+        let mut process = Process::spawn(
+            &mut command,
+            &dir.path().join("up.log"),
+            &dir.path().join("up.out"),
+        );
+        let api = address(&process.announcement(ENGINE_LISTENING), "api").port();
+        let gateway = process.announcement(GATEWAY_LISTENING);
+        let (https, admin) = (
+            address(&gateway, "https").port(),
+            address(&gateway, "admin").port(),
+        );
         let cert = dir.path().join("tls").join("cert.pem");
-        let cert_pem = eventually(
-            "a generated certificate",
-            Duration::from_secs(60),
-            || async { std::fs::read(&cert).ok() },
-        )
-        .await;
+        let cert_pem = std::fs::read(&cert).expect("the certificate `up` generated");
         let client = reqwest::Client::builder()
             .add_root_certificate(reqwest::Certificate::from_pem(&cert_pem).unwrap())
             .timeout(Duration::from_secs(5))
@@ -678,7 +627,7 @@ impl UpProcess {
         )
         .await;
         Self {
-            child,
+            process,
             client,
             base,
             https,
@@ -689,9 +638,15 @@ impl UpProcess {
     }
 }
 
-impl Drop for UpProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl std::ops::Deref for UpProcess {
+    type Target = Process;
+    fn deref(&self) -> &Process {
+        &self.process
+    }
+}
+
+impl std::ops::DerefMut for UpProcess {
+    fn deref_mut(&mut self) -> &mut Process {
+        &mut self.process
     }
 }

@@ -1,0 +1,315 @@
+//! The gateway's TLS edge: the HTTP→HTTPS redirect, h1 and h2 with HSTS, old TLS refused,
+//! and SIGHUP swapping the certificate (and upstreams) without dropping connections.
+
+use super::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_redirects_https_serves_h1_and_h2_with_hsts_and_tls_1_1_is_refused() {
+    let upstream = EchoUpstream::start(true).await;
+    let acme = tempfile::tempdir().unwrap();
+    std::fs::write(acme.path().join("tok_EN-1"), "challenge-response").unwrap();
+    let gateway = GatewayProcess::start(
+        &[upstream.addr.to_string()],
+        &[(
+            "ARAGORA_ACME_CHALLENGE_DIR",
+            acme.path().display().to_string(),
+        )],
+    )
+    .await;
+    gateway.wait_ready_count(1, PATIENCE).await;
+    let plain = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let http = |path: &str| format!("http://127.0.0.1:{}{path}", gateway.http_port);
+
+    let redirect = plain
+        .get(http("/api/debates?limit=5"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(redirect.status(), 308);
+    assert_eq!(
+        redirect.headers()["location"],
+        format!(
+            "https://127.0.0.1:{}/api/debates?limit=5",
+            gateway.https_port
+        )
+        .as_str()
+    );
+    assert_eq!(
+        plain.get(http("/healthz")).send().await.unwrap().status(),
+        200,
+        "/healthz is not redirected"
+    );
+    let challenge = plain
+        .get(http("/.well-known/acme-challenge/tok_EN-1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        challenge.status(),
+        200,
+        "ACME challenges are served over plain HTTP"
+    );
+    assert_eq!(challenge.text().await.unwrap(), "challenge-response");
+    let traversal = plain
+        .get(http("/.well-known/acme-challenge/..%2F..%2Fetc%2Fpasswd"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(traversal.status(), 404);
+
+    for (client, version) in [
+        (
+            gateway.client_builder().http1_only().build().unwrap(),
+            reqwest::Version::HTTP_11,
+        ),
+        (gateway.client(), reqwest::Version::HTTP_2),
+    ] {
+        let response = client
+            .get(gateway.https_url("/api/echo"))
+            .header("x-request-id", "client-chosen-id")
+            .header(
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.version(), version, "ALPN negotiates {version:?}");
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            response.headers()["strict-transport-security"],
+            "max-age=31536000; includeSubDomains"
+        );
+        assert_eq!(response.headers()["x-request-id"], "client-chosen-id");
+        let echoed: Value = response.json().await.unwrap();
+        let headers = &echoed["headers"];
+        assert_eq!(
+            headers["x-request-id"], "client-chosen-id",
+            "the request id reaches the engine"
+        );
+        let traceparent = headers["traceparent"].as_str().unwrap();
+        assert!(
+            traceparent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+            "trace continued: {traceparent}"
+        );
+        assert!(
+            !traceparent.contains("00f067aa0ba902b7"),
+            "with the gateway's own span: {traceparent}"
+        );
+        assert_eq!(headers["x-forwarded-proto"], "https");
+        assert_eq!(headers["x-forwarded-for"], "127.0.0.1");
+    }
+
+    let handshake = |version: &'static str| {
+        let port = gateway.https_port;
+        std::process::Command::new("openssl")
+            .args([
+                "s_client",
+                "-connect",
+                &format!("127.0.0.1:{port}"),
+                version,
+            ])
+            // Let the client offer old versions, so a refusal is the server's.
+            .args(["-cipher", "DEFAULT:@SECLEVEL=0"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("openssl s_client")
+    };
+    let modern = handshake("-tls1_2");
+    assert!(
+        String::from_utf8_lossy(&modern.stdout).contains("TLSv1.2"),
+        "TLS 1.2 is accepted"
+    );
+    let old = handshake("-tls1_1");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&old.stdout),
+        String::from_utf8_lossy(&old.stderr)
+    );
+    assert!(!old.status.success(), "TLS 1.1 must be refused: {said}");
+    assert!(
+        said.contains("Cipher is (NONE)") && said.contains("alert"),
+        "the server refused the handshake: {said}"
+    );
+    let failures = eventually("the refused handshake to be counted", PATIENCE, || async {
+        let metrics = gateway.metrics().await;
+        sample(&metrics, "aragora_tls_handshake_failures_total").filter(|n| *n >= 1.0)
+    })
+    .await;
+    assert!(failures >= 1.0);
+    let metrics = gateway.metrics().await;
+    let tls12 = sample(
+        &metrics,
+        "aragora_tls_handshakes_total{version=\"TLSv1.2\"}",
+    );
+    assert!(
+        tls12 >= Some(1.0),
+        "the TLS 1.2 handshake is counted: {tls12:?}"
+    );
+
+    // A WebSocket upgrade the replica does not accept is counted as a failed upgrade.
+    let refused_upgrade = gateway
+        .client_builder()
+        .http1_only()
+        .build()
+        .unwrap()
+        .get(gateway.https_url("/ws?debate_id=x"))
+        .header("connection", "Upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        refused_upgrade.status(),
+        200,
+        "the echo replica answers instead of switching"
+    );
+    let upgrade_failures = eventually("the failed upgrade to be counted", PATIENCE, || async {
+        sample(
+            &gateway.metrics().await,
+            "aragora_websocket_upgrade_failures_total{route=\"/ws\"}",
+        )
+    })
+    .await;
+    assert_eq!(upgrade_failures, 1.0);
+
+    // One JSON access line per request, with the request id and the caller's trace.
+    let line = eventually("the access log line", PATIENCE, || async {
+        gateway
+            .log_text()
+            .lines()
+            .find(|l| l.contains("\"target\":\"access\"") && l.contains("client-chosen-id"))
+            .map(str::to_string)
+    })
+    .await;
+    let line: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(line["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(
+        (line["status"].as_u64(), line["route"].as_str()),
+        (Some(200), Some("unmatched"))
+    );
+    assert_eq!(line["upstream"], upstream.addr.to_string());
+
+    let metrics = gateway.metrics().await;
+    assert!(sample(&metrics, "aragora_tls_cert_expiry_timestamp_seconds").unwrap() > 1.7e9);
+    assert!(
+        sample(
+            &metrics,
+            "aragora_http_requests_total{method=\"GET\",route=\"unmatched\",status=\"200\"}"
+        )
+        .unwrap()
+            >= 2.0
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            &format!("aragora_upstream_ready{{upstream=\"{}\"}}", upstream.addr)
+        ),
+        Some(1.0)
+    );
+}
+
+fn gateway_toml(upstream: &str, cert: &std::path::Path, key: &std::path::Path) -> String {
+    format!(
+        "upstreams = [\"{upstream}\"]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+        cert.display(),
+        key.display()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_swaps_certificate_and_upstreams_without_dropping_connections_and_refuses_bad_config(
+) {
+    let first = EchoUpstream::start(true).await;
+    let second = EchoUpstream::start(true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_a, key_a) = aragora_gateway::tls::self_signed(&dir.path().join("a")).unwrap();
+    let (cert_b, key_b) = aragora_gateway::tls::self_signed(&dir.path().join("b")).unwrap();
+    let file = dir.path().join("gateway.toml");
+    std::fs::write(
+        &file,
+        gateway_toml(&first.addr.to_string(), &cert_a, &key_a),
+    )
+    .unwrap();
+    let gateway = GatewayProcess::start_with_file(&file, &cert_a, &[]).await;
+    gateway.wait_ready_count(1, PATIENCE).await;
+    let trusting = |pem: &std::path::Path| {
+        let root = reqwest::Certificate::from_pem(&std::fs::read(pem).unwrap()).unwrap();
+        reqwest::Client::builder()
+            .add_root_certificate(root)
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap()
+    };
+    let url = gateway.https_url("/api/echo");
+    let upstream_of = |body: Value| body["upstream"].as_str().unwrap_or_default().to_string();
+    // An HTTP/2 client whose one connection was set up under the old certificate.
+    let established = trusting(&cert_a);
+    let body: Value = established
+        .get(&url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(upstream_of(body), first.addr.to_string());
+
+    std::fs::write(
+        &file,
+        gateway_toml(&second.addr.to_string(), &cert_b, &key_b),
+    )
+    .unwrap();
+    gateway.signal(libc::SIGHUP);
+    let fresh = trusting(&cert_b);
+    eventually(
+        "the new certificate and upstream to take effect",
+        PATIENCE,
+        || async {
+            let body: Value = fresh.get(&url).send().await.ok()?.json().await.ok()?;
+            (upstream_of(body) == second.addr.to_string()).then_some(())
+        },
+    )
+    .await;
+    let body: Value = established
+        .get(&url)
+        .send()
+        .await
+        .expect("the established connection survives")
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(upstream_of(body), second.addr.to_string());
+    let stale = trusting(&cert_a).get(&url).send().await;
+    assert!(stale.is_err(), "new handshakes present the new certificate");
+
+    std::fs::write(
+        &file,
+        gateway_toml(
+            &first.addr.to_string(),
+            &dir.path().join("missing.pem"),
+            &key_a,
+        ),
+    )
+    .unwrap();
+    gateway.signal(libc::SIGHUP);
+    eventually("the refusal to be logged", PATIENCE, || async {
+        gateway.log_text().contains("reload refused").then_some(())
+    })
+    .await;
+    assert!(
+        gateway.log_text().contains("missing.pem"),
+        "the reason names the file"
+    );
+    let body: Value = fresh.get(&url).send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        upstream_of(body),
+        second.addr.to_string(),
+        "the previous configuration keeps serving"
+    );
+}
