@@ -4,10 +4,13 @@
 #![allow(dead_code)]
 
 pub mod echo;
+pub mod held;
+pub mod hosts;
 pub mod mock_llm;
 pub mod otlp;
 pub mod prom;
 pub mod relay;
+pub mod transcript;
 
 use serde_json::Value;
 use std::collections::HashMap;
