@@ -23,6 +23,7 @@ macro_rules! on_both_backends {
     )*};
 }
 
+mod alert_inhibition;
 mod api;
 mod backups;
 mod chaos;
@@ -38,5 +39,6 @@ mod providers;
 mod recovery;
 mod slo;
 mod slo_live;
+mod slo_prometheus;
 mod storage;
 mod websocket;

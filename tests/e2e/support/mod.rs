@@ -3,13 +3,16 @@
 
 #![allow(dead_code)]
 
+pub mod alertmanager;
 pub mod echo;
+pub mod experiment;
 pub mod held;
 pub mod hosts;
 pub mod mock_llm;
 pub mod otlp;
 pub mod prom;
 pub mod relay;
+pub mod scraping;
 pub mod transcript;
 
 use serde_json::Value;
