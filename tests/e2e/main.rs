@@ -30,6 +30,7 @@ mod chaos;
 mod config;
 mod drill_targets;
 mod edge_websockets;
+mod experiments;
 mod faults;
 mod gateway;
 mod gateway_claims;
