@@ -75,9 +75,7 @@ async fn the_shipped_inhibit_rules_hold_each_inhibited_alert_while_its_inhibitor
             let alerts = alertmanager.alerts().await;
             inhibited
                 .iter()
-                .all(|labels| {
-                    state_of(&alerts, labels).is_some_and(|s| s["state"] == "suppressed")
-                })
+                .all(|labels| state_of(&alerts, labels).is_some_and(|s| s["state"] == "suppressed"))
                 .then_some(alerts)
         },
     )
@@ -125,5 +123,9 @@ method:
     // Asking for the inhibited warning to fire deviates: the probe really looks.
     let run = experiment::run_text(&probes(true)).await;
     assert_eq!(run.code, 1, "{}\n{:#}", run.progress, run.report);
-    assert_eq!(run.report["steady_state_before"]["met"], false, "{:#}", run.report);
+    assert_eq!(
+        run.report["steady_state_before"]["met"], false,
+        "{:#}",
+        run.report
+    );
 }

@@ -60,8 +60,9 @@ async fn the_replica_pause_experiment_passes_and_resumes_the_replica() {
     // The freeze was real: the gateway took the replica out while it lasted.
     let log = gateway.log_text();
     assert!(
-        log.lines().any(|line| line.contains(&victim.api.to_string())
-            && line.contains("taken out of rotation")),
+        log.lines()
+            .any(|line| line.contains(&victim.api.to_string())
+                && line.contains("taken out of rotation")),
         "the gateway never took {} out:\n{log}",
         victim.api
     );
@@ -74,7 +75,11 @@ async fn the_replica_pause_experiment_passes_and_resumes_the_replica() {
         .cloned()
         .expect("the pause's undo ran");
     assert_eq!(undo["outcome"], "ok", "{undo:#}");
-    assert_ne!(process_state(victim.pid()), "T", "the replica is still stopped");
+    assert_ne!(
+        process_state(victim.pid()),
+        "T",
+        "the replica is still stopped"
+    );
     assert!(run.report["duration_seconds"].as_f64().unwrap() < 20.0);
     gateway.wait_ready_count(3, PATIENCE).await;
 }
@@ -89,10 +94,12 @@ async fn the_gateway_engine_latency_experiment_passes_with_the_slo_evaluated_ove
     )
     .await;
     let proxy = FaultProxy::start("engine", &engine.api.to_string()).await;
-    let gateway =
-        GatewayProcess::start(&[format!("127.0.0.1:{}", proxy.listen)], &[]).await;
+    let gateway = GatewayProcess::start(&[format!("127.0.0.1:{}", proxy.listen)], &[]).await;
     gateway.wait_ready_count(1, PATIENCE).await;
-    prometheus.scrape("aragora-gateway", &format!("127.0.0.1:{}", gateway.admin_port));
+    prometheus.scrape(
+        "aragora-gateway",
+        &format!("127.0.0.1:{}", gateway.admin_port),
+    );
     prometheus.scrape("aragora-engine", &engine.api.to_string());
     // The experiment's SLO probe reads the evaluator through the gateway. The availability SLI
     // has no value before a first 5xx (the error series does not exist, see slo_prometheus):
@@ -101,21 +108,41 @@ async fn the_gateway_engine_latency_experiment_passes_with_the_slo_evaluated_ove
     let client = gateway.client();
     let maintenance = |on: &str| gateway.admin_url(&format!("/api/system/maintenance/{on}"));
     let read = gateway.https_url("/api/debates?limit=1");
-    gateway.admin.post(maintenance("enable")).send().await.unwrap();
+    gateway
+        .admin
+        .post(maintenance("enable"))
+        .send()
+        .await
+        .unwrap();
     let refused = client.get(&read).send().await.unwrap();
     assert_eq!(refused.status(), 503);
-    gateway.admin.post(maintenance("disable")).send().await.unwrap();
+    gateway
+        .admin
+        .post(maintenance("disable"))
+        .send()
+        .await
+        .unwrap();
     for _ in 0..300 {
         let answer = client.get(&read).send().await.unwrap();
         assert_eq!(answer.status(), 200);
     }
     let slo_url = gateway.https_url("/api/slo");
-    let burn = eventually("an availability burn rate from Prometheus", PATIENCE, || async {
-        let body: Value = client.get(&slo_url).send().await.ok()?.json().await.ok()?;
-        let slo = body["slos"].as_array()?.iter().find(|s| s["slo"] == "availability")?;
-        let window = slo["windows"].as_array()?.iter().find(|w| w["window"] == "5m")?;
-        window["burn_rate"].as_f64()
-    })
+    let burn = eventually(
+        "an availability burn rate from Prometheus",
+        PATIENCE,
+        || async {
+            let body: Value = client.get(&slo_url).send().await.ok()?.json().await.ok()?;
+            let slo = body["slos"]
+                .as_array()?
+                .iter()
+                .find(|s| s["slo"] == "availability")?;
+            let window = slo["windows"]
+                .as_array()?
+                .iter()
+                .find(|w| w["window"] == "5m")?;
+            window["burn_rate"].as_f64()
+        },
+    )
     .await;
     assert!(burn < 14.4, "one 503 in 301 reads burns {burn}x");
 
@@ -143,7 +170,10 @@ async fn the_gateway_engine_latency_experiment_passes_with_the_slo_evaluated_ove
     assert!(run.report["duration_seconds"].as_f64().unwrap() < 60.0);
     assert!(proxy.faults("engine").await.is_empty());
     let judged = run.report["steady_state_before"]["probes"][1]["detail"].to_string();
-    assert!(judged.contains("burn rate"), "the slo probe judged numbers: {judged}");
+    assert!(
+        judged.contains("burn rate"),
+        "the slo probe judged numbers: {judged}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -42,7 +42,10 @@ async fn past_max_inflight_the_next_request_gets_503_with_retry_after_and_the_ga
         .unwrap();
     assert_eq!(refused.status(), 503);
     assert_eq!(
-        refused.headers().get("retry-after").map(|v| v.to_str().unwrap()),
+        refused
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap()),
         Some("1")
     );
     let body: Value = refused.json().await.expect("a JSON body");
@@ -54,7 +57,11 @@ async fn past_max_inflight_the_next_request_gets_503_with_retry_after_and_the_ga
             .contains("ARAGORA_GATEWAY_MAX_INFLIGHT"),
         "{body}"
     );
-    assert_eq!(upstream.holding(), 2, "the refused request never reached it");
+    assert_eq!(
+        upstream.holding(),
+        2,
+        "the refused request never reached it"
+    );
 
     // The held requests finish whole, and the gateway admits again.
     upstream.release();
@@ -148,7 +155,9 @@ async fn an_idle_websocket_is_cut_after_the_idle_timeout_and_a_busy_one_is_not()
         ended >= idle_timeout.mul_f64(0.75),
         "cut after {ended:?}, before the idle timeout of {idle_timeout:?}"
     );
-    let pongs = busy_side.await.expect("the busy socket outlives the timeout");
+    let pongs = busy_side
+        .await
+        .expect("the busy socket outlives the timeout");
     assert!(pongs >= 5, "{pongs} pongs");
 }
 
@@ -207,7 +216,15 @@ async fn an_upstream_name_is_re_resolved_and_the_gateway_follows_its_answers() {
     hosts.set("127.0.0.3 replicas.aragora.test\n");
     let url = gateway.admin_url("/api/system/upstreams");
     let left = eventually("the first address to leave the pool", PATIENCE, || async {
-        let body: Value = gateway.admin.get(&url).send().await.ok()?.json().await.ok()?;
+        let body: Value = gateway
+            .admin
+            .get(&url)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
         (body["total"] == 1).then_some(body)
     })
     .await;

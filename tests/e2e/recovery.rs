@@ -53,9 +53,8 @@ async fn a_killed_sqlite_engine_resumes_its_running_and_queued_debates_on_restar
     let status = engine.wait_exit(Duration::from_secs(10)).await;
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(status.signal(), Some(libc::SIGKILL));
-    let restart = engine.restart_options(
-        EngineOptions::sqlite().env("ARAGORA_OFFLINE_AGENT_LATENCY_MS", 5),
-    );
+    let restart =
+        engine.restart_options(EngineOptions::sqlite().env("ARAGORA_OFFLINE_AGENT_LATENCY_MS", 5));
     let resumed = Engine::start(restart).await;
     for id in std::iter::once(&running).chain(&queued) {
         let debate = resumed.wait_final(id, PATIENCE).await;

@@ -6,8 +6,8 @@
 //! Prometheus that stops answering is reported as the evaluator's error.
 
 use crate::support::scraping::ScrapingPrometheus;
-use crate::support::{aragora_command, eventually, experiment, free_port, Engine, EngineOptions};
 use crate::support::GatewayProcess;
+use crate::support::{aragora_command, eventually, experiment, free_port, Engine, EngineOptions};
 use serde_json::Value;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -121,7 +121,10 @@ async fn scraped_edge() -> ScrapedEdge {
     .await;
     let gateway = GatewayProcess::start(&[engine.api.to_string()], &[]).await;
     gateway.wait_ready_count(1, PATIENCE).await;
-    prometheus.scrape("aragora-gateway", &format!("127.0.0.1:{}", gateway.admin_port));
+    prometheus.scrape(
+        "aragora-gateway",
+        &format!("127.0.0.1:{}", gateway.admin_port),
+    );
     prometheus.scrape("aragora-engine", &engine.api.to_string());
     let traffic = {
         let (client, url) = (gateway.client(), gateway.https_url("/api/debates?limit=1"));
@@ -154,18 +157,22 @@ async fn serve_and_control_report_burn_rates_from_a_real_prometheus() {
     let serve_slo = engine.url("/api/slo");
     for url in [&serve_slo, &control.url] {
         // Latency: the availability SLO has no error series to divide before the first 5xx.
-        let (window, body) = eventually("a healthy 5m window from Prometheus", PATIENCE, || async {
-            let (window, body) = window_5m(&http, url, "latency").await?;
-            (window["error_ratio"] == 0.0).then_some((window, body))
-        })
-        .await;
+        let (window, body) =
+            eventually("a healthy 5m window from Prometheus", PATIENCE, || async {
+                let (window, body) = window_5m(&http, url, "latency").await?;
+                (window["error_ratio"] == 0.0).then_some((window, body))
+            })
+            .await;
         assert_eq!(window["burn_rate"], 0.0, "{body}");
         assert!(body["error"].is_null(), "{body}");
     }
     let run = experiment::run_text(&healthy_edge_experiment(&engine, prometheus.url())).await;
     assert_eq!(run.code, 0, "{}\n{:#}", run.progress, run.report);
     let probed = run.report["steady_state_before"].to_string();
-    assert!(probed.contains("burn rate 0.00x"), "the slo probe saw numbers: {probed}");
+    assert!(
+        probed.contains("burn rate 0.00x"),
+        "the slo probe saw numbers: {probed}"
+    );
 
     // An outage only the gateway sees: maintenance answers 503 without asking the engine.
     let enabled = gateway
@@ -212,15 +219,22 @@ async fn serve_and_control_report_burn_rates_from_a_real_prometheus() {
 
     // Without Prometheus the evaluator says so instead of inventing numbers.
     drop(prometheus);
-    let (_, body) = eventually("the evaluator to report Prometheus gone", PATIENCE, || async {
-        let body: Value = http.get(&serve_slo).send().await.ok()?.json().await.ok()?;
-        body["error"]
-            .as_str()
-            .is_some_and(|e| e.contains("Prometheus"))
-            .then_some(((), body))
-    })
+    let (_, body) = eventually(
+        "the evaluator to report Prometheus gone",
+        PATIENCE,
+        || async {
+            let body: Value = http.get(&serve_slo).send().await.ok()?.json().await.ok()?;
+            body["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("Prometheus"))
+                .then_some(((), body))
+        },
+    )
     .await;
-    assert!(body["error"].as_str().unwrap().contains("does not answer"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("does not answer"),
+        "{body}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -44,7 +44,10 @@ impl HeldUpstream {
         };
         let me = upstream.addr.to_string();
         let app = axum::Router::new()
-            .route("/readyz", get(|| async { axum::Json(json!({"status": "ready"})) }))
+            .route(
+                "/readyz",
+                get(|| async { axum::Json(json!({"status": "ready"})) }),
+            )
             .route("/hold", get(hold))
             .fallback(move || {
                 let me = me.clone();

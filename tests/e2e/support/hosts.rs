@@ -103,4 +103,3 @@ pub async fn start(
     .await;
     (gateway, hosts_file)
 }
-
