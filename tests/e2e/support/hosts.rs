@@ -92,10 +92,10 @@ pub async fn start(
         "the namespaced gateway's admin listener",
         Duration::from_secs(30),
         || async {
-            let exited = std::fs::read_to_string(&gateway.log).unwrap_or_default();
+            let log = std::fs::read_to_string(&gateway.log).unwrap_or_default();
             assert!(
-                !exited.contains("mount:"),
-                "the bind mount over /etc/hosts failed: {exited}"
+                !log.contains("unshare:") && !log.contains("mount:"),
+                "the gateway's own mount namespace could not be set up: {log}"
             );
             gateway.admin.get(&url).send().await.ok().map(|_| ())
         },
