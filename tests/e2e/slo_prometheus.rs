@@ -6,8 +6,9 @@
 //! Prometheus that stops answering is reported as the evaluator's error.
 
 use crate::support::scraping::ScrapingPrometheus;
-use crate::support::GatewayProcess;
-use crate::support::{aragora_command, eventually, experiment, free_port, Engine, EngineOptions};
+use crate::support::{
+    aragora_command, eventually, experiment, free_port, Engine, EngineOptions, GatewayProcess,
+};
 use serde_json::Value;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -219,7 +220,7 @@ async fn serve_and_control_report_burn_rates_from_a_real_prometheus() {
 
     // Without Prometheus the evaluator says so instead of inventing numbers.
     drop(prometheus);
-    let (_, body) = eventually(
+    let body = eventually(
         "the evaluator to report Prometheus gone",
         PATIENCE,
         || async {
@@ -227,7 +228,7 @@ async fn serve_and_control_report_burn_rates_from_a_real_prometheus() {
             body["error"]
                 .as_str()
                 .is_some_and(|e| e.contains("Prometheus"))
-                .then_some(((), body))
+                .then_some(body.clone())
         },
     )
     .await;
