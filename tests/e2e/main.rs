@@ -23,17 +23,23 @@ macro_rules! on_both_backends {
     )*};
 }
 
+mod alert_inhibition;
 mod api;
 mod backups;
 mod chaos;
 mod config;
+mod drill_targets;
 mod edge_websockets;
+mod experiments;
 mod faults;
 mod gateway;
+mod gateway_claims;
 mod lifecycle;
 mod llm_debates;
 mod providers;
+mod recovery;
 mod slo;
 mod slo_live;
+mod slo_prometheus;
 mod storage;
 mod websocket;

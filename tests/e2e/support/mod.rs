@@ -3,13 +3,19 @@
 
 #![allow(dead_code)]
 
+pub mod alertmanager;
 pub mod echo;
+pub mod experiment;
+pub mod held;
+pub mod hosts;
 pub mod mock_llm;
 pub mod otlp;
 pub mod process;
 pub mod prom;
 pub mod proxy;
 pub mod relay;
+pub mod scraping;
+pub mod transcript;
 
 pub use process::{address, Process};
 
