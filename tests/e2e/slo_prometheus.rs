@@ -239,9 +239,6 @@ async fn serve_and_control_report_burn_rates_from_a_real_prometheus() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "broken: with traffic and no 5xx ever answered, the Prometheus-backed availability \
-            SLI is null (\"no events\"), not 0: sum(rate(...{status=~\"5..\"}[w])) over no \
-            series is empty, so the ratio is empty (slo/src/live.rs PrometheusSource::query)"]
 async fn the_prometheus_backed_availability_of_a_healthy_edge_is_zero_not_unknown() {
     let edge = scraped_edge().await;
     let http = reqwest::Client::new();

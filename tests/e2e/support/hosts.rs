@@ -5,14 +5,14 @@
 //! where the test's file is bind-mounted over /etc/hosts. Rewriting that file in place (same
 //! inode) changes what the gateway's next lookup answers, and nothing else on the machine.
 
-use super::{aragora_command, eventually, free_port, GatewayProcess, BINARY};
+use super::GatewayProcess;
 use std::path::PathBuf;
-use std::process::Stdio;
-use std::time::Duration;
+use std::process::Command;
 
 /// The hosts file a [`start`]ed gateway sees as /etc/hosts.
 pub struct HostsFile {
     pub path: PathBuf,
+    _dir: tempfile::TempDir,
 }
 
 impl HostsFile {
@@ -33,73 +33,32 @@ pub async fn start(
     let dir = tempfile::tempdir().unwrap();
     let hosts_file = HostsFile {
         path: dir.path().join("hosts"),
+        _dir: dir,
     };
     hosts_file.set(hosts);
-    let (cert, key) = aragora_gateway::tls::self_signed(&dir.path().join("tls")).unwrap();
-    let (http_port, https_port, admin_port) = (free_port(), free_port(), free_port());
-    let log = dir.path().join("gateway.log");
-    // The binary's environment and arguments as the support gives them, run through unshare.
-    let template = aragora_command();
-    let mut command = std::process::Command::new("unshare");
-    command
-        .args(["--mount", "--propagation", "private", "sh", "-c"])
-        .arg("mount --bind \"$0\" /etc/hosts && exec \"$@\"")
-        .arg(&hosts_file.path)
-        .arg(BINARY)
-        .arg("gateway")
-        .args(["--http-port", &http_port.to_string()])
-        .args(["--https-port", &https_port.to_string()])
-        .args(["--admin-port", &admin_port.to_string()])
-        .arg("--tls-cert")
-        .arg(&cert)
-        .arg("--tls-key")
-        .arg(&key)
-        .env("ARAGORA_GATEWAY_HOST", "127.0.0.1")
-        .env("ARAGORA_HEALTH_INTERVAL_MS", "200")
-        .env("ARAGORA_SLOW_START_SECS", "0")
-        .env("ARAGORA_GATEWAY_DRAIN_DELAY", "0")
-        .env("ARAGORA_RATE_LIMIT", "0")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap());
-    for (key, value) in template.get_envs() {
-        match value {
-            Some(value) => command.env(key, value),
-            None => command.env_remove(key),
-        };
-    }
-    for upstream in upstreams {
-        command.args(["--upstream", upstream]);
-    }
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    let child = command
-        .spawn()
-        .expect("unshare (util-linux) runs the gateway");
-    let gateway = GatewayProcess {
-        child,
-        http_port,
-        https_port,
-        admin_port,
-        log,
-        cert_pem: std::fs::read(&cert).unwrap(),
-        dir,
-        admin: reqwest::Client::new(),
-    };
-    let url = gateway.admin_url("/healthz");
-    eventually(
-        "the namespaced gateway's admin listener",
-        Duration::from_secs(30),
-        || async {
-            let log = std::fs::read_to_string(&gateway.log).unwrap_or_default();
-            assert!(
-                !log.contains("unshare:") && !log.contains("mount:"),
-                "the gateway's own mount namespace could not be set up: {log}"
-            );
-            gateway.admin.get(&url).send().await.ok().map(|_| ())
-        },
-    )
+    let mounted = hosts_file.path.clone();
+    let gateway = GatewayProcess::launch(upstreams, env, None, move |binary| {
+        // The same program, arguments and environment, run through unshare.
+        let mut command = Command::new("unshare");
+        command
+            .args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg("mount --bind \"$0\" /etc/hosts && exec \"$@\"")
+            .arg(&mounted)
+            .arg(binary.get_program())
+            .args(binary.get_args());
+        for (key, value) in binary.get_envs() {
+            match value {
+                Some(value) => command.env(key, value),
+                None => command.env_remove(key),
+            };
+        }
+        command
+    })
     .await;
+    let log = gateway.log_text();
+    assert!(
+        !log.contains("unshare:") && !log.contains("mount:"),
+        "the gateway's own mount namespace could not be set up: {log}"
+    );
     (gateway, hosts_file)
 }

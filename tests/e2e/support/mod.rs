@@ -409,17 +409,24 @@ pub struct GatewayProcess {
 impl GatewayProcess {
     /// Starts a gateway in front of `upstreams` and waits until its admin listener answers.
     pub async fn start(upstreams: &[String], env: &[(&str, String)]) -> Self {
-        Self::launch(upstreams, env, None).await
+        Self::launch(upstreams, env, None, |command| command).await
     }
 
     /// Starts a gateway whose upstreams and certificate come from a TOML file (for reloads).
     pub async fn start_with_file(file: &Path, cert: &Path, env: &[(&str, String)]) -> Self {
-        let mut gateway = Self::launch(&[], env, Some(file)).await;
+        let mut gateway = Self::launch(&[], env, Some(file), |command| command).await;
         gateway.cert_pem = std::fs::read(cert).unwrap();
         gateway
     }
 
-    async fn launch(upstreams: &[String], env: &[(&str, String)], file: Option<&Path>) -> Self {
+    /// Starts a gateway as [`GatewayProcess::start`] does, its command passed through `wrap`
+    /// first (to run it under another program, such as `unshare`).
+    pub async fn launch(
+        upstreams: &[String],
+        env: &[(&str, String)],
+        file: Option<&Path>,
+        wrap: impl FnOnce(Command) -> Command,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (cert, key) = aragora_gateway::tls::self_signed(&dir.path().join("tls")).unwrap();
         let mut command = aragora_command();
@@ -450,6 +457,7 @@ impl GatewayProcess {
         for (key, value) in env {
             command.env(key, value);
         }
+        let mut command = wrap(command);
         let mut process = Process::spawn(
             &mut command,
             &dir.path().join("gateway.log"),
