@@ -352,6 +352,29 @@ pub async fn restore(
         .map(|facts| (manifest, facts))
 }
 
+/// `pg_restore` into `url`, then the restored rows checked against the manifest.
+async fn restore_checked(
+    manifest: &Manifest,
+    url: &str,
+    artifact: &Path,
+    replace: bool,
+    visible: bool,
+) -> Result<Facts, DrError> {
+    postgres::restore(url, artifact, replace, visible).await?;
+    let mut conn = facts::connect(url).await?;
+    let facts = facts::read(&mut conn).await;
+    let _ = sqlx::Connection::close(conn).await;
+    let facts = facts?;
+    let differences = facts::differences(manifest, &facts);
+    if !differences.is_empty() {
+        return Err(corrupted(
+            manifest,
+            format!("after pg_restore: {}", differences.join("; ")),
+        ));
+    }
+    Ok(facts)
+}
+
 pub async fn restore_manifest(
     manifest: &Manifest,
     dir: &Path,
@@ -397,25 +420,21 @@ pub async fn restore_manifest(
                     return Err(refuse(debates));
                 }
             }
-            postgres::restore(
-                url,
-                &manifest.artifact_path(dir),
-                existing.is_some(),
-                visible,
-            )
-            .await?;
-            let mut conn = facts::connect(url).await?;
-            let facts = facts::read(&mut conn).await;
-            let _ = sqlx::Connection::close(conn).await;
-            let facts = facts?;
-            let differences = facts::differences(manifest, &facts);
-            if !differences.is_empty() {
-                return Err(corrupted(
-                    manifest,
-                    format!("after pg_restore: {}", differences.join("; ")),
-                ));
+            let artifact = manifest.artifact_path(dir);
+            let restored = restore_checked(manifest, url, &artifact, existing.is_some(), visible);
+            match restored.await {
+                Ok(facts) => facts,
+                Err(err) if existing.is_none() => {
+                    // pg_restore writes into the target itself: take its copy out of the
+                    // database it found empty. A forced restore's target is left alone, since
+                    // the failure may have come before pg_restore replaced anything.
+                    if let Err(cleanup) = postgres::remove_restored(url, &artifact).await {
+                        tracing::error!(error = %cleanup, "cannot remove a rejected restore's tables; drop them by hand before using the database");
+                    }
+                    return Err(err);
+                }
+                Err(err) => return Err(err),
             }
-            facts
         }
     };
     Ok(facts)

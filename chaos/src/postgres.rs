@@ -87,6 +87,55 @@ pub async fn restore(
     run_tool("pg_restore", &mut command, visible).await
 }
 
+/// Drops the tables that restoring `artifact` created in the database at `url`: a restore
+/// that failed, or whose rows do not match the manifest, must not leave its copy behind
+/// looking like a restored database. Tables come from the artifact's own table of contents
+/// (`pg_restore --list`), so nothing the backup does not hold is touched.
+pub async fn remove_restored(url: &str, artifact: &Path) -> Result<(), DrError> {
+    let listing = Command::new("pg_restore")
+        .arg("--list")
+        .arg(artifact)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|err| DrError::Tool {
+            tool: "pg_restore",
+            detail: format!("cannot run it ({err}); {MISSING_TOOL}"),
+        })?;
+    let tables = restored_tables(&String::from_utf8_lossy(&listing.stdout));
+    if tables.is_empty() {
+        return Ok(());
+    }
+    let mut conn = facts::connect(url).await?;
+    let drop = format!("DROP TABLE IF EXISTS {} CASCADE", tables.join(", "));
+    let dropped = sqlx::query(&drop)
+        .execute(&mut conn)
+        .await
+        .map_err(DrError::db("removing the tables of a rejected restore"));
+    let _ = sqlx::Connection::close(conn).await;
+    dropped.map(|_| ())
+}
+
+/// The quoted `schema.table` names of the TABLE entries of a `pg_restore --list` listing
+/// (lines such as `215; 1259 16390 TABLE public debates postgres`).
+fn restored_tables(listing: &str) -> Vec<String> {
+    listing
+        .lines()
+        .filter(|line| !line.starts_with(';'))
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            match fields.as_slice() {
+                [_, _, _, "TABLE", schema, table, ..] => Some(format!(
+                    "\"{}\".\"{}\"",
+                    schema.replace('"', "\"\""),
+                    table.replace('"', "\"\"")
+                )),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
 /// A database on the primary's server, created for a drill and dropped with [`drop_scratch`].
 pub struct Scratch {
     pub name: String,
@@ -155,6 +204,19 @@ mod tests {
         assert_eq!(
             url,
             "postgres://u:p@db.example:5433/scratch?sslmode=require"
+        );
+    }
+
+    #[test]
+    fn a_listing_names_only_its_tables() {
+        let listing =
+            "; Archive created at 2026-12-01\n;\n215; 1259 16390 TABLE public debates postgres\n\
+                       216; 1259 16391 TABLE public debate_events postgres\n\
+                       3350; 2606 16400 CONSTRAINT public debates debates_pkey postgres\n\
+                       3351; 1259 16401 INDEX public debates_status_idx postgres\n";
+        assert_eq!(
+            restored_tables(listing),
+            ["\"public\".\"debates\"", "\"public\".\"debate_events\""]
         );
     }
 }
