@@ -96,6 +96,34 @@ pub struct DrillReport {
 }
 
 impl DrillReport {
+    /// A drill begun at `started_at_ms` against `(rto, rpo)` targets in seconds: failed until
+    /// every check has passed, nothing measured yet.
+    fn started(backend: &str, started_at_ms: i64, (rto_target, rpo_target): (f64, f64)) -> Self {
+        Self {
+            id: format!("drill-{}", uuid::Uuid::new_v4().simple()),
+            status: "failed".into(),
+            backend: backend.into(),
+            started_at: Timestamp::from_ms(started_at_ms).to_string(),
+            finished_at: String::new(),
+            backup_id: None,
+            backup_created_at: None,
+            rto_seconds: None,
+            rpo_seconds: None,
+            rto_target_seconds: rto_target,
+            rpo_target_seconds: rpo_target,
+            restored_rows: BTreeMap::new(),
+            receipts_verified: 0,
+            smoke_debate_id: None,
+            checks: Vec::new(),
+            failures: Vec::new(),
+            recorded: false,
+            started_at_ms,
+            finished_at_ms: started_at_ms,
+        }
+    }
+}
+
+impl DrillReport {
     pub fn passed(&self) -> bool {
         self.status == "passed"
     }
@@ -179,27 +207,11 @@ impl DrillReport {
 /// Runs a drill; never panics on a broken backup, it reports it.
 pub async fn run(engine: &EngineConfig, dr: &DrConfig, visible: bool) -> DrillReport {
     let started_at_ms = Timestamp::now().ms();
-    let mut report = DrillReport {
-        id: format!("drill-{}", uuid::Uuid::new_v4().simple()),
-        status: "failed".into(),
-        backend: engine.db_backend.as_str().into(),
-        started_at: Timestamp::from_ms(started_at_ms).to_string(),
-        finished_at: String::new(),
-        backup_id: None,
-        backup_created_at: None,
-        rto_seconds: None,
-        rpo_seconds: None,
-        rto_target_seconds: dr.rto_target_secs as f64,
-        rpo_target_seconds: dr.rpo_target_secs as f64,
-        restored_rows: BTreeMap::new(),
-        receipts_verified: 0,
-        smoke_debate_id: None,
-        checks: Vec::new(),
-        failures: Vec::new(),
-        recorded: false,
+    let mut report = DrillReport::started(
+        engine.db_backend.as_str(),
         started_at_ms,
-        finished_at_ms: started_at_ms,
-    };
+        (dr.rto_target_secs as f64, dr.rpo_target_secs as f64),
+    );
     let bar = progress::spinner("DR drill: reading the primary", visible);
     let primary_newest = report.check(
         "read the primary's newest data",
@@ -603,25 +615,10 @@ mod tests {
 
     fn measured(rto: f64, rpo: f64) -> DrillReport {
         DrillReport {
-            id: "drill-test".into(),
-            status: "failed".into(),
-            backend: "sqlite".into(),
-            started_at: String::new(),
-            finished_at: String::new(),
             backup_id: Some("b".into()),
-            backup_created_at: None,
             rto_seconds: Some(rto),
             rpo_seconds: Some(rpo),
-            rto_target_seconds: 3600.0,
-            rpo_target_seconds: 300.0,
-            restored_rows: BTreeMap::new(),
-            receipts_verified: 0,
-            smoke_debate_id: None,
-            checks: Vec::new(),
-            failures: Vec::new(),
-            recorded: false,
-            started_at_ms: 0,
-            finished_at_ms: 0,
+            ..DrillReport::started("sqlite", 0, (3600.0, 300.0))
         }
     }
 

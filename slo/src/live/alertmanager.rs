@@ -1,6 +1,6 @@
 //! [`AlertmanagerSink`]: the live evaluation's burn-rate alerts posted to Alertmanager.
 
-use super::source::{LiveError, HTTP_TIMEOUT};
+use super::source::{http_client, LiveError};
 use super::status::SloStatus;
 use crate::model::SloSpec;
 use std::sync::Mutex;
@@ -19,10 +19,7 @@ pub struct AlertmanagerSink {
 impl AlertmanagerSink {
     pub fn new(base_url: &str) -> Self {
         Self {
-            client: reqwest::Client::builder()
-                .timeout(HTTP_TIMEOUT)
-                .build()
-                .expect("an HTTP client"),
+            client: http_client(),
             url: format!("{}/api/v2/alerts", base_url.trim_end_matches('/')),
             firing: Mutex::new(Default::default()),
         }

@@ -1,7 +1,7 @@
 //! [`PrometheusSource`]: SLI error ratios from a Prometheus server's HTTP API, with the spec's
 //! own queries (what the recording rules compute).
 
-use super::source::{LiveError, SliSource, HTTP_TIMEOUT};
+use super::source::{http_client, LiveError, SliSource};
 use crate::duration::PromDuration;
 use crate::model::{Sli, Slo};
 use crate::promql::WINDOW_PLACEHOLDER;
@@ -16,10 +16,7 @@ pub struct PrometheusSource {
 impl PrometheusSource {
     pub fn new(base_url: &str) -> Self {
         Self {
-            client: reqwest::Client::builder()
-                .timeout(HTTP_TIMEOUT)
-                .build()
-                .expect("an HTTP client"),
+            client: http_client(),
             base_url: base_url.trim_end_matches('/').to_string(),
         }
     }

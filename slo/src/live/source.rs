@@ -40,6 +40,15 @@ pub enum LiveError {
 /// HTTP clients of the live evaluation wait this long for an answer.
 pub(crate) const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The HTTP client the live evaluation talks to Prometheus and Alertmanager with: every request
+/// bounded by [`HTTP_TIMEOUT`], so a hung server is a `TimedOut`, never a stalled evaluation.
+pub(crate) fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(HTTP_TIMEOUT)
+        .build()
+        .expect("an HTTP client")
+}
+
 impl LiveError {
     /// A failed request to `service` at `url`: timed out, or not answered.
     pub(crate) fn from_request(service: &'static str, url: &str, err: &reqwest::Error) -> Self {
