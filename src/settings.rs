@@ -204,14 +204,8 @@ pub fn read_and_validate(
     }
     keep(parts.dr, read);
 
-    // The chaos schedule's settings are read and checked in one step by their own crate.
-    let chaos = match ChaosConfig::from_env(env) {
-        Ok(chaos) => chaos,
-        Err(found) => {
-            keep(parts.chaos, found);
-            ChaosConfig::default()
-        }
-    };
+    let (chaos, read) = ChaosConfig::read(None, env);
+    keep(parts.chaos, read);
 
     if parts.engine {
         problems.extend(engine.validate());
@@ -235,6 +229,9 @@ pub fn read_and_validate(
     }
     if parts.dr {
         problems.extend(dr.validate());
+    }
+    if parts.chaos {
+        problems.extend(chaos.validate());
     }
 
     let mut seen = std::collections::HashSet::new();

@@ -6,7 +6,7 @@ use crate::schedule::{ScheduledJob, Work};
 use aragora_config::ConfigProblem;
 use aragora_telemetry::catalogue;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -25,23 +25,21 @@ aragora_config::settings! {
     chaos_report_dir: ["ARAGORA_CHAOS_REPORT_DIR"] "Directory for the JSON reports of scheduled experiments; `chaos` in the data directory when unset.";
 }
 
-impl ChaosConfig {
-    /// From the environment, checked: a valid schedule, and experiments that load.
-    pub fn from_env(env: &HashMap<String, String>) -> Result<ChaosConfig, Vec<ConfigProblem>> {
+impl aragora_config::Settings for ChaosConfig {
+    /// A valid schedule, and experiments that load.
+    fn validate(&self) -> Vec<ConfigProblem> {
         let mut problems = Vec::new();
-        let mut config = ChaosConfig::default();
-        config.apply_env(env, &mut problems);
-        if let Err(message) = crate::cron::check(&config.chaos_schedule) {
+        if let Err(message) = crate::cron::check(&self.chaos_schedule) {
             problems.push(ConfigProblem::new("ARAGORA_CHAOS_SCHEDULE", message));
         }
-        let scheduled = !config.chaos_schedule.trim().is_empty();
-        if scheduled && config.chaos_experiments.is_empty() {
+        let scheduled = !self.chaos_schedule.trim().is_empty();
+        if scheduled && self.chaos_experiments.is_empty() {
             problems.push(ConfigProblem::new(
                 "ARAGORA_CHAOS_EXPERIMENTS",
                 "is empty but ARAGORA_CHAOS_SCHEDULE is set; list the experiment files to run (chaos/experiments/ has examples)",
             ));
         }
-        for file in &config.chaos_experiments {
+        for file in &self.chaos_experiments {
             if let Err(err) = super::load(file.as_ref(), &BTreeMap::new()) {
                 problems.push(ConfigProblem::new(
                     "ARAGORA_CHAOS_EXPERIMENTS",
@@ -49,7 +47,7 @@ impl ChaosConfig {
                 ));
             }
         }
-        aragora_config::checked(config, problems)
+        problems
     }
 }
 
