@@ -3,7 +3,8 @@
 
 use crate::support::mock_llm::{Gate, MockLlm, Reply};
 use crate::support::{
-    agent_error, aragora_command, assert_every_agent_failed, sample, Engine, EngineOptions,
+    agent_error, aragora_command, assert_every_agent_failed, fetch_json, sample, Engine,
+    EngineOptions,
 };
 use crate::websocket::{connect, next_event};
 use serde_json::{json, Value};
@@ -244,16 +245,7 @@ async fn failing_providers_fail_the_debate_open_breakers_and_admins_can_reset_th
         .await
         .unwrap();
     assert_eq!(wrong.status(), 401);
-    let listed: Value = engine
-        .http
-        .get(&url)
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed = fetch_json(engine.http.get(&url).bearer_auth(ADMIN)).await;
     let states: Vec<&str> = listed["circuit_breakers"]
         .as_array()
         .unwrap()
