@@ -107,22 +107,11 @@ async fn the_gateway_engine_latency_experiment_passes_with_the_slo_evaluated_ove
     // one maintenance 503 creates it, so the probe judges a burn rate from Prometheus rather
     // than passing on "no events".
     let client = gateway.client();
-    let maintenance = |on: &str| gateway.admin_url(&format!("/api/system/maintenance/{on}"));
     let read = gateway.https_url("/api/debates?limit=1");
-    gateway
-        .admin
-        .post(maintenance("enable"))
-        .send()
-        .await
-        .unwrap();
+    gateway.admin_post("/api/system/maintenance/enable").await;
     let refused = client.get(&read).send().await.unwrap();
     assert_eq!(refused.status(), 503);
-    gateway
-        .admin
-        .post(maintenance("disable"))
-        .send()
-        .await
-        .unwrap();
+    gateway.admin_post("/api/system/maintenance/disable").await;
     for _ in 0..300 {
         let answer = client.get(&read).send().await.unwrap();
         assert_eq!(answer.status(), 200);

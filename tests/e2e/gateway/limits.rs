@@ -129,12 +129,7 @@ async fn limits_answer_their_status_and_maintenance_mode_blocks_all_but_health()
         started.elapsed()
     );
 
-    let enable = gateway
-        .admin
-        .post(gateway.admin_url("/api/system/maintenance/enable"))
-        .send()
-        .await
-        .unwrap();
+    let enable = gateway.admin_post("/api/system/maintenance/enable").await;
     assert_eq!(enable.status(), 200);
     let blocked = client.get(&url).send().await.unwrap();
     assert_eq!(blocked.status(), 503);
@@ -144,23 +139,13 @@ async fn limits_answer_their_status_and_maintenance_mode_blocks_all_but_health()
         "maintenance"
     );
     assert_eq!(
-        client
-            .get(gateway.https_url("/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        get_status(&client, &gateway.https_url("/healthz")).await,
         200
     );
     let metrics = gateway.metrics().await;
     assert_eq!(sample(&metrics, "aragora_maintenance_mode"), Some(1.0));
-    gateway
-        .admin
-        .post(gateway.admin_url("/api/system/maintenance/disable"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(client.get(&url).send().await.unwrap().status(), 200);
+    gateway.admin_post("/api/system/maintenance/disable").await;
+    assert_eq!(get_status(&client, &url).await, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -211,12 +196,7 @@ async fn each_client_gets_its_limit_with_headers_and_a_spoofed_forwarded_for_is_
     );
     // Health endpoints stay answerable for probes.
     assert_eq!(
-        client
-            .get(gateway.https_url("/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        get_status(&client, &gateway.https_url("/healthz")).await,
         200
     );
 }

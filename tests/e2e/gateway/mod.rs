@@ -23,6 +23,11 @@ async fn gateway_with_echo(env: &[(&str, String)]) -> (EchoUpstream, GatewayProc
     (upstream, gateway)
 }
 
+/// The status of GET `url` with `client`; panics when no answer came.
+async fn get_status(client: &reqwest::Client, url: &str) -> reqwest::StatusCode {
+    client.get(url).send().await.unwrap().status()
+}
+
 /// A gateway (no extra env) in front of `count` ready echo replicas, routing to all of them.
 async fn gateway_with_echoes(count: usize) -> (Vec<EchoUpstream>, GatewayProcess) {
     let mut upstreams = Vec::new();

@@ -12,12 +12,10 @@ async fn only_ready_replicas_get_traffic_and_none_ready_answers_503_at_once() {
     gateway.wait_ready_count(1, PATIENCE).await;
     let client = gateway.client();
     for _ in 0..40 {
-        let response = client
-            .get(gateway.https_url("/api/debates"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
+        assert_eq!(
+            get_status(&client, &gateway.https_url("/api/debates")).await,
+            200
+        );
     }
     assert_eq!(ready.served(), 40);
     assert_eq!(

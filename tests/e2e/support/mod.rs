@@ -567,6 +567,16 @@ impl GatewayProcess {
         fetch_json(self.admin.get(self.admin_url(path))).await
     }
 
+    /// POST (no body) to `path` on the admin listener; panics when no answer came.
+    pub async fn admin_post(&self, path: &str) -> reqwest::Response {
+        let url = self.admin_url(path);
+        self.admin
+            .post(&url)
+            .send()
+            .await
+            .unwrap_or_else(|err| panic!("POST {url}: {err}"))
+    }
+
     /// [`admin_json`](Self::admin_json) for polling: `None` when no JSON answer came.
     pub async fn try_admin_json(&self, path: &str) -> Option<Value> {
         try_fetch_json(self.admin.get(self.admin_url(path))).await
