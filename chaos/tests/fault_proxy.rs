@@ -10,6 +10,11 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+/// Sends `request` and its JSON answer; panics when no answer came or it is not JSON.
+async fn fetch_json(request: reqwest::RequestBuilder) -> serde_json::Value {
+    request.send().await.unwrap().json().await.unwrap()
+}
+
 /// A TCP echo server on a free port.
 async fn echo_server() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -248,14 +253,7 @@ async fn the_api_adds_lists_and_removes_faults_and_explains_bad_input() {
     let id = added["id"].as_str().unwrap().to_string();
     assert_eq!(added["kind"], "latency");
 
-    let listed: serde_json::Value = client
-        .get(format!("{api}/proxies"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed = fetch_json(client.get(format!("{api}/proxies"))).await;
     assert_eq!(listed["proxies"][0]["faults"][0]["id"], id.as_str());
 
     let unknown_kind = client

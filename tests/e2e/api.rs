@@ -15,6 +15,19 @@ fn count_type(items: &Value, kind: &str) -> usize {
         .unwrap_or(0)
 }
 
+/// The debates `aragora_debates_total` counts as finished: consensus plus no consensus.
+fn finished_debates(metrics: &str) -> f64 {
+    ["consensus", "no_consensus"]
+        .iter()
+        .filter_map(|o| {
+            sample(
+                metrics,
+                &format!("aragora_debates_total{{outcome=\"{o}\"}}"),
+            )
+        })
+        .sum()
+}
+
 async fn a_debate_runs_from_request_to_verdict(options: EngineOptions) {
     let engine = Engine::start(options).await;
     let response = engine
@@ -95,15 +108,7 @@ async fn fifty_concurrent_debates_all_complete(options: EngineOptions) {
         assert_eq!(debate["status"], "completed", "{debate}");
     }
     let metrics = engine.metrics().await;
-    let finished: f64 = ["consensus", "no_consensus"]
-        .iter()
-        .filter_map(|o| {
-            sample(
-                &metrics,
-                &format!("aragora_debates_total{{outcome=\"{o}\"}}"),
-            )
-        })
-        .sum();
+    let finished = finished_debates(&metrics);
     assert_eq!(
         finished, 50.0,
         "aragora_debates_total counts every completed debate"
@@ -553,15 +558,7 @@ async fn metrics_count_requests_under_route_templates() {
         "aragora_agent_latency_seconds_count{agent=\"offline-skeptic\",provider=\"offline\"}"
     )
     .is_some());
-    let outcomes: f64 = ["consensus", "no_consensus"]
-        .iter()
-        .filter_map(|o| {
-            sample(
-                &metrics,
-                &format!("aragora_debates_total{{outcome=\"{o}\"}}"),
-            )
-        })
-        .sum();
+    let outcomes = finished_debates(&metrics);
     assert_eq!(outcomes, 1.0);
     assert_eq!(sample(&metrics, "aragora_active_debates"), Some(0.0));
     assert_eq!(sample(&metrics, "aragora_websocket_connections"), Some(0.0));

@@ -426,6 +426,19 @@ fn tamper_manifest(site: &Site, backup: &Value, field: &str, value: Value) {
     std::fs::write(&path, manifest.to_string()).unwrap();
 }
 
+/// Restores the latest backup into an empty target (PostgreSQL when `postgres`) and panics
+/// unless the restore exits 1 with `refusal` in its stderr and writes nothing (`why`).
+async fn assert_restore_refused(site: &Site, postgres: bool, refusal: &str, why: &str) {
+    let target = empty_target(postgres).await;
+    let restore = site
+        .run(&["backup", "restore", "--into", &target.into])
+        .await;
+    assert_eq!(restore.status.code(), Some(1), "{}", describe(&restore));
+    let stderr = String::from_utf8_lossy(&restore.stderr);
+    assert!(stderr.contains(refusal), "{stderr}");
+    target.assert_nothing_written(why).await;
+}
+
 async fn a_backup_that_does_not_match_its_manifest_is_refused(options: EngineOptions) {
     let url = postgres_url(&options);
     let postgres = url.is_some();
@@ -436,19 +449,13 @@ async fn a_backup_that_does_not_match_its_manifest_is_refused(options: EngineOpt
     // A backup from a newer aragora: refused before anything is read or written.
     let newer = site.create_backup().await;
     tamper_manifest(&site, &newer, "schema_version", json!(999));
-    let target = empty_target(postgres).await;
-    let restore = site
-        .run(&["backup", "restore", "--into", &target.into])
-        .await;
-    assert_eq!(restore.status.code(), Some(1), "{}", describe(&restore));
-    let stderr = String::from_utf8_lossy(&restore.stderr);
-    assert!(
-        stderr.contains("schema version 999, newer than this aragora's"),
-        "{stderr}"
-    );
-    target
-        .assert_nothing_written("a backup from a newer schema")
-        .await;
+    assert_restore_refused(
+        &site,
+        postgres,
+        "schema version 999, newer than this aragora's",
+        "a backup from a newer schema",
+    )
+    .await;
 
     // Rows that do not match the manifest: the restored copy is checked and thrown away.
     let miscounted = site.create_backup().await;
@@ -458,19 +465,13 @@ async fn a_backup_that_does_not_match_its_manifest_is_refused(options: EngineOpt
         "row_counts",
         json!({"debates": 7, "debate_events": 0, "receipts": 0}),
     );
-    let target = empty_target(postgres).await;
-    let restore = site
-        .run(&["backup", "restore", "--into", &target.into])
-        .await;
-    assert_eq!(restore.status.code(), Some(1), "{}", describe(&restore));
-    let stderr = String::from_utf8_lossy(&restore.stderr);
-    assert!(
-        stderr.contains("debates: 1 rows restored, the manifest says 7"),
-        "{stderr}"
-    );
-    target
-        .assert_nothing_written("the bad copy is not installed")
-        .await;
+    assert_restore_refused(
+        &site,
+        postgres,
+        "debates: 1 rows restored, the manifest says 7",
+        "the bad copy is not installed",
+    )
+    .await;
     let verify = site.run(&["backup", "verify"]).await;
     assert_eq!(verify.status.code(), Some(1), "{}", describe(&verify));
 }

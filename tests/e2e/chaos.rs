@@ -2,6 +2,7 @@
 //! against real engines behind a real gateway, `aragora chaos proxy` in front of the real Redis,
 //! rollbacks after a method that fails midway, and the DR schedules on a scaled clock.
 
+use crate::support::experiment::{run as chaos_run, shipped, Run};
 use crate::support::proxy::ProxyProcess;
 use crate::support::{
     address, aragora_command, eventually, free_port, sample, Engine, EngineOptions, GatewayProcess,
@@ -9,50 +10,7 @@ use crate::support::{
 };
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
-
-/// The experiments shipped with aragora.
-fn shipped(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("chaos/experiments")
-        .join(name)
-}
-
-/// What `aragora chaos run` did: its exit code, its JSON report and its progress lines.
-struct Run {
-    code: i32,
-    report: Value,
-    progress: String,
-}
-
-async fn chaos_run(file: &Path, vars: &[(&str, String)]) -> Run {
-    let dir = tempfile::tempdir().unwrap();
-    let report_path = dir.path().join("report.json");
-    let mut command = tokio::process::Command::from(aragora_command());
-    command
-        .args(["chaos", "run"])
-        .arg(file)
-        .arg("--report")
-        .arg(&report_path)
-        .stdin(Stdio::null());
-    for (name, value) in vars {
-        command.arg("--var").arg(format!("{name}={value}"));
-    }
-    let output = tokio::time::timeout(Duration::from_secs(120), command.output())
-        .await
-        .expect("the experiment finishes within 2 minutes")
-        .expect("run aragora chaos run");
-    let progress = String::from_utf8_lossy(&output.stderr).into_owned();
-    let report = std::fs::read_to_string(&report_path)
-        .map(|text| serde_json::from_str(&text).unwrap())
-        .unwrap_or_else(|_| panic!("no report was written; stderr:\n{progress}"));
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        report,
-        progress,
-    }
-}
 
 async fn replicas(count: usize) -> (Vec<Engine>, GatewayProcess) {
     let mut engines = Vec::new();
@@ -454,21 +412,6 @@ async fn control_refuses_to_start_with_an_invalid_experiment() {
     assert!(stderr.contains("broken.yaml"), "{stderr}");
 }
 
-/// The faults active in an engine started by [`engine_fault_experiment`].
-async fn active_engine_faults(engine: &Engine) -> Value {
-    let listed: Value = engine
-        .http
-        .get(engine.url("/api/system/faults"))
-        .bearer_auth("chaos-token")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    listed["faults"].clone()
-}
-
 /// Runs a shipped experiment that uses the engine's fault hooks against one engine.
 async fn engine_fault_experiment(name: &str) -> (Engine, Run) {
     let engine =
@@ -491,7 +434,7 @@ async fn the_database_outage_experiment_passes_and_leaves_no_fault_behind() {
     // Readiness reported the outage during the method...
     assert_eq!(run.report["method"][1]["outcome"], "ok", "{:#}", run.report);
     // ...and nothing is left active afterwards.
-    assert_eq!(active_engine_faults(&engine).await, json!([]));
+    assert_eq!(engine.active_faults("chaos-token").await, json!([]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -501,5 +444,5 @@ async fn the_failing_provider_experiment_passes_and_its_fault_is_removed_early()
     // The fault was set for 30 s; the rollback removed it well before.
     assert_eq!(run.report["rollbacks"][0]["outcome"], "ok");
     assert!(run.report["duration_seconds"].as_f64().unwrap() < 30.0);
-    assert_eq!(active_engine_faults(&engine).await, json!([]));
+    assert_eq!(engine.active_faults("chaos-token").await, json!([]));
 }

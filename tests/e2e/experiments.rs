@@ -5,7 +5,8 @@
 //! slow-llm-provider (the engine's agent_slow fault). Each also checks that the fault was real
 //! and that nothing of it is left afterwards.
 
-use crate::support::experiment::{self, shipped, FaultProxy};
+use crate::support::experiment::{self, shipped};
+use crate::support::proxy::ProxyProcess;
 use crate::support::scraping::ScrapingPrometheus;
 use crate::support::{eventually, Engine, EngineOptions, GatewayProcess};
 use serde_json::{json, Value};
@@ -93,7 +94,7 @@ async fn the_gateway_engine_latency_experiment_passes_with_the_slo_evaluated_ove
             .env("ARAGORA_SLO_EVALUATION_INTERVAL", 1),
     )
     .await;
-    let proxy = FaultProxy::start("engine", &engine.api.to_string()).await;
+    let proxy = ProxyProcess::start("engine", &engine.api.to_string()).await;
     let gateway = GatewayProcess::start(&[format!("127.0.0.1:{}", proxy.listen)], &[]).await;
     gateway.wait_ready_count(1, PATIENCE).await;
     prometheus.scrape(
@@ -106,22 +107,11 @@ async fn the_gateway_engine_latency_experiment_passes_with_the_slo_evaluated_ove
     // one maintenance 503 creates it, so the probe judges a burn rate from Prometheus rather
     // than passing on "no events".
     let client = gateway.client();
-    let maintenance = |on: &str| gateway.admin_url(&format!("/api/system/maintenance/{on}"));
     let read = gateway.https_url("/api/debates?limit=1");
-    gateway
-        .admin
-        .post(maintenance("enable"))
-        .send()
-        .await
-        .unwrap();
+    gateway.admin_post("/api/system/maintenance/enable").await;
     let refused = client.get(&read).send().await.unwrap();
     assert_eq!(refused.status(), 503);
-    gateway
-        .admin
-        .post(maintenance("disable"))
-        .send()
-        .await
-        .unwrap();
+    gateway.admin_post("/api/system/maintenance/disable").await;
     for _ in 0..300 {
         let answer = client.get(&read).send().await.unwrap();
         assert_eq!(answer.status(), 200);
@@ -204,17 +194,8 @@ async fn the_slow_llm_provider_experiment_passes_and_slows_only_the_debate() {
     let (_, record) = engine.get(&format!("/api/debates/{id}")).await;
     assert_ne!(record["status"], "completed", "{record}");
     // The fault is gone after the run, and the debate then completes.
-    let faults: Value = engine
-        .http
-        .get(engine.url("/api/system/faults"))
-        .bearer_auth("chaos-token")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(faults["faults"], json!([]), "{faults}");
+    let faults = engine.active_faults("chaos-token").await;
+    assert_eq!(faults, json!([]), "{faults}");
     let record = engine.wait_final(&id, PATIENCE).await;
     assert_eq!(record["status"], "completed", "{record}");
 }

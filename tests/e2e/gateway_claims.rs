@@ -215,17 +215,8 @@ async fn an_upstream_name_is_re_resolved_and_the_gateway_follows_its_answers() {
 
     // The name loses its first address: only the second replica is left, and it serves.
     hosts.set("127.0.0.3 replicas.aragora.test\n");
-    let url = gateway.admin_url("/api/system/upstreams");
     let left = eventually("the first address to leave the pool", PATIENCE, || async {
-        let body: Value = gateway
-            .admin
-            .get(&url)
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
+        let body = gateway.try_admin_json("/api/system/upstreams").await?;
         (body["total"] == 1).then_some(body)
     })
     .await;

@@ -1,41 +1,15 @@
 //! Process life: SIGTERM drains without losing a debate, timeouts end debates, the watchdog
 //! settles orphans, a database that is not up keeps readiness false.
 
+use crate::support::transcript::assert_whole;
 use crate::support::{eventually, Engine, EngineOptions, TestDatabase};
 use crate::websocket::{connect, next_event};
 use futures::StreamExt;
 use serde_json::{json, Value};
-use std::collections::BTreeSet;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 
 const PATIENCE: Duration = Duration::from_secs(60);
-
-/// Every step of a debate appears exactly once and seqs have no gap.
-fn assert_transcript_whole(events: &[Value], rounds: usize, agents: usize) {
-    let seqs: Vec<i64> = events.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
-    assert_eq!(
-        seqs,
-        (1..=events.len() as i64).collect::<Vec<_>>(),
-        "seqs contiguous"
-    );
-    let mut steps = BTreeSet::new();
-    for event in events {
-        let key = (
-            event["type"].as_str().unwrap().to_string(),
-            event["data"]["phase"].as_str().unwrap_or("").to_string(),
-            event["round"].as_i64(),
-            event["agent"].as_str().unwrap_or("").to_string(),
-        );
-        assert!(steps.insert(key.clone()), "step recorded twice: {key:?}");
-    }
-    let count = |kind: &str| events.iter().filter(|e| e["type"] == kind).count();
-    assert_eq!(count("round_start"), rounds);
-    assert_eq!(count("agent_message"), rounds * agents);
-    assert_eq!(count("critique"), rounds * agents);
-    assert_eq!(count("vote"), agents);
-    assert_eq!(count("debate_end"), 1);
-}
 
 async fn all_events(engine: &Engine, id: &str) -> Vec<Value> {
     let mut socket = connect(&engine.ws_url(&format!("/ws?debate_id={id}"))).await;
@@ -118,7 +92,7 @@ async fn sigterm_mid_debate_loses_nothing_and_the_next_start_resumes(options: En
     let debate = resumed.wait_final(&id, PATIENCE).await;
     assert_eq!(debate["status"], "completed", "{debate}");
     let events = all_events(&resumed, &id).await;
-    assert_transcript_whole(&events, rounds, 3);
+    assert_whole(&events, rounds, 3);
     // What the first watcher saw is a prefix of the whole, event for event.
     let heartbeat_free: Vec<&Value> = seen.iter().filter(|e| e["type"] != "heartbeat").collect();
     for (before, after) in heartbeat_free.iter().zip(events.iter()) {
@@ -164,7 +138,7 @@ async fn sigterm_lets_short_debates_finish(options: EngineOptions) {
         debate["status"], "completed",
         "finished before the exit: {debate}"
     );
-    assert_transcript_whole(&all_events(&restarted, &id).await, rounds, 3);
+    assert_whole(&all_events(&restarted, &id).await, rounds, 3);
 }
 
 on_both_backends!(

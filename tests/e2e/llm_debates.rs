@@ -3,7 +3,8 @@
 
 use crate::support::mock_llm::{Gate, MockLlm, Reply};
 use crate::support::{
-    agent_error, aragora_command, assert_every_agent_failed, sample, Engine, EngineOptions,
+    agent_error, aragora_command, assert_every_agent_failed, fetch_json, sample, Engine,
+    EngineOptions,
 };
 use crate::websocket::{connect, next_event};
 use serde_json::{json, Value};
@@ -42,6 +43,17 @@ fn verify_cli(file: &std::path::Path, key: &str, previous: Option<&str>) -> (boo
         String::from_utf8_lossy(&output.stderr)
     );
     (output.status.success(), text)
+}
+
+/// Runs a one-round debate on `topic` and panics unless it fails with `text` in the first
+/// agent's error.
+async fn assert_one_round_fails_naming(engine: &Engine, topic: &str, text: &str) {
+    let id = engine
+        .start_debate(json!({"topic": topic, "rounds": 1}))
+        .await;
+    let debate = engine.wait_final(&id, PATIENCE).await;
+    assert_eq!(debate["status"], "failed");
+    assert!(agent_error(&debate, 0).contains(text), "{debate}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -244,16 +256,7 @@ async fn failing_providers_fail_the_debate_open_breakers_and_admins_can_reset_th
         .await
         .unwrap();
     assert_eq!(wrong.status(), 401);
-    let listed: Value = engine
-        .http
-        .get(&url)
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed = fetch_json(engine.http.get(&url).bearer_auth(ADMIN)).await;
     let states: Vec<&str> = listed["circuit_breakers"]
         .as_array()
         .unwrap()
@@ -264,15 +267,7 @@ async fn failing_providers_fail_the_debate_open_breakers_and_admins_can_reset_th
 
     // With every breaker open, a new debate is refused by the breakers, not by the network.
     let before = mock.request_count();
-    let id = engine
-        .start_debate(json!({"topic": "Again?", "rounds": 1}))
-        .await;
-    let debate = engine.wait_final(&id, PATIENCE).await;
-    assert_eq!(debate["status"], "failed");
-    assert!(
-        agent_error(&debate, 0).contains("circuit breaker"),
-        "{debate}"
-    );
+    assert_one_round_fails_naming(&engine, "Again?", "circuit breaker").await;
     assert_eq!(mock.request_count(), before);
 
     let reset = engine
@@ -365,15 +360,7 @@ async fn a_provider_slower_than_the_agent_timeout_counts_as_a_timeout() {
     let mock = MockLlm::start().await;
     mock.always(Reply::Slow(Duration::from_secs(5), Box::new(Reply::Answer)));
     let engine = Engine::start(with_providers(&mock).env("ARAGORA_AGENT_TIMEOUT", 1)).await;
-    let id = engine
-        .start_debate(json!({"topic": "Too slow", "rounds": 1}))
-        .await;
-    let debate = engine.wait_final(&id, PATIENCE).await;
-    assert_eq!(debate["status"], "failed");
-    assert!(
-        agent_error(&debate, 0).contains("ARAGORA_AGENT_TIMEOUT"),
-        "{debate}"
-    );
+    assert_one_round_fails_naming(&engine, "Too slow", "ARAGORA_AGENT_TIMEOUT").await;
     let metrics = engine.metrics().await;
     assert_eq!(
         sample(

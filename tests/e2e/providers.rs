@@ -219,6 +219,15 @@ fn propose() -> AgentRequest {
     }
 }
 
+/// The error type of a proposal `agent` must fail; panics when it answers.
+async fn failed_proposal(agent: &LlmAgent, notes: &Notes) -> &'static str {
+    agent
+        .respond(&propose(), notes)
+        .await
+        .unwrap_err()
+        .error_type
+}
+
 #[tokio::test]
 async fn the_breaker_opens_refuses_without_calling_and_closes_after_a_good_trial() {
     let primary = MockLlm::start().await;
@@ -226,14 +235,7 @@ async fn the_breaker_opens_refuses_without_calling_and_closes_after_a_good_trial
     let agent = agent(&primary, None, Duration::from_millis(300));
     let notes = Notes::default();
     for _ in 0..2 {
-        assert_eq!(
-            agent
-                .respond(&propose(), &notes)
-                .await
-                .unwrap_err()
-                .error_type,
-            "server_error"
-        );
+        assert_eq!(failed_proposal(&agent, &notes).await, "server_error");
     }
     assert_eq!(agent.breaker.state(), BreakerState::Open);
     let refused = agent.respond(&propose(), &notes).await.unwrap_err();
@@ -247,14 +249,7 @@ async fn the_breaker_opens_refuses_without_calling_and_closes_after_a_good_trial
         (agent.breaker.snapshot().retry_in_seconds == Some(0.0)).then_some(())
     })
     .await;
-    assert_eq!(
-        agent
-            .respond(&propose(), &notes)
-            .await
-            .unwrap_err()
-            .error_type,
-        "server_error"
-    );
+    assert_eq!(failed_proposal(&agent, &notes).await, "server_error");
     assert_eq!(agent.breaker.state(), BreakerState::Open);
     assert_eq!(primary.request_count(), 3);
 

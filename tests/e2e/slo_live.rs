@@ -2,6 +2,7 @@
 //! Alertmanager to a webhook, `GET /api/slo` and `aragora slo status` say so, and recovery
 //! resolves the page.
 
+use crate::support::alertmanager::Alertmanager;
 use crate::support::prom::PromServer;
 use crate::support::{eventually, UpProcess as Up};
 use serde_json::Value;
@@ -31,27 +32,10 @@ async fn webhook() -> (String, Arc<Mutex<Vec<Value>>>) {
 }
 
 /// A real Alertmanager (Debian's `prometheus-alertmanager`) routing everything to `hook`.
-async fn alertmanager(hook: &str) -> PromServer {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("alertmanager.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "route:\n  receiver: hook\n  group_by: [alertname, sloth_slo, sloth_severity]\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: hook\n    webhook_configs:\n      - url: {hook}\n        send_resolved: true\n"
-        ),
-    )
-    .unwrap();
-    let args = [
-        format!("--config.file={}", config.display()),
-        format!("--storage.path={}", dir.path().join("data").display()),
-        "--cluster.listen-address=".to_string(),
-    ];
-    PromServer::start(
-        "prometheus-alertmanager",
-        "prometheus-alertmanager",
-        dir,
-        &args,
-    )
+async fn alertmanager(hook: &str) -> Alertmanager {
+    Alertmanager::start_with_config(&format!(
+        "route:\n  receiver: hook\n  group_by: [alertname, sloth_slo, sloth_severity]\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: hook\n    webhook_configs:\n      - url: {hook}\n        send_resolved: true\n"
+    ))
     .await
 }
 
@@ -77,7 +61,7 @@ async fn an_outage_at_the_edge_pages_through_alertmanager_and_recovery_resolves_
         // A day lasts 43 s: the 5m window is 0.15 s, 1h 1.8 s, 30d 21.6 min.
         ("ARAGORA_SLO_WINDOW_SCALE", "0.0005"),
         ("ARAGORA_SLO_EVALUATION_INTERVAL", "1"),
-        ("ARAGORA_ALERTMANAGER_URL", &alertmanager.url),
+        ("ARAGORA_ALERTMANAGER_URL", alertmanager.url()),
     ])
     .await;
     let (client, base, admin) = (up.client.clone(), up.base.clone(), up.admin);

@@ -176,12 +176,7 @@ async fn serve_and_control_report_burn_rates_from_a_real_prometheus() {
     );
 
     // An outage only the gateway sees: maintenance answers 503 without asking the engine.
-    let enabled = gateway
-        .admin
-        .post(gateway.admin_url("/api/system/maintenance/enable"))
-        .send()
-        .await
-        .unwrap();
+    let enabled = gateway.admin_post("/api/system/maintenance/enable").await;
     assert_eq!(enabled.status(), 200);
     for url in [&serve_slo, &control.url] {
         let (window, body) = eventually("the 5m window to burn past 14.4x", PATIENCE, || async {

@@ -62,11 +62,7 @@ async fn limits_answer_their_status_and_maintenance_mode_blocks_all_but_health()
         .await
         .unwrap();
     assert_eq!(declared.status(), 413);
-    let body: Value = declared.json().await.unwrap();
-    assert!(body["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("ARAGORA_GATEWAY_MAX_BODY_BYTES"));
+    error_naming(declared, "ARAGORA_GATEWAY_MAX_BODY_BYTES").await;
     assert_eq!(
         upstream.served(),
         0,
@@ -133,12 +129,7 @@ async fn limits_answer_their_status_and_maintenance_mode_blocks_all_but_health()
         started.elapsed()
     );
 
-    let enable = gateway
-        .admin
-        .post(gateway.admin_url("/api/system/maintenance/enable"))
-        .send()
-        .await
-        .unwrap();
+    let enable = gateway.admin_post("/api/system/maintenance/enable").await;
     assert_eq!(enable.status(), 200);
     let blocked = client.get(&url).send().await.unwrap();
     assert_eq!(blocked.status(), 503);
@@ -148,23 +139,13 @@ async fn limits_answer_their_status_and_maintenance_mode_blocks_all_but_health()
         "maintenance"
     );
     assert_eq!(
-        client
-            .get(gateway.https_url("/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        get_status(&client, &gateway.https_url("/healthz")).await,
         200
     );
     let metrics = gateway.metrics().await;
     assert_eq!(sample(&metrics, "aragora_maintenance_mode"), Some(1.0));
-    gateway
-        .admin
-        .post(gateway.admin_url("/api/system/maintenance/disable"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(client.get(&url).send().await.unwrap().status(), 200);
+    gateway.admin_post("/api/system/maintenance/disable").await;
+    assert_eq!(get_status(&client, &url).await, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -198,12 +179,8 @@ async fn each_client_gets_its_limit_with_headers_and_a_spoofed_forwarded_for_is_
     assert_eq!(refused.status(), 429);
     assert_eq!(refused.headers()["retry-after"], "12", "60 s / 5 requests");
     assert_eq!(refused.headers()["ratelimit-remaining"], "0");
-    let body: Value = refused.json().await.unwrap();
+    let body = error_naming(refused, "ARAGORA_RATE_LIMIT").await;
     assert_eq!(body["error"]["code"], "rate_limited");
-    assert!(body["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("ARAGORA_RATE_LIMIT"));
     assert_eq!(
         upstream.served(),
         5,
@@ -219,12 +196,7 @@ async fn each_client_gets_its_limit_with_headers_and_a_spoofed_forwarded_for_is_
     );
     // Health endpoints stay answerable for probes.
     assert_eq!(
-        client
-            .get(gateway.https_url("/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        get_status(&client, &gateway.https_url("/healthz")).await,
         200
     );
 }
@@ -298,20 +270,22 @@ async fn route_overrides_allow_list_and_the_admin_view_of_rate_limits() {
         );
         assert!(!allowed.headers().contains_key("ratelimit-limit"));
     }
-    let view: Value = gateway
-        .admin
-        .get(gateway.admin_url("/api/system/rate-limits"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let view = gateway.admin_json("/api/system/rate-limits").await;
     assert_eq!(view["default"]["per_minute"], 100);
     assert_eq!(view["routes"][0]["method"], "POST");
     assert_eq!(view["routes"][0]["limit"]["per_minute"], 2);
     assert_eq!(view["top_limited_clients"][0]["client"], "203.0.113.5");
     assert_eq!(view["top_limited_clients"][0]["refused"], 1);
+}
+
+/// The JSON error body of `response`; panics unless its message names `setting`.
+async fn error_naming(response: reqwest::Response, setting: &str) -> Value {
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains(setting),
+        "{body}"
+    );
+    body
 }
 
 fn redis_url(addr: &str) -> String {
@@ -357,15 +331,7 @@ async fn two_gateways_sharing_redis_admit_the_configured_rate_not_twice_it() {
         admitted >= 40 && admitted as f64 <= (40 + refill) as f64 * 1.05,
         "admitted {admitted} of 160 through two gateways; the shared limit is 40 (+{refill} refilled)"
     );
-    let view: Value = first
-        .admin
-        .get(first.admin_url("/api/system/rate-limits"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let view = first.admin_json("/api/system/rate-limits").await;
     assert_eq!(
         (view["shared"].clone(), view["backend"].clone()),
         (Value::Bool(true), Value::from("up"))
@@ -384,15 +350,7 @@ async fn a_redis_outage_falls_back_without_a_5xx_and_recovers_by_itself() {
     let client = gateway.client();
     let url = gateway.https_url("/api/debates");
     let backend = || async {
-        let view: Value = gateway
-            .admin
-            .get(gateway.admin_url("/api/system/rate-limits"))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
+        let view = gateway.try_admin_json("/api/system/rate-limits").await?;
         view["backend"].as_str().map(str::to_string)
     };
     let wait_backend = |state: &'static str| {
@@ -438,10 +396,6 @@ async fn failing_closed_refuses_with_429_not_a_5xx_while_redis_is_away() {
         .await
         .unwrap();
     assert_eq!(response.status(), 429);
-    let body: Value = response.json().await.unwrap();
-    assert!(body["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("ARAGORA_RATE_LIMIT_FAIL_OPEN"));
+    error_naming(response, "ARAGORA_RATE_LIMIT_FAIL_OPEN").await;
     assert_eq!(upstream.served(), 0);
 }

@@ -2,7 +2,7 @@
 //! what they share (an echo replica behind a gateway, a load generator, three engines).
 
 use crate::support::echo::EchoUpstream;
-use crate::support::{eventually, sample, Engine, EngineOptions, GatewayProcess};
+use crate::support::{eventually, fetch_json, sample, Engine, EngineOptions, GatewayProcess};
 use serde_json::Value;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -21,6 +21,23 @@ async fn gateway_with_echo(env: &[(&str, String)]) -> (EchoUpstream, GatewayProc
     let gateway = GatewayProcess::start(&[upstream.addr.to_string()], env).await;
     gateway.wait_ready_count(1, PATIENCE).await;
     (upstream, gateway)
+}
+
+/// The status of GET `url` with `client`; panics when no answer came.
+async fn get_status(client: &reqwest::Client, url: &str) -> reqwest::StatusCode {
+    client.get(url).send().await.unwrap().status()
+}
+
+/// A gateway (no extra env) in front of `count` ready echo replicas, routing to all of them.
+async fn gateway_with_echoes(count: usize) -> (Vec<EchoUpstream>, GatewayProcess) {
+    let mut upstreams = Vec::new();
+    for _ in 0..count {
+        upstreams.push(EchoUpstream::start(true).await);
+    }
+    let names: Vec<String> = upstreams.iter().map(|u| u.addr.to_string()).collect();
+    let gateway = GatewayProcess::start(&names, &[]).await;
+    gateway.wait_ready_count(count, PATIENCE).await;
+    (upstreams, gateway)
 }
 
 /// Sends GETs from `workers` loops until `stop`; counts successes (a 200 with its whole body)

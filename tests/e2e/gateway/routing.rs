@@ -12,12 +12,10 @@ async fn only_ready_replicas_get_traffic_and_none_ready_answers_503_at_once() {
     gateway.wait_ready_count(1, PATIENCE).await;
     let client = gateway.client();
     for _ in 0..40 {
-        let response = client
-            .get(gateway.https_url("/api/debates"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
+        assert_eq!(
+            get_status(&client, &gateway.https_url("/api/debates")).await,
+            200
+        );
     }
     assert_eq!(ready.served(), 40);
     assert_eq!(
@@ -83,13 +81,7 @@ async fn only_ready_replicas_get_traffic_and_none_ready_answers_503_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_hanging_up_mid_request_gets_a_json_502_and_a_post_is_never_replayed() {
-    let replicas = [
-        EchoUpstream::start(true).await,
-        EchoUpstream::start(true).await,
-    ];
-    let names: Vec<String> = replicas.iter().map(|r| r.addr.to_string()).collect();
-    let gateway = GatewayProcess::start(&names, &[]).await;
-    gateway.wait_ready_count(2, PATIENCE).await;
+    let (replicas, gateway) = gateway_with_echoes(2).await;
     let client = gateway.client();
     let served = || replicas.iter().map(EchoUpstream::served).sum::<usize>();
     for (method, attempt) in [("GET", 1), ("POST", 2), ("GET", 3), ("POST", 4)] {
@@ -226,14 +218,7 @@ async fn served_by(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn debates_stick_to_one_replica_clients_to_their_pin_and_removing_a_replica_remaps_its_share()
 {
-    let upstreams = [
-        EchoUpstream::start(true).await,
-        EchoUpstream::start(true).await,
-        EchoUpstream::start(true).await,
-    ];
-    let names: Vec<String> = upstreams.iter().map(|u| u.addr.to_string()).collect();
-    let gateway = GatewayProcess::start(&names, &[]).await;
-    gateway.wait_ready_count(3, PATIENCE).await;
+    let (upstreams, gateway) = gateway_with_echoes(3).await;
     let client = gateway.client();
 
     // Every request and watcher of one debate reaches the same replica.

@@ -250,14 +250,7 @@ async fn sighup_swaps_certificate_and_upstreams_without_dropping_connections_and
     let upstream_of = |body: Value| body["upstream"].as_str().unwrap_or_default().to_string();
     // An HTTP/2 client whose one connection was set up under the old certificate.
     let established = trusting(&cert_a);
-    let body: Value = established
-        .get(&url)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body = fetch_json(established.get(&url)).await;
     assert_eq!(upstream_of(body), first.addr.to_string());
 
     std::fs::write(

@@ -13,7 +13,18 @@ pub struct Alertmanager {
 impl Alertmanager {
     /// Starts Alertmanager with `config` (not clustered, its own storage).
     pub async fn start(config: &Path) -> Self {
+        Self::start_in(tempfile::tempdir().unwrap(), config).await
+    }
+
+    /// Starts Alertmanager with the configuration `yaml`, written next to its storage.
+    pub async fn start_with_config(yaml: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("alertmanager.yml");
+        std::fs::write(&config, yaml).unwrap();
+        Self::start_in(dir, &config).await
+    }
+
+    async fn start_in(dir: tempfile::TempDir, config: &Path) -> Self {
         let args = [
             format!("--config.file={}", config.display()),
             format!("--storage.path={}", dir.path().join("data").display()),

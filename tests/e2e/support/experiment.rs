@@ -1,7 +1,7 @@
-//! `aragora chaos run` as a test runs it (its exit code, JSON report and progress lines), and
-//! `aragora chaos proxy` on free ports, for experiments that need a fault proxy in a path.
+//! `aragora chaos run` as a test runs it: its exit code, JSON report and progress lines. The
+//! fault proxy experiments put in a path is [`super::proxy::ProxyProcess`].
 
-use super::{aragora_command, eventually, free_port};
+use super::aragora_command;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -56,61 +56,4 @@ pub async fn run_text(yaml: &str) -> Run {
     let file = dir.path().join("experiment.yaml");
     std::fs::write(&file, yaml).unwrap();
     run(&file, &[]).await
-}
-
-/// `aragora chaos proxy` with one proxy, on free ports; stopped when dropped.
-pub struct FaultProxy {
-    child: std::process::Child,
-    pub api: String,
-    pub listen: u16,
-    _log: tempfile::NamedTempFile,
-}
-
-impl FaultProxy {
-    /// Proxies `127.0.0.1:<listen>` to `upstream` under `name`, and waits for its API.
-    pub async fn start(name: &str, upstream: &str) -> Self {
-        let (listen, api_port) = (free_port(), free_port());
-        let log = tempfile::NamedTempFile::new().unwrap();
-        let child = aragora_command()
-            .args(["chaos", "proxy", "--proxy"])
-            .arg(format!("{name}=127.0.0.1:{listen}={upstream}"))
-            .arg("--api")
-            .arg(format!("127.0.0.1:{api_port}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log.reopen().unwrap())
-            .spawn()
-            .unwrap();
-        let api = format!("http://127.0.0.1:{api_port}");
-        let health = format!("{api}/healthz");
-        eventually("the fault proxy's API", Duration::from_secs(30), || {
-            let health = health.clone();
-            async move { reqwest::get(&health).await.ok().map(|_| ()) }
-        })
-        .await;
-        Self {
-            child,
-            api,
-            listen,
-            _log: log,
-        }
-    }
-
-    /// The faults active on proxy `name`.
-    pub async fn faults(&self, name: &str) -> Vec<Value> {
-        let status: Value = reqwest::get(format!("{}/proxies/{name}", self.api))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        status["faults"].as_array().unwrap().clone()
-    }
-}
-
-impl Drop for FaultProxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }

@@ -19,6 +19,24 @@ pub mod transcript;
 
 pub use process::{address, Process};
 
+/// `Deref` and `DerefMut` of a process handle to the [`Process`] in its `process` field.
+macro_rules! deref_to_process {
+    ($handle:ty) => {
+        impl std::ops::Deref for $handle {
+            type Target = Process;
+            fn deref(&self) -> &Process {
+                &self.process
+            }
+        }
+
+        impl std::ops::DerefMut for $handle {
+            fn deref_mut(&mut self) -> &mut Process {
+                &mut self.process
+            }
+        }
+    };
+}
+
 use serde_json::Value;
 use std::collections::HashMap;
 use std::future::Future;
@@ -294,20 +312,16 @@ impl Engine {
     pub async fn metrics(&self) -> String {
         get_text(&self.http, &self.url("/metrics")).await
     }
-}
 
-impl std::ops::Deref for Engine {
-    type Target = Process;
-    fn deref(&self) -> &Process {
-        &self.process
+    /// The faults active in the engine (`faults` of /api/system/faults, read with `token`).
+    pub async fn active_faults(&self, token: &str) -> Value {
+        let url = self.url("/api/system/faults");
+        let listed = fetch_json(self.http.get(url).bearer_auth(token)).await;
+        listed["faults"].clone()
     }
 }
 
-impl std::ops::DerefMut for Engine {
-    fn deref_mut(&mut self) -> &mut Process {
-        &mut self.process
-    }
-}
+deref_to_process!(Engine);
 
 /// GET `url`: the status and the JSON body (`Null` when the body is not JSON). Panics only
 /// when no answer came at all.
@@ -329,6 +343,16 @@ pub async fn post_json(client: &reqwest::Client, url: &str, body: &Value) -> (u1
         .await
         .unwrap_or_else(|err| panic!("POST {url}: {err}"));
     status_and_json(response).await
+}
+
+/// Sends `request` and its JSON answer; panics when no answer came or it is not JSON.
+pub async fn fetch_json(request: reqwest::RequestBuilder) -> Value {
+    request.send().await.unwrap().json().await.unwrap()
+}
+
+/// [`fetch_json`] for polling: `None` when no answer came or it is not JSON.
+pub async fn try_fetch_json(request: reqwest::RequestBuilder) -> Option<Value> {
+    request.send().await.ok()?.json().await.ok()
 }
 
 async fn status_and_json(response: reqwest::Response) -> (u16, Value) {
@@ -522,12 +546,11 @@ impl GatewayProcess {
 
     /// Waits until the admin listener reports `ready` replicas out of the configured ones.
     pub async fn wait_ready_count(&self, ready: usize, patience: Duration) -> Value {
-        let url = self.admin_url("/api/system/upstreams");
         eventually(
             &format!("{ready} ready replica(s) at the gateway"),
             patience,
             || async {
-                let body: Value = self.admin.get(&url).send().await.ok()?.json().await.ok()?;
+                let body = self.try_admin_json("/api/system/upstreams").await?;
                 (body["ready"] == ready).then_some(body)
             },
         )
@@ -538,20 +561,29 @@ impl GatewayProcess {
     pub async fn metrics(&self) -> String {
         get_text(&self.admin, &self.admin_url("/metrics")).await
     }
-}
 
-impl std::ops::Deref for GatewayProcess {
-    type Target = Process;
-    fn deref(&self) -> &Process {
-        &self.process
+    /// GET `path` on the admin listener, as JSON; panics when no answer came or it is not JSON.
+    pub async fn admin_json(&self, path: &str) -> Value {
+        fetch_json(self.admin.get(self.admin_url(path))).await
+    }
+
+    /// POST (no body) to `path` on the admin listener; panics when no answer came.
+    pub async fn admin_post(&self, path: &str) -> reqwest::Response {
+        let url = self.admin_url(path);
+        self.admin
+            .post(&url)
+            .send()
+            .await
+            .unwrap_or_else(|err| panic!("POST {url}: {err}"))
+    }
+
+    /// [`admin_json`](Self::admin_json) for polling: `None` when no JSON answer came.
+    pub async fn try_admin_json(&self, path: &str) -> Option<Value> {
+        try_fetch_json(self.admin.get(self.admin_url(path))).await
     }
 }
 
-impl std::ops::DerefMut for GatewayProcess {
-    fn deref_mut(&mut self) -> &mut Process {
-        &mut self.process
-    }
-}
+deref_to_process!(GatewayProcess);
 
 /// `aragora up` on ports it chose, ready to serve through its gateway; derefs to its
 /// [`Process`].
@@ -652,15 +684,4 @@ impl UpProcess {
     }
 }
 
-impl std::ops::Deref for UpProcess {
-    type Target = Process;
-    fn deref(&self) -> &Process {
-        &self.process
-    }
-}
-
-impl std::ops::DerefMut for UpProcess {
-    fn deref_mut(&mut self) -> &mut Process {
-        &mut self.process
-    }
-}
+deref_to_process!(UpProcess);

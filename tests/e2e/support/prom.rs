@@ -61,6 +61,11 @@ impl PromServer {
                 "  - job_name: {job}\n    static_configs:\n      - targets: ['{target}']\n"
             ));
         }
+        Self::start_prometheus(dir, &config).await
+    }
+
+    /// Starts Prometheus with `config` as its prometheus.yml and its data, both in `dir`.
+    pub async fn start_prometheus(dir: tempfile::TempDir, config: &str) -> Self {
         std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
         let args = [
             format!(

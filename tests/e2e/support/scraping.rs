@@ -30,15 +30,7 @@ impl ScrapingPrometheus {
                 targets_dir.join(format!("{job}.json")).display()
             ));
         }
-        std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
-        let args = [
-            format!(
-                "--config.file={}",
-                dir.path().join("prometheus.yml").display()
-            ),
-            format!("--storage.tsdb.path={}", dir.path().join("data").display()),
-        ];
-        let server = PromServer::start("prometheus", "prometheus", dir, &args).await;
+        let server = PromServer::start_prometheus(dir, &config).await;
         Self {
             server,
             targets_dir,
