@@ -109,6 +109,9 @@ impl BackgroundService for HealthService {
     }
 }
 
+/// How long no request may be in flight, after the listeners closed, for the drain to be over.
+const DRAIN_QUIET: Duration = Duration::from_secs(1);
+
 /// Reports when, after pingora stopped accepting, the last in-flight request has finished.
 struct DrainWatcher {
     shared: Arc<Shared>,
@@ -125,15 +128,17 @@ impl BackgroundService for DrainWatcher {
         }
         let deadline =
             Instant::now() + Duration::from_secs(self.shared.config().drain_timeout_secs);
-        // Requests accepted just before the listeners closed may still be reading their
-        // headers: require the count to stay at zero across two looks.
-        let mut idle_looks = 0;
-        while Instant::now() < deadline && idle_looks < 2 {
-            idle_looks = if self.shared.inflight() == 0 {
-                idle_looks + 1
-            } else {
-                0
-            };
+        // A connection accepted just before the listeners closed may still be in its TLS
+        // handshake or sending its headers, and counts as in flight only once its request is
+        // read: the count must stay at zero for a quiet while, long enough for a loaded
+        // machine to get such a request that far, before the gateway calls itself drained.
+        let mut idle_since: Option<Instant> = None;
+        while Instant::now() < deadline {
+            if self.shared.inflight() > 0 {
+                idle_since = None;
+            } else if idle_since.get_or_insert_with(Instant::now).elapsed() >= DRAIN_QUIET {
+                break;
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let websockets = self.shared.websockets.count();
