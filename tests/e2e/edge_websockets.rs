@@ -306,8 +306,10 @@ async fn the_gateway_closes_its_websockets_with_1001_at_its_drain_timeout() {
     let stopping = Instant::now();
     gateway.signal(libc::SIGTERM);
     for mut socket in sockets {
+        // One deadline for the close frame: other frames (heartbeats) must not extend it.
+        let deadline = tokio::time::Instant::now() + PATIENCE;
         let code = loop {
-            match tokio::time::timeout(PATIENCE, socket.next()).await {
+            match tokio::time::timeout_at(deadline, socket.next()).await {
                 Ok(Some(Ok(Message::Close(frame)))) => break frame.map(|f| u16::from(f.code)),
                 Ok(Some(Ok(_))) => continue,
                 other => panic!("no close frame, got {other:?}"),

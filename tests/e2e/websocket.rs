@@ -20,10 +20,12 @@ pub async fn connect(url: &str) -> Socket {
     socket
 }
 
-/// The next JSON message that is not a heartbeat.
+/// The next JSON message that is not a heartbeat. The deadline is for the event, not for each
+/// message: heartbeats keep arriving on a socket whose events have stopped.
 pub async fn next_event(socket: &mut Socket) -> Value {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
-        let message = tokio::time::timeout(PATIENCE, socket.next())
+        let message = tokio::time::timeout_at(deadline, socket.next())
             .await
             .expect("an event within the deadline")
             .expect("socket open")
