@@ -102,6 +102,16 @@ pub async fn remove_restored(url: &str, artifact: &Path) -> Result<(), DrError> 
             tool: "pg_restore",
             detail: format!("cannot run it ({err}); {MISSING_TOOL}"),
         })?;
+    if !listing.status.success() {
+        return Err(DrError::Tool {
+            tool: "pg_restore",
+            detail: format!(
+                "cannot list the backup's tables to remove them ({}): {}",
+                listing.status,
+                String::from_utf8_lossy(&listing.stderr).trim()
+            ),
+        });
+    }
     let tables = restored_tables(&String::from_utf8_lossy(&listing.stdout));
     if tables.is_empty() {
         return Ok(());
