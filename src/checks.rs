@@ -421,8 +421,9 @@ fn signing_key_check(
 fn secrets_of(config: &ProcessConfig) -> Vec<String> {
     let engine = &config.engine;
     let mut secrets: Vec<String> = [
-        &engine.jwt_secret,
-        &engine.api_token,
+        &engine.auth.jwt_secret,
+        &engine.auth.jwt_secret_previous,
+        &engine.auth.api_token,
         &engine.receipt_signing_key,
         &engine.receipt_signing_key_previous,
     ]

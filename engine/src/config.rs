@@ -10,6 +10,7 @@
 use crate::agents::providers::ProviderKind;
 pub use aragora_config::process_env;
 pub use aragora_config::{ConfigProblem, Environment, LogFormat, LogLevel, Setting, Settings};
+use aragora_auth::AuthConfig;
 use aragora_config::{Env, FromEnv};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -66,9 +67,8 @@ pub struct EngineConfig {
     pub max_topic_chars: usize,
     pub ws_heartbeat_secs: u64,
     pub ws_max_message_size: usize,
-    pub jwt_secret: Option<String>,
-    pub api_token: Option<String>,
-    pub allowed_origins: Vec<String>,
+    /// Who may call the engine (`[auth]` in TOML; env in [`aragora_auth::SETTINGS`]).
+    pub auth: AuthConfig,
     pub environment: Environment,
     pub log_level: LogLevel,
     pub log_format: LogFormat,
@@ -133,9 +133,6 @@ aragora_config::settings! {
     max_topic_chars: ["ARAGORA_MAX_TOPIC_LENGTH"] "Longest debate topic accepted, in characters.";
     ws_heartbeat_secs: ["ARAGORA_WS_HEARTBEAT_INTERVAL"] "Seconds between heartbeat events on an idle WebSocket.";
     ws_max_message_size: ["ARAGORA_WS_MAX_MESSAGE_SIZE"] "Largest WebSocket message accepted from a client, in bytes.";
-    jwt_secret: ["ARAGORA_JWT_SECRET"] "Secret for signing tokens; at least 32 characters; required in production.";
-    api_token: ["ARAGORA_API_TOKEN"] "Bearer token for admin endpoints.";
-    allowed_origins: ["ARAGORA_ALLOWED_ORIGINS"] "Comma-separated CORS origins (scheme://host[:port]); a wildcard is refused.";
     environment: ["ARAGORA_ENV", "ARAGORA_ENVIRONMENT"] "development or production; production requires ARAGORA_JWT_SECRET.";
     log_level: ["ARAGORA_LOG_LEVEL"] "DEBUG, INFO, WARNING or ERROR.";
     log_format: ["ARAGORA_LOG_FORMAT"] "json (one object per line) or text.";
@@ -174,9 +171,7 @@ impl Default for EngineConfig {
             max_topic_chars: 4000,
             ws_heartbeat_secs: 15,
             ws_max_message_size: 64 * 1024,
-            jwt_secret: None,
-            api_token: None,
-            allowed_origins: vec!["http://localhost:3000".into()],
+            auth: AuthConfig::default(),
             environment: Environment::Development,
             log_level: LogLevel::Info,
             log_format: LogFormat::Json,
@@ -197,8 +192,9 @@ impl Default for EngineConfig {
 }
 
 impl Settings for EngineConfig {
-    fn finish_read(&mut self, env: &Env, _problems: &mut Vec<ConfigProblem>) {
+    fn finish_read(&mut self, env: &Env, problems: &mut Vec<ConfigProblem>) {
         self.apply_provider_env(env);
+        self.auth.overlay_env(env, problems);
     }
 
     fn validate(&self) -> Vec<ConfigProblem> {
@@ -393,37 +389,6 @@ impl EngineConfig {
             "ARAGORA_WS_MAX_MESSAGE_SIZE",
             format!("is {}; use at least 256 bytes", self.ws_max_message_size),
         );
-        if let Some(secret) = &self.jwt_secret {
-            check(
-                secret.chars().count() >= 32,
-                "ARAGORA_JWT_SECRET",
-                format!(
-                    "is {} characters long; use at least 32 (for example the output of `openssl rand -hex 32`)",
-                    secret.chars().count()
-                ),
-            );
-        }
-        check(
-            !self.is_production() || self.jwt_secret.is_some(),
-            "ARAGORA_JWT_SECRET",
-            "is required when ARAGORA_ENV=production; set a secret of at least 32 characters"
-                .into(),
-        );
-        for origin in &self.allowed_origins {
-            let well_formed = origin.split_once("://").is_some_and(|(scheme, host)| {
-                matches!(scheme, "http" | "https") && !host.is_empty() && !host.contains('/')
-            });
-            check(
-                !origin.contains('*'),
-                "ARAGORA_ALLOWED_ORIGINS",
-                format!("contains the wildcard {origin:?}; list each origin explicitly (https://app.example.com)"),
-            );
-            check(
-                origin.contains('*') || well_formed,
-                "ARAGORA_ALLOWED_ORIGINS",
-                format!("{origin:?} is not an origin; write scheme://host[:port] with no path"),
-            );
-        }
         check(
             self.agent_max_retries <= 10,
             "ARAGORA_AGENT_MAX_RETRIES",
@@ -486,6 +451,7 @@ impl EngineConfig {
                 ),
             }
         }
+        problems.extend(self.auth.problems(self.environment));
         problems
     }
 

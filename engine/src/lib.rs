@@ -10,6 +10,7 @@
 //! | [`config`] | typed settings from defaults, TOML and `ARAGORA_*`, validated all at once |
 //! | [`model`] | debate states, typed event payloads, steps, records (plain data) |
 //! | [`store`] | the storage trait and its SQLite / PostgreSQL implementation, migrations |
+//! | [`api_keys`] | the `api_keys` table behind `aragora_auth::KeyStore` (hashes only) |
 //! | [`dr_log`] | the record of backups and DR drills (written by the chaos crate, read by `/api/drills` and `/metrics`) |
 //! | [`agents`] | the agent trait, the registry, offline agents, LLM providers, circuit breakers |
 //! | [`debate`] | the state machine, resumable from the store |
@@ -26,6 +27,7 @@
 //! end-to-end tests are the root package's `tests/e2e`.
 
 pub mod agents;
+pub mod api_keys;
 pub mod config;
 pub mod debate;
 pub mod dr_log;

@@ -183,6 +183,7 @@ pub async fn serve_with(
         agents,
         faults,
         receipts,
+        auth: Arc::new(aragora_auth::Authenticator::new(config.auth.clone(), None)),
         core: OnceLock::new(),
         phase: Mutex::new(Phase::Starting(first_step.clone())),
         closing,
@@ -267,6 +268,7 @@ async fn start_core(config: &EngineConfig, state: &AppState) -> Result<(), Serve
     let store = connect_store(config, state).await?;
     state.set_phase(Phase::Starting("running database migrations".into()));
     store.migrate().await.map_err(ServeError::Migration)?;
+    state.auth.attach_keys(Arc::new(store.clone()));
     let store: Arc<dyn DebateStore> =
         Arc::new(FaultyStore::new(Arc::new(store), state.faults.clone()));
     let deps = DebateDeps {

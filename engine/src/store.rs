@@ -124,6 +124,11 @@ const DEBATE_COLUMNS: &str = "id, topic, status, rounds, agents, consensus_rule,
     final_answer, error, last_seq";
 
 impl SqlStore {
+    /// The pool, for the tables other modules own (`api_keys`).
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
     /// Opens a pool. For SQLite the file is created if missing and put in WAL mode.
     pub async fn connect(
         backend: DbBackend,

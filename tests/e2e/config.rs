@@ -139,6 +139,7 @@ fn the_readme_documents_every_setting() {
     let readme = include_str!("../../README.md");
     for setting in aragora_engine::config::SETTINGS
         .iter()
+        .chain(aragora_auth::SETTINGS)
         .chain(aragora_gateway::SETTINGS)
         .chain(aragora_chaos::SETTINGS)
         .chain(aragora_chaos::experiment::scheduled::SETTINGS)

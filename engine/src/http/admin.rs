@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 /// Admits a request carrying `Authorization: Bearer <ARAGORA_API_TOKEN>`.
 pub fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(token) = &state.config.api_token else {
+    let Some(token) = &state.config.auth.api_token else {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "admin_disabled",

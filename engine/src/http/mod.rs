@@ -51,6 +51,8 @@ pub struct Shared {
     /// Faults injected for chaos experiments; agents and the store consult them.
     pub faults: Faults,
     pub receipts: ReceiptKeys,
+    /// Verifies credentials; API keys once the database is connected.
+    pub auth: Arc<aragora_auth::Authenticator>,
     pub core: OnceLock<Core>,
     pub phase: Mutex<Phase>,
     /// Flips to true when WebSockets must close (code 1001, going away).

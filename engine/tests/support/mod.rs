@@ -232,6 +232,10 @@ impl Harness {
             agents: deps.agents.clone(),
             faults: self.faults.clone(),
             receipts: deps.receipts.clone(),
+            auth: Arc::new(aragora_auth::Authenticator::new(
+                aragora_auth::AuthConfig::default(),
+                Some(Arc::new(self.store.clone())),
+            )),
             core,
             phase: Mutex::new(phase),
             closing: self.closing.subscribe(),
