@@ -87,7 +87,8 @@ pub trait KeyStore: Send + Sync + 'static {
 /// Splits `ara_<id>_<secret>` into id and secret.
 pub fn parse_key(key: &str) -> Option<(&str, &str)> {
     let (id, secret) = key.strip_prefix(KEY_PREFIX)?.split_once('_')?;
-    let hex = |part: &str, len: usize| part.len() == len && part.bytes().all(|b| b.is_ascii_hexdigit());
+    let hex =
+        |part: &str, len: usize| part.len() == len && part.bytes().all(|b| b.is_ascii_hexdigit());
     (hex(id, ID_BYTES * 2) && hex(secret, SECRET_BYTES * 2)).then_some((id, secret))
 }
 
@@ -102,8 +103,11 @@ pub fn hash_secret(secret: &str) -> String {
 
 /// Does `secret` match the stored hash? (argon2's comparison is constant-time.)
 pub(crate) fn secret_matches(secret: &str, stored_hash: &str) -> bool {
-    PasswordHash::new(stored_hash)
-        .is_ok_and(|hash| Argon2::default().verify_password(secret.as_bytes(), &hash).is_ok())
+    PasswordHash::new(stored_hash).is_ok_and(|hash| {
+        Argon2::default()
+            .verify_password(secret.as_bytes(), &hash)
+            .is_ok()
+    })
 }
 
 /// A new key for `role`, named `name`, valid for `ttl_ms` (forever when `None`).
@@ -162,7 +166,10 @@ mod tests {
         let view = issued.stored.view(issued.stored.created_at_ms).to_string();
         assert!(!view.contains(&issued.stored.secret_hash));
         assert!(view.contains("\"state\":\"active\""));
-        let later = issued.stored.view(issued.stored.created_at_ms + 5000).to_string();
+        let later = issued
+            .stored
+            .view(issued.stored.created_at_ms + 5000)
+            .to_string();
         assert!(later.contains("\"state\":\"expired\""));
     }
 }

@@ -125,14 +125,11 @@ impl Authenticator {
 
     fn loop_token(&self, token: &str) -> Result<Principal, FailureReason> {
         let expires = token
-            .rsplitn(3, ':')
+            .rsplit(':')
             .nth(1)
             .and_then(|e| e.parse::<i64>().ok());
-        let loop_id = loop_token::verify(
-            token,
-            self.config.api_token.as_deref(),
-            crate::unix_now(),
-        )?;
+        let loop_id =
+            loop_token::verify(token, self.config.api_token.as_deref(), crate::unix_now())?;
         let (role, scope) = if loop_id == "admin" {
             (Role::Admin, Scope::All)
         } else {
@@ -177,7 +174,8 @@ impl Authenticator {
         let ttl = Duration::from_secs(self.config.api_key_cache_secs);
         let cache_key = digest(key);
         if let Some((at, answer)) = self.cached(&cache_key) {
-            let expired = matches!(&answer, Ok(p) if p.expires_at.is_some_and(|e| e <= crate::unix_now()));
+            let expired =
+                matches!(&answer, Ok(p) if p.expires_at.is_some_and(|e| e <= crate::unix_now()));
             if at.elapsed() < ttl && !expired {
                 return answer.map_err(AuthError::unauthenticated);
             }
@@ -236,7 +234,11 @@ impl Authenticator {
         role: Role,
         ttl_secs: Option<u64>,
     ) -> Result<String, JwtError> {
-        let secret = self.config.jwt_secret.as_deref().ok_or(JwtError::NoSecret)?;
+        let secret = self
+            .config
+            .jwt_secret
+            .as_deref()
+            .ok_or(JwtError::NoSecret)?;
         jwt::mint(
             secret,
             subject,
@@ -273,7 +275,9 @@ mod tests {
         }
         async fn revoke_key(&self, id: &str, at_ms: i64) -> Result<bool, KeyStoreError> {
             let mut keys = self.0.lock().unwrap();
-            let key = keys.iter_mut().find(|k| k.id == id && k.revoked_at_ms.is_none());
+            let key = keys
+                .iter_mut()
+                .find(|k| k.id == id && k.revoked_at_ms.is_none());
             Ok(key.map(|k| k.revoked_at_ms = Some(at_ms)).is_some())
         }
     }
@@ -303,7 +307,10 @@ mod tests {
 
         let jwt = auth.mint_jwt("alice", Role::Operator, None).unwrap();
         let alice = auth.authenticate(Some(&jwt)).await.unwrap();
-        assert_eq!((alice.subject.as_str(), alice.role), ("alice", Role::Operator));
+        assert_eq!(
+            (alice.subject.as_str(), alice.role),
+            ("alice", Role::Operator)
+        );
 
         let old = jwt::mint(PREVIOUS, "bob", Role::Reader, 60).unwrap();
         assert_eq!(auth.authenticate(Some(&old)).await.unwrap().subject, "bob");
@@ -334,7 +341,10 @@ mod tests {
     #[tokio::test]
     async fn missing_and_wrong_credentials_are_refused_unless_anonymous_is_on() {
         let auth = Authenticator::new(config(), None);
-        assert_eq!(reason(auth.authenticate(None).await), FailureReason::Missing);
+        assert_eq!(
+            reason(auth.authenticate(None).await),
+            FailureReason::Missing
+        );
         assert_eq!(
             reason(auth.authenticate(Some("wrong-token")).await),
             FailureReason::BadSignature

@@ -214,7 +214,10 @@ mod tests {
     fn short_secrets_wildcards_and_admin_anonymous_are_refused_without_echoing_secrets() {
         let (config, read_problems) = read(&[
             ("ARAGORA_JWT_SECRET", "short-secret-value"),
-            ("ARAGORA_ALLOWED_ORIGINS", "https://ok.example.com,*,not an origin"),
+            (
+                "ARAGORA_ALLOWED_ORIGINS",
+                "https://ok.example.com,*,not an origin",
+            ),
             ("ARAGORA_AUTH_ANONYMOUS", "admin"),
         ]);
         assert_eq!(read_problems.len(), 1, "{read_problems:?}");

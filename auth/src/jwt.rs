@@ -85,7 +85,10 @@ mod tests {
     fn a_minted_token_verifies_with_its_secret_only() {
         let token = mint(SECRET, "alice", Role::Operator, 60).unwrap();
         let claims = verify(&token, &[SECRET]).unwrap();
-        assert_eq!((claims.sub.as_str(), claims.role), ("alice", Role::Operator));
+        assert_eq!(
+            (claims.sub.as_str(), claims.role),
+            ("alice", Role::Operator)
+        );
         assert_eq!(claims.exp - claims.iat, 60);
         assert_eq!(verify(&token, &[OTHER]), Err(FailureReason::BadSignature));
         assert_eq!(verify(&token, &[OTHER, SECRET]).unwrap(), claims);

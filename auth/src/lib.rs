@@ -36,8 +36,7 @@ mod origin;
 mod role;
 
 pub use api_key::{
-    generate_key, hash_secret, parse_key, IssuedKey, KeyStore, KeyStoreError, StoredKey,
-    KEY_PREFIX,
+    generate_key, hash_secret, parse_key, IssuedKey, KeyStore, KeyStoreError, StoredKey, KEY_PREFIX,
 };
 pub use authenticator::{bearer_token, Authenticator};
 pub use config::{AnonymousAccess, AuthConfig, SETTINGS};

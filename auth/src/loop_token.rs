@@ -10,7 +10,8 @@ use sha2::Sha256;
 type HmacSha256 = Hmac<Sha256>;
 
 fn mac(key: &str, signed: &str) -> HmacSha256 {
-    let mut mac = HmacSha256::new_from_slice(key.as_bytes()).expect("HMAC takes keys of any length");
+    let mut mac =
+        HmacSha256::new_from_slice(key.as_bytes()).expect("HMAC takes keys of any length");
     mac.update(signed.as_bytes());
     mac
 }
@@ -25,7 +26,8 @@ pub fn mint(key: &str, loop_id: &str, expires: i64) -> String {
 /// Does `token` look like a loop token (so no other kind should be tried)?
 pub(crate) fn looks_like(token: &str) -> bool {
     let mut parts = token.rsplitn(3, ':');
-    let (Some(signature), Some(expires), Some(loop_id)) = (parts.next(), parts.next(), parts.next())
+    let (Some(signature), Some(expires), Some(loop_id)) =
+        (parts.next(), parts.next(), parts.next())
     else {
         return false;
     };
@@ -39,7 +41,8 @@ pub(crate) fn looks_like(token: &str) -> bool {
 /// The loop id of a valid, unexpired token.
 pub(crate) fn verify(token: &str, key: Option<&str>, now: i64) -> Result<String, FailureReason> {
     let mut parts = token.rsplitn(3, ':');
-    let (Some(signature), Some(expires), Some(loop_id)) = (parts.next(), parts.next(), parts.next())
+    let (Some(signature), Some(expires), Some(loop_id)) =
+        (parts.next(), parts.next(), parts.next())
     else {
         return Err(FailureReason::Malformed);
     };
@@ -80,12 +83,24 @@ mod tests {
     #[test]
     fn expired_tampered_and_unsigned_tokens_are_refused() {
         let token = mint(KEY, "admin", 1_000);
-        assert_eq!(verify(&token, Some(KEY), 1_000), Err(FailureReason::Expired));
+        assert_eq!(
+            verify(&token, Some(KEY), 1_000),
+            Err(FailureReason::Expired)
+        );
         let tampered = token.replacen("admin:1000", "admin:9999", 1);
-        assert_eq!(verify(&tampered, Some(KEY), 0), Err(FailureReason::BadSignature));
-        assert_eq!(verify(&token, Some("other"), 0), Err(FailureReason::BadSignature));
+        assert_eq!(
+            verify(&tampered, Some(KEY), 0),
+            Err(FailureReason::BadSignature)
+        );
+        assert_eq!(
+            verify(&token, Some("other"), 0),
+            Err(FailureReason::BadSignature)
+        );
         assert_eq!(verify(&token, None, 0), Err(FailureReason::BadSignature));
-        assert_eq!(verify("admin:soon:zz", Some(KEY), 0), Err(FailureReason::Malformed));
+        assert_eq!(
+            verify("admin:soon:zz", Some(KEY), 0),
+            Err(FailureReason::Malformed)
+        );
         assert!(looks_like(&token));
         assert!(!looks_like("admin:1000"));
     }

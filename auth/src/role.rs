@@ -41,7 +41,12 @@ impl Role {
     /// What this role may do, for `GET /api/auth/me`.
     pub fn permissions(self) -> &'static [&'static str] {
         match self {
-            Role::Reader => &["debates:read", "debates:watch", "receipts:read", "agents:read"],
+            Role::Reader => &[
+                "debates:read",
+                "debates:watch",
+                "receipts:read",
+                "agents:read",
+            ],
             Role::Operator => &[
                 "debates:read",
                 "debates:watch",
@@ -72,7 +77,8 @@ impl fmt::Display for Role {
 
 impl FromEnv for Role {
     fn from_env(raw: &str) -> Result<Self, String> {
-        Role::parse(raw).ok_or_else(|| format!("{raw:?} is not a role; use reader, operator or admin"))
+        Role::parse(raw)
+            .ok_or_else(|| format!("{raw:?} is not a role; use reader, operator or admin"))
     }
 }
 

@@ -8,9 +8,9 @@
 //! fix it, so `aragora validate-env` and `aragora serve` refuse bad config with the same list.
 
 use crate::agents::providers::ProviderKind;
+use aragora_auth::AuthConfig;
 pub use aragora_config::process_env;
 pub use aragora_config::{ConfigProblem, Environment, LogFormat, LogLevel, Setting, Settings};
-use aragora_auth::AuthConfig;
 use aragora_config::{Env, FromEnv};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -604,8 +604,6 @@ mod tests {
     #[test]
     fn every_field_is_a_documented_setting() {
         let value = toml::Value::try_from(EngineConfig {
-            jwt_secret: Some("x".into()),
-            api_token: Some("x".into()),
             database_url: Some("x".into()),
             receipt_signing_key: Some("x".into()),
             receipt_signing_key_previous: Some("x".into()),
@@ -613,12 +611,12 @@ mod tests {
             ..EngineConfig::default()
         })
         .unwrap();
-        // `providers` and `agents` are tables, documented in their own README section.
+        // `providers`, `agents` and `auth` are tables, documented in their own README sections.
         let keys: Vec<&String> = value
             .as_table()
             .unwrap()
             .keys()
-            .filter(|k| !["providers", "agents"].contains(&k.as_str()))
+            .filter(|k| !["providers", "agents", "auth"].contains(&k.as_str()))
             .collect();
         for key in &keys {
             assert!(
