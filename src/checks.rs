@@ -393,19 +393,25 @@ fn signing_key_check(
     has_problem: &dyn Fn(&str) -> bool,
 ) -> Check {
     let name = "Receipt signing key";
-    if has_problem("ARAGORA_RECEIPT_SIGNING_KEY") {
+    if has_problem("ARAGORA_RECEIPT_SIGNING_KEY")
+        || has_problem("ARAGORA_RECEIPT_SIGNING_KEY_PREVIOUS")
+    {
         return Check::new(name, false, "see the problems below");
     }
+    let previous = match engine.receipt_signing_key_previous.len() {
+        0 => String::new(),
+        n => format!("; {n} earlier key(s) still verify"),
+    };
     match &engine.receipt_signing_key {
         Some(key) => Check::new(
             name,
             true,
-            format!("configured ({} characters)", key.chars().count()),
+            format!("configured ({} characters){previous}", key.chars().count()),
         ),
         None => {
             let file = engine.data_dir.join(aragora_engine::receipts::KEY_FILE);
             let detail = if file.exists() {
-                format!("generated earlier, kept in {}", file.display())
+                format!("generated earlier, kept in {}{previous}", file.display())
             } else {
                 format!(
                     "not set; generated into {} at the first start (one node only)",
@@ -425,11 +431,11 @@ fn secrets_of(config: &ProcessConfig) -> Vec<String> {
         &engine.auth.jwt_secret_previous,
         &engine.auth.api_token,
         &engine.receipt_signing_key,
-        &engine.receipt_signing_key_previous,
     ]
     .into_iter()
     .flatten()
     .cloned()
+    .chain(engine.receipt_signing_key_previous.iter().cloned())
     .chain(engine.providers.values().filter_map(|p| p.api_key.clone()))
     .chain(
         [
@@ -496,28 +502,38 @@ pub fn verify_receipt(
             return ExitCode::FAILURE;
         }
     };
-    let keys = match ReceiptKeys::resolve(
+    // A check changes nothing: without a configured key it reads a generated one, never makes one.
+    let keys = match ReceiptKeys::existing(
         config.receipt_signing_key.as_deref(),
-        config.receipt_signing_key_previous.as_deref(),
+        &config.receipt_signing_key_previous,
         &config.data_dir,
     ) {
-        Ok(keys) => keys,
+        Ok(Some(keys)) => keys,
+        Ok(None) => {
+            eprintln!(
+                "aragora: no receipt signing key to verify with: set ARAGORA_RECEIPT_SIGNING_KEY (and ARAGORA_RECEIPT_SIGNING_KEY_PREVIOUS), or point --data-dir at the data directory holding {}",
+                aragora_engine::receipts::KEY_FILE
+            );
+            return ExitCode::FAILURE;
+        }
         Err(err) => {
             eprintln!("aragora: {err}");
             return ExitCode::FAILURE;
         }
     };
     match keys.verify_json(&text) {
-        Ok((receipt, signed_with)) => {
+        Ok((receipt, verified)) => {
             println!(
-                "valid: receipt of debate {} ({:?}), signed with the {} key {}",
+                "valid: receipt of debate {} ({:?}), signed with the {} key {} ({})",
                 receipt.debate_id,
                 receipt.outcome,
-                match signed_with {
-                    aragora_engine::receipts::SignedWith::Current => "current",
-                    aragora_engine::receipts::SignedWith::Previous => "previous",
+                if verified.is_current() {
+                    "current"
+                } else {
+                    "previous"
                 },
-                receipt.key_id
+                verified.key_id,
+                verified.source
             );
             ExitCode::SUCCESS
         }

@@ -116,8 +116,9 @@ struct SloSpecArg {
 
 #[derive(Subcommand)]
 enum ReceiptCommand {
-    /// Verify a receipt file offline against ARAGORA_RECEIPT_SIGNING_KEY (and _PREVIOUS), or the
-    /// key generated in the data directory. Exits 0 when valid, 1 when not.
+    /// Verify a receipt file offline against the key ring: ARAGORA_RECEIPT_SIGNING_KEY, every key
+    /// of ARAGORA_RECEIPT_SIGNING_KEY_PREVIOUS and the key generated in the data directory (never
+    /// generating one). Says which key signed it. Exits 0 when valid, 1 when not.
     Verify {
         /// The receipt, as saved from GET /api/debates/{id}/receipt.
         file: PathBuf,

@@ -314,17 +314,13 @@ async fn exercise(
 }
 
 /// Which keys verify the primary's receipts, without generating one (a drill changes nothing).
-fn receipt_keys(engine: &EngineConfig) -> Result<Option<ReceiptKeys>, DrError> {
-    let previous = engine.receipt_signing_key_previous.as_deref();
-    if let Some(key) = engine.receipt_signing_key.as_deref() {
-        return Ok(Some(ReceiptKeys::new(key, previous)));
-    }
-    let file = engine.data_dir.join(KEY_FILE);
-    if !file.exists() {
-        return Ok(None);
-    }
-    let key = std::fs::read_to_string(&file).map_err(DrError::io(&file))?;
-    Ok(Some(ReceiptKeys::new(key.trim(), previous)))
+fn receipt_keys(engine: &EngineConfig) -> Result<Option<ReceiptKeys>, DrillError> {
+    ReceiptKeys::existing(
+        engine.receipt_signing_key.as_deref(),
+        &engine.receipt_signing_key_previous,
+        &engine.data_dir,
+    )
+    .map_err(|err| DrillError::Failed(err.to_string()))
 }
 
 async fn verify_receipts(engine: &EngineConfig, url: &str) -> Result<i64, DrillError> {
@@ -389,9 +385,10 @@ fn drill_engine_config(engine: &EngineConfig, scratch: &Scratch) -> Result<Engin
     if let Target::Postgres(url) = &scratch.target {
         config.database_url = Some(url.clone());
     }
-    // The restored engine signs with the primary's key, so its receipts verify alike.
+    // The restored engine has the primary's key ring (a generated key is part of it even when
+    // a key is configured), so receipts verify alike.
     let key_file = engine.data_dir.join(KEY_FILE);
-    if config.receipt_signing_key.is_none() && key_file.exists() {
+    if key_file.exists() {
         let copy = config.data_dir.join(KEY_FILE);
         std::fs::copy(&key_file, &copy).map_err(DrError::io(&copy))?;
     }

@@ -80,7 +80,10 @@ pub struct EngineConfig {
     pub circuit_breaker_cooldown_secs: u64,
     pub openrouter_fallback_model: String,
     pub receipt_signing_key: Option<String>,
-    pub receipt_signing_key_previous: Option<String>,
+    /// Every earlier signing key, newest first (`ARAGORA_RECEIPT_SIGNING_KEY_PREVIOUS`,
+    /// comma-separated; a TOML string of the same form or an array).
+    #[serde(deserialize_with = "comma_list")]
+    pub receipt_signing_key_previous: Vec<String>,
     pub redis_url: Option<String>,
     /// Per-provider key, base URL and model (`[providers.anthropic]` in TOML; env below).
     pub providers: BTreeMap<String, ProviderSettings>,
@@ -144,7 +147,7 @@ aragora_config::settings! {
     circuit_breaker_cooldown_secs: ["ARAGORA_CIRCUIT_BREAKER_COOLDOWN"] "Seconds an open breaker waits before a half-open trial call.";
     openrouter_fallback_model: ["ARAGORA_OPENROUTER_FALLBACK_MODEL"] "OpenRouter model that answers when an agent's provider fails (needs OPENROUTER_API_KEY).";
     receipt_signing_key: ["ARAGORA_RECEIPT_SIGNING_KEY"] "HMAC-SHA256 key for debate receipts (32+ characters); generated into the data directory when unset outside production.";
-    receipt_signing_key_previous: ["ARAGORA_RECEIPT_SIGNING_KEY_PREVIOUS"] "The key before a rotation; receipts signed with it still verify.";
+    receipt_signing_key_previous: ["ARAGORA_RECEIPT_SIGNING_KEY_PREVIOUS"] "Every earlier receipt key, comma-separated (keys contain no commas; one key is a list of one); receipts signed with any of them still verify.";
     redis_url: ["ARAGORA_REDIS_URL", "REDIS_URL"] "Redis through which replicas share debate events, so a watcher on any replica sees every debate; unset, one replica.";
 }
 
@@ -183,7 +186,7 @@ impl Default for EngineConfig {
             circuit_breaker_cooldown_secs: 60,
             openrouter_fallback_model: "openai/gpt-4o-mini".into(),
             receipt_signing_key: None,
-            receipt_signing_key_previous: None,
+            receipt_signing_key_previous: Vec::new(),
             redis_url: None,
             providers: BTreeMap::new(),
             agents: Vec::new(),
@@ -304,6 +307,33 @@ impl EngineConfig {
         }
     }
 
+    /// Each earlier receipt key: long enough, and not the current key (a rotation that forgot
+    /// to change it). Named by position, never by value.
+    fn validate_previous_receipt_keys(&self, check: &mut impl FnMut(bool, &str, String)) {
+        const SETTING: &str = "ARAGORA_RECEIPT_SIGNING_KEY_PREVIOUS";
+        let count = self.receipt_signing_key_previous.len();
+        for (index, key) in self.receipt_signing_key_previous.iter().enumerate() {
+            let which = if count == 1 {
+                "the key".to_string()
+            } else {
+                format!("key {} of {count}", index + 1)
+            };
+            check(
+                key.chars().count() >= 32,
+                SETTING,
+                format!(
+                    "{which} is {} characters long; every earlier key is at least 32 (list them separated by commas, nothing else)",
+                    key.chars().count()
+                ),
+            );
+            check(
+                self.receipt_signing_key.as_deref() != Some(key.as_str()),
+                SETTING,
+                format!("{which} is the same as ARAGORA_RECEIPT_SIGNING_KEY; list only the keys used before it"),
+            );
+        }
+    }
+
     /// Checks every value; empty when the config is usable.
     fn problems(&self) -> Vec<ConfigProblem> {
         let mut problems = Vec::new();
@@ -409,21 +439,17 @@ impl EngineConfig {
             "ARAGORA_CIRCUIT_BREAKER_THRESHOLD",
             "is 0; use at least 1 failure".into(),
         );
-        for (setting, key) in [
-            ("ARAGORA_RECEIPT_SIGNING_KEY", &self.receipt_signing_key),
-            (
-                "ARAGORA_RECEIPT_SIGNING_KEY_PREVIOUS",
-                &self.receipt_signing_key_previous,
-            ),
-        ] {
-            if let Some(key) = key {
-                check(
-                    key.chars().count() >= 32,
-                    setting,
-                    format!("is {} characters long; use at least 32 (for example `openssl rand -hex 32`)", key.chars().count()),
-                );
-            }
+        if let Some(key) = &self.receipt_signing_key {
+            check(
+                key.chars().count() >= 32,
+                "ARAGORA_RECEIPT_SIGNING_KEY",
+                format!(
+                    "is {} characters long; use at least 32 (for example `openssl rand -hex 32`)",
+                    key.chars().count()
+                ),
+            );
         }
+        self.validate_previous_receipt_keys(&mut check);
         check(
             !self.is_production() || self.receipt_signing_key.is_some(),
             "ARAGORA_RECEIPT_SIGNING_KEY",
@@ -482,6 +508,28 @@ pub fn provider_env_prefix(kind: ProviderKind) -> String {
 
 fn provider_names() -> String {
     ProviderKind::ALL.map(|k| k.as_str()).join(", ")
+}
+
+/// A list setting written in TOML as one comma-separated string (the environment's form) or
+/// as an array; read the same way either way (items trimmed, empty ones dropped).
+fn comma_list<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Written {
+        One(String),
+        Many(Vec<String>),
+    }
+    let items = match Written::deserialize(deserializer)? {
+        Written::One(text) => vec![text],
+        Written::Many(items) => items,
+    };
+    Ok(items
+        .iter()
+        .flat_map(|item| item.split(','))
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(str::to_string)
+        .collect())
 }
 
 #[cfg(test)]
@@ -606,7 +654,7 @@ mod tests {
         let value = toml::Value::try_from(EngineConfig {
             database_url: Some("x".into()),
             receipt_signing_key: Some("x".into()),
-            receipt_signing_key_previous: Some("x".into()),
+            receipt_signing_key_previous: vec!["x".into()],
             redis_url: Some("x".into()),
             ..EngineConfig::default()
         })
@@ -675,5 +723,90 @@ mod tests {
             settings.contains(&"ARAGORA_OPENAI_BASE_URL"),
             "{problems:?}"
         );
+    }
+
+    #[test]
+    fn earlier_receipt_keys_are_a_comma_separated_list_checked_key_by_key() {
+        const A: &str = "receipt-key-a-receipt-key-a-receipt-key-a";
+        const B: &str = "receipt-key-b-receipt-key-b-receipt-key-b";
+        const C: &str = "receipt-key-c-receipt-key-c-receipt-key-c";
+        let config = EngineConfig::load(
+            None,
+            &env(&[
+                ("ARAGORA_RECEIPT_SIGNING_KEY", C),
+                (
+                    "ARAGORA_RECEIPT_SIGNING_KEY_PREVIOUS",
+                    &format!("{B}, {A},"),
+                ),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.receipt_signing_key_previous, [B, A]);
+        let one = EngineConfig::load(
+            None,
+            &env(&[
+                ("ARAGORA_RECEIPT_SIGNING_KEY", C),
+                ("ARAGORA_RECEIPT_SIGNING_KEY_PREVIOUS", A),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(one.receipt_signing_key_previous, [A], "one key stays valid");
+
+        let problems = EngineConfig::load(
+            None,
+            &env(&[
+                ("ARAGORA_RECEIPT_SIGNING_KEY", C),
+                (
+                    "ARAGORA_RECEIPT_SIGNING_KEY_PREVIOUS",
+                    &format!("{B},short-key,{C}"),
+                ),
+            ]),
+        )
+        .unwrap_err();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems
+            .iter()
+            .all(|p| p.setting == "ARAGORA_RECEIPT_SIGNING_KEY_PREVIOUS"));
+        assert!(
+            problems[0]
+                .message
+                .contains("key 2 of 3 is 9 characters long"),
+            "{problems:?}"
+        );
+        assert!(
+            problems[1]
+                .message
+                .contains("key 3 of 3 is the same as ARAGORA_RECEIPT_SIGNING_KEY"),
+            "{problems:?}"
+        );
+        for problem in &problems {
+            for key in [B, C, "short-key"] {
+                assert!(!problem.message.contains(key), "{problem}");
+            }
+        }
+    }
+
+    #[test]
+    fn earlier_receipt_keys_in_toml_are_a_string_or_an_array() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = [
+            "receipt-key-b-receipt-key-b-receipt-key-b",
+            "receipt-key-a-receipt-key-a-receipt-key-a",
+        ];
+        for written in [
+            format!(
+                "receipt_signing_key_previous = \"{},{}\"\n",
+                keys[0], keys[1]
+            ),
+            format!(
+                "receipt_signing_key_previous = [\"{}\", \"{}\"]\n",
+                keys[0], keys[1]
+            ),
+        ] {
+            let file = dir.path().join("engine.toml");
+            std::fs::write(&file, &written).unwrap();
+            let config = EngineConfig::load(Some(&file), &HashMap::new()).unwrap();
+            assert_eq!(config.receipt_signing_key_previous, keys, "{written}");
+        }
     }
 }

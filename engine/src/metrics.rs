@@ -20,6 +20,8 @@ pub struct EngineMetrics {
     pub tokens_used: IntCounterVec,
     pub agent_fallbacks: IntCounterVec,
     pub receipts_issued: IntCounter,
+    /// Refused credentials by reason; count through [`EngineMetrics::auth_failure`].
+    pub auth_failures: IntCounterVec,
     pub websocket_connections: IntGauge,
     pub ready: IntGauge,
     pub database_up: IntGauge,
@@ -86,6 +88,7 @@ impl EngineMetrics {
             tokens_used: cat::TOKENS_USED_TOTAL.counter(&registry),
             agent_fallbacks: cat::AGENT_FALLBACKS_TOTAL.counter(&registry),
             receipts_issued: cat::RECEIPTS_ISSUED_TOTAL.counter_single(&registry),
+            auth_failures: auth_failures(&registry),
             websocket_connections: cat::WEBSOCKET_CONNECTIONS.gauge(&registry),
             ready: cat::READY.gauge(&registry),
             database_up: cat::DATABASE_UP.gauge(&registry),
@@ -100,6 +103,29 @@ impl EngineMetrics {
     pub fn render(&self) -> String {
         aragora_telemetry::render(&self.registry)
     }
+
+    /// Counts one refused request under `reason`, one of
+    /// [`AUTH_FAILURE_REASONS`](cat::AUTH_FAILURE_REASONS) (the label stays bounded; which
+    /// check failed in detail goes to the log, not here).
+    pub fn auth_failure(&self, reason: &str) {
+        debug_assert!(
+            cat::AUTH_FAILURE_REASONS.contains(&reason),
+            "{reason:?} is not an auth failure reason of the catalogue"
+        );
+        self.auth_failures.with_label_values(&[reason]).inc();
+    }
+}
+
+/// The auth failure counter with every reason's series at 0 from the start: the family is
+/// exported before the first failure, and `rate()` sees the first failures of a burst (a
+/// series born at 1 has no earlier sample to rise from).
+fn auth_failures(registry: &Registry) -> IntCounterVec {
+    let counter = cat::AUTH_FAILURES_TOTAL.counter(registry);
+    for reason in cat::AUTH_FAILURE_REASONS {
+        // Creating the child is what makes its series exist, at 0.
+        let _ = counter.with_label_values(&[reason]);
+    }
+    counter
 }
 
 /// Resident memory of this process, from `/proc/self/status` (Linux, the deploy target);
@@ -124,6 +150,40 @@ impl Default for EngineMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn auth_failures_are_exported_by_reason_from_the_start() {
+        let metrics = EngineMetrics::new();
+        let text = metrics.render();
+        assert!(
+            text.contains("# TYPE aragora_auth_failures_total counter"),
+            "{text}"
+        );
+        for reason in cat::AUTH_FAILURE_REASONS {
+            assert!(
+                text.contains(&format!(
+                    "aragora_auth_failures_total{{reason=\"{reason}\"}} 0"
+                )),
+                "{reason}: {text}"
+            );
+        }
+        metrics.auth_failure("expired");
+        metrics.auth_failure("expired");
+        metrics.auth_failure("forbidden");
+        let text = metrics.render();
+        assert!(
+            text.contains("aragora_auth_failures_total{reason=\"expired\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("aragora_auth_failures_total{reason=\"forbidden\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("aragora_auth_failures_total{reason=\"missing\"} 0"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn resident_memory_is_read_from_proc() {

@@ -4,14 +4,22 @@
 //! participants, rounds, outcome and timestamps, and is signed with HMAC-SHA256 under
 //! `ARAGORA_RECEIPT_SIGNING_KEY`. The signed bytes are the receipt's canonical JSON (fields in
 //! declaration order) with `signature` empty, so a receipt saved to a file and reformatted still
-//! verifies, while any changed value or added field does not. Verification accepts the current
-//! key and, during a rotation, `ARAGORA_RECEIPT_SIGNING_KEY_PREVIOUS`; nothing else.
+//! verifies, while any changed value or added field does not.
+//!
+//! Keys form a ring: the current key signs; it, every key of
+//! `ARAGORA_RECEIPT_SIGNING_KEY_PREVIOUS` (comma-separated, all earlier keys: the runbook keeps
+//! them indefinitely) and a generated key found in the data directory verify. Each receipt
+//! names its key by `key_id` (signed with it), so verification looks the key up instead of
+//! trying each: the cost stays one HMAC however many rotations the ring holds, and a receipt
+//! whose key is not in the ring is refused as such. Nothing else verifies.
 
 use crate::model::{format_ms, now_ms, ConsensusRule, DebateRecord, Outcome};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -57,7 +65,7 @@ pub struct Receipt {
     pub signature: String,
 }
 
-/// Which key a valid receipt was signed with.
+/// Whether a valid receipt was signed with the current key or an earlier one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SignedWith {
@@ -65,11 +73,48 @@ pub enum SignedWith {
     Previous,
 }
 
+/// Where a key of the ring comes from; what answers and logs name instead of its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeySource {
+    /// `ARAGORA_RECEIPT_SIGNING_KEY`.
+    Configured,
+    /// The key generated into the data directory (`receipt-signing.key`).
+    Generated,
+    /// The `n`th key (from 1) of `ARAGORA_RECEIPT_SIGNING_KEY_PREVIOUS`.
+    Previous(usize),
+}
+
+impl std::fmt::Display for KeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Configured => f.write_str("ARAGORA_RECEIPT_SIGNING_KEY"),
+            Self::Generated => write!(f, "the generated key file {KEY_FILE}"),
+            Self::Previous(n) => write!(f, "ARAGORA_RECEIPT_SIGNING_KEY_PREVIOUS key {n}"),
+        }
+    }
+}
+
+/// Which key of the ring verified a receipt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub key_id: String,
+    pub signed_with: SignedWith,
+    pub source: KeySource,
+}
+
+impl Verified {
+    pub fn is_current(&self) -> bool {
+        self.signed_with == SignedWith::Current
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum VerifyError {
     #[error("not a receipt: {0}")]
     Malformed(String),
-    #[error("the signature does not match: the receipt was changed, or signed with a key that is neither ARAGORA_RECEIPT_SIGNING_KEY nor ARAGORA_RECEIPT_SIGNING_KEY_PREVIOUS")]
+    #[error("signed with key {key_id}, which is not in the key ring: neither ARAGORA_RECEIPT_SIGNING_KEY nor any key of ARAGORA_RECEIPT_SIGNING_KEY_PREVIOUS (nor a generated key); add the key it was signed with to ARAGORA_RECEIPT_SIGNING_KEY_PREVIOUS")]
+    UnknownKey { key_id: String },
+    #[error("the signature does not match: the receipt was changed after it was signed")]
     BadSignature,
 }
 
@@ -80,13 +125,31 @@ pub enum KeyError {
         path: String,
         source: std::io::Error,
     },
+    #[error("cannot read the generated receipt signing key {path} (kept so receipts it signed still verify): {source}; make it readable, or move it away if no receipt was signed with it")]
+    Unreadable {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
-/// The signing key and, during a rotation, the one before it.
+/// One key of the ring.
+struct RingKey {
+    bytes: Vec<u8>,
+    source: KeySource,
+}
+
+/// The keys by key id: the one that signs, and every earlier one that still verifies.
+struct Ring {
+    current_id: String,
+    keys: HashMap<String, RingKey>,
+}
+
+/// The receipt key ring: the current key signs; it and every earlier key verify, each
+/// receipt by the key its `key_id` names (one lookup, however many rotations the ring holds).
+/// Cheap to clone (shared).
 #[derive(Clone)]
 pub struct ReceiptKeys {
-    current: Vec<u8>,
-    previous: Option<Vec<u8>>,
+    ring: Arc<Ring>,
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {
@@ -98,24 +161,54 @@ fn key_id(key: &[u8]) -> String {
 }
 
 impl ReceiptKeys {
-    pub fn new(current: &str, previous: Option<&str>) -> Self {
+    /// The ring of `current` (from `ARAGORA_RECEIPT_SIGNING_KEY`) and `previous` (the keys of
+    /// `ARAGORA_RECEIPT_SIGNING_KEY_PREVIOUS`, in order).
+    pub fn new(current: &str, previous: &[String]) -> Self {
+        Self::ring(current, KeySource::Configured, previous, None)
+    }
+
+    /// `current` signs; `previous`, then `extra` (a generated key no longer current), verify.
+    /// A key listed twice keeps its first place.
+    fn ring(
+        current: &str,
+        source: KeySource,
+        previous: &[String],
+        extra: Option<(&str, KeySource)>,
+    ) -> Self {
+        let current_id = key_id(current.as_bytes());
+        let mut keys = HashMap::new();
+        let all = std::iter::once((current, source))
+            .chain(
+                previous
+                    .iter()
+                    .enumerate()
+                    .map(|(index, key)| (key.as_str(), KeySource::Previous(index + 1))),
+            )
+            .chain(extra);
+        for (key, source) in all {
+            keys.entry(key_id(key.as_bytes())).or_insert(RingKey {
+                bytes: key.as_bytes().to_vec(),
+                source,
+            });
+        }
         Self {
-            current: current.as_bytes().to_vec(),
-            previous: previous.map(|k| k.as_bytes().to_vec()),
+            ring: Arc::new(Ring { current_id, keys }),
         }
     }
 
     /// The configured key, or one generated once and kept in `data_dir/receipt-signing.key`
-    /// (mode 0600) so receipts keep verifying across restarts of a single node.
+    /// (mode 0600) so receipts keep verifying across restarts of a single node. A generated
+    /// key found there while a key is configured stays in the ring: setting
+    /// `ARAGORA_RECEIPT_SIGNING_KEY` later must not orphan the receipts it signed.
     pub fn resolve(
         configured: Option<&str>,
-        previous: Option<&str>,
+        previous: &[String],
         data_dir: &Path,
     ) -> Result<Self, KeyError> {
-        if let Some(key) = configured {
-            return Ok(Self::new(key, previous));
-        }
         let path = data_dir.join(KEY_FILE);
+        if let Some(key) = configured {
+            return Self::configured(key, previous, &path);
+        }
         let file_error = |source| KeyError::File {
             path: path.display().to_string(),
             source,
@@ -131,11 +224,45 @@ impl ReceiptKeys {
             }
             Err(err) => return Err(file_error(err)),
         };
-        Ok(Self::new(&key, previous))
+        Ok(Self::ring(&key, KeySource::Generated, previous, None))
     }
 
+    /// The ring as [`resolve`](Self::resolve) builds it, but never generating a key (for
+    /// drills and checks, which change nothing): `None` when no key is configured and none was
+    /// generated.
+    pub fn existing(
+        configured: Option<&str>,
+        previous: &[String],
+        data_dir: &Path,
+    ) -> Result<Option<Self>, KeyError> {
+        let path = data_dir.join(KEY_FILE);
+        if let Some(key) = configured {
+            return Self::configured(key, previous, &path).map(Some);
+        }
+        match read_generated(&path)? {
+            Some(key) => Ok(Some(Self::ring(&key, KeySource::Generated, previous, None))),
+            None => Ok(None),
+        }
+    }
+
+    fn configured(key: &str, previous: &[String], generated: &Path) -> Result<Self, KeyError> {
+        let generated = read_generated(generated)?;
+        let extra = generated.as_deref().map(|key| (key, KeySource::Generated));
+        Ok(Self::ring(key, KeySource::Configured, previous, extra))
+    }
+
+    /// The id of the key that signs.
     pub fn key_id(&self) -> String {
-        key_id(&self.current)
+        self.ring.current_id.clone()
+    }
+
+    /// How many keys verify (the current one included).
+    pub fn len(&self) -> usize {
+        self.ring.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ring.keys.is_empty()
     }
 
     fn mac(key: &[u8], receipt: &Receipt) -> HmacSha256 {
@@ -149,36 +276,41 @@ impl ReceiptKeys {
         mac
     }
 
-    /// Fills in `key_id` and `signature`.
+    /// Fills in `key_id` and `signature` (the key id is signed too).
     pub fn sign(&self, mut receipt: Receipt) -> Receipt {
+        let current = &self.ring.keys[&self.ring.current_id];
         receipt.key_id = self.key_id();
-        receipt.signature = hex::encode(Self::mac(&self.current, &receipt).finalize().into_bytes());
+        receipt.signature =
+            hex::encode(Self::mac(&current.bytes, &receipt).finalize().into_bytes());
         receipt
     }
 
-    /// Checks a receipt's signature against the current key, then the previous one.
-    pub fn verify(&self, receipt: &Receipt) -> Result<SignedWith, VerifyError> {
+    /// Checks a receipt's signature under the key its `key_id` names, if the ring holds it.
+    pub fn verify(&self, receipt: &Receipt) -> Result<Verified, VerifyError> {
+        let key = self
+            .ring
+            .keys
+            .get(&receipt.key_id)
+            .ok_or_else(|| VerifyError::UnknownKey {
+                key_id: receipt.key_id.clone(),
+            })?;
         let signature = hex::decode(&receipt.signature).map_err(|_| VerifyError::BadSignature)?;
-        if Self::mac(&self.current, receipt)
+        Self::mac(&key.bytes, receipt)
             .verify_slice(&signature)
-            .is_ok()
-        {
-            return Ok(SignedWith::Current);
-        }
-        match &self.previous {
-            Some(previous)
-                if Self::mac(previous, receipt)
-                    .verify_slice(&signature)
-                    .is_ok() =>
-            {
-                Ok(SignedWith::Previous)
-            }
-            _ => Err(VerifyError::BadSignature),
-        }
+            .map_err(|_| VerifyError::BadSignature)?;
+        Ok(Verified {
+            key_id: receipt.key_id.clone(),
+            signed_with: if receipt.key_id == self.ring.current_id {
+                SignedWith::Current
+            } else {
+                SignedWith::Previous
+            },
+            source: key.source,
+        })
     }
 
     /// Parses and verifies a receipt given as JSON text (a file, a request body).
-    pub fn verify_json(&self, text: &str) -> Result<(Receipt, SignedWith), VerifyError> {
+    pub fn verify_json(&self, text: &str) -> Result<(Receipt, Verified), VerifyError> {
         let receipt: Receipt =
             serde_json::from_str(text).map_err(|err| VerifyError::Malformed(err.to_string()))?;
         if receipt.receipt_version != RECEIPT_VERSION {
@@ -187,8 +319,20 @@ impl ReceiptKeys {
                 receipt.receipt_version
             )));
         }
-        let signed_with = self.verify(&receipt)?;
-        Ok((receipt, signed_with))
+        let verified = self.verify(&receipt)?;
+        Ok((receipt, verified))
+    }
+}
+
+/// The generated key kept at `path`, if there is one.
+fn read_generated(path: &Path) -> Result<Option<String>, KeyError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text.trim().to_string())),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(KeyError::Unreadable {
+            path: path.display().to_string(),
+            source,
+        }),
     }
 }
 
@@ -268,25 +412,46 @@ mod tests {
 
     const OLD: &str = "old-key-old-key-old-key-old-key-old-key";
     const NEW: &str = "new-key-new-key-new-key-new-key-new-key";
+    const OLDER: &str = "older-key-older-key-older-key-older-key";
+    const STRANGER: &str = "stranger-stranger-stranger-stranger";
+
+    fn previous(keys: &[&str]) -> Vec<String> {
+        keys.iter().map(|k| k.to_string()).collect()
+    }
 
     #[test]
     fn a_signed_receipt_verifies_even_reformatted() {
-        let keys = ReceiptKeys::new(NEW, None);
+        let keys = ReceiptKeys::new(NEW, &[]);
         let signed = keys.sign(sample());
-        assert_eq!(keys.verify(&signed), Ok(SignedWith::Current));
+        assert_eq!(signed.key_id, key_id(NEW.as_bytes()));
+        let verified = keys.verify(&signed).unwrap();
+        assert_eq!(verified.signed_with, SignedWith::Current);
+        assert!(verified.is_current());
+        assert_eq!(verified.key_id, signed.key_id);
+        assert_eq!(verified.source, KeySource::Configured);
         let pretty = serde_json::to_string_pretty(&signed).unwrap();
-        assert_eq!(keys.verify_json(&pretty).unwrap().1, SignedWith::Current);
+        assert_eq!(
+            keys.verify_json(&pretty).unwrap().1.signed_with,
+            SignedWith::Current
+        );
     }
 
     #[test]
     fn any_change_breaks_the_signature() {
-        let keys = ReceiptKeys::new(NEW, None);
+        let keys = ReceiptKeys::new(NEW, &previous(&[OLD]));
         let signed = keys.sign(sample());
         let mut tampered = signed.clone();
         tampered.rounds = 3;
         assert_eq!(keys.verify(&tampered), Err(VerifyError::BadSignature));
         let mut tampered = signed.clone();
         tampered.consensus.winner = Some("b".into());
+        assert_eq!(keys.verify(&tampered), Err(VerifyError::BadSignature));
+        // The key id is signed too: pointing it at another key of the ring does not verify.
+        let mut tampered = signed.clone();
+        tampered.key_id = key_id(OLD.as_bytes());
+        assert_eq!(keys.verify(&tampered), Err(VerifyError::BadSignature));
+        let mut tampered = signed.clone();
+        tampered.signature = "not hex".into();
         assert_eq!(keys.verify(&tampered), Err(VerifyError::BadSignature));
         let mut value = serde_json::to_value(&signed).unwrap();
         value["extra"] = serde_json::json!(true);
@@ -298,21 +463,75 @@ mod tests {
 
     #[test]
     fn rotation_accepts_the_previous_key_and_nothing_else() {
-        let before = ReceiptKeys::new(OLD, None).sign(sample());
-        let during = ReceiptKeys::new(NEW, Some(OLD));
-        assert_eq!(during.verify(&before), Ok(SignedWith::Previous));
-        let after = ReceiptKeys::new(NEW, None);
-        assert_eq!(after.verify(&before), Err(VerifyError::BadSignature));
-        let stranger = ReceiptKeys::new("stranger-stranger-stranger-stranger", Some(NEW));
-        assert_eq!(stranger.verify(&before), Err(VerifyError::BadSignature));
+        let before = ReceiptKeys::new(OLD, &[]).sign(sample());
+        let during = ReceiptKeys::new(NEW, &previous(&[OLD]));
+        let verified = during.verify(&before).unwrap();
+        assert_eq!(verified.signed_with, SignedWith::Previous);
+        assert_eq!(verified.source, KeySource::Previous(1));
+        let after = ReceiptKeys::new(NEW, &[]);
+        assert_eq!(
+            after.verify(&before),
+            Err(VerifyError::UnknownKey {
+                key_id: key_id(OLD.as_bytes())
+            })
+        );
+        let stranger = ReceiptKeys::new(STRANGER, &previous(&[NEW]));
+        assert!(matches!(
+            stranger.verify(&before),
+            Err(VerifyError::UnknownKey { .. })
+        ));
+    }
+
+    #[test]
+    fn every_earlier_key_of_the_ring_verifies_its_receipts() {
+        let oldest = ReceiptKeys::new(OLDER, &[]).sign(sample());
+        let middle = ReceiptKeys::new(OLD, &previous(&[OLDER])).sign(sample());
+        let ring = ReceiptKeys::new(NEW, &previous(&[OLD, OLDER]));
+        assert_eq!(ring.len(), 3);
+        let verified = ring.verify(&oldest).unwrap();
+        assert_eq!(
+            (verified.signed_with, verified.source, verified.key_id),
+            (
+                SignedWith::Previous,
+                KeySource::Previous(2),
+                key_id(OLDER.as_bytes())
+            )
+        );
+        assert_eq!(ring.verify(&middle).unwrap().source, KeySource::Previous(1));
+        let current = ring.sign(sample());
+        assert!(ring.verify(&current).unwrap().is_current());
+        // Signed with a key outside the ring: refused, naming its key id only.
+        let foreign = ReceiptKeys::new(STRANGER, &[]).sign(sample());
+        let refused = ring.verify(&foreign).unwrap_err();
+        let message = refused.to_string();
+        assert!(message.contains(&foreign.key_id), "{message}");
+        assert!(
+            message.contains("ARAGORA_RECEIPT_SIGNING_KEY_PREVIOUS"),
+            "{message}"
+        );
+        for key in [NEW, OLD, OLDER, STRANGER] {
+            assert!(!message.contains(key), "{message}");
+        }
+    }
+
+    #[test]
+    fn a_key_listed_twice_keeps_its_first_place() {
+        let ring = ReceiptKeys::new(NEW, &previous(&[OLD, NEW, OLD]));
+        assert_eq!(ring.len(), 2);
+        let signed = ring.sign(sample());
+        assert_eq!(ring.verify(&signed).unwrap().source, KeySource::Configured);
+        let old = ReceiptKeys::new(OLD, &[]).sign(sample());
+        assert_eq!(ring.verify(&old).unwrap().source, KeySource::Previous(1));
     }
 
     #[test]
     fn a_generated_key_is_kept_private_and_reused() {
         let dir = tempfile::tempdir().unwrap();
-        let first = ReceiptKeys::resolve(None, None, dir.path()).unwrap();
-        let second = ReceiptKeys::resolve(None, None, dir.path()).unwrap();
+        let first = ReceiptKeys::resolve(None, &[], dir.path()).unwrap();
+        let second = ReceiptKeys::resolve(None, &[], dir.path()).unwrap();
         assert_eq!(first.key_id(), second.key_id());
+        let signed = first.sign(sample());
+        assert_eq!(second.verify(&signed).unwrap().source, KeySource::Generated);
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -322,5 +541,67 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    #[test]
+    fn a_generated_key_still_verifies_once_a_key_is_configured() {
+        let dir = tempfile::tempdir().unwrap();
+        let generated = ReceiptKeys::resolve(None, &[], dir.path()).unwrap();
+        let before = generated.sign(sample());
+        let configured = ReceiptKeys::resolve(Some(NEW), &previous(&[OLD]), dir.path()).unwrap();
+        assert_eq!(configured.key_id(), key_id(NEW.as_bytes()));
+        assert_eq!(configured.len(), 3);
+        let verified = configured.verify(&before).unwrap();
+        assert_eq!(
+            (verified.signed_with, verified.source),
+            (SignedWith::Previous, KeySource::Generated)
+        );
+        assert!(configured.sign(sample()).key_id != before.key_id);
+    }
+
+    #[test]
+    fn existing_never_generates_a_key() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(ReceiptKeys::existing(None, &[], dir.path())
+            .unwrap()
+            .is_none());
+        assert!(!dir.path().join(KEY_FILE).exists());
+        let configured = ReceiptKeys::existing(Some(NEW), &[], dir.path())
+            .unwrap()
+            .unwrap();
+        assert_eq!(configured.len(), 1);
+        assert!(!dir.path().join(KEY_FILE).exists());
+        let generated = ReceiptKeys::resolve(None, &[], dir.path()).unwrap();
+        let found = ReceiptKeys::existing(None, &previous(&[OLD]), dir.path())
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.key_id(), generated.key_id());
+        assert_eq!(found.len(), 2);
+    }
+
+    #[test]
+    fn an_unreadable_generated_key_is_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        // A directory where the key file should be: it exists but cannot be read as a key.
+        std::fs::create_dir(dir.path().join(KEY_FILE)).unwrap();
+        let err = ReceiptKeys::resolve(Some(NEW), &[], dir.path())
+            .err()
+            .expect("refused");
+        assert!(matches!(err, KeyError::Unreadable { .. }), "{err}");
+        assert!(err.to_string().contains(KEY_FILE), "{err}");
+        assert!(!err.to_string().contains(NEW), "{err}");
+    }
+
+    #[test]
+    fn key_sources_are_named_without_values() {
+        assert_eq!(
+            KeySource::Configured.to_string(),
+            "ARAGORA_RECEIPT_SIGNING_KEY"
+        );
+        assert_eq!(
+            KeySource::Previous(2).to_string(),
+            "ARAGORA_RECEIPT_SIGNING_KEY_PREVIOUS key 2"
+        );
+        assert!(KeySource::Generated.to_string().contains(KEY_FILE));
     }
 }

@@ -160,9 +160,14 @@ pub async fn serve_with(
 
     let receipts = ReceiptKeys::resolve(
         config.receipt_signing_key.as_deref(),
-        config.receipt_signing_key_previous.as_deref(),
+        &config.receipt_signing_key_previous,
         &config.data_dir,
     )?;
+    tracing::info!(
+        key_id = %receipts.key_id(),
+        verifying_keys = receipts.len(),
+        "receipts are signed with this key; every key of the ring verifies"
+    );
     let metrics = EngineMetrics::new();
     if let Some(on_registry) = extras.on_registry {
         on_registry(&metrics.registry);

@@ -208,6 +208,10 @@ pub fn dashboards(latency_threshold_seconds: f64) -> Vec<Dashboard> {
             panel("Rate-limited / s", "timeseries", "reqps").query(format!("sum by (route) (rate(aragora_rate_limited_total{{{gw}}}[5m]))"), "{{route}}").threshold(10.0, "red"),
             panel("In-flight requests", "timeseries", "short").query(format!("sum(aragora_gateway_inflight_requests{{{gw}}})"), "in flight"),
             panel("Upstream retries / s", "timeseries", "reqps").query(format!("sum(rate(aragora_upstream_retries_total{{{gw}}}[5m]))"), "retries"),
+            panel("Auth failures / s by reason", "timeseries", "reqps")
+                .query(format!("sum by (reason) (rate(aragora_auth_failures_total{{{engine}}}[5m]))"), "{{reason}}")
+                .threshold(1.0, "red")
+                .describe("Requests the engines refused for their credentials. AragoraAuthFailureBurst fires past 1/s (403 forbidden aside) for 5 minutes."),
         ]),
         render("aragora-debate-analytics", "Aragora Debate Analytics", "debate-analytics.json", vec![], vec![
             panel("Debates ended / h by outcome", "timeseries", "short").query(format!("sum by (outcome) (increase(aragora_debates_total{{{engine}}}[1h]))"), "{{outcome}}"),

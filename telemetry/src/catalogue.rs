@@ -150,6 +150,28 @@ pub const RECEIPTS_ISSUED_TOTAL: MetricDef = MetricDef {
     buckets: &[],
 };
 
+/// The values of [`AUTH_FAILURES_TOTAL`]'s `reason`: why a request's credentials were refused
+/// (401: missing, malformed, expired, bad_signature, revoked, unknown_key; an unlisted browser
+/// origin: origin) or not enough (403: forbidden).
+pub const AUTH_FAILURE_REASONS: &[&str] = &[
+    "missing",
+    "malformed",
+    "expired",
+    "bad_signature",
+    "revoked",
+    "unknown_key",
+    "forbidden",
+    "origin",
+];
+
+pub const AUTH_FAILURES_TOTAL: MetricDef = MetricDef {
+    name: "aragora_auth_failures_total",
+    kind: MetricKind::Counter,
+    help: "Requests the engine refused for their credentials, by reason (missing, malformed, expired, bad_signature, revoked, unknown_key, forbidden, origin).",
+    labels: &["reason"],
+    buckets: &[],
+};
+
 pub const UPSTREAM_READY: MetricDef = MetricDef {
     name: "aragora_upstream_ready",
     kind: MetricKind::Gauge,
@@ -444,6 +466,7 @@ pub const ALL: &[MetricDef] = &[
     TOKENS_USED_TOTAL,
     AGENT_FALLBACKS_TOTAL,
     RECEIPTS_ISSUED_TOTAL,
+    AUTH_FAILURES_TOTAL,
     UPSTREAM_READY,
     UPSTREAM_RETRIES_TOTAL,
     GATEWAY_INFLIGHT_REQUESTS,

@@ -37,6 +37,7 @@ mod gateway_claims;
 mod lifecycle;
 mod llm_debates;
 mod providers;
+mod receipt_ring;
 mod recovery;
 mod slo;
 mod slo_live;

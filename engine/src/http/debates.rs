@@ -456,17 +456,20 @@ pub async fn receipt(
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
-/// Verifies a receipt sent as the request body against the current and previous keys.
+/// Verifies a receipt sent as the request body against the key ring. The answer names the key
+/// (its id, whether it is current, where it is configured), never its value.
 pub async fn verify_receipt(
     State(state): State<AppState>,
     body: String,
 ) -> Result<Json<Value>, ApiError> {
     match state.receipts.verify_json(&body) {
-        Ok((receipt, signed_with)) => Ok(Json(json!({
+        Ok((receipt, verified)) => Ok(Json(json!({
             "valid": true,
             "debate_id": receipt.debate_id,
-            "signed_with": signed_with,
-            "key_id": receipt.key_id,
+            "signed_with": verified.signed_with,
+            "key_id": verified.key_id,
+            "current": verified.is_current(),
+            "key_source": verified.source.to_string(),
         }))),
         Err(crate::receipts::VerifyError::Malformed(reason)) => Err(ApiError::bad_request(format!(
             "the body is not a receipt ({reason}); send the JSON from GET /api/debates/{{id}}/receipt"

@@ -210,7 +210,7 @@ impl Harness {
             metrics: EngineMetrics::new(),
             agent_timeout: Duration::from_secs(300),
             debate_timeout,
-            receipts: ReceiptKeys::new("in-process test key", None),
+            receipts: ReceiptKeys::new("in-process test key", &[]),
         };
         Self {
             deps,

@@ -1,5 +1,5 @@
-//! The 15 alerts of the Production Operations Runbook's table and 5 DR alerts (backups and
-//! drills), over metrics aragora exports,
+//! The 15 alerts of the Production Operations Runbook's table, 5 DR alerts (backups and
+//! drills) and a security alert (credential stuffing), over metrics aragora exports,
 //! each with the series that must fire it and those that must not (its promtool tests).
 //!
 //! Where the runbook is loose, the choice is written next to the alert: how "Database SLO
@@ -145,6 +145,9 @@ pub fn alerts(settings: &SloSettings) -> Vec<OperationalAlert> {
         format!("aragora_agent_calls_total{{job=\"aragora-engine\",agent=\"claude\",provider=\"anthropic\",status=\"{status}\"}}")
     };
     let instance: &[(&str, &str)] = &[("instance", "engine-1:8080"), ("job", ENGINE_JOB)];
+    let auth_failures = |reason: &str| {
+        format!("aragora_auth_failures_total{{job=\"aragora-engine\",instance=\"engine-1:8080\",reason=\"{reason}\"}}")
+    };
 
     vec![
         OperationalAlert {
@@ -425,6 +428,25 @@ pub fn alerts(settings: &SloSettings) -> Vec<OperationalAlert> {
             quiet: vec![
                 scenario("one minute behind", &[(&engine_gauge("aragora_dr_drill_rpo_seconds"), flat(60.0, 20))], &[15]),
                 scenario("no drill yet", &[(&engine_gauge("aragora_dr_drill_rpo_seconds"), flat(0.0, 20))], &[15]),
+            ],
+        },
+        // Security (issue 14). Refused credentials summed over replicas (an attack spreads over
+        // them) and reasons, 403s aside: a valid token lacking a role is a client bug, not a
+        // guess. Over 1/s for 5 minutes is far beyond people mistyping a key, far below a
+        // stuffing run.
+        OperationalAlert {
+            name: "AragoraAuthFailureBurst",
+            severity: "warning",
+            expr: format!("sum(rate(aragora_auth_failures_total{{{engine},reason!=\"forbidden\"}}[5m])) > 1"),
+            for_: PromDuration::minutes(5),
+            summary: "More than one request a second refused for bad credentials (credential stuffing?)".into(),
+            description: "For 5 minutes the engines have refused over one request a second for missing, malformed, expired, wrongly signed, revoked or unknown credentials or a foreign origin (aragora_auth_failures_total by reason says which). Find the client addresses in the gateway's access log (status 401), then block them or limit them (ARAGORA_RATE_LIMIT, ARAGORA_RATE_LIMIT_ROUTES); if it is a client of yours with a stale token, give it a new one.".into(),
+            fires: scenario("three bad tokens a second", &[(&auth_failures("bad_signature"), steady(180.0, 30)), (&auth_failures("forbidden"), flat(0.0, 30))], &[15]).firing(&[&[]]),
+            quiet: vec![
+                scenario("zero traffic", &[(&auth_failures("bad_signature"), flat(0.0, 30)), (&auth_failures("missing"), flat(0.0, 30))], &[15]),
+                scenario("a handful of typos", &[(&auth_failures("bad_signature"), with_jump(0.0, 5.0, 11, 30)), (&auth_failures("expired"), steady(1.0, 30))], &[13, 20]),
+                scenario("just under one a second", &[(&auth_failures("bad_signature"), steady(30.0, 30)), (&auth_failures("expired"), steady(24.0, 30))], &[15]),
+                scenario("403s are not stuffing", &[(&auth_failures("forbidden"), steady(600.0, 30))], &[15]),
             ],
         },
     ]
