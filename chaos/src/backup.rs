@@ -160,10 +160,9 @@ async fn take(
             let snapshot = scratch.path().join("aragora.db");
             let facts = sqlite::snapshot(&sqlite::live_path(&engine.data_dir), &snapshot).await?;
             let (partial, key) = (partial.to_path_buf(), key.cloned());
-            let (bytes, sha256) = blocking(move || {
-                sqlite::compress(&snapshot, &partial, key.as_ref(), visible)
-            })
-            .await?;
+            let (bytes, sha256) =
+                blocking(move || sqlite::compress(&snapshot, &partial, key.as_ref(), visible))
+                    .await?;
             Ok((facts, bytes, sha256))
         }
         DbBackend::Postgres => postgres::dump(&engine.database_url(), partial, key, visible).await,

@@ -132,11 +132,9 @@ impl DrConfig {
     /// The key backups are encrypted with, when one is set. Validation has refused a malformed
     /// one already; this says so again rather than backing up unencrypted.
     pub fn backup_key(&self) -> Result<Option<BackupKey>, DrError> {
-        self.encryption_key.key().map_err(|message| {
-            DrError::InvalidKey(format!(
-                "ARAGORA_ENCRYPTION_KEY {message}"
-            ))
-        })
+        self.encryption_key
+            .key()
+            .map_err(|message| DrError::InvalidKey(format!("ARAGORA_ENCRYPTION_KEY {message}")))
     }
 
     /// The backup directory: the configured one, or `backups` in the engine's data directory.

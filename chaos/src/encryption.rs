@@ -533,7 +533,9 @@ mod tests {
     fn keys_parse_from_hex_and_every_base64_form_alike() {
         let bytes: Vec<u8> = (0u8..32).collect();
         let id = key().id();
-        use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+        use base64::engine::general_purpose::{
+            STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD,
+        };
         for form in [
             HEX_KEY.to_uppercase(),
             STANDARD.encode(&bytes),
@@ -590,7 +592,10 @@ mod tests {
         assert_eq!(encoded.len(), 28);
         assert_eq!(Header::decode(&encoded), Ok(Some(header.clone())));
         // Unencrypted artifacts: zstd and pg_dump's custom format.
-        assert_eq!(Header::decode(&[0x28, 0xb5, 0x2f, 0xfd, 0, 0, 0, 0, 0]), Ok(None));
+        assert_eq!(
+            Header::decode(&[0x28, 0xb5, 0x2f, 0xfd, 0, 0, 0, 0, 0]),
+            Ok(None)
+        );
         assert_eq!(Header::decode(b"PGDMP\x01\x0e\x00"), Ok(None));
         assert_eq!(Header::decode(&[]), Ok(None));
         assert_eq!(Header::decode(&encoded[..12]), Err(HeaderError::Short(12)));
@@ -599,7 +604,10 @@ mod tests {
         assert_eq!(Header::decode(&newer), Err(HeaderError::Version(2)));
         let mut huge = encoded;
         huge[17..21].copy_from_slice(&u32::MAX.to_be_bytes());
-        assert!(matches!(Header::decode(&huge), Err(HeaderError::ChunkLen(_))));
+        assert!(matches!(
+            Header::decode(&huge),
+            Err(HeaderError::ChunkLen(_))
+        ));
     }
 
     #[test]
@@ -639,7 +647,10 @@ mod tests {
         flipped[HEADER_LEN + chunk + 5] ^= 1;
         refused(&flipped, "a flipped bit");
         // Cut at a chunk boundary: every remaining chunk authenticates, but none is the last.
-        refused(&sealed[..HEADER_LEN + 2 * (chunk + TAG_LEN)], "cut at a chunk boundary");
+        refused(
+            &sealed[..HEADER_LEN + 2 * (chunk + TAG_LEN)],
+            "cut at a chunk boundary",
+        );
         refused(&sealed[..sealed.len() - 1], "one byte short");
         refused(&sealed[..HEADER_LEN], "only the header");
         let mut longer = sealed.clone();
@@ -662,7 +673,10 @@ mod tests {
         assert!(message.contains(&key().id().to_string()), "{message}");
         assert!(message.contains(&other.id().to_string()), "{message}");
         let err = Decrypting::open(sealed.as_slice(), None).err().unwrap();
-        assert!(err.to_string().contains("no ARAGORA_ENCRYPTION_KEY"), "{err}");
+        assert!(
+            err.to_string().contains("no ARAGORA_ENCRYPTION_KEY"),
+            "{err}"
+        );
         let header = Header::decode(&sealed).unwrap().unwrap();
         assert_eq!(
             check_key(&header, Some(&other)),
@@ -676,8 +690,8 @@ mod tests {
     #[test]
     fn an_authentication_failure_survives_a_zstd_decoder() {
         let key = key();
-        let mut compressed = zstd::stream::Encoder::new(Encrypting::new(&key, Vec::new()).unwrap(), 3)
-            .unwrap();
+        let mut compressed =
+            zstd::stream::Encoder::new(Encrypting::new(&key, Vec::new()).unwrap(), 3).unwrap();
         compressed.write_all(&sample(300_000)).unwrap();
         let mut sealed = compressed.finish().unwrap().finish().unwrap();
         let middle = sealed.len() / 2;

@@ -332,7 +332,10 @@ mod tests {
         assert_eq!(manifest.encryption, None);
         let written = serde_json::to_value(&manifest).unwrap();
         assert!(written.get("encryption").is_none(), "{written}");
-        assert_eq!(written, serde_json::from_str::<serde_json::Value>(FORMAT_1).unwrap());
+        assert_eq!(
+            written,
+            serde_json::from_str::<serde_json::Value>(FORMAT_1).unwrap()
+        );
     }
 
     #[test]
