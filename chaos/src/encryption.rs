@@ -342,13 +342,14 @@ impl<W: Write> Write for Encrypting<W> {
 /// A writer that encrypts when it has a key and passes the bytes through when not.
 pub enum Sealing<W: Write> {
     Plain(W),
-    Encrypted(Encrypting<W>),
+    /// Boxed: the cipher's key schedule makes it a kilobyte beside a plain writer.
+    Encrypted(Box<Encrypting<W>>),
 }
 
 impl<W: Write> Sealing<W> {
     pub fn new(key: Option<&BackupKey>, inner: W) -> io::Result<Self> {
         Ok(match key {
-            Some(key) => Self::Encrypted(Encrypting::new(key, inner)?),
+            Some(key) => Self::Encrypted(Box::new(Encrypting::new(key, inner)?)),
             None => Self::Plain(inner),
         })
     }
@@ -356,7 +357,7 @@ impl<W: Write> Sealing<W> {
     pub fn finish(self) -> io::Result<W> {
         match self {
             Self::Plain(inner) => Ok(inner),
-            Self::Encrypted(encrypting) => encrypting.finish(),
+            Self::Encrypted(encrypting) => (*encrypting).finish(),
         }
     }
 }
