@@ -182,6 +182,7 @@ async fn touch_what_starting_would(
         touched.push((certificate_check(cert), None));
     }
     touched.push((signing_key_check(engine, &has_problem), None));
+    touched.push((backup_encryption_check(&config.dr), None));
     touched
 }
 
@@ -423,6 +424,32 @@ fn signing_key_check(
     }
 }
 
+/// Whether backups are encrypted: the key shown only as set (`***`) and by its id, never its
+/// value; a malformed key is among the problems (which never quote it either).
+fn backup_encryption_check(dr: &aragora_chaos::DrConfig) -> Check {
+    let name = "Backup encryption";
+    match dr.backup_key() {
+        Ok(Some(key)) => Check::new(
+            name,
+            true,
+            format!(
+                "ARAGORA_ENCRYPTION_KEY=*** (key id {}): backups are encrypted (AES-256-GCM)",
+                key.id()
+            ),
+        ),
+        Ok(None) => Check::new(
+            name,
+            true,
+            "off: ARAGORA_ENCRYPTION_KEY is not set, backups are stored unencrypted",
+        ),
+        Err(_) => Check::new(
+            name,
+            false,
+            "ARAGORA_ENCRYPTION_KEY=***: see the problems below",
+        ),
+    }
+}
+
 /// Every secret value of the configuration, longest first (so no part of one is left).
 fn secrets_of(config: &ProcessConfig) -> Vec<String> {
     let engine = &config.engine;
@@ -437,6 +464,7 @@ fn secrets_of(config: &ProcessConfig) -> Vec<String> {
     .cloned()
     .chain(engine.receipt_signing_key_previous.iter().cloned())
     .chain(engine.providers.values().filter_map(|p| p.api_key.clone()))
+    .chain(config.dr.encryption_key.expose().map(str::to_string))
     .chain(
         [
             &engine.database_url,

@@ -164,7 +164,19 @@ pub async fn backup(command: BackupCommand) -> ExitCode {
                 .map(Target::parse)
                 .unwrap_or_else(|| Target::primary(&engine));
             let dir = dr.backup_dir(&engine);
-            match backup::restore(&dir, id.as_deref(), &target, force, show_progress()).await {
+            let key = match dr.backup_key() {
+                Ok(key) => key,
+                Err(err) => return failed(err),
+            };
+            let restored = backup::restore(
+                &dir,
+                id.as_deref(),
+                &target,
+                force,
+                key.as_ref(),
+                show_progress(),
+            );
+            match restored.await {
                 Ok((manifest, facts)) => {
                     println!(
                         "restored backup {} into {}: schema version {}, {} debates, {} events, {} receipts",

@@ -1,12 +1,20 @@
 //! The backup operations the CLI and the scheduler share: create, verify, restore, and noting
 //! a backup in the DR log. Each checks before it changes anything: a restore refuses a backup
-//! whose checksum, backend or schema version does not fit before the target is touched, and
-//! checks the restored rows against the manifest before the copy replaces anything.
+//! whose checksum, backend, schema version or encryption key does not fit before the target is
+//! touched, and checks the restored rows against the manifest before the copy replaces
+//! anything.
+//!
+//! With `ARAGORA_ENCRYPTION_KEY` set, new backups are encrypted ([`crate::encryption`]). An
+//! encrypted backup is decrypted into a temporary file, every chunk authenticated, before
+//! anything reaches the target: SQLite's restored copy is a file beside the target renamed over
+//! it only once checked; PostgreSQL's dump is decrypted in full into a private temporary
+//! directory before `pg_restore` runs. Unencrypted backups restore with or without a key.
 
 use crate::config::DrConfig;
+use crate::encryption::{self, AuthenticationFailed, BackupKey, OpenError};
 use crate::error::DrError;
 use crate::facts::{self, Facts};
-use crate::manifest::{self, Manifest};
+use crate::manifest::{self, Encryption, Manifest};
 use crate::time::Timestamp;
 use crate::{postgres, sqlite};
 use aragora_engine::config::DbBackend;
@@ -81,6 +89,7 @@ pub async fn create(
     dr: &DrConfig,
     visible: bool,
 ) -> Result<Manifest, DrError> {
+    let key = dr.backup_key()?;
     let dir = dr.backup_dir(engine);
     std::fs::create_dir_all(&dir).map_err(DrError::io(&dir))?;
     let started = Instant::now();
@@ -91,8 +100,12 @@ pub async fn create(
         DbBackend::Sqlite => (format!("{id}.sqlite.zst"), "zstd"),
         DbBackend::Postgres => (format!("{id}.pgdump"), "pg_dump-custom"),
     };
+    let artifact = match key {
+        Some(_) => format!("{artifact}.enc"),
+        None => artifact,
+    };
     let partial = dir.join(format!("{artifact}.partial"));
-    let taken = take(engine, &dir, &partial, visible).await;
+    let taken = take(engine, &dir, &partial, key.as_ref(), visible).await;
     let (facts, artifact_bytes, sha256) = match taken {
         Ok(taken) => taken,
         Err(err) => {
@@ -103,7 +116,10 @@ pub async fn create(
     let final_path = dir.join(&artifact);
     std::fs::rename(&partial, &final_path).map_err(DrError::io(&final_path))?;
     let manifest = Manifest {
-        format: manifest::MANIFEST_FORMAT,
+        format: match key {
+            Some(_) => manifest::ENCRYPTED_MANIFEST_FORMAT,
+            None => manifest::MANIFEST_FORMAT,
+        },
         id,
         created_at: created_at.to_string(),
         created_at_ms,
@@ -117,16 +133,22 @@ pub async fn create(
         compression: compression.to_string(),
         aragora_version: env!("CARGO_PKG_VERSION").to_string(),
         duration_seconds: started.elapsed().as_secs_f64(),
+        encryption: key.map(|key| Encryption {
+            algorithm: encryption::ALGORITHM.to_string(),
+            key_id: key.id().to_string(),
+        }),
     };
     manifest.write(&dir)?;
     Ok(manifest)
 }
 
-/// Writes the artifact to `partial`; the snapshot's facts, the artifact's size and SHA-256.
+/// Writes the artifact to `partial` (encrypted with `key` when given); the snapshot's facts,
+/// the artifact's size and SHA-256.
 async fn take(
     engine: &EngineConfig,
     dir: &Path,
     partial: &Path,
+    key: Option<&BackupKey>,
     visible: bool,
 ) -> Result<(Facts, u64, String), DrError> {
     match engine.db_backend {
@@ -137,18 +159,13 @@ async fn take(
                 .map_err(DrError::io(dir))?;
             let snapshot = scratch.path().join("aragora.db");
             let facts = sqlite::snapshot(&sqlite::live_path(&engine.data_dir), &snapshot).await?;
-            let partial = partial.to_path_buf();
+            let (partial, key) = (partial.to_path_buf(), key.cloned());
             let (bytes, sha256) =
-                blocking(move || sqlite::compress(&snapshot, &partial, visible)).await?;
+                blocking(move || sqlite::compress(&snapshot, &partial, key.as_ref(), visible))
+                    .await?;
             Ok((facts, bytes, sha256))
         }
-        DbBackend::Postgres => {
-            let facts = postgres::dump(&engine.database_url(), partial, visible).await?;
-            let partial = partial.to_path_buf();
-            let (bytes, sha256) =
-                blocking(move || manifest::sha256_file(&partial, visible)).await?;
-            Ok((facts, bytes, sha256))
-        }
+        DbBackend::Postgres => postgres::dump(&engine.database_url(), partial, key, visible).await,
     }
 }
 
@@ -202,14 +219,16 @@ pub async fn record(engine: &EngineConfig, manifest: &Manifest) -> Result<(), Dr
     recorded.map_err(|err| dr_log_error("recording the backup in the DR log", err))
 }
 
-/// What can be checked without a database: the manifest fits `backend` and this binary, and
-/// the artifact's size and SHA-256 match it.
+/// What can be checked without a database: the manifest fits `backend` and this binary, the
+/// artifact's size and SHA-256 match it, and an encrypted artifact is the manifest's and
+/// `key` is its key. The key to decrypt with; `None` for an unencrypted backup.
 pub async fn preflight(
     manifest: &Manifest,
     dir: &Path,
     backend: DbBackend,
+    key: Option<&BackupKey>,
     visible: bool,
-) -> Result<(), DrError> {
+) -> Result<Option<BackupKey>, DrError> {
     if manifest.backend != backend.as_str() {
         return Err(DrError::BackendMismatch {
             id: manifest.id.clone(),
@@ -227,7 +246,57 @@ pub async fn preflight(
         });
     }
     let (checked, dir) = (manifest.clone(), dir.to_path_buf());
-    blocking(move || checked.check_artifact(&dir, visible)).await
+    let header = blocking(move || {
+        checked.check_artifact(&dir, visible)?;
+        let path = checked.artifact_path(&dir);
+        encryption::inspect(&path).map_err(DrError::io(&path))
+    })
+    .await?;
+    let header = header.map_err(|err| corrupted(manifest, err.to_string()))?;
+    match (&manifest.encryption, header) {
+        (None, None) => Ok(None),
+        (Some(named), Some(header)) => {
+            if named.key_id != header.key_id.to_string() {
+                return Err(corrupted(
+                    manifest,
+                    format!(
+                        "its manifest names key {}, its artifact key {}",
+                        named.key_id, header.key_id
+                    ),
+                ));
+            }
+            encryption::check_key(&header, key).map_err(|err| match err {
+                OpenError::NoKey { backup } => DrError::NoKey {
+                    id: manifest.id.clone(),
+                    backup_key: backup.to_string(),
+                },
+                OpenError::WrongKey { backup, configured } => DrError::WrongKey {
+                    id: manifest.id.clone(),
+                    backup_key: backup.to_string(),
+                    configured_key: configured.to_string(),
+                },
+            })?;
+            Ok(key.cloned())
+        }
+        (None, Some(_)) => Err(corrupted(
+            manifest,
+            "its artifact is encrypted but its manifest does not say so",
+        )),
+        (Some(_), None) => Err(corrupted(
+            manifest,
+            "its manifest says it is encrypted but its artifact is not",
+        )),
+    }
+}
+
+/// What a failed read of an artifact's content means: tampering when the encryption does not
+/// authenticate, else a damaged artifact (`what` it does not do).
+fn unreadable(manifest: &Manifest, what: &str, err: std::io::Error) -> DrError {
+    if AuthenticationFailed::is(&err) {
+        corrupted(manifest, err.to_string())
+    } else {
+        corrupted(manifest, format!("it does not {what}: {err}"))
+    }
 }
 
 fn corrupted(manifest: &Manifest, detail: impl Into<String>) -> DrError {
@@ -245,6 +314,7 @@ pub async fn verify(
     id: Option<&str>,
     visible: bool,
 ) -> Result<Manifest, DrError> {
+    let key = dr.backup_key()?;
     let dir = dr.backup_dir(engine);
     let manifest = manifest::find(&dir, id)?;
     let backend = match manifest.backend.as_str() {
@@ -260,7 +330,15 @@ pub async fn verify(
     let mut scratch_engine = engine.clone();
     scratch_engine.db_backend = backend;
     let scratch = Scratch::create(&scratch_engine, &dir, ".verify-").await?;
-    let restored = restore_manifest(&manifest, &dir, &scratch.target, false, visible).await;
+    let restored = restore_manifest(
+        &manifest,
+        &dir,
+        &scratch.target,
+        false,
+        key.as_ref(),
+        visible,
+    )
+    .await;
     let dropped = scratch.drop(&scratch_engine).await;
     restored?;
     dropped?;
@@ -321,33 +399,44 @@ impl Scratch {
     }
 }
 
-/// Decompresses a SQLite artifact to `restored` and checks it; its facts.
+/// Decrypts (with `key`) and decompresses a SQLite artifact to `restored` and checks it; its
+/// facts.
 async fn unpack_sqlite(
     manifest: &Manifest,
     dir: &Path,
     restored: &Path,
+    key: Option<BackupKey>,
     visible: bool,
 ) -> Result<Facts, DrError> {
     let (artifact, target) = (manifest.artifact_path(dir), restored.to_path_buf());
-    blocking(move || sqlite::decompress(&artifact, &target, visible))
-        .await
-        .map_err(|err| corrupted(manifest, format!("it does not decompress: {err}")))?;
+    blocking(move || {
+        Ok(sqlite::decompress(
+            &artifact,
+            &target,
+            key.as_ref(),
+            visible,
+        ))
+    })
+    .await?
+    .map_err(|err| unreadable(manifest, "decompress", err))?;
     sqlite::check(restored)
         .await?
         .map_err(|detail| corrupted(manifest, detail))
 }
 
 /// Restores the backup `id` (or the latest) into `target`, refusing a target that already holds
-/// an aragora database (an engine may be using it) unless `force`; checks the restored copy against the manifest. The restored facts.
+/// an aragora database (an engine may be using it) unless `force`; decrypts an encrypted
+/// backup with `key`; checks the restored copy against the manifest. The restored facts.
 pub async fn restore(
     dir: &Path,
     id: Option<&str>,
     target: &Target,
     force: bool,
+    key: Option<&BackupKey>,
     visible: bool,
 ) -> Result<(Manifest, Facts), DrError> {
     let manifest = manifest::find(dir, id)?;
-    restore_manifest(&manifest, dir, target, force, visible)
+    restore_manifest(&manifest, dir, target, force, key, visible)
         .await
         .map(|facts| (manifest, facts))
 }
@@ -375,14 +464,51 @@ async fn restore_checked(
     Ok(facts)
 }
 
+/// Decrypts an encrypted PostgreSQL dump in full, authenticating every chunk, into a private
+/// temporary directory beside the backups (removed when the value goes): `pg_restore` writes
+/// into the target as it reads, so it must never see a chunk that might not authenticate.
+async fn decrypted_dump(
+    manifest: &Manifest,
+    dir: &Path,
+    key: BackupKey,
+    visible: bool,
+) -> Result<(tempfile::TempDir, PathBuf), DrError> {
+    // tempfile makes the directory readable by its owner only.
+    let scratch = tempfile::Builder::new()
+        .prefix(".decrypted-")
+        .tempdir_in(dir)
+        .map_err(DrError::io(dir))?;
+    let (artifact, plain) = (
+        manifest.artifact_path(dir),
+        scratch.path().join("backup.pgdump"),
+    );
+    let target = plain.clone();
+    blocking(move || {
+        Ok((|| -> std::io::Result<()> {
+            let total = std::fs::metadata(&artifact)?.len();
+            let bar = crate::progress::bytes(total, "decrypting", visible);
+            let mut content = manifest::read_artifact(&artifact, Some(&key), &bar)?;
+            let mut output = std::fs::File::create(&target)?;
+            std::io::copy(&mut content, &mut output)?;
+            output.sync_all()?;
+            bar.finish_and_clear();
+            Ok(())
+        })())
+    })
+    .await?
+    .map_err(|err| unreadable(manifest, "decrypt", err))?;
+    Ok((scratch, plain))
+}
+
 pub async fn restore_manifest(
     manifest: &Manifest,
     dir: &Path,
     target: &Target,
     force: bool,
+    key: Option<&BackupKey>,
     visible: bool,
 ) -> Result<Facts, DrError> {
-    preflight(manifest, dir, target.backend(), visible).await?;
+    let decrypt_with = preflight(manifest, dir, target.backend(), key, visible).await?;
     let refuse = |debates: i64| DrError::TargetNotEmpty {
         target: target.describe(),
         debates,
@@ -397,7 +523,7 @@ pub async fn restore_manifest(
             let parent = path.parent().unwrap_or(Path::new("."));
             std::fs::create_dir_all(parent).map_err(DrError::io(parent))?;
             let restoring = PathBuf::from(format!("{}.restoring", path.display()));
-            let unpacked = unpack_sqlite(manifest, dir, &restoring, visible).await;
+            let unpacked = unpack_sqlite(manifest, dir, &restoring, decrypt_with, visible).await;
             let facts = match unpacked {
                 Ok(facts) => facts,
                 Err(err) => {
@@ -420,7 +546,15 @@ pub async fn restore_manifest(
                     return Err(refuse(debates));
                 }
             }
-            let artifact = manifest.artifact_path(dir);
+            // The decrypted copy lives until this arm ends: a rejected restore's cleanup reads
+            // its table of contents.
+            let (_decrypted, artifact) = match decrypt_with {
+                Some(key) => {
+                    let (scratch, plain) = decrypted_dump(manifest, dir, key, visible).await?;
+                    (Some(scratch), plain)
+                }
+                None => (None, manifest.artifact_path(dir)),
+            };
             let restored = restore_checked(manifest, url, &artifact, existing.is_some(), visible);
             match restored.await {
                 Ok(facts) => facts,

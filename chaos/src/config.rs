@@ -1,7 +1,10 @@
 //! `DrConfig`: where backups go, how many are kept, when backups and drills run, and the RTO
-//! and RPO targets a drill is judged against. Read from an optional TOML file
-//! (`ARAGORA_DR_CONFIG`) and the environment, validated all at once like the other components.
+//! and RPO targets a drill is judged against, and the key backups are encrypted with. Read from
+//! an optional TOML file (`ARAGORA_DR_CONFIG`) and the environment, validated all at once like
+//! the other components.
 
+use crate::encryption::{BackupKey, KeySetting};
+use crate::error::DrError;
 use aragora_config::{ConfigProblem, Settings};
 use aragora_engine::EngineConfig;
 use serde::{Deserialize, Serialize};
@@ -21,6 +24,8 @@ pub struct DrConfig {
     pub dr_scheduler: bool,
     pub clock_scale: f64,
     pub clock_start: Option<String>,
+    /// Shown as `***` by `Debug`; see [`KeySetting`].
+    pub encryption_key: KeySetting,
 }
 
 aragora_config::settings! {
@@ -35,6 +40,7 @@ aragora_config::settings! {
     dr_scheduler: ["ARAGORA_DR_SCHEDULER"] "Run the backup and drill schedules inside `aragora serve` too (`aragora up` always runs them); keep it on one replica.";
     clock_scale: ["ARAGORA_DR_CLOCK_SCALE"] "Runs the schedules on a clock this many times faster than real time (1: the real clock). For drilling the schedules themselves: a week of schedule in minutes.";
     clock_start: ["ARAGORA_DR_CLOCK_START"] "With ARAGORA_DR_CLOCK_SCALE: the time (RFC 3339, UTC) the scaled clock starts from; now when unset.";
+    encryption_key: ["ARAGORA_ENCRYPTION_KEY"] "Encrypts backups at rest (AES-256-GCM) when set: a 32-byte key as 64 hex characters or base64 (`openssl rand -base64 32`). Restores, verifies and drills of encrypted backups need the same key; unencrypted backups keep restoring.";
 }
 
 impl Default for DrConfig {
@@ -54,6 +60,7 @@ impl Default for DrConfig {
             dr_scheduler: false,
             clock_scale: 1.0,
             clock_start: None,
+            encryption_key: KeySetting::default(),
         }
     }
 }
@@ -114,11 +121,22 @@ impl Settings for DrConfig {
                 problems.push(ConfigProblem::new(setting, message));
             }
         }
+        if let Err(message) = self.encryption_key.key() {
+            problems.push(ConfigProblem::new("ARAGORA_ENCRYPTION_KEY", message));
+        }
         problems
     }
 }
 
 impl DrConfig {
+    /// The key backups are encrypted with, when one is set. Validation has refused a malformed
+    /// one already; this says so again rather than backing up unencrypted.
+    pub fn backup_key(&self) -> Result<Option<BackupKey>, DrError> {
+        self.encryption_key
+            .key()
+            .map_err(|message| DrError::InvalidKey(format!("ARAGORA_ENCRYPTION_KEY {message}")))
+    }
+
     /// The backup directory: the configured one, or `backups` in the engine's data directory.
     pub fn backup_dir(&self, engine: &EngineConfig) -> PathBuf {
         self.backup_dir
@@ -135,6 +153,7 @@ impl DrConfig {
 mod tests {
     use super::*;
 
+    use crate::encryption::MAKE_A_KEY;
     use aragora_config::env_map as env;
     use std::collections::HashMap;
 
@@ -173,6 +192,23 @@ mod tests {
     }
 
     #[test]
+    fn a_malformed_encryption_key_is_a_problem_that_does_not_quote_it() {
+        let value = "my-backup-passphrase";
+        let problems =
+            DrConfig::load(None, &env(&[("ARAGORA_ENCRYPTION_KEY", value)])).unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].setting, "ARAGORA_ENCRYPTION_KEY");
+        assert!(problems[0].message.contains(MAKE_A_KEY), "{problems:?}");
+        assert!(!problems[0].message.contains(value), "{problems:?}");
+        let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+        let config = DrConfig::load(None, &env(&[("ARAGORA_ENCRYPTION_KEY", key)])).unwrap();
+        assert!(config.backup_key().unwrap().is_some());
+        assert!(!format!("{config:?}").contains(key), "Debug shows the key");
+        let unset = DrConfig::load(None, &env(&[("ARAGORA_ENCRYPTION_KEY", "")])).unwrap();
+        assert!(unset.backup_key().unwrap().is_none());
+    }
+
+    #[test]
     fn an_empty_schedule_turns_the_job_off() {
         let config = DrConfig::load(None, &env(&[("ARAGORA_DRILL_SCHEDULE", "")])).unwrap();
         assert!(config.drill_schedule.is_empty());
@@ -183,6 +219,7 @@ mod tests {
         let value = toml::Value::try_from(DrConfig {
             backup_dir: Some("x".into()),
             clock_start: Some("x".into()),
+            encryption_key: KeySetting::new("x"),
             ..DrConfig::default()
         })
         .unwrap();

@@ -75,6 +75,9 @@ pub struct DrillReport {
     pub finished_at: String,
     pub backup_id: Option<String>,
     pub backup_created_at: Option<String>,
+    /// The id of the key the backup was encrypted with (never the key); null when it is not
+    /// encrypted.
+    pub backup_key_id: Option<String>,
     /// Restore start to a ready engine on the restored copy; null when it never got ready.
     pub rto_seconds: Option<f64>,
     /// Newest primary data at drill start minus newest restored data; null when unknown.
@@ -107,6 +110,7 @@ impl DrillReport {
             finished_at: String::new(),
             backup_id: None,
             backup_created_at: None,
+            backup_key_id: None,
             rto_seconds: None,
             rpo_seconds: None,
             rto_target_seconds: rto_target,
@@ -228,7 +232,8 @@ pub async fn run(engine: &EngineConfig, dr: &DrConfig, visible: bool) -> DrillRe
     }) {
         report.backup_id = Some(manifest.id.clone());
         report.backup_created_at = Some(manifest.created_at.clone());
-        exercise(engine, &dir, &manifest, &mut report, &bar, visible).await;
+        report.backup_key_id = manifest.encryption.as_ref().map(|e| e.key_id.clone());
+        exercise(engine, dr, &dir, &manifest, &mut report, &bar, visible).await;
         if let Some(Some(primary)) = primary_newest {
             let restored = manifest.newest_data_at_ms.unwrap_or(manifest.created_at_ms);
             report.rpo_seconds = Some(primary.saturating_sub(restored).max(0) as f64 / 1000.0);
@@ -265,6 +270,7 @@ async fn primary_newest_ms(engine: &EngineConfig) -> Result<Option<i64>, DrError
 /// Restore, verify, start, smoke, stop, clean up: everything that needs the scratch database.
 async fn exercise(
     engine: &EngineConfig,
+    dr: &DrConfig,
     dir: &Path,
     manifest: &Manifest,
     report: &mut DrillReport,
@@ -281,13 +287,23 @@ async fn exercise(
         return;
     };
     bar.set_message(format!("DR drill: restoring {}", manifest.id));
-    let restored = backup::restore_manifest(manifest, dir, &scratch.target, false, visible).await;
+    let restored = match dr.backup_key() {
+        Ok(key) => {
+            backup::restore_manifest(manifest, dir, &scratch.target, false, key.as_ref(), visible)
+                .await
+        }
+        Err(err) => Err(err),
+    };
+    let decrypted = match &manifest.encryption {
+        Some(encryption) => format!("decrypted with key {}, ", encryption.key_id),
+        None => String::new(),
+    };
     if let Some(facts) = report.check(
         "restore, schema version and row counts",
         restored,
         |facts| {
             format!(
-                "schema version {}, rows {}",
+                "{decrypted}schema version {}, rows {}",
                 facts.schema_version,
                 facts
                     .row_counts

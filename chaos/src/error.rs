@@ -27,6 +27,17 @@ pub enum DrError {
     TargetNotEmpty { target: String, debates: i64 },
     #[error("there is no SQLite database at {path}; check ARAGORA_DATA_DIR (or --data-dir), or start the engine once to create it")]
     NoSqliteDatabase { path: PathBuf },
+    #[error("backup {id} is encrypted (key {backup_key}) and ARAGORA_ENCRYPTION_KEY is not set; set ARAGORA_ENCRYPTION_KEY to the key this backup was made with")]
+    NoKey { id: String, backup_key: String },
+    #[error("backup {id} was encrypted with key {backup_key}, but ARAGORA_ENCRYPTION_KEY is key {configured_key}; set ARAGORA_ENCRYPTION_KEY to the key this backup was made with (a key's id is the first 16 hex characters of its SHA-256)")]
+    WrongKey {
+        id: String,
+        backup_key: String,
+        configured_key: String,
+    },
+    /// A malformed `ARAGORA_ENCRYPTION_KEY` (the message never quotes it).
+    #[error("{0}")]
+    InvalidKey(String),
     #[error("{tool} failed: {detail}")]
     Tool { tool: &'static str, detail: String },
     #[error("database error while {during}: {source}")]

@@ -6,15 +6,17 @@
 //! A backup is two files in the backup directory: the artifact (SQLite: an online snapshot
 //! taken with `VACUUM INTO` and compressed with zstd; PostgreSQL: `pg_dump -Fc` taken in an
 //! exported snapshot) and its manifest (schema version, row counts, newest data, sha256 of the
-//! artifact). A restore refuses anything whose checksum, backend or schema version does not
-//! fit, and checks the restored rows against the manifest. A drill restores the latest backup
+//! artifact). With `ARAGORA_ENCRYPTION_KEY` set, the artifact is encrypted (AES-256-GCM) and the
+//! manifest names the key's id. A restore refuses anything whose checksum, backend, schema
+//! version or key does not fit, and checks the restored rows against the manifest. A drill restores the latest backup
 //! into a scratch database, verifies it (rows, schema, every receipt's signature), starts an
 //! engine on it, runs a smoke debate and measures RTO and RPO; the live database is only read
 //! (and the drill's result recorded in its DR log).
 //!
 //! | module | owns |
 //! |---|---|
-//! | [`config`] | `DrConfig`: backup directory, retention, schedules, RTO/RPO targets |
+//! | [`config`] | `DrConfig`: backup directory, retention, schedules, RTO/RPO targets, the encryption key |
+//! | [`encryption`] | backups encrypted at rest: the key, the artifact format, streaming AES-256-GCM (STREAM) |
 //! | [`manifest`] | the manifest, backup ids, listing a backup directory, checksums |
 //! | [`facts`] | what a database holds: schema version, row counts, newest data |
 //! | [`sqlite`] / [`postgres`] | taking and restoring one backend's artifact |
@@ -34,6 +36,7 @@ pub mod backup;
 pub mod config;
 pub mod cron;
 pub mod drill;
+pub mod encryption;
 pub mod error;
 pub mod experiment;
 pub mod facts;

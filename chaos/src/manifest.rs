@@ -4,17 +4,24 @@
 //! A backup is `<id>.manifest.json` plus the artifact it names. The manifest is written last
 //! (artifact first, both through a temporary name and a rename), so a backup cut short by a
 //! crash has no manifest and is never listed, restored or counted by retention.
+//!
+//! An encrypted backup's manifest has format 2 and names the key in `encryption`; unencrypted
+//! ones keep format 1, so an aragora that predates encryption still reads them and refuses an
+//! encrypted one by its format instead of failing to decompress it.
 
+use crate::encryption::{BackupKey, Decrypting, Sealing};
 use crate::error::DrError;
 use crate::progress;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 /// Format of [`Manifest`]; bumped if fields change.
 pub const MANIFEST_FORMAT: u32 = 1;
+/// Format of an encrypted backup's manifest: format 1 plus `encryption`.
+pub const ENCRYPTED_MANIFEST_FORMAT: u32 = 2;
 const MANIFEST_SUFFIX: &str = ".manifest.json";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -35,12 +42,27 @@ pub struct Manifest {
     /// File name of the artifact, in the manifest's directory.
     pub artifact: String,
     pub artifact_bytes: u64,
-    /// SHA-256 of the artifact file, hex.
+    /// SHA-256 of the artifact file as stored, hex: of the ciphertext when encrypted, so it
+    /// is checked without the key (it catches damage; the encryption's own authentication
+    /// catches deliberate change).
     pub sha256: String,
-    /// `zstd` (SQLite) or `pg_dump-custom` (PostgreSQL's own compressed archive format).
+    /// `zstd` (SQLite) or `pg_dump-custom` (PostgreSQL's own compressed archive format): the
+    /// format inside the encryption, when encrypted.
     pub compression: String,
     pub aragora_version: String,
     pub duration_seconds: f64,
+    /// Set when the artifact is encrypted: with what, and which key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<Encryption>,
+}
+
+/// How an encrypted artifact is encrypted: see [`crate::encryption`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Encryption {
+    /// `aes-256-gcm-stream-be32`.
+    pub algorithm: String,
+    /// The key's id (first 16 hex of its SHA-256), never the key.
+    pub key_id: String,
 }
 
 /// A backup found in a directory: its id, and its manifest or why it cannot be read.
@@ -131,6 +153,77 @@ impl Manifest {
     }
 }
 
+/// A writer that hashes what passes through it.
+struct Hashing<W> {
+    inner: W,
+    hasher: Sha256,
+    written: u64,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.written += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Writes an artifact file: through the encryptor when there is a key, hashing exactly the
+/// bytes that reach the file (what the manifest's size and sha256 describe).
+pub struct ArtifactWriter {
+    sealing: Sealing<Hashing<BufWriter<std::fs::File>>>,
+}
+
+impl ArtifactWriter {
+    pub fn create(path: &Path, key: Option<&BackupKey>) -> io::Result<Self> {
+        let file = std::fs::File::create(path)?;
+        let hashing = Hashing {
+            inner: BufWriter::new(file),
+            hasher: Sha256::new(),
+            written: 0,
+        };
+        Ok(Self {
+            sealing: Sealing::new(key, hashing)?,
+        })
+    }
+
+    /// Seals the last chunk, flushes and syncs the file; its size and SHA-256 (hex).
+    pub fn finish(self) -> io::Result<(u64, String)> {
+        let mut hashing = self.sealing.finish()?;
+        hashing.flush()?;
+        hashing.inner.get_ref().sync_all()?;
+        Ok((hashing.written, hex::encode(hashing.hasher.finalize())))
+    }
+}
+
+impl Write for ArtifactWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.sealing.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.sealing.flush()
+    }
+}
+
+/// Reads an artifact's content: decrypting it with `key` when given (the artifact is then
+/// encrypted), as stored when not. `progress` sees the bytes read from the file.
+pub fn read_artifact(
+    path: &Path,
+    key: Option<&BackupKey>,
+    progress: &indicatif::ProgressBar,
+) -> io::Result<Box<dyn Read + Send>> {
+    let file = BufReader::with_capacity(1 << 20, std::fs::File::open(path)?);
+    let file = progress.wrap_read(file);
+    Ok(match key {
+        Some(key) => Box::new(Decrypting::open(file, Some(key))?),
+        None => Box::new(file),
+    })
+}
+
 /// Size and SHA-256 (hex) of a file, with a progress bar. Blocking.
 pub fn sha256_file(path: &Path, show_progress: bool) -> Result<(u64, String), DrError> {
     let mut file = std::fs::File::open(path).map_err(DrError::io(path))?;
@@ -153,11 +246,20 @@ pub fn sha256_file(path: &Path, show_progress: bool) -> Result<(u64, String), Dr
 fn parse(text: &str) -> Result<Manifest, String> {
     let manifest: Manifest =
         serde_json::from_str(text).map_err(|err| format!("its manifest is not readable: {err}"))?;
-    if manifest.format != MANIFEST_FORMAT {
-        return Err(format!(
-            "its manifest has format {}, this aragora reads format {MANIFEST_FORMAT}",
-            manifest.format
-        ));
+    match (manifest.format, &manifest.encryption) {
+        (MANIFEST_FORMAT, None) | (ENCRYPTED_MANIFEST_FORMAT, Some(_)) => {}
+        (MANIFEST_FORMAT, Some(_)) | (ENCRYPTED_MANIFEST_FORMAT, None) => {
+            return Err(format!(
+                "its manifest has format {} but {} `encryption`; it was edited by hand or damaged",
+                manifest.format,
+                if manifest.encryption.is_some() { "names" } else { "lacks" }
+            ))
+        }
+        (other, _) => {
+            return Err(format!(
+                "its manifest has format {other}, this aragora reads formats {MANIFEST_FORMAT} (unencrypted) and {ENCRYPTED_MANIFEST_FORMAT} (encrypted)"
+            ))
+        }
     }
     Ok(manifest)
 }
@@ -215,6 +317,47 @@ pub fn find(dir: &Path, id: Option<&str>) -> Result<Manifest, DrError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A manifest as aragora wrote them before encryption existed.
+    const FORMAT_1: &str = r#"{"format": 1, "id": "aragora-20261126T140512123Z-1a2b",
+        "created_at": "2026-11-26T14:05:12.123Z", "created_at_ms": 1795701912123,
+        "backend": "sqlite", "schema_version": 3, "row_counts": {"debates": 2},
+        "newest_data_at_ms": null, "artifact": "aragora-20261126T140512123Z-1a2b.sqlite.zst",
+        "artifact_bytes": 10, "sha256": "00", "compression": "zstd",
+        "aragora_version": "0.1.0", "duration_seconds": 0.1}"#;
+
+    #[test]
+    fn a_manifest_from_before_encryption_still_reads_and_writes_back_the_same() {
+        let manifest = parse(FORMAT_1).unwrap();
+        assert_eq!(manifest.encryption, None);
+        let written = serde_json::to_value(&manifest).unwrap();
+        assert!(written.get("encryption").is_none(), "{written}");
+        assert_eq!(
+            written,
+            serde_json::from_str::<serde_json::Value>(FORMAT_1).unwrap()
+        );
+    }
+
+    #[test]
+    fn an_encrypted_manifest_is_format_2_and_names_its_key() {
+        let mut manifest = parse(FORMAT_1).unwrap();
+        manifest.format = ENCRYPTED_MANIFEST_FORMAT;
+        manifest.encryption = Some(Encryption {
+            algorithm: crate::encryption::ALGORITHM.into(),
+            key_id: "0123456789abcdef".into(),
+        });
+        let text = serde_json::to_string(&manifest).unwrap();
+        assert_eq!(parse(&text).unwrap(), manifest);
+        // Each half without the other is refused, as is a format from the future.
+        let mut lacking: serde_json::Value = serde_json::from_str(&text).unwrap();
+        lacking.as_object_mut().unwrap().remove("encryption");
+        assert!(parse(&lacking.to_string()).unwrap_err().contains("lacks"));
+        let mut naming: serde_json::Value = serde_json::from_str(&text).unwrap();
+        naming["format"] = 1.into();
+        assert!(parse(&naming.to_string()).unwrap_err().contains("names"));
+        naming["format"] = 3.into();
+        assert!(parse(&naming.to_string()).unwrap_err().contains("format 3"));
+    }
 
     #[test]
     fn ids_sort_by_time() {

@@ -1,12 +1,18 @@
 //! PostgreSQL artifacts: `pg_dump -Fc` (compressed custom format) run in a snapshot exported
-//! by the connection that counted the rows, so the manifest describes exactly what was dumped;
-//! restored with `pg_restore`. Both tools come from Debian's `postgresql-client`.
+//! by the connection that counted the rows, so the manifest describes exactly what was dumped,
+//! its output piped through the encryptor when there is a key; restored with `pg_restore`
+//! (from a decrypted temporary copy when encrypted). Both tools come from Debian's
+//! `postgresql-client`.
 
+use crate::encryption::BackupKey;
 use crate::error::DrError;
 use crate::facts::{self, Facts};
+use crate::manifest::ArtifactWriter;
 use crate::progress;
 use sqlx::{Connection, Row};
+use std::io::Read;
 use std::path::Path;
+use std::process::Stdio;
 use tokio::process::Command;
 
 const MISSING_TOOL: &str =
@@ -34,8 +40,14 @@ async fn run_tool(tool: &'static str, command: &mut Command, visible: bool) -> R
     }
 }
 
-/// Dumps the database at `url` into `artifact` and returns the facts of the dumped snapshot.
-pub async fn dump(url: &str, artifact: &Path, visible: bool) -> Result<Facts, DrError> {
+/// Dumps the database at `url` into `artifact` (encrypted when `key` is given); the facts of
+/// the dumped snapshot, and the artifact's size and SHA-256.
+pub async fn dump(
+    url: &str,
+    artifact: &Path,
+    key: Option<&BackupKey>,
+    visible: bool,
+) -> Result<(Facts, u64, String), DrError> {
     let mut conn = facts::connect(url).await?;
     sqlx::query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         .execute(&mut conn)
@@ -48,22 +60,73 @@ pub async fn dump(url: &str, artifact: &Path, visible: bool) -> Result<Facts, Dr
         .map_err(DrError::db("exporting the snapshot"))?;
     let facts = facts::read(&mut conn).await?;
     // The exporting transaction stays open until pg_dump is done with the snapshot.
-    let dumped = run_tool(
-        "pg_dump",
-        Command::new("pg_dump")
-            .arg("--format=custom")
-            .arg(format!("--snapshot={snapshot}"))
-            .arg("--no-owner")
-            .arg("--no-privileges")
-            .arg("--file")
-            .arg(artifact)
-            .arg(format!("--dbname={url}")),
-        visible,
-    )
-    .await;
+    let bar = progress::spinner("running pg_dump", visible);
+    let (url_owned, artifact_owned, key) = (url.to_string(), artifact.to_path_buf(), key.cloned());
+    let dumped = tokio::task::spawn_blocking(move || {
+        dump_snapshot(&url_owned, &snapshot, &artifact_owned, key.as_ref())
+    })
+    .await
+    .unwrap_or_else(|err| {
+        Err(DrError::Task(format!(
+            "the pg_dump task failed: {err}; this is a bug, please report it"
+        )))
+    });
+    bar.finish_and_clear();
     let _ = sqlx::query("COMMIT").execute(&mut conn).await;
     let _ = conn.close().await;
-    dumped.map(|()| facts)
+    dumped.map(|(bytes, sha256)| (facts, bytes, sha256))
+}
+
+/// Runs `pg_dump -Fc` in `snapshot` with its output piped into the artifact writer, so an
+/// encrypted backup's plaintext never reaches the disk. Blocking.
+fn dump_snapshot(
+    url: &str,
+    snapshot: &str,
+    artifact: &Path,
+    key: Option<&BackupKey>,
+) -> Result<(u64, String), DrError> {
+    let mut child = std::process::Command::new("pg_dump")
+        .arg("--format=custom")
+        .arg(format!("--snapshot={snapshot}"))
+        .arg("--no-owner")
+        .arg("--no-privileges")
+        .arg(format!("--dbname={url}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|err| DrError::Tool {
+            tool: "pg_dump",
+            detail: format!("cannot run it ({err}); {MISSING_TOOL}"),
+        })?;
+    let mut stdout = child.stdout.take().expect("piped");
+    let mut stderr = child.stderr.take().expect("piped");
+    // Read stderr meanwhile: a pg_dump blocked on a full stderr pipe would never finish stdout.
+    let complaints = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let written = ArtifactWriter::create(artifact, key).and_then(|mut writer| {
+        std::io::copy(&mut stdout, &mut writer)?;
+        writer.finish()
+    });
+    if written.is_err() {
+        let _ = child.kill();
+    }
+    let status = child.wait();
+    let complaints = complaints.join().unwrap_or_default();
+    match status {
+        Ok(status) if status.success() => written.map_err(DrError::io(artifact)),
+        Ok(status) => Err(DrError::Tool {
+            tool: "pg_dump",
+            detail: format!("{status}: {}", complaints.trim()),
+        }),
+        Err(err) => Err(DrError::Tool {
+            tool: "pg_dump",
+            detail: format!("cannot wait for it: {err}"),
+        }),
+    }
 }
 
 /// Restores `artifact` into the database at `url`. `replace` drops what the dump recreates.

@@ -71,6 +71,7 @@ mod tests {
             compression: "zstd".into(),
             aragora_version: "0".into(),
             duration_seconds: 0.0,
+            encryption: None,
         }
     }
 

@@ -1,11 +1,13 @@
 //! SQLite artifacts: an online snapshot with `VACUUM INTO` (a consistent read transaction;
-//! in WAL mode the engine keeps writing meanwhile), compressed with zstd; restored by
-//! decompressing next to the target, checking it, and renaming it into place.
+//! in WAL mode the engine keeps writing meanwhile), compressed with zstd and, with a key,
+//! encrypted; restored by decrypting and decompressing next to the target, checking it, and
+//! renaming it into place.
 
+use crate::encryption::BackupKey;
 use crate::error::DrError;
 use crate::facts::{self, Facts};
+use crate::manifest::{read_artifact, ArtifactWriter};
 use crate::progress;
-use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -48,38 +50,20 @@ async fn close(conn: sqlx::AnyConnection) {
     let _ = conn.close().await;
 }
 
-/// A writer that hashes what passes through it.
-struct Hashing<W> {
-    inner: W,
-    hasher: Sha256,
-    written: u64,
-}
-
-impl<W: Write> Write for Hashing<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.written += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-/// Compresses `source` into `artifact`; returns its size and SHA-256. Blocking.
-pub fn compress(source: &Path, artifact: &Path, visible: bool) -> Result<(u64, String), DrError> {
+/// Compresses `source` into `artifact`, encrypting it when `key` is given; returns the
+/// artifact's size and SHA-256. Blocking.
+pub fn compress(
+    source: &Path,
+    artifact: &Path,
+    key: Option<&BackupKey>,
+    visible: bool,
+) -> Result<(u64, String), DrError> {
     let mut input = std::fs::File::open(source).map_err(DrError::io(source))?;
     let total = input.metadata().map_err(DrError::io(source))?.len();
-    let output = std::fs::File::create(artifact).map_err(DrError::io(artifact))?;
-    let hashing = Hashing {
-        inner: std::io::BufWriter::new(output),
-        hasher: Sha256::new(),
-        written: 0,
-    };
     let io = DrError::io(artifact);
     let result = (|| -> std::io::Result<(u64, String)> {
-        let mut encoder = zstd::stream::Encoder::new(hashing, 3)?;
+        let writer = ArtifactWriter::create(artifact, key)?;
+        let mut encoder = zstd::stream::Encoder::new(writer, 3)?;
         let bar = progress::bytes(total, "compressing", visible);
         let mut buffer = vec![0u8; 1 << 20];
         loop {
@@ -91,24 +75,25 @@ pub fn compress(source: &Path, artifact: &Path, visible: bool) -> Result<(u64, S
             bar.inc(read as u64);
         }
         bar.finish_and_clear();
-        let mut hashing = encoder.finish()?;
-        hashing.flush()?;
-        hashing.inner.get_ref().sync_all()?;
-        Ok((hashing.written, hex::encode(hashing.hasher.finalize())))
+        encoder.finish()?.finish()
     })();
     result.map_err(io)
 }
 
-/// Decompresses `artifact` into `target`. Blocking.
-pub fn decompress(artifact: &Path, target: &Path, visible: bool) -> Result<(), DrError> {
-    let input = std::fs::File::open(artifact).map_err(DrError::io(artifact))?;
-    let total = input.metadata().map_err(DrError::io(artifact))?.len();
+/// Decompresses `artifact` into `target`, decrypting it first when `key` is given. Blocking.
+/// A failure leaves a partial `target` for the caller to remove (it is never the live file).
+pub fn decompress(
+    artifact: &Path,
+    target: &Path,
+    key: Option<&BackupKey>,
+    visible: bool,
+) -> Result<(), std::io::Error> {
+    let total = std::fs::metadata(artifact)?.len();
     let bar = progress::bytes(total, "decompressing", visible);
-    let mut decoder =
-        zstd::stream::Decoder::new(bar.wrap_read(input)).map_err(DrError::io(artifact))?;
-    let mut output = std::fs::File::create(target).map_err(DrError::io(target))?;
-    std::io::copy(&mut decoder, &mut output).map_err(DrError::io(artifact))?;
-    output.sync_all().map_err(DrError::io(target))?;
+    let mut decoder = zstd::stream::Decoder::new(read_artifact(artifact, key, &bar)?)?;
+    let mut output = std::fs::File::create(target)?;
+    std::io::copy(&mut decoder, &mut output)?;
+    output.sync_all()?;
     bar.finish_and_clear();
     Ok(())
 }

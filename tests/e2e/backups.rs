@@ -1,5 +1,6 @@
 //! Backups and DR drills through the real binary: `aragora backup create|list|verify|restore`
 //! and `aragora drill run|history` against a running engine on SQLite and on PostgreSQL.
+//! Encrypted backups (`ARAGORA_ENCRYPTION_KEY`) are in [`encryption`].
 
 use crate::support::prom::PromServer;
 use crate::support::{
@@ -9,6 +10,8 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
+
+mod encryption;
 
 /// Where a CLI command finds the engine's database and backups.
 #[derive(Clone)]
