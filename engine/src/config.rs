@@ -680,6 +680,50 @@ mod tests {
     }
 
     #[test]
+    fn debug_shows_the_settings_but_no_secret() {
+        let config = EngineConfig::load(
+            None,
+            &env(&[
+                ("ARAGORA_DB_BACKEND", "postgres"),
+                ("DATABASE_URL", "postgres://app:pg-pass-1@db:5432/aragora"),
+                (
+                    "ARAGORA_REDIS_URL",
+                    "redis://u:redis-pass-1@127.0.0.1:6379/0",
+                ),
+                ("ARAGORA_JWT_SECRET", "jwt-secret-jwt-secret-jwt-secret-1"),
+                ("ARAGORA_API_TOKEN", "api-token-1"),
+                (
+                    "ARAGORA_RECEIPT_SIGNING_KEY",
+                    "receipt-key-receipt-key-receipt-key-1",
+                ),
+                (
+                    "ARAGORA_RECEIPT_SIGNING_KEY_PREVIOUS",
+                    "receipt-key-previous-receipt-key-previous-1",
+                ),
+                ("OPENAI_API_KEY", "sk-openai-1"),
+            ]),
+        )
+        .unwrap();
+        let shown = format!("{config:?} {:?}", config.provider(ProviderKind::Openai));
+        for secret in [
+            "pg-pass-1",
+            "redis-pass-1",
+            "jwt-secret-jwt",
+            "api-token-1",
+            "receipt-key-",
+            "sk-openai-1",
+        ] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.starts_with("EngineConfig { "), "{shown}");
+        assert!(
+            shown.contains("postgres://app:***@db:5432/aragora"),
+            "{shown}"
+        );
+        assert!(shown.contains("api_port: 8080"), "{shown}");
+    }
+
+    #[test]
     fn provider_keys_and_agents_come_from_env_and_toml() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("agents.toml");

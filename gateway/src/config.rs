@@ -333,6 +333,21 @@ impl Settings for GatewayConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_shows_the_settings_but_not_the_redis_password() {
+        let config = GatewayConfig {
+            redis_url: Some("redis://u:redis-pass-2@127.0.0.1:6379/0".into()),
+            ..GatewayConfig::default()
+        };
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("redis-pass-2"), "{shown}");
+        assert!(shown.contains("redis://u:***@127.0.0.1:6379/0"), "{shown}");
+        assert!(
+            shown.contains("https_port: 443"),
+            "every field shown: {shown}"
+        );
+    }
     use aragora_config::EnvSettings;
 
     fn problems_of(config: &GatewayConfig, setting: &str) -> Vec<String> {
