@@ -93,7 +93,7 @@ pub async fn validate_env(args: &ValidateEnvArgs) -> ExitCode {
         problems.extend(problem);
     }
     let secrets = secrets_of(&config);
-    let redact = |text: &str| redact(text, &secrets);
+    let redact = |text: &str| aragora_config::scrub(text, &secrets);
     let verdict = if problems.is_empty() {
         "valid"
     } else {
@@ -450,52 +450,25 @@ fn backup_encryption_check(dr: &aragora_chaos::DrConfig) -> Check {
     }
 }
 
-/// Every secret value of the configuration, longest first (so no part of one is left).
+/// Every secret value of every part of the configuration (fields named as secrets, passwords
+/// in URLs): what [`aragora_config::scrub`] takes out of the report.
 fn secrets_of(config: &ProcessConfig) -> Vec<String> {
-    let engine = &config.engine;
-    let mut secrets: Vec<String> = [
-        &engine.auth.jwt_secret,
-        &engine.auth.jwt_secret_previous,
-        &engine.auth.api_token,
-        &engine.receipt_signing_key,
-    ]
-    .into_iter()
-    .flatten()
-    .cloned()
-    .chain(engine.receipt_signing_key_previous.iter().cloned())
-    .chain(engine.providers.values().filter_map(|p| p.api_key.clone()))
-    .chain(config.dr.encryption_key.expose().map(str::to_string))
-    .chain(
-        [
-            &engine.database_url,
-            &engine.redis_url,
-            &config.gateway.redis_url,
-        ]
-        .into_iter()
-        .flatten()
-        .filter_map(|url| password_of(url)),
-    )
-    .filter(|secret| !secret.is_empty())
-    .collect();
+    use aragora_config::redact::secret_values;
+    let mut secrets = secret_values(&config.engine);
+    secrets.extend(secret_values(&config.gateway));
+    secrets.extend(secret_values(&config.slo));
+    secrets.extend(secret_values(&config.live));
+    secrets.extend(secret_values(&config.dr));
+    secrets.extend(secret_values(&config.chaos));
+    secrets.extend(config.dr.encryption_key.expose().map(str::to_string));
+    // Longest first, so no part of a longer secret is left after a shorter one is taken out.
     secrets.sort_by_key(|secret| std::cmp::Reverse(secret.len()));
+    secrets.dedup();
     secrets
 }
 
-fn redact(text: &str, secrets: &[String]) -> String {
-    secrets.iter().fold(text.to_string(), |text, secret| {
-        text.replace(secret.as_str(), "***")
-    })
-}
-
-/// The password of `scheme://user:password@host/...`, if it has one.
-fn password_of(url: &str) -> Option<String> {
-    let (_, rest) = url.split_once("://")?;
-    let (userinfo, _) = rest.rsplit_once('@')?;
-    let (_, password) = userinfo.split_once(':')?;
-    Some(password.to_string())
-}
-
-/// `scheme://host:port/path` of a URL: credentials and query dropped.
+/// `scheme://host:port/path` of a URL: credentials and query dropped (the checklist names
+/// where it connected, nothing more).
 fn without_credentials(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return "(not a URL)".into();
@@ -577,15 +550,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn urls_are_shown_without_credentials_and_secrets_are_redacted() {
+    fn urls_are_shown_without_credentials_and_every_secret_is_found() {
         let url = "postgres://admin:hunter2@db.internal:5432/aragora?sslmode=require";
         assert_eq!(
             without_credentials(url),
             "postgres://db.internal:5432/aragora"
         );
-        assert_eq!(password_of(url).as_deref(), Some("hunter2"));
-        assert_eq!(password_of("redis://127.0.0.1:6379"), None);
-        let secrets = vec!["hunter2".to_string()];
-        assert_eq!(redact("login hunter2 failed", &secrets), "login *** failed");
+        let env = aragora_config::env_map(&[
+            ("ARAGORA_DB_BACKEND", "postgres"),
+            ("DATABASE_URL", url),
+            ("ARAGORA_REDIS_URL", "redis://u:redis-pw@127.0.0.1:6379"),
+            ("ARAGORA_API_TOKEN", "admin-token"),
+            ("OPENAI_API_KEY", "sk-test"),
+        ]);
+        let (config, _) =
+            crate::settings::read_and_validate(Parts::EVERYTHING, &Sources::default(), &env);
+        let secrets = secrets_of(&config);
+        for secret in ["hunter2", "redis-pw", "admin-token", "sk-test"] {
+            assert!(secrets.iter().any(|s| s == secret), "{secret}: {secrets:?}");
+        }
     }
 }

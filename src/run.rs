@@ -200,7 +200,12 @@ pub async fn up(args: &UpArgs) -> ExitCode {
         Ok(loaded) => loaded,
         Err(problems) => return refuse(&problems),
     };
-    let (engine, dr, mut gateway) = (loaded.engine, loaded.dr, loaded.gateway);
+    let (mut engine, dr, mut gateway) = (loaded.engine, loaded.dr, loaded.gateway);
+    // Someone watching `up` on a terminal reads its banner and its log: text there, JSON for
+    // a log shipper, and ARAGORA_LOG_FORMAT when set.
+    engine.log_format = engine
+        .log_format
+        .resolve(true, std::io::IsTerminal::is_terminal(&std::io::stderr()));
     // Only once everything is valid: a self-signed certificate in the data directory.
     if gateway.tls_cert.is_none() && gateway.tls_key.is_none() {
         match aragora_gateway::tls::self_signed(&engine.data_dir.join("tls")) {
@@ -225,7 +230,8 @@ pub async fn up(args: &UpArgs) -> ExitCode {
     let on_bound = move |bound: Bound| {
         announce_engine(&bound);
         let mut gateway = gateway;
-        gateway.upstreams = vec![format!("127.0.0.1:{}", bound.api.port())];
+        // The engine's own address (loopback under `up` unless a host was chosen).
+        gateway.upstreams = vec![display(&bound.api)];
         let admin_host = gateway.admin_host.clone();
         match aragora_gateway::start(gateway) {
             Ok(started) => {

@@ -179,6 +179,9 @@ pub fn read_and_validate(
 
     let (mut engine, mut read) = EngineConfig::read(sources.engine.config.config.as_deref(), env);
     apply_engine_flags(&mut engine, &mut read, &sources.engine);
+    if parts.gateway == Some(GatewayRole::Embedded) {
+        keep_embedded_engine_local(&mut engine, sources, env);
+    }
     keep(parts.engine, read);
 
     let (mut gateway, mut read) =
@@ -337,6 +340,25 @@ fn apply_gateway_flags(
     );
 }
 
+/// Where `aragora up` binds its engine unless told otherwise.
+pub const EMBEDDED_ENGINE_HOST: &str = "127.0.0.1";
+
+/// `aragora up` binds its engine to loopback: the only way in from outside is then its gateway
+/// (TLS, rate limits, later authentication). A host chosen explicitly (ARAGORA_HOST, --host,
+/// `host` in the config file) still wins, even 0.0.0.0.
+fn keep_embedded_engine_local(engine: &mut EngineConfig, sources: &Sources, env: &Env) {
+    let host_env = aragora_engine::config::SETTINGS
+        .iter()
+        .find(|setting| setting.key == "host")
+        .map_or(&[][..], |setting| setting.env);
+    let chosen = host_env.iter().any(|name| env.contains_key(*name))
+        || sources.engine.host.is_some()
+        || aragora_config::file_sets(sources.engine.config.config.as_deref(), "host");
+    if !chosen {
+        engine.host = EMBEDDED_ENGINE_HOST.to_string();
+    }
+}
+
 /// What `aragora up` provides itself, before validation: the embedded engine as upstream
 /// (replaced by its real port once bound), and no drain delay unless one is configured
 /// (nothing sits in front of it). The certificate is generated only once everything is valid.
@@ -349,10 +371,13 @@ fn complete_embedded_gateway(config: &mut GatewayConfig, engine: &EngineConfig, 
     }
 }
 
+/// Installs the log subscriber. `format` is resolved by the caller when `auto` should depend
+/// on the terminal (`up`, [`LogFormat::resolve`]); `auto` left here is JSON, the default of
+/// every command nobody watches.
 pub fn init_logging(level: LogLevel, format: LogFormat) {
-    let format = match format {
+    let format = match format.resolve(false, false) {
         LogFormat::Text => aragora_telemetry::LogFormat::Text,
-        LogFormat::Json => aragora_telemetry::LogFormat::Json,
+        LogFormat::Json | LogFormat::Auto => aragora_telemetry::LogFormat::Json,
     };
     aragora_telemetry::init_logging(level.directive(), format);
 }
@@ -434,6 +459,40 @@ mod tests {
             ["ARAGORA_WS_PORT"],
             "{problems:?}"
         );
+    }
+
+    #[test]
+    fn up_keeps_the_engine_on_loopback_unless_a_host_is_chosen() {
+        let (config, _) = read_and_validate(Parts::UP, &Sources::default(), &env_map(&[]));
+        assert_eq!(config.engine.host, EMBEDDED_ENGINE_HOST);
+        let (config, _) = read_and_validate(Parts::SERVE, &Sources::default(), &env_map(&[]));
+        assert_eq!(config.engine.host, "0.0.0.0", "`serve` keeps its default");
+
+        let chosen = env_map(&[("ARAGORA_HOST", "0.0.0.0")]);
+        let (config, _) = read_and_validate(Parts::UP, &Sources::default(), &chosen);
+        assert_eq!(config.engine.host, "0.0.0.0", "ARAGORA_HOST wins");
+        let flag = Sources::up(&UpArgs {
+            engine: EngineArgs {
+                host: Some("0.0.0.0".into()),
+                ..EngineArgs::default()
+            },
+            ..UpArgs::default()
+        });
+        let (config, _) = read_and_validate(Parts::UP, &flag, &env_map(&[]));
+        assert_eq!(config.engine.host, "0.0.0.0", "--host wins");
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("engine.toml");
+        std::fs::write(&file, "host = \"0.0.0.0\"\n").unwrap();
+        let from_file = Sources::up(&UpArgs {
+            engine: EngineArgs {
+                config: crate::ConfigArgs { config: Some(file) },
+                ..EngineArgs::default()
+            },
+            ..UpArgs::default()
+        });
+        let (config, _) = read_and_validate(Parts::UP, &from_file, &env_map(&[]));
+        assert_eq!(config.engine.host, "0.0.0.0", "the file's host wins");
     }
 
     #[test]

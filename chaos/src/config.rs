@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Duration;
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// The DR settings. `Debug` hides any secret field (an encryption key), as every config's does
+/// ([`aragora_config::redact`]).
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct DrConfig {
     pub backup_dir: Option<PathBuf>,
@@ -41,6 +43,12 @@ aragora_config::settings! {
     clock_scale: ["ARAGORA_DR_CLOCK_SCALE"] "Runs the schedules on a clock this many times faster than real time (1: the real clock). For drilling the schedules themselves: a week of schedule in minutes.";
     clock_start: ["ARAGORA_DR_CLOCK_START"] "With ARAGORA_DR_CLOCK_SCALE: the time (RFC 3339, UTC) the scaled clock starts from; now when unset.";
     encryption_key: ["ARAGORA_ENCRYPTION_KEY"] "Encrypts backups at rest (AES-256-GCM) when set: a 32-byte key as 64 hex characters or base64 (`openssl rand -base64 32`). Restores, verifies and drills of encrypted backups need the same key; unencrypted backups keep restoring.";
+}
+
+impl std::fmt::Debug for DrConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        aragora_config::redact::debug_redacted("DrConfig", self, f)
+    }
 }
 
 impl Default for DrConfig {

@@ -12,8 +12,12 @@
 //! | module | owns |
 //! |---|---|
 //! | `values` | the values every component's settings share: [`Environment`], [`LogLevel`], [`LogFormat`] |
+//! | `redact` | keeping secrets out of what is shown: [`redact_url`], [`redact_query`], [`scrub`], the config structs' redacting `Debug` |
 
+pub mod redact;
 mod values;
+
+pub use redact::{redact_query, redact_url, scrub, url_password, MASK};
 
 pub use values::{Environment, LogFormat, LogLevel};
 
@@ -247,6 +251,14 @@ pub fn from_toml_file<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigProbl
             format!("is not valid: {}", err.to_string().trim()),
         )
     })
+}
+
+/// Whether the TOML file sets `key` at its top level (an explicit choice, even of the default
+/// value); false when there is no file or it cannot be read (its problem is reported by the
+/// read).
+pub fn file_sets(file: Option<&Path>, key: &str) -> bool {
+    file.and_then(|path| from_toml_file::<toml::Table>(path).ok())
+        .is_some_and(|table| table.contains_key(key))
 }
 
 /// Whether a configured URL is one an HTTP client can call (`http://` or `https://`).

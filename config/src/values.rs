@@ -93,12 +93,27 @@ value_enum! {
 }
 
 value_enum! {
-    /// How log lines are written: one JSON object per line, or text for a terminal.
+    /// How log lines are written: one JSON object per line, or text for a terminal; `auto`
+    /// (the default) leaves it to the command ([`LogFormat::resolve`]).
     LogFormat, case_insensitive: false,
-    expected: "{:?} is not a format; use json or text",
+    expected: "{:?} is not a format; use json, text or auto",
     {
         Json => ["json"],
         Text => ["text"],
+        Auto => ["auto"],
+    }
+}
+
+impl LogFormat {
+    /// The format lines are written in: a chosen one as it is; `auto` is text when the
+    /// command is one a person watches (`aragora up`: its banner must stay readable) and its
+    /// log goes to a terminal, else JSON (what log shippers parse).
+    pub fn resolve(self, watched: bool, stderr_is_terminal: bool) -> LogFormat {
+        match self {
+            Self::Auto if watched && stderr_is_terminal => Self::Text,
+            Self::Auto => Self::Json,
+            chosen => chosen,
+        }
     }
 }
 
@@ -135,7 +150,17 @@ mod tests {
         assert_eq!(LogFormat::from_env("text"), Ok(LogFormat::Text));
         assert!(LogFormat::from_env("xml")
             .unwrap_err()
-            .contains("json or text"));
+            .contains("json, text or auto"));
+    }
+
+    #[test]
+    fn auto_is_text_only_for_a_watched_command_on_a_terminal() {
+        use LogFormat::*;
+        assert_eq!(Auto.resolve(true, true), Text);
+        assert_eq!(Auto.resolve(true, false), Json, "piped `up`");
+        assert_eq!(Auto.resolve(false, true), Json, "`serve` on a terminal");
+        assert_eq!(Json.resolve(true, true), Json, "ARAGORA_LOG_FORMAT wins");
+        assert_eq!(Text.resolve(false, false), Text, "ARAGORA_LOG_FORMAT wins");
     }
 
     #[test]

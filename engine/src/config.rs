@@ -43,8 +43,9 @@ impl FromEnv for DbBackend {
     }
 }
 
-/// Everything `aragora serve` needs to run the debate engine.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// Everything `aragora serve` needs to run the debate engine. Its `Debug` hides the secrets
+/// (keys, tokens, passwords in URLs): see [`aragora_config::redact`].
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct EngineConfig {
     pub host: String,
@@ -92,13 +93,25 @@ pub struct EngineConfig {
 }
 
 /// One provider's connection settings. Env: the seeds' key variable (`ANTHROPIC_API_KEY`, ...),
-/// `ARAGORA_<PROVIDER>_BASE_URL` and `ARAGORA_<PROVIDER>_MODEL`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+/// `ARAGORA_<PROVIDER>_BASE_URL` and `ARAGORA_<PROVIDER>_MODEL`. `Debug` hides the key.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProviderSettings {
     pub api_key: Option<String>,
     pub base_url: Option<String>,
     pub model: Option<String>,
+}
+
+impl std::fmt::Debug for EngineConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        aragora_config::redact::debug_redacted("EngineConfig", self, f)
+    }
+}
+
+impl std::fmt::Debug for ProviderSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        aragora_config::redact::debug_redacted("ProviderSettings", self, f)
+    }
 }
 
 /// A debate agent configured by name.
@@ -116,7 +129,7 @@ pub struct AgentSpec {
 
 aragora_config::settings! {
     EngineConfig;
-    host: ["ARAGORA_HOST"] "Address the API and WebSocket listeners bind to.";
+    host: ["ARAGORA_HOST"] "Address the API and WebSocket listeners bind to; `aragora up` binds 127.0.0.1 (only its gateway is reachable from outside) unless ARAGORA_HOST, --host or the config file says otherwise.";
     api_port: ["ARAGORA_PORT"] "REST API port; the WebSocket endpoint /ws is served here too. 0 picks a free port.";
     ws_port: ["ARAGORA_WS_PORT"] "Dedicated WebSocket port (serves /ws). 0 picks a free port.";
     data_dir: ["ARAGORA_DATA_DIR"] "Directory for the SQLite database, backups and certificates; created if missing.";
@@ -138,7 +151,7 @@ aragora_config::settings! {
     ws_max_message_size: ["ARAGORA_WS_MAX_MESSAGE_SIZE"] "Largest WebSocket message accepted from a client, in bytes.";
     environment: ["ARAGORA_ENV", "ARAGORA_ENVIRONMENT"] "development or production; production requires ARAGORA_JWT_SECRET.";
     log_level: ["ARAGORA_LOG_LEVEL"] "DEBUG, INFO, WARNING or ERROR.";
-    log_format: ["ARAGORA_LOG_FORMAT"] "json (one object per line) or text.";
+    log_format: ["ARAGORA_LOG_FORMAT"] "json (one object per line), text, or auto (unset): `aragora up` writes text when its log goes to a terminal, JSON otherwise; every other command JSON.";
     agent_max_retries: ["ARAGORA_AGENT_MAX_RETRIES"] "Retries of a provider call after a 429, 5xx or connection failure.";
     agent_retry_base_ms: ["ARAGORA_AGENT_RETRY_BASE_MS"] "First retry delay in ms; doubles each retry, with jitter; Retry-After wins when sent.";
     agent_max_tokens: ["ARAGORA_AGENT_MAX_TOKENS"] "Most tokens an LLM agent may write per message.";
@@ -177,7 +190,7 @@ impl Default for EngineConfig {
             auth: AuthConfig::default(),
             environment: Environment::Development,
             log_level: LogLevel::Info,
-            log_format: LogFormat::Json,
+            log_format: LogFormat::Auto,
             agent_max_retries: 3,
             agent_retry_base_ms: 500,
             agent_max_tokens: 1024,
@@ -459,7 +472,10 @@ impl EngineConfig {
             check(
                 url.starts_with("redis://") || url.starts_with("rediss://"),
                 "ARAGORA_REDIS_URL",
-                format!("{url:?} is not a Redis URL; write redis://host:6379/0"),
+                format!(
+                    "{:?} is not a Redis URL; write redis://host:6379/0",
+                    aragora_config::redact_url(url)
+                ),
             );
         }
         self.validate_providers(&mut check);
@@ -673,6 +689,50 @@ mod tests {
             );
         }
         assert_eq!(keys.len(), SETTINGS.len());
+    }
+
+    #[test]
+    fn debug_shows_the_settings_but_no_secret() {
+        let config = EngineConfig::load(
+            None,
+            &env(&[
+                ("ARAGORA_DB_BACKEND", "postgres"),
+                ("DATABASE_URL", "postgres://app:pg-pass-1@db:5432/aragora"),
+                (
+                    "ARAGORA_REDIS_URL",
+                    "redis://u:redis-pass-1@127.0.0.1:6379/0",
+                ),
+                ("ARAGORA_JWT_SECRET", "jwt-secret-jwt-secret-jwt-secret-1"),
+                ("ARAGORA_API_TOKEN", "api-token-1"),
+                (
+                    "ARAGORA_RECEIPT_SIGNING_KEY",
+                    "receipt-key-receipt-key-receipt-key-1",
+                ),
+                (
+                    "ARAGORA_RECEIPT_SIGNING_KEY_PREVIOUS",
+                    "receipt-key-previous-receipt-key-previous-1",
+                ),
+                ("OPENAI_API_KEY", "sk-openai-1"),
+            ]),
+        )
+        .unwrap();
+        let shown = format!("{config:?} {:?}", config.provider(ProviderKind::Openai));
+        for secret in [
+            "pg-pass-1",
+            "redis-pass-1",
+            "jwt-secret-jwt",
+            "api-token-1",
+            "receipt-key-",
+            "sk-openai-1",
+        ] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.starts_with("EngineConfig { "), "{shown}");
+        assert!(
+            shown.contains("postgres://app:***@db:5432/aragora"),
+            "{shown}"
+        );
+        assert!(shown.contains("api_port: 8080"), "{shown}");
     }
 
     #[test]

@@ -40,32 +40,39 @@ impl Relay for FanoutSender {
 /// Connects to Redis, starts the publisher and the subscriber, and returns what the hub uses
 /// to publish. Errors are logged; Redis reconnects by itself.
 pub async fn start(url: &str, hub: EventHub) -> Result<FanoutSender, String> {
-    let config =
-        Config::from_url(url).map_err(|err| format!("{url:?} is not a Redis URL: {err}"))?;
+    // Messages name the URL without its password, and fred's errors are scrubbed of it.
+    let shown = aragora_config::redact_url(url);
+    let secrets: Vec<String> = aragora_config::url_password(url)
+        .map(str::to_string)
+        .into_iter()
+        .collect();
+    let scrub = |err: fred::error::Error| aragora_config::scrub(&err.to_string(), &secrets);
+    let config = Config::from_url(url)
+        .map_err(|err| format!("{shown:?} is not a Redis URL: {}", scrub(err)))?;
     let policy = ReconnectPolicy::new_constant(0, 500);
     let publisher = Builder::from_config(config.clone())
         .set_policy(policy.clone())
         .build()
-        .map_err(|err| err.to_string())?;
+        .map_err(scrub)?;
     let subscriber = Builder::from_config(config)
         .set_policy(policy)
         .build_subscriber_client()
-        .map_err(|err| err.to_string())?;
+        .map_err(scrub)?;
     publisher
         .init()
         .await
-        .map_err(|err| format!("cannot reach Redis at {url}: {err}"))?;
+        .map_err(|err| format!("cannot reach Redis at {shown}: {}", scrub(err)))?;
     subscriber
         .init()
         .await
-        .map_err(|err| format!("cannot reach Redis at {url}: {err}"))?;
+        .map_err(|err| format!("cannot reach Redis at {shown}: {}", scrub(err)))?;
     // Re-subscribe after every reconnect.
     let _resubscribe = subscriber.manage_subscriptions();
     let mut messages = subscriber.message_rx();
     subscriber
         .subscribe(CHANNEL)
         .await
-        .map_err(|err| format!("cannot subscribe to {CHANNEL}: {err}"))?;
+        .map_err(|err| format!("cannot subscribe to {CHANNEL}: {}", scrub(err)))?;
     let origin = uuid::Uuid::new_v4().to_string();
 
     let own = origin.clone();
@@ -118,6 +125,6 @@ pub async fn start(url: &str, hub: EventHub) -> Result<FanoutSender, String> {
             }
         }
     });
-    tracing::info!(url, "debate events fan out across replicas through Redis");
+    tracing::info!(url = %shown, "debate events fan out across replicas through Redis");
     Ok(FanoutSender { outbox })
 }

@@ -76,6 +76,12 @@ async fn connect_store(config: &EngineConfig, state: &AppState) -> Result<SqlSto
     let started = Instant::now();
     let limit = Duration::from_secs(config.db_connect_timeout_secs);
     let mut attempt = 1u32;
+    // The driver's errors may quote what it was given; the password never reaches the log.
+    let secrets: Vec<String> = aragora_config::url_password(&config.database_url())
+        .map(str::to_string)
+        .into_iter()
+        .collect();
+    let shown = |err: &StoreError| aragora_config::scrub(&err.to_string(), &secrets);
     loop {
         state.set_phase(Phase::Starting(format!(
             "connecting to the {} database (attempt {attempt})",
@@ -92,11 +98,11 @@ async fn connect_store(config: &EngineConfig, state: &AppState) -> Result<SqlSto
             Err(err) if started.elapsed() >= limit => {
                 return Err(ServeError::DatabaseUnreachable {
                     seconds: config.db_connect_timeout_secs,
-                    last_error: err.to_string(),
+                    last_error: shown(&err),
                 })
             }
             Err(err) => {
-                tracing::warn!(attempt, error = %err, "database not reachable yet; retrying");
+                tracing::warn!(attempt, error = %shown(&err), "database not reachable yet; retrying");
                 let backoff = Duration::from_millis(250 * u64::from(attempt.min(8)));
                 tokio::time::sleep(backoff.min(limit.saturating_sub(started.elapsed()))).await;
                 attempt += 1;

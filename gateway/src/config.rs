@@ -10,7 +10,9 @@ use aragora_config::{ConfigProblem, Settings};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// The gateway's settings. Its `Debug` hides the password of the Redis URL
+/// ([`aragora_config::redact`]).
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct GatewayConfig {
     pub host: String,
@@ -89,6 +91,12 @@ aragora_config::settings! {
     redis_url: ["ARAGORA_REDIS_URL", "REDIS_URL"] restart "Redis shared by the gateway replicas so together they admit the configured rate; unset, each gateway limits alone.";
     rate_limit_fail_open: ["ARAGORA_RATE_LIMIT_FAIL_OPEN"] restart "While Redis does not answer: true limits locally, false refuses (429) what the shared limit cannot vouch for.";
     rate_limit_key_prefix: ["ARAGORA_RATE_LIMIT_KEY_PREFIX"] restart "Prefix of the rate-limit keys in Redis.";
+}
+
+impl std::fmt::Debug for GatewayConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        aragora_config::redact::debug_redacted("GatewayConfig", self, f)
+    }
 }
 
 impl Default for GatewayConfig {
@@ -278,7 +286,10 @@ impl GatewayConfig {
             if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
                 problems.push(ConfigProblem::new(
                     "ARAGORA_REDIS_URL",
-                    format!("{url:?} is not a Redis URL; write redis://host:6379/0"),
+                    format!(
+                        "{:?} is not a Redis URL; write redis://host:6379/0",
+                        aragora_config::redact_url(url)
+                    ),
                 ));
             }
         }
@@ -322,6 +333,21 @@ impl Settings for GatewayConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_shows_the_settings_but_not_the_redis_password() {
+        let config = GatewayConfig {
+            redis_url: Some("redis://u:redis-pass-2@127.0.0.1:6379/0".into()),
+            ..GatewayConfig::default()
+        };
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("redis-pass-2"), "{shown}");
+        assert!(shown.contains("redis://u:***@127.0.0.1:6379/0"), "{shown}");
+        assert!(
+            shown.contains("https_port: 443"),
+            "every field shown: {shown}"
+        );
+    }
     use aragora_config::EnvSettings;
 
     fn problems_of(config: &GatewayConfig, setting: &str) -> Vec<String> {

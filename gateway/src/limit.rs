@@ -352,8 +352,12 @@ impl SharedLimiter {
         errors: prometheus::IntCounter,
     ) -> Result<Self, String> {
         use fred::prelude::*;
-        let config =
-            Config::from_url(url).map_err(|err| format!("{url:?} is not a Redis URL: {err}"))?;
+        let config = Config::from_url(url).map_err(|err| {
+            format!(
+                "{:?} is not a Redis URL: {err}",
+                aragora_config::redact_url(url)
+            )
+        })?;
         let client = Builder::from_config(config)
             .with_connection_config(|connection| {
                 connection.connection_timeout = Duration::from_secs(1);

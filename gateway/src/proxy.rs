@@ -326,6 +326,26 @@ impl ProxyHttp for Gateway {
         }
     }
 
+    /// What pingora's own error lines say about a request. Its default quotes the whole
+    /// target, and a share link's or a browser WebSocket's `?token=` is a credential: the
+    /// summary masks credential query values ([`aragora_config::redact_query`]) and names no
+    /// header but the host.
+    fn request_summary(&self, session: &Session, _ctx: &Ctx) -> String {
+        let header = session.req_header();
+        let target = header.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let host = header
+            .headers
+            .get(http::header::HOST)
+            .and_then(|value| value.to_str().ok())
+            .or_else(|| header.uri.host())
+            .unwrap_or("-");
+        format!(
+            "{} {}, Host: {host}",
+            header.method,
+            aragora_config::redact_query(target)
+        )
+    }
+
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let config = self.shared.config();
         let client = self.read_request(session, ctx, &config);

@@ -102,13 +102,15 @@ impl SpanExport {
         if endpoint.trim().is_empty() {
             return None;
         }
+        // A collector URL may carry credentials; the log names it without them.
+        let endpoint = aragora_config::redact_url(&endpoint);
         let exporter = match opentelemetry_otlp::SpanExporter::builder()
             .with_http()
             .build()
         {
             Ok(exporter) => exporter,
             Err(err) => {
-                tracing::error!(error = %err, endpoint, "cannot build the OTLP exporter; spans are not exported");
+                tracing::error!(error = %err, %endpoint, "cannot build the OTLP exporter; spans are not exported");
                 return None;
             }
         };
@@ -121,7 +123,7 @@ impl SpanExport {
             )
             .build();
         let tracer = provider.tracer("aragora-gateway");
-        tracing::info!(endpoint, "exporting spans over OTLP/HTTP");
+        tracing::info!(%endpoint, "exporting spans over OTLP/HTTP");
         Some(Self { provider, tracer })
     }
 

@@ -1,4 +1,5 @@
-//! Log setup: JSON lines by default (what log shippers parse), text for a terminal.
+//! Log setup: JSON lines by default (what log shippers parse), text for a terminal; access
+//! lines follow the same format.
 
 use serde::Serialize;
 use std::io::Write;
@@ -98,6 +99,8 @@ static WRITER_GUARD: std::sync::Mutex<Option<WorkerGuard>> = std::sync::Mutex::n
 static ACCESS_WRITER: OnceLock<NonBlocking> = OnceLock::new();
 /// Whether access lines are wanted (the level allows `info`).
 static ACCESS_ENABLED: OnceLock<bool> = OnceLock::new();
+/// Whether access lines are text (the log format is text), else JSON.
+static ACCESS_TEXT: OnceLock<bool> = OnceLock::new();
 
 /// One access-log line, in the same JSON shape as the other log lines (timestamp, level,
 /// target, message, then the fields), written off the request's thread.
@@ -124,10 +127,32 @@ pub fn access_log<T: Serialize>(fields: &T) {
         message: "request",
         fields,
     };
-    if let Ok(mut bytes) = serde_json::to_vec(&line) {
+    let bytes = if ACCESS_TEXT.get().copied().unwrap_or(false) {
+        text_line(&line.timestamp, fields)
+    } else {
+        serde_json::to_vec(&line).ok()
+    };
+    if let Some(mut bytes) = bytes {
         bytes.push(b'\n');
         let _ = writer.clone().write_all(&bytes);
     }
+}
+
+/// An access line as the text format writes its other lines: time, level, target, message,
+/// then `key=value` for each field that has a value.
+fn text_line<T: Serialize>(timestamp: &str, fields: &T) -> Option<Vec<u8>> {
+    let serde_json::Value::Object(fields) = serde_json::to_value(fields).ok()? else {
+        return None;
+    };
+    let mut line = format!("{timestamp}  INFO access: request");
+    for (key, value) in fields {
+        match value {
+            serde_json::Value::Null => {}
+            serde_json::Value::String(text) => line.push_str(&format!(" {key}={text}")),
+            other => line.push_str(&format!(" {key}={other}")),
+        }
+    }
+    Some(line.into_bytes())
 }
 
 /// How log lines are written to standard error.
@@ -156,9 +181,17 @@ pub fn init_logging(level: &str, format: LogFormat) {
         "critical" => "error".to_string(),
         other => other.to_string(),
     };
-    // sqlx logs every statement at info; that is noise for an operator.
-    let filter = EnvFilter::try_new(format!("{directive},sqlx=warn"))
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    // sqlx logs every statement at info; that is noise for an operator. Pingora's debug and
+    // trace lines dump whole request and response heads (Authorization, cookies, `?token=`):
+    // a debug log keeps pingora at info unless the filter names pingora itself.
+    let mut directives = format!("{directive},sqlx=warn");
+    if (directive.contains("debug") || directive.contains("trace"))
+        && !directive.contains("pingora")
+    {
+        directives.push_str(",pingora=info");
+    }
+    let filter =
+        EnvFilter::try_new(directives).unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
     // Lines are formatted on the calling thread but written by a dedicated one, so a request
     // never waits on a write to standard error. Not lossy: when the buffer is full, callers
     // wait rather than drop access-log lines.
@@ -180,6 +213,7 @@ pub fn init_logging(level: &str, format: LogFormat) {
     }
     let _ = ACCESS_WRITER.set(writer.clone());
     let _ = ACCESS_ENABLED.set(!matches!(directive.as_str(), "warn" | "error" | "off"));
+    let _ = ACCESS_TEXT.set(format == LogFormat::Text);
     let registry = tracing_subscriber::registry()
         .with(filter)
         .with(CountingLayer);

@@ -85,13 +85,26 @@ impl ProviderKind {
     }
 }
 
-/// What a client needs to reach one provider.
-#[derive(Debug, Clone)]
+/// What a client needs to reach one provider. `Debug` shows whether a key is set, never it.
+#[derive(Clone)]
 pub struct ProviderEndpoint {
     pub kind: ProviderKind,
     /// Base URL including the API version (`https://api.openai.com/v1`).
     pub base_url: String,
     pub api_key: Option<String>,
+}
+
+impl std::fmt::Debug for ProviderEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderEndpoint")
+            .field("kind", &self.kind)
+            .field("base_url", &aragora_config::redact_url(&self.base_url))
+            .field(
+                "api_key",
+                &self.api_key.as_ref().map(|_| aragora_config::MASK),
+            )
+            .finish()
+    }
 }
 
 /// Retry policy for one call.
@@ -220,11 +233,21 @@ impl ProviderClient {
         self.endpoint.kind
     }
 
+    /// An error of this provider. Its message (which ends up in the debate's events and the
+    /// log) is scrubbed of the key and of any password in the base URL: a provider's error body
+    /// may quote the key it refused, and reqwest's errors quote the URL.
     fn error(&self, kind: ProviderErrorKind, message: impl Into<String>) -> ProviderError {
+        let secrets: Vec<String> = self
+            .endpoint
+            .api_key
+            .iter()
+            .cloned()
+            .chain(aragora_config::url_password(&self.endpoint.base_url).map(str::to_string))
+            .collect();
         ProviderError {
             provider: self.endpoint.kind.as_str(),
             kind,
-            message: message.into(),
+            message: aragora_config::scrub(&message.into(), &secrets),
             retry_after: None,
         }
     }

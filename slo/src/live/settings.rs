@@ -2,14 +2,21 @@
 
 use serde::Serialize;
 
-/// How the live evaluation runs (`aragora up`, `aragora serve`).
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+/// How the live evaluation runs (`aragora up`, `aragora serve`). `Debug` hides passwords in
+/// the URLs ([`aragora_config::redact`]).
+#[derive(Clone, PartialEq, Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LiveSettings {
     pub evaluation_interval_secs: u64,
     pub window_scale: f64,
     pub prometheus_url: Option<String>,
     pub alertmanager_url: Option<String>,
+}
+
+impl std::fmt::Debug for LiveSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        aragora_config::redact::debug_redacted("LiveSettings", self, f)
+    }
 }
 
 impl Default for LiveSettings {

@@ -51,18 +51,25 @@ pub(crate) fn http_client() -> reqwest::Client {
 
 impl LiveError {
     /// A failed request to `service` at `url`: timed out, or not answered.
+    /// The URL is named without its password, and reqwest's message (which quotes the URL
+    /// whole) is scrubbed of it: a Prometheus or Alertmanager behind basic auth stays secret.
     pub(crate) fn from_request(service: &'static str, url: &str, err: &reqwest::Error) -> Self {
+        let shown = aragora_config::redact_url(url);
         if err.is_timeout() {
             Self::TimedOut {
                 service,
-                url: url.to_string(),
+                url: shown,
                 timeout_secs: HTTP_TIMEOUT.as_secs(),
             }
         } else {
+            let secrets: Vec<String> = aragora_config::url_password(url)
+                .map(str::to_string)
+                .into_iter()
+                .collect();
             Self::Unreachable {
                 service,
-                url: url.to_string(),
-                reason: err.to_string(),
+                url: shown,
+                reason: aragora_config::scrub(&err.to_string(), &secrets),
             }
         }
     }

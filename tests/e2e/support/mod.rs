@@ -418,6 +418,21 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// A raw TLS client (tokio-rustls) that trusts the certificates of `cert_pem`.
+pub fn tls_connector_trusting(cert_pem: &[u8]) -> tokio_rustls::TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut &cert_pem[..]) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+}
+
 /// A running `aragora gateway` on ports it chose (port 0) with a self-signed certificate;
 /// derefs to its [`Process`].
 pub struct GatewayProcess {
@@ -531,17 +546,7 @@ impl GatewayProcess {
     /// A raw TLS client (tokio-rustls) that trusts the gateway's certificate, for tests that
     /// speak the wire themselves: stalled bodies, WebSockets.
     pub fn tls_connector(&self) -> tokio_rustls::TlsConnector {
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in rustls_pemfile::certs(&mut self.cert_pem.as_slice()) {
-            roots.add(cert.unwrap()).unwrap();
-        }
-        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        tls_connector_trusting(&self.cert_pem)
     }
 
     /// Waits until the admin listener reports `ready` replicas out of the configured ones.
@@ -595,7 +600,9 @@ pub struct UpProcess {
     pub base: String,
     pub https: u16,
     pub admin: u16,
+    /// The engine's listeners, as announced (`up` binds them to 127.0.0.1 by default).
     pub api: u16,
+    pub ws: u16,
     /// The data directory; `up.log` (stderr) and `up.out` (stdout) are in it.
     pub dir: tempfile::TempDir,
 }
@@ -629,7 +636,18 @@ impl UpProcess {
         .await
     }
 
+    /// Starts `aragora up` with `env` (its engine on the default host: loopback), stderr to
+    /// `up.log`.
     pub async fn start(env: &[(&str, &str)]) -> Self {
+        Self::launch(env, false).await
+    }
+
+    /// [`start`](Self::start) with stderr on a pseudo-terminal (copied to `up.log`).
+    pub async fn start_on_terminal(env: &[(&str, &str)]) -> Self {
+        Self::launch(env, true).await
+    }
+
+    async fn launch(env: &[(&str, &str)], on_terminal: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut command = crate::support::aragora_command();
         command
@@ -637,19 +655,23 @@ impl UpProcess {
             .args(["--api-port", "0", "--ws-port", "0"])
             .args(["--https-port", "0", "--http-port", "0", "--admin-port", "0"])
             .env("ARAGORA_DATA_DIR", dir.path())
-            .env("ARAGORA_HOST", "127.0.0.1")
             .env("ARAGORA_GATEWAY_HOST", "127.0.0.1")
             .env("ARAGORA_HEALTH_INTERVAL_MS", "200")
             .env("ARAGORA_RATE_LIMIT", "0");
         for (key, value) in env {
             command.env(key, value);
         }
-        let mut process = Process::spawn(
-            &mut command,
-            &dir.path().join("up.log"),
-            &dir.path().join("up.out"),
+        let (log, out) = (dir.path().join("up.log"), dir.path().join("up.out"));
+        let mut process = if on_terminal {
+            Process::spawn_on_terminal(&mut command, &log, &out)
+        } else {
+            Process::spawn(&mut command, &log, &out)
+        };
+        let engine = process.announcement(ENGINE_LISTENING);
+        let (api, ws) = (
+            address(&engine, "api").port(),
+            address(&engine, "ws").port(),
         );
-        let api = address(&process.announcement(ENGINE_LISTENING), "api").port();
         let gateway = process.announcement(GATEWAY_LISTENING);
         let (https, admin) = (
             address(&gateway, "https").port(),
@@ -679,6 +701,7 @@ impl UpProcess {
             https,
             admin,
             api,
+            ws,
             dir,
         }
     }

@@ -34,10 +34,30 @@ pub struct Process {
 impl Process {
     /// Spawns `command` with stdin closed, stderr to `log` and stdout to `out` (and memory).
     pub fn spawn(command: &mut Command, log: &Path, out: &Path) -> Self {
+        let stderr = std::fs::File::create(log).expect("log file");
+        Self::spawn_with_stderr(command, stderr.into(), log, out)
+    }
+
+    /// [`spawn`](Self::spawn) with stderr on a pseudo-terminal (`isatty(2)` is true in the
+    /// child), copied to `log` as it comes: for what a process does on a terminal.
+    pub fn spawn_on_terminal(command: &mut Command, log: &Path, out: &Path) -> Self {
+        let (master, slave) = open_pty();
+        let mut copy = std::fs::File::create(log).expect("log file");
+        std::thread::spawn(move || {
+            // Ends with EIO once every holder of the terminal's other side has closed it.
+            let _ = std::io::copy(&mut std::fs::File::from(master), &mut copy);
+        });
+        let process = Self::spawn_with_stderr(command, slave.into(), log, out);
+        // The child holds its own copy now; the command's must go, or the terminal never ends.
+        command.stderr(Stdio::null());
+        process
+    }
+
+    fn spawn_with_stderr(command: &mut Command, stderr: Stdio, log: &Path, out: &Path) -> Self {
         let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(log).expect("log file"))
+            .stderr(stderr)
             .spawn()
             .unwrap_or_else(|err| panic!("cannot start {command:?}: {err}"));
         let stdout = child.stdout.take().expect("stdout");
@@ -133,6 +153,32 @@ impl Drop for Process {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+}
+
+/// A new pseudo-terminal: its master side (what the terminal shows) and its slave side (what a
+/// child writes to).
+fn open_pty() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
+    use std::os::fd::FromRawFd;
+    let (mut master, mut slave) = (-1, -1);
+    // SAFETY: openpty writes two descriptors into the integers it is given and reads nothing
+    // else (null name, termios and window size are allowed).
+    let done = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(done, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: both descriptors were just opened for us and are owned by nothing else.
+    unsafe {
+        (
+            std::os::fd::OwnedFd::from_raw_fd(master),
+            std::os::fd::OwnedFd::from_raw_fd(slave),
+        )
     }
 }
 
