@@ -385,9 +385,12 @@ async fn verify_receipts(engine: &EngineConfig, url: &str) -> Result<i64, DrillE
 }
 
 /// The engine configuration for the restored copy: its own port and data directory, no
-/// Redis, offline agents only, a short drain.
+/// Redis, offline agents only, a short drain, and an admin token of its own (the smoke
+/// debate's credential; it lives and dies with the drill and is never shown).
 fn drill_engine_config(engine: &EngineConfig, scratch: &Scratch) -> Result<EngineConfig, DrError> {
     let mut config = engine.clone();
+    config.auth.api_token = Some(hex::encode(rand::random::<[u8; 32]>()));
+    config.auth.anonymous = Default::default();
     config.host = "127.0.0.1".into();
     config.api_port = 0;
     config.ws_port = 0;
@@ -426,6 +429,16 @@ async fn smoke(
     ) else {
         return;
     };
+    let mut credential = reqwest::header::HeaderMap::new();
+    if let Some(Ok(mut value)) = config
+        .auth
+        .api_token
+        .as_ref()
+        .map(|token| reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")))
+    {
+        value.set_sensitive(true);
+        credential.insert(reqwest::header::AUTHORIZATION, value);
+    }
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
     let server = tokio::spawn(aragora_engine::serve(
@@ -439,6 +452,7 @@ async fn smoke(
     ));
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
+        .default_headers(credential)
         .build()
         .unwrap_or_default();
     let base = match bound_rx.await {
