@@ -549,8 +549,9 @@ async fn minting_a_jwt_gives_at_most_the_callers_role() {
 #[tokio::test]
 async fn a_share_link_reads_its_debate_also_from_the_query_and_nothing_else() {
     let (_engine, state) = engine_with_shared_debate(&Gate::closed("proposal")).await;
-    let api = app(state);
+    let api = app(state.clone());
     let link = share_link(SHARED);
+    let forbidden = failures(&state, "forbidden");
     let shown = call(
         &api,
         Method::GET,
@@ -570,6 +571,7 @@ async fn a_share_link_reads_its_debate_also_from_the_query_and_nothing_else() {
     )
     .await;
     assert_eq!(other.status, StatusCode::FORBIDDEN);
+    assert_eq!(failures(&state, "forbidden"), forbidden + 1);
     let list = call(
         &api,
         Method::GET,
