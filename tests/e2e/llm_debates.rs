@@ -90,7 +90,7 @@ async fn llm_agents_debate_stream_their_words_and_sign_a_receipt() {
     let id = engine
         .start_debate(json!({"topic": "Should we rewrite it in Rust?", "rounds": 1}))
         .await;
-    let mut socket = connect(&engine.ws_url(&format!("/ws?debate_id={id}"))).await;
+    let mut socket = connect(engine.ws_request(&format!("/ws?debate_id={id}"))).await;
     let start = next_event(&mut socket).await;
     assert_eq!(start["type"], "debate_start", "{start}");
     gate.open();
@@ -246,10 +246,11 @@ async fn failing_providers_fail_the_debate_open_breakers_and_admins_can_reset_th
     );
 
     let url = engine.url("/api/system/circuit-breakers");
-    let unauthorized = engine.http.get(&url).send().await.unwrap();
+    // A client of its own: the engine's sends the admin token on every request.
+    let anonymous = reqwest::Client::new();
+    let unauthorized = anonymous.get(&url).send().await.unwrap();
     assert_eq!(unauthorized.status(), 401);
-    let wrong = engine
-        .http
+    let wrong = anonymous
         .get(&url)
         .bearer_auth("guess")
         .send()
@@ -316,7 +317,7 @@ async fn openrouter_takes_over_and_the_debate_records_it() {
     for message in debate["messages"].as_array().unwrap() {
         assert_eq!(message["provider"], "openrouter", "{message}");
     }
-    let mut socket = connect(&engine.ws_url(&format!("/ws?debate_id={id}"))).await;
+    let mut socket = connect(engine.ws_request(&format!("/ws?debate_id={id}"))).await;
     let mut events = Vec::new();
     crate::websocket::read_to_end(&mut socket, &mut events).await;
     let fallbacks: Vec<&Value> = events
