@@ -171,6 +171,7 @@ impl Drop for TestDatabase {
 }
 
 /// Which database an engine under test uses.
+#[derive(Clone)]
 pub enum Backend {
     Sqlite,
     Postgres(String),
