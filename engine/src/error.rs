@@ -12,6 +12,8 @@ pub struct ApiError {
     pub message: String,
     /// Seconds a client should wait before retrying (429 and 503).
     pub retry_after: Option<u64>,
+    /// `WWW-Authenticate` of a 401 (RFC 6750).
+    pub challenge: Option<&'static str>,
 }
 
 impl ApiError {
@@ -21,6 +23,7 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            challenge: None,
         }
     }
 
@@ -77,6 +80,12 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if let Some(challenge) = self.challenge {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
         }
         response
     }

@@ -518,6 +518,9 @@ pub struct DebateRecord {
     pub final_answer: Option<String>,
     pub error: Option<String>,
     pub last_seq: i64,
+    /// The subject of the principal that created it (`None` for debates from before
+    /// authentication); operators may cancel only their own.
+    pub created_by: Option<String>,
 }
 
 impl DebateRecord {
@@ -548,7 +551,14 @@ impl DebateRecord {
             final_answer: None,
             error: None,
             last_seq: 0,
+            created_by: None,
         }
+    }
+
+    /// The record, created by `subject`.
+    pub fn created_by(mut self, subject: &str) -> Self {
+        self.created_by = Some(subject.to_string());
+        self
     }
 }
 

@@ -121,7 +121,7 @@ const SQLITE_PRAGMAS: &[&str] = &[
 
 const DEBATE_COLUMNS: &str = "id, topic, status, rounds, agents, consensus_rule, seed, \
     created_at_ms, started_at_ms, finished_at_ms, updated_at_ms, outcome, consensus_reached, \
-    final_answer, error, last_seq";
+    final_answer, error, last_seq, created_by";
 
 impl SqlStore {
     /// The pool, for the tables other modules own (`api_keys`).
@@ -273,6 +273,7 @@ fn decode_debate(row: &AnyRow) -> Result<DebateRecord, StoreError> {
         final_answer: row.try_get("final_answer")?,
         error: row.try_get("error")?,
         last_seq: row.try_get("last_seq")?,
+        created_by: row.try_get("created_by")?,
     })
 }
 
@@ -343,7 +344,7 @@ impl DebateStore for SqlStore {
         let agents = serde_json::to_string(&d.agents).unwrap_or_else(|_| "[]".into());
         sqlx::query(&format!(
             "INSERT INTO debates ({DEBATE_COLUMNS}) VALUES ({})",
-            Self::placeholders(1, 16)
+            Self::placeholders(1, 17)
         ))
         .bind(&d.id)
         .bind(&d.topic)
@@ -361,6 +362,7 @@ impl DebateStore for SqlStore {
         .bind(d.final_answer.as_deref())
         .bind(d.error.as_deref())
         .bind(d.last_seq)
+        .bind(d.created_by.as_deref())
         .execute(&self.pool)
         .await?;
         Ok(())

@@ -28,6 +28,7 @@ fn record(id: &str, created_at_ms: i64) -> DebateRecord {
         final_answer: None,
         error: None,
         last_seq: 0,
+        created_by: Some("key:0123456789ab".into()),
     }
 }
 

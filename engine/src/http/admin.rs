@@ -1,41 +1,14 @@
-//! Agents and their circuit breakers: `GET /api/agents` (public), and the admin endpoints
-//! `GET /api/system/circuit-breakers` and `POST .../reset`, behind `ARAGORA_API_TOKEN`.
+//! Agents and their circuit breakers: `GET /api/agents` (readers), and the admin endpoints
+//! `GET /api/system/circuit-breakers` and `POST .../reset`.
 
+use super::access::{Admin, Reader};
 use super::AppState;
 use crate::error::ApiError;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
-/// Admits a request carrying `Authorization: Bearer <ARAGORA_API_TOKEN>`.
-pub fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(token) = &state.config.auth.api_token else {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "admin_disabled",
-            "admin endpoints are disabled; set ARAGORA_API_TOKEN to enable them",
-        ));
-    };
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    // Comparing digests keeps the comparison's timing independent of the token's content.
-    if Sha256::digest(presented.as_bytes()) == Sha256::digest(token.as_bytes()) {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "send the admin token as `Authorization: Bearer <ARAGORA_API_TOKEN>`",
-        ))
-    }
-}
-
-pub async fn agents(State(state): State<AppState>) -> Json<Value> {
+pub async fn agents(State(state): State<AppState>, _: Reader) -> Json<Value> {
     let defaults = state.agents.defaults();
     let agents: Vec<Value> = state
         .agents
@@ -75,9 +48,8 @@ fn breaker_view(state: &AppState, name: &str) -> Option<Value> {
 
 pub async fn breakers(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _: Admin,
 ) -> Result<Json<Value>, ApiError> {
-    require_admin(&state, &headers)?;
     let views: Vec<Value> = state
         .agents
         .names()
@@ -88,10 +60,9 @@ pub async fn breakers(
 
 pub async fn reset_breaker(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Admin(admin): Admin,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    require_admin(&state, &headers)?;
     let agent = state.agents.get(&name).ok_or_else(|| {
         ApiError::not_found(format!(
             "no agent named {name:?}; list them with GET /api/agents"
@@ -103,20 +74,19 @@ pub async fn reset_breaker(
         ))
     })?;
     breaker.reset();
-    tracing::warn!(agent = %name, "circuit breaker reset by an operator");
+    tracing::warn!(agent = %name, by = %admin.subject, "circuit breaker reset");
     Ok(Json(breaker_view(&state, &name).unwrap_or_default()))
 }
 
 pub async fn reset_all_breakers(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    admin: Admin,
 ) -> Result<Json<Value>, ApiError> {
-    require_admin(&state, &headers)?;
     for agent in state.agents.all() {
         if let Some(breaker) = agent.breaker() {
             breaker.reset();
         }
     }
-    tracing::warn!("all circuit breakers reset by an operator");
-    breakers(State(state), headers).await
+    tracing::warn!(by = %admin.0.subject, "all circuit breakers reset");
+    breakers(State(state), admin).await
 }

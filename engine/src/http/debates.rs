@@ -3,6 +3,7 @@
 //! Handlers validate input, hand work to the orchestrator and render records; the debate
 //! itself is in `crate::debate`.
 
+use super::access::{check, DebateReader, Operator, Reader};
 use super::{AppState, Core};
 use crate::error::ApiError;
 use crate::model::{
@@ -11,7 +12,7 @@ use crate::model::{
 };
 use crate::orchestrator::{AdmitError, CancelResult};
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{FromRequest, Path, State};
+use axum::extract::{FromRequest, MatchedPath, Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -151,10 +152,11 @@ fn validate(state: &AppState, request: CreateDebate) -> Result<DebateRecord, Api
 
 pub async fn create(
     State(state): State<AppState>,
+    Operator(caller): Operator,
     ApiJson(request): ApiJson<CreateDebate>,
 ) -> Result<Response, ApiError> {
     let core = state.core()?;
-    let record = validate(&state, request)?;
+    let record = validate(&state, request)?.created_by(&caller.subject);
     let record = core.orchestrator.admit(record).await.map_err(|err| match err {
         AdmitError::QueueFull { .. } => ApiError::too_many(
             format!("{err}; retry later or raise ARAGORA_MAX_CONCURRENT_DEBATES / ARAGORA_DEBATE_QUEUE_SIZE"),
@@ -176,6 +178,7 @@ pub async fn create(
         "consensus_rule": record.consensus_rule,
         "seed": record.seed,
         "created_at": format_ms(record.created_at_ms),
+        "created_by": record.created_by,
         "links": {
             "self": location,
             "messages": format!("{location}/messages"),
@@ -224,6 +227,7 @@ fn parse_status_filter(text: &str) -> Result<Vec<DebateStatus>, ApiError> {
 
 pub async fn list(
     State(state): State<AppState>,
+    _: Reader,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let core = state.core()?;
@@ -347,6 +351,7 @@ fn agent_error(event: &DebateEvent) -> Option<Value> {
 
 pub async fn show(
     State(state): State<AppState>,
+    _: DebateReader,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let (record, events) = load(&state, &id).await?;
@@ -378,6 +383,7 @@ pub async fn show(
         "error": record.error,
         "agent_errors": errors,
         "last_seq": record.last_seq,
+        "created_by": record.created_by,
     });
     if let (Some(body), Value::Object(extra)) = (body.as_object_mut(), extra) {
         body.extend(extra);
@@ -387,6 +393,7 @@ pub async fn show(
 
 pub async fn messages(
     State(state): State<AppState>,
+    _: DebateReader,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let (_, events) = load(&state, &id).await?;
@@ -402,9 +409,18 @@ pub async fn messages(
 
 pub async fn cancel(
     State(state): State<AppState>,
+    Operator(caller): Operator,
+    route: MatchedPath,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let core = state.core()?;
+    let (core, record) = find_debate(&state, &id).await?;
+    // Operators cancel their own debates; admins anyone's.
+    check(
+        &state,
+        route.as_str(),
+        &caller,
+        caller.require_cancel(record.created_by.as_deref()),
+    )?;
     let result = core
         .orchestrator
         .cancel(&id)
@@ -429,6 +445,7 @@ pub async fn cancel(
 /// `aragora receipt verify FILE`.
 pub async fn receipt(
     State(state): State<AppState>,
+    _: DebateReader,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let (core, record) = find_debate(&state, &id).await?;
@@ -460,6 +477,7 @@ pub async fn receipt(
 /// (its id, whether it is current, where it is configured), never its value.
 pub async fn verify_receipt(
     State(state): State<AppState>,
+    _: Reader,
     body: String,
 ) -> Result<Json<Value>, ApiError> {
     match state.receipts.verify_json(&body) {

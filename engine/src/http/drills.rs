@@ -1,5 +1,6 @@
 //! `GET /api/drills`: the DR drill history from the DR log, newest first.
 
+use super::access::Reader;
 use super::debates::ApiQuery;
 use super::AppState;
 use crate::dr_log::DrillRecord;
@@ -33,6 +34,7 @@ pub fn drill_json(drill: &DrillRecord) -> Value {
 
 pub async fn list(
     State(state): State<AppState>,
+    _: Reader,
     ApiQuery(query): ApiQuery<DrillQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let core = state.core()?;

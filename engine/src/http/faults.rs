@@ -1,13 +1,12 @@
-//! `/api/system/faults`, behind `ARAGORA_API_TOKEN`: inject a fault for a duration, list the
+//! `/api/system/faults`, for admins: inject a fault for a duration, list the
 //! active ones, clear one or all early. What each fault does is in `crate::faults`.
 
-use super::admin::require_admin;
+use super::access::Admin;
 use super::debates::ApiJson;
 use super::AppState;
 use crate::error::ApiError;
 use crate::faults::{Fault, FaultKind, FaultSpec};
-use axum::extract::{FromRequestParts, Path, State};
-use axum::http::request::Parts;
+use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -19,19 +18,6 @@ use std::time::Duration;
 const DURATION_SECONDS: std::ops::RangeInclusive<i64> = 1..=86_400;
 /// A slow agent is held up to ten minutes a call (past any sane `ARAGORA_AGENT_TIMEOUT`).
 const DELAY_MS: std::ops::RangeInclusive<i64> = 1..=600_000;
-
-/// Admits the request only with the admin token. As an extractor placed before the body, it
-/// answers 401/403 before a malformed body could answer 400: without the token, nothing about
-/// the endpoint is revealed.
-pub struct Admin;
-
-impl FromRequestParts<AppState> for Admin {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        require_admin(state, &parts.headers).map(|()| Admin)
-    }
-}
 
 /// The body of `POST /api/system/faults`. Numbers are signed so that a negative one gets the
 /// range message rather than a type error.

@@ -3,11 +3,13 @@
 //! Every response is JSON (errors as `{"error": {"code", "message"}}`, unknown paths and wrong
 //! methods included), and every request is counted under its route template, never its raw path.
 
+pub mod access;
 mod admin;
 mod debates;
 pub mod drills;
 mod faults;
 mod health;
+mod tokens;
 pub mod ws;
 
 use crate::agents::AgentRegistry;
@@ -22,7 +24,7 @@ use crate::store::DebateStore;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, MethodRouter};
+use axum::routing::{delete, get, post, MethodRouter};
 use axum::Router;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
@@ -110,11 +112,50 @@ pub fn app(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(cors(&state))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             record_request,
         ))
         .with_state(state)
+}
+
+/// CORS for exactly the origins of `ARAGORA_ALLOWED_ORIGINS`: a listed origin's preflight is
+/// answered with its own origin and `Allow-Credentials`; any other origin gets no
+/// `Access-Control-Allow-Origin` (so the browser refuses), and is counted as reason `origin`.
+fn cors(state: &AppState) -> tower_http::cors::CorsLayer {
+    use axum::http::{header, HeaderValue, Method};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let policy = aragora_auth::OriginPolicy::new(&state.auth.config().allowed_origins);
+    let metrics = state.metrics.clone();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::predicate(
+            move |origin: &HeaderValue, request: &axum::http::request::Parts| {
+                let allowed = origin.to_str().is_ok_and(|o| policy.allows(o));
+                if !allowed && request.method == Method::OPTIONS {
+                    metrics.auth_failure("origin");
+                    tracing::warn!(
+                        path = %request.uri.path(),
+                        "CORS preflight from an origin not in ARAGORA_ALLOWED_ORIGINS refused"
+                    );
+                }
+                allowed
+            },
+        ))
+        .allow_credentials(true)
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::HeaderName::from_static("x-request-id"),
+        ])
+        .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
+}
+
+/// The path template of every route of the API listener, for tests that hold each against
+/// the role table (a new route without an access check fails them; a method a route does not
+/// serve answers 405 before any check).
+pub fn route_table() -> Vec<String> {
+    api_routes().into_iter().map(|(path, _)| path).collect()
 }
 
 /// Every route of the API listener, its template and its handlers: the one list the router is
@@ -150,6 +191,11 @@ fn api_routes() -> Vec<(String, MethodRouter<AppState>)> {
             "/system/faults/{id}",
             get(faults::show).delete(faults::clear),
         ),
+        ("/auth/me", get(tokens::me)),
+        ("/auth/api-key", post(tokens::create_key)),
+        ("/auth/api-keys", get(tokens::list_keys)),
+        ("/auth/api-key/{id}", delete(tokens::revoke_key)),
+        ("/auth/token", post(tokens::mint_token)),
     ];
     let mut routes: Vec<(String, MethodRouter<AppState>)> = ["/api", "/api/v1"]
         .into_iter()

@@ -6,15 +6,25 @@
 //! store every event after `last_seq`, then forwards live events, skipping any it already sent
 //! and refilling any gap from the store. Because events are persisted before they are
 //! announced, the client sees every event exactly once, in order, across reconnects.
+//!
+//! The upgrade is refused (403) from a browser `Origin` not in `ARAGORA_ALLOWED_ORIGINS`, and
+//! needs a credential: `Authorization: Bearer`, a `token` query parameter, or, for browsers,
+//! the subprotocol `aragora.bearer.<token>` (valid only for tokens that are HTTP tokens: JWTs,
+//! API keys; the runbook's `loop:expires:sig` has ':' and works as header or query only). The
+//! answer echoes `aragora.v1` when the client offered it too, else the bearer protocol. Every
+//! subscription is authorised like `GET /api/debates/{id}`: a share link watches its debate
+//! only, and a refused subscription gets an `error` event with code `forbidden`.
 
-use super::debates::ApiQuery;
+use super::access;
 use super::{AppState, Phase};
+use aragora_auth::{AuthError, Principal};
 use crate::error::ApiError;
 use crate::events::{EventHub, HubMessage};
 use crate::model::{format_ms, now_ms, DebateEvent, EventKind};
 use crate::store::DebateStore;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::State;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::Response;
 use futures::stream::SplitSink;
 use futures::{SinkExt, StreamExt};
@@ -40,6 +50,27 @@ const REPLAY_BATCH: i64 = 500;
 pub struct WsQuery {
     debate_id: Option<String>,
     last_seq: Option<i64>,
+    /// A credential, for links and browsers; read by [`access::query_token`], never logged.
+    #[allow(dead_code)]
+    token: Option<String>,
+}
+
+/// The subprotocol prefix carrying a bearer token (browsers cannot set headers on WebSockets).
+pub const BEARER_PROTOCOL: &str = "aragora.bearer.";
+/// The subprotocol echoed back when offered along with the bearer one, so the token does not
+/// come back in the answer's headers.
+pub const PROTOCOL: &str = "aragora.v1";
+
+/// The offered subprotocols, in order.
+fn offered_protocols(headers: &HeaderMap) -> Vec<&str> {
+    headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect()
 }
 
 #[derive(Debug, Deserialize)]
@@ -58,9 +89,40 @@ enum ClientMessage {
 
 pub async fn upgrade(
     State(state): State<AppState>,
-    ApiQuery(query): ApiQuery<WsQuery>,
+    headers: HeaderMap,
+    uri: Uri,
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
+    const ROUTE: &str = "/ws";
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or_default();
+        let policy = aragora_auth::OriginPolicy::new(&state.auth.config().allowed_origins);
+        if !policy.allows(origin) {
+            state.metrics.auth_failure("origin");
+            tracing::warn!(route = ROUTE, "WebSocket upgrade from an origin not in ARAGORA_ALLOWED_ORIGINS refused");
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "origin_not_allowed",
+                "this page's origin may not open aragora WebSockets; add it to ARAGORA_ALLOWED_ORIGINS",
+            ));
+        }
+    }
+    let offered = offered_protocols(&headers);
+    let bearer_protocol = offered
+        .iter()
+        .find(|p| p.starts_with(BEARER_PROTOCOL))
+        .map(|p| p.to_string());
+    let fallback = access::query_token(&uri).or_else(|| {
+        bearer_protocol
+            .as_deref()
+            .and_then(|p| p.strip_prefix(BEARER_PROTOCOL))
+            .map(str::to_string)
+    });
+    let principal = access::authenticate(&state, ROUTE, &headers, fallback.as_deref()).await?;
+    let Query(query) = Query::<WsQuery>::try_from_uri(&uri).map_err(ApiError::from)?;
+    if let Some(id) = &query.debate_id {
+        access::check(&state, ROUTE, &principal, principal.require_debate(id))?;
+    }
     state.core()?;
     if state.phase() == Phase::Draining {
         return Err(ApiError::unavailable(
@@ -69,10 +131,15 @@ pub async fn upgrade(
         ));
     }
     let max = state.config.ws_max_message_size;
+    let ws = match (offered.contains(&PROTOCOL), bearer_protocol) {
+        (true, _) => ws.protocols([PROTOCOL]),
+        (false, Some(bearer)) => ws.protocols([bearer]),
+        (false, None) => ws,
+    };
     Ok(ws
         .max_message_size(max)
         .read_buffer_size(WS_READ_BUFFER)
-        .on_upgrade(move |socket| session(state, socket, query)))
+        .on_upgrade(move |socket| session(state, socket, query, principal)))
 }
 
 /// A message that is not a stored event: heartbeats and per-connection errors.
@@ -119,7 +186,23 @@ impl Drop for ConnectionGauge {
     }
 }
 
-async fn session(state: AppState, socket: WebSocket, query: WsQuery) {
+/// Why `principal` may not watch debate `id`, as the connection's error event; counted.
+fn refused_subscription(state: &AppState, principal: &Principal, id: &str) -> Option<String> {
+    let err = principal.require_debate(id).err()?;
+    if let Some(reason) = err.metric_reason() {
+        state.metrics.auth_failure(reason);
+    }
+    tracing::warn!(route = "/ws", subject = %principal.subject, credential = principal.via.kind(), "subscription refused: not allowed");
+    let message = match err {
+        AuthError::Forbidden { .. } => format!(
+            "this credential may not watch debate {id}; a share link watches only its own debate"
+        ),
+        other => other.public_code_and_message().1,
+    };
+    Some(client_error(Some(id), "forbidden", message))
+}
+
+async fn session(state: AppState, socket: WebSocket, query: WsQuery, principal: Principal) {
     state.metrics.websocket_connections.inc();
     let _gauge = ConnectionGauge(state.metrics.websocket_connections.clone());
     let Ok(core) = state.core() else { return };
@@ -152,7 +235,14 @@ async fn session(state: AppState, socket: WebSocket, query: WsQuery) {
                 Some(Ok(Message::Text(text))) => {
                     match serde_json::from_str::<ClientMessage>(&text) {
                         Ok(ClientMessage::Subscribe { debate_id, last_seq }) => {
-                            subscribe(debate_id, last_seq, &mut subscriptions);
+                            match refused_subscription(&state, &principal, &debate_id) {
+                                Some(refusal) => {
+                                    if out.send(refusal).await.is_err() {
+                                        break;
+                                    }
+                                }
+                                None => subscribe(debate_id, last_seq, &mut subscriptions),
+                            }
                         }
                         Ok(ClientMessage::Unsubscribe { debate_id }) => {
                             if let Some(task) = subscriptions.remove(&debate_id) {
