@@ -811,14 +811,14 @@ async fn websockets_need_a_token_and_a_listed_origin_and_a_share_link_opens_one_
     loop {
         assert!(Instant::now() < deadline, "no refusal of the other debate");
         let event = next_event(&mut socket).await;
+        if event["type"] == "error" {
+            break;
+        }
         assert_ne!(
             event["debate_id"],
             private.as_str(),
             "a share link watched another debate: {event}"
         );
-        if event["type"] == "error" {
-            break;
-        }
     }
     // ...nor open one on it.
     let other = engine.ws_url(&format!("/ws?debate_id={private}&token={share}"));

@@ -47,7 +47,12 @@ fn credential_hint(token: Option<&str>) -> (&'static str, Option<String>) {
 }
 
 /// Counts, logs and renders a refusal.
-pub(crate) fn refuse(state: &AppState, route: &str, token: Option<&str>, err: AuthError) -> ApiError {
+pub(crate) fn refuse(
+    state: &AppState,
+    route: &str,
+    token: Option<&str>,
+    err: AuthError,
+) -> ApiError {
     let (credential, key) = credential_hint(token);
     let key = key.unwrap_or_default();
     match err.metric_reason() {
@@ -59,7 +64,9 @@ pub(crate) fn refuse(state: &AppState, route: &str, token: Option<&str>, err: Au
                 tracing::warn!(reason, %route, credential, %key, "request refused");
             }
         }
-        None => tracing::warn!(%route, credential, %key, error = %err, "credentials cannot be checked"),
+        None => {
+            tracing::warn!(%route, credential, %key, error = %err, "credentials cannot be checked")
+        }
     }
     api_error(&err)
 }
@@ -85,8 +92,7 @@ pub(crate) async fn authenticate(
     headers: &HeaderMap,
     fallback: Option<&str>,
 ) -> Result<Principal, ApiError> {
-    let result = if headers.contains_key(axum::http::header::AUTHORIZATION) || fallback.is_none()
-    {
+    let result = if headers.contains_key(axum::http::header::AUTHORIZATION) || fallback.is_none() {
         state.auth.authenticate_headers(headers).await
     } else {
         state.auth.authenticate(fallback).await

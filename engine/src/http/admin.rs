@@ -46,10 +46,7 @@ fn breaker_view(state: &AppState, name: &str) -> Option<Value> {
     Some(view)
 }
 
-pub async fn breakers(
-    State(state): State<AppState>,
-    _: Admin,
-) -> Result<Json<Value>, ApiError> {
+pub async fn breakers(State(state): State<AppState>, _: Admin) -> Result<Json<Value>, ApiError> {
     let views: Vec<Value> = state
         .agents
         .names()

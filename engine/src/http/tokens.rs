@@ -89,7 +89,10 @@ pub async fn create_key(
     };
     let store = keys(&state)?;
     let issued = generate_key(name, role, ttl_ms, &admin.subject);
-    store.insert_key(&issued.stored).await.map_err(store_failed)?;
+    store
+        .insert_key(&issued.stored)
+        .await
+        .map_err(store_failed)?;
     let stored = &issued.stored;
     tracing::warn!(key = %stored.prefix(), name = %stored.name, role = %stored.role, by = %admin.subject, "API key created");
     let mut body = stored.view(crate::model::now_ms());
@@ -138,7 +141,11 @@ pub async fn revoke_key(
     if revoked {
         tracing::warn!(key = %key.prefix(), name = %key.name, role = %key.role, by = %admin.subject, "API key revoked");
     }
-    let key = store.find_key(&id).await.map_err(store_failed)?.unwrap_or(key);
+    let key = store
+        .find_key(&id)
+        .await
+        .map_err(store_failed)?
+        .unwrap_or(key);
     let mut body = key.view(crate::model::now_ms());
     body["already_revoked"] = json!(!revoked);
     Ok(Json(body))
@@ -159,7 +166,12 @@ pub async fn mint_token(
     body: String,
 ) -> Result<Json<Value>, ApiError> {
     // A share link reads one debate; it may not mint itself a wider credential.
-    check(&state, route.as_str(), &caller, caller.require(Role::Reader))?;
+    check(
+        &state,
+        route.as_str(),
+        &caller,
+        caller.require(Role::Reader),
+    )?;
     let request: MintToken = if body.trim().is_empty() {
         MintToken::default()
     } else {

@@ -17,11 +17,11 @@
 
 use super::access;
 use super::{AppState, Phase};
-use aragora_auth::{AuthError, Principal};
 use crate::error::ApiError;
 use crate::events::{EventHub, HubMessage};
 use crate::model::{format_ms, now_ms, DebateEvent, EventKind};
 use crate::store::DebateStore;
+use aragora_auth::{AuthError, Principal};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode, Uri};
@@ -99,7 +99,10 @@ pub async fn upgrade(
         let policy = aragora_auth::OriginPolicy::new(&state.auth.config().allowed_origins);
         if !policy.allows(origin) {
             state.metrics.auth_failure("origin");
-            tracing::warn!(route = ROUTE, "WebSocket upgrade from an origin not in ARAGORA_ALLOWED_ORIGINS refused");
+            tracing::warn!(
+                route = ROUTE,
+                "WebSocket upgrade from an origin not in ARAGORA_ALLOWED_ORIGINS refused"
+            );
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "origin_not_allowed",
