@@ -301,12 +301,26 @@ async fn openrouter_takes_over_and_the_debate_records_it() {
     let primary = MockLlm::start().await;
     primary.always(Reply::Status(429));
     let openrouter = MockLlm::start().await;
+    // No admin token: the test's client is an operator (a JWT), who runs debates but no
+    // admin endpoint.
+    let secret = format!("jwt-{}", uuid::Uuid::new_v4().simple());
+    let operator = aragora_auth::Authenticator::new(
+        aragora_auth::AuthConfig {
+            jwt_secret: Some(secret.clone()),
+            ..Default::default()
+        },
+        None,
+    )
+    .mint_jwt("operator", aragora_auth::Role::Operator, Some(3600))
+    .unwrap();
     let engine = Engine::start(
         with_providers(&primary)
             .env("ARAGORA_AGENT_MAX_RETRIES", 0)
             .env("OPENROUTER_API_KEY", "test-openrouter-key")
             .env("ARAGORA_OPENROUTER_BASE_URL", openrouter.base_url("api/v1"))
-            .env("ARAGORA_API_TOKEN", ""),
+            .env("ARAGORA_API_TOKEN", "")
+            .env("ARAGORA_JWT_SECRET", &secret)
+            .bearer(&operator),
     )
     .await;
     let id = engine
@@ -347,13 +361,13 @@ async fn openrouter_takes_over_and_the_debate_records_it() {
         .unwrap_or(0.0)
             >= 1.0
     );
-    // ARAGORA_API_TOKEN unset: admin endpoints are off, and say how to turn them on.
+    // An operator reaches no admin endpoint, and is told which role it needs.
     let (status, body) = engine.get("/api/system/circuit-breakers").await;
-    assert_eq!(status, 403);
-    assert!(body["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("ARAGORA_API_TOKEN"));
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("admin"),
+        "{body}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

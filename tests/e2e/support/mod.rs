@@ -185,7 +185,8 @@ pub struct Engine {
     pub ws: SocketAddr,
     pub data_dir: PathBuf,
     _temp: Option<tempfile::TempDir>,
-    /// The admin token it was started with (`ARAGORA_API_TOKEN`), if any.
+    /// The credential its clients send: the admin token it was started with
+    /// (`ARAGORA_API_TOKEN`) unless the options chose another ([`EngineOptions::bearer`]).
     pub token: Option<String>,
     /// A client that sends `token` on every request (see [`with_bearer`]).
     pub http: reqwest::Client,
@@ -200,6 +201,8 @@ pub struct EngineOptions {
     pub data_dir: Option<PathBuf>,
     /// The temporary directory behind `data_dir`, handed over from the engine being replaced.
     pub temp: Option<tempfile::TempDir>,
+    /// What the engine's clients send instead of `ARAGORA_API_TOKEN` (a JWT, an API key).
+    pub bearer: Option<String>,
 }
 
 impl EngineOptions {
@@ -209,6 +212,7 @@ impl EngineOptions {
             env: HashMap::from([("ARAGORA_API_TOKEN".to_string(), test_token())]),
             data_dir: None,
             temp: None,
+            bearer: None,
         }
     }
 
@@ -230,12 +234,21 @@ impl EngineOptions {
         self
     }
 
-    /// The admin token the engine will have: `ARAGORA_API_TOKEN` unless empty.
+    /// Its clients send `credential` rather than the admin token.
+    pub fn bearer(mut self, credential: &str) -> Self {
+        self.bearer = Some(credential.to_string());
+        self
+    }
+
+    /// The credential the engine's clients will send: [`bearer`](Self::bearer), else
+    /// `ARAGORA_API_TOKEN` unless empty.
     pub fn token(&self) -> Option<String> {
-        self.env
-            .get("ARAGORA_API_TOKEN")
-            .filter(|token| !token.is_empty())
-            .cloned()
+        self.bearer.clone().or_else(|| {
+            self.env
+                .get("ARAGORA_API_TOKEN")
+                .filter(|token| !token.is_empty())
+                .cloned()
+        })
     }
 
     pub fn data_dir(mut self, dir: &Path) -> Self {
