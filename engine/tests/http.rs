@@ -24,7 +24,10 @@ struct Answer {
 }
 
 async fn call(api: &Router, method: Method, uri: &str, body: Option<&str>) -> Answer {
-    let mut request = Request::builder().method(method).uri(uri);
+    let mut request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::AUTHORIZATION, support::admin_bearer());
     if body.is_some() {
         request = request.header(header::CONTENT_TYPE, "application/json");
     }
@@ -181,6 +184,7 @@ async fn bad_bodies_are_refused_with_the_json_error_envelope() {
         assert_error(&answer, status, code);
     }
     let untyped = Request::post("/api/debates")
+        .header(header::AUTHORIZATION, support::admin_bearer())
         .body(Body::from(create_body("t")))
         .unwrap();
     let response = api.clone().oneshot(untyped).await.unwrap();
@@ -242,6 +246,7 @@ async fn a_full_queue_answers_429_with_retry_after() {
     assert_eq!(first.status, StatusCode::ACCEPTED);
     let request = Request::post("/api/debates")
         .header(header::CONTENT_TYPE, "application/json")
+        .header(header::AUTHORIZATION, support::admin_bearer())
         .body(Body::from(create_body("two")))
         .unwrap();
     let response = api.clone().oneshot(request).await.unwrap();

@@ -27,7 +27,10 @@ async fn a_watcher_resuming_from_a_seq_gets_the_rest_once_in_order_as_stored() {
     // start, round_start and both proposals are stored; the critics wait at the gate.
     gate.held(2).await;
 
-    let url = format!("ws://{address}/ws?debate_id=watched&last_seq=2");
+    let url = format!(
+        "ws://{address}/ws?debate_id=watched&last_seq=2&token={}",
+        support::API_TOKEN
+    );
     let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
     let mut received: Vec<Value> = Vec::new();
     loop {

@@ -113,11 +113,27 @@ pub fn app(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(cors(&state))
+        .layer(axum::middleware::map_response(credentials_only_with_origin))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             record_request,
         ))
         .with_state(state)
+}
+
+/// tower-http's CORS sends `Access-Control-Allow-Credentials` to every origin; a browser
+/// ignores it without `Allow-Origin`, but an unlisted origin should not be told either.
+async fn credentials_only_with_origin(mut response: Response) -> Response {
+    use axum::http::header;
+    if !response
+        .headers()
+        .contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+    {
+        response
+            .headers_mut()
+            .remove(header::ACCESS_CONTROL_ALLOW_CREDENTIALS);
+    }
+    response
 }
 
 /// CORS for exactly the origins of `ARAGORA_ALLOWED_ORIGINS`: a listed origin's preflight is

@@ -22,6 +22,7 @@ use crate::events::{EventHub, HubMessage};
 use crate::model::{format_ms, now_ms, DebateEvent, EventKind};
 use crate::store::DebateStore;
 use aragora_auth::{AuthError, Principal};
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode, Uri};
@@ -91,7 +92,9 @@ pub async fn upgrade(
     State(state): State<AppState>,
     headers: HeaderMap,
     uri: Uri,
-    ws: WebSocketUpgrade,
+    // Taken as a Result so that the credential is checked first: a caller without one learns
+    // nothing, not even that the request was not an upgrade.
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     const ROUTE: &str = "/ws";
     if let Some(origin) = headers.get(header::ORIGIN) {
@@ -122,6 +125,16 @@ pub async fn upgrade(
             .map(str::to_string)
     });
     let principal = access::authenticate(&state, ROUTE, &headers, fallback.as_deref()).await?;
+    let ws = ws.map_err(|rejection| {
+        ApiError::new(
+            rejection.status(),
+            "not_a_websocket",
+            format!(
+                "{}; connect with a WebSocket client to /ws?debate_id=ID",
+                rejection.body_text()
+            ),
+        )
+    })?;
     let Query(query) = Query::<WsQuery>::try_from_uri(&uri).map_err(ApiError::from)?;
     if let Some(id) = &query.debate_id {
         access::check(&state, ROUTE, &principal, principal.require_debate(id))?;

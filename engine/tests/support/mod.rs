@@ -31,6 +31,30 @@ use tokio::sync::watch;
 /// and only ever reached when something is broken.
 pub const PATIENCE: Duration = Duration::from_secs(30);
 
+/// The admin credential of every test engine (`ARAGORA_API_TOKEN`; also the key its share
+/// links are signed with).
+pub const API_TOKEN: &str = "in-process-test-api-token-of-32-chars";
+pub const JWT_SECRET: &str = "in-process-test-jwt-secret-of-32-chars";
+pub const JWT_SECRET_PREVIOUS: &str = "the-jwt-secret-before-the-rotation!!";
+/// The one browser origin test engines allow.
+pub const ALLOWED_ORIGIN: &str = "https://app.example.test";
+
+/// The authentication settings of a test engine: every credential kind works.
+pub fn auth_config() -> aragora_auth::AuthConfig {
+    aragora_auth::AuthConfig {
+        jwt_secret: Some(JWT_SECRET.into()),
+        jwt_secret_previous: Some(JWT_SECRET_PREVIOUS.into()),
+        api_token: Some(API_TOKEN.into()),
+        allowed_origins: vec![ALLOWED_ORIGIN.into()],
+        ..aragora_auth::AuthConfig::default()
+    }
+}
+
+/// `Authorization` for the admin token.
+pub fn admin_bearer() -> String {
+    format!("Bearer {API_TOKEN}")
+}
+
 /// The two offline agents every test debate uses.
 pub const AGENTS: [&str; 2] = ["offline-pragmatist", "offline-skeptic"];
 
@@ -224,18 +248,29 @@ impl Harness {
 
     /// What the handlers see: this engine's parts, its `core` (empty while starting), `phase`.
     pub fn state(&self, core: OnceLock<Core>, phase: Phase) -> AppState {
+        let auth =
+            aragora_auth::Authenticator::new(auth_config(), Some(Arc::new(self.store.clone())));
+        self.state_with_auth(core, phase, Arc::new(auth))
+    }
+
+    /// [`Self::state`] with its own authenticator (other settings, another key store).
+    pub fn state_with_auth(
+        &self,
+        core: OnceLock<Core>,
+        phase: Phase,
+        auth: Arc<aragora_auth::Authenticator>,
+    ) -> AppState {
         let deps = &self.deps;
+        let mut config = EngineConfig::default();
+        config.auth = auth.config().clone();
         AppState(Arc::new(Shared {
-            config: EngineConfig::default(),
+            config,
             metrics: deps.metrics.clone(),
             hub: deps.hub.clone(),
             agents: deps.agents.clone(),
             faults: self.faults.clone(),
             receipts: deps.receipts.clone(),
-            auth: Arc::new(aragora_auth::Authenticator::new(
-                aragora_auth::AuthConfig::default(),
-                Some(Arc::new(self.store.clone())),
-            )),
+            auth,
             core,
             phase: Mutex::new(phase),
             closing: self.closing.subscribe(),
@@ -245,12 +280,17 @@ impl Harness {
 
     /// A ready engine's state with `max_running` slots and room for `queue_size` more.
     pub fn ready_state(&self, max_running: usize, queue_size: usize) -> AppState {
+        self.state(self.ready_core(max_running, queue_size), Phase::Ready)
+    }
+
+    /// The core of a ready engine: the store and an orchestrator.
+    pub fn ready_core(&self, max_running: usize, queue_size: usize) -> OnceLock<Core> {
         let core = OnceLock::new();
         let _ = core.set(Core {
             store: self.deps.store.clone(),
             orchestrator: Orchestrator::new(self.deps.clone(), max_running, queue_size),
         });
-        self.state(core, Phase::Ready)
+        core
     }
 
     /// Inserts a queued debate and returns its record.
@@ -347,5 +387,53 @@ pub fn assert_whole(events: &[DebateEvent]) {
         if let Some(step) = event.step(&payload) {
             assert!(steps.insert(step.clone()), "step {step:?} recorded twice");
         }
+    }
+}
+
+/// A PostgreSQL database (on `ARAGORA_TEST_POSTGRES_URL`, default the local server) created
+/// for one test and dropped after it.
+pub struct PostgresDatabase {
+    pub name: String,
+    pub url: String,
+}
+
+fn postgres_admin_url() -> String {
+    std::env::var("ARAGORA_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+}
+
+async fn postgres_admin(sql: String) -> Result<(), sqlx::Error> {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let mut admin = sqlx::AnyConnection::connect(&postgres_admin_url()).await?;
+    sqlx::Executor::execute(&mut admin, sql.as_str()).await?;
+    admin.close().await
+}
+
+impl PostgresDatabase {
+    pub async fn create() -> Self {
+        let name = format!("aragora_engine_test_{}", uuid::Uuid::new_v4().simple());
+        postgres_admin(format!("CREATE DATABASE {name}"))
+            .await
+            .expect("PostgreSQL reachable at ARAGORA_TEST_POSTGRES_URL (default 127.0.0.1:5432)");
+        let base = postgres_admin_url();
+        let server = base.rsplit_once('/').map(|(s, _)| s).unwrap_or(&base);
+        let url = format!("{server}/{name}");
+        Self { name, url }
+    }
+}
+
+impl Drop for PostgresDatabase {
+    fn drop(&mut self) {
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        // Drop may run inside a runtime; use a thread with its own.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(postgres_admin(sql)).ok()
+        })
+        .join();
     }
 }
