@@ -238,6 +238,27 @@ async fn each_credential_kind_is_accepted(options: EngineOptions) {
     );
     // ARAGORA_API_TOKEN itself is an admin.
     assert_eq!(me(&engine, &admin).await["role"], "admin");
+    // A JWT the engine mints (POST /api/auth/token) for a lower role works for that role.
+    let minted = call(
+        &base(&engine),
+        Method::POST,
+        "/api/auth/token",
+        Some(&admin),
+        Some(json!({"role": "reader", "ttl_secs": 600})),
+    )
+    .await;
+    assert_eq!(minted.status, 200, "POST /api/auth/token: {}", minted.body);
+    let minted = minted.body["token"].as_str().expect("a token").to_string();
+    assert_eq!(me(&engine, &minted).await["role"], "reader");
+    let refused = call(
+        &base(&engine),
+        Method::POST,
+        "/api/auth/token",
+        Some(&minted),
+        Some(json!({"role": "admin"})),
+    )
+    .await;
+    assert_forbidden(&refused, "a reader minting an admin JWT");
     // The runbook's `admin:{expires}:{hmac}` token, signed with ARAGORA_API_TOKEN.
     let loop_admin =
         aragora_auth::mint_loop_token(&admin, "admin", aragora_auth::unix_now() + 3600);
