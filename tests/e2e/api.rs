@@ -379,8 +379,8 @@ async fn bad_input_gets_a_clear_json_error_and_changes_nothing() {
     });
     // A fresh connection per case: after refusing a body it did not read (413), a server
     // closes the connection, and a pooled client could race that close.
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(0)
+    let client = reqwest::Client::builder().pool_max_idle_per_host(0);
+    let client = crate::support::with_bearer(client, engine.token.as_deref())
         .build()
         .unwrap();
     for case in cases {

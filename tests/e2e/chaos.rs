@@ -171,12 +171,14 @@ rollbacks:
   - name: leave a trace in the engine
     http:
       url: http://{engine}/api/debates
+      headers: {{Authorization: "Bearer {token}"}}
       body: {{topic: "rolled back"}}
 "#,
             listen = proxy.listen,
             api = proxy.api,
             pid = engine.pid(),
             engine = engine.api,
+            token = engine.token.as_deref().unwrap_or_default(),
         ),
     )
     .unwrap();

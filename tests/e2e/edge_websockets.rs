@@ -1,7 +1,9 @@
 //! WebSockets through the TLS edge: every watcher of a debate on one replica, and a drained
 //! replica's watchers moved to another with no event lost.
 
-use crate::support::{eventually, sample, Engine, EngineOptions, GatewayProcess, TestDatabase};
+use crate::support::{
+    eventually, sample, ws_request, Engine, EngineOptions, GatewayProcess, TestDatabase,
+};
 use futures::StreamExt;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -16,10 +18,12 @@ type TlsSocket =
 /// An open WebSocket and the replica the gateway pinned it to (its `aragora-affinity` cookie).
 type Connection = (TlsSocket, String);
 
-/// Opens `wss://` through the gateway with the gateway's own certificate trusted.
+/// Opens `wss://` through the gateway with the gateway's own certificate trusted, sending
+/// `token`.
 async fn connect_wss(
     gateway_port: u16,
     connector: &tokio_rustls::TlsConnector,
+    token: Option<&str>,
     path: &str,
 ) -> Option<Connection> {
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", gateway_port))
@@ -27,8 +31,8 @@ async fn connect_wss(
         .ok()?;
     let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
     let tls = connector.connect(name, tcp).await.ok()?;
-    let url = format!("wss://127.0.0.1:{gateway_port}{path}");
-    let (socket, response) = tokio_tungstenite::client_async(url, tls).await.ok()?;
+    let request = ws_request(&format!("wss://127.0.0.1:{gateway_port}{path}"), token);
+    let (socket, response) = tokio_tungstenite::client_async(request, tls).await.ok()?;
     let pin = response
         .headers()
         .get_all("set-cookie")
@@ -54,6 +58,7 @@ struct Watch {
 async fn watch(
     gateway_port: u16,
     connector: tokio_rustls::TlsConnector,
+    token: Option<String>,
     id: String,
     first: Option<Connection>,
 ) -> Watch {
@@ -70,7 +75,7 @@ async fn watch(
             Some(connection) => connection,
             None => {
                 let path = format!("/ws?debate_id={id}&last_seq={last}");
-                match connect_wss(gateway_port, &connector, &path).await {
+                match connect_wss(gateway_port, &connector, token.as_deref(), &path).await {
                     Some(connection) => connection,
                     None => {
                         // The replica is leaving and the gateway has not noticed yet: back off
@@ -117,19 +122,14 @@ fn held_to(metrics: &str, engine: &Engine) -> f64 {
     sample(metrics, &series).unwrap_or(0.0)
 }
 
-const ADMIN: &str = "edge-websockets-admin";
-
-/// Calls an admin endpoint of `engine` with the test's token.
+/// Calls an admin endpoint of `engine` with its admin token.
 async fn admin(
     engine: &Engine,
     method: reqwest::Method,
     path: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let mut request = engine
-        .http
-        .request(method, engine.url(path))
-        .bearer_auth(ADMIN);
+    let mut request = engine.http.request(method, engine.url(path));
     if let Some(body) = body {
         request = request.json(&body);
     }
@@ -145,7 +145,6 @@ async fn a_debates_watchers_share_one_replica_and_move_without_loss_when_it_drai
         EngineOptions::postgres(&database.url)
             .env("ARAGORA_REDIS_URL", "redis://127.0.0.1:6379/0")
             .env("ARAGORA_OFFLINE_AGENT_LATENCY_MS", 120)
-            .env("ARAGORA_API_TOKEN", ADMIN)
     };
     let mut engines = Vec::new();
     for _ in 0..3 {
@@ -156,6 +155,7 @@ async fn a_debates_watchers_share_one_replica_and_move_without_loss_when_it_drai
     gateway.wait_ready_count(3, PATIENCE).await;
     let connector = gateway.tls_connector();
     let port = gateway.https_port;
+    let token = gateway.token.clone();
 
     // Engine 0's agents are held (an injected slow-agent fault) until the watchers' replica is
     // drained, so the drain happens mid-debate however long the watchers take to connect.
@@ -178,7 +178,13 @@ async fn a_debates_watchers_share_one_replica_and_move_without_loss_when_it_drai
             let id = engines[0]
                 .start_debate(json!({"topic": "Edge drain", "rounds": 8}))
                 .await;
-            let probe = connect_wss(port, &connector, &format!("/ws?debate_id={id}")).await;
+            let probe = connect_wss(
+                port,
+                &connector,
+                token.as_deref(),
+                &format!("/ws?debate_id={id}"),
+            )
+            .await;
             let probe = probe.expect("a WebSocket through the gateway");
             let owner = eventually("the probe to be counted", PATIENCE, || async {
                 let metrics = gateway.metrics().await;
@@ -205,15 +211,23 @@ async fn a_debates_watchers_share_one_replica_and_move_without_loss_when_it_drai
     let mut watchers = vec![tokio::spawn(watch(
         port,
         connector.clone(),
+        token.clone(),
         id.clone(),
         Some(first),
     ))];
     for _ in 1..WATCHERS {
-        let socket = connect_wss(port, &connector, &format!("/ws?debate_id={id}")).await;
+        let socket = connect_wss(
+            port,
+            &connector,
+            token.as_deref(),
+            &format!("/ws?debate_id={id}"),
+        )
+        .await;
         assert!(socket.is_some(), "every watcher gets through the TLS edge");
         watchers.push(tokio::spawn(watch(
             port,
             connector.clone(),
+            token.clone(),
             id.clone(),
             socket,
         )));
@@ -293,9 +307,14 @@ async fn the_gateway_closes_its_websockets_with_1001_at_its_drain_timeout() {
     let connector = gateway.tls_connector();
     let mut sockets = Vec::new();
     for _ in 0..5 {
-        let (socket, _) = connect_wss(gateway.https_port, &connector, "/ws")
-            .await
-            .expect("a WebSocket through the gateway");
+        let (socket, _) = connect_wss(
+            gateway.https_port,
+            &connector,
+            gateway.token.as_deref(),
+            "/ws",
+        )
+        .await
+        .expect("a WebSocket through the gateway");
         sockets.push(socket);
     }
     eventually("the gateway to count 5 WebSockets", PATIENCE, || async {

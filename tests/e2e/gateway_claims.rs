@@ -93,8 +93,7 @@ async fn wss(gateway: &GatewayProcess, path: &str) -> TlsSocket {
         .unwrap();
     let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
     let tls = gateway.tls_connector().connect(name, tcp).await.unwrap();
-    let url = format!("wss://127.0.0.1:{}{path}", gateway.https_port);
-    let (socket, _) = tokio_tungstenite::client_async(url, tls)
+    let (socket, _) = tokio_tungstenite::client_async(gateway.wss_request(path), tls)
         .await
         .expect("the WebSocket upgrade through the gateway");
     socket

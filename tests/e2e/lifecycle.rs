@@ -12,7 +12,7 @@ use tokio_tungstenite::tungstenite::Message;
 const PATIENCE: Duration = Duration::from_secs(60);
 
 async fn all_events(engine: &Engine, id: &str) -> Vec<Value> {
-    let mut socket = connect(&engine.ws_url(&format!("/ws?debate_id={id}"))).await;
+    let mut socket = connect(engine.ws_request(&format!("/ws?debate_id={id}"))).await;
     let mut events = Vec::new();
     crate::websocket::read_to_end(&mut socket, &mut events).await;
     events
@@ -33,7 +33,7 @@ async fn sigterm_mid_debate_loses_nothing_and_the_next_start_resumes(options: En
     let id = engine
         .start_debate(json!({"topic": "Survive a deploy", "rounds": rounds}))
         .await;
-    let mut socket = connect(&engine.ws_url(&format!("/ws?debate_id={id}"))).await;
+    let mut socket = connect(engine.ws_request(&format!("/ws?debate_id={id}"))).await;
     let mut seen = Vec::new();
     while seen.len() < 4 {
         seen.push(next_event(&mut socket).await);

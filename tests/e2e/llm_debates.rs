@@ -90,7 +90,7 @@ async fn llm_agents_debate_stream_their_words_and_sign_a_receipt() {
     let id = engine
         .start_debate(json!({"topic": "Should we rewrite it in Rust?", "rounds": 1}))
         .await;
-    let mut socket = connect(&engine.ws_url(&format!("/ws?debate_id={id}"))).await;
+    let mut socket = connect(engine.ws_request(&format!("/ws?debate_id={id}"))).await;
     let start = next_event(&mut socket).await;
     assert_eq!(start["type"], "debate_start", "{start}");
     gate.open();
@@ -246,10 +246,11 @@ async fn failing_providers_fail_the_debate_open_breakers_and_admins_can_reset_th
     );
 
     let url = engine.url("/api/system/circuit-breakers");
-    let unauthorized = engine.http.get(&url).send().await.unwrap();
+    // A client of its own: the engine's sends the admin token on every request.
+    let anonymous = reqwest::Client::new();
+    let unauthorized = anonymous.get(&url).send().await.unwrap();
     assert_eq!(unauthorized.status(), 401);
-    let wrong = engine
-        .http
+    let wrong = anonymous
         .get(&url)
         .bearer_auth("guess")
         .send()
@@ -300,12 +301,26 @@ async fn openrouter_takes_over_and_the_debate_records_it() {
     let primary = MockLlm::start().await;
     primary.always(Reply::Status(429));
     let openrouter = MockLlm::start().await;
+    // No admin token: the test's client is an operator (a JWT), who runs debates but no
+    // admin endpoint.
+    let secret = format!("jwt-{}", uuid::Uuid::new_v4().simple());
+    let operator = aragora_auth::Authenticator::new(
+        aragora_auth::AuthConfig {
+            jwt_secret: Some(secret.clone()),
+            ..Default::default()
+        },
+        None,
+    )
+    .mint_jwt("operator", aragora_auth::Role::Operator, Some(3600))
+    .unwrap();
     let engine = Engine::start(
         with_providers(&primary)
             .env("ARAGORA_AGENT_MAX_RETRIES", 0)
             .env("OPENROUTER_API_KEY", "test-openrouter-key")
             .env("ARAGORA_OPENROUTER_BASE_URL", openrouter.base_url("api/v1"))
-            .env("ARAGORA_API_TOKEN", ""),
+            .env("ARAGORA_API_TOKEN", "")
+            .env("ARAGORA_JWT_SECRET", &secret)
+            .bearer(&operator),
     )
     .await;
     let id = engine
@@ -316,7 +331,7 @@ async fn openrouter_takes_over_and_the_debate_records_it() {
     for message in debate["messages"].as_array().unwrap() {
         assert_eq!(message["provider"], "openrouter", "{message}");
     }
-    let mut socket = connect(&engine.ws_url(&format!("/ws?debate_id={id}"))).await;
+    let mut socket = connect(engine.ws_request(&format!("/ws?debate_id={id}"))).await;
     let mut events = Vec::new();
     crate::websocket::read_to_end(&mut socket, &mut events).await;
     let fallbacks: Vec<&Value> = events
@@ -346,13 +361,13 @@ async fn openrouter_takes_over_and_the_debate_records_it() {
         .unwrap_or(0.0)
             >= 1.0
     );
-    // ARAGORA_API_TOKEN unset: admin endpoints are off, and say how to turn them on.
+    // An operator reaches no admin endpoint, and is told which role it needs.
     let (status, body) = engine.get("/api/system/circuit-breakers").await;
-    assert_eq!(status, 403);
-    assert!(body["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("ARAGORA_API_TOKEN"));
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("admin"),
+        "{body}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

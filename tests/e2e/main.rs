@@ -25,6 +25,7 @@ macro_rules! on_both_backends {
 
 mod alert_inhibition;
 mod api;
+mod auth;
 mod backups;
 mod chaos;
 mod config;

@@ -14,7 +14,7 @@ const ROUNDS: usize = 5;
 
 /// Every stored event of a finished debate, through the replaying WebSocket.
 async fn all_events(engine: &Engine, id: &str) -> Vec<Value> {
-    let mut socket = connect(&engine.ws_url(&format!("/ws?debate_id={id}"))).await;
+    let mut socket = connect(engine.ws_request(&format!("/ws?debate_id={id}"))).await;
     let mut events = Vec::new();
     read_to_end(&mut socket, &mut events).await;
     events
@@ -37,7 +37,7 @@ async fn a_killed_sqlite_engine_resumes_its_running_and_queued_debates_on_restar
     ];
 
     // Watch the running one until it is well into its first round.
-    let mut socket = connect(&engine.ws_url(&format!("/ws?debate_id={running}"))).await;
+    let mut socket = connect(engine.ws_request(&format!("/ws?debate_id={running}"))).await;
     let mut before_crash = Vec::new();
     while before_crash.len() < 4 {
         before_crash.push(next_event(&mut socket).await);

@@ -95,7 +95,9 @@ async fn an_outage_at_the_edge_pages_through_alertmanager_and_recovery_resolves_
     assert_eq!(healthy["alerts"][0]["firing"], false, "{healthy}");
 
     // Outage: maintenance mode answers 503 to everything but health checks.
-    let admin_client = reqwest::Client::new();
+    let admin_client = crate::support::with_bearer(reqwest::Client::builder(), up.token.as_deref())
+        .build()
+        .unwrap();
     let maintenance = |on: &str| format!("http://127.0.0.1:{admin}/api/system/maintenance/{on}");
     let enabled = admin_client
         .post(maintenance("enable"))

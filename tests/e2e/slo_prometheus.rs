@@ -154,7 +154,7 @@ async fn serve_and_control_report_burn_rates_from_a_real_prometheus() {
         traffic,
     } = scraped_edge().await;
     let control = Control::start(prometheus.url()).await;
-    let http = reqwest::Client::new();
+    let http = engine.http.clone();
     let serve_slo = engine.url("/api/slo");
     for url in [&serve_slo, &control.url] {
         // Latency: the availability SLO has no error series to divide before the first 5xx.
@@ -236,7 +236,7 @@ async fn serve_and_control_report_burn_rates_from_a_real_prometheus() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_prometheus_backed_availability_of_a_healthy_edge_is_zero_not_unknown() {
     let edge = scraped_edge().await;
-    let http = reqwest::Client::new();
+    let http = edge.engine.http.clone();
     let serve_slo = edge.engine.url("/api/slo");
     // Prometheus has the traffic: the latency SLI over the same requests has a value.
     eventually("the latency SLI from Prometheus", PATIENCE, || async {

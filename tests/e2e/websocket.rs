@@ -13,8 +13,11 @@ type Socket =
 
 const PATIENCE: Duration = Duration::from_secs(60);
 
-pub async fn connect(url: &str) -> Socket {
-    let (socket, _) = tokio_tungstenite::connect_async(url)
+/// Opens a WebSocket; `request` is a URL or, to send a credential, `engine.ws_request(..)`.
+pub async fn connect(
+    request: impl tokio_tungstenite::tungstenite::client::IntoClientRequest + Unpin,
+) -> Socket {
+    let (socket, _) = tokio_tungstenite::connect_async(request)
         .await
         .expect("WebSocket connect");
     socket
@@ -65,7 +68,7 @@ async fn reconnecting_with_last_seq_gives_every_event_exactly_once(options: Engi
         .await;
 
     let mut received = Vec::new();
-    let mut socket = connect(&engine.ws_url(&format!("/ws?debate_id={id}"))).await;
+    let mut socket = connect(engine.ws_request(&format!("/ws?debate_id={id}"))).await;
     while received.len() < 6 {
         received.push(next_event(&mut socket).await);
     }
@@ -73,7 +76,7 @@ async fn reconnecting_with_last_seq_gives_every_event_exactly_once(options: Engi
     drop(socket);
     let last_seq = received.last().unwrap()["seq"].as_i64().unwrap();
     let mut socket =
-        connect(&engine.ws_url(&format!("/ws?debate_id={id}&last_seq={last_seq}"))).await;
+        connect(engine.ws_request(&format!("/ws?debate_id={id}&last_seq={last_seq}"))).await;
     read_to_end(&mut socket, &mut received).await;
 
     let debate = engine.wait_final(&id, PATIENCE).await;
@@ -109,7 +112,7 @@ async fn reconnecting_with_last_seq_gives_every_event_exactly_once(options: Engi
     }
 
     // A late watcher of a finished debate gets the whole history, then nothing more.
-    let mut late = connect(&engine.ws_url(&format!("/ws?debate_id={id}"))).await;
+    let mut late = connect(engine.ws_request(&format!("/ws?debate_id={id}"))).await;
     let mut replay = Vec::new();
     read_to_end(&mut late, &mut replay).await;
     assert_eq!(seqs(&replay), (1..=total).collect::<Vec<_>>());
@@ -127,7 +130,7 @@ async fn one_connection_watches_several_debates_on_the_websocket_port() {
     let second = engine
         .start_debate(json!({"topic": "second", "rounds": 2}))
         .await;
-    let mut socket = connect(&format!("ws://{}/ws", engine.ws)).await;
+    let mut socket = connect(engine.ws_port_request("/ws")).await;
     for id in [&first, &second] {
         let subscribe = json!({"type": "subscribe", "debate_id": id, "last_seq": 0});
         socket
@@ -159,7 +162,7 @@ async fn one_connection_watches_several_debates_on_the_websocket_port() {
 async fn bad_subscriptions_get_error_events_and_idle_sockets_get_heartbeats() {
     let engine =
         Engine::start(EngineOptions::sqlite().env("ARAGORA_WS_HEARTBEAT_INTERVAL", 1)).await;
-    let mut socket = connect(&engine.ws_url("/ws?debate_id=no-such-debate")).await;
+    let mut socket = connect(engine.ws_request("/ws?debate_id=no-such-debate")).await;
     let error = next_event(&mut socket).await;
     assert_eq!(error["type"], "error");
     assert_eq!(error["data"]["code"], "not_found");
@@ -224,7 +227,7 @@ async fn watch_mid_debate(
     watcher: &Engine,
     id: &str,
 ) -> (Socket, Vec<Value>, i64) {
-    let mut socket = connect(&watcher.ws_url(&format!("/ws?debate_id={id}"))).await;
+    let mut socket = connect(watcher.ws_request(&format!("/ws?debate_id={id}"))).await;
     let received = vec![next_event(&mut socket).await];
     let (_, record) = runner.get(&format!("/api/debates/{id}")).await;
     assert_eq!(

@@ -21,7 +21,9 @@ pub struct Run {
     pub progress: String,
 }
 
-/// Runs the experiment in `file` with `--var NAME=VALUE` for each of `vars`.
+/// Runs the experiment in `file` with `--var NAME=VALUE` for each of `vars`, and
+/// `ARAGORA_API_TOKEN` the test's admin token unless `vars` names it (the shipped experiments
+/// authenticate with it).
 pub async fn run(file: &Path, vars: &[(&str, String)]) -> Run {
     let dir = tempfile::tempdir().unwrap();
     let report_path = dir.path().join("report.json");
@@ -34,6 +36,11 @@ pub async fn run(file: &Path, vars: &[(&str, String)]) -> Run {
         .stdin(Stdio::null());
     for (name, value) in vars {
         command.arg("--var").arg(format!("{name}={value}"));
+    }
+    if !vars.iter().any(|(name, _)| *name == "ARAGORA_API_TOKEN") {
+        command
+            .arg("--var")
+            .arg(format!("ARAGORA_API_TOKEN={}", super::test_token()));
     }
     let output = tokio::time::timeout(Duration::from_secs(120), command.output())
         .await

@@ -1,5 +1,12 @@
 //! Helpers for end-to-end tests: the real `aragora` binary on ephemeral ports, a fresh
 //! PostgreSQL database per test, and polling with a deadline instead of sleeping.
+//!
+//! Every process a test starts here is an authenticated one by default: engines, gateways,
+//! `up` and fault proxies get the test's random admin token ([`test_token`]) as
+//! `ARAGORA_API_TOKEN`, and the handles' clients and request helpers send it as
+//! `Authorization: Bearer`, so tests say what they check and not how they log in. A test of
+//! authentication itself removes or replaces it ([`EngineOptions::without_token`]) and builds
+//! its own requests.
 
 #![allow(dead_code)]
 
@@ -46,6 +53,49 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 pub const BINARY: &str = env!("CARGO_BIN_EXE_aragora");
+
+/// The admin token of the processes the current test starts (`ARAGORA_API_TOKEN`): random, and
+/// one per test (the test's own thread), so a gateway and the replicas behind it that one test
+/// starts agree on it. Read it in the test body, not inside a spawned task (another thread, so
+/// another token); the handles keep the token they were started with (`engine.token`).
+pub fn test_token() -> String {
+    thread_local! {
+        static TOKEN: String = format!("e2e-admin-{}", uuid::Uuid::new_v4().simple());
+    }
+    TOKEN.with(Clone::clone)
+}
+
+/// `builder` sending `Authorization: Bearer token` on every request that sets none itself
+/// (reqwest adds default headers only where the request has none of that name).
+pub fn with_bearer(builder: reqwest::ClientBuilder, token: Option<&str>) -> reqwest::ClientBuilder {
+    let Some(token) = token else {
+        return builder;
+    };
+    let mut headers = reqwest::header::HeaderMap::new();
+    let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+        .expect("a token fit for a header");
+    value.set_sensitive(true);
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    builder.default_headers(headers)
+}
+
+/// A WebSocket handshake request for `url`, with `Authorization: Bearer token` when given.
+pub fn ws_request(
+    url: &str,
+    token: Option<&str>,
+) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = url.into_client_request().expect("a WebSocket URL");
+    if let Some(token) = token {
+        request.headers_mut().insert(
+            "authorization",
+            format!("Bearer {token}")
+                .parse()
+                .expect("a token fit for a header"),
+        );
+    }
+    request
+}
 
 /// The PostgreSQL server the tests create their databases on.
 pub fn postgres_admin_url() -> String {
@@ -121,6 +171,7 @@ impl Drop for TestDatabase {
 }
 
 /// Which database an engine under test uses.
+#[derive(Clone)]
 pub enum Backend {
     Sqlite,
     Postgres(String),
@@ -134,10 +185,15 @@ pub struct Engine {
     pub ws: SocketAddr,
     pub data_dir: PathBuf,
     _temp: Option<tempfile::TempDir>,
+    /// The credential its clients send: the admin token it was started with
+    /// (`ARAGORA_API_TOKEN`) unless the options chose another ([`EngineOptions::bearer`]).
+    pub token: Option<String>,
+    /// A client that sends `token` on every request (see [`with_bearer`]).
     pub http: reqwest::Client,
 }
 
-/// How to start an engine.
+/// How to start an engine. `ARAGORA_API_TOKEN` is the test's [`test_token`] unless the test
+/// sets another with [`env`](Self::env) or removes it with [`without_token`](Self::without_token).
 pub struct EngineOptions {
     pub backend: Backend,
     pub env: HashMap<String, String>,
@@ -145,15 +201,18 @@ pub struct EngineOptions {
     pub data_dir: Option<PathBuf>,
     /// The temporary directory behind `data_dir`, handed over from the engine being replaced.
     pub temp: Option<tempfile::TempDir>,
+    /// What the engine's clients send instead of `ARAGORA_API_TOKEN` (a JWT, an API key).
+    pub bearer: Option<String>,
 }
 
 impl EngineOptions {
     pub fn sqlite() -> Self {
         Self {
             backend: Backend::Sqlite,
-            env: HashMap::new(),
+            env: HashMap::from([("ARAGORA_API_TOKEN".to_string(), test_token())]),
             data_dir: None,
             temp: None,
+            bearer: None,
         }
     }
 
@@ -167,6 +226,29 @@ impl EngineOptions {
     pub fn env(mut self, key: &str, value: impl ToString) -> Self {
         self.env.insert(key.to_string(), value.to_string());
         self
+    }
+
+    /// No `ARAGORA_API_TOKEN` (the engine's clients then send no credential).
+    pub fn without_token(mut self) -> Self {
+        self.env.remove("ARAGORA_API_TOKEN");
+        self
+    }
+
+    /// Its clients send `credential` rather than the admin token.
+    pub fn bearer(mut self, credential: &str) -> Self {
+        self.bearer = Some(credential.to_string());
+        self
+    }
+
+    /// The credential the engine's clients will send: [`bearer`](Self::bearer), else
+    /// `ARAGORA_API_TOKEN` unless empty.
+    pub fn token(&self) -> Option<String> {
+        self.bearer.clone().or_else(|| {
+            self.env
+                .get("ARAGORA_API_TOKEN")
+                .filter(|token| !token.is_empty())
+                .cloned()
+        })
     }
 
     pub fn data_dir(mut self, dir: &Path) -> Self {
@@ -202,6 +284,7 @@ impl Engine {
 
     /// Starts the binary and returns once it listens (not necessarily ready).
     pub fn spawn(options: EngineOptions) -> Self {
+        let token = options.token();
         let (temp, data_dir) = match options.data_dir {
             Some(dir) => (options.temp, dir),
             None => {
@@ -240,7 +323,10 @@ impl Engine {
             process,
             data_dir,
             _temp: temp,
-            http: reqwest::Client::new(),
+            http: with_bearer(reqwest::Client::builder(), token.as_deref())
+                .build()
+                .unwrap(),
+            token,
         }
     }
 
@@ -259,6 +345,25 @@ impl Engine {
 
     pub fn ws_url(&self, path_and_query: &str) -> String {
         format!("ws://{}{path_and_query}", self.api)
+    }
+
+    /// The handshake of a WebSocket to `path_and_query` on the API port, sending the token.
+    pub fn ws_request(
+        &self,
+        path_and_query: &str,
+    ) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+        ws_request(&self.ws_url(path_and_query), self.token.as_deref())
+    }
+
+    /// [`ws_request`](Self::ws_request) on the dedicated WebSocket port.
+    pub fn ws_port_request(
+        &self,
+        path_and_query: &str,
+    ) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+        ws_request(
+            &format!("ws://{}{path_and_query}", self.ws),
+            self.token.as_deref(),
+        )
     }
 
     pub async fn wait_ready(&self) {
@@ -442,6 +547,10 @@ pub struct GatewayProcess {
     pub admin_port: u16,
     pub cert_pem: Vec<u8>,
     pub dir: tempfile::TempDir,
+    /// The admin token it was started with (`ARAGORA_API_TOKEN`; the test's [`test_token`]
+    /// unless `env` named another, none when that is empty). `client()` sends it on through to
+    /// the engines, `admin` to the admin listener.
+    pub token: Option<String>,
     pub admin: reqwest::Client,
 }
 
@@ -468,6 +577,10 @@ impl GatewayProcess {
     ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (cert, key) = aragora_gateway::tls::self_signed(&dir.path().join("tls")).unwrap();
+        let token = match env.iter().find(|(key, _)| *key == "ARAGORA_API_TOKEN") {
+            Some((_, token)) => Some(token.clone()).filter(|token| !token.is_empty()),
+            None => Some(test_token()),
+        };
         let mut command = aragora_command();
         command
             .arg("gateway")
@@ -478,6 +591,9 @@ impl GatewayProcess {
             .env("ARAGORA_GATEWAY_DRAIN_DELAY", "0")
             // Load tests come from one address; tests of the limit turn it back on.
             .env("ARAGORA_RATE_LIMIT", "0");
+        if let Some(token) = &token {
+            command.env("ARAGORA_API_TOKEN", token);
+        }
         match file {
             Some(file) => {
                 command.arg("--config").arg(file);
@@ -510,7 +626,10 @@ impl GatewayProcess {
             admin_port: address(&listening, "admin").port(),
             cert_pem: std::fs::read(&cert).unwrap(),
             dir,
-            admin: reqwest::Client::new(),
+            admin: with_bearer(reqwest::Client::builder(), token.as_deref())
+                .build()
+                .unwrap(),
+            token,
         };
         let url = gateway.admin_url("/healthz");
         eventually(
@@ -530,17 +649,36 @@ impl GatewayProcess {
         format!("https://127.0.0.1:{}{path}", self.https_port)
     }
 
-    /// An HTTPS client that trusts the gateway's certificate.
+    /// An HTTPS client that trusts the gateway's certificate and sends its token (through
+    /// the gateway to the engines behind it).
     pub fn client(&self) -> reqwest::Client {
         self.client_builder().build().unwrap()
     }
 
+    /// The builder of [`client`](Self::client).
     pub fn client_builder(&self) -> reqwest::ClientBuilder {
+        with_bearer(self.anonymous_client_builder(), self.token.as_deref())
+    }
+
+    /// [`client_builder`](Self::client_builder) without any credential.
+    pub fn anonymous_client_builder(&self) -> reqwest::ClientBuilder {
         let root = reqwest::Certificate::from_pem(&self.cert_pem).unwrap();
         reqwest::Client::builder()
             .add_root_certificate(root)
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(10))
+    }
+
+    /// The handshake of a `wss://` WebSocket to `path_and_query` through the gateway, sending
+    /// the token.
+    pub fn wss_request(
+        &self,
+        path_and_query: &str,
+    ) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+        ws_request(
+            &format!("wss://127.0.0.1:{}{path_and_query}", self.https_port),
+            self.token.as_deref(),
+        )
     }
 
     /// A raw TLS client (tokio-rustls) that trusts the gateway's certificate, for tests that
@@ -594,8 +732,11 @@ deref_to_process!(GatewayProcess);
 /// [`Process`].
 pub struct UpProcess {
     pub process: Process,
-    /// An HTTPS client that trusts the generated certificate.
+    /// An HTTPS client that trusts the generated certificate and sends `token`.
     pub client: reqwest::Client,
+    /// Its admin token (`ARAGORA_API_TOKEN`: the test's [`test_token`] unless `env` named
+    /// another, none when that is empty).
+    pub token: Option<String>,
     /// `https://127.0.0.1:PORT` of the gateway.
     pub base: String,
     pub https: u16,
@@ -658,6 +799,13 @@ impl UpProcess {
             .env("ARAGORA_GATEWAY_HOST", "127.0.0.1")
             .env("ARAGORA_HEALTH_INTERVAL_MS", "200")
             .env("ARAGORA_RATE_LIMIT", "0");
+        let token = match env.iter().find(|(key, _)| *key == "ARAGORA_API_TOKEN") {
+            Some((_, token)) => Some(token.to_string()).filter(|token| !token.is_empty()),
+            None => Some(test_token()),
+        };
+        if let Some(token) = &token {
+            command.env("ARAGORA_API_TOKEN", token);
+        }
         for (key, value) in env {
             command.env(key, value);
         }
@@ -681,9 +829,8 @@ impl UpProcess {
         let cert_pem = std::fs::read(&cert).expect("the certificate `up` generated");
         let client = reqwest::Client::builder()
             .add_root_certificate(reqwest::Certificate::from_pem(&cert_pem).unwrap())
-            .timeout(Duration::from_secs(5))
-            .build()
-            .unwrap();
+            .timeout(Duration::from_secs(5));
+        let client = with_bearer(client, token.as_deref()).build().unwrap();
         let base = format!("https://127.0.0.1:{https}");
         eventually(
             "the gateway to route to the engine",
@@ -697,6 +844,7 @@ impl UpProcess {
         Self {
             process,
             client,
+            token,
             base,
             https,
             admin,

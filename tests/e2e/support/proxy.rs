@@ -1,7 +1,8 @@
 //! `aragora chaos proxy` as a child process: one named TCP fault proxy in front of an
-//! upstream, on ports it chose, with its HTTP API for adding faults.
+//! upstream, on ports it chose, with its HTTP API for adding faults. Its API is given the
+//! test's admin token (`ARAGORA_API_TOKEN`) and the handle's client sends it.
 
-use super::{address, aragora_command, eventually, get_json, post_json, Process};
+use super::{address, aragora_command, eventually, get_json, post_json, test_token, Process};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -12,14 +13,20 @@ pub struct ProxyProcess {
     pub api: String,
     /// The port it listens on.
     pub listen: u16,
+    /// The admin token of its API.
+    pub token: String,
+    /// A client that sends `token`.
+    pub http: reqwest::Client,
     _dir: tempfile::TempDir,
 }
 
 impl ProxyProcess {
     pub async fn start(name: &str, upstream: &str) -> ProxyProcess {
         let dir = tempfile::tempdir().unwrap();
+        let token = test_token();
         let mut process = Process::spawn(
             aragora_command()
+                .env("ARAGORA_API_TOKEN", &token)
                 .args(["chaos", "proxy", "--proxy"])
                 .arg(format!("{name}=127.0.0.1:0={upstream}"))
                 .args(["--api", "127.0.0.1:0"]),
@@ -47,24 +54,24 @@ impl ProxyProcess {
             _process: process,
             api,
             listen,
+            http: super::with_bearer(reqwest::Client::builder(), Some(&token))
+                .build()
+                .unwrap(),
+            token,
             _dir: dir,
         }
     }
 
     /// The faults active on proxy `name`.
     pub async fn faults(&self, name: &str) -> Vec<Value> {
-        let (_, status) = get_json(
-            &reqwest::Client::new(),
-            &format!("{}/proxies/{name}", self.api),
-        )
-        .await;
+        let (_, status) = get_json(&self.http, &format!("{}/proxies/{name}", self.api)).await;
         status["faults"].as_array().unwrap().clone()
     }
 
     /// Adds a fault (the API's JSON, such as `{"kind": "down"}`) to proxy `name`.
     pub async fn add_fault(&self, name: &str, fault: Value) {
         let url = format!("{}/proxies/{name}/faults", self.api);
-        let (status, answer) = post_json(&reqwest::Client::new(), &url, &fault).await;
+        let (status, answer) = post_json(&self.http, &url, &fault).await;
         assert!(
             (200..300).contains(&status),
             "fault {fault} refused: {answer}"
