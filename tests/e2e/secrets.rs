@@ -371,6 +371,92 @@ async fn no_secret_reaches_a_log_an_answer_a_report_or_a_file() {
         assert_eq!(status, 404);
         captured.add(format!("404 at {base}"), body.to_string());
     }
+    // Real credentials: an API key made through the API, a JWT minted with it, both used
+    // through the gateway, the key revoked and refused; neither may appear anywhere after.
+    let admin = |request: reqwest::RequestBuilder| request.bearer_auth(&secrets.api_token);
+    let created: Value = admin(up.client.post(format!("{}/api/auth/api-key", up.base)))
+        .json(&serde_json::json!({"name": "secrets-scenario", "role": "operator"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let api_key = created["key"].as_str().expect("the key, shown once").to_string();
+    let key_id = created["id"].as_str().unwrap().to_string();
+    let me: Value = up
+        .client
+        .get(format!("{}/api/auth/me", up.base))
+        .bearer_auth(&api_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["role"], "operator", "{me}");
+    captured.add("GET /api/auth/me with the API key", me.to_string());
+    let minted: Value = up
+        .client
+        .post(format!("{}/api/auth/token", up.base))
+        .bearer_auth(&api_key)
+        .json(&serde_json::json!({"role": "reader"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let jwt = minted["token"].as_str().expect("a JWT").to_string();
+    let (status, listed) = {
+        let response = up
+            .client
+            .get(format!("{}/api/debates?limit=5", up.base))
+            .bearer_auth(&jwt)
+            .send()
+            .await
+            .unwrap();
+        (response.status(), response.text().await.unwrap())
+    };
+    assert_eq!(status, 200, "the minted JWT reads debates: {listed}");
+    captured.add("debates listed with the JWT", listed);
+    let keys = admin(up.client.get(format!("{}/api/auth/api-keys", up.base)))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    captured.add("GET /api/auth/api-keys", keys);
+    let revoked = admin(
+        up.client
+            .delete(format!("{}/api/auth/api-key/{key_id}", up.base)),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(revoked.status(), 200);
+    captured.add("the revocation", revoked.text().await.unwrap());
+    let refused = up
+        .client
+        .get(format!("{}/api/auth/me", up.base))
+        .bearer_auth(&api_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401, "the revoked key is refused");
+    captured.add("the revoked key's 401", refused.text().await.unwrap());
+    let issued = [
+        Secret {
+            name: "an API key",
+            value: api_key,
+        },
+        Secret {
+            name: "a minted JWT",
+            value: jwt,
+        },
+    ];
+
     // A browser's WebSocket with its token in the query, left idle until the gateway cuts it.
     let cert = std::fs::read(up.dir.path().join("tls").join("cert.pem")).unwrap();
     let connector = crate::support::tls_connector_trusting(&cert);
@@ -498,7 +584,9 @@ async fn no_secret_reaches_a_log_an_answer_a_report_or_a_file() {
         captured.text.contains("up.log") && captured.text.contains("backups"),
         "the data directory's files were read"
     );
-    assert_no_secret(&captured.text, &secrets.all());
+    let mut all = secrets.all();
+    all.extend(issued);
+    assert_no_secret(&captured.text, &all);
 }
 
 /// The body of a GET, through the gateway's TLS client for its URLs, plain HTTP otherwise.
