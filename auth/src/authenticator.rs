@@ -124,10 +124,7 @@ impl Authenticator {
     }
 
     fn loop_token(&self, token: &str) -> Result<Principal, FailureReason> {
-        let expires = token
-            .rsplit(':')
-            .nth(1)
-            .and_then(|e| e.parse::<i64>().ok());
+        let expires = token.rsplit(':').nth(1).and_then(|e| e.parse::<i64>().ok());
         let loop_id =
             loop_token::verify(token, self.config.api_token.as_deref(), crate::unix_now())?;
         let (role, scope) = if loop_id == "admin" {
