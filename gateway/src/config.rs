@@ -7,7 +7,7 @@
 use crate::limit::RouteLimit;
 use crate::parsed::{Networks, ParsedList};
 use aragora_auth::AuthConfig;
-use aragora_config::{ConfigProblem, Env, Environment, FromEnv, Settings};
+use aragora_config::{ConfigProblem, Env, Environment, Settings};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -58,7 +58,7 @@ pub struct GatewayConfig {
     /// `ARAGORA_ENV` (the engine's setting, read here for the auth checks); unset or
     /// unreadable is development, and the engine reports a bad spelling.
     #[serde(skip)]
-    pub environment: Option<Environment>,
+    pub environment: Environment,
 }
 
 aragora_config::settings! {
@@ -141,7 +141,7 @@ impl Default for GatewayConfig {
             rate_limit_fail_open: true,
             rate_limit_key_prefix: "aragora:ratelimit:".into(),
             auth: AuthConfig::default(),
-            environment: None,
+            environment: Environment::Development,
         }
     }
 }
@@ -297,10 +297,7 @@ impl GatewayConfig {
         if let Some(reason) = self.rate_limit_routes.problem() {
             problems.push(ConfigProblem::new("ARAGORA_RATE_LIMIT_ROUTES", reason));
         }
-        problems.extend(
-            self.auth
-                .problems(self.environment.unwrap_or(Environment::Development)),
-        );
+        problems.extend(self.auth.problems(self.environment));
         problems
     }
 
@@ -329,10 +326,7 @@ impl GatewayConfig {
 impl Settings for GatewayConfig {
     fn finish_read(&mut self, env: &Env, problems: &mut Vec<ConfigProblem>) {
         self.auth.overlay_env(env, problems);
-        self.environment = ["ARAGORA_ENV", "ARAGORA_ENVIRONMENT"]
-            .iter()
-            .find_map(|name| env.get(*name))
-            .and_then(|raw| Environment::from_env(raw).ok());
+        self.environment = AuthConfig::environment_in(env);
     }
 
     /// Every value, the certificate files included.
