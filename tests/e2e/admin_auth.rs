@@ -257,3 +257,48 @@ async fn up_prints_its_admin_key_once_and_it_keeps_working_through_the_gateway()
         "the second start printed the key again"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sighup_rotates_the_admin_secret_of_the_gateway() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = aragora_gateway::tls::self_signed(&dir.path().join("tls")).unwrap();
+    let file = dir.path().join("gateway.toml");
+    let toml = |token: &str| {
+        format!(
+            "upstreams = [\"127.0.0.1:9\"]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n[auth]\napi_token = \"{token}\"\n",
+            cert.display(),
+            key.display()
+        )
+    };
+    let (old, new) = (
+        "the-admin-token-before-rotation",
+        "the-admin-token-after-rotation",
+    );
+    std::fs::write(&file, toml(old)).unwrap();
+    let gateway = GatewayProcess::start_with_file(&file, &cert, &[]).await;
+    let upstreams = |token: &'static str| {
+        let gateway = &gateway;
+        async move {
+            admin_call(
+                gateway,
+                reqwest::Method::GET,
+                "/api/system/upstreams",
+                Some(token),
+            )
+            .await
+            .0
+        }
+    };
+    assert_eq!(upstreams(old).await, 200);
+    assert_eq!(upstreams(new).await, 401);
+
+    std::fs::write(&file, toml(new)).unwrap();
+    gateway.signal(libc::SIGHUP);
+    eventually(
+        "the rotated admin token to count",
+        Duration::from_secs(20),
+        || async { (upstreams(new).await == 200).then_some(()) },
+    )
+    .await;
+    assert_eq!(upstreams(old).await, 401, "the old token still works");
+}
