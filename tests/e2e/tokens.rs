@@ -181,8 +181,10 @@ async fn a_loop_token_from_the_cli_is_an_admin_and_needs_the_api_token() {
     assert_eq!(status, 200, "{who}");
     assert_eq!(who["role"], "admin", "{who}");
 
+    let mut unset = EngineOptions::sqlite();
+    unset.env.remove("ARAGORA_API_TOKEN");
     let refused = token_cli(
-        &EngineOptions::sqlite(),
+        &unset,
         dir.path(),
         &["create", "--loop", "admin", "--ttl", "1h"],
     );
@@ -220,7 +222,9 @@ fn a_jwt_needs_the_jwt_secret() {
     let args = [
         "create", "--jwt", "--role", "reader", "--sub", "alice", "--output", "json",
     ];
-    let refused = token_cli(&EngineOptions::sqlite(), dir.path(), &args);
+    let mut unset = EngineOptions::sqlite();
+    unset.env.remove("ARAGORA_JWT_SECRET");
+    let refused = token_cli(&unset, dir.path(), &args);
     assert_eq!(refused.status.code(), Some(78), "{refused:?}");
     let options = EngineOptions::sqlite().env("ARAGORA_JWT_SECRET", "j".repeat(40));
     let minted = json_of(
