@@ -96,6 +96,12 @@ async fn proxy(specs: &[String], api: SocketAddr) -> ExitCode {
         aragora_config::LogLevel::Info,
         aragora_config::LogFormat::Text,
     );
+    // The API's admin endpoints take the stateless admin credentials of the environment.
+    let (auth, problems) = aragora_auth::AuthConfig::from_env(&aragora_config::process_env());
+    if !problems.is_empty() {
+        crate::settings::print_problems(&problems);
+        return ExitCode::from(EXIT_BAD_CONFIG);
+    }
     let registry = prometheus::Registry::new();
     let mut proxies = Vec::new();
     for text in specs {
@@ -140,7 +146,10 @@ async fn proxy(specs: &[String], api: SocketAddr) -> ExitCode {
     };
     let bound = listener.local_addr().unwrap_or(api);
     println!("aragora chaos proxy api=http://{bound}  (POST /proxies/NAME/faults to add a fault)");
-    let router = proxy_api::router(Arc::new(Proxies { proxies, registry }));
+    let router = proxy_api::router(
+        Arc::new(Proxies { proxies, registry }),
+        aragora_auth::Authenticator::new(auth, None),
+    );
     match axum::serve(listener, router)
         .with_graceful_shutdown(shutdown_signal())
         .await

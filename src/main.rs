@@ -10,6 +10,7 @@
 //! | `dr` | `backup` and `drill`: DR settings and output (the work is in the chaos crate) |
 //! | `control` | `control`: DR and chaos schedules and live SLO evaluation beside separate replicas |
 //! | `chaos` | `chaos proxy`, `chaos check`, `chaos run`: fault proxies and chaos experiments |
+//! | `token` | `token create`, `token list`, `token revoke`: API keys in the database, loop tokens, JWTs; `up`'s admin key |
 
 mod chaos;
 mod checks;
@@ -18,6 +19,7 @@ mod dr;
 mod run;
 mod settings;
 mod slo;
+mod token;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -69,6 +71,9 @@ enum Command {
     /// Chaos engineering: fault proxies, and experiments that prove the system survives faults.
     #[command(subcommand)]
     Chaos(chaos::ChaosCommand),
+    /// Credentials: create API keys (in the database), loop tokens and JWTs; list and revoke keys.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
 }
 
 #[derive(Subcommand)]
@@ -235,6 +240,7 @@ fn run_command(cli: Cli) -> ExitCode {
                     Command::Drill(command) => dr::drill(command).await,
                     Command::Chaos(command) => chaos::run(command).await,
                     Command::Control(args) => control::control(&args).await,
+                    Command::Token(command) => token::run(command).await,
                     Command::Slo(SloCommand::Status {
                         url,
                         prometheus_url,

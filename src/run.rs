@@ -219,6 +219,17 @@ pub async fn up(args: &UpArgs) -> ExitCode {
             }
         }
     }
+    // The admin key is made through the CLI's own database path before the engine starts (the
+    // migration is idempotent; the engine's own finds nothing left to do), so the banner, which
+    // is printed as soon as the listeners are bound and before the engine's database is up, can
+    // already show it, and a database that refuses the key stops `up` before anything listens.
+    let admin_key = match crate::token::ensure_up_key(&engine).await {
+        Ok(key) => key,
+        Err(err) => {
+            eprintln!("aragora: cannot prepare the admin API key: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
     let live = crate::slo::Live::new(&loaded.slo, &loaded.live, true);
     let live_counters = live.as_ref().and_then(|live| live.counters.clone());
 
@@ -242,7 +253,13 @@ pub async fn up(args: &UpArgs) -> ExitCode {
                     );
                 }
                 announce_gateway(&started.addrs());
-                print_banner(&banner_engine, &bound, &started.addrs(), &admin_host);
+                print_banner(
+                    &banner_engine,
+                    &bound,
+                    &started.addrs(),
+                    &admin_host,
+                    &admin_key,
+                );
                 *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(started);
             }
             Err(err) => {
@@ -282,7 +299,13 @@ pub async fn up(args: &UpArgs) -> ExitCode {
     }
 }
 
-fn print_banner(engine: &EngineConfig, bound: &Bound, gateway: &ListenAddrs, admin_host: &str) {
+fn print_banner(
+    engine: &EngineConfig,
+    bound: &Bound,
+    gateway: &ListenAddrs,
+    admin_host: &str,
+    admin_key: &crate::token::UpKey,
+) {
     let api = display(&bound.api);
     let storage = match engine.db_backend {
         DbBackend::Sqlite => format!("SQLite at {}", engine.data_dir.join("aragora.db").display()),
@@ -300,6 +323,19 @@ fn print_banner(engine: &EngineConfig, bound: &Bound, gateway: &ListenAddrs, adm
     );
     println!("  Health     {https}/readyz   Metrics http://{api}/metrics  http://{admin_host}:{}/metrics (gateway)", gateway.admin.port());
     println!("  Storage    {storage}");
-    println!("  Try:       curl -sk -XPOST {https}/api/debates -H 'content-type: application/json' -d '{{\"topic\":\"Tabs or spaces?\"}}'");
+    let key_file = admin_key.path.display();
+    let bearer = format!("-H \"Authorization: Bearer $(cat {key_file})\"");
+    match &admin_key.created {
+        Some(key) => {
+            println!("  Admin key  created in {key_file} (mode 0600); shown this once:");
+            println!("               {key}");
+            println!("             curl -k {bearer} {https}/api/auth/me");
+        }
+        None => println!("  Admin key  in {key_file}: curl -k {bearer} {https}/api/auth/me"),
+    }
+    println!("  Try:       curl -sk -XPOST {https}/api/debates {bearer} -H 'content-type: application/json' -d '{{\"topic\":\"Tabs or spaces?\"}}'");
+    if let Some(role) = engine.auth.anonymous_role() {
+        println!("  !!!!!!!    ANONYMOUS ACCESS IS ON (ARAGORA_AUTH_ANONYMOUS={role}): anyone who reaches {https} is a {role} without any credential. For demos only.");
+    }
     println!("  Stop with Ctrl-C (running debates are saved and resumed on the next start).");
 }

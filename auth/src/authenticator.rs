@@ -224,6 +224,20 @@ impl Authenticator {
         }
     }
 
+    /// Admits an admin over everything (the admin endpoints of the gateway and the chaos
+    /// proxy). Without a key store an API key is a credential this component cannot check:
+    /// refused as unknown (401, see [`AuthError::keyless_code_and_message`]), not as an outage.
+    pub async fn require_admin(&self, headers: &http::HeaderMap) -> Result<Principal, AuthError> {
+        let principal = match self.authenticate_headers(headers).await {
+            Err(AuthError::Unavailable(_)) if self.keys.get().is_none() => {
+                Err(AuthError::unauthenticated(FailureReason::UnknownKey))
+            }
+            found => found,
+        }?;
+        principal.require(Role::Admin)?;
+        Ok(principal)
+    }
+
     /// A JWT for `subject` with `role`, valid for `ttl_secs` or `ARAGORA_JWT_TTL`.
     pub fn mint_jwt(
         &self,
@@ -364,6 +378,41 @@ mod tests {
             reason(demo.authenticate(Some("wrong-token")).await),
             FailureReason::BadSignature,
             "a bad credential is refused even when anonymous access is on"
+        );
+    }
+
+    #[tokio::test]
+    async fn without_a_key_store_only_stateless_admins_pass_and_api_keys_get_401() {
+        let auth = Authenticator::new(config(), None);
+        let headers = |token: &str| {
+            let mut headers = http::HeaderMap::new();
+            let value = format!("Bearer {token}").parse().unwrap();
+            headers.insert(http::header::AUTHORIZATION, value);
+            headers
+        };
+        assert!(auth.require_admin(&headers(TOKEN)).await.is_ok());
+        let reader = auth.mint_jwt("alice", Role::Reader, None).unwrap();
+        assert_eq!(
+            auth.require_admin(&headers(&reader))
+                .await
+                .unwrap_err()
+                .status(),
+            403
+        );
+        let key = generate_key("ci", Role::Admin, None, "cli").key;
+        assert_eq!(
+            auth.require_admin(&headers(&key))
+                .await
+                .unwrap_err()
+                .status(),
+            401
+        );
+        assert_eq!(
+            auth.require_admin(&http::HeaderMap::new())
+                .await
+                .unwrap_err()
+                .status(),
+            401
         );
     }
 

@@ -86,6 +86,26 @@ impl AuthConfig {
         <Self as aragora_config::EnvSettings>::apply_env(self, env, problems);
     }
 
+    /// `ARAGORA_ENV` as the engine reads it, for components that check auth without the
+    /// engine's settings (the gateway, the chaos proxy); unset or misspelt (the engine's
+    /// checks name that) is development.
+    pub fn environment_in(env: &aragora_config::Env) -> Environment {
+        ["ARAGORA_ENV", "ARAGORA_ENVIRONMENT"]
+            .iter()
+            .find_map(|name| env.get(*name))
+            .and_then(|raw| Environment::from_env(raw).ok())
+            .unwrap_or(Environment::Development)
+    }
+
+    /// The settings from the environment alone, with every problem for its deployment.
+    pub fn from_env(env: &aragora_config::Env) -> (Self, Vec<ConfigProblem>) {
+        let mut config = Self::default();
+        let mut problems = Vec::new();
+        config.overlay_env(env, &mut problems);
+        problems.extend(config.problems(Self::environment_in(env)));
+        (config, problems)
+    }
+
     /// The role of a request without a credential, if anonymous access is on.
     pub fn anonymous_role(&self) -> Option<Role> {
         self.anonymous.0

@@ -100,6 +100,19 @@ impl AuthError {
         }
     }
 
+    /// As [`Self::public_code_and_message`], for components that check admins without a key
+    /// store (the gateway's admin listener, the chaos proxy's API): a 401 says which
+    /// credentials work there, since API keys are verified only by the engine that stores them.
+    pub fn keyless_code_and_message(&self) -> (&'static str, String) {
+        match self {
+            AuthError::Unauthenticated { .. } => (
+                "unauthorized",
+                "send an admin credential as `Authorization: Bearer <token>`: ARAGORA_API_TOKEN, a loop token for loop admin (`aragora token create --loop admin`) or an admin JWT; API keys are verified by the engine, so exchange one for a JWT with POST /api/auth/token".into(),
+            ),
+            other => other.public_code_and_message(),
+        }
+    }
+
     /// `WWW-Authenticate` for a 401 (RFC 6750).
     pub const WWW_AUTHENTICATE: &'static str = "Bearer error=\"invalid_token\"";
 }

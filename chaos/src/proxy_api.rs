@@ -11,14 +11,20 @@
 //! | `DELETE /proxies/{name}/faults` | remove all: 200 `{"removed": n}` |
 //! | `GET /metrics`, `GET /healthz` | Prometheus text; liveness |
 //!
+//! Everything but `/metrics` and `/healthz` is for admins: `ARAGORA_API_TOKEN`, a loop token
+//! for loop `admin`, or an admin JWT ([`Authenticator`] without a key store: API keys are the
+//! engine's to verify). Refusals are JSON 401 (with `WWW-Authenticate`) or 403.
+//!
 //! Errors are the project's envelope (`aragora_telemetry::error_body`), unknown paths and wrong
 //! methods included.
 
 use crate::link_faults::{LinkFaultSpec, KINDS};
 use crate::proxy::FaultProxy;
+use aragora_auth::{AuthError, Authenticator};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
@@ -97,7 +103,45 @@ impl Proxies {
     }
 }
 
-pub fn router(proxies: Arc<Proxies>) -> Router {
+/// Lets admins through, and anyone to the scrape and the liveness probe.
+async fn admins_only(
+    State(auth): State<Arc<Authenticator>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let open =
+        request.method() == Method::GET && matches!(request.uri().path(), "/metrics" | "/healthz");
+    if open {
+        return next.run(request).await;
+    }
+    let Err(err) = auth.require_admin(request.headers()).await else {
+        return next.run(request).await;
+    };
+    // Which check failed is for the log (never the credential); the client gets the status.
+    tracing::warn!(
+        path = request.uri().path(),
+        reason = err.metric_reason().unwrap_or("unavailable"),
+        "proxy API request refused"
+    );
+    let (code, message) = err.keyless_code_and_message();
+    let status = StatusCode::from_u16(err.status()).unwrap_or(StatusCode::UNAUTHORIZED);
+    let mut response = ProxyApiError {
+        status,
+        code,
+        message,
+    }
+    .into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(AuthError::WWW_AUTHENTICATE),
+        );
+    }
+    response
+}
+
+/// The API over `proxies`, its admin endpoints checked by `auth`.
+pub fn router(proxies: Arc<Proxies>, auth: Authenticator) -> Router {
     Router::new()
         .route("/proxies", get(list))
         .route("/proxies/{name}", get(show))
@@ -122,6 +166,10 @@ pub fn router(proxies: Arc<Proxies>) -> Router {
                 ),
             }
         })
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(auth),
+            admins_only,
+        ))
         .with_state(proxies)
 }
 

@@ -228,19 +228,103 @@ async fn a_fault_with_a_window_starts_late_ends_on_time_and_expires() {
     .await;
 }
 
+const ADMIN_TOKEN: &str = "proxy-api-admin-token";
+
+fn admin_token_auth() -> aragora_auth::Authenticator {
+    let config = aragora_auth::AuthConfig {
+        api_token: Some(ADMIN_TOKEN.into()),
+        jwt_secret: Some("proxy-api-jwt-secret-0123456789abcdef".into()),
+        ..aragora_auth::AuthConfig::default()
+    };
+    aragora_auth::Authenticator::new(config, None)
+}
+
+/// A client sending `token` as its bearer credential on every request.
+fn admin_client(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let value = format!("Bearer {token}").parse().unwrap();
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_api_is_for_admins_but_its_scrape_and_probe_are_open() {
+    let proxy = proxy_to(echo_server().await).await;
+    let app = aragora_chaos::proxy_api::router(
+        std::sync::Arc::new(aragora_chaos::proxy_api::Proxies {
+            proxies: vec![proxy],
+            registry: prometheus::Registry::new(),
+        }),
+        admin_token_auth(),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let far = aragora_auth::unix_now() + 3600;
+    let loop_admin = aragora_auth::mint_loop_token(ADMIN_TOKEN, "admin", far);
+    let share_link = aragora_auth::mint_loop_token(ADMIN_TOKEN, "debate-1", far);
+
+    let fault = serde_json::json!({"kind": "latency", "latency_ms": 10, "duration_seconds": 60});
+    for client in [
+        reqwest::Client::new(),
+        admin_client("wrong"),
+        admin_client("admin:1:00"),
+    ] {
+        for request in [
+            client.get(format!("{api}/proxies")),
+            client
+                .post(format!("{api}/proxies/echo/faults"))
+                .json(&fault),
+            client.delete(format!("{api}/proxies/echo/faults")),
+        ] {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 401);
+            assert_eq!(
+                response.headers()["www-authenticate"],
+                "Bearer error=\"invalid_token\""
+            );
+            let body: serde_json::Value = response.json().await.unwrap();
+            assert_eq!(body["error"]["code"], "unauthorized", "{body}");
+        }
+    }
+    let forbidden = admin_client(&share_link)
+        .get(format!("{api}/proxies"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forbidden.status(), 403);
+    for token in [ADMIN_TOKEN, loop_admin.as_str()] {
+        let listed = admin_client(token)
+            .get(format!("{api}/proxies"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(listed.status(), 200);
+    }
+    for path in ["/metrics", "/healthz"] {
+        let open = reqwest::get(format!("{api}{path}")).await.unwrap();
+        assert_eq!(open.status(), 200, "{path}");
+    }
+}
+
 #[tokio::test]
 async fn the_api_adds_lists_and_removes_faults_and_explains_bad_input() {
     let proxy = proxy_to(echo_server().await).await;
     let registry = prometheus::Registry::new();
-    let app =
-        aragora_chaos::proxy_api::router(std::sync::Arc::new(aragora_chaos::proxy_api::Proxies {
+    let app = aragora_chaos::proxy_api::router(
+        std::sync::Arc::new(aragora_chaos::proxy_api::Proxies {
             proxies: vec![proxy],
             registry,
-        }));
+        }),
+        admin_token_auth(),
+    );
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let api = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
-    let client = reqwest::Client::new();
+    let client = admin_client(ADMIN_TOKEN);
 
     let added = client
         .post(format!("{api}/proxies/echo/faults"))

@@ -1,5 +1,6 @@
 //! Listeners that answer by themselves: the admin listener (loopback: metrics, upstreams,
-//! maintenance mode) and the plain-HTTP listener (308 to HTTPS, except ACME challenges and
+//! maintenance mode; everything but `/metrics`, `/healthz` and `/readyz` for admins only, by
+//! the stateless credentials of [`aragora_auth::Authenticator`]) and the plain-HTTP listener (308 to HTTPS, except ACME challenges and
 //! `/healthz`).
 
 use crate::state::Shared;
@@ -41,6 +42,44 @@ fn not_found(path: &str, hint: &str) -> http::Response<Vec<u8>> {
     )
 }
 
+/// The probes and the scrape, open to anyone who reaches the (loopback) listener.
+fn is_open(method: &str, path: &str) -> bool {
+    method == "GET" && matches!(path, "/metrics" | "/healthz" | "/readyz")
+}
+
+/// `None` when an admin asks; otherwise the 401 or 403 to answer. The authenticator is built
+/// from the configuration in force at each request (cheap: no key store, no cache), so a
+/// SIGHUP with a rotated secret applies to the next request.
+async fn refuse_non_admin(
+    shared: &Shared,
+    headers: &http::HeaderMap,
+    path: &str,
+) -> Option<http::Response<Vec<u8>>> {
+    let auth = aragora_auth::Authenticator::new(shared.config().auth.clone(), None);
+    let err = auth.require_admin(headers).await.err()?;
+    // Which check failed is for the log (never the credential); the client gets the status.
+    tracing::warn!(
+        path,
+        reason = err.metric_reason().unwrap_or("unavailable"),
+        "admin request refused"
+    );
+    let (code, message) = err.keyless_code_and_message();
+    let mut extra = Vec::new();
+    if err.status() == 401 {
+        extra.push((
+            "WWW-Authenticate",
+            aragora_auth::AuthError::WWW_AUTHENTICATE.to_string(),
+        ));
+    }
+    let body = aragora_telemetry::error_body(code, &message).to_string();
+    Some(respond(
+        err.status(),
+        "application/json",
+        body.into_bytes(),
+        &extra,
+    ))
+}
+
 /// The admin listener.
 pub struct AdminApp {
     pub shared: Arc<Shared>,
@@ -52,6 +91,13 @@ impl ServeHttp for AdminApp {
         let method = session.req_header().method.clone();
         let path = session.req_header().uri.path().to_string();
         let shared = &self.shared;
+        if !is_open(method.as_str(), &path) {
+            if let Some(refusal) =
+                refuse_non_admin(shared, &session.req_header().headers, &path).await
+            {
+                return refusal;
+            }
+        }
         match (method.as_str(), path.as_str()) {
             ("GET", "/metrics") => {
                 shared.refresh_ready_gauge();

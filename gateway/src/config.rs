@@ -6,7 +6,8 @@
 
 use crate::limit::RouteLimit;
 use crate::parsed::{Networks, ParsedList};
-use aragora_config::{ConfigProblem, Settings};
+use aragora_auth::AuthConfig;
+use aragora_config::{ConfigProblem, Env, Environment, Settings};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -51,6 +52,15 @@ pub struct GatewayConfig {
     pub redis_url: Option<String>,
     pub rate_limit_fail_open: bool,
     pub rate_limit_key_prefix: String,
+    /// Who may call the admin listener (`[auth]` in TOML; env in [`aragora_auth::SETTINGS`]):
+    /// admins by the stateless credentials (API keys are the engine's to verify). Never
+    /// serialized: it holds secrets. A reload replaces it, so a rotated secret counts at once.
+    #[serde(skip_serializing)]
+    pub auth: AuthConfig,
+    /// `ARAGORA_ENV` (the engine's setting, read here for the auth checks); unset or
+    /// unreadable is development, and the engine reports a bad spelling.
+    #[serde(skip)]
+    pub environment: Environment,
 }
 
 aragora_config::settings! {
@@ -138,6 +148,8 @@ impl Default for GatewayConfig {
             redis_url: None,
             rate_limit_fail_open: true,
             rate_limit_key_prefix: "aragora:ratelimit:".into(),
+            auth: AuthConfig::default(),
+            environment: Environment::Development,
         }
     }
 }
@@ -296,6 +308,7 @@ impl GatewayConfig {
         if let Some(reason) = self.rate_limit_routes.problem() {
             problems.push(ConfigProblem::new("ARAGORA_RATE_LIMIT_ROUTES", reason));
         }
+        problems.extend(self.auth.problems(self.environment));
         problems
     }
 
@@ -322,6 +335,11 @@ impl GatewayConfig {
 }
 
 impl Settings for GatewayConfig {
+    fn finish_read(&mut self, env: &Env, problems: &mut Vec<ConfigProblem>) {
+        self.auth.overlay_env(env, problems);
+        self.environment = AuthConfig::environment_in(env);
+    }
+
     /// Every value, the certificate files included.
     fn validate(&self) -> Vec<ConfigProblem> {
         let mut problems = self.validate_settings();

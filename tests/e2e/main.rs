@@ -23,6 +23,7 @@ macro_rules! on_both_backends {
     )*};
 }
 
+mod admin_auth;
 mod alert_inhibition;
 mod api;
 mod auth;
@@ -46,4 +47,5 @@ mod slo;
 mod slo_live;
 mod slo_prometheus;
 mod storage;
+mod tokens;
 mod websocket;

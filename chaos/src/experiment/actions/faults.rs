@@ -13,6 +13,27 @@ pub struct ProxyFaultAction {
     pub api: String,
     pub proxy: String,
     pub fault: LinkFaultSpec,
+    /// An admin credential for the proxy's API; unset, the `ARAGORA_API_TOKEN` of the process
+    /// running the experiment (the proxy checks the same variable).
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+impl ProxyFaultAction {
+    fn credential(&self) -> Option<String> {
+        self.token
+            .clone()
+            .or_else(|| std::env::var("ARAGORA_API_TOKEN").ok())
+            .filter(|token| !token.trim().is_empty())
+    }
+}
+
+/// `request` with `token` as its bearer credential, when there is one.
+fn with_token(request: reqwest::RequestBuilder, token: Option<&str>) -> reqwest::RequestBuilder {
+    match token {
+        Some(token) => request.bearer_auth(token),
+        None => request,
+    }
 }
 
 /// `engine_fault`: `POST /api/system/faults` on an engine (slow or failing agent, database
@@ -78,8 +99,9 @@ impl Act for ProxyFaultAction {
                 self.api.trim_end_matches('/'),
                 self.proxy
             );
+            let token = self.credential();
             let body = call(
-                client(false)?.post(&endpoint).json(&self.fault),
+                with_token(client(false)?.post(&endpoint), token.as_deref()).json(&self.fault),
                 &format!("the fault proxy at {endpoint}"),
             )
             .await?;
@@ -90,6 +112,7 @@ impl Act for ProxyFaultAction {
                     api: self.api.clone(),
                     proxy: self.proxy.clone(),
                     id,
+                    token,
                 })),
             ))
         })
@@ -147,6 +170,7 @@ pub struct RemoveProxyFault {
     pub api: String,
     pub proxy: String,
     pub id: String,
+    pub token: Option<String>,
 }
 
 impl Undo for RemoveProxyFault {
@@ -162,7 +186,8 @@ impl Undo for RemoveProxyFault {
                 self.proxy,
                 self.id
             );
-            remove(client(false)?.delete(&endpoint), &endpoint).await
+            let request = with_token(client(false)?.delete(&endpoint), self.token.as_deref());
+            remove(request, &endpoint).await
         })
     }
 }
@@ -245,6 +270,7 @@ mod tests {
             api: api.into(),
             proxy: "engine".into(),
             fault: crate::link_faults::LinkFaultSpec::new(crate::link_faults::LinkFaultKind::Reset),
+            token: None,
         };
         let refused = action(&api).perform().await.unwrap_err();
         assert!(matches!(refused, ActionError::Refused(_)), "{refused:?}");
