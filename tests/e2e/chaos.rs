@@ -159,6 +159,7 @@ method:
   - name: slow the link
     proxy_fault:
       api: {api}
+      token: "{token}"
       proxy: engine
       fault: {{kind: latency, latency_ms: 300, duration_seconds: 600}}
   - name: freeze the engine

@@ -382,7 +382,10 @@ async fn no_secret_reaches_a_log_an_answer_a_report_or_a_file() {
         .json()
         .await
         .unwrap();
-    let api_key = created["key"].as_str().expect("the key, shown once").to_string();
+    let api_key = created["key"]
+        .as_str()
+        .expect("the key, shown once")
+        .to_string();
     let key_id = created["id"].as_str().unwrap().to_string();
     let me: Value = up
         .client
