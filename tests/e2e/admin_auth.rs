@@ -319,3 +319,53 @@ async fn a_sighup_rotates_the_jwt_secret_of_the_gateways_admin_listener() {
         "a JWT of the old secret still works"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fault_proxys_api_needs_an_admin_and_its_probes_stay_open() {
+    let upstream = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy = crate::support::proxy::ProxyProcess::start(
+        "engine",
+        &upstream.local_addr().unwrap().to_string(),
+    )
+    .await;
+    let plain = reqwest::Client::new();
+    let fault = serde_json::json!({"kind": "down"});
+    let faults_url = format!("{}/proxies/engine/faults", proxy.api);
+    for (credential, expected) in [
+        (None, StatusCode::UNAUTHORIZED),
+        (Some("not-the-admin-token"), StatusCode::UNAUTHORIZED),
+    ] {
+        let mut request = plain.post(&faults_url).json(&fault);
+        if let Some(credential) = credential {
+            request = request.bearer_auth(credential);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), expected, "{credential:?}");
+        assert!(
+            response.headers().contains_key("www-authenticate"),
+            "{credential:?}"
+        );
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "unauthorized", "{body}");
+        let listed = plain
+            .get(format!("{}/proxies", proxy.api))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(listed.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert!(
+        proxy.faults("engine").await.is_empty(),
+        "a refused request added no fault"
+    );
+    proxy.add_fault("engine", fault).await;
+    assert_eq!(proxy.faults("engine").await.len(), 1);
+    for probe in ["/healthz", "/metrics"] {
+        let response = plain
+            .get(format!("{}{probe}", proxy.api))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{probe} stays open");
+    }
+}
