@@ -99,8 +99,7 @@ async fn proxy(specs: &[String], api: SocketAddr) -> ExitCode {
     // The API's admin endpoints take the stateless admin credentials of the environment.
     let (auth, problems) = aragora_auth::AuthConfig::from_env(&aragora_config::process_env());
     if !problems.is_empty() {
-        crate::settings::print_problems(&problems);
-        return ExitCode::from(EXIT_BAD_CONFIG);
+        return crate::settings::refused(&problems);
     }
     let registry = prometheus::Registry::new();
     let mut proxies = Vec::new();

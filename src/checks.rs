@@ -491,10 +491,7 @@ pub fn verify_receipt(
     };
     let config = match settings::load(Parts::ENGINE, &Sources::engine(&args)) {
         Ok(loaded) => loaded.engine,
-        Err(problems) => {
-            print_problems(&problems);
-            return ExitCode::from(EXIT_BAD_CONFIG);
-        }
+        Err(problems) => return settings::refused(&problems),
     };
     let text = match std::fs::read_to_string(file) {
         Ok(text) => text,

@@ -1,7 +1,7 @@
 //! `aragora backup ...` and `aragora drill ...`: configuration and output; the work is in the
 //! chaos crate.
 
-use crate::settings::{self, print_problems, Parts, Sources, EXIT_BAD_CONFIG};
+use crate::settings::{self, failed, Parts, Sources};
 use crate::{ConfigArgs, EngineArgs};
 use aragora_chaos::backup::{self, Target};
 use aragora_chaos::{drill, manifest, retention, DrConfig};
@@ -113,16 +113,8 @@ fn configs(args: &DrArgs) -> Result<(EngineConfig, DrConfig), ExitCode> {
             settings::init_logging(level, aragora_config::LogFormat::Text);
             Ok((loaded.engine, loaded.dr))
         }
-        Err(problems) => {
-            print_problems(&problems);
-            Err(ExitCode::from(EXIT_BAD_CONFIG))
-        }
+        Err(problems) => Err(settings::refused(&problems)),
     }
-}
-
-fn failed(err: impl std::fmt::Display) -> ExitCode {
-    eprintln!("aragora: {err}");
-    ExitCode::FAILURE
 }
 
 fn show_progress() -> bool {

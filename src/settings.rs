@@ -27,6 +27,18 @@ pub fn print_problems(problems: &[ConfigProblem]) {
     }
 }
 
+/// Prints every problem and gives the exit code for configuration a command refuses (78).
+pub fn refused(problems: &[ConfigProblem]) -> std::process::ExitCode {
+    print_problems(problems);
+    std::process::ExitCode::from(EXIT_BAD_CONFIG)
+}
+
+/// Prints `aragora: <err>` and gives the exit code of a command that failed (1).
+pub fn failed(err: impl std::fmt::Display) -> std::process::ExitCode {
+    eprintln!("aragora: {err}");
+    std::process::ExitCode::FAILURE
+}
+
 /// How a command runs the gateway.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GatewayRole {

@@ -2,7 +2,7 @@
 //! the default SLOs from the environment), print every problem, write the rule files, show the
 //! live status; and the live evaluation `aragora up` and `aragora serve` run.
 
-use crate::settings::{self, print_problems, Parts, Sources, EXIT_BAD_CONFIG};
+use crate::settings::{self, Parts, Sources, EXIT_BAD_CONFIG};
 use aragora_config::Settings;
 use aragora_slo::live::LiveSettings;
 use aragora_slo::{SloError, SloSettings, SloSpec};
@@ -13,10 +13,7 @@ use std::process::ExitCode;
 /// targets build the default SLOs, so they are validated as such; with one they only need to
 /// parse.
 fn load(spec: Option<&Path>) -> Result<(SloSpec, SloSettings), ExitCode> {
-    let refuse = |problems: Vec<aragora_config::ConfigProblem>| {
-        print_problems(&problems);
-        ExitCode::from(EXIT_BAD_CONFIG)
-    };
+    let refuse = |problems: Vec<aragora_config::ConfigProblem>| crate::settings::refused(&problems);
     let settings = match spec {
         None => settings::load(Parts::SLO, &Sources::default())
             .map(|loaded| loaded.slo)

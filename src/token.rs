@@ -6,7 +6,7 @@
 //! first-start admin key is made here too ([`ensure_up_key`]), through the same database path.
 
 use crate::dr::Output;
-use crate::settings::{self, print_problems, Parts, Sources, EXIT_BAD_CONFIG};
+use crate::settings::{self, failed, Parts, Sources, EXIT_BAD_CONFIG};
 use crate::{ConfigArgs, EngineArgs};
 use aragora_auth::{generate_key, parse_key, Authenticator, IssuedKey, KeyStore, Role, KEY_PREFIX};
 use aragora_chaos::time::Timestamp;
@@ -135,6 +135,13 @@ pub enum TokenError {
 }
 
 /// The configured database, connected and migrated (the engine would migrate it the same way).
+/// The configured database's store, or the exit code after saying why not.
+async fn open_configured_store(args: &StoreArgs) -> Result<(EngineConfig, SqlStore), ExitCode> {
+    let engine = load_engine(args)?;
+    let store = open_store(&engine).await.map_err(failed)?;
+    Ok((engine, store))
+}
+
 pub async fn open_store(engine: &EngineConfig) -> Result<SqlStore, TokenError> {
     let backend = engine.db_backend.as_str();
     if engine.db_backend == aragora_engine::DbBackend::Sqlite {
@@ -174,16 +181,8 @@ fn load_engine(store: &StoreArgs) -> Result<EngineConfig, ExitCode> {
     };
     match settings::load(Parts::ENGINE, &Sources::engine(&args)) {
         Ok(loaded) => Ok(loaded.engine),
-        Err(problems) => {
-            print_problems(&problems);
-            Err(ExitCode::from(EXIT_BAD_CONFIG))
-        }
+        Err(problems) => Err(settings::refused(&problems)),
     }
-}
-
-fn failed(err: impl std::fmt::Display) -> ExitCode {
-    eprintln!("aragora: {err}");
-    ExitCode::FAILURE
 }
 
 /// Where the engine's API is, for the printed curl lines.
@@ -323,13 +322,9 @@ fn print_minted(
 }
 
 async fn list(args: &StoreArgs, output: Output) -> ExitCode {
-    let engine = match load_engine(args) {
-        Ok(engine) => engine,
+    let (_, store) = match open_configured_store(args).await {
+        Ok(opened) => opened,
         Err(code) => return code,
-    };
-    let store = match open_store(&engine).await {
-        Ok(store) => store,
-        Err(err) => return failed(err),
     };
     let keys = match store.list_keys().await {
         Ok(keys) => keys,
@@ -385,13 +380,9 @@ async fn revoke(raw: &str, args: &StoreArgs) -> ExitCode {
         eprintln!("aragora: {raw:?} is not a key id; give the id or the ara_<id> prefix `aragora token list` shows");
         return ExitCode::from(2);
     }
-    let engine = match load_engine(args) {
-        Ok(engine) => engine,
+    let (engine, store) = match open_configured_store(args).await {
+        Ok(opened) => opened,
         Err(code) => return code,
-    };
-    let store = match open_store(&engine).await {
-        Ok(store) => store,
-        Err(err) => return failed(err),
     };
     let found = store.find_key(id).await;
     let revoked = store.revoke_key(id, aragora_auth::unix_now() * 1000).await;

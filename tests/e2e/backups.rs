@@ -551,10 +551,10 @@ async fn a_backup_is_taken_while_debates_are_being_written() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_backup_schedule_fires_inside_serve() {
+/// An engine taking a backup every second, and the first manifest the schedule wrote.
+async fn with_a_scheduled_backup(options: EngineOptions) -> (Engine, String) {
     let engine = Engine::start(
-        EngineOptions::sqlite()
+        options
             .env("ARAGORA_DR_SCHEDULER", "true")
             .env("ARAGORA_BACKUP_SCHEDULE", "* * * * * *")
             .env("ARAGORA_DRILL_SCHEDULE", ""),
@@ -570,6 +570,12 @@ async fn the_backup_schedule_fires_inside_serve() {
         },
     )
     .await;
+    (engine, manifest)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backup_schedule_fires_inside_serve() {
+    let (engine, manifest) = with_a_scheduled_backup(EngineOptions::sqlite()).await;
     assert!(manifest.contains("\"backend\": \"sqlite\""), "{manifest}");
     eventually(
         "the backup metric to show it",

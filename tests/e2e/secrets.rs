@@ -9,7 +9,7 @@
 //! [`Captured::add`] what it answered: the final [`assert_no_secret`] covers the rest.
 
 use crate::support::mock_llm::MockLlm;
-use crate::support::{aragora_command, eventually, get_json, TestDatabase, UpProcess};
+use crate::support::{aragora_command, eventually, fetch_json, get_json, TestDatabase, UpProcess};
 use futures::StreamExt;
 use serde_json::Value;
 use std::path::Path;
@@ -374,42 +374,31 @@ async fn no_secret_reaches_a_log_an_answer_a_report_or_a_file() {
     // Real credentials: an API key made through the API, a JWT minted with it, both used
     // through the gateway, the key revoked and refused; neither may appear anywhere after.
     let admin = |request: reqwest::RequestBuilder| request.bearer_auth(&secrets.api_token);
-    let created: Value = admin(up.client.post(format!("{}/api/auth/api-key", up.base)))
-        .json(&serde_json::json!({"name": "secrets-scenario", "role": "operator"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created = fetch_json(
+        admin(up.client.post(format!("{}/api/auth/api-key", up.base)))
+            .json(&serde_json::json!({"name": "secrets-scenario", "role": "operator"})),
+    )
+    .await;
     let api_key = created["key"]
         .as_str()
         .expect("the key, shown once")
         .to_string();
     let key_id = created["id"].as_str().unwrap().to_string();
-    let me: Value = up
-        .client
-        .get(format!("{}/api/auth/me", up.base))
-        .bearer_auth(&api_key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me = fetch_json(
+        up.client
+            .get(format!("{}/api/auth/me", up.base))
+            .bearer_auth(&api_key),
+    )
+    .await;
     assert_eq!(me["role"], "operator", "{me}");
     captured.add("GET /api/auth/me with the API key", me.to_string());
-    let minted: Value = up
-        .client
-        .post(format!("{}/api/auth/token", up.base))
-        .bearer_auth(&api_key)
-        .json(&serde_json::json!({"role": "reader"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let minted = fetch_json(
+        up.client
+            .post(format!("{}/api/auth/token", up.base))
+            .bearer_auth(&api_key)
+            .json(&serde_json::json!({"role": "reader"})),
+    )
+    .await;
     let jwt = minted["token"].as_str().expect("a JWT").to_string();
     let (status, listed) = {
         let response = up

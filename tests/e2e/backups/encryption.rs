@@ -4,10 +4,10 @@
 //! changed or cut short; no key value ever appears in what the processes print.
 
 use super::{
-    debates, describe, empty_target, first_manifest, postgres_url, visible_state, Site, Target,
-    KEY as RECEIPT_KEY,
+    debates, describe, empty_target, postgres_url, visible_state, with_a_scheduled_backup, Site,
+    Target, KEY as RECEIPT_KEY,
 };
-use crate::support::{eventually, Engine, EngineOptions};
+use crate::support::{Engine, EngineOptions};
 use serde_json::{json, Value};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -431,24 +431,9 @@ async fn validate_env_shows_the_key_only_as_set_and_refuses_a_malformed_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scheduled_backups_are_encrypted_with_the_key() {
-    let engine = Engine::start(
-        EngineOptions::sqlite()
-            .env("ARAGORA_DR_SCHEDULER", "true")
-            .env("ARAGORA_BACKUP_SCHEDULE", "* * * * * *")
-            .env("ARAGORA_DRILL_SCHEDULE", "")
-            .env("ARAGORA_ENCRYPTION_KEY", KEY),
-    )
-    .await;
+    let (engine, manifest) =
+        with_a_scheduled_backup(EngineOptions::sqlite().env("ARAGORA_ENCRYPTION_KEY", KEY)).await;
     let backups = engine.data_dir.join("backups");
-    let manifest = eventually(
-        "a scheduled backup's manifest",
-        Duration::from_secs(30),
-        || {
-            let backups = backups.clone();
-            async move { first_manifest(&backups) }
-        },
-    )
-    .await;
     let manifest: Value = serde_json::from_str(&manifest).unwrap();
     assert_eq!(
         manifest["encryption"]["key_id"],
