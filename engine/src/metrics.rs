@@ -88,7 +88,7 @@ impl EngineMetrics {
             tokens_used: cat::TOKENS_USED_TOTAL.counter(&registry),
             agent_fallbacks: cat::AGENT_FALLBACKS_TOTAL.counter(&registry),
             receipts_issued: cat::RECEIPTS_ISSUED_TOTAL.counter_single(&registry),
-            auth_failures: auth_failures(&registry),
+            auth_failures: cat::auth_failures(&registry),
             websocket_connections: cat::WEBSOCKET_CONNECTIONS.gauge(&registry),
             ready: cat::READY.gauge(&registry),
             database_up: cat::DATABASE_UP.gauge(&registry),
@@ -114,18 +114,6 @@ impl EngineMetrics {
         );
         self.auth_failures.with_label_values(&[reason]).inc();
     }
-}
-
-/// The auth failure counter with every reason's series at 0 from the start: the family is
-/// exported before the first failure, and `rate()` sees the first failures of a burst (a
-/// series born at 1 has no earlier sample to rise from).
-fn auth_failures(registry: &Registry) -> IntCounterVec {
-    let counter = cat::AUTH_FAILURES_TOTAL.counter(registry);
-    for reason in cat::AUTH_FAILURE_REASONS {
-        // Creating the child is what makes its series exist, at 0.
-        let _ = counter.with_label_values(&[reason]);
-    }
-    counter
 }
 
 /// Resident memory of this process, from `/proc/self/status` (Linux, the deploy target);

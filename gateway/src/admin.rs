@@ -57,6 +57,13 @@ async fn refuse_non_admin(
 ) -> Option<http::Response<Vec<u8>>> {
     let auth = aragora_auth::Authenticator::new(shared.config().auth.clone(), None);
     let err = auth.require_admin(headers).await.err()?;
+    if let Some(reason) = err.metric_reason() {
+        shared
+            .metrics
+            .auth_failures
+            .with_label_values(&[reason])
+            .inc();
+    }
     // Which check failed is for the log (never the credential); the client gets the status.
     tracing::warn!(
         path,

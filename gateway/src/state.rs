@@ -27,6 +27,8 @@ pub struct GatewayMetrics {
     pub tls_handshake_failures: IntCounter,
     pub connections: IntGauge,
     pub connections_refused: IntCounter,
+    /// Admin requests refused for their credential (the engine counts its own).
+    pub auth_failures: IntCounterVec,
 }
 
 impl GatewayMetrics {
@@ -54,6 +56,7 @@ impl GatewayMetrics {
             tls_handshake_failures: cat::TLS_HANDSHAKE_FAILURES_TOTAL.counter_single(&registry),
             connections: cat::GATEWAY_CONNECTIONS.gauge(&registry),
             connections_refused: cat::GATEWAY_CONNECTIONS_REFUSED_TOTAL.counter_single(&registry),
+            auth_failures: cat::auth_failures(&registry),
             registry,
         };
         (metrics, upstream_ready)

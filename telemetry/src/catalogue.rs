@@ -167,10 +167,22 @@ pub const AUTH_FAILURE_REASONS: &[&str] = &[
 pub const AUTH_FAILURES_TOTAL: MetricDef = MetricDef {
     name: "aragora_auth_failures_total",
     kind: MetricKind::Counter,
-    help: "Requests the engine refused for their credentials, by reason (missing, malformed, expired, bad_signature, revoked, unknown_key, forbidden, origin).",
+    help: "Requests refused for their credentials (by the engine, and by the gateway's admin listener), by reason (missing, malformed, expired, bad_signature, revoked, unknown_key, forbidden, origin).",
     labels: &["reason"],
     buckets: &[],
 };
+
+/// [`AUTH_FAILURES_TOTAL`] with every reason's series at 0 from the start: the family is
+/// exported before the first failure, and `rate()` sees the first failures of a burst (a
+/// series born at 1 has no earlier sample to rise from).
+pub fn auth_failures(registry: &Registry) -> IntCounterVec {
+    let counter = AUTH_FAILURES_TOTAL.counter(registry);
+    for reason in AUTH_FAILURE_REASONS {
+        // Creating the child is what makes its series exist, at 0.
+        let _ = counter.with_label_values(&[reason]);
+    }
+    counter
+}
 
 pub const UPSTREAM_READY: MetricDef = MetricDef {
     name: "aragora_upstream_ready",

@@ -145,6 +145,20 @@ async fn the_gateways_admin_endpoints_need_an_admin_and_its_probes_stay_open() {
     assert_eq!((status, challenge), (StatusCode::FORBIDDEN, None), "{body}");
     assert_eq!(body["error"]["code"], "forbidden", "{body}");
 
+    // Every refusal counted by reason: 4 paths without a credential, 8 with a wrong one (the
+    // short "admin:1:00" is no loop token, so it is a wrong admin token), the reader's 403.
+    let metrics = gateway.metrics().await;
+    for (reason, count) in [("missing", 4.0), ("bad_signature", 8.0), ("forbidden", 1.0)] {
+        assert_eq!(
+            crate::support::sample(
+                &metrics,
+                &format!("aragora_auth_failures_total{{reason=\"{reason}\"}}")
+            ),
+            Some(count),
+            "{reason}"
+        );
+    }
+
     let (status, _, _) = admin_call(&gateway, get.clone(), "/metrics", None).await;
     assert_eq!(status, 200);
     let (status, _, _) = admin_call(&gateway, get.clone(), "/healthz", None).await;
