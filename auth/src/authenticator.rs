@@ -40,6 +40,43 @@ pub fn bearer_token(headers: &http::HeaderMap) -> Option<&str> {
         .filter(|token| !token.is_empty())
 }
 
+/// Which verifier a bearer token goes to, told apart by shape alone (nothing is verified).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialKind {
+    /// `ara_<id>_<secret>`, checked against the key store.
+    ApiKey,
+    /// Three dot-separated parts, an HS256 JWT.
+    Jwt,
+    /// The runbook's `{loop_id}:{expires}:{64 hex}`.
+    LoopToken,
+    /// Anything else, compared with `ARAGORA_API_TOKEN`.
+    ApiToken,
+}
+
+impl CredentialKind {
+    pub fn of(token: &str) -> Self {
+        if token.starts_with(api_key::KEY_PREFIX) {
+            Self::ApiKey
+        } else if token.matches('.').count() == 2 {
+            Self::Jwt
+        } else if loop_token::looks_like(token) {
+            Self::LoopToken
+        } else {
+            Self::ApiToken
+        }
+    }
+
+    /// The label logs use for it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::ApiKey => "api_key",
+            Self::Jwt => "jwt",
+            Self::LoopToken => "loop_token",
+            Self::ApiToken => "api_token",
+        }
+    }
+}
+
 fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
@@ -83,15 +120,11 @@ impl Authenticator {
                 .map(Principal::anonymous)
                 .ok_or(AuthError::unauthenticated(FailureReason::Missing));
         };
-        if token.starts_with(api_key::KEY_PREFIX) {
-            return self.api_key(token).await;
-        }
-        let found = if token.matches('.').count() == 2 {
-            self.jwt(token)
-        } else if loop_token::looks_like(token) {
-            self.loop_token(token)
-        } else {
-            self.api_token(token)
+        let found = match CredentialKind::of(token) {
+            CredentialKind::ApiKey => return self.api_key(token).await,
+            CredentialKind::Jwt => self.jwt(token),
+            CredentialKind::LoopToken => self.loop_token(token),
+            CredentialKind::ApiToken => self.api_token(token),
         };
         found.map_err(AuthError::unauthenticated)
     }

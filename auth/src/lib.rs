@@ -38,7 +38,7 @@ mod role;
 pub use api_key::{
     generate_key, hash_secret, parse_key, IssuedKey, KeyStore, KeyStoreError, StoredKey, KEY_PREFIX,
 };
-pub use authenticator::{bearer_token, Authenticator};
+pub use authenticator::{bearer_token, Authenticator, CredentialKind};
 pub use config::{AnonymousAccess, AuthConfig, SETTINGS};
 pub use failure::{AuthError, FailureReason};
 pub use jwt::{Claims, JwtError};

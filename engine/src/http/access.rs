@@ -36,13 +36,11 @@ fn route_of(parts: &Parts) -> String {
 fn credential_hint(token: Option<&str>) -> (&'static str, Option<String>) {
     match token {
         None => ("none", None),
-        Some(token) => match aragora_auth::parse_key(token) {
-            Some((id, _)) => ("api_key", Some(format!("{}{id}", aragora_auth::KEY_PREFIX))),
-            None if token.starts_with(aragora_auth::KEY_PREFIX) => ("api_key", None),
-            None if token.matches('.').count() == 2 => ("jwt", None),
-            None if token.contains(':') => ("loop_token", None),
-            None => ("api_token", None),
-        },
+        Some(token) => {
+            let key = aragora_auth::parse_key(token)
+                .map(|(id, _)| format!("{}{id}", aragora_auth::KEY_PREFIX));
+            (aragora_auth::CredentialKind::of(token).label(), key)
+        }
     }
 }
 
@@ -223,7 +221,10 @@ mod tests {
             ("api_key", Some("ara_0123456789ab".into()))
         );
         assert_eq!(credential_hint(Some("a.b.c")), ("jwt", None));
-        assert_eq!(credential_hint(Some("admin:1:ff")), ("loop_token", None));
+        let loop_token = format!("admin:1:{}", "f".repeat(64));
+        assert_eq!(credential_hint(Some(&loop_token)), ("loop_token", None));
+        // Shaped like no loop token, so the authenticator compared it with ARAGORA_API_TOKEN.
+        assert_eq!(credential_hint(Some("admin:1:ff")), ("api_token", None));
         assert_eq!(credential_hint(Some("s3cret")), ("api_token", None));
         assert_eq!(credential_hint(None), ("none", None));
     }
