@@ -327,7 +327,7 @@ async fn up(args: &UpArgs) -> ExitCode {
             return exit(EXIT_DATABASE);
         }
     };
-    let upgraded = schema::upgrade(&store, patience, &mut |waiting| {
+    let upgraded = schema::upgrade(&store, patience, &mut |waiting: &schema::Waiting| {
         eprintln!("{waiting}")
     })
     .await;

@@ -276,7 +276,7 @@ async fn a_changed_migration_is_refused(options: EngineOptions) {
     for part in [named.as_str(), "deadbeef", &binary[..12]] {
         assert!(said.contains(part), "the refusal lacks {part:?}: {said}");
     }
-    serve_refuses(&site, &["refusing to start", &named, "deadbeef", &binary[..12]]).await;
+    serve_refuses(&site, &["refusing to start", named.as_str(), "deadbeef", &binary[..12]]).await;
     assert_eq!(site.status().await, before, "a refusal changed the database");
 }
 
@@ -334,7 +334,7 @@ async fn procedure_5_check_backup_up_check_start(options: EngineOptions) {
     let latest = SqlStore::latest_schema_version(site.backend());
     serve_refuses(
         &site,
-        &["refusing to start", &format!("pending ({latest})"), "aragora migrate up"],
+        &["refusing to start", format!("pending ({latest})").as_str(), "aragora migrate up"],
     )
     .await;
 
