@@ -154,14 +154,16 @@ pub async fn open_store(engine: &EngineConfig) -> Result<SqlStore, TokenError> {
         .map_err(|source| TokenError::Connect { backend, source })?;
     // As the engine's start would: migrated (unless ARAGORA_AUTO_MIGRATE=false), never a
     // database newer than this binary.
-    aragora_engine::schema::prepare(&store, engine, &mut |waiting: &aragora_engine::schema::Waiting| {
-        eprintln!("aragora: {waiting}")
-    })
-        .await
-        .map_err(|err| TokenError::Connect {
-            backend,
-            source: err.into(),
-        })?;
+    aragora_engine::schema::prepare(
+        &store,
+        engine,
+        &mut |waiting: &aragora_engine::schema::Waiting| eprintln!("aragora: {waiting}"),
+    )
+    .await
+    .map_err(|err| TokenError::Connect {
+        backend,
+        source: err.into(),
+    })?;
     Ok(store)
 }
 

@@ -127,7 +127,7 @@ pub enum SchemaProblem {
         applied_by: Option<String>,
         latest_known: i64,
     },
-    #[error("migration {version} ({description}) was applied with checksum {}…, but this binary's migration {version} has checksum {}…: the migration was changed after it was applied{}; run the aragora release that applied it, or restore the database from the backup taken before it, and never edit an applied migration", short(database), short(binary), applied_by.as_deref().map(|r| format!(" (applied by aragora {r})")).unwrap_or_default())]
+    #[error("migration {version} ({description}) was applied with checksum {}…, but this binary's migration {version} has checksum {}…: the migration was changed after it was applied{}; run the aragora release that applied it, or restore the database from the backup taken before it, and never edit an applied migration", short(database), short(binary), applied_by_note(applied_by.as_deref()))]
     ChecksumMismatch {
         version: i64,
         description: String,
@@ -139,6 +139,17 @@ pub enum SchemaProblem {
     Failed { version: i64, description: String },
     #[error("{} pending ({}) and ARAGORA_AUTO_MIGRATE is false: take a backup (`aragora backup create`), run `aragora migrate up`, then start again", plural(versions.len()), list(versions))]
     Pending { versions: Vec<i64> },
+}
+
+fn applied_by_note(applied_by: Option<&str>) -> String {
+    match applied_by {
+        // Same release number, other SQL: a build from edited migration files.
+        Some(RELEASE) => format!(
+            " (applied by aragora {RELEASE}, this release, built from other migration files)"
+        ),
+        Some(release) => format!(" (applied by aragora {release})"),
+        None => String::new(),
+    }
 }
 
 fn plural(n: usize) -> String {
@@ -193,11 +204,7 @@ impl SchemaStatus {
     pub fn problem(&self) -> Option<SchemaProblem> {
         if !self.unknown.is_empty() {
             let versions = self.unknown.iter().map(|a| a.version).collect();
-            let applied_by = self
-                .unknown
-                .iter()
-                .rev()
-                .find_map(|a| a.applied_by.clone());
+            let applied_by = self.unknown.iter().rev().find_map(|a| a.applied_by.clone());
             return Some(SchemaProblem::Newer {
                 versions,
                 applied_by,
@@ -383,9 +390,13 @@ async fn table_exists(
     table: &str,
 ) -> Result<bool, sqlx::Error> {
     let sql = match backend {
-        DbBackend::Sqlite => "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = $1",
-        DbBackend::Postgres => "SELECT COUNT(*) AS n FROM information_schema.tables \
-             WHERE table_schema = current_schema() AND table_name = $1",
+        DbBackend::Sqlite => {
+            "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = $1"
+        }
+        DbBackend::Postgres => {
+            "SELECT COUNT(*) AS n FROM information_schema.tables \
+             WHERE table_schema = current_schema() AND table_name = $1"
+        }
     };
     let n: i64 = sqlx::query(sql)
         .bind(table)
@@ -616,9 +627,9 @@ pub async fn upgrade(
     let mut conn = store.pool().acquire().await?;
     let (locked, waited) = match backend {
         DbBackend::Sqlite => (false, Duration::ZERO),
-        DbBackend::Postgres => (true, take_lock(&mut *conn, patience, on_wait).await?),
+        DbBackend::Postgres => (true, take_lock(&mut conn, patience, on_wait).await?),
     };
-    let result = apply_pending(&mut *conn, backend).await;
+    let result = apply_pending(&mut conn, backend).await;
     if locked {
         // A session-level lock: released here, or by PostgreSQL when the connection dies.
         if let Err(err) = sqlx::query("SELECT pg_advisory_unlock($1)")
@@ -652,7 +663,7 @@ pub async fn prepare(
         upgrade(store, patience, on_wait).await.map(|_| ())
     } else {
         let mut conn = store.pool().acquire().await?;
-        let status = read(&mut *conn, config.db_backend).await?;
+        let status = read(&mut conn, config.db_backend).await?;
         if let Some(problem) = status.problem() {
             return Err(problem.into());
         }

@@ -175,9 +175,11 @@ impl SqlStore {
     /// Brings the schema up to date (idempotent), as [`crate::schema::upgrade`] does, waiting
     /// up to [`DEFAULT_LOCK_WAIT`] for the migration lock and logging while it waits.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        crate::schema::upgrade(self, DEFAULT_LOCK_WAIT, &mut |waiting: &crate::schema::Waiting| {
-            tracing::warn!("{waiting}")
-        })
+        crate::schema::upgrade(
+            self,
+            DEFAULT_LOCK_WAIT,
+            &mut |waiting: &crate::schema::Waiting| tracing::warn!("{waiting}"),
+        )
         .await?;
         Ok(())
     }

@@ -156,7 +156,10 @@ async fn a_fresh_database_is_all_pending_until_up(options: EngineOptions) {
     assert_eq!(status["state"], "pending", "{status}");
     let pending = versions(&status, "pending");
     assert_eq!(pending.last(), Some(&latest), "{status}");
-    assert_eq!(pending.len(), status["migrations"].as_array().unwrap().len());
+    assert_eq!(
+        pending.len(),
+        status["migrations"].as_array().unwrap().len()
+    );
     // Reading changed nothing: no SQLite file, no PostgreSQL table.
     match site.backend() {
         DbBackend::Sqlite => assert!(!site.sqlite_file().exists(), "status created the file"),
@@ -180,7 +183,11 @@ async fn a_fresh_database_is_all_pending_until_up(options: EngineOptions) {
 
     let check = site.migrate(&["check"]).await;
     assert_eq!(check.status.code(), Some(1), "{}", describe(&check));
-    assert!(text(&check).contains("aragora migrate up"), "{}", describe(&check));
+    assert!(
+        text(&check).contains("aragora migrate up"),
+        "{}",
+        describe(&check)
+    );
 
     let up = site.migrate(&["up"]).await;
     assert_eq!(up.status.code(), Some(0), "{}", describe(&up));
@@ -199,9 +206,16 @@ async fn a_fresh_database_is_all_pending_until_up(options: EngineOptions) {
     for migration in status["migrations"].as_array().unwrap() {
         assert_eq!(migration["state"], "applied", "{migration}");
         assert_eq!(migration["applied_by"], RELEASE, "{migration}");
-        assert!(migration["applied_at_ms"].as_i64().unwrap() > 0, "{migration}");
+        assert!(
+            migration["applied_at_ms"].as_i64().unwrap() > 0,
+            "{migration}"
+        );
         // sqlx's SHA-384, as this binary embeds it.
-        assert_eq!(migration["checksum"].as_str().unwrap().len(), 96, "{migration}");
+        assert_eq!(
+            migration["checksum"].as_str().unwrap().len(),
+            96,
+            "{migration}"
+        );
         assert_eq!(migration["database_checksum"], migration["checksum"]);
     }
 
@@ -236,19 +250,29 @@ async fn a_database_newer_than_the_binary_is_refused(options: EngineOptions) {
     .await;
     let before = site.status().await;
     assert_eq!(before["state"], "newer_than_binary", "{before}");
-    assert_eq!(before["newer_than_binary"][0]["version"], future, "{before}");
+    assert_eq!(
+        before["newer_than_binary"][0]["version"], future,
+        "{before}"
+    );
     assert_eq!(before["newer_than_binary"][0]["applied_by"], "99.1.0");
 
     let check = site.migrate(&["check"]).await;
     assert_eq!(check.status.code(), Some(2), "{}", describe(&check));
     let said = text(&check);
     assert!(said.contains("run aragora 99.1.0 or newer"), "{said}");
-    assert!(said.contains(&format!("migration {future} applied")), "{said}");
+    assert!(
+        said.contains(&format!("migration {future} applied")),
+        "{said}"
+    );
 
     let up = site.migrate(&["up"]).await;
     assert_eq!(up.status.code(), Some(2), "{}", describe(&up));
     serve_refuses(&site, &["refusing to start", "run aragora 99.1.0 or newer"]).await;
-    assert_eq!(site.status().await, before, "a refusal changed the database");
+    assert_eq!(
+        site.status().await,
+        before,
+        "a refusal changed the database"
+    );
 }
 
 async fn a_changed_migration_is_refused(options: EngineOptions) {
@@ -257,17 +281,29 @@ async fn a_changed_migration_is_refused(options: EngineOptions) {
     assert_eq!(up.status.code(), Some(0), "{}", describe(&up));
     let status = site.status().await;
     let first = &status["migrations"][0];
-    let (version, description) = (first["version"].as_i64().unwrap(), first["description"].as_str().unwrap());
+    let (version, description) = (
+        first["version"].as_i64().unwrap(),
+        first["description"].as_str().unwrap(),
+    );
     let binary = first["checksum"].as_str().unwrap().to_string();
     site.execute(
         "UPDATE _sqlx_migrations SET checksum = $1 WHERE version = $2",
-        vec![Bind::Bytes(vec![0xde, 0xad, 0xbe, 0xef, 0, 1, 2, 3]), Bind::Int(version)],
+        vec![
+            Bind::Bytes(vec![0xde, 0xad, 0xbe, 0xef, 0, 1, 2, 3]),
+            Bind::Int(version),
+        ],
     )
     .await;
     let before = site.status().await;
     assert_eq!(before["state"], "checksum_mismatch", "{before}");
-    assert_eq!(before["checksum_mismatches"][0]["version"], version, "{before}");
-    assert_eq!(before["checksum_mismatches"][0]["database_checksum"], "deadbeef00010203");
+    assert_eq!(
+        before["checksum_mismatches"][0]["version"], version,
+        "{before}"
+    );
+    assert_eq!(
+        before["checksum_mismatches"][0]["database_checksum"],
+        "deadbeef00010203"
+    );
 
     let check = site.migrate(&["check"]).await;
     assert_eq!(check.status.code(), Some(2), "{}", describe(&check));
@@ -276,8 +312,21 @@ async fn a_changed_migration_is_refused(options: EngineOptions) {
     for part in [named.as_str(), "deadbeef", &binary[..12]] {
         assert!(said.contains(part), "the refusal lacks {part:?}: {said}");
     }
-    serve_refuses(&site, &["refusing to start", named.as_str(), "deadbeef", &binary[..12]]).await;
-    assert_eq!(site.status().await, before, "a refusal changed the database");
+    serve_refuses(
+        &site,
+        &[
+            "refusing to start",
+            named.as_str(),
+            "deadbeef",
+            &binary[..12],
+        ],
+    )
+    .await;
+    assert_eq!(
+        site.status().await,
+        before,
+        "a refusal changed the database"
+    );
 }
 
 on_both_backends!(
@@ -334,16 +383,26 @@ async fn procedure_5_check_backup_up_check_start(options: EngineOptions) {
     let latest = SqlStore::latest_schema_version(site.backend());
     serve_refuses(
         &site,
-        &["refusing to start", format!("pending ({latest})").as_str(), "aragora migrate up"],
+        &[
+            "refusing to start",
+            format!("pending ({latest})").as_str(),
+            "aragora migrate up",
+        ],
     )
     .await;
 
     // 1. Check pending migrations.
     let check = site.migrate(&["check"]).await;
     assert_eq!(check.status.code(), Some(1), "{}", describe(&check));
-    assert!(text(&check).contains(&format!("{latest} (")), "{}", describe(&check));
+    assert!(
+        text(&check).contains(&format!("{latest} (")),
+        "{}",
+        describe(&check)
+    );
     // 2. A backup first.
-    let backup = site.aragora(&["backup", "create", "--output", "json"]).await;
+    let backup = site
+        .aragora(&["backup", "create", "--output", "json"])
+        .await;
     assert_eq!(backup.status.code(), Some(0), "{}", describe(&backup));
     let backup: Value = serde_json::from_slice(&backup.stdout).unwrap();
     assert_eq!(backup["backup"]["schema_version"], previous, "{backup}");
@@ -371,15 +430,23 @@ async fn procedure_5_check_backup_up_check_start(options: EngineOptions) {
     assert_eq!(by[0], &Value::Null, "{status}");
     let engine = Engine::start(site.engine_options()).await;
     let (status, health) = engine.get("/api/health/db").await;
-    assert_eq!((status, &health["database"]), (200, &"connected".into()), "{health}");
+    assert_eq!(
+        (status, &health["database"]),
+        (200, &"connected".into()),
+        "{health}"
+    );
 }
 
 /// Polls the file until it contains `needle`.
 async fn file_says(path: &Path, needle: &str) -> String {
-    eventually(&format!("{} to say {needle:?}", path.display()), Duration::from_secs(30), || async {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        text.contains(needle).then_some(text)
-    })
+    eventually(
+        &format!("{} to say {needle:?}", path.display()),
+        Duration::from_secs(30),
+        || async {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            text.contains(needle).then_some(text)
+        },
+    )
     .await
 }
 
@@ -398,16 +465,20 @@ async fn two_migrate_ups_at_once_wait_for_the_advisory_lock_and_apply_once() {
         .execute(&mut holder)
         .await
         .unwrap();
-    let waiting = format!(
-        "another instance holds the migration lock {MIGRATION_LOCK_ID} (pid {holder_pid}"
-    );
+    let waiting =
+        format!("another instance holds the migration lock {MIGRATION_LOCK_ID} (pid {holder_pid}");
 
     // One that gives up: exit 75, the holder named, nothing changed.
     let gave_up = site.migrate(&["up", "--wait", "1"]).await;
     assert_eq!(gave_up.status.code(), Some(75), "{}", describe(&gave_up));
     let said = text(&gave_up);
     assert!(said.contains(&waiting), "{said}");
-    assert!(said.contains(&format!("held the migration lock {MIGRATION_LOCK_ID} (pid {holder_pid}")), "{said}");
+    assert!(
+        said.contains(&format!(
+            "held the migration lock {MIGRATION_LOCK_ID} (pid {holder_pid}"
+        )),
+        "{said}"
+    );
 
     let ups: Vec<Process> = (0..2)
         .map(|i| {
@@ -425,13 +496,21 @@ async fn two_migrate_ups_at_once_wait_for_the_advisory_lock_and_apply_once() {
     }
     // An engine starting now waits on the same lock, and its readiness says so.
     let engine = Engine::spawn(site.engine_options());
-    eventually("the engine's readiness to name the lock", Duration::from_secs(30), || async {
-        let (status, body) = engine.get("/readyz").await;
-        (status == 503 && body.to_string().contains(&waiting)).then_some(())
-    })
+    eventually(
+        "the engine's readiness to name the lock",
+        Duration::from_secs(30),
+        || async {
+            let (status, body) = engine.get("/readyz").await;
+            (status == 503 && body.to_string().contains(&waiting)).then_some(())
+        },
+    )
     .await;
     let status = site.status().await;
-    assert_eq!(status["current"], Value::Null, "migrated while the lock was held: {status}");
+    assert_eq!(
+        status["current"],
+        Value::Null,
+        "migrated while the lock was held: {status}"
+    );
 
     sqlx::query("SELECT pg_advisory_unlock($1)")
         .bind(MIGRATION_LOCK_ID)
@@ -462,6 +541,9 @@ async fn two_migrate_ups_at_once_wait_for_the_advisory_lock_and_apply_once() {
         .await
         .unwrap();
     let status = site.status().await;
-    assert_eq!(applied as usize, status["migrations"].as_array().unwrap().len());
+    assert_eq!(
+        applied as usize,
+        status["migrations"].as_array().unwrap().len()
+    );
     assert_eq!(status["up_to_date"], true, "{status}");
 }
