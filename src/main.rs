@@ -10,12 +10,14 @@
 //! | `dr` | `backup` and `drill`: DR settings and output (the work is in the chaos crate) |
 //! | `control` | `control`: DR and chaos schedules and live SLO evaluation beside separate replicas |
 //! | `chaos` | `chaos proxy`, `chaos check`, `chaos run`: fault proxies and chaos experiments |
+//! | `migrate` | `migrate status`, `migrate check`, `migrate up`: the schema against this binary's migrations (Procedure 5) |
 //! | `token` | `token create`, `token list`, `token revoke`: API keys in the database, loop tokens, JWTs; `up`'s admin key |
 
 mod chaos;
 mod checks;
 mod control;
 mod dr;
+mod migrate;
 mod run;
 mod settings;
 mod slo;
@@ -71,6 +73,10 @@ enum Command {
     /// Chaos engineering: fault proxies, and experiments that prove the system survives faults.
     #[command(subcommand)]
     Chaos(chaos::ChaosCommand),
+    /// Database migrations (the runbook's Procedure 5): status, check (exit 1 pending, 2 newer
+    /// or changed), up (under PostgreSQL advisory lock 2089872453).
+    #[command(subcommand)]
+    Migrate(migrate::MigrateCommand),
     /// Credentials: create API keys (in the database), loop tokens and JWTs; list and revoke keys.
     #[command(subcommand)]
     Token(token::TokenCommand),
@@ -241,6 +247,7 @@ fn run_command(cli: Cli) -> ExitCode {
                     Command::Chaos(command) => chaos::run(command).await,
                     Command::Control(args) => control::control(&args).await,
                     Command::Token(command) => token::run(command).await,
+                    Command::Migrate(command) => migrate::run(command).await,
                     Command::Slo(SloCommand::Status {
                         url,
                         prometheus_url,

@@ -134,7 +134,6 @@ pub enum TokenError {
     },
 }
 
-/// The configured database, connected and migrated (the engine would migrate it the same way).
 /// The configured database's store, or the exit code after saying why not.
 async fn open_configured_store(args: &StoreArgs) -> Result<(EngineConfig, SqlStore), ExitCode> {
     let engine = load_engine(args)?;
@@ -153,10 +152,18 @@ pub async fn open_store(engine: &EngineConfig) -> Result<SqlStore, TokenError> {
     let store = SqlStore::connect(engine.db_backend, &engine.database_url(), 1)
         .await
         .map_err(|source| TokenError::Connect { backend, source })?;
-    store
-        .migrate()
-        .await
-        .map_err(|source| TokenError::Connect { backend, source })?;
+    // As the engine's start would: migrated (unless ARAGORA_AUTO_MIGRATE=false), never a
+    // database newer than this binary.
+    aragora_engine::schema::prepare(
+        &store,
+        engine,
+        &mut |waiting: &aragora_engine::schema::Waiting| eprintln!("aragora: {waiting}"),
+    )
+    .await
+    .map_err(|err| TokenError::Connect {
+        backend,
+        source: err.into(),
+    })?;
     Ok(store)
 }
 
@@ -173,7 +180,7 @@ pub async fn create_key(
     Ok(issued)
 }
 
-fn load_engine(store: &StoreArgs) -> Result<EngineConfig, ExitCode> {
+pub(crate) fn load_engine(store: &StoreArgs) -> Result<EngineConfig, ExitCode> {
     let args = EngineArgs {
         config: store.config.clone(),
         data_dir: store.data_dir.clone(),

@@ -401,6 +401,9 @@ fn drill_engine_config(engine: &EngineConfig, scratch: &Scratch) -> Result<Engin
     config.db_pool_size = 2;
     config.db_connect_timeout_secs = 10;
     config.drain_timeout_secs = 1;
+    // A backup older than this binary's schema is migrated on the scratch copy (never the
+    // primary), also when the primary's engines leave migrations to `aragora migrate up`.
+    config.auto_migrate = true;
     if let Target::Postgres(url) = &scratch.target {
         config.database_url = Some(url.clone());
     }

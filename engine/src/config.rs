@@ -56,6 +56,8 @@ pub struct EngineConfig {
     pub database_url: Option<String>,
     pub db_pool_size: u32,
     pub db_connect_timeout_secs: u64,
+    pub auto_migrate: bool,
+    pub migration_lock_wait_secs: u64,
     pub default_rounds: u32,
     pub max_concurrent_debates: usize,
     pub debate_queue_size: usize,
@@ -137,6 +139,8 @@ aragora_config::settings! {
     database_url: ["DATABASE_URL", "ARAGORA_POSTGRES_DSN"] "PostgreSQL connection string, required when the backend is postgres.";
     db_pool_size: ["ARAGORA_DB_POOL_SIZE"] "Database connections kept open.";
     db_connect_timeout_secs: ["ARAGORA_DB_CONNECT_TIMEOUT"] "Seconds to keep retrying the first database connection before giving up (readiness stays false meanwhile).";
+    auto_migrate: ["ARAGORA_AUTO_MIGRATE"] "Apply pending migrations at start (as `aragora migrate up` does); false refuses to start while any are pending, for operators who migrate as a separate step (Procedure 5).";
+    migration_lock_wait_secs: ["ARAGORA_MIGRATION_LOCK_WAIT"] "Seconds to wait for another instance's PostgreSQL migration lock (2089872453) before giving up; the default of `aragora migrate up --wait`.";
     default_rounds: ["ARAGORA_DEFAULT_ROUNDS"] "Rounds of a debate whose request does not say (1 to 12).";
     max_concurrent_debates: ["ARAGORA_MAX_CONCURRENT_DEBATES"] "Debates running at once on this replica; more wait in the queue.";
     debate_queue_size: ["ARAGORA_DEBATE_QUEUE_SIZE"] "Debates that may wait for a slot; beyond it new debates get 429.";
@@ -175,6 +179,8 @@ impl Default for EngineConfig {
             database_url: None,
             db_pool_size: 10,
             db_connect_timeout_secs: 30,
+            auto_migrate: true,
+            migration_lock_wait_secs: 300,
             default_rounds: 3,
             max_concurrent_debates: 5,
             debate_queue_size: 100,
@@ -369,6 +375,14 @@ impl EngineConfig {
             format!("{:?} is not an IP address; use 0.0.0.0 for all interfaces or 127.0.0.1 for local only", self.host),
         );
         check(
+            (1..=86_400).contains(&self.migration_lock_wait_secs),
+            "ARAGORA_MIGRATION_LOCK_WAIT",
+            format!(
+                "is {}; use 1 to 86400 seconds (default 300)",
+                self.migration_lock_wait_secs
+            ),
+        );
+        check(
             (1..=12).contains(&self.default_rounds),
             "ARAGORA_DEFAULT_ROUNDS",
             format!(
@@ -497,13 +511,15 @@ impl EngineConfig {
         problems
     }
 
+    /// The SQLite database file (in the data directory).
+    pub fn sqlite_path(&self) -> PathBuf {
+        self.data_dir.join("aragora.db")
+    }
+
     /// The connection string the store opens.
     pub fn database_url(&self) -> String {
         match self.db_backend {
-            DbBackend::Sqlite => format!(
-                "sqlite://{}?mode=rwc",
-                self.data_dir.join("aragora.db").display()
-            ),
+            DbBackend::Sqlite => format!("sqlite://{}?mode=rwc", self.sqlite_path().display()),
             DbBackend::Postgres => self.database_url.clone().unwrap_or_default(),
         }
     }

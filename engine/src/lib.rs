@@ -9,7 +9,8 @@
 //! |---|---|
 //! | [`config`] | typed settings from defaults, TOML and `ARAGORA_*`, validated all at once |
 //! | [`model`] | debate states, typed event payloads, steps, records (plain data) |
-//! | [`store`] | the storage trait and its SQLite / PostgreSQL implementation, migrations |
+//! | [`store`] | the storage trait and its SQLite / PostgreSQL implementation |
+//! | [`schema`] | migrations: applied, pending, newer or changed; applied under the runbook's advisory lock |
 //! | [`api_keys`] | the `api_keys` table behind `aragora_auth::KeyStore` (hashes only) |
 //! | [`dr_log`] | the record of backups and DR drills (written by the chaos crate, read by `/api/drills` and `/metrics`) |
 //! | [`agents`] | the agent trait, the registry, offline agents, LLM providers, circuit breakers |
@@ -40,6 +41,7 @@ pub mod metrics;
 pub mod model;
 pub mod orchestrator;
 pub mod receipts;
+pub mod schema;
 pub mod server;
 pub mod store;
 

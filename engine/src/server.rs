@@ -14,6 +14,7 @@ use crate::http::{app, ws_app, AppState, Core, Phase, Shared};
 use crate::metrics::EngineMetrics;
 use crate::orchestrator::Orchestrator;
 use crate::receipts::{KeyError, ReceiptKeys};
+use crate::schema::{SchemaError, SchemaProblem};
 use crate::store::{DebateStore, SqlStore, StoreError};
 use axum::serve::ListenerExt;
 use std::future::Future;
@@ -37,7 +38,11 @@ pub enum ServeError {
     #[error(
         "database migration failed: {0}; the schema was left as it was, fix the cause and restart"
     )]
-    Migration(StoreError),
+    Migration(SchemaError),
+    /// The database's schema is not one this binary may use (newer, changed, or pending with
+    /// `ARAGORA_AUTO_MIGRATE=false`); nothing was changed.
+    #[error("refusing to start: {0}")]
+    Schema(SchemaProblem),
     #[error("could not resume unfinished debates: {0}; check the database, then restart")]
     Resume(StoreError),
     #[error(transparent)]
@@ -278,7 +283,17 @@ pub async fn serve_with(
 async fn start_core(config: &EngineConfig, state: &AppState) -> Result<(), ServeError> {
     let store = connect_store(config, state).await?;
     state.set_phase(Phase::Starting("running database migrations".into()));
-    store.migrate().await.map_err(ServeError::Migration)?;
+    // The same path as `aragora migrate up`; readiness says whose migration lock it waits for.
+    let mut on_wait = |waiting: &crate::schema::Waiting| {
+        tracing::warn!("{waiting}");
+        state.set_phase(Phase::Starting(waiting.to_string()));
+    };
+    crate::schema::prepare(&store, config, &mut on_wait)
+        .await
+        .map_err(|err| match err {
+            SchemaError::Refused(problem) => ServeError::Schema(problem),
+            other => ServeError::Migration(other),
+        })?;
     state.auth.attach_keys(Arc::new(store.clone()));
     let store: Arc<dyn DebateStore> =
         Arc::new(FaultyStore::new(Arc::new(store), state.faults.clone()));

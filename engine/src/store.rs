@@ -2,9 +2,9 @@
 //! (the embedded default, WAL mode) and PostgreSQL.
 //!
 //! Both backends run the same statements through sqlx's `Any` driver; the schema lives in
-//! `migrations/sqlite` and `migrations/postgres` and is embedded in the binary. PostgreSQL
-//! migrations run under advisory lock [`MIGRATION_LOCK_ID`] so that replicas starting together
-//! never race. An event and the debate row it changes are written in one transaction, before
+//! `migrations/sqlite` and `migrations/postgres` and is embedded in the binary; applying it
+//! (on PostgreSQL under advisory lock [`MIGRATION_LOCK_ID`], so that replicas starting together
+//! never race) and reading its state are [`crate::schema`]'s. An event and the debate row it changes are written in one transaction, before
 //! the event is announced to anyone.
 
 use crate::config::DbBackend;
@@ -20,12 +20,17 @@ use std::time::{Duration, Instant};
 /// The advisory lock every replica takes before migrating PostgreSQL (from the runbook).
 pub const MIGRATION_LOCK_ID: i64 = 2_089_872_453;
 
+/// How long [`SqlStore::migrate`] waits for another instance's migration lock (the default of
+/// `ARAGORA_MIGRATION_LOCK_WAIT`).
+pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(300);
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
-    #[error("migration failed: {0}")]
-    Migration(#[from] sqlx::migrate::MigrateError),
+    /// The schema could not be brought up to date, or this binary must not use it.
+    #[error(transparent)]
+    Schema(#[from] crate::schema::SchemaError),
     #[error("stored data is not readable: {0}")]
     Corrupt(String),
     /// The runtime shut down while a write was in progress; whether it committed is for the
@@ -167,40 +172,21 @@ impl SqlStore {
         Ok(latency)
     }
 
-    /// Brings the schema up to date (idempotent).
+    /// Brings the schema up to date (idempotent), as [`crate::schema::upgrade`] does, waiting
+    /// up to [`DEFAULT_LOCK_WAIT`] for the migration lock and logging while it waits.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        match self.backend {
-            DbBackend::Sqlite => {
-                let mut conn = self.pool.acquire().await?;
-                run_migrator(&sqlx::migrate!("../migrations/sqlite"), &mut conn).await?;
-            }
-            DbBackend::Postgres => {
-                // sqlx's own lock id is derived from the database name; the runbook's fixed id
-                // lets operators see (and other tools respect) the migration lock.
-                let mut conn = self.pool.acquire().await?;
-                sqlx::query("SELECT 1 FROM pg_advisory_lock($1)")
-                    .bind(MIGRATION_LOCK_ID)
-                    .execute(&mut *conn)
-                    .await?;
-                let result =
-                    run_migrator(&sqlx::migrate!("../migrations/postgres"), &mut conn).await;
-                sqlx::query("SELECT pg_advisory_unlock($1)")
-                    .bind(MIGRATION_LOCK_ID)
-                    .execute(&mut *conn)
-                    .await?;
-                result?;
-            }
-        }
+        crate::schema::upgrade(
+            self,
+            DEFAULT_LOCK_WAIT,
+            &mut |waiting: &crate::schema::Waiting| tracing::warn!("{waiting}"),
+        )
+        .await?;
         Ok(())
     }
 
     /// The schema version this binary migrates to: the newest embedded migration of `backend`.
     pub fn latest_schema_version(backend: DbBackend) -> i64 {
-        let migrator = match backend {
-            DbBackend::Sqlite => sqlx::migrate!("../migrations/sqlite"),
-            DbBackend::Postgres => sqlx::migrate!("../migrations/postgres"),
-        };
-        migrator.iter().map(|m| m.version).max().unwrap_or(0)
+        crate::schema::latest_known(backend)
     }
 
     fn placeholders(start: usize, count: usize) -> String {
@@ -209,36 +195,6 @@ impl SqlStore {
             .collect::<Vec<_>>()
             .join(", ")
     }
-}
-
-/// Applies pending migrations through the `Migrate` trait's boxed methods. Equivalent to
-/// `Migrator::run` without its locking, but `Send`, so the engine can start inside a spawned
-/// task (rustc cannot prove `Migrator::run`'s higher-ranked `Acquire` bound there).
-async fn run_migrator(
-    migrator: &sqlx::migrate::Migrator,
-    conn: &mut sqlx::AnyConnection,
-) -> Result<(), sqlx::migrate::MigrateError> {
-    use sqlx::migrate::{Migrate, MigrateError};
-    conn.ensure_migrations_table().await?;
-    if let Some(version) = conn.dirty_version().await? {
-        return Err(MigrateError::Dirty(version));
-    }
-    let applied = conn.list_applied_migrations().await?;
-    for migration in migrator.iter() {
-        if migration.migration_type.is_down_migration() {
-            continue;
-        }
-        match applied.iter().find(|a| a.version == migration.version) {
-            Some(done) if done.checksum != migration.checksum => {
-                return Err(MigrateError::VersionMismatch(migration.version));
-            }
-            Some(_) => {}
-            None => {
-                conn.apply(migration).await?;
-            }
-        }
-    }
-    Ok(())
 }
 
 fn decode_debate(row: &AnyRow) -> Result<DebateRecord, StoreError> {

@@ -1,6 +1,6 @@
 //! The storage suite, run unchanged against SQLite and PostgreSQL through the `DebateStore` trait.
 
-use crate::support::{eventually, TestDatabase};
+use crate::support::TestDatabase;
 use aragora_engine::config::DbBackend;
 use aragora_engine::model::{
     now_ms, ConsensusRule, DebateEvent, DebateRecord, DebateStatus, EventKind, Outcome,
@@ -296,36 +296,39 @@ async fn postgres_migrations_wait_for_the_runbook_advisory_lock() {
         .await
         .unwrap();
 
+    let (waiting_tx, mut waiting_rx) = tokio::sync::mpsc::unbounded_channel();
     let replicas: Vec<_> = (0..3)
-        .map(|_| {
+        .map(|replica| {
             let url = database.url.clone();
+            let waiting = waiting_tx.clone();
             tokio::spawn(async move {
                 let store = SqlStore::connect(DbBackend::Postgres, &url, 2)
                     .await
                     .unwrap();
-                store.migrate().await.map(|_| store)
+                let mut on_wait = |report: &aragora_engine::schema::Waiting| {
+                    let _ = waiting.send((replica, report.holder.clone()));
+                };
+                aragora_engine::schema::upgrade(&store, Duration::from_secs(60), &mut on_wait)
+                    .await
+                    .map(|_| store)
             })
         })
         .collect();
-    // All three are queued behind the lock (pg_locks shows their ungranted requests), and
+    // All three find the lock taken (pg_try_advisory_lock), say whose session holds it, and
     // while it is held none has created the schema.
-    let waiters = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
-                   AND objid::bigint = $1 \
-                   AND database = (SELECT oid FROM pg_database WHERE datname = current_database())";
-    eventually(
-        "three replicas waiting on the migration lock",
-        Duration::from_secs(30),
-        || async {
-            let mut observer = sqlx::PgConnection::connect(&database.url).await.ok()?;
-            let waiting: i64 = sqlx::query_scalar(waiters)
-                .bind(MIGRATION_LOCK_ID)
-                .fetch_one(&mut observer)
-                .await
-                .unwrap();
-            (waiting == 3).then_some(())
-        },
-    )
-    .await;
+    let holder_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut holder)
+        .await
+        .unwrap();
+    let mut reported = std::collections::BTreeSet::new();
+    while reported.len() < 3 {
+        let (replica, named) = tokio::time::timeout(Duration::from_secs(30), waiting_rx.recv())
+            .await
+            .expect("every replica reports the held lock")
+            .expect("a report");
+        assert_eq!(named.map(|h| h.pid), Some(i64::from(holder_pid)));
+        reported.insert(replica);
+    }
     let created: Option<(String,)> = sqlx::query_as(
         "SELECT table_name::text FROM information_schema.tables WHERE table_name = 'debates'",
     )

@@ -2,7 +2,7 @@
 //! per test) and a real engine: a key the CLI creates authenticates, a revoked one stops, a loop
 //! token it mints is an admin, and `--loop` without `ARAGORA_API_TOKEN` is refused with 78.
 
-use crate::support::{aragora_command, Backend, Engine, EngineOptions};
+use crate::support::{command_on, Backend, Engine, EngineOptions};
 use reqwest::StatusCode;
 use serde_json::Value;
 use std::path::Path;
@@ -12,18 +12,11 @@ const API_TOKEN: &str = "token-cli-test-admin-token-0123456789";
 
 /// Runs `aragora token ARGS` on the database `options` and `data_dir` name.
 pub fn token_cli(options: &EngineOptions, data_dir: &Path, args: &[&str]) -> Output {
-    let mut command = aragora_command();
-    command
+    command_on(options, data_dir)
         .arg("token")
         .args(args)
-        .env("ARAGORA_DATA_DIR", data_dir);
-    if let Backend::Postgres(url) = &options.backend {
-        command
-            .env("ARAGORA_DB_BACKEND", "postgres")
-            .env("DATABASE_URL", url);
-    }
-    command.envs(&options.env);
-    command.output().expect("aragora token runs")
+        .output()
+        .expect("aragora token runs")
 }
 
 fn succeeded(output: &Output, what: &str) -> String {

@@ -269,6 +269,20 @@ pub fn aragora_command() -> Command {
     command
 }
 
+/// [`aragora_command`] on the database `options` names (SQLite in `data_dir`, or its PostgreSQL
+/// database), with `options`' environment: a CLI command seeing what `Engine::spawn` would.
+pub fn command_on(options: &EngineOptions, data_dir: &Path) -> Command {
+    let mut command = aragora_command();
+    command.env("ARAGORA_DATA_DIR", data_dir);
+    if let Backend::Postgres(url) = &options.backend {
+        command
+            .env("ARAGORA_DB_BACKEND", "postgres")
+            .env("DATABASE_URL", url);
+    }
+    command.envs(&options.env);
+    command
+}
+
 /// What the engine prints once it has bound: `api=HOST:PORT ws=HOST:PORT` follows.
 pub const ENGINE_LISTENING: &str = "aragora engine listening ";
 /// What the gateway prints once it has bound: `https=.. http=.. admin=..` follows.
