@@ -92,10 +92,12 @@ pub async fn control(args: &ControlArgs) -> ExitCode {
     ));
     router = router.route(
         aragora_slo::receivers::SINK_PATH,
-        axum::routing::post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
-            let sink = sink.clone();
-            async move { receive_alerts(&sink, &headers, &body) }
-        }),
+        axum::routing::post(
+            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let sink = sink.clone();
+                async move { receive_alerts(&sink, &headers, &body) }
+            },
+        ),
     );
     let metrics_registry = registry.clone();
     router = router.route(
@@ -161,7 +163,11 @@ fn receive_alerts(
         Err(err) => {
             let status = axum::http::StatusCode::from_u16(err.status())
                 .unwrap_or(axum::http::StatusCode::BAD_REQUEST);
-            tracing::info!(status = err.status(), code = err.code(), "alert notification refused");
+            tracing::info!(
+                status = err.status(),
+                code = err.code(),
+                "alert notification refused"
+            );
             let body = aragora_telemetry::error_body(err.code(), &err.to_string());
             let mut response = (status, axum::Json(body)).into_response();
             if status == axum::http::StatusCode::UNAUTHORIZED {

@@ -66,12 +66,13 @@ pub fn generate(
     // The receivers are judged before anything is written.
     let receivers = match alertmanager {
         None => None,
-        Some(path) => match aragora_slo::receivers::ReceiverSettings::from_env(
-            &aragora_config::process_env(),
-        ) {
-            Ok(receivers) => Some((path, receivers.render())),
-            Err(problems) => return crate::settings::refused(&problems),
-        },
+        Some(path) => {
+            match aragora_slo::receivers::ReceiverSettings::from_env(&aragora_config::process_env())
+            {
+                Ok(receivers) => Some((path, receivers.render())),
+                Err(problems) => return crate::settings::refused(&problems),
+            }
+        }
     };
     let (spec, settings) = match load(spec) {
         Ok(loaded) => loaded,

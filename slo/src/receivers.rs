@@ -110,7 +110,10 @@ impl Settings for ReceiverSettings {
         if !is_address(&self.email_from) {
             problems.push(ConfigProblem::new(
                 "ARAGORA_ALERT_EMAIL_FROM",
-                format!("is {:?}; give an address such as alerts@example.com", self.email_from),
+                format!(
+                    "is {:?}; give an address such as alerts@example.com",
+                    self.email_from
+                ),
             ));
         }
         if let Some(to) = &self.email_to {
@@ -128,7 +131,9 @@ impl Settings for ReceiverSettings {
             }
         }
         if let Some(host) = &self.smtp_smarthost {
-            let port = host.rsplit_once(':').map(|(name, port)| (name, port.parse::<u16>()));
+            let port = host
+                .rsplit_once(':')
+                .map(|(name, port)| (name, port.parse::<u16>()));
             if !matches!(port, Some((name, Ok(port))) if !name.is_empty() && port > 0) {
                 problems.push(ConfigProblem::new(
                     "ARAGORA_ALERT_SMTP_SMARTHOST",
@@ -312,11 +317,20 @@ mod tests {
     #[test]
     fn the_rendered_receivers_carry_the_settings_and_no_secret() {
         let settings = ReceiverSettings::from_env(&env(&[
-            ("ARAGORA_ALERT_PAGER_WEBHOOK_URL", "https://events.example.com/v2/enqueue"),
-            ("ARAGORA_ALERT_WEBHOOK_TOKEN_FILE", "/etc/alertmanager/aragora.token"),
+            (
+                "ARAGORA_ALERT_PAGER_WEBHOOK_URL",
+                "https://events.example.com/v2/enqueue",
+            ),
+            (
+                "ARAGORA_ALERT_WEBHOOK_TOKEN_FILE",
+                "/etc/alertmanager/aragora.token",
+            ),
             ("ARAGORA_ALERT_EMAIL_TO", "oncall@example.com"),
             ("ARAGORA_ALERT_SMTP_SMARTHOST", "smtp.example.com:587"),
-            ("ARAGORA_ALERT_SMTP_AUTH_PASSWORD_FILE", "/etc/alertmanager/smtp.pw"),
+            (
+                "ARAGORA_ALERT_SMTP_AUTH_PASSWORD_FILE",
+                "/etc/alertmanager/smtp.pw",
+            ),
         ]))
         .unwrap();
         let yaml: serde_yaml::Value = serde_yaml::from_str(&settings.render()).unwrap();
@@ -331,7 +345,10 @@ mod tests {
             "/etc/alertmanager/aragora.token"
         );
         assert_eq!(pager["email_configs"][0]["to"], "oncall@example.com");
-        assert_eq!(pager["email_configs"][0]["smarthost"], "smtp.example.com:587");
+        assert_eq!(
+            pager["email_configs"][0]["smarthost"],
+            "smtp.example.com:587"
+        );
         let chat = &yaml["receivers"][1];
         assert_eq!(chat["webhook_configs"][0]["url"], DEFAULT_WEBHOOK_URL);
         assert!(chat.get("email_configs").is_none());

@@ -112,8 +112,8 @@ impl WebhookSink {
                 return Err(SinkError::Unauthenticated);
             }
         }
-        let notification: Notification = serde_json::from_slice(body)
-            .map_err(|err| SinkError::Malformed(err.to_string()))?;
+        let notification: Notification =
+            serde_json::from_slice(body).map_err(|err| SinkError::Malformed(err.to_string()))?;
         if notification.version != "4" {
             return Err(SinkError::Invalid(format!(
                 "version is {:?}; this sink reads Alertmanager's webhook payload version \"4\"",
@@ -143,7 +143,11 @@ impl WebhookSink {
                 alertname = label("alertname"),
                 severity = label("severity"),
                 status = alert.status.as_str(),
-                summary = alert.annotations.get("summary").map(String::as_str).unwrap_or(""),
+                summary = alert
+                    .annotations
+                    .get("summary")
+                    .map(String::as_str)
+                    .unwrap_or(""),
                 starts_at = alert.starts_at.as_deref().unwrap_or(""),
                 "alert notification received"
             );
@@ -194,7 +198,13 @@ mod tests {
         let sink = WebhookSink::new(&registry, None);
         assert_eq!(count(&registry, "pager", "firing"), 0);
         let received = sink.receive(None, PAYLOAD.as_bytes()).unwrap();
-        assert_eq!(received, Received { receiver: "pager", alerts: 1 });
+        assert_eq!(
+            received,
+            Received {
+                receiver: "pager",
+                alerts: 1
+            }
+        );
         assert_eq!(count(&registry, "pager", "firing"), 1);
         let stranger = PAYLOAD.replace("\"receiver\":\"pager\"", "\"receiver\":\"x-1\"");
         sink.receive(None, stranger.as_bytes()).unwrap();
@@ -209,13 +219,22 @@ mod tests {
             sink.receive(auth, body.as_bytes()).map_err(|e| e.status())
         };
         assert_eq!(status(None, PAYLOAD), Err(401));
-        assert_eq!(status(Some("Bearer wrong-token-wrong-token"), PAYLOAD), Err(401));
+        assert_eq!(
+            status(Some("Bearer wrong-token-wrong-token"), PAYLOAD),
+            Err(401)
+        );
         let auth = Some("Bearer a-token-of-enough-length");
         assert_eq!(status(auth, "not json"), Err(400));
         assert_eq!(status(auth, r#"{"version":"4"}"#), Err(400));
         assert_eq!(status(auth, &PAYLOAD.replace("\"4\"", "\"3\"")), Err(422));
         assert_eq!(
-            status(auth, &PAYLOAD.replace("\"status\":\"firing\",\"labels\"", "\"status\":\"odd\",\"labels\"")),
+            status(
+                auth,
+                &PAYLOAD.replace(
+                    "\"status\":\"firing\",\"labels\"",
+                    "\"status\":\"odd\",\"labels\""
+                )
+            ),
             Err(422)
         );
         assert!(status(auth, PAYLOAD).is_ok());

@@ -126,17 +126,32 @@ async fn alerts_posted_to_alertmanager_reach_controls_sink_through_the_rendered_
         async move {
             let response = request.send().await.unwrap();
             let status = response.status().as_u16();
-            (status, response.json::<Value>().await.unwrap_or(Value::Null))
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
         }
     };
     let (status, body) = post(payload.to_string(), None).await;
-    assert_eq!((status, &body["error"]["code"]), (401, &json!("unauthenticated")), "{body}");
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (401, &json!("unauthenticated")),
+        "{body}"
+    );
     let (status, body) = post("{not json".into(), Some(&token)).await;
-    assert_eq!((status, &body["error"]["code"]), (400, &json!("malformed_payload")), "{body}");
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (400, &json!("malformed_payload")),
+        "{body}"
+    );
     let mut old = payload.clone();
     old["version"] = json!("3");
     let (status, body) = post(old.to_string(), Some(&token)).await;
-    assert_eq!((status, &body["error"]["code"]), (422, &json!("validation_failed")), "{body}");
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (422, &json!("validation_failed")),
+        "{body}"
+    );
     let after = metrics().await.unwrap();
     assert_eq!(
         received(&after, "pager", "firing"),

@@ -39,7 +39,12 @@ pub(crate) async fn stop(engine: &mut Engine) {
 
 /// `aragora receipt verify FILE` with `key` and the `previous` keys (comma-separated, empty
 /// for none): success and everything printed.
-pub(crate) fn verify_cli(file: &Path, data_dir: &Path, key: &str, previous: &str) -> (bool, String) {
+pub(crate) fn verify_cli(
+    file: &Path,
+    data_dir: &Path,
+    key: &str,
+    previous: &str,
+) -> (bool, String) {
     let output = aragora_command()
         .args(["receipt", "verify"])
         .arg(file)

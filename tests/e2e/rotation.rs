@@ -160,7 +160,11 @@ async fn procedure_9_rotates_jwt_and_receipt_keys_by_rolling_restart_then_retire
     // Before: a user's JWT of the old secret, and a receipt signed with the old key.
     let old_token = jwt(&old_jwt, "before-rotation", Role::Reader);
     let (status, me) = get(&gateway, "/api/auth/me", Some(&old_token)).await;
-    assert_eq!((status, &me["subject"]), (200, &json!("before-rotation")), "{me}");
+    assert_eq!(
+        (status, &me["subject"]),
+        (200, &json!("before-rotation")),
+        "{me}"
+    );
     let old_receipt = debate_receipt(&gateway, "Signed before the rotation").await;
     let old_key_id = old_receipt["key_id"].as_str().unwrap().to_string();
 
@@ -175,7 +179,10 @@ async fn procedure_9_rotates_jwt_and_receipt_keys_by_rolling_restart_then_retire
     ];
     let (engines, during) =
         rolling_restart(engines, &ports, &backend, &gateway, &overlap, &old_token).await;
-    assert!(during.len() >= 4, "the old JWT was tried during the roll: {during:?}");
+    assert!(
+        during.len() >= 4,
+        "the old JWT was tried during the roll: {during:?}"
+    );
     assert!(
         during.iter().all(|status| *status == 200),
         "the old JWT worked throughout the rolling restart: {during:?}"
@@ -184,11 +191,21 @@ async fn procedure_9_rotates_jwt_and_receipt_keys_by_rolling_restart_then_retire
     // After the roll: new JWTs on every replica, the old one still, the old receipt verifies
     // by its key id, a new receipt is signed with the new key.
     let new_token = jwt(&new_jwt, "after-rotation", Role::Reader);
-    assert_eq!(every_replica(&gateway, "/api/auth/me", &new_token).await, [200; 6]);
-    assert_eq!(every_replica(&gateway, "/api/auth/me", &old_token).await, [200; 6]);
+    assert_eq!(
+        every_replica(&gateway, "/api/auth/me", &new_token).await,
+        [200; 6]
+    );
+    assert_eq!(
+        every_replica(&gateway, "/api/auth/me", &old_token).await,
+        [200; 6]
+    );
     let verdict = verify(&gateway, &old_receipt).await;
     assert_eq!(
-        (&verdict["valid"], &verdict["signed_with"], &verdict["key_id"]),
+        (
+            &verdict["valid"],
+            &verdict["signed_with"],
+            &verdict["key_id"]
+        ),
         (&json!(true), &json!("previous"), &json!(old_key_id)),
         "{verdict}"
     );
@@ -196,7 +213,11 @@ async fn procedure_9_rotates_jwt_and_receipt_keys_by_rolling_restart_then_retire
     let new_key_id = new_receipt["key_id"].as_str().unwrap().to_string();
     assert_ne!(new_key_id, old_key_id);
     let verdict = verify(&gateway, &new_receipt).await;
-    assert_eq!((&verdict["valid"], &verdict["current"]), (&json!(true), &json!(true)), "{verdict}");
+    assert_eq!(
+        (&verdict["valid"], &verdict["current"]),
+        (&json!(true), &json!(true)),
+        "{verdict}"
+    );
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("old-receipt.json");
     std::fs::write(&file, old_receipt.to_string()).unwrap();
@@ -208,7 +229,11 @@ async fn procedure_9_rotates_jwt_and_receipt_keys_by_rolling_restart_then_retire
     let (status, live) = get(&gateway, "/healthz", None).await;
     assert_eq!((status, &live["status"]), (200, &json!("ok")), "{live}");
     let (status, health) = get(&gateway, "/api/health", gateway.token.as_deref()).await;
-    assert_eq!((status, &health["database"]), (200, &json!("connected")), "{health}");
+    assert_eq!(
+        (status, &health["database"]),
+        (200, &json!("connected")),
+        "{health}"
+    );
 
     // 7. After the overlap, the _PREVIOUS variables removed, by another rolling restart. The
     // new JWT keeps working throughout.
@@ -220,13 +245,21 @@ async fn procedure_9_rotates_jwt_and_receipt_keys_by_rolling_restart_then_retire
         "the new JWT worked throughout the second roll: {during:?}"
     );
     let statuses = every_replica(&gateway, "/api/auth/me", &old_token).await;
-    assert_eq!(statuses, [401; 6], "the old JWT is refused on every replica");
-    assert_eq!(every_replica(&gateway, "/api/auth/me", &new_token).await, [200; 6]);
+    assert_eq!(
+        statuses, [401; 6],
+        "the old JWT is refused on every replica"
+    );
+    assert_eq!(
+        every_replica(&gateway, "/api/auth/me", &new_token).await,
+        [200; 6]
+    );
     // The old receipt: not valid, and the answer says why, naming the key that is gone.
     let verdict = verify(&gateway, &old_receipt).await;
     let reason = verdict["reason"].as_str().unwrap_or_default();
     assert!(
-        verdict["valid"] == false && reason.contains(&old_key_id) && reason.contains("not in the key ring"),
+        verdict["valid"] == false
+            && reason.contains(&old_key_id)
+            && reason.contains("not in the key ring"),
         "{verdict}"
     );
     let (ok, text) = verify_cli(&file, dir.path(), &new_key, "");
