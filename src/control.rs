@@ -1,8 +1,9 @@
 //! `aragora control`: the control plane beside engines and gateways that run as their own
 //! processes (several replicas, Kubernetes). It runs the backup and drill schedules, the chaos
 //! experiments on their schedule, and, with `ARAGORA_PROMETHEUS_URL`, the live SLO evaluation
-//! (sent to Alertmanager); and it serves `/healthz`, `/metrics` and `/api/slo` on a loopback
-//! port. Run one per deployment.
+//! (sent to Alertmanager); and it serves `/healthz`, `/metrics`, `/api/slo` and Alertmanager's
+//! webhook sink (`POST /api/alerts/webhook`, [`aragora_slo::sink`]) on a loopback port. Run one
+//! per deployment.
 
 use crate::run::shutdown_signal;
 use crate::settings::{self, Parts, Sources};
@@ -38,6 +39,15 @@ pub async fn control(args: &ControlArgs) -> ExitCode {
         Err(problems) => return crate::run::refuse(&problems),
     };
     let live = crate::slo::Live::new(&loaded.slo, &loaded.live, false);
+    let token = match loaded.receivers.webhook_token() {
+        Ok(token) => token,
+        Err(err) => {
+            return crate::run::refuse(&[aragora_config::ConfigProblem::new(
+                "ARAGORA_ALERT_WEBHOOK_TOKEN_FILE",
+                err.to_string(),
+            )])
+        }
+    };
     let (engine, dr, chaos) = (loaded.engine, loaded.dr, loaded.chaos);
     settings::init_logging(engine.log_level, engine.log_format);
 
@@ -76,6 +86,19 @@ pub async fn control(args: &ControlArgs) -> ExitCode {
         }
     };
 
+    let sink = std::sync::Arc::new(aragora_slo::sink::WebhookSink::new(
+        &registry,
+        token.as_deref(),
+    ));
+    router = router.route(
+        aragora_slo::receivers::SINK_PATH,
+        axum::routing::post(
+            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let sink = sink.clone();
+                async move { receive_alerts(&sink, &headers, &body) }
+            },
+        ),
+    );
     let metrics_registry = registry.clone();
     router = router.route(
         "/metrics",
@@ -117,6 +140,43 @@ pub async fn control(args: &ControlArgs) -> ExitCode {
         Err(err) => {
             eprintln!("aragora: the control plane's listener failed: {err}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// The sink's HTTP answer: 200 with what was counted, or the refusal in the error envelope.
+fn receive_alerts(
+    sink: &aragora_slo::sink::WebhookSink,
+    headers: &axum::http::HeaderMap,
+    body: &[u8],
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let authorization = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok());
+    match sink.receive(authorization, body) {
+        Ok(received) => axum::Json(serde_json::json!({
+            "received": received.alerts,
+            "receiver": received.receiver,
+        }))
+        .into_response(),
+        Err(err) => {
+            let status = axum::http::StatusCode::from_u16(err.status())
+                .unwrap_or(axum::http::StatusCode::BAD_REQUEST);
+            tracing::info!(
+                status = err.status(),
+                code = err.code(),
+                "alert notification refused"
+            );
+            let body = aragora_telemetry::error_body(err.code(), &err.to_string());
+            let mut response = (status, axum::Json(body)).into_response();
+            if status == axum::http::StatusCode::UNAUTHORIZED {
+                response.headers_mut().insert(
+                    axum::http::header::WWW_AUTHENTICATE,
+                    axum::http::HeaderValue::from_static("Bearer"),
+                );
+            }
+            response
         }
     }
 }

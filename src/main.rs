@@ -96,6 +96,10 @@ enum SloCommand {
         /// Also write the Grafana dashboards into this directory (dashboards/ here).
         #[arg(long)]
         dashboards: Option<PathBuf>,
+        /// Also write Alertmanager's configuration, receivers from the ARAGORA_ALERT_* settings,
+        /// into this file (deploy/alertmanager/alertmanager.yml here).
+        #[arg(long)]
+        alertmanager: Option<PathBuf>,
     },
     /// Show each SLO's error ratio, budget left, burn rates and alerts, as a table (or JSON).
     Status {
@@ -225,7 +229,13 @@ fn run_command(cli: Cli) -> ExitCode {
             spec,
             out,
             dashboards,
-        }) => slo::generate(spec.spec.as_deref(), &out, dashboards.as_deref()),
+            alertmanager,
+        }) => slo::generate(
+            spec.spec.as_deref(),
+            &out,
+            dashboards.as_deref(),
+            alertmanager.as_deref(),
+        ),
         command => {
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

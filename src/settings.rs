@@ -11,6 +11,7 @@ use aragora_config::{ConfigProblem, Env, LogFormat, LogLevel, Setting, Settings}
 use aragora_engine::EngineConfig;
 use aragora_gateway::GatewayConfig;
 use aragora_slo::live::LiveSettings;
+use aragora_slo::receivers::ReceiverSettings;
 use aragora_slo::SloSettings;
 use std::path::PathBuf;
 
@@ -58,6 +59,8 @@ pub struct Parts {
     pub live: bool,
     pub dr: bool,
     pub chaos: bool,
+    /// The Alertmanager receivers (`ARAGORA_ALERT_*`): control's webhook sink.
+    pub alerting: bool,
 }
 
 impl Parts {
@@ -69,6 +72,7 @@ impl Parts {
         live: true,
         dr: true,
         chaos: false,
+        alerting: false,
     };
     /// `up`: what `serve` runs, behind the embedded gateway.
     pub const UP: Self = Self {
@@ -83,15 +87,18 @@ impl Parts {
         live: false,
         dr: false,
         chaos: false,
+        alerting: false,
     };
-    /// `control`: DR and chaos schedules and the live evaluation over Prometheus.
+    /// `control`: DR and chaos schedules, the live evaluation over Prometheus, the webhook sink.
     pub const CONTROL: Self = Self {
         chaos: true,
+        alerting: true,
         ..Self::SERVE
     };
     /// `validate-env`: every part, as `up` and `control` would start them.
     pub const EVERYTHING: Self = Self {
         chaos: true,
+        alerting: true,
         ..Self::UP
     };
     /// `backup` and `drill`.
@@ -117,6 +124,7 @@ impl Parts {
         live: false,
         dr: false,
         chaos: false,
+        alerting: false,
     };
 }
 
@@ -166,6 +174,7 @@ pub struct ProcessConfig {
     pub live: LiveSettings,
     pub dr: DrConfig,
     pub chaos: ChaosConfig,
+    pub receivers: ReceiverSettings,
 }
 
 /// The configuration of `parts`, or every problem of all of them.
@@ -221,6 +230,8 @@ pub fn read_and_validate(
 
     let (chaos, read) = ChaosConfig::read(None, env);
     keep(parts.chaos, read);
+    let (receivers, read) = ReceiverSettings::read(None, env);
+    keep(parts.alerting, read);
 
     if parts.engine {
         problems.extend(engine.validate());
@@ -248,6 +259,9 @@ pub fn read_and_validate(
     if parts.chaos {
         problems.extend(chaos.validate());
     }
+    if parts.alerting {
+        problems.extend(receivers.validate());
+    }
 
     let mut seen = std::collections::HashSet::new();
     problems.retain(|problem| seen.insert(problem.clone()));
@@ -258,6 +272,7 @@ pub fn read_and_validate(
         live,
         dr,
         chaos,
+        receivers,
     };
     (config, problems)
 }

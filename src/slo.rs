@@ -57,7 +57,23 @@ pub fn check(spec: Option<&Path>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-pub fn generate(spec: Option<&Path>, out: &Path, dashboards: Option<&Path>) -> ExitCode {
+pub fn generate(
+    spec: Option<&Path>,
+    out: &Path,
+    dashboards: Option<&Path>,
+    alertmanager: Option<&Path>,
+) -> ExitCode {
+    // The receivers are judged before anything is written.
+    let receivers = match alertmanager {
+        None => None,
+        Some(path) => {
+            match aragora_slo::receivers::ReceiverSettings::from_env(&aragora_config::process_env())
+            {
+                Ok(receivers) => Some((path, receivers.render())),
+                Err(problems) => return crate::settings::refused(&problems),
+            }
+        }
+    };
     let (spec, settings) = match load(spec) {
         Ok(loaded) => loaded,
         Err(code) => return code,
@@ -77,6 +93,17 @@ pub fn generate(spec: Option<&Path>, out: &Path, dashboards: Option<&Path>) -> E
         for file in &files {
             println!("wrote {}", dir.join(file.name).display());
         }
+    }
+    if let Some((path, text)) = receivers {
+        if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+            if let Err(err) = std::fs::create_dir_all(dir) {
+                return crate::settings::failed(format!("cannot create {}: {err}", dir.display()));
+            }
+        }
+        if let Err(err) = std::fs::write(path, text) {
+            return crate::settings::failed(format!("cannot write {}: {err}", path.display()));
+        }
+        println!("wrote {}", path.display());
     }
     ExitCode::SUCCESS
 }

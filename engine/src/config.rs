@@ -177,12 +177,12 @@ impl Default for EngineConfig {
             data_dir: PathBuf::from("./data"),
             db_backend: DbBackend::Sqlite,
             database_url: None,
-            db_pool_size: 10,
+            db_pool_size: 20,
             db_connect_timeout_secs: 30,
             auto_migrate: true,
             migration_lock_wait_secs: 300,
             default_rounds: 3,
-            max_concurrent_debates: 5,
+            max_concurrent_debates: 10,
             debate_queue_size: 100,
             debate_timeout_secs: 900,
             agent_timeout_secs: 240,
@@ -579,7 +579,8 @@ mod tests {
         assert_eq!(config.default_rounds, 3);
         assert_eq!(config.debate_timeout_secs, 900);
         assert_eq!(config.agent_timeout_secs, 240);
-        assert_eq!(config.max_concurrent_debates, 5);
+        assert_eq!(config.max_concurrent_debates, 10);
+        assert_eq!(config.db_pool_size, 20);
         assert_eq!(config.db_backend, DbBackend::Sqlite);
     }
 

@@ -4,7 +4,9 @@
 //! → [`SloSpec`] ([`model`], plain data) → [`check`] (every problem, each with its fix)
 //! → renderers, pure functions of the model: [`rules::sloth`] (Sloth-compatible recording
 //! rules and multiwindow multi-burn-rate alerts), [`rules::operational`] (the runbook's 15
-//! alerts), [`promtool`] (unit tests for every alert) → [`generate`] (the files of `alerts/`).
+//! alerts), [`promtool`] (unit tests for every alert) → [`generate`] (the files of `alerts/`);
+//! [`receivers`] renders Alertmanager's configuration from the `ARAGORA_ALERT_*` settings, and
+//! [`sink`] is the webhook `aragora control` serves to receive what it sends.
 //!
 //! The default SLOs and the environment variables that override their targets live in
 //! [`settings`]. Metric names are checked against the telemetry catalogue, so rules can only
@@ -18,8 +20,10 @@ pub mod live;
 pub mod model;
 pub mod promql;
 pub mod promtool;
+pub mod receivers;
 pub mod rules;
 pub mod settings;
+pub mod sink;
 pub mod spec;
 
 pub use check::{check, Problem};

@@ -2,6 +2,7 @@
 //! amtool say of them.
 
 use aragora_slo::generate::{self, GeneratedFile, OPERATIONAL_TESTS, SLO_TESTS};
+use aragora_slo::receivers::ReceiverSettings;
 use aragora_slo::SloSettings;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -131,6 +132,76 @@ fn a_failing_promtool_test_is_reported() {
         dir.path(),
     );
     assert!(!output.status.success());
+}
+
+#[test]
+fn committed_alertmanager_config_matches_the_renderer() {
+    let rendered = ReceiverSettings::from_env(&HashMap::new())
+        .unwrap()
+        .render();
+    let committed =
+        std::fs::read_to_string(repo_root().join("deploy/alertmanager/alertmanager.yml"))
+            .unwrap_or_default();
+    assert!(
+        committed == rendered,
+        "deploy/alertmanager/alertmanager.yml differs from what the renderer writes; run \
+         `aragora slo generate --out alerts --alertmanager deploy/alertmanager/alertmanager.yml` \
+         (with no ARAGORA_ALERT_* variables set) and commit"
+    );
+}
+
+#[test]
+fn amtool_accepts_receivers_with_every_setting_and_pages_still_reach_the_pager() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("webhook.token");
+    let password = dir.path().join("smtp.password");
+    std::fs::write(&token, "a-webhook-token-for-amtool\n").unwrap();
+    std::fs::write(&password, "smtp-password\n").unwrap();
+    let settings = ReceiverSettings::from_env(&aragora_config::env_map(&[
+        (
+            "ARAGORA_ALERT_PAGER_WEBHOOK_URL",
+            "https://events.example.com/v2/enqueue",
+        ),
+        (
+            "ARAGORA_ALERT_CHAT_WEBHOOK_URL",
+            "https://chat.example.com/hooks/aragora",
+        ),
+        ("ARAGORA_ALERT_WEBHOOK_TOKEN_FILE", token.to_str().unwrap()),
+        ("ARAGORA_ALERT_EMAIL_TO", "oncall@example.com"),
+        ("ARAGORA_ALERT_SMTP_SMARTHOST", "smtp.example.com:587"),
+        ("ARAGORA_ALERT_SMTP_AUTH_USERNAME", "alerts"),
+        (
+            "ARAGORA_ALERT_SMTP_AUTH_PASSWORD_FILE",
+            password.to_str().unwrap(),
+        ),
+    ]))
+    .unwrap();
+    let config = dir.path().join("alertmanager.yml");
+    let text = settings.render();
+    std::fs::write(&config, &text).unwrap();
+    assert!(
+        !text.contains("smtp-password") && !text.contains("a-webhook-token"),
+        "{text}"
+    );
+    let config = config.to_str().unwrap();
+    let checked = assert_success(
+        &run("amtool", &["check-config", config], dir.path()),
+        "amtool check-config",
+    );
+    assert!(checked.contains("2 receivers"), "{checked}");
+    let output = run(
+        "amtool",
+        &[
+            "config",
+            "routes",
+            "test",
+            "--config.file",
+            config,
+            "severity=critical",
+        ],
+        dir.path(),
+    );
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "pager");
 }
 
 #[test]

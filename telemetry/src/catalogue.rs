@@ -462,6 +462,14 @@ pub const CHAOS_EXPERIMENT_RUNS_TOTAL: MetricDef = MetricDef {
     buckets: &[],
 };
 
+pub const ALERT_NOTIFICATIONS_RECEIVED_TOTAL: MetricDef = MetricDef {
+    name: "aragora_alert_notifications_received_total",
+    kind: MetricKind::Counter,
+    help: "Alerts `aragora control`'s webhook sink received from Alertmanager, one per alert of each notification, by receiver (pager, chat, other) and the alert's status (firing, resolved).",
+    labels: &["receiver", "status"],
+    buckets: &[],
+};
+
 /// Every metric of the catalogue, for generators and for the test that checks a running
 /// system exports what rules and dashboards refer to.
 pub const ALL: &[MetricDef] = &[
@@ -512,6 +520,7 @@ pub const ALL: &[MetricDef] = &[
     CHAOS_PROXY_BYTES_TOTAL,
     CHAOS_PROXY_FAULTS_ACTIVE,
     CHAOS_EXPERIMENT_RUNS_TOTAL,
+    ALERT_NOTIFICATIONS_RECEIVED_TOTAL,
 ];
 
 impl MetricDef {

@@ -36,7 +36,7 @@ fn secured(options: EngineOptions, secret: &str) -> EngineOptions {
 }
 
 /// A JWT for `sub` with `role`, valid for an hour, signed with `secret` as the engine signs.
-fn jwt(secret: &str, sub: &str, role: Role) -> String {
+pub(crate) fn jwt(secret: &str, sub: &str, role: Role) -> String {
     let config = AuthConfig {
         jwt_secret: Some(secret.to_string()),
         ..AuthConfig::default()
@@ -505,7 +505,7 @@ async fn an_operator_cannot_cancel_another_operators_debate(options: EngineOptio
 
 /// Stops `engine` and starts its successor on the same data with `env` over a fresh set of
 /// options for `backend`.
-async fn restart(mut engine: Engine, backend: &Backend, env: &[(&str, &str)]) -> Engine {
+pub(crate) async fn restart(mut engine: Engine, backend: &Backend, env: &[(&str, &str)]) -> Engine {
     engine.signal(libc::SIGTERM);
     let status = engine.wait_exit(PATIENCE).await;
     assert!(status.success(), "{status:?}\n{}", engine.log_text());

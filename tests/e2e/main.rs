@@ -25,6 +25,7 @@ macro_rules! on_both_backends {
 
 mod admin_auth;
 mod alert_inhibition;
+mod alert_receivers;
 mod api;
 mod auth;
 mod backups;
@@ -43,6 +44,7 @@ mod migrations;
 mod providers;
 mod receipt_ring;
 mod recovery;
+mod rotation;
 mod secrets;
 mod slo;
 mod slo_live;

@@ -31,21 +31,27 @@ async fn debate_receipt(engine: &Engine, topic: &str) -> Value {
 }
 
 /// Stops `engine` with SIGTERM and waits for it to exit cleanly.
-async fn stop(engine: &mut Engine) {
+pub(crate) async fn stop(engine: &mut Engine) {
     engine.signal(libc::SIGTERM);
     let status = engine.wait_exit(Duration::from_secs(30)).await;
     assert!(status.success(), "{status:?}\n{}", engine.log_text());
 }
 
-/// `aragora receipt verify FILE` with the third engine's keys: success and everything printed.
-fn verify_cli(file: &Path, data_dir: &Path) -> (bool, String) {
+/// `aragora receipt verify FILE` with `key` and the `previous` keys (comma-separated, empty
+/// for none): success and everything printed.
+pub(crate) fn verify_cli(
+    file: &Path,
+    data_dir: &Path,
+    key: &str,
+    previous: &str,
+) -> (bool, String) {
     let output = aragora_command()
         .args(["receipt", "verify"])
         .arg(file)
         .arg("--data-dir")
         .arg(data_dir)
-        .env(SIGNING_KEY, KEY_C)
-        .env(PREVIOUS, format!("{KEY_B},{KEY_A}"))
+        .env(SIGNING_KEY, key)
+        .env(PREVIOUS, previous)
         .output()
         .expect("run aragora receipt verify");
     let text = format!(
@@ -163,7 +169,7 @@ async fn receipts_from_every_earlier_key_verify_after_rotations_and_strangers_do
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("receipt.json");
     std::fs::write(&file, serde_json::to_string_pretty(&from_a).unwrap()).unwrap();
-    let (ok, text) = verify_cli(&file, &engine.data_dir);
+    let (ok, text) = verify_cli(&file, &engine.data_dir, KEY_C, &format!("{KEY_B},{KEY_A}"));
     said.push_str(&text);
     assert!(ok, "{text}");
     assert!(
@@ -173,11 +179,11 @@ async fn receipts_from_every_earlier_key_verify_after_rotations_and_strangers_do
         "{text}"
     );
     std::fs::write(&file, generated.to_string()).unwrap();
-    let (ok, text) = verify_cli(&file, &engine.data_dir);
+    let (ok, text) = verify_cli(&file, &engine.data_dir, KEY_C, &format!("{KEY_B},{KEY_A}"));
     said.push_str(&text);
     assert!(ok && text.contains("generated key file"), "{text}");
     std::fs::write(&file, outside.to_string()).unwrap();
-    let (ok, text) = verify_cli(&file, &engine.data_dir);
+    let (ok, text) = verify_cli(&file, &engine.data_dir, KEY_C, &format!("{KEY_B},{KEY_A}"));
     said.push_str(&text);
     assert!(
         !ok && text.contains("INVALID") && text.contains("not in the key ring"),
