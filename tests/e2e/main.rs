@@ -24,6 +24,7 @@ macro_rules! on_both_backends {
 }
 
 mod admin_auth;
+mod alerting;
 mod alert_inhibition;
 mod api;
 mod auth;
