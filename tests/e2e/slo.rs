@@ -177,26 +177,26 @@ async fn check_looks_up_a_foreign_histograms_buckets_in_prometheus() {
 
     // A threshold between two of foo's buckets: refused, with the bounds either side.
     let output = check(foo_spec(dir.path(), "0.3", "foo_seconds")).await.unwrap();
-    let text = text(&output);
-    assert_eq!(output.status.code(), Some(78), "{text}");
+    let said = text(&output);
+    assert_eq!(output.status.code(), Some(78), "{said}");
     assert!(
-        text.contains("le=\"0.3\" (a latency threshold of 300 ms) is not a bucket boundary of foo_seconds"),
-        "{text}"
+        said.contains("le=\"0.3\" (a latency threshold of 300 ms) is not a bucket boundary of foo_seconds"),
+        "{said}"
     );
-    assert!(text.contains("use 250 ms or 500 ms"), "{text}");
-    assert!(text.contains("[0.1, 0.25, 0.5]"), "{text}");
+    assert!(said.contains("use 250 ms or 500 ms"), "{said}");
+    assert!(said.contains("[0.1, 0.25, 0.5]"), "{said}");
 
     // On a boundary: valid, with the note that foo_seconds is the user's.
     let output = check(foo_spec(dir.path(), "0.25", "foo_seconds")).await.unwrap();
-    let text = text(&output);
-    assert!(output.status.success(), "{text}");
-    assert!(text.contains("note: foo_seconds is not an aragora metric"), "{text}");
+    let said = text(&output);
+    assert!(output.status.success(), "{said}");
+    assert!(said.contains("note: foo_seconds is not an aragora metric"), "{said}");
 
     // A histogram this Prometheus does not have: not checkable, said so, not refused.
     let output = check(foo_spec(dir.path(), "0.3", "bar_seconds")).await.unwrap();
-    let text = text(&output);
-    assert!(output.status.success(), "{text}");
-    assert!(text.contains("has no series of bar_seconds_bucket"), "{text}");
+    let said = text(&output);
+    assert!(output.status.success(), "{said}");
+    assert!(said.contains("has no series of bar_seconds_bucket"), "{said}");
 
     // Without the flag the bound is not looked up.
     let spec = foo_spec(dir.path(), "0.3", "foo_seconds");
