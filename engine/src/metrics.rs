@@ -116,7 +116,9 @@ impl EngineMetrics {
         for agent in agents.all() {
             let (name, provider) = (agent.name(), agent.provider());
             for status in cat::AGENT_CALL_STATUSES {
-                let _ = self.agent_calls.with_label_values(&[name, provider, status]);
+                let _ = self
+                    .agent_calls
+                    .with_label_values(&[name, provider, status]);
             }
             let _ = self.agent_latency.with_label_values(&[name, provider]);
             for error_type in cat::AGENT_ERROR_TYPES {
@@ -195,7 +197,9 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("aragora_auth_failures_total{reason=\"forbidden\",component=\"engine\"} 1"),
+            text.contains(
+                "aragora_auth_failures_total{reason=\"forbidden\",component=\"engine\"} 1"
+            ),
             "{text}"
         );
         assert!(

@@ -89,11 +89,18 @@ pub fn review(spec: &SloSpec) -> Review {
     let mut foreign = Vec::new();
     for slo in &spec.slos {
         let mut messages = Vec::new();
-        check_slo(slo, &mut messages, &mut foreign, &mut review.foreign_buckets);
-        review.problems.extend(messages.into_iter().map(|message| Problem {
-            slo: Some(slo.name.clone()),
-            message,
-        }));
+        check_slo(
+            slo,
+            &mut messages,
+            &mut foreign,
+            &mut review.foreign_buckets,
+        );
+        review
+            .problems
+            .extend(messages.into_iter().map(|message| Problem {
+                slo: Some(slo.name.clone()),
+                message,
+            }));
     }
     // One note per foreign metric for the whole spec, in the order the queries name them.
     let mut noted = HashSet::new();
@@ -150,8 +157,7 @@ fn check_slo(
     for query in slo.queries() {
         check_windowing(query, problems);
         for selector in promql::selectors(query) {
-            if catalogue_entry(&selector.metric).is_some()
-                || selector.metric.starts_with(NAMESPACE)
+            if catalogue_entry(&selector.metric).is_some() || selector.metric.starts_with(NAMESPACE)
             {
                 check_metric(&selector, problems);
                 continue;
@@ -181,7 +187,11 @@ fn histogram_base(series: &str) -> (&str, &'static str) {
 
 /// The problem of a foreign histogram's `le` bound, given the bucket bounds the Prometheus at
 /// `url` has for it (`+Inf` aside); `None` when the bound is one of them.
-pub fn foreign_bucket_problem(bucket: &ForeignBucket, bounds: &[f64], url: &str) -> Option<Problem> {
+pub fn foreign_bucket_problem(
+    bucket: &ForeignBucket,
+    bounds: &[f64],
+    url: &str,
+) -> Option<Problem> {
     let message = bucket_message(&bucket.metric, &bucket.bound, bounds)?;
     Some(Problem {
         slo: Some(bucket.slo.clone()),

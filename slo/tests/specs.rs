@@ -151,19 +151,37 @@ fn a_sloth_spec_of_another_service_passes_with_a_note_per_foreign_metric() {
     let review = aragora_slo::check::review(&spec);
     assert!(review.problems.is_empty(), "{:#?}", review.problems);
     let notes: Vec<String> = review.notes.iter().map(ToString::to_string).collect();
-    assert_eq!(notes.len(), 2, "one note per metric, however many queries: {notes:#?}");
-    assert!(notes[0].starts_with("http_requests_total is not an aragora metric"), "{notes:#?}");
+    assert_eq!(
+        notes.len(),
+        2,
+        "one note per metric, however many queries: {notes:#?}"
+    );
+    assert!(
+        notes[0].starts_with("http_requests_total is not an aragora metric"),
+        "{notes:#?}"
+    );
     assert!(
         notes[1].starts_with("http_request_duration_seconds is not an aragora metric"),
         "{notes:#?}"
     );
     // Its latency bound is left for a Prometheus to check.
-    assert_eq!(review.foreign_buckets.len(), 1, "{:?}", review.foreign_buckets);
-    assert_eq!(review.foreign_buckets[0].metric, "http_request_duration_seconds");
+    assert_eq!(
+        review.foreign_buckets.len(),
+        1,
+        "{:?}",
+        review.foreign_buckets
+    );
+    assert_eq!(
+        review.foreign_buckets[0].metric,
+        "http_request_duration_seconds"
+    );
     assert_eq!(review.foreign_buckets[0].bound, "0.25");
     let rules = slo_rules(&spec);
     assert!(rules.contains("sloth_service: myservice"), "{rules}");
-    assert!(rules.contains("http_requests_total{job=\"myservice\",code=~\"(5..|429)\"}[5m]"), "{rules}");
+    assert!(
+        rules.contains("http_requests_total{job=\"myservice\",code=~\"(5..|429)\"}[5m]"),
+        "{rules}"
+    );
 }
 
 #[test]

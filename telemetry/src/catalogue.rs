@@ -305,7 +305,10 @@ pub const RATE_LIMITED_TOTAL: MetricDef = MetricDef {
 /// of a burst has a 0 to rise from, and the panel has data before the first 429.
 pub fn rate_limited(registry: &Registry) -> IntCounterVec {
     let counter = RATE_LIMITED_TOTAL.counter(registry);
-    for route in crate::http::ROUTES.iter().chain(&[crate::http::UNMATCHED_ROUTE]) {
+    for route in crate::http::ROUTES
+        .iter()
+        .chain(&[crate::http::UNMATCHED_ROUTE])
+    {
         let _ = counter.with_label_values(&[route]);
     }
     counter

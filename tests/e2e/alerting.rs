@@ -15,7 +15,10 @@ const PATIENCE: Duration = Duration::from_secs(60);
 /// The instant vector `query` answers in `prometheus` now.
 async fn instant(prometheus: &PromServer, query: &str) -> Vec<Value> {
     let answer = prometheus.api("/api/v1/query", &[("query", query)]).await;
-    answer["data"]["result"].as_array().cloned().unwrap_or_default()
+    answer["data"]["result"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// The value of `slo`'s 5m SLI recording rule, when Prometheus has a number for it.
@@ -28,8 +31,8 @@ async fn sli_5m(prometheus: &PromServer, slo: &str) -> Option<f64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_slo_rules_match_under_the_seeds_job_names() {
-    let engine = Engine::start(EngineOptions::sqlite().env("ARAGORA_OFFLINE_AGENT_LATENCY_MS", 5))
-        .await;
+    let engine =
+        Engine::start(EngineOptions::sqlite().env("ARAGORA_OFFLINE_AGENT_LATENCY_MS", 5)).await;
     let gateway = GatewayProcess::start(&[engine.api.to_string()], &[]).await;
     gateway.wait_ready_count(1, PATIENCE).await;
     // The Self-Hosted Guide's one job for the gateway, the runbook's for the backend.
@@ -51,14 +54,21 @@ async fn the_slo_rules_match_under_the_seeds_job_names() {
     // Reads through the edge, then 503s (maintenance) until the availability SLI sees them.
     let client = gateway.client();
     let url = gateway.https_url("/api/debates?limit=1");
-    eventually("the latency SLI from the gateway's reads", PATIENCE, || async {
-        let answer = client.get(&url).send().await.ok()?;
-        assert_eq!(answer.status(), 200);
-        sli_5m(&prometheus, "latency").await
-    })
+    eventually(
+        "the latency SLI from the gateway's reads",
+        PATIENCE,
+        || async {
+            let answer = client.get(&url).send().await.ok()?;
+            assert_eq!(answer.status(), 200);
+            sli_5m(&prometheus, "latency").await
+        },
+    )
     .await;
     assert_eq!(
-        gateway.admin_post("/api/system/maintenance/enable").await.status(),
+        gateway
+            .admin_post("/api/system/maintenance/enable")
+            .await
+            .status(),
         200
     );
     // New debates are what maintenance refuses, whatever else it lets through.
@@ -67,12 +77,17 @@ async fn the_slo_rules_match_under_the_seeds_job_names() {
         let body = json!({"topic": "Refused in maintenance", "rounds": 1});
         let answer = client.post(&debates_url).json(&body).send().await.ok()?;
         assert_eq!(answer.status(), 503);
-        sli_5m(&prometheus, "availability").await.filter(|v| *v > 0.0)
+        sli_5m(&prometheus, "availability")
+            .await
+            .filter(|v| *v > 0.0)
     })
     .await;
     assert!(availability < 1.0, "reads succeeded before: {availability}");
     assert_eq!(
-        gateway.admin_post("/api/system/maintenance/disable").await.status(),
+        gateway
+            .admin_post("/api/system/maintenance/disable")
+            .await
+            .status(),
         200
     );
     // Offline agents answer within the 500 ms bucket; the debate completed.
@@ -85,8 +100,14 @@ async fn the_slo_rules_match_under_the_seeds_job_names() {
 
     // The series carry the seeds' jobs, and the component each came from.
     for (selector, job) in [
-        ("aragora_http_requests_total{component=\"gateway\"}", "aragora"),
-        ("aragora_debates_total{component=\"engine\"}", "aragora-backend"),
+        (
+            "aragora_http_requests_total{component=\"gateway\"}",
+            "aragora",
+        ),
+        (
+            "aragora_debates_total{component=\"engine\"}",
+            "aragora-backend",
+        ),
     ] {
         let found = instant(&prometheus, selector).await;
         assert!(
@@ -185,7 +206,10 @@ async fn every_metric_an_alert_or_panel_names_is_in_a_fresh_scrape() {
         );
     }
     assert_eq!(
-        crate::support::sample(&scrapes[1].1, "aragora_rate_limited_total{route=\"/api/debates\"}"),
+        crate::support::sample(
+            &scrapes[1].1,
+            "aragora_rate_limited_total{route=\"/api/debates\"}"
+        ),
         Some(0.0),
         "{}",
         scrapes[1].1
@@ -202,5 +226,8 @@ async fn every_metric_an_alert_or_panel_names_is_in_a_fresh_scrape() {
         })
         .map(|(metric, component, place)| format!("{metric} ({component}; {place})"))
         .collect();
-    assert!(missing.is_empty(), "absent from a fresh scrape: {missing:#?}");
+    assert!(
+        missing.is_empty(),
+        "absent from a fresh scrape: {missing:#?}"
+    );
 }

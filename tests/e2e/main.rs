@@ -24,8 +24,8 @@ macro_rules! on_both_backends {
 }
 
 mod admin_auth;
-mod alerting;
 mod alert_inhibition;
+mod alerting;
 mod api;
 mod auth;
 mod backups;

@@ -2,8 +2,8 @@
 
 use crate::support::aragora_command;
 use std::path::Path;
-use std::time::Duration;
 use std::process::Output;
+use std::time::Duration;
 
 fn slo(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = aragora_command();
@@ -90,13 +90,19 @@ fn occurrences(haystack: &str, needle: &str) -> usize {
 #[test]
 fn check_accepts_another_services_sloth_spec_with_a_note_per_metric() {
     let output = slo(
-        &["check", "--spec", "slo/specs/examples/sloth-other-service.yaml"],
+        &[
+            "check",
+            "--spec",
+            "slo/specs/examples/sloth-other-service.yaml",
+        ],
         &[],
     );
     let text = text(&output);
     assert!(output.status.success(), "{text}");
     assert!(
-        text.contains("the 2 SLO(s) of service myservice are valid: requests-availability, requests-latency"),
+        text.contains(
+            "the 2 SLO(s) of service myservice are valid: requests-availability, requests-latency"
+        ),
         "{text}"
     );
     // Four queries name the two metrics: one note each.
@@ -123,11 +129,17 @@ fn an_unexported_aragora_name_is_refused_once_however_many_queries_name_it() {
     assert_eq!(output.status.code(), Some(78), "{text}");
     assert!(text.contains("1 problem(s)"), "{text}");
     assert_eq!(
-        occurrences(&text, "names aragora_requests_total, which aragora does not export"),
+        occurrences(
+            &text,
+            "names aragora_requests_total, which aragora does not export"
+        ),
         1,
         "{text}"
     );
-    assert!(text.contains("did you mean aragora_http_requests_total?"), "{text}");
+    assert!(
+        text.contains("did you mean aragora_http_requests_total?"),
+        "{text}"
+    );
 }
 
 /// A service of the user's own, exposing one histogram in the text format on `/metrics`.
@@ -159,13 +171,21 @@ fn foo_spec(dir: &Path, le: &str, histogram: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_looks_up_a_foreign_histograms_buckets_in_prometheus() {
     let foo = foo_service().await;
-    let prometheus = crate::support::prom::PromServer::prometheus(&[("foo", foo.to_string())]).await;
-    crate::support::eventually("Prometheus to scrape foo's buckets", Duration::from_secs(60), || async {
-        let answer = prometheus
-            .api("/api/v1/query", &[("query", "count by (le) (foo_seconds_bucket)")])
-            .await;
-        (answer["data"]["result"].as_array()?.len() == 4).then_some(())
-    })
+    let prometheus =
+        crate::support::prom::PromServer::prometheus(&[("foo", foo.to_string())]).await;
+    crate::support::eventually(
+        "Prometheus to scrape foo's buckets",
+        Duration::from_secs(60),
+        || async {
+            let answer = prometheus
+                .api(
+                    "/api/v1/query",
+                    &[("query", "count by (le) (foo_seconds_bucket)")],
+                )
+                .await;
+            (answer["data"]["result"].as_array()?.len() == 4).then_some(())
+        },
+    )
     .await;
     let dir = tempfile::tempdir().unwrap();
     let check = |spec: String| {
@@ -176,27 +196,41 @@ async fn check_looks_up_a_foreign_histograms_buckets_in_prometheus() {
     };
 
     // A threshold between two of foo's buckets: refused, with the bounds either side.
-    let output = check(foo_spec(dir.path(), "0.3", "foo_seconds")).await.unwrap();
+    let output = check(foo_spec(dir.path(), "0.3", "foo_seconds"))
+        .await
+        .unwrap();
     let said = text(&output);
     assert_eq!(output.status.code(), Some(78), "{said}");
     assert!(
-        said.contains("le=\"0.3\" (a latency threshold of 300 ms) is not a bucket boundary of foo_seconds"),
+        said.contains(
+            "le=\"0.3\" (a latency threshold of 300 ms) is not a bucket boundary of foo_seconds"
+        ),
         "{said}"
     );
     assert!(said.contains("use 250 ms or 500 ms"), "{said}");
     assert!(said.contains("[0.1, 0.25, 0.5]"), "{said}");
 
     // On a boundary: valid, with the note that foo_seconds is the user's.
-    let output = check(foo_spec(dir.path(), "0.25", "foo_seconds")).await.unwrap();
+    let output = check(foo_spec(dir.path(), "0.25", "foo_seconds"))
+        .await
+        .unwrap();
     let said = text(&output);
     assert!(output.status.success(), "{said}");
-    assert!(said.contains("note: foo_seconds is not an aragora metric"), "{said}");
+    assert!(
+        said.contains("note: foo_seconds is not an aragora metric"),
+        "{said}"
+    );
 
     // A histogram this Prometheus does not have: not checkable, said so, not refused.
-    let output = check(foo_spec(dir.path(), "0.3", "bar_seconds")).await.unwrap();
+    let output = check(foo_spec(dir.path(), "0.3", "bar_seconds"))
+        .await
+        .unwrap();
     let said = text(&output);
     assert!(output.status.success(), "{said}");
-    assert!(said.contains("has no series of bar_seconds_bucket"), "{said}");
+    assert!(
+        said.contains("has no series of bar_seconds_bucket"),
+        "{said}"
+    );
 
     // Without the flag the bound is not looked up.
     let spec = foo_spec(dir.path(), "0.3", "foo_seconds");

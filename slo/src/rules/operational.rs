@@ -137,8 +137,9 @@ pub fn alerts(settings: &SloSettings) -> Vec<OperationalAlert> {
     let breaker = |agent: &str| {
         format!("aragora_circuit_breaker_state{{component=\"engine\",job=\"aragora-backend\",instance=\"engine-1:8080\",agent=\"{agent}\"}}")
     };
-    let engine_gauge =
-        |name: &str| format!("{name}{{component=\"engine\",job=\"aragora-backend\",instance=\"engine-1:8080\"}}");
+    let engine_gauge = |name: &str| {
+        format!("{name}{{component=\"engine\",job=\"aragora-backend\",instance=\"engine-1:8080\"}}")
+    };
     let agent_bucket = |le: &str| {
         format!("aragora_agent_latency_seconds_bucket{{component=\"engine\",job=\"aragora-backend\",agent=\"claude\",provider=\"anthropic\",le=\"{le}\"}}")
     };
