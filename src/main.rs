@@ -84,12 +84,20 @@ enum Command {
 
 #[derive(Subcommand)]
 enum SloCommand {
-    /// Print every problem of an SLO spec, each with its fix; exit 78 on any.
-    Check(SloSpecArg),
+    /// Print every problem of an SLO spec, each with its fix; exit 78 on any. Metrics outside
+    /// the aragora_ namespace (your own services') get a note, not a refusal.
+    Check {
+        #[command(flatten)]
+        spec: SloSpecArg,
+        #[command(flatten)]
+        lookup: SloLookupArg,
+    },
     /// Write the rule files and their promtool tests (alerts/ in this repository).
     Generate {
         #[command(flatten)]
         spec: SloSpecArg,
+        #[command(flatten)]
+        lookup: SloLookupArg,
         /// Directory to write into; created if missing.
         #[arg(long, default_value = "alerts")]
         out: PathBuf,
@@ -127,6 +135,14 @@ struct SloSpecArg {
     /// SLO_LATENCY_P99_TARGET_MS and SLO_DEBATE_SUCCESS_TARGET.
     #[arg(long)]
     spec: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct SloLookupArg {
+    /// A Prometheus that scrapes the services a spec names: the latency thresholds on
+    /// histograms outside aragora are checked against the bucket bounds it has for them.
+    #[arg(long)]
+    prometheus_url: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -224,14 +240,18 @@ fn run_command(cli: Cli) -> ExitCode {
             config,
             data_dir,
         }) => checks::verify_receipt(&file, config, data_dir),
-        Command::Slo(SloCommand::Check(arg)) => slo::check(arg.spec.as_deref()),
+        Command::Slo(SloCommand::Check { spec, lookup }) => {
+            slo::check(spec.spec.as_deref(), lookup.prometheus_url.as_deref())
+        }
         Command::Slo(SloCommand::Generate {
             spec,
+            lookup,
             out,
             dashboards,
             alertmanager,
         }) => slo::generate(
             spec.spec.as_deref(),
+            lookup.prometheus_url.as_deref(),
             &out,
             dashboards.as_deref(),
             alertmanager.as_deref(),

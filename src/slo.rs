@@ -38,12 +38,75 @@ fn fail(err: &SloError) -> ExitCode {
     }
 }
 
-pub fn check(spec: Option<&Path>) -> ExitCode {
+/// The spec's problems and notes, printing the notes; with `prometheus`, the `le` bounds on
+/// histograms outside aragora are looked up there (one lookup per histogram). Problems come
+/// back for the caller to refuse; a Prometheus that cannot answer is a failure (exit 1).
+fn review(spec: &SloSpec, prometheus: Option<&str>) -> Result<Vec<aragora_slo::Problem>, ExitCode> {
+    let mut review = aragora_slo::check::review(spec);
+    if let (Some(url), false) = (prometheus, review.foreign_buckets.is_empty()) {
+        let looked_up = lookup_buckets(url, &review.foreign_buckets).map_err(|err| {
+            eprintln!("aragora: cannot check bucket boundaries: {err}");
+            ExitCode::FAILURE
+        })?;
+        for (bucket, bounds) in review.foreign_buckets.iter().zip(looked_up) {
+            if bounds.is_empty() {
+                review.notes.push(aragora_slo::Problem {
+                    slo: Some(bucket.slo.clone()),
+                    message: format!(
+                        "{url} has no series of {}_bucket, so le=\"{}\" was not checked against \
+                         its buckets; check again once Prometheus scrapes the service",
+                        bucket.metric, bucket.bound
+                    ),
+                });
+            } else if let Some(problem) =
+                aragora_slo::check::foreign_bucket_problem(bucket, &bounds, url)
+            {
+                review.problems.push(problem);
+            }
+        }
+    }
+    for note in &review.notes {
+        eprintln!("aragora: note: {note}");
+    }
+    Ok(review.problems)
+}
+
+/// The bucket bounds Prometheus at `url` has for each of `buckets`' histograms, in order.
+fn lookup_buckets(
+    url: &str,
+    buckets: &[aragora_slo::check::ForeignBucket],
+) -> Result<Vec<Vec<f64>>, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| format!("cannot start the async runtime: {err}"))?;
+    let source = aragora_slo::live::PrometheusSource::new(url);
+    runtime.block_on(async {
+        let mut known: std::collections::HashMap<&str, Vec<f64>> = Default::default();
+        let mut all = Vec::new();
+        for bucket in buckets {
+            if !known.contains_key(bucket.metric.as_str()) {
+                let bounds = source
+                    .bucket_bounds(&bucket.metric)
+                    .await
+                    .map_err(|err| err.to_string())?;
+                known.insert(&bucket.metric, bounds);
+            }
+            all.push(known[bucket.metric.as_str()].clone());
+        }
+        Ok(all)
+    })
+}
+
+pub fn check(spec: Option<&Path>, prometheus: Option<&str>) -> ExitCode {
     let (spec, _) = match load(spec) {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
-    let problems = aragora_slo::check(&spec);
+    let problems = match review(&spec, prometheus) {
+        Ok(problems) => problems,
+        Err(code) => return code,
+    };
     if !problems.is_empty() {
         return fail(&SloError::Invalid(problems));
     }
@@ -59,6 +122,7 @@ pub fn check(spec: Option<&Path>) -> ExitCode {
 
 pub fn generate(
     spec: Option<&Path>,
+    prometheus: Option<&str>,
     out: &Path,
     dashboards: Option<&Path>,
     alertmanager: Option<&Path>,
@@ -78,6 +142,11 @@ pub fn generate(
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
+    match review(&spec, prometheus) {
+        Ok(problems) if problems.is_empty() => {}
+        Ok(problems) => return fail(&SloError::Invalid(problems)),
+        Err(code) => return code,
+    }
     let files = match aragora_slo::generate(&spec, &settings) {
         Ok(files) => files,
         Err(err) => return fail(&err),

@@ -69,10 +69,12 @@ impl DrGauges {
 
 impl EngineMetrics {
     pub fn new() -> Self {
-        let registry = Registry::new();
+        // Every series carries component="engine": the rules tell the gateway and the engine
+        // apart by it, whatever job Prometheus scrapes them under.
+        let registry = cat::component_registry(cat::ENGINE);
         cat::BUILD_INFO
             .gauge_vec(&registry)
-            .with_label_values(&[env!("CARGO_PKG_VERSION"), "engine"])
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
         Self {
             http_requests: cat::HTTP_REQUESTS_TOTAL.counter(&registry),
@@ -97,6 +99,37 @@ impl EngineMetrics {
             resident_memory: cat::PROCESS_RESIDENT_MEMORY_BYTES.gauge(&registry),
             dr: DrGauges::new(&registry),
             registry,
+        }
+    }
+
+    /// Every series whose label values the engine knows at start, created at 0: each
+    /// debate outcome, and for each agent its calls by status, latency, errors by type, and
+    /// (LLM agents) its fallbacks and its provider's tokens. Prometheus' instrumentation guide
+    /// asks for it: a series born at its first event has no earlier sample for `rate()` to
+    /// rise from, and the alerts and panels that name it see no data until then. (A breaker's
+    /// gauge is created with the breaker, at 0: closed.)
+    pub fn precreate(&self, agents: &crate::agents::AgentRegistry) {
+        for outcome in crate::model::Outcome::ALL {
+            let _ = self.debates.with_label_values(&[outcome.as_str()]);
+            let _ = self.debate_duration.with_label_values(&[outcome.as_str()]);
+        }
+        for agent in agents.all() {
+            let (name, provider) = (agent.name(), agent.provider());
+            for status in cat::AGENT_CALL_STATUSES {
+                let _ = self
+                    .agent_calls
+                    .with_label_values(&[name, provider, status]);
+            }
+            let _ = self.agent_latency.with_label_values(&[name, provider]);
+            for error_type in cat::AGENT_ERROR_TYPES {
+                let _ = self.agent_errors.with_label_values(&[name, error_type]);
+            }
+            if agent.is_llm() {
+                let _ = self.agent_fallbacks.with_label_values(&[name, provider]);
+                for direction in cat::TOKEN_DIRECTIONS {
+                    let _ = self.tokens_used.with_label_values(&[provider, direction]);
+                }
+            }
         }
     }
 
@@ -150,7 +183,7 @@ mod tests {
         for reason in cat::AUTH_FAILURE_REASONS {
             assert!(
                 text.contains(&format!(
-                    "aragora_auth_failures_total{{reason=\"{reason}\"}} 0"
+                    "aragora_auth_failures_total{{reason=\"{reason}\",component=\"engine\"}} 0"
                 )),
                 "{reason}: {text}"
             );
@@ -160,15 +193,17 @@ mod tests {
         metrics.auth_failure("forbidden");
         let text = metrics.render();
         assert!(
-            text.contains("aragora_auth_failures_total{reason=\"expired\"} 2"),
+            text.contains("aragora_auth_failures_total{reason=\"expired\",component=\"engine\"} 2"),
             "{text}"
         );
         assert!(
-            text.contains("aragora_auth_failures_total{reason=\"forbidden\"} 1"),
+            text.contains(
+                "aragora_auth_failures_total{reason=\"forbidden\",component=\"engine\"} 1"
+            ),
             "{text}"
         );
         assert!(
-            text.contains("aragora_auth_failures_total{reason=\"missing\"} 0"),
+            text.contains("aragora_auth_failures_total{reason=\"missing\",component=\"engine\"} 0"),
             "{text}"
         );
     }

@@ -185,6 +185,7 @@ pub async fn serve_with(
     }
     let faults = Faults::new(metrics.faults_active.clone());
     let agents = AgentRegistry::from_config(&config, &metrics, &faults);
+    metrics.precreate(&agents);
     if agents.defaults_are_offline() {
         tracing::info!("no two LLM providers configured: debates use the built-in offline agents (not LLMs) by default");
     }

@@ -33,10 +33,12 @@ pub struct GatewayMetrics {
 
 impl GatewayMetrics {
     pub fn new() -> (Self, prometheus::IntGaugeVec) {
-        let registry = Registry::new();
+        // Every series carries component="gateway": the rules tell the gateway and the engine
+        // apart by it, whatever job Prometheus scrapes them under.
+        let registry = cat::component_registry(cat::GATEWAY);
         cat::BUILD_INFO
             .gauge_vec(&registry)
-            .with_label_values(&[env!("CARGO_PKG_VERSION"), "gateway"])
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
         let upstream_ready = cat::UPSTREAM_READY.gauge_vec(&registry);
         let metrics = Self {
@@ -47,7 +49,7 @@ impl GatewayMetrics {
             cert_expiry: cat::TLS_CERT_EXPIRY_TIMESTAMP_SECONDS.gauge(&registry),
             maintenance: cat::MAINTENANCE_MODE.gauge(&registry),
             ready: cat::READY.gauge(&registry),
-            rate_limited: cat::RATE_LIMITED_TOTAL.counter(&registry),
+            rate_limited: cat::rate_limited(&registry),
             rate_limit_backend_errors: cat::RATE_LIMIT_BACKEND_ERRORS_TOTAL
                 .counter_single(&registry),
             websocket_upgrade_failures: cat::WEBSOCKET_UPGRADE_FAILURES_TOTAL.counter(&registry),

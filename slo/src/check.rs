@@ -30,9 +30,43 @@ impl fmt::Display for Problem {
     }
 }
 
+/// Everything `check` has to say of a spec: the problems that stop it, the notes that do
+/// not, and the `le` bounds of histograms outside aragora that only a Prometheus can check.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Review {
+    /// What must change before rules can be generated; each once, however many queries
+    /// name its cause.
+    pub problems: Vec<Problem>,
+    /// Accepted, but worth saying (a metric of the user's own service, not checked here).
+    pub notes: Vec<Problem>,
+    /// `le` matchers on histograms outside the catalogue, for [`foreign_bucket_problem`].
+    pub foreign_buckets: Vec<ForeignBucket>,
+}
+
+/// An `le="<bound>"` matcher on a histogram aragora does not export (a Sloth spec of the
+/// user's own service): whether the bound is one of its buckets only the Prometheus that
+/// scrapes it knows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ForeignBucket {
+    pub slo: String,
+    /// The histogram's name, without `_bucket`.
+    pub metric: String,
+    pub bound: String,
+}
+
+/// The metric namespace of aragora's own metrics: names in it are checked against the
+/// catalogue, names outside it belong to the user's services.
+pub const NAMESPACE: &str = "aragora_";
+
 /// Every problem of `spec`; empty when rules can be generated from it.
 pub fn check(spec: &SloSpec) -> Vec<Problem> {
-    let mut problems = Vec::new();
+    review(spec).problems
+}
+
+/// Every problem and note of `spec`.
+pub fn review(spec: &SloSpec) -> Review {
+    let mut review = Review::default();
+    let problems = &mut review.problems;
     let mut spec_problem = |message: String| problems.push(Problem { slo: None, message });
     if !is_slug(&spec.service) {
         spec_problem(format!(
@@ -52,18 +86,54 @@ pub fn check(spec: &SloSpec) -> Vec<Problem> {
             ));
         }
     }
+    let mut foreign = Vec::new();
     for slo in &spec.slos {
         let mut messages = Vec::new();
-        check_slo(slo, &mut messages);
-        problems.extend(messages.into_iter().map(|message| Problem {
-            slo: Some(slo.name.clone()),
-            message,
-        }));
+        check_slo(
+            slo,
+            &mut messages,
+            &mut foreign,
+            &mut review.foreign_buckets,
+        );
+        review
+            .problems
+            .extend(messages.into_iter().map(|message| Problem {
+                slo: Some(slo.name.clone()),
+                message,
+            }));
     }
-    problems
+    // One note per foreign metric for the whole spec, in the order the queries name them.
+    let mut noted = HashSet::new();
+    for metric in foreign {
+        if noted.insert(metric.clone()) {
+            review.notes.push(Problem {
+                slo: None,
+                message: format!(
+                    "{metric} is not an aragora metric (outside the {NAMESPACE} namespace): taken \
+                     as your service's own, so its name and labels are not checked against \
+                     aragora's catalogue"
+                ),
+            });
+        }
+    }
+    // A cause named by several queries (the error and the total query of one SLO) is one
+    // problem: printed once.
+    let mut said = HashSet::new();
+    review
+        .problems
+        .retain(|problem| said.insert((problem.slo.clone(), problem.message.clone())));
+    review
+        .foreign_buckets
+        .dedup_by(|a, b| a.slo == b.slo && a.metric == b.metric && a.bound == b.bound);
+    review
 }
 
-fn check_slo(slo: &Slo, problems: &mut Vec<String>) {
+fn check_slo(
+    slo: &Slo,
+    problems: &mut Vec<String>,
+    foreign: &mut Vec<String>,
+    foreign_buckets: &mut Vec<ForeignBucket>,
+) {
     if !is_slug(&slo.name) {
         problems.push(format!(
             "the name must be lower-case letters, digits, - and _ (it becomes sloth_slo), not {:?}",
@@ -87,9 +157,46 @@ fn check_slo(slo: &Slo, problems: &mut Vec<String>) {
     for query in slo.queries() {
         check_windowing(query, problems);
         for selector in promql::selectors(query) {
-            check_metric(&selector, problems);
+            if catalogue_entry(&selector.metric).is_some() || selector.metric.starts_with(NAMESPACE)
+            {
+                check_metric(&selector, problems);
+                continue;
+            }
+            let (metric, suffix) = histogram_base(&selector.metric);
+            foreign.push(metric.to_string());
+            if suffix == "_bucket" {
+                if let Some(bound) = promql::le_bound(&selector.matchers) {
+                    foreign_buckets.push(ForeignBucket {
+                        slo: slo.name.clone(),
+                        metric: metric.to_string(),
+                        bound,
+                    });
+                }
+            }
         }
     }
+}
+
+/// A series name without its histogram suffix, and the suffix (`""` when it has none).
+fn histogram_base(series: &str) -> (&str, &'static str) {
+    ["_bucket", "_count", "_sum"]
+        .into_iter()
+        .find_map(|suffix| series.strip_suffix(suffix).map(|base| (base, suffix)))
+        .unwrap_or((series, ""))
+}
+
+/// The problem of a foreign histogram's `le` bound, given the bucket bounds the Prometheus at
+/// `url` has for it (`+Inf` aside); `None` when the bound is one of them.
+pub fn foreign_bucket_problem(
+    bucket: &ForeignBucket,
+    bounds: &[f64],
+    url: &str,
+) -> Option<Problem> {
+    let message = bucket_message(&bucket.metric, &bucket.bound, bounds)?;
+    Some(Problem {
+        slo: Some(bucket.slo.clone()),
+        message: format!("{message} (buckets as {url} has them)"),
+    })
 }
 
 fn check_period(period: PromDuration, problems: &mut Vec<String>) {
@@ -155,23 +262,29 @@ fn check_metric(selector: &promql::Selector, problems: &mut Vec<String>) {
     let Some(bound) = promql::le_bound(&selector.matchers) else {
         return;
     };
-    let on_boundary = bound
-        .parse::<f64>()
-        .map(|value| def.buckets.contains(&value))
-        .unwrap_or(false);
-    if !on_boundary {
-        problems.push(format!(
-            "le=\"{bound}\" (a latency threshold of {} ms) is not a bucket boundary of {}, so the \
-             ratio would count the wrong requests; use {} (bounds in seconds: {:?})",
-            bound
-                .parse::<f64>()
-                .map(|s| format!("{}", s * 1000.0))
-                .unwrap_or(bound.clone()),
-            def.name,
-            neighbours(def.buckets, bound.parse().unwrap_or(f64::NAN)),
-            def.buckets
-        ));
+    if let Some(message) = bucket_message(def.name, &bound, def.buckets) {
+        problems.push(message);
     }
+}
+
+/// What is wrong with `le="<bound>"` on histogram `metric` whose bucket bounds are `buckets`,
+/// with the bounds either side to use instead; `None` when it is one of them.
+fn bucket_message(metric: &str, bound: &str, buckets: &[f64]) -> Option<String> {
+    let value = bound.parse::<f64>().ok();
+    let on_boundary = value.is_some_and(|value| {
+        buckets
+            .iter()
+            .any(|b| (b - value).abs() <= 1e-9 * value.abs().max(1.0))
+    });
+    if on_boundary {
+        return None;
+    }
+    Some(format!(
+        "le=\"{bound}\" (a latency threshold of {} ms) is not a bucket boundary of {metric}, so \
+         the ratio would count the wrong requests; use {} (bounds in seconds: {buckets:?})",
+        value.map_or(bound.to_string(), |s| format!("{}", s * 1000.0)),
+        neighbours(buckets, value.unwrap_or(f64::NAN)),
+    ))
 }
 
 /// The catalogue metric a series name belongs to, with the histogram suffix it carries

@@ -4,7 +4,7 @@
 //! links and provisioning survive regeneration. Queries name only catalogue metrics and the
 //! recording rules of `alerts/` (a test checks both).
 
-use crate::settings::{ENGINE_JOB, GATEWAY_JOB};
+use crate::settings::{engine_selector, gateway_selector};
 use serde_json::{json, Value};
 
 /// One panel: what it shows and how.
@@ -170,8 +170,7 @@ fn render(
 
 /// The five dashboards of the runbook.
 pub fn dashboards(latency_threshold_seconds: f64) -> Vec<Dashboard> {
-    let gw = format!("job=\"{GATEWAY_JOB}\"");
-    let engine = format!("job=\"{ENGINE_JOB}\"");
+    let (gw, engine) = (gateway_selector(), engine_selector());
     let requests = format!("aragora_http_requests_total{{{gw}}}");
     let errors = format!("aragora_http_requests_total{{{gw},status=~\"5..\"}}");
     let latency = |q: &str| {

@@ -9,11 +9,29 @@ use serde::{Deserialize, Serialize};
 /// The service name of the default SLOs (Sloth's `service`).
 pub const SERVICE: &str = "aragora";
 
-/// Scrape job of the gateway's admin `/metrics`. The gateway and the engine export the same
-/// HTTP metric names; the job label is what tells "measured at the edge" from "at the engine".
+/// The scrape job `deploy/prometheus/prometheus.yml` gives the gateway's admin `/metrics`, and
+/// that the in-process evaluator (`aragora up`) gives the gateway's registry for specs that
+/// select by job. The generated rules do not select by job: see [`gateway_selector`].
 pub const GATEWAY_JOB: &str = "aragora-gateway";
-/// Scrape job of the engine's `/metrics`.
+/// The engine's scrape job in `deploy/prometheus/prometheus.yml`, as [`GATEWAY_JOB`].
 pub const ENGINE_JOB: &str = "aragora-engine";
+
+/// `component="gateway"`: the gateway's series under any scrape job. Both components export
+/// the same HTTP metric names; the label their registries put on every series
+/// ([`component_registry`](cat::component_registry)) tells them apart, where a job name would
+/// only match the Prometheus configurations that happen to use it.
+pub fn gateway_selector() -> String {
+    component_selector(cat::GATEWAY)
+}
+
+/// `component="engine"`: the engine's series under any scrape job.
+pub fn engine_selector() -> String {
+    component_selector(cat::ENGINE)
+}
+
+fn component_selector(component: &str) -> String {
+    format!("{}=\"{component}\"", cat::COMPONENT_LABEL)
+}
 
 /// The SLO targets operators may override.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -74,7 +92,7 @@ impl SloSettings {
     /// The runbook's three SLOs. `aragora slo check` validates the result like any spec, so
     /// a target out of range or a latency that is not a bucket gets the same messages.
     pub fn default_spec(&self) -> SloSpec {
-        let gateway = format!("job=\"{GATEWAY_JOB}\"");
+        let gateway = gateway_selector();
         SloSpec {
             service: SERVICE.into(),
             labels: Labels::from([("owner".to_string(), "sre".to_string())]),
@@ -108,7 +126,7 @@ impl SloSettings {
                     self.debate_success_target,
                     SliShape::Requests {
                         metric: cat::DEBATES_TOTAL.name.into(),
-                        selector: format!("job=\"{ENGINE_JOB}\",outcome!=\"cancelled\""),
+                        selector: format!("{},outcome!=\"cancelled\"", engine_selector()),
                         error: "outcome=~\"failed|timed_out\"".into(),
                     },
                 ),

@@ -73,6 +73,30 @@ fn promtool_accepts_the_rules_and_their_tests_pass() {
 }
 
 #[test]
+fn promtool_accepts_the_rules_of_another_services_sloth_spec() {
+    let spec =
+        aragora_slo::load_spec(&repo_root().join("slo/specs/examples/sloth-other-service.yaml"))
+            .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let files = aragora_slo::generate(&spec, &SloSettings::default()).unwrap();
+    generate::write(dir.path(), &files).unwrap();
+    let check = run(
+        "promtool",
+        &["check", "rules", "slo-rules.yaml"],
+        dir.path(),
+    );
+    let text = assert_success(&check, "promtool check rules");
+    // Per SLO: 8 SLI rules (7 windows and the period), 7 metadata rules, 2 alerts.
+    assert!(text.contains("SUCCESS: 34 rules found"), "{text}");
+    let rules = std::fs::read_to_string(dir.path().join("slo-rules.yaml")).unwrap();
+    assert!(
+        rules.contains("http_request_duration_seconds_bucket")
+            && rules.contains("MyServiceHighErrorRate"),
+        "{rules}"
+    );
+}
+
+#[test]
 fn every_alert_has_tests_that_fire_it_and_tests_that_must_not() {
     let files = default_files();
     let rules: String = files

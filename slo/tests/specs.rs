@@ -52,7 +52,7 @@ fn check_reports_every_problem_at_once_with_its_fix() {
         "{HEADER}  - name: availability
     objective: 100
     sli:
-      requests: {{metric: aragora_http_requests_total, selector: 'job=\"aragora-gateway\"', error: 'status=~\"5..\"'}}
+      requests: {{metric: aragora_http_requests_total, selector: 'component=\"gateway\"', error: 'status=~\"5..\"'}}
   - name: latency
     objective: 99
     period: 2d
@@ -143,4 +143,90 @@ fn unreadable_specs_say_what_format_is_expected() {
         .unwrap_err()
         .to_string();
     assert!(typo.contains("unknown field `label`"), "{typo}");
+}
+
+#[test]
+fn a_sloth_spec_of_another_service_passes_with_a_note_per_foreign_metric() {
+    let spec = spec_file("specs/examples/sloth-other-service.yaml");
+    let review = aragora_slo::check::review(&spec);
+    assert!(review.problems.is_empty(), "{:#?}", review.problems);
+    let notes: Vec<String> = review.notes.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        notes.len(),
+        2,
+        "one note per metric, however many queries: {notes:#?}"
+    );
+    assert!(
+        notes[0].starts_with("http_requests_total is not an aragora metric"),
+        "{notes:#?}"
+    );
+    assert!(
+        notes[1].starts_with("http_request_duration_seconds is not an aragora metric"),
+        "{notes:#?}"
+    );
+    // Its latency bound is left for a Prometheus to check.
+    assert_eq!(
+        review.foreign_buckets.len(),
+        1,
+        "{:?}",
+        review.foreign_buckets
+    );
+    assert_eq!(
+        review.foreign_buckets[0].metric,
+        "http_request_duration_seconds"
+    );
+    assert_eq!(review.foreign_buckets[0].bound, "0.25");
+    let rules = slo_rules(&spec);
+    assert!(rules.contains("sloth_service: myservice"), "{rules}");
+    assert!(
+        rules.contains("http_requests_total{job=\"myservice\",code=~\"(5..|429)\"}[5m]"),
+        "{rules}"
+    );
+}
+
+#[test]
+fn a_foreign_threshold_between_buckets_names_the_bounds_either_side() {
+    let bucket = aragora_slo::check::ForeignBucket {
+        slo: "requests-latency".into(),
+        metric: "http_request_duration_seconds".into(),
+        bound: "0.3".into(),
+    };
+    let bounds = [0.1, 0.25, 0.5, 1.0];
+    let problem =
+        aragora_slo::check::foreign_bucket_problem(&bucket, &bounds, "http://prom:9090").unwrap();
+    let text = problem.to_string();
+    assert!(
+        text.contains("le=\"0.3\" (a latency threshold of 300 ms) is not a bucket boundary of http_request_duration_seconds"),
+        "{text}"
+    );
+    assert!(text.contains("use 250 ms or 500 ms"), "{text}");
+    assert!(text.contains("http://prom:9090"), "{text}");
+    let on_a_bound = aragora_slo::check::ForeignBucket {
+        bound: "0.25".into(),
+        ..bucket
+    };
+    assert_eq!(
+        aragora_slo::check::foreign_bucket_problem(&on_a_bound, &bounds, "http://prom:9090"),
+        None
+    );
+}
+
+#[test]
+fn an_aragora_name_that_is_not_exported_is_refused_once_however_many_queries_name_it() {
+    let spec = format!(
+        "{HEADER}  - name: made-up
+    objective: 99
+    sli:
+      events:
+        error_query: sum(rate(aragora_requests_total{{status=~\"5..\"}}[{{{{.window}}}}]))
+        total_query: sum(rate(aragora_requests_total[{{{{.window}}}}]))
+"
+    );
+    let problems = problems(&spec);
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert!(
+        problems[0].contains("names aragora_requests_total, which aragora does not export")
+            && problems[0].contains("did you mean aragora_http_requests_total?"),
+        "{problems:#?}"
+    );
 }

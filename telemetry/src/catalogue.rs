@@ -9,6 +9,24 @@ use prometheus::{
     Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry,
 };
+use std::collections::HashMap;
+
+/// The label every series of the gateway and of the engine carries, set by its registry
+/// ([`component_registry`]). The two export the same HTTP metric names; this label, not the
+/// scrape job, tells "measured at the edge" from "at the engine", so the generated rules and
+/// dashboards match whatever job names a Prometheus scrapes them under (the seeds use one job,
+/// `aragora` or `aragora-backend`), and in `aragora up`, where both run in one process.
+pub const COMPONENT_LABEL: &str = "component";
+/// [`COMPONENT_LABEL`]'s value on the gateway's series.
+pub const GATEWAY: &str = "gateway";
+/// [`COMPONENT_LABEL`]'s value on the engine's series.
+pub const ENGINE: &str = "engine";
+
+/// A registry whose every series carries `component="<component>"` (appended at gather time).
+pub fn component_registry(component: &str) -> Registry {
+    let labels = HashMap::from([(COMPONENT_LABEL.to_string(), component.to_string())]);
+    Registry::new_custom(None, Some(labels)).expect("no prefix; a constant label")
+}
 
 /// What kind of collector a [`MetricDef`] declares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +135,24 @@ pub const AGENT_ERRORS_TOTAL: MetricDef = MetricDef {
     labels: &["agent", "error_type"],
     buckets: &[],
 };
+
+/// The values of [`AGENT_ERRORS_TOTAL`]'s `error_type` a configured agent can fail with,
+/// each exported at 0 for every agent from the start.
+pub const AGENT_ERROR_TYPES: &[&str] = &[
+    "timeout",
+    "rate_limited",
+    "server_error",
+    "client_error",
+    "malformed_response",
+    "connection",
+    "circuit_open",
+];
+
+/// The values of [`AGENT_CALLS_TOTAL`]'s `status`.
+pub const AGENT_CALL_STATUSES: &[&str] = &["success", "error", "timeout"];
+
+/// The values of [`TOKENS_USED_TOTAL`]'s `direction`.
+pub const TOKEN_DIRECTIONS: &[&str] = &["input", "output"];
 
 pub const CIRCUIT_BREAKER_STATE: MetricDef = MetricDef {
     name: "aragora_circuit_breaker_state",
@@ -264,6 +300,20 @@ pub const RATE_LIMITED_TOTAL: MetricDef = MetricDef {
     buckets: &[],
 };
 
+/// [`RATE_LIMITED_TOTAL`] with every route template's series (and `unmatched`'s) at 0 from
+/// the start, as [`auth_failures`] does for its reasons: `rate()` over the first refusals
+/// of a burst has a 0 to rise from, and the panel has data before the first 429.
+pub fn rate_limited(registry: &Registry) -> IntCounterVec {
+    let counter = RATE_LIMITED_TOTAL.counter(registry);
+    for route in crate::http::ROUTES
+        .iter()
+        .chain(&[crate::http::UNMATCHED_ROUTE])
+    {
+        let _ = counter.with_label_values(&[route]);
+    }
+    counter
+}
+
 pub const RATE_LIMIT_BACKEND_ERRORS_TOTAL: MetricDef = MetricDef {
     name: "aragora_rate_limit_backend_errors_total",
     kind: MetricKind::Counter,
@@ -290,7 +340,7 @@ pub const WEBSOCKET_CONNECTIONS: MetricDef = MetricDef {
 
 /// The gateway's view of the same gauge: upgraded connections it holds open, per engine replica
 /// (`upstream` is the replica's address), so a drained replica's share is seen moving. Same name
-/// as [`WEBSOCKET_CONNECTIONS`], told apart by the scrape's `job`; not in [`ALL`], whose names
+/// as [`WEBSOCKET_CONNECTIONS`], told apart by [`COMPONENT_LABEL`]; not in [`ALL`], whose names
 /// are unique.
 pub const GATEWAY_WEBSOCKET_CONNECTIONS: MetricDef = MetricDef {
     name: "aragora_websocket_connections",
@@ -351,8 +401,9 @@ pub const READY: MetricDef = MetricDef {
 pub const BUILD_INFO: MetricDef = MetricDef {
     name: "aragora_build_info",
     kind: MetricKind::Gauge,
-    help: "Always 1; the version label says which build is running.",
-    labels: &["version", "component"],
+    help: "Always 1; the version label says which build is running (the component label, which component).",
+    // `component` comes from the registry ([`component_registry`]), as on every series.
+    labels: &["version"],
     buckets: &[],
 };
 

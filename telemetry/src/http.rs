@@ -53,6 +53,9 @@ pub const ROUTES: &[&str] = &[
     "/ws",
 ];
 
+/// The `route` label of a path that matches no template of [`ROUTES`].
+pub const UNMATCHED_ROUTE: &str = "unmatched";
+
 /// The route template a raw path belongs to (`/api/debates/abc` → `/api/debates/{id}`), or
 /// `unmatched`: label values stay bounded whatever clients send.
 pub fn route_template(path: &str) -> &'static str {
@@ -72,7 +75,7 @@ pub fn route_template(path: &str) -> &'static str {
             }
         })
         .copied()
-        .unwrap_or("unmatched")
+        .unwrap_or(UNMATCHED_ROUTE)
 }
 
 /// The `method` label: the standard methods, anything else as `other`, so a client inventing

@@ -26,6 +26,7 @@ macro_rules! on_both_backends {
 mod admin_auth;
 mod alert_inhibition;
 mod alert_receivers;
+mod alerting;
 mod api;
 mod auth;
 mod backups;

@@ -178,7 +178,7 @@ async fn prometheus(up: &Up) -> PromServer {
 }
 
 /// Every `expr` of a committed Grafana dashboard, with its variables filled in.
-fn dashboard_queries() -> Vec<(String, String)> {
+pub(crate) fn dashboard_queries() -> Vec<(String, String)> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dashboards");
     let mut queries = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
@@ -252,15 +252,15 @@ async fn prometheus_scraping_the_system_runs_every_rule_and_dashboard_query_with
     // The SLIs have data from both jobs, and the recording rules produce it.
     for (query, what) in [
         (
-            "aragora_http_requests_total{job=\"aragora-gateway\"}",
+            "aragora_http_requests_total{component=\"gateway\"}",
             "gateway requests",
         ),
         (
-            "aragora_request_latency_seconds_bucket{job=\"aragora-gateway\",le=\"0.5\"}",
+            "aragora_request_latency_seconds_bucket{component=\"gateway\",le=\"0.5\"}",
             "gateway latency buckets",
         ),
         (
-            "aragora_debates_total{job=\"aragora-engine\"}",
+            "aragora_debates_total{component=\"engine\"}",
             "engine debates",
         ),
         ("slo:sli_error:ratio_rate5m", "the 5m SLI recording rule"),

@@ -92,7 +92,7 @@ steady_state:
   - name: the gateway's answers of the last 5 s were successes
     prometheus:
       url: "{prometheus}"
-      query: 'sum(rate(aragora_http_requests_total{{job="aragora-gateway",status=~"2.."}}[5s])) / sum(rate(aragora_http_requests_total{{job="aragora-gateway"}}[5s]))'
+      query: 'sum(rate(aragora_http_requests_total{{component="gateway",status=~"2.."}}[5s])) / sum(rate(aragora_http_requests_total{{component="gateway"}}[5s]))'
       min: 0.99
 method:
   - name: a breath

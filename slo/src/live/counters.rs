@@ -54,7 +54,9 @@ impl CounterSource {
             });
     }
 
-    /// (errors, total) of an SLO now, from the gathered families of the job its selector names.
+    /// (errors, total) of an SLO now, from the gathered families of the job its selector names
+    /// (any job when it names none). The default SLOs select `component`, which each
+    /// registry puts on its own series, so they are matched like any other label.
     fn counts(slo: &Slo, gathered: &[(String, Vec<MetricFamily>)]) -> Option<(f64, f64)> {
         let shape = slo.shape.as_ref()?;
         let (metric, selector) = match shape {

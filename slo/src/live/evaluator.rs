@@ -216,8 +216,8 @@ mod tests {
     }
 
     fn rig() -> Rig {
-        let gateway = prometheus::Registry::new();
-        let engine = prometheus::Registry::new();
+        let gateway = cat::component_registry(cat::GATEWAY);
+        let engine = cat::component_registry(cat::ENGINE);
         let now = Arc::new(AtomicU64::new(1_000_000));
         let clock = now.clone();
         let source = CounterSource::with_clock(

@@ -41,19 +41,19 @@ impl PrometheusSource {
     }
 }
 
-#[async_trait::async_trait]
-impl SliSource for PrometheusSource {
-    async fn error_ratio(&self, slo: &Slo, window: Duration) -> Result<Option<f64>, LiveError> {
+impl PrometheusSource {
+    /// The `data.result` of an instant `query`; `what` names it in a refusal.
+    async fn instant(&self, query: &str, what: String) -> Result<serde_json::Value, LiveError> {
         const SERVICE: &str = "Prometheus";
         let url = format!("{}/api/v1/query", self.base_url);
         let response = self
             .client
             .get(&url)
-            .query(&[("query", Self::query(slo, window))])
+            .query(&[("query", query)])
             .send()
             .await
             .map_err(|err| LiveError::from_request(SERVICE, &self.base_url, &err))?;
-        let body: serde_json::Value = response.json().await.map_err(|err| {
+        let mut body: serde_json::Value = response.json().await.map_err(|err| {
             if err.is_timeout() {
                 LiveError::from_request(SERVICE, &self.base_url, &err)
             } else {
@@ -66,11 +66,46 @@ impl SliSource for PrometheusSource {
         if body["status"] != "success" {
             return Err(LiveError::Refused {
                 service: SERVICE,
-                what: format!("the query of SLO {}", slo.name),
+                what,
                 reason: body["error"].to_string(),
             });
         }
-        let value = body["data"]["result"][0]["value"][1]
+        Ok(body["data"]["result"].take())
+    }
+
+    /// The bucket bounds (`le`, `+Inf` aside, ascending) Prometheus has for histogram `metric`
+    /// (its name without `_bucket`), from `count by (le) (<metric>_bucket)`: empty when
+    /// Prometheus has no such series (yet).
+    pub async fn bucket_bounds(&self, metric: &str) -> Result<Vec<f64>, LiveError> {
+        let result = self
+            .instant(
+                &format!("count by (le) ({metric}_bucket)"),
+                format!("the bucket lookup of {metric}"),
+            )
+            .await?;
+        let mut bounds: Vec<f64> = result
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|series| series["metric"]["le"].as_str()?.parse::<f64>().ok())
+            .filter(|bound| bound.is_finite())
+            .collect();
+        bounds.sort_by(f64::total_cmp);
+        bounds.dedup();
+        Ok(bounds)
+    }
+}
+
+#[async_trait::async_trait]
+impl SliSource for PrometheusSource {
+    async fn error_ratio(&self, slo: &Slo, window: Duration) -> Result<Option<f64>, LiveError> {
+        let result = self
+            .instant(
+                &Self::query(slo, window),
+                format!("the query of SLO {}", slo.name),
+            )
+            .await?;
+        let value = result[0]["value"][1]
             .as_str()
             .and_then(|v| v.parse::<f64>().ok());
         Ok(value.filter(|v| v.is_finite()))

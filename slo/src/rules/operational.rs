@@ -10,7 +10,7 @@ use super::sloth::RUNBOOK_URL;
 use super::{merge, Rule, RuleFile, RuleGroup};
 use crate::duration::PromDuration;
 use crate::model::Labels;
-use crate::settings::{SloSettings, ENGINE_JOB, GATEWAY_JOB};
+use crate::settings::{engine_selector, gateway_selector, SloSettings};
 
 /// One operational alert and its promtool scenarios.
 #[derive(Debug, Clone)]
@@ -97,8 +97,7 @@ fn ratio_of_percent(percent: f64) -> f64 {
 
 /// Every operational alert, thresholds from the SLO settings where the runbook ties them.
 pub fn alerts(settings: &SloSettings) -> Vec<OperationalAlert> {
-    let gw = format!("job=\"{GATEWAY_JOB}\"");
-    let engine = format!("job=\"{ENGINE_JOB}\"");
+    let (gw, engine) = (gateway_selector(), engine_selector());
     let requests = |extra: &str| format!("aragora_http_requests_total{{{gw}{extra}}}");
     let error_ratio = |window: &str| {
         format!(
@@ -115,10 +114,12 @@ pub fn alerts(settings: &SloSettings) -> Vec<OperationalAlert> {
     );
     let debate_budget = ratio_of_percent(settings.debate_success_target);
 
-    let ok = "aragora_http_requests_total{job=\"aragora-gateway\",method=\"GET\",route=\"/api/debates\",status=\"200\"}";
-    let err = "aragora_http_requests_total{job=\"aragora-gateway\",method=\"GET\",route=\"/api/debates\",status=\"500\"}";
+    // The test series carry the seeds' scrape jobs (one job, `aragora` or `aragora-backend`):
+    // the rules select the component label, so any job name matches.
+    let ok = "aragora_http_requests_total{component=\"gateway\",job=\"aragora\",method=\"GET\",route=\"/api/debates\",status=\"200\"}";
+    let err = "aragora_http_requests_total{component=\"gateway\",job=\"aragora\",method=\"GET\",route=\"/api/debates\",status=\"500\"}";
     let bucket = |le: &str| {
-        format!("aragora_request_latency_seconds_bucket{{job=\"aragora-gateway\",method=\"GET\",route=\"/api/debates\",le=\"{le}\"}}")
+        format!("aragora_request_latency_seconds_bucket{{component=\"gateway\",job=\"aragora\",method=\"GET\",route=\"/api/debates\",le=\"{le}\"}}")
     };
     // A latency histogram where `fast` of each 1000 requests a minute answer within 100 ms
     // and the rest within twice the threshold (a lowest bucket keeps the quiet p99 low).
@@ -131,22 +132,27 @@ pub fn alerts(settings: &SloSettings) -> Vec<OperationalAlert> {
         ]
     };
     let debates = |outcome: &str| {
-        format!("aragora_debates_total{{job=\"aragora-engine\",outcome=\"{outcome}\"}}")
+        format!("aragora_debates_total{{component=\"engine\",job=\"aragora-backend\",outcome=\"{outcome}\"}}")
     };
     let breaker = |agent: &str| {
-        format!("aragora_circuit_breaker_state{{job=\"aragora-engine\",instance=\"engine-1:8080\",agent=\"{agent}\"}}")
+        format!("aragora_circuit_breaker_state{{component=\"engine\",job=\"aragora-backend\",instance=\"engine-1:8080\",agent=\"{agent}\"}}")
     };
-    let engine_gauge =
-        |name: &str| format!("{name}{{job=\"aragora-engine\",instance=\"engine-1:8080\"}}");
+    let engine_gauge = |name: &str| {
+        format!("{name}{{component=\"engine\",job=\"aragora-backend\",instance=\"engine-1:8080\"}}")
+    };
     let agent_bucket = |le: &str| {
-        format!("aragora_agent_latency_seconds_bucket{{job=\"aragora-engine\",agent=\"claude\",provider=\"anthropic\",le=\"{le}\"}}")
+        format!("aragora_agent_latency_seconds_bucket{{component=\"engine\",job=\"aragora-backend\",agent=\"claude\",provider=\"anthropic\",le=\"{le}\"}}")
     };
     let calls = |status: &str| {
-        format!("aragora_agent_calls_total{{job=\"aragora-engine\",agent=\"claude\",provider=\"anthropic\",status=\"{status}\"}}")
+        format!("aragora_agent_calls_total{{component=\"engine\",job=\"aragora-backend\",agent=\"claude\",provider=\"anthropic\",status=\"{status}\"}}")
     };
-    let instance: &[(&str, &str)] = &[("instance", "engine-1:8080"), ("job", ENGINE_JOB)];
+    let instance: &[(&str, &str)] = &[
+        ("component", "engine"),
+        ("instance", "engine-1:8080"),
+        ("job", "aragora-backend"),
+    ];
     let auth_failures = |reason: &str| {
-        format!("aragora_auth_failures_total{{job=\"aragora-engine\",instance=\"engine-1:8080\",reason=\"{reason}\"}}")
+        format!("aragora_auth_failures_total{{component=\"engine\",job=\"aragora-backend\",instance=\"engine-1:8080\",reason=\"{reason}\"}}")
     };
 
     vec![
@@ -295,10 +301,10 @@ pub fn alerts(settings: &SloSettings) -> Vec<OperationalAlert> {
             for_: PromDuration::minutes(5),
             summary: "The gateway refuses more than 10 requests a second with 429".into(),
             description: "The rate limit has refused over 10 requests/s for 5 minutes: raise ARAGORA_RATE_LIMIT for legitimate traffic, or look at the top clients in /api/system/rate-limits.".into(),
-            fires: scenario("20 a second", &[("aragora_rate_limited_total{job=\"aragora-gateway\",route=\"/api/debates\"}", steady(1200.0, 30))], &[15]).firing(&[&[]]),
+            fires: scenario("20 a second", &[("aragora_rate_limited_total{component=\"gateway\",job=\"aragora\",route=\"/api/debates\"}", steady(1200.0, 30))], &[15]).firing(&[&[]]),
             quiet: vec![
-                scenario("no refusals", &[("aragora_rate_limited_total{job=\"aragora-gateway\",route=\"/api/debates\"}", flat(0.0, 30))], &[15]),
-                scenario("one busy minute", &[("aragora_rate_limited_total{job=\"aragora-gateway\",route=\"/api/debates\"}", with_jump(0.0, 3000.0, 11, 30))], &[13, 20]),
+                scenario("no refusals", &[("aragora_rate_limited_total{component=\"gateway\",job=\"aragora\",route=\"/api/debates\"}", flat(0.0, 30))], &[15]),
+                scenario("one busy minute", &[("aragora_rate_limited_total{component=\"gateway\",job=\"aragora\",route=\"/api/debates\"}", with_jump(0.0, 3000.0, 11, 30))], &[13, 20]),
             ],
         },
         OperationalAlert {

@@ -506,14 +506,61 @@ pub fn agent_error(debate: &Value, index: usize) -> String {
         .to_string()
 }
 
-/// The value of one sample line (`name{labels} value`) in a Prometheus text exposition.
+/// The value of one sample line (`name{labels} value`) in a Prometheus text exposition: the
+/// line with that name and those labels, in any order. The `component` label, which the
+/// gateway's and the engine's registries put on every series, is matched only when named: a
+/// test names the labels that vary, and each scrape comes from one component.
 pub fn sample(metrics: &str, name_and_labels: &str) -> Option<f64> {
+    let (name, mut wanted) = series_key(name_and_labels)?;
+    let names_component = wanted.iter().any(|(label, _)| label == "component");
+    wanted.sort();
     metrics.lines().find_map(|line| {
+        if line.starts_with('#') {
+            return None;
+        }
         let (key, value) = line.rsplit_once(' ')?;
-        (key == name_and_labels)
+        let (line_name, mut labels) = series_key(key)?;
+        if !names_component {
+            labels.retain(|(label, _)| label != "component");
+        }
+        labels.sort();
+        (line_name == name && labels == wanted)
             .then(|| value.parse().ok())
             .flatten()
     })
+}
+
+/// `name{a="1",b="2"}` as the name and its label pairs (values unescaped enough for tests:
+/// `\"` and `\\`), or `None` when it is not a series.
+fn series_key(text: &str) -> Option<(String, Vec<(String, String)>)> {
+    let Some((name, rest)) = text.split_once('{') else {
+        return Some((text.to_string(), Vec::new()));
+    };
+    let mut labels = Vec::new();
+    let mut chars = rest.chars().peekable();
+    loop {
+        let label: String = chars.by_ref().take_while(|c| *c != '=').collect();
+        let label = label.trim_start_matches(',').trim();
+        if label == "}" || label.is_empty() {
+            break;
+        }
+        if chars.next()? != '"' {
+            return None;
+        }
+        let mut value = String::new();
+        loop {
+            match chars.next()? {
+                '\\' => value.push(chars.next()?),
+                '"' => break,
+                c => value.push(c),
+            }
+        }
+        labels.push((label.to_string(), value));
+        if chars.peek() == Some(&'}') {
+            break;
+        }
+    }
+    Some((name.to_string(), labels))
 }
 
 /// A free TCP port on 127.0.0.1, never handed out twice in this test process. Only for
