@@ -425,7 +425,9 @@ impl DebateStore for FaultyStore {
         receipt: Option<&StoredReceipt>,
         fence: Option<&Fence>,
     ) -> Result<(), StoreError> {
-        self.gate()?.append_event(event, update, receipt, fence).await
+        self.gate()?
+            .append_event(event, update, receipt, fence)
+            .await
     }
 
     async fn receipt(&self, debate_id: &str) -> Result<Option<String>, StoreError> {

@@ -519,12 +519,14 @@ impl Orchestrator {
             .renew_leases(&self.replica, &ids, expires)
             .await?;
         for held in &renewed {
-            if held.cancel_requested && self.stop_local(&held.id, StopReason::Cancelled).is_some()
-            {
+            if held.cancel_requested && self.stop_local(&held.id, StopReason::Cancelled).is_some() {
                 tracing::info!(debate_id = %held.id, "cancelling a debate at another replica's request");
             }
         }
-        for id in ids.iter().filter(|id| !renewed.iter().any(|r| &r.id == *id)) {
+        for id in ids
+            .iter()
+            .filter(|id| !renewed.iter().any(|r| &r.id == *id))
+        {
             // Ended meanwhile (then this is a no-op), or adopted by another replica.
             if self.stop_local(id, StopReason::LeaseLost).is_some() {
                 tracing::debug!(debate_id = %id, "lease not renewed: ended, or taken by another replica");

@@ -524,7 +524,11 @@ impl DebateStore for SqlStore {
         // no row and writes nothing, or wholly after it, and then reads this event back.
         let empty = StatusUpdate::default();
         let (sql, fence) = fenced(UPDATE_DEBATE.to_string(), 10, fence);
-        let mut query = bind_update(sqlx::query(&sql), update.unwrap_or(&empty), &event.debate_id);
+        let mut query = bind_update(
+            sqlx::query(&sql),
+            update.unwrap_or(&empty),
+            &event.debate_id,
+        );
         if let Some(fence) = &fence {
             query = query.bind(&fence.owner).bind(fence.epoch);
         }

@@ -186,7 +186,11 @@ async fn an_expired_lease_is_adopted_by_one_replica_and_the_stale_owner_records_
         [b.replica_id(), c.replica_id()].contains(&adopter.as_str()),
         "{adopter} finished it"
     );
-    assert_eq!(done.lease.epoch, owner.epoch + 1, "one adoption, one new epoch");
+    assert_eq!(
+        done.lease.epoch,
+        owner.epoch + 1,
+        "one adoption, one new epoch"
+    );
     let events = second.events("orphaned").await;
     assert!(events.len() > before);
     assert_whole(&events);
@@ -207,7 +211,10 @@ async fn an_expired_lease_is_adopted_by_one_replica_and_the_stale_owner_records_
         events.len(),
         "the stale owner recorded nothing more"
     );
-    assert_eq!(first.debate("orphaned").await.status, DebateStatus::Completed);
+    assert_eq!(
+        first.debate("orphaned").await.status,
+        DebateStatus::Completed
+    );
 }
 
 /// `aragora_debates_adopted_total` in a rendered registry.
@@ -237,7 +244,11 @@ async fn a_cancel_sent_to_a_replica_that_does_not_run_the_debate_ends_it_where_i
         (done.status, done.outcome),
         (DebateStatus::Cancelled, Some(Outcome::Cancelled))
     );
-    assert_eq!(done.lease.owner.as_deref(), Some(owner.replica_id()), "ended by its owner");
+    assert_eq!(
+        done.lease.owner.as_deref(),
+        Some(owner.replica_id()),
+        "ended by its owner"
+    );
     let events = first.events("elsewhere").await;
     assert_whole(&events);
     assert_eq!(events.last().unwrap().kind, EventKind::DebateEnd);

@@ -29,7 +29,15 @@ fn record(id: &str, created_at_ms: i64) -> DebateRecord {
         error: None,
         last_seq: 0,
         created_by: Some("key:0123456789ab".into()),
-        ..DebateRecord::queued(String::new(), String::new(), 0, Vec::new(), ConsensusRule::Majority, 0, 0)
+        ..DebateRecord::queued(
+            String::new(),
+            String::new(),
+            0,
+            Vec::new(),
+            ConsensusRule::Majority,
+            0,
+            0,
+        )
     }
 }
 
@@ -74,7 +82,12 @@ async fn the_store_keeps_debates_and_events_exactly(store: SqlStore) {
         ..StatusUpdate::to(DebateStatus::Running)
     };
     store
-        .append_event(&event("a", 1, EventKind::DebateStart), Some(&started), None, None)
+        .append_event(
+            &event("a", 1, EventKind::DebateStart),
+            Some(&started),
+            None,
+            None,
+        )
         .await
         .unwrap();
     for seq in 2..=5 {
@@ -158,7 +171,12 @@ async fn the_store_keeps_debates_and_events_exactly(store: SqlStore) {
     // Guarded transitions only apply from the states given.
     let cancel = StatusUpdate::to(DebateStatus::Cancelled);
     assert!(!store
-        .transition("a", &[DebateStatus::Queued, DebateStatus::Running], &cancel, None)
+        .transition(
+            "a",
+            &[DebateStatus::Queued, DebateStatus::Running],
+            &cancel,
+            None
+        )
         .await
         .unwrap());
     assert!(store
@@ -216,7 +234,12 @@ async fn leases_admit_one_claimer_and_fence_the_writers_that_lost_them(store: &S
         epoch: 1,
     };
     store
-        .append_event(&event("leased", 1, EventKind::DebateStart), None, None, Some(&a))
+        .append_event(
+            &event("leased", 1, EventKind::DebateStart),
+            None,
+            None,
+            Some(&a),
+        )
         .await
         .expect("the holder writes");
     let claim = |owner, only_expired| Claim {
@@ -228,16 +251,27 @@ async fn leases_admit_one_claimer_and_fence_the_writers_that_lost_them(store: &S
         unleased_grace_ms: 1_000,
     };
     assert!(
-        !store.claim("leased", &claim("replica-b", true)).await.unwrap(),
+        !store
+            .claim("leased", &claim("replica-b", true))
+            .await
+            .unwrap(),
         "a live lease is not taken"
     );
-    assert!(store.adoptable(now, 1_000, 10).await.unwrap().iter().all(|d| d.id != "leased"));
+    assert!(store
+        .adoptable(now, 1_000, 10)
+        .await
+        .unwrap()
+        .iter()
+        .all(|d| d.id != "leased"));
     let renewed = store
         .renew_leases("replica-a", &["leased".into(), "a".into()], now - 1)
         .await
         .unwrap();
     assert_eq!(
-        renewed.iter().map(|r| (r.id.as_str(), r.cancel_requested)).collect::<Vec<_>>(),
+        renewed
+            .iter()
+            .map(|r| (r.id.as_str(), r.cancel_requested))
+            .collect::<Vec<_>>(),
         [("leased", false)],
         "only what the owner holds is renewed"
     );
@@ -245,8 +279,14 @@ async fn leases_admit_one_claimer_and_fence_the_writers_that_lost_them(store: &S
     // epoch seen, one wins.
     let adoptable = store.adoptable(now, 1_000, 10).await.unwrap();
     assert!(adoptable.iter().any(|d| d.id == "leased"), "{adoptable:?}");
-    assert!(store.claim("leased", &claim("replica-b", true)).await.unwrap());
-    assert!(!store.claim("leased", &claim("replica-c", true)).await.unwrap());
+    assert!(store
+        .claim("leased", &claim("replica-b", true))
+        .await
+        .unwrap());
+    assert!(!store
+        .claim("leased", &claim("replica-c", true))
+        .await
+        .unwrap());
     let taken = store.debate("leased").await.unwrap().unwrap();
     assert_eq!(
         taken.lease,
@@ -258,7 +298,12 @@ async fn leases_admit_one_claimer_and_fence_the_writers_that_lost_them(store: &S
     );
     // The old holder's writes are refused and leave nothing behind.
     let stale = store
-        .append_event(&event("leased", 2, EventKind::AgentMessage), None, None, Some(&a))
+        .append_event(
+            &event("leased", 2, EventKind::AgentMessage),
+            None,
+            None,
+            Some(&a),
+        )
         .await;
     assert!(matches!(stale, Err(StoreError::Fenced { .. })), "{stale:?}");
     let cancel = StatusUpdate::to(DebateStatus::Cancelled);
@@ -276,7 +321,12 @@ async fn leases_admit_one_claimer_and_fence_the_writers_that_lost_them(store: &S
         epoch: 2,
     };
     store
-        .append_event(&event("leased", 2, EventKind::AgentMessage), None, None, Some(&b))
+        .append_event(
+            &event("leased", 2, EventKind::AgentMessage),
+            None,
+            None,
+            Some(&b),
+        )
         .await
         .expect("the new holder writes the next seq");
     assert_eq!(store.events_after("leased", 0, 10).await.unwrap().len(), 2);
@@ -289,7 +339,12 @@ async fn leases_admit_one_claimer_and_fence_the_writers_that_lost_them(store: &S
     assert_eq!(renewed.len(), 1);
     assert!(renewed[0].cancel_requested);
     assert_eq!(
-        store.debate("leased").await.unwrap().unwrap().cancel_requested_at_ms,
+        store
+            .debate("leased")
+            .await
+            .unwrap()
+            .unwrap()
+            .cancel_requested_at_ms,
         Some(now)
     );
     assert!(

@@ -131,7 +131,10 @@ async fn procedure_6_lists_the_active_debates_and_cancels_one_from_any_replica()
     // (whichever replica it lands on): 200 with the cancelled record either way.
     let path = |id: &str| format!("/api/v1/debates/{id}/cancel");
     let (status, cancelled) = engines[1].post_json(&path(&ids[0]), &json!({})).await;
-    assert_eq!(status, 200, "a replica that does not run it cancels it: {cancelled}");
+    assert_eq!(
+        status, 200,
+        "a replica that does not run it cancels it: {cancelled}"
+    );
     assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
     let (status, cancelled) =
         post_json(&client, &gateway.https_url(&path(&ids[1])), &json!({})).await;
@@ -153,7 +156,10 @@ async fn procedure_6_lists_the_active_debates_and_cancels_one_from_any_replica()
     let (_, active) = get_json(&client, &gateway.https_url("/api/v1/debates?status=active")).await;
     assert_eq!(active["total"], 0, "nothing active is left: {active}");
     let (status, again) = engines[2].post_json(&path(&ids[0]), &json!({})).await;
-    assert_eq!(status, 409, "an ended debate cannot be cancelled again: {again}");
+    assert_eq!(
+        status, 409,
+        "an ended debate cannot be cancelled again: {again}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -210,17 +216,24 @@ async fn a_replica_frozen_past_its_lease_loses_its_debates_and_records_nothing_m
 
     // Woken, it finds its leases gone: its runners stop, logged, having written nothing.
     engines[0].signal(libc::SIGCONT);
-    eventually("the woken replica to let its debates go", PATIENCE, || async {
-        let metrics = engines[0].metrics().await;
-        let log = engines[0].log_text();
-        (sample(&metrics, "aragora_active_debates") == Some(0.0)
-            && log.matches("lease lost to another replica").count() == ids.len())
-        .then_some(())
-    })
+    eventually(
+        "the woken replica to let its debates go",
+        PATIENCE,
+        || async {
+            let metrics = engines[0].metrics().await;
+            let log = engines[0].log_text();
+            (sample(&metrics, "aragora_active_debates") == Some(0.0)
+                && log.matches("lease lost to another replica").count() == ids.len())
+            .then_some(())
+        },
+    )
     .await;
     for (id, before) in ids.iter().zip(&finished) {
         let after = all_events(survivor, id).await;
-        assert_eq!(&after, before, "{id}: the woken replica recorded nothing more");
+        assert_eq!(
+            &after, before,
+            "{id}: the woken replica recorded nothing more"
+        );
         let (_, debate) = engines[0].get(&format!("/api/debates/{id}")).await;
         assert_eq!(debate["status"], "completed", "{debate}");
     }
