@@ -178,7 +178,7 @@ impl Orchestrator {
         }
         // Read after winning: every write of the previous holder is either in what this reads
         // or was fenced off by the claim.
-        Ok(self.deps.store.debate(&record.id).await?)
+        self.deps.store.debate(&record.id).await
     }
 
     /// Whether nobody holds `record` at `now` (as the store's `adoptable` decides).
