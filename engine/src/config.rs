@@ -65,6 +65,10 @@ pub struct EngineConfig {
     pub agent_timeout_secs: u64,
     pub offline_agent_latency_ms: u64,
     pub watchdog_interval_secs: u64,
+    /// How long a replica's lease on a debate lasts unless renewed (see `orchestrator`).
+    pub lease_secs: u64,
+    /// How often a replica renews the leases of its debates and picks up cancel requests.
+    pub lease_renew_secs: u64,
     pub drain_timeout_secs: u64,
     pub max_body_bytes: usize,
     pub max_topic_chars: usize,
@@ -148,6 +152,8 @@ aragora_config::settings! {
     agent_timeout_secs: ["ARAGORA_AGENT_TIMEOUT"] "Seconds one agent call may take before it counts as failed.";
     offline_agent_latency_ms: ["ARAGORA_OFFLINE_AGENT_LATENCY_MS"] "Simulated think time of the built-in offline agents, for demos and load tests.";
     watchdog_interval_secs: ["ARAGORA_WATCHDOG_INTERVAL"] "Seconds between scans for debates stuck past their timeout.";
+    lease_secs: ["ARAGORA_DEBATE_LEASE"] "Seconds a replica's hold on a debate lasts unless renewed; when it expires (the replica died or froze) another ready replica adopts the debate and resumes it from its events.";
+    lease_renew_secs: ["ARAGORA_DEBATE_LEASE_RENEW"] "Seconds between renewals of this replica's debate leases (one statement for all), which also pick up cancels sent to other replicas; less than half ARAGORA_DEBATE_LEASE.";
     drain_timeout_secs: ["ARAGORA_DRAIN_TIMEOUT"] "On SIGTERM, seconds to let running debates finish before they are saved as interrupted.";
     max_body_bytes: ["ARAGORA_MAX_BODY_BYTES"] "Largest request body accepted; larger ones get 413.";
     max_topic_chars: ["ARAGORA_MAX_TOPIC_LENGTH"] "Longest debate topic accepted, in characters.";
@@ -188,6 +194,11 @@ impl Default for EngineConfig {
             agent_timeout_secs: 240,
             offline_agent_latency_ms: 0,
             watchdog_interval_secs: 30,
+            // Three renewals per lease: two may be missed (a GC pause, a database hiccup)
+            // before another replica takes over, and a dead replica's debates move on within
+            // 15-20 s (the lease plus one scan of the adopter).
+            lease_secs: 15,
+            lease_renew_secs: 5,
             drain_timeout_secs: 30,
             max_body_bytes: 256 * 1024,
             max_topic_chars: 4000,
@@ -417,6 +428,19 @@ impl EngineConfig {
             self.watchdog_interval_secs >= 1,
             "ARAGORA_WATCHDOG_INTERVAL",
             "is 0; use at least 1 second".into(),
+        );
+        check(
+            (2..=3600).contains(&self.lease_secs),
+            "ARAGORA_DEBATE_LEASE",
+            format!("is {}; use 2 to 3600 seconds (default 15)", self.lease_secs),
+        );
+        check(
+            self.lease_renew_secs >= 1 && self.lease_renew_secs * 2 < self.lease_secs,
+            "ARAGORA_DEBATE_LEASE_RENEW",
+            format!(
+                "is {}; use at least 1 second and less than half ARAGORA_DEBATE_LEASE ({}), so a lease survives a missed renewal",
+                self.lease_renew_secs, self.lease_secs
+            ),
         );
         check(
             (1..=1000).contains(&self.db_pool_size),

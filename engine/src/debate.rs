@@ -26,8 +26,8 @@ use crate::agents::{
 use crate::events::EventHub;
 use crate::metrics::EngineMetrics;
 use crate::model::{
-    now_ms, DebateEvent, DebateRecord, DebateStatus, EventPayload, Outcome, Phase, StatusUpdate,
-    Step,
+    now_ms, DebateEvent, DebateRecord, DebateStatus, EventPayload, Fence, Outcome, Phase,
+    StatusUpdate, Step,
 };
 use crate::receipts::{receipt_for, Participant, ReceiptKeys};
 use crate::store::{DebateStore, StoreError, StoredReceipt};
@@ -46,6 +46,8 @@ pub enum StopReason {
     Draining,
     /// The watchdog found it past its timeout.
     TimedOut,
+    /// Another replica adopted it (this one's lease expired): stop without writing anything.
+    LeaseLost,
 }
 
 /// How a call to [`run_debate`] ended.
@@ -158,6 +160,8 @@ struct Recorder<'a> {
     deps: &'a DebateDeps,
     debate_id: String,
     next_seq: i64,
+    /// The lease this runner writes under; `None` for a debate nobody leased (tests).
+    fence: Option<Fence>,
     /// The write in progress. A cancel or deadline drops the debate's future mid-write, but a
     /// database may still commit what it was sent; the write runs as its own task so that
     /// [`Recorder::resync`] can wait for its verdict instead of racing it (reading the old last
@@ -194,10 +198,15 @@ impl Recorder<'_> {
             now_ms(),
         );
         let store = self.deps.store.clone();
-        let (written, update, receipt) = (event.clone(), update.cloned(), receipt.cloned());
+        let (written, update, receipt, fence) = (
+            event.clone(),
+            update.cloned(),
+            receipt.cloned(),
+            self.fence.clone(),
+        );
         let write = self.in_flight.insert(tokio::spawn(async move {
             store
-                .append_event(&written, update.as_ref(), receipt.as_ref())
+                .append_event(&written, update.as_ref(), receipt.as_ref(), fence.as_ref())
                 .await
         }));
         let verdict = write.await;
@@ -226,7 +235,9 @@ impl Recorder<'_> {
     }
 }
 
-/// Runs (or resumes) one debate to its end, or until `stop` asks it to stop.
+/// Runs (or resumes) one debate to its end, or until `stop` asks it to stop. Every write is
+/// fenced by `record.lease` (when it has an owner): once another replica adopts the debate,
+/// this ends with [`StoreError::Fenced`] having written nothing more.
 pub async fn run_debate(
     deps: &DebateDeps,
     record: DebateRecord,
@@ -234,10 +245,12 @@ pub async fn run_debate(
 ) -> Result<RunEnd, StoreError> {
     let events = deps.store.events_after(&record.id, 0, i64::MAX).await?;
     let mut transcript = Transcript::replay(&events)?;
+    let fence = record.lease.fence();
     let mut recorder = Recorder {
         deps,
         debate_id: record.id.clone(),
         next_seq: record.last_seq + 1,
+        fence: fence.clone(),
         in_flight: None,
     };
     if transcript.ended {
@@ -251,7 +264,15 @@ pub async fn run_debate(
             DebateStatus::Interrupted,
             DebateStatus::Running,
         ];
-        deps.store.transition(&record.id, &from, &update).await?;
+        let moved = deps
+            .store
+            .transition(&record.id, &from, &update, fence.as_ref())
+            .await?;
+        if !moved && fence.is_some() {
+            return Err(StoreError::Fenced {
+                debate_id: record.id.clone(),
+            });
+        }
         tracing::info!(debate_id = %record.id, last_seq = record.last_seq, "resuming debate");
     } else {
         let update = StatusUpdate {
@@ -289,6 +310,11 @@ pub async fn run_debate(
             Some(StopReason::Cancelled) => Ending::Cancelled,
             Some(StopReason::TimedOut) => Ending::TimedOut,
             Some(StopReason::Draining) | None => Ending::Interrupted,
+            Some(StopReason::LeaseLost) => {
+                return Err(StoreError::Fenced {
+                    debate_id: record.id.clone(),
+                })
+            }
         },
     };
     recorder.resync().await?;
@@ -321,7 +347,12 @@ async fn finish(
         Ending::Interrupted => {
             let update = StatusUpdate::to(DebateStatus::Interrupted);
             deps.store
-                .transition(&record.id, &[DebateStatus::Running], &update)
+                .transition(
+                    &record.id,
+                    &[DebateStatus::Running],
+                    &update,
+                    recorder.fence.as_ref(),
+                )
                 .await?;
             tracing::info!(debate_id = %record.id, "debate interrupted by drain; the next start resumes it");
             return Ok(RunEnd::Interrupted);

@@ -20,8 +20,10 @@
 
 use crate::config::DbBackend;
 use crate::dr_log::{BackupRecord, DrStatus, DrillRecord};
-use crate::model::{format_ms, now_ms, DebateEvent, DebateRecord, DebateStatus, StatusUpdate};
-use crate::store::{DebatePage, DebateStore, StoreError, StoredReceipt};
+use crate::model::{
+    format_ms, now_ms, DebateEvent, DebateRecord, DebateStatus, Fence, StatusUpdate,
+};
+use crate::store::{Claim, DebatePage, DebateStore, Renewed, StoreError, StoredReceipt};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use prometheus::IntGaugeVec;
@@ -421,8 +423,11 @@ impl DebateStore for FaultyStore {
         event: &DebateEvent,
         update: Option<&StatusUpdate>,
         receipt: Option<&StoredReceipt>,
+        fence: Option<&Fence>,
     ) -> Result<(), StoreError> {
-        self.gate()?.append_event(event, update, receipt).await
+        self.gate()?
+            .append_event(event, update, receipt, fence)
+            .await
     }
 
     async fn receipt(&self, debate_id: &str) -> Result<Option<String>, StoreError> {
@@ -434,8 +439,37 @@ impl DebateStore for FaultyStore {
         id: &str,
         from: &[DebateStatus],
         update: &StatusUpdate,
+        fence: Option<&Fence>,
     ) -> Result<bool, StoreError> {
-        self.gate()?.transition(id, from, update).await
+        self.gate()?.transition(id, from, update, fence).await
+    }
+
+    async fn claim(&self, id: &str, claim: &Claim<'_>) -> Result<bool, StoreError> {
+        self.gate()?.claim(id, claim).await
+    }
+
+    async fn adoptable(
+        &self,
+        now_ms: i64,
+        unleased_grace_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<DebateRecord>, StoreError> {
+        self.gate()?
+            .adoptable(now_ms, unleased_grace_ms, limit)
+            .await
+    }
+
+    async fn renew_leases(
+        &self,
+        owner: &str,
+        ids: &[String],
+        expires_at_ms: i64,
+    ) -> Result<Vec<Renewed>, StoreError> {
+        self.gate()?.renew_leases(owner, ids, expires_at_ms).await
+    }
+
+    async fn request_cancel(&self, id: &str, by: &str, at_ms: i64) -> Result<bool, StoreError> {
+        self.gate()?.request_cancel(id, by, at_ms).await
     }
 
     async fn events_after(

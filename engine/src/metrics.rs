@@ -20,6 +20,8 @@ pub struct EngineMetrics {
     pub tokens_used: IntCounterVec,
     pub agent_fallbacks: IntCounterVec,
     pub receipts_issued: IntCounter,
+    /// Debates taken over from a replica whose lease expired.
+    pub debates_adopted: IntCounter,
     /// Refused credentials by reason; count through [`EngineMetrics::auth_failure`].
     pub auth_failures: IntCounterVec,
     pub websocket_connections: IntGauge,
@@ -90,6 +92,7 @@ impl EngineMetrics {
             tokens_used: cat::TOKENS_USED_TOTAL.counter(&registry),
             agent_fallbacks: cat::AGENT_FALLBACKS_TOTAL.counter(&registry),
             receipts_issued: cat::RECEIPTS_ISSUED_TOTAL.counter_single(&registry),
+            debates_adopted: cat::DEBATES_ADOPTED_TOTAL.counter_single(&registry),
             auth_failures: cat::auth_failures(&registry),
             websocket_connections: cat::WEBSOCKET_CONNECTIONS.gauge(&registry),
             ready: cat::READY.gauge(&registry),

@@ -521,6 +521,41 @@ pub struct DebateRecord {
     /// The subject of the principal that created it (`None` for debates from before
     /// authentication); operators may cancel only their own.
     pub created_by: Option<String>,
+    /// Which replica holds it and until when: see [`Lease`].
+    pub lease: Lease,
+    /// When a cancel reached a replica that does not run it; the owner ends it at its next
+    /// lease renewal.
+    pub cancel_requested_at_ms: Option<i64>,
+}
+
+/// A replica's hold on a debate. The replica that runs (or queues) a debate renews
+/// `expires_at_ms`; once it passes, another replica may adopt the debate, which increments
+/// `epoch`. Writes of a debate's events carry the [`Fence`] (owner and epoch) they were
+/// claimed under, so a replica that lost the lease writes nothing more.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Lease {
+    /// The replica id (generated at each start) of the holder; `None` before the first claim.
+    pub owner: Option<String>,
+    pub epoch: i64,
+    pub expires_at_ms: Option<i64>,
+}
+
+impl Lease {
+    /// The fence of this lease, when someone holds it.
+    pub fn fence(&self) -> Option<Fence> {
+        Some(Fence {
+            owner: self.owner.clone()?,
+            epoch: self.epoch,
+        })
+    }
+}
+
+/// The fencing token of a write: applied only while the debate's owner and lease epoch are
+/// still these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub owner: String,
+    pub epoch: i64,
 }
 
 impl DebateRecord {
@@ -552,6 +587,8 @@ impl DebateRecord {
             error: None,
             last_seq: 0,
             created_by: None,
+            lease: Lease::default(),
+            cancel_requested_at_ms: None,
         }
     }
 

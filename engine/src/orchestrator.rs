@@ -2,16 +2,35 @@
 //!
 //! A new debate is persisted as `queued`, then waits for one of `ARAGORA_MAX_CONCURRENT_DEBATES`
 //! slots; at most `ARAGORA_DEBATE_QUEUE_SIZE` may wait, beyond that the request gets 429. The
-//! orchestrator keeps a stop switch per local debate (cancel, drain, watchdog), resumes
-//! interrupted debates on start, and runs the watchdog that ends debates stuck past their
-//! timeout.
+//! orchestrator keeps a stop switch per local debate (cancel, drain, watchdog, lease lost),
+//! resumes interrupted debates on start, and runs the watchdog that ends debates stuck past
+//! their timeout.
+//!
+//! ## Leases
+//!
+//! Every debate this replica runs or queues is held under a lease in the database (`owner`, a
+//! replica id generated at each start, and `lease_expires_at_ms`). [`Orchestrator::lease_pass`]
+//! renews all of them in one statement every `ARAGORA_DEBATE_LEASE_RENEW` (5 s) for
+//! `ARAGORA_DEBATE_LEASE` (15 s), and then adopts what nobody holds: debates whose lease
+//! expired (their replica died, or froze) and debates a drain saved as interrupted. Fifteen
+//! seconds is three renewals, so two may be missed (a pause, a slow database) before anyone
+//! takes over, and a killed replica's debates run again on a survivor within 15-20 s.
+//!
+//! | step | how |
+//! |---|---|
+//! | adopt | one conditional UPDATE on the epoch seen (`DebateStore::claim`): of replicas racing, one wins; the epoch goes up by one |
+//! | resume | the adopter runs `run_debate`, which replays the events and skips every recorded step |
+//! | fence | every write of a runner carries the owner and epoch it claimed; after an adoption they match no row, so a replica that wakes after losing the lease records nothing more, and its runner stops (logged) |
+//! | slots | a replica adopts only into free slots, never behind its own queue; a full replica leaves the debate to another; a draining one adopts nothing |
+//! | cancel | a replica that does not run the debate records the request in the row; the owner's next renewal sees it and cancels; the requester waits for the final state (at most 10 s) |
 
 use crate::config::DbBackend;
 use crate::debate::{run_debate, DebateDeps, RunEnd, StopReason};
 use crate::model::{
-    now_ms, DebateEvent, DebateRecord, DebateStatus, EventPayload, Outcome, StatusUpdate,
+    now_ms, DebateEvent, DebateRecord, DebateStatus, EventPayload, Fence, Lease, Outcome,
+    StatusUpdate,
 };
-use crate::store::StoreError;
+use crate::store::{Claim, StoreError};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -38,9 +57,31 @@ pub enum CancelResult {
     Cancelled(DebateRecord),
     /// The debate had already ended; nothing changed.
     AlreadyFinal(DebateRecord),
-    /// Another replica runs it; this one cannot stop it.
-    Elsewhere(DebateRecord),
+    /// Another replica runs it: the request is recorded for that replica, which had not
+    /// ended the debate yet when this one stopped waiting.
+    Requested(DebateRecord),
     NotFound,
+}
+
+/// How long a cancel waits for the debate to reach its final state, on this replica or on
+/// the one that runs it (which sees the request at its next lease renewal).
+pub const CANCEL_WAIT: Duration = Duration::from_secs(10);
+
+/// How long this replica's hold on a debate lasts, and how often it renews it.
+#[derive(Debug, Clone, Copy)]
+pub struct LeaseTimes {
+    pub lease: Duration,
+    pub renew: Duration,
+}
+
+impl Default for LeaseTimes {
+    /// `ARAGORA_DEBATE_LEASE` and `ARAGORA_DEBATE_LEASE_RENEW`'s defaults (see the module doc).
+    fn default() -> Self {
+        Self {
+            lease: Duration::from_secs(15),
+            renew: Duration::from_secs(5),
+        }
+    }
 }
 
 struct LocalDebate {
@@ -48,6 +89,8 @@ struct LocalDebate {
     done: watch::Receiver<bool>,
     /// When it took a slot; `None` while it waits for one.
     running_since: Option<Instant>,
+    /// Its lease is stored (the admission's row is written), so renewals cover it.
+    leased: bool,
 }
 
 /// Schedules debates onto a bounded number of slots.
@@ -61,6 +104,9 @@ pub struct Orchestrator {
     draining: Arc<AtomicBool>,
     /// Signalled whenever a local debate ends.
     changed: Arc<Notify>,
+    /// This replica's id: the owner of the leases it holds, new at every start.
+    replica: Arc<str>,
+    leases: LeaseTimes,
 }
 
 impl Orchestrator {
@@ -73,7 +119,76 @@ impl Orchestrator {
             local: Arc::default(),
             draining: Arc::default(),
             changed: Arc::default(),
+            replica: uuid::Uuid::new_v4().to_string().into(),
+            leases: LeaseTimes::default(),
         }
+    }
+
+    /// With these lease times (the defaults are those of [`LeaseTimes::default`]).
+    pub fn with_leases(mut self, leases: LeaseTimes) -> Self {
+        self.leases = leases;
+        self
+    }
+
+    /// The id this replica holds leases under.
+    pub fn replica_id(&self) -> &str {
+        &self.replica
+    }
+
+    pub fn lease_times(&self) -> LeaseTimes {
+        self.leases
+    }
+
+    /// A lease for this replica from `now`.
+    fn lease_from(&self, now: i64, epoch: i64) -> Lease {
+        Lease {
+            owner: Some(self.replica.to_string()),
+            epoch,
+            expires_at_ms: Some(now + self.leases.lease.as_millis() as i64),
+        }
+    }
+
+    /// How long a debate without a lease (written before leases existed) counts as held since
+    /// its last change: its runner writes at least once per agent call, and a call never
+    /// takes longer than the agent timeout.
+    fn unleased_grace_ms(&self) -> i64 {
+        (self.deps.agent_timeout + self.leases.lease).as_millis() as i64
+    }
+
+    /// Takes `record`'s lease if nobody holds it (`only_expired`) or in any case (a SQLite
+    /// restart, where no other process can); the record as claimed, or `None` when another
+    /// replica holds or won it.
+    async fn claim(
+        &self,
+        record: &DebateRecord,
+        only_expired: bool,
+    ) -> Result<Option<DebateRecord>, StoreError> {
+        let now = now_ms();
+        let lease = self.lease_from(now, record.lease.epoch + 1);
+        let claim = Claim {
+            owner: &self.replica,
+            seen_epoch: record.lease.epoch,
+            now_ms: now,
+            expires_at_ms: lease.expires_at_ms.unwrap_or(now),
+            only_expired,
+            unleased_grace_ms: self.unleased_grace_ms(),
+        };
+        if !self.deps.store.claim(&record.id, &claim).await? {
+            return Ok(None);
+        }
+        // Read after winning: every write of the previous holder is either in what this reads
+        // or was fenced off by the claim.
+        self.deps.store.debate(&record.id).await
+    }
+
+    /// Whether nobody holds `record` at `now` (as the store's `adoptable` decides).
+    fn unheld(&self, record: &DebateRecord, now: i64) -> bool {
+        record.status == DebateStatus::Interrupted
+            || record
+                .lease
+                .expires_at_ms
+                .unwrap_or(record.updated_at_ms + self.unleased_grace_ms())
+                < now
     }
 
     pub fn deps(&self) -> &DebateDeps {
@@ -127,6 +242,8 @@ impl Orchestrator {
             }
             local.insert(record.id.clone(), Self::new_local().0);
         }
+        let mut record = record;
+        record.lease = self.lease_from(now_ms(), 1);
         if let Err(err) = self.deps.store.insert_debate(&record).await {
             self.lock().remove(&record.id);
             return Err(err.into());
@@ -143,6 +260,7 @@ impl Orchestrator {
                 stop,
                 done,
                 running_since: None,
+                leased: false,
             },
             done_tx,
         )
@@ -156,10 +274,15 @@ impl Orchestrator {
         // first poll is not); with debates already waiting, no slot is free to take.
         let slot = self.slots.clone().try_acquire_owned().ok();
         entry.running_since = slot.is_some().then(Instant::now);
+        entry.leased = true;
         // Keep a stop requested between admit and spawn.
         let previous = self.lock().insert(record.id.clone(), entry);
         if let Some(reason) = previous.and_then(|p| *p.stop.borrow()) {
             self.stop_local(&record.id, reason);
+        }
+        if record.cancel_requested_at_ms.is_some() {
+            // Cancelled while its previous holder ran it, which died before acting on it.
+            self.stop_local(&record.id, StopReason::Cancelled);
         }
         self.update_gauges();
         let this = self.clone();
@@ -202,6 +325,9 @@ impl Orchestrator {
         self.update_gauges();
         match run_debate(&self.deps, record, stop).await {
             Ok(RunEnd::Finished(_)) | Ok(RunEnd::Interrupted) => {}
+            Err(StoreError::Fenced { .. }) => {
+                tracing::warn!(debate_id = %id, replica = %self.replica, "lease lost to another replica, which resumes the debate; this replica stops it without recording more");
+            }
             Err(err) => {
                 // The store failed mid-debate; the watchdog or the next start settles it.
                 tracing::error!(debate_id = %id, error = %err, "debate stopped by a storage error; it will be resumed or failed by the watchdog");
@@ -217,6 +343,7 @@ impl Orchestrator {
         reason: StopReason,
     ) -> Result<(), StoreError> {
         let from = [DebateStatus::Queued, DebateStatus::Interrupted];
+        let fence = record.lease.fence();
         match reason {
             StopReason::Draining => {
                 self.deps
@@ -225,10 +352,13 @@ impl Orchestrator {
                         &record.id,
                         &from,
                         &StatusUpdate::to(DebateStatus::Interrupted),
+                        fence.as_ref(),
                     )
                     .await?;
                 Ok(())
             }
+            // Another replica holds it now; it is that replica's to run.
+            StopReason::LeaseLost => Ok(()),
             StopReason::Cancelled => {
                 self.finish_without_runner(record, Outcome::Cancelled, "cancelled by request")
                     .await
@@ -244,13 +374,15 @@ impl Orchestrator {
         }
     }
 
-    /// Ends a debate that no runner is driving, with a final `debate_end` event.
+    /// Ends a debate that no runner is driving, with a final `debate_end` event, under the
+    /// lease `record` was claimed with.
     async fn finish_without_runner(
         &self,
         record: &DebateRecord,
         outcome: Outcome,
         reason: &str,
     ) -> Result<(), StoreError> {
+        let fence: Option<Fence> = record.lease.fence();
         let store = &self.deps.store;
         let Some(current) = store.debate(&record.id).await? else {
             return Ok(());
@@ -274,7 +406,9 @@ impl Orchestrator {
             duration_ms: 0,
         };
         let event = DebateEvent::of(&record.id, current.last_seq + 1, None, None, end, now);
-        store.append_event(&event, Some(&update), None).await?;
+        store
+            .append_event(&event, Some(&update), None, fence.as_ref())
+            .await?;
         self.deps.hub.publish(event);
         self.deps
             .metrics
@@ -299,8 +433,10 @@ impl Orchestrator {
         Some(entry.done.clone())
     }
 
-    /// Cancels a queued or running debate and waits (briefly) for it to reach its final state.
-    pub async fn cancel(&self, id: &str) -> Result<CancelResult, StoreError> {
+    /// Cancels a queued or running debate, wherever it runs, and waits (at most
+    /// [`CANCEL_WAIT`]) for it to reach its final state. `by` (the caller) is recorded when
+    /// the request has to go to another replica.
+    pub async fn cancel(&self, id: &str, by: &str) -> Result<CancelResult, StoreError> {
         let store = &self.deps.store;
         let Some(record) = store.debate(id).await? else {
             return Ok(CancelResult::NotFound);
@@ -309,19 +445,145 @@ impl Orchestrator {
             return Ok(CancelResult::AlreadyFinal(record));
         }
         if let Some(mut done) = self.stop_local(id, StopReason::Cancelled) {
-            let _ = tokio::time::timeout(Duration::from_secs(10), done.wait_for(|d| *d)).await;
-        } else if matches!(
-            record.status,
-            DebateStatus::Queued | DebateStatus::Interrupted
-        ) {
-            // Not scheduled here (an interrupted debate awaiting resume): end it directly.
-            self.finish_without_runner(&record, Outcome::Cancelled, "cancelled by request")
+            let _ = tokio::time::timeout(CANCEL_WAIT, done.wait_for(|d| *d)).await;
+        } else if let Some(claimed) = self.claim(&record, true).await? {
+            // Nobody held it (interrupted, or its replica died): end it here, under the lease
+            // just taken, so an adopter racing for it finds it claimed.
+            self.finish_without_runner(&claimed, Outcome::Cancelled, "cancelled by request")
                 .await?;
-        } else {
-            return Ok(CancelResult::Elsewhere(record));
         }
-        let record = store.debate(id).await?.unwrap_or(record);
-        Ok(CancelResult::Cancelled(record))
+        let now = store.debate(id).await?.unwrap_or(record);
+        match now.status {
+            DebateStatus::Cancelled => Ok(CancelResult::Cancelled(now)),
+            status if status.is_final() => Ok(CancelResult::AlreadyFinal(now)),
+            // Another replica holds it (or took it from this one's runner meanwhile): leave
+            // the request where that replica's renewal finds it.
+            _ => {
+                if !store.request_cancel(id, by, now_ms()).await? {
+                    let ended = store.debate(id).await?.unwrap_or(now);
+                    return Ok(CancelResult::AlreadyFinal(ended));
+                }
+                tracing::info!(debate_id = %id, owner = now.lease.owner.as_deref().unwrap_or("-"), "cancel recorded for the replica that runs the debate");
+                self.wait_cancelled(id, now).await
+            }
+        }
+    }
+
+    /// Polls the store until the debate is final or [`CANCEL_WAIT`] passes.
+    async fn wait_cancelled(
+        &self,
+        id: &str,
+        mut record: DebateRecord,
+    ) -> Result<CancelResult, StoreError> {
+        let deadline = Instant::now() + CANCEL_WAIT;
+        let mut pause = Duration::from_millis(50);
+        while Instant::now() < deadline {
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(250));
+            if let Some(now) = self.deps.store.debate(id).await? {
+                record = now;
+            }
+            if record.status == DebateStatus::Cancelled {
+                return Ok(CancelResult::Cancelled(record));
+            }
+            if record.status.is_final() {
+                return Ok(CancelResult::AlreadyFinal(record));
+            }
+        }
+        Ok(CancelResult::Requested(record))
+    }
+
+    /// One round of lease work: renews the leases of every local debate (one statement),
+    /// acts on cancel requests other replicas recorded, stops runners whose lease another
+    /// replica took, then adopts debates nobody holds into free slots. Returns how many it
+    /// adopted. Run every `ARAGORA_DEBATE_LEASE_RENEW` by the server.
+    pub async fn lease_pass(&self) -> Result<usize, StoreError> {
+        self.renew_leases().await?;
+        self.adopt().await
+    }
+
+    async fn renew_leases(&self) -> Result<(), StoreError> {
+        let ids: Vec<String> = self
+            .lock()
+            .iter()
+            .filter(|(_, debate)| debate.leased)
+            .map(|(id, _)| id.clone())
+            .collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let expires = now_ms() + self.leases.lease.as_millis() as i64;
+        let renewed = self
+            .deps
+            .store
+            .renew_leases(&self.replica, &ids, expires)
+            .await?;
+        for held in &renewed {
+            if held.cancel_requested && self.stop_local(&held.id, StopReason::Cancelled).is_some() {
+                tracing::info!(debate_id = %held.id, "cancelling a debate at another replica's request");
+            }
+        }
+        for id in ids
+            .iter()
+            .filter(|id| !renewed.iter().any(|r| &r.id == *id))
+        {
+            // Ended meanwhile (then this is a no-op), or adopted by another replica.
+            if self.stop_local(id, StopReason::LeaseLost).is_some() {
+                tracing::debug!(debate_id = %id, "lease not renewed: ended, or taken by another replica");
+            }
+        }
+        Ok(())
+    }
+
+    /// Adopts debates nobody holds, as many as there are free slots.
+    async fn adopt(&self) -> Result<usize, StoreError> {
+        if self.is_draining() {
+            return Ok(0);
+        }
+        let free = {
+            let (running, queued) = self.load();
+            self.max_running.saturating_sub(running + queued)
+        };
+        if free == 0 {
+            return Ok(0);
+        }
+        let now = now_ms();
+        let timeout_ms = self.deps.debate_timeout.as_millis() as i64;
+        // Some may be past their timeout (left to the watchdog) or taken by a faster replica.
+        let candidates = self
+            .deps
+            .store
+            .adoptable(now, self.unleased_grace_ms(), (free * 4 + 16) as i64)
+            .await?;
+        let mut adopted = 0;
+        for record in candidates {
+            if adopted == free {
+                break;
+            }
+            let since = record.started_at_ms.unwrap_or(record.created_at_ms);
+            if now - since >= timeout_ms || self.lock().contains_key(&record.id) {
+                continue;
+            }
+            let Some(claimed) = self.claim(&record, true).await? else {
+                continue;
+            };
+            let expired_ms = record
+                .lease
+                .expires_at_ms
+                .map_or(0, |expired| (now - expired).max(0));
+            tracing::info!(
+                debate_id = %record.id,
+                previous_owner = record.lease.owner.as_deref().unwrap_or("-"),
+                new_owner = %self.replica,
+                lease_expired_ms = expired_ms,
+                was = record.status.as_str(),
+                "adopted a debate nobody held; resuming it from its events"
+            );
+            self.deps.metrics.debates_adopted.inc();
+            self.spawn(claimed);
+            adopted += 1;
+        }
+        Ok(adopted)
     }
 
     /// Schedules debates left unfinished by an earlier process: those a drain interrupted, and
@@ -333,17 +595,12 @@ impl Orchestrator {
             statuses.extend([DebateStatus::Queued, DebateStatus::Running]);
         }
         let mut resumed = 0;
+        // With PostgreSQL other replicas run debates: take only those nobody holds.
+        let only_expired = store.backend() == DbBackend::Postgres;
         for record in store.debates_in(&statuses).await? {
             // Claim it: another replica starting at the same time may race for it.
-            let claimed = store
-                .transition(
-                    &record.id,
-                    &statuses,
-                    &StatusUpdate::to(DebateStatus::Queued),
-                )
-                .await?;
-            if claimed {
-                self.spawn(record);
+            if let Some(claimed) = self.claim(&record, only_expired).await? {
+                self.spawn(claimed);
                 resumed += 1;
             }
         }
@@ -354,7 +611,8 @@ impl Orchestrator {
     }
 
     /// Ends debates that are past their timeout by a grace period: local ones are told to
-    /// stop, and ones no live runner drives (a replica died) are failed directly.
+    /// stop; one another replica holds is that replica's watchdog's; one nobody holds (its
+    /// replica died and no replica adopted it in time) is claimed and failed here.
     pub async fn watchdog_pass(&self, grace: Duration) -> Result<usize, StoreError> {
         let limit_ms = (self.deps.debate_timeout + grace).as_millis() as i64;
         let now = now_ms();
@@ -371,14 +629,18 @@ impl Orchestrator {
             }
             if self.stop_local(&record.id, StopReason::TimedOut).is_some() {
                 tracing::warn!(debate_id = %record.id, "watchdog stopping a debate past its timeout");
-            } else {
+            } else if !self.unheld(&record, now) {
+                continue;
+            } else if let Some(claimed) = self.claim(&record, true).await? {
                 tracing::warn!(debate_id = %record.id, "watchdog failing a debate that no runner drives");
                 self.finish_without_runner(
-                    &record,
+                    &claimed,
                     Outcome::Failed,
                     "stuck past ARAGORA_DEBATE_TIMEOUT with no replica running it; failed by the watchdog",
                 )
                 .await?;
+            } else {
+                continue;
             }
             ended += 1;
         }

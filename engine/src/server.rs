@@ -12,7 +12,7 @@ use crate::events::EventHub;
 use crate::faults::{Faults, FaultyStore};
 use crate::http::{app, ws_app, AppState, Core, Phase, Shared};
 use crate::metrics::EngineMetrics;
-use crate::orchestrator::Orchestrator;
+use crate::orchestrator::{LeaseTimes, Orchestrator};
 use crate::receipts::{KeyError, ReceiptKeys};
 use crate::schema::{SchemaError, SchemaProblem};
 use crate::store::{DebateStore, SqlStore, StoreError};
@@ -307,10 +307,21 @@ async fn start_core(config: &EngineConfig, state: &AppState) -> Result<(), Serve
         debate_timeout: Duration::from_secs(config.debate_timeout_secs),
         receipts: state.receipts.clone(),
     };
+    let leases = LeaseTimes {
+        lease: Duration::from_secs(config.lease_secs),
+        renew: Duration::from_secs(config.lease_renew_secs),
+    };
     let orchestrator = Orchestrator::new(
         deps,
         config.max_concurrent_debates,
         config.debate_queue_size,
+    )
+    .with_leases(leases);
+    tracing::info!(
+        replica = orchestrator.replica_id(),
+        lease_secs = config.lease_secs,
+        renew_secs = config.lease_renew_secs,
+        "this replica holds its debates under leases with this id"
     );
     let _ = state.core.set(Core {
         store,
@@ -332,6 +343,18 @@ async fn start_core(config: &EngineConfig, state: &AppState) -> Result<(), Serve
         .resume_unfinished()
         .await
         .map_err(ServeError::Resume)?;
+    let leasing = orchestrator.clone();
+    tokio::spawn(async move {
+        // Renewals go on through a drain (its debates still run); adoption stops by itself.
+        let mut ticker = tokio::time::interval(leases.renew);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            if let Err(err) = leasing.lease_pass().await {
+                tracing::warn!(error = %err, "lease renewal or adoption failed; retrying next interval");
+            }
+        }
+    });
     let interval = Duration::from_secs(config.watchdog_interval_secs);
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(interval);

@@ -10,7 +10,8 @@
 use crate::config::DbBackend;
 use crate::dr_log::{self, BackupRecord, DrStatus, DrillRecord};
 use crate::model::{
-    ConsensusRule, DebateEvent, DebateRecord, DebateStatus, EventKind, Outcome, StatusUpdate,
+    ConsensusRule, DebateEvent, DebateRecord, DebateStatus, EventKind, Fence, Lease, Outcome,
+    StatusUpdate,
 };
 use async_trait::async_trait;
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -37,6 +38,34 @@ pub enum StoreError {
     /// next start's replay to find out.
     #[error("the write was abandoned at shutdown")]
     Abandoned,
+    /// The write was refused: this replica no longer holds the debate's lease (another
+    /// replica adopted it). Nothing was written.
+    #[error("debate {debate_id} is no longer held by this replica (lease lost to another)")]
+    Fenced { debate_id: String },
+}
+
+/// What a replica asks for when it claims a debate's lease (see [`DebateStore::claim`]).
+#[derive(Debug, Clone)]
+pub struct Claim<'a> {
+    /// The claiming replica.
+    pub owner: &'a str,
+    /// The lease epoch the claimer saw; the claim fails if anyone claimed since.
+    pub seen_epoch: i64,
+    pub now_ms: i64,
+    /// The new lease's end.
+    pub expires_at_ms: i64,
+    /// Claim only a debate nobody holds: interrupted, or its lease expired before `now_ms`.
+    pub only_expired: bool,
+    /// How long a debate written before leases existed (no lease) counts as held after its
+    /// last change (see [`DebateStore::adoptable`]).
+    pub unleased_grace_ms: i64,
+}
+
+/// A debate that a renewal found still held, and whether someone asked to cancel it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Renewed {
+    pub id: String,
+    pub cancel_requested: bool,
 }
 
 /// A page of debates and the number of debates matching the filter.
@@ -72,22 +101,53 @@ pub trait DebateStore: Send + Sync + 'static {
         offset: i64,
     ) -> Result<DebatePage, StoreError>;
     /// Appends `event` (its seq must be the debate's last seq + 1), applies `update` to the
-    /// debate row and stores `receipt` if given, atomically.
+    /// debate row and stores `receipt` if given, atomically. With a `fence`, only while the
+    /// debate's owner and lease epoch are the fence's; otherwise nothing is written and the
+    /// answer is [`StoreError::Fenced`].
     async fn append_event(
         &self,
         event: &DebateEvent,
         update: Option<&StatusUpdate>,
         receipt: Option<&StoredReceipt>,
+        fence: Option<&Fence>,
     ) -> Result<(), StoreError>;
     /// A debate's signed receipt (JSON), if it has one.
     async fn receipt(&self, debate_id: &str) -> Result<Option<String>, StoreError>;
-    /// Applies `update` only while the debate is in one of `from`; false when it was not.
+    /// Applies `update` only while the debate is in one of `from` (and, with a `fence`, still
+    /// held under it); false when it was not.
     async fn transition(
         &self,
         id: &str,
         from: &[DebateStatus],
         update: &StatusUpdate,
+        fence: Option<&Fence>,
     ) -> Result<bool, StoreError>;
+    /// Takes the lease of debate `id` for `claim.owner`, in one conditional UPDATE, so of
+    /// replicas racing for it exactly one wins: only while its epoch is still
+    /// `claim.seen_epoch`, it is not final, and (with `only_expired`) nobody holds it. The
+    /// winner's epoch is `seen_epoch + 1`; an interrupted debate becomes queued. True when
+    /// this claim won.
+    async fn claim(&self, id: &str, claim: &Claim<'_>) -> Result<bool, StoreError>;
+    /// Debates nobody holds at `now_ms`, oldest first, at most `limit`: interrupted ones, and
+    /// queued or running ones whose lease expired (one without a lease, written before
+    /// leases existed, once `unleased_grace_ms` passed since its last change).
+    async fn adoptable(
+        &self,
+        now_ms: i64,
+        unleased_grace_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<DebateRecord>, StoreError>;
+    /// Extends to `expires_at_ms` the leases `owner` still holds among `ids` (one statement)
+    /// and says which those are; a debate missing from the answer is no longer `owner`'s.
+    async fn renew_leases(
+        &self,
+        owner: &str,
+        ids: &[String],
+        expires_at_ms: i64,
+    ) -> Result<Vec<Renewed>, StoreError>;
+    /// Notes that `by` asked at `at_ms` to cancel a debate another replica runs; false when
+    /// the debate has already ended.
+    async fn request_cancel(&self, id: &str, by: &str, at_ms: i64) -> Result<bool, StoreError>;
     /// Events with seq greater than `after_seq`, in order, at most `limit`.
     async fn events_after(
         &self,
@@ -126,7 +186,19 @@ const SQLITE_PRAGMAS: &[&str] = &[
 
 const DEBATE_COLUMNS: &str = "id, topic, status, rounds, agents, consensus_rule, seed, \
     created_at_ms, started_at_ms, finished_at_ms, updated_at_ms, outcome, consensus_reached, \
-    final_answer, error, last_seq, created_by";
+    final_answer, error, last_seq, created_by, owner, lease_epoch, lease_expires_at_ms, \
+    cancel_requested_at_ms";
+
+/// The statuses a lease covers (a final debate needs no holder).
+const UNFINISHED: &str = "('queued', 'running', 'interrupted')";
+
+/// The condition "nobody holds it at $now": interrupted, or its lease expired; a debate
+/// without a lease (from before leases) counts as held for `$grace` ms after its last change.
+fn unheld(grace: usize, now: usize) -> String {
+    format!(
+        "(status = 'interrupted' OR COALESCE(lease_expires_at_ms, updated_at_ms + ${grace}) < ${now})"
+    )
+}
 
 impl SqlStore {
     /// The pool, for the tables other modules own (`api_keys`).
@@ -230,6 +302,12 @@ fn decode_debate(row: &AnyRow) -> Result<DebateRecord, StoreError> {
         error: row.try_get("error")?,
         last_seq: row.try_get("last_seq")?,
         created_by: row.try_get("created_by")?,
+        lease: Lease {
+            owner: row.try_get("owner")?,
+            epoch: row.try_get("lease_epoch")?,
+            expires_at_ms: row.try_get("lease_expires_at_ms")?,
+        },
+        cancel_requested_at_ms: row.try_get("cancel_requested_at_ms")?,
     })
 }
 
@@ -262,6 +340,21 @@ const UPDATE_DEBATE: &str = "UPDATE debates SET \
     error = COALESCE($7, error), \
     updated_at_ms = $8 \
     WHERE id = $9";
+
+/// `sql` (an UPDATE of one debate) applied only under `fence`: the owner and epoch become
+/// parameters `$first` and `$first + 1`, to be bound after the others.
+fn fenced(sql: String, first: usize, fence: Option<&Fence>) -> (String, Option<Fence>) {
+    match fence {
+        Some(fence) => (
+            format!(
+                "{sql} AND owner = ${first} AND lease_epoch = ${}",
+                first + 1
+            ),
+            Some(fence.clone()),
+        ),
+        None => (sql, None),
+    }
+}
 
 fn bind_update<'q>(
     query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
@@ -300,7 +393,7 @@ impl DebateStore for SqlStore {
         let agents = serde_json::to_string(&d.agents).unwrap_or_else(|_| "[]".into());
         sqlx::query(&format!(
             "INSERT INTO debates ({DEBATE_COLUMNS}) VALUES ({})",
-            Self::placeholders(1, 17)
+            Self::placeholders(1, 21)
         ))
         .bind(&d.id)
         .bind(&d.topic)
@@ -319,6 +412,10 @@ impl DebateStore for SqlStore {
         .bind(d.error.as_deref())
         .bind(d.last_seq)
         .bind(d.created_by.as_deref())
+        .bind(d.lease.owner.as_deref())
+        .bind(d.lease.epoch)
+        .bind(d.lease.expires_at_ms)
+        .bind(d.cancel_requested_at_ms)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -375,8 +472,28 @@ impl DebateStore for SqlStore {
         event: &DebateEvent,
         update: Option<&StatusUpdate>,
         receipt: Option<&StoredReceipt>,
+        fence: Option<&Fence>,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
+        // The row first: its UPDATE locks the debate, so an adoption (which changes the
+        // epoch under the same lock) is either wholly before this write, which then matches
+        // no row and writes nothing, or wholly after it, and then reads this event back.
+        let empty = StatusUpdate::default();
+        let (sql, fence) = fenced(UPDATE_DEBATE.to_string(), 10, fence);
+        let mut query = bind_update(
+            sqlx::query(&sql),
+            update.unwrap_or(&empty),
+            &event.debate_id,
+        );
+        if let Some(fence) = &fence {
+            query = query.bind(&fence.owner).bind(fence.epoch);
+        }
+        if query.execute(&mut *tx).await?.rows_affected() == 0 && fence.is_some() {
+            tx.rollback().await?;
+            return Err(StoreError::Fenced {
+                debate_id: event.debate_id.clone(),
+            });
+        }
         if let Some(receipt) = receipt {
             sqlx::query("INSERT INTO receipts (debate_id, body, key_id, issued_at_ms) VALUES ($1, $2, $3, $4)")
                 .bind(&event.debate_id)
@@ -397,14 +514,6 @@ impl DebateStore for SqlStore {
         .bind(event.agent.as_deref())
         .bind(event.data.to_string())
         .bind(event.at_ms)
-        .execute(&mut *tx)
-        .await?;
-        let empty = StatusUpdate::default();
-        bind_update(
-            sqlx::query(UPDATE_DEBATE),
-            update.unwrap_or(&empty),
-            &event.debate_id,
-        )
         .execute(&mut *tx)
         .await?;
         sqlx::query("UPDATE debates SET last_seq = $1 WHERE id = $2")
@@ -429,16 +538,110 @@ impl DebateStore for SqlStore {
         id: &str,
         from: &[DebateStatus],
         update: &StatusUpdate,
+        fence: Option<&Fence>,
     ) -> Result<bool, StoreError> {
         let sql = format!(
             "{UPDATE_DEBATE} AND status IN ({})",
             Self::placeholders(10, from.len())
         );
+        let (sql, fence) = fenced(sql, 10 + from.len(), fence);
         let mut query = bind_update(sqlx::query(&sql), update, id);
         for status in from {
             query = query.bind(status.as_str());
         }
+        if let Some(fence) = &fence {
+            query = query.bind(&fence.owner).bind(fence.epoch);
+        }
         Ok(query.execute(&self.pool).await?.rows_affected() == 1)
+    }
+
+    async fn claim(&self, id: &str, claim: &Claim<'_>) -> Result<bool, StoreError> {
+        let sql = format!(
+            "UPDATE debates SET owner = $1, lease_epoch = lease_epoch + 1, \
+             lease_expires_at_ms = $2, updated_at_ms = $3, \
+             status = CASE WHEN status = 'interrupted' THEN 'queued' ELSE status END \
+             WHERE id = $4 AND lease_epoch = $5 AND status IN {UNFINISHED} \
+             AND ($6 = 0 OR {})",
+            unheld(7, 8)
+        );
+        let claimed = sqlx::query(&sql)
+            .bind(claim.owner)
+            .bind(claim.expires_at_ms)
+            .bind(claim.now_ms)
+            .bind(id)
+            .bind(claim.seen_epoch)
+            .bind(i64::from(claim.only_expired))
+            .bind(claim.unleased_grace_ms)
+            .bind(claim.now_ms)
+            .execute(&self.pool)
+            .await?;
+        Ok(claimed.rows_affected() == 1)
+    }
+
+    async fn adoptable(
+        &self,
+        now_ms: i64,
+        unleased_grace_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<DebateRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {DEBATE_COLUMNS} FROM debates WHERE status IN {UNFINISHED} AND {} \
+             ORDER BY created_at_ms, id LIMIT $3",
+            unheld(1, 2)
+        );
+        let rows = sqlx::query(&sql)
+            .bind(unleased_grace_ms)
+            .bind(now_ms)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(decode_debate).collect()
+    }
+
+    async fn renew_leases(
+        &self,
+        owner: &str,
+        ids: &[String],
+        expires_at_ms: i64,
+    ) -> Result<Vec<Renewed>, StoreError> {
+        let mut renewed = Vec::with_capacity(ids.len());
+        // One statement per interval for any realistic load; chunks keep each well inside
+        // the backends' parameter limits.
+        for chunk in ids.chunks(500) {
+            let sql = format!(
+                "UPDATE debates SET lease_expires_at_ms = $1 \
+                 WHERE owner = $2 AND status IN ('queued', 'running') AND id IN ({}) \
+                 RETURNING id, cancel_requested_at_ms",
+                Self::placeholders(3, chunk.len())
+            );
+            let mut query = sqlx::query(&sql).bind(expires_at_ms).bind(owner);
+            for id in chunk {
+                query = query.bind(id);
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                let requested: Option<i64> = row.try_get("cancel_requested_at_ms")?;
+                renewed.push(Renewed {
+                    id: row.try_get("id")?,
+                    cancel_requested: requested.is_some(),
+                });
+            }
+        }
+        Ok(renewed)
+    }
+
+    async fn request_cancel(&self, id: &str, by: &str, at_ms: i64) -> Result<bool, StoreError> {
+        let sql = format!(
+            "UPDATE debates SET cancel_requested_at_ms = COALESCE(cancel_requested_at_ms, $1), \
+             cancel_requested_by = COALESCE(cancel_requested_by, $2) \
+             WHERE id = $3 AND status IN {UNFINISHED}"
+        );
+        let done = sqlx::query(&sql)
+            .bind(at_ms)
+            .bind(by)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn events_after(

@@ -8,9 +8,9 @@ use aragora_engine::debate::{run_debate, RunEnd, StopReason};
 use aragora_engine::dr_log::{BackupRecord, DrStatus, DrillRecord};
 use aragora_engine::events::HubMessage;
 use aragora_engine::faults::{FaultKind, FaultSpec};
-use aragora_engine::model::{DebateEvent, DebateRecord, StatusUpdate};
+use aragora_engine::model::{DebateEvent, DebateRecord, Fence, StatusUpdate};
 use aragora_engine::model::{DebateStatus, EventKind, EventPayload, Outcome, Phase};
-use aragora_engine::store::{DebatePage, DebateStore, StoreError, StoredReceipt};
+use aragora_engine::store::{Claim, DebatePage, DebateStore, Renewed, StoreError, StoredReceipt};
 use std::sync::Arc;
 use std::time::Duration;
 use support::{assert_whole, transcript, Gate, Harness};
@@ -301,16 +301,18 @@ impl DebateStore for LateCommitStore {
         event: &DebateEvent,
         update: Option<&StatusUpdate>,
         receipt: Option<&StoredReceipt>,
+        fence: Option<&Fence>,
     ) -> Result<(), StoreError> {
         if event.seq != self.late_seq || *self.landed.borrow() {
-            return self.inner.append_event(event, update, receipt).await;
+            return self.inner.append_event(event, update, receipt, fence).await;
         }
         // The server side of the write: it goes on whether or not the caller still waits.
-        let (inner, event, update, receipt) = (
+        let (inner, event, update, receipt, fence) = (
             self.inner.clone(),
             event.clone(),
             update.cloned(),
             receipt.cloned(),
+            fence.cloned(),
         );
         let (release, held, landed) = (
             self.release.subscribe(),
@@ -322,7 +324,7 @@ impl DebateStore for LateCommitStore {
             let mut release = release;
             let _ = tokio::time::timeout(Duration::from_secs(1), release.wait_for(|go| *go)).await;
             let written = inner
-                .append_event(&event, update.as_ref(), receipt.as_ref())
+                .append_event(&event, update.as_ref(), receipt.as_ref(), fence.as_ref())
                 .await;
             held.send_replace(false);
             landed.send_replace(true);
@@ -338,8 +340,31 @@ impl DebateStore for LateCommitStore {
         id: &str,
         from: &[DebateStatus],
         update: &StatusUpdate,
+        fence: Option<&Fence>,
     ) -> Result<bool, StoreError> {
-        self.inner.transition(id, from, update).await
+        self.inner.transition(id, from, update, fence).await
+    }
+    async fn claim(&self, id: &str, claim: &Claim<'_>) -> Result<bool, StoreError> {
+        self.inner.claim(id, claim).await
+    }
+    async fn adoptable(
+        &self,
+        now_ms: i64,
+        grace_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<DebateRecord>, StoreError> {
+        self.inner.adoptable(now_ms, grace_ms, limit).await
+    }
+    async fn renew_leases(
+        &self,
+        owner: &str,
+        ids: &[String],
+        expires_at_ms: i64,
+    ) -> Result<Vec<Renewed>, StoreError> {
+        self.inner.renew_leases(owner, ids, expires_at_ms).await
+    }
+    async fn request_cancel(&self, id: &str, by: &str, at_ms: i64) -> Result<bool, StoreError> {
+        self.inner.request_cancel(id, by, at_ms).await
     }
     async fn events_after(
         &self,

@@ -1,13 +1,15 @@
 //! The orchestrator in process, over SQLite with offline agents: admission order and its
-//! bound, cancel in each state, drain and the resume on the next start.
+//! bound, cancel in each state, drain and the resume on the next start; leases between two
+//! replicas on one database (expiry and adoption by exactly one, fencing of the stale owner,
+//! a cancel sent to the replica that does not run the debate).
 
 mod support;
 
 use aragora_engine::model::{DebateStatus, EventKind, Outcome};
-use aragora_engine::orchestrator::{AdmitError, CancelResult, Orchestrator};
+use aragora_engine::orchestrator::{AdmitError, CancelResult, LeaseTimes, Orchestrator};
 use aragora_engine::store::DebateStore;
 use std::time::Duration;
-use support::{assert_whole, record, Gate, Harness};
+use support::{assert_whole, eventually, record, Gate, Harness};
 
 fn orchestrator(engine: &Harness, max_running: usize, queue_size: usize) -> Orchestrator {
     Orchestrator::new(engine.deps.clone(), max_running, queue_size)
@@ -69,7 +71,7 @@ async fn cancel_ends_running_and_queued_debates_and_refuses_finished_ones() {
     gate.held(2).await;
 
     for id in ["waiting", "running"] {
-        let CancelResult::Cancelled(done) = orchestrator.cancel(id).await.unwrap() else {
+        let CancelResult::Cancelled(done) = orchestrator.cancel(id, "tester").await.unwrap() else {
             panic!("{id} is cancelled");
         };
         assert_eq!(
@@ -86,11 +88,11 @@ async fn cancel_ends_running_and_queued_debates_and_refuses_finished_ones() {
         "a debate cancelled in the queue never started: its only event is its end"
     );
     assert!(matches!(
-        orchestrator.cancel("running").await.unwrap(),
+        orchestrator.cancel("running", "tester").await.unwrap(),
         CancelResult::AlreadyFinal(_)
     ));
     assert!(matches!(
-        orchestrator.cancel("nobody").await.unwrap(),
+        orchestrator.cancel("nobody", "tester").await.unwrap(),
         CancelResult::NotFound
     ));
 }
@@ -128,4 +130,135 @@ async fn a_drain_interrupts_what_runs_and_the_next_start_resumes_it_to_the_end()
             .count();
         assert_eq!(starts, 1, "{id} started once");
     }
+}
+
+/// Short leases so the tests see them expire: 300 ms, renewed every 100 ms.
+fn quick_leases() -> LeaseTimes {
+    LeaseTimes {
+        lease: Duration::from_millis(300),
+        renew: Duration::from_millis(100),
+    }
+}
+
+fn replica(engine: &Harness, max_running: usize) -> Orchestrator {
+    orchestrator(engine, max_running, 4).with_leases(quick_leases())
+}
+
+/// Runs `orchestrator`'s lease passes, as the server does, until the handle is aborted.
+fn keep_leasing(orchestrator: &Orchestrator) -> tokio::task::JoinHandle<()> {
+    let orchestrator = orchestrator.clone();
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(orchestrator.lease_times().renew);
+        loop {
+            ticker.tick().await;
+            let _ = orchestrator.lease_pass().await;
+        }
+    })
+}
+
+#[tokio::test]
+async fn an_expired_lease_is_adopted_by_one_replica_and_the_stale_owner_records_nothing_more() {
+    // The first replica stops renewing (as if frozen) with its debate held mid-round.
+    let held = Gate::closed("critique");
+    let first = Harness::new(&held).await;
+    let frozen = replica(&first, 2);
+    frozen.admit(record("orphaned", 2, 3)).await.unwrap();
+    held.held(2).await;
+    let before = first.events("orphaned").await.len();
+    let owner = first.debate("orphaned").await.lease;
+    assert_eq!(owner.owner.as_deref(), Some(frozen.replica_id()));
+
+    // Two replicas race for it once the lease has expired: exactly one adopts it.
+    let second = first.restart(&Gate::open()).await;
+    let third = first.restart(&Gate::open()).await;
+    let (b, c) = (replica(&second, 2), replica(&third, 2));
+    let adopted = eventually("the expired lease to be adopted", || async {
+        let (by_b, by_c) = tokio::join!(b.lease_pass(), c.lease_pass());
+        let total = by_b.unwrap() + by_c.unwrap();
+        (total > 0).then_some(total)
+    })
+    .await;
+    assert_eq!(adopted, 1, "one adopter wins");
+    let done = second.finished("orphaned").await;
+    assert_eq!(done.status, DebateStatus::Completed);
+    let adopter = done.lease.owner.clone().unwrap();
+    assert!(
+        [b.replica_id(), c.replica_id()].contains(&adopter.as_str()),
+        "{adopter} finished it"
+    );
+    assert_eq!(
+        done.lease.epoch,
+        owner.epoch + 1,
+        "one adoption, one new epoch"
+    );
+    let events = second.events("orphaned").await;
+    assert!(events.len() > before);
+    assert_whole(&events);
+    let adopters = [&second, &third]
+        .iter()
+        .map(|h| aragora_telemetry_sample(&h.deps.metrics.render()))
+        .sum::<f64>();
+    assert_eq!(adopters, 1.0, "the adoption is counted once");
+
+    // The frozen replica wakes: its held calls answer, its writes are fenced off.
+    held.release();
+    eventually("the stale runner to stop", || async {
+        (frozen.load() == (0, 0)).then_some(())
+    })
+    .await;
+    assert_eq!(
+        first.events("orphaned").await.len(),
+        events.len(),
+        "the stale owner recorded nothing more"
+    );
+    assert_eq!(
+        first.debate("orphaned").await.status,
+        DebateStatus::Completed
+    );
+}
+
+/// `aragora_debates_adopted_total` in a rendered registry.
+fn aragora_telemetry_sample(rendered: &str) -> f64 {
+    rendered
+        .lines()
+        .find_map(|line| line.strip_prefix("aragora_debates_adopted_total "))
+        .map(|value| value.trim().parse().unwrap())
+        .expect("the adoption counter is exported (at 0 before any adoption)")
+}
+
+#[tokio::test]
+async fn a_cancel_sent_to_a_replica_that_does_not_run_the_debate_ends_it_where_it_runs() {
+    let held = Gate::closed("proposal");
+    let first = Harness::new(&held).await;
+    let owner = replica(&first, 1);
+    let _renewing = keep_leasing(&owner);
+    owner.admit(record("elsewhere", 2, 4)).await.unwrap();
+    held.held(2).await;
+
+    let second = first.restart(&Gate::open()).await;
+    let other = replica(&second, 1);
+    let CancelResult::Cancelled(done) = other.cancel("elsewhere", "tester").await.unwrap() else {
+        panic!("the cancel reaches the replica that runs the debate");
+    };
+    assert_eq!(
+        (done.status, done.outcome),
+        (DebateStatus::Cancelled, Some(Outcome::Cancelled))
+    );
+    assert_eq!(
+        done.lease.owner.as_deref(),
+        Some(owner.replica_id()),
+        "ended by its owner"
+    );
+    let events = first.events("elsewhere").await;
+    assert_whole(&events);
+    assert_eq!(events.last().unwrap().kind, EventKind::DebateEnd);
+    eventually("the owner to let the debate go", || async {
+        (owner.load() == (0, 0)).then_some(())
+    })
+    .await;
+    assert_eq!(
+        aragora_telemetry_sample(&second.deps.metrics.render()),
+        0.0,
+        "a live lease is never adopted"
+    );
 }

@@ -186,6 +186,14 @@ pub const RECEIPTS_ISSUED_TOTAL: MetricDef = MetricDef {
     buckets: &[],
 };
 
+pub const DEBATES_ADOPTED_TOTAL: MetricDef = MetricDef {
+    name: "aragora_debates_adopted_total",
+    kind: MetricKind::Counter,
+    help: "Debates this replica adopted after their owner's lease expired (the owner died or was paused), resumed from their events.",
+    labels: &[],
+    buckets: &[],
+};
+
 /// The values of [`AUTH_FAILURES_TOTAL`]'s `reason`: why a request's credentials were refused
 /// (401: missing, malformed, expired, bad_signature, revoked, unknown_key; an unlisted browser
 /// origin: origin) or not enough (403: forbidden).
@@ -537,6 +545,7 @@ pub const ALL: &[MetricDef] = &[
     TOKENS_USED_TOTAL,
     AGENT_FALLBACKS_TOTAL,
     RECEIPTS_ISSUED_TOTAL,
+    DEBATES_ADOPTED_TOTAL,
     AUTH_FAILURES_TOTAL,
     UPSTREAM_READY,
     UPSTREAM_RETRIES_TOTAL,

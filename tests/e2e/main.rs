@@ -51,5 +51,6 @@ mod slo;
 mod slo_live;
 mod slo_prometheus;
 mod storage;
+mod stuck_debate;
 mod tokens;
 mod websocket;

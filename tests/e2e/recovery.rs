@@ -13,7 +13,7 @@ const PATIENCE: Duration = Duration::from_secs(60);
 const ROUNDS: usize = 5;
 
 /// Every stored event of a finished debate, through the replaying WebSocket.
-async fn all_events(engine: &Engine, id: &str) -> Vec<Value> {
+pub async fn all_events(engine: &Engine, id: &str) -> Vec<Value> {
     let mut socket = connect(engine.ws_request(&format!("/ws?debate_id={id}"))).await;
     let mut events = Vec::new();
     read_to_end(&mut socket, &mut events).await;

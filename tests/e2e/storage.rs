@@ -29,6 +29,15 @@ fn record(id: &str, created_at_ms: i64) -> DebateRecord {
         error: None,
         last_seq: 0,
         created_by: Some("key:0123456789ab".into()),
+        ..DebateRecord::queued(
+            String::new(),
+            String::new(),
+            0,
+            Vec::new(),
+            ConsensusRule::Majority,
+            0,
+            0,
+        )
     }
 }
 
@@ -73,12 +82,17 @@ async fn the_store_keeps_debates_and_events_exactly(store: SqlStore) {
         ..StatusUpdate::to(DebateStatus::Running)
     };
     store
-        .append_event(&event("a", 1, EventKind::DebateStart), Some(&started), None)
+        .append_event(
+            &event("a", 1, EventKind::DebateStart),
+            Some(&started),
+            None,
+            None,
+        )
         .await
         .unwrap();
     for seq in 2..=5 {
         store
-            .append_event(&event("a", seq, EventKind::AgentMessage), None, None)
+            .append_event(&event("a", seq, EventKind::AgentMessage), None, None, None)
             .await
             .unwrap();
     }
@@ -99,7 +113,7 @@ async fn the_store_keeps_debates_and_events_exactly(store: SqlStore) {
         ..StatusUpdate::to(DebateStatus::Completed)
     };
     assert!(store
-        .append_event(&duplicate, Some(&finish), Some(&receipt))
+        .append_event(&duplicate, Some(&finish), Some(&receipt), None)
         .await
         .is_err());
     assert_eq!(store.receipt("a").await.unwrap(), None);
@@ -134,6 +148,7 @@ async fn the_store_keeps_debates_and_events_exactly(store: SqlStore) {
             &event("a", 6, EventKind::DebateEnd),
             Some(&end),
             Some(&receipt),
+            None,
         )
         .await
         .unwrap();
@@ -156,11 +171,16 @@ async fn the_store_keeps_debates_and_events_exactly(store: SqlStore) {
     // Guarded transitions only apply from the states given.
     let cancel = StatusUpdate::to(DebateStatus::Cancelled);
     assert!(!store
-        .transition("a", &[DebateStatus::Queued, DebateStatus::Running], &cancel)
+        .transition(
+            "a",
+            &[DebateStatus::Queued, DebateStatus::Running],
+            &cancel,
+            None
+        )
         .await
         .unwrap());
     assert!(store
-        .transition("b", &[DebateStatus::Queued], &cancel)
+        .transition("b", &[DebateStatus::Queued], &cancel, None)
         .await
         .unwrap());
     assert_eq!(
@@ -191,7 +211,146 @@ async fn the_store_keeps_debates_and_events_exactly(store: SqlStore) {
         vec!["c"]
     );
     the_dr_log_keeps_backups_and_drills(&store).await;
+    leases_admit_one_claimer_and_fence_the_writers_that_lost_them(&store).await;
     store.close().await;
+}
+
+/// Leases (migration 0005) on the same backend: one claim of an expired lease wins, a write
+/// under the lost lease changes nothing, renewals answer what is still held and carry cancel
+/// requests.
+async fn leases_admit_one_claimer_and_fence_the_writers_that_lost_them(store: &SqlStore) {
+    use aragora_engine::model::{Fence, Lease};
+    use aragora_engine::store::{Claim, StoreError};
+    let now = now_ms();
+    let mut held = record("leased", now);
+    held.lease = Lease {
+        owner: Some("replica-a".into()),
+        epoch: 1,
+        expires_at_ms: Some(now + 60_000),
+    };
+    store.insert_debate(&held).await.unwrap();
+    let a = Fence {
+        owner: "replica-a".into(),
+        epoch: 1,
+    };
+    store
+        .append_event(
+            &event("leased", 1, EventKind::DebateStart),
+            None,
+            None,
+            Some(&a),
+        )
+        .await
+        .expect("the holder writes");
+    let claim = |owner, only_expired| Claim {
+        owner,
+        seen_epoch: 1,
+        now_ms: now,
+        expires_at_ms: now + 15_000,
+        only_expired,
+        unleased_grace_ms: 1_000,
+    };
+    assert!(
+        !store
+            .claim("leased", &claim("replica-b", true))
+            .await
+            .unwrap(),
+        "a live lease is not taken"
+    );
+    assert!(store
+        .adoptable(now, 1_000, 10)
+        .await
+        .unwrap()
+        .iter()
+        .all(|d| d.id != "leased"));
+    let renewed = store
+        .renew_leases("replica-a", &["leased".into(), "a".into()], now - 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        renewed
+            .iter()
+            .map(|r| (r.id.as_str(), r.cancel_requested))
+            .collect::<Vec<_>>(),
+        [("leased", false)],
+        "only what the owner holds is renewed"
+    );
+    // Now expired (renewed into the past): listed for adoption, and of two claims on the
+    // epoch seen, one wins.
+    let adoptable = store.adoptable(now, 1_000, 10).await.unwrap();
+    assert!(adoptable.iter().any(|d| d.id == "leased"), "{adoptable:?}");
+    assert!(store
+        .claim("leased", &claim("replica-b", true))
+        .await
+        .unwrap());
+    assert!(!store
+        .claim("leased", &claim("replica-c", true))
+        .await
+        .unwrap());
+    let taken = store.debate("leased").await.unwrap().unwrap();
+    assert_eq!(
+        taken.lease,
+        Lease {
+            owner: Some("replica-b".into()),
+            epoch: 2,
+            expires_at_ms: Some(now + 15_000)
+        }
+    );
+    // The old holder's writes are refused and leave nothing behind.
+    let stale = store
+        .append_event(
+            &event("leased", 2, EventKind::AgentMessage),
+            None,
+            None,
+            Some(&a),
+        )
+        .await;
+    assert!(matches!(stale, Err(StoreError::Fenced { .. })), "{stale:?}");
+    let cancel = StatusUpdate::to(DebateStatus::Cancelled);
+    assert!(!store
+        .transition("leased", &[DebateStatus::Queued], &cancel, Some(&a))
+        .await
+        .unwrap());
+    assert!(store
+        .renew_leases("replica-a", &["leased".into()], now + 15_000)
+        .await
+        .unwrap()
+        .is_empty());
+    let b = Fence {
+        owner: "replica-b".into(),
+        epoch: 2,
+    };
+    store
+        .append_event(
+            &event("leased", 2, EventKind::AgentMessage),
+            None,
+            None,
+            Some(&b),
+        )
+        .await
+        .expect("the new holder writes the next seq");
+    assert_eq!(store.events_after("leased", 0, 10).await.unwrap().len(), 2);
+    // A cancel for the holder reaches it with its next renewal.
+    assert!(store.request_cancel("leased", "admin", now).await.unwrap());
+    let renewed = store
+        .renew_leases("replica-b", &["leased".into()], now + 15_000)
+        .await
+        .unwrap();
+    assert_eq!(renewed.len(), 1);
+    assert!(renewed[0].cancel_requested);
+    assert_eq!(
+        store
+            .debate("leased")
+            .await
+            .unwrap()
+            .unwrap()
+            .cancel_requested_at_ms,
+        Some(now)
+    );
+    assert!(
+        !store.request_cancel("a", "admin", now).await.unwrap(),
+        "an ended debate takes no cancel request"
+    );
 }
 
 /// The DR log (migration 0003) on the same backend: latest backup, latest passed drill, and

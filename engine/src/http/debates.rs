@@ -384,6 +384,8 @@ pub async fn show(
         "agent_errors": errors,
         "last_seq": record.last_seq,
         "created_by": record.created_by,
+        "replica": record.lease.owner,
+        "cancel_requested_at": record.cancel_requested_at_ms.map(format_ms),
     });
     if let (Some(body), Value::Object(extra)) = (body.as_object_mut(), extra) {
         body.extend(extra);
@@ -407,12 +409,16 @@ pub async fn messages(
     ))
 }
 
+/// Cancels the debate wherever it runs: here directly, on another replica through a request
+/// recorded in the database (that replica's next lease renewal acts on it). 200 with the
+/// cancelled record once it is final; 202 with status `cancelling` when the replica that runs
+/// it has not ended it within 10 s (it will, or it has died and whoever adopts it does).
 pub async fn cancel(
     State(state): State<AppState>,
     Operator(caller): Operator,
     route: MatchedPath,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let (core, record) = find_debate(&state, &id).await?;
     // Operators cancel their own debates; admins anyone's.
     check(
@@ -423,17 +429,22 @@ pub async fn cancel(
     )?;
     let result = core
         .orchestrator
-        .cancel(&id)
+        .cancel(&id, &caller.subject)
         .await
         .map_err(|err| ApiError::internal("could not cancel the debate", err))?;
     match result {
-        CancelResult::Cancelled(record) => Ok(Json(summary(&record))),
+        CancelResult::Cancelled(record) => Ok(Json(summary(&record)).into_response()),
+        CancelResult::Requested(record) => {
+            let mut body = summary(&record);
+            body["status"] = json!("cancelling");
+            body["message"] = json!(format!(
+                "the replica running debate {id} has been asked to cancel it and has not yet; GET /api/debates/{id} shows when it is cancelled"
+            ));
+            Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+        }
         CancelResult::AlreadyFinal(record) => Err(ApiError::conflict(format!(
             "debate {id} already ended as {}; only queued or running debates can be cancelled",
             record.status.as_str()
-        ))),
-        CancelResult::Elsewhere(_) => Err(ApiError::conflict(format!(
-            "debate {id} is running on another replica; send the cancel through the gateway so it reaches that replica"
         ))),
         CancelResult::NotFound => Err(ApiError::not_found(format!(
             "no debate with id {id:?}; list debates with GET /api/debates"
