@@ -37,6 +37,7 @@ mod experiments;
 mod faults;
 mod gateway;
 mod gateway_claims;
+mod health;
 mod lifecycle;
 mod llm_debates;
 mod providers;
