@@ -114,6 +114,17 @@ pub fn problems(url: Option<&str>, ca_file: Option<&Path>) -> Vec<crate::ConfigP
     problems
 }
 
+/// A Redis client error as an operator should read it: a TLS certificate that does not verify
+/// gets what to do about it (rustls' own words, such as `InvalidCertificate(UnknownIssuer)`,
+/// name no setting).
+pub fn explain(error: &str) -> String {
+    if error.contains("InvalidCertificate") || error.contains("UnknownIssuer") {
+        format!("{error}: the Redis server's TLS certificate is not trusted; set ARAGORA_REDIS_CA_FILE to the PEM of the CA that signed it")
+    } else {
+        error.to_string()
+    }
+}
+
 /// Connects `client`, retrying every `pause` until Redis answers: fred gives up after a failed
 /// first connection (its reconnect policy only covers connections that once worked), so a
 /// component started while Redis is down would otherwise never use it. `on_failure` is told
@@ -148,6 +159,13 @@ mod tests {
         assert!(plain[0].contains("rediss://"), "{plain:?}");
         let missing = named(Some("rediss://h:6380"), Some(Path::new("/nonexistent/ca.pem")));
         assert!(missing[0].contains("/nonexistent/ca.pem"), "{missing:?}");
+    }
+
+    #[test]
+    fn an_untrusted_certificate_names_the_setting() {
+        let told = explain("IO Error: InvalidCertificate(BadSignature)");
+        assert!(told.contains("ARAGORA_REDIS_CA_FILE"), "{told}");
+        assert_eq!(explain("Connection refused"), "Connection refused");
     }
 
     #[test]

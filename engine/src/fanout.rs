@@ -98,7 +98,9 @@ pub fn start(
         .map(str::to_string)
         .into_iter()
         .collect();
-    let scrub = move |err: &fred::error::Error| aragora_config::scrub(&err.to_string(), &secrets);
+    let scrub = move |err: &fred::error::Error| {
+        aragora_config::redis::explain(&aragora_config::scrub(&err.to_string(), &secrets))
+    };
     let config = aragora_config::redis::client_config(url, ca_file)?;
     let policy = ReconnectPolicy::new_constant(0, RETRY.as_millis() as u32);
     let setup = |err: fred::error::Error| RedisSetupError::Url {

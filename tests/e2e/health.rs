@@ -161,18 +161,26 @@ async fn the_deep_check_is_for_admins_and_reports_every_dependency() {
     assert!(!report.to_string().contains(secret), "{report}");
 }
 
-/// The readiness answer of `engine` once it is a 503 whose reason names `needle`.
+/// The readiness answer of `engine` once it is a 503 whose reason names `needle`; on timeout
+/// the panic shows the last answer.
 async fn not_ready_saying(engine: &Engine, path: &str, needle: &str) -> Value {
-    eventually(
-        &format!("{path} to be 503 naming {needle:?}"),
+    let last = std::sync::Mutex::new(Value::Null);
+    let found = tokio::time::timeout(
         PATIENCE,
-        || async {
+        eventually("", PATIENCE * 2, || async {
             let (status, body) = engine.get(path).await;
-            let reason = body["reason"].as_str().unwrap_or_default();
+            let reason = body["reason"].as_str().unwrap_or_default().to_string();
+            *last.lock().unwrap() = body.clone();
             (status == 503 && reason.contains(needle)).then_some(body)
-        },
+        }),
     )
-    .await
+    .await;
+    found.unwrap_or_else(|_| {
+        panic!(
+            "{path} never was a 503 naming {needle:?}; last answer: {}",
+            last.lock().unwrap()
+        )
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -246,8 +254,9 @@ async fn a_tls_redis_signed_by_another_ca_is_refused_with_a_certificate_error() 
             .env("ARAGORA_REDIS_CA_FILE", wrong_ca.display())
             .env("ARAGORA_REQUIRE_DISTRIBUTED", "true"),
     );
-    let ready = not_ready_saying(&engine, "/readyz", "certificate").await;
+    let ready = not_ready_saying(&engine, "/readyz", "certificate is not trusted").await;
     assert_eq!(ready["redis"], "disconnected", "{ready}");
     let reason = ready["reason"].as_str().unwrap();
     assert!(reason.contains(&redis.url()), "names the Redis it tried: {reason}");
+    assert!(reason.contains("ARAGORA_REDIS_CA_FILE"), "says what to set: {reason}");
 }
