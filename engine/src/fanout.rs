@@ -59,9 +59,19 @@ pub struct RedisLink {
     last_error: Arc<Mutex<String>>,
     /// The URL without its password.
     shown: String,
+    /// True once the first connection settled: subscribed, or a first attempt failed.
+    settled: tokio::sync::watch::Receiver<bool>,
 }
 
 impl RedisLink {
+    /// Returns once the first connection has settled (subscribed, or failed once), so a
+    /// replica that starts with Redis up announces itself ready with its events already
+    /// fanning out, as before, and one that starts with Redis down does not wait for it.
+    pub async fn settled(&self) {
+        let mut settled = self.settled.clone();
+        let _ = settled.wait_for(|done| *done).await;
+    }
+
     /// A PING round trip: its latency, or why Redis is not answering.
     pub async fn ping(&self) -> Result<Duration, String> {
         if !self.client.is_connected() {
@@ -115,10 +125,13 @@ pub fn start(
         .set_policy(policy)
         .build_subscriber_client()
         .map_err(setup)?;
+    let (settle, settled) = tokio::sync::watch::channel(false);
+    let settle = Arc::new(settle);
     let link = RedisLink {
         client: publisher.clone(),
         last_error: Arc::new(Mutex::new("connecting".into())),
         shown: shown.clone(),
+        settled,
     };
 
     // Every connection error of either client is the link's latest reason.
@@ -145,7 +158,9 @@ pub fn start(
             let link = connecting.clone();
             let shown = shown_sub.clone();
             let scrub = scrub_sub.clone();
+            let settle = settle.clone();
             move |attempt: u32, err: &fred::error::Error| {
+                let _ = settle.send(true);
                 let reason = scrub(err);
                 if attempt == 1 || attempt % 20 == 0 {
                     tracing::warn!(url = %shown, attempt, error = %reason, "cannot reach Redis for {what} yet; debate events stay on this replica until it answers");
@@ -165,6 +180,7 @@ pub fn start(
             tokio::time::sleep(RETRY).await;
         }
         tracing::info!(url = %shown_sub, "debate events fan out across replicas through Redis");
+        let _ = settle.send(true);
         while let Ok(message) = messages.recv().await {
             let Some(text) = message.value.as_str().map(|t| t.to_string()) else {
                 continue;

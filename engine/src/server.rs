@@ -315,6 +315,12 @@ async fn start_core(config: &EngineConfig, state: &AppState) -> Result<(), Serve
         store,
         orchestrator: orchestrator.clone(),
     });
+    if let Some(redis) = &state.redis {
+        state.set_phase(Phase::Starting(
+            "connecting to Redis for event fan-out".into(),
+        ));
+        redis.settled().await;
+    }
     state.set_phase(Phase::Starting("resuming unfinished debates".into()));
     orchestrator
         .resume_unfinished()
