@@ -11,7 +11,9 @@ use std::sync::Arc;
 /// Why a Redis client could not be configured. Messages name the URL without its password.
 #[derive(Debug, thiserror::Error)]
 pub enum RedisSetupError {
-    #[error("{shown:?} is not a Redis URL: {reason}; write redis://host:6379/0 or rediss://host:6380/0")]
+    #[error(
+        "{shown:?} is not a Redis URL: {reason}; write redis://host:6379/0 or rediss://host:6380/0"
+    )]
     Url { shown: String, reason: String },
     #[error("cannot read the Redis CA file {path}: {reason}; point ARAGORA_REDIS_CA_FILE at a PEM file of the CA that signed the Redis server's certificate")]
     CaFile { path: PathBuf, reason: String },
@@ -149,15 +151,24 @@ mod tests {
     #[test]
     fn settings_problems_name_the_setting_and_the_fix() {
         let named = |url: Option<&str>, ca: Option<&Path>| -> Vec<String> {
-            problems(url, ca).into_iter().map(|p| p.to_string()).collect()
+            problems(url, ca)
+                .into_iter()
+                .map(|p| p.to_string())
+                .collect()
         };
         assert!(named(Some("redis://127.0.0.1:6379"), None).is_empty());
         assert!(named(Some("rediss://127.0.0.1:6380"), None).is_empty());
         let bad = named(Some("http://u:pw-77@host"), None);
-        assert!(bad[0].starts_with("ARAGORA_REDIS_URL") && !bad[0].contains("pw-77"), "{bad:?}");
+        assert!(
+            bad[0].starts_with("ARAGORA_REDIS_URL") && !bad[0].contains("pw-77"),
+            "{bad:?}"
+        );
         let plain = named(Some("redis://h:6379"), Some(Path::new("/etc/ca.pem")));
         assert!(plain[0].contains("rediss://"), "{plain:?}");
-        let missing = named(Some("rediss://h:6380"), Some(Path::new("/nonexistent/ca.pem")));
+        let missing = named(
+            Some("rediss://h:6380"),
+            Some(Path::new("/nonexistent/ca.pem")),
+        );
         assert!(missing[0].contains("/nonexistent/ca.pem"), "{missing:?}");
     }
 
@@ -187,9 +198,12 @@ mod tests {
         let empty = dir.join("empty.pem");
         std::fs::write(&empty, "not a certificate").unwrap();
         let err = client_config("rediss://127.0.0.1:6380", Some(&empty)).unwrap_err();
-        assert!(err.to_string().contains("holds no PEM certificate"), "{err}");
-        let missing = client_config("rediss://127.0.0.1:6380", Some(&dir.join("missing.pem")))
-            .unwrap_err();
+        assert!(
+            err.to_string().contains("holds no PEM certificate"),
+            "{err}"
+        );
+        let missing =
+            client_config("rediss://127.0.0.1:6380", Some(&dir.join("missing.pem"))).unwrap_err();
         assert!(missing.to_string().contains("missing.pem"), "{missing}");
         let url = client_config("redis://u:hunter2-pw@[::1:6379", None).unwrap_err();
         assert!(!url.to_string().contains("hunter2-pw"), "{url}");

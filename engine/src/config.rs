@@ -675,7 +675,11 @@ mod tests {
         let problems =
             EngineConfig::load(None, &env(&[("ARAGORA_REQUIRE_DISTRIBUTED", "true")])).unwrap_err();
         assert_eq!(problems[0].setting, "ARAGORA_REQUIRE_DISTRIBUTED");
-        assert!(problems[0].message.contains("set ARAGORA_REDIS_URL"), "{}", problems[0]);
+        assert!(
+            problems[0].message.contains("set ARAGORA_REDIS_URL"),
+            "{}",
+            problems[0]
+        );
         let config = EngineConfig::load(
             None,
             &env(&[

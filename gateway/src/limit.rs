@@ -387,8 +387,12 @@ impl SharedLimiter {
             tracing::warn!(error = %err, "Redis for shared rate limits is not reachable yet; limiting locally until it is");
             let client = self.client.clone();
             tokio::spawn(async move {
-                aragora_config::redis::connect_until_up(&client, Duration::from_millis(500), |_, _| {})
-                    .await;
+                aragora_config::redis::connect_until_up(
+                    &client,
+                    Duration::from_millis(500),
+                    |_, _| {},
+                )
+                .await;
                 tracing::info!("connected to Redis: rate limits are shared across gateways");
             });
         }

@@ -62,7 +62,11 @@ async fn the_deploy_smoke_test_passes_through_the_gateway() {
     let (status, live) = get_json(&anonymous, &gateway.https_url("/healthz")).await;
     assert_eq!((status, &live["status"]), (200, &json!("ok")), "{live}");
     let (status, ready) = get_json(&anonymous, &gateway.https_url("/readyz")).await;
-    assert_eq!((status, &ready["status"]), (200, &json!("ready")), "{ready}");
+    assert_eq!(
+        (status, &ready["status"]),
+        (200, &json!("ready")),
+        "{ready}"
+    );
     let (status, summary) = get_json(&anonymous, &gateway.https_url("/api/v1/status")).await;
     assert_eq!(status, 200, "{summary}");
     assert_eq!(summary["status"], "healthy", "{summary}");
@@ -90,7 +94,10 @@ async fn the_guides_health_check_script_passes_against_up_and_fails_without_the_
     let (code, printed) = health_check_sh(up.dir.path(), &api_url).await;
     assert_eq!(code, 0, "{printed}");
     for line in ["✓ health: OK", "✓ health/db: OK", "✓ health/ready: OK"] {
-        assert!(printed.lines().any(|l| l == line), "no {line:?} in:\n{printed}");
+        assert!(
+            printed.lines().any(|l| l == line),
+            "no {line:?} in:\n{printed}"
+        );
     }
 
     // The database goes away (the engine's fault, in front of every store call).
@@ -105,16 +112,25 @@ async fn the_guides_health_check_script_passes_against_up_and_fails_without_the_
     .await;
     assert_eq!(status, 201, "{fault}");
     let (code, printed) = health_check_sh(up.dir.path(), &api_url).await;
-    assert_ne!(code, 0, "the script must fail without a database:\n{printed}");
+    assert_ne!(
+        code, 0,
+        "the script must fail without a database:\n{printed}"
+    );
     for line in ["✗ health/db: FAILED", "✗ health/ready: FAILED"] {
-        assert!(printed.lines().any(|l| l == line), "no {line:?} in:\n{printed}");
+        assert!(
+            printed.lines().any(|l| l == line),
+            "no {line:?} in:\n{printed}"
+        );
     }
     // What the operator then reads: the readiness answer names the database.
     let (status, ready) = get_json(&admin, &format!("{api_url}/api/health/ready")).await;
     assert_eq!(status, 503, "{ready}");
     assert_eq!(ready["database"], "disconnected", "{ready}");
     assert!(
-        ready["reason"].as_str().unwrap_or_default().contains("database unavailable"),
+        ready["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("database unavailable"),
         "{ready}"
     );
 }
@@ -137,7 +153,10 @@ async fn the_deep_check_is_for_admins_and_reports_every_dependency() {
         assert!(check["latency_ms"].is_number(), "{name}: {report}");
     }
     assert_eq!(report["checks"]["database"]["status"], "ok", "{report}");
-    assert_eq!(report["checks"]["redis"]["status"], "not_configured", "{report}");
+    assert_eq!(
+        report["checks"]["redis"]["status"], "not_configured",
+        "{report}"
+    );
     assert_eq!(report["checks"]["api_keys"]["status"], "ok", "{report}");
     assert_eq!(report["checks"]["api_keys"]["active"], 0, "{report}");
     assert_eq!(report["checks"]["schema"]["status"], "ok", "{report}");
@@ -152,7 +171,10 @@ async fn the_deep_check_is_for_admins_and_reports_every_dependency() {
 
     // An API key created meanwhile counts as active.
     let (status, key) = engine
-        .post_json("/api/auth/api-key", &json!({"name": "probe", "role": "reader"}))
+        .post_json(
+            "/api/auth/api-key",
+            &json!({"name": "probe", "role": "reader"}),
+        )
         .await;
     assert!(status == 200 || status == 201, "{key}");
     let (_, report) = engine.get("/health").await;
@@ -206,7 +228,10 @@ async fn a_replica_that_requires_redis_is_not_ready_while_redis_is_not_there() {
     assert_eq!(checklist["redis"], "disconnected", "{checklist}");
     let (status, redis) = engine.get("/api/health/redis").await;
     assert_eq!(status, 503, "{redis}");
-    assert_eq!((&redis["redis"], &redis["required"]), (&json!("disconnected"), &json!(true)));
+    assert_eq!(
+        (&redis["redis"], &redis["required"]),
+        (&json!("disconnected"), &json!(true))
+    );
     let (status, report) = engine.get("/health").await;
     assert_eq!(status, 503, "{report}");
     assert_eq!(report["overall"], "unhealthy", "{report}");
@@ -225,7 +250,10 @@ async fn a_tls_redis_is_trusted_through_its_ca_and_readiness_follows_it_down_and
     .await;
     let (status, answer) = engine.get("/api/health/redis").await;
     assert_eq!(status, 200, "{answer}");
-    assert_eq!((&answer["redis"], &answer["tls"]), (&json!("connected"), &json!(true)));
+    assert_eq!(
+        (&answer["redis"], &answer["tls"]),
+        (&json!("connected"), &json!(true))
+    );
     assert!(answer["latency_ms"].is_number(), "{answer}");
     let (_, ready) = engine.get("/readyz").await;
     assert_eq!(ready["redis"], "connected", "{ready}");
@@ -235,10 +263,14 @@ async fn a_tls_redis_is_trusted_through_its_ca_and_readiness_follows_it_down_and
     assert_eq!(ready["redis"], "disconnected", "{ready}");
 
     redis.restart().await;
-    let ready = eventually("/readyz to be ready once Redis is back", PATIENCE, || async {
-        let (status, body) = engine.get("/readyz").await;
-        (status == 200).then_some(body)
-    })
+    let ready = eventually(
+        "/readyz to be ready once Redis is back",
+        PATIENCE,
+        || async {
+            let (status, body) = engine.get("/readyz").await;
+            (status == 200).then_some(body)
+        },
+    )
     .await;
     assert_eq!(ready["redis"], "connected", "{ready}");
 }
@@ -257,6 +289,12 @@ async fn a_tls_redis_signed_by_another_ca_is_refused_with_a_certificate_error() 
     let ready = not_ready_saying(&engine, "/readyz", "certificate is not trusted").await;
     assert_eq!(ready["redis"], "disconnected", "{ready}");
     let reason = ready["reason"].as_str().unwrap();
-    assert!(reason.contains(&redis.url()), "names the Redis it tried: {reason}");
-    assert!(reason.contains("ARAGORA_REDIS_CA_FILE"), "says what to set: {reason}");
+    assert!(
+        reason.contains(&redis.url()),
+        "names the Redis it tried: {reason}"
+    );
+    assert!(
+        reason.contains("ARAGORA_REDIS_CA_FILE"),
+        "says what to set: {reason}"
+    );
 }

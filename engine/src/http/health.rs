@@ -222,7 +222,9 @@ pub async fn redis(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
         ),
         RedisHealth::Connected(latency) => (
             StatusCode::OK,
-            Json(json!({"redis": "connected", "latency_ms": millis(latency), "tls": tls, "required": required})),
+            Json(
+                json!({"redis": "connected", "latency_ms": millis(latency), "tls": tls, "required": required}),
+            ),
         ),
         RedisHealth::Disconnected(err) => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -275,11 +277,9 @@ pub async fn deep(State(state): State<AppState>, _: Admin) -> (StatusCode, Json<
         ),
     };
     let redis = match &readiness.redis {
-        RedisHealth::NotConfigured => Check::timed(
-            started,
-            "not_configured",
-            json!({"required": false}),
-        ),
+        RedisHealth::NotConfigured => {
+            Check::timed(started, "not_configured", json!({"required": false}))
+        }
         RedisHealth::Connected(latency) => Check {
             status: "ok",
             latency: *latency,
@@ -352,7 +352,11 @@ async fn api_keys_check(state: &AppState) -> Check {
                     key.revoked_at_ms.is_none() && key.expires_at_ms.is_none_or(|at| at > now)
                 })
                 .count();
-            Check::timed(started, "ok", json!({"active": active, "total": keys.len()}))
+            Check::timed(
+                started,
+                "ok",
+                json!({"active": active, "total": keys.len()}),
+            )
         }
         Ok(Err(err)) => Check::timed(started, "error", json!({"error": err.to_string()})),
         Err(_) => Check::timed(
@@ -369,7 +373,13 @@ async fn schema_check(state: &AppState) -> Check {
     let expected = SqlStore::latest_schema_version(state.config.db_backend);
     let core = match state.core() {
         Ok(core) => core,
-        Err(err) => return Check::timed(started, "error", json!({"error": err.message, "expected": expected})),
+        Err(err) => {
+            return Check::timed(
+                started,
+                "error",
+                json!({"error": err.message, "expected": expected}),
+            )
+        }
     };
     match tokio::time::timeout(DB_PROBE_TIMEOUT, core.store.schema_version()).await {
         Ok(Ok(applied)) if applied == Some(expected) => Check::timed(
@@ -386,7 +396,11 @@ async fn schema_check(state: &AppState) -> Check {
                 "error": format!("the database's schema is at {applied:?}, this binary's is {expected}; run the binary that matches, or migrate"),
             }),
         ),
-        Ok(Err(err)) => Check::timed(started, "error", json!({"error": err.to_string(), "expected": expected})),
+        Ok(Err(err)) => Check::timed(
+            started,
+            "error",
+            json!({"error": err.to_string(), "expected": expected}),
+        ),
         Err(_) => Check::timed(
             started,
             "error",
@@ -404,7 +418,11 @@ fn agents_check(state: &AppState) -> Check {
     let open = state
         .agents
         .all()
-        .filter(|agent| agent.breaker().is_some_and(|b| b.state() == BreakerState::Open))
+        .filter(|agent| {
+            agent
+                .breaker()
+                .is_some_and(|b| b.state() == BreakerState::Open)
+        })
         .count();
     let available = state.agents.available_count();
     let status = if available == 0 {

@@ -69,7 +69,9 @@ impl TlsRedis {
         eventually("redis-server to answer PING over TLS", PATIENCE, || {
             let connector = connector.clone();
             async move {
-                let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+                let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .ok()?;
                 let name = rustls::pki_types::ServerName::try_from("127.0.0.1").ok()?;
                 let mut tls = connector.connect(name, tcp).await.ok()?;
                 tls.write_all(b"PING\r\n").await.ok()?;
