@@ -162,7 +162,7 @@ pub fn start(
             move |attempt: u32, err: &fred::error::Error| {
                 let _ = settle.send(true);
                 let reason = scrub(err);
-                if attempt == 1 || attempt % 20 == 0 {
+                if attempt == 1 || attempt.is_multiple_of(20) {
                     tracing::warn!(url = %shown, attempt, error = %reason, "cannot reach Redis for {what} yet; debate events stay on this replica until it answers");
                 }
                 if let Ok(mut last) = link.last_error.lock() {
