@@ -445,6 +445,6 @@ mod tests {
             .filter(|s| s.restart)
             .map(|s| s.key)
             .collect();
-        assert_eq!(marked.len(), 11, "{marked:?}");
+        assert_eq!(marked.len(), 12, "{marked:?}");
     }
 }
