@@ -13,8 +13,10 @@
 //! |---|---|
 //! | `values` | the values every component's settings share: [`Environment`], [`LogLevel`], [`LogFormat`] |
 //! | `redact` | keeping secrets out of what is shown: [`redact_url`], [`redact_query`], [`scrub`], the config structs' redacting `Debug` |
+//! | `redis` | the Redis client configuration every component uses: `redis://` or `rediss://` (TLS, system roots plus `ARAGORA_REDIS_CA_FILE`) |
 
 pub mod redact;
+pub mod redis;
 mod values;
 
 pub use redact::{redact_query, redact_url, scrub, url_password, MASK};

@@ -92,6 +92,8 @@ pub struct EngineConfig {
     #[serde(deserialize_with = "comma_list")]
     pub receipt_signing_key_previous: Vec<String>,
     pub redis_url: Option<String>,
+    pub redis_ca_file: Option<PathBuf>,
+    pub require_distributed: bool,
     /// Per-provider key, base URL and model (`[providers.anthropic]` in TOML; env below).
     pub providers: BTreeMap<String, ProviderSettings>,
     /// Named agents (`[[agents]]` in TOML). Each provider with a key also gets one by default.
@@ -171,7 +173,9 @@ aragora_config::settings! {
     openrouter_fallback_model: ["ARAGORA_OPENROUTER_FALLBACK_MODEL"] "OpenRouter model that answers when an agent's provider fails (needs OPENROUTER_API_KEY).";
     receipt_signing_key: ["ARAGORA_RECEIPT_SIGNING_KEY"] "HMAC-SHA256 key for debate receipts (32+ characters); generated into the data directory when unset outside production.";
     receipt_signing_key_previous: ["ARAGORA_RECEIPT_SIGNING_KEY_PREVIOUS"] "Every earlier receipt key, comma-separated (keys contain no commas; one key is a list of one); receipts signed with any of them still verify.";
-    redis_url: ["ARAGORA_REDIS_URL", "REDIS_URL"] "Redis through which replicas share debate events, so a watcher on any replica sees every debate; unset, one replica.";
+    redis_url: ["ARAGORA_REDIS_URL", "REDIS_URL"] "Redis through which replicas share debate events, so a watcher on any replica sees every debate; unset, one replica. rediss:// connects with TLS.";
+    redis_ca_file: ["ARAGORA_REDIS_CA_FILE"] "PEM file of the CA that signed a rediss:// server's certificate, trusted besides the system's roots (a private or self-signed Redis).";
+    require_distributed: ["ARAGORA_REQUIRE_DISTRIBUTED"] "Multi-instance guard: true makes /readyz (and /api/ready) answer 503 naming Redis while Redis is unreachable, instead of serving alone with events no other replica sees; needs ARAGORA_REDIS_URL.";
 }
 
 impl Default for EngineConfig {
@@ -218,6 +222,8 @@ impl Default for EngineConfig {
             receipt_signing_key: None,
             receipt_signing_key_previous: Vec::new(),
             redis_url: None,
+            redis_ca_file: None,
+            require_distributed: false,
             providers: BTreeMap::new(),
             agents: Vec::new(),
         }
@@ -506,16 +512,11 @@ impl EngineConfig {
             "ARAGORA_RECEIPT_SIGNING_KEY",
             "is required when ARAGORA_ENV=production, so receipts verify across replicas and restarts".into(),
         );
-        if let Some(url) = &self.redis_url {
-            check(
-                url.starts_with("redis://") || url.starts_with("rediss://"),
-                "ARAGORA_REDIS_URL",
-                format!(
-                    "{:?} is not a Redis URL; write redis://host:6379/0",
-                    aragora_config::redact_url(url)
-                ),
-            );
-        }
+        check(
+            !self.require_distributed || self.redis_url.is_some(),
+            "ARAGORA_REQUIRE_DISTRIBUTED",
+            "is true but ARAGORA_REDIS_URL is unset: set ARAGORA_REDIS_URL to the Redis the replicas share (redis://host:6379/0), or set ARAGORA_REQUIRE_DISTRIBUTED=false for a single replica".into(),
+        );
         self.validate_providers(&mut check);
         if self.db_backend == DbBackend::Postgres {
             match &self.database_url {
@@ -531,6 +532,10 @@ impl EngineConfig {
                 ),
             }
         }
+        problems.extend(aragora_config::redis::problems(
+            self.redis_url.as_deref(),
+            self.redis_ca_file.as_deref(),
+        ));
         problems.extend(self.auth.problems(self.environment));
         problems
     }
@@ -707,12 +712,34 @@ mod tests {
     }
 
     #[test]
+    fn requiring_distributed_state_without_redis_says_what_to_set() {
+        let problems =
+            EngineConfig::load(None, &env(&[("ARAGORA_REQUIRE_DISTRIBUTED", "true")])).unwrap_err();
+        assert_eq!(problems[0].setting, "ARAGORA_REQUIRE_DISTRIBUTED");
+        assert!(
+            problems[0].message.contains("set ARAGORA_REDIS_URL"),
+            "{}",
+            problems[0]
+        );
+        let config = EngineConfig::load(
+            None,
+            &env(&[
+                ("ARAGORA_REQUIRE_DISTRIBUTED", "true"),
+                ("ARAGORA_REDIS_URL", "rediss://127.0.0.1:6380"),
+            ]),
+        )
+        .unwrap();
+        assert!(config.require_distributed);
+    }
+
+    #[test]
     fn every_field_is_a_documented_setting() {
         let value = toml::Value::try_from(EngineConfig {
             database_url: Some("x".into()),
             receipt_signing_key: Some("x".into()),
             receipt_signing_key_previous: vec!["x".into()],
             redis_url: Some("x".into()),
+            redis_ca_file: Some("x".into()),
             ..EngineConfig::default()
         })
         .unwrap();

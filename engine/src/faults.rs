@@ -393,6 +393,10 @@ impl DebateStore for FaultyStore {
         self.gate()?.ping().await
     }
 
+    async fn schema_version(&self) -> Result<Option<i64>, StoreError> {
+        self.gate()?.schema_version().await
+    }
+
     fn backend(&self) -> DbBackend {
         self.inner.backend()
     }

@@ -47,6 +47,8 @@ pub enum ServeError {
     Resume(StoreError),
     #[error(transparent)]
     ReceiptKey(#[from] KeyError),
+    #[error(transparent)]
+    Redis(#[from] aragora_config::redis::RedisSetupError),
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -193,10 +195,23 @@ pub async fn serve_with(
     // What the engine does first once it listens; a probe that arrives before the startup
     // task first runs (a busy machine can delay it) already gets the real reason.
     let first_step = format!("connecting to the {} database", config.db_backend.as_str());
+    let hub = EventHub::default();
+    // Redis connects in the background from the start (retrying while it is down), so events
+    // fan out as soon as it answers and readiness can say whether it does.
+    let redis = match &config.redis_url {
+        Some(url) => {
+            let (sender, link) =
+                crate::fanout::start(url, config.redis_ca_file.as_deref(), hub.clone())?;
+            hub.fan_out(sender);
+            Some(link)
+        }
+        None => None,
+    };
     let state = AppState(Arc::new(Shared {
         config: config.clone(),
         metrics,
-        hub: EventHub::default(),
+        hub,
+        redis,
         agents,
         faults,
         receipts,
@@ -327,16 +342,11 @@ async fn start_core(config: &EngineConfig, state: &AppState) -> Result<(), Serve
         store,
         orchestrator: orchestrator.clone(),
     });
-    if let Some(url) = &config.redis_url {
+    if let Some(redis) = &state.redis {
         state.set_phase(Phase::Starting(
             "connecting to Redis for event fan-out".into(),
         ));
-        match crate::fanout::start(url, state.hub.clone()).await {
-            Ok(sender) => state.hub.fan_out(sender),
-            Err(err) => {
-                tracing::error!(error = %err, "debate events stay on this replica; watchers on other replicas catch up only when they reconnect")
-            }
-        }
+        redis.settled().await;
     }
     state.set_phase(Phase::Starting("resuming unfinished debates".into()));
     orchestrator

@@ -165,6 +165,11 @@ pub trait DebateStore: Send + Sync + 'static {
     async fn drills(&self, limit: i64) -> Result<Vec<DrillRecord>, StoreError>;
     /// Latest backup, latest passed drill and the latest drill's RTO and RPO.
     async fn dr_status(&self) -> Result<DrStatus, StoreError>;
+    /// The newest migration applied to the database, when the store keeps a schema (`/health`
+    /// compares it with the binary's).
+    async fn schema_version(&self) -> Result<Option<i64>, StoreError> {
+        Ok(None)
+    }
 }
 
 /// [`DebateStore`] over SQLite or PostgreSQL.
@@ -688,6 +693,13 @@ impl DebateStore for SqlStore {
 
     async fn drills(&self, limit: i64) -> Result<Vec<DrillRecord>, StoreError> {
         Ok(dr_log::drills(&self.pool, limit).await?)
+    }
+
+    async fn schema_version(&self) -> Result<Option<i64>, StoreError> {
+        let row = sqlx::query("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<Option<i64>, _>(0)?)
     }
 
     async fn dr_status(&self) -> Result<DrStatus, StoreError> {

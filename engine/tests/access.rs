@@ -86,8 +86,16 @@ fn need(path: &str, method: &Method) -> Need {
         .strip_prefix("/api/v1")
         .or_else(|| path.strip_prefix("/api"))
         .unwrap_or(path);
+    // The runbook's deep check, `/health` itself (not `/api/health`), is for admins.
+    if path == "/health" {
+        return Need::Admin;
+    }
     match (unversioned, method.as_str()) {
-        ("/healthz" | "/readyz" | "/metrics" | "/health" | "/health/db", _) => Need::Open,
+        (
+            "/healthz" | "/readyz" | "/metrics" | "/health" | "/health/db" | "/health/redis"
+            | "/health/ready" | "/ready" | "/status",
+            _,
+        ) => Need::Open,
         ("/ws" | "/auth/me", _) => Need::Any,
         ("/debates", "POST") | ("/debates/{id}/cancel", _) => Need::Operator,
         ("/debates" | "/receipts/verify" | "/drills" | "/agents" | "/auth/token", _) => {

@@ -50,6 +50,7 @@ pub struct GatewayConfig {
     pub rate_limit_routes: ParsedList<RouteLimit>,
     pub rate_limit_allow: Networks,
     pub redis_url: Option<String>,
+    pub redis_ca_file: Option<PathBuf>,
     pub rate_limit_fail_open: bool,
     pub rate_limit_key_prefix: String,
     /// Who may call the admin listener (`[auth]` in TOML; env in [`aragora_auth::SETTINGS`]):
@@ -99,6 +100,7 @@ aragora_config::settings! {
     rate_limit_routes: ["ARAGORA_RATE_LIMIT_ROUTES"] "Per-route limits replacing the default there, comma-separated METHOD /route=N (POST /api/debates=10).";
     rate_limit_allow: ["ARAGORA_RATE_LIMIT_ALLOW"] "CIDRs of clients never rate limited (monitoring, internal jobs).";
     redis_url: ["ARAGORA_REDIS_URL", "REDIS_URL"] restart "Redis shared by the gateway replicas so together they admit the configured rate; unset, each gateway limits alone.";
+    redis_ca_file: ["ARAGORA_REDIS_CA_FILE"] restart "PEM file of the CA that signed a rediss:// server's certificate, trusted besides the system's roots.";
     rate_limit_fail_open: ["ARAGORA_RATE_LIMIT_FAIL_OPEN"] restart "While Redis does not answer: true limits locally, false refuses (429) what the shared limit cannot vouch for.";
     rate_limit_key_prefix: ["ARAGORA_RATE_LIMIT_KEY_PREFIX"] restart "Prefix of the rate-limit keys in Redis.";
 }
@@ -146,6 +148,7 @@ impl Default for GatewayConfig {
             rate_limit_routes: ParsedList::default(),
             rate_limit_allow: Networks::default(),
             redis_url: None,
+            redis_ca_file: None,
             rate_limit_fail_open: true,
             rate_limit_key_prefix: "aragora:ratelimit:".into(),
             auth: AuthConfig::default(),
@@ -294,17 +297,10 @@ impl GatewayConfig {
         if let Some(reason) = self.rate_limit_allow.problem() {
             problems.push(ConfigProblem::new("ARAGORA_RATE_LIMIT_ALLOW", reason));
         }
-        if let Some(url) = &self.redis_url {
-            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
-                problems.push(ConfigProblem::new(
-                    "ARAGORA_REDIS_URL",
-                    format!(
-                        "{:?} is not a Redis URL; write redis://host:6379/0",
-                        aragora_config::redact_url(url)
-                    ),
-                ));
-            }
-        }
+        problems.extend(aragora_config::redis::problems(
+            self.redis_url.as_deref(),
+            self.redis_ca_file.as_deref(),
+        ));
         if let Some(reason) = self.rate_limit_routes.problem() {
             problems.push(ConfigProblem::new("ARAGORA_RATE_LIMIT_ROUTES", reason));
         }
@@ -449,6 +445,6 @@ mod tests {
             .filter(|s| s.restart)
             .map(|s| s.key)
             .collect();
-        assert_eq!(marked.len(), 11, "{marked:?}");
+        assert_eq!(marked.len(), 12, "{marked:?}");
     }
 }

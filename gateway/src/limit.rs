@@ -344,20 +344,18 @@ return {1, now - allow_at, new_tat - now}
 "#;
 
 impl SharedLimiter {
-    /// A client for `url` (connected by [`start`](Self::start)); refuses a bad URL.
+    /// A client for `url` (connected by [`start`](Self::start); `rediss://` with TLS, trusting
+    /// `ca_file` besides the system's roots); refuses a bad URL or CA file.
     pub fn new(
         url: &str,
+        ca_file: Option<&std::path::Path>,
         prefix: &str,
         fail_open: bool,
         errors: prometheus::IntCounter,
     ) -> Result<Self, String> {
         use fred::prelude::*;
-        let config = Config::from_url(url).map_err(|err| {
-            format!(
-                "{:?} is not a Redis URL: {err}",
-                aragora_config::redact_url(url)
-            )
-        })?;
+        let config =
+            aragora_config::redis::client_config(url, ca_file).map_err(|err| err.to_string())?;
         let client = Builder::from_config(config)
             .with_connection_config(|connection| {
                 connection.connection_timeout = Duration::from_secs(1);
@@ -380,11 +378,23 @@ impl SharedLimiter {
         })
     }
 
-    /// Connects (inside the proxy's runtime) and keeps reconnecting in the background.
+    /// Connects (inside the proxy's runtime) and keeps reconnecting in the background; a first
+    /// connection that fails is retried in the background too (fred's reconnect policy covers
+    /// only connections that once worked), so the limit becomes shared once Redis answers.
     pub async fn start(&self) {
         use fred::prelude::*;
         if let Err(err) = self.client.init().await {
             tracing::warn!(error = %err, "Redis for shared rate limits is not reachable yet; limiting locally until it is");
+            let client = self.client.clone();
+            tokio::spawn(async move {
+                aragora_config::redis::connect_until_up(
+                    &client,
+                    Duration::from_millis(500),
+                    |_, _| {},
+                )
+                .await;
+                tracing::info!("connected to Redis: rate limits are shared across gateways");
+            });
         }
     }
 
@@ -545,7 +555,7 @@ mod tests {
     fn redis(url: &str, fail_open: bool) -> SharedLimiter {
         let prefix = format!("aragora-test:{}:", uuid::Uuid::new_v4());
         let errors = prometheus::IntCounter::new("errors", "Redis errors").unwrap();
-        SharedLimiter::new(url, &prefix, fail_open, errors).unwrap()
+        SharedLimiter::new(url, None, &prefix, fail_open, errors).unwrap()
     }
 
     #[tokio::test]

@@ -102,6 +102,7 @@ impl Shared {
         let shared_limiter = config.redis_url.as_deref().and_then(|url| {
             SharedLimiter::new(
                 url,
+                config.redis_ca_file.as_deref(),
                 &config.rate_limit_key_prefix,
                 config.rate_limit_fail_open,
                 metrics.rate_limit_backend_errors.clone(),

@@ -39,6 +39,7 @@ mod experiments;
 mod faults;
 mod gateway;
 mod gateway_claims;
+mod health;
 mod lifecycle;
 mod llm_debates;
 mod migrations;

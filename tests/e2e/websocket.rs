@@ -209,13 +209,26 @@ async fn runner_and_watcher(
     database: &crate::support::TestDatabase,
     runner_redis: &str,
 ) -> (Engine, Engine) {
-    let options = |redis: &str| {
-        EngineOptions::postgres(&database.url)
-            .env("ARAGORA_REDIS_URL", format!("redis://{redis}/0"))
-            .env("ARAGORA_OFFLINE_AGENT_LATENCY_MS", 100)
+    let url = |redis: &str| format!("redis://{redis}/0");
+    runner_and_watcher_on(database, [url(runner_redis), url("127.0.0.1:6379")], &[]).await
+}
+
+/// [`runner_and_watcher`] with each engine's Redis URL and more settings for both.
+async fn runner_and_watcher_on(
+    database: &crate::support::TestDatabase,
+    [runner_url, watcher_url]: [String; 2],
+    env: &[(&str, String)],
+) -> (Engine, Engine) {
+    let options = |url: String| {
+        env.iter().fold(
+            EngineOptions::postgres(&database.url)
+                .env("ARAGORA_REDIS_URL", url)
+                .env("ARAGORA_OFFLINE_AGENT_LATENCY_MS", 100),
+            |options, (key, value)| options.env(key, value),
+        )
     };
-    let runner = Engine::start(options(runner_redis)).await;
-    let watcher = Engine::start(options("127.0.0.1:6379")).await;
+    let runner = Engine::start(options(runner_url)).await;
+    let watcher = Engine::start(options(watcher_url)).await;
     (runner, watcher)
 }
 
@@ -237,15 +250,13 @@ async fn watch_mid_debate(
     (socket, received, record["last_seq"].as_i64().unwrap())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_watcher_on_another_replica_sees_every_event_through_redis() {
-    let database = crate::support::TestDatabase::create().await;
-    let (runner, watcher) = runner_and_watcher(&database, "127.0.0.1:6379").await;
+/// Runs a debate on `runner`, watched from its middle on `watcher`: every event arrives once,
+/// in order, and those after the subscription came live (through Redis).
+async fn every_event_reaches_the_other_replica(runner: &Engine, watcher: &Engine) {
     let id = runner
         .start_debate(json!({"topic": "Across replicas", "rounds": 4}))
         .await;
-    let (mut socket, mut received, replayed_at_most) =
-        watch_mid_debate(&runner, &watcher, &id).await;
+    let (mut socket, mut received, replayed_at_most) = watch_mid_debate(runner, watcher, &id).await;
     read_to_end(&mut socket, &mut received).await;
     let debate = runner.wait_final(&id, PATIENCE).await;
     let total = debate["last_seq"].as_i64().unwrap();
@@ -258,6 +269,26 @@ async fn a_watcher_on_another_replica_sees_every_event_through_redis() {
         total > replayed_at_most,
         "events after seq {replayed_at_most} were written after the watcher subscribed: they came live"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watcher_on_another_replica_sees_every_event_through_redis() {
+    let database = crate::support::TestDatabase::create().await;
+    let (runner, watcher) = runner_and_watcher(&database, "127.0.0.1:6379").await;
+    every_event_reaches_the_other_replica(&runner, &watcher).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_reach_the_other_replica_through_a_tls_redis() {
+    let database = crate::support::TestDatabase::create().await;
+    let redis = crate::support::redis_tls::TlsRedis::start().await;
+    let (runner, watcher) = runner_and_watcher_on(
+        &database,
+        [redis.url(), redis.url()],
+        &[("ARAGORA_REDIS_CA_FILE", redis.ca.display().to_string())],
+    )
+    .await;
+    every_event_reaches_the_other_replica(&runner, &watcher).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,14 +1,32 @@
-//! Probes and metrics: `/healthz` (alive), `/readyz` (send me traffic), `/api/health`,
-//! `/api/health/db` and `/metrics`.
+//! Probes, health checks and metrics. One computation, [`Readiness`], answers every "may this
+//! replica get traffic" question, so they never disagree:
+//!
+//! | route | who | answers |
+//! |---|---|---|
+//! | `/healthz` | open | 200 while the process lives |
+//! | `/readyz`, `/api/ready`, `/api/health/ready` | open | [`Readiness`]: 200 `{"status":"ready","database":"connected","redis","agents"}`, else 503 with `reason` |
+//! | `/api/health`, `/api/v1/status` | open | the summary: version, status, database, redis, agents, active and queued debates, uptime |
+//! | `/api/health/db` | open | the database: backend, latency, running debates |
+//! | `/api/health/redis` | open | the Redis the replicas share: `connected` with latency, 503 `disconnected` with the reason, or 200 `not_configured` |
+//! | `/health` | admin | the deep check: each dependency with `status` and `latency_ms`, and `overall` |
+//! | `/metrics` | open | Prometheus text |
+//!
+//! Readiness needs the startup to have finished, the database to answer and, with
+//! `ARAGORA_REQUIRE_DISTRIBUTED=true`, Redis to answer. Agents are reported but do not gate
+//! it: every replica shares the same providers, and reads, watches and receipts still work
+//! while their breakers are open. Nothing here says more about a secret than that it is set.
 
+use super::access::Admin;
 use super::{AppState, Phase};
+use crate::agents::breaker::BreakerState;
 use crate::model::DebateStatus;
+use crate::store::SqlStore;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
 use serde_json::{json, Value};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How long a probe waits for the database before calling it unreachable.
 const DB_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -17,22 +35,105 @@ pub async fn live() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// 200 only when migrations ran, the database answers and the process is not draining.
-pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    let not_ready = |reason: String| {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "not_ready", "reason": reason})),
-        )
-    };
-    match state.phase() {
-        Phase::Starting(reason) => not_ready(reason),
-        Phase::Draining => not_ready("draining: shutting down".into()),
-        Phase::Ready => match database_probe(&state).await {
-            Ok(_) => (StatusCode::OK, Json(json!({"status": "ready"}))),
-            Err(err) => not_ready(format!("database not answering: {err}")),
-        },
+fn millis(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}
+
+/// Redis as a health check finds it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RedisHealth {
+    /// `ARAGORA_REDIS_URL` is unset: this replica runs alone.
+    NotConfigured,
+    Connected(Duration),
+    Disconnected(String),
+}
+
+impl RedisHealth {
+    async fn probe(state: &AppState) -> Self {
+        match &state.redis {
+            None => Self::NotConfigured,
+            Some(link) => match link.ping().await {
+                Ok(latency) => Self::Connected(latency),
+                Err(reason) => Self::Disconnected(reason),
+            },
+        }
     }
+
+    fn label(&self) -> &'static str {
+        match self {
+            Self::NotConfigured => "not_configured",
+            Self::Connected(_) => "connected",
+            Self::Disconnected(_) => "disconnected",
+        }
+    }
+}
+
+/// Whether this replica may get traffic, and what each dependency said: the one owner of the
+/// readiness answer (`/readyz`, `/api/ready`, `/api/health/ready`, the summary).
+#[derive(Debug, Clone)]
+pub struct Readiness {
+    pub phase: Phase,
+    pub database: Result<Duration, String>,
+    pub redis: RedisHealth,
+    /// `ARAGORA_REQUIRE_DISTRIBUTED`: an unreachable Redis makes the replica not ready.
+    pub redis_required: bool,
+    pub agents_available: usize,
+}
+
+impl Readiness {
+    /// Asks the database and Redis (at once) and reads the phase and the agents.
+    pub async fn check(state: &AppState) -> Self {
+        let (database, redis) = tokio::join!(database_probe(state), RedisHealth::probe(state));
+        Self {
+            phase: state.phase(),
+            database,
+            redis,
+            redis_required: state.config.require_distributed,
+            agents_available: state.agents.available_count(),
+        }
+    }
+
+    /// Why the replica is not ready, or None when it is.
+    pub fn not_ready_reason(&self) -> Option<String> {
+        match &self.phase {
+            Phase::Starting(reason) => return Some(reason.clone()),
+            Phase::Draining => return Some("draining: shutting down".into()),
+            Phase::Ready => {}
+        }
+        if let Err(err) = &self.database {
+            return Some(format!("database not answering: {err}"));
+        }
+        match &self.redis {
+            RedisHealth::Disconnected(err) if self.redis_required => Some(format!(
+                "Redis not answering ({err}) and ARAGORA_REQUIRE_DISTRIBUTED=true: this replica will not run alone"
+            )),
+            _ => None,
+        }
+    }
+
+    /// 200 with each dependency's word when ready, else 503 with the same keys and `reason`.
+    fn response(&self) -> (StatusCode, Json<Value>) {
+        let reason = self.not_ready_reason();
+        let mut body = json!({
+            "status": if reason.is_none() { "ready" } else { "not_ready" },
+            "database": if self.database.is_ok() { "connected" } else { "disconnected" },
+            "redis": self.redis.label(),
+            "agents": if self.agents_available > 0 { "available" } else { "unavailable" },
+        });
+        match reason {
+            None => (StatusCode::OK, Json(body)),
+            Some(reason) => {
+                body["reason"] = json!(reason);
+                (StatusCode::SERVICE_UNAVAILABLE, Json(body))
+            }
+        }
+    }
+}
+
+/// `/readyz`, `/api/ready` and `/api/health/ready`: one answer under the names the probes, the
+/// Deployment Checklist and the Self-Hosted Guide's script use.
+pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    Readiness::check(&state).await.response()
 }
 
 async fn database_probe(state: &AppState) -> Result<Duration, String> {
@@ -44,29 +145,34 @@ async fn database_probe(state: &AppState) -> Result<Duration, String> {
     }
 }
 
+/// `/api/health` and `/api/v1/status` (the deploy procedure's smoke test): 200 `healthy` when
+/// ready, 503 `degraded` otherwise.
 pub async fn summary(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    let database = database_probe(&state).await;
-    let ready = state.phase() == Phase::Ready && database.is_ok();
+    let readiness = Readiness::check(&state).await;
+    let reason = readiness.not_ready_reason();
     let (running, queued) = state
         .core
         .get()
         .map(|core| core.orchestrator.load())
         .unwrap_or_default();
-    let body = json!({
-        "status": if ready { "healthy" } else { "degraded" },
+    let mut body = json!({
+        "status": if reason.is_none() { "healthy" } else { "degraded" },
         "version": env!("CARGO_PKG_VERSION"),
-        "database": if database.is_ok() { "connected" } else { "disconnected" },
-        "agents_available": state.agents.available_count(),
+        "database": if readiness.database.is_ok() { "connected" } else { "disconnected" },
+        "redis": readiness.redis.label(),
+        "agents": if readiness.agents_available > 0 { "available" } else { "unavailable" },
+        "agents_available": readiness.agents_available,
         "active_debates": running,
         "queued_debates": queued,
         "uptime_seconds": state.started.elapsed().as_secs(),
     });
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (status, Json(body))
+    match reason {
+        None => (StatusCode::OK, Json(body)),
+        Some(reason) => {
+            body["reason"] = json!(reason);
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body))
+        }
+    }
 }
 
 pub async fn database(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
@@ -76,7 +182,7 @@ pub async fn database(State(state): State<AppState>) -> (StatusCode, Json<Value>
             let mut body = json!({
                 "database": "connected",
                 "backend": backend,
-                "latency_ms": latency.as_secs_f64() * 1000.0,
+                "latency_ms": millis(latency),
             });
             if let Ok(core) = state.core() {
                 if let Ok(page) = core
@@ -94,6 +200,249 @@ pub async fn database(State(state): State<AppState>) -> (StatusCode, Json<Value>
             Json(json!({"database": "disconnected", "backend": backend, "error": err})),
         ),
     }
+}
+
+/// `/api/health/redis`. Not configured is a 200 (`not_configured`): a single replica needs no
+/// Redis, and a probe of it should not fail; configured but not answering is a 503.
+pub async fn redis(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    let required = state.config.require_distributed;
+    let tls = state
+        .config
+        .redis_url
+        .as_deref()
+        .is_some_and(aragora_config::redis::uses_tls);
+    match RedisHealth::probe(&state).await {
+        RedisHealth::NotConfigured => (
+            StatusCode::OK,
+            Json(json!({
+                "redis": "not_configured",
+                "required": false,
+                "note": "ARAGORA_REDIS_URL is unset: this replica shares events with no other",
+            })),
+        ),
+        RedisHealth::Connected(latency) => (
+            StatusCode::OK,
+            Json(
+                json!({"redis": "connected", "latency_ms": millis(latency), "tls": tls, "required": required}),
+            ),
+        ),
+        RedisHealth::Disconnected(err) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"redis": "disconnected", "error": err, "tls": tls, "required": required})),
+        ),
+    }
+}
+
+/// One check of the deep health report.
+struct Check {
+    status: &'static str,
+    latency: Duration,
+    detail: Value,
+}
+
+impl Check {
+    fn timed(started: Instant, status: &'static str, detail: Value) -> Self {
+        Self {
+            status,
+            latency: started.elapsed(),
+            detail,
+        }
+    }
+
+    fn render(self) -> Value {
+        let mut body = self.detail;
+        body["status"] = json!(self.status);
+        body["latency_ms"] = json!(millis(self.latency));
+        body
+    }
+}
+
+/// `GET /health`, the runbook's deep dependency check (admins only): `overall` is `healthy`,
+/// `degraded` (something is wrong that does not stop debates: Redis when not required, open
+/// breakers) or `unhealthy` (503: the database, the schema, the key store, every agent, or a
+/// required Redis).
+pub async fn deep(State(state): State<AppState>, _: Admin) -> (StatusCode, Json<Value>) {
+    let readiness = Readiness::check(&state).await;
+    let started = Instant::now();
+    let database = match &readiness.database {
+        Ok(latency) => Check {
+            status: "ok",
+            latency: *latency,
+            detail: json!({"backend": state.config.db_backend.as_str()}),
+        },
+        Err(err) => Check::timed(
+            started,
+            "error",
+            json!({"backend": state.config.db_backend.as_str(), "error": err}),
+        ),
+    };
+    let redis = match &readiness.redis {
+        RedisHealth::NotConfigured => {
+            Check::timed(started, "not_configured", json!({"required": false}))
+        }
+        RedisHealth::Connected(latency) => Check {
+            status: "ok",
+            latency: *latency,
+            detail: json!({"required": readiness.redis_required}),
+        },
+        RedisHealth::Disconnected(err) => Check::timed(
+            started,
+            "error",
+            json!({"required": readiness.redis_required, "error": err}),
+        ),
+    };
+    let checks = [
+        ("database", database),
+        ("redis", redis),
+        ("api_keys", api_keys_check(&state).await),
+        ("schema", schema_check(&state).await),
+        ("agents", agents_check(&state)),
+    ];
+    let fatal = |name: &str, check: &Check| match name {
+        "redis" => check.status == "error" && readiness.redis_required,
+        _ => check.status == "error",
+    };
+    let overall = if checks.iter().any(|(name, check)| fatal(name, check)) {
+        "unhealthy"
+    } else if readiness.not_ready_reason().is_some()
+        || checks
+            .iter()
+            .any(|(_, check)| !matches!(check.status, "ok" | "not_configured"))
+    {
+        "degraded"
+    } else {
+        "healthy"
+    };
+    let mut body = json!({
+        "overall": overall,
+        "version": env!("CARGO_PKG_VERSION"),
+        "ready": readiness.not_ready_reason().is_none(),
+        "checks": {},
+    });
+    if let Some(reason) = readiness.not_ready_reason() {
+        body["reason"] = json!(reason);
+    }
+    for (name, check) in checks {
+        body["checks"][name] = check.render();
+    }
+    let status = if overall == "unhealthy" {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (status, Json(body))
+}
+
+/// The `api_keys` table answers; how many keys are active (never which, nor any secret).
+async fn api_keys_check(state: &AppState) -> Check {
+    let started = Instant::now();
+    let Some(keys) = state.auth.keys() else {
+        return Check::timed(
+            started,
+            "error",
+            json!({"error": "the API key store is not connected yet (the engine is starting)"}),
+        );
+    };
+    match tokio::time::timeout(DB_PROBE_TIMEOUT, keys.list_keys()).await {
+        Ok(Ok(keys)) => {
+            let now = aragora_auth::unix_now() * 1000;
+            let active = keys
+                .iter()
+                .filter(|key| {
+                    key.revoked_at_ms.is_none() && key.expires_at_ms.is_none_or(|at| at > now)
+                })
+                .count();
+            Check::timed(
+                started,
+                "ok",
+                json!({"active": active, "total": keys.len()}),
+            )
+        }
+        Ok(Err(err)) => Check::timed(started, "error", json!({"error": err.to_string()})),
+        Err(_) => Check::timed(
+            started,
+            "error",
+            json!({"error": format!("no answer within {DB_PROBE_TIMEOUT:?}")}),
+        ),
+    }
+}
+
+/// The newest applied migration against the newest this binary knows.
+async fn schema_check(state: &AppState) -> Check {
+    let started = Instant::now();
+    let expected = SqlStore::latest_schema_version(state.config.db_backend);
+    let core = match state.core() {
+        Ok(core) => core,
+        Err(err) => {
+            return Check::timed(
+                started,
+                "error",
+                json!({"error": err.message, "expected": expected}),
+            )
+        }
+    };
+    match tokio::time::timeout(DB_PROBE_TIMEOUT, core.store.schema_version()).await {
+        Ok(Ok(applied)) if applied == Some(expected) => Check::timed(
+            started,
+            "ok",
+            json!({"applied": applied, "expected": expected}),
+        ),
+        Ok(Ok(applied)) => Check::timed(
+            started,
+            "error",
+            json!({
+                "applied": applied,
+                "expected": expected,
+                "error": format!("the database's schema is at {applied:?}, this binary's is {expected}; run the binary that matches, or migrate"),
+            }),
+        ),
+        Ok(Err(err)) => Check::timed(
+            started,
+            "error",
+            json!({"error": err.to_string(), "expected": expected}),
+        ),
+        Err(_) => Check::timed(
+            started,
+            "error",
+            json!({"error": format!("no answer within {DB_PROBE_TIMEOUT:?}"), "expected": expected}),
+        ),
+    }
+}
+
+/// Agents that can be called and the breakers that are open: `error` when none can be called,
+/// `degraded` while any breaker is open.
+fn agents_check(state: &AppState) -> Check {
+    let started = Instant::now();
+    let total = state.agents.all().count();
+    let llm = state.agents.all().filter(|agent| agent.is_llm()).count();
+    let open = state
+        .agents
+        .all()
+        .filter(|agent| {
+            agent
+                .breaker()
+                .is_some_and(|b| b.state() == BreakerState::Open)
+        })
+        .count();
+    let available = state.agents.available_count();
+    let status = if available == 0 {
+        "error"
+    } else if open > 0 {
+        "degraded"
+    } else {
+        "ok"
+    };
+    Check::timed(
+        started,
+        status,
+        json!({
+            "available": available,
+            "total": total,
+            "llm": llm,
+            "circuit_breakers_open": open,
+            "offline_defaults": state.agents.defaults_are_offline(),
+        }),
+    )
 }
 
 /// Gauges that describe the moment are refreshed as they are scraped.

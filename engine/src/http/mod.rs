@@ -49,6 +49,8 @@ pub struct Shared {
     pub config: EngineConfig,
     pub metrics: EngineMetrics,
     pub hub: EventHub,
+    /// The Redis the replicas share (`ARAGORA_REDIS_URL`), for health checks; None when unset.
+    pub redis: Option<crate::fanout::RedisLink>,
     pub agents: AgentRegistry,
     /// Faults injected for chaos experiments; agents and the store consult them.
     pub faults: Faults,
@@ -221,8 +223,15 @@ fn api_routes() -> Vec<(String, MethodRouter<AppState>)> {
                 .map(move |(path, handlers)| (format!("{prefix}{path}"), handlers.clone()))
         })
         .collect();
+    // Health under the names the source documents use (see `health`'s table): aliases of one
+    // handler each, so a probe and a script never disagree.
     routes.push(("/api/health".into(), get(health::summary)));
+    routes.push(("/api/v1/status".into(), get(health::summary)));
     routes.push(("/api/health/db".into(), get(health::database)));
+    routes.push(("/api/health/redis".into(), get(health::redis)));
+    routes.push(("/api/ready".into(), get(health::ready)));
+    routes.push(("/api/health/ready".into(), get(health::ready)));
+    routes.push(("/health".into(), get(health::deep)));
     routes.extend(probe_routes());
     routes.push(("/ws".into(), get(ws::upgrade)));
     routes

@@ -267,6 +267,7 @@ impl Harness {
             config,
             metrics: deps.metrics.clone(),
             hub: deps.hub.clone(),
+            redis: None,
             agents: deps.agents.clone(),
             faults: self.faults.clone(),
             receipts: deps.receipts.clone(),

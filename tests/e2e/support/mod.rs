@@ -20,6 +20,7 @@ pub mod otlp;
 pub mod process;
 pub mod prom;
 pub mod proxy;
+pub mod redis_tls;
 pub mod relay;
 pub mod scraping;
 pub mod transcript;
