@@ -189,6 +189,7 @@ pub async fn serve_with(
     let first_step = format!("connecting to the {} database", config.db_backend.as_str());
     let state = AppState(Arc::new(Shared {
         config: config.clone(),
+        maintenance: crate::maintenance::Switch::new(metrics.maintenance_mode.clone()),
         metrics,
         hub: EventHub::default(),
         agents,

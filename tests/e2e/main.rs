@@ -39,6 +39,7 @@ mod gateway;
 mod gateway_claims;
 mod lifecycle;
 mod llm_debates;
+mod maintenance;
 mod providers;
 mod receipt_ring;
 mod recovery;

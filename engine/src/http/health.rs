@@ -1,5 +1,10 @@
 //! Probes and metrics: `/healthz` (alive), `/readyz` (send me traffic), `/api/health`,
 //! `/api/health/db` and `/metrics`.
+//!
+//! While maintenance is on, a ready replica's `/readyz` also carries `maintenance` (`enabled`,
+//! `reason`: the refusal's message, `retry_after_seconds`): the gateways' health checks read it there, so every gateway refuses
+//! new debates at the edge while maintenance is on, with no database of its own. Maintenance
+//! leaves the replica ready: reads, watches and running debates go on.
 
 use super::{AppState, Phase};
 use crate::model::DebateStatus;
@@ -29,7 +34,18 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
         Phase::Starting(reason) => not_ready(reason),
         Phase::Draining => not_ready("draining: shutting down".into()),
         Phase::Ready => match database_probe(&state).await {
-            Ok(_) => (StatusCode::OK, Json(json!({"status": "ready"}))),
+            Ok(_) => {
+                let mut body = json!({"status": "ready"});
+                let maintenance = super::maintenance::in_force(&state).await;
+                if maintenance.enabled {
+                    body["maintenance"] = json!({
+                        "enabled": true,
+                        "reason": maintenance.refusal_message(),
+                        "retry_after_seconds": maintenance.retry_after_seconds,
+                    });
+                }
+                (StatusCode::OK, Json(body))
+            }
             Err(err) => not_ready(format!("database not answering: {err}")),
         },
     }
@@ -60,6 +76,7 @@ pub async fn summary(State(state): State<AppState>) -> (StatusCode, Json<Value>)
         "active_debates": running,
         "queued_debates": queued,
         "uptime_seconds": state.started.elapsed().as_secs(),
+        "maintenance": super::maintenance::in_force(&state).await.public_view(),
     });
     let status = if ready {
         StatusCode::OK
@@ -110,6 +127,8 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         metrics.oldest_running_debate.set(oldest.as_secs() as i64);
     }
     refresh_dr_gauges(&state).await;
+    // Sets aragora_maintenance_mode from the shared row (through the 1 s cache).
+    super::maintenance::in_force(&state).await;
     (
         [(header::CONTENT_TYPE, aragora_telemetry::TEXT_CONTENT_TYPE)],
         state.metrics.render(),
