@@ -675,7 +675,9 @@ mod tests {
                 axum::routing::post(|| async {
                     (
                         axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                        axum::Json(json!({"error": {"code": "unavailable", "message": "draining"}})),
+                        axum::Json(
+                            json!({"error": {"code": "unavailable", "message": "draining"}}),
+                        ),
                     )
                 }),
             );

@@ -138,7 +138,10 @@ pub async fn read(pool: &AnyPool) -> Result<MaintenanceState, sqlx::Error> {
 /// what is on keeps who and since (the window began then) but takes a new reason or retry
 /// after if given; disabling what is off changes nothing. Each is one conditional UPDATE, so
 /// two admins at once on two replicas agree on who switched it.
-pub async fn apply(pool: &AnyPool, change: &Change) -> Result<(MaintenanceState, bool), sqlx::Error> {
+pub async fn apply(
+    pool: &AnyPool,
+    change: &Change,
+) -> Result<(MaintenanceState, bool), sqlx::Error> {
     let changed = match change {
         Change::Enable {
             reason,

@@ -550,7 +550,11 @@ mod tests {
         let (pool, a, b) = pool(Duration::ZERO);
         pool.observe(&b, true, None);
         a.set_maintenance(Some(report.clone()));
-        assert_eq!(pool.maintenance(), None, "a is not ready: its word does not count");
+        assert_eq!(
+            pool.maintenance(),
+            None,
+            "a is not ready: its word does not count"
+        );
         pool.observe(&a, true, None);
         assert_eq!(pool.maintenance(), Some(report));
         a.set_maintenance(None);

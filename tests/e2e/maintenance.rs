@@ -15,12 +15,14 @@ const PATIENCE: Duration = Duration::from_secs(60);
 /// The refusal message's fixed part: what the operator's users are told goes on.
 const GOES_ON: &str = "reads and running debates continue";
 
-/// `options` able to mint JWTs (`POST /api/auth/token`), for a reader's credential.
-fn minting(options: EngineOptions) -> EngineOptions {
-    options.env(
-        "ARAGORA_JWT_SECRET",
-        format!("jwt-{}", uuid::Uuid::new_v4().simple()),
-    )
+/// `options` able to mint and check JWTs (`POST /api/auth/token`) signed with `secret`, for a
+/// reader's credential.
+fn minting(options: EngineOptions, secret: &str) -> EngineOptions {
+    options.env("ARAGORA_JWT_SECRET", secret)
+}
+
+fn new_secret() -> String {
+    format!("jwt-{}", uuid::Uuid::new_v4().simple())
 }
 
 /// A client sending a reader's JWT, minted by `engine` with its admin token.
@@ -36,7 +38,11 @@ async fn reader_client(engine: &Engine) -> reqwest::Client {
 }
 
 /// POSTs `body` (raw, when given) to `url`: status, `Retry-After` and the JSON answer.
-async fn post(client: &reqwest::Client, url: &str, body: Option<&str>) -> (u16, Option<String>, Value) {
+async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    body: Option<&str>,
+) -> (u16, Option<String>, Value) {
     let mut request = client.post(url);
     if let Some(body) = body {
         request = request
@@ -53,7 +59,11 @@ async fn post(client: &reqwest::Client, url: &str, body: Option<&str>) -> (u16, 
         .get("retry-after")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    (status, retry_after, response.json().await.unwrap_or(Value::Null))
+    (
+        status,
+        retry_after,
+        response.json().await.unwrap_or(Value::Null),
+    )
 }
 
 fn new_debate() -> String {
@@ -109,8 +119,9 @@ async fn stats(client: &reqwest::Client, url: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_maintenance_window_refuses_new_debates_everywhere_while_the_running_one_completes() {
     let database = TestDatabase::create().await;
-    let a = Engine::start(minting(EngineOptions::postgres(&database.url))).await;
-    let b = Engine::start(EngineOptions::postgres(&database.url)).await;
+    let secret = new_secret();
+    let a = Engine::start(minting(EngineOptions::postgres(&database.url), &secret)).await;
+    let b = Engine::start(minting(EngineOptions::postgres(&database.url), &secret)).await;
     let gateway = GatewayProcess::start(&[a.api.to_string(), b.api.to_string()], &[]).await;
     gateway.wait_ready_count(2, PATIENCE).await;
     let edge = gateway.client();
@@ -120,7 +131,9 @@ async fn a_maintenance_window_refuses_new_debates_everywhere_while_the_running_o
     let slow = json!({"kind": "agent_slow", "delay_ms": 3000, "duration_seconds": 600});
     let (status, fault) = a.post_json("/api/system/faults", &slow).await;
     assert_eq!(status, 201, "{fault}");
-    let held = a.start_debate(json!({"topic": "Held through the window", "rounds": 3})).await;
+    let held = a
+        .start_debate(json!({"topic": "Held through the window", "rounds": 3}))
+        .await;
     eventually("the held debate to run", PATIENCE, || async {
         let (_, debate) = a.get(&format!("/api/debates/{held}")).await;
         (debate["status"] == "running").then_some(())
@@ -137,7 +150,8 @@ async fn a_maintenance_window_refuses_new_debates_everywhere_while_the_running_o
     let since = enabled["since"].as_str().expect("since").to_string();
     // Again, with a reason: the same window (since, who), the new reason and Retry-After.
     let body = r#"{"reason": "upgrade to 2.0", "retry_after_seconds": 30}"#;
-    let (status, _, again) = post(&a.http, &a.url("/api/admin/maintenance/enable"), Some(body)).await;
+    let (status, _, again) =
+        post(&a.http, &a.url("/api/admin/maintenance/enable"), Some(body)).await;
     assert_eq!(status, 200, "{again}");
     assert_eq!(again["changed"], false, "{again}");
     assert_eq!(again["since"], since.as_str(), "{again}");
@@ -146,7 +160,10 @@ async fn a_maintenance_window_refuses_new_debates_everywhere_while_the_running_o
     // New debates are refused on A at once, on B and at the edge once they have read it.
     assert_refused(&a.http, &a.url("/api/debates"), "upgrade to 2.0", "30").await;
     let health = health_says(&b, true).await;
-    assert_eq!(health["maintenance"]["reason"], "upgrade to 2.0", "{health}");
+    assert_eq!(
+        health["maintenance"]["reason"], "upgrade to 2.0",
+        "{health}"
+    );
     assert_eq!(health["maintenance"]["since"], since.as_str(), "{health}");
     assert_refused(&b.http, &b.url("/api/v1/debates"), "upgrade to 2.0", "30").await;
     gateway_gauge_is(&gateway, 1.0).await;
@@ -180,13 +197,24 @@ async fn a_maintenance_window_refuses_new_debates_everywhere_while_the_running_o
     assert!(counted["active_debates"].as_i64() >= Some(1), "{counted}");
     assert!(counted["running_debates"].as_i64() >= Some(1), "{counted}");
     assert_eq!(counted["maintenance"]["enabled"], true, "{counted}");
-    assert_eq!(counted["this_replica"]["running_debates"], 0, "B runs nothing: {counted}");
+    assert_eq!(
+        counted["this_replica"]["running_debates"], 0,
+        "B runs nothing: {counted}"
+    );
     let on_a = stats(&reader, &a.url("/api/admin/stats")).await;
     assert_eq!(on_a["this_replica"]["running_debates"], 1, "{on_a}");
-    assert!(on_a["debates_by_status"]["running"].as_i64() >= Some(1), "{on_a}");
+    assert!(
+        on_a["debates_by_status"]["running"].as_i64() >= Some(1),
+        "{on_a}"
+    );
 
     // The running debate is not cancelled: once its agents are fast again it completes.
-    let cleared = a.http.delete(a.url("/api/system/faults")).send().await.unwrap();
+    let cleared = a
+        .http
+        .delete(a.url("/api/system/faults"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(cleared.status(), 200);
     let finished = a.wait_final(&held, PATIENCE).await;
     assert_eq!(finished["status"], "completed", "{finished}");
@@ -195,7 +223,10 @@ async fn a_maintenance_window_refuses_new_debates_everywhere_while_the_running_o
         (counted["active_debates"] == 0).then_some(counted)
     })
     .await;
-    assert!(drained["debates_by_status"]["completed"].as_i64() >= Some(1), "{drained}");
+    assert!(
+        drained["debates_by_status"]["completed"].as_i64() >= Some(1),
+        "{drained}"
+    );
 
     // 6. "Verify health" during the window, then 7. disable, here on B: idempotent.
     let health = health_says(&a, true).await;
@@ -227,7 +258,7 @@ async fn a_maintenance_window_refuses_new_debates_everywhere_while_the_running_o
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn maintenance_refuses_bad_callers_and_bodies_and_works_on_sqlite_alone() {
-    let engine = Engine::start(minting(EngineOptions::sqlite())).await;
+    let engine = Engine::start(minting(EngineOptions::sqlite(), &new_secret())).await;
     let enable = engine.url("/api/admin/maintenance/enable");
     let anonymous = reqwest::Client::new();
     let reader = reader_client(&engine).await;
@@ -236,18 +267,46 @@ async fn maintenance_refuses_bad_callers_and_bodies_and_works_on_sqlite_alone() 
     assert_eq!(status, 401, "{body}");
     let (status, _, body) = post(&reader, &enable, None).await;
     assert_eq!(status, 403, "{body}");
-    let (status, _, body) = post(&anonymous, &engine.url("/api/admin/maintenance/disable"), None).await;
+    let (status, _, body) = post(
+        &anonymous,
+        &engine.url("/api/admin/maintenance/disable"),
+        None,
+    )
+    .await;
     assert_eq!(status, 401, "{body}");
     let stats_url = engine.url("/api/admin/stats");
-    assert_eq!(anonymous.get(&stats_url).send().await.unwrap().status(), 401);
+    assert_eq!(
+        anonymous.get(&stats_url).send().await.unwrap().status(),
+        401
+    );
 
     for (body, status, code, says) in [
         ("{\"reason\": ", 400, "invalid_request", "not valid JSON"),
         (r#"{"reason": 5}"#, 422, "validation_failed", "reason"),
-        (r#"{"reasons": "typo"}"#, 422, "validation_failed", "unknown field"),
-        (r#"{"reason": "   "}"#, 422, "validation_failed", "1 to 200 characters"),
-        (r#"{"retry_after_seconds": 0}"#, 422, "validation_failed", "1 to 86400"),
-        (r#"{"retry_after_seconds": 90000}"#, 422, "validation_failed", "is 90000"),
+        (
+            r#"{"reasons": "typo"}"#,
+            422,
+            "validation_failed",
+            "unknown field",
+        ),
+        (
+            r#"{"reason": "   "}"#,
+            422,
+            "validation_failed",
+            "1 to 200 characters",
+        ),
+        (
+            r#"{"retry_after_seconds": 0}"#,
+            422,
+            "validation_failed",
+            "1 to 86400",
+        ),
+        (
+            r#"{"retry_after_seconds": 90000}"#,
+            422,
+            "validation_failed",
+            "is 90000",
+        ),
     ] {
         let (got, _, answer) = post(&engine.http, &enable, Some(body)).await;
         assert_eq!(got, status, "{body}: {answer}");
@@ -257,20 +316,44 @@ async fn maintenance_refuses_bad_callers_and_bodies_and_works_on_sqlite_alone() 
     }
     let (status, state) = engine.get("/api/admin/maintenance").await;
     assert_eq!(status, 200, "{state}");
-    assert_eq!(state["enabled"], false, "refused calls changed nothing: {state}");
-    let (status, _, accepted) = post(&engine.http, &engine.url("/api/debates"), Some(&new_debate())).await;
+    assert_eq!(
+        state["enabled"], false,
+        "refused calls changed nothing: {state}"
+    );
+    let (status, _, accepted) = post(
+        &engine.http,
+        &engine.url("/api/debates"),
+        Some(&new_debate()),
+    )
+    .await;
     assert_eq!(status, 202, "{accepted}");
 
     // One SQLite replica: the same switch, no PostgreSQL or Redis needed.
     let body = r#"{"reason": "disk swap", "retry_after_seconds": 5}"#;
     let (status, _, enabled) = post(&engine.http, &enable, Some(body)).await;
     assert_eq!(status, 200, "{enabled}");
-    assert_refused(&engine.http, &engine.url("/api/v1/debates"), "disk swap", "5").await;
+    assert_refused(
+        &engine.http,
+        &engine.url("/api/v1/debates"),
+        "disk swap",
+        "5",
+    )
+    .await;
     let (status, ready) = engine.get("/readyz").await;
     assert_eq!(status, 200, "maintenance leaves the replica ready: {ready}");
     assert_eq!(ready["maintenance"]["enabled"], true, "{ready}");
-    let (status, _, _) = post(&engine.http, &engine.url("/api/admin/maintenance/disable"), None).await;
+    let (status, _, _) = post(
+        &engine.http,
+        &engine.url("/api/admin/maintenance/disable"),
+        None,
+    )
+    .await;
     assert_eq!(status, 200);
-    let (status, _, accepted) = post(&engine.http, &engine.url("/api/debates"), Some(&new_debate())).await;
+    let (status, _, accepted) = post(
+        &engine.http,
+        &engine.url("/api/debates"),
+        Some(&new_debate()),
+    )
+    .await;
     assert_eq!(status, 202, "{accepted}");
 }

@@ -10,9 +10,7 @@
 use super::access::{Admin, Reader};
 use super::AppState;
 use crate::error::ApiError;
-use crate::maintenance::{
-    Change, MaintenanceState, MAX_REASON_CHARS, MAX_RETRY_AFTER_SECONDS,
-};
+use crate::maintenance::{Change, MaintenanceState, MAX_REASON_CHARS, MAX_RETRY_AFTER_SECONDS};
 use crate::model::{now_ms, DebateStatus};
 use axum::body::Bytes;
 use axum::extract::State;
@@ -65,11 +63,9 @@ fn parse_enable(body: &[u8]) -> Result<(Option<String>, Option<u64>), ApiError> 
         None => None,
         Some(seconds) => match u64::try_from(seconds) {
             Ok(s) if (1..=MAX_RETRY_AFTER_SECONDS).contains(&s) => Some(s),
-            _ => {
-                return Err(ApiError::invalid(format!(
-                    "\"retry_after_seconds\" is {seconds}; it must be 1 to {MAX_RETRY_AFTER_SECONDS}"
-                )))
-            }
+            _ => return Err(ApiError::invalid(format!(
+                "\"retry_after_seconds\" is {seconds}; it must be 1 to {MAX_RETRY_AFTER_SECONDS}"
+            ))),
         },
     };
     Ok((reason, retry))
@@ -211,8 +207,7 @@ mod tests {
         assert_eq!(parse_enable(b"").unwrap(), (None, None));
         assert_eq!(parse_enable(b" \n").unwrap(), (None, None));
         assert_eq!(
-            parse_enable(br#"{"reason": " upgrade to 2.1 ", "retry_after_seconds": 120}"#)
-                .unwrap(),
+            parse_enable(br#"{"reason": " upgrade to 2.1 ", "retry_after_seconds": 120}"#).unwrap(),
             (Some("upgrade to 2.1".into()), Some(120))
         );
         for (body, status, says) in [
@@ -226,7 +221,12 @@ mod tests {
             (br#"{"retry_after_seconds": 86401}"#, 422, "1 to 86400"),
         ] {
             let err = parse_enable(body).unwrap_err();
-            assert_eq!(err.status.as_u16(), status, "{}", String::from_utf8_lossy(body));
+            assert_eq!(
+                err.status.as_u16(),
+                status,
+                "{}",
+                String::from_utf8_lossy(body)
+            );
             assert!(err.message.contains(says), "{}", err.message);
         }
     }
