@@ -63,9 +63,11 @@ fn parse_enable(body: &[u8]) -> Result<(Option<String>, Option<u64>), ApiError> 
         None => None,
         Some(seconds) => match u64::try_from(seconds) {
             Ok(s) if (1..=MAX_RETRY_AFTER_SECONDS).contains(&s) => Some(s),
-            _ => return Err(ApiError::invalid(format!(
+            _ => {
+                return Err(ApiError::invalid(format!(
                 "\"retry_after_seconds\" is {seconds}; it must be 1 to {MAX_RETRY_AFTER_SECONDS}"
-            ))),
+            )))
+            }
         },
     };
     Ok((reason, retry))
