@@ -541,6 +541,18 @@ async fn call(request: reqwest::RequestBuilder, what: &str) -> Result<(u16, Valu
 
 async fn smoke_debate(http: &reqwest::Client, base: &str) -> Result<String, DrillError> {
     let topic = "DR drill smoke debate: does the restored copy serve?";
+    // A backup taken in a maintenance window (as the Self-Hosted Guide's 7.4 takes it) carries
+    // maintenance mode on; the scratch copy is the drill's own, so it lifts it there.
+    let (status, body) = call(
+        http.post(format!("{base}/api/admin/maintenance/disable")),
+        "lifting maintenance mode on the copy",
+    )
+    .await?;
+    if status != 200 {
+        return Err(DrillError::Refused(format!(
+            "maintenance mode could not be lifted on the copy ({status}): {body}"
+        )));
+    }
     let (status, body) = call(
         http.post(format!("{base}/api/debates"))
             .json(&json!({"topic": topic, "rounds": 1})),
@@ -656,15 +668,22 @@ mod tests {
     async fn an_engine_that_refuses_the_smoke_debate_is_told_from_one_not_there() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let app = axum::Router::new().route(
-            "/api/debates",
-            axum::routing::post(|| async {
-                (
-                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                    axum::Json(json!({"error": {"code": "unavailable", "message": "draining"}})),
-                )
-            }),
-        );
+        let app = axum::Router::new()
+            .route(
+                "/api/admin/maintenance/disable",
+                axum::routing::post(|| async { axum::Json(json!({"enabled": false})) }),
+            )
+            .route(
+                "/api/debates",
+                axum::routing::post(|| async {
+                    (
+                        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                        axum::Json(
+                            json!({"error": {"code": "unavailable", "message": "draining"}}),
+                        ),
+                    )
+                }),
+            );
         tokio::spawn(async move { axum::serve(listener, app).await });
         let http = reqwest::Client::new();
         let refused = smoke_debate(&http, &base).await.unwrap_err();

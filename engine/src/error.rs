@@ -54,6 +54,14 @@ impl ApiError {
         }
     }
 
+    /// The same error with `Retry-After: seconds`.
+    pub fn retry_after(self, seconds: u64) -> Self {
+        Self {
+            retry_after: Some(seconds),
+            ..self
+        }
+    }
+
     pub fn too_many(message: impl Into<String>, retry_after: u64) -> Self {
         Self {
             retry_after: Some(retry_after),

@@ -20,6 +20,7 @@
 
 use crate::config::DbBackend;
 use crate::dr_log::{BackupRecord, DrStatus, DrillRecord};
+use crate::maintenance::{self, MaintenanceState};
 use crate::model::{
     format_ms, now_ms, DebateEvent, DebateRecord, DebateStatus, Fence, StatusUpdate,
 };
@@ -503,6 +504,17 @@ impl DebateStore for FaultyStore {
 
     async fn dr_status(&self) -> Result<DrStatus, StoreError> {
         self.gate()?.dr_status().await
+    }
+
+    async fn maintenance(&self) -> Result<MaintenanceState, StoreError> {
+        self.gate()?.maintenance().await
+    }
+
+    async fn set_maintenance(
+        &self,
+        change: &maintenance::Change,
+    ) -> Result<(MaintenanceState, bool), StoreError> {
+        self.gate()?.set_maintenance(change).await
     }
 }
 

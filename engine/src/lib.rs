@@ -19,6 +19,7 @@
 //! | [`receipts`] | HMAC-signed receipts of completed debates, with key rotation |
 //! | [`events`] | live per-debate fan-out, and the `Relay` seam to other replicas |
 //! | [`fanout`] | the Redis pub/sub `Relay`: the same fan-out across replicas |
+//! | [`maintenance`] | maintenance mode: the shared row (migration 0006), its 1 s cache, what a refusal says |
 //! | [`faults`] | faults injected for chaos experiments (slow or failing agents, database unavailable), with their expiry |
 //! | [`http`] | REST, probes, metrics and WebSocket endpoints |
 //! | [`server`] | process life: bind, connect, migrate, serve, drain |
@@ -37,6 +38,7 @@ pub mod events;
 pub mod fanout;
 pub mod faults;
 pub mod http;
+pub mod maintenance;
 pub mod metrics;
 pub mod model;
 pub mod orchestrator;

@@ -30,6 +30,8 @@ pub struct EngineMetrics {
     pub faults_active: IntGaugeVec,
     pub oldest_running_debate: IntGauge,
     pub resident_memory: IntGauge,
+    /// 1 while maintenance mode is on (new debates refused), as this replica last read it.
+    pub maintenance_mode: IntGauge,
     /// The DR gauges, refreshed from the DR log in the database at each scrape.
     pub dr: DrGauges,
 }
@@ -100,6 +102,7 @@ impl EngineMetrics {
             faults_active: cat::FAULTS_ACTIVE.gauge_vec(&registry),
             oldest_running_debate: cat::OLDEST_RUNNING_DEBATE_SECONDS.gauge(&registry),
             resident_memory: cat::PROCESS_RESIDENT_MEMORY_BYTES.gauge(&registry),
+            maintenance_mode: cat::MAINTENANCE_MODE.gauge(&registry),
             dr: DrGauges::new(&registry),
             registry,
         }

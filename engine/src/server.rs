@@ -209,6 +209,7 @@ pub async fn serve_with(
     };
     let state = AppState(Arc::new(Shared {
         config: config.clone(),
+        maintenance: crate::maintenance::Switch::new(metrics.maintenance_mode.clone()),
         metrics,
         hub,
         redis,

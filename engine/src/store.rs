@@ -9,6 +9,7 @@
 
 use crate::config::DbBackend;
 use crate::dr_log::{self, BackupRecord, DrStatus, DrillRecord};
+use crate::maintenance::{self, MaintenanceState};
 use crate::model::{
     ConsensusRule, DebateEvent, DebateRecord, DebateStatus, EventKind, Fence, Lease, Outcome,
     StatusUpdate,
@@ -170,6 +171,13 @@ pub trait DebateStore: Send + Sync + 'static {
     async fn schema_version(&self) -> Result<Option<i64>, StoreError> {
         Ok(None)
     }
+    /// The maintenance row (migration 0006), shared by every replica.
+    async fn maintenance(&self) -> Result<MaintenanceState, StoreError>;
+    /// Applies an admin's enable or disable; the state after it and whether it changed.
+    async fn set_maintenance(
+        &self,
+        change: &maintenance::Change,
+    ) -> Result<(MaintenanceState, bool), StoreError>;
 }
 
 /// [`DebateStore`] over SQLite or PostgreSQL.
@@ -704,5 +712,16 @@ impl DebateStore for SqlStore {
 
     async fn dr_status(&self) -> Result<DrStatus, StoreError> {
         Ok(dr_log::status(&self.pool).await?)
+    }
+
+    async fn maintenance(&self) -> Result<MaintenanceState, StoreError> {
+        Ok(maintenance::read(&self.pool).await?)
+    }
+
+    async fn set_maintenance(
+        &self,
+        change: &maintenance::Change,
+    ) -> Result<(MaintenanceState, bool), StoreError> {
+        Ok(maintenance::apply(&self.pool, change).await?)
     }
 }

@@ -104,7 +104,14 @@ fn need(path: &str, method: &Method) -> Need {
         ("/debates/{id}" | "/debates/{id}/messages" | "/debates/{id}/receipt", _) => {
             Need::DebateRead
         }
-        (p, _) if p.starts_with("/system/") || p.starts_with("/auth/api-key") => Need::Admin,
+        ("/admin/stats", _) => Need::Reader,
+        (p, _)
+            if p.starts_with("/system/")
+                || p.starts_with("/auth/api-key")
+                || p.starts_with("/admin/maintenance") =>
+        {
+            Need::Admin
+        }
         _ => panic!(
             "{method} {path} is not in the role table; say what it needs here and in the README"
         ),

@@ -389,6 +389,17 @@ impl DebateStore for LateCommitStore {
     async fn dr_status(&self) -> Result<DrStatus, StoreError> {
         self.inner.dr_status().await
     }
+    async fn maintenance(
+        &self,
+    ) -> Result<aragora_engine::maintenance::MaintenanceState, StoreError> {
+        self.inner.maintenance().await
+    }
+    async fn set_maintenance(
+        &self,
+        change: &aragora_engine::maintenance::Change,
+    ) -> Result<(aragora_engine::maintenance::MaintenanceState, bool), StoreError> {
+        self.inner.set_maintenance(change).await
+    }
 }
 
 #[tokio::test]

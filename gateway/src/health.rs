@@ -1,8 +1,10 @@
 //! The gateway's background round: active health checks of every replica (the pool decides
-//! readiness from them, see [`crate::upstream`]), DNS re-resolution of the upstream names, and
+//! readiness from them, see [`crate::upstream`]; a passing answer also says whether the replica
+//! is in maintenance), DNS re-resolution of the upstream names, and
 //! the rate limiters' sweep of recovered clients. Runs as a pingora background service.
 
 use crate::state::Shared;
+use crate::upstream::ReplicaMaintenance;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -42,7 +44,11 @@ pub async fn run_health_checks(shared: Arc<Shared>, mut stop: tokio::sync::watch
             async move {
                 let result = client.get(&url).timeout(timeout).send().await;
                 let (ok, error) = match result {
-                    Ok(response) if response.status().is_success() => (true, None),
+                    Ok(response) if response.status().is_success() => {
+                        let body = response.bytes().await.unwrap_or_default();
+                        replica.set_maintenance(ReplicaMaintenance::from_ready_body(&body));
+                        (true, None)
+                    }
                     Ok(response) => {
                         let status = response.status();
                         let body = response.text().await.unwrap_or_default();
@@ -60,6 +66,7 @@ pub async fn run_health_checks(shared: Arc<Shared>, mut stop: tokio::sync::watch
             }
         });
         futures::future::join_all(checks).await;
+        shared.refresh_maintenance_gauge();
         shared.limits().sweep();
     }
 }

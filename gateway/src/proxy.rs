@@ -254,6 +254,13 @@ impl Gateway {
         if shared.in_maintenance() {
             return Some(Refusal::maintenance());
         }
+        // The replicas' maintenance (the database's) refuses new debates only: reads, watches
+        // and the debates already running go on.
+        if ctx.method == "POST" && matches!(ctx.route, "/api/debates" | "/api/v1/debates") {
+            if let Some(report) = shared.pool.maintenance() {
+                return Some(Refusal::replica_maintenance(&report));
+            }
+        }
         let header = session.req_header();
         let head_bytes = head_size(header);
         if head_bytes > config.max_header_bytes {

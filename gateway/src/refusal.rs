@@ -8,7 +8,7 @@
 //! |---|---|---|
 //! | 429 | `rate_limited` | over the rate limit, or Redis cannot vouch for it and fail-open is off |
 //! | 503 | `overloaded` | more requests in flight than `ARAGORA_GATEWAY_MAX_INFLIGHT` |
-//! | 503 | `maintenance` | maintenance mode is on |
+//! | 503 | `maintenance` | the gateway's own maintenance switch is on (all but health), or a ready replica reports maintenance (new debates: `POST /api/debates`, `/api/v1/debates`) |
 //! | 503 | `no_ready_upstream` | no engine replica is ready |
 //! | 431 | `headers_too_large` | request line and headers over `ARAGORA_GATEWAY_MAX_HEADER_BYTES` |
 //! | 413 | `payload_too_large` | declared or received body over `ARAGORA_GATEWAY_MAX_BODY_BYTES` |
@@ -92,6 +92,17 @@ impl Refusal {
             "maintenance",
             "aragora is in maintenance; retry later",
             Some(60),
+        )
+    }
+
+    /// A new debate refused because the replicas are in maintenance: their message and
+    /// `Retry-After`, so the edge and the engine say the same.
+    pub fn replica_maintenance(report: &crate::upstream::ReplicaMaintenance) -> Self {
+        Self::new(
+            503,
+            "maintenance",
+            report.message.clone(),
+            Some(report.retry_after_seconds),
         )
     }
 

@@ -169,8 +169,15 @@ impl Shared {
 
     pub fn set_maintenance(&self, on: bool) {
         self.maintenance.store(on, Ordering::SeqCst);
-        self.metrics.maintenance.set(i64::from(on));
+        self.refresh_maintenance_gauge();
         tracing::warn!(enabled = on, "maintenance mode changed");
+    }
+
+    /// `aragora_maintenance_mode`: 1 while this gateway refuses for maintenance, by its own
+    /// switch (everything but health) or a ready replica's report (new debates).
+    pub fn refresh_maintenance_gauge(&self) {
+        let on = self.in_maintenance() || self.pool.maintenance().is_some();
+        self.metrics.maintenance.set(i64::from(on));
     }
 
     /// Why the gateway should not get traffic, or None when it should.

@@ -7,6 +7,10 @@
 //! rotation as fast as traffic notices. A replica that just became ready gets a share of traffic
 //! that grows linearly over the slow-start window.
 //!
+//! Each check's answer also says whether the replica is in maintenance (the engine's `/readyz`
+//! field `maintenance`, read from the database all replicas share): while any ready replica
+//! says so, the gateway refuses new debates at the edge ([`UpstreamPool::maintenance`]).
+//!
 //! Upstream names are re-resolved every `dns_refresh_secs`: each address behind a name (a
 //! Kubernetes headless service) is its own replica, and health state survives re-resolution.
 
@@ -50,6 +54,44 @@ pub struct Replica {
     /// `Set-Cookie` value that pins a client to it: made once, not per response.
     pub affinity: String,
     pub pin_cookie: http::HeaderValue,
+    /// The maintenance its last passing check reported (None: off, or not said).
+    maintenance: Mutex<Option<ReplicaMaintenance>>,
+}
+
+/// A replica's report that maintenance mode is on: the message and `Retry-After` its own
+/// refusal of a new debate carries, so the edge's refusal says the same.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaMaintenance {
+    pub message: String,
+    pub retry_after_seconds: u64,
+}
+
+impl ReplicaMaintenance {
+    /// What a passing check's body says: `{"maintenance": {"enabled": true, "reason", "retry_after_seconds"}}`.
+    /// A body without the field (an engine of an earlier version) means off.
+    pub fn from_ready_body(body: &[u8]) -> Option<Self> {
+        let body: serde_json::Value = serde_json::from_slice(body).ok()?;
+        let maintenance = body.get("maintenance")?;
+        if maintenance.get("enabled")? != &serde_json::Value::Bool(true) {
+            return None;
+        }
+        let message = maintenance
+            .get("reason")
+            .and_then(|r| r.as_str())
+            .unwrap_or("maintenance: new debates are refused; reads and running debates continue")
+            .chars()
+            .take(300)
+            .collect();
+        let retry_after_seconds = maintenance
+            .get("retry_after_seconds")
+            .and_then(|r| r.as_u64())
+            .unwrap_or(60)
+            .clamp(1, 86_400);
+        Some(Self {
+            message,
+            retry_after_seconds,
+        })
+    }
 }
 
 /// What `/api/system/upstreams` shows for a replica.
@@ -83,6 +125,7 @@ impl Replica {
             }),
             ready: AtomicBool::new(false),
             inflight: AtomicUsize::new(0),
+            maintenance: Mutex::new(None),
             pin_cookie: pin_cookie(&affinity),
             affinity,
         }
@@ -94,6 +137,22 @@ impl Replica {
 
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
+    }
+
+    /// Takes the maintenance a passing check reported.
+    pub fn set_maintenance(&self, report: Option<ReplicaMaintenance>) {
+        let mut current = self.maintenance.lock().unwrap_or_else(|e| e.into_inner());
+        if *current != report {
+            tracing::warn!(upstream = %self.addr, maintenance = report.is_some(), "replica reports a maintenance change");
+            *current = report;
+        }
+    }
+
+    fn maintenance(&self) -> Option<ReplicaMaintenance> {
+        self.maintenance
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Traffic weight in (0, 1]: ramps up over the slow-start window after becoming ready.
@@ -276,6 +335,16 @@ impl UpstreamPool {
         if let Some(replica) = self.replicas().iter().find(|r| r.addr == addr) {
             self.observe(replica, false, Some(error));
         }
+    }
+
+    /// The maintenance a ready replica reports, if any does. Replicas share one database, so
+    /// one report holds for all; a replica that is not ready is not asked.
+    pub fn maintenance(&self) -> Option<ReplicaMaintenance> {
+        self.replicas
+            .load()
+            .iter()
+            .filter(|r| r.is_ready())
+            .find_map(|r| r.maintenance())
     }
 
     pub fn any_ready(&self) -> bool {
@@ -462,6 +531,34 @@ mod tests {
         );
         assert_eq!(pool.select(&[]).unwrap().addr, a.addr);
         assert!(pool.select(&[a.addr]).is_none(), "never a tried replica");
+    }
+
+    #[test]
+    fn a_ready_replicas_maintenance_report_refuses_for_all_and_a_not_ready_ones_does_not() {
+        let on = br#"{"status": "ready", "maintenance": {"enabled": true, "reason": "maintenance: upgrade", "retry_after_seconds": 120}}"#;
+        let report = ReplicaMaintenance::from_ready_body(on).unwrap();
+        assert_eq!(report.message, "maintenance: upgrade");
+        assert_eq!(report.retry_after_seconds, 120);
+        for off in [
+            &br#"{"status": "ready"}"#[..],
+            br#"{"status": "ready", "maintenance": {"enabled": false}}"#,
+            b"not json",
+        ] {
+            assert_eq!(ReplicaMaintenance::from_ready_body(off), None);
+        }
+
+        let (pool, a, b) = pool(Duration::ZERO);
+        pool.observe(&b, true, None);
+        a.set_maintenance(Some(report.clone()));
+        assert_eq!(
+            pool.maintenance(),
+            None,
+            "a is not ready: its word does not count"
+        );
+        pool.observe(&a, true, None);
+        assert_eq!(pool.maintenance(), Some(report));
+        a.set_maintenance(None);
+        assert_eq!(pool.maintenance(), None);
     }
 
     #[test]

@@ -295,7 +295,7 @@ pub const GATEWAY_CONNECTIONS_REFUSED_TOTAL: MetricDef = MetricDef {
 pub const MAINTENANCE_MODE: MetricDef = MetricDef {
     name: "aragora_maintenance_mode",
     kind: MetricKind::Gauge,
-    help: "1 while the gateway answers 503 for maintenance, 0 otherwise.",
+    help: "1 while maintenance mode is on, 0 otherwise: on the engine, new debates refused (the shared database row); on the gateway, its own switch or a ready replica's report.",
     labels: &[],
     buckets: &[],
 };

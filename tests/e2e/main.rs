@@ -43,6 +43,7 @@ mod health;
 mod lifecycle;
 mod llm_debates;
 mod migrations;
+mod maintenance;
 mod providers;
 mod receipt_ring;
 mod recovery;

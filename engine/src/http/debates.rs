@@ -157,6 +157,10 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let core = state.core()?;
     let record = validate(&state, request)?.created_by(&caller.subject);
+    // After validation, so a bad request learns what to fix even during a window.
+    if let Some(refusal) = super::maintenance::refusal(&state).await {
+        return Err(refusal);
+    }
     let record = core.orchestrator.admit(record).await.map_err(|err| match err {
         AdmitError::QueueFull { .. } => ApiError::too_many(
             format!("{err}; retry later or raise ARAGORA_MAX_CONCURRENT_DEBATES / ARAGORA_DEBATE_QUEUE_SIZE"),

@@ -15,6 +15,11 @@
 //! `ARAGORA_REQUIRE_DISTRIBUTED=true`, Redis to answer. Agents are reported but do not gate
 //! it: every replica shares the same providers, and reads, watches and receipts still work
 //! while their breakers are open. Nothing here says more about a secret than that it is set.
+//!
+//! While maintenance is on, a ready replica's readiness answer also carries `maintenance`
+//! (`enabled`, `reason`: the refusal's message, `retry_after_seconds`): the gateways' health
+//! checks read it there, so every gateway refuses new debates at the edge with no database of
+//! its own. Maintenance leaves the replica ready: reads, watches and running debates go on.
 
 use super::access::Admin;
 use super::{AppState, Phase};
@@ -133,7 +138,18 @@ impl Readiness {
 /// `/readyz`, `/api/ready` and `/api/health/ready`: one answer under the names the probes, the
 /// Deployment Checklist and the Self-Hosted Guide's script use.
 pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    Readiness::check(&state).await.response()
+    let (status, Json(mut body)) = Readiness::check(&state).await.response();
+    if status == StatusCode::OK {
+        let maintenance = super::maintenance::in_force(&state).await;
+        if maintenance.enabled {
+            body["maintenance"] = json!({
+                "enabled": true,
+                "reason": maintenance.refusal_message(),
+                "retry_after_seconds": maintenance.retry_after_seconds,
+            });
+        }
+    }
+    (status, Json(body))
 }
 
 async fn database_probe(state: &AppState) -> Result<Duration, String> {
@@ -165,6 +181,7 @@ pub async fn summary(State(state): State<AppState>) -> (StatusCode, Json<Value>)
         "active_debates": running,
         "queued_debates": queued,
         "uptime_seconds": state.started.elapsed().as_secs(),
+        "maintenance": super::maintenance::in_force(&state).await.public_view(),
     });
     match reason {
         None => (StatusCode::OK, Json(body)),
@@ -459,6 +476,8 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         metrics.oldest_running_debate.set(oldest.as_secs() as i64);
     }
     refresh_dr_gauges(&state).await;
+    // Sets aragora_maintenance_mode from the shared row (through the 1 s cache).
+    super::maintenance::in_force(&state).await;
     (
         [(header::CONTENT_TYPE, aragora_telemetry::TEXT_CONTENT_TYPE)],
         state.metrics.render(),

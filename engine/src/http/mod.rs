@@ -9,6 +9,7 @@ mod debates;
 pub mod drills;
 mod faults;
 mod health;
+mod maintenance;
 mod tokens;
 pub mod ws;
 
@@ -55,6 +56,8 @@ pub struct Shared {
     /// Faults injected for chaos experiments; agents and the store consult them.
     pub faults: Faults,
     pub receipts: ReceiptKeys,
+    /// Maintenance mode as this replica last read it from the database (at most 1 s old).
+    pub maintenance: crate::maintenance::Switch,
     /// Verifies credentials; API keys once the database is connected.
     pub auth: Arc<aragora_auth::Authenticator>,
     pub core: OnceLock<Core>,
@@ -214,6 +217,10 @@ fn api_routes() -> Vec<(String, MethodRouter<AppState>)> {
         ("/auth/api-keys", get(tokens::list_keys)),
         ("/auth/api-key/{id}", delete(tokens::revoke_key)),
         ("/auth/token", post(tokens::mint_token)),
+        ("/admin/maintenance", get(maintenance::show)),
+        ("/admin/maintenance/enable", post(maintenance::enable)),
+        ("/admin/maintenance/disable", post(maintenance::disable)),
+        ("/admin/stats", get(maintenance::stats)),
     ];
     let mut routes: Vec<(String, MethodRouter<AppState>)> = ["/api", "/api/v1"]
         .into_iter()

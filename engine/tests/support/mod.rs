@@ -265,6 +265,9 @@ impl Harness {
         config.auth = auth.config().clone();
         AppState(Arc::new(Shared {
             config,
+            maintenance: aragora_engine::maintenance::Switch::new(
+                deps.metrics.maintenance_mode.clone(),
+            ),
             metrics: deps.metrics.clone(),
             hub: deps.hub.clone(),
             redis: None,
