@@ -221,7 +221,10 @@ async fn an_expired_lease_is_adopted_by_one_replica_and_the_stale_owner_records_
 fn aragora_telemetry_sample(rendered: &str) -> f64 {
     rendered
         .lines()
-        .find_map(|line| line.strip_prefix("aragora_debates_adopted_total "))
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| line.strip_prefix("aragora_debates_adopted_total"))
+        // The series carries the registry's `component` label; the value is the last field.
+        .and_then(|rest| rest.rsplit(' ').next())
         .map(|value| value.trim().parse().unwrap())
         .expect("the adoption counter is exported (at 0 before any adoption)")
 }

@@ -578,7 +578,10 @@ async fn health_endpoints_report_the_seeds_shapes() {
     assert_eq!(engine.get("/healthz").await, (200, json!({"status": "ok"})));
     assert_eq!(
         engine.get("/readyz").await,
-        (200, json!({"status": "ready"}))
+        (
+            200,
+            json!({"status": "ready", "database": "connected", "redis": "not_configured", "agents": "available"})
+        )
     );
     let (status, health) = engine.get("/api/health").await;
     assert_eq!(status, 200);

@@ -429,10 +429,20 @@ async fn procedure_5_check_backup_up_check_start(options: EngineOptions) {
     assert_eq!(by.last(), Some(&&Value::from(RELEASE)), "{status}");
     assert_eq!(by[0], &Value::Null, "{status}");
     let engine = Engine::start(site.engine_options()).await;
-    let (status, health) = engine.get("/api/health/db").await;
+    // Step 4's `curl -H "Authorization: Bearer $ARAGORA_API_TOKEN" .../health`: the deep check
+    // sees the schema this binary expects.
+    let (status, health) = engine.get("/health").await;
     assert_eq!(
-        (status, &health["database"]),
-        (200, &"connected".into()),
+        (
+            status,
+            &health["overall"],
+            &health["checks"]["schema"]["status"]
+        ),
+        (200, &"healthy".into(), &"ok".into()),
+        "{health}"
+    );
+    assert_eq!(
+        health["checks"]["schema"]["applied"], health["checks"]["schema"]["expected"],
         "{health}"
     );
 }

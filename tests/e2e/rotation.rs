@@ -5,7 +5,7 @@
 //! `..._PREVIOUS` set to the old values, during which the old JWT keeps working through the
 //! gateway; then new JWTs work, the old receipt verifies (API and `aragora receipt verify`) and
 //! a new one is signed with the new key; the procedure's checks (`/healthz`, the admin health
-//! check: `/api/health` here, the runbook's `/health` being another change's); then a second
+//! check `/health` with the admin token); then a second
 //! rolling restart without the `..._PREVIOUS` variables, after which the old JWT gets 401 and
 //! the old receipt no longer verifies, the answer naming its key id as not in the ring.
 
@@ -224,14 +224,17 @@ async fn procedure_9_rotates_jwt_and_receipt_keys_by_rolling_restart_then_retire
     let (ok, text) = verify_cli(&file, dir.path(), &new_key, &old_key);
     assert!(ok && text.contains(&old_key_id), "{text}");
 
-    // 6. Verify: liveness, and the admin health check (`/api/health`; the runbook's `/health`
-    // comes with the deep check).
+    // 6. Verify: liveness, and the admin deep health check through the gateway.
     let (status, live) = get(&gateway, "/healthz", None).await;
     assert_eq!((status, &live["status"]), (200, &json!("ok")), "{live}");
-    let (status, health) = get(&gateway, "/api/health", gateway.token.as_deref()).await;
+    let (status, health) = get(&gateway, "/health", gateway.token.as_deref()).await;
     assert_eq!(
-        (status, &health["database"]),
-        (200, &json!("connected")),
+        (
+            status,
+            &health["overall"],
+            &health["checks"]["database"]["status"]
+        ),
+        (200, &json!("healthy"), &json!("ok")),
         "{health}"
     );
 
