@@ -4,7 +4,8 @@
 
 use crate::support::prom::PromServer;
 use crate::support::{
-    aragora_command, eventually, sample, Backend, Engine, EngineOptions, TestDatabase,
+    aragora_command, describe_output, eventually, sample, Backend, Engine, EngineOptions,
+    TestDatabase,
 };
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -62,10 +63,10 @@ impl Site {
         assert!(
             output.status.success(),
             "aragora {args:?} failed: {}",
-            describe(&output)
+            describe_output(&output)
         );
         serde_json::from_slice(&output.stdout)
-            .unwrap_or_else(|err| panic!("not JSON ({err}): {}", describe(&output)))
+            .unwrap_or_else(|err| panic!("not JSON ({err}): {}", describe_output(&output)))
     }
 
     async fn create_backup(&self) -> Value {
@@ -78,15 +79,6 @@ fn postgres_url(options: &EngineOptions) -> Option<String> {
         Backend::Postgres(url) => Some(url.clone()),
         Backend::Sqlite => None,
     }
-}
-
-fn describe(output: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 /// Runs `count` offline debates to completion (each with events and a signed receipt).
@@ -202,7 +194,7 @@ async fn a_restored_backup_holds_the_same_debates_events_and_receipts(options: E
     let listed = site.json(&["backup", "list", "--output", "json"]).await;
     assert_eq!(listed["backups"][0]["id"], backup["id"], "{listed}");
     let verified = site.run(&["backup", "verify", "latest"]).await;
-    assert!(verified.status.success(), "{}", describe(&verified));
+    assert!(verified.status.success(), "{}", describe_output(&verified));
 
     // Restore into a fresh database of the same backend and serve it.
     let Target {
@@ -219,11 +211,11 @@ async fn a_restored_backup_holds_the_same_debates_events_and_receipts(options: E
             &into,
         ])
         .await;
-    assert!(restore.status.success(), "{}", describe(&restore));
+    assert!(restore.status.success(), "{}", describe_output(&restore));
     assert!(
         String::from_utf8_lossy(&restore.stdout).contains("3 debates"),
         "{}",
-        describe(&restore)
+        describe_output(&restore)
     );
 
     let replica_options = match &target_db {
@@ -255,11 +247,11 @@ async fn a_restored_backup_holds_the_same_debates_events_and_receipts(options: E
 
     // A restore never silently overwrites a database that holds debates.
     let again = site.run(&["backup", "restore", "--into", &into]).await;
-    assert_eq!(again.status.code(), Some(1), "{}", describe(&again));
+    assert_eq!(again.status.code(), Some(1), "{}", describe_output(&again));
     assert!(
         String::from_utf8_lossy(&again.stderr).contains("--force"),
         "{}",
-        describe(&again)
+        describe_output(&again)
     );
 }
 
@@ -273,7 +265,12 @@ async fn a_corrupted_backup_is_refused_by_verify_and_restore(options: EngineOpti
     corrupt(&site, &backup);
 
     let verify = site.run(&["backup", "verify"]).await;
-    assert_eq!(verify.status.code(), Some(1), "{}", describe(&verify));
+    assert_eq!(
+        verify.status.code(),
+        Some(1),
+        "{}",
+        describe_output(&verify)
+    );
     let stderr = String::from_utf8_lossy(&verify.stderr);
     assert!(
         stderr.contains("is corrupted") && stderr.contains("sha256"),
@@ -288,11 +285,16 @@ async fn a_corrupted_backup_is_refused_by_verify_and_restore(options: EngineOpti
     let restore = site
         .run(&["backup", "restore", "--into", &target.into])
         .await;
-    assert_eq!(restore.status.code(), Some(1), "{}", describe(&restore));
+    assert_eq!(
+        restore.status.code(),
+        Some(1),
+        "{}",
+        describe_output(&restore)
+    );
     assert!(
         String::from_utf8_lossy(&restore.stderr).contains("is corrupted"),
         "{}",
-        describe(&restore)
+        describe_output(&restore)
     );
     target.assert_nothing_written("a corrupted backup").await;
 
@@ -302,7 +304,12 @@ async fn a_corrupted_backup_is_refused_by_verify_and_restore(options: EngineOpti
     let mismatch = site
         .run(&["backup", "restore", "--into", &other.into])
         .await;
-    assert_eq!(mismatch.status.code(), Some(1), "{}", describe(&mismatch));
+    assert_eq!(
+        mismatch.status.code(),
+        Some(1),
+        "{}",
+        describe_output(&mismatch)
+    );
     let stderr = String::from_utf8_lossy(&mismatch.stderr);
     assert!(
         stderr.contains("backup but the target database is"),
@@ -378,7 +385,12 @@ async fn a_drill_on_a_broken_backup_fails_and_says_why(options: EngineOptions) {
     let backup = site.create_backup().await;
     corrupt(&site, &backup);
     let output = site.run(&["drill", "run", "--output", "json"]).await;
-    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{}",
+        describe_output(&output)
+    );
     let report: Value = serde_json::from_slice(&output.stdout).expect("one JSON object");
     assert_eq!(report["status"], "failed");
     assert!(report["rto_seconds"].is_null(), "never got ready: {report}");
@@ -436,7 +448,12 @@ async fn assert_restore_refused(site: &Site, postgres: bool, refusal: &str, why:
     let restore = site
         .run(&["backup", "restore", "--into", &target.into])
         .await;
-    assert_eq!(restore.status.code(), Some(1), "{}", describe(&restore));
+    assert_eq!(
+        restore.status.code(),
+        Some(1),
+        "{}",
+        describe_output(&restore)
+    );
     let stderr = String::from_utf8_lossy(&restore.stderr);
     assert!(stderr.contains(refusal), "{stderr}");
     target.assert_nothing_written(why).await;
@@ -476,7 +493,12 @@ async fn a_backup_that_does_not_match_its_manifest_is_refused(options: EngineOpt
     )
     .await;
     let verify = site.run(&["backup", "verify"]).await;
-    assert_eq!(verify.status.code(), Some(1), "{}", describe(&verify));
+    assert_eq!(
+        verify.status.code(),
+        Some(1),
+        "{}",
+        describe_output(&verify)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -542,7 +564,7 @@ async fn a_backup_is_taken_while_debates_are_being_written() {
     let verified = site
         .run(&["backup", "verify", backup["id"].as_str().unwrap()])
         .await;
-    assert!(verified.status.success(), "{}", describe(&verified));
+    assert!(verified.status.success(), "{}", describe_output(&verified));
     for id in &running {
         assert_eq!(
             engine.wait_final(id, Duration::from_secs(60)).await["status"],
@@ -640,7 +662,12 @@ async fn a_drill_with_nothing_to_restore_fails_and_creates_nothing() {
         env: Vec::new(),
     };
     let output = site.run(&["drill", "run", "--output", "json"]).await;
-    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{}",
+        describe_output(&output)
+    );
     let report: Value = serde_json::from_slice(&output.stdout).expect("one JSON object");
     assert_eq!(report["status"], "failed");
     let failures = report["failures"].to_string();
@@ -653,7 +680,12 @@ async fn a_drill_with_nothing_to_restore_fails_and_creates_nothing() {
         "no empty database left behind"
     );
     let backup = site.run(&["backup", "create"]).await;
-    assert_eq!(backup.status.code(), Some(1), "{}", describe(&backup));
+    assert_eq!(
+        backup.status.code(),
+        Some(1),
+        "{}",
+        describe_output(&backup)
+    );
     assert!(String::from_utf8_lossy(&backup.stderr).contains("no SQLite database"));
     assert!(!dir.path().join("aragora.db").exists());
 }

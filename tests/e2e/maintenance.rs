@@ -70,6 +70,12 @@ fn new_debate() -> String {
     json!({"topic": "Is a maintenance window worth the wait?", "rounds": 1}).to_string()
 }
 
+/// Asserts a new debate at `url` is accepted (`when` says at which step).
+async fn assert_accepted(client: &reqwest::Client, url: &str, when: &str) {
+    let (status, _, accepted) = post(client, url, Some(&new_debate())).await;
+    assert_eq!(status, 202, "POST {url} {when}: {accepted}");
+}
+
 /// Asserts a new debate at `url` is refused for maintenance with `reason` and `retry_after`.
 async fn assert_refused(client: &reqwest::Client, url: &str, reason: &str, retry_after: &str) {
     let (status, retry, body) = post(client, url, Some(&new_debate())).await;
@@ -247,8 +253,7 @@ async fn a_maintenance_window_refuses_new_debates_everywhere_while_the_running_o
         (&a.http, a.url("/api/debates")),
         (&b.http, b.url("/api/debates")),
     ] {
-        let (status, _, accepted) = post(client, &url, Some(&new_debate())).await;
-        assert_eq!(status, 202, "POST {url} after the window: {accepted}");
+        assert_accepted(client, &url, "after the window").await;
     }
     assert_eq!(
         sample(&a.metrics().await, "aragora_maintenance_mode"),
@@ -320,13 +325,12 @@ async fn maintenance_refuses_bad_callers_and_bodies_and_works_on_sqlite_alone() 
         state["enabled"], false,
         "refused calls changed nothing: {state}"
     );
-    let (status, _, accepted) = post(
+    assert_accepted(
         &engine.http,
         &engine.url("/api/debates"),
-        Some(&new_debate()),
+        "with maintenance off",
     )
     .await;
-    assert_eq!(status, 202, "{accepted}");
 
     // One SQLite replica: the same switch, no PostgreSQL or Redis needed.
     let body = r#"{"reason": "disk swap", "retry_after_seconds": 5}"#;
@@ -349,11 +353,10 @@ async fn maintenance_refuses_bad_callers_and_bodies_and_works_on_sqlite_alone() 
     )
     .await;
     assert_eq!(status, 200);
-    let (status, _, accepted) = post(
+    assert_accepted(
         &engine.http,
         &engine.url("/api/debates"),
-        Some(&new_debate()),
+        "with maintenance off",
     )
     .await;
-    assert_eq!(status, 202, "{accepted}");
 }

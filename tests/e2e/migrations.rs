@@ -6,7 +6,7 @@
 //! (whose holder they name), and the procedure itself: check, backup, up, check, start, health.
 
 use crate::support::{
-    command_on, eventually, Backend, Engine, EngineOptions, Process, TestDatabase,
+    command_on, describe_output, eventually, Backend, Engine, EngineOptions, Process, TestDatabase,
 };
 use aragora_engine::store::{SqlStore, MIGRATION_LOCK_ID};
 use aragora_engine::DbBackend;
@@ -61,9 +61,14 @@ impl Site {
 
     async fn status(&self) -> Value {
         let output = self.migrate(&["status", "--output", "json"]).await;
-        assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{}",
+            describe_output(&output)
+        );
         serde_json::from_slice(&output.stdout)
-            .unwrap_or_else(|err| panic!("not JSON ({err}): {}", describe(&output)))
+            .unwrap_or_else(|err| panic!("not JSON ({err}): {}", describe_output(&output)))
     }
 
     /// A direct connection to the database, for what the test plants or inspects.
@@ -105,15 +110,6 @@ enum Bind {
     Int(i64),
     Text(String),
     Bytes(Vec<u8>),
-}
-
-fn describe(output: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 fn text(output: &Output) -> String {
@@ -182,15 +178,15 @@ async fn a_fresh_database_is_all_pending_until_up(options: EngineOptions) {
     );
 
     let check = site.migrate(&["check"]).await;
-    assert_eq!(check.status.code(), Some(1), "{}", describe(&check));
+    assert_eq!(check.status.code(), Some(1), "{}", describe_output(&check));
     assert!(
         text(&check).contains("aragora migrate up"),
         "{}",
-        describe(&check)
+        describe_output(&check)
     );
 
     let up = site.migrate(&["up"]).await;
-    assert_eq!(up.status.code(), Some(0), "{}", describe(&up));
+    assert_eq!(up.status.code(), Some(0), "{}", describe_output(&up));
     let said = text(&up);
     match site.backend() {
         DbBackend::Sqlite => assert!(said.contains("no advisory lock"), "{said}"),
@@ -199,7 +195,7 @@ async fn a_fresh_database_is_all_pending_until_up(options: EngineOptions) {
     assert!(said.contains(&format!("applied {latest} ")), "{said}");
 
     let check = site.migrate(&["check"]).await;
-    assert_eq!(check.status.code(), Some(0), "{}", describe(&check));
+    assert_eq!(check.status.code(), Some(0), "{}", describe_output(&check));
     let status = site.status().await;
     assert_eq!(status["current"], latest, "{status}");
     assert_eq!(status["up_to_date"], true, "{status}");
@@ -221,7 +217,7 @@ async fn a_fresh_database_is_all_pending_until_up(options: EngineOptions) {
 
     // Again: every version is skipped.
     let again = site.migrate(&["up", "--output", "json"]).await;
-    assert_eq!(again.status.code(), Some(0), "{}", describe(&again));
+    assert_eq!(again.status.code(), Some(0), "{}", describe_output(&again));
     let report: Value = serde_json::from_slice(&again.stdout).unwrap();
     assert_eq!(report["applied"], Value::Array(Vec::new()), "{report}");
     assert_eq!(
@@ -234,7 +230,7 @@ async fn a_fresh_database_is_all_pending_until_up(options: EngineOptions) {
 async fn a_database_newer_than_the_binary_is_refused(options: EngineOptions) {
     let site = Site::new(options);
     let up = site.migrate(&["up"]).await;
-    assert_eq!(up.status.code(), Some(0), "{}", describe(&up));
+    assert_eq!(up.status.code(), Some(0), "{}", describe_output(&up));
     // A newer release applied a migration this binary does not know.
     let future = SqlStore::latest_schema_version(site.backend()) + 1;
     site.execute(
@@ -257,7 +253,7 @@ async fn a_database_newer_than_the_binary_is_refused(options: EngineOptions) {
     assert_eq!(before["newer_than_binary"][0]["applied_by"], "99.1.0");
 
     let check = site.migrate(&["check"]).await;
-    assert_eq!(check.status.code(), Some(2), "{}", describe(&check));
+    assert_eq!(check.status.code(), Some(2), "{}", describe_output(&check));
     let said = text(&check);
     assert!(said.contains("run aragora 99.1.0 or newer"), "{said}");
     assert!(
@@ -266,7 +262,7 @@ async fn a_database_newer_than_the_binary_is_refused(options: EngineOptions) {
     );
 
     let up = site.migrate(&["up"]).await;
-    assert_eq!(up.status.code(), Some(2), "{}", describe(&up));
+    assert_eq!(up.status.code(), Some(2), "{}", describe_output(&up));
     serve_refuses(&site, &["refusing to start", "run aragora 99.1.0 or newer"]).await;
     assert_eq!(
         site.status().await,
@@ -278,7 +274,7 @@ async fn a_database_newer_than_the_binary_is_refused(options: EngineOptions) {
 async fn a_changed_migration_is_refused(options: EngineOptions) {
     let site = Site::new(options);
     let up = site.migrate(&["up"]).await;
-    assert_eq!(up.status.code(), Some(0), "{}", describe(&up));
+    assert_eq!(up.status.code(), Some(0), "{}", describe_output(&up));
     let status = site.status().await;
     let first = &status["migrations"][0];
     let (version, description) = (
@@ -306,7 +302,7 @@ async fn a_changed_migration_is_refused(options: EngineOptions) {
     );
 
     let check = site.migrate(&["check"]).await;
-    assert_eq!(check.status.code(), Some(2), "{}", describe(&check));
+    assert_eq!(check.status.code(), Some(2), "{}", describe_output(&check));
     let named = format!("migration {version} ({description})");
     let said = text(&check);
     for part in [named.as_str(), "deadbeef", &binary[..12]] {
@@ -393,31 +389,40 @@ async fn procedure_5_check_backup_up_check_start(options: EngineOptions) {
 
     // 1. Check pending migrations.
     let check = site.migrate(&["check"]).await;
-    assert_eq!(check.status.code(), Some(1), "{}", describe(&check));
+    assert_eq!(check.status.code(), Some(1), "{}", describe_output(&check));
     assert!(
         text(&check).contains(&format!("{latest} (")),
         "{}",
-        describe(&check)
+        describe_output(&check)
     );
     // 2. A backup first.
     let backup = site
         .aragora(&["backup", "create", "--output", "json"])
         .await;
-    assert_eq!(backup.status.code(), Some(0), "{}", describe(&backup));
+    assert_eq!(
+        backup.status.code(),
+        Some(0),
+        "{}",
+        describe_output(&backup)
+    );
     let backup: Value = serde_json::from_slice(&backup.stdout).unwrap();
     assert_eq!(backup["backup"]["schema_version"], previous, "{backup}");
     // 3. Migrate under the lock: only the new migration is applied.
     let up = site.migrate(&["up"]).await;
-    assert_eq!(up.status.code(), Some(0), "{}", describe(&up));
+    assert_eq!(up.status.code(), Some(0), "{}", describe_output(&up));
     assert!(
         text(&up).contains(&format!("applied {latest} ")) && text(&up).contains("1 applied"),
         "{}",
-        describe(&up)
+        describe_output(&up)
     );
     // 4. Verify.
     let check = site.migrate(&["check"]).await;
-    assert_eq!(check.status.code(), Some(0), "{}", describe(&check));
-    assert!(text(&check).contains("up to date"), "{}", describe(&check));
+    assert_eq!(check.status.code(), Some(0), "{}", describe_output(&check));
+    assert!(
+        text(&check).contains("up to date"),
+        "{}",
+        describe_output(&check)
+    );
     let status = site.status().await;
     let by: Vec<&Value> = status["migrations"]
         .as_array()
@@ -480,7 +485,12 @@ async fn two_migrate_ups_at_once_wait_for_the_advisory_lock_and_apply_once() {
 
     // One that gives up: exit 75, the holder named, nothing changed.
     let gave_up = site.migrate(&["up", "--wait", "1"]).await;
-    assert_eq!(gave_up.status.code(), Some(75), "{}", describe(&gave_up));
+    assert_eq!(
+        gave_up.status.code(),
+        Some(75),
+        "{}",
+        describe_output(&gave_up)
+    );
     let said = text(&gave_up);
     assert!(said.contains(&waiting), "{said}");
     assert!(

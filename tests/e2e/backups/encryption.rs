@@ -4,10 +4,10 @@
 //! changed or cut short; no key value ever appears in what the processes print.
 
 use super::{
-    debates, describe, empty_target, postgres_url, visible_state, with_a_scheduled_backup, Site,
-    Target, KEY as RECEIPT_KEY,
+    debates, empty_target, postgres_url, visible_state, with_a_scheduled_backup, Site, Target,
+    KEY as RECEIPT_KEY,
 };
-use crate::support::{Engine, EngineOptions};
+use crate::support::{describe_output, Engine, EngineOptions};
 use serde_json::{json, Value};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -34,7 +34,7 @@ struct Printed(Vec<String>);
 
 impl Printed {
     fn keep(&mut self, output: &Output) -> String {
-        let text = describe(output);
+        let text = describe_output(output);
         self.0.push(text.clone());
         text
     }
@@ -389,7 +389,7 @@ async fn validate_env_shows_the_key_only_as_set_and_refuses_a_malformed_one() {
         .env("ARAGORA_ENCRYPTION_KEY", KEY)
         .run(&["validate-env", "--output", "json"])
         .await;
-    let text = describe(&good);
+    let text = describe_output(&good);
     let report: Value = serde_json::from_slice(&good.stdout).expect(&text);
     let check = report["checks"]
         .as_array()
@@ -412,7 +412,7 @@ async fn validate_env_shows_the_key_only_as_set_and_refuses_a_malformed_one() {
         .env("ARAGORA_ENCRYPTION_KEY", malformed)
         .run(&["validate-env"])
         .await;
-    let text = describe(&bad);
+    let text = describe_output(&bad);
     assert_eq!(bad.status.code(), Some(78), "{text}");
     assert!(
         text.contains("ARAGORA_ENCRYPTION_KEY") && text.contains("openssl rand -base64 32"),
@@ -424,7 +424,7 @@ async fn validate_env_shows_the_key_only_as_set_and_refuses_a_malformed_one() {
         .env("ARAGORA_ENCRYPTION_KEY", malformed)
         .run(&["backup", "create"])
         .await;
-    let text = describe(&backup);
+    let text = describe_output(&backup);
     assert_eq!(backup.status.code(), Some(78), "{text}");
     assert!(!text.contains(malformed), "{text}");
 }

@@ -918,3 +918,13 @@ impl UpProcess {
 }
 
 deref_to_process!(UpProcess);
+
+/// A finished command for an assertion message: its exit code, stdout and stderr.
+pub fn describe_output(output: &std::process::Output) -> String {
+    format!(
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
