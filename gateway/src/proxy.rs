@@ -16,7 +16,7 @@
 //! | `upstream_request_filter` | forward `X-Request-Id`, `traceparent`, `X-Forwarded-For` and `-Proto` |
 //! | `response_filter` | add `X-Request-Id`, `RateLimit-*`, HSTS on HTTPS; register an upgraded WebSocket; pin the client to its replica |
 //! | `fail_to_connect` | passive health: count the failure; retry on another replica, at most twice (nothing was sent, so any method) |
-//! | `error_while_proxy` | passive health; retry an idempotent request only on a stale pooled connection |
+//! | `error_while_proxy` | passive health; retry an idempotent request only on a stale pooled connection (closed, reset or unreadable before any response head) |
 //! | `fail_to_proxy` | answer errors as JSON with the right status |
 //! | `logging` | RED metrics under the route template, span export, JSON access log, count out |
 
@@ -97,6 +97,9 @@ pub struct Ctx {
     limit: Option<crate::limit::Decision>,
     /// The debate it names and the replica its cookie pins it to.
     sticky: Stickiness,
+    /// A replica's response head has arrived: from then on the client may have seen part of
+    /// the answer, so nothing is sent again.
+    answered: bool,
 }
 
 /// The fields of one access-log line.
@@ -330,6 +333,7 @@ impl ProxyHttp for Gateway {
             refusal: None,
             limit: None,
             sticky: Stickiness::default(),
+            answered: false,
         }
     }
 
@@ -446,6 +450,7 @@ impl ProxyHttp for Gateway {
         response: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        ctx.answered = true;
         self.stamp(ctx).apply(response)?;
         if let (true, 101, Some(replica)) = (ctx.upgrade, response.status.as_u16(), &ctx.replica) {
             let gauge = self
@@ -519,7 +524,13 @@ impl ProxyHttp for Gateway {
             && !ctx.upgrade
             && !session.as_ref().retry_buffer_truncated()
             && ctx.tried.len() < 3;
-        let retry = error.retry() && replayable && matches!(error.esource(), ErrorSource::Upstream);
+        // Pingora's own flag covers a pooled connection found closed; a pooled connection to a
+        // replica that was killed breaks as a reset or a read error instead, before any response
+        // head: that request is as stale, and goes to another replica too.
+        let stale_pooled = client_reused && broken_connection && !ctx.answered;
+        let retry = (error.retry() || stale_pooled)
+            && replayable
+            && matches!(error.esource(), ErrorSource::Upstream);
         if retry {
             self.shared.metrics.upstream_retries.inc();
         }
