@@ -271,6 +271,8 @@ fn every_port_in_the_deploy_files_is_a_default_of_the_code_or_a_documented_extra
         4318,  // OTLP HTTP (collector; the gateway exports here)
         16686, // Jaeger's UI
         587,   // SMTP submission (ARAGORA_ALERT_SMTP_SMARTHOST)
+        8081,  // the gateway's HTTP port moved up for a non-root container (README)
+        8443,  // the gateway's HTTPS port moved up for a non-root container (README)
     ]);
     let mut unknown = Vec::new();
     let mut found = BTreeSet::new();
