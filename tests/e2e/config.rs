@@ -137,13 +137,7 @@ fn a_port_in_use_is_named_with_what_to_do() {
 #[test]
 fn the_readme_documents_every_setting() {
     let readme = include_str!("../../README.md");
-    for setting in aragora_engine::config::SETTINGS
-        .iter()
-        .chain(aragora_auth::SETTINGS)
-        .chain(aragora_gateway::SETTINGS)
-        .chain(aragora_chaos::SETTINGS)
-        .chain(aragora_chaos::experiment::scheduled::SETTINGS)
-    {
+    for setting in crate::support::settings::all_settings() {
         assert!(
             readme.contains(&format!("| `{}` |", setting.key)),
             "README lacks key {}",

@@ -11,6 +11,7 @@
 #![allow(dead_code)]
 
 pub mod alertmanager;
+pub mod deploy;
 pub mod echo;
 pub mod experiment;
 pub mod held;
@@ -23,6 +24,7 @@ pub mod proxy;
 pub mod redis_tls;
 pub mod relay;
 pub mod scraping;
+pub mod settings;
 pub mod transcript;
 
 pub use process::{address, Process};
