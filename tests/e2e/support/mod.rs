@@ -11,6 +11,7 @@
 #![allow(dead_code)]
 
 pub mod alertmanager;
+pub mod compose;
 pub mod echo;
 pub mod experiment;
 pub mod held;
