@@ -286,11 +286,12 @@ fn docker_compose_accepts_both_profiles_with_the_example_env_file() {
         );
     }
     // Without the env file's secrets compose refuses the SME file, naming the variable.
+    let empty = tempfile::NamedTempFile::new().unwrap();
     let output = run(
         "docker-compose",
         &[
             "--env-file",
-            "/dev/null",
+            empty.path().to_str().unwrap(),
             "-f",
             "deploy/compose/docker-compose.sme.yml",
             "config",

@@ -100,8 +100,10 @@ impl ComposeFile {
 
     pub fn load(path: &Path, vars: BTreeMap<String, String>) -> Self {
         let text = std::fs::read_to_string(path).unwrap();
-        let mut doc: Value = serde_yaml::from_str(&interpolate(&text, &vars))
+        let mut doc: Value = serde_yaml::from_str(&text)
             .unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+        // Compose interpolates the values of the parsed file (not its comments).
+        interpolate_values(&mut doc, &vars);
         // serde_yaml applies one level of `<<` per pass; a merged mapping may bring its own.
         while has_merge_key(&doc) {
             doc.apply_merge().unwrap();
@@ -198,9 +200,23 @@ impl ComposeFile {
             .into_iter()
             .find_map(|(host, target)| {
                 let rest = container_path.strip_prefix(&target)?;
-                (rest.is_empty() || rest.starts_with('/'))
-                    .then(|| host.join(rest.trim_start_matches('/')))
+                match rest {
+                    "" => Some(host),
+                    _ if rest.starts_with('/') => Some(host.join(rest.trim_start_matches('/'))),
+                    _ => None,
+                }
             })
+    }
+}
+
+fn interpolate_values(value: &mut Value, vars: &BTreeMap<String, String>) {
+    match value {
+        Value::String(text) => *text = interpolate(text, vars),
+        Value::Mapping(map) => map
+            .iter_mut()
+            .for_each(|(_, value)| interpolate_values(value, vars)),
+        Value::Sequence(list) => list.iter_mut().for_each(|v| interpolate_values(v, vars)),
+        _ => {}
     }
 }
 
