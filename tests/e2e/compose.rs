@@ -30,7 +30,9 @@ fn tables() -> Vec<(&'static str, &'static [Setting], Value)> {
         (
             "gateway",
             aragora_gateway::SETTINGS,
-            json(serde_json::to_value(aragora_gateway::GatewayConfig::default())),
+            json(serde_json::to_value(
+                aragora_gateway::GatewayConfig::default(),
+            )),
         ),
         (
             "dr",
@@ -54,7 +56,9 @@ fn tables() -> Vec<(&'static str, &'static [Setting], Value)> {
         (
             "slo live",
             aragora_slo::live::SETTINGS,
-            json(serde_json::to_value(aragora_slo::live::LiveSettings::default())),
+            json(serde_json::to_value(
+                aragora_slo::live::LiveSettings::default(),
+            )),
         ),
         (
             "slo settings",
@@ -122,14 +126,19 @@ fn the_env_example_documents_every_setting_with_its_doc_line_and_default() {
                 continue;
             };
             if !block.contains(&format!("# {}", setting.doc).as_str()) {
-                problems.push(format!("{table}: {name} lacks its doc line `# {}`", setting.doc));
+                problems.push(format!(
+                    "{table}: {name} lacks its doc line `# {}`",
+                    setting.doc
+                ));
             }
             for alias in &setting.env[1..] {
                 if !block.iter().any(|line| line.contains(alias)) {
                     problems.push(format!("{table}: {name}'s block does not name {alias}"));
                 }
             }
-            let Some(written) = block.iter().find_map(|line| line.strip_prefix("# default: "))
+            let Some(written) = block
+                .iter()
+                .find_map(|line| line.strip_prefix("# default: "))
             else {
                 problems.push(format!("{table}: {name} has no `# default:` line"));
                 continue;
@@ -188,7 +197,10 @@ fn the_env_example_holds_secrets_only_as_required_placeholders() {
         .filter(|s| aragora_config::redact::is_secret_key(s.key))
         .map(|s| s.name())
         .collect();
-    assert!(secret_names.contains(&"ARAGORA_JWT_SECRET"), "{secret_names:?}");
+    assert!(
+        secret_names.contains(&"ARAGORA_JWT_SECRET"),
+        "{secret_names:?}"
+    );
     for (name, value) in &set {
         let secret = secret_names.contains(&name.as_str())
             || name.ends_with("_PASSWORD")
@@ -268,13 +280,7 @@ fn docker_compose_accepts_both_profiles_with_the_example_env_file() {
         let path = format!("deploy/compose/{file}");
         let output = run(
             "docker-compose",
-            &[
-                "--env-file",
-                "deploy/.env.example",
-                "-f",
-                &path,
-                "config",
-            ],
+            &["--env-file", "deploy/.env.example", "-f", &path, "config"],
             &[("DEPLOY_ENV_FILE", "../.env.example")],
             "docker-compose",
         );
@@ -508,7 +514,11 @@ fn promtool_accepts_the_compose_prometheus_config_with_its_rules_as_mounted() {
     assert!(checked.contains("SUCCESS"), "{checked}");
     // Broken rules fail the check: it reads the files it was pointed at.
     let broken = dir.path().join("broken.yaml");
-    std::fs::write(&broken, "groups:\n- name: x\n  rules:\n  - alert: X\n    expr: rate(\n").unwrap();
+    std::fs::write(
+        &broken,
+        "groups:\n- name: x\n  rules:\n  - alert: X\n    expr: rate(\n",
+    )
+    .unwrap();
     let mut bad = resolved.clone();
     let first = sme.host_path("prometheus", &rules[0]).unwrap();
     bad = bad.replace(first.to_str().unwrap(), broken.to_str().unwrap());
@@ -580,7 +590,9 @@ fn grafana_provisions_the_datasource_the_dashboards_ask_for() {
         &std::fs::read_to_string(provisioning.join("dashboards/aragora.yml")).unwrap(),
     )
     .unwrap();
-    let path = providers["providers"][0]["options"]["path"].as_str().unwrap();
+    let path = providers["providers"][0]["options"]["path"]
+        .as_str()
+        .unwrap();
     let dashboards = sme.host_path("grafana", path).expect("dashboards mounted");
     let mut found = 0;
     for entry in std::fs::read_dir(&dashboards).unwrap() {
@@ -589,7 +601,8 @@ fn grafana_provisions_the_datasource_the_dashboards_ask_for() {
             continue;
         }
         found += 1;
-        let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let dashboard: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         // Each dashboard picks its datasource through a `datasource` variable of the
         // provisioned type (Grafana starts it at the default one), and every panel uses it.
         let variables = dashboard["templating"]["list"].as_array().unwrap();
@@ -602,7 +615,12 @@ fn grafana_provisions_the_datasource_the_dashboards_ask_for() {
         let mut uses: HashMap<String, usize> = HashMap::new();
         for panel in dashboard["panels"].as_array().unwrap() {
             *uses
-                .entry(panel["datasource"]["uid"].as_str().unwrap_or("").to_string())
+                .entry(
+                    panel["datasource"]["uid"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string(),
+                )
                 .or_default() += 1;
         }
         assert_eq!(

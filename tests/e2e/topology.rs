@@ -146,7 +146,12 @@ struct Exporter {
 }
 
 impl Exporter {
-    fn start(program: &str, listen_flag: &str, env: &BTreeMap<String, String>, args: &[String]) -> Self {
+    fn start(
+        program: &str,
+        listen_flag: &str,
+        env: &BTreeMap<String, String>,
+        args: &[String],
+    ) -> Self {
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
         let child = std::process::Command::new(program)
@@ -199,7 +204,10 @@ async fn watch(port: u16, cert_pem: Vec<u8>, token: String, id: String) -> Watch
     let deadline = Instant::now() + 2 * PATIENCE;
     let mut seen = Watch::default();
     loop {
-        assert!(Instant::now() < deadline, "the watcher did not see the end: {seen:?}");
+        assert!(
+            Instant::now() < deadline,
+            "the watcher did not see the end: {seen:?}"
+        );
         let last = seen.seqs.last().copied().unwrap_or(0);
         let path = format!("/ws?debate_id={id}&last_seq={last}");
         let Ok(tcp) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
@@ -298,7 +306,11 @@ async fn the_sme_compose_topology_loses_no_debate_shares_its_limits_and_pages_on
         .envs(environment(&sme, migrate, &common(migrate)))
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", crate::support::describe_output(&output));
+    assert!(
+        output.status.success(),
+        "{}",
+        crate::support::describe_output(&output)
+    );
 
     // The engines, with the shipped `ARAGORA_AUTO_MIGRATE=false`: they start on the schema
     // `migrate` applied.
@@ -355,7 +367,10 @@ async fn the_sme_compose_topology_loses_no_debate_shares_its_limits_and_pages_on
             .collect();
         expect_host(&shipped["OTEL_EXPORTER_OTLP_ENDPOINT"], "jaeger");
         for key in ["ARAGORA_TLS_CERT", "ARAGORA_TLS_KEY"] {
-            assert!(sme.host_path(name, &shipped[key]).is_some(), "{key} outside a mount");
+            assert!(
+                sme.host_path(name, &shipped[key]).is_some(),
+                "{key} outside a mount"
+            );
         }
         let mut rewrites = common(name);
         rewrites.extend([
@@ -367,7 +382,10 @@ async fn the_sme_compose_topology_loses_no_debate_shares_its_limits_and_pages_on
             ("ARAGORA_UPSTREAMS", upstreams.join(",")),
             ("ARAGORA_TLS_CERT", cert.display().to_string()),
             ("ARAGORA_TLS_KEY", key.display().to_string()),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{}", otlp.addr)),
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                format!("http://{}", otlp.addr),
+            ),
             ("ARAGORA_RATE_LIMIT_KEY_PREFIX", prefix.clone()),
         ]);
         let env = environment(&sme, name, &rewrites);
@@ -381,10 +399,14 @@ async fn the_sme_compose_topology_loses_no_debate_shares_its_limits_and_pages_on
     }
     for (service, _, admin) in &gateways {
         let url = format!("http://127.0.0.1:{admin}/api/system/upstreams");
-        eventually(&format!("{} routing to 3 replicas", service.name), PATIENCE, || async {
-            let body: Value = http.get(&url).send().await.ok()?.json().await.ok()?;
-            (body["ready"] == 3).then_some(())
-        })
+        eventually(
+            &format!("{} routing to 3 replicas", service.name),
+            PATIENCE,
+            || async {
+                let body: Value = http.get(&url).send().await.ok()?.json().await.ok()?;
+                (body["ready"] == 3).then_some(())
+            },
+        )
         .await;
     }
 
@@ -397,7 +419,11 @@ async fn the_sme_compose_topology_loses_no_debate_shares_its_limits_and_pages_on
     };
     let redis_env = {
         expect_host(&sme.environment("redis-exporter")["REDIS_ADDR"], "redis");
-        environment(&sme, "redis-exporter", &[("REDIS_ADDR", "redis://127.0.0.1:6379".into())])
+        environment(
+            &sme,
+            "redis-exporter",
+            &[("REDIS_ADDR", "redis://127.0.0.1:6379".into())],
+        )
     };
     // node-exporter reads the host's root through its /host mount: here it is the root.
     let node_args: Vec<String> = sme
@@ -406,9 +432,33 @@ async fn the_sme_compose_topology_loses_no_debate_shares_its_limits_and_pages_on
         .map(|arg| arg.replace("=/host", "=/"))
         .collect();
     let exporters = [
-        ("postgres-exporter", Exporter::start("prometheus-postgres-exporter", "--web.listen-address", &postgres_env, &[])),
-        ("redis-exporter", Exporter::start("prometheus-redis-exporter", "--web.listen-address", &redis_env, &[])),
-        ("node-exporter", Exporter::start("prometheus-node-exporter", "--web.listen-address", &environment(&sme, "node-exporter", &[]), &node_args)),
+        (
+            "postgres-exporter",
+            Exporter::start(
+                "prometheus-postgres-exporter",
+                "--web.listen-address",
+                &postgres_env,
+                &[],
+            ),
+        ),
+        (
+            "redis-exporter",
+            Exporter::start(
+                "prometheus-redis-exporter",
+                "--web.listen-address",
+                &redis_env,
+                &[],
+            ),
+        ),
+        (
+            "node-exporter",
+            Exporter::start(
+                "prometheus-node-exporter",
+                "--web.listen-address",
+                &environment(&sme, "node-exporter", &[]),
+                &node_args,
+            ),
+        ),
     ];
 
     // Control listens where Prometheus and Alertmanager are told it does; it needs both
@@ -422,7 +472,8 @@ async fn the_sme_compose_topology_loses_no_debate_shares_its_limits_and_pages_on
         .iter()
         .find_map(|arg| arg.strip_prefix("--config.file="))
         .unwrap();
-    let am_config = std::fs::read_to_string(sme.host_path("alertmanager", am_file).unwrap()).unwrap();
+    let am_config =
+        std::fs::read_to_string(sme.host_path("alertmanager", am_file).unwrap()).unwrap();
     let listen = &sme.environment("control")["ARAGORA_CONTROL_LISTEN"];
     let shipped_sink = format!(
         "http://control:{}/api/alerts/webhook",
@@ -451,7 +502,9 @@ async fn the_sme_compose_topology_loses_no_debate_shares_its_limits_and_pages_on
     let rules: Vec<serde_yaml::Value> = crate::support::compose::strings(&prom["rule_files"])
         .iter()
         .map(|rule| {
-            let host = sme.host_path("prometheus", rule).expect("a mounted rule file");
+            let host = sme
+                .host_path("prometheus", rule)
+                .expect("a mounted rule file");
             host.display().to_string().into()
         })
         .collect();
@@ -467,7 +520,10 @@ async fn the_sme_compose_topology_loses_no_debate_shares_its_limits_and_pages_on
     }
     for (service, _, admin) in &gateways {
         let port = &sme.environment(&service.name)["ARAGORA_ADMIN_PORT"];
-        addresses.insert(format!("{}:{port}", service.name), format!("127.0.0.1:{admin}"));
+        addresses.insert(
+            format!("{}:{port}", service.name),
+            format!("127.0.0.1:{admin}"),
+        );
     }
     for (service, exporter) in &exporters {
         let port = match *service {
@@ -526,7 +582,10 @@ async fn the_sme_compose_topology_loses_no_debate_shares_its_limits_and_pages_on
         environment(&sme, control_name, &rewrites)
     };
     let mut control = spawn(control_name, &sme.command(control_name), &control_env);
-    let bound = address(&control.process.announcement("aragora control listening "), "http");
+    let bound = address(
+        &control.process.announcement("aragora control listening "),
+        "http",
+    );
     assert_eq!(bound.to_string(), control_addr);
     let control_metrics = format!("http://{control_addr}/metrics");
 
@@ -590,13 +649,25 @@ async fn the_sme_compose_topology_loses_no_debate_shares_its_limits_and_pages_on
         ids.push(body["debate_id"].as_str().unwrap().to_string());
     }
     // Debate 0 (created through gateway-1) is watched through gateway-2.
-    let watcher = tokio::spawn(watch(gateways[1].1, cert_pem.clone(), token.clone(), ids[0].clone()));
+    let watcher = tokio::spawn(watch(
+        gateways[1].1,
+        cert_pem.clone(),
+        token.clone(),
+        ids[0].clone(),
+    ));
 
     // Kill the engine running the most debates once it runs some, and gateway-1, mid-debate.
     let (victim, victim_api) = eventually("an engine running debates", PATIENCE, || async {
         let mut best: Option<(usize, f64)> = None;
         for (n, (_, api)) in engines.iter().enumerate() {
-            let text = http.get(format!("http://{api}/metrics")).send().await.ok()?.text().await.ok()?;
+            let text = http
+                .get(format!("http://{api}/metrics"))
+                .send()
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
             let active = sample(&text, "aragora_active_debates").unwrap_or(0.0);
             if active > best.map_or(0.0, |b| b.1) {
                 best = Some((n, active));
@@ -608,7 +679,11 @@ async fn the_sme_compose_topology_loses_no_debate_shares_its_limits_and_pages_on
     let dead_replica = replica_id(&engines[victim].0.process.log_text());
     engines[victim].0.process.signal(libc::SIGKILL);
     gateways[0].0.process.signal(libc::SIGKILL);
-    let survivor = engines.iter().find(|(_, api)| *api != victim_api).unwrap().1;
+    let survivor = engines
+        .iter()
+        .find(|(_, api)| *api != victim_api)
+        .unwrap()
+        .1;
     // What the dead replica held at its death, read from the database by a survivor before
     // its lease can expire (15 s).
     let mut orphans = Vec::new();
@@ -650,7 +725,14 @@ async fn the_sme_compose_topology_loses_no_debate_shares_its_limits_and_pages_on
     let mut adopted = 0.0;
     for (n, (_, api)) in engines.iter().enumerate() {
         if n != victim {
-            let text = http.get(format!("http://{api}/metrics")).send().await.unwrap().text().await.unwrap();
+            let text = http
+                .get(format!("http://{api}/metrics"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
             adopted += sample(&text, "aragora_debates_adopted_total").expect("exported");
         }
     }
@@ -667,15 +749,26 @@ async fn the_sme_compose_topology_loses_no_debate_shares_its_limits_and_pages_on
     let trace_bytes: Vec<u8> = (0..16)
         .map(|i| u8::from_str_radix(&trace_id[2 * i..2 * i + 2], 16).unwrap())
         .collect();
-    eventually("the gateway's span exported over OTLP", PATIENCE, || async {
-        otlp.received("/v1/traces", &trace_bytes).then_some(())
-    })
+    eventually(
+        "the gateway's span exported over OTLP",
+        PATIENCE,
+        || async { otlp.received("/v1/traces", &trace_bytes).then_some(()) },
+    )
     .await;
 
     // A total outage pages: every engine stopped, the edge answers 503, control's live SLO
     // evaluation over Prometheus raises the availability page, Alertmanager routes it to the
     // pager receiver: control's sink.
-    let before = received_pages(&http.get(&control_metrics).send().await.unwrap().text().await.unwrap());
+    let before = received_pages(
+        &http
+            .get(&control_metrics)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
     for (n, (service, _)) in engines.iter_mut().enumerate() {
         if n != victim {
             service.process.signal(libc::SIGTERM);
@@ -685,23 +778,35 @@ async fn the_sme_compose_topology_loses_no_debate_shares_its_limits_and_pages_on
     let outage = client_from(&cert_pem, ip("127.0.0.3"));
     let url = format!("https://127.0.0.1:{survivor_gateway}/api/debates?limit=1");
     let started = Instant::now();
-    eventually("the outage's page at control's sink", 2 * PATIENCE, || async {
-        // Traffic paced under the shipped 100 a minute, so every answer is the outage's (a 5xx),
-        // not the rate limit's 429.
-        tokio::time::sleep(Duration::from_millis(700)).await;
-        let status = outage.get(&url).send().await.ok()?.status();
-        assert!(status.is_server_error(), "{status}");
-        let text = http.get(&control_metrics).send().await.ok()?.text().await.ok()?;
-        (received_pages(&text) > before).then_some(())
-    })
+    eventually(
+        "the outage's page at control's sink",
+        2 * PATIENCE,
+        || async {
+            // Traffic paced under the shipped 100 a minute, so every answer is the outage's (a 5xx),
+            // not the rate limit's 429.
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            let status = outage.get(&url).send().await.ok()?.status();
+            assert!(status.is_server_error(), "{status}");
+            let text = http
+                .get(&control_metrics)
+                .send()
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            (received_pages(&text) > before).then_some(())
+        },
+    )
     .await;
     let log = control.process.log_text();
     assert!(
-        log.lines().any(|line| line.contains("alert notification received")
-            && line.contains("pager")
-            && line.contains("Availability")
-            && line.contains("critical")
-            && line.contains("firing")),
+        log.lines()
+            .any(|line| line.contains("alert notification received")
+                && line.contains("pager")
+                && line.contains("Availability")
+                && line.contains("critical")
+                && line.contains("firing")),
         "no availability page in control's log:\n{log}"
     );
     assert!(started.elapsed() < 2 * PATIENCE);

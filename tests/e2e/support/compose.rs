@@ -100,8 +100,8 @@ impl ComposeFile {
 
     pub fn load(path: &Path, vars: BTreeMap<String, String>) -> Self {
         let text = std::fs::read_to_string(path).unwrap();
-        let mut doc: Value = serde_yaml::from_str(&text)
-            .unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+        let mut doc: Value =
+            serde_yaml::from_str(&text).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
         // Compose interpolates the values of the parsed file (not its comments).
         interpolate_values(&mut doc, &vars);
         // serde_yaml applies one level of `<<` per pass; a merged mapping may bring its own.
