@@ -323,9 +323,12 @@ fn the_simple_profile_runs_up_on_the_guides_volume() {
     assert_eq!(ports, ["80:80", "443:443"]);
     assert_eq!(
         crate::support::compose::strings(&service["volumes"]),
-        ["aragora-data:/data"]
+        ["aragora-data:/var/lib/aragora"]
     );
-    assert_eq!(simple.environment("aragora")["ARAGORA_DATA_DIR"], "/data");
+    assert_eq!(
+        simple.environment("aragora")["ARAGORA_DATA_DIR"],
+        "/var/lib/aragora"
+    );
     assert!(simple.doc["volumes"]
         .as_mapping()
         .unwrap()
