@@ -604,6 +604,7 @@ async fn the_sme_compose_topology_loses_no_debate_shares_its_limits_and_pages_on
     let limited = client_from(&cert_pem, ip("127.0.0.2"));
     let mut admitted = [0usize; 2];
     let mut refused = [0usize; 2];
+    let sending = Instant::now();
     for n in 0..160 {
         let (_, https, _) = &gateways[n % 2];
         let url = format!("https://127.0.0.1:{https}/api/debates?limit=1");
@@ -614,10 +615,13 @@ async fn the_sme_compose_topology_loses_no_debate_shares_its_limits_and_pages_on
             other => panic!("GET through {} answered {other}", gateways[n % 2].0.name),
         }
     }
+    // The burst of 100, plus what the rate (100 a minute) refilled while they were sent.
+    let refilled = (sending.elapsed().as_secs_f64() * 100.0 / 60.0).ceil() as usize;
     let total = admitted[0] + admitted[1];
     assert!(
-        (95..=110).contains(&total) && refused[0] > 0 && refused[1] > 0,
-        "admitted {admitted:?}, refused {refused:?}: not one shared limit of 100 a minute"
+        (99..=100 + refilled + 1).contains(&total) && refused[0] > 0 && refused[1] > 0,
+        "admitted {admitted:?}, refused {refused:?} in {:?}: not one shared limit of 100 a minute",
+        sending.elapsed()
     );
 
     // Debates held running (each agent call 300 ms slower, the engines' own fault).
