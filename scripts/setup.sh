@@ -8,13 +8,17 @@ command -v cmake >/dev/null 2>&1 || need_packages+=(cmake)          # pingora bu
 command -v pkg-config >/dev/null 2>&1 || need_packages+=(pkg-config)
 command -v cc >/dev/null 2>&1 || need_packages+=(build-essential)
 command -v curl >/dev/null 2>&1 || need_packages+=(curl)
-command -v psql >/dev/null 2>&1 || need_packages+=(postgresql-client)
 command -v openssl >/dev/null 2>&1 || need_packages+=(openssl)     # TLS handshake tests
 command -v promtool >/dev/null 2>&1 || need_packages+=(prometheus)  # alert rule checks and tests
 command -v amtool >/dev/null 2>&1 || need_packages+=(prometheus-alertmanager)  # routing config check
 command -v systemd-analyze >/dev/null 2>&1 || need_packages+=(systemd)  # deploy/systemd units verified
 dpkg -s postgresql-client >/dev/null 2>&1 || need_packages+=(postgresql-client)  # the image's package, checked
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_packages+=(python3-venv)  # hadolint below
+# The compose profiles: `docker-compose config` checks them; the SME topology runs their exporters.
+command -v docker-compose >/dev/null 2>&1 || need_packages+=(docker-compose)
+for exporter in prometheus-postgres-exporter prometheus-redis-exporter prometheus-node-exporter; do
+  command -v "$exporter" >/dev/null 2>&1 || need_packages+=("$exporter")
+done
 
 if [ "${#need_packages[@]}" -gt 0 ]; then
   echo "setup: installing ${need_packages[*]}" >&2

@@ -11,6 +11,7 @@
 #![allow(dead_code)]
 
 pub mod alertmanager;
+pub mod compose;
 pub mod deploy;
 pub mod echo;
 pub mod experiment;

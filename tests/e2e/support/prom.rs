@@ -22,7 +22,18 @@ impl PromServer {
         dir: tempfile::TempDir,
         args: &[String],
     ) -> Self {
-        let port = free_port();
+        Self::start_on(program, package, dir, args, free_port()).await
+    }
+
+    /// [`start`](Self::start) on a port chosen beforehand (a process started before it needs
+    /// its address).
+    pub async fn start_on(
+        program: &str,
+        package: &str,
+        dir: tempfile::TempDir,
+        args: &[String],
+        port: u16,
+    ) -> Self {
         let child = std::process::Command::new(program)
             .args(args)
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
@@ -66,6 +77,11 @@ impl PromServer {
 
     /// Starts Prometheus with `config` as its prometheus.yml and its data, both in `dir`.
     pub async fn start_prometheus(dir: tempfile::TempDir, config: &str) -> Self {
+        Self::start_prometheus_on(dir, config, free_port()).await
+    }
+
+    /// [`start_prometheus`](Self::start_prometheus) on a port chosen beforehand.
+    pub async fn start_prometheus_on(dir: tempfile::TempDir, config: &str, port: u16) -> Self {
         std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
         let args = [
             format!(
@@ -74,7 +90,7 @@ impl PromServer {
             ),
             format!("--storage.tsdb.path={}", dir.path().join("data").display()),
         ];
-        Self::start("prometheus", "prometheus", dir, &args).await
+        Self::start_on("prometheus", "prometheus", dir, &args, port).await
     }
 
     /// GET `path` of its HTTP API, as JSON.
