@@ -4,6 +4,10 @@
 set -euo pipefail
 
 need_packages=()
+# The exporters of the infrastructure alerts (tests/e2e/infra_alerts.rs scrapes them).
+for exporter in prometheus-postgres-exporter prometheus-redis-exporter prometheus-node-exporter; do
+  command -v "$exporter" >/dev/null 2>&1 || need_packages+=("$exporter")
+done
 command -v cmake >/dev/null 2>&1 || need_packages+=(cmake)          # pingora builds libz-ng with it
 command -v pkg-config >/dev/null 2>&1 || need_packages+=(pkg-config)
 command -v cc >/dev/null 2>&1 || need_packages+=(build-essential)
@@ -12,10 +16,6 @@ command -v psql >/dev/null 2>&1 || need_packages+=(postgresql-client)
 command -v openssl >/dev/null 2>&1 || need_packages+=(openssl)     # TLS handshake tests
 command -v promtool >/dev/null 2>&1 || need_packages+=(prometheus)  # alert rule checks and tests
 command -v amtool >/dev/null 2>&1 || need_packages+=(prometheus-alertmanager)  # routing config check
-# The exporters of the infrastructure alerts (tests/e2e/infra_alerts.rs scrapes them).
-for exporter in prometheus-postgres-exporter prometheus-redis-exporter prometheus-node-exporter; do
-  command -v "$exporter" >/dev/null 2>&1 || need_packages+=("$exporter")
-done
 
 if [ "${#need_packages[@]}" -gt 0 ]; then
   echo "setup: installing ${need_packages[*]}" >&2
