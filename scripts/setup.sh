@@ -4,6 +4,10 @@
 set -euo pipefail
 
 need_packages=()
+# The exporters of the infrastructure alerts (tests/e2e/infra_alerts.rs scrapes them).
+for exporter in prometheus-postgres-exporter prometheus-redis-exporter prometheus-node-exporter; do
+  command -v "$exporter" >/dev/null 2>&1 || need_packages+=("$exporter")
+done
 command -v cmake >/dev/null 2>&1 || need_packages+=(cmake)          # pingora builds libz-ng with it
 command -v pkg-config >/dev/null 2>&1 || need_packages+=(pkg-config)
 command -v cc >/dev/null 2>&1 || need_packages+=(build-essential)
@@ -14,11 +18,8 @@ command -v amtool >/dev/null 2>&1 || need_packages+=(prometheus-alertmanager)  #
 command -v systemd-analyze >/dev/null 2>&1 || need_packages+=(systemd)  # deploy/systemd units verified
 dpkg -s postgresql-client >/dev/null 2>&1 || need_packages+=(postgresql-client)  # the image's package, checked
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_packages+=(python3-venv)  # hadolint below
-# The compose profiles: `docker-compose config` checks them; the SME topology runs their exporters.
+# The compose profiles: `docker-compose config` checks them (the SME topology runs the exporters above too).
 command -v docker-compose >/dev/null 2>&1 || need_packages+=(docker-compose)
-for exporter in prometheus-postgres-exporter prometheus-redis-exporter prometheus-node-exporter; do
-  command -v "$exporter" >/dev/null 2>&1 || need_packages+=("$exporter")
-done
 
 if [ "${#need_packages[@]}" -gt 0 ]; then
   echo "setup: installing ${need_packages[*]}" >&2

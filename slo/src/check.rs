@@ -3,6 +3,7 @@
 use crate::duration::PromDuration;
 use crate::model::{Slo, SloSpec};
 use crate::promql::{self, WINDOW_PLACEHOLDER};
+use crate::rules::infrastructure::Exporter;
 use aragora_telemetry::catalogue::{self, MetricDef, MetricKind};
 use std::collections::HashSet;
 use std::fmt;
@@ -106,12 +107,20 @@ pub fn review(spec: &SloSpec) -> Review {
     let mut noted = HashSet::new();
     for metric in foreign {
         if noted.insert(metric.clone()) {
+            // The exporters of the infrastructure alerts are known: say whose it is.
+            let whose = match Exporter::of(&metric) {
+                Some(exporter) => format!(
+                    "a metric of {} (Debian package {}), as the infrastructure alerts read",
+                    exporter.program(),
+                    exporter.package()
+                ),
+                None => "taken as your service's own".to_string(),
+            };
             review.notes.push(Problem {
                 slo: None,
                 message: format!(
-                    "{metric} is not an aragora metric (outside the {NAMESPACE} namespace): taken \
-                     as your service's own, so its name and labels are not checked against \
-                     aragora's catalogue"
+                    "{metric} is not an aragora metric (outside the {NAMESPACE} namespace): \
+                     {whose}, so its name and labels are not checked against aragora's catalogue"
                 ),
             });
         }

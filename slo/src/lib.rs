@@ -4,7 +4,7 @@
 //! → [`SloSpec`] ([`model`], plain data) → [`check`] (every problem, each with its fix)
 //! → renderers, pure functions of the model: [`rules::sloth`] (Sloth-compatible recording
 //! rules and multiwindow multi-burn-rate alerts), [`rules::operational`] (the runbook's 15
-//! alerts), [`promtool`] (unit tests for every alert) → [`generate`] (the files of `alerts/`);
+//! alerts, and [`rules::infrastructure`]'s over the exporters), [`promtool`] (unit tests for every alert) → [`generate`] (the files of `alerts/`);
 //! [`receivers`] renders Alertmanager's configuration from the `ARAGORA_ALERT_*` settings, and
 //! [`sink`] is the webhook `aragora control` serves to receive what it sends.
 //!

@@ -185,6 +185,24 @@ fn a_sloth_spec_of_another_service_passes_with_a_note_per_foreign_metric() {
 }
 
 #[test]
+fn an_exporter_metric_is_noted_as_that_exporters_not_as_a_problem() {
+    let spec = parse(
+        "version: prometheus/v1\nservice: db\nslos:\n  - name: connections\n    objective: 99\n    sli:\n      events:\n        error_query: sum(rate(pg_stat_database_xact_rollback[{{.window}}]))\n        total_query: sum(rate(pg_stat_database_xact_commit[{{.window}}]))\n    alerting: {name: DbRollbacks}\n",
+    )
+    .unwrap();
+    let review = check::review(&spec);
+    assert!(review.problems.is_empty(), "{:#?}", review.problems);
+    let notes: Vec<String> = review.notes.iter().map(ToString::to_string).collect();
+    assert_eq!(notes.len(), 2, "{notes:#?}");
+    assert!(
+        notes[0].starts_with("pg_stat_database_xact_rollback is not an aragora metric")
+            && notes[0].contains("postgres_exporter (Debian package prometheus-postgres-exporter)")
+            && !notes[0].contains("your service"),
+        "{notes:#?}"
+    );
+}
+
+#[test]
 fn a_foreign_threshold_between_buckets_names_the_bounds_either_side() {
     let bucket = aragora_slo::check::ForeignBucket {
         slo: "requests-latency".into(),

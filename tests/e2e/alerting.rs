@@ -1,11 +1,13 @@
 //! The generated alerts and dashboards where the seeds' Prometheus runs: a real Prometheus
 //! scraping the engine and the gateway under the seeds' job names (`aragora-backend`,
 //! `aragora`) computes every SLO's recording rules, and every metric an alert or a panel names
-//! is in a fresh scrape of the component that exports it, before any debate.
+//! is in a fresh scrape of the component that exports it, before any debate (the exporters'
+//! metrics, which the infrastructure alerts name, in the exporters' scrapes: infra_alerts.rs).
 
 use crate::support::mock_llm::MockLlm;
 use crate::support::prom::PromServer;
 use crate::support::{eventually, Engine, EngineOptions, GatewayProcess};
+use aragora_slo::rules::infrastructure::Exporter;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -13,7 +15,7 @@ use std::time::Duration;
 const PATIENCE: Duration = Duration::from_secs(60);
 
 /// The instant vector `query` answers in `prometheus` now.
-async fn instant(prometheus: &PromServer, query: &str) -> Vec<Value> {
+pub(crate) async fn instant(prometheus: &PromServer, query: &str) -> Vec<Value> {
     let answer = prometheus.api("/api/v1/query", &[("query", query)]).await;
     answer["data"]["result"]
         .as_array()
@@ -117,16 +119,40 @@ async fn the_slo_rules_match_under_the_seeds_job_names() {
     }
 }
 
-/// Every metric selector of the committed rules and dashboards: (metric, the component its
-/// `component` matcher names, where it was found).
-fn named_metrics() -> BTreeSet<(String, String, String)> {
+/// Who exports a metric that a committed rule or dashboard names.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Source {
+    /// aragora itself: the component its `component` matcher names.
+    Component(String),
+    /// One of the infrastructure alerts' exporters, never aragora: checked against that
+    /// exporter's own scrape (`infra_alerts.rs`), not aragora's.
+    Exporter(Exporter),
+}
+
+/// A metric a committed rule or panel names: who exports it, the labels its matchers select on
+/// (which the exporter's series must carry), and where it was named.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Named {
+    pub metric: String,
+    pub source: Source,
+    pub labels: BTreeSet<String>,
+    pub place: String,
+}
+
+/// Every metric selector of the committed rules and dashboards, except the series the rules
+/// record themselves and `ALERTS`; a metric that is neither aragora's nor an exporter's fails.
+pub(crate) fn named_metrics() -> BTreeSet<Named> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut queries = Vec::new();
+    let mut recorded: BTreeSet<String> = ["ALERTS".to_string()].into();
     for file in ["alerts/slo-rules.yaml", "alerts/operational-rules.yaml"] {
         let rules: serde_yaml::Value =
             serde_yaml::from_str(&std::fs::read_to_string(root.join(file)).unwrap()).unwrap();
         for group in rules["groups"].as_sequence().unwrap() {
             for rule in group["rules"].as_sequence().unwrap() {
+                if let Some(record) = rule["record"].as_str() {
+                    recorded.insert(record.to_string());
+                }
                 let name = rule["alert"].as_str().or(rule["record"].as_str()).unwrap();
                 queries.push((
                     format!("{file}: {name}"),
@@ -139,17 +165,62 @@ fn named_metrics() -> BTreeSet<(String, String, String)> {
     let mut named = BTreeSet::new();
     for (place, query) in queries {
         for selector in aragora_slo::promql::selectors(&query) {
-            if aragora_slo::check::catalogue_entry(&selector.metric).is_none() {
-                continue; // recording rules, ALERTS
-            }
-            let component = ["gateway", "engine"]
-                .into_iter()
-                .find(|c| selector.matchers.contains(&format!("component=\"{c}\"")))
-                .unwrap_or_else(|| panic!("{place}: {} names no component", selector.metric));
-            named.insert((selector.metric, component.to_string(), place.clone()));
+            let source = if aragora_slo::check::catalogue_entry(&selector.metric).is_some() {
+                let component = ["gateway", "engine"]
+                    .into_iter()
+                    .find(|c| selector.matchers.contains(&format!("component=\"{c}\"")))
+                    .unwrap_or_else(|| panic!("{place}: {} names no component", selector.metric));
+                Source::Component(component.to_string())
+            } else if let Some(exporter) = Exporter::of(&selector.metric) {
+                Source::Exporter(exporter)
+            } else if recorded.contains(&selector.metric) {
+                continue;
+            } else {
+                panic!(
+                    "{place}: {} is neither aragora's (telemetry catalogue), an exporter's nor a \
+                     recorded series",
+                    selector.metric
+                );
+            };
+            named.insert(Named {
+                metric: selector.metric,
+                source,
+                labels: matcher_labels(&selector.matchers),
+                place: place.clone(),
+            });
         }
     }
     named
+}
+
+/// The label names of a selector's matchers (`fstype!~"tmpfs",component="engine"`).
+fn matcher_labels(matchers: &str) -> BTreeSet<String> {
+    let mut labels = BTreeSet::new();
+    let mut in_value = false;
+    let mut name = String::new();
+    let mut escaped = false;
+    for c in matchers.chars() {
+        if in_value {
+            match (escaped, c) {
+                (false, '\\') => escaped = true,
+                (false, '"') => in_value = false,
+                _ => escaped = false,
+            }
+            continue;
+        }
+        match c {
+            '"' => {
+                let label = name.trim_matches(|c: char| "=!~, ".contains(c)).to_string();
+                if !label.is_empty() {
+                    labels.insert(label);
+                }
+                name.clear();
+                in_value = true;
+            }
+            _ => name.push(c),
+        }
+    }
+    labels
 }
 
 /// Whether a sample of series `name` (whatever its labels) is in the exposition `metrics`.
@@ -216,7 +287,14 @@ async fn every_metric_an_alert_or_panel_names_is_in_a_fresh_scrape() {
     );
 
     // And every metric a rule or panel names, in the scrape of the component it selects.
-    let named = named_metrics();
+    // (The exporters' metrics are checked against the exporters: infra_alerts.rs.)
+    let named: Vec<(String, String, String)> = named_metrics()
+        .into_iter()
+        .filter_map(|named| match named.source {
+            Source::Component(component) => Some((named.metric, component, named.place)),
+            Source::Exporter(_) => None,
+        })
+        .collect();
     assert!(named.len() >= 30, "{named:?}");
     let missing: Vec<String> = named
         .iter()

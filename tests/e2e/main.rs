@@ -44,6 +44,7 @@ mod faults;
 mod gateway;
 mod gateway_claims;
 mod health;
+mod infra_alerts;
 mod lifecycle;
 mod llm_debates;
 mod maintenance;

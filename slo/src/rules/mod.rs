@@ -3,8 +3,10 @@
 //! | module | renders |
 //! |---|---|
 //! | [`sloth`] | Sloth-compatible SLI and metadata recording rules and multiwindow multi-burn-rate alerts |
-//! | [`operational`] | the 15 alerts of the Production Operations Runbook, and 5 DR alerts |
+//! | [`operational`] | the 15 alerts of the Production Operations Runbook, 5 DR alerts, a security alert |
+//! | [`infrastructure`] | PostgreSQL connections, Redis memory, disk (over the exporters) and TLS expiry |
 
+pub mod infrastructure;
 pub mod operational;
 pub mod sloth;
 

@@ -1,13 +1,14 @@
 //! The 15 alerts of the Production Operations Runbook's table, 5 DR alerts (backups and
 //! drills) and a security alert (credential stuffing), over metrics aragora exports,
-//! each with the series that must fire it and those that must not (its promtool tests).
+//! each with the series that must fire it and those that must not (its promtool tests);
+//! [`alerts`] adds the infrastructure alerts of [`infrastructure`] (their own rule group).
 //!
 //! Where the runbook is loose, the choice is written next to the alert: how "Database SLO
 //! compliance" and "debate running > 10m" are measured, and that "no agent calls" only counts
 //! while debates run (an idle system makes no calls and must not page anyone).
 
 use super::sloth::RUNBOOK_URL;
-use super::{merge, Rule, RuleFile, RuleGroup};
+use super::{infrastructure, merge, Rule, RuleFile, RuleGroup};
 use crate::duration::PromDuration;
 use crate::model::Labels;
 use crate::settings::{engine_selector, gateway_selector, SloSettings};
@@ -16,6 +17,8 @@ use crate::settings::{engine_selector, gateway_selector, SloSettings};
 #[derive(Debug, Clone)]
 pub struct OperationalAlert {
     pub name: &'static str,
+    /// The rule group it is rendered into ([`GROUP`], or [`infrastructure::GROUP`]).
+    pub group: &'static str,
     pub severity: &'static str,
     pub expr: String,
     pub for_: PromDuration,
@@ -37,7 +40,7 @@ pub struct Scenario {
     pub firing: Vec<Labels>,
 }
 
-fn scenario(name: &'static str, series: &[(&str, String)], eval_at: &[u64]) -> Scenario {
+pub(crate) fn scenario(name: &'static str, series: &[(&str, String)], eval_at: &[u64]) -> Scenario {
     Scenario {
         name,
         series: series
@@ -50,7 +53,7 @@ fn scenario(name: &'static str, series: &[(&str, String)], eval_at: &[u64]) -> S
 }
 
 impl Scenario {
-    fn firing(mut self, labels: &[&[(&str, &str)]]) -> Self {
+    pub(crate) fn firing(mut self, labels: &[&[(&str, &str)]]) -> Self {
         self.firing = labels
             .iter()
             .map(|pairs| {
@@ -95,8 +98,18 @@ fn ratio_of_percent(percent: f64) -> f64 {
     ((100.0 - percent) / 100.0 * 1e12).round() / 1e12
 }
 
-/// Every operational alert, thresholds from the SLO settings where the runbook ties them.
+/// The rule group of the runbook's alerts table, the DR and the security alerts.
+pub const GROUP: &str = "aragora-operational";
+
+/// Every operational alert, thresholds from the SLO settings where the runbook ties them,
+/// then the infrastructure alerts (their own group).
 pub fn alerts(settings: &SloSettings) -> Vec<OperationalAlert> {
+    let mut alerts = runbook_alerts(settings);
+    alerts.extend(infrastructure::alerts());
+    alerts
+}
+
+fn runbook_alerts(settings: &SloSettings) -> Vec<OperationalAlert> {
     let (gw, engine) = (gateway_selector(), engine_selector());
     let requests = |extra: &str| format!("aragora_http_requests_total{{{gw}{extra}}}");
     let error_ratio = |window: &str| {
@@ -158,6 +171,7 @@ pub fn alerts(settings: &SloSettings) -> Vec<OperationalAlert> {
     vec![
         OperationalAlert {
             name: "AragoraAvailabilitySLOBreach",
+            group: GROUP,
             severity: "critical",
             expr: format!("(\n{}\n) > {availability_budget}", error_ratio("5m")),
             for_: PromDuration::minutes(5),
@@ -171,6 +185,7 @@ pub fn alerts(settings: &SloSettings) -> Vec<OperationalAlert> {
         },
         OperationalAlert {
             name: "AragoraAvailabilitySLOWarning",
+            group: GROUP,
             severity: "warning",
             expr: format!("(\n{}\n) > {}", error_ratio("15m"), availability_budget / 2.0),
             for_: PromDuration::minutes(10),
@@ -184,6 +199,7 @@ pub fn alerts(settings: &SloSettings) -> Vec<OperationalAlert> {
         },
         OperationalAlert {
             name: "AragoraLatencySLOBreach",
+            group: GROUP,
             severity: "critical",
             expr: format!("{p99} > {latency}"),
             for_: PromDuration::minutes(5),
@@ -197,6 +213,7 @@ pub fn alerts(settings: &SloSettings) -> Vec<OperationalAlert> {
         },
         OperationalAlert {
             name: "AragoraLatencySLOWarning",
+            group: GROUP,
             severity: "warning",
             expr: format!("{p99} > {latency_warning}"),
             for_: PromDuration::minutes(10),
@@ -210,6 +227,7 @@ pub fn alerts(settings: &SloSettings) -> Vec<OperationalAlert> {
         },
         OperationalAlert {
             name: "AragoraDebateSuccessSLOBreach",
+            group: GROUP,
             severity: "critical",
             expr: format!(
                 "(\nsum(rate(aragora_debates_total{{{engine},outcome=~\"failed|timed_out\"}}[1h]))\n/\nsum(rate(aragora_debates_total{{{engine},outcome!=\"cancelled\"}}[1h]))\n) > {debate_budget}"
@@ -227,6 +245,7 @@ pub fn alerts(settings: &SloSettings) -> Vec<OperationalAlert> {
         OperationalAlert {
             // "Database SLO compliance = 0": the engine probes its database at each scrape.
             name: "AragoraDatabaseDown",
+            group: GROUP,
             severity: "critical",
             expr: format!("aragora_database_up{{{engine}}} == 0"),
             for_: PromDuration::minutes(1),
@@ -241,6 +260,7 @@ pub fn alerts(settings: &SloSettings) -> Vec<OperationalAlert> {
         OperationalAlert {
             // Open or half-open: a breaker cycling open → half-open → open never stays at 1.
             name: "AragoraAgentCircuitOpen",
+            group: GROUP,
             severity: "warning",
             expr: format!("max by (agent) (aragora_circuit_breaker_state{{{engine}}}) > 0"),
             for_: PromDuration::minutes(5),
@@ -254,6 +274,7 @@ pub fn alerts(settings: &SloSettings) -> Vec<OperationalAlert> {
         },
         OperationalAlert {
             name: "AragoraManyCircuitsOpen",
+            group: GROUP,
             severity: "critical",
             expr: format!("count(max by (agent) (aragora_circuit_breaker_state{{{engine}}}) > 0) >= 3"),
             for_: PromDuration::minutes(2),
@@ -267,6 +288,7 @@ pub fn alerts(settings: &SloSettings) -> Vec<OperationalAlert> {
         },
         OperationalAlert {
             name: "AragoraWebSocketConnectionsDrop",
+            group: GROUP,
             severity: "warning",
             expr: format!(
                 "sum(max_over_time(aragora_websocket_connections{{{engine}}}[5m]))\n- sum(aragora_websocket_connections{{{engine}}})\n> 10"
@@ -283,6 +305,7 @@ pub fn alerts(settings: &SloSettings) -> Vec<OperationalAlert> {
         },
         OperationalAlert {
             name: "AragoraHighMemoryUsage",
+            group: GROUP,
             severity: "warning",
             expr: format!("process_resident_memory_bytes{{{engine}}} > 2147483648"),
             for_: PromDuration::minutes(10),
@@ -296,6 +319,7 @@ pub fn alerts(settings: &SloSettings) -> Vec<OperationalAlert> {
         },
         OperationalAlert {
             name: "AragoraHighRateLimitRate",
+            group: GROUP,
             severity: "warning",
             expr: format!("sum(rate(aragora_rate_limited_total{{{gw}}}[5m])) > 10"),
             for_: PromDuration::minutes(5),
@@ -309,6 +333,7 @@ pub fn alerts(settings: &SloSettings) -> Vec<OperationalAlert> {
         },
         OperationalAlert {
             name: "AragoraAgentLatencyHigh",
+            group: GROUP,
             severity: "warning",
             expr: format!(
                 "histogram_quantile(0.95, sum by (agent, le) (rate(aragora_agent_latency_seconds_bucket{{{engine}}}[5m]))) > 30"
@@ -324,6 +349,7 @@ pub fn alerts(settings: &SloSettings) -> Vec<OperationalAlert> {
         },
         OperationalAlert {
             name: "AragoraAgentErrorRateHigh",
+            group: GROUP,
             severity: "warning",
             expr: format!(
                 "(\nsum by (agent) (rate(aragora_agent_calls_total{{{engine},status!=\"success\"}}[5m]))\n/\nsum by (agent) (rate(aragora_agent_calls_total{{{engine}}}[5m]))\n) > 0.1"
@@ -340,6 +366,7 @@ pub fn alerts(settings: &SloSettings) -> Vec<OperationalAlert> {
         OperationalAlert {
             // Only while debates run: an idle system makes no calls and must not alert.
             name: "AragoraNoAgentCalls",
+            group: GROUP,
             severity: "warning",
             expr: format!(
                 "(sum(increase(aragora_agent_calls_total{{{engine}}}[15m])) or on() vector(0)) == 0\nand on()\nsum(max_over_time(aragora_active_debates{{{engine}}}[15m])) > 0"
@@ -356,6 +383,7 @@ pub fn alerts(settings: &SloSettings) -> Vec<OperationalAlert> {
         },
         OperationalAlert {
             name: "AragoraDebateRunningTooLong",
+            group: GROUP,
             severity: "warning",
             expr: format!("aragora_oldest_running_debate_seconds{{{engine}}} > 600"),
             for_: PromDuration::minutes(1),
@@ -372,6 +400,7 @@ pub fn alerts(settings: &SloSettings) -> Vec<OperationalAlert> {
         // is stale (nothing to restore), for a drill's RTO/RPO it is "not measured yet".
         OperationalAlert {
             name: "AragoraBackupStale",
+            group: GROUP,
             severity: "warning",
             expr: format!("time() - aragora_backup_last_success_timestamp_seconds{{{engine}}} > 900"),
             for_: PromDuration::minutes(5),
@@ -385,6 +414,7 @@ pub fn alerts(settings: &SloSettings) -> Vec<OperationalAlert> {
         },
         OperationalAlert {
             name: "AragoraDrillStale",
+            group: GROUP,
             severity: "warning",
             expr: format!("time() - aragora_dr_drill_last_success_timestamp_seconds{{{engine}}} > 691200"),
             for_: PromDuration::hours(1),
@@ -398,6 +428,7 @@ pub fn alerts(settings: &SloSettings) -> Vec<OperationalAlert> {
         },
         OperationalAlert {
             name: "AragoraDrillFailed",
+            group: GROUP,
             severity: "warning",
             expr: format!("aragora_dr_drill_last_failure_timestamp_seconds{{{engine}}} > aragora_dr_drill_last_success_timestamp_seconds{{{engine}}}"),
             // A failed drill is a fact, not a noisy signal: no need to wait for it to persist.
@@ -412,6 +443,7 @@ pub fn alerts(settings: &SloSettings) -> Vec<OperationalAlert> {
         },
         OperationalAlert {
             name: "AragoraDrillRtoMissed",
+            group: GROUP,
             severity: "warning",
             expr: format!("aragora_dr_drill_rto_seconds{{{engine}}} > 3600"),
             for_: PromDuration::minutes(1),
@@ -425,6 +457,7 @@ pub fn alerts(settings: &SloSettings) -> Vec<OperationalAlert> {
         },
         OperationalAlert {
             name: "AragoraDrillRpoMissed",
+            group: GROUP,
             severity: "warning",
             expr: format!("aragora_dr_drill_rpo_seconds{{{engine}}} > 300"),
             for_: PromDuration::minutes(1),
@@ -442,6 +475,7 @@ pub fn alerts(settings: &SloSettings) -> Vec<OperationalAlert> {
         // stuffing run.
         OperationalAlert {
             name: "AragoraAuthFailureBurst",
+            group: GROUP,
             severity: "warning",
             expr: format!("sum(rate(aragora_auth_failures_total{{{engine},reason!=\"forbidden\"}}[5m])) > 1"),
             for_: PromDuration::minutes(5),
@@ -491,11 +525,18 @@ impl OperationalAlert {
     }
 }
 
+/// The rule file: one group per alert group, in the order the alerts first name them.
 pub fn rule_file(alerts: &[OperationalAlert]) -> RuleFile {
-    RuleFile {
-        groups: vec![RuleGroup {
-            name: "aragora-operational".into(),
-            rules: alerts.iter().map(OperationalAlert::rule).collect(),
-        }],
+    let mut groups: Vec<RuleGroup> = Vec::new();
+    for alert in alerts {
+        let rule = alert.rule();
+        match groups.iter_mut().find(|group| group.name == alert.group) {
+            Some(group) => group.rules.push(rule),
+            None => groups.push(RuleGroup {
+                name: alert.group.into(),
+                rules: vec![rule],
+            }),
+        }
     }
+    RuleFile { groups }
 }

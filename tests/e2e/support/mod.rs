@@ -15,6 +15,7 @@ pub mod compose;
 pub mod deploy;
 pub mod echo;
 pub mod experiment;
+pub mod exporters;
 pub mod held;
 pub mod hosts;
 pub mod mock_llm;
@@ -536,7 +537,7 @@ pub fn sample(metrics: &str, name_and_labels: &str) -> Option<f64> {
 
 /// `name{a="1",b="2"}` as the name and its label pairs (values unescaped enough for tests:
 /// `\"` and `\\`), or `None` when it is not a series.
-fn series_key(text: &str) -> Option<(String, Vec<(String, String)>)> {
+pub fn series_key(text: &str) -> Option<(String, Vec<(String, String)>)> {
     let Some((name, rest)) = text.split_once('{') else {
         return Some((text.to_string(), Vec::new()));
     };
