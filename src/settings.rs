@@ -263,6 +263,10 @@ pub fn read_and_validate(
         problems.extend(receivers.validate());
     }
 
+    if aragora_auth::AuthConfig::environment_in(env) == aragora_config::Environment::Production {
+        problems.extend(aragora_config::placeholder_problems(env));
+    }
+
     let mut seen = std::collections::HashSet::new();
     problems.retain(|problem| seen.insert(problem.clone()));
     let config = ProcessConfig {

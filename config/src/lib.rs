@@ -15,10 +15,12 @@
 //! | `redact` | keeping secrets out of what is shown: [`redact_url`], [`redact_query`], [`scrub`], the config structs' redacting `Debug` |
 //! | `redis` | the Redis client configuration every component uses: `redis://` or `rediss://` (TLS, system roots plus `ARAGORA_REDIS_CA_FILE`) |
 
+mod placeholder;
 pub mod redact;
 pub mod redis;
 mod values;
 
+pub use placeholder::{placeholder_problems, PLACEHOLDER};
 pub use redact::{redact_query, redact_url, scrub, url_password, MASK};
 
 pub use values::{Environment, LogFormat, LogLevel};

@@ -5,7 +5,7 @@
 //! MemoryDenyWriteExecute (as the kernel's prctl equivalents): ready, reloaded by SIGHUP
 //! (gateway), stopped by SIGTERM within TimeoutStopSec.
 
-use crate::support::deploy::{read_env_file, repo, timespan_secs, Unit};
+use crate::support::deploy::{filled_in, read_env_file, repo, timespan_secs, Unit};
 use crate::support::{
     address, eventually, Process, TestDatabase, BINARY, ENGINE_LISTENING, GATEWAY_LISTENING,
 };
@@ -200,7 +200,8 @@ fn every_unit_runs_as_aragora_hardened_and_outlasts_its_drain() {
 }
 
 /// The environment a unit's process gets: systemd's PATH, the unit's `Environment=`, then its
-/// environment file (which wins), then `adjust` (ports, paths, database).
+/// environment file (which wins) with its placeholders filled in, then `adjust` (ports, paths,
+/// database).
 fn unit_environment(unit: &Unit, adjust: &[(&str, String)]) -> BTreeMap<String, String> {
     let mut env = BTreeMap::from([(
         "PATH".to_string(),
@@ -210,7 +211,11 @@ fn unit_environment(unit: &Unit, adjust: &[(&str, String)]) -> BTreeMap<String, 
         let (key, value) = assignment.split_once('=').unwrap();
         env.insert(key.to_string(), value.to_string());
     }
-    env.extend(read_env_file(&env_example(unit)));
+    env.extend(
+        read_env_file(&env_example(unit))
+            .into_iter()
+            .map(|(key, value)| (key, filled_in(&value))),
+    );
     for (key, value) in adjust {
         assert!(
             env.contains_key(*key),
@@ -410,4 +415,54 @@ async fn sighup_ends_the_engine_which_is_why_its_unit_has_no_exec_reload() {
         Some(libc::SIGHUP),
         "the engine does not handle SIGHUP; if it learns to reload, give its unit ExecReload"
     );
+}
+
+/// An example file copied and not filled in must not run in production: the engine unit's
+/// example as shipped (only ports, paths and the database adjusted) is refused before anything
+/// listens, naming every placeholder and printing none.
+#[test]
+fn the_engine_unit_refuses_its_example_file_with_the_placeholders_left_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let unit = unit("engine");
+    let mut env = BTreeMap::from([(
+        "PATH".to_string(),
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin".to_string(),
+    )]);
+    env.extend(read_env_file(&env_example(&unit)));
+    assert_eq!(
+        env["ARAGORA_ENV"], "production",
+        "the example is production's"
+    );
+    for (key, value) in [
+        ("ARAGORA_HOST", "127.0.0.1".to_string()),
+        ("ARAGORA_PORT", "0".into()),
+        ("ARAGORA_WS_PORT", "0".into()),
+        ("ARAGORA_DATA_DIR", dir.path().display().to_string()),
+    ] {
+        env.insert(key.to_string(), value);
+    }
+    let exec: Vec<&str> = unit.service("ExecStart").split_whitespace().collect();
+    let output = Command::new(BINARY)
+        .args(&exec[1..])
+        .env_clear()
+        .envs(&env)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(78), "{stderr}");
+    for name in [
+        "ARAGORA_JWT_SECRET",
+        "ARAGORA_API_TOKEN",
+        "ARAGORA_RECEIPT_SIGNING_KEY",
+        "DATABASE_URL",
+    ] {
+        assert!(
+            stderr
+                .lines()
+                .any(|line| line.contains(name) && line.contains("placeholder")),
+            "names {name}:\n{stderr}"
+        );
+    }
+    assert!(!stderr.contains("change-me-"), "prints no value:\n{stderr}");
 }

@@ -19,6 +19,7 @@
 //! | database | `DATABASE_URL`, `DATA_SOURCE_NAME` | the test's own PostgreSQL database |
 //! | paths | `ARAGORA_DATA_DIR` (a volume), `ARAGORA_TLS_CERT`, `ARAGORA_TLS_KEY` (the tls mount), Prometheus' `rule_files` (the alerts mount) | the temporary directory standing in for each volume or mount; a self-signed certificate for the operator's |
 //! | per test | `ARAGORA_RATE_LIMIT_KEY_PREFIX`, `ARAGORA_API_TOKEN` | parallel tests share one Redis; the test's admin token |
+//! | secrets | every `change-me` placeholder of the env file, filled in (one value per placeholder) | what the operator does before a deploy; production refuses a placeholder |
 //! | time (marked `TEST TIME`) | Prometheus' `scrape_interval` and `evaluation_interval`, Alertmanager's `group_wait`, control's `ARAGORA_SLO_EVALUATION_INTERVAL` and `ARAGORA_SLO_WINDOW_SCALE` | a page in seconds instead of minutes |
 //!
 //! Debates are held running with the engines' own `agent_slow` fault (their admin API), not a
@@ -26,6 +27,7 @@
 //! each phase's traffic comes from its own loopback address (127.0.0.x), so each is one client.
 
 use crate::support::compose::ComposeFile;
+use crate::support::deploy::filled_in;
 use crate::support::otlp::OtlpSink;
 use crate::support::process::{address, Process};
 use crate::support::prom::PromServer;
@@ -88,11 +90,16 @@ fn environment(
 ) -> BTreeMap<String, String> {
     let shipped = sme.environment(service);
     let mut env = shipped.clone();
+    // The operator fills in every placeholder before a deploy (production refuses one); the
+    // same value for the same placeholder in every service, as one env file gives.
+    for value in env.values_mut() {
+        *value = filled_in(value);
+    }
     for (key, value) in rewrites {
         env.insert(key.to_string(), value.clone());
     }
     for (key, value) in &env {
-        if shipped.get(key) != Some(value) {
+        if shipped.get(key).map(|v| filled_in(v)).as_ref() != Some(value) {
             assert!(
                 REWRITTEN.contains(&key.as_str()),
                 "{service}: {key} would be changed from the compose file's value"

@@ -188,3 +188,13 @@ pub fn read_env_file(path: &Path) -> Vec<(String, String)> {
         })
         .collect()
 }
+
+/// What the tests put where an example file says `change-me` (a secret the operator sets
+/// before a deploy; production refuses a placeholder): one value per placeholder, so services
+/// sharing a secret still share it.
+pub const FILLED_IN: &str = "filled-in-by-the-operator";
+
+/// `value` with the example files' placeholder filled in as the operator would.
+pub fn filled_in(value: &str) -> String {
+    value.replace(aragora_config::PLACEHOLDER, FILLED_IN)
+}
