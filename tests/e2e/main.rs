@@ -40,6 +40,7 @@ mod faults;
 mod gateway;
 mod gateway_claims;
 mod health;
+mod k8s;
 mod lifecycle;
 mod llm_debates;
 mod maintenance;
