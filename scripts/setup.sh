@@ -12,6 +12,10 @@ command -v psql >/dev/null 2>&1 || need_packages+=(postgresql-client)
 command -v openssl >/dev/null 2>&1 || need_packages+=(openssl)     # TLS handshake tests
 command -v promtool >/dev/null 2>&1 || need_packages+=(prometheus)  # alert rule checks and tests
 command -v amtool >/dev/null 2>&1 || need_packages+=(prometheus-alertmanager)  # routing config check
+# deploy/k8s validation (tests/e2e/k8s.rs): scripts/k8s-tools.sh fills a venv and an npm prefix.
+command -v python3 >/dev/null 2>&1 || need_packages+=(python3)
+python3 -c "import ensurepip, venv" >/dev/null 2>&1 || need_packages+=(python3-venv)
+command -v npm >/dev/null 2>&1 || need_packages+=(npm)
 
 if [ "${#need_packages[@]}" -gt 0 ]; then
   echo "setup: installing ${need_packages[*]}" >&2

@@ -137,8 +137,9 @@ fn write_file(path: &Path, text: &str) -> Result<(), ExitCode> {
             crate::settings::failed(format!("cannot create {}: {err}", dir.display()))
         })?;
     }
-    std::fs::write(path, text)
-        .map_err(|err| crate::settings::failed(format!("cannot write {}: {err}", path.display())))?;
+    std::fs::write(path, text).map_err(|err| {
+        crate::settings::failed(format!("cannot write {}: {err}", path.display()))
+    })?;
     println!("wrote {}", path.display());
     Ok(())
 }

@@ -76,10 +76,7 @@ struct RuleMetadata<'a> {
 /// groups of [`SLO_RULES`] and [`OPERATIONAL_RULES`], from the same spec and settings, as one
 /// multi-document file. The namespace is left to kustomize; the labels are aragora's only (a
 /// Prometheus whose `ruleSelector` wants its own adds them in an overlay).
-pub fn prometheus_rules(
-    spec: &SloSpec,
-    settings: &SloSettings,
-) -> Result<GeneratedFile, SloError> {
+pub fn prometheus_rules(spec: &SloSpec, settings: &SloSettings) -> Result<GeneratedFile, SloError> {
     let problems = check(spec);
     if !problems.is_empty() {
         return Err(SloError::Invalid(problems));

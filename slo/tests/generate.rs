@@ -80,10 +80,16 @@ fn prometheus_rules_hold_exactly_the_groups_of_the_rule_files() {
         .map(|o| o["metadata"]["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["aragora-slo", "aragora-operational"]);
-    for (object, rule_file) in objects.iter().zip([generate::SLO_RULES, generate::OPERATIONAL_RULES]) {
+    for (object, rule_file) in objects
+        .iter()
+        .zip([generate::SLO_RULES, generate::OPERATIONAL_RULES])
+    {
         assert_eq!(object["kind"], "PrometheusRule");
         assert_eq!(object["apiVersion"], "monitoring.coreos.com/v1");
-        let file = default_files().into_iter().find(|f| f.name == rule_file).unwrap();
+        let file = default_files()
+            .into_iter()
+            .find(|f| f.name == rule_file)
+            .unwrap();
         let rules: serde_yaml::Value = serde_yaml::from_str(&file.text).unwrap();
         assert_eq!(object["spec"], rules, "{rule_file}");
     }

@@ -117,10 +117,7 @@ fn object<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
 }
 
 fn kinds(objects: &[Value], kind: &str) -> usize {
-    objects
-        .iter()
-        .filter(|o| str_at(o, "kind") == kind)
-        .count()
+    objects.iter().filter(|o| str_at(o, "kind") == kind).count()
 }
 
 /// A Deployment's pod spec and its one (named) container.
@@ -138,7 +135,12 @@ fn container<'a>(objects: &'a [Value], deployment: &str, name: &str) -> &'a Valu
 fn env(container: &Value) -> BTreeMap<String, String> {
     seq(container, "env")
         .iter()
-        .filter_map(|e| Some((str_at(e, "name").to_string(), e.get("value")?.as_str()?.to_string())))
+        .filter_map(|e| {
+            Some((
+                str_at(e, "name").to_string(),
+                e.get("value")?.as_str()?.to_string(),
+            ))
+        })
         .collect()
 }
 
@@ -165,13 +167,21 @@ fn secs(value: &Value) -> u64 {
 
 /// An environment value, or the code's default when the manifest leaves it unset. The name
 /// must be in the settings table, so a renamed setting fails here.
-fn setting(env: &BTreeMap<String, String>, table: &[aragora_config::Setting], name: &str, default: u64) -> u64 {
+fn setting(
+    env: &BTreeMap<String, String>,
+    table: &[aragora_config::Setting],
+    name: &str,
+    default: u64,
+) -> u64 {
     assert!(
         table.iter().any(|s| s.env.contains(&name)),
         "{name} is in no settings table: renamed?"
     );
     env.get(name)
-        .map(|v| v.parse().unwrap_or_else(|_| panic!("{name}={v} is not a number")))
+        .map(|v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("{name}={v} is not a number"))
+        })
         .unwrap_or(default)
 }
 
@@ -182,10 +192,14 @@ fn every_object_of_every_overlay_is_valid_against_its_schema() {
         // kubectl's own text goes to kubernetes-validate: re-serialising could change how a
         // YAML 1.1 reader takes a scalar (`"no"` written bare is a boolean there).
         let rendered = render_text(overlay);
-        let (operator, core): (Vec<&str>, Vec<&str>) = rendered
-            .split("\n---\n")
-            .partition(|doc| doc.lines().any(|line| line.starts_with("apiVersion: monitoring.coreos.com/")));
-        let operator: Vec<Value> = operator.iter().map(|doc| serde_yaml::from_str(doc).unwrap()).collect();
+        let (operator, core): (Vec<&str>, Vec<&str>) = rendered.split("\n---\n").partition(|doc| {
+            doc.lines()
+                .any(|line| line.starts_with("apiVersion: monitoring.coreos.com/"))
+        });
+        let operator: Vec<Value> = operator
+            .iter()
+            .map(|doc| serde_yaml::from_str(doc).unwrap())
+            .collect();
         let file = dir.path().join(format!("{overlay}.yaml"));
         std::fs::write(&file, core.join("\n---\n")).unwrap();
         let output = run(
@@ -226,7 +240,11 @@ fn the_validators_refuse_an_unknown_field() {
         None,
     );
     assert!(!output.status.success(), "{}", text(&output));
-    assert!(text(&output).contains("terminationGracePeriodSecondz"), "{}", text(&output));
+    assert!(
+        text(&output).contains("terminationGracePeriodSecondz"),
+        "{}",
+        text(&output)
+    );
 
     let mut rule = object(&objects, "PrometheusRule", "aragora-operational").clone();
     rule["spec"]["groups"][0]["rules"][0]["forr"] = Value::from("5m");
@@ -237,7 +255,11 @@ fn the_validators_refuse_an_unknown_field() {
         Some(&serde_json::to_string(&[rule]).unwrap()),
     );
     assert!(!output.status.success(), "{}", text(&output));
-    assert!(text(&output).contains("unknown field forr"), "{}", text(&output));
+    assert!(
+        text(&output).contains("unknown field forr"),
+        "{}",
+        text(&output)
+    );
 }
 
 #[test]
@@ -249,9 +271,10 @@ fn the_prometheus_rules_hold_the_groups_of_alerts_and_pass_their_promtool_tests(
         ("aragora-operational", "operational-rules.yaml"),
     ] {
         let groups = &object(&objects, "PrometheusRule", name)["spec"]["groups"];
-        let committed: Value =
-            serde_yaml::from_str(&std::fs::read_to_string(repo().join("alerts").join(file)).unwrap())
-                .unwrap();
+        let committed: Value = serde_yaml::from_str(
+            &std::fs::read_to_string(repo().join("alerts").join(file)).unwrap(),
+        )
+        .unwrap();
         assert!(
             *groups == committed["groups"],
             "PrometheusRule {name} does not hold exactly the groups of alerts/{file}; run \
@@ -259,13 +282,24 @@ fn the_prometheus_rules_hold_the_groups_of_alerts_and_pass_their_promtool_tests(
         );
         let mut extracted = serde_yaml::Mapping::new();
         extracted.insert("groups".into(), groups.clone());
-        std::fs::write(dir.path().join(file), serde_yaml::to_string(&extracted).unwrap()).unwrap();
+        std::fs::write(
+            dir.path().join(file),
+            serde_yaml::to_string(&extracted).unwrap(),
+        )
+        .unwrap();
         let test = file.replace(".yaml", ".test.yaml");
         std::fs::copy(repo().join("alerts").join(&test), dir.path().join(&test)).unwrap();
     }
     let promtool = |args: &[&str]| {
-        let output = run(Command::new("promtool").args(args).current_dir(dir.path()), None);
-        assert!(output.status.success(), "promtool {args:?}: {}", text(&output));
+        let output = run(
+            Command::new("promtool").args(args).current_dir(dir.path()),
+            None,
+        );
+        assert!(
+            output.status.success(),
+            "promtool {args:?}: {}",
+            text(&output)
+        );
         text(&output)
     };
     let checked = promtool(&["check", "rules", "slo-rules.yaml", "operational-rules.yaml"]);
@@ -289,42 +323,83 @@ fn probes_and_ports_are_the_ones_the_code_serves() {
         let table = aragora_engine::config::SETTINGS;
         assert_eq!(
             port(engine, "http"),
-            setting(&engine_env, table, "ARAGORA_PORT", engine_defaults.api_port.into())
+            setting(
+                &engine_env,
+                table,
+                "ARAGORA_PORT",
+                engine_defaults.api_port.into()
+            )
         );
         assert_eq!(
             port(engine, "ws"),
-            setting(&engine_env, table, "ARAGORA_WS_PORT", engine_defaults.ws_port.into())
+            setting(
+                &engine_env,
+                table,
+                "ARAGORA_WS_PORT",
+                engine_defaults.ws_port.into()
+            )
         );
         for (probe, path) in [
             ("startupProbe", "/healthz"),
             ("livenessProbe", "/healthz"),
             ("readinessProbe", "/readyz"),
         ] {
-            assert_eq!(str_at(engine, &format!("{probe}.httpGet.path")), path, "{overlay} engine {probe}");
-            assert_eq!(probe_port(engine, probe), port(engine, "http"), "{overlay} engine {probe}");
+            assert_eq!(
+                str_at(engine, &format!("{probe}.httpGet.path")),
+                path,
+                "{overlay} engine {probe}"
+            );
+            assert_eq!(
+                probe_port(engine, probe),
+                port(engine, "http"),
+                "{overlay} engine {probe}"
+            );
         }
         // The init container migrates; the engine itself never does (README, Migrations).
-        let init = &seq(object(&objects, "Deployment", "aragora-engine"), "spec.template.spec.initContainers")[0];
-        assert_eq!(at(init, "args"), &serde_yaml::from_str::<Value>("[migrate, up, --wait, '300']").unwrap());
+        let init = &seq(
+            object(&objects, "Deployment", "aragora-engine"),
+            "spec.template.spec.initContainers",
+        )[0];
+        assert_eq!(
+            at(init, "args"),
+            &serde_yaml::from_str::<Value>("[migrate, up, --wait, '300']").unwrap()
+        );
         assert_eq!(engine_env["ARAGORA_AUTO_MIGRATE"], "false");
-        assert!(table.iter().any(|s| s.env.contains(&"ARAGORA_AUTO_MIGRATE")));
+        assert!(table
+            .iter()
+            .any(|s| s.env.contains(&"ARAGORA_AUTO_MIGRATE")));
 
         let gateway = container(&objects, "aragora-gateway", "gateway");
         let gateway_env = env(gateway);
         let table = aragora_gateway::SETTINGS;
         assert_eq!(
             port(gateway, "admin"),
-            setting(&gateway_env, table, "ARAGORA_ADMIN_PORT", gateway_defaults.admin_port.into())
+            setting(
+                &gateway_env,
+                table,
+                "ARAGORA_ADMIN_PORT",
+                gateway_defaults.admin_port.into()
+            )
         );
         // The probes reach the admin listener from the kubelet: not on loopback.
         assert_eq!(gateway_env["ARAGORA_ADMIN_HOST"], "0.0.0.0");
         assert_eq!(
             port(gateway, "http"),
-            setting(&gateway_env, table, "ARAGORA_HTTP_PORT", gateway_defaults.http_port.into())
+            setting(
+                &gateway_env,
+                table,
+                "ARAGORA_HTTP_PORT",
+                gateway_defaults.http_port.into()
+            )
         );
         // 443 inside the pod too: the redirect's Location carries ARAGORA_HTTPS_PORT unless 443.
         assert_eq!(
-            setting(&gateway_env, table, "ARAGORA_HTTPS_PORT", gateway_defaults.https_port.into()),
+            setting(
+                &gateway_env,
+                table,
+                "ARAGORA_HTTPS_PORT",
+                gateway_defaults.https_port.into()
+            ),
             443
         );
         assert_eq!(port(gateway, "https"), 443);
@@ -333,19 +408,40 @@ fn probes_and_ports_are_the_ones_the_code_serves() {
             ("livenessProbe", "/healthz"),
             ("readinessProbe", "/readyz"),
         ] {
-            assert_eq!(str_at(gateway, &format!("{probe}.httpGet.path")), path, "{overlay} gateway {probe}");
-            assert_eq!(probe_port(gateway, probe), port(gateway, "admin"), "{overlay} gateway {probe}");
+            assert_eq!(
+                str_at(gateway, &format!("{probe}.httpGet.path")),
+                path,
+                "{overlay} gateway {probe}"
+            );
+            assert_eq!(
+                probe_port(gateway, probe),
+                port(gateway, "admin"),
+                "{overlay} gateway {probe}"
+            );
         }
         let service = object(&objects, "Service", "aragora-gateway");
-        let published: BTreeSet<u64> = seq(service, "spec.ports").iter().map(|p| p["port"].as_u64().unwrap()).collect();
-        assert_eq!(published, [80, 443].into(), "{overlay}: the gateway Service publishes 80 and 443 only");
+        let published: BTreeSet<u64> = seq(service, "spec.ports")
+            .iter()
+            .map(|p| p["port"].as_u64().unwrap())
+            .collect();
+        assert_eq!(
+            published,
+            [80, 443].into(),
+            "{overlay}: the gateway Service publishes 80 and 443 only"
+        );
 
         let control = container(&objects, "aragora-control", "control");
         let listen = env(control)["ARAGORA_CONTROL_LISTEN"].clone();
         assert!(listen.starts_with("0.0.0.0:"), "{listen}");
         for probe in ["startupProbe", "livenessProbe", "readinessProbe"] {
-            assert_eq!(str_at(control, &format!("{probe}.httpGet.path")), "/healthz");
-            assert_eq!(probe_port(control, probe).to_string(), listen.rsplit(':').next().unwrap());
+            assert_eq!(
+                str_at(control, &format!("{probe}.httpGet.path")),
+                "/healthz"
+            );
+            assert_eq!(
+                probe_port(control, probe).to_string(),
+                listen.rsplit(':').next().unwrap()
+            );
         }
     }
 }
@@ -356,11 +452,21 @@ fn grace_periods_cover_the_prestop_delay_and_the_drain() {
     let gateway_defaults = aragora_gateway::GatewayConfig::default();
     for overlay in OVERLAYS {
         let objects = render(overlay);
-        let grace = |name: &str| secs(at(object(&objects, "Deployment", name), "spec.template.spec.terminationGracePeriodSeconds"));
+        let grace = |name: &str| {
+            secs(at(
+                object(&objects, "Deployment", name),
+                "spec.template.spec.terminationGracePeriodSeconds",
+            ))
+        };
         let pre_stop = |c: &Value| secs(at(c, "lifecycle.preStop.sleep.seconds"));
 
         let engine = container(&objects, "aragora-engine", "engine");
-        let drain = setting(&env(engine), aragora_engine::config::SETTINGS, "ARAGORA_DRAIN_TIMEOUT", engine_defaults.drain_timeout_secs);
+        let drain = setting(
+            &env(engine),
+            aragora_engine::config::SETTINGS,
+            "ARAGORA_DRAIN_TIMEOUT",
+            engine_defaults.drain_timeout_secs,
+        );
         assert!(
             grace("aragora-engine") >= pre_stop(engine) + drain,
             "{overlay}: the engine's grace period {} < preStop {} + ARAGORA_DRAIN_TIMEOUT {drain}",
@@ -371,8 +477,18 @@ fn grace_periods_cover_the_prestop_delay_and_the_drain() {
         let gateway = container(&objects, "aragora-gateway", "gateway");
         let gateway_env = env(gateway);
         let table = aragora_gateway::SETTINGS;
-        let delay = setting(&gateway_env, table, "ARAGORA_GATEWAY_DRAIN_DELAY", gateway_defaults.drain_delay_secs);
-        let timeout = setting(&gateway_env, table, "ARAGORA_GATEWAY_DRAIN_TIMEOUT", gateway_defaults.drain_timeout_secs);
+        let delay = setting(
+            &gateway_env,
+            table,
+            "ARAGORA_GATEWAY_DRAIN_DELAY",
+            gateway_defaults.drain_delay_secs,
+        );
+        let timeout = setting(
+            &gateway_env,
+            table,
+            "ARAGORA_GATEWAY_DRAIN_TIMEOUT",
+            gateway_defaults.drain_timeout_secs,
+        );
         assert!(
             grace("aragora-gateway") >= pre_stop(gateway) + delay + timeout,
             "{overlay}: the gateway's grace period {} < preStop {} + drain delay {delay} + drain timeout {timeout}",
@@ -380,7 +496,12 @@ fn grace_periods_cover_the_prestop_delay_and_the_drain() {
             pre_stop(gateway)
         );
         // The engine keeps serving until every gateway has re-resolved the headless name.
-        let refresh = setting(&gateway_env, table, "ARAGORA_DNS_REFRESH_SECS", gateway_defaults.dns_refresh_secs);
+        let refresh = setting(
+            &gateway_env,
+            table,
+            "ARAGORA_DNS_REFRESH_SECS",
+            gateway_defaults.dns_refresh_secs,
+        );
         assert!(
             pre_stop(engine) > refresh,
             "{overlay}: the engine's preStop {} does not outlast the gateways' DNS refresh {refresh}",
@@ -393,19 +514,33 @@ fn grace_periods_cover_the_prestop_delay_and_the_drain() {
 fn the_gateway_resolves_every_engine_through_the_headless_service() {
     for overlay in OVERLAYS {
         let objects = render(overlay);
-        let upstreams = env(container(&objects, "aragora-gateway", "gateway"))["ARAGORA_UPSTREAMS"].clone();
+        let upstreams =
+            env(container(&objects, "aragora-gateway", "gateway"))["ARAGORA_UPSTREAMS"].clone();
         let (host, upstream_port) = upstreams.split_once(':').expect("host:port");
         let service = object(&objects, "Service", host);
-        assert_eq!(str_at(service, "spec.clusterIP"), "None", "{overlay}: {host} is not headless");
+        assert_eq!(
+            str_at(service, "spec.clusterIP"),
+            "None",
+            "{overlay}: {host} is not headless"
+        );
         let http = seq(service, "spec.ports")
             .iter()
             .find(|p| p["port"].as_u64().unwrap().to_string() == upstream_port)
             .unwrap_or_else(|| panic!("{host} has no port {upstream_port}"));
         let engine = container(&objects, "aragora-engine", "engine");
-        assert_eq!(port(engine, http["targetPort"].as_str().unwrap()).to_string(), upstream_port);
-        let pod_labels = at(object(&objects, "Deployment", "aragora-engine"), "spec.template.metadata.labels");
+        assert_eq!(
+            port(engine, http["targetPort"].as_str().unwrap()).to_string(),
+            upstream_port
+        );
+        let pod_labels = at(
+            object(&objects, "Deployment", "aragora-engine"),
+            "spec.template.metadata.labels",
+        );
         for (key, value) in at(service, "spec.selector").as_mapping().unwrap() {
-            assert_eq!(&pod_labels[key], value, "{overlay}: the headless Service selects no engine pod");
+            assert_eq!(
+                &pod_labels[key], value,
+                "{overlay}: the headless Service selects no engine pod"
+            );
         }
     }
 }
@@ -415,7 +550,10 @@ fn secret_refs(objects: &[Value]) -> Vec<(String, String, bool)> {
     let mut refs = Vec::new();
     for o in objects {
         let pod = at(o, "spec.template.spec");
-        for c in seq(pod, "containers").iter().chain(seq(pod, "initContainers")) {
+        for c in seq(pod, "containers")
+            .iter()
+            .chain(seq(pod, "initContainers"))
+        {
             for e in seq(c, "env") {
                 let r = at(e, "valueFrom.secretKeyRef");
                 if !r.is_null() {
@@ -433,7 +571,10 @@ fn secret_refs(objects: &[Value]) -> Vec<(String, String, bool)> {
 
 #[test]
 fn every_secret_key_referenced_is_in_the_example_and_nothing_else_is() {
-    let example = std::fs::read_to_string(repo().join("deploy/k8s/components/example-secrets/secrets.env.example")).unwrap();
+    let example = std::fs::read_to_string(
+        repo().join("deploy/k8s/components/example-secrets/secrets.env.example"),
+    )
+    .unwrap();
     let mut required = BTreeSet::new();
     let mut optional = BTreeSet::new();
     for line in example.lines() {
@@ -444,12 +585,17 @@ fn every_secret_key_referenced_is_in_the_example_and_nothing_else_is() {
         let Some((key, value)) = line.split_once('=') else {
             continue;
         };
-        if !key.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_') {
+        if !key
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        {
             continue;
         }
         // Placeholders only, never a value that could be real.
         assert!(
-            value.is_empty() || value.contains("change-me") || (key.ends_with("_URL") && !value.contains('@')),
+            value.is_empty()
+                || value.contains("change-me")
+                || (key.ends_with("_URL") && !value.contains('@')),
             "secrets.env.example: {key} holds something other than a placeholder"
         );
         set.insert(key.to_string());
@@ -457,14 +603,27 @@ fn every_secret_key_referenced_is_in_the_example_and_nothing_else_is() {
     let mut seen = BTreeSet::new();
     for overlay in OVERLAYS {
         for (secret, key, is_optional) in secret_refs(&render(overlay)) {
-            assert_eq!(secret, "aragora-secrets", "{overlay}: {key} comes from another Secret");
-            let listed = if is_optional { optional.contains(&key) || required.contains(&key) } else { required.contains(&key) };
-            assert!(listed, "{overlay}: {key} (optional: {is_optional}) is not in secrets.env.example");
+            assert_eq!(
+                secret, "aragora-secrets",
+                "{overlay}: {key} comes from another Secret"
+            );
+            let listed = if is_optional {
+                optional.contains(&key) || required.contains(&key)
+            } else {
+                required.contains(&key)
+            };
+            assert!(
+                listed,
+                "{overlay}: {key} (optional: {is_optional}) is not in secrets.env.example"
+            );
             seen.insert(key);
         }
     }
     let documented: BTreeSet<String> = required.union(&optional).cloned().collect();
-    assert_eq!(documented, seen, "secrets.env.example lists keys no manifest reads, or misses some");
+    assert_eq!(
+        documented, seen,
+        "secrets.env.example lists keys no manifest reads, or misses some"
+    );
 
     // Dev's generated Secret has the required keys; production generates none (made by hand).
     let dev = render("dev");
@@ -499,25 +658,43 @@ fn network_policies_admit_exactly_the_container_ports_and_deny_the_rest() {
     for overlay in OVERLAYS {
         let objects = render(overlay);
         let deny = object(&objects, "NetworkPolicy", "default-deny");
-        assert_eq!(at(deny, "spec.podSelector"), &Value::Mapping(Default::default()));
+        assert_eq!(
+            at(deny, "spec.podSelector"),
+            &Value::Mapping(Default::default())
+        );
         assert_eq!(seq(deny, "spec.policyTypes").len(), 2);
         for (deployment, name) in [
             ("aragora-engine", "engine"),
             ("aragora-gateway", "gateway"),
             ("aragora-control", "control"),
         ] {
-            let labels = at(object(&objects, "Deployment", deployment), "spec.template.metadata.labels");
-            let container_ports: BTreeSet<u64> = seq(container(&objects, deployment, name), "ports")
-                .iter()
-                .map(|p| p["containerPort"].as_u64().unwrap())
-                .collect();
-            assert_eq!(admitted_ports(&objects, labels), container_ports, "{overlay}: {deployment}");
+            let labels = at(
+                object(&objects, "Deployment", deployment),
+                "spec.template.metadata.labels",
+            );
+            let container_ports: BTreeSet<u64> =
+                seq(container(&objects, deployment, name), "ports")
+                    .iter()
+                    .map(|p| p["containerPort"].as_u64().unwrap())
+                    .collect();
+            assert_eq!(
+                admitted_ports(&objects, labels),
+                container_ports,
+                "{overlay}: {deployment}"
+            );
         }
         // Only gateways (and Prometheus' namespace) reach the engine.
-        for rule in seq(object(&objects, "NetworkPolicy", "aragora-engine"), "spec.ingress") {
+        for rule in seq(
+            object(&objects, "NetworkPolicy", "aragora-engine"),
+            "spec.ingress",
+        ) {
             for peer in seq(rule, "from") {
-                let pods = at(peer, "podSelector.matchLabels").get("app.kubernetes.io/name").and_then(Value::as_str);
-                let namespace = at(peer, "namespaceSelector.matchLabels").get("kubernetes.io/metadata.name").and_then(Value::as_str);
+                let pods = at(peer, "podSelector.matchLabels")
+                    .get("app.kubernetes.io/name")
+                    .and_then(Value::as_str);
+                let namespace = at(peer, "namespaceSelector.matchLabels")
+                    .get("kubernetes.io/metadata.name")
+                    .and_then(Value::as_str);
                 assert!(
                     pods == Some("aragora-gateway") || namespace == Some("monitoring"),
                     "{overlay}: the engine admits {peer:?}"
@@ -535,9 +712,15 @@ fn scrape_targets_are_the_metrics_endpoints_and_add_no_component_label() {
     let endpoint = &seq(monitor, "spec.endpoints")[0];
     assert_eq!(str_at(endpoint, "path"), "/metrics");
     let service = object(&objects, "Service", "aragora-engine");
-    let service_port = seq(service, "spec.ports").iter().find(|p| p["name"] == endpoint["port"]).unwrap();
+    let service_port = seq(service, "spec.ports")
+        .iter()
+        .find(|p| p["name"] == endpoint["port"])
+        .unwrap();
     assert_eq!(
-        port(container(&objects, "aragora-engine", "engine"), service_port["targetPort"].as_str().unwrap()),
+        port(
+            container(&objects, "aragora-engine", "engine"),
+            service_port["targetPort"].as_str().unwrap()
+        ),
         aragora_engine::EngineConfig::default().api_port as u64
     );
     // The gateway: its admin listener, per pod.
@@ -545,14 +728,30 @@ fn scrape_targets_are_the_metrics_endpoints_and_add_no_component_label() {
     let endpoint = &seq(monitor, "spec.podMetricsEndpoints")[0];
     assert_eq!(str_at(endpoint, "path"), "/metrics");
     assert_eq!(
-        port(container(&objects, "aragora-gateway", "gateway"), str_at(endpoint, "port")),
+        port(
+            container(&objects, "aragora-gateway", "gateway"),
+            str_at(endpoint, "port")
+        ),
         aragora_gateway::GatewayConfig::default().admin_port as u64
     );
     // ARCHITECTURE.md: a target label `component` would rename the series' own.
-    for o in objects.iter().filter(|o| str_at(o, "apiVersion").starts_with("monitoring.coreos.com/") && str_at(o, "kind") != "PrometheusRule") {
+    for o in objects.iter().filter(|o| {
+        str_at(o, "apiVersion").starts_with("monitoring.coreos.com/")
+            && str_at(o, "kind") != "PrometheusRule"
+    }) {
         let spec = serde_yaml::to_string(&o["spec"]).unwrap();
-        for field in ["targetLabels", "podTargetLabels", "relabelings", "metricRelabelings", "honorLabels"] {
-            assert!(!spec.contains(field), "{}: sets {field}", str_at(o, "metadata.name"));
+        for field in [
+            "targetLabels",
+            "podTargetLabels",
+            "relabelings",
+            "metricRelabelings",
+            "honorLabels",
+        ] {
+            assert!(
+                !spec.contains(field),
+                "{}: sets {field}",
+                str_at(o, "metadata.name")
+            );
         }
     }
 }
@@ -562,8 +761,15 @@ fn the_engine_hpa_scales_on_the_gauge_the_adapter_exposes() {
     let objects = render("production");
     let hpa = object(&objects, "HorizontalPodAutoscaler", "aragora-engine");
     assert_eq!(hpa["spec"]["minReplicas"].as_u64(), Some(3));
-    assert_eq!(object(&objects, "HorizontalPodAutoscaler", "aragora-gateway")["spec"]["minReplicas"].as_u64(), Some(2));
-    let pods = seq(hpa, "spec.metrics").iter().find(|m| m["type"] == "Pods").expect("a pods metric");
+    assert_eq!(
+        object(&objects, "HorizontalPodAutoscaler", "aragora-gateway")["spec"]["minReplicas"]
+            .as_u64(),
+        Some(2)
+    );
+    let pods = seq(hpa, "spec.metrics")
+        .iter()
+        .find(|m| m["type"] == "Pods")
+        .expect("a pods metric");
     let metric = str_at(pods, "pods.metric.name");
     assert_eq!(metric, aragora_telemetry::catalogue::ACTIVE_DEBATES.name);
     let target: u64 = str_at(pods, "pods.target.averageValue").parse().unwrap();
@@ -573,20 +779,46 @@ fn the_engine_hpa_scales_on_the_gauge_the_adapter_exposes() {
     );
     // The HPAs own the replica counts.
     for name in ["aragora-engine", "aragora-gateway"] {
-        assert!(at(object(&objects, "Deployment", name), "spec.replicas").is_null(), "{name}");
+        assert!(
+            at(object(&objects, "Deployment", name), "spec.replicas").is_null(),
+            "{name}"
+        );
     }
-    assert_eq!(at(object(&objects, "Deployment", "aragora-control"), "spec.replicas").as_u64(), Some(2));
-    assert_eq!(seq(object(&objects, "PersistentVolumeClaim", "aragora-backups"), "spec.accessModes"), [Value::from("ReadWriteMany")]);
+    assert_eq!(
+        at(
+            object(&objects, "Deployment", "aragora-control"),
+            "spec.replicas"
+        )
+        .as_u64(),
+        Some(2)
+    );
+    assert_eq!(
+        seq(
+            object(&objects, "PersistentVolumeClaim", "aragora-backups"),
+            "spec.accessModes"
+        ),
+        [Value::from("ReadWriteMany")]
+    );
     assert_eq!(kinds(&objects, "PodDisruptionBudget"), 3);
 
     let dev = render("dev");
-    assert_eq!(kinds(&dev, "HorizontalPodAutoscaler") + kinds(&dev, "PodDisruptionBudget"), 0);
+    assert_eq!(
+        kinds(&dev, "HorizontalPodAutoscaler") + kinds(&dev, "PodDisruptionBudget"),
+        0
+    );
     for name in ["aragora-engine", "aragora-gateway", "aragora-control"] {
-        assert_eq!(at(object(&dev, "Deployment", name), "spec.replicas").as_u64(), Some(1), "dev {name}");
+        assert_eq!(
+            at(object(&dev, "Deployment", name), "spec.replicas").as_u64(),
+            Some(1),
+            "dev {name}"
+        );
     }
 
     // The adapter's rule names that metric, and its query is PromQL once templated.
-    let values: Value = serde_yaml::from_str(&std::fs::read_to_string(repo().join("deploy/k8s/prometheus-adapter/values.yaml")).unwrap()).unwrap();
+    let values: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(repo().join("deploy/k8s/prometheus-adapter/values.yaml")).unwrap(),
+    )
+    .unwrap();
     let rule = seq(&values, "rules.custom")
         .iter()
         .find(|r| str_at(r, "name.as") == metric)
@@ -601,8 +833,17 @@ fn the_engine_hpa_scales_on_the_gauge_the_adapter_exposes() {
         {"record": "adapter:aragora_active_debates", "expr": query},
         {"record": "adapter:series", "expr": str_at(rule, "seriesQuery")},
     ]}]});
-    std::fs::write(dir.path().join("adapter.yaml"), serde_yaml::to_string(&file).unwrap()).unwrap();
-    let output = run(Command::new("promtool").args(["check", "rules", "adapter.yaml"]).current_dir(dir.path()), None);
+    std::fs::write(
+        dir.path().join("adapter.yaml"),
+        serde_yaml::to_string(&file).unwrap(),
+    )
+    .unwrap();
+    let output = run(
+        Command::new("promtool")
+            .args(["check", "rules", "adapter.yaml"])
+            .current_dir(dir.path()),
+        None,
+    );
     assert!(output.status.success(), "{query}: {}", text(&output));
 }
 
@@ -612,32 +853,92 @@ fn pods_run_restricted_and_write_only_to_their_volumes() {
         let objects = render(overlay);
         for name in ["aragora-engine", "aragora-gateway", "aragora-control"] {
             let pod = at(object(&objects, "Deployment", name), "spec.template.spec");
-            assert_eq!(pod["securityContext"]["runAsNonRoot"], Value::from(true), "{name}");
-            assert_eq!(pod["securityContext"]["runAsUser"].as_u64(), Some(10001), "{name}");
-            assert_eq!(str_at(pod, "securityContext.seccompProfile.type"), "RuntimeDefault", "{name}");
-            assert_eq!(pod["automountServiceAccountToken"], Value::from(false), "{name}");
-            for c in seq(pod, "containers").iter().chain(seq(pod, "initContainers")) {
+            assert_eq!(
+                pod["securityContext"]["runAsNonRoot"],
+                Value::from(true),
+                "{name}"
+            );
+            assert_eq!(
+                pod["securityContext"]["runAsUser"].as_u64(),
+                Some(10001),
+                "{name}"
+            );
+            assert_eq!(
+                str_at(pod, "securityContext.seccompProfile.type"),
+                "RuntimeDefault",
+                "{name}"
+            );
+            assert_eq!(
+                pod["automountServiceAccountToken"],
+                Value::from(false),
+                "{name}"
+            );
+            for c in seq(pod, "containers")
+                .iter()
+                .chain(seq(pod, "initContainers"))
+            {
                 let security = &c["securityContext"];
-                assert_eq!(security["readOnlyRootFilesystem"], Value::from(true), "{name}");
-                assert_eq!(security["allowPrivilegeEscalation"], Value::from(false), "{name}");
-                assert_eq!(seq(security, "capabilities.drop"), [Value::from("ALL")], "{name}");
-                assert!(security["capabilities"].get("add").is_none(), "{name} adds capabilities");
-                let mounts: BTreeSet<&str> = seq(c, "volumeMounts").iter().map(|m| str_at(m, "mountPath")).collect();
+                assert_eq!(
+                    security["readOnlyRootFilesystem"],
+                    Value::from(true),
+                    "{name}"
+                );
+                assert_eq!(
+                    security["allowPrivilegeEscalation"],
+                    Value::from(false),
+                    "{name}"
+                );
+                assert_eq!(
+                    seq(security, "capabilities.drop"),
+                    [Value::from("ALL")],
+                    "{name}"
+                );
+                assert!(
+                    security["capabilities"].get("add").is_none(),
+                    "{name} adds capabilities"
+                );
+                let mounts: BTreeSet<&str> = seq(c, "volumeMounts")
+                    .iter()
+                    .map(|m| str_at(m, "mountPath"))
+                    .collect();
                 assert!(mounts.contains("/tmp"), "{name}: /tmp is not writable");
                 if name != "aragora-gateway" {
-                    let data_dir = str_at(object(&objects, "ConfigMap", "aragora-config"), "data.ARAGORA_DATA_DIR");
-                    assert!(mounts.contains(data_dir), "{name}: the data directory {data_dir} is not a volume");
+                    let data_dir = str_at(
+                        object(&objects, "ConfigMap", "aragora-config"),
+                        "data.ARAGORA_DATA_DIR",
+                    );
+                    assert!(
+                        mounts.contains(data_dir),
+                        "{name}: the data directory {data_dir} is not a volume"
+                    );
                 }
-                assert!(c["resources"]["requests"].is_mapping() && c["resources"]["limits"].is_mapping(), "{name}");
+                assert!(
+                    c["resources"]["requests"].is_mapping()
+                        && c["resources"]["limits"].is_mapping(),
+                    "{name}"
+                );
             }
             if name != "aragora-control" {
-                let keys: BTreeSet<&str> = seq(pod, "topologySpreadConstraints").iter().map(|t| str_at(t, "topologyKey")).collect();
-                assert_eq!(keys, ["kubernetes.io/hostname", "topology.kubernetes.io/zone"].into(), "{overlay} {name}");
+                let keys: BTreeSet<&str> = seq(pod, "topologySpreadConstraints")
+                    .iter()
+                    .map(|t| str_at(t, "topologyKey"))
+                    .collect();
+                assert_eq!(
+                    keys,
+                    ["kubernetes.io/hostname", "topology.kubernetes.io/zone"].into(),
+                    "{overlay} {name}"
+                );
             }
         }
         // Ports 80 and 443 without a capability: the pod's own unprivileged port range.
-        let sysctls = seq(object(&objects, "Deployment", "aragora-gateway"), "spec.template.spec.securityContext.sysctls");
-        assert!(sysctls.iter().any(|s| s["name"] == "net.ipv4.ip_unprivileged_port_start" && s["value"].as_str().unwrap().parse::<u64>().unwrap() <= 80));
+        let sysctls = seq(
+            object(&objects, "Deployment", "aragora-gateway"),
+            "spec.template.spec.securityContext.sysctls",
+        );
+        assert!(sysctls
+            .iter()
+            .any(|s| s["name"] == "net.ipv4.ip_unprivileged_port_start"
+                && s["value"].as_str().unwrap().parse::<u64>().unwrap() <= 80));
     }
 }
 
@@ -645,21 +946,45 @@ fn pods_run_restricted_and_write_only_to_their_volumes() {
 fn the_ingress_fronts_the_gateway_and_leaves_its_affinity_cookie_alone() {
     let objects = render("production-ingress");
     let ingress = object(&objects, "Ingress", "aragora");
-    let backend = at(&seq(&seq(ingress, "spec.rules")[0], "http.paths")[0], "backend.service");
+    let backend = at(
+        &seq(&seq(ingress, "spec.rules")[0], "http.paths")[0],
+        "backend.service",
+    );
     assert_eq!(str_at(backend, "name"), "aragora-gateway");
     assert_eq!(backend["port"]["number"].as_u64(), Some(443));
     let annotations = at(ingress, "metadata.annotations");
-    assert_eq!(annotations["nginx.ingress.kubernetes.io/backend-protocol"], Value::from("HTTPS"));
+    assert_eq!(
+        annotations["nginx.ingress.kubernetes.io/backend-protocol"],
+        Value::from("HTTPS")
+    );
     // The gateway writes `aragora-affinity`; a controller cookie of that name would fight it.
-    assert!(annotations.get("nginx.ingress.kubernetes.io/session-cookie-name").is_none());
+    assert!(annotations
+        .get("nginx.ingress.kubernetes.io/session-cookie-name")
+        .is_none());
     // WebSockets stay open as long as the gateway lets them.
-    let idle: u64 = annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"].as_str().unwrap().parse().unwrap();
-    assert_eq!(idle, aragora_gateway::GatewayConfig::default().websocket_idle_timeout_secs);
+    let idle: u64 = annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        idle,
+        aragora_gateway::GatewayConfig::default().websocket_idle_timeout_secs
+    );
     let service = object(&objects, "Service", "aragora-gateway");
     assert_eq!(str_at(service, "spec.type"), "ClusterIP");
-    assert_eq!(str_at(object(&render("production"), "Service", "aragora-gateway"), "spec.type"), "LoadBalancer");
     assert_eq!(
-        str_at(object(&render("production"), "Service", "aragora-gateway"), "spec.externalTrafficPolicy"),
+        str_at(
+            object(&render("production"), "Service", "aragora-gateway"),
+            "spec.type"
+        ),
+        "LoadBalancer"
+    );
+    assert_eq!(
+        str_at(
+            object(&render("production"), "Service", "aragora-gateway"),
+            "spec.externalTrafficPolicy"
+        ),
         "Local"
     );
 }

@@ -255,7 +255,11 @@ fn generate_writes_the_prometheus_rule_objects_deploy_k8s_holds() {
         &[],
     );
     assert!(output.status.success(), "{}", text(&output));
-    assert!(text(&output).contains("prometheus-rules.yaml"), "{}", text(&output));
+    assert!(
+        text(&output).contains("prometheus-rules.yaml"),
+        "{}",
+        text(&output)
+    );
     let written = std::fs::read_to_string(&file).unwrap();
     let committed = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/k8s/base/prometheus-rules.yaml"),
