@@ -787,8 +787,14 @@ fn the_engine_hpa_scales_on_the_gauge_the_adapter_exposes() {
     let metric = str_at(pods, "pods.metric.name");
     assert_eq!(metric, aragora_telemetry::catalogue::ACTIVE_DEBATES.name);
     let target: u64 = str_at(pods, "pods.target.averageValue").parse().unwrap();
+    let slots = setting(
+        &env(container(&objects, "aragora-engine", "engine")),
+        aragora_engine::config::SETTINGS,
+        "ARAGORA_MAX_CONCURRENT_DEBATES",
+        aragora_engine::EngineConfig::default().max_concurrent_debates as u64,
+    );
     assert!(
-        target < aragora_engine::EngineConfig::default().max_concurrent_debates as u64,
+        target < slots,
         "the HPA would add replicas only once debates queue"
     );
     // The HPAs own the replica counts.
