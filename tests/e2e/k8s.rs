@@ -369,6 +369,21 @@ fn probes_and_ports_are_the_ones_the_code_serves() {
                 "{overlay} engine {probe}"
             );
         }
+        // Paths the engine's router serves; readiness the same path the gateways poll.
+        let routes = aragora_engine::http::route_table();
+        for probe in ["startupProbe", "livenessProbe", "readinessProbe"] {
+            let path = str_at(engine, &format!("{probe}.httpGet.path"));
+            assert!(
+                routes.iter().any(|r| r == path),
+                "{overlay}: the engine serves no {path}"
+            );
+        }
+        assert_eq!(
+            str_at(engine, "readinessProbe.httpGet.path"),
+            gateway_defaults.health_path,
+            "{overlay}: Kubernetes and the gateways judge engine readiness differently"
+        );
+        assert!(routes.iter().any(|r| r == "/metrics"));
         // The init container migrates; the engine itself never does (README, Migrations).
         let init = &seq(
             object(&objects, "Deployment", "aragora-engine"),
