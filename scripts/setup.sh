@@ -17,9 +17,12 @@ command -v promtool >/dev/null 2>&1 || need_packages+=(prometheus)  # alert rule
 command -v amtool >/dev/null 2>&1 || need_packages+=(prometheus-alertmanager)  # routing config check
 command -v systemd-analyze >/dev/null 2>&1 || need_packages+=(systemd)  # deploy/systemd units verified
 dpkg -s postgresql-client >/dev/null 2>&1 || need_packages+=(postgresql-client)  # the image's package, checked
-python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_packages+=(python3-venv)  # hadolint below
 # The compose profiles: `docker-compose config` checks them (the SME topology runs the exporters above too).
 command -v docker-compose >/dev/null 2>&1 || need_packages+=(docker-compose)
+# deploy/k8s validation (tests/e2e/k8s.rs): scripts/k8s-tools.sh fills a venv and an npm prefix.
+command -v python3 >/dev/null 2>&1 || need_packages+=(python3)
+python3 -c "import ensurepip, venv" >/dev/null 2>&1 || need_packages+=(python3-venv)  # hadolint too
+command -v npm >/dev/null 2>&1 || need_packages+=(npm)
 
 if [ "${#need_packages[@]}" -gt 0 ]; then
   echo "setup: installing ${need_packages[*]}" >&2

@@ -114,6 +114,10 @@ enum SloCommand {
         /// into this file (deploy/alertmanager/alertmanager.yml here).
         #[arg(long)]
         alertmanager: Option<PathBuf>,
+        /// Also write the rules as prometheus-operator PrometheusRule objects (the same groups as
+        /// the rule files) into this file (deploy/k8s/base/prometheus-rules.yaml here).
+        #[arg(long)]
+        prometheus_rule: Option<PathBuf>,
     },
     /// Show each SLO's error ratio, budget left, burn rates and alerts, as a table (or JSON).
     Status {
@@ -255,12 +259,16 @@ fn run_command(cli: Cli) -> ExitCode {
             out,
             dashboards,
             alertmanager,
+            prometheus_rule,
         }) => slo::generate(
             spec.spec.as_deref(),
             lookup.prometheus_url.as_deref(),
             &out,
-            dashboards.as_deref(),
-            alertmanager.as_deref(),
+            slo::Extras {
+                dashboards: dashboards.as_deref(),
+                alertmanager: alertmanager.as_deref(),
+                prometheus_rule: prometheus_rule.as_deref(),
+            },
         ),
         command => {
             let runtime = match tokio::runtime::Builder::new_multi_thread()

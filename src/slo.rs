@@ -120,13 +120,41 @@ pub fn check(spec: Option<&Path>, prometheus: Option<&str>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// What `aragora slo generate` writes besides the rule files of `--out`.
+pub struct Extras<'a> {
+    /// The Grafana dashboards' directory.
+    pub dashboards: Option<&'a Path>,
+    /// Alertmanager's configuration file.
+    pub alertmanager: Option<&'a Path>,
+    /// The prometheus-operator `PrometheusRule` objects' file.
+    pub prometheus_rule: Option<&'a Path>,
+}
+
+/// Writes a file, creating its directory.
+fn write_file(path: &Path, text: &str) -> Result<(), ExitCode> {
+    if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|err| {
+            crate::settings::failed(format!("cannot create {}: {err}", dir.display()))
+        })?;
+    }
+    std::fs::write(path, text).map_err(|err| {
+        crate::settings::failed(format!("cannot write {}: {err}", path.display()))
+    })?;
+    println!("wrote {}", path.display());
+    Ok(())
+}
+
 pub fn generate(
     spec: Option<&Path>,
     prometheus: Option<&str>,
     out: &Path,
-    dashboards: Option<&Path>,
-    alertmanager: Option<&Path>,
+    extras: Extras<'_>,
 ) -> ExitCode {
+    let Extras {
+        dashboards,
+        alertmanager,
+        prometheus_rule,
+    } = extras;
     // The receivers are judged before anything is written.
     let receivers = match alertmanager {
         None => None,
@@ -151,6 +179,13 @@ pub fn generate(
         Ok(files) => files,
         Err(err) => return fail(&err),
     };
+    let operator_rules = match prometheus_rule {
+        None => None,
+        Some(path) => match aragora_slo::generate::prometheus_rules(&spec, &settings) {
+            Ok(file) => Some((path, file.text)),
+            Err(err) => return fail(&err),
+        },
+    };
     let mut outputs = vec![(out, files)];
     if let Some(dir) = dashboards {
         outputs.push((dir, aragora_slo::generate::dashboard_files(&settings)));
@@ -163,16 +198,10 @@ pub fn generate(
             println!("wrote {}", dir.join(file.name).display());
         }
     }
-    if let Some((path, text)) = receivers {
-        if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
-            if let Err(err) = std::fs::create_dir_all(dir) {
-                return crate::settings::failed(format!("cannot create {}: {err}", dir.display()));
-            }
+    for (path, text) in receivers.into_iter().chain(operator_rules) {
+        if let Err(code) = write_file(path, &text) {
+            return code;
         }
-        if let Err(err) = std::fs::write(path, text) {
-            return crate::settings::failed(format!("cannot write {}: {err}", path.display()));
-        }
-        println!("wrote {}", path.display());
     }
     ExitCode::SUCCESS
 }

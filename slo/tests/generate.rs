@@ -54,6 +54,48 @@ fn committed_alerts_match_the_generator() {
 }
 
 #[test]
+fn committed_prometheus_rules_match_the_generator() {
+    let settings = SloSettings::from_env(&HashMap::new()).unwrap();
+    let file = generate::prometheus_rules(&settings.default_spec(), &settings).unwrap();
+    let path = repo_root().join("deploy/k8s/base").join(file.name);
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == file.text,
+        "deploy/k8s/base/{} differs from what the generator writes; run `aragora slo generate \
+         --prometheus-rule deploy/k8s/base/{}` (with no SLO_* variables set) and commit",
+        file.name,
+        file.name
+    );
+}
+
+#[test]
+fn prometheus_rules_hold_exactly_the_groups_of_the_rule_files() {
+    let settings = SloSettings::from_env(&HashMap::new()).unwrap();
+    let operator = generate::prometheus_rules(&settings.default_spec(), &settings).unwrap();
+    let objects: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&operator.text)
+        .map(|doc| serde::Deserialize::deserialize(doc).unwrap())
+        .collect();
+    let names: Vec<&str> = objects
+        .iter()
+        .map(|o| o["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["aragora-slo", "aragora-operational"]);
+    for (object, rule_file) in objects
+        .iter()
+        .zip([generate::SLO_RULES, generate::OPERATIONAL_RULES])
+    {
+        assert_eq!(object["kind"], "PrometheusRule");
+        assert_eq!(object["apiVersion"], "monitoring.coreos.com/v1");
+        let file = default_files()
+            .into_iter()
+            .find(|f| f.name == rule_file)
+            .unwrap();
+        let rules: serde_yaml::Value = serde_yaml::from_str(&file.text).unwrap();
+        assert_eq!(object["spec"], rules, "{rule_file}");
+    }
+}
+
+#[test]
 fn promtool_accepts_the_rules_and_their_tests_pass() {
     let dir = tempfile::tempdir().unwrap();
     generate::write(dir.path(), &default_files()).unwrap();

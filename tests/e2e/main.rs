@@ -45,6 +45,7 @@ mod gateway;
 mod gateway_claims;
 mod health;
 mod infra_alerts;
+mod k8s;
 mod lifecycle;
 mod llm_debates;
 mod maintenance;

@@ -239,3 +239,45 @@ async fn check_looks_up_a_foreign_histograms_buckets_in_prometheus() {
         .unwrap();
     assert!(output.status.success(), "{}", text(&output));
 }
+
+#[test]
+fn generate_writes_the_prometheus_rule_objects_deploy_k8s_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("k8s/prometheus-rules.yaml");
+    let output = slo(
+        &[
+            "generate",
+            "--out",
+            dir.path().join("alerts").to_str().unwrap(),
+            "--prometheus-rule",
+            file.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(
+        text(&output).contains("prometheus-rules.yaml"),
+        "{}",
+        text(&output)
+    );
+    let written = std::fs::read_to_string(&file).unwrap();
+    let committed = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/k8s/base/prometheus-rules.yaml"),
+    )
+    .unwrap();
+    assert_eq!(written, committed);
+    // A refused spec writes nothing.
+    let refused = dir.path().join("refused.yaml");
+    let output = slo(
+        &[
+            "generate",
+            "--out",
+            dir.path().join("alerts").to_str().unwrap(),
+            "--prometheus-rule",
+            refused.to_str().unwrap(),
+        ],
+        &[("SLO_LATENCY_P99_TARGET_MS", "450")],
+    );
+    assert_eq!(output.status.code(), Some(78), "{}", text(&output));
+    assert!(!refused.exists());
+}
