@@ -40,6 +40,7 @@ mod faults;
 mod gateway;
 mod gateway_claims;
 mod health;
+mod leader;
 mod lifecycle;
 mod llm_debates;
 mod maintenance;
