@@ -377,3 +377,70 @@ async fn two_controls_on_one_sqlite_data_dir_elect_one_leader() {
     })
     .await;
 }
+
+/// A leader whose database link goes silent (the fault proxy's black hole, both ways: no reset
+/// ever arrives) stops within its confirmation timeout; the server ends its idle lock session
+/// after `idle_session_timeout`, and only then does the other take over: never two leaders.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_cut_off_from_postgres_stops_before_the_other_takes_over() {
+    use crate::support::proxy::ProxyProcess;
+    let dir = tempfile::tempdir().unwrap();
+    let (database, env) = postgres_site(dir.path()).await;
+    let proxy = ProxyProcess::start("postgres", "127.0.0.1:5432").await;
+    let through_proxy = database.url.replace(
+        "127.0.0.1:5432",
+        &format!("127.0.0.1:{}", proxy.listen),
+    );
+    assert_ne!(through_proxy, database.url);
+    let (a_dir, b_dir) = (dir.path().join("a"), dir.path().join("b"));
+    let mut a_env = with_data_dir(&env, &a_dir);
+    for entry in a_env.iter_mut() {
+        if entry.0 == "DATABASE_URL" {
+            entry.1 = through_proxy.as_str();
+        }
+    }
+    // `a` first, so it leads through the proxy; `b` reaches PostgreSQL directly.
+    let a = Control::spawn("a", &a_env, dir.path());
+    eventually("a leads", TAKEOVER, || async {
+        (a.role().await? == "leader").then_some(())
+    })
+    .await;
+    let b = Control::spawn("b", &with_data_dir(&env, &b_dir), dir.path());
+    assert_eq!(one_leader(&[&a, &b], TAKEOVER).await, 0);
+    more_backups(&database.url, 0, 2).await;
+
+    proxy
+        .add_fault(
+            "postgres",
+            serde_json::json!({"kind": "blackhole", "direction": "both"}),
+        )
+        .await;
+    let cut = std::time::Instant::now();
+    eventually("a steps down", Duration::from_secs(10), || async {
+        let role = a.role().await?;
+        assert_ne!(b.role().await.as_deref(), Some("leader"), "b leads before a stopped");
+        (role == "follower").then_some(())
+    })
+    .await;
+    let stepped_down = cut.elapsed();
+    eventually("b leads", Duration::from_secs(30), || async {
+        let roles = (a.role().await?, b.role().await?);
+        assert!(
+            !(roles.0 == "leader" && roles.1 == "leader"),
+            "two leaders at once"
+        );
+        (roles.1 == "leader").then_some(())
+    })
+    .await;
+    let took_over = cut.elapsed();
+    assert!(
+        stepped_down < took_over,
+        "a stopped after {stepped_down:?}, b led after {took_over:?}"
+    );
+    let log = a.process.log_text();
+    assert!(log.contains("leadership lost"), "{log}");
+    let before: usize = backups_by_tick(&database.url).await.values().sum();
+    more_backups(&database.url, before, 2).await;
+    let all = format!("--- a\n{}--- b\n{}", log, b.process.log_text());
+    assert_once_per_tick(&backups_by_tick(&database.url).await, &all);
+}
