@@ -95,8 +95,9 @@ pub async fn control(args: &ControlArgs) -> ExitCode {
         "/healthz",
         get(move || {
             let scheduler = match &leadership {
-                Some(leadership) => serde_json::to_value(leadership.status())
-                    .unwrap_or(serde_json::Value::Null),
+                Some(leadership) => {
+                    serde_json::to_value(leadership.status()).unwrap_or(serde_json::Value::Null)
+                }
                 None => serde_json::json!({"role": "off"}),
             };
             async move { axum::Json(serde_json::json!({"status": "ok", "scheduler": scheduler})) }

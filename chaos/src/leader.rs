@@ -265,7 +265,8 @@ impl Leadership {
     }
 
     async fn claims(&self) -> Result<SqlStore, String> {
-        let url = crate::backup::primary_url(&self.shared.engine, "rw").map_err(|e| e.to_string())?;
+        let url =
+            crate::backup::primary_url(&self.shared.engine, "rw").map_err(|e| e.to_string())?;
         SqlStore::connect(self.shared.engine.db_backend, &url, 1)
             .await
             .map_err(|err| scrub(&err))
@@ -607,10 +608,7 @@ async fn campaign_file(
                     .ok()
                     .map(|text| text.trim().to_string())
                     .filter(|text| !text.is_empty());
-                shared.follow(
-                    format!("another process holds {}", path.display()),
-                    leader,
-                );
+                shared.follow(format!("another process holds {}", path.display()), leader);
             }
             Err(err) => shared.follow(format!("cannot lock {}: {err}", path.display()), None),
         }
@@ -657,5 +655,51 @@ mod tests {
         assert!(try_flock(&path).unwrap().is_none());
         drop(first);
         assert!(try_flock(&path).unwrap().is_some());
+    }
+
+    /// Two candidates on one SQLite database (one process here: flock is per open file, so
+    /// they contend as two processes would).
+    #[tokio::test]
+    async fn one_candidate_leads_and_a_tick_is_claimed_once_whoever_asks() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = EngineConfig {
+            data_dir: dir.path().to_path_buf(),
+            ..EngineConfig::default()
+        };
+        let store = SqlStore::connect(DbBackend::Sqlite, &engine.database_url(), 1)
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        store.close().await;
+        let (first, second) = (
+            Leadership::start(&engine, None),
+            Leadership::start(&engine, None),
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let (leader, follower) = loop {
+            match (first.role(), second.role()) {
+                (Role::Leader, Role::Follower) => break (&first, &second),
+                (Role::Follower, Role::Leader) => break (&second, &first),
+                roles => assert!(Instant::now() < deadline, "{roles:?}"),
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(leader.may_start(), Ok(()));
+        assert!(follower.may_start().is_err());
+        // Even a follower that asks (a split brain) gets no tick the leader claimed.
+        assert_eq!(leader.claim("backup", 60_000).await, Ok(Ok(())));
+        assert_eq!(
+            follower.claim("backup", 60_000).await,
+            Ok(Err(leader.id().to_string()))
+        );
+        assert_eq!(leader.claim("backup", 60_000).await.unwrap().is_err(), true);
+        assert_eq!(follower.claim("drill", 60_000).await, Ok(Ok(())));
+        leader.stop().await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while follower.role() != Role::Leader {
+            assert!(Instant::now() < deadline, "the follower never took over");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        follower.stop().await;
     }
 }

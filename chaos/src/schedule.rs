@@ -92,7 +92,9 @@ impl Schedules {
 pub type Work = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
 /// What a trigger calls at each tick: the scheduled time (scaled time on a scaled clock).
-type Tick = Arc<dyn Fn(chrono::DateTime<chrono::Utc>) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+type Tick = Arc<
+    dyn Fn(chrono::DateTime<chrono::Utc>) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync,
+>;
 
 /// `work` at each tick, when this process leads, the previous run has ended and the tick is
 /// claimed; each skip is logged with its reason.

@@ -193,12 +193,11 @@ pub async fn scheduled_run_holder(
     job: &str,
     scheduled_for_ms: i64,
 ) -> Result<Option<String>, sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT holder FROM scheduled_runs WHERE job = $1 AND scheduled_for_ms = $2",
-    )
-    .bind(job)
-    .bind(scheduled_for_ms)
-    .fetch_optional(pool)
-    .await?;
+    let row =
+        sqlx::query("SELECT holder FROM scheduled_runs WHERE job = $1 AND scheduled_for_ms = $2")
+            .bind(job)
+            .bind(scheduled_for_ms)
+            .fetch_optional(pool)
+            .await?;
     row.map(|row| row.try_get("holder")).transpose()
 }

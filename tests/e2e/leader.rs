@@ -141,10 +141,14 @@ fn assert_once_per_tick(ticks: &BTreeMap<i64, usize>, logs: &str) {
 
 /// Waits until `count` more backups than `before` are recorded.
 async fn more_backups(url: &str, before: usize, count: usize) {
-    eventually("more scheduled backups", Duration::from_secs(60), || async {
-        let total: usize = backups_by_tick(url).await.values().sum();
-        (total >= before + count).then_some(())
-    })
+    eventually(
+        "more scheduled backups",
+        Duration::from_secs(60),
+        || async {
+            let total: usize = backups_by_tick(url).await.values().sum();
+            (total >= before + count).then_some(())
+        },
+    )
     .await;
 }
 
@@ -201,10 +205,7 @@ async fn two_controls_on_postgres_back_up_each_tick_once_and_the_follower_takes_
         "{by:?}"
     );
     // Still one leader (the follower never took a tick and says so).
-    assert_eq!(
-        controls[follower].role().await.as_deref(),
-        Some("follower")
-    );
+    assert_eq!(controls[follower].role().await.as_deref(), Some("follower"));
 
     // kill -9: no chance to release anything; PostgreSQL ends the session and its lock.
     controls[leader].process.signal(libc::SIGKILL);
@@ -283,9 +284,11 @@ async fn a_leader_whose_lock_session_is_terminated_steps_down_and_the_other_take
     assert!(terminated);
     // The old leader stops within its confirmation interval; the other leads after it (the old
     // one stands down before standing again), and the two never both say leader.
-    eventually("the old leader steps down", Duration::from_secs(10), || async {
-        (controls[leader].role().await? == "follower").then_some(())
-    })
+    eventually(
+        "the old leader steps down",
+        Duration::from_secs(10),
+        || async { (controls[leader].role().await? == "follower").then_some(()) },
+    )
     .await;
     eventually("the other leads", TAKEOVER, || async {
         let roles = (
@@ -311,7 +314,9 @@ async fn a_leader_whose_lock_session_is_terminated_steps_down_and_the_other_take
     let by = claims(&database.url).await;
     let newest: Vec<&String> = by.values().rev().take(3).collect();
     assert!(
-        newest.iter().all(|holder| **holder == controls[follower].id()),
+        newest
+            .iter()
+            .all(|holder| **holder == controls[follower].id()),
         "{by:?}"
     );
 }
@@ -387,10 +392,9 @@ async fn a_leader_cut_off_from_postgres_stops_before_the_other_takes_over() {
     let dir = tempfile::tempdir().unwrap();
     let (database, env) = postgres_site(dir.path()).await;
     let proxy = ProxyProcess::start("postgres", "127.0.0.1:5432").await;
-    let through_proxy = database.url.replace(
-        "127.0.0.1:5432",
-        &format!("127.0.0.1:{}", proxy.listen),
-    );
+    let through_proxy = database
+        .url
+        .replace("127.0.0.1:5432", &format!("127.0.0.1:{}", proxy.listen));
     assert_ne!(through_proxy, database.url);
     let (a_dir, b_dir) = (dir.path().join("a"), dir.path().join("b"));
     let mut a_env = with_data_dir(&env, &a_dir);
@@ -418,7 +422,11 @@ async fn a_leader_cut_off_from_postgres_stops_before_the_other_takes_over() {
     let cut = std::time::Instant::now();
     eventually("a steps down", Duration::from_secs(10), || async {
         let role = a.role().await?;
-        assert_ne!(b.role().await.as_deref(), Some("leader"), "b leads before a stopped");
+        assert_ne!(
+            b.role().await.as_deref(),
+            Some("leader"),
+            "b leads before a stopped"
+        );
         (role == "follower").then_some(())
     })
     .await;
