@@ -692,7 +692,7 @@ mod tests {
             follower.claim("backup", 60_000).await,
             Ok(Err(leader.id().to_string()))
         );
-        assert_eq!(leader.claim("backup", 60_000).await.unwrap().is_err(), true);
+        assert!(leader.claim("backup", 60_000).await.unwrap().is_err());
         assert_eq!(follower.claim("drill", 60_000).await, Ok(Ok(())));
         leader.stop().await;
         let deadline = Instant::now() + Duration::from_secs(10);
