@@ -452,3 +452,33 @@ async fn a_leader_cut_off_from_postgres_stops_before_the_other_takes_over() {
     let all = format!("--- a\n{}--- b\n{}", log, b.process.log_text());
     assert_once_per_tick(&backups_by_tick(&database.url).await, &all);
 }
+
+/// `aragora serve` replicas with `ARAGORA_DR_SCHEDULER=true` stand in the same election: two of
+/// them on one PostgreSQL database back each tick up once, and the one that leads says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_replicas_with_the_dr_scheduler_back_up_each_tick_once() {
+    let database = TestDatabase::create().await;
+    let options = || {
+        EngineOptions::postgres(&database.url)
+            .env("ARAGORA_DR_SCHEDULER", "true")
+            .env("ARAGORA_BACKUP_SCHEDULE", EVERY_TWO_SECONDS)
+            .env("ARAGORA_DRILL_SCHEDULE", "")
+    };
+    let first = Engine::start(options()).await;
+    let second = Engine::start(options()).await;
+    more_backups(&database.url, 0, 4).await;
+    let logs = format!(
+        "--- first\n{}--- second\n{}",
+        first.log_text(),
+        second.log_text()
+    );
+    assert_once_per_tick(&backups_by_tick(&database.url).await, &logs);
+    let leads = |log: &str| log.contains("this process now leads the schedules");
+    assert!(
+        leads(&first.log_text()) != leads(&second.log_text()),
+        "exactly one replica leads:\n{logs}"
+    );
+    let holders: std::collections::BTreeSet<String> =
+        claims(&database.url).await.into_values().collect();
+    assert_eq!(holders.len(), 1, "{holders:?}");
+}
