@@ -329,40 +329,54 @@ async fn two_controls_on_one_sqlite_data_dir_elect_one_leader() {
     engine.signal(libc::SIGTERM);
     engine.wait_exit(Duration::from_secs(30)).await;
     let data_dir = engine.data_dir.to_str().unwrap().to_string();
-    let env = [("ARAGORA_DATA_DIR", data_dir.as_str())];
+    // Drills too, every 5 s: each one restores the latest backup and runs a smoke debate.
+    let env = [
+        ("ARAGORA_DATA_DIR", data_dir.as_str()),
+        ("ARAGORA_DRILL_SCHEDULE", "*/5 * * * * *"),
+    ];
     let a = Control::spawn("a", &env, dir.path());
     let b = Control::spawn("b", &env, dir.path());
     let mut controls = [a, b];
     let leader = one_leader(&[&controls[0], &controls[1]], TAKEOVER).await;
     let follower = 1 - leader;
     let database = engine.data_dir.join("aragora.db");
-    let count = |database: std::path::PathBuf| async move {
+    // Runs of `sql`'s times (ms) by tick of `tick_ms`.
+    let count = |database: std::path::PathBuf, sql: &'static str, tick_ms: i64| async move {
         let url = format!("sqlite://{}?mode=ro", database.display());
         let mut conn = sqlx::SqliteConnection::connect(&url).await.ok()?;
-        let rows = sqlx::query("SELECT created_at_ms FROM backups")
-            .fetch_all(&mut conn)
-            .await
-            .ok()?;
+        let rows = sqlx::query(sql).fetch_all(&mut conn).await.ok()?;
         let mut ticks: BTreeMap<i64, usize> = BTreeMap::new();
         for row in rows {
-            let at: i64 = row.get("created_at_ms");
-            *ticks.entry(at.div_euclid(TICK_MS)).or_insert(0) += 1;
+            let at: i64 = row.get(0);
+            *ticks.entry(at.div_euclid(tick_ms)).or_insert(0) += 1;
         }
         Some(ticks)
     };
-    let ticks = eventually("three scheduled backups", Duration::from_secs(60), || {
-        let database = database.clone();
-        async move {
-            let ticks = count(database).await?;
-            (ticks.values().sum::<usize>() >= 3).then_some(ticks)
-        }
-    })
+    let (backups, drills) = eventually(
+        "three scheduled backups and two drills",
+        Duration::from_secs(90),
+        || {
+            let database = database.clone();
+            async move {
+                let backups = count(
+                    database.clone(),
+                    "SELECT created_at_ms FROM backups",
+                    TICK_MS,
+                )
+                .await?;
+                let drills = count(database, "SELECT started_at_ms FROM drills", 5000).await?;
+                (backups.values().sum::<usize>() >= 3 && drills.values().sum::<usize>() >= 2)
+                    .then_some((backups, drills))
+            }
+        },
+    )
     .await;
     let logs = controls
         .iter()
         .map(|c| format!("--- {}\n{}", c.name, c.process.log_text()))
         .collect::<String>();
-    assert_once_per_tick(&ticks, &logs);
+    assert_once_per_tick(&backups, &logs);
+    assert_once_per_tick(&drills, &logs);
     let (_, body) = controls[follower].health().await.unwrap();
     assert_eq!(body["scheduler"]["lock"], "file_lock", "{body}");
     assert_eq!(
