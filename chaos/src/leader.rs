@@ -114,7 +114,8 @@ struct Shared {
     id: String,
     lock: &'static str,
     state: Mutex<State>,
-    gauge: Option<prometheus::IntGauge>,
+    /// `aragora_control_leader`, once a registry has it ([`Leadership::export_to`]).
+    gauge: Mutex<Option<prometheus::IntGauge>>,
     engine: EngineConfig,
 }
 
@@ -142,7 +143,6 @@ impl Leadership {
     /// Starts campaigning for the schedules of `engine`'s database; the gauge
     /// `aragora_control_leader` goes into `registry` when one is given.
     pub fn start(engine: &EngineConfig, registry: Option<&prometheus::Registry>) -> Leadership {
-        let gauge = registry.map(|r| aragora_telemetry::catalogue::CONTROL_LEADER.gauge(r));
         let lock = match engine.db_backend {
             DbBackend::Postgres => "postgres_advisory_lock",
             DbBackend::Sqlite => "file_lock",
@@ -157,7 +157,7 @@ impl Leadership {
                 leader: None,
                 confirmed_at: None,
             }),
-            gauge,
+            gauge: Mutex::new(None),
             engine: engine.clone(),
         });
         let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -173,11 +173,24 @@ impl Leadership {
             }
         };
         tracing::info!(id = %shared.id, lock, "standing for scheduler leader");
-        Leadership {
+        let leadership = Leadership {
             shared,
             stop: Arc::new(stop),
             task: Arc::new(Mutex::new(Some(task))),
+        };
+        if let Some(registry) = registry {
+            leadership.export_to(registry);
         }
+        leadership
+    }
+
+    /// Registers `aragora_control_leader` in `registry` (once; the engine's registry exists
+    /// only after the schedules of `serve` and `up` have started) and keeps it current.
+    pub fn export_to(&self, registry: &prometheus::Registry) {
+        let gauge = aragora_telemetry::catalogue::CONTROL_LEADER.gauge(registry);
+        let mut slot = self.shared.gauge.lock().unwrap_or_else(|e| e.into_inner());
+        gauge.set(i64::from(self.role() == Role::Leader));
+        *slot = Some(gauge);
     }
 
     /// This process's id (`host:pid`).
@@ -297,9 +310,7 @@ impl Shared {
         state.leader = Some(self.id.clone());
         state.confirmed_at = confirmed;
         drop(state);
-        if let Some(gauge) = &self.gauge {
-            gauge.set(1);
-        }
+        self.set_gauge(1);
         if was != Role::Leader {
             tracing::warn!(id = %self.id, lock = self.lock, role = "leader", "leadership: this process now leads the schedules (backups, drills, chaos experiments)");
         }
@@ -319,14 +330,19 @@ impl Shared {
         state.leader = leader.clone();
         state.confirmed_at = None;
         drop(state);
-        if let Some(gauge) = &self.gauge {
-            gauge.set(0);
-        }
+        self.set_gauge(0);
         let leader = leader.as_deref().unwrap_or("unknown");
         if was == Role::Leader {
             tracing::error!(id = %self.id, lock = self.lock, role = "follower", reason = %reason, "leadership lost: this process stops starting scheduled work at once; a run in progress finishes");
         } else if changed_leader {
             tracing::info!(id = %self.id, lock = self.lock, role = "follower", leader, reason = %reason, "leadership: following");
+        }
+    }
+
+    fn set_gauge(&self, value: i64) {
+        let gauge = self.gauge.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(gauge) = gauge.as_ref() {
+            gauge.set(value);
         }
     }
 

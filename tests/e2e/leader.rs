@@ -492,6 +492,15 @@ async fn serve_replicas_with_the_dr_scheduler_back_up_each_tick_once() {
         leads(&first.log_text()) != leads(&second.log_text()),
         "exactly one replica leads:\n{logs}"
     );
+    // Each replica's own /metrics says which one it is.
+    let gauge = |metrics: String| sample(&metrics, "aragora_control_leader");
+    let gauges = (gauge(first.metrics().await), gauge(second.metrics().await));
+    let expected = if leads(&first.log_text()) {
+        (Some(1.0), Some(0.0))
+    } else {
+        (Some(0.0), Some(1.0))
+    };
+    assert_eq!(gauges, expected, "{logs}");
     let holders: std::collections::BTreeSet<String> =
         claims(&database.url).await.into_values().collect();
     assert_eq!(holders.len(), 1, "{holders:?}");
