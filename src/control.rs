@@ -2,8 +2,13 @@
 //! processes (several replicas, Kubernetes). It runs the backup and drill schedules, the chaos
 //! experiments on their schedule, and, with `ARAGORA_PROMETHEUS_URL`, the live SLO evaluation
 //! (sent to Alertmanager); and it serves `/healthz`, `/metrics`, `/api/slo` and Alertmanager's
-//! webhook sink (`POST /api/alerts/webhook`, [`aragora_slo::sink`]) on a loopback port. Run one
-//! per deployment.
+//! webhook sink (`POST /api/alerts/webhook`, [`aragora_slo::sink`]) on a loopback port.
+//!
+//! Several replicas may run (a Deployment of two): they elect one scheduler leader
+//! ([`aragora_chaos::leader`], a PostgreSQL advisory lock, or a file lock on SQLite), and only
+//! the leader runs the schedules. Every replica serves the rest; `/healthz` answers 200 on
+//! followers too and says which role this replica has (`scheduler.role`), as does
+//! `aragora_control_leader` in `/metrics`.
 
 use crate::run::shutdown_signal;
 use crate::settings::{self, Parts, Sources};
@@ -56,10 +61,7 @@ pub async fn control(args: &ControlArgs) -> ExitCode {
     settings::init_logging(engine.log_level, engine.log_format);
 
     let registry = prometheus::Registry::new();
-    let mut router = axum::Router::new().route(
-        "/healthz",
-        get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
-    );
+    let mut router = axum::Router::new();
     let (stop_live, live_stopped) = tokio::sync::watch::channel(false);
     let mut evaluation = None;
     if let Some(live) = &live {
@@ -79,7 +81,9 @@ pub async fn control(args: &ControlArgs) -> ExitCode {
     let mut jobs = aragora_chaos::schedule::dr_jobs(engine.clone(), dr.clone());
     jobs.extend(scheduled::job(&chaos, report_dir, &registry));
     let scheduler = match aragora_chaos::schedule::scaled_clock(&dr) {
-        Ok(clock) => aragora_chaos::schedule::start_jobs(jobs, clock).await,
+        Ok(clock) => {
+            aragora_chaos::schedule::start_jobs(jobs, clock, &engine, Some(&registry)).await
+        }
         Err(err) => Err(err),
     };
     let scheduler = match scheduler {
@@ -89,6 +93,20 @@ pub async fn control(args: &ControlArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Followers are healthy: 200 either way, with the role for people and probes to read.
+    let leadership = scheduler.as_ref().map(|s| s.leadership().clone());
+    let mut router = router.route(
+        "/healthz",
+        get(move || {
+            let scheduler = match &leadership {
+                Some(leadership) => {
+                    serde_json::to_value(leadership.status()).unwrap_or(serde_json::Value::Null)
+                }
+                None => serde_json::json!({"role": "off"}),
+            };
+            async move { axum::Json(serde_json::json!({"status": "ok", "scheduler": scheduler})) }
+        }),
+    );
 
     let sink = std::sync::Arc::new(aragora_slo::sink::WebhookSink::new(
         &registry,

@@ -5,6 +5,7 @@
 use crate::settings::{self, print_problems, Parts, Sources, EXIT_BAD_CONFIG};
 use crate::{EngineArgs, GatewayArgs, UpArgs};
 use anyhow::Context;
+use aragora_chaos::leader::Leadership;
 use aragora_engine::config::DbBackend;
 use aragora_engine::{Bound, EngineConfig};
 use aragora_gateway::{ListenAddrs, RunningGateway};
@@ -54,9 +55,20 @@ async fn run_engine(
     shutdown: impl Future<Output = ()> + Send,
     on_bound: impl FnOnce(Bound),
     live: Option<&crate::slo::Live>,
+    leadership: Option<Leadership>,
 ) -> ExitCode {
     settings::init_logging(config.log_level, config.log_format);
-    let extras = live.map(|live| live.engine_extras()).unwrap_or_default();
+    let mut extras = live.map(|live| live.engine_extras()).unwrap_or_default();
+    // A replica standing for scheduler leader says in its own /metrics whether it leads.
+    if let Some(leadership) = leadership {
+        let earlier = extras.on_registry.take();
+        extras.on_registry = Some(Box::new(move |registry: &prometheus::Registry| {
+            if let Some(earlier) = earlier {
+                earlier(registry);
+            }
+            leadership.export_to(registry);
+        }));
+    }
     // The live SLO evaluation runs for as long as the engine does.
     let (stop_live, live_stopped) = tokio::sync::watch::channel(false);
     let evaluation = live.map(|live| live.spawn(live_stopped));
@@ -83,24 +95,26 @@ pub async fn serve(args: &EngineArgs) -> ExitCode {
     let live = crate::slo::Live::new(&loaded.slo, &loaded.live, false);
     let (config, dr) = (loaded.engine, loaded.dr);
     let schedules = dr.dr_scheduler;
-    with_dr_schedules(&config, dr, schedules, async {
+    with_dr_schedules(&config, dr, schedules, |leadership| async {
         run_engine(
             config.clone(),
             shutdown_signal(),
             |bound| announce_engine(&bound),
             live.as_ref(),
+            leadership,
         )
         .await
     })
     .await
 }
 
-/// Runs `work` with the backup and drill schedules going when `enabled` (and stopped after).
-async fn with_dr_schedules(
+/// Runs `work` with the backup and drill schedules going when `enabled` (and stopped after);
+/// `work` gets this process's candidacy for scheduler leader when the schedules run.
+async fn with_dr_schedules<F: Future<Output = ExitCode>>(
     engine: &EngineConfig,
     dr: aragora_chaos::DrConfig,
     enabled: bool,
-    work: impl Future<Output = ExitCode>,
+    work: impl FnOnce(Option<Leadership>) -> F,
 ) -> ExitCode {
     let scheduler = if enabled {
         match aragora_chaos::schedule::start(engine.clone(), dr).await {
@@ -113,7 +127,8 @@ async fn with_dr_schedules(
     } else {
         None
     };
-    let code = work.await;
+    let leadership = scheduler.as_ref().map(|s| s.leadership().clone());
+    let code = work(leadership).await;
     if let Some(scheduler) = scheduler {
         scheduler.shutdown().await;
     }
@@ -287,8 +302,10 @@ pub async fn up(args: &UpArgs) -> ExitCode {
     };
     // `up` is the whole system on one machine: it always runs the DR schedules.
     let scheduled = engine.clone();
-    let engine_run = run_engine(engine, shutdown, on_bound, live.as_ref());
-    let code = with_dr_schedules(&scheduled, dr, true, engine_run).await;
+    let code = with_dr_schedules(&scheduled, dr, true, |leadership| {
+        run_engine(engine, shutdown, on_bound, live.as_ref(), leadership)
+    })
+    .await;
     let failure = fatal.lock().unwrap_or_else(|e| e.into_inner()).take();
     match failure {
         Some(message) => {

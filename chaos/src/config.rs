@@ -39,7 +39,7 @@ aragora_config::settings! {
     drill_schedule: ["ARAGORA_DRILL_SCHEDULE"] "Cron expression (sec min hour day month weekday, UTC) of scheduled DR drills; empty turns them off.";
     rto_target_secs: ["ARAGORA_RTO_TARGET_SECS"] "Recovery time objective: a drill whose restore-to-ready time exceeds it fails.";
     rpo_target_secs: ["ARAGORA_RPO_TARGET_SECS"] "Recovery point objective: a drill whose restored data is older than the primary's by more fails.";
-    dr_scheduler: ["ARAGORA_DR_SCHEDULER"] "Run the backup and drill schedules inside `aragora serve` too (`aragora up` always runs them); keep it on one replica.";
+    dr_scheduler: ["ARAGORA_DR_SCHEDULER"] "Run the backup and drill schedules inside `aragora serve` too (`aragora up` always runs them); replicas that do elect one scheduler leader, which alone runs them.";
     clock_scale: ["ARAGORA_DR_CLOCK_SCALE"] "Runs the schedules on a clock this many times faster than real time (1: the real clock). For drilling the schedules themselves: a week of schedule in minutes.";
     clock_start: ["ARAGORA_DR_CLOCK_START"] "With ARAGORA_DR_CLOCK_SCALE: the time (RFC 3339, UTC) the scaled clock starts from; now when unset.";
     encryption_key: ["ARAGORA_ENCRYPTION_KEY"] "Encrypts backups at rest (AES-256-GCM) when set: a 32-byte key as 64 hex characters or base64 (`openssl rand -base64 32`). Restores, verifies and drills of encrypted backups need the same key; unencrypted backups keep restoring.";

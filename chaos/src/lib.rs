@@ -24,7 +24,8 @@
 //! | [`retention`] | pruning by count and age |
 //! | [`drill`] | the DR drill and its report |
 //! | [`cron`] | cron expressions: checking and parsing them as tokio-cron-scheduler does |
-//! | [`schedule`] | cron jobs for backups and drills (tokio-cron-scheduler) |
+//! | [`schedule`] | cron jobs for backups and drills (tokio-cron-scheduler), run by the leader only, each tick claimed once |
+//! | [`leader`] | the scheduler leader: a PostgreSQL advisory lock on its own connection, or a file lock on SQLite; the tick claims |
 //! | [`time`] | wall-clock timestamps: Unix milliseconds, shown as RFC 3339 in UTC |
 //! | [`progress`] | progress bars on a terminal, silence elsewhere |
 //! | [`link_faults`] | link faults (what the fault proxy does to a TCP link): kinds, directions, windows, what active ones add up to |
@@ -40,6 +41,7 @@ pub mod encryption;
 pub mod error;
 pub mod experiment;
 pub mod facts;
+pub mod leader;
 pub mod link_faults;
 pub mod manifest;
 pub mod postgres;

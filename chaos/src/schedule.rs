@@ -3,6 +3,9 @@
 //!
 //! Each job skips a tick while its previous run is still going (a slow backup must not pile
 //! up behind a short schedule), logs what it did, and records it in the DR log like the CLI.
+//! Only the scheduler leader runs a tick ([`crate::leader`]: every process that runs schedules
+//! on one database stands, one leads), and only after claiming it in `scheduled_runs` (keyed by
+//! job and scheduled time), so no tick runs twice.
 //!
 //! A weekly drill cannot be waited for in a test, and tokio-cron-scheduler reads the wall
 //! clock itself. So with `ARAGORA_DR_CLOCK_SCALE` above 1 the same jobs are triggered by a
@@ -11,6 +14,7 @@
 //! clock gets there. A week of schedule then passes in minutes, with the calendar intact.
 
 use crate::config::DrConfig;
+use crate::leader::Leadership;
 use crate::{backup, cron, drill, retention};
 use aragora_engine::EngineConfig;
 use std::future::Future;
@@ -57,13 +61,25 @@ enum Trigger {
 /// The running schedules; [`Schedules::shutdown`] stops them.
 pub struct Schedules {
     trigger: Trigger,
+    leadership: Leadership,
 }
 
 impl Schedules {
+    /// This process's part in the election of the scheduler leader.
+    pub fn leadership(&self) -> &Leadership {
+        &self.leadership
+    }
+
+    /// Stops the triggers, then the campaign (a leader releases its lock for a follower).
     pub async fn shutdown(self) {
-        match self.trigger {
-            Trigger::Cron(mut scheduler) => {
-                if let Err(err) = scheduler.shutdown().await {
+        self.shutdown_triggers().await;
+        self.leadership.stop().await;
+    }
+
+    async fn shutdown_triggers(&self) {
+        match &self.trigger {
+            Trigger::Cron(scheduler) => {
+                if let Err(err) = scheduler.clone().shutdown().await {
                     tracing::warn!(error = ?err, "the DR scheduler did not stop cleanly");
                 }
             }
@@ -75,36 +91,76 @@ impl Schedules {
 /// Work a schedule runs: a closure that starts one run.
 pub type Work = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
-/// `work`, skipping a tick while its previous run is still going.
-fn exclusive(work: Work) -> Work {
+/// What a trigger calls at each tick: the scheduled time (scaled time on a scaled clock).
+type Tick = Arc<
+    dyn Fn(chrono::DateTime<chrono::Utc>) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync,
+>;
+
+/// `work` at each tick, when this process leads, the previous run has ended and the tick is
+/// claimed; each skip is logged with its reason.
+fn guarded(name: &'static str, work: Work, leadership: Leadership) -> Tick {
     let busy = Arc::new(tokio::sync::Mutex::new(()));
-    Arc::new(move || {
-        let (busy, work) = (busy.clone(), work.clone());
+    Arc::new(move |tick| {
+        let (busy, work, leadership) = (busy.clone(), work.clone(), leadership.clone());
         Box::pin(async move {
+            let scheduled_for = tick.to_rfc3339();
+            if let Err(reason) = leadership.may_start() {
+                tracing::debug!(job = name, tick = %scheduled_for, reason = %reason, "not the scheduler leader; tick skipped");
+                return;
+            }
             let Ok(_running) = busy.try_lock() else {
-                tracing::warn!("the previous scheduled run is still going; skipping this tick");
+                tracing::warn!(job = name, tick = %scheduled_for, "the previous scheduled run is still going; skipping this tick");
                 return;
             };
+            let tick_ms = tick.timestamp_millis();
+            let claimed = match leadership.claim(name, tick_ms).await {
+                Ok(Ok(())) => true,
+                Ok(Err(holder)) => {
+                    tracing::info!(job = name, tick = %scheduled_for, holder = %holder, "tick already claimed; skipped");
+                    return;
+                }
+                Err(err) => {
+                    // No claim row (the database is away, or its schema predates migration 7):
+                    // the leader's lock alone keeps the tick single.
+                    tracing::warn!(job = name, tick = %scheduled_for, error = %err, "cannot claim the tick in scheduled_runs; running it under the scheduler lock alone");
+                    false
+                }
+            };
+            tracing::info!(job = name, scheduled_for = %scheduled_for, leader = %leadership.id(), "scheduled job starts");
             work().await;
+            if leadership.role() != crate::leader::Role::Leader {
+                tracing::warn!(job = name, tick = %scheduled_for, "this run finished after leadership was lost (runs in progress finish; the tick was claimed, so no one else ran it)");
+            }
+            if claimed {
+                leadership.finish(name, tick_ms).await;
+            }
         })
     })
 }
 
-/// A tokio-cron-scheduler job that runs `work` on `expression`.
-fn job(expression: &str, work: Work) -> Result<Job, String> {
-    let work = exclusive(work);
-    Job::new_async(expression, move |_, _| work()).map_err(|err| format!("{err:?}"))
+/// A tokio-cron-scheduler job that runs `tick` on `expression`, with the occurrence it fires for.
+fn job(expression: &str, tick: Tick) -> Result<Job, String> {
+    let occurrences = Arc::new(cron::parse(expression)?);
+    Job::new_async(expression, move |_, _| {
+        // tokio-cron-scheduler fires at or just after the occurrence: the latest one at or
+        // before now (whole seconds, as occurrences are) is the tick every replica agrees on.
+        let now = chrono::SubsecRound::trunc_subsecs(chrono::Utc::now(), 0);
+        let at = occurrences
+            .find_previous_occurrence(&now, true)
+            .unwrap_or(now);
+        tick(at)
+    })
+    .map_err(|err| format!("{err:?}"))
 }
 
-/// A timer that runs `work` at each occurrence of `expression` on the scaled clock.
+/// A timer that runs `tick` at each occurrence of `expression` on the scaled clock.
 fn scaled_job(
     name: &'static str,
     expression: &str,
     clock: ScaledClock,
-    work: Work,
+    tick: Tick,
 ) -> Result<tokio::task::JoinHandle<()>, String> {
     let occurrences = cron::parse(expression)?;
-    let work = exclusive(work);
     Ok(tokio::spawn(async move {
         loop {
             // croner keeps the sub-second part of its starting point; occurrences are whole seconds.
@@ -114,9 +170,9 @@ fn scaled_job(
                 return;
             };
             tokio::time::sleep(clock.real_delay_until(next)).await;
-            tracing::info!(job = name, scheduled_for = %next.to_rfc3339(), "scheduled job starts (scaled clock)");
+            tracing::debug!(job = name, tick = %next.to_rfc3339(), "tick (scaled clock)");
             // Not awaited: a run that outlasts the next occurrence makes that tick skip.
-            tokio::spawn(work());
+            tokio::spawn(tick(next));
         }
     }))
 }
@@ -202,20 +258,30 @@ pub fn scaled_clock(dr: &DrConfig) -> Result<Option<ScaledClock>, String> {
     Ok(Some(ScaledClock::new(start, dr.clock_scale)))
 }
 
-/// Starts the configured backup and drill schedules (none when both are empty).
+/// Starts the configured backup and drill schedules (none when both are empty), this process
+/// standing for scheduler leader of `engine`'s database.
 pub async fn start(engine: EngineConfig, dr: DrConfig) -> Result<Option<Schedules>, String> {
     let clock = scaled_clock(&dr)?;
-    start_jobs(dr_jobs(engine, dr), clock).await
+    start_jobs(dr_jobs(engine.clone(), dr), clock, &engine, None).await
 }
 
-/// Runs `jobs` on tokio-cron-scheduler, or on `clock` when it is scaled (none: no scheduler).
+/// Runs `jobs` on tokio-cron-scheduler, or on `clock` when it is scaled (none: no scheduler),
+/// each tick only on the scheduler leader of `engine`'s database; this process stands
+/// (`aragora_control_leader` in `registry`, when given).
 pub async fn start_jobs(
     jobs: Vec<ScheduledJob>,
     clock: Option<ScaledClock>,
+    engine: &EngineConfig,
+    registry: Option<&prometheus::Registry>,
 ) -> Result<Option<Schedules>, String> {
     if jobs.is_empty() {
         return Ok(None);
     }
+    // Checked before standing, so a bad expression never leaves a campaign behind.
+    for job in &jobs {
+        cron::parse(&job.expression)?;
+    }
+    let leadership = Leadership::start(engine, registry);
     let described: Vec<String> = jobs
         .iter()
         .map(|job| format!("{} {:?}", job.name, job.expression))
@@ -223,25 +289,41 @@ pub async fn start_jobs(
     let trigger = match clock {
         Some(clock) => Trigger::Scaled(
             jobs.into_iter()
-                .map(|job| scaled_job(job.name, &job.expression, clock, job.work))
+                .map(|job| {
+                    let tick = guarded(job.name, job.work, leadership.clone());
+                    scaled_job(job.name, &job.expression, clock, tick)
+                })
                 .collect::<Result<_, _>>()?,
         ),
         None => {
-            let scheduler = JobScheduler::new()
-                .await
-                .map_err(|err| format!("{err:?}"))?;
-            for scheduled in jobs {
-                scheduler
-                    .add(job(&scheduled.expression, scheduled.work)?)
+            let started = async {
+                let scheduler = JobScheduler::new()
                     .await
                     .map_err(|err| format!("{err:?}"))?;
+                for scheduled in jobs {
+                    let tick = guarded(scheduled.name, scheduled.work, leadership.clone());
+                    scheduler
+                        .add(job(&scheduled.expression, tick)?)
+                        .await
+                        .map_err(|err| format!("{err:?}"))?;
+                }
+                scheduler.start().await.map_err(|err| format!("{err:?}"))?;
+                Ok::<_, String>(scheduler)
+            };
+            match started.await {
+                Ok(scheduler) => Trigger::Cron(scheduler),
+                Err(err) => {
+                    leadership.stop().await;
+                    return Err(err);
+                }
             }
-            scheduler.start().await.map_err(|err| format!("{err:?}"))?;
-            Trigger::Cron(scheduler)
         }
     };
     tracing::info!(jobs = ?described, "schedules running");
-    Ok(Some(Schedules { trigger }))
+    Ok(Some(Schedules {
+        trigger,
+        leadership,
+    }))
 }
 
 #[cfg(test)]

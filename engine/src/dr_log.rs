@@ -1,7 +1,9 @@
 //! The disaster-recovery log: backups taken and DR drills run, kept in the primary database
 //! (tables `backups` and `drills`) so that `GET /api/drills`, `aragora drill history` and every
 //! replica's `/metrics` report the same history, whichever process took the backup or ran the
-//! drill. The chaos crate does the work; this module only records and reads it.
+//! drill. The chaos crate does the work; this module only records and reads it. The table
+//! `scheduled_runs` (migration 0007) holds one claim per scheduled job and tick, so no tick of
+//! a backup, drill or chaos schedule runs twice, whichever process believes it leads.
 //!
 //! The queries take the store's pool and answer in `sqlx::Error`, which the store's own error
 //! wraps: the store calls this module, never the other way round.
@@ -131,4 +133,71 @@ pub async fn status(pool: &AnyPool) -> Result<DrStatus, sqlx::Error> {
         last_drill_rto_seconds: latest.as_ref().and_then(|d| d.rto_seconds),
         last_drill_rpo_seconds: latest.and_then(|d| d.rpo_seconds),
     })
+}
+
+/// How long claims of scheduled runs are kept (each claim prunes its job's older ones).
+const SCHEDULED_RUNS_KEPT_MS: i64 = 30 * 24 * 3600 * 1000;
+
+/// Claims the run of `job` scheduled for `scheduled_for_ms` for `holder` (table
+/// `scheduled_runs`, migration 0007): true when this call inserted the claim, false when the
+/// tick was claimed already (by anyone, this process included), so it must not run again.
+/// Claims older than 30 days of the same job are deleted on the way.
+pub async fn claim_scheduled_run(
+    pool: &AnyPool,
+    job: &str,
+    scheduled_for_ms: i64,
+    holder: &str,
+    now_ms: i64,
+) -> Result<bool, sqlx::Error> {
+    let inserted = sqlx::query(
+        "INSERT INTO scheduled_runs (job, scheduled_for_ms, holder, started_at_ms) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (job, scheduled_for_ms) DO NOTHING",
+    )
+    .bind(job)
+    .bind(scheduled_for_ms)
+    .bind(holder)
+    .bind(now_ms)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    sqlx::query("DELETE FROM scheduled_runs WHERE job = $1 AND scheduled_for_ms < $2")
+        .bind(job)
+        .bind(scheduled_for_ms - SCHEDULED_RUNS_KEPT_MS)
+        .execute(pool)
+        .await?;
+    Ok(inserted == 1)
+}
+
+/// Notes that the claimed run of `job` at `scheduled_for_ms` ended (whatever its outcome: the
+/// backup and drill tables say that).
+pub async fn finish_scheduled_run(
+    pool: &AnyPool,
+    job: &str,
+    scheduled_for_ms: i64,
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE scheduled_runs SET finished_at_ms = $3 WHERE job = $1 AND scheduled_for_ms = $2",
+    )
+    .bind(job)
+    .bind(scheduled_for_ms)
+    .bind(now_ms)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Who claimed the run of `job` at `scheduled_for_ms`, if anyone.
+pub async fn scheduled_run_holder(
+    pool: &AnyPool,
+    job: &str,
+    scheduled_for_ms: i64,
+) -> Result<Option<String>, sqlx::Error> {
+    let row =
+        sqlx::query("SELECT holder FROM scheduled_runs WHERE job = $1 AND scheduled_for_ms = $2")
+            .bind(job)
+            .bind(scheduled_for_ms)
+            .fetch_optional(pool)
+            .await?;
+    row.map(|row| row.try_get("holder")).transpose()
 }

@@ -219,6 +219,37 @@ impl SqlStore {
         &self.pool
     }
 
+    /// Claims a scheduled tick of `job` for `holder` (see [`dr_log::claim_scheduled_run`]):
+    /// false when it was claimed already and must not run.
+    pub async fn claim_scheduled_run(
+        &self,
+        job: &str,
+        scheduled_for_ms: i64,
+        holder: &str,
+    ) -> Result<bool, StoreError> {
+        let now = crate::model::now_ms();
+        Ok(dr_log::claim_scheduled_run(&self.pool, job, scheduled_for_ms, holder, now).await?)
+    }
+
+    /// Notes that a claimed scheduled run ended.
+    pub async fn finish_scheduled_run(
+        &self,
+        job: &str,
+        scheduled_for_ms: i64,
+    ) -> Result<(), StoreError> {
+        let now = crate::model::now_ms();
+        Ok(dr_log::finish_scheduled_run(&self.pool, job, scheduled_for_ms, now).await?)
+    }
+
+    /// Who claimed a scheduled tick of `job`, if anyone.
+    pub async fn scheduled_run_holder(
+        &self,
+        job: &str,
+        scheduled_for_ms: i64,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(dr_log::scheduled_run_holder(&self.pool, job, scheduled_for_ms).await?)
+    }
+
     /// Opens a pool. For SQLite the file is created if missing and put in WAL mode.
     pub async fn connect(
         backend: DbBackend,

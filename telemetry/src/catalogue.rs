@@ -529,6 +529,14 @@ pub const ALERT_NOTIFICATIONS_RECEIVED_TOTAL: MetricDef = MetricDef {
     buckets: &[],
 };
 
+pub const CONTROL_LEADER: MetricDef = MetricDef {
+    name: "aragora_control_leader",
+    kind: MetricKind::Gauge,
+    help: "1 while this process leads the scheduled work (backups, drills, chaos experiments; the PostgreSQL advisory lock or, on SQLite, the data directory's file lock), 0 while it follows. Exactly one process of a deployment shows 1.",
+    labels: &[],
+    buckets: &[],
+};
+
 /// Every metric of the catalogue, for generators and for the test that checks a running
 /// system exports what rules and dashboards refer to.
 pub const ALL: &[MetricDef] = &[
@@ -581,6 +589,7 @@ pub const ALL: &[MetricDef] = &[
     CHAOS_PROXY_FAULTS_ACTIVE,
     CHAOS_EXPERIMENT_RUNS_TOTAL,
     ALERT_NOTIFICATIONS_RECEIVED_TOTAL,
+    CONTROL_LEADER,
 ];
 
 impl MetricDef {

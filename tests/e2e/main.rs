@@ -46,6 +46,7 @@ mod gateway_claims;
 mod health;
 mod infra_alerts;
 mod k8s;
+mod leader;
 mod lifecycle;
 mod llm_debates;
 mod maintenance;
