@@ -7,6 +7,7 @@
 //! Alertmanager one; the services the files name each other by exist; Grafana's provisioning
 //! reaches the dashboards with the datasource they ask for.
 
+use crate::support::assert_succeeded;
 use crate::support::compose::{compose_dir, env_example, repo, ComposeFile};
 use aragora_config::Setting;
 use serde_json::Value;
@@ -264,16 +265,6 @@ fn run(program: &str, args: &[&str], env: &[(&str, &str)], package: &str) -> Out
         })
 }
 
-fn assert_success(output: &Output, what: &str) -> String {
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(output.status.success(), "{what} failed:\n{text}");
-    text
-}
-
 #[test]
 fn docker_compose_accepts_both_profiles_with_the_example_env_file() {
     for file in ["docker-compose.simple.yml", "docker-compose.sme.yml"] {
@@ -284,7 +275,7 @@ fn docker_compose_accepts_both_profiles_with_the_example_env_file() {
             &[("DEPLOY_ENV_FILE", "../.env.example")],
             "docker-compose",
         );
-        let rendered = assert_success(&output, &format!("docker-compose config of {file}"));
+        let rendered = assert_succeeded(&output, &format!("docker-compose config of {file}"));
         // What compose resolved: the secrets reached the containers from the env file.
         assert!(
             rendered.contains("ARAGORA_JWT_SECRET: change-me"),
@@ -505,7 +496,7 @@ fn promtool_accepts_the_compose_prometheus_config_with_its_rules_as_mounted() {
     let dir = tempfile::tempdir().unwrap();
     let copy = dir.path().join("prometheus.yml");
     std::fs::write(&copy, &resolved).unwrap();
-    let checked = assert_success(
+    let checked = assert_succeeded(
         &run(
             "promtool",
             &["check", "config", copy.to_str().unwrap()],
@@ -545,7 +536,7 @@ fn amtool_accepts_the_compose_alertmanager_config_and_pages_reach_the_pager() {
         .expect("alertmanager --config.file");
     let config = sme.host_path("alertmanager", file).expect("mounted");
     let config = config.to_str().unwrap();
-    let checked = assert_success(
+    let checked = assert_succeeded(
         &run(
             "amtool",
             &["check-config", config],

@@ -9,6 +9,7 @@
 //! The tools come from PyPI and npm into `target/k8s-tools` (`scripts/k8s-tools.sh`: pinned
 //! versions, a second run takes no time); nothing is fetched from anywhere else.
 
+use crate::support::output_text;
 use serde_yaml::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -42,14 +43,6 @@ fn tools() -> &'static Path {
     })
 }
 
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
 fn run(command: &mut Command, input: Option<&str>) -> Output {
     use std::io::Write;
     command
@@ -81,7 +74,7 @@ fn render_text(overlay: &str) -> String {
     assert!(
         output.status.success(),
         "kustomize {overlay}: {}",
-        text(&output)
+        output_text(&output)
     );
     let text = String::from_utf8(output.stdout).unwrap();
     rendered
@@ -219,7 +212,7 @@ fn every_object_of_every_overlay_is_valid_against_its_schema() {
                 .arg(&file),
             None,
         );
-        let said = text(&output);
+        let said = output_text(&output);
         assert!(output.status.success(), "{overlay}: {said}");
         assert!(!said.contains("Couldn't find schema"), "{overlay}: {said}");
 
@@ -229,7 +222,7 @@ fn every_object_of_every_overlay_is_valid_against_its_schema() {
                 .arg(tools().join("npm")),
             Some(&serde_json::to_string(&operator).unwrap()),
         );
-        let said = text(&output);
+        let said = output_text(&output);
         assert!(output.status.success(), "{overlay}: {said}");
         // Two PrometheusRules, two ServiceMonitors, one PodMonitor: each checked.
         let checked = said.lines().filter(|line| line.starts_with("ok ")).count();
@@ -253,11 +246,11 @@ fn the_validators_refuse_an_unknown_field() {
             .arg(&file),
         None,
     );
-    assert!(!output.status.success(), "{}", text(&output));
+    assert!(!output.status.success(), "{}", output_text(&output));
     assert!(
-        text(&output).contains("terminationGracePeriodSecondz"),
+        output_text(&output).contains("terminationGracePeriodSecondz"),
         "{}",
-        text(&output)
+        output_text(&output)
     );
 
     let mut rule = object(&objects, "PrometheusRule", "aragora-operational").clone();
@@ -268,11 +261,11 @@ fn the_validators_refuse_an_unknown_field() {
             .arg(tools().join("npm")),
         Some(&serde_json::to_string(&[rule]).unwrap()),
     );
-    assert!(!output.status.success(), "{}", text(&output));
+    assert!(!output.status.success(), "{}", output_text(&output));
     assert!(
-        text(&output).contains("unknown field forr"),
+        output_text(&output).contains("unknown field forr"),
         "{}",
-        text(&output)
+        output_text(&output)
     );
 }
 
@@ -312,9 +305,9 @@ fn the_prometheus_rules_hold_the_groups_of_alerts_and_pass_their_promtool_tests(
         assert!(
             output.status.success(),
             "promtool {args:?}: {}",
-            text(&output)
+            output_text(&output)
         );
-        text(&output)
+        output_text(&output)
     };
     let checked = promtool(&["check", "rules", "slo-rules.yaml", "operational-rules.yaml"]);
     assert!(checked.contains("SUCCESS"), "{checked}");
@@ -879,7 +872,7 @@ fn the_engine_hpa_scales_on_the_gauge_the_adapter_exposes() {
             .current_dir(dir.path()),
         None,
     );
-    assert!(output.status.success(), "{query}: {}", text(&output));
+    assert!(output.status.success(), "{query}: {}", output_text(&output));
 }
 
 #[test]
@@ -1108,16 +1101,16 @@ async fn the_production_pods_environment_is_a_configuration_the_binary_accepts()
                     .arg(&cert),
                 None,
             );
-            assert!(made.status.success(), "openssl: {}", text(&made));
+            assert!(made.status.success(), "openssl: {}", output_text(&made));
             command
                 .env("ARAGORA_TLS_CERT", &cert)
                 .env("ARAGORA_TLS_KEY", &key);
         }
         let output = run(&mut command, None);
         let report: serde_json::Value = serde_json::from_slice(&output.stdout)
-            .unwrap_or_else(|err| panic!("{name}: {err}: {}", text(&output)));
+            .unwrap_or_else(|err| panic!("{name}: {err}: {}", output_text(&output)));
         assert_eq!(report["verdict"], "valid", "{name}: {report:#}");
-        assert!(output.status.success(), "{name}: {}", text(&output));
+        assert!(output.status.success(), "{name}: {}", output_text(&output));
         let checks = report["checks"].to_string();
         assert!(checks.contains("production"), "{name}: {checks}");
         if name == "gateway" {

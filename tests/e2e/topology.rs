@@ -474,13 +474,7 @@ async fn the_sme_compose_topology_loses_no_debate_shares_its_limits_and_pages_on
     let sink_url = format!("http://{control_addr}/api/alerts/webhook");
 
     // Alertmanager with the compose file's configuration, its receivers at this control.
-    let am_command = sme.command("alertmanager");
-    let am_file = am_command
-        .iter()
-        .find_map(|arg| arg.strip_prefix("--config.file="))
-        .unwrap();
-    let am_config =
-        std::fs::read_to_string(sme.host_path("alertmanager", am_file).unwrap()).unwrap();
+    let am_config = sme.config_file_text("alertmanager");
     let listen = &sme.environment("control")["ARAGORA_CONTROL_LISTEN"];
     let shipped_sink = format!(
         "http://control:{}/api/alerts/webhook",
@@ -495,13 +489,7 @@ async fn the_sme_compose_topology_loses_no_debate_shares_its_limits_and_pages_on
 
     // Prometheus with the compose file's configuration: targets by service name become the
     // processes' addresses, rule files the repository's through the alerts mount.
-    let prom_command = sme.command("prometheus");
-    let prom_file = prom_command
-        .iter()
-        .find_map(|arg| arg.strip_prefix("--config.file="))
-        .unwrap();
-    let prom_text =
-        std::fs::read_to_string(sme.host_path("prometheus", prom_file).unwrap()).unwrap();
+    let prom_text = sme.config_file_text("prometheus");
     let mut prom: serde_yaml::Value = serde_yaml::from_str(&prom_text).unwrap();
     // TEST TIME: 15 s and 30 s in the file.
     prom["global"]["scrape_interval"] = "1s".into();

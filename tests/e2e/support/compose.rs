@@ -7,10 +7,7 @@ use serde_yaml::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// The repository root.
-pub fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+pub use super::deploy::repo;
 
 /// `deploy/compose/`, the directory compose resolves the files' relative paths against.
 pub fn compose_dir() -> PathBuf {
@@ -192,6 +189,20 @@ impl ComposeFile {
                     .then(|| (dir.join(source), target.to_string()))
             })
             .collect()
+    }
+
+    /// The text of the file service `name` is started with (`--config.file=`, a path in the
+    /// container), read from the host through its bind mounts.
+    pub fn config_file_text(&self, name: &str) -> String {
+        let command = self.command(name);
+        let file = command
+            .iter()
+            .find_map(|arg| arg.strip_prefix("--config.file="))
+            .unwrap_or_else(|| panic!("{name} is started with no --config.file"));
+        let host = self
+            .host_path(name, file)
+            .unwrap_or_else(|| panic!("{name}'s {file} is not in a bind mount"));
+        std::fs::read_to_string(&host).unwrap_or_else(|err| panic!("{}: {err}", host.display()))
     }
 
     /// The host path of `container_path` in service `name`, through its bind mounts.

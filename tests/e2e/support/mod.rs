@@ -923,6 +923,22 @@ impl UpProcess {
 
 deref_to_process!(UpProcess);
 
+/// What a finished command wrote, stdout then stderr, for asserting on either.
+pub fn output_text(output: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// [`output_text`], once the command is seen to have succeeded (`what` names it otherwise).
+pub fn assert_succeeded(output: &std::process::Output, what: &str) -> String {
+    let text = output_text(output);
+    assert!(output.status.success(), "{what} failed:\n{text}");
+    text
+}
+
 /// A finished command for an assertion message: its exit code, stdout and stderr.
 pub fn describe_output(output: &std::process::Output) -> String {
     format!(
