@@ -8,7 +8,8 @@
 //! through the other, an engine and a gateway are killed with SIGKILL mid-debate, and the test
 //! checks that no debate is lost, that the rate limit is one limit across both gateways, that
 //! Prometheus has every target up, and that a total outage pages: the page reaches control's
-//! webhook sink through Alertmanager.
+//! webhook sink through Alertmanager. Each aragora service's compose healthcheck (`aragora probe`)
+//! runs against its process: passing while it serves, failing once it is killed.
 //!
 //! What is rewritten, and nothing else (`REWRITTEN`; the test asserts every other variable a
 //! process gets is the file's):
@@ -114,6 +115,23 @@ fn expect_host(url: &str, service: &str) {
     let rest = url.split("://").last().unwrap();
     let rest = rest.rsplit('@').next().unwrap();
     assert_eq!(rest.split([':', '/']).next().unwrap(), service, "{url}");
+}
+
+/// Runs service `name`'s compose healthcheck (`aragora probe URL`, the real binary) against
+/// where its process listens: the URL's port, the container's, becomes `port`. Whether it passed.
+fn healthcheck_passes(sme: &ComposeFile, name: &str, port: u16) -> bool {
+    let test = crate::support::compose::strings(&sme.service(name)["healthcheck"]["test"]);
+    assert_eq!(test[..3], ["CMD", "aragora", "probe"], "{name}: {test:?}");
+    let mut url = reqwest::Url::parse(&test[3]).unwrap();
+    assert_eq!(url.host_str(), Some("127.0.0.1"), "{name} probes itself");
+    url.set_port(Some(port)).unwrap();
+    aragora_command()
+        .args(["probe", url.as_str()])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+        .status
+        .success()
 }
 
 /// A running aragora service of the file.
@@ -594,6 +612,26 @@ async fn the_sme_compose_topology_loses_no_debate_shares_its_limits_and_pages_on
     })
     .await;
 
+    // Each aragora service's own compose healthcheck passes where it listens.
+    for (service, api) in &engines {
+        assert!(
+            healthcheck_passes(&sme, &service.name, api.port()),
+            "{} healthcheck",
+            service.name
+        );
+    }
+    for (service, _, admin) in &gateways {
+        assert!(
+            healthcheck_passes(&sme, &service.name, *admin),
+            "{} healthcheck",
+            service.name
+        );
+    }
+    assert!(
+        healthcheck_passes(&sme, control_name, bound.port()),
+        "control healthcheck"
+    );
+
     // One rate limit across both gateways: one client (127.0.0.2) spreading 160 requests over
     // them gets the shipped 100 a minute in all (each gateway alone would admit 100).
     let limited = client_from(&cert_pem, ip("127.0.0.2"));
@@ -678,6 +716,18 @@ async fn the_sme_compose_topology_loses_no_debate_shares_its_limits_and_pages_on
     let dead_replica = replica_id(&engines[victim].0.process.log_text());
     engines[victim].0.process.signal(libc::SIGKILL);
     gateways[0].0.process.signal(libc::SIGKILL);
+    // The dead ones' healthchecks fail, as compose would see (and restart them).
+    let (victim_name, dead_admin) = (engines[victim].0.name.clone(), gateways[0].2);
+    eventually(
+        "the killed services' healthchecks failing",
+        PATIENCE,
+        || async {
+            (!healthcheck_passes(&sme, &victim_name, victim_api.port())
+                && !healthcheck_passes(&sme, &gateways[0].0.name, dead_admin))
+            .then_some(())
+        },
+    )
+    .await;
     let survivor = engines
         .iter()
         .find(|(_, api)| *api != victim_api)

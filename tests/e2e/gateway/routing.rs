@@ -119,10 +119,15 @@ async fn a_killed_replica_leaves_rotation_after_a_few_refused_connections_and_on
 ) {
     let (mut engines, ports) = three_engines().await;
     let upstreams: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-    // Health checks alone would take it out only after 3 s (3 checks a second apart): the
-    // passive count of refused connections must do it first.
-    let gateway =
-        GatewayProcess::start(&upstreams, &[("ARAGORA_HEALTH_INTERVAL_MS", "1000".into())]).await;
+    // Health checks alone would take it out only after 20 s or more (3 checks 10 s apart; the
+    // first round runs at once, so the replicas are in rotation from the start): the passive
+    // count of refused connections must do it first. At a second apart, a loaded machine's
+    // slow requests let the checks win the race, and no request met the dead replica.
+    let gateway = GatewayProcess::start(
+        &upstreams,
+        &[("ARAGORA_HEALTH_INTERVAL_MS", "10000".into())],
+    )
+    .await;
     gateway.wait_ready_count(3, PATIENCE).await;
     let workers = 4;
     let load = Load::start(
