@@ -708,3 +708,53 @@ fn hadolint_finds_nothing_in_the_dockerfile() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// Backups run the image's `pg_dump`, which refuses a server of a newer major version: every
+/// PostgreSQL server image `deploy/` runs must be no newer than the runtime stage's client
+/// (Debian's `postgresql-client` of the same release as this machine, so its `pg_dump`).
+#[test]
+fn every_postgresql_server_in_deploy_is_one_the_images_pg_dump_can_back_up() {
+    let (runtime, _) = stages();
+    assert!(
+        runtime
+            .all("RUN")
+            .iter()
+            .any(|line| line.contains("postgresql-client")),
+        "the runtime stage installs postgresql-client"
+    );
+    let version = Command::new("pg_dump").arg("--version").output().unwrap();
+    let version = String::from_utf8_lossy(&version.stdout).to_string();
+    let client: u32 = version
+        .split_whitespace()
+        .find_map(|word| word.split('.').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("pg_dump --version: {version}"));
+    let mut servers = Vec::new();
+    for file in files_under(&repo(), "deploy") {
+        let text = std::fs::read_to_string(repo().join(&file)).unwrap_or_default();
+        for line in text.lines() {
+            let Some(image) = line.trim().strip_prefix("image:") else {
+                continue;
+            };
+            let image = image.trim().trim_matches('"');
+            let name = image.split(':').next().unwrap_or_default();
+            if name.rsplit('/').next() != Some("postgres") {
+                continue;
+            }
+            let major: u32 = image
+                .split(':')
+                .nth(1)
+                .and_then(|tag| tag.split(['.', '-']).next()?.parse().ok())
+                .unwrap_or_else(|| panic!("{file}: {image} names no major version"));
+            assert!(
+                major <= client,
+                "{file}: {image} is newer than the image's pg_dump {client}: backups of it would \
+                 fail; pin PostgreSQL {client} or install a newer client in the Dockerfile"
+            );
+            servers.push(format!("{file}: {image}"));
+        }
+    }
+    assert!(
+        servers.len() >= 2,
+        "compose and the dev overlay run one: {servers:?}"
+    );
+}
