@@ -282,7 +282,7 @@ impl Leadership {
             crate::backup::primary_url(&self.shared.engine, "rw").map_err(|e| e.to_string())?;
         SqlStore::connect(self.shared.engine.db_backend, &url, 1)
             .await
-            .map_err(|err| scrub(&err))
+            .map_err(|err| err.to_string())
     }
 
     /// Ends the campaign: a leader releases its lock (a follower takes over within [`RETRY`]).
@@ -379,12 +379,14 @@ fn lock_url(url: &str, id: &str) -> String {
     format!("{url}{separator}application_name={name}")
 }
 
+/// The lock's own connection. Its errors are shown as sqlx words them: they name the server,
+/// never the connection string's password.
 async fn connect(url: &str) -> Result<AnyConnection, String> {
     sqlx::any::install_default_drivers();
     let connected = tokio::time::timeout(CONFIRM_TIMEOUT * 2, AnyConnection::connect(url)).await;
     let mut conn = match connected {
         Ok(Ok(conn)) => conn,
-        Ok(Err(err)) => return Err(scrub(&err)),
+        Ok(Err(err)) => return Err(err.to_string()),
         Err(_) => return Err("connecting to PostgreSQL timed out".into()),
     };
     let idle = format!(
@@ -394,14 +396,9 @@ async fn connect(url: &str) -> Result<AnyConnection, String> {
     if let Err(err) = sqlx::query(&idle).execute(&mut conn).await {
         // PostgreSQL before 14: a leader cut off by the network then holds the lock until the
         // server's TCP keepalive ends its session.
-        tracing::warn!(error = %scrub(&err), "cannot set idle_session_timeout on the scheduler lock's session (PostgreSQL 14 or later has it)");
+        tracing::warn!(error = %err, "cannot set idle_session_timeout on the scheduler lock's session (PostgreSQL 14 or later has it)");
     }
     Ok(conn)
-}
-
-/// sqlx's errors name the server, never the connection string's password.
-fn scrub(err: &impl std::fmt::Display) -> String {
-    err.to_string()
 }
 
 async fn try_lock(conn: &mut AnyConnection) -> Result<bool, String> {
@@ -409,8 +406,8 @@ async fn try_lock(conn: &mut AnyConnection) -> Result<bool, String> {
         .bind(SCHEDULER_LOCK_ID)
         .fetch_one(&mut *conn);
     match tokio::time::timeout(CONFIRM_TIMEOUT, query).await {
-        Ok(Ok(row)) => row.try_get::<bool, _>("got").map_err(|e| scrub(&e)),
-        Ok(Err(err)) => Err(scrub(&err)),
+        Ok(Ok(row)) => row.try_get::<bool, _>("got").map_err(|e| e.to_string()),
+        Ok(Err(err)) => Err(err.to_string()),
         Err(_) => Err(format!(
             "the lock query took longer than {} s",
             CONFIRM_TIMEOUT.as_secs()
@@ -429,8 +426,8 @@ async fn still_held(conn: &mut AnyConnection) -> Result<bool, String> {
     .bind(SCHEDULER_LOCK_ID & 0xffff_ffff)
     .fetch_one(&mut *conn);
     match tokio::time::timeout(CONFIRM_TIMEOUT, query).await {
-        Ok(Ok(row)) => Ok(row.try_get::<i64, _>("held").map_err(|e| scrub(&e))? > 0),
-        Ok(Err(err)) => Err(scrub(&err)),
+        Ok(Ok(row)) => Ok(row.try_get::<i64, _>("held").map_err(|e| e.to_string())? > 0),
+        Ok(Err(err)) => Err(err.to_string()),
         Err(_) => Err(format!(
             "the lock was not confirmed within {} s",
             CONFIRM_TIMEOUT.as_secs()

@@ -33,7 +33,7 @@ use crate::support::otlp::OtlpSink;
 use crate::support::process::{address, Process};
 use crate::support::prom::PromServer;
 use crate::support::{
-    aragora_command, eventually, free_port, sample, test_token, tls_connector_trusting,
+    aragora_command, eventually, free_port, get_text, sample, test_token, tls_connector_trusting,
     with_bearer, ws_request, TestDatabase, ENGINE_LISTENING, GATEWAY_LISTENING,
 };
 use futures::StreamExt;
@@ -267,6 +267,11 @@ async fn watch(port: u16, cert_pem: Vec<u8>, token: String, id: String) -> Watch
             }
         }
     }
+}
+
+/// The body of a GET of `url`, or `None` while it cannot be had (for polling).
+async fn text_of(http: &reqwest::Client, url: &str) -> Option<String> {
+    http.get(url).send().await.ok()?.text().await.ok()
 }
 
 /// The replica id an engine logged at start.
@@ -697,14 +702,7 @@ async fn the_sme_compose_topology_loses_no_debate_shares_its_limits_and_pages_on
     let (victim, victim_api) = eventually("an engine running debates", PATIENCE, || async {
         let mut best: Option<(usize, f64)> = None;
         for (n, (_, api)) in engines.iter().enumerate() {
-            let text = http
-                .get(format!("http://{api}/metrics"))
-                .send()
-                .await
-                .ok()?
-                .text()
-                .await
-                .ok()?;
+            let text = text_of(&http, &format!("http://{api}/metrics")).await?;
             let active = sample(&text, "aragora_active_debates").unwrap_or(0.0);
             if active > best.map_or(0.0, |b| b.1) {
                 best = Some((n, active));
@@ -774,14 +772,7 @@ async fn the_sme_compose_topology_loses_no_debate_shares_its_limits_and_pages_on
     let mut adopted = 0.0;
     for (n, (_, api)) in engines.iter().enumerate() {
         if n != victim {
-            let text = http
-                .get(format!("http://{api}/metrics"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            let text = get_text(&http, &format!("http://{api}/metrics")).await;
             adopted += sample(&text, "aragora_debates_adopted_total").expect("exported");
         }
     }
@@ -840,14 +831,7 @@ async fn the_sme_compose_topology_loses_no_debate_shares_its_limits_and_pages_on
             tokio::time::sleep(Duration::from_millis(700)).await;
             let status = outage.get(&url).send().await.ok()?.status();
             assert!(status.is_server_error(), "{status}");
-            let text = http
-                .get(&control_metrics)
-                .send()
-                .await
-                .ok()?
-                .text()
-                .await
-                .ok()?;
+            let text = text_of(&http, &control_metrics).await?;
             // Other pages (latency) may come too; the outage must raise the availability page.
             (received_pages(&text) > before && availability_paged(&control.process.log_text()))
                 .then_some(())
