@@ -8,6 +8,7 @@
 //! one); the hub knows the seam, not Redis.
 
 use crate::model::{format_ms, now_ms, DebateEvent, EventPayload, Phase};
+use axum::extract::ws::Utf8Bytes;
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -17,11 +18,12 @@ use tokio::sync::broadcast;
 const CHANNEL_CAPACITY: usize = 1024;
 
 /// A stored event on its way to watchers, rendered as JSON once: a debate with 10,000
-/// watchers would otherwise serialize every event 10,000 times.
+/// watchers would otherwise serialize every event 10,000 times. The text is a shared,
+/// reference-counted buffer that every watcher's frame is written from, not a copy each.
 #[derive(Debug)]
 pub struct PublishedEvent {
     pub event: DebateEvent,
-    pub json: Arc<str>,
+    pub json: Utf8Bytes,
 }
 
 impl PublishedEvent {
@@ -39,7 +41,7 @@ impl PublishedEvent {
 pub enum HubMessage {
     Event(Arc<PublishedEvent>),
     /// A `token_delta` message, already rendered as JSON.
-    Delta(Arc<str>),
+    Delta(Utf8Bytes),
 }
 
 /// Where a hub also sends what it publishes: the other replicas, when fan-out is configured

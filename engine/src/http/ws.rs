@@ -23,7 +23,7 @@ use crate::model::{format_ms, now_ms, DebateEvent, EventKind};
 use crate::store::DebateStore;
 use aragora_auth::{AuthError, Principal};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::Response;
@@ -187,7 +187,7 @@ fn client_error(debate_id: Option<&str>, code: &str, message: String) -> String 
 struct Outbox(Arc<Mutex<SplitSink<WebSocket, Message>>>);
 
 impl Outbox {
-    async fn send(&self, text: String) -> Result<(), ()> {
+    async fn send(&self, text: impl Into<Utf8Bytes>) -> Result<(), ()> {
         let mut sink = self.0.lock().await;
         sink.send(Message::Text(text.into())).await.map_err(|_| ())
     }
@@ -347,17 +347,17 @@ async fn catch_up(
 /// Sends one event and advances `last`; true when it was the debate's end.
 async fn send(out: &Outbox, event: &DebateEvent, last: &mut i64) -> Result<bool, ()> {
     let text = serde_json::to_string(event).map_err(|_| ())?;
-    send_rendered(out, event, &text, last).await
+    send_rendered(out, event, text.into(), last).await
 }
 
 /// [`send`] for a live event the hub already rendered.
 async fn send_rendered(
     out: &Outbox,
     event: &DebateEvent,
-    json: &str,
+    json: Utf8Bytes,
     last: &mut i64,
 ) -> Result<bool, ()> {
-    out.send(json.to_string()).await.map_err(|_| ())?;
+    out.send(json).await.map_err(|_| ())?;
     *last = event.seq;
     Ok(event.kind == EventKind::DebateEnd)
 }
@@ -405,7 +405,7 @@ async fn follow(
     loop {
         match live.recv().await {
             Ok(HubMessage::Delta(text)) => {
-                if out.send(text.to_string()).await.is_err() {
+                if out.send(text).await.is_err() {
                     return;
                 }
             }
@@ -421,7 +421,7 @@ async fn follow(
                         Ok(Replay::More) => {}
                     }
                 }
-                match send_rendered(&out, event, &published.json, &mut last).await {
+                match send_rendered(&out, event, published.json.clone(), &mut last).await {
                     Ok(false) => {}
                     Ok(true) | Err(()) => return,
                 }
