@@ -92,7 +92,7 @@ aragora_config::settings! {
     hsts_max_age_secs: ["ARAGORA_HSTS_MAX_AGE"] "max-age of the Strict-Transport-Security header on HTTPS responses.";
     drain_delay_secs: ["ARAGORA_GATEWAY_DRAIN_DELAY"] restart "On SIGTERM, seconds to keep serving while reporting not ready, so load balancers stop sending.";
     drain_timeout_secs: ["ARAGORA_GATEWAY_DRAIN_TIMEOUT"] restart "Seconds in-flight requests get to finish after the gateway stops accepting.";
-    threads: ["ARAGORA_GATEWAY_THREADS"] restart "Worker threads of the proxy.";
+    threads: ["ARAGORA_GATEWAY_THREADS"] restart "Proxy runtimes, one thread each (set it to the cores the gateway may use): each accepts on its own SO_REUSEPORT socket of the HTTPS port and keeps its own upstream connection pool.";
     acme_challenge_dir: ["ARAGORA_ACME_CHALLENGE_DIR"] "Directory served at /.well-known/acme-challenge/ on the HTTP port.";
     rate_limit_per_minute: ["ARAGORA_RATE_LIMIT"] "Requests per minute per client address, on average; 0 turns limiting off.";
     rate_limit_burst: ["ARAGORA_RATE_LIMIT_BURST"] "Requests a client may send at once; 0 means the per-minute rate.";

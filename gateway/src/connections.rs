@@ -13,12 +13,15 @@ use pingora::listeners::{ConnectionFilter, TlsAccept};
 use pingora::protocols::tls::TlsRef;
 use std::any::Any;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-/// Refuses connections beyond `ARAGORA_GATEWAY_MAX_CONNECTIONS`.
+/// Refuses connections beyond `ARAGORA_GATEWAY_MAX_CONNECTIONS`; one per proxy runtime,
+/// counting what that runtime accepted (`RunningGateway::accepted_per_runtime`).
 #[derive(Clone)]
 pub struct ConnectionGate {
     pub shared: Arc<Shared>,
+    pub accepted: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for ConnectionGate {
@@ -37,6 +40,7 @@ impl ConnectionFilter for ConnectionGate {
             tracing::warn!(client = ?addr, limit, "connection refused: ARAGORA_GATEWAY_MAX_CONNECTIONS are open");
             return false;
         }
+        self.accepted.fetch_add(1, Ordering::Relaxed);
         true
     }
 }

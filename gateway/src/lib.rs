@@ -9,9 +9,16 @@
 //! | [`tls`] | certificate checks, self-signed generation, expiry |
 //! | [`state`] | shared flags (draining, maintenance), in-flight count, metrics |
 //! | [`websockets`] | open WebSockets, closed with 1001 at the drain timeout |
+//! | [`listeners`] | the listening sockets, bound before pingora runs; one HTTPS socket per runtime |
 //!
 //! [`start`] validates, binds (port 0 included: [`RunningGateway::addrs`] says what it got), and
-//! runs pingora on its own threads, handing it the bound sockets; [`RunningGateway::shutdown`]
+//! runs pingora on its own threads, handing it the bound sockets. The proxy is
+//! `ARAGORA_GATEWAY_THREADS` pingora services of one single-threaded runtime each (no work
+//! stealing, each with its own upstream connection pool), each accepting on its own
+//! `SO_REUSEPORT` socket of the HTTPS address; everything else they hold ([`state::Shared`]:
+//! config, limits, readiness, drain, metrics; the certificate) is shared. A connection stays on
+//! the runtime that accepted it, so its upstream connections are returned to, and reused from,
+//! a pool no other thread touches. [`RunningGateway::shutdown`]
 //! drains: readiness goes false at once, the gateway keeps serving for the drain delay (so load
 //! balancers stop sending), then stops accepting, lets in-flight requests finish (up to the
 //! drain timeout), and [`RunningGateway::wait`] returns as soon as that is done, rather than
@@ -23,6 +30,7 @@ pub mod config;
 pub mod connections;
 pub mod health;
 pub mod limit;
+pub mod listeners;
 pub mod parsed;
 pub mod proxy;
 pub mod refusal;
@@ -36,18 +44,17 @@ pub mod websockets;
 pub use config::{GatewayConfig, SETTINGS};
 
 use async_trait::async_trait;
+use listeners::{bind, bind_per_runtime, fd_key, PreBound};
 use pingora::listeners::tls::TlsSettings;
 use pingora::prelude::background_service;
 use pingora::proxy::http_proxy_service_with_name;
 use pingora::server::configuration::ServerConf;
-use pingora::server::ListenFds;
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
 use pingora::services::background::BackgroundService;
 use pingora::services::listening::Service;
-use pingora::services::Service as PingoraService;
 use state::{GatewayMetrics, Shared};
-use std::net::{SocketAddr, TcpListener};
-use std::os::fd::IntoRawFd;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 use upstream::{HealthPolicy, UpstreamPool};
@@ -175,6 +182,7 @@ pub struct RunningGateway {
     certs: Arc<tls::CertStore>,
     spans: Option<Arc<trace::SpanExport>>,
     addrs: ListenAddrs,
+    accepted: Vec<Arc<AtomicU64>>,
 }
 
 impl RunningGateway {
@@ -205,6 +213,15 @@ impl RunningGateway {
 
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
+    }
+
+    /// Connections each proxy runtime has accepted on the HTTPS listener (one entry per
+    /// runtime, in the order of their sockets).
+    pub fn accepted_per_runtime(&self) -> Vec<u64> {
+        self.accepted
+            .iter()
+            .map(|count| count.load(Ordering::Relaxed))
+            .collect()
     }
 
     /// Applies a new, validated configuration without dropping connections: certificate,
@@ -279,29 +296,6 @@ impl RunningGateway {
     }
 }
 
-/// Binds one listener here rather than in pingora, so that a port of 0 becomes a real port the
-/// caller can report (pingora 0.9.1 does not say what it bound), and a taken port is a typed
-/// error before anything runs.
-fn bind(
-    addr: &str,
-    what: &'static str,
-    setting: &'static str,
-) -> Result<(TcpListener, SocketAddr), GatewayError> {
-    let bind_error = |source| {
-        GatewayError::Bind(aragora_config::BindError {
-            addr: addr.to_string(),
-            what,
-            setting,
-            source,
-        })
-    };
-    let listener = TcpListener::bind(addr).map_err(bind_error)?;
-    // Pingora's tokio listener takes the socket as it is: it must not block.
-    listener.set_nonblocking(true).map_err(bind_error)?;
-    let bound = listener.local_addr().map_err(bind_error)?;
-    Ok((listener, bound))
-}
-
 /// The addresses the gateway's listeners are bound to: the real ports when 0 was asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ListenAddrs {
@@ -327,52 +321,13 @@ impl ListenAddrs {
     }
 }
 
-/// A pingora service whose listening sockets were bound before pingora ran. Pingora looks for
-/// a listener's address in its fd table (the one a graceful upgrade fills) before binding, so
-/// the sockets are put there, under the addresses the service listens on, just before it
-/// builds its listeners.
-struct PreBound<S> {
-    service: S,
-    sockets: Vec<(String, TcpListener)>,
-}
-
-#[async_trait]
-impl<S: PingoraService> PingoraService for PreBound<S> {
-    async fn start_service(
-        &mut self,
-        fds: Option<ListenFds>,
-        shutdown: ShutdownWatch,
-        listeners_per_fd: usize,
-    ) {
-        if let Some(fds) = &fds {
-            let mut table = fds.lock();
-            for (addr, socket) in self.sockets.drain(..) {
-                table.add(addr, socket.into_raw_fd());
-            }
-        }
-        self.service
-            .start_service(fds, shutdown, listeners_per_fd)
-            .await
-    }
-
-    fn name(&self) -> &str {
-        self.service.name()
-    }
-
-    fn threads(&self) -> Option<usize> {
-        self.service.threads()
-    }
-
-    fn listen_addresses(&self) -> Option<Vec<String>> {
-        self.service.listen_addresses()
-    }
-}
-
 /// Validates listeners and certificate, then starts the gateway. `config` must have passed
 /// [`GatewayConfig::validate`].
 pub fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError> {
-    let (https_socket, https_addr) = bind(
+    let runtimes = config.threads.max(1);
+    let (https_sockets, https_addr) = bind_per_runtime(
         &format!("{}:{}", config.host, config.https_port),
+        runtimes,
         "HTTPS",
         "ARAGORA_HTTPS_PORT / --https-port",
     )?;
@@ -419,36 +374,54 @@ pub fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError> {
     ));
     let drain_delay = Duration::from_secs(config.drain_delay_secs);
     let server_conf = ServerConf {
-        threads: config.threads,
+        // One thread per service, no work stealing: every service (each proxy runtime, the
+        // redirect and admin listeners, the background tasks) runs on its own single-threaded
+        // runtime. A runtime of its own per service is pingora's model; `threads` is how many
+        // threads each gets.
+        threads: 1,
+        work_stealing: false,
         // Pingora sleeps this long after it stops accepting; we return earlier when drained.
         grace_period_seconds: Some(config.drain_timeout_secs + 1),
         graceful_shutdown_timeout_seconds: Some(1),
         ..Default::default()
     };
     let shared = Arc::new(Shared::new(config, metrics, pool));
-    // The resolver serves the certificate (a reload swaps it); the callback counts handshakes
-    // and holds the open-connection gauge.
-    let mut tls_settings = TlsSettings::with_callbacks(Box::new(connections::HandshakeObserver {
-        shared: shared.clone(),
-    }))
-    .map_err(|err| GatewayError::Tls(err.to_string()))?;
-    tls_settings.set_cert_resolver(certs.clone());
-    tls_settings.enable_h2();
     let spans = trace::SpanExport::from_env().map(Arc::new);
     let mut server = Server::new_with_opt_and_conf(None, server_conf);
-
-    let mut proxy = http_proxy_service_with_name(
-        &server.configuration,
-        proxy::Gateway {
+    let mut accepted = Vec::with_capacity(runtimes);
+    for (index, socket) in https_sockets.into_iter().enumerate() {
+        // Each runtime builds its own rustls config from these settings, around the shared
+        // resolver (a reload swaps the certificate for all) and callback (handshake counts,
+        // the open-connection gauge).
+        let mut tls_settings =
+            TlsSettings::with_callbacks(Box::new(connections::HandshakeObserver {
+                shared: shared.clone(),
+            }))
+            .map_err(|err| GatewayError::Tls(err.to_string()))?;
+        tls_settings.set_cert_resolver(certs.clone());
+        tls_settings.enable_h2();
+        // Its own service, so its own runtime and its own upstream connector (pool).
+        let mut proxy = http_proxy_service_with_name(
+            &server.configuration,
+            proxy::Gateway {
+                shared: shared.clone(),
+                spans: spans.clone(),
+            },
+            &format!("aragora-gateway-{index}"),
+        );
+        let key = fd_key(&https, index);
+        proxy.add_tls_with_settings(&key, None, tls_settings);
+        let count = Arc::new(AtomicU64::new(0));
+        proxy.set_connection_filter(Arc::new(connections::ConnectionGate {
             shared: shared.clone(),
-            spans: spans.clone(),
-        },
-        "aragora-gateway",
-    );
-    proxy.add_tls_with_settings(&https, None, tls_settings);
-    proxy.set_connection_filter(Arc::new(connections::ConnectionGate {
-        shared: shared.clone(),
-    }));
+            accepted: count.clone(),
+        }));
+        accepted.push(count);
+        server.add_service(PreBound {
+            service: proxy,
+            sockets: vec![(key, socket)],
+        });
+    }
     let mut redirect = Service::new(
         "http-redirect".to_string(),
         admin::RedirectApp {
@@ -464,10 +437,6 @@ pub fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError> {
     );
     admin_service.add_tcp(&admin);
     let (drained_tx, drained) = mpsc::channel();
-    server.add_service(PreBound {
-        service: proxy,
-        sockets: vec![(https.clone(), https_socket)],
-    });
     server.add_service(PreBound {
         service: redirect,
         sockets: vec![(http.clone(), http_socket)],
@@ -503,7 +472,7 @@ pub fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError> {
             })
         })
         .map_err(|err| GatewayError::Tls(format!("cannot start the proxy thread: {err}")))?;
-    tracing::info!(https = %https, http = %http, admin = %admin, "gateway listening");
+    tracing::info!(https = %https, http = %http, admin = %admin, runtimes, "gateway listening");
     Ok(RunningGateway {
         shutdown: Some(shutdown_tx),
         drained,
@@ -511,5 +480,6 @@ pub fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError> {
         certs,
         spans,
         addrs,
+        accepted,
     })
 }

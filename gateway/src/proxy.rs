@@ -31,6 +31,7 @@ use aragora_telemetry::{method_label, route_template};
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::modules::http::HttpModules;
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::Peer;
@@ -336,6 +337,11 @@ impl ProxyHttp for Gateway {
             answered: false,
         }
     }
+
+    /// No downstream modules. Pingora's default adds its response compression module, disabled
+    /// (level 0), whose boxed filters still run on every request and every response task; the
+    /// gateway compresses nothing (the replicas' answers pass through as they are).
+    fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
 
     /// What pingora's own error lines say about a request. Its default quotes the whole
     /// target, and a share link's or a browser WebSocket's `?token=` is a credential: the
