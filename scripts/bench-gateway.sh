@@ -231,12 +231,13 @@ load_h2() { # $1 port; p99 from h2load's per-request log (it reports only mean a
   { [ -s "$log" ] && awk '{print $3 / 1000}' "$log"; } | sort -g | awk '{a[NR] = $1} END {i = int(NR * 0.99); if (i < 1) i = 1; printf "%.2f", a[i]}'
 }
 load_new() { # $1 port; NEW_CONN_CLIENTS sequential clients, each connection a full handshake
-  local i start end
+  local i start end clients=()
   start=$(date +%s%N)
   for i in $(seq 1 "$NEW_CONN_CLIENTS"); do
     timeout "$limit" openssl s_time -connect "127.0.0.1:$1" -new -time "$DURATION" -www "$NEW_CONN_REQUEST" >"$work/s_time.$i" 2>&1 &
+    clients+=($!)
   done
-  wait
+  wait "${clients[@]}" || true
   end=$(date +%s%N)
   cat "$work"/s_time.* | awk -v ns=$((end - start)) -v c="$NEW_CONN_CLIENTS" '
     / connections in .* real seconds/ {n += $1}
@@ -246,7 +247,7 @@ load_new() { # $1 port; NEW_CONN_CLIENTS sequential clients, each connection a f
 # One run of one scenario against one proxy; appends "req_per_s latency_ms cpu_us_per_req
 # ctx_switches_per_req peak_mib [share_429_pct new_conns_per_s]" to $work/res/SCENARIO.PROXY.
 measure() {
-  local scen=$1 name=$2 port=${port_of[$2]} procs p out conns0=0 conns1=0 t0 c0 t1 c1 hwm n rps lat bad codes code
+  local scen=$1 name=$2 port=${port_of[$2]} procs p out conns0=0 conns1=0 t0 c0 t1 c1 hwm n rps lat bad codes code burst
   # shellcheck disable=SC2207 # pids are words
   procs=($(proc_tree "${pid_of[$name]}"))
   for p in "${procs[@]}"; do echo 5 >"/proc/$p/clear_refs" 2>/dev/null || true; done # VmHWM from now
@@ -262,9 +263,11 @@ measure() {
   if [ "$scen" = limit ]; then
     conns1=$(accepted "$name")
     [ "$name" = nginx ] && conns1=$((conns1 - 1))
-    # wrk counts answers other than 2xx/3xx; the client being over the limit now, a few more
-    # requests say that they were 429s (and not errors).
-    codes=$(for _ in $(seq 1 20); do curl -sk -o /dev/null -w '%{http_code} ' "https://127.0.0.1:$port$LIMITED_PATH" || true; done)
+    # wrk counts answers other than 2xx/3xx; the client being over the limit now, a quick burst
+    # of requests (one curl, one connection where the proxy keeps it) says they were 429s.
+    burst=()
+    for _ in $(seq 1 50); do burst+=(-o /dev/null "https://127.0.0.1:$port$LIMITED_PATH"); done
+    codes=$(curl -sk -w '%{http_code} ' "${burst[@]}" || true)
     case " $codes" in
       *" 429 "*) ;;
       *) echo "bench: warning: $name did not refuse the limited route right after its run: $codes" >&2 ;;
@@ -317,8 +320,9 @@ echo
 echo "\`$command_line\`"
 echo
 echo "$(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores shared with the load generators, load average at start $load_at_start;" \
-  "medians of $RUNS alternating runs of $DURATION s ($(($(date +%s) - started)) s in all)." \
-  "CPU (utime+stime), context switches and peak RSS (VmHWM) are the proxy's own processes' (nginx: master and workers), from /proc; per request = over the requests the load tool completed."
+  "medians of $RUNS alternating runs of $DURATION s ($(($(date +%s) - started)) s in all)."
+echo "CPU (utime+stime), context switches and peak RSS (VmHWM) are the proxy's own, summed over its processes" \
+  "(nginx: master and workers) from /proc, per request the load tool completed."
 for scen in "${scenarios[@]}"; do
   unit=req; lat="p99 ms"; extra_head=""; extra_rule=""; columns=8
   [ "$scen" = new ] && { unit=conn; lat="mean ms/conn"; }
