@@ -17,6 +17,12 @@ command -v promtool >/dev/null 2>&1 || need_packages+=(prometheus)  # alert rule
 command -v amtool >/dev/null 2>&1 || need_packages+=(prometheus-alertmanager)  # routing config check
 command -v systemd-analyze >/dev/null 2>&1 || need_packages+=(systemd)  # deploy/systemd units verified
 dpkg -s postgresql-client >/dev/null 2>&1 || need_packages+=(postgresql-client)  # the image's package, checked
+# The gateway benchmark's proxies and load generators (scripts/bench-gateway.sh; its smoke run is
+# tests/e2e/bench_smoke.rs).
+command -v nginx >/dev/null 2>&1 || need_packages+=(nginx-light)
+command -v haproxy >/dev/null 2>&1 || need_packages+=(haproxy)
+command -v wrk >/dev/null 2>&1 || need_packages+=(wrk)
+command -v h2load >/dev/null 2>&1 || need_packages+=(nghttp2-client)
 # The compose profiles: `docker-compose config` checks them (the SME topology runs the exporters above too).
 command -v docker-compose >/dev/null 2>&1 || need_packages+=(docker-compose)
 # deploy/k8s validation (tests/e2e/k8s.rs): scripts/k8s-tools.sh fills a venv and an npm prefix.

@@ -30,6 +30,7 @@ mod alerting;
 mod api;
 mod auth;
 mod backups;
+mod bench_smoke;
 mod chaos;
 mod compose;
 mod config;

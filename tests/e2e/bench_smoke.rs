@@ -1,0 +1,111 @@
+//! The gateway benchmark harness (`scripts/bench-gateway.sh`) run for a second per proxy and
+//! scenario, so it cannot rot: the binaries under test (the debug `aragora` and the debug bare
+//! pingora example), real nginx, HAProxy, wrk, h2load and openssl. Not a measurement: it checks
+//! that every table has every proxy with requests served and CPU counted.
+
+use crate::support::deploy::repo;
+use crate::support::BINARY;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// The tables the harness prints, by their heading's label, and the proxies each must have.
+const SCENARIOS: [&str; 4] = ["(a)", "(b)", "(c)", "(d)"];
+const PROXIES: [&str; 4] = ["nginx", "haproxy", "pingora (bare)", "aragora"];
+
+/// The debug bare pingora example beside the binary under test. `cargo test --workspace` (the
+/// test command) builds it before any test runs; a run of this test alone on a build without it,
+/// or with one older than its source, builds it here. Not `--workspace`: that unifies other
+/// features than the test build does and rebuilds half the dependencies.
+fn bare_pingora() -> PathBuf {
+    let debug_dir = Path::new(BINARY).parent().unwrap();
+    let example = debug_dir.join("examples/bare_pingora");
+    let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    let source = repo().join("gateway/examples/bare_pingora.rs");
+    if modified(&example).is_none() || modified(&example) < modified(&source) {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--locked", "-q", "-p", "aragora-gateway"])
+            .args(["--example", "bare_pingora"])
+            .current_dir(repo())
+            .stdin(Stdio::null())
+            .status()
+            .expect("run cargo build --example bare_pingora");
+        assert!(
+            status.success(),
+            "cargo build --example bare_pingora failed"
+        );
+    }
+    assert!(example.exists(), "no {}", example.display());
+    example
+}
+
+/// The cells of a table row (`| a | b |` gives `["a", "b"]`).
+fn cells(row: &str) -> Vec<&str> {
+    row.trim()
+        .trim_matches('|')
+        .split('|')
+        .map(str::trim)
+        .collect()
+}
+
+#[test]
+fn the_gateway_benchmark_measures_every_proxy_in_every_scenario() {
+    let started = std::time::Instant::now();
+    let output = Command::new("bash")
+        .arg(repo().join("scripts/bench-gateway.sh"))
+        .env("ARAGORA_BIN", BINARY)
+        .env("BARE_PINGORA_BIN", bare_pingora())
+        .env("RUNS", "1")
+        .env("DURATION", "1")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run scripts/bench-gateway.sh");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the harness failed:\n{stdout}\n{stderr}"
+    );
+    eprintln!("the harness took {:?}", started.elapsed());
+
+    for scenario in SCENARIOS {
+        let heading = format!("### {scenario} ");
+        let table: Vec<&str> = stdout
+            .lines()
+            .skip_while(|line| !line.starts_with(&heading))
+            .skip(1)
+            .skip_while(|line| line.trim().is_empty())
+            .take_while(|line| line.starts_with('|'))
+            .collect();
+        assert!(!table.is_empty(), "no table {scenario} in:\n{stdout}");
+        let header = cells(table[0]);
+        let cpu = header
+            .iter()
+            .position(|cell| cell.starts_with("CPU us/"))
+            .unwrap_or_else(|| panic!("no CPU column in {scenario}: {header:?}"));
+        for proxy in PROXIES {
+            let row = table
+                .iter()
+                .map(|row| cells(row))
+                .find(|row| row[0] == proxy)
+                .unwrap_or_else(|| panic!("no {proxy} row in {scenario}:\n{}", table.join("\n")));
+            assert_eq!(row.len(), header.len(), "{proxy} in {scenario}: {row:?}");
+            if scenario == "(d)" && proxy == "pingora (bare)" {
+                assert!(
+                    row[1].starts_with("n/a"),
+                    "bare pingora has no limiter: {row:?}"
+                );
+                continue;
+            }
+            for (column, value) in [(1, row[1]), (cpu, row[cpu])] {
+                let number: f64 = value.parse().unwrap_or(0.0);
+                assert!(
+                    number > 0.0,
+                    "{proxy} in {scenario}: {} is {value:?}\n{}\n{stderr}",
+                    header[column],
+                    table.join("\n")
+                );
+            }
+        }
+    }
+}
