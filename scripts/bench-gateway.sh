@@ -16,7 +16,7 @@
 # request (utime+stime from /proc) is the number to compare; requests per second move with
 # whatever else runs here.
 #
-#   bash scripts/bench-gateway.sh                 # RUNS=5 DURATION=8, about 10 minutes
+#   bash scripts/bench-gateway.sh                 # RUNS=5 DURATION=8, about 11 minutes
 #   RUNS=3 DURATION=5 bash scripts/bench-gateway.sh
 #   ARAGORA_BIN=... BARE_PINGORA_BIN=... RUNS=1 DURATION=1 bash scripts/bench-gateway.sh
 #     # given binaries skip the release build; the last line is the smoke run of tests/e2e/bench_smoke.rs
@@ -34,6 +34,10 @@ DURATION="${DURATION:-8}"
 CONNECTIONS="${CONNECTIONS:-64}"
 H2_STREAMS="${H2_STREAMS:-10}"
 PROXY_THREADS="${PROXY_THREADS:-2}"
+# Bare pingora's runtime model: `percore` (the gateway's: one single-threaded runtime per
+# thread, each on its own SO_REUSEPORT socket) or `stealing` (pingora's default work-stealing
+# runtime), so the table can show what the runtime model alone is worth.
+BARE_PINGORA_MODE="${BARE_PINGORA_MODE:-percore}"
 NEW_CONN_CLIENTS="${NEW_CONN_CLIENTS:-4}"
 # (d): the limited route's average rate; the gateway's route limits allow a burst of one
 # minute's worth, so nginx gets the same burst (HAProxy's stick table counts a rate, no burst).
@@ -135,7 +139,7 @@ haproxy -f "$work/haproxy.cfg" -db >/dev/null 2>&1 & pids+=($!); HA_PID=$!
 
 # Bare pingora (gateway/examples/bare_pingora.rs): what pingora costs before any gateway feature.
 "$BARE_PINGORA_BIN" "127.0.0.1:$PB" "127.0.0.1:$UP" "$work/cert.pem" "$work/key.pem" "$PROXY_THREADS" \
-  >/dev/null 2>"$work/bare.log" & pids+=($!); PB_PID=$!
+  "$BARE_PINGORA_MODE" >/dev/null 2>"$work/bare.log" & pids+=($!); PB_PID=$!
 
 # The aragora gateway, features on (metrics, access log to a file, request ids, trace context).
 # One load generator is one client address: the default rate limit runs but is set too high to
@@ -322,7 +326,8 @@ echo
 echo "$(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores shared with the load generators, load average at start $load_at_start;" \
   "medians of $RUNS alternating runs of $DURATION s ($(($(date +%s) - started)) s in all)."
 echo "CPU (utime+stime), context switches and peak RSS (VmHWM) are the proxy's own, summed over its processes" \
-  "(nginx: master and workers) from /proc, per request the load tool completed."
+  "(nginx: master and workers) from /proc, per request the load tool completed." \
+  "Every proxy has $PROXY_THREADS workers; bare pingora runs in its \`$BARE_PINGORA_MODE\` runtime model."
 for scen in "${scenarios[@]}"; do
   unit=req; lat="p99 ms"; extra_head=""; extra_rule=""; columns=8
   [ "$scen" = new ] && { unit=conn; lat="mean ms/conn"; }
