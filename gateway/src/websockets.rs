@@ -14,6 +14,7 @@ use pingora::protocols::Stream;
 use pingora::proxy::UpgradedTunnel;
 use std::future::{poll_fn, Future};
 use std::io;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -203,7 +204,7 @@ impl Pump {
         cx: &mut Context<'_>,
         from: &mut Stream,
         to: &mut Stream,
-        scratch: &mut [u8],
+        scratch: &mut [MaybeUninit<u8>],
         moved: &mut bool,
     ) -> Poll<Result<(), Broken>> {
         let sink = self.source.other();
@@ -214,7 +215,7 @@ impl Pump {
                 self.done = true;
                 break;
             }
-            let mut read = ReadBuf::new(scratch);
+            let mut read = ReadBuf::uninit(scratch);
             ready!(Pin::new(&mut *from).poll_read(cx, &mut read))
                 .map_err(|err| self.source.broken(err))?;
             let filled = read.filled();
@@ -269,7 +270,8 @@ impl Tunnel {
         let timer = tokio::time::sleep(idle);
         tokio::pin!(timer);
         poll_fn(|cx| {
-            let mut scratch = [0u8; SCRATCH];
+            // Not zeroed: a plain socket's read fills it without looking.
+            let mut scratch = [const { MaybeUninit::<u8>::uninit() }; SCRATCH];
             let mut moved = false;
             let Tunnel {
                 client,
