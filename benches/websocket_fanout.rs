@@ -323,17 +323,13 @@ async fn main() {
 
         let started = Instant::now();
         loop {
-            let view = http_client
-                .get(format!("http://127.0.0.1:{admin}/api/system/upstreams"))
+            // The admin listener's `/readyz` needs no credential (its upstream view does) and
+            // answers 200 once a replica is ready.
+            let ready = http_client
+                .get(format!("http://127.0.0.1:{admin}/readyz"))
                 .send()
-                .await;
-            let ready = match view {
-                Ok(response) => response
-                    .json::<serde_json::Value>()
-                    .await
-                    .is_ok_and(|v| v["ready"] == 1),
-                Err(_) => false,
-            };
+                .await
+                .is_ok_and(|response| response.status().is_success());
             if ready {
                 break;
             }

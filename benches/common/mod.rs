@@ -29,6 +29,8 @@ pub fn serve_command(data_dir: &std::path::Path) -> std::process::Command {
         .env("ARAGORA_WS_PORT", "0")
         .env("ARAGORA_DATA_DIR", data_dir)
         .env("ARAGORA_LOG_LEVEL", "warning")
+        // The benches call the API and watch without credentials, as a demo does.
+        .env("ARAGORA_AUTH_ANONYMOUS", "operator")
         .stdout(std::process::Stdio::piped());
     command
 }

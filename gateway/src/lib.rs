@@ -8,7 +8,7 @@
 //! | [`admin`] | the admin listener and the HTTP→HTTPS redirect listener |
 //! | [`tls`] | certificate checks, self-signed generation, expiry |
 //! | [`state`] | shared flags (draining, maintenance), in-flight count, metrics |
-//! | [`websockets`] | open WebSockets, closed with 1001 at the drain timeout |
+//! | [`websockets`] | open WebSockets and their tunnel after the 101 (idle timeout; 1001 at the drain timeout) |
 //! | [`listeners`] | the listening sockets, bound before pingora runs; one HTTPS socket per runtime |
 //!
 //! [`start`] validates, binds (port 0 included: [`RunningGateway::addrs`] says what it got), and
@@ -156,7 +156,7 @@ impl BackgroundService for DrainWatcher {
                 ended,
                 "drain timeout: closing the open WebSockets with 1001 (Going Away)"
             );
-            // Pingora writes each close frame as it sees the upstream end: give it a moment.
+            // Each tunnel writes its close frame as it sees the signal: give them a moment.
             let closed_by = Instant::now() + Duration::from_secs(2);
             while self.shared.websockets.count() > 0 && Instant::now() < closed_by {
                 tokio::time::sleep(Duration::from_millis(20)).await;

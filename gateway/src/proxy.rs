@@ -18,6 +18,7 @@
 //! | `fail_to_connect` | passive health: count the failure; retry on another replica, at most twice (nothing was sent, so any method) |
 //! | `error_while_proxy` | passive health; retry an idempotent request only on a stale pooled connection (closed, reset or unreadable before any response head) |
 //! | `fail_to_proxy` | answer errors as JSON with the right status |
+//! | `tunnel_upgraded`, `upgraded_tunnel` | after a WebSocket's 101, relay its two streams as a plain tunnel (idle timeout, 1001 at the drain timeout: [`websockets`](crate::websockets)) |
 //! | `logging` | RED metrics under the route template, span export, JSON access log, count out |
 
 use crate::client::Client;
@@ -27,13 +28,14 @@ use crate::route::Stickiness;
 use crate::state::Shared;
 use crate::trace::{request_id, TraceContext};
 use crate::upstream::Replica;
+use crate::websockets::{Broken, End};
 use aragora_telemetry::{method_label, route_template};
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::modules::http::HttpModules;
 use pingora::prelude::*;
-use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::proxy::{FailToProxy, ProxyHttp, Session, UpgradedTunnel};
 use pingora::upstreams::peer::Peer;
 use serde_json::json;
 use std::net::SocketAddr;
@@ -89,8 +91,6 @@ pub struct Ctx {
     tried: Vec<SocketAddr>,
     replica: Option<ReplicaLease>,
     websocket: Option<crate::websockets::OpenWebSocket>,
-    /// The upstream connection's socket, for ending an upgraded one at the drain timeout.
-    upstream_fd: Option<std::os::fd::RawFd>,
     body_bytes: usize,
     /// Why the gateway itself answered with an error, for the access log.
     refusal: Option<&'static str>,
@@ -139,12 +139,19 @@ fn idempotent(method: &str) -> bool {
     matches!(method, "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE")
 }
 
-/// A WebSocket upgrade to the engine's `/ws`: only these get the idle timeouts and body limit
-/// lifted, so claiming `Upgrade` on another request buys a client nothing.
+/// A WebSocket upgrade to the engine's `/ws` (a GET with no body): only these get the idle
+/// timeouts and body limit lifted and the tunnel after their 101, so claiming `Upgrade` on
+/// another request buys a client nothing.
 fn websocket_upgrade(session: &Session, route: &str) -> bool {
     let header = session.req_header();
+    let has_body = header.headers.contains_key(http::header::TRANSFER_ENCODING)
+        || header
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .is_some_and(|length| length.as_bytes() != b"0");
     route == "/ws"
         && header.method == http::Method::GET
+        && !has_body
         && session.is_upgrade_req()
         && header
             .headers
@@ -329,7 +336,6 @@ impl ProxyHttp for Gateway {
             tried: Vec::new(),
             replica: None,
             websocket: None,
-            upstream_fd: None,
             body_bytes: 0,
             refusal: None,
             limit: None,
@@ -464,7 +470,7 @@ impl ProxyHttp for Gateway {
                 .metrics
                 .websocket_connections
                 .with_label_values(&[replica.0.addr.to_string()]);
-            ctx.websocket = Some(self.shared.websockets.register(ctx.upstream_fd, gauge));
+            ctx.websocket = Some(self.shared.websockets.register(gauge));
         }
         if let Some(pin) = ctx.replica.as_ref().and_then(|r| ctx.sticky.pin(&r.0)) {
             response.append_header("Set-Cookie", pin.clone())?;
@@ -579,32 +585,33 @@ impl ProxyHttp for Gateway {
         matches!(error.esource(), ErrorSource::Downstream)
     }
 
-    async fn connected_to_upstream(
-        &self,
-        _session: &mut Session,
-        _reused: bool,
-        _peer: &HttpPeer,
-        fd: std::os::unix::io::RawFd,
-        _digest: Option<&pingora::protocols::Digest>,
-        ctx: &mut Ctx,
-    ) -> Result<()> {
-        if ctx.upgrade {
-            ctx.upstream_fd = Some(fd);
-        }
-        Ok(())
+    /// A WebSocket goes through the gateway's own tunnel after its 101: a plain byte copy with
+    /// the idle timeout and the drain's 1001 (see [`crate::websockets`]).
+    fn tunnel_upgraded(&self, _session: &Session, ctx: &Ctx) -> bool {
+        ctx.upgrade
     }
 
-    fn response_body_filter(
+    async fn upgraded_tunnel(
         &self,
         _session: &mut Session,
-        body: &mut Option<Bytes>,
-        end_of_stream: bool,
-        ctx: &mut Ctx,
-    ) -> Result<Option<Duration>> {
-        if end_of_stream && ctx.websocket.is_some() {
-            crate::websockets::on_upstream_end(body, self.shared.websockets.closing());
+        tunnel: UpgradedTunnel,
+        _ctx: &mut Ctx,
+    ) -> Result<()> {
+        let idle = Duration::from_secs(self.shared.config().websocket_idle_timeout_secs);
+        match self.shared.websockets.relay(tunnel, idle).await {
+            Ok(End::Closed | End::Drained) => Ok(()),
+            Ok(End::Idle) => Error::e_explain(
+                ReadTimedout,
+                format!("WebSocket silent both ways for {idle:?}"),
+            )
+            .map_err(|e| e.into_down()),
+            Err(broken @ Broken::Downstream(_)) => {
+                Err(Error::because(ReadError, "WebSocket tunnel", broken).into_down())
+            }
+            Err(broken @ Broken::Upstream(_)) => {
+                Err(Error::because(ReadError, "WebSocket tunnel", broken).into_up())
+            }
         }
-        Ok(None)
     }
 
     async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut Ctx) {

@@ -1,62 +1,54 @@
-//! The WebSockets the gateway holds open, so that a drain can close them with 1001 (Going Away)
-//! at its timeout instead of dropping their TCP connections.
+//! The WebSockets the gateway holds open, and the plain tunnel that relays each one after its
+//! `101`: a byte copy both ways between the client's stream and the replica's, cut when it has
+//! been silent both ways for the idle timeout, and closed with 1001 (Going Away) at the drain
+//! timeout instead of having its TCP connections dropped.
 //!
-//! After the upgrade pingora relays the bytes both ways and offers no way to write to the
-//! client on our own. What it does offer is the end of the upstream side, passed through
-//! `response_body_filter`. So at the drain timeout the gateway shuts down the read half of each
-//! upgraded upstream socket; pingora sees the upstream end, and the proxy's
-//! `response_body_filter` turns that end into a close frame with code 1001 for the client, who
-//! reconnects (to another gateway) and resumes from its last `seq`.
-//!
-//! Sockets are known by their file descriptor, taken in `connected_to_upstream`. Before shutting
-//! one down the gateway checks that the descriptor still names the same connection (local and
-//! peer address), since a descriptor number is reused once its connection is closed.
+//! After the upgrade nothing on the connection is HTTP, so pingora hands over both raw streams
+//! (the vendored `ProxyHttp::upgraded_tunnel`). The tunnel holds no buffer while idle: each
+//! read goes into a scratch buffer on the stack and is written on at once; only bytes the
+//! other side cannot take yet are kept, until it can. At the drain timeout every tunnel sees
+//! the closing signal, finishes what it was passing to the client, and sends the close frame;
+//! the client reconnects (to another gateway) and resumes from its last `seq`.
 
-use bytes::Bytes;
-use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::os::fd::{BorrowedFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use pingora::protocols::Stream;
+use pingora::proxy::UpgradedTunnel;
+use std::future::{poll_fn, Future};
+use std::io;
+use std::mem::MaybeUninit;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::sync::watch;
+use tokio::time::Instant;
 
 /// A server close frame (unmasked): code 1001, Going Away.
 pub const GOING_AWAY: [u8; 4] = [0x88, 0x02, 0x03, 0xE9];
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct UpstreamSocket {
-    fd: RawFd,
-    local: SocketAddr,
-    peer: SocketAddr,
-}
+/// The most a tunnel reads at once, into a buffer on the stack: a TLS record's worth of a
+/// large frame moves in one read, and nothing is held between reads.
+const SCRATCH: usize = 16 * 1024;
 
-impl UpstreamSocket {
-    /// The connection behind `fd` now, if it is a connected socket.
-    fn of(fd: RawFd) -> Option<UpstreamSocket> {
-        // SAFETY: the descriptor is only borrowed for the two address lookups below; it stays
-        // owned by pingora's connection, and a stale number fails or names another socket,
-        // which the address comparison catches.
-        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-        let socket = socket2::SockRef::from(&borrowed);
-        Some(UpstreamSocket {
-            fd,
-            local: socket.local_addr().ok()?.as_socket()?,
-            peer: socket.peer_addr().ok()?.as_socket()?,
-        })
-    }
-}
-
-/// Every upgraded connection open through the gateway.
-#[derive(Default)]
+/// Every upgraded connection open through the gateway, and the signal that closes them.
 pub struct OpenWebSockets {
-    sockets: Mutex<HashMap<u64, Option<UpstreamSocket>>>,
-    next_id: AtomicU64,
-    closing: AtomicBool,
+    open: AtomicUsize,
+    closing: watch::Sender<bool>,
+}
+
+impl Default for OpenWebSockets {
+    fn default() -> Self {
+        Self {
+            open: AtomicUsize::new(0),
+            closing: watch::Sender::new(false),
+        }
+    }
 }
 
 /// One open WebSocket: counted in `aragora_websocket_connections{upstream}` and known to the
 /// drain until dropped (when pingora ends the request).
 pub struct OpenWebSocket {
-    id: u64,
     owner: Arc<OpenWebSockets>,
     gauge: prometheus::IntGauge,
 }
@@ -64,137 +56,414 @@ pub struct OpenWebSocket {
 impl Drop for OpenWebSocket {
     fn drop(&mut self) {
         self.gauge.dec();
-        if let Ok(mut sockets) = self.owner.sockets.lock() {
-            sockets.remove(&self.id);
-        }
+        self.owner.open.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
 impl OpenWebSockets {
-    /// Registers an upgraded connection whose upstream socket is `fd` (when pingora gave one).
-    pub fn register(
-        self: &Arc<Self>,
-        fd: Option<RawFd>,
-        gauge: prometheus::IntGauge,
-    ) -> OpenWebSocket {
+    /// Registers an upgraded connection.
+    pub fn register(self: &Arc<Self>, gauge: prometheus::IntGauge) -> OpenWebSocket {
         gauge.inc();
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let socket = fd.and_then(UpstreamSocket::of);
-        if let Ok(mut sockets) = self.sockets.lock() {
-            sockets.insert(id, socket);
-        }
+        self.open.fetch_add(1, Ordering::AcqRel);
         OpenWebSocket {
-            id,
             owner: self.clone(),
             gauge,
         }
     }
 
     pub fn count(&self) -> usize {
-        self.sockets.lock().map_or(0, |s| s.len())
+        self.open.load(Ordering::Acquire)
     }
 
-    /// True once [`close_all`](Self::close_all) ran: an upstream end is then the gateway's
-    /// doing, and the client gets 1001.
+    /// True once [`close_all`](Self::close_all) ran.
     pub fn closing(&self) -> bool {
-        self.closing.load(Ordering::Acquire)
+        *self.closing.borrow()
     }
 
-    /// Ends every open WebSocket's upstream side; returns how many were ended.
+    /// Tells every tunnel, open or still to come, to close its client with 1001; returns how
+    /// many are open.
     pub fn close_all(&self) -> usize {
-        self.closing.store(true, Ordering::Release);
-        let sockets: Vec<UpstreamSocket> = self
-            .sockets
-            .lock()
-            .map(|s| s.values().flatten().copied().collect())
-            .unwrap_or_default();
-        sockets
-            .into_iter()
-            .filter(|socket| {
-                // The same descriptor still names the same connection: safe to end it.
-                if UpstreamSocket::of(socket.fd) != Some(*socket) {
-                    return false;
-                }
-                // SAFETY: as in `UpstreamSocket::of`; shutdown(2) does not close the descriptor.
-                let borrowed = unsafe { BorrowedFd::borrow_raw(socket.fd) };
-                socket2::SockRef::from(&borrowed)
-                    .shutdown(std::net::Shutdown::Read)
-                    .is_ok()
-            })
-            .count()
+        self.closing.send_replace(true);
+        self.count()
+    }
+
+    /// Relays `tunnel` until a side ends it, it has been silent both ways for `idle`, or the
+    /// drain closes it.
+    pub async fn relay(&self, tunnel: UpgradedTunnel, idle: Duration) -> Result<End, Broken> {
+        let mut closing = self.closing.subscribe();
+        let mut streams = Tunnel::new(tunnel);
+        let end = {
+            let relay = streams.relay(idle);
+            tokio::pin!(relay);
+            tokio::select! {
+                biased;
+                end = &mut relay => end?,
+                _ = closing.wait_for(|closing| *closing) => End::Drained,
+            }
+        };
+        if end == End::Drained {
+            streams.going_away().await.map_err(Broken::Downstream)?;
+        }
+        Ok(end)
     }
 }
 
-/// What the client gets when the upstream side of a WebSocket ends: the gateway's close frame
-/// when the gateway ended it (drain timeout), the upstream's own bytes otherwise.
-pub fn on_upstream_end(body: &mut Option<Bytes>, closing: bool) {
-    if !closing {
-        return;
-    }
-    *body = Some(match body.take() {
-        Some(data) if !data.is_empty() => {
-            let mut joined = data.to_vec();
-            joined.extend_from_slice(&GOING_AWAY);
-            Bytes::from(joined)
+/// How a tunnel ended without an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// Both sides finished (each closed its sending side).
+    Closed,
+    /// Nothing moved either way for the idle timeout.
+    Idle,
+    /// The drain timeout: the client got 1001.
+    Drained,
+}
+
+/// Which side of a tunnel failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Broken {
+    #[error("the client's side of the WebSocket broke: {0}")]
+    Downstream(io::Error),
+    #[error("the replica's side of the WebSocket broke: {0}")]
+    Upstream(io::Error),
+}
+
+/// One side of a tunnel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Client,
+    Replica,
+}
+
+impl Side {
+    fn broken(self, err: io::Error) -> Broken {
+        match self {
+            Side::Client => Broken::Downstream(err),
+            Side::Replica => Broken::Upstream(err),
         }
-        _ => Bytes::from_static(&GOING_AWAY),
-    });
+    }
+
+    fn other(self) -> Side {
+        match self {
+            Side::Client => Side::Replica,
+            Side::Replica => Side::Client,
+        }
+    }
+}
+
+/// Bytes moving one way, from `source` to the other side: what was read but not yet taken.
+struct Pump {
+    source: Side,
+    pending: Vec<u8>,
+    written: usize,
+    unflushed: bool,
+    /// The source ended.
+    eof: bool,
+    /// ... and the end was passed on.
+    done: bool,
+}
+
+impl Pump {
+    fn new(source: Side, already_read: bytes::Bytes) -> Self {
+        Self {
+            source,
+            pending: already_read.to_vec(),
+            written: 0,
+            unflushed: false,
+            eof: false,
+            done: false,
+        }
+    }
+
+    /// Writes what is pending and flushes; ready once nothing is left to write.
+    fn poll_drain(&mut self, cx: &mut Context<'_>, to: &mut Stream) -> Poll<io::Result<()>> {
+        while self.written < self.pending.len() {
+            let n = ready!(Pin::new(&mut *to).poll_write(cx, &self.pending[self.written..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.written += n;
+            self.unflushed = true;
+        }
+        if !self.pending.is_empty() {
+            // Back to no allocation while idle.
+            self.pending = Vec::new();
+            self.written = 0;
+        }
+        if self.unflushed {
+            ready!(Pin::new(&mut *to).poll_flush(cx))?;
+            self.unflushed = false;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Moves bytes from `from` to `to` until `from` has nothing more right now (pending) or has
+    /// ended and the end was passed on (ready). `moved` is set when any byte was read.
+    fn poll_pump(
+        &mut self,
+        cx: &mut Context<'_>,
+        from: &mut Stream,
+        to: &mut Stream,
+        scratch: &mut [MaybeUninit<u8>],
+        moved: &mut bool,
+    ) -> Poll<Result<(), Broken>> {
+        let sink = self.source.other();
+        while !self.done {
+            ready!(self.poll_drain(cx, to)).map_err(|err| sink.broken(err))?;
+            if self.eof {
+                ready!(Pin::new(&mut *to).poll_shutdown(cx)).map_err(|err| sink.broken(err))?;
+                self.done = true;
+                break;
+            }
+            let mut read = ReadBuf::uninit(scratch);
+            ready!(Pin::new(&mut *from).poll_read(cx, &mut read))
+                .map_err(|err| self.source.broken(err))?;
+            let filled = read.filled();
+            if filled.is_empty() {
+                self.eof = true;
+                continue;
+            }
+            *moved = true;
+            // Straight on while the other side takes it; what it cannot take yet waits here.
+            let mut at = 0;
+            while at < filled.len() {
+                match Pin::new(&mut *to).poll_write(cx, &filled[at..]) {
+                    Poll::Ready(Ok(0)) => {
+                        return Poll::Ready(Err(sink.broken(io::ErrorKind::WriteZero.into())))
+                    }
+                    Poll::Ready(Ok(n)) => at += n,
+                    Poll::Ready(Err(err)) => return Poll::Ready(Err(sink.broken(err))),
+                    Poll::Pending => break,
+                }
+            }
+            self.pending.extend_from_slice(&filled[at..]);
+            self.unflushed = true;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// The two streams of an upgraded connection and the bytes in flight each way.
+struct Tunnel {
+    client: Stream,
+    replica: Stream,
+    to_replica: Pump,
+    to_client: Pump,
+}
+
+impl Tunnel {
+    fn new(tunnel: UpgradedTunnel) -> Self {
+        Self {
+            client: tunnel.downstream,
+            replica: tunnel.upstream,
+            to_replica: Pump::new(Side::Client, tunnel.from_downstream),
+            to_client: Pump::new(Side::Replica, tunnel.from_upstream),
+        }
+    }
+
+    /// Both ways at once in one task, so neither direction waits on the other, until either
+    /// side ends (its end passed on to the other, as pingora's own relay does) or nothing has
+    /// moved for `idle`. The idle deadline is checked only when its timer fires: no timer is
+    /// set per read.
+    async fn relay(&mut self, idle: Duration) -> Result<End, Broken> {
+        let mut last_moved = Instant::now();
+        let timer = tokio::time::sleep(idle);
+        tokio::pin!(timer);
+        poll_fn(|cx| {
+            // Not zeroed: a plain socket's read fills it without looking.
+            let mut scratch = [const { MaybeUninit::<u8>::uninit() }; SCRATCH];
+            let mut moved = false;
+            let Tunnel {
+                client,
+                replica,
+                to_replica,
+                to_client,
+            } = self;
+            let up = to_replica.poll_pump(cx, client, replica, &mut scratch, &mut moved)?;
+            let down = to_client.poll_pump(cx, replica, client, &mut scratch, &mut moved)?;
+            if up.is_ready() || down.is_ready() {
+                return Poll::Ready(Ok(End::Closed));
+            }
+            if moved {
+                last_moved = Instant::now();
+            }
+            while timer.as_mut().poll(cx).is_ready() {
+                let deadline = last_moved + idle;
+                if deadline <= Instant::now() {
+                    return Poll::Ready(Ok(End::Idle));
+                }
+                timer.as_mut().reset(deadline);
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Passes on what the replica had sent, then the close frame, then ends the client's side.
+    async fn going_away(&mut self) -> io::Result<()> {
+        poll_fn(|cx| self.to_client.poll_drain(cx, &mut self.client)).await?;
+        self.client.write_all(&GOING_AWAY).await?;
+        self.client.flush().await?;
+        self.client.shutdown().await
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Read;
-    use std::os::fd::AsRawFd;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
 
-    #[test]
-    fn closing_ends_the_upstream_read_side_of_registered_sockets_only() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let upstream = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (_engine_side, _) = listener.accept().unwrap();
+    /// A connected pair of loopback sockets: the gateway's end as pingora's stream, and the
+    /// far end (the client or the replica).
+    async fn pair() -> (Stream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let far = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (near, _) = listener.accept().await.unwrap();
+        (
+            Box::new(pingora::protocols::l4::stream::Stream::from(near)),
+            far,
+        )
+    }
+
+    /// A tunnel whose sessions had already read `from_client` and `from_replica`; returns it
+    /// with the client's and the replica's ends.
+    async fn open_tunnel(
+        from_client: &'static [u8],
+        from_replica: &'static [u8],
+    ) -> (UpgradedTunnel, TcpStream, TcpStream) {
+        let (downstream, client) = pair().await;
+        let (upstream, replica) = pair().await;
+        let tunnel = UpgradedTunnel {
+            downstream,
+            from_downstream: bytes::Bytes::from_static(from_client),
+            upstream,
+            from_upstream: bytes::Bytes::from_static(from_replica),
+        };
+        (tunnel, client, replica)
+    }
+
+    fn relay(
+        open: &Arc<OpenWebSockets>,
+        tunnel: UpgradedTunnel,
+        idle: Duration,
+    ) -> tokio::task::JoinHandle<Result<End, Broken>> {
+        let open = open.clone();
+        tokio::spawn(async move { open.relay(tunnel, idle).await })
+    }
+
+    /// Writes `bytes` and half-closes; reads everything until the other end closes.
+    async fn send_and_read_all(socket: TcpStream, bytes: Vec<u8>) -> Vec<u8> {
+        let (mut read, mut write) = socket.into_split();
+        let writer = tokio::spawn(async move {
+            write.write_all(&bytes).await.unwrap();
+            write
+        });
+        let mut received = Vec::new();
+        read.read_to_end(&mut received).await.unwrap();
+        drop(writer.await.unwrap());
+        received
+    }
+
+    fn large(seed: u32) -> Vec<u8> {
+        (0..4 * 1024 * 1024u32)
+            .map(|i| (i.wrapping_mul(seed) % 251) as u8)
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bytes_cross_intact_both_ways_with_what_was_read_ahead_first() {
+        let open = Arc::new(OpenWebSockets::default());
+        let (tunnel, client, mut replica) = open_tunnel(b"client-early:", b"replica-early:").await;
+        let relay = relay(&open, tunnel, Duration::from_secs(60));
+        let (to_replica, to_client) = (large(7), large(13));
+        let client_side = tokio::spawn(send_and_read_all(client, to_replica.clone()));
+        // The replica reads the client's bytes (4 MiB, far more than any buffer on the way)
+        // while sending its own, then closes.
+        let mut expected = b"client-early:".to_vec();
+        expected.extend_from_slice(&to_replica);
+        let (mut replica_read, mut replica_write) = replica.split();
+        let mut got = vec![0u8; expected.len()];
+        let (read, written) = tokio::join!(replica_read.read_exact(&mut got), async {
+            replica_write.write_all(&to_client).await?;
+            replica_write.shutdown().await
+        });
+        read.unwrap();
+        written.unwrap();
+        assert!(got == expected, "the replica got the client's bytes intact");
+        drop(replica);
+        let mut expected = b"replica-early:".to_vec();
+        expected.extend_from_slice(&to_client);
+        let received = client_side.await.unwrap();
+        assert_eq!(received.len(), expected.len());
+        assert!(
+            received == expected,
+            "the client got the replica's bytes intact"
+        );
+        assert_eq!(relay.await.unwrap().unwrap(), End::Closed);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_tunnel_silent_both_ways_ends_at_the_idle_timeout_and_a_busy_one_does_not() {
+        let idle = Duration::from_millis(400);
+        let open = Arc::new(OpenWebSockets::default());
+        let (tunnel, mut client, mut replica) = open_tunnel(b"", b"").await;
+        let started = Instant::now();
+        let relay = relay(&open, tunnel, idle);
+        // Busy for three idle timeouts: a byte each way every half timeout.
+        let mut byte = [0u8; 1];
+        let mut quiet_since = Instant::now();
+        while started.elapsed() < idle * 3 {
+            client.write_all(b"c").await.unwrap();
+            replica.read_exact(&mut byte).await.unwrap();
+            replica.write_all(b"r").await.unwrap();
+            client.read_exact(&mut byte).await.unwrap();
+            quiet_since = Instant::now();
+            assert!(!relay.is_finished(), "cut while busy");
+            tokio::time::sleep(idle / 2).await;
+        }
+        assert_eq!(relay.await.unwrap().unwrap(), End::Idle);
+        let quiet = quiet_since.elapsed();
+        assert!(
+            quiet >= idle && quiet < idle * 3,
+            "cut {quiet:?} after the last byte, idle timeout {idle:?}"
+        );
+        // Both far ends see their connection end.
+        assert_eq!(client.read(&mut byte).await.unwrap(), 0);
+        assert_eq!(replica.read(&mut byte).await.unwrap(), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_drain_closes_the_client_with_1001_after_what_the_replica_sent() {
         let open = Arc::new(OpenWebSockets::default());
         let gauge = prometheus::IntGauge::new("g", "g").unwrap();
-        let registered = open.register(Some(upstream.as_raw_fd()), gauge.clone());
-        assert_eq!((open.count(), gauge.get()), (1, 1));
+        let registered = open.register(gauge.clone());
+        let (tunnel, mut client, mut replica) = open_tunnel(b"", b"").await;
+        let relay = relay(&open, tunnel, Duration::from_secs(60));
+        replica.write_all(b"\x81\x05event").await.unwrap();
+        let mut event = [0u8; 7];
+        client.read_exact(&mut event).await.unwrap();
+        assert_eq!(&event, b"\x81\x05event");
         assert!(!open.closing());
         assert_eq!(open.close_all(), 1);
         assert!(open.closing());
-        // The read side is shut: a read returns end of stream at once.
-        let mut buffer = [0u8; 8];
-        assert_eq!((&upstream).read(&mut buffer).unwrap(), 0);
+        let mut rest = Vec::new();
+        client.read_to_end(&mut rest).await.unwrap();
+        assert_eq!(rest, GOING_AWAY, "the close frame, then the end");
+        assert_eq!(relay.await.unwrap().unwrap(), End::Drained);
+        assert_eq!((open.count(), gauge.get()), (1, 1));
         drop(registered);
         assert_eq!((open.count(), gauge.get()), (0, 0));
-    }
-
-    #[test]
-    fn a_reused_descriptor_is_left_alone() {
-        let open = Arc::new(OpenWebSockets::default());
-        let gauge = prometheus::IntGauge::new("g", "g").unwrap();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let first = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let fd = first.as_raw_fd();
-        let _registered = open.register(Some(fd), gauge);
-        drop(first);
-        // Another connection may now get the same number; it is not the registered one.
-        let second = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        assert_eq!(open.close_all(), 0);
-        let mut buffer = [0u8; 1];
-        second.set_nonblocking(true).unwrap();
-        assert!(
-            (&second).read(&mut buffer).is_err(),
-            "still open, nothing to read"
+        // A tunnel that starts after the signal closes at once.
+        let (tunnel, mut client, _replica) = open_tunnel(b"", b"").await;
+        assert_eq!(
+            open.relay(tunnel, Duration::from_secs(60)).await.unwrap(),
+            End::Drained
         );
-    }
-
-    #[test]
-    fn the_gateways_end_becomes_a_going_away_frame() {
-        let mut body = None;
-        on_upstream_end(&mut body, false);
-        assert_eq!(body, None);
-        on_upstream_end(&mut body, true);
-        assert_eq!(body.as_deref(), Some(&GOING_AWAY[..]));
-        let mut body = Some(Bytes::from_static(b"\x81\x01x"));
-        on_upstream_end(&mut body, true);
-        assert_eq!(body.as_deref(), Some(&b"\x81\x01x\x88\x02\x03\xe9"[..]));
+        let mut rest = Vec::new();
+        client.read_to_end(&mut rest).await.unwrap();
+        assert_eq!(rest, GOING_AWAY);
     }
 }

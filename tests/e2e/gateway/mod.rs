@@ -1,5 +1,6 @@
-//! The edge gateway end to end, by concern: [`tls`], [`limits`], [`routing`], [`drain`]. Here:
-//! what they share (an echo replica behind a gateway, a load generator, three engines).
+//! The edge gateway end to end, by concern: [`tls`], [`limits`], [`routing`], [`drain`],
+//! [`websockets`]. Here: what they share (an echo replica behind a gateway, a load generator,
+//! three engines).
 
 use crate::support::echo::EchoUpstream;
 use crate::support::{eventually, fetch_json, sample, Engine, EngineOptions, GatewayProcess};
@@ -12,6 +13,7 @@ mod drain;
 mod limits;
 mod routing;
 mod tls;
+mod websockets;
 
 const PATIENCE: Duration = Duration::from_secs(30);
 

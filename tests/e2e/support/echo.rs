@@ -3,7 +3,10 @@
 //! the requests it served. Plain HTTP/1.1 with keep-alive over a real socket. A request for
 //! `/hang-up` is counted and then the connection is closed without an answer, like a replica
 //! that crashes mid-request. A request for `/slow/MS` is answered with [`SLOW_BODY_BYTES`]
-//! streamed in chunks over MS milliseconds, so it is still in flight for that long.
+//! streamed in chunks over MS milliseconds, so it is still in flight for that long. A
+//! WebSocket upgrade to `/ws` is answered with a 101 and [`UPGRADED_GREETING`] in the same
+//! write, and from then on every byte is echoed back as it came (including any sent with the
+//! upgrade request).
 
 use serde_json::{json, Map, Value};
 use std::net::SocketAddr;
@@ -15,6 +18,8 @@ use tokio::net::{TcpListener, TcpStream};
 /// The length of a `/slow/MS` answer's body.
 pub const SLOW_BODY_BYTES: usize = 64 * 1024;
 const SLOW_CHUNKS: usize = 8;
+/// What the echo replica sends right behind its 101, in the same write.
+pub const UPGRADED_GREETING: &[u8] = b"greeting-with-the-101:";
 
 #[derive(Clone)]
 pub struct EchoUpstream {
@@ -120,6 +125,18 @@ impl EchoUpstream {
             }
             buffer.drain(..header_end + length);
             let path = request_line.get(1).cloned().unwrap_or_default();
+            let upgrade = headers.get("upgrade").and_then(|v| v.as_str());
+            if path == "/ws" && upgrade.is_some_and(|u| u.eq_ignore_ascii_case("websocket")) {
+                self.served.fetch_add(1, Ordering::SeqCst);
+                let mut answer = b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\nsec-websocket-accept: echo\r\n\r\n".to_vec();
+                answer.extend_from_slice(UPGRADED_GREETING);
+                answer.extend_from_slice(&buffer);
+                if stream.write_all(&answer).await.is_ok() {
+                    let (mut from, mut to) = stream.split();
+                    let _ = tokio::io::copy(&mut from, &mut to).await;
+                }
+                return;
+            }
             if let Some(millis) = path.strip_prefix("/slow/").and_then(|m| m.parse().ok()) {
                 self.served.fetch_add(1, Ordering::SeqCst);
                 if self.answer_slowly(&mut stream, millis).await.is_err() {

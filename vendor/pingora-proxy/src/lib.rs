@@ -93,6 +93,8 @@ mod proxy_h1;
 mod proxy_h2;
 mod proxy_purge;
 mod proxy_trait;
+// aragora patch (upstream: not yet proposed): the opt-in plain tunnel for upgrades.
+mod upgraded_tunnel;
 pub mod subrequest;
 
 use subrequest::{BodyMode, Ctx as SubrequestCtx};
@@ -100,6 +102,7 @@ use subrequest::{BodyMode, Ctx as SubrequestCtx};
 pub use proxy_cache::range_filter::{range_header_filter, MultiRangeInfo, RangeType};
 pub use proxy_purge::PurgeStatus;
 pub use proxy_trait::{FailToProxy, ProxyHttp, ProxyWarnLogContext};
+pub use upgraded_tunnel::UpgradedTunnel;
 
 pub mod prelude {
     pub use crate::{http_proxy, http_proxy_service, ProxyHttp, ProxyWarnLogContext, Session};
@@ -420,6 +423,18 @@ where
                         let (server_reused, client_reuse, error) = self
                             .proxy_to_h1_upstream(session, &mut h1, client_reused, &peer, ctx)
                             .await;
+                        // aragora patch (upstream: not yet proposed): the halves stopped at the
+                        // 101 of a request `tunnel_upgraded` chose; the tunnel takes over.
+                        if error.is_none() && session.upgrade_tunnel && session.was_upgraded() {
+                            let error = self.proxy_upgraded_tunnel(session, h1, ctx).await;
+                            return (
+                                false,
+                                error.map(|e| {
+                                    self.inner
+                                        .error_while_proxy(&peer, session, e, ctx, client_reused)
+                                }),
+                            );
+                        }
                         if client_reuse {
                             let session = ClientSession::H1(h1);
                             self.client_upstream
@@ -607,6 +622,9 @@ pub struct Session {
     upstream_write_pending_time: Duration,
     /// Flag that is set when the shutdown process has begun.
     shutdown_flag: Arc<AtomicBool>,
+    /// aragora patch (upstream: not yet proposed): `ProxyHttp::tunnel_upgraded` chose the plain
+    /// tunnel for this request, should it be upgraded.
+    upgrade_tunnel: bool,
 }
 
 impl Session {
@@ -634,6 +652,7 @@ impl Session {
             downstream_task_seen_upgraded: false,
             upstream_write_pending_time: Duration::ZERO,
             shutdown_flag,
+            upgrade_tunnel: false,
         }
     }
 

@@ -144,6 +144,14 @@ where
 
         session.as_mut().enable_retry_buffering();
 
+        // aragora patch (upstream: not yet proposed): an upgrade request with no body of its
+        // own may go to `upgraded_tunnel` after its 101; both halves then stop there.
+        session.upgrade_tunnel = session.is_upgrade_req()
+            && session.downstream_session.as_http1().is_some()
+            && session.as_mut().is_body_empty()
+            && self.inner.tunnel_upgraded(session, ctx);
+        let tunnel = session.upgrade_tunnel;
+
         // Shared signal so the upstream half can distinguish an expected task-pipe
         // closure (the downstream half finished and dropped rx) from an unexpected one.
         let pipe_state = Arc::new(AtomicU8::new(PipeState::Active as u8));
@@ -158,8 +166,15 @@ where
                 &mut downstream_custom_message_writer,
                 &mut downstream_custom_message_reader,
                 pipe_state.clone(),
+                tunnel,
             ),
-            self.proxy_handle_upstream(client_session, tx_upstream, rx_downstream, pipe_state),
+            self.proxy_handle_upstream(
+                client_session,
+                tx_upstream,
+                rx_downstream,
+                pipe_state,
+                tunnel,
+            ),
         );
 
         if let Some(custom_session) = session.downstream_session.as_custom_mut() {
@@ -251,6 +266,7 @@ where
         tx: mpsc::Sender<HttpTask>,
         mut rx: mpsc::Receiver<HttpTask>,
         pipe_state: Arc<AtomicU8>,
+        tunnel: bool,
     ) -> Result<bool>
     where
         SV: ProxyHttp + Send + Sync,
@@ -284,6 +300,11 @@ where
                                     || format!("Failed to send upstream task {type_str}{} to pipe",
                                         if response_done { " (end)" } else {""})
                                 );
+                            // aragora patch (upstream: not yet proposed): the 101 is on its way
+                            // to the client; the tunnel reads the rest (the request had no body).
+                            if tunnel && upgraded && result.is_ok() {
+                                return Ok(false);
+                            }
                             // If the request is upgraded, the downstream pipe can early exit
                             // when the downstream connection is closed.
                             // In that case, this function should ignore that the pipe is closed.
@@ -460,6 +481,7 @@ where
             Box<dyn futures::Stream<Item = Result<Bytes>> + Unpin + Send + Sync + 'static>,
         >,
         pipe_state: Arc<AtomicU8>,
+        tunnel: bool,
     ) -> Result<bool>
     where
         SV: ProxyHttp + Send + Sync,
@@ -532,10 +554,13 @@ where
          * If both are done, quit the loop
          * Usually there is no request body to read for cacheable request
          */
-        while !downstream_state.is_done()
-            || !response_state.is_done()
-            || downstream_custom_read && !downstream_state.is_errored()
-            || downstream_custom_write
+        // aragora patch (upstream: not yet proposed): `tunnel` stops the loop once the 101 is
+        // written; the tunnel relays the rest.
+        while !(tunnel && session.was_upgraded())
+            && (!downstream_state.is_done()
+                || !response_state.is_done()
+                || downstream_custom_read && !downstream_state.is_errored()
+                || downstream_custom_write)
         {
             // reserve tx capacity ahead to avoid deadlock, see below
 
@@ -841,6 +866,10 @@ where
             }
         }
 
+        if tunnel && session.was_upgraded() {
+            pipe_state.store(PipeState::DownstreamComplete as u8, Ordering::Release);
+            return Ok(false);
+        }
         let mut reuse_downstream = !downstream_state.is_errored();
         if reuse_downstream {
             match session.as_mut().finish_body().await {

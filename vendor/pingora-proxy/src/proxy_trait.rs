@@ -708,6 +708,31 @@ pub trait ProxyHttp {
         Ok(())
     }
 
+    // aragora patch (upstream: not yet proposed; see README.md): an opt-in plain tunnel for
+    // upgraded HTTP/1 connections.
+    /// Whether an HTTP/1 upgrade request, once its `101` has been written to the client, is
+    /// handed to [`Self::upgraded_tunnel`] as the two raw streams instead of being relayed
+    /// through the HTTP machinery (two halves, a task channel, a timer per read). Asked once,
+    /// before the request is sent upstream.
+    fn tunnel_upgraded(&self, _session: &Session, _ctx: &Self::CTX) -> bool {
+        false
+    }
+
+    /// Relays an upgraded connection for which [`Self::tunnel_upgraded`] said `true`, until
+    /// either side ends it. The bytes each side already sent past its head come first (see
+    /// [`UpgradedTunnel`]). `logging` runs after it returns, as for any request.
+    async fn upgraded_tunnel(
+        &self,
+        _session: &mut Session,
+        _tunnel: UpgradedTunnel,
+        _ctx: &mut Self::CTX,
+    ) -> Result<()>
+    where
+        Self::CTX: Send + Sync,
+    {
+        Error::e_explain(InternalError, "upgraded_tunnel is not implemented")
+    }
+
     /// This callback is invoked every time request related error log needs to be generated
     ///
     /// Users can define what is important to be written about this request via the returned string.
