@@ -172,14 +172,19 @@ impl Gateway {
         retry_after: Option<u64>,
     ) -> Result<bool> {
         let (header, body) = json_answer(status, &body, retry_after, &self.stamp(ctx))?;
-        write_answer(session, header, body).await
+        write_answer(session, header, body, AfterAnswer::KeepIfRead).await
     }
 
     /// Answers with `refusal` and ends the request.
     async fn refuse(&self, session: &mut Session, ctx: &mut Ctx, refusal: Refusal) -> Result<bool> {
         ctx.refusal = Some(refusal.code);
         let (header, body) = refusal.render(&self.stamp(ctx))?;
-        write_answer(session, header, body).await
+        let after = if refusal.ends_connection() {
+            AfterAnswer::Close
+        } else {
+            AfterAnswer::KeepIfRead
+        };
+        write_answer(session, header, body, after).await
     }
 
     /// Reads what the later phases need from the request head, once; returns the client.
@@ -287,8 +292,32 @@ impl Gateway {
     }
 }
 
-async fn write_answer(session: &mut Session, header: ResponseHeader, body: Bytes) -> Result<bool> {
-    session.set_keepalive(None);
+/// What becomes of the client's HTTP/1.1 connection after an answer of the gateway's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AfterAnswer {
+    /// The connection carries the client's next request if the request was read whole (no
+    /// body, or all of it): a refused client must not pay a new TLS handshake per request, or
+    /// the refusal costs more than serving it would.
+    KeepIfRead,
+    /// Closed whatever was read: the client misbehaved (a head over the limit), or the answer
+    /// comes after a failed proxy attempt.
+    Close,
+}
+
+async fn write_answer(
+    session: &mut Session,
+    header: ResponseHeader,
+    body: Bytes,
+    after: AfterAnswer,
+) -> Result<bool> {
+    // A body still unread is not drained: pingora's `reuse` would read all of it (a declared
+    // gigabyte included) before the next request, so such a connection closes. Pingora 0.9.1
+    // does the same by default (`close_on_response_before_downstream_finish`); said here so
+    // it does not hang on a default. On HTTP/2 this is a no-op: the stream ends, the
+    // connection stays.
+    if after == AfterAnswer::Close || !session.is_body_done() {
+        session.set_keepalive(None);
+    }
     session
         .write_response_header(Box::new(header), false)
         .await?;
@@ -558,7 +587,7 @@ impl ProxyHttp for Gateway {
         if session.response_written().is_none() {
             let stamp = self.stamp(ctx);
             if let Ok((header, body)) = refusal.render(&stamp) {
-                let _ = write_answer(session, header, body).await;
+                let _ = write_answer(session, header, body, AfterAnswer::Close).await;
             }
         }
         FailToProxy {

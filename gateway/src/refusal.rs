@@ -14,6 +14,15 @@
 //! | 413 | `payload_too_large` | declared or received body over `ARAGORA_GATEWAY_MAX_BODY_BYTES` |
 //! | 502 | `upstream_unreachable`, `bad_gateway` | the replica could not be reached, or failed answering |
 //! | 504 | `upstream_timeout` | the replica did not answer within `ARAGORA_UPSTREAM_READ_TIMEOUT` |
+//!
+//! A refusal must cost less than serving the request: over HTTP/1.1 the client's connection
+//! stays open for its next request whenever the refused one was read whole (no body, or all of
+//! it), as nginx's `limit_req` does, so a client over its limit does not pay (and make the edge
+//! pay) a TLS handshake per request. It closes only where the body is unread (a declared body
+//! over the limit, any refused request that carries one: draining it could mean reading a
+//! gigabyte), where the client misbehaved ([`Refusal::ends_connection`]: a head over the
+//! limit), and after a failed proxy attempt (502, 504). HTTP/2 ends the stream and keeps the
+//! connection either way.
 
 use crate::limit::{Decision, Verdict};
 use aragora_telemetry::error_body;
@@ -171,6 +180,13 @@ impl Refusal {
         Some(Self::new(status, code, message, retry_after))
     }
 
+    /// Whether the client's connection closes after this answer even when its request was read
+    /// whole: a head over the limit is the client misbehaving. (A declared body over the limit
+    /// closes it anyway: that body is never read.)
+    pub fn ends_connection(&self) -> bool {
+        self.status == 431
+    }
+
     /// The response: the error envelope as JSON, `Retry-After`, and the stamp's headers.
     pub fn render(&self, stamp: &Stamp<'_>) -> Result<(ResponseHeader, Bytes)> {
         let body = error_body(self.code, &self.message);
@@ -299,6 +315,9 @@ mod tests {
         }
         let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(json["error"]["code"], "headers_too_large");
+        assert!(Refusal::headers_too_large(40_000, 32_768).ends_connection());
+        assert!(!Refusal::maintenance().ends_connection());
+        assert!(!Refusal::payload_too_large(1).ends_connection(), "closed by its unread body");
         let (response, _) = Refusal::maintenance().render(&stamp).unwrap();
         assert_eq!(
             (response.status.as_u16(), header(&response, "Retry-After")),
