@@ -196,7 +196,7 @@ impl Refusal {
 
 /// The headers every answer carries, whether the gateway or a replica wrote it.
 pub struct Stamp<'a> {
-    pub request_id: &'a str,
+    pub request_id: &'a http::HeaderValue,
     /// `Strict-Transport-Security`, on HTTPS.
     pub hsts: Option<http::HeaderValue>,
     /// The rate limiter's decision, as `RateLimit-*`.
@@ -205,14 +205,18 @@ pub struct Stamp<'a> {
 
 impl Stamp<'_> {
     pub fn apply(&self, header: &mut ResponseHeader) -> Result<()> {
-        header.insert_header("X-Request-Id", self.request_id)?;
+        header.insert_header("X-Request-Id", self.request_id.clone())?;
         if let Some(hsts) = &self.hsts {
             header.insert_header("Strict-Transport-Security", hsts.clone())?;
         }
         if let Some(decision) = self.rate_limit {
-            header.insert_header("RateLimit-Limit", decision.limit.to_string())?;
-            header.insert_header("RateLimit-Remaining", decision.remaining.to_string())?;
-            header.insert_header("RateLimit-Reset", decision.reset_secs.to_string())?;
+            header.insert_header("RateLimit-Limit", http::HeaderValue::from(decision.limit))?;
+            let remaining = http::HeaderValue::from(decision.remaining);
+            header.insert_header("RateLimit-Remaining", remaining)?;
+            header.insert_header(
+                "RateLimit-Reset",
+                http::HeaderValue::from(decision.reset_secs),
+            )?;
         }
         Ok(())
     }
@@ -228,9 +232,9 @@ pub fn json_answer(
     let body = Bytes::from(body.to_string());
     let mut header = ResponseHeader::build(status, Some(8))?;
     header.insert_header("Content-Type", "application/json")?;
-    header.insert_header("Content-Length", body.len().to_string())?;
+    header.insert_header("Content-Length", http::HeaderValue::from(body.len()))?;
     if let Some(seconds) = retry_after {
-        header.insert_header("Retry-After", seconds.to_string())?;
+        header.insert_header("Retry-After", http::HeaderValue::from(seconds))?;
     }
     stamp.apply(&mut header)?;
     Ok((header, body))
@@ -265,7 +269,7 @@ mod tests {
         )
         .unwrap();
         let stamp = Stamp {
-            request_id: "req-1",
+            request_id: &http::HeaderValue::from_static("req-1"),
             hsts: Some(http::HeaderValue::from_static(
                 "max-age=60; includeSubDomains",
             )),
@@ -298,7 +302,7 @@ mod tests {
     #[test]
     fn refusals_without_retry_after_or_stamped_extras_carry_none() {
         let stamp = Stamp {
-            request_id: "req-2",
+            request_id: &http::HeaderValue::from_static("req-2"),
             hsts: None,
             rate_limit: None,
         };
@@ -317,7 +321,10 @@ mod tests {
         assert_eq!(json["error"]["code"], "headers_too_large");
         assert!(Refusal::headers_too_large(40_000, 32_768).ends_connection());
         assert!(!Refusal::maintenance().ends_connection());
-        assert!(!Refusal::payload_too_large(1).ends_connection(), "closed by its unread body");
+        assert!(
+            !Refusal::payload_too_large(1).ends_connection(),
+            "closed by its unread body"
+        );
         let (response, _) = Refusal::maintenance().render(&stamp).unwrap();
         assert_eq!(
             (response.status.as_u16(), header(&response, "Retry-After")),

@@ -524,7 +524,11 @@ async fn a_client_over_its_limit_gets_its_429s_on_the_connection_it_keeps() {
         .unwrap();
     let health = read_response(&mut tls, &mut buffer).await.unwrap();
     assert_eq!(health.status, 200);
-    assert_eq!(upstream.served(), 2, "the refused requests never reached it");
+    assert_eq!(
+        upstream.served(),
+        2,
+        "the refused requests never reached it"
+    );
     assert_eq!(handshakes(&gateway).await, 1.0, "one TLS handshake for all");
 }
 
@@ -566,7 +570,10 @@ async fn a_refusal_closes_the_connection_when_the_body_is_unread_or_the_head_too
     tls.write_all(b"GET /api/debates HTTP/1.1\r\nhost: x\r\nx-forwarded-for: 203.0.113.3\r\n\r\n")
         .await
         .unwrap();
-    assert_eq!(read_response(&mut tls, &mut buffer).await.unwrap().status, 200);
+    assert_eq!(
+        read_response(&mut tls, &mut buffer).await.unwrap().status,
+        200
+    );
     tls.write_all(b"GET /api/debates HTTP/1.1\r\nhost: x\r\nx-forwarded-for: 203.0.113.3\r\n\r\n")
         .await
         .unwrap();
@@ -579,7 +586,10 @@ async fn a_refusal_closes_the_connection_when_the_body_is_unread_or_the_head_too
     let refused = read_response(&mut tls, &mut buffer).await.unwrap();
     assert_eq!(refused.status, 429);
     assert_eq!(refused.header("connection"), Some("close"));
-    assert!(closed_by_gateway(&mut tls).await, "closed: its body is unread");
+    assert!(
+        closed_by_gateway(&mut tls).await,
+        "closed: its body is unread"
+    );
     assert_eq!(upstream.served(), 1);
 }
 
