@@ -38,13 +38,32 @@ fn whole_secs(seconds: f64) -> u64 {
     (seconds - ROUNDING).ceil().max(0.0) as u64
 }
 
+/// Locks the clients' buckets are spread over: every worker thread takes one per request, and
+/// behind a single lock they queued on each other.
+const SHARDS: usize = 16;
+
 pub struct RateLimiter {
     /// Seconds between requests at the steady rate.
     interval: f64,
     burst: u64,
     started: Instant,
-    /// Theoretical arrival time per client, in seconds since `started`.
-    buckets: Mutex<HashMap<IpAddr, f64>>,
+    /// Theoretical arrival time per client, in seconds since `started`; a client's bucket is
+    /// in the shard of its address ([`shard_of`]).
+    buckets: [Mutex<HashMap<IpAddr, f64>>; SHARDS],
+}
+
+/// The shard of a client: its address' bits mixed (a multiplicative hash), so neighbouring
+/// addresses spread. Only where a bucket lives, never what it holds: the maps keep their
+/// keyed hashing.
+fn shard_of(client: &IpAddr) -> usize {
+    let bits = match client {
+        IpAddr::V4(v4) => u64::from(u32::from(*v4)),
+        IpAddr::V6(v6) => {
+            let bits = u128::from(*v6);
+            (bits as u64) ^ ((bits >> 64) as u64)
+        }
+    };
+    (bits.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 60) as usize % SHARDS
 }
 
 impl RateLimiter {
@@ -54,7 +73,7 @@ impl RateLimiter {
             interval: 60.0 / rate_per_minute as f64,
             burst: burst.max(1),
             started: Instant::now(),
-            buckets: Mutex::default(),
+            buckets: Default::default(),
         })
     }
 
@@ -68,8 +87,13 @@ impl RateLimiter {
 
     fn check_at(&self, client: IpAddr, now: f64) -> Decision {
         let capacity = self.burst as f64 * self.interval;
-        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        let tat = buckets.get(&client).copied().unwrap_or(now).max(now);
+        let mut buckets = self.buckets[shard_of(&client)]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        // One lookup: a client seen for the first time is always admitted (ahead is 0), so its
+        // entry is inserted either way.
+        let bucket = buckets.entry(client).or_insert(now);
+        let tat = bucket.max(now);
         // How far the client is ahead of the steady rate, against how far it may be. Compared
         // as differences, not as `now < tat + interval - capacity`: that sum rounds, and with a
         // burst of 1 it refused a client's very first request at some instants.
@@ -85,7 +109,7 @@ impl RateLimiter {
             };
         }
         let new_tat = tat + self.interval;
-        buckets.insert(client, new_tat);
+        *bucket = new_tat;
         // The epsilon keeps float rounding (47.999... for 48) from costing a request.
         let remaining = ((slack - ahead) / self.interval + ROUNDING).floor() as u64;
         Decision {
@@ -103,9 +127,14 @@ impl RateLimiter {
     }
 
     fn sweep_at(&self, now: f64) -> usize {
-        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        buckets.retain(|_, tat| *tat > now);
-        buckets.len()
+        self.buckets
+            .iter()
+            .map(|shard| {
+                let mut buckets = shard.lock().unwrap_or_else(|e| e.into_inner());
+                buckets.retain(|_, tat| *tat > now);
+                buckets.len()
+            })
+            .sum()
     }
 
     pub fn window(&self) -> Duration {
@@ -547,6 +576,27 @@ mod tests {
             "the first client recovered after a second"
         );
         assert_eq!(limiter.sweep_at(6.5), 0);
+    }
+
+    #[test]
+    fn every_client_has_its_own_bucket_whatever_shard_it_is_in() {
+        let limiter = RateLimiter::new(60, 1).unwrap();
+        let clients: Vec<IpAddr> = (0..64u8)
+            .map(|i| IpAddr::from([10, 0, 0, i]))
+            .chain((0..64u16).map(|i| IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 0, i])))
+            .collect();
+        for client in &clients {
+            assert!(limiter.check_at(*client, 0.0).allowed, "{client}");
+        }
+        for client in &clients {
+            assert!(!limiter.check_at(*client, 0.0).allowed, "{client}");
+        }
+        assert_eq!(
+            limiter.sweep_at(0.5),
+            clients.len(),
+            "all kept, in every shard"
+        );
+        assert_eq!(limiter.sweep_at(1.5), 0);
     }
     fn net(text: &str) -> IpNet {
         text.parse().unwrap()

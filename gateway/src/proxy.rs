@@ -29,7 +29,7 @@ use crate::state::Shared;
 use crate::trace::{request_id, TraceContext};
 use crate::upstream::Replica;
 use crate::websockets::{Broken, End};
-use aragora_telemetry::{method_label, route_template};
+use aragora_telemetry::{method_label, route_index, route_name};
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -78,12 +78,14 @@ impl Drop for ReplicaLease {
 
 pub struct Ctx {
     started: Instant,
-    started_at: std::time::SystemTime,
     inflight: Option<InflightGuard>,
-    request_id: String,
+    /// Built once, and shared (not copied) by every header that carries it.
+    request_id: http::HeaderValue,
     trace: Option<TraceContext>,
     method: &'static str,
     route: &'static str,
+    /// The route's place among the templates, which the metric handles are resolved by.
+    route_slot: usize,
     tls: bool,
     upgrade: bool,
     /// Who the request is from, decided once in `request_filter`.
@@ -113,13 +115,25 @@ struct AccessLine<'a> {
     route: &'a str,
     status: u16,
     duration_ms: f64,
-    upstream: Option<&'a str>,
+    upstream: Option<Shown<SocketAddr>>,
     attempts: usize,
-    client: Option<&'a str>,
+    client: Option<Shown<std::net::IpAddr>>,
     tls: bool,
     upgrade: bool,
     refusal: Option<&'a str>,
     error: Option<&'a str>,
+}
+
+/// A value serialized as the string its `Display` writes, without building that string first.
+struct Shown<T>(T);
+
+impl<T: std::fmt::Display> serde::Serialize for Shown<T> {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        serializer.collect_str(&self.0)
+    }
 }
 
 /// The first `max` bytes of `text`, cut back to a character boundary (a path may hold
@@ -180,14 +194,19 @@ impl Gateway {
         retry_after: Option<u64>,
     ) -> Result<bool> {
         let (header, body) = json_answer(status, &body, retry_after, &self.stamp(ctx))?;
-        write_answer(session, header, body).await
+        write_answer(session, header, body, AfterAnswer::KeepIfRead).await
     }
 
     /// Answers with `refusal` and ends the request.
     async fn refuse(&self, session: &mut Session, ctx: &mut Ctx, refusal: Refusal) -> Result<bool> {
         ctx.refusal = Some(refusal.code);
         let (header, body) = refusal.render(&self.stamp(ctx))?;
-        write_answer(session, header, body).await
+        let after = if refusal.ends_connection() {
+            AfterAnswer::Close
+        } else {
+            AfterAnswer::KeepIfRead
+        };
+        write_answer(session, header, body, after).await
     }
 
     /// Reads what the later phases need from the request head, once; returns the client.
@@ -195,8 +214,9 @@ impl Gateway {
         let header = session.req_header();
         let header_value = |name: &str| header.headers.get(name).and_then(|v| v.to_str().ok());
         ctx.method = method_label(&header.method);
-        ctx.route = route_template(header.uri.path());
-        ctx.request_id = request_id(header_value("x-request-id"));
+        ctx.route_slot = route_index(header.uri.path());
+        ctx.route = route_name(ctx.route_slot);
+        ctx.request_id = request_id(header.headers.get("x-request-id"));
         ctx.trace = Some(TraceContext::from_header(header_value("traceparent")));
         ctx.upgrade = websocket_upgrade(session, ctx.route);
         ctx.sticky = Stickiness::of(header);
@@ -255,11 +275,7 @@ impl Gateway {
         ctx.limit = verdict.decision();
         let refusal = Refusal::rate_limited(&verdict, client.address, ctx.method, ctx.route);
         if let Some(refusal) = refusal {
-            shared
-                .metrics
-                .rate_limited
-                .with_label_values(&[ctx.route])
-                .inc();
+            shared.metrics.series.rate_limited(ctx.route_slot);
             return Some(refusal);
         }
         if shared.in_maintenance() {
@@ -295,8 +311,32 @@ impl Gateway {
     }
 }
 
-async fn write_answer(session: &mut Session, header: ResponseHeader, body: Bytes) -> Result<bool> {
-    session.set_keepalive(None);
+/// What becomes of the client's HTTP/1.1 connection after an answer of the gateway's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AfterAnswer {
+    /// The connection carries the client's next request if the request was read whole (no
+    /// body, or all of it): a refused client must not pay a new TLS handshake per request, or
+    /// the refusal costs more than serving it would.
+    KeepIfRead,
+    /// Closed whatever was read: the client misbehaved (a head over the limit), or the answer
+    /// comes after a failed proxy attempt.
+    Close,
+}
+
+async fn write_answer(
+    session: &mut Session,
+    header: ResponseHeader,
+    body: Bytes,
+    after: AfterAnswer,
+) -> Result<bool> {
+    // A body still unread is not drained: pingora's `reuse` would read all of it (a declared
+    // gigabyte included) before the next request, so such a connection closes. Pingora 0.9.1
+    // does the same by default (`close_on_response_before_downstream_finish`); said here so
+    // it does not hang on a default. On HTTP/2 this is a no-op: the stream ends, the
+    // connection stays.
+    if after == AfterAnswer::Close || !session.is_body_done() {
+        session.set_keepalive(None);
+    }
     session
         .write_response_header(Box::new(header), false)
         .await?;
@@ -324,12 +364,12 @@ impl ProxyHttp for Gateway {
     fn new_ctx(&self) -> Ctx {
         Ctx {
             started: Instant::now(),
-            started_at: std::time::SystemTime::now(),
             inflight: None,
-            request_id: String::new(),
+            request_id: http::HeaderValue::from_static(""),
             trace: None,
             method: "other",
-            route: "unmatched",
+            route: route_name(usize::MAX),
+            route_slot: usize::MAX,
             tls: false,
             upgrade: false,
             client: None,
@@ -370,7 +410,7 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        let config = self.shared.config();
+        let config = self.shared.config_now();
         let client = self.read_request(session, ctx, &config);
         let inflight = self.shared.enter();
         ctx.inflight = Some(InflightGuard(self.shared.clone()));
@@ -400,7 +440,7 @@ impl ProxyHttp for Gateway {
     ) -> Result<()> {
         if let Some(chunk) = body {
             ctx.body_bytes += chunk.len();
-            let limit = self.shared.config().max_body_bytes;
+            let limit = self.shared.config_now().max_body_bytes;
             if ctx.body_bytes > limit && !ctx.upgrade {
                 let refusal = Refusal::payload_too_large(limit);
                 ctx.refusal = Some(refusal.code);
@@ -411,7 +451,7 @@ impl ProxyHttp for Gateway {
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        let config = self.shared.config();
+        let config = self.shared.config_now();
         // A retry gives back the lease of the replica that failed, and prefers a replica not
         // tried yet; after a stale pooled connection, the same replica on a fresh connection is
         // fine when it is the only one.
@@ -441,7 +481,7 @@ impl ProxyHttp for Gateway {
         request: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        request.insert_header("X-Request-Id", ctx.request_id.as_str())?;
+        request.insert_header("X-Request-Id", ctx.request_id.clone())?;
         if let Some(trace) = &ctx.trace {
             request.insert_header("traceparent", trace.header())?;
         }
@@ -556,7 +596,7 @@ impl ProxyHttp for Gateway {
         error: &Error,
         ctx: &mut Ctx,
     ) -> FailToProxy {
-        let read_timeout = self.shared.config().upstream_read_timeout_secs;
+        let read_timeout = self.shared.config_now().upstream_read_timeout_secs;
         let Some(refusal) = Refusal::for_proxy_error(error, read_timeout) else {
             // The client went away or sent garbage: nobody to answer.
             ctx.refusal = Some("client_error");
@@ -570,7 +610,7 @@ impl ProxyHttp for Gateway {
         if session.response_written().is_none() {
             let stamp = self.stamp(ctx);
             if let Ok((header, body)) = refusal.render(&stamp) {
-                let _ = write_answer(session, header, body).await;
+                let _ = write_answer(session, header, body, AfterAnswer::Close).await;
             }
         }
         FailToProxy {
@@ -619,18 +659,11 @@ impl ProxyHttp for Gateway {
             .response_written()
             .map(|r| r.status.as_u16())
             .unwrap_or(0);
-        let code = http::StatusCode::from_u16(status).ok();
-        let status_label = code.as_ref().map_or("0", |c| c.as_str());
         let elapsed = ctx.started.elapsed();
         let metrics = &self.shared.metrics;
         metrics
-            .http_requests
-            .with_label_values(&[ctx.method, ctx.route, status_label])
-            .inc();
-        metrics
-            .request_latency
-            .with_label_values(&[ctx.method, ctx.route])
-            .observe(elapsed.as_secs_f64());
+            .series
+            .observe(ctx.method, ctx.route_slot, status, elapsed.as_secs_f64());
         if ctx.upgrade && status != 101 {
             metrics
                 .websocket_upgrade_failures
@@ -640,32 +673,31 @@ impl ProxyHttp for Gateway {
         ctx.websocket = None;
         ctx.replica = None;
         ctx.inflight = None;
+        let request_id = ctx.request_id.to_str().unwrap_or("");
         if let (Some(spans), Some(trace)) = (&self.spans, &ctx.trace) {
             spans.record(crate::trace::RequestSpan {
                 trace,
                 method: ctx.method,
                 route: ctx.route,
                 status,
-                started: ctx.started_at,
+                started: std::time::SystemTime::now() - elapsed,
                 upstream: ctx.tried.last().map(|a| a.to_string()),
-                request_id: &ctx.request_id,
+                request_id,
             });
         }
         let path = session.req_header().uri.path();
-        let upstream = ctx.tried.last().map(|a| a.to_string());
-        let client = ctx.client.and_then(|c| c.peer).map(|ip| ip.to_string());
         let error = error.map(|e| e.to_string());
         aragora_telemetry::access_log(&AccessLine {
-            request_id: &ctx.request_id,
-            trace_id: ctx.trace.as_ref().map_or("", |t| t.trace_id.as_str()),
+            request_id,
+            trace_id: ctx.trace.as_ref().map_or("", |t| t.trace_id()),
             method: ctx.method,
             path: truncate_at_char(path, 200),
             route: ctx.route,
             status,
             duration_ms: elapsed.as_secs_f64() * 1000.0,
-            upstream: upstream.as_deref(),
+            upstream: ctx.tried.last().copied().map(Shown),
             attempts: ctx.tried.len(),
-            client: client.as_deref(),
+            client: ctx.client.and_then(|c| c.peer).map(Shown),
             tls: ctx.tls,
             upgrade: ctx.upgrade,
             refusal: ctx.refusal,

@@ -14,6 +14,15 @@
 //! | 413 | `payload_too_large` | declared or received body over `ARAGORA_GATEWAY_MAX_BODY_BYTES` |
 //! | 502 | `upstream_unreachable`, `bad_gateway` | the replica could not be reached, or failed answering |
 //! | 504 | `upstream_timeout` | the replica did not answer within `ARAGORA_UPSTREAM_READ_TIMEOUT` |
+//!
+//! A refusal must cost less than serving the request: over HTTP/1.1 the client's connection
+//! stays open for its next request whenever the refused one was read whole (no body, or all of
+//! it), as nginx's `limit_req` does, so a client over its limit does not pay (and make the edge
+//! pay) a TLS handshake per request. It closes only where the body is unread (a declared body
+//! over the limit, any refused request that carries one: draining it could mean reading a
+//! gigabyte), where the client misbehaved ([`Refusal::ends_connection`]: a head over the
+//! limit), and after a failed proxy attempt (502, 504). HTTP/2 ends the stream and keeps the
+//! connection either way.
 
 use crate::limit::{Decision, Verdict};
 use aragora_telemetry::error_body;
@@ -171,6 +180,13 @@ impl Refusal {
         Some(Self::new(status, code, message, retry_after))
     }
 
+    /// Whether the client's connection closes after this answer even when its request was read
+    /// whole: a head over the limit is the client misbehaving. (A declared body over the limit
+    /// closes it anyway: that body is never read.)
+    pub fn ends_connection(&self) -> bool {
+        self.status == 431
+    }
+
     /// The response: the error envelope as JSON, `Retry-After`, and the stamp's headers.
     pub fn render(&self, stamp: &Stamp<'_>) -> Result<(ResponseHeader, Bytes)> {
         let body = error_body(self.code, &self.message);
@@ -180,7 +196,7 @@ impl Refusal {
 
 /// The headers every answer carries, whether the gateway or a replica wrote it.
 pub struct Stamp<'a> {
-    pub request_id: &'a str,
+    pub request_id: &'a http::HeaderValue,
     /// `Strict-Transport-Security`, on HTTPS.
     pub hsts: Option<http::HeaderValue>,
     /// The rate limiter's decision, as `RateLimit-*`.
@@ -189,14 +205,18 @@ pub struct Stamp<'a> {
 
 impl Stamp<'_> {
     pub fn apply(&self, header: &mut ResponseHeader) -> Result<()> {
-        header.insert_header("X-Request-Id", self.request_id)?;
+        header.insert_header("X-Request-Id", self.request_id.clone())?;
         if let Some(hsts) = &self.hsts {
             header.insert_header("Strict-Transport-Security", hsts.clone())?;
         }
         if let Some(decision) = self.rate_limit {
-            header.insert_header("RateLimit-Limit", decision.limit.to_string())?;
-            header.insert_header("RateLimit-Remaining", decision.remaining.to_string())?;
-            header.insert_header("RateLimit-Reset", decision.reset_secs.to_string())?;
+            header.insert_header("RateLimit-Limit", http::HeaderValue::from(decision.limit))?;
+            let remaining = http::HeaderValue::from(decision.remaining);
+            header.insert_header("RateLimit-Remaining", remaining)?;
+            header.insert_header(
+                "RateLimit-Reset",
+                http::HeaderValue::from(decision.reset_secs),
+            )?;
         }
         Ok(())
     }
@@ -212,9 +232,9 @@ pub fn json_answer(
     let body = Bytes::from(body.to_string());
     let mut header = ResponseHeader::build(status, Some(8))?;
     header.insert_header("Content-Type", "application/json")?;
-    header.insert_header("Content-Length", body.len().to_string())?;
+    header.insert_header("Content-Length", http::HeaderValue::from(body.len()))?;
     if let Some(seconds) = retry_after {
-        header.insert_header("Retry-After", seconds.to_string())?;
+        header.insert_header("Retry-After", http::HeaderValue::from(seconds))?;
     }
     stamp.apply(&mut header)?;
     Ok((header, body))
@@ -249,7 +269,7 @@ mod tests {
         )
         .unwrap();
         let stamp = Stamp {
-            request_id: "req-1",
+            request_id: &http::HeaderValue::from_static("req-1"),
             hsts: Some(http::HeaderValue::from_static(
                 "max-age=60; includeSubDomains",
             )),
@@ -282,7 +302,7 @@ mod tests {
     #[test]
     fn refusals_without_retry_after_or_stamped_extras_carry_none() {
         let stamp = Stamp {
-            request_id: "req-2",
+            request_id: &http::HeaderValue::from_static("req-2"),
             hsts: None,
             rate_limit: None,
         };
@@ -299,6 +319,12 @@ mod tests {
         }
         let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(json["error"]["code"], "headers_too_large");
+        assert!(Refusal::headers_too_large(40_000, 32_768).ends_connection());
+        assert!(!Refusal::maintenance().ends_connection());
+        assert!(
+            !Refusal::payload_too_large(1).ends_connection(),
+            "closed by its unread body"
+        );
         let (response, _) = Refusal::maintenance().render(&stamp).unwrap();
         assert_eq!(
             (response.status.as_u16(), header(&response, "Retry-After")),

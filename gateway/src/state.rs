@@ -5,10 +5,12 @@ use crate::config::GatewayConfig;
 use crate::limit::{Limits, SharedLimiter};
 use crate::upstream::UpstreamPool;
 use aragora_telemetry::catalogue as cat;
+use aragora_telemetry::{route_name, ROUTES};
 use arc_swap::ArcSwap;
-use prometheus::{HistogramVec, IntCounter, IntCounterVec, IntGauge, Registry};
+use arc_swap::Guard;
+use prometheus::{Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, Registry};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 pub struct GatewayMetrics {
     pub registry: Registry,
@@ -29,6 +31,9 @@ pub struct GatewayMetrics {
     pub connections_refused: IntCounter,
     /// Admin requests refused for their credential (the engine counts its own).
     pub auth_failures: IntCounterVec,
+    /// The request path's series of `http_requests`, `request_latency` and `rate_limited`,
+    /// resolved once.
+    pub series: RequestSeries,
 }
 
 impl GatewayMetrics {
@@ -41,15 +46,23 @@ impl GatewayMetrics {
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
         let upstream_ready = cat::UPSTREAM_READY.gauge_vec(&registry);
+        let http_requests = cat::HTTP_REQUESTS_TOTAL.counter(&registry);
+        let request_latency = cat::REQUEST_LATENCY_SECONDS.histogram(&registry);
+        let rate_limited = cat::rate_limited(&registry);
         let metrics = Self {
-            http_requests: cat::HTTP_REQUESTS_TOTAL.counter(&registry),
-            request_latency: cat::REQUEST_LATENCY_SECONDS.histogram(&registry),
+            series: RequestSeries::new(
+                http_requests.clone(),
+                request_latency.clone(),
+                rate_limited.clone(),
+            ),
+            http_requests,
+            request_latency,
             upstream_retries: cat::UPSTREAM_RETRIES_TOTAL.counter_single(&registry),
             inflight: cat::GATEWAY_INFLIGHT_REQUESTS.gauge(&registry),
             cert_expiry: cat::TLS_CERT_EXPIRY_TIMESTAMP_SECONDS.gauge(&registry),
             maintenance: cat::MAINTENANCE_MODE.gauge(&registry),
             ready: cat::READY.gauge(&registry),
-            rate_limited: cat::rate_limited(&registry),
+            rate_limited,
             rate_limit_backend_errors: cat::RATE_LIMIT_BACKEND_ERRORS_TOTAL
                 .counter_single(&registry),
             websocket_upgrade_failures: cat::WEBSOCKET_UPGRADE_FAILURES_TOTAL.counter(&registry),
@@ -62,6 +75,91 @@ impl GatewayMetrics {
             registry,
         };
         (metrics, upstream_ready)
+    }
+}
+
+/// The `method` labels, in the order of [`RequestSeries`]' table.
+const METHODS: [&str; 8] = [
+    "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "other",
+];
+
+/// Statuses remembered per method and route; more (rare) are looked up by label values.
+const STATUSES_KEPT: usize = 8;
+
+/// The request path's metric handles, resolved once per method and route template (and status)
+/// instead of by label values on every request: `with_label_values` hashes the values and takes
+/// the vector's read lock each time. Series appear when first used, as before, so `/metrics`
+/// shows the same series.
+pub struct RequestSeries {
+    requests: IntCounterVec,
+    latency: HistogramVec,
+    /// By method × route (`ROUTES`, then `unmatched`).
+    routes: Box<[OnceLock<RouteSeries>]>,
+    /// `rate_limited` by route, created up front as the catalogue does.
+    rate_limited: Box<[IntCounter]>,
+}
+
+struct RouteSeries {
+    latency: Histogram,
+    /// Filled in order, each slot once, so a status is in at most one slot.
+    statuses: [OnceLock<(u16, IntCounter)>; STATUSES_KEPT],
+}
+
+impl RequestSeries {
+    fn new(requests: IntCounterVec, latency: HistogramVec, rate_limited: IntCounterVec) -> Self {
+        let by_route = (0..=ROUTES.len())
+            .map(|slot| rate_limited.with_label_values(&[route_name(slot)]))
+            .collect();
+        Self {
+            requests,
+            latency,
+            routes: (0..METHODS.len() * (ROUTES.len() + 1))
+                .map(|_| OnceLock::new())
+                .collect(),
+            rate_limited: by_route,
+        }
+    }
+
+    /// The series of `method` (a `method_label`) on the route of `route_slot` (a
+    /// `route_index`).
+    fn route(&self, method: &str, route_slot: usize) -> &RouteSeries {
+        let method_slot = METHODS
+            .iter()
+            .position(|known| *known == method)
+            .unwrap_or(METHODS.len() - 1);
+        let route_slot = route_slot.min(ROUTES.len());
+        self.routes[method_slot * (ROUTES.len() + 1) + route_slot].get_or_init(|| RouteSeries {
+            latency: self
+                .latency
+                .with_label_values(&[METHODS[method_slot], route_name(route_slot)]),
+            statuses: Default::default(),
+        })
+    }
+
+    /// Counts one answered request (`status` 0 when none was written) and its latency.
+    pub fn observe(&self, method: &str, route_slot: usize, status: u16, seconds: f64) {
+        let series = self.route(method, route_slot);
+        series.latency.observe(seconds);
+        let label = || {
+            let code = http::StatusCode::from_u16(status).ok();
+            let status = code.as_ref().map_or("0", |c| c.as_str()).to_string();
+            let route = route_name(route_slot.min(ROUTES.len()));
+            self.requests
+                .with_label_values(&[method, route, status.as_str()])
+        };
+        let kept = series.statuses.iter().find_map(|slot| {
+            let (kept, counter) = slot.get_or_init(|| (status, label()));
+            (*kept == status).then_some(counter)
+        });
+        match kept {
+            Some(counter) => counter.inc(),
+            None => label().inc(),
+        }
+    }
+
+    /// Counts one request refused by the rate limit, on the route of `route_slot`.
+    pub fn rate_limited(&self, route_slot: usize) {
+        self.rate_limited[route_slot.min(ROUTES.len())].inc();
     }
 }
 
@@ -125,9 +223,16 @@ impl Shared {
         }
     }
 
-    /// The configuration in force (replaced whole by a reload).
+    /// The configuration in force (replaced whole by a reload), to keep.
     pub fn config(&self) -> Arc<GatewayConfig> {
         self.config.load_full()
+    }
+
+    /// The configuration in force, borrowed for a while (a request's phase): an `arc-swap`
+    /// guard, which touches no reference count shared with the other threads, as
+    /// [`config`](Self::config) does.
+    pub fn config_now(&self) -> Guard<Arc<GatewayConfig>> {
+        self.config.load()
     }
 
     pub fn set_config(&self, config: GatewayConfig) {
@@ -150,8 +255,10 @@ impl Shared {
         http::HeaderValue::clone(&self.hsts.load())
     }
 
-    pub fn limits(&self) -> Arc<Limits> {
-        self.limits.load_full()
+    /// The rate limiters in force, borrowed (an `arc-swap` guard, as
+    /// [`config_now`](Self::config_now)).
+    pub fn limits(&self) -> Guard<Arc<Limits>> {
+        self.limits.load()
     }
 
     pub fn is_draining(&self) -> bool {

@@ -16,66 +16,127 @@ use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 use opentelemetry_sdk::Resource;
 use std::time::SystemTime;
 
-/// W3C trace context: the trace this request belongs to and the span the gateway opened.
+/// W3C trace context: the trace this request belongs to and the span the gateway opened,
+/// held as the `traceparent` the gateway forwards (`00-{trace}-{span}-{flags}`, lowercase hex),
+/// so a request builds it once and allocates nothing for it but the header.
 #[derive(Debug, Clone)]
 pub struct TraceContext {
-    pub trace_id: String,
-    pub span_id: String,
-    pub flags: String,
-    /// The caller's span, when it sent a `traceparent`.
-    pub parent_span_id: Option<String>,
+    traceparent: [u8; TRACEPARENT_LEN],
+    /// The caller's span, when it sent a `traceparent` (lowercase hex).
+    parent_span_id: Option<[u8; 16]>,
+}
+
+const TRACEPARENT_LEN: usize = 55;
+const TRACE_ID: std::ops::Range<usize> = 3..35;
+const SPAN_ID: std::ops::Range<usize> = 36..52;
+const FLAGS: std::ops::Range<usize> = 53..55;
+
+/// Lowercase hex of `value`'s low `out.len() * 4` bits into `out`.
+fn hex_into(out: &mut [u8], mut value: u128) {
+    for digit in out.iter_mut().rev() {
+        *digit = b"0123456789abcdef"[(value & 0xf) as usize];
+        value >>= 4;
+    }
+}
+
+/// `text` lowercased into `out` when it is exactly `out.len()` hex digits.
+fn hex_copy(out: &mut [u8], text: &[u8]) -> bool {
+    if text.len() != out.len() || !text.iter().all(u8::is_ascii_hexdigit) {
+        return false;
+    }
+    for (to, from) in out.iter_mut().zip(text) {
+        *to = from.to_ascii_lowercase();
+    }
+    true
 }
 
 impl TraceContext {
     /// Continues the caller's trace from a valid `traceparent`, or starts a new one.
     pub fn from_header(header: Option<&str>) -> Self {
-        let new_span = || format!("{:016x}", rand::random::<u64>());
-        if let Some(parts) = header.map(|h| h.trim().split('-').collect::<Vec<_>>()) {
-            let hex =
-                |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
-            if parts.len() == 4
-                && parts[0] == "00"
-                && hex(parts[1], 32)
-                && parts[1] != "0".repeat(32)
-                && hex(parts[2], 16)
-                && hex(parts[3], 2)
-            {
-                return Self {
-                    trace_id: parts[1].to_ascii_lowercase(),
-                    span_id: new_span(),
-                    flags: parts[3].to_string(),
-                    parent_span_id: Some(parts[2].to_ascii_lowercase()),
-                };
-            }
+        let mut traceparent = *b"00-00000000000000000000000000000000-0000000000000000-01";
+        hex_into(&mut traceparent[SPAN_ID], u128::from(rand::random::<u64>()));
+        if let Some(parent) = header.and_then(|h| Self::parse(h.trim().as_bytes())) {
+            traceparent[TRACE_ID].copy_from_slice(&parent.traceparent[TRACE_ID]);
+            traceparent[FLAGS].copy_from_slice(&parent.traceparent[FLAGS]);
+            let mut parent_span = [0u8; 16];
+            parent_span.copy_from_slice(&parent.traceparent[SPAN_ID]);
+            return Self {
+                traceparent,
+                parent_span_id: Some(parent_span),
+            };
         }
+        hex_into(&mut traceparent[TRACE_ID], rand::random::<u128>());
         Self {
-            trace_id: format!("{:032x}", rand::random::<u128>()),
-            span_id: new_span(),
-            flags: "01".into(),
+            traceparent,
             parent_span_id: None,
         }
     }
 
-    pub fn header(&self) -> String {
-        format!("00-{}-{}-{}", self.trace_id, self.span_id, self.flags)
+    /// A version-00 `traceparent` with a trace id not all zeros, lowercased.
+    fn parse(header: &[u8]) -> Option<Self> {
+        if header.len() != TRACEPARENT_LEN || !header.starts_with(b"00-") {
+            return None;
+        }
+        let dashes = [TRACE_ID.end, SPAN_ID.end];
+        if dashes.iter().any(|&at| header[at] != b'-') {
+            return None;
+        }
+        let mut parsed = [0u8; TRACEPARENT_LEN];
+        parsed.copy_from_slice(header);
+        let valid = [TRACE_ID, SPAN_ID, FLAGS]
+            .into_iter()
+            .all(|range| hex_copy(&mut parsed[range.clone()], &header[range]));
+        let zero_trace = parsed[TRACE_ID].iter().all(|&b| b == b'0');
+        (valid && !zero_trace).then_some(Self {
+            traceparent: parsed,
+            parent_span_id: None,
+        })
+    }
+
+    fn part(&self, range: std::ops::Range<usize>) -> &str {
+        std::str::from_utf8(&self.traceparent[range]).expect("hex digits are ASCII")
+    }
+
+    pub fn trace_id(&self) -> &str {
+        self.part(TRACE_ID)
+    }
+
+    pub fn span_id(&self) -> &str {
+        self.part(SPAN_ID)
+    }
+
+    pub fn parent_span_id(&self) -> Option<&str> {
+        self.parent_span_id
+            .as_ref()
+            .map(|id| std::str::from_utf8(id).expect("hex digits are ASCII"))
+    }
+
+    /// The `traceparent` forwarded to the replica.
+    pub fn header(&self) -> http::HeaderValue {
+        http::HeaderValue::from_bytes(&self.traceparent).expect("ASCII is a valid header")
     }
 }
 
-/// A request id from the client is kept if it is short and plain; otherwise a new one.
-pub fn request_id(incoming: Option<&str>) -> String {
+/// A request id from the client is kept if it is short and plain (the client's header value
+/// itself, shared, not copied); otherwise a new one.
+pub fn request_id(incoming: Option<&http::HeaderValue>) -> http::HeaderValue {
     match incoming {
         Some(id)
             if (1..=128).contains(&id.len())
                 && id
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)) =>
+                    .as_bytes()
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b)) =>
         {
-            id.to_string()
+            id.clone()
         }
         // From the thread-local generator: `new_v4` would make a getrandom syscall per request.
-        _ => uuid::Builder::from_random_bytes(rand::random())
-            .into_uuid()
-            .to_string(),
+        _ => {
+            let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+            let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+            let text = id.hyphenated().encode_lower(&mut text);
+            http::HeaderValue::from_str(text).expect("a UUID is a valid header")
+        }
     }
 }
 
@@ -129,12 +190,12 @@ impl SpanExport {
 
     pub fn record(&self, span: RequestSpan<'_>) {
         let (Ok(trace_id), Ok(span_id)) = (
-            TraceId::from_hex(&span.trace.trace_id),
-            SpanId::from_hex(&span.trace.span_id),
+            TraceId::from_hex(span.trace.trace_id()),
+            SpanId::from_hex(span.trace.span_id()),
         ) else {
             return;
         };
-        let parent = match span.trace.parent_span_id.as_deref().map(SpanId::from_hex) {
+        let parent = match span.trace.parent_span_id().map(SpanId::from_hex) {
             Some(Ok(parent)) => Context::new().with_remote_span_context(SpanContext::new(
                 trace_id,
                 parent,
@@ -180,31 +241,47 @@ mod tests {
 
     #[test]
     fn trace_context_is_continued_or_started() {
-        let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let incoming = "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01";
         let trace = TraceContext::from_header(Some(incoming));
-        assert_eq!(trace.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(trace.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(trace.parent_span_id(), Some("00f067aa0ba902b7"));
         assert_ne!(
-            trace.span_id, "00f067aa0ba902b7",
+            trace.span_id(),
+            "00f067aa0ba902b7",
             "the gateway opens its own span"
         );
-        assert!(trace
-            .header()
-            .starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+        let header = trace.header();
+        let header = header.to_str().unwrap();
+        assert_eq!(header.len(), 55);
+        assert!(header.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+        assert!(header.ends_with(&format!("-{}-01", trace.span_id())));
         for bad in [
             "garbage",
             "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
             "01-x-y-z",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0g",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736+00f067aa0ba902b7-01",
         ] {
             let fresh = TraceContext::from_header(Some(bad));
-            assert_eq!(fresh.trace_id.len(), 32);
-            assert_ne!(fresh.trace_id, "0".repeat(32));
+            assert_eq!(fresh.trace_id().len(), 32);
+            assert_ne!(fresh.trace_id(), "0".repeat(32));
+            assert_ne!(fresh.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+            assert_eq!(fresh.parent_span_id(), None);
+            assert!(fresh.header().to_str().unwrap().ends_with("-01"));
         }
+        let fresh = TraceContext::from_header(None);
+        assert!(fresh.trace_id().bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(fresh.span_id().len(), 16);
     }
 
     #[test]
     fn request_ids_are_kept_only_when_plain() {
-        assert_eq!(request_id(Some("abc-123")), "abc-123");
-        assert_ne!(request_id(Some("bad id with spaces")), "bad id with spaces");
-        assert_eq!(request_id(None).len(), 36);
+        let id = |text: &str| request_id(Some(&http::HeaderValue::from_str(text).unwrap()));
+        assert_eq!(id("abc-123"), "abc-123");
+        assert_ne!(id("bad id with spaces"), "bad id with spaces");
+        let fresh = request_id(None);
+        assert_eq!(fresh.len(), 36);
+        assert!(uuid::Uuid::parse_str(fresh.to_str().unwrap()).is_ok());
     }
 }

@@ -72,23 +72,47 @@ pub const UNMATCHED_ROUTE: &str = "unmatched";
 /// The route template a raw path belongs to (`/api/debates/abc` → `/api/debates/{id}`), or
 /// `unmatched`: label values stay bounded whatever clients send.
 pub fn route_template(path: &str) -> &'static str {
-    // On the gateway's hot path: compare segment by segment without allocating.
-    let path = path.trim_end_matches('/');
+    route_name(route_index(path))
+}
+
+/// The place in [`ROUTES`] of the template a raw path belongs to, `ROUTES.len()` when none
+/// matches (`unmatched`): what a component indexes the series it resolves once by.
+pub fn route_index(path: &str) -> usize {
+    let path = path.trim_end_matches('/').as_bytes();
     ROUTES
         .iter()
-        .find(|template| {
-            let mut parts = template.split('/');
-            let mut segments = path.split('/');
-            loop {
-                match (parts.next(), segments.next()) {
-                    (None, None) => return true,
-                    (Some(part), Some(segment)) if part.starts_with('{') || part == segment => {}
-                    _ => return false,
-                }
-            }
-        })
-        .copied()
-        .unwrap_or(UNMATCHED_ROUTE)
+        .position(|template| template_matches(template.as_bytes(), path))
+        .unwrap_or(ROUTES.len())
+}
+
+/// Whether `path` has the segments of `template`, a `{...}` segment matching any one. On the
+/// gateway's hot path, for every template until one matches: a walk over the bytes, without
+/// allocating (`str::split` here cost a tenth of the gateway's instructions per request).
+fn template_matches(template: &[u8], path: &[u8]) -> bool {
+    let (mut t, mut p) = (0, 0);
+    loop {
+        let segment_end = |text: &[u8], from: usize| {
+            memchr_slash(&text[from..]).map_or(text.len(), |at| from + at)
+        };
+        let (part_end, segment_end) = (segment_end(template, t), segment_end(path, p));
+        let part = &template[t..part_end];
+        if !(part.first() == Some(&b'{') || part == &path[p..segment_end]) {
+            return false;
+        }
+        match (part_end == template.len(), segment_end == path.len()) {
+            (false, false) => (t, p) = (part_end + 1, segment_end + 1),
+            (template_done, path_done) => return template_done && path_done,
+        }
+    }
+}
+
+fn memchr_slash(text: &[u8]) -> Option<usize> {
+    text.iter().position(|&b| b == b'/')
+}
+
+/// The `route` label of a [`route_index`].
+pub fn route_name(index: usize) -> &'static str {
+    ROUTES.get(index).copied().unwrap_or(UNMATCHED_ROUTE)
 }
 
 /// The `method` label: the standard methods, anything else as `other`, so a client inventing
@@ -126,6 +150,57 @@ pub fn body_rejection_code(status: ::http::StatusCode) -> &'static str {
 
 #[cfg(test)]
 mod route_tests {
+    /// The matcher as it was first written (`str::split`), for comparing odd paths.
+    fn by_split(path: &str) -> &'static str {
+        let path = path.trim_end_matches('/');
+        super::ROUTES
+            .iter()
+            .find(|template| {
+                let mut parts = template.split('/');
+                let mut segments = path.split('/');
+                loop {
+                    match (parts.next(), segments.next()) {
+                        (None, None) => return true,
+                        (Some(part), Some(segment)) if part.starts_with('{') || part == segment => {
+                        }
+                        _ => return false,
+                    }
+                }
+            })
+            .copied()
+            .unwrap_or(super::UNMATCHED_ROUTE)
+    }
+
+    #[test]
+    fn the_byte_matcher_agrees_with_splitting_on_odd_paths() {
+        for path in [
+            "",
+            "/",
+            "//",
+            "/api",
+            "/api/",
+            "/api/debates",
+            "/api/debates/",
+            "/api/debates//",
+            "/api/debates//messages",
+            "/api/debates/x/messages/",
+            "/api/debates/x/y",
+            "api/debates",
+            "/API/debates",
+            "/ws",
+            "/ws/",
+            "/wss",
+            "/healthz",
+            "/api/v1/debates/{id}",
+            "/api/system/circuit-breakers/a/reset",
+            "/api/system/circuit-breakers//reset",
+            "/metrics?x",
+            "/api/debates/x/messages/extra",
+        ] {
+            assert_eq!(super::route_template(path), by_split(path), "{path:?}");
+        }
+    }
+
     use super::{body_rejection_code, error_body, method_label, route_template};
 
     #[test]

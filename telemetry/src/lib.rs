@@ -12,7 +12,9 @@ pub mod http;
 mod log;
 
 pub use catalogue::{MetricDef, MetricKind};
-pub use http::{body_rejection_code, error_body, method_label, route_template, ROUTES};
+pub use http::{
+    body_rejection_code, error_body, method_label, route_index, route_name, route_template, ROUTES,
+};
 pub use log::{access_log, count_log_events, flush_logs, init_logging, LogFormat};
 
 use prometheus::{Encoder, Registry, TextEncoder};

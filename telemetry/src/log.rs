@@ -103,7 +103,10 @@ static ACCESS_ENABLED: OnceLock<bool> = OnceLock::new();
 static ACCESS_TEXT: OnceLock<bool> = OnceLock::new();
 
 /// One access-log line, in the same JSON shape as the other log lines (timestamp, level,
-/// target, message, then the fields), written off the request's thread.
+/// target, message, then the fields), written off the request's thread. On the gateway's
+/// request path: each thread serializes into a buffer it reuses, through a writer it cloned
+/// once (a clone per line touched the channel's shared counts), under a timestamp whose
+/// seconds are formatted once a second.
 pub fn access_log<T: Serialize>(fields: &T) {
     if !ACCESS_ENABLED.get().copied().unwrap_or(false) {
         return;
@@ -113,28 +116,83 @@ pub fn access_log<T: Serialize>(fields: &T) {
     };
     #[derive(Serialize)]
     struct Line<'a, T> {
-        timestamp: String,
+        timestamp: &'a str,
         level: &'static str,
         target: &'static str,
         message: &'static str,
         #[serde(flatten)]
         fields: &'a T,
     }
-    let line = Line {
-        timestamp: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-        level: "INFO",
-        target: "access",
-        message: "request",
-        fields,
-    };
-    let bytes = if ACCESS_TEXT.get().copied().unwrap_or(false) {
-        text_line(&line.timestamp, fields)
-    } else {
-        serde_json::to_vec(&line).ok()
-    };
-    if let Some(mut bytes) = bytes {
-        bytes.push(b'\n');
-        let _ = writer.clone().write_all(&bytes);
+    thread_local! {
+        static ACCESS: std::cell::RefCell<Option<AccessThread>> = const { std::cell::RefCell::new(None) };
+    }
+    ACCESS.with(|access| {
+        let Ok(mut access) = access.try_borrow_mut() else {
+            return;
+        };
+        let access = access.get_or_insert_with(|| AccessThread {
+            writer: writer.clone(),
+            line: Vec::with_capacity(512),
+            clock: SecondClock::default(),
+        });
+        let timestamp = access.clock.now();
+        access.line.clear();
+        let written = if ACCESS_TEXT.get().copied().unwrap_or(false) {
+            text_line(timestamp, fields).map(|text| access.line.extend_from_slice(&text))
+        } else {
+            let line = Line {
+                timestamp,
+                level: "INFO",
+                target: "access",
+                message: "request",
+                fields,
+            };
+            serde_json::to_writer(&mut access.line, &line).ok()
+        };
+        if written.is_some() {
+            access.line.push(b'\n');
+            let _ = access.writer.write_all(&access.line);
+        }
+    });
+}
+
+/// What one thread keeps for its access lines.
+struct AccessThread {
+    writer: NonBlocking,
+    line: Vec<u8>,
+    clock: SecondClock,
+}
+
+/// RFC 3339 UTC timestamps with microseconds (`2026-01-02T03:04:05.678901Z`, as chrono's
+/// `to_rfc3339_opts(Micros, true)` writes them), the date and time formatted once a second.
+#[derive(Default)]
+struct SecondClock {
+    second: Option<i64>,
+    text: String,
+    /// The length of the date and time, before the fraction.
+    whole: usize,
+}
+
+impl SecondClock {
+    fn now(&mut self) -> &str {
+        self.at(chrono::Utc::now())
+    }
+
+    fn at(&mut self, now: chrono::DateTime<chrono::Utc>) -> &str {
+        use std::fmt::Write as _;
+        let second = now.timestamp();
+        if self.second != Some(second) {
+            self.second = Some(second);
+            self.text.clear();
+            let _ = write!(self.text, "{}", now.format("%Y-%m-%dT%H:%M:%S"));
+            self.whole = self.text.len();
+        } else {
+            self.text.truncate(self.whole);
+        }
+        // A leap second's nanoseconds run past 10^9: chrono writes those microseconds as 7
+        // digits too.
+        let _ = write!(self.text, ".{:06}Z", now.timestamp_subsec_micros());
+        &self.text
     }
 }
 
@@ -224,4 +282,24 @@ pub fn init_logging(level: &str, format: LogFormat) {
             .try_init(),
         LogFormat::Text => registry.with(fmt).try_init(),
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SecondClock;
+    use chrono::{SecondsFormat, TimeZone, Utc};
+
+    #[test]
+    fn the_access_clock_writes_what_chrono_writes() {
+        let mut clock = SecondClock::default();
+        let base = Utc.with_ymd_and_hms(2026, 12, 1, 23, 59, 59).unwrap();
+        for micros in [0, 1, 999_999, 500_000, 1_000_000, 1_000_001, 86_400_000_123] {
+            let at = base + chrono::Duration::microseconds(micros);
+            assert_eq!(
+                clock.at(at),
+                at.to_rfc3339_opts(SecondsFormat::Micros, true),
+                "{micros}"
+            );
+        }
+    }
 }

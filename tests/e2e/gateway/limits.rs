@@ -399,3 +399,221 @@ async fn failing_closed_refuses_with_429_not_a_5xx_while_redis_is_away() {
     error_naming(response, "ARAGORA_RATE_LIMIT_FAIL_OPEN").await;
     assert_eq!(upstream.served(), 0);
 }
+
+/// One HTTP/1.1 response as read off a raw connection: status, headers (names lowercase), body.
+struct RawResponse {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl RawResponse {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Reads the next response (framed by `Content-Length`) from `stream`, keeping what follows it
+/// in `buffer`; None when the connection ends first.
+async fn read_response<S: tokio::io::AsyncRead + Unpin>(
+    stream: &mut S,
+    buffer: &mut Vec<u8>,
+) -> Option<RawResponse> {
+    let read = async {
+        let mut chunk = [0u8; 4096];
+        loop {
+            if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8(buffer[..end].to_vec()).unwrap();
+                let mut lines = head.split("\r\n");
+                let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+                let headers: Vec<(String, String)> = lines
+                    .filter_map(|line| line.split_once(':'))
+                    .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+                    .collect();
+                let length: usize = headers
+                    .iter()
+                    .find(|(n, _)| n == "content-length")
+                    .map_or(0, |(_, v)| v.parse().unwrap());
+                while buffer.len() < end + 4 + length {
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return None,
+                        Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let body = buffer[end + 4..end + 4 + length].to_vec();
+                buffer.drain(..end + 4 + length);
+                return Some(RawResponse {
+                    status,
+                    headers,
+                    body,
+                });
+            }
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(PATIENCE, read)
+        .await
+        .expect("an answer or the end of the connection")
+}
+
+/// Whether the gateway ends `stream` (EOF or reset) before `PATIENCE` runs out.
+async fn closed_by_gateway<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> bool {
+    let mut rest = Vec::new();
+    tokio::time::timeout(PATIENCE, stream.read_to_end(&mut rest))
+        .await
+        .is_ok()
+}
+
+/// A TLS connection (HTTP/1.1: no ALPN) to the gateway's HTTPS port.
+async fn tls_connection(
+    gateway: &GatewayProcess,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", gateway.https_port))
+        .await
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    gateway.tls_connector().connect(name, tcp).await.unwrap()
+}
+
+/// TLS handshakes the gateway completed, over every protocol version.
+async fn handshakes(gateway: &GatewayProcess) -> f64 {
+    let metrics = gateway.metrics().await;
+    ["TLSv1.3", "TLSv1.2", "other"]
+        .iter()
+        .filter_map(|version| {
+            sample(
+                &metrics,
+                &format!("aragora_tls_handshakes_total{{version=\"{version}\"}}"),
+            )
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_over_its_limit_gets_its_429s_on_the_connection_it_keeps() {
+    let (upstream, gateway) = gateway_with_echo(&[("ARAGORA_RATE_LIMIT", "2".into())]).await;
+    let mut tls = tls_connection(&gateway).await;
+    let mut buffer = Vec::new();
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        tls.write_all(b"GET /api/debates HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
+            .await
+            .unwrap();
+        let response = read_response(&mut tls, &mut buffer)
+            .await
+            .expect("every answer on the same connection");
+        assert_ne!(response.header("connection"), Some("close"));
+        statuses.push(response.status);
+        if response.status == 429 {
+            assert_eq!(response.header("retry-after"), Some("30"), "60 s / 2");
+            assert_eq!(response.header("ratelimit-remaining"), Some("0"));
+            let body: Value = serde_json::from_slice(&response.body).unwrap();
+            assert_eq!(body["error"]["code"], "rate_limited");
+        }
+    }
+    assert_eq!(statuses, [200, 200, 429, 429, 429, 429]);
+    // The gateway's own probe answers on it too, and the connection still serves.
+    tls.write_all(b"GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
+        .await
+        .unwrap();
+    let health = read_response(&mut tls, &mut buffer).await.unwrap();
+    assert_eq!(health.status, 200);
+    assert_eq!(
+        upstream.served(),
+        2,
+        "the refused requests never reached it"
+    );
+    assert_eq!(handshakes(&gateway).await, 1.0, "one TLS handshake for all");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_closes_the_connection_when_the_body_is_unread_or_the_head_too_large() {
+    let (upstream, gateway) = gateway_with_echo(&[
+        ("ARAGORA_GATEWAY_MAX_BODY_BYTES", "2048".into()),
+        ("ARAGORA_GATEWAY_MAX_HEADER_BYTES", "4096".into()),
+        ("ARAGORA_RATE_LIMIT", "1".into()),
+        // Each part below is another client (X-Forwarded-For), with a limit of its own.
+        ("ARAGORA_TRUSTED_PROXIES", "127.0.0.0/8".into()),
+    ])
+    .await;
+    // A declared body over the limit: 413 before the body is read, then the connection ends
+    // (not drained: the client may never send it).
+    let mut tls = tls_connection(&gateway).await;
+    let mut buffer = Vec::new();
+    tls.write_all(b"POST /api/debates HTTP/1.1\r\nhost: x\r\nx-forwarded-for: 203.0.113.1\r\ncontent-length: 1000000\r\n\r\n")
+        .await
+        .unwrap();
+    let refused = read_response(&mut tls, &mut buffer).await.unwrap();
+    assert_eq!(refused.status, 413);
+    assert_eq!(refused.header("connection"), Some("close"));
+    assert!(closed_by_gateway(&mut tls).await, "closed after the 413");
+
+    // A head over the limit is the client misbehaving: closed although nothing is unread.
+    let mut tls = tls_connection(&gateway).await;
+    let padding = "p".repeat(8000);
+    let request = format!("GET /api/debates HTTP/1.1\r\nhost: x\r\nx-forwarded-for: 203.0.113.2\r\nx-padding: {padding}\r\n\r\n");
+    tls.write_all(request.as_bytes()).await.unwrap();
+    let refused = read_response(&mut tls, &mut buffer).await.unwrap();
+    assert_eq!(refused.status, 431);
+    assert_eq!(refused.header("connection"), Some("close"));
+    assert!(closed_by_gateway(&mut tls).await, "closed after the 431");
+
+    // Over the rate limit with a body the gateway did not read: 429 and closed; without a
+    // body the same client keeps its connection.
+    let mut tls = tls_connection(&gateway).await;
+    tls.write_all(b"GET /api/debates HTTP/1.1\r\nhost: x\r\nx-forwarded-for: 203.0.113.3\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(
+        read_response(&mut tls, &mut buffer).await.unwrap().status,
+        200
+    );
+    tls.write_all(b"GET /api/debates HTTP/1.1\r\nhost: x\r\nx-forwarded-for: 203.0.113.3\r\n\r\n")
+        .await
+        .unwrap();
+    let refused = read_response(&mut tls, &mut buffer).await.unwrap();
+    assert_eq!(refused.status, 429);
+    assert_ne!(refused.header("connection"), Some("close"));
+    tls.write_all(b"POST /api/debates HTTP/1.1\r\nhost: x\r\nx-forwarded-for: 203.0.113.3\r\ncontent-length: 2\r\n\r\n")
+        .await
+        .unwrap();
+    let refused = read_response(&mut tls, &mut buffer).await.unwrap();
+    assert_eq!(refused.status, 429);
+    assert_eq!(refused.header("connection"), Some("close"));
+    assert!(
+        closed_by_gateway(&mut tls).await,
+        "closed: its body is unread"
+    );
+    assert_eq!(upstream.served(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_http2_a_limited_client_keeps_its_one_connection() {
+    let (_upstream, gateway) = gateway_with_echo(&[("ARAGORA_RATE_LIMIT", "1".into())]).await;
+    let client = gateway.client();
+    let url = gateway.https_url("/api/debates");
+    let before = handshakes(&gateway).await;
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let response = client.get(&url).send().await.unwrap();
+        assert_eq!(response.version(), reqwest::Version::HTTP_2);
+        statuses.push(response.status().as_u16());
+        if response.status() == 429 {
+            assert_eq!(response.headers()["retry-after"], "60");
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(body["error"]["code"], "rate_limited");
+        }
+    }
+    // A refused POST with an unread body ends its stream, not the connection.
+    let posted = client.post(&url).body("{}").send().await.unwrap();
+    assert_eq!(posted.status(), 429);
+    assert_eq!(client.get(&url).send().await.unwrap().status(), 429);
+    assert_eq!(statuses, [200, 429, 429, 429]);
+    assert_eq!(handshakes(&gateway).await - before, 1.0, "one connection");
+}
