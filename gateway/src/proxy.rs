@@ -43,6 +43,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[derive(Clone)]
 pub struct Gateway {
     pub shared: Arc<Shared>,
     /// Set when `OTEL_EXPORTER_OTLP_ENDPOINT` is.
@@ -98,6 +99,9 @@ pub struct Ctx {
     refusal: Option<&'static str>,
     /// The rate limiter's decision, reported in `RateLimit-*` headers.
     limit: Option<crate::limit::Decision>,
+    /// The request became a WebSocket tunnel of its own task, which finishes it (metrics,
+    /// span, access line) when the tunnel ends; pingora's `logging` then has nothing to do.
+    tunnelled: bool,
     /// The debate it names and the replica its cookie pins it to.
     sticky: Stickiness,
     /// A replica's response head has arrived: from then on the client may have seen part of
@@ -381,6 +385,7 @@ impl ProxyHttp for Gateway {
             limit: None,
             sticky: Stickiness::default(),
             answered: false,
+            tunnelled: false,
         }
     }
 
@@ -631,34 +636,51 @@ impl ProxyHttp for Gateway {
         ctx.upgrade
     }
 
+    /// The tunnel runs as a task of its own and this request ends at once: pingora's
+    /// per-request future is large (every step of a proxied request lives in it, and all of it
+    /// has been touched by the time of the 101), and a WebSocket held inside it kept that
+    /// memory for as long as the connection lived. The request's context moves with the
+    /// tunnel (in-flight count, which the drain waits for; the replica's lease; the connection
+    /// gauge), and the request is finished when the tunnel ends, as before.
     async fn upgraded_tunnel(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         tunnel: UpgradedTunnel,
-        _ctx: &mut Ctx,
+        ctx: &mut Ctx,
     ) -> Result<()> {
         let idle = Duration::from_secs(self.shared.config().websocket_idle_timeout_secs);
-        match self.shared.websockets.relay(tunnel, idle).await {
-            Ok(End::Closed | End::Drained) => Ok(()),
-            Ok(End::Idle) => Error::e_explain(
-                ReadTimedout,
-                format!("WebSocket silent both ways for {idle:?}"),
-            )
-            .map_err(|e| e.into_down()),
-            Err(broken @ Broken::Downstream(_)) => {
-                Err(Error::because(ReadError, "WebSocket tunnel", broken).into_down())
-            }
-            Err(broken @ Broken::Upstream(_)) => {
-                Err(Error::because(ReadError, "WebSocket tunnel", broken).into_up())
-            }
-        }
+        let mut held = std::mem::replace(ctx, self.new_ctx());
+        ctx.tunnelled = true;
+        let path = truncate_at_char(session.req_header().uri.path(), 200).to_string();
+        let gateway = self.clone();
+        tokio::spawn(async move {
+            let error = match gateway.shared.websockets.relay(tunnel, idle).await {
+                Ok(End::Closed | End::Drained) => None,
+                Ok(End::Idle) => Some(format!("WebSocket silent both ways for {idle:?}")),
+                Err(broken) => Some(format!("WebSocket tunnel: {broken}")),
+            };
+            gateway.finish(&path, 101, error, &mut held);
+        });
+        Ok(())
     }
 
     async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut Ctx) {
+        if ctx.tunnelled {
+            return;
+        }
         let status = session
             .response_written()
             .map(|r| r.status.as_u16())
             .unwrap_or(0);
+        let path = truncate_at_char(session.req_header().uri.path(), 200);
+        self.finish(path, status, error.map(|e| e.to_string()), ctx);
+    }
+}
+
+impl Gateway {
+    /// The end of a request, proxied, refused or tunnelled: its RED metrics, span and access
+    /// line, and the release of what it held (in-flight count, replica lease, WebSocket gauge).
+    fn finish(&self, path: &str, status: u16, error: Option<String>, ctx: &mut Ctx) {
         let elapsed = ctx.started.elapsed();
         let metrics = &self.shared.metrics;
         metrics
@@ -685,13 +707,11 @@ impl ProxyHttp for Gateway {
                 request_id,
             });
         }
-        let path = session.req_header().uri.path();
-        let error = error.map(|e| e.to_string());
         aragora_telemetry::access_log(&AccessLine {
             request_id,
             trace_id: ctx.trace.as_ref().map_or("", |t| t.trace_id()),
             method: ctx.method,
-            path: truncate_at_char(path, 200),
+            path,
             route: ctx.route,
             status,
             duration_ms: elapsed.as_secs_f64() * 1000.0,
