@@ -46,7 +46,9 @@ pub use config::{GatewayConfig, SETTINGS};
 use async_trait::async_trait;
 use listeners::{bind, bind_per_runtime, fd_key, PreBound};
 use pingora::listeners::tls::TlsSettings;
+use pingora::listeners::ListenerConfig;
 use pingora::prelude::background_service;
+use pingora::protocols::l4::stream::L4BufferSettings;
 use pingora::proxy::http_proxy_service_with_name;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
@@ -321,6 +323,12 @@ impl ListenAddrs {
     }
 }
 
+/// The read buffer in front of each client's TLS stream. Pingora's default is 64 KiB per
+/// connection, which a WebSocket tunnel keeps for as long as it lives (most of an idle
+/// WebSocket's memory at the gateway). A read larger than the buffer bypasses it, so TLS
+/// records still arrive in one read each; the buffer only gathers small reads.
+const CLIENT_READ_BUFFER: usize = 4 * 1024;
+
 /// Validates listeners and certificate, then starts the gateway. `config` must have passed
 /// [`GatewayConfig::validate`].
 pub fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError> {
@@ -410,7 +418,11 @@ pub fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError> {
             &format!("aragora-gateway-{index}"),
         );
         let key = fd_key(&https, index);
-        proxy.add_tls_with_settings(&key, None, tls_settings);
+        proxy.add_listener(
+            ListenerConfig::tcp(key.clone())
+                .tls(tls_settings)
+                .l4_buffer(L4BufferSettings::default().read(CLIENT_READ_BUFFER)),
+        );
         let count = Arc::new(AtomicU64::new(0));
         proxy.set_connection_filter(Arc::new(connections::ConnectionGate {
             shared: shared.clone(),

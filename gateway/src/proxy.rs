@@ -28,7 +28,7 @@ use crate::route::Stickiness;
 use crate::state::Shared;
 use crate::trace::{request_id, TraceContext};
 use crate::upstream::Replica;
-use crate::websockets::{Broken, End};
+use crate::websockets::End;
 use aragora_telemetry::{method_label, route_index, route_name};
 use async_trait::async_trait;
 use bytes::Bytes;
