@@ -18,8 +18,8 @@
 //! | `fail_to_connect` | passive health: count the failure; retry on another replica, at most twice (nothing was sent, so any method) |
 //! | `error_while_proxy` | passive health; retry an idempotent request only on a stale pooled connection (closed, reset or unreadable before any response head) |
 //! | `fail_to_proxy` | answer errors as JSON with the right status |
-//! | `tunnel_upgraded`, `upgraded_tunnel` | after a WebSocket's 101, relay its two streams as a plain tunnel (idle timeout, 1001 at the drain timeout: [`websockets`](crate::websockets)) |
-//! | `logging` | RED metrics under the route template, span export, JSON access log, count out |
+//! | `tunnel_upgraded`, `upgraded_tunnel` | after a WebSocket's 101, relay its two streams as a plain tunnel in a task of its own, which takes the request's context and finishes the request when it ends (idle timeout, 1001 at the drain timeout: [`websockets`](crate::websockets)) |
+//! | `logging` | (`Gateway::finish`) RED metrics under the route template, span export, JSON access log, count out; for a tunnelled WebSocket, the tunnel's task does this when it ends |
 
 use crate::client::Client;
 use crate::config::GatewayConfig;
