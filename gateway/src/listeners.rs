@@ -25,16 +25,11 @@ pub fn bind(
     what: &'static str,
     setting: &'static str,
 ) -> Result<(TcpListener, SocketAddr), aragora_config::BindError> {
-    let bind_error = |source| aragora_config::BindError {
-        addr: addr.to_string(),
-        what,
-        setting,
-        source,
-    };
-    let listener = TcpListener::bind(addr).map_err(bind_error)?;
+    let bind_error = bind_error(addr, what, setting);
+    let listener = TcpListener::bind(addr).map_err(&bind_error)?;
     // Pingora's tokio listener takes the socket as it is: it must not block.
-    listener.set_nonblocking(true).map_err(bind_error)?;
-    let bound = listener.local_addr().map_err(bind_error)?;
+    listener.set_nonblocking(true).map_err(&bind_error)?;
+    let bound = listener.local_addr().map_err(&bind_error)?;
     Ok((listener, bound))
 }
 
@@ -57,16 +52,25 @@ pub fn bind_per_runtime(
         return Ok((vec![probe], bound));
     }
     drop(probe);
-    let bind_error = |source| aragora_config::BindError {
+    let bind_error = bind_error(addr, what, setting);
+    let sockets = (0..count)
+        .map(|_| reuse_port_listener(bound).map_err(&bind_error))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((sockets, bound))
+}
+
+/// How a failed bind of `addr` is reported.
+fn bind_error<'a>(
+    addr: &'a str,
+    what: &'static str,
+    setting: &'static str,
+) -> impl Fn(std::io::Error) -> aragora_config::BindError + 'a {
+    move |source| aragora_config::BindError {
         addr: addr.to_string(),
         what,
         setting,
         source,
-    };
-    let sockets = (0..count)
-        .map(|_| reuse_port_listener(bound).map_err(bind_error))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok((sockets, bound))
+    }
 }
 
 fn reuse_port_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {

@@ -5,7 +5,7 @@ use crate::config::GatewayConfig;
 use crate::limit::{Limits, SharedLimiter};
 use crate::upstream::UpstreamPool;
 use aragora_telemetry::catalogue as cat;
-use aragora_telemetry::{route_name, ROUTES};
+use aragora_telemetry::{route_name, METHOD_LABELS, ROUTES};
 use arc_swap::ArcSwap;
 use arc_swap::Guard;
 use prometheus::{Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, Registry};
@@ -79,9 +79,7 @@ impl GatewayMetrics {
 }
 
 /// The `method` labels, in the order of [`RequestSeries`]' table.
-const METHODS: [&str; 8] = [
-    "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "other",
-];
+const METHODS: [&str; 8] = METHOD_LABELS;
 
 /// Statuses remembered per method and route; more (rare) are looked up by label values.
 const STATUSES_KEPT: usize = 8;

@@ -115,20 +115,19 @@ pub fn route_name(index: usize) -> &'static str {
     ROUTES.get(index).copied().unwrap_or(UNMATCHED_ROUTE)
 }
 
+/// Every `method` label [`method_label`] gives, `other` last.
+pub const METHOD_LABELS: [&str; 8] = [
+    "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "other",
+];
+
 /// The `method` label: the standard methods, anything else as `other`, so a client inventing
 /// methods cannot grow the label set.
 pub fn method_label(method: &::http::Method) -> &'static str {
-    use ::http::Method;
-    match *method {
-        Method::GET => "GET",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::DELETE => "DELETE",
-        Method::PATCH => "PATCH",
-        Method::HEAD => "HEAD",
-        Method::OPTIONS => "OPTIONS",
-        _ => "other",
-    }
+    METHOD_LABELS
+        .iter()
+        .find(|label| **label == method.as_str())
+        .copied()
+        .unwrap_or(METHOD_LABELS[METHOD_LABELS.len() - 1])
 }
 
 /// The error envelope: `code` is a stable machine-readable word, `message` says what was wrong
