@@ -61,6 +61,8 @@ pub struct EngineConfig {
     pub default_rounds: u32,
     pub max_concurrent_debates: usize,
     pub debate_queue_size: usize,
+    /// Debates one client may have queued or running here (see `http::limits`).
+    pub debate_queue_per_client: usize,
     pub debate_timeout_secs: u64,
     pub agent_timeout_secs: u64,
     pub offline_agent_latency_ms: u64,
@@ -74,6 +76,12 @@ pub struct EngineConfig {
     pub max_topic_chars: usize,
     pub ws_heartbeat_secs: u64,
     pub ws_max_message_size: usize,
+    /// WebSockets one client may hold open to this replica at once.
+    pub ws_max_connections_per_client: usize,
+    /// Debates one WebSocket may follow at once.
+    pub ws_max_subscriptions: usize,
+    /// Largest `limit` a list query may ask for.
+    pub max_list_limit: u32,
     /// Who may call the engine (`[auth]` in TOML; env in [`aragora_auth::SETTINGS`]).
     pub auth: AuthConfig,
     pub environment: Environment,
@@ -150,6 +158,7 @@ aragora_config::settings! {
     default_rounds: ["ARAGORA_DEFAULT_ROUNDS"] "Rounds of a debate whose request does not say (1 to 12).";
     max_concurrent_debates: ["ARAGORA_MAX_CONCURRENT_DEBATES"] "Debates running at once on this replica; more wait in the queue.";
     debate_queue_size: ["ARAGORA_DEBATE_QUEUE_SIZE"] "Debates that may wait for a slot; beyond it new debates get 429.";
+    debate_queue_per_client: ["ARAGORA_DEBATE_QUEUE_PER_CLIENT"] "Debates one client (the credential's subject: a JWT's sub, an API key, the admin token; anonymous callers are one client) may have queued or running on this replica; beyond it that client's new debates get 429 `client_limit` while other clients' still go in.";
     debate_timeout_secs: ["ARAGORA_DEBATE_TIMEOUT"] "Seconds a debate may run before it ends as timed_out.";
     agent_timeout_secs: ["ARAGORA_AGENT_TIMEOUT"] "Seconds one agent call may take before it counts as failed.";
     offline_agent_latency_ms: ["ARAGORA_OFFLINE_AGENT_LATENCY_MS"] "Simulated think time of the built-in offline agents, for demos and load tests.";
@@ -160,7 +169,10 @@ aragora_config::settings! {
     max_body_bytes: ["ARAGORA_MAX_BODY_BYTES"] "Largest request body accepted; larger ones get 413.";
     max_topic_chars: ["ARAGORA_MAX_TOPIC_LENGTH"] "Longest debate topic accepted, in characters.";
     ws_heartbeat_secs: ["ARAGORA_WS_HEARTBEAT_INTERVAL"] "Seconds between heartbeat events on an idle WebSocket.";
-    ws_max_message_size: ["ARAGORA_WS_MAX_MESSAGE_SIZE"] "Largest WebSocket message accepted from a client, in bytes.";
+    ws_max_message_size: ["ARAGORA_WS_MAX_MESSAGE_SIZE"] "Largest WebSocket message (and frame) accepted from a client, in bytes; a larger one closes the connection with 1009.";
+    ws_max_connections_per_client: ["ARAGORA_WS_MAX_CONNECTIONS_PER_CLIENT"] "WebSockets one client (the credential's subject, as for ARAGORA_DEBATE_QUEUE_PER_CLIENT) may hold open to this replica; one more gets 429 `client_limit` at the upgrade.";
+    ws_max_subscriptions: ["ARAGORA_WS_MAX_SUBSCRIPTIONS"] "Debates one WebSocket may follow at once; one more subscription gets an `error` event with code `client_limit` (the connection stays open; unsubscribe first).";
+    max_list_limit: ["ARAGORA_MAX_LIST_LIMIT"] "Largest `limit` a list query (GET /api/debates, /api/drills, /api/auth/api-keys) may ask for; more gets 400. The default page is 20, or this when smaller.";
     environment: ["ARAGORA_ENV", "ARAGORA_ENVIRONMENT"] "development or production; production requires ARAGORA_JWT_SECRET.";
     log_level: ["ARAGORA_LOG_LEVEL"] "DEBUG, INFO, WARNING or ERROR.";
     log_format: ["ARAGORA_LOG_FORMAT"] "json (one object per line), text, or auto (unset): `aragora up` writes text when its log goes to a terminal, JSON otherwise; every other command JSON.";
@@ -194,6 +206,9 @@ impl Default for EngineConfig {
             default_rounds: 3,
             max_concurrent_debates: 10,
             debate_queue_size: 100,
+            // Half the default queue: one client cannot take a replica's whole queue, and a
+            // batch of 50 still goes in at once.
+            debate_queue_per_client: 50,
             debate_timeout_secs: 900,
             agent_timeout_secs: 240,
             offline_agent_latency_ms: 0,
@@ -208,6 +223,11 @@ impl Default for EngineConfig {
             max_topic_chars: 4000,
             ws_heartbeat_secs: 15,
             ws_max_message_size: 64 * 1024,
+            // A browser with many tabs or a service watching many debates stays well below;
+            // 256 idle WebSockets are about 5 MiB of engine memory (BENCHMARKS.md).
+            ws_max_connections_per_client: 256,
+            ws_max_subscriptions: 100,
+            max_list_limit: 100,
             auth: AuthConfig::default(),
             environment: Environment::Development,
             log_level: LogLevel::Info,
@@ -418,6 +438,14 @@ impl EngineConfig {
             format!("is {}; use at most 1000000", self.debate_queue_size),
         );
         check(
+            (1..=1_000_000).contains(&self.debate_queue_per_client),
+            "ARAGORA_DEBATE_QUEUE_PER_CLIENT",
+            format!(
+                "is {}; use 1 to 1000000 debates (default 50)",
+                self.debate_queue_per_client
+            ),
+        );
+        check(
             self.debate_timeout_secs >= 1,
             "ARAGORA_DEBATE_TIMEOUT",
             "is 0; give the seconds a debate may run (default 900)".into(),
@@ -475,6 +503,30 @@ impl EngineConfig {
             self.ws_max_message_size >= 256,
             "ARAGORA_WS_MAX_MESSAGE_SIZE",
             format!("is {}; use at least 256 bytes", self.ws_max_message_size),
+        );
+        check(
+            (1..=1_000_000).contains(&self.ws_max_connections_per_client),
+            "ARAGORA_WS_MAX_CONNECTIONS_PER_CLIENT",
+            format!(
+                "is {}; use 1 to 1000000 WebSockets (default 256)",
+                self.ws_max_connections_per_client
+            ),
+        );
+        check(
+            (1..=100_000).contains(&self.ws_max_subscriptions),
+            "ARAGORA_WS_MAX_SUBSCRIPTIONS",
+            format!(
+                "is {}; use 1 to 100000 subscriptions per WebSocket (default 100)",
+                self.ws_max_subscriptions
+            ),
+        );
+        check(
+            (1..=1000).contains(&self.max_list_limit),
+            "ARAGORA_MAX_LIST_LIMIT",
+            format!(
+                "is {}; use 1 to 1000 items per page (default 100)",
+                self.max_list_limit
+            ),
         );
         check(
             self.agent_max_retries <= 10,

@@ -24,6 +24,8 @@ pub struct EngineMetrics {
     pub debates_adopted: IntCounter,
     /// Refused credentials by reason; count through [`EngineMetrics::auth_failure`].
     pub auth_failures: IntCounterVec,
+    /// Refusals by a per-client limit; count through [`EngineMetrics::client_limit_refused`].
+    pub client_limit_refusals: IntCounterVec,
     pub websocket_connections: IntGauge,
     pub ready: IntGauge,
     pub database_up: IntGauge,
@@ -96,6 +98,7 @@ impl EngineMetrics {
             receipts_issued: cat::RECEIPTS_ISSUED_TOTAL.counter_single(&registry),
             debates_adopted: cat::DEBATES_ADOPTED_TOTAL.counter_single(&registry),
             auth_failures: cat::auth_failures(&registry),
+            client_limit_refusals: cat::client_limit_refusals(&registry),
             websocket_connections: cat::WEBSOCKET_CONNECTIONS.gauge(&registry),
             ready: cat::READY.gauge(&registry),
             database_up: cat::DATABASE_UP.gauge(&registry),
@@ -152,6 +155,16 @@ impl EngineMetrics {
             "{reason:?} is not an auth failure reason of the catalogue"
         );
         self.auth_failures.with_label_values(&[reason]).inc();
+    }
+
+    /// Counts one refusal by the per-client limit `limit`, one of
+    /// [`CLIENT_LIMITS`](cat::CLIENT_LIMITS).
+    pub fn client_limit_refused(&self, limit: &str) {
+        debug_assert!(
+            cat::CLIENT_LIMITS.contains(&limit),
+            "{limit:?} is not a client limit of the catalogue"
+        );
+        self.client_limit_refusals.with_label_values(&[limit]).inc();
     }
 }
 

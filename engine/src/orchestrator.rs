@@ -44,6 +44,8 @@ pub enum AdmitError {
         "{running} debates are running and {queued} are queued, the most this replica accepts"
     )]
     QueueFull { running: usize, queued: usize },
+    #[error("{client} already has {held} debates queued or running on this replica, the most one client may (ARAGORA_DEBATE_QUEUE_PER_CLIENT)")]
+    ClientFull { client: String, held: usize },
     #[error("this replica is draining and accepts no new debates")]
     Draining,
     #[error(transparent)]
@@ -91,6 +93,8 @@ struct LocalDebate {
     running_since: Option<Instant>,
     /// Its lease is stored (the admission's row is written), so renewals cover it.
     leased: bool,
+    /// Who created it (`DebateRecord::created_by`), for the per-client bound.
+    client: Option<String>,
 }
 
 /// Schedules debates onto a bounded number of slots.
@@ -100,6 +104,8 @@ pub struct Orchestrator {
     slots: Arc<Semaphore>,
     max_running: usize,
     queue_size: usize,
+    /// Debates one client may have here, queued or running (`ARAGORA_DEBATE_QUEUE_PER_CLIENT`).
+    per_client: usize,
     local: Arc<Mutex<HashMap<String, LocalDebate>>>,
     draining: Arc<AtomicBool>,
     /// Signalled whenever a local debate ends.
@@ -116,6 +122,7 @@ impl Orchestrator {
             slots: Arc::new(Semaphore::new(max_running)),
             max_running,
             queue_size,
+            per_client: usize::MAX,
             local: Arc::default(),
             draining: Arc::default(),
             changed: Arc::default(),
@@ -127,6 +134,14 @@ impl Orchestrator {
     /// With these lease times (the defaults are those of [`LeaseTimes::default`]).
     pub fn with_leases(mut self, leases: LeaseTimes) -> Self {
         self.leases = leases;
+        self
+    }
+
+    /// With at most `per_client` debates queued or running per creator (unbounded otherwise).
+    /// Running ones count too: a client whose debates hold every slot would otherwise keep
+    /// the others' waiting however short its own queue.
+    pub fn with_client_limit(mut self, per_client: usize) -> Self {
+        self.per_client = per_client;
         self
     }
 
@@ -240,7 +255,22 @@ impl Orchestrator {
                     queued: waiting,
                 });
             }
-            local.insert(record.id.clone(), Self::new_local().0);
+            if let Some(client) = &record.created_by {
+                let held = local
+                    .values()
+                    .filter(|d| d.client.as_ref() == Some(client))
+                    .count();
+                if held >= self.per_client {
+                    return Err(AdmitError::ClientFull {
+                        client: client.clone(),
+                        held,
+                    });
+                }
+            }
+            local.insert(
+                record.id.clone(),
+                Self::new_local(record.created_by.clone()).0,
+            );
         }
         let mut record = record;
         record.lease = self.lease_from(now_ms(), 1);
@@ -252,7 +282,7 @@ impl Orchestrator {
         Ok(record)
     }
 
-    fn new_local() -> (LocalDebate, watch::Sender<bool>) {
+    fn new_local(client: Option<String>) -> (LocalDebate, watch::Sender<bool>) {
         let (stop, _) = watch::channel(None);
         let (done_tx, done) = watch::channel(false);
         (
@@ -261,6 +291,7 @@ impl Orchestrator {
                 done,
                 running_since: None,
                 leased: false,
+                client,
             },
             done_tx,
         )
@@ -268,7 +299,7 @@ impl Orchestrator {
 
     /// Starts the task that waits for a slot and runs the debate.
     fn spawn(&self, record: DebateRecord) {
-        let (mut entry, done_tx) = Self::new_local();
+        let (mut entry, done_tx) = Self::new_local(record.created_by.clone());
         let stop_rx = entry.stop.subscribe();
         // Take a free slot now, so debates start in the order they were admitted (a task's
         // first poll is not); with debates already waiting, no slot is free to take.

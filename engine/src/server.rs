@@ -220,6 +220,7 @@ pub async fn serve_with(
         core: OnceLock::new(),
         phase: Mutex::new(Phase::Starting(first_step.clone())),
         closing,
+        websockets: Default::default(),
         started: Instant::now(),
     }));
     state.set_phase(Phase::Starting(first_step));
@@ -332,7 +333,8 @@ async fn start_core(config: &EngineConfig, state: &AppState) -> Result<(), Serve
         config.max_concurrent_debates,
         config.debate_queue_size,
     )
-    .with_leases(leases);
+    .with_leases(leases)
+    .with_client_limit(config.debate_queue_per_client);
     tracing::info!(
         replica = orchestrator.replica_id(),
         lease_secs = config.lease_secs,

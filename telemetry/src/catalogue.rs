@@ -228,6 +228,34 @@ pub fn auth_failures(registry: &Registry) -> IntCounterVec {
     counter
 }
 
+/// The values of [`CLIENT_LIMIT_REFUSALS_TOTAL`]'s `limit`: which per-client limit refused
+/// (`ARAGORA_WS_MAX_CONNECTIONS_PER_CLIENT`, `ARAGORA_WS_MAX_SUBSCRIPTIONS`,
+/// `ARAGORA_DEBATE_QUEUE_PER_CLIENT`, `ARAGORA_MAX_LIST_LIMIT`, in that order).
+pub const CLIENT_LIMITS: &[&str] = &[
+    "websockets_per_client",
+    "subscriptions_per_websocket",
+    "debates_per_client",
+    "list_limit",
+];
+
+pub const CLIENT_LIMIT_REFUSALS_TOTAL: MetricDef = MetricDef {
+    name: "aragora_client_limit_refusals_total",
+    kind: MetricKind::Counter,
+    help: "Requests, WebSocket upgrades and subscriptions the engine refused because one client reached its own limit, by limit (websockets_per_client, subscriptions_per_websocket, debates_per_client, list_limit).",
+    labels: &["limit"],
+    buckets: &[],
+};
+
+/// [`CLIENT_LIMIT_REFUSALS_TOTAL`] with every limit's series at 0 from the start, as
+/// [`auth_failures`] does for its reasons.
+pub fn client_limit_refusals(registry: &Registry) -> IntCounterVec {
+    let counter = CLIENT_LIMIT_REFUSALS_TOTAL.counter(registry);
+    for limit in CLIENT_LIMITS {
+        let _ = counter.with_label_values(&[limit]);
+    }
+    counter
+}
+
 pub const UPSTREAM_READY: MetricDef = MetricDef {
     name: "aragora_upstream_ready",
     kind: MetricKind::Gauge,
@@ -555,6 +583,7 @@ pub const ALL: &[MetricDef] = &[
     RECEIPTS_ISSUED_TOTAL,
     DEBATES_ADOPTED_TOTAL,
     AUTH_FAILURES_TOTAL,
+    CLIENT_LIMIT_REFUSALS_TOTAL,
     UPSTREAM_READY,
     UPSTREAM_RETRIES_TOTAL,
     GATEWAY_INFLIGHT_REQUESTS,

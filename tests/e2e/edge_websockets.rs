@@ -19,20 +19,27 @@ type TlsSocket =
 type Connection = (TlsSocket, String);
 
 /// Opens `wss://` through the gateway with the gateway's own certificate trusted, sending
-/// `token`.
-async fn connect_wss(
+/// `token`; `Err` with the HTTP status when the upgrade was answered with one, `Err(None)`
+/// when no answer came.
+pub(crate) async fn connect_wss(
     gateway_port: u16,
     connector: &tokio_rustls::TlsConnector,
     token: Option<&str>,
     path: &str,
-) -> Option<Connection> {
+) -> Result<Connection, Option<u16>> {
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", gateway_port))
         .await
-        .ok()?;
+        .map_err(|_| None)?;
     let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
-    let tls = connector.connect(name, tcp).await.ok()?;
+    let tls = connector.connect(name, tcp).await.map_err(|_| None)?;
     let request = ws_request(&format!("wss://127.0.0.1:{gateway_port}{path}"), token);
-    let (socket, response) = tokio_tungstenite::client_async(request, tls).await.ok()?;
+    let (socket, response) = match tokio_tungstenite::client_async(request, tls).await {
+        Ok(connected) => connected,
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            return Err(Some(response.status().as_u16()))
+        }
+        Err(_) => return Err(None),
+    };
     let pin = response
         .headers()
         .get_all("set-cookie")
@@ -41,7 +48,7 @@ async fn connect_wss(
         .find_map(|v| v.strip_prefix("aragora-affinity="))
         .map(|v| v.split(';').next().unwrap_or_default().to_string())
         .unwrap_or_default();
-    Some((socket, pin))
+    Ok((socket, pin))
 }
 
 /// What one watcher saw of a debate.
@@ -76,8 +83,8 @@ async fn watch(
             None => {
                 let path = format!("/ws?debate_id={id}&last_seq={last}");
                 match connect_wss(gateway_port, &connector, token.as_deref(), &path).await {
-                    Some(connection) => connection,
-                    None => {
+                    Ok(connection) => connection,
+                    Err(_) => {
                         // The replica is leaving and the gateway has not noticed yet: back off
                         // briefly, as a client's reconnect loop does.
                         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -223,13 +230,13 @@ async fn a_debates_watchers_share_one_replica_and_move_without_loss_when_it_drai
             &format!("/ws?debate_id={id}"),
         )
         .await;
-        assert!(socket.is_some(), "every watcher gets through the TLS edge");
+        assert!(socket.is_ok(), "every watcher gets through the TLS edge");
         watchers.push(tokio::spawn(watch(
             port,
             connector.clone(),
             token.clone(),
             id.clone(),
-            socket,
+            socket.ok(),
         )));
     }
     eventually(

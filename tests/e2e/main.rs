@@ -49,6 +49,7 @@ mod infra_alerts;
 mod k8s;
 mod leader;
 mod lifecycle;
+mod limits;
 mod llm_debates;
 mod maintenance;
 mod migrations;

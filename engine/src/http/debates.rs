@@ -166,6 +166,13 @@ pub async fn create(
             format!("{err}; retry later or raise ARAGORA_MAX_CONCURRENT_DEBATES / ARAGORA_DEBATE_QUEUE_SIZE"),
             5,
         ),
+        AdmitError::ClientFull { .. } => super::limits::too_many(
+            &state,
+            super::limits::ClientLimit::Debates,
+            &caller.subject,
+            format!("{err}; wait for one of them to end (or cancel one) and retry"),
+            5,
+        ),
         AdmitError::Draining => ApiError::unavailable(
             format!("{err}; retry, and the load balancer will send you to a ready replica"),
             2,
@@ -231,18 +238,13 @@ fn parse_status_filter(text: &str) -> Result<Vec<DebateStatus>, ApiError> {
 
 pub async fn list(
     State(state): State<AppState>,
-    _: Reader,
+    Reader(caller): Reader,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let core = state.core()?;
     let statuses = parse_status_filter(query.status.as_deref().unwrap_or(""))?;
-    let limit = query.limit.unwrap_or(20);
+    let limit = super::limits::list_limit(&state, &caller, query.limit)?;
     let offset = query.offset.unwrap_or(0);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::bad_request(format!(
-            "limit is {limit}; use 1 to 100"
-        )));
-    }
     if offset < 0 {
         return Err(ApiError::bad_request(format!(
             "offset is {offset}; use 0 or more"

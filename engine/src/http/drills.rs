@@ -34,16 +34,11 @@ pub fn drill_json(drill: &DrillRecord) -> Value {
 
 pub async fn list(
     State(state): State<AppState>,
-    _: Reader,
+    Reader(caller): Reader,
     ApiQuery(query): ApiQuery<DrillQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let core = state.core()?;
-    let limit = query.limit.unwrap_or(20);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::bad_request(format!(
-            "limit is {limit}; use 1 to 100"
-        )));
-    }
+    let limit = super::limits::list_limit(&state, &caller, query.limit)?;
     let drills = core
         .store
         .drills(limit)

@@ -9,6 +9,7 @@ mod debates;
 pub mod drills;
 mod faults;
 mod health;
+pub mod limits;
 mod maintenance;
 mod tokens;
 pub mod ws;
@@ -64,6 +65,8 @@ pub struct Shared {
     pub phase: Mutex<Phase>,
     /// Flips to true when WebSockets must close (code 1001, going away).
     pub closing: watch::Receiver<bool>,
+    /// Open WebSockets per client, for `ARAGORA_WS_MAX_CONNECTIONS_PER_CLIENT`.
+    pub websockets: limits::ClientCounts,
     pub started: Instant,
 }
 

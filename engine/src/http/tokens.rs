@@ -6,7 +6,7 @@
 //! prefix, name, role and who did it.
 
 use super::access::{check, Admin, Caller};
-use super::debates::ApiJson;
+use super::debates::{ApiJson, ApiQuery};
 use super::AppState;
 use crate::error::ApiError;
 use aragora_auth::{generate_key, AuthError, KeyStore, Role, StoredKey, KEY_PREFIX};
@@ -106,11 +106,43 @@ pub async fn create_key(
         .into_response())
 }
 
-pub async fn list_keys(State(state): State<AppState>, _: Admin) -> Result<Json<Value>, ApiError> {
+/// The query of `GET /api/auth/api-keys`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyListQuery {
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+/// Keys newest first, a page at a time: `limit` (default and at most `ARAGORA_MAX_LIST_LIMIT`,
+/// so a listing that fit in one answer still does) from `offset`.
+pub async fn list_keys(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    ApiQuery(query): ApiQuery<KeyListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let requested = query.limit.or(Some(i64::from(state.config.max_list_limit)));
+    let limit = super::limits::list_limit(&state, &admin, requested)?;
+    let offset = query.offset.unwrap_or(0);
+    if offset < 0 {
+        return Err(ApiError::bad_request(format!(
+            "offset is {offset}; use 0 or more"
+        )));
+    }
     let now = crate::model::now_ms();
     let listed = keys(&state)?.list_keys().await.map_err(store_failed)?;
-    let views: Vec<Value> = listed.iter().map(|key| key.view(now)).collect();
-    Ok(Json(json!({"api_keys": views})))
+    let views: Vec<Value> = listed
+        .iter()
+        .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+        .take(usize::try_from(limit).unwrap_or(0))
+        .map(|key| key.view(now))
+        .collect();
+    Ok(Json(json!({
+        "api_keys": views,
+        "total": listed.len(),
+        "limit": limit,
+        "offset": offset,
+    })))
 }
 
 /// Revokes a key by its id or its `ara_<id>` prefix. Revoking is idempotent: a key already

@@ -14,8 +14,17 @@
 //! answer echoes `aragora.v1` when the client offered it too, else the bearer protocol. Every
 //! subscription is authorised like `GET /api/debates/{id}`: a share link watches its debate
 //! only, and a refused subscription gets an `error` event with code `forbidden`.
+//!
+//! Per client (see [`limits`]): at most `ARAGORA_WS_MAX_CONNECTIONS_PER_CLIENT` open
+//! WebSockets (one more: 429 `client_limit` at the upgrade) and `ARAGORA_WS_MAX_SUBSCRIPTIONS`
+//! debates per connection (one more: an `error` event `client_limit`, the connection stays).
+//! A frame the connection cannot take closes it with RFC 6455's code: 1009 for a message or
+//! frame over `ARAGORA_WS_MAX_MESSAGE_SIZE` (refused at the frame's header, before it is read),
+//! 1007 for text that is not UTF-8, 1002 for a protocol error (an unmasked frame, a
+//! continuation without a start, a fragmented control frame, reserved bits).
 
 use super::access;
+use super::limits::{self, ClientLimit, ClientSlot};
 use super::{AppState, Phase};
 use crate::error::ApiError;
 use crate::events::{EventHub, HubMessage};
@@ -39,6 +48,12 @@ use tokio::task::JoinHandle;
 
 /// Close code 1001: the server is going away; the client should reconnect and resume.
 pub const CLOSE_GOING_AWAY: u16 = 1001;
+/// Close code 1002: the client broke the WebSocket protocol.
+pub const CLOSE_PROTOCOL_ERROR: u16 = 1002;
+/// Close code 1007: a text message that is not UTF-8.
+pub const CLOSE_INVALID_DATA: u16 = 1007;
+/// Close code 1009: a message or frame larger than `ARAGORA_WS_MAX_MESSAGE_SIZE`.
+pub const CLOSE_TOO_BIG: u16 = 1009;
 /// Initial read buffer of a connection. Clients send only small control messages, and
 /// tungstenite zero-fills the whole buffer when it first reads (its default, 128 KiB, was
 /// nearly all of an idle connection's memory); a larger message grows it.
@@ -146,16 +161,31 @@ pub async fn upgrade(
             1,
         ));
     }
+    let allowed = state.config.ws_max_connections_per_client;
+    let Some(slot) = state.websockets.try_take(&principal.subject, allowed) else {
+        return Err(limits::too_many(
+            &state,
+            ClientLimit::WebSockets,
+            &principal.subject,
+            format!(
+                "this credential already holds {allowed} WebSockets open to this replica, the most one client may (ARAGORA_WS_MAX_CONNECTIONS_PER_CLIENT); close one, or follow several debates on one connection"
+            ),
+            1,
+        ));
+    };
     let max = state.config.ws_max_message_size;
     let ws = match (offered.contains(&PROTOCOL), bearer_protocol) {
         (true, _) => ws.protocols([PROTOCOL]),
         (false, Some(bearer)) => ws.protocols([bearer]),
         (false, None) => ws,
     };
+    // The frame bound as well: a frame is read whole before its message is measured, so
+    // without it one 16 MiB frame (tungstenite's default) would be buffered before the 1009.
     Ok(ws
         .max_message_size(max)
+        .max_frame_size(max)
         .read_buffer_size(WS_READ_BUFFER)
-        .on_upgrade(move |socket| session(state, socket, query, principal)))
+        .on_upgrade(move |socket| session(state, socket, query, principal, slot)))
 }
 
 /// A message that is not a stored event: heartbeats and per-connection errors.
@@ -218,7 +248,79 @@ fn refused_subscription(state: &AppState, principal: &Principal, id: &str) -> Op
     Some(client_error(Some(id), "forbidden", message))
 }
 
-async fn session(state: AppState, socket: WebSocket, query: WsQuery, principal: Principal) {
+/// The refusal of one more subscription on a connection that follows
+/// `ARAGORA_WS_MAX_SUBSCRIPTIONS` debates, counted. Follows that ended (their debate did, or
+/// it does not exist) are dropped first: they hold no place.
+fn over_subscribed(
+    state: &AppState,
+    principal: &Principal,
+    subscriptions: &mut HashMap<String, JoinHandle<()>>,
+    id: &str,
+) -> Option<String> {
+    subscriptions.retain(|id, task| {
+        let done = task.is_finished();
+        if done {
+            state.hub.release(id);
+        }
+        !done
+    });
+    let max = state.config.ws_max_subscriptions;
+    if subscriptions.contains_key(id) || subscriptions.len() < max {
+        return None;
+    }
+    limits::count(state, ClientLimit::Subscriptions, &principal.subject);
+    Some(client_error(
+        Some(id),
+        limits::CODE,
+        format!("this WebSocket already follows {max} debates, the most one connection may (ARAGORA_WS_MAX_SUBSCRIPTIONS); unsubscribe from one first"),
+    ))
+}
+
+/// The close frame a failed read deserves, when the client caused it (RFC 6455 section 7.4.1);
+/// `None` when the connection just went away.
+fn close_for(err: axum::Error, max: usize) -> Option<CloseFrame> {
+    use tungstenite::Error as WsError;
+    let inner = err.into_inner();
+    let (code, reason) = match inner.downcast_ref::<WsError>()? {
+        WsError::Capacity(_) => (
+            CLOSE_TOO_BIG,
+            format!("message too big: the limit is {max} bytes (ARAGORA_WS_MAX_MESSAGE_SIZE)"),
+        ),
+        WsError::Utf8(_) => (CLOSE_INVALID_DATA, "text is not valid UTF-8".to_string()),
+        WsError::Protocol(tungstenite::error::ProtocolError::ResetWithoutClosingHandshake) => {
+            return None
+        }
+        WsError::Protocol(problem) => (CLOSE_PROTOCOL_ERROR, format!("protocol error: {problem}")),
+        _ => return None,
+    };
+    tracing::info!(code, reason = %reason, "closing a WebSocket the client broke");
+    Some(CloseFrame {
+        code,
+        reason: short_reason(reason).into(),
+    })
+}
+
+/// `reason` cut to the 123 bytes a close frame has room for, on a character boundary.
+fn short_reason(mut reason: String) -> String {
+    const MAX: usize = 123;
+    if reason.len() > MAX {
+        let mut end = MAX;
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        reason.truncate(end);
+    }
+    reason
+}
+
+async fn session(
+    state: AppState,
+    socket: WebSocket,
+    query: WsQuery,
+    principal: Principal,
+    // Held for the connection's life: its place under ARAGORA_WS_MAX_CONNECTIONS_PER_CLIENT.
+    _slot: ClientSlot,
+) {
     state.metrics.websocket_connections.inc();
     let _gauge = ConnectionGauge(state.metrics.websocket_connections.clone());
     let Ok(core) = state.core() else { return };
@@ -251,7 +353,9 @@ async fn session(state: AppState, socket: WebSocket, query: WsQuery, principal: 
                 Some(Ok(Message::Text(text))) => {
                     match serde_json::from_str::<ClientMessage>(&text) {
                         Ok(ClientMessage::Subscribe { debate_id, last_seq }) => {
-                            match refused_subscription(&state, &principal, &debate_id) {
+                            let refusal = refused_subscription(&state, &principal, &debate_id)
+                                .or_else(|| over_subscribed(&state, &principal, &mut subscriptions, &debate_id));
+                            match refusal {
                                 Some(refusal) => {
                                     if out.send(refusal).await.is_err() {
                                         break;
@@ -288,7 +392,19 @@ async fn session(state: AppState, socket: WebSocket, query: WsQuery, principal: 
                         break;
                     }
                 }
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Err(err)) => {
+                    if let Some(frame) = close_for(err, state.config.ws_max_message_size) {
+                        let _ = out.0.lock().await.send(Message::Close(Some(frame))).await;
+                    }
+                    break;
+                }
+                Some(Ok(Message::Close(_))) => {
+                    // Sends the reply tungstenite queued (the client's own code back) before
+                    // the connection is dropped, as RFC 6455 asks.
+                    let _ = out.0.lock().await.close().await;
+                    break;
+                }
+                None => break,
                 Some(Ok(_)) => {}
             },
             _ = heartbeat.tick() => {

@@ -278,6 +278,7 @@ impl Harness {
             core,
             phase: Mutex::new(phase),
             closing: self.closing.subscribe(),
+            websockets: Default::default(),
             started: Instant::now(),
         }))
     }

@@ -13,6 +13,7 @@ mod drain;
 mod limits;
 mod routing;
 mod tls;
+mod websocket_hostile;
 mod websockets;
 
 const PATIENCE: Duration = Duration::from_secs(30);
