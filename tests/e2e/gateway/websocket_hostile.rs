@@ -242,6 +242,9 @@ async fn hostile_websockets_get_a_4xx_a_close_code_or_an_error_event_and_leave_t
     let client = gateway.client();
     let done = engine.run_debate(json!({"topic": "Finished", "rounds": 1})).await;
     let finished = done["debate_id"].as_str().unwrap().to_string();
+    // The test's own client holds one pooled connection from here on.
+    let (status, _) = crate::support::get_json(&client, &gateway.https_url("/readyz")).await;
+    assert_eq!(status, 200, "ready through the gateway");
     let before = gauges(&gateway, &engine).await;
     let mut outcomes: Vec<String> = Vec::new();
 
