@@ -106,6 +106,8 @@ async fn main() {
     let mut command = serve_command(data.path());
     command
         .env("ARAGORA_DEBATE_QUEUE_SIZE", "100000")
+        // One anonymous client sends them all.
+        .env("ARAGORA_DEBATE_QUEUE_PER_CLIENT", "100000")
         .stderr(Stdio::null());
     let mut database = None;
     if backend == "postgres" {

@@ -288,6 +288,8 @@ async fn main() {
     engine
         .env("ARAGORA_OFFLINE_AGENT_LATENCY_MS", agent_ms.to_string())
         .env("ARAGORA_WS_HEARTBEAT_INTERVAL", "3600")
+        // Every watcher is the one anonymous client: let it hold them all.
+        .env("ARAGORA_WS_MAX_CONNECTIONS_PER_CLIENT", "1000000")
         .stderr(std::fs::File::create(data.path().join("engine.log")).unwrap());
     let mut engine = engine.spawn().expect("start aragora serve");
     let (api, ws) = engine_api(&mut engine);

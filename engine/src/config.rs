@@ -80,6 +80,8 @@ pub struct EngineConfig {
     pub ws_max_connections_per_client: usize,
     /// Debates one WebSocket may follow at once.
     pub ws_max_subscriptions: usize,
+    /// Messages one client may send per second across its WebSockets (bursts of as many).
+    pub ws_max_messages_per_second: u32,
     /// Largest `limit` a list query may ask for.
     pub max_list_limit: u32,
     /// Who may call the engine (`[auth]` in TOML; env in [`aragora_auth::SETTINGS`]).
@@ -172,6 +174,7 @@ aragora_config::settings! {
     ws_max_message_size: ["ARAGORA_WS_MAX_MESSAGE_SIZE"] "Largest WebSocket message (and frame) accepted from a client, in bytes; a larger one closes the connection with 1009.";
     ws_max_connections_per_client: ["ARAGORA_WS_MAX_CONNECTIONS_PER_CLIENT"] "WebSockets one client (the credential's subject, as for ARAGORA_DEBATE_QUEUE_PER_CLIENT) may hold open to this replica; one more gets 429 `client_limit` at the upgrade.";
     ws_max_subscriptions: ["ARAGORA_WS_MAX_SUBSCRIPTIONS"] "Debates one WebSocket may follow at once; one more subscription gets an `error` event with code `client_limit` (the connection stays open; unsubscribe first).";
+    ws_max_messages_per_second: ["ARAGORA_WS_MAX_MESSAGES_PER_SECOND"] "Messages (subscribe, unsubscribe, ping) one client may send per second across its WebSockets, in bursts of as many; the connection that sends one more is closed with 1008 (policy).";
     max_list_limit: ["ARAGORA_MAX_LIST_LIMIT"] "Largest `limit` a list query (GET /api/debates, /api/drills, /api/auth/api-keys) may ask for; more gets 400. The default page is 20, or this when smaller.";
     environment: ["ARAGORA_ENV", "ARAGORA_ENVIRONMENT"] "development or production; production requires ARAGORA_JWT_SECRET.";
     log_level: ["ARAGORA_LOG_LEVEL"] "DEBUG, INFO, WARNING or ERROR.";
@@ -227,6 +230,8 @@ impl Default for EngineConfig {
             // 256 idle WebSockets are about 5 MiB of engine memory (BENCHMARKS.md).
             ws_max_connections_per_client: 256,
             ws_max_subscriptions: 100,
+            // A client subscribing to its 100 debates at connect is not refused.
+            ws_max_messages_per_second: 100,
             max_list_limit: 100,
             auth: AuthConfig::default(),
             environment: Environment::Development,
@@ -518,6 +523,14 @@ impl EngineConfig {
             format!(
                 "is {}; use 1 to 100000 subscriptions per WebSocket (default 100)",
                 self.ws_max_subscriptions
+            ),
+        );
+        check(
+            (1..=100_000).contains(&self.ws_max_messages_per_second),
+            "ARAGORA_WS_MAX_MESSAGES_PER_SECOND",
+            format!(
+                "is {}; use 1 to 100000 messages a second (default 100)",
+                self.ws_max_messages_per_second
             ),
         );
         check(

@@ -230,10 +230,12 @@ pub fn auth_failures(registry: &Registry) -> IntCounterVec {
 
 /// The values of [`CLIENT_LIMIT_REFUSALS_TOTAL`]'s `limit`: which per-client limit refused
 /// (`ARAGORA_WS_MAX_CONNECTIONS_PER_CLIENT`, `ARAGORA_WS_MAX_SUBSCRIPTIONS`,
-/// `ARAGORA_DEBATE_QUEUE_PER_CLIENT`, `ARAGORA_MAX_LIST_LIMIT`, in that order).
+/// `ARAGORA_WS_MAX_MESSAGES_PER_SECOND`, `ARAGORA_DEBATE_QUEUE_PER_CLIENT`,
+/// `ARAGORA_MAX_LIST_LIMIT`, in that order).
 pub const CLIENT_LIMITS: &[&str] = &[
     "websockets_per_client",
     "subscriptions_per_websocket",
+    "messages_per_websocket",
     "debates_per_client",
     "list_limit",
 ];
@@ -241,7 +243,7 @@ pub const CLIENT_LIMITS: &[&str] = &[
 pub const CLIENT_LIMIT_REFUSALS_TOTAL: MetricDef = MetricDef {
     name: "aragora_client_limit_refusals_total",
     kind: MetricKind::Counter,
-    help: "Requests, WebSocket upgrades and subscriptions the engine refused because one client reached its own limit, by limit (websockets_per_client, subscriptions_per_websocket, debates_per_client, list_limit).",
+    help: "Requests, WebSocket upgrades and subscriptions the engine refused because one client reached its own limit, by limit (websockets_per_client, subscriptions_per_websocket, messages_per_websocket, debates_per_client, list_limit).",
     labels: &["limit"],
     buckets: &[],
 };

@@ -13,10 +13,21 @@
 //! |---|---|---|---|
 //! | WebSockets open | `ARAGORA_WS_MAX_CONNECTIONS_PER_CLIENT` (256) | 429 `client_limit` at the upgrade | `websockets_per_client` |
 //! | subscriptions on one WebSocket | `ARAGORA_WS_MAX_SUBSCRIPTIONS` (100) | `error` event `client_limit`; the connection stays | `subscriptions_per_websocket` |
+//! | messages on its WebSockets | `ARAGORA_WS_MAX_MESSAGES_PER_SECOND` (100, bursts of as many) | close 1008 (policy) with the setting named; the other connections stay | `messages_per_websocket` |
 //! | debates queued or running | `ARAGORA_DEBATE_QUEUE_PER_CLIENT` (50) | 429 `client_limit` (the orchestrator counts) | `debates_per_client` |
 //! | `limit` of a list query | `ARAGORA_MAX_LIST_LIMIT` (100) | 400 `invalid_request` | `list_limit` |
 //!
-//! Each refusal names its setting in the message, is counted and logged with the subject.
+//! Each refusal names its setting in the message and is counted. HTTP refusals are logged each
+//! (as requests are); a WebSocket logs its first refusal of each kind only, so a client flooding
+//! one connection cannot flood the log too.
+//!
+//! The message rate is there because the gateway's rate limit sees a WebSocket as one request:
+//! without it one connection could have the engine replay a debate from the store at whatever
+//! rate it can send subscribes (the load test measured 22,000 a second from one client). It is
+//! the client's, shared by its open WebSockets, so reconnecting does not refill it while the
+//! client holds another; a connection over it is closed rather than answered message by
+//! message, since each answer would cost as much as the message. (A client with none left open
+//! starts afresh: reconnecting is an upgrade request, under the gateway's rate limit.)
 
 use super::AppState;
 use crate::error::ApiError;
@@ -24,6 +35,7 @@ use aragora_auth::Principal;
 use axum::http::StatusCode;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 /// The error code of every per-client refusal.
 pub const CODE: &str = "client_limit";
@@ -36,6 +48,7 @@ const DEFAULT_PAGE: i64 = 20;
 pub enum ClientLimit {
     WebSockets,
     Subscriptions,
+    Messages,
     Debates,
     ListLimit,
 }
@@ -46,6 +59,7 @@ impl ClientLimit {
         match self {
             Self::WebSockets => "websockets_per_client",
             Self::Subscriptions => "subscriptions_per_websocket",
+            Self::Messages => "messages_per_websocket",
             Self::Debates => "debates_per_client",
             Self::ListLimit => "list_limit",
         }
@@ -55,21 +69,40 @@ impl ClientLimit {
         match self {
             Self::WebSockets => "ARAGORA_WS_MAX_CONNECTIONS_PER_CLIENT",
             Self::Subscriptions => "ARAGORA_WS_MAX_SUBSCRIPTIONS",
+            Self::Messages => "ARAGORA_WS_MAX_MESSAGES_PER_SECOND",
             Self::Debates => "ARAGORA_DEBATE_QUEUE_PER_CLIENT",
             Self::ListLimit => "ARAGORA_MAX_LIST_LIMIT",
         }
     }
 }
 
-/// Counts and logs one refusal by `limit` of `subject`.
-pub fn count(state: &AppState, limit: ClientLimit, subject: &str) {
+/// Counts one refusal by `limit` (see [`log`] for the log line).
+pub fn count(state: &AppState, limit: ClientLimit) {
     state.metrics.client_limit_refused(limit.label());
+}
+
+/// Logs that `subject` reached `limit`.
+pub fn log(limit: ClientLimit, subject: &str) {
     tracing::warn!(
         limit = limit.label(),
         setting = limit.setting(),
         subject,
         "refused: the client reached its limit"
     );
+}
+
+/// The refusals of one WebSocket: each counted, the first of each kind logged.
+#[derive(Debug, Default)]
+pub struct ConnectionRefusals(Vec<ClientLimit>);
+
+impl ConnectionRefusals {
+    pub fn refuse(&mut self, state: &AppState, limit: ClientLimit, subject: &str) {
+        count(state, limit);
+        if !self.0.contains(&limit) {
+            self.0.push(limit);
+            log(limit, subject);
+        }
+    }
 }
 
 /// A 429 `client_limit` for `subject`, counted; `message` says what was refused and how to
@@ -81,7 +114,8 @@ pub fn too_many(
     message: impl Into<String>,
     retry_after: u64,
 ) -> ApiError {
-    count(state, limit, subject);
+    count(state, limit);
+    log(limit, subject);
     ApiError::new(StatusCode::TOO_MANY_REQUESTS, CODE, message).retry_after(retry_after)
 }
 
@@ -98,26 +132,79 @@ pub fn list_limit(
     if (1..=max).contains(&limit) {
         return Ok(limit);
     }
-    count(state, ClientLimit::ListLimit, &principal.subject);
+    count(state, ClientLimit::ListLimit);
+    log(ClientLimit::ListLimit, &principal.subject);
     Err(ApiError::bad_request(format!(
         "limit is {limit}; use 1 to {max} (ARAGORA_MAX_LIST_LIMIT) and page on with offset"
     )))
 }
 
-/// Open WebSockets per client on this replica.
+/// A WebSocket's message allowance: `rate` a second, in bursts of up to `rate` (a client that
+/// subscribes to its 100 debates at connect is not refused), refilled continuously.
+#[derive(Debug)]
+pub struct MessageBudget {
+    rate: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl MessageBudget {
+    pub fn new(rate: u32) -> Self {
+        Self {
+            rate: f64::from(rate),
+            tokens: f64::from(rate),
+            last: Instant::now(),
+        }
+    }
+
+    /// Takes one message's allowance; false when the connection is over its rate.
+    pub fn take(&mut self) -> bool {
+        self.take_at(Instant::now())
+    }
+
+    fn take_at(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate);
+        if self.tokens < 1.0 {
+            return false;
+        }
+        self.tokens -= 1.0;
+        true
+    }
+}
+
+/// A client's open WebSockets and the message allowance they share.
+#[derive(Debug)]
+struct ClientEntry {
+    open: usize,
+    budget: MessageBudget,
+}
+
+/// Open WebSockets per client on this replica, and their message allowance.
 #[derive(Debug, Default, Clone)]
-pub struct ClientCounts(Arc<Mutex<HashMap<String, usize>>>);
+pub struct ClientCounts(Arc<Mutex<HashMap<String, ClientEntry>>>);
 
 impl ClientCounts {
-    /// One more for `client` when it holds fewer than `max`; the slot is given back when the
-    /// returned guard drops, however the connection ends.
-    pub fn try_take(&self, client: &str, max: usize) -> Option<ClientSlot> {
-        let mut counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let held = counts.entry(client.to_string()).or_default();
-        if *held >= max {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, ClientEntry>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// One more for `client` when it holds fewer than `max` (a client new here gets an
+    /// allowance of `rate` messages a second); the slot is given back when the returned guard
+    /// drops, however the connection ends.
+    pub fn try_take(&self, client: &str, max: usize, rate: u32) -> Option<ClientSlot> {
+        let mut counts = self.lock();
+        let entry = counts
+            .entry(client.to_string())
+            .or_insert_with(|| ClientEntry {
+                open: 0,
+                budget: MessageBudget::new(rate),
+            });
+        if entry.open >= max {
             return None;
         }
-        *held += 1;
+        entry.open += 1;
         Some(ClientSlot {
             counts: self.clone(),
             client: client.to_string(),
@@ -126,8 +213,7 @@ impl ClientCounts {
 
     /// What `client` holds now.
     pub fn held(&self, client: &str) -> usize {
-        let counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        counts.get(client).copied().unwrap_or(0)
+        self.lock().get(client).map_or(0, |entry| entry.open)
     }
 }
 
@@ -138,12 +224,22 @@ pub struct ClientSlot {
     client: String,
 }
 
+impl ClientSlot {
+    /// Takes one message from the client's allowance; false when it is over its rate.
+    pub fn take_message(&self) -> bool {
+        self.counts
+            .lock()
+            .get_mut(&self.client)
+            .is_none_or(|entry| entry.budget.take())
+    }
+}
+
 impl Drop for ClientSlot {
     fn drop(&mut self) {
-        let mut counts = self.counts.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(held) = counts.get_mut(&self.client) {
-            *held = held.saturating_sub(1);
-            if *held == 0 {
+        let mut counts = self.counts.lock();
+        if let Some(entry) = counts.get_mut(&self.client) {
+            entry.open = entry.open.saturating_sub(1);
+            if entry.open == 0 {
                 // No entry per client that ever connected: the map holds only open ones.
                 counts.remove(&self.client);
             }
@@ -158,16 +254,31 @@ mod tests {
     #[test]
     fn a_client_gets_up_to_its_limit_and_its_slots_back_as_they_drop() {
         let counts = ClientCounts::default();
-        let first = counts.try_take("key:a", 2).expect("first");
-        let second = counts.try_take("key:a", 2).expect("second");
-        assert!(counts.try_take("key:a", 2).is_none(), "a third is refused");
-        assert!(counts.try_take("key:b", 2).is_some(), "another client is not");
+        let first = counts.try_take("key:a", 2, 3).expect("first");
+        let second = counts.try_take("key:a", 2, 3).expect("second");
+        assert!(counts.try_take("key:a", 2, 3).is_none(), "a third is refused");
+        assert!(counts.try_take("key:b", 2, 3).is_some(), "another client is not");
+        // The allowance is the client's: its connections share it.
+        assert!(first.take_message() && second.take_message() && first.take_message());
+        assert!(!second.take_message(), "three a second between them");
         drop(first);
         assert_eq!(counts.held("key:a"), 1);
-        let third = counts.try_take("key:a", 2).expect("a slot given back");
+        let third = counts.try_take("key:a", 2, 3).expect("a slot given back");
+        assert!(!third.take_message(), "a new connection does not refill it");
         drop((second, third));
         assert_eq!(counts.held("key:a"), 0);
         assert!(counts.0.lock().unwrap().is_empty(), "no entry left behind");
+    }
+
+    #[test]
+    fn a_budget_allows_a_burst_of_its_rate_then_its_rate() {
+        let mut budget = MessageBudget::new(10);
+        let start = budget.last;
+        assert_eq!((0..20).filter(|_| budget.take_at(start)).count(), 10);
+        let later = start + std::time::Duration::from_millis(500);
+        assert_eq!((0..20).filter(|_| budget.take_at(later)).count(), 5);
+        let much_later = later + std::time::Duration::from_secs(60);
+        assert_eq!((0..20).filter(|_| budget.take_at(much_later)).count(), 10, "never more than a burst");
     }
 
     #[test]
@@ -175,6 +286,7 @@ mod tests {
         for limit in [
             ClientLimit::WebSockets,
             ClientLimit::Subscriptions,
+            ClientLimit::Messages,
             ClientLimit::Debates,
             ClientLimit::ListLimit,
         ] {

@@ -17,14 +17,16 @@
 //!
 //! Per client (see [`limits`]): at most `ARAGORA_WS_MAX_CONNECTIONS_PER_CLIENT` open
 //! WebSockets (one more: 429 `client_limit` at the upgrade) and `ARAGORA_WS_MAX_SUBSCRIPTIONS`
-//! debates per connection (one more: an `error` event `client_limit`, the connection stays).
+//! debates per connection (one more: an `error` event `client_limit`, the connection stays),
+//! and `ARAGORA_WS_MAX_MESSAGES_PER_SECOND` messages a second across the client's WebSockets
+//! (one more closes that connection with 1008, policy).
 //! A frame the connection cannot take closes it with RFC 6455's code: 1009 for a message or
 //! frame over `ARAGORA_WS_MAX_MESSAGE_SIZE` (refused at the frame's header, before it is read),
 //! 1007 for text that is not UTF-8, 1002 for a protocol error (an unmasked frame, a
 //! continuation without a start, a fragmented control frame, reserved bits).
 
 use super::access;
-use super::limits::{self, ClientLimit, ClientSlot};
+use super::limits::{self, ClientLimit, ClientSlot, ConnectionRefusals};
 use super::{AppState, Phase};
 use crate::error::ApiError;
 use crate::events::{EventHub, HubMessage};
@@ -50,6 +52,9 @@ use tokio::task::JoinHandle;
 pub const CLOSE_GOING_AWAY: u16 = 1001;
 /// Close code 1002: the client broke the WebSocket protocol.
 pub const CLOSE_PROTOCOL_ERROR: u16 = 1002;
+/// Close code 1008: the client broke a policy (more messages than
+/// `ARAGORA_WS_MAX_MESSAGES_PER_SECOND`).
+pub const CLOSE_POLICY: u16 = 1008;
 /// Close code 1007: a text message that is not UTF-8.
 pub const CLOSE_INVALID_DATA: u16 = 1007;
 /// Close code 1009: a message or frame larger than `ARAGORA_WS_MAX_MESSAGE_SIZE`.
@@ -162,7 +167,8 @@ pub async fn upgrade(
         ));
     }
     let allowed = state.config.ws_max_connections_per_client;
-    let Some(slot) = state.websockets.try_take(&principal.subject, allowed) else {
+    let rate = state.config.ws_max_messages_per_second;
+    let Some(slot) = state.websockets.try_take(&principal.subject, allowed, rate) else {
         return Err(limits::too_many(
             &state,
             ClientLimit::WebSockets,
@@ -254,6 +260,7 @@ fn refused_subscription(state: &AppState, principal: &Principal, id: &str) -> Op
 fn over_subscribed(
     state: &AppState,
     principal: &Principal,
+    refusals: &mut ConnectionRefusals,
     subscriptions: &mut HashMap<String, JoinHandle<()>>,
     id: &str,
 ) -> Option<String> {
@@ -268,7 +275,7 @@ fn over_subscribed(
     if subscriptions.contains_key(id) || subscriptions.len() < max {
         return None;
     }
-    limits::count(state, ClientLimit::Subscriptions, &principal.subject);
+    refusals.refuse(state, ClientLimit::Subscriptions, &principal.subject);
     Some(client_error(
         Some(id),
         limits::CODE,
@@ -300,6 +307,20 @@ fn close_for(err: axum::Error, max: usize) -> Option<CloseFrame> {
     })
 }
 
+/// After our close frame, reads (and drops) what the client still sends until its close, for
+/// at most a second: a socket dropped with unread bytes is reset, and a reset can destroy the
+/// close frame before the client reads it.
+async fn linger(stream: &mut futures::stream::SplitStream<WebSocket>) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while let Some(Ok(message)) = stream.next().await {
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
 /// `reason` cut to the 123 bytes a close frame has room for, on a character boundary.
 fn short_reason(mut reason: String) -> String {
     const MAX: usize = 123;
@@ -318,8 +339,9 @@ async fn session(
     socket: WebSocket,
     query: WsQuery,
     principal: Principal,
-    // Held for the connection's life: its place under ARAGORA_WS_MAX_CONNECTIONS_PER_CLIENT.
-    _slot: ClientSlot,
+    // Held for the connection's life: its place under ARAGORA_WS_MAX_CONNECTIONS_PER_CLIENT,
+    // and the client's message allowance.
+    slot: ClientSlot,
 ) {
     state.metrics.websocket_connections.inc();
     let _gauge = ConnectionGauge(state.metrics.websocket_connections.clone());
@@ -347,14 +369,26 @@ async fn session(
     let period = Duration::from_secs(state.config.ws_heartbeat_secs);
     let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     let mut closing = state.closing.clone();
+    let mut refusals = ConnectionRefusals::default();
     loop {
         tokio::select! {
             incoming = stream.next() => match incoming {
+                Some(Ok(Message::Text(_) | Message::Binary(_))) if !slot.take_message() => {
+                    refusals.refuse(&state, ClientLimit::Messages, &principal.subject);
+                    let rate = state.config.ws_max_messages_per_second;
+                    let frame = CloseFrame {
+                        code: CLOSE_POLICY,
+                        reason: format!("over {rate} messages a second (ARAGORA_WS_MAX_MESSAGES_PER_SECOND); reconnect and send fewer").into(),
+                    };
+                    let _ = out.0.lock().await.send(Message::Close(Some(frame))).await;
+                    linger(&mut stream).await;
+                    break;
+                }
                 Some(Ok(Message::Text(text))) => {
                     match serde_json::from_str::<ClientMessage>(&text) {
                         Ok(ClientMessage::Subscribe { debate_id, last_seq }) => {
                             let refusal = refused_subscription(&state, &principal, &debate_id)
-                                .or_else(|| over_subscribed(&state, &principal, &mut subscriptions, &debate_id));
+                                .or_else(|| over_subscribed(&state, &principal, &mut refusals, &mut subscriptions, &debate_id));
                             match refusal {
                                 Some(refusal) => {
                                     if out.send(refusal).await.is_err() {
