@@ -105,7 +105,12 @@ async fn each_limit_refuses_only_the_client_that_reached_it_and_counts_it() {
     let b_debate = body["debate_id"].as_str().unwrap().to_string();
     assert_eq!(refusals(&engine.metrics().await, "debates_per_client"), 1.0);
     // One of a's ends (cancelled): its place is a's again.
-    let (status, body) = post_json(&a, &format!("{base}/api/debates/{}/cancel", ids[0]), &json!({})).await;
+    let (status, body) = post_json(
+        &a,
+        &format!("{base}/api/debates/{}/cancel", ids[0]),
+        &json!({}),
+    )
+    .await;
     assert!(status == 200 || status == 202, "{status} {body}");
     engine.wait_final(&ids[0], PATIENCE).await;
     let (status, body) = create_debate(&a, &base, "a3").await;
@@ -129,18 +134,32 @@ async fn each_limit_refuses_only_the_client_that_reached_it_and_counts_it() {
         other => panic!("a third WebSocket of one client must be refused: {other:?}"),
     }
     let mut b1 = connect(ws(&key_b)).await;
-    assert_eq!(refusals(&engine.metrics().await, "websockets_per_client"), 1.0);
+    assert_eq!(
+        refusals(&engine.metrics().await, "websockets_per_client"),
+        1.0
+    );
     // a closes one: the engine gives its place back once the session ends.
     drop(a1);
-    let _a3 = eventually("a's closed WebSocket to free its place", PATIENCE, || async {
-        tokio_tungstenite::connect_async(ws(&key_a)).await.ok().map(|(s, _)| s)
-    })
+    let _a3 = eventually(
+        "a's closed WebSocket to free its place",
+        PATIENCE,
+        || async {
+            tokio_tungstenite::connect_async(ws(&key_a))
+                .await
+                .ok()
+                .map(|(s, _)| s)
+        },
+    )
     .await;
 
     // Subscriptions: b follows two running debates; a third is refused with an error event,
     // the connection stays, and after an unsubscribe the third goes in.
     let subscribe = |id: &str| {
-        Message::Text(json!({"type": "subscribe", "debate_id": id, "last_seq": 0}).to_string().into())
+        Message::Text(
+            json!({"type": "subscribe", "debate_id": id, "last_seq": 0})
+                .to_string()
+                .into(),
+        )
     };
     b1.send(subscribe(&ids[1])).await.unwrap();
     b1.send(subscribe(&ids[2])).await.unwrap();
@@ -154,27 +173,48 @@ async fn each_limit_refuses_only_the_client_that_reached_it_and_counts_it() {
     assert_eq!(refusal["debate_id"], b_debate.as_str(), "{refusal}");
     assert_eq!(refusal["data"]["code"], "client_limit", "{refusal}");
     let message = refusal["data"]["message"].as_str().unwrap_or_default();
-    assert!(message.contains("ARAGORA_WS_MAX_SUBSCRIPTIONS"), "{message}");
-    assert_eq!(refusals(&engine.metrics().await, "subscriptions_per_websocket"), 1.0);
-    b1.send(Message::Text(json!({"type": "unsubscribe", "debate_id": ids[1]}).to_string().into()))
-        .await
-        .unwrap();
+    assert!(
+        message.contains("ARAGORA_WS_MAX_SUBSCRIPTIONS"),
+        "{message}"
+    );
+    assert_eq!(
+        refusals(&engine.metrics().await, "subscriptions_per_websocket"),
+        1.0
+    );
+    b1.send(Message::Text(
+        json!({"type": "unsubscribe", "debate_id": ids[1]})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
     b1.send(subscribe(&b_debate)).await.unwrap();
     loop {
         let event = next_event(&mut b1).await;
-        assert_ne!(event["type"], "error", "the third subscription goes in now: {event}");
+        assert_ne!(
+            event["type"], "error",
+            "the third subscription goes in now: {event}"
+        );
         if event["debate_id"] == b_debate.as_str() {
             break;
         }
     }
 
     // The `limit` of every list endpoint: 1..=ARAGORA_MAX_LIST_LIMIT, each refusal counted.
-    for path in ["/api/debates", "/api/drills", "/api/auth/api-keys", "/api/v1/debates"] {
+    for path in [
+        "/api/debates",
+        "/api/drills",
+        "/api/auth/api-keys",
+        "/api/v1/debates",
+    ] {
         for limit in [0, 11, -1] {
             let (status, body) = engine.get(&format!("{path}?limit={limit}")).await;
             assert_eq!(status, 400, "{path}?limit={limit}: {body}");
             let message = body["error"]["message"].as_str().unwrap_or_default();
-            assert!(message.contains("ARAGORA_MAX_LIST_LIMIT"), "{path}: {message}");
+            assert!(
+                message.contains("ARAGORA_MAX_LIST_LIMIT"),
+                "{path}: {message}"
+            );
         }
         let (status, body) = engine.get(&format!("{path}?limit=10")).await;
         assert_eq!(status, 200, "{path}?limit=10: {body}");
@@ -196,7 +236,11 @@ fn quantile(samples: &mut [Duration], q: f64) -> Duration {
 /// `seconds`, cycling through what a dashboard does: list, read its debate, read its messages,
 /// and every twentieth request (one a second) start a debate. Every answer must be a success; returns the
 /// latencies and the debates it started.
-async fn behave(client: &reqwest::Client, base: &str, seconds: u64) -> (Vec<Duration>, Vec<String>) {
+async fn behave(
+    client: &reqwest::Client,
+    base: &str,
+    seconds: u64,
+) -> (Vec<Duration>, Vec<String>) {
     let mut latencies = Vec::new();
     let mut debates: Vec<String> = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_millis(50));
@@ -214,8 +258,12 @@ async fn behave(client: &reqwest::Client, base: &str, seconds: u64) -> (Vec<Dura
                 }
                 (status, body)
             }
-            (1..=7, _) => crate::support::get_json(client, &format!("{base}/api/debates?limit=20")).await,
-            (8..=13, Some(id)) => crate::support::get_json(client, &format!("{base}/api/debates/{id}")).await,
+            (1..=7, _) => {
+                crate::support::get_json(client, &format!("{base}/api/debates?limit=20")).await
+            }
+            (8..=13, Some(id)) => {
+                crate::support::get_json(client, &format!("{base}/api/debates/{id}")).await
+            }
             (_, Some(id)) => {
                 crate::support::get_json(client, &format!("{base}/api/debates/{id}/messages")).await
             }
@@ -291,8 +339,13 @@ async fn an_abusive_client_at_full_speed_leaves_a_well_behaved_clients_p99_under
     let abuser = client_with(gateway.anonymous_client_builder(), &abuser_key);
     let mut tasks = Vec::new();
     for _ in 0..2 {
-        let (client, base, stop, tally, ids) =
-            (abuser.clone(), base.clone(), stop.clone(), debates.clone(), abuser_ids.clone());
+        let (client, base, stop, tally, ids) = (
+            abuser.clone(),
+            base.clone(),
+            stop.clone(),
+            debates.clone(),
+            abuser_ids.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
                 match client
@@ -305,7 +358,9 @@ async fn an_abusive_client_at_full_speed_leaves_a_well_behaved_clients_p99_under
                         let status = response.status().as_u16();
                         let body: Value = response.json().await.unwrap_or_default();
                         if status == 202 {
-                            ids.lock().unwrap().push(body["debate_id"].as_str().unwrap_or_default().into());
+                            ids.lock()
+                                .unwrap()
+                                .push(body["debate_id"].as_str().unwrap_or_default().into());
                         }
                         let refused = status == 429 && body["error"]["code"] == "client_limit";
                         tally.tally(status == 202, refused, || format!("{status} {body}"));
@@ -374,7 +429,11 @@ async fn an_abusive_client_at_full_speed_leaves_a_well_behaved_clients_p99_under
                     };
                     let id = id.unwrap_or_else(|| format!("no-such-debate-{n}"));
                     let message = json!({"type": "subscribe", "debate_id": id, "last_seq": 0});
-                    if sink.send(Message::Text(message.to_string().into())).await.is_err() {
+                    if sink
+                        .send(Message::Text(message.to_string().into()))
+                        .await
+                        .is_err()
+                    {
                         break;
                     }
                     count.fetch_add(1, Ordering::Relaxed);
@@ -387,7 +446,10 @@ async fn an_abusive_client_at_full_speed_leaves_a_well_behaved_clients_p99_under
 
     let (mut abused, good_debates) = behave(&good, &base, ABUSE_SECS).await;
     // The good client's WebSocket opens and sees its debate through, the abuser still going.
-    let last = good_debates.last().expect("the good client started debates").clone();
+    let last = good_debates
+        .last()
+        .expect("the good client started debates")
+        .clone();
     let (mut watch, _) = connect_wss(
         gateway.https_port,
         &gateway.tls_connector(),
@@ -412,7 +474,11 @@ async fn an_abusive_client_at_full_speed_leaves_a_well_behaved_clients_p99_under
     for task in tasks {
         task.await.unwrap();
     }
-    assert_eq!(ended, Ok(true), "the good client's debate ends, watched live");
+    assert_eq!(
+        ended,
+        Ok(true),
+        "the good client's debate ends, watched live"
+    );
     let p99_abused = quantile(&mut abused, 0.99);
     let metrics = engine.metrics().await;
     let report = format!(
@@ -436,13 +502,28 @@ async fn an_abusive_client_at_full_speed_leaves_a_well_behaved_clients_p99_under
     assert!(p99_abused < slo, "p99 over the SLO's {slo:?}: {report}");
     for (what, abuse) in [("debates", &debates), ("WebSockets", &sockets)] {
         let other = abuse.other.lock().unwrap();
-        assert!(other.is_empty(), "abuser's {what} got other answers than 2xx/429: {other:?}");
-        assert!(abuse.refused.load(Ordering::Relaxed) > 0, "the abuser's {what} were refused: {report}");
+        assert!(
+            other.is_empty(),
+            "abuser's {what} got other answers than 2xx/429: {other:?}"
+        );
+        assert!(
+            abuse.refused.load(Ordering::Relaxed) > 0,
+            "the abuser's {what} were refused: {report}"
+        );
     }
     assert!(refusals(&metrics, "debates_per_client") > 0.0, "{report}");
-    assert!(refusals(&metrics, "websockets_per_client") > 0.0, "{report}");
-    assert!(refusals(&metrics, "subscriptions_per_websocket") > 0.0, "{report}");
-    assert!(refusals(&metrics, "messages_per_websocket") > 0.0, "{report}");
+    assert!(
+        refusals(&metrics, "websockets_per_client") > 0.0,
+        "{report}"
+    );
+    assert!(
+        refusals(&metrics, "subscriptions_per_websocket") > 0.0,
+        "{report}"
+    );
+    assert!(
+        refusals(&metrics, "messages_per_websocket") > 0.0,
+        "{report}"
+    );
     assert!(policy_closes.load(Ordering::Relaxed) > 0, "{report}");
     // The abuser never held more than its limit (it closes none of the loop's).
     assert!(sockets.accepted.load(Ordering::Relaxed) <= 8, "{report}");

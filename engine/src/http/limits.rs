@@ -256,8 +256,14 @@ mod tests {
         let counts = ClientCounts::default();
         let first = counts.try_take("key:a", 2, 3).expect("first");
         let second = counts.try_take("key:a", 2, 3).expect("second");
-        assert!(counts.try_take("key:a", 2, 3).is_none(), "a third is refused");
-        assert!(counts.try_take("key:b", 2, 3).is_some(), "another client is not");
+        assert!(
+            counts.try_take("key:a", 2, 3).is_none(),
+            "a third is refused"
+        );
+        assert!(
+            counts.try_take("key:b", 2, 3).is_some(),
+            "another client is not"
+        );
         // The allowance is the client's: its connections share it.
         assert!(first.take_message() && second.take_message() && first.take_message());
         assert!(!second.take_message(), "three a second between them");
@@ -278,7 +284,11 @@ mod tests {
         let later = start + std::time::Duration::from_millis(500);
         assert_eq!((0..20).filter(|_| budget.take_at(later)).count(), 5);
         let much_later = later + std::time::Duration::from_secs(60);
-        assert_eq!((0..20).filter(|_| budget.take_at(much_later)).count(), 10, "never more than a burst");
+        assert_eq!(
+            (0..20).filter(|_| budget.take_at(much_later)).count(),
+            10,
+            "never more than a burst"
+        );
     }
 
     #[test]

@@ -50,7 +50,11 @@ fn text(json: &Value) -> Vec<u8> {
 
 /// The answer to an upgrade: status, head and body, or an open connection's halves.
 enum Upgrade {
-    Refused { status: u16, head: String, body: Vec<u8> },
+    Refused {
+        status: u16,
+        head: String,
+        body: Vec<u8>,
+    },
     Open(Frames, WriteHalf<Tls>),
 }
 
@@ -183,7 +187,12 @@ impl Frames {
     async fn event(&mut self) -> Value {
         loop {
             let (opcode, payload) = self.next().await.expect("an event, not the end");
-            assert_ne!(opcode, OP_CLOSE, "closed: {:?}", String::from_utf8_lossy(&payload));
+            assert_ne!(
+                opcode,
+                OP_CLOSE,
+                "closed: {:?}",
+                String::from_utf8_lossy(&payload)
+            );
             if opcode == OP_TEXT {
                 let event: Value = serde_json::from_slice(&payload).expect("JSON");
                 if event["type"] != "heartbeat" || event["data"]["pong"] == true {
@@ -198,7 +207,10 @@ impl Frames {
 fn parse(buffer: &[u8]) -> Option<(u8, Vec<u8>, usize)> {
     let (&first, &second) = (buffer.first()?, buffer.get(1)?);
     let (length, start) = match second & 0x7f {
-        126 => (u16::from_be_bytes([*buffer.get(2)?, *buffer.get(3)?]) as usize, 4),
+        126 => (
+            u16::from_be_bytes([*buffer.get(2)?, *buffer.get(3)?]) as usize,
+            4,
+        ),
         127 => {
             let bytes: [u8; 8] = buffer.get(2..10)?.try_into().ok()?;
             (u64::from_be_bytes(bytes) as usize, 10)
@@ -240,7 +252,9 @@ async fn hostile_websockets_get_a_4xx_a_close_code_or_an_error_event_and_leave_t
     gateway.wait_ready_count(1, PATIENCE).await;
     let token = gateway.token.clone().expect("the test's admin token");
     let client = gateway.client();
-    let done = engine.run_debate(json!({"topic": "Finished", "rounds": 1})).await;
+    let done = engine
+        .run_debate(json!({"topic": "Finished", "rounds": 1}))
+        .await;
     let finished = done["debate_id"].as_str().unwrap().to_string();
     // The test's own client holds one pooled connection from here on.
     let (status, _) = crate::support::get_json(&client, &gateway.https_url("/readyz")).await;
@@ -274,21 +288,49 @@ async fn hostile_websockets_get_a_4xx_a_close_code_or_an_error_event_and_leave_t
         ("a frame announcing 1 MiB", big, 1009),
         (
             "two 40 KiB fragments (80 KiB message)",
-            [frame(false, OP_TEXT, &half, true), frame(true, OP_CONTINUATION, &half, true)].concat(),
+            [
+                frame(false, OP_TEXT, &half, true),
+                frame(true, OP_CONTINUATION, &half, true),
+            ]
+            .concat(),
             1009,
         ),
-        ("an unmasked frame", frame(true, OP_TEXT, br#"{"type":"ping"}"#, false), 1002),
-        ("a continuation without a start", frame(true, OP_CONTINUATION, b"{}", true), 1002),
         (
-            "a text frame while a message is unfinished",
-            [frame(false, OP_TEXT, b"{\"type\":", true), frame(true, OP_TEXT, b"{}", true)].concat(),
+            "an unmasked frame",
+            frame(true, OP_TEXT, br#"{"type":"ping"}"#, false),
             1002,
         ),
-        ("a fragmented ping", frame(false, OP_PING, b"hi", true), 1002),
-        ("invalid UTF-8 text", frame(true, OP_TEXT, b"{\"type\":\"\xff\xfe\"}", true), 1007),
+        (
+            "a continuation without a start",
+            frame(true, OP_CONTINUATION, b"{}", true),
+            1002,
+        ),
+        (
+            "a text frame while a message is unfinished",
+            [
+                frame(false, OP_TEXT, b"{\"type\":", true),
+                frame(true, OP_TEXT, b"{}", true),
+            ]
+            .concat(),
+            1002,
+        ),
+        (
+            "a fragmented ping",
+            frame(false, OP_PING, b"hi", true),
+            1002,
+        ),
+        (
+            "invalid UTF-8 text",
+            frame(true, OP_TEXT, b"{\"type\":\"\xff\xfe\"}", true),
+            1007,
+        ),
         (
             "invalid UTF-8 across fragments",
-            [frame(false, OP_TEXT, b"{\"a\":\"\xe2", true), frame(true, OP_CONTINUATION, b"\x28\"}", true)].concat(),
+            [
+                frame(false, OP_TEXT, b"{\"a\":\"\xe2", true),
+                frame(true, OP_CONTINUATION, b"\x28\"}", true),
+            ]
+            .concat(),
             1007,
         ),
     ];
@@ -314,7 +356,11 @@ async fn hostile_websockets_get_a_4xx_a_close_code_or_an_error_event_and_leave_t
     .concat();
     write(&mut writer, &bytes).await;
     let event = frames.event().await;
-    assert_eq!(event["debate_id"], finished.as_str(), "fragmented subscribe: {event}");
+    assert_eq!(
+        event["debate_id"],
+        finished.as_str(),
+        "fragmented subscribe: {event}"
+    );
     assert_ne!(event["type"], "error", "fragmented subscribe: {event}");
     outcomes.push("fragmented subscribe: replayed".into());
 
@@ -369,23 +415,31 @@ async fn hostile_websockets_get_a_4xx_a_close_code_or_an_error_event_and_leave_t
         if opcode == OP_TEXT {
             let event: Value = serde_json::from_slice(&payload).unwrap();
             if event["type"] == "error" {
-                *codes.entry(event["data"]["code"].as_str().unwrap().to_string()).or_default() += 1;
+                *codes
+                    .entry(event["data"]["code"].as_str().unwrap().to_string())
+                    .or_default() += 1;
             }
         }
     };
     assert_eq!(close, 1008, "a burst past the message rate: {codes:?}");
     assert!(
-        codes.keys().all(|code| code == "not_found" || code == "client_limit"),
+        codes
+            .keys()
+            .all(|code| code == "not_found" || code == "client_limit"),
         "{codes:?}"
     );
     // Answers come from lookups still running when the connection closed: at most the rate.
     let answered: usize = codes.values().sum();
     assert!(answered <= 100, "{codes:?}");
     drop((frames, sending.await.unwrap()));
-    outcomes.push(format!("{MANY} subscriptions in a burst: error events {codes:?}, then close 1008"));
+    outcomes.push(format!(
+        "{MANY} subscriptions in a burst: error events {codes:?}, then close 1008"
+    ));
 
     // A foreign debate: a share link of one debate may not watch another.
-    let shared = engine.start_debate(json!({"topic": "Shared", "rounds": 1})).await;
+    let shared = engine
+        .start_debate(json!({"topic": "Shared", "rounds": 1}))
+        .await;
     let share = aragora_auth::mint_loop_token(&token, &shared, aragora_auth::unix_now() + 3600);
     let path = format!("/ws?debate_id={finished}");
     match upgrade(&gateway, &path, &valid_headers(&share)).await {
@@ -396,7 +450,11 @@ async fn hostile_websockets_get_a_4xx_a_close_code_or_an_error_event_and_leave_t
         Upgrade::Open(..) => panic!("a share link opened another debate"),
     }
     let (mut frames, mut writer) = open(&gateway, &share, &format!("/ws?debate_id={shared}")).await;
-    write(&mut writer, &text(&json!({"type": "subscribe", "debate_id": finished}))).await;
+    write(
+        &mut writer,
+        &text(&json!({"type": "subscribe", "debate_id": finished})),
+    )
+    .await;
     let refused = loop {
         let event = frames.event().await;
         if event["debate_id"] == finished.as_str() {
@@ -406,8 +464,16 @@ async fn hostile_websockets_get_a_4xx_a_close_code_or_an_error_event_and_leave_t
     assert_eq!(refused["type"], "error", "{refused}");
     assert_eq!(refused["data"]["code"], "forbidden", "{refused}");
     outcomes.push("foreign debate by subscribe: error forbidden".into());
-    write(&mut writer, &frame(true, OP_CLOSE, &1000u16.to_be_bytes(), true)).await;
-    assert_eq!(frames.close_code().await, Some(1000), "a clean close is answered");
+    write(
+        &mut writer,
+        &frame(true, OP_CLOSE, &1000u16.to_be_bytes(), true),
+    )
+    .await;
+    assert_eq!(
+        frames.close_code().await,
+        Some(1000),
+        "a clean close is answered"
+    );
     drop((frames, writer));
 
     // Healthy afterwards: ready, a debate completes through the edge, gauges where they were.
@@ -434,15 +500,25 @@ async fn hostile_websockets_get_a_4xx_a_close_code_or_an_error_event_and_leave_t
         },
     )
     .await;
-    for (name, log) in [("engine", engine.log_text()), ("gateway", gateway.log_text())] {
+    for (name, log) in [
+        ("engine", engine.log_text()),
+        ("gateway", gateway.log_text()),
+    ] {
         assert!(!log.contains("panicked"), "the {name} panicked:\n{log}");
     }
     let metrics = gateway.metrics().await;
     let server_errors: f64 = metrics
         .lines()
-        .filter(|line| line.starts_with("aragora_http_requests_total") && line.contains("status=\"5"))
+        .filter(|line| {
+            line.starts_with("aragora_http_requests_total") && line.contains("status=\"5")
+        })
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
         .sum();
-    assert_eq!(server_errors, 0.0, "no 5xx at the edge:\n{}", outcomes.join("\n"));
+    assert_eq!(
+        server_errors,
+        0.0,
+        "no 5xx at the edge:\n{}",
+        outcomes.join("\n")
+    );
     eprintln!("{}", outcomes.join("\n"));
 }
