@@ -394,7 +394,7 @@ async fn an_abusive_client_at_full_speed_leaves_a_well_behaved_clients_p99_under
         }));
     }
     {
-        // Subscriptions round the abuser's own debates, written as fast as the connection
+        // Subscriptions to the abuser's own debates, written as fast as the connection
         // takes them; closed (1008) past its message rate, it reconnects and goes on.
         let (port, connector, key, stop, count, ids, closes) = (
             gateway.https_port,
@@ -423,9 +423,10 @@ async fn an_abusive_client_at_full_speed_leaves_a_well_behaved_clients_p99_under
                     }
                 });
                 while !stop.load(Ordering::Relaxed) {
+                    // Its newest four: those most likely still running, which hold a place.
                     let id = {
                         let ids = ids.lock().unwrap();
-                        ids.get(n % ids.len().max(1)).cloned()
+                        ids.iter().rev().nth(n % 4).cloned()
                     };
                     let id = id.unwrap_or_else(|| format!("no-such-debate-{n}"));
                     let message = json!({"type": "subscribe", "debate_id": id, "last_seq": 0});
