@@ -718,6 +718,38 @@ mod tests {
     }
 
     #[test]
+    fn per_client_limits_have_defaults_and_refuse_zero() {
+        let config = EngineConfig::load(None, &HashMap::new()).unwrap();
+        assert_eq!(config.ws_max_connections_per_client, 256);
+        assert_eq!(config.ws_max_subscriptions, 100);
+        assert_eq!(config.ws_max_messages_per_second, 100);
+        assert_eq!(config.debate_queue_per_client, 50);
+        assert_eq!(config.max_list_limit, 100);
+        let limits = [
+            "ARAGORA_WS_MAX_CONNECTIONS_PER_CLIENT",
+            "ARAGORA_WS_MAX_SUBSCRIPTIONS",
+            "ARAGORA_WS_MAX_MESSAGES_PER_SECOND",
+            "ARAGORA_DEBATE_QUEUE_PER_CLIENT",
+            "ARAGORA_MAX_LIST_LIMIT",
+        ];
+        let zero: Vec<(&str, &str)> = limits.iter().map(|name| (*name, "0")).collect();
+        let problems = EngineConfig::load(None, &env(&zero)).unwrap_err();
+        for name in limits {
+            let problem = problems.iter().find(|p| p.setting == name);
+            assert!(
+                problem.is_some_and(|p| p.message.contains("use 1 to")),
+                "{name}: {problems:?}"
+            );
+        }
+        let problems =
+            EngineConfig::load(None, &env(&[("ARAGORA_MAX_LIST_LIMIT", "5000")])).unwrap_err();
+        assert_eq!(
+            problems[0].setting, "ARAGORA_MAX_LIST_LIMIT",
+            "{problems:?}"
+        );
+    }
+
+    #[test]
     fn toml_file_is_read_and_unknown_keys_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let good = dir.path().join("good.toml");

@@ -78,6 +78,15 @@ async fn each_limit_refuses_only_the_client_that_reached_it_and_counts_it() {
     )
     .await;
     let base = engine.url("");
+    let metrics = engine.metrics().await;
+    for limit in aragora_telemetry::catalogue::CLIENT_LIMITS {
+        let series = format!("aragora_client_limit_refusals_total{{limit=\"{limit}\"}}");
+        assert_eq!(
+            sample(&metrics, &series),
+            Some(0.0),
+            "{series} from the start"
+        );
+    }
     let key_a = operator_key(&engine.http, &base, "client-a").await;
     let key_b = operator_key(&engine.http, &base, "client-b").await;
     let a = client_with(reqwest::Client::builder(), &key_a);
