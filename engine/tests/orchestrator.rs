@@ -53,6 +53,50 @@ async fn debates_start_in_the_order_they_were_admitted_and_the_queue_is_bounded(
 }
 
 #[tokio::test]
+async fn one_client_holds_at_most_its_share_and_gets_it_back_as_its_debates_end() {
+    let gate = Gate::closed("proposal");
+    let engine = Harness::new(&gate).await;
+    let orchestrator = orchestrator(&engine, 1, 10).with_client_limit(2);
+    for id in ["a1", "a2"] {
+        orchestrator
+            .admit(record(id, 1, 5).created_by("key:a"))
+            .await
+            .unwrap();
+    }
+    let refused = orchestrator
+        .admit(record("a3", 1, 5).created_by("key:a"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, AdmitError::ClientFull { client, held: 2 } if client == "key:a"),
+        "{refused:?}"
+    );
+    assert!(refused
+        .to_string()
+        .contains("ARAGORA_DEBATE_QUEUE_PER_CLIENT"));
+    assert!(
+        engine.store.debate("a3").await.unwrap().is_none(),
+        "not stored"
+    );
+    orchestrator
+        .admit(record("b1", 1, 5).created_by("key:b"))
+        .await
+        .expect("another client's debate goes in");
+
+    gate.release();
+    engine.finished("a1").await;
+    engine.finished("a2").await;
+    eventually("a's places given back", || async {
+        orchestrator
+            .admit(record("a4", 1, 5).created_by("key:a"))
+            .await
+            .ok()
+            .map(|_| ())
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_draining_orchestrator_admits_nothing() {
     let engine = Harness::new(&Gate::open()).await;
     let orchestrator = orchestrator(&engine, 2, 2);

@@ -52,11 +52,11 @@ use tokio::task::JoinHandle;
 pub const CLOSE_GOING_AWAY: u16 = 1001;
 /// Close code 1002: the client broke the WebSocket protocol.
 pub const CLOSE_PROTOCOL_ERROR: u16 = 1002;
+/// Close code 1007: a text message that is not UTF-8.
+pub const CLOSE_INVALID_DATA: u16 = 1007;
 /// Close code 1008: the client broke a policy (more messages than
 /// `ARAGORA_WS_MAX_MESSAGES_PER_SECOND`).
 pub const CLOSE_POLICY: u16 = 1008;
-/// Close code 1007: a text message that is not UTF-8.
-pub const CLOSE_INVALID_DATA: u16 = 1007;
 /// Close code 1009: a message or frame larger than `ARAGORA_WS_MAX_MESSAGE_SIZE`.
 pub const CLOSE_TOO_BIG: u16 = 1009;
 /// Initial read buffer of a connection. Clients send only small control messages, and
