@@ -146,9 +146,7 @@ impl Default for GatewayConfig {
             upstream_read_timeout_secs: 300,
             hsts_max_age_secs: 31_536_000,
             server_header: String::new(),
-            security_headers: ParsedList::new(
-                DEFAULT_SECURITY_HEADERS.map(String::from).to_vec(),
-            ),
+            security_headers: ParsedList::new(DEFAULT_SECURITY_HEADERS.map(String::from).to_vec()),
             security_header_routes: ParsedList::default(),
             drain_delay_secs: 5,
             drain_timeout_secs: 30,

@@ -76,7 +76,9 @@ fn header_value(entry: &str, value: &str) -> Result<HeaderValue, String> {
 
 impl Entry for SecurityHeader {
     fn parse(entry: &str) -> Result<Self, String> {
-        let hint = || format!("{entry:?} is not Name: value (for example \"Referrer-Policy: no-referrer\")");
+        let hint = || {
+            format!("{entry:?} is not Name: value (for example \"Referrer-Policy: no-referrer\")")
+        };
         let (name, value) = name_and_value(entry, &hint)?;
         if value.is_empty() {
             return Err(format!(
@@ -131,7 +133,9 @@ pub struct HeaderPolicy {
 impl HeaderPolicy {
     /// `server` empty sends no `Server` header (a replica's is removed either way).
     pub fn new(server: &str, defaults: &[SecurityHeader], routes: &[RouteHeader]) -> Self {
-        let server = HeaderValue::from_str(server).ok().filter(|_| !server.is_empty());
+        let server = HeaderValue::from_str(server)
+            .ok()
+            .filter(|_| !server.is_empty());
         let by_route = (0..=ROUTES.len())
             .map(|slot| {
                 let template = aragora_telemetry::route_name(slot);
@@ -212,7 +216,10 @@ mod tests {
         let receipt = aragora_telemetry::route_index("/api/debates/d1/receipt");
         assert_eq!(
             shown(&policy.for_route(receipt)[3..]),
-            ["x-frame-options: SAMEORIGIN", "content-security-policy removed"]
+            [
+                "x-frame-options: SAMEORIGIN",
+                "content-security-policy removed"
+            ]
         );
         let unmatched = policy.for_route(usize::MAX);
         assert_eq!(shown(&unmatched[5..]), ["cache-control: no-store"]);
@@ -238,7 +245,10 @@ mod tests {
         assert!(problem("X-A:").contains("has no value"));
         assert!(problem("X-A: caf\u{e9}").contains("printable ASCII"));
         let route = RouteHeader::parse("/nope X-A: b").unwrap_err();
-        assert!(route.starts_with("\"/nope\" is not a route template"), "{route}");
+        assert!(
+            route.starts_with("\"/nope\" is not a route template"),
+            "{route}"
+        );
         assert_eq!(server_problem(""), None);
         assert_eq!(server_problem("aragora"), None);
         assert!(server_problem("a\u{7f}").is_some());

@@ -406,7 +406,10 @@ mod tests {
         ));
         assert_eq!(too_large, Some(Refusal::payload_too_large(1024)));
         let slow_client = refusal(Error::new_down(ReadTimedout)).unwrap();
-        assert_eq!((slow_client.status, slow_client.code), (408, "request_timeout"));
+        assert_eq!(
+            (slow_client.status, slow_client.code),
+            (408, "request_timeout")
+        );
         let client_gone = Error::new_down(ConnectionClosed);
         assert_eq!(refusal(client_gone), None, "nobody to answer");
         let broken = refusal(Error::new_up(ConnectionClosed)).unwrap();

@@ -86,12 +86,7 @@ fn post_json(body: &[u8], token: &str) -> Send {
         "Content-Type: application/json\r\nContent-Length: {}\r\n",
         body.len()
     );
-    Send::Raw(request(
-        "POST /api/debates HTTP/1.1",
-        &headers,
-        body,
-        token,
-    ))
+    Send::Raw(request("POST /api/debates HTTP/1.1", &headers, body, token))
 }
 
 fn raw(bytes: Vec<u8>) -> Send {
@@ -138,14 +133,12 @@ fn catalogue(token: &str, big: &str) -> Vec<Case> {
     }
     over_limit_chunks.extend(end_chunks);
 
-    let nested = format!(
-        "{{\"topic\":{}{}}}",
-        "[".repeat(50_000),
-        "]".repeat(50_000)
-    );
+    let nested = format!("{{\"topic\":{}{}}}", "[".repeat(50_000), "]".repeat(50_000));
     let wide = format!(
         "{{\"topic\":\"wide\",{}\"rounds\":1}}",
-        (0..40_000).map(|i| format!("\"k{i}\":0,")).collect::<String>()
+        (0..40_000)
+            .map(|i| format!("\"k{i}\":0,"))
+            .collect::<String>()
     );
     let agents = format!(
         "{{\"topic\":\"many\",\"agents\":[{}]}}",
@@ -298,10 +291,12 @@ async fn hostile_requests_are_refused_at_least_as_strictly_as_by_nginx_and_hapro
     let cases = catalogue(&token, &big);
 
     // Every case through every proxy, a dozen connections at a time.
-    let jobs = cases
-        .iter()
-        .enumerate()
-        .flat_map(|(row, case)| targets.iter().enumerate().map(move |(col, t)| (row, col, t, case)));
+    let jobs = cases.iter().enumerate().flat_map(|(row, case)| {
+        targets
+            .iter()
+            .enumerate()
+            .map(move |(col, t)| (row, col, t, case))
+    });
     let mut outcomes: Vec<Vec<Option<Outcome>>> = vec![vec![None; targets.len()]; cases.len()];
     let done: Vec<(usize, usize, Outcome)> = futures::stream::iter(jobs)
         .map(|(row, col, target, case)| async move { (row, col, run(target, &case.send).await) })
@@ -313,7 +308,8 @@ async fn hostile_requests_are_refused_at_least_as_strictly_as_by_nginx_and_hapro
     }
     let catalogue_time = started.elapsed();
 
-    let mut table = String::from("| class | case | aragora | nginx | HAProxy |\n|---|---|---|---|---|\n");
+    let mut table =
+        String::from("| class | case | aragora | nginx | HAProxy |\n|---|---|---|---|---|\n");
     let mut wrong = Vec::new();
     for (case, row) in cases.iter().zip(&outcomes) {
         let row: Vec<&Outcome> = row.iter().map(|o| o.as_ref().unwrap()).collect();
@@ -327,7 +323,11 @@ async fn hostile_requests_are_refused_at_least_as_strictly_as_by_nginx_and_hapro
         ));
         let ours = row[0];
         let strictest = row[1..].iter().map(|o| o.strictness()).max().unwrap();
-        let needed = if case.versus { case.least.max(strictest) } else { case.least };
+        let needed = if case.versus {
+            case.least.max(strictest)
+        } else {
+            case.least
+        };
         if ours.strictness() < needed {
             wrong.push(format!(
                 "{}: aragora {} (strictness {}), nginx {}, HAProxy {}; needed {}",
@@ -345,31 +345,48 @@ async fn hostile_requests_are_refused_at_least_as_strictly_as_by_nginx_and_hapro
             }
         }
     }
-    println!("{table}\ncatalogue: {} cases x 3 proxies in {catalogue_time:?}", cases.len());
+    println!(
+        "{table}\ncatalogue: {} cases x 3 proxies in {catalogue_time:?}",
+        cases.len()
+    );
     assert!(wrong.is_empty(), "{}\n{table}", wrong.join("\n"));
 
     // Healthy afterwards: ready, a debate completes, nothing left in flight or open.
     let client = gateway.client();
-    assert_eq!(get_status(&client, &gateway.https_url("/readyz")).await, 200);
+    assert_eq!(
+        get_status(&client, &gateway.https_url("/readyz")).await,
+        200
+    );
     let created = fetch_json(
         client
             .post(gateway.https_url("/api/debates"))
             .json(&serde_json::json!({"topic": "still standing?", "rounds": 1})),
     )
     .await;
-    let url = gateway.https_url(&format!("/api/debates/{}", created["debate_id"].as_str().unwrap()));
-    eventually("a debate to complete after the catalogue", PATIENCE, || async {
-        let debate: Value = client.get(&url).send().await.ok()?.json().await.ok()?;
-        (debate["status"] == "completed").then_some(())
-    })
+    let url = gateway.https_url(&format!(
+        "/api/debates/{}",
+        created["debate_id"].as_str().unwrap()
+    ));
+    eventually(
+        "a debate to complete after the catalogue",
+        PATIENCE,
+        || async {
+            let debate: Value = client.get(&url).send().await.ok()?.json().await.ok()?;
+            (debate["status"] == "completed").then_some(())
+        },
+    )
     .await;
     drop(client);
-    eventually("no request in flight and no connection left open", PATIENCE, || async {
-        let metrics = gateway.metrics().await;
-        let inflight = sample(&metrics, "aragora_gateway_inflight_requests");
-        let open = sample(&metrics, "aragora_gateway_connections");
-        (inflight == Some(0.0) && open == Some(0.0)).then_some(())
-    })
+    eventually(
+        "no request in flight and no connection left open",
+        PATIENCE,
+        || async {
+            let metrics = gateway.metrics().await;
+            let inflight = sample(&metrics, "aragora_gateway_inflight_requests");
+            let open = sample(&metrics, "aragora_gateway_connections");
+            (inflight == Some(0.0) && open == Some(0.0)).then_some(())
+        },
+    )
     .await;
     let log = gateway.log_text();
     assert!(!log.contains("panicked"), "no panic in the gateway: {log}");

@@ -330,7 +330,11 @@ async fn the_edge_replaces_the_replica_banner_and_sets_security_headers_per_rout
     .await;
     let client = gateway.client();
     // The echo replica answers with `Server: echo-replica/1.0` and `X-Frame-Options: ALLOWALL`.
-    let proxied = client.get(gateway.https_url("/api/debates")).send().await.unwrap();
+    let proxied = client
+        .get(gateway.https_url("/api/debates"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(proxied.status(), 200);
     for (name, value) in [
         ("server", "aragora"),
@@ -340,11 +344,19 @@ async fn the_edge_replaces_the_replica_banner_and_sets_security_headers_per_rout
         ("content-security-policy", "frame-ancestors 'none'"),
         ("cache-control", "no-store"),
     ] {
-        assert_eq!(header_of(&proxied, name), value, "{name} on a proxied answer");
+        assert_eq!(
+            header_of(&proxied, name),
+            value,
+            "{name} on a proxied answer"
+        );
     }
     assert_eq!(proxied.headers().get_all("server").iter().count(), 1);
     // A route's own changes: framing allowed from the same origin, no CSP.
-    let other = client.get(gateway.https_url("/elsewhere")).send().await.unwrap();
+    let other = client
+        .get(gateway.https_url("/elsewhere"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(header_of(&other, "x-frame-options"), "SAMEORIGIN");
     assert!(!other.headers().contains_key("content-security-policy"));
     assert!(!other.headers().contains_key("cache-control"));
@@ -356,7 +368,11 @@ async fn the_edge_replaces_the_replica_banner_and_sets_security_headers_per_rout
         .await
         .unwrap();
     assert_eq!(refused.status(), 413);
-    let probe = client.get(gateway.https_url("/readyz")).send().await.unwrap();
+    let probe = client
+        .get(gateway.https_url("/readyz"))
+        .send()
+        .await
+        .unwrap();
     for answer in [&refused, &probe] {
         assert_eq!(header_of(answer, "server"), "aragora");
         assert_eq!(header_of(answer, "x-content-type-options"), "nosniff");
@@ -411,7 +427,15 @@ async fn testssl_finds_modern_tls_forward_secrecy_hsts_and_no_renegotiation_or_b
     let report = gateway.dir.path().join("testssl.json");
     let started = Instant::now();
     let run = tokio::process::Command::new("testssl")
-        .args(["--quiet", "--color", "0", "--warnings", "off", "--ip", "one"])
+        .args([
+            "--quiet",
+            "--color",
+            "0",
+            "--warnings",
+            "off",
+            "--ip",
+            "one",
+        ])
         .args(["--nodns", "min", "-p", "-s", "-f", "-h", "-R", "-S"])
         .arg("--jsonfile")
         .arg(&report)
@@ -431,20 +455,37 @@ async fn testssl_finds_modern_tls_forward_secrecy_hsts_and_no_renegotiation_or_b
         assert_eq!(said(old).1, "not offered", "{old}");
     }
     assert_eq!(said("TLS1_2").1, "offered");
-    assert!(said("TLS1_3").1.starts_with("offered"), "{:?}", said("TLS1_3"));
+    assert!(
+        said("TLS1_3").1.starts_with("offered"),
+        "{:?}",
+        said("TLS1_3")
+    );
     // NULL, anonymous, export, LOW, 3DES/IDEA, and the obsolete CBC suites (`AVERAGE`).
     for weak in ["NULL", "aNULL", "EXPORT", "LOW", "3DES_IDEA", "AVERAGE"] {
-        assert_eq!(said(&format!("cipherlist_{weak}")).1, "not offered", "{weak}");
+        assert_eq!(
+            said(&format!("cipherlist_{weak}")).1,
+            "not offered",
+            "{weak}"
+        );
     }
     assert_eq!(said("PFS"), ("OK".into(), "offered".into()));
     assert_eq!(said("HSTS_time").0, "OK", "{:?}", said("HSTS_time"));
-    assert!(said("banner_server").1.starts_with("No Server banner"), "{:?}", said("banner_server"));
+    assert!(
+        said("banner_server").1.starts_with("No Server banner"),
+        "{:?}",
+        said("banner_server")
+    );
     assert_eq!(said("X-Frame-Options").1, "DENY");
     assert_eq!(said("X-Content-Type-Options").1, "nosniff");
     assert_eq!(said("Content-Security-Policy").1, "frame-ancestors 'none'");
     assert_eq!(said("Referrer-Policy").1, "no-referrer");
     assert_eq!(said("secure_renego").0, "OK");
-    assert_eq!(said("secure_client_renego").0, "OK", "{:?}", said("secure_client_renego"));
+    assert_eq!(
+        said("secure_client_renego").0,
+        "OK",
+        "{:?}",
+        said("secure_client_renego")
+    );
     // Stapling is owed only for a certificate that names an OCSP responder; the generated
     // ones name none.
     let responder = said("cert_ocspURL").1;

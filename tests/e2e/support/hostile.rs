@@ -431,7 +431,10 @@ backend engine
             &work.join("nginx.out"),
         ));
         let mut haproxy_command = Command::new("haproxy");
-        haproxy_command.arg("-f").arg(work.join("haproxy.cfg")).arg("-db");
+        haproxy_command
+            .arg("-f")
+            .arg(work.join("haproxy.cfg"))
+            .arg("-db");
         processes.push(Process::spawn(
             &mut haproxy_command,
             &work.join("haproxy.log"),
