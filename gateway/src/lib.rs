@@ -428,6 +428,11 @@ pub fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError> {
                 .l4_buffer(L4BufferSettings::default().read(CLIENT_READ_BUFFER)),
         );
         let count = Arc::new(AtomicU64::new(0));
+        proxy
+            .endpoints()
+            .set_pre_tls_callback(Arc::new(connections::FirstByte {
+                shared: shared.clone(),
+            }));
         proxy.set_connection_filter(Arc::new(connections::ConnectionGate {
             shared: shared.clone(),
             accepted: count.clone(),

@@ -9,7 +9,8 @@
 
 use super::*;
 use crate::support::hostile::{
-    h2, never_read, send_h2, send_raw, send_slowly, H2Wait, Outcome, References, Target,
+    h2, never_read, say_nothing, send_h2, send_raw, send_slowly, H2Wait, Outcome, References,
+    Target,
 };
 use futures::StreamExt;
 
@@ -30,6 +31,8 @@ const NEVER_READ_REQUESTS: usize = 40;
 enum Send {
     /// HTTP/1.1 bytes, written at once.
     Raw(Vec<u8>),
+    /// A TCP connection that never starts TLS.
+    Nothing,
     /// A head, then a piece of `drip` every half second (nothing more when empty).
     Slow { head: Vec<u8>, drip: Vec<u8> },
     /// Pipelined requests on a tiny receive buffer, never read for a while.
@@ -221,6 +224,7 @@ fn catalogue(token: &str, big: &str) -> Vec<Case> {
         case("encoding", "CONNECT", raw(request("CONNECT 127.0.0.1:443 HTTP/1.1", "", b"", t))),
         case("encoding", "HTTP/9.9", raw(request("GET /api/debates HTTP/9.9", "", b"", t))),
         // Slow clients.
+        case("slow", "a connection that never starts TLS", Send::Nothing),
         case("slow", "slowloris headers", Send::Slow { head: format!("{get}\r\nHost: 127.0.0.1\r\n").into_bytes(), drip: b"X-Slow: a\r\n".to_vec() }),
         case("slow", "slow body", Send::Slow { head: request(post, "Content-Type: application/json\r\nContent-Length: 1000\r\n", b"{\"topic\":", t), drip: Vec::new() }),
         case("slow", "never reads its response", Send::NeverRead { requests: pipelined, expected: NEVER_READ_REQUESTS * BIG_TOPIC_CHARS }),
@@ -240,6 +244,7 @@ async fn run(target: &Target, send: &Send) -> Outcome {
     let patience = Duration::from_secs(10);
     match send {
         Send::Raw(bytes) => send_raw(target, bytes, patience).await,
+        Send::Nothing => say_nothing(target, CUT_WITHIN + patience).await,
         Send::Slow { head, drip } => {
             let every = Duration::from_millis(500);
             send_slowly(target, head, drip, every, CUT_WITHIN + patience).await

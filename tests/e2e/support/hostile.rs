@@ -150,6 +150,27 @@ pub async fn send_raw(target: &Target, request: &[u8], patience: Duration) -> Ou
     read_answer(&mut tls, patience).await
 }
 
+/// Opens a TCP connection and sends nothing, not even a TLS ClientHello: `Cut` when the
+/// server closes it within `patience`.
+pub async fn say_nothing(target: &Target, patience: Duration) -> Outcome {
+    let started = Instant::now();
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", target.port))
+        .await
+        .unwrap_or_else(|err| panic!("{}: connect: {err}", target.name));
+    let mut buffer = [0u8; 1024];
+    loop {
+        let left = patience.saturating_sub(started.elapsed());
+        match tokio::time::timeout(left, tcp.read(&mut buffer)).await {
+            Err(_) => return Outcome::Silent,
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                return Outcome::Cut(Box::new(Outcome::Closed), started.elapsed())
+            }
+            // Whatever a server says before TLS (nothing, normally) is not an answer.
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
 /// Sends `head`, then `drip` one piece at a time every `every` (a slowloris, or a slow body),
 /// until the server answers or closes, or `patience` is over: `Cut` with when.
 pub async fn send_slowly(
