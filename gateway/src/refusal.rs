@@ -10,7 +10,7 @@
 //! | 503 | `overloaded` | more requests in flight than `ARAGORA_GATEWAY_MAX_INFLIGHT` |
 //! | 503 | `maintenance` | the gateway's own maintenance switch is on (all but health), or a ready replica reports maintenance (new debates: `POST /api/debates`, `/api/v1/debates`) |
 //! | 503 | `no_ready_upstream` | no engine replica is ready |
-//! | 400 | `bad_request` | a request whose framing or target a replica could read otherwise than the gateway: `Content-Length` with `Transfer-Encoding`, two different lengths, a transfer coding not ending in `chunked`, a dot segment in the path (`/%2e%2e/`), a NUL, an authority-form target, a missing, doubled or malformed `Host` |
+//! | 400 | `bad_request` | a malformed chunked body; a request whose framing or target a replica could read otherwise than the gateway: `Content-Length` with `Transfer-Encoding`, two different lengths, a transfer coding not ending in `chunked`, a dot segment in the path (`/%2e%2e/`), a NUL, an authority-form target, a missing, doubled or malformed `Host` |
 //! | 501 | `not_implemented` | a transfer coding other than `chunked` (RFC 9112 §6.1) |
 //! | 431 | `headers_too_large` | request line and headers over `ARAGORA_GATEWAY_MAX_HEADER_BYTES` |
 //! | 413 | `payload_too_large` | declared or received body over `ARAGORA_GATEWAY_MAX_BODY_BYTES` |
@@ -172,6 +172,13 @@ impl Refusal {
                 502,
                 "upstream_unreachable",
                 "the engine replica could not be reached; retry, another replica will answer"
+                    .to_string(),
+            ),
+            // pingora-core's chunked-body parser (a chunk size that overflows, a missing CRLF).
+            Custom("InvalidChunk") if matches!(error.esource(), ErrorSource::Downstream) => (
+                400,
+                "bad_request",
+                "the request's chunked body is malformed; send hexadecimal chunk sizes, each chunk followed by CRLF"
                     .to_string(),
             ),
             ReadTimedout if matches!(error.esource(), ErrorSource::Downstream) => (
@@ -405,6 +412,8 @@ mod tests {
             body_too_large_message(1024),
         ));
         assert_eq!(too_large, Some(Refusal::payload_too_large(1024)));
+        let bad_chunk = refusal(Error::new_down(Custom("InvalidChunk"))).unwrap();
+        assert_eq!((bad_chunk.status, bad_chunk.code), (400, "bad_request"));
         let slow_client = refusal(Error::new_down(ReadTimedout)).unwrap();
         assert_eq!(
             (slow_client.status, slow_client.code),
