@@ -262,7 +262,8 @@ impl Gateway {
     }
 
     /// The first reason, in this order, not to pass the request on: too many in flight,
-    /// ambiguous framing or target ([`crate::framing`]), the rate limit, maintenance, the head and declared body limits, no replica ready.
+    /// ambiguous framing or target ([`crate::framing`]), the rate limit, maintenance, the head
+    /// and declared body limits, no replica ready.
     async fn refusal(
         &self,
         session: &Session,

@@ -24,8 +24,8 @@
 //! pay) a TLS handshake per request. It closes only where the body is unread (a declared body
 //! over the limit, any refused request that carries one: draining it could mean reading a
 //! gigabyte), where the client misbehaved ([`Refusal::ends_connection`]: a head over the
-//! limit, a request [`crate::framing`] refuses), and after a failed proxy attempt (502, 504). HTTP/2 ends the stream and keeps the
-//! connection either way.
+//! limit, a request [`crate::framing`] refuses), and after a failed proxy attempt (502, 504).
+//! HTTP/2 ends the stream and keeps the connection either way.
 
 use crate::limit::{Decision, Verdict};
 use aragora_telemetry::error_body;
