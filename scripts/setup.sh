@@ -23,6 +23,8 @@ command -v nginx >/dev/null 2>&1 || need_packages+=(nginx-light)
 command -v haproxy >/dev/null 2>&1 || need_packages+=(haproxy)
 command -v wrk >/dev/null 2>&1 || need_packages+=(wrk)
 command -v h2load >/dev/null 2>&1 || need_packages+=(nghttp2-client)
+# The TLS scan of the gateway's HTTPS listener (tests/e2e/gateway/tls.rs).
+command -v testssl >/dev/null 2>&1 || need_packages+=(testssl.sh)
 # The compose profiles: `docker-compose config` checks them (the SME topology runs the exporters above too).
 command -v docker-compose >/dev/null 2>&1 || need_packages+=(docker-compose)
 # deploy/k8s validation (tests/e2e/k8s.rs): scripts/k8s-tools.sh fills a venv and an npm prefix.

@@ -4,6 +4,7 @@
 //! listener panics on a bad certificate path, so paths are checked here first). Settings a
 //! running gateway cannot change are marked `restart` in [`SETTINGS`]; a reload refuses them.
 
+use crate::headers::{RouteHeader, SecurityHeader, DEFAULT_SECURITY_HEADERS};
 use crate::limit::RouteLimit;
 use crate::parsed::{Networks, ParsedList};
 use aragora_auth::AuthConfig;
@@ -40,6 +41,9 @@ pub struct GatewayConfig {
     pub upstream_connect_timeout_ms: u64,
     pub upstream_read_timeout_secs: u64,
     pub hsts_max_age_secs: u64,
+    pub server_header: String,
+    pub security_headers: ParsedList<SecurityHeader>,
+    pub security_header_routes: ParsedList<RouteHeader>,
     pub drain_delay_secs: u64,
     pub drain_timeout_secs: u64,
     pub threads: usize,
@@ -83,13 +87,16 @@ aragora_config::settings! {
     slow_start_secs: ["ARAGORA_SLOW_START_SECS"] "Seconds over which a replica that became ready ramps up to a full share of traffic (0: at once).";
     max_body_bytes: ["ARAGORA_GATEWAY_MAX_BODY_BYTES"] "Largest request body; larger gets 413.";
     max_header_bytes: ["ARAGORA_GATEWAY_MAX_HEADER_BYTES"] "Largest request head (request line and headers); larger gets 431.";
-    client_read_timeout_secs: ["ARAGORA_CLIENT_READ_TIMEOUT"] "Seconds a client may take for each read of its request; slower clients are cut off.";
+    client_read_timeout_secs: ["ARAGORA_CLIENT_READ_TIMEOUT"] "Seconds a client may take to send its whole request head (then 408), for each read of its body, and for each write of its answer it does not read; slower clients are cut off.";
     max_inflight_requests: ["ARAGORA_GATEWAY_MAX_INFLIGHT"] "Requests (and open WebSockets) served at once; beyond it, 503.";
     websocket_idle_timeout_secs: ["ARAGORA_WS_IDLE_TIMEOUT"] "Seconds an upgraded WebSocket may stay silent before the gateway closes it (the seeds' proxy_read_timeout 86400); the engine's heartbeats keep a watched one alive.";
     max_connections: ["ARAGORA_GATEWAY_MAX_CONNECTIONS"] "TLS connections open at once on the HTTPS listener; beyond it, new connections are closed at accept.";
     upstream_connect_timeout_ms: ["ARAGORA_UPSTREAM_CONNECT_TIMEOUT_MS"] "Milliseconds to connect to a replica before trying another.";
     upstream_read_timeout_secs: ["ARAGORA_UPSTREAM_READ_TIMEOUT"] "Seconds to wait for a replica's response.";
     hsts_max_age_secs: ["ARAGORA_HSTS_MAX_AGE"] "max-age of the Strict-Transport-Security header on HTTPS responses.";
+    server_header: ["ARAGORA_SERVER_HEADER"] "The Server header of every HTTPS answer, replacing a replica's; empty sends none.";
+    security_headers: ["ARAGORA_SECURITY_HEADERS"] "Headers every HTTPS answer gets, replacing a replica's, comma-separated Name: value (default: nosniff, Referrer-Policy no-referrer, framing denied by X-Frame-Options and CSP frame-ancestors).";
+    security_header_routes: ["ARAGORA_SECURITY_HEADER_ROUTES"] "Per-route changes to those headers, comma-separated /route Name: value; no value drops the header there (/api/debates/{id}/receipt X-Frame-Options: SAMEORIGIN).";
     drain_delay_secs: ["ARAGORA_GATEWAY_DRAIN_DELAY"] restart "On SIGTERM, seconds to keep serving while reporting not ready, so load balancers stop sending.";
     drain_timeout_secs: ["ARAGORA_GATEWAY_DRAIN_TIMEOUT"] restart "Seconds in-flight requests get to finish after the gateway stops accepting.";
     threads: ["ARAGORA_GATEWAY_THREADS"] restart "Proxy runtimes, one thread each (set it to the cores the gateway may use): each accepts on its own SO_REUSEPORT socket of the HTTPS port and keeps its own upstream connection pool.";
@@ -138,6 +145,9 @@ impl Default for GatewayConfig {
             upstream_connect_timeout_ms: 1000,
             upstream_read_timeout_secs: 300,
             hsts_max_age_secs: 31_536_000,
+            server_header: String::new(),
+            security_headers: ParsedList::new(DEFAULT_SECURITY_HEADERS.map(String::from).to_vec()),
+            security_header_routes: ParsedList::default(),
             drain_delay_secs: 5,
             drain_timeout_secs: 30,
             threads: 2,
@@ -303,6 +313,15 @@ impl GatewayConfig {
         ));
         if let Some(reason) = self.rate_limit_routes.problem() {
             problems.push(ConfigProblem::new("ARAGORA_RATE_LIMIT_ROUTES", reason));
+        }
+        if let Some(reason) = crate::headers::server_problem(&self.server_header) {
+            problems.push(ConfigProblem::new("ARAGORA_SERVER_HEADER", reason));
+        }
+        if let Some(reason) = self.security_headers.problem() {
+            problems.push(ConfigProblem::new("ARAGORA_SECURITY_HEADERS", reason));
+        }
+        if let Some(reason) = self.security_header_routes.problem() {
+            problems.push(ConfigProblem::new("ARAGORA_SECURITY_HEADER_ROUTES", reason));
         }
         problems.extend(self.auth.problems(self.environment));
         problems

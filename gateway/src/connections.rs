@@ -6,11 +6,16 @@
 //! post-handshake callback whose return value lives as long as the connection (a guard that
 //! keeps the open-connection gauge right however the connection ends). A failed handshake is
 //! only logged by pingora; the log line is counted (see `install_handshake_failure_counter`).
+//! Before the handshake, [`FirstByte`] gives a connection the client read timeout to start it:
+//! pingora-core's own handshake timeout is a fixed 60 s, so a client that connects and sends
+//! nothing held its connection (and its place under `max_connections`) that long.
 
 use crate::state::Shared;
 use async_trait::async_trait;
-use pingora::listeners::{ConnectionFilter, TlsAccept};
+use pingora::listeners::{ConnectionFilter, PreTlsProcess, TlsAccept};
+use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::protocols::tls::TlsRef;
+use pingora::protocols::Peek;
 use std::any::Any;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -42,6 +47,37 @@ impl ConnectionFilter for ConnectionGate {
         }
         self.accepted.fetch_add(1, Ordering::Relaxed);
         true
+    }
+}
+
+/// Waits, before the TLS handshake, for the client's first byte for at most
+/// `ARAGORA_CLIENT_READ_TIMEOUT`; a client that sends nothing in that time is dropped (as nginx
+/// and HAProxy drop it at their client timeouts). The byte is read and put back (pingora's
+/// peek), so the handshake sees the stream whole.
+pub struct FirstByte {
+    pub shared: Arc<Shared>,
+}
+
+#[async_trait]
+impl PreTlsProcess for FirstByte {
+    async fn process(&self, stream: &mut L4Stream) -> pingora::Result<()> {
+        let patience =
+            std::time::Duration::from_secs(self.shared.config().client_read_timeout_secs);
+        let mut first = [0u8; 1];
+        match tokio::time::timeout(patience, stream.try_peek(&mut first)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(err)) => pingora::Error::e_because(
+                pingora::ErrorType::ReadError,
+                "before the TLS handshake",
+                err,
+            ),
+            Err(_) => pingora::Error::e_explain(
+                pingora::ErrorType::ReadTimedout,
+                format!(
+                    "no TLS handshake started within {patience:?} (ARAGORA_CLIENT_READ_TIMEOUT)"
+                ),
+            ),
+        }
     }
 }
 

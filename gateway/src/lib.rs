@@ -6,6 +6,8 @@
 //! | [`proxy`] | the request path: one `ProxyHttp` impl; its doc lists the phases and their jobs |
 //! | [`upstream`] | replicas, readiness from active and passive checks, slow start, DNS refresh |
 //! | [`admin`] | the admin listener and the HTTP→HTTPS redirect listener |
+//! | [`framing`] | requests refused before they reach a replica: ambiguous framing (smuggling), dot segments, bad `Host` |
+//! | [`headers`] | the edge's `Server` and security headers, per route |
 //! | [`tls`] | certificate checks, self-signed generation, expiry |
 //! | [`state`] | shared flags (draining, maintenance), in-flight count, metrics |
 //! | [`websockets`] | open WebSockets and their tunnel after the 101 (idle timeout; 1001 at the drain timeout) |
@@ -28,6 +30,8 @@ pub mod admin;
 pub mod client;
 pub mod config;
 pub mod connections;
+pub mod framing;
+pub mod headers;
 pub mod health;
 pub mod limit;
 pub mod listeners;
@@ -424,6 +428,11 @@ pub fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError> {
                 .l4_buffer(L4BufferSettings::default().read(CLIENT_READ_BUFFER)),
         );
         let count = Arc::new(AtomicU64::new(0));
+        proxy
+            .endpoints()
+            .set_pre_tls_callback(Arc::new(connections::FirstByte {
+                shared: shared.clone(),
+            }));
         proxy.set_connection_filter(Arc::new(connections::ConnectionGate {
             shared: shared.clone(),
             accepted: count.clone(),

@@ -6,11 +6,13 @@
 //! [`refusal`](crate::refusal) (every answer the gateway gives itself, and the headers every
 //! answer carries).
 //!
-//! Phases, in the order pingora runs them, and what each does here:
+//! Phases, in the order pingora runs them, and what each does here (before them, the whole
+//! request head within the client read timeout: `request_header_timeout`, a patch of the
+//! vendored pingora-proxy):
 //!
 //! | phase | job |
 //! |---|---|
-//! | `request_filter` | read the request once (route template, request id and trace context, client address, debate key and affinity, WebSocket upgrade); count in; local `/healthz` `/readyz`; refuse: max in-flight 503, rate limit 429, maintenance 503, head (431) and declared body (413) limits, 503 at once when no replica is ready; client read timeout (lifted for WebSocket upgrades) |
+//! | `request_filter` | read the request once (route template, request id and trace context, client address, debate key and affinity, WebSocket upgrade); count in; local `/healthz` `/readyz`; refuse: max in-flight 503, ambiguous framing or target 400/501 ([`framing`](crate::framing)), rate limit 429, maintenance 503, head (431) and declared body (413) limits, 503 at once when no replica is ready; client read and write timeouts (lifted for WebSocket upgrades) |
 //! | `request_body_filter` | enforce the body limit on bytes actually received (413) |
 //! | `upstream_peer` | pick a replica not tried yet: the debate's, the pinned one, else the best ready (slow-start weighted, least loaded of two) |
 //! | `upstream_request_filter` | forward `X-Request-Id`, `traceparent`, `X-Forwarded-For` and `-Proto` |
@@ -23,6 +25,7 @@
 
 use crate::client::Client;
 use crate::config::GatewayConfig;
+use crate::headers::HeaderPolicy;
 use crate::refusal::{json_answer, Refusal, Stamp};
 use crate::route::Stickiness;
 use crate::state::Shared;
@@ -179,12 +182,14 @@ fn websocket_upgrade(session: &Session, route: &str) -> bool {
 }
 
 impl Gateway {
-    /// The headers every answer to this request carries.
-    fn stamp<'a>(&self, ctx: &'a Ctx) -> Stamp<'a> {
+    /// The headers every answer to this request carries; the edge's own from `policy`
+    /// ([`Shared::headers`]).
+    fn stamp<'a>(&self, ctx: &'a Ctx, policy: &'a HeaderPolicy) -> Stamp<'a> {
         Stamp {
             request_id: &ctx.request_id,
             hsts: ctx.tls.then(|| self.shared.hsts()),
             rate_limit: ctx.limit,
+            edge: policy.for_route(ctx.route_slot),
         }
     }
 
@@ -197,14 +202,16 @@ impl Gateway {
         body: serde_json::Value,
         retry_after: Option<u64>,
     ) -> Result<bool> {
-        let (header, body) = json_answer(status, &body, retry_after, &self.stamp(ctx))?;
+        let policy = self.shared.headers();
+        let (header, body) = json_answer(status, &body, retry_after, &self.stamp(ctx, &policy))?;
         write_answer(session, header, body, AfterAnswer::KeepIfRead).await
     }
 
     /// Answers with `refusal` and ends the request.
     async fn refuse(&self, session: &mut Session, ctx: &mut Ctx, refusal: Refusal) -> Result<bool> {
         ctx.refusal = Some(refusal.code);
-        let (header, body) = refusal.render(&self.stamp(ctx))?;
+        let policy = self.shared.headers();
+        let (header, body) = refusal.render(&self.stamp(ctx, &policy))?;
         let after = if refusal.ends_connection() {
             AfterAnswer::Close
         } else {
@@ -254,8 +261,9 @@ impl Gateway {
         }
     }
 
-    /// The first reason, in this order, not to pass the request on: too many in flight, the
-    /// rate limit, maintenance, the head and declared body limits, no replica ready.
+    /// The first reason, in this order, not to pass the request on: too many in flight,
+    /// ambiguous framing or target ([`crate::framing`]), the rate limit, maintenance, the head
+    /// and declared body limits, no replica ready.
     async fn refusal(
         &self,
         session: &Session,
@@ -267,6 +275,9 @@ impl Gateway {
         let shared = &self.shared;
         if inflight > config.max_inflight_requests {
             return Some(Refusal::overloaded(config.max_inflight_requests));
+        }
+        if let Some(refusal) = crate::framing::check(session.req_header()) {
+            return Some(refusal);
         }
         let verdict = crate::limit::decide(
             &shared.limits(),
@@ -389,6 +400,24 @@ impl ProxyHttp for Gateway {
         }
     }
 
+    /// The whole request head within the client read timeout (a slowloris is cut with 408),
+    /// not only each read of it: see the vendored pingora-proxy's README.
+    fn request_header_timeout(&self) -> Option<Duration> {
+        Some(Duration::from_secs(
+            self.shared.config_now().client_read_timeout_secs,
+        ))
+    }
+
+    /// A marker carried to the connection's next request: the vendored proxy reads it as "this
+    /// connection was reused", so that head's deadline leaves room for the keep-alive wait.
+    fn persist_connection_context(
+        &self,
+        _session: &Session,
+        _ctx: &Ctx,
+    ) -> Option<Box<dyn std::any::Any + Send + Sync>> {
+        Some(Box::new(()))
+    }
+
     /// No downstream modules. Pingora's default adds its response compression module, disabled
     /// (level 0), whose boxed filters still run on every request and every response task; the
     /// gateway compresses nothing (the replicas' answers pass through as they are).
@@ -433,6 +462,9 @@ impl ProxyHttp for Gateway {
             config.client_read_timeout_secs
         };
         session.set_read_timeout(Some(Duration::from_secs(read_timeout)));
+        // A client that stops reading its answer would hold the request (and its replica
+        // connection) for ever: pingora sets no write timeout of its own.
+        session.set_write_timeout(Some(Duration::from_secs(read_timeout)));
         Ok(false)
     }
 
@@ -508,7 +540,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut Ctx,
     ) -> Result<()> {
         ctx.answered = true;
-        self.stamp(ctx).apply(response)?;
+        self.stamp(ctx, &self.shared.headers()).apply(response)?;
         if let (true, 101, Some(replica)) = (ctx.upgrade, response.status.as_u16(), &ctx.replica) {
             let gauge = self
                 .shared
@@ -613,7 +645,8 @@ impl ProxyHttp for Gateway {
         let status = refusal.status;
         ctx.refusal.get_or_insert(refusal.code);
         if session.response_written().is_none() {
-            let stamp = self.stamp(ctx);
+            let policy = self.shared.headers();
+            let stamp = self.stamp(ctx, &policy);
             if let Ok((header, body)) = refusal.render(&stamp) {
                 let _ = write_answer(session, header, body, AfterAnswer::Close).await;
             }

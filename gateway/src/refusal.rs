@@ -10,9 +10,12 @@
 //! | 503 | `overloaded` | more requests in flight than `ARAGORA_GATEWAY_MAX_INFLIGHT` |
 //! | 503 | `maintenance` | the gateway's own maintenance switch is on (all but health), or a ready replica reports maintenance (new debates: `POST /api/debates`, `/api/v1/debates`) |
 //! | 503 | `no_ready_upstream` | no engine replica is ready |
+//! | 400 | `bad_request` | a malformed chunked body; a request whose framing or target a replica could read otherwise than the gateway: `Content-Length` with `Transfer-Encoding`, two different lengths, a transfer coding not ending in `chunked`, a dot segment in the path (`/%2e%2e/`), a NUL, an authority-form target, a missing, doubled or malformed `Host` |
+//! | 501 | `not_implemented` | a transfer coding other than `chunked` (RFC 9112 §6.1) |
 //! | 431 | `headers_too_large` | request line and headers over `ARAGORA_GATEWAY_MAX_HEADER_BYTES` |
 //! | 413 | `payload_too_large` | declared or received body over `ARAGORA_GATEWAY_MAX_BODY_BYTES` |
 //! | 502 | `upstream_unreachable`, `bad_gateway` | the replica could not be reached, or failed answering |
+//! | 408 | `request_timeout` | the client paused sending its body longer than `ARAGORA_CLIENT_READ_TIMEOUT` (a head that slow gets pingora's 408 and a close) |
 //! | 504 | `upstream_timeout` | the replica did not answer within `ARAGORA_UPSTREAM_READ_TIMEOUT` |
 //!
 //! A refusal must cost less than serving the request: over HTTP/1.1 the client's connection
@@ -21,8 +24,8 @@
 //! pay) a TLS handshake per request. It closes only where the body is unread (a declared body
 //! over the limit, any refused request that carries one: draining it could mean reading a
 //! gigabyte), where the client misbehaved ([`Refusal::ends_connection`]: a head over the
-//! limit), and after a failed proxy attempt (502, 504). HTTP/2 ends the stream and keeps the
-//! connection either way.
+//! limit, a request [`crate::framing`] refuses), and after a failed proxy attempt (502, 504).
+//! HTTP/2 ends the stream and keeps the connection either way.
 
 use crate::limit::{Decision, Verdict};
 use aragora_telemetry::error_body;
@@ -115,6 +118,15 @@ impl Refusal {
         )
     }
 
+    /// A request the gateway will not pass on as it stands; `what` says what to fix.
+    pub fn bad_request(what: impl Into<String>) -> Self {
+        Self::new(400, "bad_request", what, None)
+    }
+
+    pub fn not_implemented(what: impl Into<String>) -> Self {
+        Self::new(501, "not_implemented", what, None)
+    }
+
     pub fn headers_too_large(head_bytes: usize, limit: usize) -> Self {
         let message = format!(
             "the request line and headers take {head_bytes} bytes; the limit is {limit} (ARAGORA_GATEWAY_MAX_HEADER_BYTES)"
@@ -162,6 +174,19 @@ impl Refusal {
                 "the engine replica could not be reached; retry, another replica will answer"
                     .to_string(),
             ),
+            // pingora-core's chunked-body parser (a chunk size that overflows, a missing CRLF).
+            Custom("InvalidChunk") if matches!(error.esource(), ErrorSource::Downstream) => (
+                400,
+                "bad_request",
+                "the request's chunked body is malformed; send hexadecimal chunk sizes, each chunk followed by CRLF"
+                    .to_string(),
+            ),
+            ReadTimedout if matches!(error.esource(), ErrorSource::Downstream) => (
+                408,
+                "request_timeout",
+                "the request body paused longer than ARAGORA_CLIENT_READ_TIMEOUT; send it without pauses"
+                    .to_string(),
+            ),
             ReadTimedout => (
                 504,
                 "upstream_timeout",
@@ -184,7 +209,7 @@ impl Refusal {
     /// whole: a head over the limit is the client misbehaving. (A declared body over the limit
     /// closes it anyway: that body is never read.)
     pub fn ends_connection(&self) -> bool {
-        self.status == 431
+        matches!(self.status, 400 | 431 | 501)
     }
 
     /// The response: the error envelope as JSON, `Retry-After`, and the stamp's headers.
@@ -201,11 +226,22 @@ pub struct Stamp<'a> {
     pub hsts: Option<http::HeaderValue>,
     /// The rate limiter's decision, as `RateLimit-*`.
     pub rate_limit: Option<Decision>,
+    /// `Server` and the security headers of the request's route, each set or removed
+    /// ([`crate::headers`]).
+    pub edge: &'a [crate::headers::EdgeHeader],
 }
 
 impl Stamp<'_> {
     pub fn apply(&self, header: &mut ResponseHeader) -> Result<()> {
         header.insert_header("X-Request-Id", self.request_id.clone())?;
+        for (name, value) in self.edge {
+            match value {
+                Some(value) => header.insert_header(name.clone(), value.clone())?,
+                None => {
+                    header.remove_header(name);
+                }
+            }
+        }
         if let Some(hsts) = &self.hsts {
             header.insert_header("Strict-Transport-Security", hsts.clone())?;
         }
@@ -274,6 +310,7 @@ mod tests {
                 "max-age=60; includeSubDomains",
             )),
             rate_limit: verdict.decision(),
+            edge: &[],
         };
         let (response, body) = refusal.render(&stamp).unwrap();
         assert_eq!(response.status.as_u16(), 429);
@@ -305,6 +342,7 @@ mod tests {
             request_id: &http::HeaderValue::from_static("req-2"),
             hsts: None,
             rate_limit: None,
+            edge: &[],
         };
         let (response, body) = Refusal::headers_too_large(40_000, 32_768)
             .render(&stamp)
@@ -374,6 +412,13 @@ mod tests {
             body_too_large_message(1024),
         ));
         assert_eq!(too_large, Some(Refusal::payload_too_large(1024)));
+        let bad_chunk = refusal(Error::new_down(Custom("InvalidChunk"))).unwrap();
+        assert_eq!((bad_chunk.status, bad_chunk.code), (400, "bad_request"));
+        let slow_client = refusal(Error::new_down(ReadTimedout)).unwrap();
+        assert_eq!(
+            (slow_client.status, slow_client.code),
+            (408, "request_timeout")
+        );
         let client_gone = Error::new_down(ConnectionClosed);
         assert_eq!(refusal(client_gone), None, "nobody to answer");
         let broken = refusal(Error::new_up(ConnectionClosed)).unwrap();

@@ -2,6 +2,7 @@
 //! (draining, maintenance) with the in-flight count that drain waits on.
 
 use crate::config::GatewayConfig;
+use crate::headers::HeaderPolicy;
 use crate::limit::{Limits, SharedLimiter};
 use crate::upstream::UpstreamPool;
 use aragora_telemetry::catalogue as cat;
@@ -175,6 +176,8 @@ pub struct Shared {
     inflight: AtomicUsize,
     /// `Strict-Transport-Security` value of the configuration in force.
     hsts: ArcSwap<http::HeaderValue>,
+    /// `Server` and the security headers of the configuration in force, per route.
+    headers: ArcSwap<HeaderPolicy>,
     /// Upgraded connections, for closing them with 1001 at the drain timeout.
     pub websockets: Arc<crate::websockets::OpenWebSockets>,
 }
@@ -185,6 +188,14 @@ fn limits_of(config: &GatewayConfig) -> Limits {
         config.burst(),
         config.rate_limit_routes.entries(),
         config.rate_limit_allow.entries(),
+    )
+}
+
+fn headers_of(config: &GatewayConfig) -> HeaderPolicy {
+    HeaderPolicy::new(
+        &config.server_header,
+        config.security_headers.entries(),
+        config.security_header_routes.entries(),
     )
 }
 
@@ -210,6 +221,7 @@ impl Shared {
         Self {
             shared_limiter,
             hsts: ArcSwap::from_pointee(hsts_value(&config)),
+            headers: ArcSwap::from_pointee(headers_of(&config)),
             limits: ArcSwap::from_pointee(limits_of(&config)),
             config: ArcSwap::from_pointee(config),
             metrics,
@@ -245,12 +257,19 @@ impl Shared {
             self.limits.store(Arc::new(limits_of(&config)));
         }
         self.hsts.store(Arc::new(hsts_value(&config)));
+        self.headers.store(Arc::new(headers_of(&config)));
         self.config.store(Arc::new(config));
     }
 
     /// The `Strict-Transport-Security` header value, built once per configuration.
     pub fn hsts(&self) -> http::HeaderValue {
         http::HeaderValue::clone(&self.hsts.load())
+    }
+
+    /// The edge's headers in force, borrowed (an `arc-swap` guard, as
+    /// [`config_now`](Self::config_now)).
+    pub fn headers(&self) -> Guard<Arc<HeaderPolicy>> {
+        self.headers.load()
     }
 
     /// The rate limiters in force, borrowed (an `arc-swap` guard, as

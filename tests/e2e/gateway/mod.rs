@@ -1,5 +1,5 @@
 //! The edge gateway end to end, by concern: [`tls`], [`limits`], [`routing`], [`drain`],
-//! [`websockets`]. Here: what they share (an echo replica behind a gateway, a load generator,
+//! [`websockets`], [`hostile`]. Here: what they share (an echo replica behind a gateway, a load generator,
 //! three engines).
 
 use crate::support::echo::EchoUpstream;
@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod drain;
+mod hostile;
 mod limits;
 mod routing;
 mod tls;

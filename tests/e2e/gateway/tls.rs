@@ -1,5 +1,6 @@
 //! The gateway's TLS edge: the HTTP→HTTPS redirect, h1 and h2 with HSTS, old TLS refused,
-//! and SIGHUP swapping the certificate (and upstreams) without dropping connections.
+//! SIGHUP swapping the certificate (and upstreams) without dropping connections, the edge's own
+//! `Server` and security headers, and a testssl.sh scan.
 
 use super::*;
 
@@ -305,4 +306,193 @@ async fn sighup_swaps_certificate_and_upstreams_without_dropping_connections_and
         second.addr.to_string(),
         "the previous configuration keeps serving"
     );
+}
+
+/// The header `name` of `response`, as text ("" when absent).
+fn header_of<'a>(response: &'a reqwest::Response, name: &str) -> &'a str {
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_edge_replaces_the_replica_banner_and_sets_security_headers_per_route() {
+    let (_upstream, gateway) = gateway_with_echo(&[
+        ("ARAGORA_SERVER_HEADER", "aragora".into()),
+        (
+            "ARAGORA_SECURITY_HEADER_ROUTES",
+            "unmatched X-Frame-Options: SAMEORIGIN,unmatched Content-Security-Policy:,/api/debates Cache-Control: no-store".into(),
+        ),
+        ("ARAGORA_GATEWAY_MAX_BODY_BYTES", "1024".into()),
+    ])
+    .await;
+    let client = gateway.client();
+    // The echo replica answers with `Server: echo-replica/1.0` and `X-Frame-Options: ALLOWALL`.
+    let proxied = client
+        .get(gateway.https_url("/api/debates"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(proxied.status(), 200);
+    for (name, value) in [
+        ("server", "aragora"),
+        ("x-content-type-options", "nosniff"),
+        ("referrer-policy", "no-referrer"),
+        ("x-frame-options", "DENY"),
+        ("content-security-policy", "frame-ancestors 'none'"),
+        ("cache-control", "no-store"),
+    ] {
+        assert_eq!(
+            header_of(&proxied, name),
+            value,
+            "{name} on a proxied answer"
+        );
+    }
+    assert_eq!(proxied.headers().get_all("server").iter().count(), 1);
+    // A route's own changes: framing allowed from the same origin, no CSP.
+    let other = client
+        .get(gateway.https_url("/elsewhere"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header_of(&other, "x-frame-options"), "SAMEORIGIN");
+    assert!(!other.headers().contains_key("content-security-policy"));
+    assert!(!other.headers().contains_key("cache-control"));
+    // The gateway's own answers (a refusal, a probe) carry them too.
+    let refused = client
+        .post(gateway.https_url("/api/debates"))
+        .body(vec![b'x'; 4096])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 413);
+    let probe = client
+        .get(gateway.https_url("/readyz"))
+        .send()
+        .await
+        .unwrap();
+    for answer in [&refused, &probe] {
+        assert_eq!(header_of(answer, "server"), "aragora");
+        assert_eq!(header_of(answer, "x-content-type-options"), "nosniff");
+        assert!(answer.headers().contains_key("strict-transport-security"));
+    }
+    assert_eq!(header_of(&refused, "cache-control"), "no-store");
+
+    // A header another setting owns is refused at start, by name.
+    let output = crate::support::aragora_command()
+        .args(["gateway", "--upstream", "127.0.0.1:9"])
+        .env("ARAGORA_SECURITY_HEADERS", "Content-Length: 5")
+        .env("ARAGORA_SECURITY_HEADER_ROUTES", "/nowhere X-A: b")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(78), "{said}");
+    assert!(
+        said.contains("ARAGORA_SECURITY_HEADERS") && said.contains("set by message framing"),
+        "{said}"
+    );
+    assert!(
+        said.contains("ARAGORA_SECURITY_HEADER_ROUTES") && said.contains("not a route template"),
+        "{said}"
+    );
+}
+
+/// One finding of a testssl.sh JSON report (`--jsonfile`: a flat list), by id: (severity,
+/// finding).
+fn finding(report: &Value, id: &str) -> (String, String) {
+    report
+        .as_array()
+        .expect("a list of findings")
+        .iter()
+        .find(|item| item["id"] == id)
+        .map(|item| {
+            (
+                item["severity"].as_str().unwrap_or("").to_string(),
+                item["finding"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .unwrap_or_else(|| panic!("testssl reported no {id}"))
+}
+
+/// testssl.sh's checks of the HTTPS listener (an ephemeral port, the test's own self-signed
+/// certificate), only these: protocols (-p), cipher categories (-s), forward secrecy (-f),
+/// HTTP headers (-h), renegotiation (-R) and server defaults for OCSP stapling (-S). About
+/// 30 s, most of it testssl's own start and its handshakes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn testssl_finds_modern_tls_forward_secrecy_hsts_and_no_renegotiation_or_banner() {
+    let (_upstream, gateway) = gateway_with_echo(&[]).await;
+    let report = gateway.dir.path().join("testssl.json");
+    let started = Instant::now();
+    let run = tokio::process::Command::new("testssl")
+        .args([
+            "--quiet",
+            "--color",
+            "0",
+            "--warnings",
+            "off",
+            "--ip",
+            "one",
+        ])
+        .args(["--nodns", "min", "-p", "-s", "-f", "-h", "-R", "-S"])
+        .arg("--jsonfile")
+        .arg(&report)
+        .arg(format!("https://127.0.0.1:{}/", gateway.https_port))
+        .stdin(std::process::Stdio::null())
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(180), run)
+        .await
+        .expect("testssl within 3 minutes")
+        .expect("testssl runs (scripts/setup.sh installs the testssl.sh package)");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let report: Value = serde_json::from_slice(&std::fs::read(&report).unwrap())
+        .unwrap_or_else(|err| panic!("testssl's JSON ({err}); it said:\n{text}"));
+    println!("testssl took {:?}", started.elapsed());
+    let said = |id: &str| finding(&report, id);
+    for old in ["SSLv2", "SSLv3", "TLS1", "TLS1_1"] {
+        assert_eq!(said(old).1, "not offered", "{old}");
+    }
+    assert_eq!(said("TLS1_2").1, "offered");
+    assert!(
+        said("TLS1_3").1.starts_with("offered"),
+        "{:?}",
+        said("TLS1_3")
+    );
+    // NULL, anonymous, export, LOW, 3DES/IDEA, and the obsolete CBC suites (`AVERAGE`).
+    for weak in ["NULL", "aNULL", "EXPORT", "LOW", "3DES_IDEA", "AVERAGE"] {
+        assert_eq!(
+            said(&format!("cipherlist_{weak}")).1,
+            "not offered",
+            "{weak}"
+        );
+    }
+    assert_eq!(said("PFS"), ("OK".into(), "offered".into()));
+    assert_eq!(said("HSTS_time").0, "OK", "{:?}", said("HSTS_time"));
+    assert!(
+        said("banner_server").1.starts_with("No Server banner"),
+        "{:?}",
+        said("banner_server")
+    );
+    assert_eq!(said("X-Frame-Options").1, "DENY");
+    assert_eq!(said("X-Content-Type-Options").1, "nosniff");
+    assert_eq!(said("Content-Security-Policy").1, "frame-ancestors 'none'");
+    assert_eq!(said("Referrer-Policy").1, "no-referrer");
+    assert_eq!(said("secure_renego").0, "OK");
+    assert_eq!(
+        said("secure_client_renego").0,
+        "OK",
+        "{:?}",
+        said("secure_client_renego")
+    );
+    // Stapling is owed only for a certificate that names an OCSP responder; the generated
+    // ones name none.
+    let responder = said("cert_ocspURL").1;
+    let stapling = said("OCSP_stapling").1;
+    if responder == "--" {
+        assert_eq!(stapling, "not offered");
+    } else {
+        assert_eq!(stapling, "offered", "the certificate names {responder}");
+    }
 }

@@ -6,7 +6,8 @@
 //! streamed in chunks over MS milliseconds, so it is still in flight for that long. A
 //! WebSocket upgrade to `/ws` is answered with a 101 and [`UPGRADED_GREETING`] in the same
 //! write, and from then on every byte is echoed back as it came (including any sent with the
-//! upgrade request).
+//! upgrade request). Its JSON answers carry a `Server` banner and a permissive
+//! `X-Frame-Options` ([`REPLICA_BANNER`]).
 
 use serde_json::{json, Map, Value};
 use std::net::SocketAddr;
@@ -14,6 +15,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+
+/// What an echo answer says about its server, as a replica that leaks its banner and
+/// allows framing would: the gateway must not pass either on.
+pub const REPLICA_BANNER: &str = "server: echo-replica/1.0\r\nx-frame-options: ALLOWALL\r\n";
 
 /// The length of a `/slow/MS` answer's body.
 pub const SLOW_BODY_BYTES: usize = 64 * 1024;
@@ -167,7 +172,7 @@ impl EchoUpstream {
             };
             let body = body.to_string();
             let response = format!(
-                "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{REPLICA_BANNER}\r\n{body}",
                 body.len()
             );
             if stream.write_all(response.as_bytes()).await.is_err() {

@@ -17,6 +17,7 @@ pub mod echo;
 pub mod experiment;
 pub mod exporters;
 pub mod held;
+pub mod hostile;
 pub mod hosts;
 pub mod mock_llm;
 pub mod otlp;

@@ -116,6 +116,23 @@ pub type ProcessCustomSession<SV, C> = Arc<
         + 'static,
 >;
 
+/// aragora patch: whether a head pingora-core refused names a version of the form `HTTP/d.d`
+/// that it does not speak (its parser reports any bad version alike; the error's context holds
+/// the escaped head, first line first).
+fn unsupported_version(error: &Error) -> bool {
+    let cause_is_version = error
+        .cause
+        .as_ref()
+        .is_some_and(|cause| cause.to_string() == "invalid HTTP version");
+    let context = error.context.as_ref().map(|c| c.as_str()).unwrap_or("");
+    let head = context.strip_prefix("buf: ").unwrap_or(context);
+    let line = head.split("\\r").next().unwrap_or("");
+    let version = line.rsplit(' ').next().unwrap_or("").as_bytes();
+    cause_is_version
+        && matches!(version, [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+            if major.is_ascii_digit() && minor.is_ascii_digit())
+}
+
 /// Shutdown [`Notify`] sharded by worker thread.
 ///
 /// Every request that parks in `read_request()` registers a shutdown waiter and
@@ -324,7 +341,21 @@ where
 
     async fn handle_new_request(
         &self,
+        downstream_session: Box<HttpSession>,
+    ) -> Option<Box<HttpSession>>
+    where
+        SV: ProxyHttp + Send + Sync,
+        SV::CTX: Send + Sync,
+    {
+        self.handle_new_request_on(downstream_session, false).await
+    }
+
+    /// aragora patch: [`Self::handle_new_request`] knowing whether the connection carried a
+    /// request before (`reused`), so the head deadline leaves room for the keep-alive wait.
+    async fn handle_new_request_on(
+        &self,
         mut downstream_session: Box<HttpSession>,
+        reused: bool,
     ) -> Option<Box<HttpSession>>
     where
         SV: ProxyHttp + Send + Sync,
@@ -332,11 +363,39 @@ where
     {
         // phase 1 read request header
 
+        // aragora patch (upstream: not yet proposed; see README.md): a deadline on the whole
+        // request head. pingora-core 0.9.1 times each read of the head (60 s), so a client
+        // dripping a header line at a time (slowloris) holds its connection for as long as it
+        // likes; nginx's client_header_timeout and HAProxy's `timeout http-request` bound the
+        // whole head. On a reused connection the idle keep-alive wait comes first (a fresh
+        // one has its keep-alive timeout set too, so only `reused` tells them apart).
+        let head_deadline = self.inner.request_header_timeout().map(|head| {
+            let idle = match reused {
+                true => downstream_session.get_keepalive().unwrap_or(0),
+                false => 0,
+            };
+            time::Instant::now() + head + Duration::from_secs(idle)
+        });
         let res = tokio::select! {
             biased; // biased select is cheaper, and we don't want to drop already buffered requests
             res = downstream_session.read_request() => { res }
             _ = self.await_shutdown() => {
                 // service shutting down, dropping the connection to stop more req from coming in
+                return None;
+            }
+            _ = async {
+                match head_deadline {
+                    Some(deadline) => time::sleep_until(deadline).await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                debug!("request head not complete by its deadline; answering 408 and closing");
+                let _ = time::timeout(
+                    Duration::from_secs(1),
+                    downstream_session.respond_error(408),
+                )
+                .await;
+                downstream_session.shutdown().await;
                 return None;
             }
         };
@@ -355,8 +414,11 @@ where
                         "Fail to proxy: {e}, downstream session type: {}",
                         downstream_session.session_type()
                     );
+                    // aragora patch (upstream: not yet proposed; see README.md): a well-formed
+                    // HTTP version other than 1.0 and 1.1 gets 505, as RFC 9110 §15.6.6 has it.
+                    let status = if unsupported_version(&e) { 505 } else { 400 };
                     downstream_session
-                        .respond_error(400)
+                        .respond_error(status)
                         .await
                         .unwrap_or_else(|e| {
                             error!("failed to send error response to downstream: {e}");
@@ -1586,8 +1648,11 @@ where
 
         let session = Box::new(session);
 
+        // aragora patch: a context persisted by the previous request marks a reused
+        // connection (see `request_header_timeout`).
+        let reused = prev_user_ctx.is_some();
         // TODO: keepalive pool, use stack
-        let mut session = match self.handle_new_request(session).await {
+        let mut session = match self.handle_new_request_on(session, reused).await {
             Some(downstream_session) => Session::new(
                 downstream_session,
                 &self.downstream_modules,

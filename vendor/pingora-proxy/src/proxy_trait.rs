@@ -708,6 +708,17 @@ pub trait ProxyHttp {
         Ok(())
     }
 
+    // aragora patch (upstream: not yet proposed; see README.md): a deadline on the request head.
+    /// How long a client may take to send a whole request head, counted from when the proxy
+    /// starts reading it; past it the client gets a `408` and the connection closes. On a
+    /// connection whose previous request persisted a context
+    /// ([`Self::persist_connection_context`]), the keep-alive timeout is added for the idle
+    /// wait before the next request. `None` (the default) keeps pingora's per-read timeout
+    /// only.
+    fn request_header_timeout(&self) -> Option<Duration> {
+        None
+    }
+
     // aragora patch (upstream: not yet proposed; see README.md): an opt-in plain tunnel for
     // upgraded HTTP/1 connections.
     /// Whether an HTTP/1 upgrade request, once its `101` has been written to the client, is
