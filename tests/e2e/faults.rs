@@ -269,7 +269,14 @@ async fn the_fault_api_needs_the_admin_token_and_explains_bad_requests() {
         faults_gauge(&engine.metrics().await, "agent_slow"),
         Some(0.0)
     );
-    assert!(engine.log_text().contains("fault cleared by an operator"));
+    // The log line is written by the engine's log thread, after the answer.
+    eventually("the clearing logged", Duration::from_secs(5), || async {
+        engine
+            .log_text()
+            .contains("fault cleared by an operator")
+            .then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
