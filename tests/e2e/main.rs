@@ -52,6 +52,7 @@ mod lifecycle;
 mod llm_debates;
 mod maintenance;
 mod migrations;
+mod openapi;
 mod probe;
 mod providers;
 mod receipt_ring;

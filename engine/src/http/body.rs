@@ -46,7 +46,8 @@ pub fn from_object<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
             "the body is {kind}; send a JSON object ({{...}}) with the fields the API documents"
         )));
     }
-    serde_json::from_value(value)
+    // The error names the field (`rounds: invalid type: ...`), as axum's own rejection does.
+    serde_path_to_error::deserialize(value)
         .map_err(|err| ApiError::invalid(format!("{err}; fix the JSON body and retry")))
 }
 
@@ -97,7 +98,7 @@ mod tests {
             (serde_json::json!(["a topic", 3]), "an array"),
             (serde_json::json!(null), "null"),
             (serde_json::json!("x"), "a string"),
-            (serde_json::json!({"rounds": "two"}), "invalid type"),
+            (serde_json::json!({"rounds": "two"}), "rounds: invalid type"),
         ] {
             let err = from_object::<Body>(value).unwrap_err();
             assert_eq!(err.status.as_u16(), 422);
