@@ -24,8 +24,10 @@ use crate::error::ErrorBody;
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 use utoipa::openapi::extensions::ExtensionsBuilder;
+use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::{Operation, PathItem};
 use utoipa::openapi::response::{Response, ResponseBuilder};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr};
 use utoipa::{OpenApi as _, ToSchema as _};
@@ -257,18 +259,30 @@ fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
     .filter_map(Option::as_mut)
 }
 
-fn error(description: &str) -> RefOr<Response> {
-    RefOr::T(
-        ResponseBuilder::new()
-            .description(description)
-            .content(
-                "application/json",
-                ContentBuilder::new()
-                    .schema(Some(Ref::from_schema_name(ErrorBody::name())))
-                    .build(),
-            )
+fn error(status: &str, description: &str) -> RefOr<Response> {
+    let mut response = ResponseBuilder::new().description(description).content(
+        "application/json",
+        ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name(ErrorBody::name())))
             .build(),
-    )
+    );
+    let header = |description: &str| {
+        HeaderBuilder::new()
+            .schema(ObjectBuilder::new().schema_type(Type::String))
+            .description(Some(description))
+            .build()
+    };
+    match status {
+        "401" => {
+            response = response.header(
+                "WWW-Authenticate",
+                header("RFC 6750's challenge, `Bearer error=\"invalid_token\"`."),
+            )
+        }
+        "503" => response = response.header("Retry-After", header("Seconds to wait.")),
+        _ => {}
+    }
+    RefOr::T(response.build())
 }
 
 /// The refusals an operation can answer by what it declares (the module's table); a status the
@@ -279,7 +293,7 @@ fn add_common_responses(operation: &mut Operation) {
             .responses
             .responses
             .entry(status.to_string())
-            .or_insert_with(|| error(description));
+            .or_insert_with(|| error(status, description));
     };
     let secured = operation
         .security
