@@ -102,7 +102,8 @@ fn own_path(handlers: &UtoipaMethodRouter<AppState>) -> String {
             `/api/` is also served under `/api/v1/` (listed in `x-aliases`). Credentials: \
             `Authorization: Bearer` with the admin token `ARAGORA_API_TOKEN`, an API key \
             (`POST /api/auth/api-key`) or a JWT (`POST /api/auth/token`); roles reader < \
-            operator < admin.",
+            operator < admin. A path not listed answers 404, and a method a path does not \
+            list 405 with `Allow`, both in the same envelope.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     components(schemas(ErrorBody))
