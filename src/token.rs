@@ -279,7 +279,7 @@ async fn create(args: CreateArgs) -> ExitCode {
     let stored = &issued.stored;
     match args.output {
         Output::Json => {
-            let mut view = stored.view(stored.created_at_ms);
+            let mut view = json!(stored.view(stored.created_at_ms));
             view["key"] = json!(issued.key);
             println!("{view}");
         }
@@ -339,7 +339,7 @@ async fn list(args: &StoreArgs, output: Output) -> ExitCode {
     };
     store.close().await;
     let now_ms = aragora_auth::unix_now() * 1000;
-    let views: Vec<serde_json::Value> = keys.iter().map(|key| key.view(now_ms)).collect();
+    let views: Vec<aragora_auth::KeyView> = keys.iter().map(|key| key.view(now_ms)).collect();
     match output {
         Output::Json => println!("{}", json!({ "keys": views })),
         Output::Text if keys.is_empty() => {
@@ -364,7 +364,7 @@ async fn list(args: &StoreArgs, output: Output) -> ExitCode {
                     key.role,
                     created,
                     expires,
-                    view["state"].as_str().unwrap_or_default()
+                    view.state
                 );
             }
         }

@@ -40,7 +40,7 @@ impl StoredKey {
     }
 
     /// The listing's view: no hash, plus the prefix and whether it still works.
-    pub fn view(&self, now_ms: i64) -> serde_json::Value {
+    pub fn view(&self, now_ms: i64) -> KeyView {
         let state = if self.revoked_at_ms.is_some() {
             "revoked"
         } else if self.expires_at_ms.is_some_and(|at| at <= now_ms) {
@@ -48,18 +48,36 @@ impl StoredKey {
         } else {
             "active"
         };
-        serde_json::json!({
-            "id": self.id,
-            "prefix": self.prefix(),
-            "name": self.name,
-            "role": self.role,
-            "created_by": self.created_by,
-            "created_at_ms": self.created_at_ms,
-            "expires_at_ms": self.expires_at_ms,
-            "revoked_at_ms": self.revoked_at_ms,
-            "state": state,
-        })
+        KeyView {
+            id: self.id.clone(),
+            prefix: self.prefix(),
+            name: self.name.clone(),
+            role: self.role,
+            created_by: self.created_by.clone(),
+            created_at_ms: self.created_at_ms,
+            expires_at_ms: self.expires_at_ms,
+            revoked_at_ms: self.revoked_at_ms,
+            state,
+        }
     }
+}
+
+/// An API key as listings show it: never its secret or hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct KeyView {
+    /// 12 hex digits.
+    pub id: String,
+    /// `ara_<id>`: how logs and listings name the key.
+    pub prefix: String,
+    pub name: String,
+    pub role: Role,
+    pub created_by: String,
+    /// Unix milliseconds.
+    pub created_at_ms: i64,
+    pub expires_at_ms: Option<i64>,
+    pub revoked_at_ms: Option<i64>,
+    /// `active`, `expired` or `revoked`.
+    pub state: &'static str,
 }
 
 /// A freshly created key: the whole key (shown once) and what is stored.
@@ -163,13 +181,11 @@ mod tests {
     #[test]
     fn the_listing_view_never_holds_the_hash() {
         let issued = generate_key("ci", Role::Admin, Some(1000), "cli");
-        let view = issued.stored.view(issued.stored.created_at_ms).to_string();
+        let view = serde_json::to_string(&issued.stored.view(issued.stored.created_at_ms)).unwrap();
         assert!(!view.contains(&issued.stored.secret_hash));
         assert!(view.contains("\"state\":\"active\""));
-        let later = issued
-            .stored
-            .view(issued.stored.created_at_ms + 5000)
-            .to_string();
+        let later =
+            serde_json::to_string(&issued.stored.view(issued.stored.created_at_ms + 5000)).unwrap();
         assert!(later.contains("\"state\":\"expired\""));
     }
 }

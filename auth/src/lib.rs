@@ -36,7 +36,8 @@ mod origin;
 mod role;
 
 pub use api_key::{
-    generate_key, hash_secret, parse_key, IssuedKey, KeyStore, KeyStoreError, StoredKey, KEY_PREFIX,
+    generate_key, hash_secret, parse_key, IssuedKey, KeyStore, KeyStoreError, KeyView, StoredKey,
+    KEY_PREFIX,
 };
 pub use authenticator::{bearer_token, Authenticator, CredentialKind};
 pub use config::{AnonymousAccess, AuthConfig, SETTINGS};
@@ -44,7 +45,7 @@ pub use failure::{AuthError, FailureReason};
 pub use jwt::{Claims, JwtError};
 pub use loop_token::mint as mint_loop_token;
 pub use origin::OriginPolicy;
-pub use role::{Principal, Role, Scope, Via};
+pub use role::{Identity, Principal, Role, Scope, Via};
 
 /// Seconds since the Unix epoch, the unit of `exp`, `iat` and loop token expiries.
 pub fn unix_now() -> i64 {

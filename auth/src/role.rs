@@ -9,7 +9,19 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// What a caller may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// List, get and watch debates, receipts and agents.
@@ -83,7 +95,7 @@ impl FromEnv for Role {
 }
 
 /// Which resources a credential reaches.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(tag = "kind", content = "debate_id", rename_all = "snake_case")]
 pub enum Scope {
     /// Whatever its role allows.
@@ -93,7 +105,7 @@ pub enum Scope {
 }
 
 /// Which kind of credential authenticated a caller.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Via {
     Jwt { jti: String },
@@ -178,20 +190,33 @@ impl Principal {
     }
 
     /// `GET /api/auth/me`'s body.
-    pub fn describe(&self) -> serde_json::Value {
-        let permissions: &[&str] = match self.scope {
+    pub fn describe(&self) -> Identity {
+        let permissions: &[&'static str] = match self.scope {
             Scope::All => self.role.permissions(),
             Scope::Debate(_) => &["debate:read", "debate:watch"],
         };
-        serde_json::json!({
-            "subject": self.subject,
-            "role": self.role,
-            "scope": self.scope,
-            "credential": self.via,
-            "expires_at": self.expires_at,
-            "permissions": permissions,
-        })
+        Identity {
+            subject: self.subject.clone(),
+            role: self.role,
+            scope: self.scope.clone(),
+            credential: self.via.clone(),
+            expires_at: self.expires_at,
+            permissions: permissions.to_vec(),
+        }
     }
+}
+
+/// Who a caller is, as `GET /api/auth/me` tells it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Identity {
+    pub subject: String,
+    pub role: Role,
+    pub scope: Scope,
+    /// The kind of credential, and for a JWT its `jti`, for an API key its id and name.
+    pub credential: Via,
+    /// Unix seconds after which the credential stops working, when it has an end.
+    pub expires_at: Option<i64>,
+    pub permissions: Vec<&'static str>,
 }
 
 #[cfg(test)]

@@ -1,9 +1,28 @@
 //! The API's error type: a status, a stable machine-readable code and a message that says what
 //! to fix, rendered as `{"error": {"code", "message"}}`. Internal details are logged, not sent.
 
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{
+    BytesRejection, JsonRejection, PathRejection, QueryRejection, StringRejection,
+};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// The body of every error answer, as the OpenAPI document describes it; what
+/// [`aragora_telemetry::error_body`] renders (a test holds the two equal).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"error": {"code": "not_found", "message": "no debate with id \"x\"; list debates with GET /api/debates"}}))]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable and machine-readable (`not_found`, `validation_failed`, `unauthorized`, ...).
+    pub code: String,
+    /// What was wrong and what to do about it, for a person.
+    pub message: String,
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiError {
@@ -117,6 +136,35 @@ impl From<JsonRejection> for ApiError {
     }
 }
 
+/// A body that could not be read at all: too large (413), or text that is not UTF-8 (400).
+fn unreadable_body(status: StatusCode, detail: String) -> ApiError {
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
+            status,
+            "payload_too_large",
+            "the request body is larger than ARAGORA_MAX_BODY_BYTES allows; send a shorter one",
+        )
+    } else {
+        ApiError::new(
+            status,
+            "invalid_request",
+            format!("{detail}; send UTF-8 JSON"),
+        )
+    }
+}
+
+impl From<StringRejection> for ApiError {
+    fn from(rejection: StringRejection) -> Self {
+        unreadable_body(rejection.status(), rejection.body_text())
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(rejection: BytesRejection) -> Self {
+        unreadable_body(rejection.status(), rejection.body_text())
+    }
+}
+
 impl From<QueryRejection> for ApiError {
     fn from(rejection: QueryRejection) -> Self {
         Self::bad_request(format!("{}; fix the query string", rejection.body_text()))
@@ -126,5 +174,22 @@ impl From<QueryRejection> for ApiError {
 impl From<PathRejection> for ApiError {
     fn from(rejection: PathRejection) -> Self {
         Self::bad_request(rejection.body_text())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_documented_error_body_is_the_rendered_one() {
+        let documented = super::ErrorBody {
+            error: super::ErrorDetail {
+                code: "conflict".into(),
+                message: "already ended".into(),
+            },
+        };
+        assert_eq!(
+            serde_json::to_value(documented).unwrap(),
+            aragora_telemetry::error_body("conflict", "already ended")
+        );
     }
 }

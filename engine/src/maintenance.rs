@@ -80,22 +80,44 @@ impl MaintenanceState {
     }
 
     /// What anyone may see (the open `/api/health`): on or off, why, since when.
-    pub fn public_view(&self) -> serde_json::Value {
-        serde_json::json!({
-            "enabled": self.enabled,
-            "reason": self.reason,
-            "retry_after_seconds": self.retry_after_seconds,
-            "since": self.since_ms.map(crate::model::format_ms),
-        })
+    pub fn public_view(&self) -> PublicView {
+        PublicView {
+            enabled: self.enabled,
+            reason: self.reason.clone(),
+            retry_after_seconds: self.retry_after_seconds,
+            since: self.since_ms.map(crate::model::format_ms),
+        }
     }
 
     /// [`Self::public_view`] and who changed it, for credentialed callers (the admin
     /// endpoints, `/api/admin/stats`).
-    pub fn view(&self) -> serde_json::Value {
-        let mut view = self.public_view();
-        view["changed_by"] = serde_json::json!(self.changed_by);
-        view
+    pub fn view(&self) -> View {
+        View {
+            public: self.public_view(),
+            changed_by: self.changed_by.clone(),
+        }
     }
+}
+
+/// Maintenance mode as anyone may see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct PublicView {
+    pub enabled: bool,
+    /// Why, as the admin said (null while off).
+    pub reason: Option<String>,
+    /// What a refused debate's `Retry-After` says.
+    pub retry_after_seconds: u64,
+    /// When the current state began (RFC 3339), if it was ever changed.
+    pub since: Option<String>,
+}
+
+/// Maintenance mode as an admin (or a reader of `/api/admin/stats`) sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct View {
+    #[serde(flatten)]
+    pub public: PublicView,
+    /// Who made the current state (a principal's subject), if anyone has.
+    pub changed_by: Option<String>,
 }
 
 /// What an admin asks for.

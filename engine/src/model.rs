@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 /// Where a debate is in its life. `queued` and `running` are active; `interrupted` means a
 /// drain stopped it and the next start resumes it; the others are final.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DebateStatus {
     Queued,
@@ -62,7 +62,7 @@ impl DebateStatus {
 }
 
 /// How the final vote decides whether the agents reached consensus.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ConsensusRule {
     /// More than half of the votes for one proposal.
@@ -103,7 +103,7 @@ impl ConsensusRule {
 }
 
 /// How a finished debate ended; the `outcome` label of `aragora_debates_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Consensus,
@@ -162,7 +162,7 @@ impl Outcome {
 }
 
 /// The kinds of event a WebSocket subscriber receives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
     DebateStart,
@@ -222,7 +222,7 @@ impl EventKind {
 }
 
 /// Which part of a debate a step is. Agent steps carry theirs in the payload's `phase`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     /// `debate_start`.

@@ -28,7 +28,7 @@ pub const RECEIPT_VERSION: u32 = 1;
 /// The file a generated key is kept in, inside the data directory.
 pub const KEY_FILE: &str = "receipt-signing.key";
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Participant {
     pub name: String,
@@ -36,7 +36,7 @@ pub struct Participant {
     pub model: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReceiptConsensus {
     pub reached: bool,
@@ -44,9 +44,10 @@ pub struct ReceiptConsensus {
     pub winner: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Receipt {
+    #[schema(minimum = 1, maximum = 1)]
     pub receipt_version: u32,
     pub debate_id: String,
     pub topic_sha256: String,
@@ -66,7 +67,7 @@ pub struct Receipt {
 }
 
 /// Whether a valid receipt was signed with the current key or an earlier one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SignedWith {
     Current,
@@ -311,8 +312,13 @@ impl ReceiptKeys {
 
     /// Parses and verifies a receipt given as JSON text (a file, a request body).
     pub fn verify_json(&self, text: &str) -> Result<(Receipt, Verified), VerifyError> {
-        let receipt: Receipt =
-            serde_json::from_str(text).map_err(|err| VerifyError::Malformed(err.to_string()))?;
+        let malformed = |err: serde_json::Error| VerifyError::Malformed(err.to_string());
+        let value: serde_json::Value = serde_json::from_str(text).map_err(malformed)?;
+        // serde would read a receipt from an array too, field by field.
+        if !value.is_object() {
+            return Err(VerifyError::Malformed("not a JSON object".into()));
+        }
+        let receipt: Receipt = serde_json::from_value(value).map_err(malformed)?;
         if receipt.receipt_version != RECEIPT_VERSION {
             return Err(VerifyError::Malformed(format!(
                 "receipt_version {} is not {RECEIPT_VERSION}",

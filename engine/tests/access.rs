@@ -93,7 +93,7 @@ fn need(path: &str, method: &Method) -> Need {
     match (unversioned, method.as_str()) {
         (
             "/healthz" | "/readyz" | "/metrics" | "/health" | "/health/db" | "/health/redis"
-            | "/health/ready" | "/ready" | "/status",
+            | "/health/ready" | "/ready" | "/status" | "/openapi.json",
             _,
         ) => Need::Open,
         ("/ws" | "/auth/me", _) => Need::Any,
@@ -737,4 +737,38 @@ async fn websockets_need_a_credential_an_allowed_origin_and_the_right_debate() {
     };
     assert_eq!(refusal["debate_id"], "another");
     assert_eq!(refusal["data"]["code"], "forbidden");
+}
+
+/// The OpenAPI document says an operation needs a credential exactly where the role table does.
+#[test]
+fn the_documents_security_is_the_role_tables() {
+    let doc = aragora_engine::http::openapi::json();
+    let paths = doc["paths"].as_object().unwrap();
+    let documented = |template: &str| {
+        paths.get(template).or_else(|| {
+            paths.values().find(|item| {
+                item["x-aliases"]
+                    .as_array()
+                    .is_some_and(|aliases| aliases.iter().any(|a| a == template))
+            })
+        })
+    };
+    for template in route_table() {
+        let item = documented(&template).unwrap_or_else(|| panic!("{template} is not documented"));
+        for (method, operation) in item.as_object().unwrap() {
+            if !["get", "post", "put", "delete", "patch"].contains(&method.as_str()) {
+                continue;
+            }
+            let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let secured = operation["security"]
+                .as_array()
+                .is_some_and(|requirements| !requirements.is_empty());
+            let open = matches!(need(&template, &method), Need::Open);
+            assert_eq!(
+                secured, !open,
+                "{method} {template}: the document's security says secured={secured}, the role table {:?}",
+                need(&template, &method)
+            );
+        }
+    }
 }

@@ -52,6 +52,8 @@ pub const ROUTES: &[&str] = &[
     "/api/v1/admin/maintenance/enable",
     "/api/v1/admin/maintenance/disable",
     "/api/v1/admin/stats",
+    "/api/openapi.json",
+    "/api/v1/openapi.json",
     "/api/health",
     "/api/health/db",
     "/api/health/redis",

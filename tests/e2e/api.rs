@@ -208,7 +208,7 @@ async fn bad_input_gets_a_clear_json_error_and_changes_nothing() {
             "/api/debates",
             "[1,2]",
             422,
-            "invalid type",
+            "send a JSON object",
         ),
         bad("no topic", "POST", "/api/debates", "{}", 422, "topic"),
         bad(

@@ -53,6 +53,7 @@ mod limits;
 mod llm_debates;
 mod maintenance;
 mod migrations;
+mod openapi;
 mod probe;
 mod providers;
 mod receipt_ring;

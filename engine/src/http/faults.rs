@@ -2,17 +2,17 @@
 //! active ones, clear one or all early. What each fault does is in `crate::faults`.
 
 use super::access::Admin;
-use super::debates::ApiJson;
+use super::body::ApiJson;
 use super::AppState;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::faults::{Fault, FaultKind, FaultSpec};
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
+use utoipa::ToSchema;
 
 /// A fault lasts from one second to one day.
 const DURATION_SECONDS: std::ops::RangeInclusive<i64> = 1..=86_400;
@@ -21,14 +21,35 @@ const DELAY_MS: std::ops::RangeInclusive<i64> = 1..=600_000;
 
 /// The body of `POST /api/system/faults`. Numbers are signed so that a negative one gets the
 /// range message rather than a type error.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InjectFault {
+    /// What the fault does.
+    #[schema(required = true, value_type = FaultKind)]
     kind: Option<String>,
+    /// agent_slow and agent_failing only: the agent it applies to (default: every agent).
     agent: Option<String>,
+    /// agent_slow only, and required there: 1 to 600000 ms added to each call.
+    #[schema(minimum = 1, maximum = 600000)]
     delay_ms: Option<i64>,
+    /// 1 to 86400 s the fault lasts.
+    #[schema(required = true, value_type = i64, minimum = 1, maximum = 86400)]
     duration_seconds: Option<i64>,
 }
+
+/// `GET /api/system/faults`.
+#[derive(Serialize, ToSchema)]
+pub struct Faults {
+    faults: Vec<Fault>,
+}
+
+/// What a clear removed.
+#[derive(Serialize, ToSchema)]
+pub struct Cleared {
+    cleared: Vec<Fault>,
+}
+
+const ID: &str = "A fault's id, from GET /api/system/faults.";
 
 fn kinds() -> String {
     FaultKind::ALL.map(FaultKind::as_str).join(", ")
@@ -114,6 +135,15 @@ fn unknown(id: &str) -> ApiError {
     ))
 }
 
+/// Injects a fault for a while (admins): what each kind does is in the README's chaos section.
+#[utoipa::path(post, path = "/system/faults", operation_id = "inject_fault", tag = "system",
+    security(("bearer" = [])), request_body = InjectFault,
+    responses((status = 201, description = "Injected; `Location` names it.", body = Fault,
+        headers(("Location" = String, description = "The fault's URL.")),
+        links(
+            ("fault" = (operation_id = "fault", parameters(("id" = "$response.body#/id")))),
+            ("clear" = (operation_id = "clear_fault", parameters(("id" = "$response.body#/id")))),
+        ))))]
 pub async fn inject(
     State(state): State<AppState>,
     _: Admin,
@@ -129,10 +159,23 @@ pub async fn inject(
         .into_response())
 }
 
-pub async fn list(State(state): State<AppState>, _: Admin) -> Json<Value> {
-    Json(json!({"faults": state.faults.list()}))
+/// The active faults (admins).
+#[utoipa::path(get, path = "/system/faults", operation_id = "faults", tag = "system",
+    security(("bearer" = [])),
+    responses((status = 200, description = "The active faults.", body = Faults)))]
+pub async fn list(State(state): State<AppState>, _: Admin) -> Json<Faults> {
+    Json(Faults {
+        faults: state.faults.list(),
+    })
 }
 
+/// One active fault (admins).
+#[utoipa::path(get, path = "/system/faults/{id}", operation_id = "fault", tag = "system",
+    security(("bearer" = [])), params(("id" = String, Path, description = ID)),
+    responses(
+        (status = 200, description = "The fault.", body = Fault),
+        (status = 404, description = "No active fault with this id.", body = ErrorBody),
+    ))]
 pub async fn show(
     State(state): State<AppState>,
     _: Admin,
@@ -142,15 +185,30 @@ pub async fn show(
     fault.map(Json).ok_or_else(|| unknown(&id))
 }
 
+/// Clears one fault early (admins).
+#[utoipa::path(delete, path = "/system/faults/{id}", operation_id = "clear_fault", tag = "system",
+    security(("bearer" = [])), params(("id" = String, Path, description = ID)),
+    responses(
+        (status = 200, description = "The fault cleared.", body = Cleared),
+        (status = 404, description = "No active fault with this id.", body = ErrorBody),
+    ))]
 pub async fn clear(
     State(state): State<AppState>,
     _: Admin,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Cleared>, ApiError> {
     let fault = state.faults.clear(&id).ok_or_else(|| unknown(&id))?;
-    Ok(Json(json!({"cleared": [fault]})))
+    Ok(Json(Cleared {
+        cleared: vec![fault],
+    }))
 }
 
-pub async fn clear_all(State(state): State<AppState>, _: Admin) -> Json<Value> {
-    Json(json!({"cleared": state.faults.clear_all()}))
+/// Clears every fault (admins).
+#[utoipa::path(delete, path = "/system/faults", operation_id = "clear_faults", tag = "system",
+    security(("bearer" = [])),
+    responses((status = 200, description = "The faults cleared.", body = Cleared)))]
+pub async fn clear_all(State(state): State<AppState>, _: Admin) -> Json<Cleared> {
+    Json(Cleared {
+        cleared: state.faults.clear_all(),
+    })
 }

@@ -30,14 +30,26 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
+use serde::Serialize;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
+use utoipa::ToSchema;
 
 /// How long a probe waits for the database before calling it unreachable.
 const DB_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
-pub async fn live() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+/// `{"status": "ok"}`.
+#[derive(Serialize, ToSchema)]
+pub struct Alive {
+    #[schema(example = "ok")]
+    status: &'static str,
+}
+
+/// Liveness: 200 while the process lives.
+#[utoipa::path(get, path = "/healthz", operation_id = "healthz", tag = "health",
+    responses((status = 200, description = "The process is alive.", body = Alive)))]
+pub async fn live() -> Json<Alive> {
+    Json(Alive { status: "ok" })
 }
 
 fn millis(duration: Duration) -> f64 {
@@ -117,35 +129,90 @@ impl Readiness {
     }
 
     /// 200 with each dependency's word when ready, else 503 with the same keys and `reason`.
-    fn response(&self) -> (StatusCode, Json<Value>) {
+    fn response(&self) -> (StatusCode, ReadyBody) {
         let reason = self.not_ready_reason();
-        let mut body = json!({
-            "status": if reason.is_none() { "ready" } else { "not_ready" },
-            "database": if self.database.is_ok() { "connected" } else { "disconnected" },
-            "redis": self.redis.label(),
-            "agents": if self.agents_available > 0 { "available" } else { "unavailable" },
-        });
-        match reason {
-            None => (StatusCode::OK, Json(body)),
-            Some(reason) => {
-                body["reason"] = json!(reason);
-                (StatusCode::SERVICE_UNAVAILABLE, Json(body))
-            }
+        let status = if reason.is_none() {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        let body = ReadyBody {
+            status: if reason.is_none() {
+                "ready"
+            } else {
+                "not_ready"
+            },
+            database: self.database_label(),
+            redis: self.redis.label(),
+            agents: self.agents_label(),
+            reason,
+            maintenance: None,
+        };
+        (status, body)
+    }
+
+    fn database_label(&self) -> &'static str {
+        if self.database.is_ok() {
+            "connected"
+        } else {
+            "disconnected"
+        }
+    }
+
+    fn agents_label(&self) -> &'static str {
+        if self.agents_available > 0 {
+            "available"
+        } else {
+            "unavailable"
         }
     }
 }
 
+/// The readiness answer.
+#[derive(Serialize, ToSchema)]
+pub struct ReadyBody {
+    /// `ready` or `not_ready`.
+    status: &'static str,
+    /// `connected` or `disconnected`.
+    database: &'static str,
+    /// `connected`, `disconnected` or `not_configured`.
+    redis: &'static str,
+    /// `available` or `unavailable`.
+    agents: &'static str,
+    /// Why the replica is not ready (503 only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+    /// Present while maintenance is on: the gateways refuse new debates at the edge.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    maintenance: Option<ReadyMaintenance>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ReadyMaintenance {
+    enabled: bool,
+    /// The refusal's message.
+    reason: String,
+    retry_after_seconds: u64,
+}
+
+/// Readiness: 200 when this replica may get traffic, 503 with `reason` otherwise.
+///
 /// `/readyz`, `/api/ready` and `/api/health/ready`: one answer under the names the probes, the
 /// Deployment Checklist and the Self-Hosted Guide's script use.
-pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    let (status, Json(mut body)) = Readiness::check(&state).await.response();
+#[utoipa::path(get, path = "/readyz", operation_id = "ready", tag = "health",
+    responses(
+        (status = 200, description = "Ready.", body = ReadyBody),
+        (status = 503, description = "Not ready; `reason` says why.", body = ReadyBody),
+    ))]
+pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<ReadyBody>) {
+    let (status, mut body) = Readiness::check(&state).await.response();
     if status == StatusCode::OK {
         let maintenance = super::maintenance::in_force(&state).await;
         if maintenance.enabled {
-            body["maintenance"] = json!({
-                "enabled": true,
-                "reason": maintenance.refusal_message(),
-                "retry_after_seconds": maintenance.retry_after_seconds,
+            body.maintenance = Some(ReadyMaintenance {
+                enabled: true,
+                reason: maintenance.refusal_message(),
+                retry_after_seconds: maintenance.retry_after_seconds,
             });
         }
     }
@@ -161,9 +228,34 @@ async fn database_probe(state: &AppState) -> Result<Duration, String> {
     }
 }
 
-/// `/api/health` and `/api/v1/status` (the deploy procedure's smoke test): 200 `healthy` when
-/// ready, 503 `degraded` otherwise.
-pub async fn summary(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+/// The health summary.
+#[derive(Serialize, ToSchema)]
+pub struct Summary {
+    /// `healthy` or `degraded`.
+    status: &'static str,
+    version: &'static str,
+    database: &'static str,
+    redis: &'static str,
+    agents: &'static str,
+    agents_available: usize,
+    active_debates: usize,
+    queued_debates: usize,
+    uptime_seconds: u64,
+    maintenance: crate::maintenance::PublicView,
+    /// Why the replica is degraded (503 only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+}
+
+/// The health summary: 200 `healthy` when ready, 503 `degraded` otherwise.
+///
+/// `/api/health` and `/api/v1/status` (the deploy procedure's smoke test).
+#[utoipa::path(get, path = "/api/health", operation_id = "health", tag = "health",
+    responses(
+        (status = 200, description = "Healthy.", body = Summary),
+        (status = 503, description = "Degraded; `reason` says why.", body = Summary),
+    ))]
+pub async fn summary(State(state): State<AppState>) -> (StatusCode, Json<Summary>) {
     let readiness = Readiness::check(&state).await;
     let reason = readiness.not_ready_reason();
     let (running, queued) = state
@@ -171,81 +263,148 @@ pub async fn summary(State(state): State<AppState>) -> (StatusCode, Json<Value>)
         .get()
         .map(|core| core.orchestrator.load())
         .unwrap_or_default();
-    let mut body = json!({
-        "status": if reason.is_none() { "healthy" } else { "degraded" },
-        "version": env!("CARGO_PKG_VERSION"),
-        "database": if readiness.database.is_ok() { "connected" } else { "disconnected" },
-        "redis": readiness.redis.label(),
-        "agents": if readiness.agents_available > 0 { "available" } else { "unavailable" },
-        "agents_available": readiness.agents_available,
-        "active_debates": running,
-        "queued_debates": queued,
-        "uptime_seconds": state.started.elapsed().as_secs(),
-        "maintenance": super::maintenance::in_force(&state).await.public_view(),
-    });
-    match reason {
-        None => (StatusCode::OK, Json(body)),
-        Some(reason) => {
-            body["reason"] = json!(reason);
-            (StatusCode::SERVICE_UNAVAILABLE, Json(body))
-        }
-    }
+    let status = if reason.is_none() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = Summary {
+        status: if reason.is_none() {
+            "healthy"
+        } else {
+            "degraded"
+        },
+        version: env!("CARGO_PKG_VERSION"),
+        database: readiness.database_label(),
+        redis: readiness.redis.label(),
+        agents: readiness.agents_label(),
+        agents_available: readiness.agents_available,
+        active_debates: running,
+        queued_debates: queued,
+        uptime_seconds: state.started.elapsed().as_secs(),
+        maintenance: super::maintenance::in_force(&state).await.public_view(),
+        reason,
+    };
+    (status, Json(body))
 }
 
-pub async fn database(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+/// The database as `/api/health/db` finds it.
+#[derive(Serialize, ToSchema)]
+pub struct DatabaseHealth {
+    /// `connected` or `disconnected`.
+    database: &'static str,
+    /// `sqlite` or `postgres`.
+    backend: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    latency_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    running_debates: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// The database: backend, latency, running debates; 503 when it does not answer.
+#[utoipa::path(get, path = "/api/health/db", operation_id = "health_db", tag = "health",
+    responses(
+        (status = 200, description = "The database answers.", body = DatabaseHealth),
+        (status = 503, description = "The database does not answer; `error` says why.", body = DatabaseHealth),
+    ))]
+pub async fn database(State(state): State<AppState>) -> (StatusCode, Json<DatabaseHealth>) {
     let backend = state.config.db_backend.as_str();
     match database_probe(&state).await {
         Ok(latency) => {
-            let mut body = json!({
-                "database": "connected",
-                "backend": backend,
-                "latency_ms": millis(latency),
-            });
+            let mut running_debates = None;
             if let Ok(core) = state.core() {
                 if let Ok(page) = core
                     .store
                     .list_debates(&[DebateStatus::Running], 1, 0)
                     .await
                 {
-                    body["running_debates"] = json!(page.total);
+                    running_debates = Some(page.total);
                 }
             }
+            let body = DatabaseHealth {
+                database: "connected",
+                backend,
+                latency_ms: Some(millis(latency)),
+                running_debates,
+                error: None,
+            };
             (StatusCode::OK, Json(body))
         }
         Err(err) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"database": "disconnected", "backend": backend, "error": err})),
+            Json(DatabaseHealth {
+                database: "disconnected",
+                backend,
+                latency_ms: None,
+                running_debates: None,
+                error: Some(err),
+            }),
         ),
     }
 }
 
-/// `/api/health/redis`. Not configured is a 200 (`not_configured`): a single replica needs no
-/// Redis, and a probe of it should not fail; configured but not answering is a 503.
-pub async fn redis(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+/// The Redis the replicas share, as `/api/health/redis` finds it.
+#[derive(Serialize, ToSchema)]
+pub struct RedisBody {
+    /// `connected`, `disconnected` or `not_configured`.
+    redis: &'static str,
+    /// `ARAGORA_REQUIRE_DISTRIBUTED`.
+    required: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    latency_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<&'static str>,
+}
+
+/// The Redis the replicas share: 200 `connected` or `not_configured`, 503 `disconnected`.
+///
+/// Not configured is a 200: a single replica needs no Redis, and a probe of it should not fail;
+/// configured but not answering is a 503.
+#[utoipa::path(get, path = "/api/health/redis", operation_id = "health_redis", tag = "health",
+    responses(
+        (status = 200, description = "Redis answers, or none is configured.", body = RedisBody),
+        (status = 503, description = "The configured Redis does not answer.", body = RedisBody),
+    ))]
+pub async fn redis(State(state): State<AppState>) -> (StatusCode, Json<RedisBody>) {
     let required = state.config.require_distributed;
     let tls = state
         .config
         .redis_url
         .as_deref()
         .is_some_and(aragora_config::redis::uses_tls);
+    let body = |redis, latency_ms, error| RedisBody {
+        redis,
+        required,
+        tls: Some(tls),
+        latency_ms,
+        error,
+        note: None,
+    };
     match RedisHealth::probe(&state).await {
         RedisHealth::NotConfigured => (
             StatusCode::OK,
-            Json(json!({
-                "redis": "not_configured",
-                "required": false,
-                "note": "ARAGORA_REDIS_URL is unset: this replica shares events with no other",
-            })),
+            Json(RedisBody {
+                redis: "not_configured",
+                required: false,
+                tls: None,
+                latency_ms: None,
+                error: None,
+                note: Some("ARAGORA_REDIS_URL is unset: this replica shares events with no other"),
+            }),
         ),
         RedisHealth::Connected(latency) => (
             StatusCode::OK,
-            Json(
-                json!({"redis": "connected", "latency_ms": millis(latency), "tls": tls, "required": required}),
-            ),
+            Json(body("connected", Some(millis(latency)), None)),
         ),
         RedisHealth::Disconnected(err) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"redis": "disconnected", "error": err, "tls": tls, "required": required})),
+            Json(body("disconnected", None, Some(err))),
         ),
     }
 }
@@ -274,10 +433,18 @@ impl Check {
     }
 }
 
-/// `GET /health`, the runbook's deep dependency check (admins only): `overall` is `healthy`,
-/// `degraded` (something is wrong that does not stop debates: Redis when not required, open
-/// breakers) or `unhealthy` (503: the database, the schema, the key store, every agent, or a
-/// required Redis).
+/// The deep dependency check (admins): each dependency with `status` and `latency_ms`.
+///
+/// `overall` is `healthy`, `degraded` (something is wrong that does not stop debates: Redis
+/// when not required, open breakers) or `unhealthy` (503: the database, the schema, the key
+/// store, every agent, or a required Redis). `checks` has `database`, `redis`, `api_keys`,
+/// `schema` and `agents`, each an object with `status` and `latency_ms` and its own details.
+#[utoipa::path(get, path = "/health", operation_id = "health_deep", tag = "health",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "`healthy` or `degraded`.", body = Object),
+        (status = 503, description = "`unhealthy`, or credentials cannot be checked yet.", body = Object),
+    ))]
 pub async fn deep(State(state): State<AppState>, _: Admin) -> (StatusCode, Json<Value>) {
     let readiness = Readiness::check(&state).await;
     let started = Instant::now();
@@ -462,7 +629,11 @@ fn agents_check(state: &AppState) -> Check {
     )
 }
 
+/// Prometheus metrics (text exposition format).
+///
 /// Gauges that describe the moment are refreshed as they are scraped.
+#[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "health",
+    responses((status = 200, description = "The Prometheus text format.", content_type = "text/plain; version=0.0.4", body = String)))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let metrics = &state.metrics;
     metrics

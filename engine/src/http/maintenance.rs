@@ -8,23 +8,38 @@
 //! 86400 s. Both calls are idempotent and answer the state in force with `changed`.
 
 use super::access::{Admin, Reader};
+use super::body::{from_object, ApiBytes};
 use super::AppState;
 use crate::error::ApiError;
-use crate::maintenance::{Change, MaintenanceState, MAX_REASON_CHARS, MAX_RETRY_AFTER_SECONDS};
+use crate::maintenance::{
+    Change, MaintenanceState, View, MAX_REASON_CHARS, MAX_RETRY_AFTER_SECONDS,
+};
 use crate::model::{now_ms, DebateStatus};
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use utoipa::ToSchema;
 
 /// The body of `POST /api/admin/maintenance/enable`. The number is signed so that a negative
 /// one gets the range message rather than a type error.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct EnableBody {
+pub struct EnableBody {
+    /// Shown in every refusal: 1 to 200 characters, one line (default "scheduled maintenance").
+    #[schema(min_length = 1, max_length = 200)]
     reason: Option<String>,
+    /// What refused debates' `Retry-After` says: 1 to 86400 (default 300).
+    #[schema(minimum = 1, maximum = 86400)]
     retry_after_seconds: Option<i64>,
+}
+
+/// Maintenance mode after a change, and whether this call changed it.
+#[derive(Serialize, ToSchema)]
+pub struct Changed {
+    #[serde(flatten)]
+    state: View,
+    changed: bool,
 }
 
 /// The optional JSON body: nothing (or only whitespace) is the defaults; malformed JSON is a
@@ -34,12 +49,12 @@ fn parse_enable(body: &[u8]) -> Result<(Option<String>, Option<u64>), ApiError> 
         return Ok((None, None));
     }
     const SHAPE: &str = r#"send {"reason": "...", "retry_after_seconds": N} or no body"#;
-    let parsed: EnableBody = serde_json::from_slice(body).map_err(|err| {
-        if err.is_data() {
-            ApiError::invalid(format!("{err}; {SHAPE}"))
-        } else {
-            ApiError::bad_request(format!("the body is not valid JSON ({err}); {SHAPE}"))
-        }
+    let parsed: serde_json::Value = serde_json::from_slice(body).map_err(|err| {
+        ApiError::bad_request(format!("the body is not valid JSON ({err}); {SHAPE}"))
+    })?;
+    let parsed: EnableBody = from_object(parsed).map_err(|err| ApiError {
+        message: format!("{}; {SHAPE}", err.message),
+        ..err
     })?;
     let reason = match parsed.reason {
         None => None,
@@ -73,7 +88,7 @@ fn parse_enable(body: &[u8]) -> Result<(Option<String>, Option<u64>), ApiError> 
     Ok((reason, retry))
 }
 
-async fn change(state: &AppState, change: Change) -> Result<Json<Value>, ApiError> {
+async fn change(state: &AppState, change: Change) -> Result<Json<Changed>, ApiError> {
     let core = state.core()?;
     let (now, changed) = core
         .store
@@ -89,16 +104,23 @@ async fn change(state: &AppState, change: Change) -> Result<Json<Value>, ApiErro
             "maintenance mode changed"
         );
     }
-    let mut body = now.view();
-    body["changed"] = json!(changed);
-    Ok(Json(body))
+    Ok(Json(Changed {
+        state: now.view(),
+        changed,
+    }))
 }
 
+/// Turns maintenance mode on (admins): new debates are refused with 503 and `Retry-After`;
+/// reads, watches and running debates go on. Idempotent; the body is optional.
+#[utoipa::path(post, path = "/admin/maintenance/enable", operation_id = "maintenance_enable",
+    tag = "admin", security(("bearer" = [])),
+    request_body(content = Option<EnableBody>, description = "Optional: no body for the defaults."),
+    responses((status = 200, description = "Maintenance is on.", body = Changed)))]
 pub async fn enable(
     State(state): State<AppState>,
     Admin(admin): Admin,
-    body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+    ApiBytes(body): ApiBytes,
+) -> Result<Json<Changed>, ApiError> {
     let (reason, retry_after_seconds) = parse_enable(&body)?;
     let enable = Change::Enable {
         reason,
@@ -109,10 +131,14 @@ pub async fn enable(
     change(&state, enable).await
 }
 
+/// Turns maintenance mode off (admins). Idempotent.
+#[utoipa::path(post, path = "/admin/maintenance/disable", operation_id = "maintenance_disable",
+    tag = "admin", security(("bearer" = [])),
+    responses((status = 200, description = "Maintenance is off.", body = Changed)))]
 pub async fn disable(
     State(state): State<AppState>,
     Admin(admin): Admin,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Changed>, ApiError> {
     let disable = Change::Disable {
         by: admin.subject,
         at_ms: now_ms(),
@@ -120,7 +146,11 @@ pub async fn disable(
     change(&state, disable).await
 }
 
-pub async fn show(State(state): State<AppState>, _: Admin) -> Result<Json<Value>, ApiError> {
+/// Maintenance mode as it is (admins).
+#[utoipa::path(get, path = "/admin/maintenance", operation_id = "maintenance_show",
+    tag = "admin", security(("bearer" = [])),
+    responses((status = 200, description = "Maintenance mode.", body = View)))]
+pub async fn show(State(state): State<AppState>, _: Admin) -> Result<Json<View>, ApiError> {
     let core = state.core()?;
     let now = core
         .store
@@ -152,12 +182,17 @@ pub async fn refusal(state: &AppState) -> Option<ApiError> {
     })
 }
 
+/// Debates by status across replicas and on this one, maintenance, API keys, uptime (readers).
+///
 /// Counts for the guide's `watch ... | jq .active_debates`: across every replica (from the
-/// database) and on this one; the maintenance state; API keys; uptime.
-pub async fn stats(State(state): State<AppState>, _: Reader) -> Result<Json<Value>, ApiError> {
+/// database) and on this one; the maintenance state; API keys; uptime. No debate's content.
+#[utoipa::path(get, path = "/admin/stats", operation_id = "stats", tag = "admin",
+    security(("bearer" = [])),
+    responses((status = 200, description = "The counts.", body = Stats)))]
+pub async fn stats(State(state): State<AppState>, _: Reader) -> Result<Json<Stats>, ApiError> {
     let core = state.core()?;
     let failed = |err| ApiError::internal("could not count debates", err);
-    let mut by_status = serde_json::Map::new();
+    let mut by_status = BTreeMap::new();
     let mut total = 0;
     for status in DebateStatus::ALL {
         let count = core
@@ -167,10 +202,10 @@ pub async fn stats(State(state): State<AppState>, _: Reader) -> Result<Json<Valu
             .map_err(failed)?
             .total;
         total += count;
-        by_status.insert(status.as_str().into(), json!(count));
+        by_status.insert(status.as_str().to_string(), count);
     }
-    let running = by_status["running"].as_i64().unwrap_or(0);
-    let queued = by_status["queued"].as_i64().unwrap_or(0);
+    let running = by_status["running"];
+    let queued = by_status["queued"];
     let (here_running, here_queued) = core.orchestrator.load();
     let api_keys = match state.auth.keys() {
         Some(keys) => {
@@ -183,21 +218,58 @@ pub async fn stats(State(state): State<AppState>, _: Reader) -> Result<Json<Valu
                 .iter()
                 .filter(|k| k.revoked_at_ms.is_none() && k.expires_at_ms.is_none_or(|at| at > now))
                 .count();
-            json!({"total": listed.len(), "active": active})
+            KeyCounts {
+                total: listed.len(),
+                active,
+            }
         }
-        None => json!({"total": 0, "active": 0}),
+        None => KeyCounts {
+            total: 0,
+            active: 0,
+        },
     };
-    Ok(Json(json!({
-        "active_debates": running + queued,
-        "running_debates": running,
-        "queued_debates": queued,
-        "total_debates": total,
-        "debates_by_status": by_status,
-        "this_replica": {"running_debates": here_running, "queued_debates": here_queued},
-        "maintenance": in_force(&state).await.view(),
-        "api_keys": api_keys,
-        "uptime_seconds": state.started.elapsed().as_secs(),
-    })))
+    Ok(Json(Stats {
+        active_debates: running + queued,
+        running_debates: running,
+        queued_debates: queued,
+        total_debates: total,
+        debates_by_status: by_status,
+        this_replica: ReplicaLoad {
+            running_debates: here_running,
+            queued_debates: here_queued,
+        },
+        maintenance: in_force(&state).await.view(),
+        api_keys,
+        uptime_seconds: state.started.elapsed().as_secs(),
+    }))
+}
+
+/// `GET /api/admin/stats`.
+#[derive(Serialize, ToSchema)]
+pub struct Stats {
+    /// Running and queued, across every replica.
+    active_debates: i64,
+    running_debates: i64,
+    queued_debates: i64,
+    total_debates: i64,
+    /// Every debate state with its count.
+    debates_by_status: BTreeMap<String, i64>,
+    this_replica: ReplicaLoad,
+    maintenance: View,
+    api_keys: KeyCounts,
+    uptime_seconds: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ReplicaLoad {
+    running_debates: usize,
+    queued_debates: usize,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct KeyCounts {
+    total: usize,
+    active: usize,
 }
 
 #[cfg(test)]

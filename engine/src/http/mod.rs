@@ -5,12 +5,14 @@
 
 pub mod access;
 mod admin;
+mod body;
 mod debates;
 pub mod drills;
 mod faults;
 mod health;
 pub mod limits;
 mod maintenance;
+pub mod openapi;
 mod tokens;
 pub mod ws;
 
@@ -26,11 +28,13 @@ use crate::store::DebateStore;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post, MethodRouter};
+use axum::routing::{get, MethodRouter};
 use axum::Router;
+use openapi::Endpoint;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 use tokio::sync::watch;
+use utoipa_axum::routes;
 
 /// Where the process is in its life, as `/readyz` reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,8 +118,8 @@ impl AppState {
 pub fn app(state: AppState) -> Router {
     api_routes()
         .into_iter()
-        .fold(Router::new(), |router, (path, handlers)| {
-            router.route(&path, handlers)
+        .fold(Router::new(), |router, endpoint| {
+            router.route(&endpoint.path, endpoint.handlers.2)
         })
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -128,7 +132,6 @@ pub fn app(state: AppState) -> Router {
         ))
         .with_state(state)
 }
-
 /// tower-http's CORS sends `Access-Control-Allow-Credentials` to every origin; a browser
 /// ignores it without `Allow-Origin`, but an unlisted origin should not be told either.
 async fn credentials_only_with_origin(mut response: Response) -> Response {
@@ -179,71 +182,76 @@ fn cors(state: &AppState) -> tower_http::cors::CorsLayer {
 /// the role table (a new route without an access check fails them; a method a route does not
 /// serve answers 405 before any check).
 pub fn route_table() -> Vec<String> {
-    api_routes().into_iter().map(|(path, _)| path).collect()
+    api_routes()
+        .into_iter()
+        .map(|endpoint| endpoint.path)
+        .collect()
 }
 
-/// Every route of the API listener, its template and its handlers: the one list the router is
-/// built from, so a test can hold it against `aragora_telemetry::ROUTES` (the templates the
-/// gateway labels requests with, where a path missing from it counts as `unmatched`).
-fn api_routes() -> Vec<(String, MethodRouter<AppState>)> {
-    // Served under /api and, identically, under /api/v1.
-    let versioned = [
-        ("/debates", post(debates::create).get(debates::list)),
-        ("/debates/{id}", get(debates::show)),
-        ("/debates/{id}/messages", get(debates::messages)),
-        ("/debates/{id}/cancel", post(debates::cancel)),
-        ("/debates/{id}/receipt", get(debates::receipt)),
-        ("/receipts/verify", post(debates::verify_receipt)),
-        ("/drills", get(drills::list)),
-        ("/agents", get(admin::agents)),
-        ("/system/circuit-breakers", get(admin::breakers)),
-        (
-            "/system/circuit-breakers/reset",
-            post(admin::reset_all_breakers),
-        ),
-        (
-            "/system/circuit-breakers/{agent}/reset",
-            post(admin::reset_breaker),
-        ),
-        (
-            "/system/faults",
-            post(faults::inject)
-                .get(faults::list)
-                .delete(faults::clear_all),
-        ),
-        (
-            "/system/faults/{id}",
-            get(faults::show).delete(faults::clear),
-        ),
-        ("/auth/me", get(tokens::me)),
-        ("/auth/api-key", post(tokens::create_key)),
-        ("/auth/api-keys", get(tokens::list_keys)),
-        ("/auth/api-key/{id}", delete(tokens::revoke_key)),
-        ("/auth/token", post(tokens::mint_token)),
-        ("/admin/maintenance", get(maintenance::show)),
-        ("/admin/maintenance/enable", post(maintenance::enable)),
-        ("/admin/maintenance/disable", post(maintenance::disable)),
-        ("/admin/stats", get(maintenance::stats)),
-    ];
-    let mut routes: Vec<(String, MethodRouter<AppState>)> = ["/api", "/api/v1"]
+/// Every route of the API listener, its template and its handlers: the one list the router and
+/// the OpenAPI document ([`openapi::document`]) are built from, and that a test holds against
+/// `aragora_telemetry::ROUTES` (the templates the gateway labels requests with, where a path
+/// missing from it counts as `unmatched`). Each entry is a `routes!` of the handlers of one
+/// path: their methods and path come from each handler's `#[utoipa::path]`.
+fn api_routes() -> Vec<Endpoint> {
+    // Served under /api and, identically, under /api/v1 (the document's `x-aliases`).
+    let versioned = || {
+        [
+            routes!(debates::create, debates::list),
+            routes!(debates::show),
+            routes!(debates::messages),
+            routes!(debates::cancel),
+            routes!(debates::receipt),
+            routes!(debates::verify_receipt),
+            routes!(drills::list),
+            routes!(admin::agents),
+            routes!(admin::breakers),
+            routes!(admin::reset_all_breakers),
+            routes!(admin::reset_breaker),
+            routes!(faults::inject, faults::list, faults::clear_all),
+            routes!(faults::show, faults::clear),
+            routes!(tokens::me),
+            routes!(tokens::create_key),
+            routes!(tokens::list_keys),
+            routes!(tokens::revoke_key),
+            routes!(tokens::mint_token),
+            routes!(maintenance::show),
+            routes!(maintenance::enable),
+            routes!(maintenance::disable),
+            routes!(maintenance::stats),
+            routes!(openapi::serve),
+        ]
+    };
+    let mut routes: Vec<Endpoint> = versioned()
         .into_iter()
-        .flat_map(|prefix| {
-            versioned
-                .iter()
-                .map(move |(path, handlers)| (format!("{prefix}{path}"), handlers.clone()))
-        })
+        .map(|handlers| Endpoint::at("/api", handlers))
         .collect();
+    routes.extend(
+        versioned()
+            .into_iter()
+            .map(|handlers| Endpoint::alias_under("/api/v1", "/api", handlers)),
+    );
     // Health under the names the source documents use (see `health`'s table): aliases of one
     // handler each, so a probe and a script never disagree.
-    routes.push(("/api/health".into(), get(health::summary)));
-    routes.push(("/api/v1/status".into(), get(health::summary)));
-    routes.push(("/api/health/db".into(), get(health::database)));
-    routes.push(("/api/health/redis".into(), get(health::redis)));
-    routes.push(("/api/ready".into(), get(health::ready)));
-    routes.push(("/api/health/ready".into(), get(health::ready)));
-    routes.push(("/health".into(), get(health::deep)));
-    routes.extend(probe_routes());
-    routes.push(("/ws".into(), get(ws::upgrade)));
+    routes.push(Endpoint::at("", routes!(health::summary)));
+    routes.push(Endpoint::alias(
+        "/api/v1/status",
+        "",
+        routes!(health::summary),
+    ));
+    routes.push(Endpoint::at("", routes!(health::database)));
+    routes.push(Endpoint::at("", routes!(health::redis)));
+    routes.push(Endpoint::at("", routes!(health::ready)));
+    routes.push(Endpoint::alias("/api/ready", "", routes!(health::ready)));
+    routes.push(Endpoint::alias(
+        "/api/health/ready",
+        "",
+        routes!(health::ready),
+    ));
+    routes.push(Endpoint::at("", routes!(health::deep)));
+    routes.push(Endpoint::at("", routes!(health::live)));
+    routes.push(Endpoint::at("", routes!(health::metrics)));
+    routes.push(Endpoint::at("", routes!(ws::upgrade)));
     routes
 }
 
@@ -264,12 +272,13 @@ pub fn ws_app(state: AppState) -> Router {
         .with_state(state)
 }
 
-fn probe_routes() -> [(String, MethodRouter<AppState>); 3] {
-    [
-        ("/healthz".into(), get(health::live)),
-        ("/readyz".into(), get(health::ready)),
-        ("/metrics".into(), get(health::metrics)),
-    ]
+/// The probes, as [`api_routes`] serves them (the same handlers under the same paths).
+fn probe_routes() -> Vec<(String, MethodRouter<AppState>)> {
+    api_routes()
+        .into_iter()
+        .filter(|endpoint| ["/healthz", "/readyz", "/metrics"].contains(&endpoint.path.as_str()))
+        .map(|endpoint| (endpoint.path, endpoint.handlers.2))
+        .collect()
 }
 
 async fn not_found(request: Request) -> ApiError {
@@ -327,7 +336,7 @@ mod tests {
     fn every_route_the_engine_serves_is_a_telemetry_route() {
         let missing: Vec<String> = api_routes()
             .into_iter()
-            .map(|(path, _)| path)
+            .map(|endpoint| endpoint.path)
             .filter(|path| !aragora_telemetry::ROUTES.contains(&path.as_str()))
             .collect();
         assert!(
@@ -338,7 +347,7 @@ mod tests {
 
     #[test]
     fn every_telemetry_route_is_served() {
-        let served: Vec<String> = api_routes().into_iter().map(|(path, _)| path).collect();
+        let served: Vec<String> = api_routes().into_iter().map(|e| e.path).collect();
         // `/api/slo` is the live SLO evaluator's, merged into this router by `aragora serve`/`up`.
         let stale: Vec<&str> = aragora_telemetry::ROUTES
             .iter()

@@ -66,10 +66,13 @@ const WS_READ_BUFFER: usize = 4 * 1024;
 /// Events read from the store per query while catching up.
 const REPLAY_BATCH: i64 = 500;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct WsQuery {
+    /// Subscribe to this debate at once (more with `subscribe` messages).
     debate_id: Option<String>,
+    /// Replay the events after this `seq` first (a reconnecting client's last seen).
     last_seq: Option<i64>,
     /// A credential, for links and browsers; read by [`access::query_token`], never logged.
     #[allow(dead_code)]
@@ -108,6 +111,18 @@ enum ClientMessage {
     Ping,
 }
 
+/// Live debate events over a WebSocket (readers, or a share link to the debate).
+///
+/// The module's documentation (and the README's WebSocket section) describe the messages; the
+/// credential may also come as the subprotocol `aragora.bearer.<token>`.
+#[utoipa::path(get, path = "/ws", operation_id = "websocket", tag = "debates",
+    security(("bearer" = []), ("query_token" = [])),
+    params(WsQuery),
+    responses(
+        (status = 101, description = "Switched to the WebSocket protocol."),
+        (status = 400, description = "Not a WebSocket upgrade, or a query that does not parse.", body = crate::error::ErrorBody),
+        (status = 426, description = "The connection cannot be upgraded.", body = crate::error::ErrorBody),
+    ))]
 pub async fn upgrade(
     State(state): State<AppState>,
     headers: HeaderMap,
