@@ -213,7 +213,6 @@ pub async fn list_keys(
         offset,
     }))
 }
-}
 
 /// Revokes an API key by its id or `ara_<id>` prefix (admins); idempotent.
 ///
