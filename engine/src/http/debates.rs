@@ -443,12 +443,7 @@ pub async fn list(
     let core = state.core()?;
     let statuses = parse_status_filter(query.status.as_deref().unwrap_or(""))?;
     let limit = super::limits::list_limit(&state, &caller, query.limit)?;
-    let offset = query.offset.unwrap_or(0);
-    if offset < 0 {
-        return Err(ApiError::bad_request(format!(
-            "offset is {offset}; use 0 or more"
-        )));
-    }
+    let offset = super::limits::list_offset(query.offset)?;
     let page = core
         .store
         .list_debates(&statuses, limit, offset)

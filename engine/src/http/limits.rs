@@ -139,6 +139,16 @@ pub fn list_limit(
     )))
 }
 
+/// Where a list query's page starts: 0 when absent, 400 when negative.
+pub fn list_offset(requested: Option<i64>) -> Result<i64, ApiError> {
+    match requested.unwrap_or(0) {
+        offset if offset < 0 => Err(ApiError::bad_request(format!(
+            "offset is {offset}; use 0 or more"
+        ))),
+        offset => Ok(offset),
+    }
+}
+
 /// A WebSocket's message allowance: `rate` a second, in bursts of up to `rate` (a client that
 /// subscribes to its 100 debates at connect is not refused), refilled continuously.
 #[derive(Debug)]

@@ -192,12 +192,7 @@ pub async fn list_keys(
 ) -> Result<Json<KeyList>, ApiError> {
     let requested = query.limit.or(Some(i64::from(state.config.max_list_limit)));
     let limit = super::limits::list_limit(&state, &admin, requested)?;
-    let offset = query.offset.unwrap_or(0);
-    if offset < 0 {
-        return Err(ApiError::bad_request(format!(
-            "offset is {offset}; use 0 or more"
-        )));
-    }
+    let offset = super::limits::list_offset(query.offset)?;
     let now = crate::model::now_ms();
     let listed = keys(&state)?.list_keys().await.map_err(store_failed)?;
     let api_keys = listed
