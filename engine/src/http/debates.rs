@@ -12,8 +12,10 @@ use crate::model::{
 };
 use crate::orchestrator::{AdmitError, CancelResult};
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{FromRequest, MatchedPath, Path, State};
-use axum::http::{header, StatusCode};
+use crate::agents::AgentRegistry;
+use crate::config::EngineConfig;
+use axum::extract::{FromRequest, MatchedPath, Path, Query, State};
+use axum::http::{header, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
@@ -63,8 +65,24 @@ fn new_debate_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
+/// The body of `POST /api/debates` read and checked as the handler does, without the HTTP
+/// around it: the debate it would queue, or the error it would answer (`fuzzing/` tries any
+/// bytes through it).
+pub fn parse_create(
+    config: &EngineConfig,
+    agents: &AgentRegistry,
+    body: &[u8],
+) -> Result<DebateRecord, ApiError> {
+    let Json(request) = Json::<CreateDebate>::from_bytes(body)?;
+    validate(config, agents, request)
+}
+
 /// Turns a request into a queued debate record, or says what is wrong with it.
-fn validate(state: &AppState, request: CreateDebate) -> Result<DebateRecord, ApiError> {
+fn validate(
+    config: &EngineConfig,
+    registry: &AgentRegistry,
+    request: CreateDebate,
+) -> Result<DebateRecord, ApiError> {
     let nested = request.config.unwrap_or(CreateDebateConfig {
         rounds: None,
         agents: None,
@@ -83,7 +101,7 @@ fn validate(state: &AppState, request: CreateDebate) -> Result<DebateRecord, Api
         ));
     }
     let length = topic.chars().count();
-    let limit = state.config.max_topic_chars;
+    let limit = config.max_topic_chars;
     if length > limit {
         return Err(ApiError::invalid(format!(
             "\"topic\" is {length} characters; the limit is {limit} (ARAGORA_MAX_TOPIC_LENGTH)"
@@ -92,7 +110,7 @@ fn validate(state: &AppState, request: CreateDebate) -> Result<DebateRecord, Api
     let rounds = request
         .rounds
         .or(nested.rounds)
-        .unwrap_or(i64::from(state.config.default_rounds));
+        .unwrap_or(i64::from(config.default_rounds));
     if !(1..=12).contains(&rounds) {
         return Err(ApiError::invalid(format!(
             "\"rounds\" is {rounds}; use a number from 1 to 12"
@@ -101,8 +119,8 @@ fn validate(state: &AppState, request: CreateDebate) -> Result<DebateRecord, Api
     let agents = request
         .agents
         .or(nested.agents)
-        .unwrap_or_else(|| state.agents.defaults().to_vec());
-    let known: Vec<&str> = state.agents.names().collect();
+        .unwrap_or_else(|| registry.defaults().to_vec());
+    let known: Vec<&str> = registry.names().collect();
     let unknown: Vec<&String> = agents
         .iter()
         .filter(|a| !known.contains(&a.as_str()))
@@ -156,7 +174,7 @@ pub async fn create(
     ApiJson(request): ApiJson<CreateDebate>,
 ) -> Result<Response, ApiError> {
     let core = state.core()?;
-    let record = validate(&state, request)?.created_by(&caller.subject);
+    let record = validate(&state.config, &state.agents, request)?.created_by(&caller.subject);
     // After validation, so a bad request learns what to fix even during a window.
     if let Some(refusal) = super::maintenance::refusal(&state).await {
         return Err(refusal);
@@ -229,12 +247,22 @@ fn parse_status_filter(text: &str) -> Result<Vec<DebateStatus>, ApiError> {
     Ok(statuses)
 }
 
-pub async fn list(
-    State(state): State<AppState>,
-    _: Reader,
-    ApiQuery(query): ApiQuery<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
-    let core = state.core()?;
+/// What `GET /api/debates` lists: its query checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListParams {
+    pub statuses: Vec<DebateStatus>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// The query of `GET /api/debates` in `uri` read and checked as the handler does (`fuzzing/`
+/// tries any query through it).
+pub fn parse_list_query(uri: &Uri) -> Result<ListParams, ApiError> {
+    let Query(query) = Query::<ListQuery>::try_from_uri(uri)?;
+    list_params(query)
+}
+
+fn list_params(query: ListQuery) -> Result<ListParams, ApiError> {
     let statuses = parse_status_filter(query.status.as_deref().unwrap_or(""))?;
     let limit = query.limit.unwrap_or(20);
     let offset = query.offset.unwrap_or(0);
@@ -248,6 +276,24 @@ pub async fn list(
             "offset is {offset}; use 0 or more"
         )));
     }
+    Ok(ListParams {
+        statuses,
+        limit,
+        offset,
+    })
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    _: Reader,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let core = state.core()?;
+    let ListParams {
+        statuses,
+        limit,
+        offset,
+    } = list_params(query)?;
     let page = core
         .store
         .list_debates(&statuses, limit, offset)

@@ -13,6 +13,8 @@ mod maintenance;
 mod tokens;
 pub mod ws;
 
+pub use debates::{parse_create, parse_list_query, ListParams};
+
 use crate::agents::AgentRegistry;
 use crate::config::EngineConfig;
 use crate::error::ApiError;

@@ -74,9 +74,10 @@ fn offered_protocols(headers: &HeaderMap) -> Vec<&str> {
         .collect()
 }
 
+/// What a client may send on an open `/ws`.
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-enum ClientMessage {
+pub enum ClientMessage {
     Subscribe {
         debate_id: String,
         #[serde(default)]
@@ -86,6 +87,11 @@ enum ClientMessage {
         debate_id: String,
     },
     Ping,
+}
+
+/// A client's text message read as the session reads it (`fuzzing/` tries any text through it).
+pub fn parse_client_message(text: &str) -> Result<ClientMessage, serde_json::Error> {
+    serde_json::from_str(text)
 }
 
 pub async fn upgrade(
@@ -249,7 +255,7 @@ async fn session(state: AppState, socket: WebSocket, query: WsQuery, principal: 
         tokio::select! {
             incoming = stream.next() => match incoming {
                 Some(Ok(Message::Text(text))) => {
-                    match serde_json::from_str::<ClientMessage>(&text) {
+                    match parse_client_message(&text) {
                         Ok(ClientMessage::Subscribe { debate_id, last_seq }) => {
                             match refused_subscription(&state, &principal, &debate_id) {
                                 Some(refusal) => {
