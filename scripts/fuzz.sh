@@ -40,7 +40,7 @@ trap 'rm -rf "$scratch"' EXIT
 failed=()
 for target in "${targets[@]}"; do
   mkdir -p "$scratch/$target" "artifacts/$target" "regressions/$target"
-  before=$(ls "artifacts/$target" | wc -l)
+  ls "artifacts/$target" >"$scratch/$target.before"
   echo "== fuzz $target (${seconds}s)" >&2
   # The first directory receives new inputs; the committed ones are only read.
   if ! cargo +nightly fuzz run "${fuzz_flags[@]}" "$target" \
@@ -48,13 +48,14 @@ for target in "${targets[@]}"; do
       -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
       -print_final_stats=1 >"$scratch/$target.log" 2>&1; then
     tail -n 40 "$scratch/$target.log" >&2
-    new=$(ls -t "artifacts/$target" | head -n $(( $(ls "artifacts/$target" | wc -l) - before )))
-    for artifact in $new; do
+    found=0
+    for artifact in $(ls "artifacts/$target" | grep -vxF -f "$scratch/$target.before" || true); do
+      found=1
       failed+=("$target: fuzz/artifacts/$target/$artifact
     reproduce: cd fuzz && cargo +nightly fuzz run --sanitizer none $target artifacts/$target/$artifact
     keep it:   fix the parser, then move it to fuzz/regressions/$target/ (cargo test replays it)")
     done
-    [ -n "$new" ] || failed+=("$target: failed without an artifact; see the log above")
+    [ "$found" = 1 ] || failed+=("$target: failed without an artifact; see the log above")
   else
     grep -E '^stat::number_of_executed_units|^Done ' "$scratch/$target.log" | tr '\n' ' ' >&2
     echo >&2

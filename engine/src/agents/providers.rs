@@ -204,7 +204,10 @@ pub struct ProviderClient {
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
     if let Ok(seconds) = value.parse::<f64>() {
-        return (seconds >= 0.0).then(|| Duration::from_secs_f64(seconds));
+        // Beyond what a Duration holds (`1e400`, 24 digits) is "a very long time", which the
+        // caller caps at its longest delay; `from_secs_f64` panicked there (found by fuzzing).
+        return (seconds >= 0.0)
+            .then(|| Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX));
     }
     let when = httpdate::parse_http_date(value).ok()?;
     Some(when.duration_since(SystemTime::now()).unwrap_or_default())
@@ -644,6 +647,11 @@ mod tests {
         );
         headers.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
         assert_eq!(retry_after(&headers), None);
+        // More seconds than a Duration holds: the longest wait, not a panic.
+        for huge in ["1e400", "333333333333333333333333"] {
+            headers.insert(RETRY_AFTER, HeaderValue::from_static(huge));
+            assert_eq!(retry_after(&headers), Some(Duration::MAX));
+        }
     }
 
     #[test]
