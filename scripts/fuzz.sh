@@ -12,9 +12,7 @@ cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 
 seconds="${ARAGORA_FUZZ_SECONDS:-10}"
-root="$PWD"
-# Instrumented builds on nightly would evict the main build's artifacts from target/debug.
-export CARGO_TARGET_DIR="$root/target/fuzz"
+# The build goes to target/fuzz (fuzz/.cargo/config.toml), apart from the main build.
 # Without a sanitizer: the code is safe Rust (and C libraries the tests already run), and
 # AddressSanitizer would double the build and halve the executions per second.
 fuzz_flags=(--sanitizer none --release)
