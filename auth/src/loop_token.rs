@@ -123,7 +123,10 @@ mod tests {
         );
         let (signed, signature) = token.rsplit_once(':').unwrap();
         let shouted = format!("{signed}:{}", signature.to_ascii_uppercase());
-        assert_eq!(verify(&shouted, Some(KEY), 0), Err(FailureReason::Malformed));
+        assert_eq!(
+            verify(&shouted, Some(KEY), 0),
+            Err(FailureReason::Malformed)
+        );
     }
 
     #[test]

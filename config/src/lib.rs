@@ -255,10 +255,7 @@ pub fn from_toml_file<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigProbl
 /// [`from_toml_file`] on text; `setting` names where it came from in the problem.
 pub fn from_toml_str<T: DeserializeOwned>(text: &str, setting: &str) -> Result<T, ConfigProblem> {
     toml::from_str(text).map_err(|err| {
-        ConfigProblem::new(
-            setting,
-            format!("is not valid: {}", err.to_string().trim()),
-        )
+        ConfigProblem::new(setting, format!("is not valid: {}", err.to_string().trim()))
     })
 }
 

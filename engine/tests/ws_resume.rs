@@ -56,7 +56,11 @@ fn generate(number: u64) -> Case {
     let stored_before = rng.below(6) as i64;
     let last_seq = rng.below(stored_before as u64 + 5) as i64 - 2;
     let burst = number % 8 == 7;
-    let count = if burst { 1_100 } else { 3 + rng.below(8) as usize };
+    let count = if burst {
+        1_100
+    } else {
+        3 + rng.below(8) as usize
+    };
     let live = (0..count)
         .map(|_| match rng.below(20) {
             0..=12 => Delivery::Once,
@@ -122,7 +126,11 @@ async fn run(engine: &Harness, address: SocketAddr, number: u64) {
     for _ in 0..case.stored_before {
         seq += 1;
         let stored = event(&id, seq, false, case.padding);
-        engine.store.append_event(&stored, None, None, None).await.unwrap();
+        engine
+            .store
+            .append_event(&stored, None, None, None)
+            .await
+            .unwrap();
         state_hub.publish(stored);
     }
 
@@ -130,12 +138,18 @@ async fn run(engine: &Harness, address: SocketAddr, number: u64) {
     let url = if case.by_message {
         format!("ws://{address}/ws?token={token}")
     } else {
-        format!("ws://{address}/ws?debate_id={id}&last_seq={}&token={token}", case.last_seq)
+        format!(
+            "ws://{address}/ws?debate_id={id}&last_seq={}&token={token}",
+            case.last_seq
+        )
     };
     let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
     if case.by_message {
         let subscribe = json!({"type": "subscribe", "debate_id": id, "last_seq": case.last_seq});
-        socket.send(Message::text(subscribe.to_string())).await.unwrap();
+        socket
+            .send(Message::text(subscribe.to_string()))
+            .await
+            .unwrap();
     }
 
     let total = case.stored_before + case.live.len() as i64;

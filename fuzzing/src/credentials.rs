@@ -2,8 +2,8 @@
 //! them, a browser's `Origin`.
 
 use aragora_auth::{
-    hash_secret, mint_loop_token, AuthConfig, Authenticator, KeyStore, KeyStoreError,
-    OriginPolicy, Role, StoredKey, Via,
+    hash_secret, mint_loop_token, AuthConfig, Authenticator, KeyStore, KeyStoreError, OriginPolicy,
+    Role, StoredKey, Via,
 };
 use async_trait::async_trait;
 use futures::executor::block_on;

@@ -101,7 +101,10 @@ pub fn receipt(data: &[u8]) {
     };
     let verdict = keys.verify_json(text);
     let Ok(receipt) = serde_json::from_str::<Receipt>(text) else {
-        assert!(matches!(verdict, Err(VerifyError::Malformed(_))), "{verdict:?}");
+        assert!(
+            matches!(verdict, Err(VerifyError::Malformed(_))),
+            "{verdict:?}"
+        );
         return;
     };
     // The canonical JSON reads back as the same receipt, and verifying does not depend on how

@@ -49,7 +49,10 @@ pub fn provider_stream(data: &[u8]) {
         chunks.extend(tail.chunks(step));
     }
     let (cut_up, cut_deltas) = read(format, &chunks);
-    assert_eq!(whole, cut_up, "the answer depends on where the stream was cut");
+    assert_eq!(
+        whole, cut_up,
+        "the answer depends on where the stream was cut"
+    );
     assert_eq!(whole_deltas, cut_deltas, "the deltas depend on the cuts");
     if let Ok(completion) = &whole {
         assert!(!completion.text.is_empty());

@@ -1,8 +1,8 @@
 //! SLO specs in each format the slo crate reads (`aragora/v1`, Sloth `prometheus/v1`, OpenSLO
 //! v1), checked and, when they pass, turned into rules as `aragora slo generate` does.
 
-use aragora_slo::spec::{parse, render_own};
 use aragora_slo::model::SliShape;
+use aragora_slo::spec::{parse, render_own};
 use aragora_slo::{check, generate, SloSettings, SloSpec};
 
 fn has_nan(spec: &SloSpec) -> bool {
@@ -27,7 +27,10 @@ pub fn slo_spec(data: &[u8]) {
     assert_eq!(render_own(&again), rendered, "rendering is not stable");
     // NaN is not equal to itself; the texts above, which print it alike, covered those.
     if !has_nan(&spec) {
-        assert_eq!(again, spec, "rendering and reading changed the spec:\n{rendered}");
+        assert_eq!(
+            again, spec,
+            "rendering and reading changed the spec:\n{rendered}"
+        );
     }
     if check(&spec).is_empty() {
         generate(&spec, &SloSettings::default()).expect("a spec without problems generates");

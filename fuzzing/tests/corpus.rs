@@ -40,14 +40,22 @@ fn replay(kind: &str) -> usize {
             }
         }
     }
-    assert!(failed.is_empty(), "inputs that fail:\n{}", failed.join("\n"));
+    assert!(
+        failed.is_empty(),
+        "inputs that fail:\n{}",
+        failed.join("\n")
+    );
     count
 }
 
 #[test]
 fn every_seed_of_every_corpus_passes_its_target() {
     let count = replay("corpus");
-    assert!(count >= TARGETS.len(), "only {count} seeds for {} targets", TARGETS.len());
+    assert!(
+        count >= TARGETS.len(),
+        "only {count} seeds for {} targets",
+        TARGETS.len()
+    );
 }
 
 #[test]

@@ -5,6 +5,8 @@
 
 use super::access::{check, DebateReader, Operator, Reader};
 use super::{AppState, Core};
+use crate::agents::AgentRegistry;
+use crate::config::EngineConfig;
 use crate::error::ApiError;
 use crate::model::{
     format_ms, now_ms, ConsensusRule, DebateEvent, DebateRecord, DebateStatus, EventKind,
@@ -12,8 +14,6 @@ use crate::model::{
 };
 use crate::orchestrator::{AdmitError, CancelResult};
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use crate::agents::AgentRegistry;
-use crate::config::EngineConfig;
 use axum::extract::{FromRequest, MatchedPath, Path, Query, State};
 use axum::http::{header, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
