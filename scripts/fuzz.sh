@@ -14,8 +14,9 @@ export PATH="$HOME/.cargo/bin:$PATH"
 seconds="${ARAGORA_FUZZ_SECONDS:-10}"
 # The build goes to target/fuzz (fuzz/.cargo/config.toml), apart from the main build.
 # Without a sanitizer: the code is safe Rust (and C libraries the tests already run), and
-# AddressSanitizer would double the build and halve the executions per second.
-fuzz_flags=(--sanitizer none --release)
+# AddressSanitizer would double the build and halve the executions per second. Sixteen
+# codegen units (cargo-fuzz uses one) build the large crates on both cores.
+fuzz_flags=(--sanitizer none --release --codegen-units 16)
 
 if [ "$#" -gt 0 ]; then
   targets=("$@")
@@ -50,7 +51,7 @@ for target in "${targets[@]}"; do
     for artifact in $(ls "artifacts/$target" | grep -vxF -f "$scratch/$target.before" || true); do
       found=1
       failed+=("$target: fuzz/artifacts/$target/$artifact
-    reproduce: cd fuzz && cargo +nightly fuzz run --sanitizer none $target artifacts/$target/$artifact
+    reproduce: cd fuzz && cargo +nightly fuzz run --sanitizer none --codegen-units 16 $target artifacts/$target/$artifact
     keep it:   fix the parser, then move it to fuzz/regressions/$target/ (cargo test replays it)")
     done
     [ "$found" = 1 ] || failed+=("$target: failed without an artifact; see the log above")

@@ -40,8 +40,11 @@ pub use gateway::gateway_route;
 pub use providers::{provider_body, provider_stream};
 pub use specs::slo_spec;
 
+/// A fuzz target: any bytes in, a panic when a property does not hold.
+pub type Target = fn(&[u8]);
+
 /// Every target by name: what `tests/corpus.rs` replays and `fuzz/fuzz_targets/` must match.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("debate_create", debate_create),
     ("debate_query", debate_query),
     ("ws_message", ws_message),

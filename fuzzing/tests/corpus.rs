@@ -33,7 +33,7 @@ fn replay(kind: &str) -> usize {
             count += 1;
             if catch_unwind(AssertUnwindSafe(|| target(&data))).is_err() {
                 failed.push(format!(
-                    "{name}: {} (reproduce: cd fuzz && cargo +nightly fuzz run --sanitizer none {name} {})",
+                    "{name}: {} (reproduce: cd fuzz && cargo +nightly fuzz run --sanitizer none --codegen-units 16 {name} {})",
                     file.display(),
                     file.strip_prefix(fuzz_dir()).unwrap_or(&file).display()
                 ));
