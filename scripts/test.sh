@@ -15,3 +15,6 @@ echo "== cargo clippy" >&2
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test" >&2
 cargo test --workspace --locked --no-fail-fast
+# Every fuzz target for ARAGORA_FUZZ_SECONDS each (default 10) from its committed corpus.
+echo "== fuzz" >&2
+bash scripts/fuzz.sh

@@ -46,7 +46,14 @@ pub(crate) fn verify(token: &str, key: Option<&str>, now: i64) -> Result<String,
     else {
         return Err(FailureReason::Malformed);
     };
+    let expires_text = expires;
     let expires: i64 = expires.parse().map_err(|_| FailureReason::Malformed)?;
+    // Only the spelling `mint` writes (no leading zeros, lowercase hex): otherwise one
+    // credential would have many spellings (found by fuzzing), each a different string to
+    // anything that compares or records tokens as written.
+    if expires.to_string() != expires_text || signature.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Err(FailureReason::Malformed);
+    }
     let signature = hex::decode(signature).map_err(|_| FailureReason::Malformed)?;
     let key = key.ok_or(FailureReason::BadSignature)?;
     // Constant-time comparison (hmac's verify), before the expiry so a forged token learns
@@ -103,6 +110,23 @@ mod tests {
         );
         assert!(looks_like(&token));
         assert!(!looks_like("admin:1000"));
+    }
+
+    #[test]
+    fn only_the_spelling_mint_writes_verifies() {
+        let token = mint(KEY, "admin", 5_000);
+        assert_eq!(verify(&token, Some(KEY), 0), Ok("admin".into()));
+        let zero_padded = token.replacen("admin:5000", "admin:05000", 1);
+        assert_eq!(
+            verify(&zero_padded, Some(KEY), 0),
+            Err(FailureReason::Malformed)
+        );
+        let (signed, signature) = token.rsplit_once(':').unwrap();
+        let shouted = format!("{signed}:{}", signature.to_ascii_uppercase());
+        assert_eq!(
+            verify(&shouted, Some(KEY), 0),
+            Err(FailureReason::Malformed)
+        );
     }
 
     #[test]

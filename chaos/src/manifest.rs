@@ -94,12 +94,16 @@ impl Manifest {
         dir.join(&self.artifact)
     }
 
+    /// The manifest's file text, which [`parse`] reads back as the same manifest.
+    pub fn to_text(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a manifest serialises")
+    }
+
     /// Writes the manifest atomically (temporary file, then rename).
     pub fn write(&self, dir: &Path) -> Result<(), DrError> {
         let path = Self::path(dir, &self.id);
         let partial = path.with_extension("partial");
-        let text = serde_json::to_string_pretty(self).expect("a manifest serialises");
-        std::fs::write(&partial, text).map_err(DrError::io(&partial))?;
+        std::fs::write(&partial, self.to_text()).map_err(DrError::io(&partial))?;
         std::fs::rename(&partial, &path).map_err(DrError::io(&path))
     }
 
@@ -243,7 +247,8 @@ pub fn sha256_file(path: &Path, show_progress: bool) -> Result<(u64, String), Dr
     Ok((bytes, hex::encode(hasher.finalize())))
 }
 
-fn parse(text: &str) -> Result<Manifest, String> {
+/// A manifest's text read and checked: the manifest, or what is wrong with it.
+pub fn parse(text: &str) -> Result<Manifest, String> {
     let manifest: Manifest =
         serde_json::from_str(text).map_err(|err| format!("its manifest is not readable: {err}"))?;
     match (manifest.format, &manifest.encryption) {

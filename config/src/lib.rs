@@ -249,11 +249,13 @@ pub fn from_toml_file<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigProbl
     let setting = format!("config file {}", path.display());
     let text = std::fs::read_to_string(path)
         .map_err(|err| ConfigProblem::new(&setting, format!("cannot be read: {err}")))?;
-    toml::from_str(&text).map_err(|err| {
-        ConfigProblem::new(
-            &setting,
-            format!("is not valid: {}", err.to_string().trim()),
-        )
+    from_toml_str(&text, &setting)
+}
+
+/// [`from_toml_file`] on text; `setting` names where it came from in the problem.
+pub fn from_toml_str<T: DeserializeOwned>(text: &str, setting: &str) -> Result<T, ConfigProblem> {
+    toml::from_str(text).map_err(|err| {
+        ConfigProblem::new(setting, format!("is not valid: {}", err.to_string().trim()))
     })
 }
 

@@ -51,7 +51,12 @@ impl PromDuration {
                 .iter()
                 .find(|(name, _)| *name == &rest[..unit])
                 .ok_or_else(bad)?;
-            total += value * seconds;
+            // Checked: beyond u64 seconds is no duration (it wrapped to a wrong one in release
+            // builds and panicked in debug ones).
+            total = value
+                .checked_mul(*seconds)
+                .and_then(|part| total.checked_add(part))
+                .ok_or_else(bad)?;
             rest = &rest[unit..];
         }
         Ok(Self(total))
@@ -83,6 +88,16 @@ impl fmt::Display for PromDuration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_duration_beyond_u64_seconds_is_refused() {
+        assert!(PromDuration::parse("99999999999999999y").is_err());
+        assert!(PromDuration::parse("18446744073709551615s1s").is_err());
+        assert_eq!(
+            PromDuration::parse("18446744073709551615s"),
+            Ok(PromDuration(u64::MAX))
+        );
+    }
 
     #[test]
     fn prints_like_prometheus() {

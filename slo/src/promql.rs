@@ -91,7 +91,14 @@ pub fn selectors(query: &str) -> Vec<Selector> {
                 let mut matchers = String::new();
                 if let Some((open, '{')) = next {
                     let close = skip_until(&chars, open, '}');
-                    matchers = chars[open + 1..close.saturating_sub(1)].iter().collect();
+                    // Up to the `}`, or to the end of a query that never closes the brace
+                    // (`metric{` last panicked here, found by fuzzing; promtool reports it).
+                    let end = if chars[close - 1] == '}' {
+                        close - 1
+                    } else {
+                        close
+                    };
+                    matchers = chars[open + 1..end].iter().collect();
                     i = close;
                 }
                 found.push(Selector {
@@ -154,6 +161,21 @@ fn skip_string(chars: &[char], open: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unclosed_brace_ends_the_matchers_at_the_end_of_the_query() {
+        let names = |query: &str| -> Vec<(String, String)> {
+            selectors(query)
+                .into_iter()
+                .map(|s| (s.metric, s.matchers))
+                .collect()
+        };
+        assert_eq!(names("sum(pg_d{"), [("pg_d".to_string(), String::new())]);
+        assert_eq!(
+            names("m{le=\"0.5\""),
+            [("m".to_string(), "le=\"0.5\"".to_string())]
+        );
+    }
 
     #[test]
     fn finds_metrics_but_not_functions_labels_or_strings() {

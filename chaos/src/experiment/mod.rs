@@ -80,12 +80,22 @@ const STEP_KINDS: &str = "kill, pause, proxy_fault, engine_fault, http, command,
 const PROBE_KINDS: &str = "http, slo, alert, prometheus";
 
 /// serde_yaml reads an enum from a Value only as a tagged value (`!http {...}`); experiments
-/// write `http: {...}`. This turns the one-entry map into the tagged form.
-fn tagged(kind: String, value: serde_yaml::Value) -> serde_yaml::Value {
-    serde_yaml::Value::Tagged(Box::new(serde_yaml::value::TaggedValue {
-        tag: serde_yaml::value::Tag::new(kind),
-        value,
-    }))
+/// write `http: {...}`. This turns the one-entry map into the tagged form. A key that cannot
+/// be a tag (empty, or `!`) is refused here: `Tag::new` panics on it (found by fuzzing).
+fn tagged(
+    kind: String,
+    value: serde_yaml::Value,
+    kinds: &str,
+) -> Result<serde_yaml::Value, String> {
+    if kind.trim_start_matches('!').is_empty() {
+        return Err(format!("{kind:?} is not a kind; write one of: {kinds}"));
+    }
+    Ok(serde_yaml::Value::Tagged(Box::new(
+        serde_yaml::value::TaggedValue {
+            tag: serde_yaml::value::Tag::new(kind),
+            value,
+        },
+    )))
 }
 
 /// Reads an enum written as a one-entry map (`http: {...}`) inside a Value.
@@ -101,7 +111,8 @@ where
             "write exactly one of: {PROBE_KINDS}"
         )));
     };
-    serde_yaml::from_value(tagged(kind, value)).map_err(D::Error::custom)
+    serde_yaml::from_value(tagged(kind, value, PROBE_KINDS).map_err(D::Error::custom)?)
+        .map_err(D::Error::custom)
 }
 
 /// Reads `{name: ..., <kind>: {...}}` into the name and the tagged value of the enum.
@@ -121,7 +132,9 @@ fn named_entry<'de, D: Deserializer<'de>>(
             "{name:?} must have exactly one of: {kinds}"
         )));
     };
-    Ok((name, tagged(kind, value)))
+    let tagged =
+        tagged(kind, value, kinds).map_err(|err| D::Error::custom(format!("{name:?}: {err}")))?;
+    Ok((name, tagged))
 }
 
 impl<'de> Deserialize<'de> for NamedProbe {
@@ -371,6 +384,19 @@ method:
         let text = MINIMAL.replace("wait: {seconds: 1}", "explode: {}");
         let err = parse(&text, &BTreeMap::new()).unwrap_err().to_string();
         assert!(err.contains("explode") && err.contains("kill"), "{err}");
+    }
+
+    #[test]
+    fn a_step_or_probe_keyed_by_an_empty_kind_is_refused_with_the_kinds() {
+        for (from, to) in [
+            ("wait: {seconds: 1}", "\"\": {seconds: 1}"),
+            ("wait: {seconds: 1}", "\"!\": {seconds: 1}"),
+            ("http: {url:", "\"\": {url:"),
+        ] {
+            let text = MINIMAL.replace(from, to);
+            let err = parse(&text, &BTreeMap::new()).unwrap_err().to_string();
+            assert!(err.contains("is not a kind; write one of"), "{err}");
+        }
     }
 
     #[test]

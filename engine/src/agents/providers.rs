@@ -200,10 +200,14 @@ pub struct ProviderClient {
     retry: RetryPolicy,
 }
 
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+/// How long a provider asks to be left alone (`Retry-After`: seconds or an HTTP date).
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
     if let Ok(seconds) = value.parse::<f64>() {
-        return (seconds >= 0.0).then(|| Duration::from_secs_f64(seconds));
+        // Beyond what a Duration holds (`1e400`, 24 digits) is "a very long time", which the
+        // caller caps at its longest delay; `from_secs_f64` panicked there (found by fuzzing).
+        return (seconds >= 0.0)
+            .then(|| Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX));
     }
     let when = httpdate::parse_http_date(value).ok()?;
     Some(when.duration_since(SystemTime::now()).unwrap_or_default())
@@ -377,41 +381,8 @@ impl ProviderClient {
                     format!("body read failed: {err}"),
                 )
             })?;
-            let value: Value = serde_json::from_slice(&body).map_err(|err| {
-                self.error(
-                    ProviderErrorKind::Malformed,
-                    format!("body is not JSON: {err}"),
-                )
-            })?;
-            self.parse_whole(&value)
+            parse_body(self.endpoint.kind.wire_format(), &body).map_err(|err| self.wire_error(err))
         }
-    }
-
-    fn parse_whole(&self, body: &Value) -> Result<Completion, ProviderError> {
-        let text = match self.endpoint.kind.wire_format() {
-            WireFormat::AnthropicMessages => body["content"].as_array().map(|blocks| {
-                blocks
-                    .iter()
-                    .filter_map(|block| block["text"].as_str())
-                    .collect::<String>()
-            }),
-            WireFormat::OpenAiChat => body["choices"][0]["message"]["content"]
-                .as_str()
-                .map(str::to_string),
-            WireFormat::GeminiGenerate => gemini_text(body),
-        };
-        let text = text.ok_or_else(|| {
-            self.error(
-                ProviderErrorKind::Malformed,
-                format!("no text in the answer: {}", truncate(&body.to_string())),
-            )
-        })?;
-        let (input_tokens, output_tokens) = usage(self.endpoint.kind.wire_format(), body);
-        Ok(Completion {
-            text,
-            input_tokens,
-            output_tokens,
-        })
     }
 
     async fn read_stream(
@@ -419,11 +390,8 @@ impl ProviderClient {
         response: reqwest::Response,
         on_delta: &(dyn Fn(&str) + Send + Sync),
     ) -> Result<Completion, ProviderError> {
-        let format = self.endpoint.kind.wire_format();
-        let mut completion = Completion::default();
-        let mut buffer = String::new();
+        let mut reader = StreamReader::new(self.endpoint.kind.wire_format());
         let mut bytes = response.bytes_stream();
-        let mut finished = false;
         while let Some(chunk) = bytes.next().await {
             let chunk = chunk.map_err(|err| {
                 self.error(
@@ -431,54 +399,166 @@ impl ProviderClient {
                     format!("stream broke: {err}"),
                 )
             })?;
-            buffer.push_str(&String::from_utf8_lossy(&chunk));
-            while let Some(end) = buffer.find('\n') {
-                let line = buffer[..end].trim_end_matches('\r').to_string();
-                buffer.drain(..=end);
-                let Some(data) = line.strip_prefix("data:").map(str::trim) else {
-                    continue;
-                };
-                if data == "[DONE]" {
-                    finished = true;
-                    continue;
-                }
-                let event: Value = serde_json::from_str(data).map_err(|err| {
-                    self.error(
-                        ProviderErrorKind::Malformed,
-                        format!("stream event is not JSON: {err}"),
-                    )
-                })?;
-                if let Some(delta) = stream_delta(format, &event) {
-                    if !delta.is_empty() {
-                        on_delta(&delta);
-                        completion.text.push_str(&delta);
-                    }
-                }
-                let (input, output) = usage(format, &event);
-                completion.input_tokens = completion.input_tokens.max(input);
-                completion.output_tokens = completion.output_tokens.max(output);
-                if format == WireFormat::AnthropicMessages && event["type"] == "message_stop" {
-                    finished = true;
-                }
-                if event.get("error").is_some() {
-                    return Err(self.error(
-                        ProviderErrorKind::ServerError,
-                        format!("error in stream: {}", truncate(&event["error"].to_string())),
-                    ));
-                }
+            reader
+                .feed(&chunk, on_delta)
+                .map_err(|err| self.wire_error(err))?;
+        }
+        reader.finish().map_err(|err| self.wire_error(err))
+    }
+
+    fn wire_error(&self, err: WireError) -> ProviderError {
+        self.error(err.kind, err.message)
+    }
+}
+
+/// What was wrong with an answer's bytes, before the client names its provider and scrubs its
+/// key from the message ([`ProviderClient`]'s `error`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireError {
+    pub kind: ProviderErrorKind,
+    pub message: String,
+}
+
+impl WireError {
+    fn new(kind: ProviderErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+/// A whole (not streamed) answer's body in `format`: its text and token counts, or why not.
+/// Pure, so that any bytes a provider or a man in the middle can send are tried (`fuzzing/`).
+pub fn parse_body(format: WireFormat, body: &[u8]) -> Result<Completion, WireError> {
+    let body: Value = serde_json::from_slice(body).map_err(|err| {
+        WireError::new(
+            ProviderErrorKind::Malformed,
+            format!("body is not JSON: {err}"),
+        )
+    })?;
+    let text = match format {
+        WireFormat::AnthropicMessages => body["content"].as_array().map(|blocks| {
+            blocks
+                .iter()
+                .filter_map(|block| block["text"].as_str())
+                .collect::<String>()
+        }),
+        WireFormat::OpenAiChat => body["choices"][0]["message"]["content"]
+            .as_str()
+            .map(str::to_string),
+        WireFormat::GeminiGenerate => gemini_text(&body),
+    };
+    let text = text.ok_or_else(|| {
+        WireError::new(
+            ProviderErrorKind::Malformed,
+            format!("no text in the answer: {}", truncate(&body.to_string())),
+        )
+    })?;
+    let (input_tokens, output_tokens) = usage(format, &body);
+    Ok(Completion {
+        text,
+        input_tokens,
+        output_tokens,
+    })
+}
+
+/// The longest server-sent event line a stream may carry. Events are single deltas (bytes to a
+/// few KiB); without a bound a stream that never sends a newline would grow the buffer until
+/// the agent timeout.
+pub const MAX_STREAM_LINE: usize = 1024 * 1024;
+
+/// A streamed answer read chunk by chunk as it arrives: server-sent event lines in, deltas and
+/// the completion out. Lines are cut on bytes and decoded whole, so a character split across
+/// two chunks arrives intact, and the result does not depend on where the network cut.
+pub struct StreamReader {
+    format: WireFormat,
+    /// Bytes of the line not yet ended by `\n`.
+    pending: Vec<u8>,
+    completion: Completion,
+    finished: bool,
+}
+
+impl StreamReader {
+    pub fn new(format: WireFormat) -> Self {
+        Self {
+            format,
+            pending: Vec::new(),
+            completion: Completion::default(),
+            finished: false,
+        }
+    }
+
+    /// Reads the next chunk; each text delta goes to `on_delta` as its line completes.
+    pub fn feed(&mut self, chunk: &[u8], on_delta: &dyn Fn(&str)) -> Result<(), WireError> {
+        self.pending.extend_from_slice(chunk);
+        let mut start = 0;
+        while let Some(end) = self.pending[start..].iter().position(|&b| b == b'\n') {
+            let line = String::from_utf8_lossy(&self.pending[start..start + end]).into_owned();
+            start += end + 1;
+            self.line(line.trim_end_matches('\r'), on_delta)?;
+        }
+        self.pending.drain(..start);
+        if self.pending.len() > MAX_STREAM_LINE {
+            return Err(WireError::new(
+                ProviderErrorKind::Malformed,
+                format!("a stream line is over {MAX_STREAM_LINE} bytes"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn line(&mut self, line: &str, on_delta: &dyn Fn(&str)) -> Result<(), WireError> {
+        let Some(data) = line.strip_prefix("data:").map(str::trim) else {
+            return Ok(());
+        };
+        if data == "[DONE]" {
+            self.finished = true;
+            return Ok(());
+        }
+        let event: Value = serde_json::from_str(data).map_err(|err| {
+            WireError::new(
+                ProviderErrorKind::Malformed,
+                format!("stream event is not JSON: {err}"),
+            )
+        })?;
+        if let Some(delta) = stream_delta(self.format, &event) {
+            if !delta.is_empty() {
+                on_delta(&delta);
+                self.completion.text.push_str(&delta);
             }
         }
+        let (input, output) = usage(self.format, &event);
+        self.completion.input_tokens = self.completion.input_tokens.max(input);
+        self.completion.output_tokens = self.completion.output_tokens.max(output);
+        if self.format == WireFormat::AnthropicMessages && event["type"] == "message_stop" {
+            self.finished = true;
+        }
+        if event.get("error").is_some() {
+            return Err(WireError::new(
+                ProviderErrorKind::ServerError,
+                format!("error in stream: {}", truncate(&event["error"].to_string())),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The completion once the stream has ended (a last line without `\n` is not an event).
+    pub fn finish(self) -> Result<Completion, WireError> {
         // Gemini's stream simply ends; the others say when they are done.
-        if !finished && format != WireFormat::GeminiGenerate {
-            return Err(self.error(
+        if !self.finished && self.format != WireFormat::GeminiGenerate {
+            return Err(WireError::new(
                 ProviderErrorKind::Connection,
                 "the stream ended before the provider said it was complete",
             ));
         }
-        if completion.text.is_empty() {
-            return Err(self.error(ProviderErrorKind::Malformed, "the stream carried no text"));
+        if self.completion.text.is_empty() {
+            return Err(WireError::new(
+                ProviderErrorKind::Malformed,
+                "the stream carried no text",
+            ));
         }
-        Ok(completion)
+        Ok(self.completion)
     }
 }
 
@@ -567,6 +647,11 @@ mod tests {
         );
         headers.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
         assert_eq!(retry_after(&headers), None);
+        // More seconds than a Duration holds: the longest wait, not a panic.
+        for huge in ["1e400", "333333333333333333333333"] {
+            headers.insert(RETRY_AFTER, HeaderValue::from_static(huge));
+            assert_eq!(retry_after(&headers), Some(Duration::MAX));
+        }
     }
 
     #[test]

@@ -6,6 +6,8 @@
 use super::access::{check, DebateReader, Operator, Reader};
 use super::body::{ApiJson, ApiText};
 use super::{AppState, Core};
+use crate::agents::AgentRegistry;
+use crate::config::EngineConfig;
 use crate::error::{ApiError, ErrorBody};
 use crate::model::{
     format_ms, now_ms, ConsensusRule, DebateEvent, DebateRecord, DebateStatus, EventKind,
@@ -14,8 +16,8 @@ use crate::model::{
 use crate::orchestrator::{AdmitError, CancelResult};
 use crate::receipts::{Receipt, SignedWith};
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{MatchedPath, Path, State};
-use axum::http::{header, StatusCode};
+use axum::extract::{MatchedPath, Path, Query, State};
+use axum::http::{header, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -233,8 +235,24 @@ fn new_debate_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
+/// The body of `POST /api/debates` read and checked as the handler does, without the HTTP
+/// around it: the debate it would queue, or the error it would answer (`fuzzing/` tries any
+/// bytes through it).
+pub fn parse_create(
+    config: &EngineConfig,
+    agents: &AgentRegistry,
+    body: &[u8],
+) -> Result<DebateRecord, ApiError> {
+    let Json(request) = Json::<CreateDebate>::from_bytes(body)?;
+    validate(config, agents, request)
+}
+
 /// Turns a request into a queued debate record, or says what is wrong with it.
-fn validate(state: &AppState, request: CreateDebate) -> Result<DebateRecord, ApiError> {
+fn validate(
+    config: &EngineConfig,
+    registry: &AgentRegistry,
+    request: CreateDebate,
+) -> Result<DebateRecord, ApiError> {
     let nested = request.config.unwrap_or(CreateDebateConfig {
         rounds: None,
         agents: None,
@@ -253,7 +271,7 @@ fn validate(state: &AppState, request: CreateDebate) -> Result<DebateRecord, Api
         ));
     }
     let length = topic.chars().count();
-    let limit = state.config.max_topic_chars;
+    let limit = config.max_topic_chars;
     if length > limit {
         return Err(ApiError::invalid(format!(
             "\"topic\" is {length} characters; the limit is {limit} (ARAGORA_MAX_TOPIC_LENGTH)"
@@ -262,7 +280,7 @@ fn validate(state: &AppState, request: CreateDebate) -> Result<DebateRecord, Api
     let rounds = request
         .rounds
         .or(nested.rounds)
-        .unwrap_or(i64::from(state.config.default_rounds));
+        .unwrap_or(i64::from(config.default_rounds));
     if !(1..=12).contains(&rounds) {
         return Err(ApiError::invalid(format!(
             "\"rounds\" is {rounds}; use a number from 1 to 12"
@@ -271,8 +289,8 @@ fn validate(state: &AppState, request: CreateDebate) -> Result<DebateRecord, Api
     let agents = request
         .agents
         .or(nested.agents)
-        .unwrap_or_else(|| state.agents.defaults().to_vec());
-    let known: Vec<&str> = state.agents.names().collect();
+        .unwrap_or_else(|| registry.defaults().to_vec());
+    let known: Vec<&str> = registry.names().collect();
     let unknown: Vec<&String> = agents
         .iter()
         .filter(|a| !known.contains(&a.as_str()))
@@ -342,7 +360,7 @@ pub async fn create(
     ApiJson(request): ApiJson<CreateDebate>,
 ) -> Result<Response, ApiError> {
     let core = state.core()?;
-    let record = validate(&state, request)?.created_by(&caller.subject);
+    let record = validate(&state.config, &state.agents, request)?.created_by(&caller.subject);
     // After validation, so a bad request learns what to fix even during a window.
     if let Some(refusal) = super::maintenance::refusal(&state).await {
         return Err(refusal);
@@ -431,6 +449,35 @@ fn parse_status_filter(text: &str) -> Result<Vec<DebateStatus>, ApiError> {
     Ok(statuses)
 }
 
+/// What `GET /api/debates` lists: its query checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListParams {
+    pub statuses: Vec<DebateStatus>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// The query of `GET /api/debates` in `uri` read and checked as the handler does, with pages
+/// of at most `max_limit` (`ARAGORA_MAX_LIST_LIMIT`); `fuzzing/` tries any query through it.
+pub fn parse_list_query(uri: &Uri, max_limit: i64) -> Result<ListParams, ApiError> {
+    let Query(query) = Query::<ListQuery>::try_from_uri(uri)?;
+    list_params(query, |requested| {
+        super::limits::page_size(max_limit, requested)
+    })
+}
+
+/// The checked query; `limit` checks the page size (the handler's also counts a refusal).
+fn list_params(
+    query: ListQuery,
+    limit: impl FnOnce(Option<i64>) -> Result<i64, ApiError>,
+) -> Result<ListParams, ApiError> {
+    Ok(ListParams {
+        statuses: parse_status_filter(query.status.as_deref().unwrap_or(""))?,
+        limit: limit(query.limit)?,
+        offset: super::limits::list_offset(query.offset)?,
+    })
+}
+
 /// Debates, newest first, a page at a time (readers).
 #[utoipa::path(get, path = "/debates", operation_id = "debates", tag = "debates",
     security(("bearer" = [])), params(ListQuery),
@@ -441,9 +488,13 @@ pub async fn list(
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<DebatePage>, ApiError> {
     let core = state.core()?;
-    let statuses = parse_status_filter(query.status.as_deref().unwrap_or(""))?;
-    let limit = super::limits::list_limit(&state, &caller, query.limit)?;
-    let offset = super::limits::list_offset(query.offset)?;
+    let ListParams {
+        statuses,
+        limit,
+        offset,
+    } = list_params(query, |requested| {
+        super::limits::list_limit(&state, &caller, requested)
+    })?;
     let page = core
         .store
         .list_debates(&statuses, limit, offset)

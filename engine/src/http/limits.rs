@@ -127,13 +127,19 @@ pub fn list_limit(
     principal: &Principal,
     requested: Option<i64>,
 ) -> Result<i64, ApiError> {
-    let max = i64::from(state.config.max_list_limit);
+    page_size(i64::from(state.config.max_list_limit), requested).inspect_err(|_| {
+        count(state, ClientLimit::ListLimit);
+        log(ClientLimit::ListLimit, &principal.subject);
+    })
+}
+
+/// A list query's page size checked against `max` (`ARAGORA_MAX_LIST_LIMIT`): 20 (or `max`
+/// when smaller) when absent, 400 outside 1..=`max`.
+pub fn page_size(max: i64, requested: Option<i64>) -> Result<i64, ApiError> {
     let limit = requested.unwrap_or(DEFAULT_PAGE.min(max));
     if (1..=max).contains(&limit) {
         return Ok(limit);
     }
-    count(state, ClientLimit::ListLimit);
-    log(ClientLimit::ListLimit, &principal.subject);
     Err(ApiError::bad_request(format!(
         "limit is {limit}; use 1 to {max} (ARAGORA_MAX_LIST_LIMIT) and page on with offset"
     )))

@@ -16,6 +16,8 @@ pub mod openapi;
 mod tokens;
 pub mod ws;
 
+pub use debates::{parse_create, parse_list_query, ListParams};
+
 use crate::agents::AgentRegistry;
 use crate::config::EngineConfig;
 use crate::error::ApiError;

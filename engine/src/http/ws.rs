@@ -97,9 +97,10 @@ fn offered_protocols(headers: &HeaderMap) -> Vec<&str> {
         .collect()
 }
 
+/// What a client may send on an open `/ws`.
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-enum ClientMessage {
+pub enum ClientMessage {
     Subscribe {
         debate_id: String,
         #[serde(default)]
@@ -109,6 +110,11 @@ enum ClientMessage {
         debate_id: String,
     },
     Ping,
+}
+
+/// A client's text message read as the session reads it (`fuzzing/` tries any text through it).
+pub fn parse_client_message(text: &str) -> Result<ClientMessage, serde_json::Error> {
+    serde_json::from_str(text)
 }
 
 /// Live debate events over a WebSocket (readers, or a share link to the debate).
@@ -400,7 +406,7 @@ async fn session(
                     break;
                 }
                 Some(Ok(Message::Text(text))) => {
-                    match serde_json::from_str::<ClientMessage>(&text) {
+                    match parse_client_message(&text) {
                         Ok(ClientMessage::Subscribe { debate_id, last_seq }) => {
                             let refusal = refused_subscription(&state, &principal, &debate_id)
                                 .or_else(|| over_subscribed(&state, &principal, &mut refusals, &mut subscriptions, &debate_id));

@@ -13,6 +13,8 @@ use crate::model::SloSpec;
 use crate::SloError;
 use serde::Deserialize;
 
+pub use sloth::render_own;
+
 pub const OWN_VERSION: &str = "aragora/v1";
 pub const SLOTH_VERSION: &str = "prometheus/v1";
 pub const OPENSLO_VERSION: &str = "openslo/v1";

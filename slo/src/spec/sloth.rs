@@ -6,7 +6,7 @@ use super::yaml_error;
 use crate::duration::PromDuration;
 use crate::model::{AlertMeta, Alerting, Labels, Sli, SliShape, Slo, SloSpec};
 use crate::SloError;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Sloth's default SLO period (its CLI's `--default-slo-period`).
 const SLOTH_PERIOD: &str = "30d";
@@ -17,18 +17,17 @@ pub enum Dialect {
     Sloth,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct File {
-    #[allow(dead_code)]
     version: String,
     service: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Labels::is_empty")]
     labels: Labels,
     slos: Vec<FileSlo>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct FileSlo {
     name: String,
@@ -46,29 +45,33 @@ struct FileSlo {
 
 /// Exactly one of the kinds; a struct of options because YAML writes them as keys
 /// (`sli: {events: ...}`), which serde_yaml does not read as an enum.
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct FileSli {
+    #[serde(skip_serializing_if = "Option::is_none")]
     events: Option<Events>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     raw: Option<Raw>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     requests: Option<Requests>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     latency: Option<Latency>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct Events {
     error_query: String,
     total_query: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct Raw {
     error_ratio_query: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct Requests {
     metric: String,
@@ -77,7 +80,7 @@ struct Requests {
     error: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct Latency {
     metric: String,
@@ -86,7 +89,7 @@ struct Latency {
     threshold_ms: f64,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields)]
 struct FileAlerting {
     #[serde(default)]
@@ -101,7 +104,7 @@ struct FileAlerting {
     ticket_alert: FileAlertMeta,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields)]
 struct FileAlertMeta {
     #[serde(default)]
@@ -225,5 +228,94 @@ fn meta(file: FileAlertMeta) -> AlertMeta {
         disable: file.disable,
         labels: file.labels,
         annotations: file.annotations,
+    }
+}
+
+/// `spec` written in the project's own format (`aragora/v1`), which can say everything every
+/// reader produces: reading the text back gives `spec` again (`fuzzing/` holds every format's
+/// specs to that).
+pub fn render_own(spec: &SloSpec) -> String {
+    let file = File {
+        version: super::OWN_VERSION.to_string(),
+        service: spec.service.clone(),
+        labels: spec.labels.clone(),
+        slos: spec.slos.iter().map(file_slo).collect(),
+    };
+    serde_yaml::to_string(&file).expect("a spec of strings, numbers and maps serializes")
+}
+
+fn file_slo(slo: &Slo) -> FileSlo {
+    let mut sli = FileSli {
+        events: None,
+        raw: None,
+        requests: None,
+        latency: None,
+    };
+    match (&slo.shape, &slo.sli) {
+        (
+            Some(SliShape::Requests {
+                metric,
+                selector,
+                error,
+            }),
+            _,
+        ) => {
+            sli.requests = Some(Requests {
+                metric: metric.clone(),
+                selector: selector.clone(),
+                error: error.clone(),
+            })
+        }
+        (
+            Some(SliShape::Latency {
+                metric,
+                selector,
+                threshold_seconds,
+            }),
+            _,
+        ) => {
+            sli.latency = Some(Latency {
+                metric: metric.clone(),
+                selector: selector.clone(),
+                threshold_ms: threshold_seconds * 1000.0,
+            })
+        }
+        (
+            None,
+            Sli::Events {
+                error_query,
+                total_query,
+            },
+        ) => {
+            sli.events = Some(Events {
+                error_query: error_query.clone(),
+                total_query: total_query.clone(),
+            })
+        }
+        (None, Sli::Raw { error_ratio_query }) => {
+            sli.raw = Some(Raw {
+                error_ratio_query: error_ratio_query.clone(),
+            })
+        }
+    }
+    let meta = |meta: &AlertMeta| FileAlertMeta {
+        disable: meta.disable,
+        labels: meta.labels.clone(),
+        annotations: meta.annotations.clone(),
+    };
+    FileSlo {
+        name: slo.name.clone(),
+        objective: slo.objective,
+        description: slo.description.clone(),
+        period: Some(slo.period.to_string()),
+        labels: slo.labels.clone(),
+        sli,
+        alerting: FileAlerting {
+            name: slo.alerting.name.clone(),
+            labels: slo.alerting.labels.clone(),
+            annotations: slo.alerting.annotations.clone(),
+            page_alert: meta(&slo.alerting.page),
+            ticket_alert: meta(&slo.alerting.ticket),
+        },
     }
 }

@@ -106,10 +106,9 @@ mod tests {
             panic!("a map")
         };
         let (kind, value) = map.into_iter().next().unwrap();
-        serde_yaml::from_value(super::super::tagged(
-            kind.as_str().unwrap().to_string(),
-            value,
-        ))
+        serde_yaml::from_value(
+            super::super::tagged(kind.as_str().unwrap().to_string(), value, "").unwrap(),
+        )
         .unwrap()
     }
 

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Runs every fuzz target (fuzz/fuzz_targets/) for ARAGORA_FUZZ_SECONDS each (default 10) from
+# its committed corpus (fuzz/corpus/TARGET/) and regressions (fuzz/regressions/TARGET/), with
+# libFuzzer through cargo-fuzz on the nightly toolchain. New inputs it finds go to a scratch
+# directory, never into the committed corpus. Exits non-zero when any target crashes, naming
+# each crashing input and the command that reproduces it.
+#
+#   ARAGORA_FUZZ_SECONDS=300 scripts/fuzz.sh slo_spec   # one target, five minutes
+#   ARAGORA_FUZZ_SECONDS=0 scripts/fuzz.sh              # build only
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+
+seconds="${ARAGORA_FUZZ_SECONDS:-10}"
+# The build goes to target/fuzz (fuzz/.cargo/config.toml), apart from the main build.
+# Without a sanitizer: the code is safe Rust (and C libraries the tests already run), and
+# AddressSanitizer would double the build and halve the executions per second. Sixteen
+# codegen units (cargo-fuzz uses one) build the large crates on both cores.
+fuzz_flags=(--sanitizer none --release --codegen-units 16)
+
+if [ "$#" -gt 0 ]; then
+  targets=("$@")
+else
+  targets=()
+  for file in fuzz/fuzz_targets/*.rs; do
+    targets+=("$(basename "$file" .rs)")
+  done
+fi
+
+cd fuzz
+started=$(date +%s)
+echo "== cargo fuzz build (${#targets[@]} targets)" >&2
+cargo +nightly fuzz build "${fuzz_flags[@]}" >&2
+echo "fuzz: built in $(( $(date +%s) - started ))s" >&2
+[ "$seconds" -gt 0 ] || exit 0
+
+scratch="$(mktemp -d)"
+trap 'rm -rf "$scratch"' EXIT
+failed=()
+for target in "${targets[@]}"; do
+  mkdir -p "$scratch/$target" "artifacts/$target" "regressions/$target"
+  ls "artifacts/$target" >"$scratch/$target.before"
+  echo "== fuzz $target (${seconds}s)" >&2
+  # The first directory receives new inputs; the committed ones are only read.
+  if ! cargo +nightly fuzz run "${fuzz_flags[@]}" "$target" \
+      "$scratch/$target" "corpus/$target" "regressions/$target" -- \
+      -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
+      -print_final_stats=1 >"$scratch/$target.log" 2>&1; then
+    tail -n 40 "$scratch/$target.log" >&2
+    found=0
+    for artifact in $(ls "artifacts/$target" | grep -vxF -f "$scratch/$target.before" || true); do
+      found=1
+      failed+=("$target: fuzz/artifacts/$target/$artifact
+    reproduce: cd fuzz && cargo +nightly fuzz run --sanitizer none --codegen-units 16 $target artifacts/$target/$artifact
+    keep it:   fix the parser, then move it to fuzz/regressions/$target/ (cargo test replays it)")
+    done
+    [ "$found" = 1 ] || failed+=("$target: failed without an artifact; see the log above")
+  else
+    grep -E '^stat::number_of_executed_units|^Done ' "$scratch/$target.log" | tr '\n' ' ' >&2
+    echo >&2
+  fi
+done
+echo "fuzz: ${#targets[@]} targets in $(( $(date +%s) - started ))s" >&2
+if [ "${#failed[@]}" -gt 0 ]; then
+  printf 'fuzz: CRASH %s\n' "${failed[@]}" >&2
+  exit 1
+fi
