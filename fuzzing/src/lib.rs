@@ -22,8 +22,10 @@
 //! | `gateway_route` | the gateway's debate id and affinity (`route::Stickiness`), `X-Forwarded-For` (`client::Client`), route templates (`telemetry::route_index`) | an untrusted peer is its own address; the route template is the one a segment-by-segment match gives |
 //! | `provider_stream` | server-sent event streams of the three wire formats (`providers::StreamReader`) | the result does not depend on where the stream is cut; the deltas add up to the text |
 //! | `provider_body` | whole answers of the three wire formats (`providers::parse_body`), `Retry-After`, vote parsing | no panic; a vote names one of the positions |
+//! | `alert_webhook` | Alertmanager webhook payloads at `aragora control`'s sink (`slo::sink::WebhookSink::receive`) | accepted ⇒ its alerts counted; refused ⇒ 400/422 with a message; no token ⇒ 401 before reading |
 //! | `receipt` | receipts (`receipts::ReceiptKeys::verify_json`) | canonical JSON round-trips; verification ignores formatting; a signed receipt verifies |
 
+mod alerts;
 mod chaos;
 mod config;
 mod credentials;
@@ -32,6 +34,7 @@ mod gateway;
 mod providers;
 mod specs;
 
+pub use alerts::alert_webhook;
 pub use chaos::{backup_manifest, chaos_experiment};
 pub use config::config_toml;
 pub use credentials::credential;
@@ -57,6 +60,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("provider_stream", provider_stream),
     ("provider_body", provider_body),
     ("receipt", receipt),
+    ("alert_webhook", alert_webhook),
 ];
 
 /// The first byte picks one of `choices` (a variant, a format); the rest is the input.
