@@ -23,11 +23,12 @@ COPY auth/Cargo.toml auth/
 COPY chaos/Cargo.toml chaos/
 COPY config/Cargo.toml config/
 COPY engine/Cargo.toml engine/
+COPY fuzzing/Cargo.toml fuzzing/
 COPY gateway/Cargo.toml gateway/
 COPY slo/Cargo.toml slo/
 COPY telemetry/Cargo.toml telemetry/
 RUN mkdir -p src benches \
-    && for crate in auth chaos config engine gateway slo telemetry; do \
+    && for crate in auth chaos config engine fuzzing gateway slo telemetry; do \
          mkdir -p "$crate/src" && touch "$crate/src/lib.rs"; \
        done \
     && echo 'fn main() {}' > src/main.rs \
@@ -43,6 +44,7 @@ COPY auth/ auth/
 COPY chaos/ chaos/
 COPY config/ config/
 COPY engine/ engine/
+COPY fuzzing/ fuzzing/
 COPY gateway/ gateway/
 COPY slo/ slo/
 COPY telemetry/ telemetry/
