@@ -313,12 +313,14 @@ impl ReceiptKeys {
     /// Parses and verifies a receipt given as JSON text (a file, a request body).
     pub fn verify_json(&self, text: &str) -> Result<(Receipt, Verified), VerifyError> {
         let malformed = |err: serde_json::Error| VerifyError::Malformed(err.to_string());
-        let value: serde_json::Value = serde_json::from_str(text).map_err(malformed)?;
         // serde would read a receipt from an array too, field by field.
-        if !value.is_object() {
+        if !text.trim_start().starts_with('{') {
             return Err(VerifyError::Malformed("not a JSON object".into()));
         }
-        let receipt: Receipt = serde_json::from_value(value).map_err(malformed)?;
+        // Read straight into the receipt, not through a `Value`: a `Value` keeps the last of
+        // two equal keys, so a receipt holding a field twice would verify with one value while
+        // another reader shows the other. Read this way, a repeated field is refused.
+        let receipt: Receipt = serde_json::from_str(text).map_err(malformed)?;
         if receipt.receipt_version != RECEIPT_VERSION {
             return Err(VerifyError::Malformed(format!(
                 "receipt_version {} is not {RECEIPT_VERSION}",
@@ -440,6 +442,23 @@ mod tests {
             keys.verify_json(&pretty).unwrap().1.signed_with,
             SignedWith::Current
         );
+    }
+
+    #[test]
+    fn a_receipt_holding_a_field_twice_is_refused_not_verified_with_either_value() {
+        let keys = ReceiptKeys::new(NEW, &[]);
+        let signed = serde_json::to_string(&keys.sign(sample())).unwrap();
+        // The signed value first, another after it: a reader keeping the last sees 3 rounds.
+        let doubled = signed.replacen("{", "{\"rounds\":3,", 1);
+        let refused = keys.verify_json(&doubled);
+        assert!(
+            matches!(&refused, Err(VerifyError::Malformed(message)) if message.contains("duplicate field")),
+            "{refused:?}"
+        );
+        assert!(matches!(
+            keys.verify_json("[1]"),
+            Err(VerifyError::Malformed(message)) if message == "not a JSON object"
+        ));
     }
 
     #[test]
