@@ -100,17 +100,7 @@ impl Entry for RouteHeader {
             )
         };
         let (route, header) = entry.trim().split_once(' ').ok_or_else(hint)?;
-        let route = ROUTES
-            .iter()
-            .copied()
-            .chain([aragora_telemetry::route_name(usize::MAX)])
-            .find(|known| *known == route)
-            .ok_or_else(|| {
-                format!(
-                    "{route:?} is not a route template; use one of {}, or unmatched",
-                    ROUTES.join(", ")
-                )
-            })?;
+        let route = crate::parsed::known_route(route, &[aragora_telemetry::http::UNMATCHED_ROUTE])?;
         let (name, value) = name_and_value(header.trim(), &hint)?;
         let value = match value.as_str() {
             "" => None,

@@ -168,15 +168,7 @@ impl Entry for RouteLimit {
         let (method, route) = target.trim().split_once(' ').ok_or_else(hint)?;
         let per_minute: u64 = rate.trim().parse().map_err(|_| hint())?;
         let route = route.trim();
-        let template = aragora_telemetry::ROUTES
-            .iter()
-            .find(|known| **known == route)
-            .ok_or_else(|| {
-                format!(
-                    "{route:?} is not a route template; use one of {}",
-                    aragora_telemetry::ROUTES.join(", ")
-                )
-            })?;
+        let template = crate::parsed::known_route(route, &[])?;
         Ok(RouteLimit {
             method: method.trim().to_ascii_uppercase(),
             route: template,

@@ -17,6 +17,24 @@ pub trait Entry: Sized {
     fn parse(entry: &str) -> Result<Self, String>;
 }
 
+/// `route` as one of the route templates the gateway labels requests with
+/// (`aragora_telemetry::ROUTES`), or one of `also`; the error lists what would do.
+pub fn known_route(route: &str, also: &[&'static str]) -> Result<&'static str, String> {
+    use aragora_telemetry::ROUTES;
+    ROUTES
+        .iter()
+        .chain(also)
+        .copied()
+        .find(|known| *known == route)
+        .ok_or_else(|| {
+            let others: String = also.iter().map(|name| format!(", or {name}")).collect();
+            format!(
+                "{route:?} is not a route template; use one of {}{others}",
+                ROUTES.join(", ")
+            )
+        })
+}
+
 /// A list setting as written and as parsed. Equal when written the same.
 #[derive(Debug, Clone)]
 pub struct ParsedList<T> {
