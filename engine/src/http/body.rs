@@ -26,8 +26,21 @@ where
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        let axum::Json(value) = axum::Json::<Value>::from_request(request, state).await?;
-        from_object(value).map(ApiJson)
+        // Checked as JSON by axum (415, 400, 413 as for any JSON body), then read from its own
+        // text: a `Value` would keep the last of two equal keys, where reading into `T`
+        // refuses a field given twice.
+        let axum::Json(raw) =
+            axum::Json::<Box<serde_json::value::RawValue>>::from_request(request, state).await?;
+        let text = raw.get();
+        if !text.trim_start().starts_with('{') {
+            let value: Value = serde_json::from_str(text)
+                .map_err(|err| ApiError::invalid(format!("{err}; fix the JSON body and retry")))?;
+            return from_object(value).map(ApiJson);
+        }
+        let mut json = serde_json::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(&mut json)
+            .map(ApiJson)
+            .map_err(|err| ApiError::invalid(format!("{err}; fix the JSON body and retry")))
     }
 }
 
@@ -75,8 +88,44 @@ impl<S: Send + Sync> FromRequest<S> for ApiBytes {
 
 #[cfg(test)]
 mod tests {
-    use super::from_object;
+    use super::{from_object, ApiJson};
+    use axum::extract::FromRequest;
     use serde::Deserialize;
+
+    async fn read(body: &'static str) -> Result<Body, crate::error::ApiError> {
+        let request = axum::http::Request::builder()
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(body))
+            .unwrap();
+        ApiJson::<Body>::from_request(request, &())
+            .await
+            .map(|ApiJson(body)| body)
+    }
+
+    #[tokio::test]
+    async fn a_body_reads_into_its_type_and_a_field_given_twice_is_refused() {
+        assert_eq!(
+            read(r#" {"topic": "a", "rounds": 2}"#).await.unwrap(),
+            Body {
+                topic: Some("a".into()),
+                rounds: Some(2)
+            }
+        );
+        for (body, status, says) in [
+            (
+                r#"{"topic": "a", "topic": "b"}"#,
+                422,
+                "duplicate field `topic`",
+            ),
+            (r#"{"rounds": "two"}"#, 422, "rounds: invalid type"),
+            (r#"["a topic", 3]"#, 422, "the body is an array"),
+            (r#"{"rounds": "#, 400, ""),
+        ] {
+            let err = read(body).await.unwrap_err();
+            assert_eq!(err.status.as_u16(), status, "{body}: {}", err.message);
+            assert!(err.message.contains(says), "{body}: {}", err.message);
+        }
+    }
 
     #[derive(Debug, Deserialize, PartialEq)]
     struct Body {
