@@ -23,7 +23,7 @@ mod values;
 pub use placeholder::{placeholder_problems, PLACEHOLDER};
 pub use redact::{redact_query, redact_url, scrub, url_password, MASK};
 
-pub use values::{Environment, LogFormat, LogLevel};
+pub use values::{Environment, LogFormat, LogLevel, OcspStapling};
 
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;

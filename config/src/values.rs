@@ -1,5 +1,6 @@
 //! Values shared by the engine's and the gateway's settings, parsed once with one message per
-//! bad spelling: the deployment [`Environment`], the [`LogLevel`] and the [`LogFormat`].
+//! bad spelling: the deployment [`Environment`], the [`LogLevel`], the [`LogFormat`] and the
+//! gateway's [`OcspStapling`] mode.
 //! Each reads from the environment ([`FromEnv`]) and from TOML (serde) with the same spellings.
 
 use crate::FromEnv;
@@ -101,6 +102,19 @@ value_enum! {
         Json => ["json"],
         Text => ["text"],
         Auto => ["auto"],
+    }
+}
+
+value_enum! {
+    /// Whether the gateway staples OCSP responses it fetches from its certificate's responder:
+    /// `auto` (the default) when the certificate names one (Authority Information Access),
+    /// `on` requires that it does, `off` staples nothing.
+    OcspStapling, case_insensitive: true,
+    expected: "{:?} is not a stapling mode; use auto, on or off",
+    {
+        Auto => ["auto"],
+        On => ["on", "true"],
+        Off => ["off", "false"],
     }
 }
 

@@ -8,7 +8,7 @@ use crate::headers::{RouteHeader, SecurityHeader, DEFAULT_SECURITY_HEADERS};
 use crate::limit::RouteLimit;
 use crate::parsed::{Networks, ParsedList};
 use aragora_auth::AuthConfig;
-use aragora_config::{ConfigProblem, Env, Environment, Settings};
+use aragora_config::{ConfigProblem, Env, Environment, OcspStapling, Settings};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -24,6 +24,9 @@ pub struct GatewayConfig {
     pub admin_port: u16,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    pub tls_ocsp_stapling: OcspStapling,
+    pub tls_ocsp_response_file: Option<PathBuf>,
+    pub tls_ocsp_refresh_secs: u64,
     pub upstreams: Vec<String>,
     pub health_path: String,
     pub health_interval_ms: u64,
@@ -77,6 +80,9 @@ aragora_config::settings! {
     admin_port: ["ARAGORA_ADMIN_PORT"] restart "Admin listener port: /metrics, /api/system/upstreams, maintenance mode.";
     tls_cert: ["ARAGORA_TLS_CERT"] "PEM certificate chain; `aragora up` generates a self-signed one when unset.";
     tls_key: ["ARAGORA_TLS_KEY"] "PEM private key of the certificate.";
+    tls_ocsp_stapling: ["ARAGORA_TLS_OCSP_STAPLING"] "OCSP stapling from the certificate's responder: auto (when the certificate names one), on (it must), off.";
+    tls_ocsp_response_file: ["ARAGORA_TLS_OCSP_RESPONSE_FILE"] "A DER OCSP response stapled as is instead of fetching (verified first; re-read on reload).";
+    tls_ocsp_refresh_secs: ["ARAGORA_TLS_OCSP_REFRESH_SECS"] "Longest wait in seconds between two fetches of the OCSP response (else at half its validity).";
     upstreams: ["ARAGORA_UPSTREAMS"] "Engine replicas, host:port, comma-separated; names are re-resolved (headless services).";
     health_path: ["ARAGORA_HEALTH_PATH"] "Path the gateway polls on each replica to decide it may get traffic.";
     health_interval_ms: ["ARAGORA_HEALTH_INTERVAL_MS"] "Milliseconds between active health checks of each replica.";
@@ -128,6 +134,9 @@ impl Default for GatewayConfig {
             admin_port: 9091,
             tls_cert: None,
             tls_key: None,
+            tls_ocsp_stapling: OcspStapling::Auto,
+            tls_ocsp_response_file: None,
+            tls_ocsp_refresh_secs: 3600,
             upstreams: Vec::new(),
             health_path: "/readyz".into(),
             health_interval_ms: 1000,
@@ -297,6 +306,20 @@ impl GatewayConfig {
             "use at least 1 second".into(),
         );
         check(
+            (1..=86_400).contains(&self.tls_ocsp_refresh_secs),
+            "ARAGORA_TLS_OCSP_REFRESH_SECS",
+            "use 1 to 86400 seconds (a day)".into(),
+        );
+        check(
+            self.tls_ocsp_response_file.is_none()
+                || self.tls_ocsp_stapling == OcspStapling::Auto,
+            "ARAGORA_TLS_OCSP_RESPONSE_FILE",
+            format!(
+                "is set while ARAGORA_TLS_OCSP_STAPLING is {}: a file is stapled instead of fetching, so leave the mode at auto (or unset the file)",
+                self.tls_ocsp_stapling
+            ),
+        );
+        check(
             (1..=256).contains(&self.threads),
             "ARAGORA_GATEWAY_THREADS",
             "use 1 to 256".into(),
@@ -327,12 +350,13 @@ impl GatewayConfig {
         problems
     }
 
-    /// The certificate and key are both given, exist and parse.
+    /// The certificate and key are both given, exist and parse, and what the OCSP settings
+    /// ask of them can be done (the responder is not asked).
     pub fn validate_certificate(&self) -> Vec<ConfigProblem> {
         let mut problems = Vec::new();
         match (&self.tls_cert, &self.tls_key) {
             (Some(cert), Some(key)) => {
-                if let Err(problem) = crate::tls::check_files(cert, key) {
+                if let Err(problem) = crate::tls::load(self, cert, key) {
                     problems.push(problem);
                 }
             }

@@ -8,7 +8,8 @@
 //! | [`admin`] | the admin listener and the HTTP→HTTPS redirect listener |
 //! | [`framing`] | requests refused before they reach a replica: ambiguous framing (smuggling), dot segments, bad `Host` |
 //! | [`headers`] | the edge's `Server` and security headers, per route |
-//! | [`tls`] | certificate checks, self-signed generation, expiry |
+//! | [`tls`] | certificate checks, self-signed generation, expiry; the certificate store |
+//! | [`ocsp`] | OCSP stapling: the plan per certificate, response checks, the refresh loop |
 //! | [`state`] | shared flags (draining, maintenance), in-flight count, metrics |
 //! | [`websockets`] | open WebSockets and their tunnel after the 101 (idle timeout; 1001 at the drain timeout) |
 //! | [`listeners`] | the listening sockets, bound before pingora runs; one HTTPS socket per runtime |
@@ -35,6 +36,7 @@ pub mod headers;
 pub mod health;
 pub mod limit;
 pub mod listeners;
+pub mod ocsp;
 pub mod parsed;
 pub mod proxy;
 pub mod refusal;
@@ -247,17 +249,10 @@ impl RunningGateway {
             ));
         }
         let loaded = match (&config.tls_cert, &config.tls_key) {
-            (Some(cert), Some(key)) => match (
-                tls::check_files(cert, key),
-                tls::load_certified_key(cert, key),
-            ) {
-                (Ok(expiry), Ok(certified)) => Some((expiry, certified)),
-                (Err(problem), _) => {
+            (Some(cert), Some(key)) => match tls::load(&config, cert, key) {
+                Ok(loaded) => Some(loaded),
+                Err(problem) => {
                     refused.push(problem.to_string());
-                    None
-                }
-                (_, Err(reason)) => {
-                    refused.push(format!("ARAGORA_TLS_CERT: {reason}"));
                     None
                 }
             },
@@ -274,9 +269,9 @@ impl RunningGateway {
             }
             return Err(refused);
         }
-        if let Some((expiry, certified)) = loaded {
-            self.certs.replace(certified);
-            self.shared.metrics.cert_expiry.set(expiry);
+        if let Some(loaded) = loaded {
+            self.shared.metrics.cert_expiry.set(loaded.expiry);
+            self.certs.replace(loaded);
         }
         self.shared.pool.reconfigure(
             config.upstreams.clone(),
@@ -368,12 +363,11 @@ pub fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError> {
         (Some(cert), Some(key)) => (cert.clone(), key.clone()),
         _ => return Err(GatewayError::Tls("no certificate configured".into())),
     };
-    let expiry = tls::check_files(&cert, &key).map_err(|p| GatewayError::Tls(p.to_string()))?;
-    let certs = Arc::new(tls::CertStore::new(
-        tls::load_certified_key(&cert, &key).map_err(GatewayError::Tls)?,
-    ));
+    let loaded = tls::load(&config, &cert, &key).map_err(|p| GatewayError::Tls(p.to_string()))?;
     let (metrics, upstream_ready) = GatewayMetrics::new();
-    metrics.cert_expiry.set(expiry);
+    metrics.cert_expiry.set(loaded.expiry);
+    let certs = Arc::new(tls::CertStore::new(loaded));
+    let ocsp_failures = ocsp::stapler::register_metrics(&metrics.registry, &certs);
     connections::install_handshake_failure_counter(metrics.tls_handshake_failures.clone());
     let pool = Arc::new(UpstreamPool::new(
         config.upstreams.clone(),
@@ -470,6 +464,14 @@ pub fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError> {
         "upstream-health",
         HealthService {
             shared: shared.clone(),
+        },
+    ));
+    server.add_service(background_service(
+        "ocsp-stapler",
+        ocsp::stapler::Stapler {
+            certs: certs.clone(),
+            shared: shared.clone(),
+            failures: ocsp_failures,
         },
     ));
     server.add_service(background_service(

@@ -1,9 +1,12 @@
 //! Certificates: checked before any listener starts (the rustls listener panics on a bad path),
 //! generated self-signed for `aragora up`, and read for their expiry so an alert can fire weeks
-//! ahead (`aragora_tls_cert_expiry_timestamp_seconds`).
+//! ahead (`aragora_tls_cert_expiry_timestamp_seconds`); the [`CertStore`] that serves the
+//! certificate, swapped on reload, with its OCSP staple ([`crate::ocsp`]).
 
 use aragora_config::ConfigProblem;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
 
 /// Checks that the certificate and key files exist, parse as PEM, and that the certificate has
 /// a readable expiry. Returns the expiry (Unix seconds).
@@ -123,11 +126,29 @@ mod tests {
     }
 }
 
-/// The certificate the HTTPS listener presents, replaceable while it runs (SIGHUP): new
-/// handshakes get the new certificate, established connections keep theirs.
-#[derive(Debug)]
-pub struct CertStore {
-    current: std::sync::RwLock<std::sync::Arc<rustls::sign::CertifiedKey>>,
+/// A certificate as loaded for serving: its expiry, what rustls serves, and what is stapled.
+pub struct Loaded {
+    pub expiry: i64,
+    pub key: rustls::sign::CertifiedKey,
+    pub plan: crate::ocsp::Plan,
+}
+
+/// Checks and loads the certificate and key, and decides its OCSP stapling under `config`:
+/// what start and every reload go through, and what validation runs ahead of start.
+pub fn load(
+    config: &crate::GatewayConfig,
+    cert: &Path,
+    key: &Path,
+) -> Result<Loaded, ConfigProblem> {
+    let expiry = check_files(cert, key)?;
+    let certified = load_certified_key(cert, key)
+        .map_err(|reason| ConfigProblem::new("ARAGORA_TLS_CERT", reason))?;
+    let plan = crate::ocsp::plan::plan(config, &certified.cert, std::time::SystemTime::now())?;
+    Ok(Loaded {
+        expiry,
+        key: certified,
+        plan,
+    })
 }
 
 /// Reads a PEM certificate chain and key into what rustls serves.
@@ -151,15 +172,116 @@ pub fn load_certified_key(cert: &Path, key: &Path) -> Result<rustls::sign::Certi
     Ok(certified)
 }
 
-impl CertStore {
-    pub fn new(key: rustls::sign::CertifiedKey) -> Self {
+/// The certificate the HTTPS listener presents, replaceable while it runs (SIGHUP): new
+/// handshakes get the new certificate, established connections keep theirs. Beside it, its
+/// OCSP plan and staple: the staple is handed out with the certificate only until its
+/// nextUpdate, so a handshake never waits for a responder nor gets an expired response.
+#[derive(Debug)]
+pub struct CertStore {
+    served: std::sync::RwLock<Served>,
+    /// Wakes the stapler when the certificate (so its plan) changes.
+    changed: tokio::sync::Notify,
+}
+
+#[derive(Debug)]
+struct Served {
+    /// Counts replacements, so that a staple fetched for a replaced certificate is dropped.
+    generation: u64,
+    plan: Arc<crate::ocsp::Plan>,
+    plain: Arc<rustls::sign::CertifiedKey>,
+    /// The certificate with its staple, and the staple's thisUpdate and nextUpdate.
+    stapled: Option<(Arc<rustls::sign::CertifiedKey>, SystemTime, SystemTime)>,
+}
+
+impl Served {
+    fn new(generation: u64, loaded: Loaded) -> Self {
+        let plain = Arc::new(loaded.key);
+        let stapled = loaded
+            .plan
+            .initial_staple()
+            .map(|staple| with_staple(&plain, staple));
         Self {
-            current: std::sync::RwLock::new(std::sync::Arc::new(key)),
+            generation,
+            plan: Arc::new(loaded.plan),
+            plain,
+            stapled,
+        }
+    }
+}
+
+fn with_staple(
+    plain: &rustls::sign::CertifiedKey,
+    staple: &crate::ocsp::Staple,
+) -> (Arc<rustls::sign::CertifiedKey>, SystemTime, SystemTime) {
+    let mut stapled = plain.clone();
+    stapled.ocsp = Some(staple.der.clone());
+    (Arc::new(stapled), staple.this_update, staple.next_update)
+}
+
+impl CertStore {
+    pub fn new(loaded: Loaded) -> Self {
+        Self {
+            served: std::sync::RwLock::new(Served::new(0, loaded)),
+            changed: tokio::sync::Notify::new(),
         }
     }
 
-    pub fn replace(&self, key: rustls::sign::CertifiedKey) {
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = std::sync::Arc::new(key);
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Served> {
+        self.served.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Served> {
+        self.served.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Serves `loaded` from the next handshake on, with the file's staple if its plan has one
+    /// (a fetched staple of the previous certificate is not carried over).
+    pub fn replace(&self, loaded: Loaded) {
+        {
+            let mut served = self.write();
+            let generation = served.generation + 1;
+            *served = Served::new(generation, loaded);
+        }
+        self.changed.notify_one();
+    }
+
+    /// The current certificate's generation and OCSP plan.
+    pub fn plan(&self) -> (u64, Arc<crate::ocsp::Plan>) {
+        let served = self.read();
+        (served.generation, served.plan.clone())
+    }
+
+    /// Waits until the certificate is replaced (one waiter: the stapler).
+    pub async fn changed(&self) {
+        self.changed.notified().await
+    }
+
+    /// Staples `staple` to the certificate of `generation`; false (and nothing done) when
+    /// that certificate was replaced meanwhile.
+    pub fn staple(&self, generation: u64, staple: &crate::ocsp::Staple) -> bool {
+        let mut served = self.write();
+        if served.generation != generation {
+            return false;
+        }
+        served.stapled = Some(with_staple(&served.plain, staple));
+        true
+    }
+
+    /// Stops stapling for the certificate of `generation` (its status is no longer good).
+    pub fn unstaple(&self, generation: u64) {
+        let mut served = self.write();
+        if served.generation == generation {
+            served.stapled = None;
+        }
+    }
+
+    /// The thisUpdate and nextUpdate of the staple handshakes get at `now`, if any.
+    pub fn served_staple(&self, now: SystemTime) -> Option<(SystemTime, SystemTime)> {
+        self.read()
+            .stapled
+            .as_ref()
+            .filter(|(_, _, until)| now < *until)
+            .map(|(_, from, until)| (*from, *until))
     }
 }
 
@@ -167,12 +289,13 @@ impl rustls::server::ResolvesServerCert for CertStore {
     fn resolve(
         &self,
         _hello: rustls::server::ClientHello<'_>,
-    ) -> Option<std::sync::Arc<rustls::sign::CertifiedKey>> {
-        Some(
-            self.current
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone(),
-        )
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        let served = self.read();
+        let now = SystemTime::now();
+        // rustls sends the staple only to a client that asked for one (status_request).
+        match &served.stapled {
+            Some((stapled, _, until)) if now < *until => Some(stapled.clone()),
+            _ => Some(served.plain.clone()),
+        }
     }
 }

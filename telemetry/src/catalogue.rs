@@ -306,6 +306,30 @@ pub const TLS_HANDSHAKE_FAILURES_TOTAL: MetricDef = MetricDef {
     buckets: &[],
 };
 
+pub const TLS_OCSP_STAPLED: MetricDef = MetricDef {
+    name: "aragora_tls_ocsp_stapled",
+    kind: MetricKind::Gauge,
+    help: "1 while the gateway staples a current, good OCSP response to its handshakes; 0 while it staples none (stapling off, no good response yet, or the last one expired or said revoked).",
+    labels: &[],
+    buckets: &[],
+};
+
+pub const TLS_OCSP_STAPLE_AGE_SECONDS: MetricDef = MetricDef {
+    name: "aragora_tls_ocsp_staple_age_seconds",
+    kind: MetricKind::Gauge,
+    help: "Seconds since the thisUpdate of the OCSP response the gateway staples; 0 while it staples none.",
+    labels: &[],
+    buckets: &[],
+};
+
+pub const TLS_OCSP_REFRESH_FAILURES_TOTAL: MetricDef = MetricDef {
+    name: "aragora_tls_ocsp_refresh_failures_total",
+    kind: MetricKind::Counter,
+    help: "Fetches of the certificate's OCSP response that did not staple, by reason: unreachable, refused (an HTTP or OCSP error status), invalid (did not verify), revoked, unknown.",
+    labels: &["reason"],
+    buckets: &[],
+};
+
 pub const GATEWAY_CONNECTIONS: MetricDef = MetricDef {
     name: "aragora_gateway_connections",
     kind: MetricKind::Gauge,
@@ -567,6 +591,23 @@ pub const CONTROL_LEADER: MetricDef = MetricDef {
     buckets: &[],
 };
 
+/// A gauge set from `compute` when gathered ([`MetricDef::gauge_computed`]).
+struct Computed {
+    gauge: Gauge,
+    compute: Box<dyn Fn() -> f64 + Send + Sync>,
+}
+
+impl prometheus::core::Collector for Computed {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        self.gauge.desc()
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        self.gauge.set((self.compute)());
+        self.gauge.collect()
+    }
+}
+
 /// Every metric of the catalogue, for generators and for the test that checks a running
 /// system exports what rules and dashboards refer to.
 pub const ALL: &[MetricDef] = &[
@@ -592,6 +633,9 @@ pub const ALL: &[MetricDef] = &[
     TLS_CERT_EXPIRY_TIMESTAMP_SECONDS,
     TLS_HANDSHAKES_TOTAL,
     TLS_HANDSHAKE_FAILURES_TOTAL,
+    TLS_OCSP_STAPLED,
+    TLS_OCSP_STAPLE_AGE_SECONDS,
+    TLS_OCSP_REFRESH_FAILURES_TOTAL,
     GATEWAY_CONNECTIONS,
     GATEWAY_CONNECTIONS_REFUSED_TOTAL,
     MAINTENANCE_MODE,
@@ -678,6 +722,24 @@ impl MetricDef {
             .register(Box::new(gauge.clone()))
             .expect("metric registered once");
         gauge
+    }
+
+    /// Registers a gauge without labels whose value `compute` gives each time the registry is
+    /// gathered (an age that grows between events, read from the state that knows it).
+    pub fn gauge_computed(
+        &self,
+        registry: &Registry,
+        compute: impl Fn() -> f64 + Send + Sync + 'static,
+    ) {
+        self.check_kind(MetricKind::Gauge);
+        assert!(self.labels.is_empty(), "metric {} has labels", self.name);
+        let gauge = Gauge::with_opts(self.opts()).expect("catalogue metric");
+        registry
+            .register(Box::new(Computed {
+                gauge,
+                compute: Box::new(compute),
+            }))
+            .expect("metric registered once");
     }
 
     /// Builds and registers a labelled gauge.

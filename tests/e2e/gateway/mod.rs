@@ -1,4 +1,4 @@
-//! The edge gateway end to end, by concern: [`tls`], [`limits`], [`routing`], [`drain`],
+//! The edge gateway end to end, by concern: [`tls`], [`ocsp`], [`limits`], [`routing`], [`drain`],
 //! [`websockets`], [`hostile`]. Here: what they share (an echo replica behind a gateway, a load generator,
 //! three engines).
 
@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 mod drain;
 mod hostile;
 mod limits;
+mod ocsp;
 mod routing;
 mod tls;
 mod websocket_hostile;

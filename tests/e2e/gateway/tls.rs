@@ -417,13 +417,21 @@ fn finding(report: &Value, id: &str) -> (String, String) {
         .unwrap_or_else(|| panic!("testssl reported no {id}"))
 }
 
-/// testssl.sh's checks of the HTTPS listener (an ephemeral port, the test's own self-signed
-/// certificate), only these: protocols (-p), cipher categories (-s), forward secrecy (-f),
+/// testssl.sh's checks of the HTTPS listener (an ephemeral port, a certificate of the test's
+/// own CA naming the CA's running OCSP responder), only these: protocols (-p), cipher categories (-s), forward secrecy (-f),
 /// HTTP headers (-h), renegotiation (-R) and server defaults for OCSP stapling (-S). About
 /// 30 s, most of it testssl's own start and its handshakes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn testssl_finds_modern_tls_forward_secrecy_hsts_and_no_renegotiation_or_banner() {
-    let (_upstream, gateway) = gateway_with_echo(&[]).await;
+async fn testssl_finds_modern_tls_forward_secrecy_hsts_ocsp_stapling_and_no_renegotiation_or_banner(
+) {
+    let pki = crate::support::ocsp::OcspPki::start();
+    let (_upstream, gateway) = super::ocsp::gateway_for(&pki, &[]).await;
+    // The scan's one look at stapling must find the staple there.
+    let port = gateway.https_port;
+    eventually("the first staple", PATIENCE, || async move {
+        (crate::support::ocsp::stapled_status(port).as_deref() == Some("good")).then_some(())
+    })
+    .await;
     let report = gateway.dir.path().join("testssl.json");
     let started = Instant::now();
     let run = tokio::process::Command::new("testssl")
@@ -486,13 +494,10 @@ async fn testssl_finds_modern_tls_forward_secrecy_hsts_and_no_renegotiation_or_b
         "{:?}",
         said("secure_client_renego")
     );
-    // Stapling is owed only for a certificate that names an OCSP responder; the generated
-    // ones name none.
-    let responder = said("cert_ocspURL").1;
-    let stapling = said("OCSP_stapling").1;
-    if responder == "--" {
-        assert_eq!(stapling, "not offered");
-    } else {
-        assert_eq!(stapling, "offered", "the certificate names {responder}");
-    }
+    // The certificate names its CA's responder, and the gateway staples its answer.
+    assert_eq!(
+        said("cert_ocspURL").1,
+        format!("http://127.0.0.1:{}", pki.port)
+    );
+    assert_eq!(said("OCSP_stapling"), ("OK".into(), "offered".into()));
 }

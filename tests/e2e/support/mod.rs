@@ -20,6 +20,7 @@ pub mod held;
 pub mod hostile;
 pub mod hosts;
 pub mod mock_llm;
+pub mod ocsp;
 pub mod otlp;
 pub mod process;
 pub mod prom;
