@@ -204,3 +204,109 @@ fn signer_of<'a>(
     }
     Ok(&delegate.tbs_certificate.subject_public_key_info)
 }
+
+#[cfg(test)]
+mod tests {
+    //! Responses made by `openssl ocsp` (the same tool as the end-to-end responder) for a CA of
+    //! the test's own, answering the request [`OcspSubject::request_der`] builds.
+    use super::*;
+    use std::path::Path;
+
+    fn openssl(dir: &Path, args: &str) {
+        let output = std::process::Command::new("openssl")
+            .args(args.split_whitespace())
+            .current_dir(dir)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            output.status.success(),
+            "openssl {args}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// A CA signing `name`.pem with the extensions `ext`.
+    fn issue(dir: &Path, name: &str, ext: &str, serial: &str) {
+        std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
+        openssl(dir, &format!("req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout {name}.key -out {name}.csr -subj /CN={name}"));
+        openssl(dir, &format!("x509 -req -in {name}.csr -CA ca.pem -CAkey ca.key -set_serial {serial} -days 2 -out {name}.pem -extfile {name}.ext"));
+    }
+
+    fn chain(dir: &Path) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+        ["leaf.pem", "ca.pem"]
+            .iter()
+            .map(|file| {
+                let pem = std::fs::read(dir.join(file)).unwrap();
+                let (_, pem) = x509_parser::pem::parse_x509_pem(&pem).unwrap();
+                rustls::pki_types::CertificateDer::from(pem.contents)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_issuer_or_its_delegate_is_trusted_and_anyone_else_or_an_old_answer_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path();
+        let ca = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -addext basicConstraints=critical,CA:TRUE";
+        openssl(
+            dir,
+            &format!("req -x509 {ca} -keyout ca.key -out ca.pem -subj /CN=ca"),
+        );
+        openssl(
+            dir,
+            &format!("req -x509 {ca} -keyout rogue.key -out rogue.pem -subj /CN=ca"),
+        );
+        issue(
+            dir,
+            "leaf",
+            "authorityInfoAccess=OCSP;URI:http://127.0.0.1:9\n",
+            "0x4000000000000001",
+        );
+        issue(
+            dir,
+            "delegate",
+            "extendedKeyUsage=OCSPSigning\n",
+            "0x4000000000000002",
+        );
+        issue(
+            dir,
+            "plain",
+            "extendedKeyUsage=serverAuth\n",
+            "0x4000000000000003",
+        );
+        std::fs::write(
+            dir.join("index.txt"),
+            "V\t491231235959Z\t\t4000000000000001\tunknown\t/CN=leaf\n",
+        )
+        .unwrap();
+        let subject = OcspSubject::from_chain(&chain(dir)).unwrap();
+        std::fs::write(dir.join("request.der"), subject.request_der()).unwrap();
+        let answer = |signer: &str| {
+            openssl(dir, &format!("ocsp -index index.txt -rsigner {signer}.pem -rkey {signer}.key -CA ca.pem -reqin request.der -respout {signer}.der -nmin 5"));
+            std::fs::read(dir.join(format!("{signer}.der"))).unwrap()
+        };
+        let now = SystemTime::now();
+        for signer in ["ca", "delegate"] {
+            let verified = verify(&subject, &answer(signer), now).unwrap();
+            assert_eq!(verified.status, Status::Good, "signed by {signer}");
+            let valid = verified
+                .staple
+                .next_update
+                .duration_since(verified.staple.this_update)
+                .unwrap();
+            assert_eq!(valid, Duration::from_secs(300));
+        }
+        // Same name as the CA, another key.
+        let rogue = verify(&subject, &answer("rogue"), now).unwrap_err();
+        assert!(matches!(rogue, OcspError::Signature(_)), "{rogue}");
+        let plain = verify(&subject, &answer("plain"), now).unwrap_err();
+        assert!(
+            plain.to_string().contains("lacks the OCSP-signing"),
+            "{plain}"
+        );
+        let later = verify(&subject, &answer("ca"), now + Duration::from_secs(600)).unwrap_err();
+        assert!(matches!(later, OcspError::Expired(_)), "{later}");
+        let garbage = verify(&subject, b"\x30\x03\x0a\x01\x00", now).unwrap_err();
+        assert!(matches!(garbage, OcspError::Malformed(_)), "{garbage}");
+    }
+}
