@@ -2,7 +2,9 @@
 //! each reload, which re-reads the response file): nothing stapled, the operator's file, or
 //! responses fetched from the certificate's responder. Anything that cannot work is a
 //! [`ConfigProblem`] naming the setting, so the gateway refuses to start (or to reload) rather
-//! than serve without the staple it was asked for; the responder itself is never asked here.
+//! than serve without the staple it was asked for (`on`, or a response file); under the default
+//! `auto` a chain that lacks its issuer only loses the staple, with a warning. The responder
+//! itself is never asked here.
 
 use super::subject::{leaf_of, responder_url, OcspSubject};
 use super::verify::{verify, Status};
@@ -63,14 +65,26 @@ pub fn plan(
             _ => Ok(Plan::Off),
         };
     };
-    let subject = OcspSubject::from_chain(chain).map_err(|err| {
-        ConfigProblem::new(
-            STAPLING,
-            format!(
-                "the certificate names the OCSP responder {url}, but {err} (ARAGORA_TLS_CERT); or set {STAPLING}=off"
-            ),
-        )
-    })?;
+    let subject = match OcspSubject::from_chain(chain) {
+        Ok(subject) => subject,
+        // `auto` is the default, so a leaf-only certificate file that worked before stapling
+        // existed must keep starting: it serves without a staple, and says how to get one.
+        Err(err) if config.tls_ocsp_stapling == OcspStapling::Auto => {
+            tracing::warn!(
+                responder = %url,
+                "OCSP stapling is off for this certificate: {err} (ARAGORA_TLS_CERT); set {STAPLING}=off to silence this"
+            );
+            return Ok(Plan::Off);
+        }
+        Err(err) => {
+            return Err(ConfigProblem::new(
+                STAPLING,
+                format!(
+                    "is on and the certificate names the OCSP responder {url}, but {err} (ARAGORA_TLS_CERT); or set {STAPLING}=auto or off"
+                ),
+            ))
+        }
+    };
     Ok(Plan::Fetch {
         subject: Box::new(subject),
         url,

@@ -1,8 +1,8 @@
 //! OCSP stapling at the edge, against a real responder (`openssl ocsp` over a CA of the test's
 //! own) and read back with `openssl s_client -status`: a good answer stapled, a revocation
 //! ending the staple at the next refresh, a responder that never answers blocking neither the
-//! start nor a handshake, a response file stapled as is and re-read on SIGHUP, and bad
-//! settings refused at start by name.
+//! start nor a handshake, a response file stapled as is and re-read on SIGHUP, a chain without
+//! its issuer served unstapled under `auto`, and bad settings refused at start by name.
 
 use super::*;
 use crate::support::ocsp::{produced_at, response_text, s_client_status, stapled_status, OcspPki};
@@ -13,6 +13,15 @@ pub(super) async fn gateway_for(
     pki: &OcspPki,
     env: &[(&str, String)],
 ) -> (EchoUpstream, GatewayProcess) {
+    gateway_serving(pki, &pki.chain, env).await
+}
+
+/// A gateway serving the certificate file `cert` (of `pki`'s key) as [`gateway_for`] does.
+async fn gateway_serving(
+    pki: &OcspPki,
+    cert: &std::path::Path,
+    env: &[(&str, String)],
+) -> (EchoUpstream, GatewayProcess) {
     let upstream = EchoUpstream::start(true).await;
     let file = pki.dir.path().join("gateway.toml");
     std::fs::write(
@@ -20,7 +29,7 @@ pub(super) async fn gateway_for(
         format!(
             "upstreams = [\"{}\"]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
             upstream.addr,
-            pki.chain.display(),
+            cert.display(),
             pki.key.display()
         ),
     )
@@ -83,6 +92,36 @@ async fn a_good_answer_of_the_responder_is_stapled_and_a_revocation_ends_it() {
     assert!(
         line.contains("replace ARAGORA_TLS_CERT and ARAGORA_TLS_KEY"),
         "says what to do: {line}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_auto_a_certificate_without_its_issuer_is_served_unstapled_with_a_warning() {
+    let pki = OcspPki::start();
+    let (_upstream, gateway) = gateway_serving(&pki, &pki.leaf, &[]).await;
+    let answer = gateway
+        .client()
+        .get(gateway.https_url("/api/echo"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        answer.status(),
+        200,
+        "the leaf-only certificate still serves"
+    );
+    assert_eq!(
+        stapled_status(gateway.https_port),
+        None,
+        "nothing to staple"
+    );
+    let log = gateway.log_text();
+    assert!(
+        log.lines().any(
+            |line| line.contains("OCSP stapling is off for this certificate")
+                && line.contains("holds no certificate of its issuer")
+        ),
+        "the warning says why: {log}"
     );
 }
 
@@ -282,9 +321,9 @@ fn bad_ocsp_settings_are_refused_at_start_by_name() {
             "names no http OCSP responder",
         ),
         (
-            "a chain without the issuer",
+            "stapling on and a chain without the issuer",
             &pki.leaf,
-            vec![],
+            vec![("ARAGORA_TLS_OCSP_STAPLING", "on".into())],
             "ARAGORA_TLS_OCSP_STAPLING",
             "holds no certificate of its issuer",
         ),
