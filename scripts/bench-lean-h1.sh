@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# Issue 17, lever 6: the lean HTTP/1.1 path (`bare_pingora ... lean`) against bare pingora
+# (`percore`) and nginx, over TLS HTTP/1.1 keep-alive, the same upstream and wrk command as
+# scripts/bench-gateway.sh's scenario (a). Two measurements:
+#   - CPU microseconds per request of the proxy process (utime+stime from /proc over wrk's
+#     requests), RUNS alternating rounds of nginx, percore, lean; the load average at each run;
+#   - callgrind instructions per request (Ir, repeatable on a shared machine) under
+#     `wrk -t1 -c4 -d${CG_SECS}s`, instrumentation switched on only for the wrk run; nginx as one
+#     process (`master_process off`).
+#
+#   BARE_PINGORA_BIN=target/release/examples/bare_pingora bash scripts/bench-lean-h1.sh
+#   RUNS=5 DURATION=8 CALLGRIND=0 bash scripts/bench-lean-h1.sh     # CPU only
+set -euo pipefail
+BARE_PINGORA_BIN="${BARE_PINGORA_BIN:+$(realpath "$BARE_PINGORA_BIN")}"
+cd "$(dirname "$0")/.."
+RUNS="${RUNS:-3}"
+DURATION="${DURATION:-5}"
+CONNECTIONS="${CONNECTIONS:-64}"
+PROXY_THREADS="${PROXY_THREADS:-2}"
+CALLGRIND="${CALLGRIND:-1}"
+CG_SECS="${CG_SECS:-10}"
+if [ -z "$BARE_PINGORA_BIN" ]; then
+  cargo build --release --locked -q -p aragora-gateway --example bare_pingora
+  BARE_PINGORA_BIN=$PWD/target/release/examples/bare_pingora
+fi
+
+work=$(mktemp -d)
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+UP=$(free_port); NG=$(free_port); PB=$(free_port); LN=$(free_port)
+
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+  -subj "/CN=localhost" -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+  -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+
+cat > "$work/upstream.conf" <<EOF
+worker_processes 1; daemon off; pid $work/upstream.pid; error_log $work/upstream.err;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 1000000;
+  server { listen 127.0.0.1:$UP; location / { default_type application/json; return 200 '{"status":"ok"}'; } } }
+EOF
+nginx -c "$work/upstream.conf" -p "$work" & pids+=($!)
+
+# $1 port, $2 workers, $3 extra main-context directives
+nginx_conf() {
+  cat <<EOF
+worker_processes $2; daemon off; pid $work/nginx.$1.pid; error_log $work/nginx.$1.err; $3
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 1000000;
+  upstream engine { server 127.0.0.1:$UP; keepalive 128; }
+  server { listen 127.0.0.1:$1 ssl; ssl_certificate $work/cert.pem; ssl_certificate_key $work/key.pem;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    proxy_http_version 1.1; proxy_set_header Connection "";
+    location / { proxy_pass http://engine; } } }
+EOF
+}
+nginx_conf "$NG" "$PROXY_THREADS" "" > "$work/nginx.conf"
+nginx -c "$work/nginx.conf" -p "$work" & pids+=($!); NG_PID=$!
+"$BARE_PINGORA_BIN" "127.0.0.1:$PB" "127.0.0.1:$UP" "$work/cert.pem" "$work/key.pem" "$PROXY_THREADS" percore \
+  >/dev/null 2>"$work/percore.log" & pids+=($!); PB_PID=$!
+"$BARE_PINGORA_BIN" "127.0.0.1:$LN" "127.0.0.1:$UP" "$work/cert.pem" "$work/key.pem" "$PROXY_THREADS" lean \
+  >/dev/null 2>"$work/lean.log" & pids+=($!); LN_PID=$!
+
+wait_200() { # $1 port
+  for _ in $(seq 1 300); do
+    [ "$(curl -sk -o /dev/null -w '%{http_code}' "https://127.0.0.1:$1/" 2>/dev/null)" = 200 ] && return 0
+    sleep 0.1
+  done
+  echo "bench: port $1 never answered 200" >&2; exit 1
+}
+for port in $NG $PB $LN; do wait_200 "$port"; done
+
+proc_tree() { local p; for p in "$@"; do echo "$p"; proc_tree $(ps -o pid= --ppid "$p"); done; }
+ticks() { local p; for p in "$@"; do sed 's/.*) //' "/proc/$p/stat" | awk '{print $12 + $13}'; done | awk '{s += $1} END {print s}'; }
+wrk_requests() { awk '/requests in/ {n = $1} /Requests\/sec/ {r = $2} /^ +99%/ {p = $2} END {print n, r, p}'; }
+
+declare -A port_of=([nginx]=$NG [percore]=$PB [lean]=$LN)
+declare -A pid_of=([nginx]=$NG_PID [percore]=$PB_PID [lean]=$LN_PID)
+hz=$(getconf CLK_TCK)
+echo "| round | proxy | load average (1 min) | req/s | p99 | CPU us/req |"
+echo "|---|---|---|---|---|---|"
+for round in $(seq 1 "$RUNS"); do
+  for name in nginx percore lean; do
+    # shellcheck disable=SC2207
+    procs=($(proc_tree "${pid_of[$name]}"))
+    load=$(cut -d' ' -f1 /proc/loadavg)
+    t0=$(ticks "${procs[@]}")
+    read -r n rps p99 <<<"$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency "https://127.0.0.1:${port_of[$name]}/" 2>/dev/null | wrk_requests)"
+    t1=$(ticks "${procs[@]}")
+    echo "| $round | $name | $load | $rps | $p99 | $(awk -v t=$((t1 - t0)) -v hz="$hz" -v n="$n" 'BEGIN {printf "%.1f", t * 1e6 / hz / n}') |"
+  done
+done
+
+[ "$CALLGRIND" = 1 ] || exit 0
+echo
+echo "callgrind, \`wrk -t1 -c4 -d${CG_SECS}s\`, instrumentation on for the wrk run only:"
+echo
+echo "| proxy | requests | Ir | Ir/req |"
+echo "|---|---|---|---|"
+callgrind_one() { # $1 name, $2 port it listens on, then the command
+  local name=$1 port=$2 pid out n file ir
+  shift 2
+  valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$work/cg.$name.%p" "$@" \
+    >/dev/null 2>"$work/cg.$name.log" &
+  pid=$!; pids+=($pid)
+  wait_200 "$port"
+  callgrind_control -i on "$pid" >/dev/null
+  out=$(wrk -t1 -c4 -d"${CG_SECS}s" "https://127.0.0.1:$port/" 2>/dev/null | wrk_requests)
+  callgrind_control -i off "$pid" >/dev/null
+  # The dump made on request holds the instructions of the wrk run (collection was off before).
+  callgrind_control -d "$pid" >/dev/null
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  n=${out%% *}
+  file=$(ls -S "$work"/cg."$name".* | grep -v '\.log$' | head -n 1)
+  ir=$(callgrind_annotate "$file" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
+  echo "| $name | $n | $ir | $(awk -v ir="$ir" -v n="$n" 'BEGIN {printf "%.1fk", ir / n / 1000}') |"
+  if [ -n "${KEEP_PROFILES:-}" ]; then cp "$file" "$KEEP_PROFILES/callgrind.$name"; fi
+  rm -f "$work"/cg."$name".*
+}
+port=$(free_port)
+mkdir -p "$work/ngcg"
+nginx_conf "$port" 1 "master_process off;" > "$work/nginx.cg.conf"
+callgrind_one nginx "$port" nginx -c "$work/nginx.cg.conf" -p "$work/ngcg"
+for mode in percore lean; do
+  port=$(free_port)
+  callgrind_one "$mode" "$port" "$BARE_PINGORA_BIN" "127.0.0.1:$port" "127.0.0.1:$UP" "$work/cert.pem" "$work/key.pem" 1 "$mode"
+done
