@@ -25,10 +25,11 @@ COPY config/Cargo.toml config/
 COPY engine/Cargo.toml engine/
 COPY fuzzing/Cargo.toml fuzzing/
 COPY gateway/Cargo.toml gateway/
+COPY gcra/Cargo.toml gcra/
 COPY slo/Cargo.toml slo/
 COPY telemetry/Cargo.toml telemetry/
 RUN mkdir -p src benches \
-    && for crate in auth chaos config engine fuzzing gateway slo telemetry; do \
+    && for crate in auth chaos config engine fuzzing gateway gcra slo telemetry; do \
          mkdir -p "$crate/src" && touch "$crate/src/lib.rs"; \
        done \
     && echo 'fn main() {}' > src/main.rs \
@@ -46,6 +47,7 @@ COPY config/ config/
 COPY engine/ engine/
 COPY fuzzing/ fuzzing/
 COPY gateway/ gateway/
+COPY gcra/ gcra/
 COPY slo/ slo/
 COPY telemetry/ telemetry/
 RUN --mount=type=cache,target=/build/target,id=aragora-target \

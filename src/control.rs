@@ -61,19 +61,16 @@ pub async fn control(args: &ControlArgs) -> ExitCode {
     settings::init_logging(engine.log_level, engine.log_format);
 
     let registry = prometheus::Registry::new();
-    let mut router = axum::Router::new();
     let (stop_live, live_stopped) = tokio::sync::watch::channel(false);
-    let mut evaluation = None;
-    if let Some(live) = &live {
-        let extras = live.engine_extras();
-        if let Some(routes) = extras.routes {
-            router = router.merge(routes);
-        }
-        if let Some(hook) = extras.on_registry {
-            hook(&registry);
-        }
-        evaluation = Some(live.spawn(live_stopped));
+    let extras = crate::slo::engine_extras(live.as_ref());
+    let mut router = axum::Router::new();
+    if let Some(routes) = extras.routes {
+        router = router.merge(axum::Router::from(routes));
     }
+    if let Some(hook) = extras.on_registry {
+        hook(&registry);
+    }
+    let evaluation = live.as_ref().map(|live| live.spawn(live_stopped));
     let report_dir = chaos
         .chaos_report_dir
         .clone()

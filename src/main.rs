@@ -13,13 +13,14 @@
 //! | `migrate` | `migrate status`, `migrate check`, `migrate up`: the schema against this binary's migrations (Procedure 5) |
 //! | `probe` | `probe`: the container's health check, a GET of each configured listener's `/healthz` |
 //! | `token` | `token create`, `token list`, `token revoke`: API keys in the database, loop tokens, JWTs; `up`'s admin key |
-//! | (here) | `openapi`: the REST API's OpenAPI document, from `aragora_engine::http::openapi` |
+//! | `openapi` | `openapi`: the OpenAPI documents as committed: the REST API's (the engine's and `/api/slo`), the gateway admin API's |
 
 mod chaos;
 mod checks;
 mod control;
 mod dr;
 mod migrate;
+mod openapi;
 mod probe;
 mod run;
 mod settings;
@@ -88,11 +89,15 @@ enum Command {
     #[command(subcommand)]
     Token(token::TokenCommand),
     /// Print the OpenAPI 3.1 document of the REST API (what GET /api/openapi.json serves), or
-    /// write it to FILE: `aragora openapi --out docs/openapi.json` refreshes the committed one.
+    /// write it to FILE: `aragora openapi --out docs/openapi.json` refreshes the committed one;
+    /// with --gateway-admin, the gateway admin API's (docs/gateway-admin-openapi.json).
     Openapi {
         /// Write here instead of standard output.
         #[arg(long, value_name = "FILE")]
         out: Option<std::path::PathBuf>,
+        /// The gateway admin listener's document (what its GET /openapi.json serves).
+        #[arg(long)]
+        gateway_admin: bool,
     },
 }
 
@@ -250,28 +255,10 @@ fn main() -> ExitCode {
     code
 }
 
-/// `aragora openapi [--out FILE]`.
-fn openapi(out: Option<&std::path::Path>) -> ExitCode {
-    let document = aragora_engine::http::openapi::render();
-    match out {
-        None => {
-            print!("{document}");
-            ExitCode::SUCCESS
-        }
-        Some(path) => match std::fs::write(path, document) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(err) => {
-                eprintln!("aragora: cannot write {}: {err}", path.display());
-                ExitCode::FAILURE
-            }
-        },
-    }
-}
-
 fn run_command(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Gateway(args) => run::gateway(&args),
-        Command::Openapi { out } => openapi(out.as_deref()),
+        Command::Openapi { out, gateway_admin } => openapi::command(out.as_deref(), gateway_admin),
         Command::Receipt(ReceiptCommand::Verify {
             file,
             config,

@@ -58,7 +58,7 @@ async fn run_engine(
     leadership: Option<Leadership>,
 ) -> ExitCode {
     settings::init_logging(config.log_level, config.log_format);
-    let mut extras = live.map(|live| live.engine_extras()).unwrap_or_default();
+    let mut extras = crate::slo::engine_extras(live);
     // A replica standing for scheduler leader says in its own /metrics whether it leads.
     if let Some(leadership) = leadership {
         let earlier = extras.on_registry.take();

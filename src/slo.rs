@@ -332,38 +332,81 @@ impl Live {
         })
     }
 
-    /// What the engine adds: `GET /api/slo`, and the gauges in its registry.
-    pub fn engine_extras(&self) -> aragora_engine::Extras {
-        let evaluator = self.evaluator.clone();
-        let route = axum::Router::new().route(
-            "/api/slo",
-            axum::routing::get(move || {
-                let evaluator = evaluator.clone();
-                async move {
-                    axum::Json(serde_json::json!({
-                        "service": evaluator.spec().service,
-                        "slos": evaluator.latest(),
-                        "error": evaluator.last_error().map(|err| err.to_string()),
-                    }))
-                }
-            }),
-        );
-        let evaluator = self.evaluator.clone();
-        let counters = self.counters.clone();
-        aragora_engine::Extras {
-            routes: Some(route),
-            on_registry: Some(Box::new(move |registry: &prometheus::Registry| {
-                evaluator.set_gauges(aragora_slo::live::SloGauges::register(registry));
-                if let Some(counters) = counters {
-                    counters.add(aragora_slo::settings::ENGINE_JOB, registry.clone());
-                }
-            })),
-        }
-    }
-
     /// Evaluates every interval until `stop` turns true.
     pub fn spawn(&self, stop: tokio::sync::watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
         let interval = std::time::Duration::from_secs(self.settings.evaluation_interval_secs);
         tokio::spawn(self.evaluator.clone().run(interval, stop))
+    }
+}
+
+/// `GET /api/slo`'s answer: the live status of every SLO.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct SloReport {
+    /// The SLO spec's service.
+    service: String,
+    /// Every SLO, as last evaluated (empty before the first evaluation).
+    slos: Vec<aragora_slo::live::SloStatus>,
+    /// Why the last evaluation failed (Prometheus not answering, ...), or null.
+    error: Option<String>,
+}
+
+/// What `GET /api/slo` reads: the live evaluation, or none in a process that evaluates no
+/// SLOs (`aragora serve` without `ARAGORA_PROMETHEUS_URL`), which answers 404 saying so.
+#[derive(Clone, Default)]
+pub struct SloApi(Option<std::sync::Arc<aragora_slo::live::Evaluator>>);
+
+/// The live status of every SLO: burn rate per window, budget left, which alerts fire.
+#[utoipa::path(get, path = "/api/slo", operation_id = "slo_status", tag = "slo",
+    responses(
+        (status = 200, description = "Every SLO as last evaluated.", body = SloReport),
+        (status = 404, description = "This process evaluates no SLOs (`aragora serve` without ARAGORA_PROMETHEUS_URL).", body = aragora_engine::error::ErrorBody),
+    ))]
+async fn slo_status(
+    axum::extract::State(api): axum::extract::State<SloApi>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match api.0 {
+        Some(evaluator) => axum::Json(SloReport {
+            service: evaluator.spec().service.clone(),
+            slos: evaluator.latest(),
+            error: evaluator.last_error().map(|err| err.to_string()),
+        })
+        .into_response(),
+        None => (
+            axum::http::StatusCode::NOT_FOUND,
+            axum::Json(aragora_telemetry::error_body(
+                "not_found",
+                "this process evaluates no SLOs: set ARAGORA_PROMETHEUS_URL (aragora serve), \
+                 or ask aragora up or aragora control",
+            )),
+        )
+            .into_response(),
+    }
+}
+
+/// The routes the binary adds to an engine's API (and `aragora control` serves): one list,
+/// whose `OpenApiRouter` carries their documentation, so the committed document
+/// (`src/openapi.rs`) and the served one include them.
+pub fn api() -> utoipa_axum::router::OpenApiRouter<SloApi> {
+    utoipa_axum::router::OpenApiRouter::new().routes(utoipa_axum::routes!(slo_status))
+}
+
+/// What the engine adds: `GET /api/slo` (answering 404 without `live`), and `live`'s gauges
+/// in its registry.
+pub fn engine_extras(live: Option<&Live>) -> aragora_engine::Extras {
+    let routes = api().with_state(SloApi(live.map(|live| live.evaluator.clone())));
+    let on_registry = live.map(|live| {
+        let evaluator = live.evaluator.clone();
+        let counters = live.counters.clone();
+        Box::new(move |registry: &prometheus::Registry| {
+            evaluator.set_gauges(aragora_slo::live::SloGauges::register(registry));
+            if let Some(counters) = counters {
+                counters.add(aragora_slo::settings::ENGINE_JOB, registry.clone());
+            }
+        }) as aragora_engine::server::RegistryHook
+    });
+    aragora_engine::Extras {
+        routes: Some(routes),
+        on_registry,
     }
 }

@@ -6,23 +6,9 @@ use axum::extract::rejection::{
 };
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 
-/// The body of every error answer, as the OpenAPI document describes it; what
-/// [`aragora_telemetry::error_body`] renders (a test holds the two equal).
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-#[schema(example = json!({"error": {"code": "not_found", "message": "no debate with id \"x\"; list debates with GET /api/debates"}}))]
-pub struct ErrorBody {
-    pub error: ErrorDetail,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ErrorDetail {
-    /// Stable and machine-readable (`not_found`, `validation_failed`, `unauthorized`, ...).
-    pub code: String,
-    /// What was wrong and what to do about it, for a person.
-    pub message: String,
-}
+/// The body of every error answer (the telemetry crate owns it: the gateway answers it too).
+pub use aragora_telemetry::{ErrorBody, ErrorDetail};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiError {

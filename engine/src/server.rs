@@ -125,8 +125,9 @@ pub type RegistryHook = Box<dyn FnOnce(&prometheus::Registry) + Send>;
 /// engine's API (`GET /api/slo`) and its `aragora_slo_*` gauges in the engine's registry.
 #[derive(Default)]
 pub struct Extras {
-    /// Routes merged into the REST API.
-    pub routes: Option<axum::Router>,
+    /// Routes merged into the REST API, with what their handlers document: the engine's
+    /// `/api/openapi.json` includes them.
+    pub routes: Option<utoipa_axum::router::OpenApiRouter>,
     /// Handed the engine's metric registry once it exists, before anything listens.
     pub on_registry: Option<RegistryHook>,
 }
@@ -207,6 +208,18 @@ pub async fn serve_with(
         }
         None => None,
     };
+    let (extra_routes, openapi) = match extras.routes {
+        Some(routes) => {
+            let (router, documented) = routes.split_for_parts();
+            (
+                Some(router),
+                crate::http::openapi::render_document(&crate::http::openapi::document_with(
+                    documented,
+                )),
+            )
+        }
+        None => (None, crate::http::openapi::render()),
+    };
     let state = AppState(Arc::new(Shared {
         config: config.clone(),
         maintenance: crate::maintenance::Switch::new(metrics.maintenance_mode.clone()),
@@ -222,6 +235,7 @@ pub async fn serve_with(
         closing,
         websockets: Default::default(),
         started: Instant::now(),
+        openapi,
     }));
     state.set_phase(Phase::Starting(first_step));
 
@@ -243,7 +257,7 @@ pub async fn serve_with(
                 .await
         })
     };
-    let api = match extras.routes {
+    let api = match extra_routes {
         Some(routes) => app(state.clone()).merge(routes),
         None => app(state.clone()),
     };

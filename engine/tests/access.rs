@@ -535,6 +535,26 @@ async fn minting_a_jwt_gives_at_most_the_callers_role() {
     )
     .await;
     assert_eq!(higher.status, StatusCode::FORBIDDEN);
+    // A field given twice is refused, not read as its last (or first) value.
+    for body in [
+        r#"{"role": "reader", "role": "admin"}"#,
+        r#"{"ttl_secs": 60, "ttl_secs": 60}"#,
+    ] {
+        let twice = call(&api, Method::POST, "/api/auth/token", Some(&operator), body).await;
+        assert_eq!(twice.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        let message = twice.body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("duplicate field") && message.contains("or an empty body"),
+            "{message}"
+        );
+    }
+    let malformed = call(&api, Method::POST, "/api/auth/token", Some(&operator), "{").await;
+    assert_eq!(
+        malformed.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        malformed.body
+    );
     let share = call(
         &api,
         Method::POST,

@@ -1,6 +1,7 @@
 //! Listeners that answer by themselves: the admin listener (loopback: metrics, upstreams,
-//! maintenance mode; everything but `/metrics`, `/healthz` and `/readyz` for admins only, by
-//! the stateless credentials of [`aragora_auth::Authenticator`]) and the plain-HTTP listener (308 to HTTPS, except ACME challenges and
+//! maintenance mode, as [`crate::admin_api`] documents and routes them; everything but
+//! `/metrics`, `/healthz` and `/readyz` for admins only, by the stateless credentials of
+//! [`aragora_auth::Authenticator`]) and the plain-HTTP listener (308 to HTTPS, except ACME challenges and
 //! `/healthz`).
 
 use crate::state::Shared;
@@ -10,41 +11,17 @@ use pingora::protocols::http::ServerSession;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
-fn respond(
-    status: u16,
-    content_type: &str,
-    body: Vec<u8>,
-    extra: &[(&str, String)],
-) -> http::Response<Vec<u8>> {
-    let mut builder = http::Response::builder()
-        .status(status)
-        .header("Content-Type", content_type)
-        .header("Content-Length", body.len());
-    for (name, value) in extra {
-        builder = builder.header(*name, value.as_str());
-    }
-    builder.body(body).unwrap_or_default()
+use crate::admin_api::{respond, Answer, Route};
+
+fn json_response(status: u16, body: Value) -> Answer {
+    crate::admin_api::json_response(status, &body)
 }
 
-fn json_response(status: u16, body: Value) -> http::Response<Vec<u8>> {
-    respond(
-        status,
-        "application/json",
-        body.to_string().into_bytes(),
-        &[],
-    )
-}
-
-fn not_found(path: &str, hint: &str) -> http::Response<Vec<u8>> {
+fn not_found(path: &str, hint: &str) -> Answer {
     json_response(
         404,
         aragora_telemetry::error_body("not_found", &format!("no endpoint at {path}; {hint}")),
     )
-}
-
-/// The probes and the scrape, open to anyone who reaches the (loopback) listener.
-fn is_open(method: &str, path: &str) -> bool {
-    method == "GET" && matches!(path, "/metrics" | "/healthz" | "/readyz")
 }
 
 /// `None` when an admin asks; otherwise the 401 or 403 to answer. The authenticator is built
@@ -87,77 +64,50 @@ async fn refuse_non_admin(
     ))
 }
 
-/// The admin listener.
+/// The admin listener: each request routed by the admin API's document
+/// ([`crate::admin_api::route`]), the admin credential checked first unless the operation (or,
+/// for a 405, every operation of the path) is open.
 pub struct AdminApp {
     pub shared: Arc<Shared>,
 }
 
 #[async_trait]
 impl ServeHttp for AdminApp {
-    async fn response(&self, session: &mut ServerSession) -> http::Response<Vec<u8>> {
+    async fn response(&self, session: &mut ServerSession) -> Answer {
         let method = session.req_header().method.clone();
         let path = session.req_header().uri.path().to_string();
         let shared = &self.shared;
-        if !is_open(method.as_str(), &path) {
+        let route = crate::admin_api::route(method.as_str(), &path);
+        let open = match &route {
+            Route::Operation { secured, .. } => !secured,
+            Route::MethodNotAllowed { open, .. } => *open,
+            Route::NotFound => false,
+        };
+        if !open {
             if let Some(refusal) =
                 refuse_non_admin(shared, &session.req_header().headers, &path).await
             {
                 return refusal;
             }
         }
-        match (method.as_str(), path.as_str()) {
-            ("GET", "/metrics") => {
-                shared.refresh_ready_gauge();
-                let text = aragora_telemetry::render(&shared.metrics.registry);
-                respond(200, aragora_telemetry::TEXT_CONTENT_TYPE, text.into_bytes(), &[])
+        match route {
+            Route::Operation { handler, .. } => handler(shared),
+            Route::MethodNotAllowed { allow, .. } => {
+                let body = aragora_telemetry::error_body(
+                    "method_not_allowed",
+                    &format!("{method} is not supported on {path}; use {allow}"),
+                );
+                respond(
+                    405,
+                    "application/json",
+                    body.to_string().into_bytes(),
+                    &[("Allow", allow)],
+                )
             }
-            ("GET", "/healthz") => json_response(200, json!({"status": "ok"})),
-            ("GET", "/readyz") => match shared.not_ready_reason() {
-                None => json_response(200, json!({"status": "ready"})),
-                Some(reason) => json_response(503, json!({"status": "not_ready", "reason": reason})),
-            },
-            ("GET", "/api/system/upstreams") => {
-                let views = shared.pool.views();
-                let ready = views.iter().filter(|v| v.ready).count();
-                json_response(200, json!({"upstreams": views, "ready": ready, "total": views.len(), "draining": shared.is_draining()}))
-            }
-            ("GET", "/api/system/rate-limits") => {
-                let limits = shared.limits();
-                let config = shared.config();
-                let describe = |limiter: Option<&crate::limit::RateLimiter>| match limiter {
-                    Some(l) => json!({"per_minute": l.per_minute(), "burst": l.burst()}),
-                    None => json!(null),
-                };
-                let routes: Vec<Value> = limits
-                    .routes
-                    .iter()
-                    .map(|(route, limiter)| json!({"method": route.method, "route": route.route, "limit": describe(limiter.as_ref())}))
-                    .collect();
-                let top: Vec<Value> = limits
-                    .top_refused(10)
-                    .into_iter()
-                    .map(|(client, refused)| json!({"client": client.to_string(), "refused": refused}))
-                    .collect();
-                json_response(200, json!({
-                    "default": describe(limits.limiter.as_ref()),
-                    "routes": routes,
-                    "allow": config.rate_limit_allow,
-                    "trusted_proxies": config.trusted_proxies,
-                    "shared": shared.shared_limiter.is_some(),
-                    "backend": shared.shared_limiter.as_ref().map(|r| if r.is_up() { "up" } else { "down" }),
-                    "top_limited_clients": top,
-                }))
-            }
-            ("GET", "/api/system/maintenance") => json_response(200, json!({"enabled": shared.in_maintenance()})),
-            ("POST", "/api/system/maintenance/enable") | ("POST", "/api/admin/maintenance/enable") => {
-                shared.set_maintenance(true);
-                json_response(200, json!({"enabled": true}))
-            }
-            ("POST", "/api/system/maintenance/disable") | ("POST", "/api/admin/maintenance/disable") => {
-                shared.set_maintenance(false);
-                json_response(200, json!({"enabled": false}))
-            }
-            _ => not_found(&path, "admin paths: /metrics, /readyz, /api/system/upstreams, /api/system/maintenance[/enable|/disable]"),
+            Route::NotFound => not_found(
+                &path,
+                "the admin API's paths are in GET /openapi.json (docs/gateway-admin-openapi.json)",
+            ),
         }
     }
 }

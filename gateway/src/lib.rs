@@ -6,6 +6,7 @@
 //! | [`proxy`] | the request path: one `ProxyHttp` impl; its doc lists the phases and their jobs |
 //! | [`upstream`] | replicas, readiness from active and passive checks, slow start, DNS refresh |
 //! | [`admin`] | the admin listener and the HTTP→HTTPS redirect listener |
+//! | [`admin_api`] | the admin API's operations and types, and its OpenAPI document (also its routing table) |
 //! | [`framing`] | requests refused before they reach a replica: ambiguous framing (smuggling), dot segments, bad `Host` |
 //! | [`headers`] | the edge's `Server` and security headers, per route |
 //! | [`tls`] | certificate checks, self-signed generation, expiry; the certificate store |
@@ -28,6 +29,7 @@
 //! after pingora's fixed grace period.
 
 pub mod admin;
+pub mod admin_api;
 pub mod client;
 pub mod config;
 pub mod connections;

@@ -1,4 +1,5 @@
-//! Rate limiting per client, on this gateway (GCRA, the generic cell rate algorithm).
+//! Rate limiting per client, on this gateway (GCRA, the generic cell rate algorithm, whose
+//! arithmetic is [`aragora_gcra`]'s: the engine's WebSocket message allowance is the same).
 //!
 //! A client (as the `client` module identifies it) may send `rate_per_minute` requests per minute
 //! on average and up to `burst` at once; a route may have its own limit
@@ -17,35 +18,15 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// What the limiter decided for one request, and the headers that say so.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Decision {
-    pub allowed: bool,
-    /// The burst capacity (`RateLimit-Limit`).
-    pub limit: u64,
-    pub remaining: u64,
-    /// Seconds until the client's allowance is whole again (`RateLimit-Reset`).
-    pub reset_secs: u64,
-    /// Seconds to wait before a refused request can succeed (`Retry-After`).
-    pub retry_after_secs: u64,
-}
-
-/// What float arithmetic on instants may be off by; never a request's worth.
-const ROUNDING: f64 = 1e-9;
-
-/// Seconds rounded up, unless only rounding put them above a whole second.
-fn whole_secs(seconds: f64) -> u64 {
-    (seconds - ROUNDING).ceil().max(0.0) as u64
-}
+pub use aragora_gcra::Decision;
+use aragora_gcra::Gcra;
 
 /// Locks the clients' buckets are spread over: every worker thread takes one per request, and
 /// behind a single lock they queued on each other.
 const SHARDS: usize = 16;
 
 pub struct RateLimiter {
-    /// Seconds between requests at the steady rate.
-    interval: f64,
-    burst: u64,
+    gcra: Gcra,
     started: Instant,
     /// Theoretical arrival time per client, in seconds since `started`; a client's bucket is
     /// in the shard of its address ([`shard_of`]).
@@ -69,9 +50,8 @@ fn shard_of(client: &IpAddr) -> usize {
 impl RateLimiter {
     /// `None` when `rate_per_minute` is 0 (limiting off).
     pub fn new(rate_per_minute: u64, burst: u64) -> Option<Self> {
-        (rate_per_minute > 0).then(|| Self {
-            interval: 60.0 / rate_per_minute as f64,
-            burst: burst.max(1),
+        Gcra::per_minute(rate_per_minute, burst).map(|gcra| Self {
+            gcra,
             started: Instant::now(),
             buckets: Default::default(),
         })
@@ -86,39 +66,12 @@ impl RateLimiter {
     }
 
     fn check_at(&self, client: IpAddr, now: f64) -> Decision {
-        let capacity = self.burst as f64 * self.interval;
         let mut buckets = self.buckets[shard_of(&client)]
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        // One lookup: a client seen for the first time is always admitted (ahead is 0), so its
-        // entry is inserted either way.
-        let bucket = buckets.entry(client).or_insert(now);
-        let tat = bucket.max(now);
-        // How far the client is ahead of the steady rate, against how far it may be. Compared
-        // as differences, not as `now < tat + interval - capacity`: that sum rounds, and with a
-        // burst of 1 it refused a client's very first request at some instants.
-        let ahead = tat - now;
-        let slack = capacity - self.interval;
-        if ahead > slack + ROUNDING {
-            return Decision {
-                allowed: false,
-                limit: self.burst,
-                remaining: 0,
-                reset_secs: whole_secs(ahead),
-                retry_after_secs: whole_secs(ahead - slack).max(1),
-            };
-        }
-        let new_tat = tat + self.interval;
-        *bucket = new_tat;
-        // The epsilon keeps float rounding (47.999... for 48) from costing a request.
-        let remaining = ((slack - ahead) / self.interval + ROUNDING).floor() as u64;
-        Decision {
-            allowed: true,
-            limit: self.burst,
-            remaining: remaining.min(self.burst - 1),
-            reset_secs: whole_secs(new_tat - now),
-            retry_after_secs: 0,
-        }
+        // One lookup: a client seen for the first time is always admitted, so its entry is
+        // inserted either way.
+        self.gcra.check(buckets.entry(client).or_insert(now), now)
     }
 
     /// Forgets clients whose allowance is whole again (called periodically, bounds memory).
@@ -131,23 +84,23 @@ impl RateLimiter {
             .iter()
             .map(|shard| {
                 let mut buckets = shard.lock().unwrap_or_else(|e| e.into_inner());
-                buckets.retain(|_, tat| *tat > now);
+                buckets.retain(|_, tat| !Gcra::is_whole(*tat, now));
                 buckets.len()
             })
             .sum()
     }
 
     pub fn window(&self) -> Duration {
-        Duration::from_secs_f64(self.interval * self.burst as f64)
+        Duration::from_secs_f64(self.gcra.window_secs())
     }
 
     /// The average rate this limiter admits.
     pub fn per_minute(&self) -> u64 {
-        (60.0 / self.interval).round() as u64
+        self.gcra.per_minute_rate()
     }
 
     pub fn burst(&self) -> u64 {
-        self.burst
+        self.gcra.burst()
     }
 }
 

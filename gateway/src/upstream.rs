@@ -95,7 +95,7 @@ impl ReplicaMaintenance {
 }
 
 /// What `/api/system/upstreams` shows for a replica.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ReplicaView {
     pub name: String,
     pub addr: String,

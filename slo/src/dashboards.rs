@@ -211,6 +211,10 @@ pub fn dashboards(latency_threshold_seconds: f64) -> Vec<Dashboard> {
                 .query(format!("sum by (reason) (rate(aragora_auth_failures_total{{{engine}}}[5m]))"), "{{reason}}")
                 .threshold(1.0, "red")
                 .describe("Requests the engines refused for their credentials. AragoraAuthFailureBurst fires past 1/s (403 forbidden aside) for 5 minutes."),
+            panel("Per-client limit refusals / s by limit", "timeseries", "reqps")
+                .query(format!("sum by (limit) (rate(aragora_client_limit_refusals_total{{{engine}}}[5m]))"), "{{limit}}")
+                .threshold(0.1, "red")
+                .describe("Requests, WebSockets, subscriptions and messages the engines refused because one client reached its own limit (the engine's log names the client). AragoraClientLimitRefusals opens a ticket past 0.1/s for 15 minutes."),
         ]),
         render("aragora-debate-analytics", "Aragora Debate Analytics", "debate-analytics.json", vec![], vec![
             panel("Debates ended / h by outcome", "timeseries", "short").query(format!("sum by (outcome) (increase(aragora_debates_total{{{engine}}}[1h]))"), "{{outcome}}"),

@@ -138,6 +138,23 @@ pub fn error_body(code: &str, message: &str) -> Value {
     json!({"error": {"code": code, "message": message}})
 }
 
+/// The body of every error answer of every aragora HTTP surface, as the OpenAPI documents
+/// (the engine's, the gateway admin API's) describe it; what [`error_body`] renders (a test
+/// holds the two equal).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"error": {"code": "not_found", "message": "no debate with id \"x\"; list debates with GET /api/debates"}}))]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable and machine-readable (`not_found`, `validation_failed`, `unauthorized`, ...).
+    pub code: String,
+    /// What was wrong and what to do about it, for a person.
+    pub message: String,
+}
+
 /// The envelope's `code` for a request body refused before any handler read it, by the status
 /// the framework refused it with: one vocabulary for every JSON API (engine, fault proxy).
 pub fn body_rejection_code(status: ::http::StatusCode) -> &'static str {

@@ -14,7 +14,7 @@ mod log;
 pub use catalogue::{MetricDef, MetricKind};
 pub use http::{
     body_rejection_code, error_body, method_label, route_index, route_name, route_template,
-    METHOD_LABELS, ROUTES,
+    ErrorBody, ErrorDetail, METHOD_LABELS, ROUTES,
 };
 pub use log::{access_log, count_log_events, flush_logs, init_logging, LogFormat};
 

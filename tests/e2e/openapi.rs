@@ -4,6 +4,10 @@
 //! every body and header as documented, refusals where the credential is missing (once as the
 //! admin, once with no credential).
 //!
+//! The gateway's admin API (its own document, `docs/gateway-admin-openapi.json`, served at the
+//! admin listener's `GET /openapi.json` to admins) is tried the same way, as an admin and
+//! without a credential, against a gateway with a ready engine behind it.
+//!
 //! Each run is bounded: 20 examples per operation, one pass of each phase, a fixed seed (a
 //! failure replays with the same seed), two workers, and a 240 s kill. Both together take about
 //! 30 s here.
@@ -20,7 +24,7 @@
 //!   a schema-valid body may still be answered 422.
 
 use crate::support::deploy::repo;
-use crate::support::{Engine, EngineOptions};
+use crate::support::{Engine, EngineOptions, GatewayProcess};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -32,9 +36,32 @@ fn schemathesis() -> PathBuf {
     repo().join("target/tools/schemathesis/bin/schemathesis")
 }
 
+/// What one schemathesis run tries: the document (a URL or a file), the server, the
+/// credential sent (or none) and what is left out.
+struct Run<'a> {
+    schema: String,
+    base: String,
+    credential: Option<&'a str>,
+    exclude_operations: &'a [&'a str],
+    exclude_paths: &'a [&'a str],
+    who: &'a str,
+}
+
 /// Runs schemathesis against `engine`'s document with `credential` (or none) and fails the test
 /// with its report when it found anything.
 fn run_schemathesis(engine: &Engine, credential: Option<&str>, exclude: &[&str]) {
+    run(Run {
+        schema: engine.url("/api/openapi.json"),
+        base: engine.url(""),
+        credential,
+        exclude_operations: exclude,
+        exclude_paths: &["/ws"],
+        who: credential.map_or("engine, no credential", |_| "engine, the admin token"),
+    })
+}
+
+/// Runs schemathesis as `run` says and fails the test with its report when it found anything.
+fn run(run: Run<'_>) {
     let schemathesis = schemathesis();
     assert!(
         schemathesis.is_file(),
@@ -47,19 +74,22 @@ fn run_schemathesis(engine: &Engine, credential: Option<&str>, exclude: &[&str])
     command
         .current_dir(dir.path())
         .arg("run")
-        .arg(engine.url("/api/openapi.json"))
-        .args(["--url", &engine.url("")])
+        .arg(&run.schema)
+        .args(["--url", &run.base])
         .args(["--checks", "all"])
         .args(["--exclude-checks", "positive_data_acceptance"])
         .args(["--max-examples", "20", "--seed", "1", "--workers", "2"])
-        .args(["--request-timeout", "10"])
-        .args(["--exclude-path", "/ws"]);
-    for operation_id in exclude {
+        .args(["--request-timeout", "10"]);
+    for path in run.exclude_paths {
+        command.args(["--exclude-path", path]);
+    }
+    for operation_id in run.exclude_operations {
         command.args(["--exclude-operation-id", operation_id]);
     }
-    if let Some(credential) = credential {
+    if let Some(credential) = run.credential {
         command.args(["-H", &format!("Authorization: Bearer {credential}")]);
     }
+    let who = run.who;
     let started = Instant::now();
     let out = dir.path().join("schemathesis.out");
     let mut child = command
@@ -79,7 +109,6 @@ fn run_schemathesis(engine: &Engine, credential: Option<&str>, exclude: &[&str])
         std::thread::sleep(Duration::from_millis(200));
     };
     let report = std::fs::read_to_string(&out).unwrap_or_default();
-    let who = credential.map_or("no credential", |_| "the admin token");
     let status = status.unwrap_or_else(|| {
         panic!("schemathesis ({who}) ran over {RUN_LIMIT:?}; its report so far:\n{report}")
     });
@@ -149,4 +178,79 @@ async fn schemathesis_as_the_admin_finds_every_answer_documented() {
 async fn schemathesis_without_a_credential_finds_every_answer_documented() {
     let engine = engine().await;
     tokio::task::block_in_place(|| run_schemathesis(&engine, None, &[]));
+}
+
+/// A gateway in front of a ready engine (so that `/readyz` answers 200: a 503 there is the
+/// probe doing its job, which schemathesis counts as a server error), and the engine.
+async fn gateway() -> (GatewayProcess, Engine) {
+    let engine = Engine::start(EngineOptions::sqlite()).await;
+    let gateway = GatewayProcess::start(&[engine.api.to_string()], &[]).await;
+    gateway.wait_ready_count(1, Duration::from_secs(30)).await;
+    (gateway, engine)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_admin_api_serves_the_committed_document_to_admins_only() {
+    let (gateway, _engine) = gateway().await;
+    let committed =
+        std::fs::read_to_string(repo().join("docs/gateway-admin-openapi.json")).unwrap();
+    let response = gateway
+        .admin
+        .get(gateway.admin_url("/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-type"].to_str().unwrap(),
+        "application/json"
+    );
+    assert!(
+        response.text().await.unwrap() == committed,
+        "the gateway serves another document than docs/gateway-admin-openapi.json; run \
+         `cargo run -- openapi --gateway-admin --out docs/gateway-admin-openapi.json`"
+    );
+    let anonymous = reqwest::get(gateway.admin_url("/openapi.json"))
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+    // A method a path does not serve: 405 naming the one it does (after the credential).
+    let wrong = gateway
+        .admin
+        .delete(gateway.admin_url("/api/system/upstreams"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 405);
+    assert_eq!(wrong.headers()["allow"], "GET");
+    let body: serde_json::Value = wrong.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "method_not_allowed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemathesis_finds_every_answer_of_the_gateway_admin_api_documented() {
+    let (gateway, _engine) = gateway().await;
+    let token = gateway.token.clone().unwrap();
+    tokio::task::block_in_place(|| {
+        run(Run {
+            schema: gateway.admin_url("/openapi.json"),
+            base: gateway.admin_url(""),
+            credential: Some(&token),
+            exclude_operations: &[],
+            exclude_paths: &[],
+            who: "gateway admin API, the admin token",
+        });
+        // Without the credential the document is not served: the committed one is read.
+        run(Run {
+            schema: repo()
+                .join("docs/gateway-admin-openapi.json")
+                .display()
+                .to_string(),
+            base: gateway.admin_url(""),
+            credential: None,
+            exclude_operations: &[],
+            exclude_paths: &[],
+            who: "gateway admin API, no credential",
+        });
+    });
 }

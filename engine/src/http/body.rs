@@ -8,6 +8,12 @@
 //!
 //! A body must be an object: serde would also read a struct from a JSON array, field by
 //! position (`["a topic", null, 3]`), which no client means and no document describes.
+//!
+//! Every body is read into its type from its own text ([`read_object`]), never through a
+//! `serde_json::Value`: a `Value` keeps the last of two equal keys, where reading into the
+//! type refuses a field given twice (`{"reason": "a", "reason": "b"}` is a 422, not "b").
+//! Optional bodies (maintenance enable, minting a token) go through [`read_optional`]: no body
+//! (or only whitespace) is the type's default.
 
 use crate::error::ApiError;
 use axum::body::Bytes;
@@ -27,41 +33,68 @@ where
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
         // Checked as JSON by axum (415, 400, 413 as for any JSON body), then read from its own
-        // text: a `Value` would keep the last of two equal keys, where reading into `T`
-        // refuses a field given twice.
+        // text into `T`.
         let axum::Json(raw) =
             axum::Json::<Box<serde_json::value::RawValue>>::from_request(request, state).await?;
-        let text = raw.get();
-        if !text.trim_start().starts_with('{') {
-            let value: Value = serde_json::from_str(text)
-                .map_err(|err| ApiError::invalid(format!("{err}; fix the JSON body and retry")))?;
-            return from_object(value).map(ApiJson);
-        }
-        let mut json = serde_json::Deserializer::from_str(text);
-        serde_path_to_error::deserialize(&mut json)
-            .map(ApiJson)
-            .map_err(|err| ApiError::invalid(format!("{err}; fix the JSON body and retry")))
+        read_object(raw.get().as_bytes()).map(ApiJson)
     }
 }
 
-/// `value` read into `T` if it is an object; 422 saying what to send otherwise.
-pub fn from_object<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
-    let kind = match &value {
-        Value::Object(_) => None,
-        Value::Null => Some("null"),
-        Value::Bool(_) => Some("a boolean"),
-        Value::Number(_) => Some("a number"),
-        Value::String(_) => Some("a string"),
-        Value::Array(_) => Some("an array"),
-    };
-    if let Some(kind) = kind {
+/// `body`, JSON text, read into `T`: 400 when it is not JSON, 422 when it is not an object or
+/// not of `T`'s shape (a field given twice included), each saying what to fix.
+pub fn read_object<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        // Not an object: say what it is instead (or that it is not JSON at all).
+        let value: Value = serde_json::from_slice(body).map_err(not_json)?;
         return Err(ApiError::invalid(format!(
-            "the body is {kind}; send a JSON object ({{...}}) with the fields the API documents"
+            "the body is {}; send a JSON object ({{...}}) with the fields the API documents",
+            kind(&value)
         )));
     }
-    // The error names the field (`rounds: invalid type: ...`), as axum's own rejection does.
-    serde_path_to_error::deserialize(value)
-        .map_err(|err| ApiError::invalid(format!("{err}; fix the JSON body and retry")))
+    let mut json = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut json).map_err(|err| {
+        match err.inner().classify() {
+            // The error names the field (`rounds: invalid type: ...`), as axum's own does.
+            serde_json::error::Category::Data => {
+                ApiError::invalid(format!("{err}; fix the JSON body and retry"))
+            }
+            _ => not_json(err.into_inner()),
+        }
+    })?;
+    // Nothing after the object but whitespace.
+    json.end().map_err(not_json)?;
+    Ok(value)
+}
+
+/// An optional JSON body: nothing (or only whitespace) is `T::default()`, anything else is
+/// read as [`read_object`] reads it. `shape` (what to send) ends every refusal's message.
+pub fn read_optional<T: DeserializeOwned + Default>(
+    body: &[u8],
+    shape: &str,
+) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    read_object(body).map_err(|err| ApiError {
+        message: format!("{}; {shape}", err.message),
+        ..err
+    })
+}
+
+fn not_json(err: serde_json::Error) -> ApiError {
+    ApiError::bad_request(format!("the body is not valid JSON ({err})"))
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Object(_) => "an object",
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+    }
 }
 
 /// A text body.
@@ -88,7 +121,7 @@ impl<S: Send + Sync> FromRequest<S> for ApiBytes {
 
 #[cfg(test)]
 mod tests {
-    use super::{from_object, ApiJson};
+    use super::{read_object, read_optional, ApiJson};
     use axum::extract::FromRequest;
     use serde::Deserialize;
 
@@ -127,15 +160,15 @@ mod tests {
         }
     }
 
-    #[derive(Debug, Deserialize, PartialEq)]
+    #[derive(Debug, Default, Deserialize, PartialEq)]
     struct Body {
         topic: Option<String>,
         rounds: Option<i64>,
     }
 
     #[test]
-    fn only_an_object_is_a_body() {
-        let read: Body = from_object(serde_json::json!({"rounds": 2})).unwrap();
+    fn only_an_object_is_a_body_and_an_optional_one_may_be_absent() {
+        let read: Body = read_object(br#"{"rounds": 2}"#).unwrap();
         assert_eq!(
             read,
             Body {
@@ -143,15 +176,35 @@ mod tests {
                 rounds: Some(2)
             }
         );
-        for (value, says) in [
-            (serde_json::json!(["a topic", 3]), "an array"),
-            (serde_json::json!(null), "null"),
-            (serde_json::json!("x"), "a string"),
-            (serde_json::json!({"rounds": "two"}), "rounds: invalid type"),
+        for (body, status, says) in [
+            (&br#"["a topic", 3]"#[..], 422, "an array"),
+            (b"null", 422, "null"),
+            (br#""x""#, 422, "a string"),
+            (br#"{"rounds": "two"}"#, 422, "rounds: invalid type"),
+            (
+                br#"{"rounds": 1, "rounds": 2}"#,
+                422,
+                "duplicate field `rounds`",
+            ),
+            (br#"{"rounds": 1} {"#, 400, "not valid JSON"),
+            (b"{", 400, "not valid JSON"),
+            (b"nope", 400, "not valid JSON"),
         ] {
-            let err = from_object::<Body>(value).unwrap_err();
-            assert_eq!(err.status.as_u16(), 422);
-            assert!(err.message.contains(says), "{}", err.message);
+            let err = read_object::<Body>(body).unwrap_err();
+            let text = String::from_utf8_lossy(body);
+            assert_eq!(err.status.as_u16(), status, "{text}: {}", err.message);
+            assert!(err.message.contains(says), "{text}: {}", err.message);
         }
+        assert_eq!(
+            read_optional::<Body>(b" \n", "send x").unwrap(),
+            Body::default()
+        );
+        let err = read_optional::<Body>(br#"{"topic": "a", "topic": "b"}"#, "send x").unwrap_err();
+        assert_eq!(err.status.as_u16(), 422);
+        assert!(
+            err.message.contains("duplicate field `topic`") && err.message.ends_with("; send x"),
+            "{}",
+            err.message
+        );
     }
 }

@@ -32,10 +32,10 @@
 use super::AppState;
 use crate::error::ApiError;
 use aragora_auth::Principal;
+use aragora_gcra::{Bucket, Gcra};
 use axum::http::StatusCode;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 /// The error code of every per-client refusal.
 pub const CODE: &str = "client_limit";
@@ -155,46 +155,19 @@ pub fn list_offset(requested: Option<i64>) -> Result<i64, ApiError> {
     }
 }
 
-/// A WebSocket's message allowance: `rate` a second, in bursts of up to `rate` (a client that
-/// subscribes to its 100 debates at connect is not refused), refilled continuously.
-#[derive(Debug)]
-pub struct MessageBudget {
-    rate: f64,
-    tokens: f64,
-    last: Instant,
-}
-
-impl MessageBudget {
-    pub fn new(rate: u32) -> Self {
-        Self {
-            rate: f64::from(rate),
-            tokens: f64::from(rate),
-            last: Instant::now(),
-        }
-    }
-
-    /// Takes one message's allowance; false when the connection is over its rate.
-    pub fn take(&mut self) -> bool {
-        self.take_at(Instant::now())
-    }
-
-    fn take_at(&mut self, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.last = now;
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate);
-        if self.tokens < 1.0 {
-            return false;
-        }
-        self.tokens -= 1.0;
-        true
-    }
+/// A client's message allowance: `rate` a second, in bursts of up to `rate` (a client that
+/// subscribes to its 100 debates at connect is not refused), refilled continuously: the
+/// gateway's GCRA ([`aragora_gcra`]) over one cell.
+fn message_budget(rate: u32) -> Bucket {
+    let rate = u64::from(rate.max(1));
+    Bucket::new(Gcra::per_second(rate, rate).expect("a rate of at least 1"))
 }
 
 /// A client's open WebSockets and the message allowance they share.
 #[derive(Debug)]
 struct ClientEntry {
     open: usize,
-    budget: MessageBudget,
+    budget: Bucket,
 }
 
 /// Open WebSockets per client on this replica, and their message allowance.
@@ -215,7 +188,7 @@ impl ClientCounts {
             .entry(client.to_string())
             .or_insert_with(|| ClientEntry {
                 open: 0,
-                budget: MessageBudget::new(rate),
+                budget: message_budget(rate),
             });
         if entry.open >= max {
             return None;
@@ -294,14 +267,11 @@ mod tests {
 
     #[test]
     fn a_budget_allows_a_burst_of_its_rate_then_its_rate() {
-        let mut budget = MessageBudget::new(10);
-        let start = budget.last;
-        assert_eq!((0..20).filter(|_| budget.take_at(start)).count(), 10);
-        let later = start + std::time::Duration::from_millis(500);
-        assert_eq!((0..20).filter(|_| budget.take_at(later)).count(), 5);
-        let much_later = later + std::time::Duration::from_secs(60);
+        let mut budget = message_budget(10);
+        assert_eq!((0..20).filter(|_| budget.take_at(0.0)).count(), 10);
+        assert_eq!((0..20).filter(|_| budget.take_at(0.5)).count(), 5);
         assert_eq!(
-            (0..20).filter(|_| budget.take_at(much_later)).count(),
+            (0..20).filter(|_| budget.take_at(60.5)).count(),
             10,
             "never more than a burst"
         );

@@ -8,7 +8,7 @@
 //! 86400 s. Both calls are idempotent and answer the state in force with `changed`.
 
 use super::access::{Admin, Reader};
-use super::body::{from_object, ApiBytes};
+use super::body::{read_optional, ApiBytes};
 use super::AppState;
 use crate::error::ApiError;
 use crate::maintenance::{
@@ -45,17 +45,8 @@ pub struct Changed {
 /// The optional JSON body: nothing (or only whitespace) is the defaults; malformed JSON is a
 /// 400, JSON of the wrong shape a 422, each saying what to send.
 fn parse_enable(body: &[u8]) -> Result<(Option<String>, Option<u64>), ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok((None, None));
-    }
     const SHAPE: &str = r#"send {"reason": "...", "retry_after_seconds": N} or no body"#;
-    let parsed: serde_json::Value = serde_json::from_slice(body).map_err(|err| {
-        ApiError::bad_request(format!("the body is not valid JSON ({err}); {SHAPE}"))
-    })?;
-    let parsed: EnableBody = from_object(parsed).map_err(|err| ApiError {
-        message: format!("{}; {SHAPE}", err.message),
-        ..err
-    })?;
+    let parsed: EnableBody = read_optional(body, SHAPE)?;
     let reason = match parsed.reason {
         None => None,
         Some(reason) => {
@@ -288,6 +279,17 @@ mod tests {
             (&b"{"[..], 400, "not valid JSON"),
             (br#"{"reason": 5}"#, 422, "reason"),
             (br#"{"why": "x"}"#, 422, "unknown field"),
+            (
+                br#"{"reason": "a", "reason": "b"}"#,
+                422,
+                "duplicate field `reason`",
+            ),
+            (
+                br#"{"retry_after_seconds": 5, "retry_after_seconds": 9}"#,
+                422,
+                "duplicate field `retry_after_seconds`",
+            ),
+            (br#"["a"]"#, 422, "an array"),
             (br#"{"reason": ""}"#, 422, "1 to 200"),
             (br#"{"reason": "a\nb"}"#, 422, "one line"),
             (br#"{"retry_after_seconds": 0}"#, 422, "1 to 86400"),

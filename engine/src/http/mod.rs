@@ -74,6 +74,9 @@ pub struct Shared {
     /// Open WebSockets per client, for `ARAGORA_WS_MAX_CONNECTIONS_PER_CLIENT`.
     pub websockets: limits::ClientCounts,
     pub started: Instant,
+    /// The OpenAPI document `GET /api/openapi.json` serves: this engine's routes and its
+    /// extras' ([`openapi::document_with`]), rendered once.
+    pub openapi: String,
 }
 
 #[derive(Clone)]
@@ -350,7 +353,8 @@ mod tests {
     #[test]
     fn every_telemetry_route_is_served() {
         let served: Vec<String> = api_routes().into_iter().map(|e| e.path).collect();
-        // `/api/slo` is the live SLO evaluator's, merged into this router by `aragora serve`/`up`.
+        // `/api/slo` is the live SLO evaluator's, merged into this router by `aragora serve`/`up`
+        // (and documented with it: src/openapi.rs).
         let stale: Vec<&str> = aragora_telemetry::ROUTES
             .iter()
             .copied()

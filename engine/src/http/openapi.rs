@@ -110,15 +110,26 @@ fn own_path(handlers: &UtoipaMethodRouter<AppState>) -> String {
 )]
 struct Base;
 
-/// The document, built once.
+/// The document of the engine's own routes, built once.
 pub fn document() -> &'static OpenApi {
     static DOCUMENT: OnceLock<OpenApi> = OnceLock::new();
-    DOCUMENT.get_or_init(|| build(super::api_routes()))
+    DOCUMENT.get_or_init(|| build(super::api_routes(), None))
+}
+
+/// The document of the engine's own routes and those a caller adds (`Extras::routes`, whose
+/// `OpenApiRouter` carries what its handlers' `#[utoipa::path]`s document): what an engine
+/// run with those extras serves. The extras' operations get the same common refusals.
+pub fn document_with(extra: OpenApi) -> OpenApi {
+    build(super::api_routes(), Some(extra))
 }
 
 /// The document as JSON.
 pub fn json() -> serde_json::Value {
-    let mut value = serde_json::to_value(document()).expect("the document serialises");
+    to_json(document())
+}
+
+fn to_json(document: &OpenApi) -> serde_json::Value {
+    let mut value = serde_json::to_value(document).expect("the document serialises");
     camel_case_links(&mut value);
     value
 }
@@ -158,14 +169,22 @@ fn camel_case_links(document: &mut serde_json::Value) {
     }
 }
 
-/// The document as committed: pretty JSON and a final newline.
+/// The engine's own document as committed: pretty JSON and a final newline.
 pub fn render() -> String {
-    let mut text = serde_json::to_string_pretty(&json()).expect("the document serialises");
+    render_document(document())
+}
+
+/// `document` as committed: pretty JSON and a final newline.
+pub fn render_document(document: &OpenApi) -> String {
+    let mut text =
+        serde_json::to_string_pretty(&to_json(document)).expect("the document serialises");
     text.push('\n');
     text
 }
 
 /// `GET /api/openapi.json`: this document.
+///
+/// This engine's, extras included, rendered once at start (`Shared::openapi`).
 #[utoipa::path(
     get,
     path = "/openapi.json",
@@ -173,14 +192,16 @@ pub fn render() -> String {
     tag = "meta",
     responses((status = 200, description = "This document (OpenAPI 3.1).", content_type = "application/json", body = Object)),
 )]
-pub async fn serve() -> impl axum::response::IntoResponse {
+pub async fn serve(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> impl axum::response::IntoResponse {
     (
         [(axum::http::header::CONTENT_TYPE, "application/json")],
-        render(),
+        state.openapi.clone(),
     )
 }
 
-fn build(routes: Vec<Endpoint>) -> OpenApi {
+fn build(routes: Vec<Endpoint>, extra: Option<OpenApi>) -> OpenApi {
     let mut doc = Base::openapi();
     let components = doc.components.get_or_insert_with(Default::default);
     components.add_security_scheme(
@@ -202,30 +223,47 @@ fn build(routes: Vec<Endpoint>) -> OpenApi {
         ))),
     );
     let mut aliases: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let add = |doc: &mut OpenApi, path: String, mut item: PathItem| {
+        for operation in operations(&mut item) {
+            for requirement in operation.security.iter().flatten() {
+                let named = serde_json::to_value(requirement).unwrap_or_default();
+                for scheme in named.as_object().into_iter().flat_map(|o| o.keys()) {
+                    assert!(
+                        [BEARER, QUERY_TOKEN].contains(&scheme.as_str()),
+                        "{path} names the security scheme {scheme:?}; use {BEARER:?} or {QUERY_TOKEN:?}",
+                    );
+                }
+            }
+            add_common_responses(operation);
+        }
+        assert!(
+            !doc.paths.paths.contains_key(&path),
+            "{path} is documented twice (an extra route over one of the engine's?)"
+        );
+        doc.paths.paths.insert(path, item);
+    };
     for endpoint in routes {
         let (schemas, paths, _) = endpoint.handlers;
         if let Some(canonical) = endpoint.canonical {
             aliases.entry(canonical).or_default().push(endpoint.path);
             continue;
         }
+        let components = doc.components.get_or_insert_with(Default::default);
         for (name, schema) in schemas {
             components.schemas.insert(name, schema);
         }
-        for (_, mut item) in paths.paths {
-            for operation in operations(&mut item) {
-                for requirement in operation.security.iter().flatten() {
-                    let named = serde_json::to_value(requirement).unwrap_or_default();
-                    for scheme in named.as_object().into_iter().flat_map(|o| o.keys()) {
-                        assert!(
-                            [BEARER, QUERY_TOKEN].contains(&scheme.as_str()),
-                            "{} names the security scheme {scheme:?}; use {BEARER:?} or {QUERY_TOKEN:?}",
-                            endpoint.path
-                        );
-                    }
-                }
-                add_common_responses(operation);
-            }
-            doc.paths.paths.insert(endpoint.path.clone(), item);
+        for (_, item) in paths.paths {
+            add(&mut doc, endpoint.path.clone(), item);
+        }
+    }
+    if let Some(extra) = extra {
+        let schemas = extra.components.map(|c| c.schemas).unwrap_or_default();
+        let components = doc.components.get_or_insert_with(Default::default);
+        for (name, schema) in schemas {
+            components.schemas.insert(name, schema);
+        }
+        for (path, item) in extra.paths.paths {
+            add(&mut doc, path, item);
         }
     }
     for (canonical, paths) in aliases {
@@ -340,13 +378,40 @@ mod tests {
     /// The committed document, where client authors find it (the README says so).
     const COMMITTED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/openapi.json");
 
+    /// The committed document is the binary's (the engine's routes and what `aragora serve`
+    /// adds; its drift test is in `src/openapi.rs`): every operation of the engine's own is in
+    /// it as generated here.
     #[test]
-    fn the_committed_document_is_the_generated_one() {
-        let committed = std::fs::read_to_string(COMMITTED).unwrap_or_default();
+    fn the_committed_document_holds_the_engines_own_operations() {
+        let committed: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(COMMITTED).unwrap()).unwrap();
+        let own = json();
+        for (path, item) in own["paths"].as_object().unwrap() {
+            assert_eq!(
+                &committed["paths"][path], item,
+                "{path} differs in docs/openapi.json; refresh it with \
+                 `cargo run -- openapi --out docs/openapi.json` and commit it"
+            );
+        }
+        assert_eq!(committed["info"], own["info"]);
+    }
+
+    #[test]
+    fn an_extra_route_is_documented_with_the_common_refusals() {
+        #[utoipa::path(get, path = "/api/extra", operation_id = "extra", tag = "meta",
+            security(("bearer" = [])),
+            responses((status = 200, description = "An extra.", body = ErrorBody)))]
+        async fn extra() {}
+        let router: utoipa_axum::router::OpenApiRouter =
+            utoipa_axum::router::OpenApiRouter::new().routes(utoipa_axum::routes!(extra));
+        let doc = to_json(&document_with(router.into_openapi()));
+        let responses = &doc["paths"]["/api/extra"]["get"]["responses"];
+        for status in ["200", "401", "403", "503"] {
+            assert!(responses[status].is_object(), "{status}: {responses}");
+        }
         assert!(
-            committed == render(),
-            "docs/openapi.json is not the document this code generates; refresh it with \
-             `cargo run -- openapi --out docs/openapi.json` and commit it"
+            doc["paths"]["/api/debates"].is_object(),
+            "the engine's own too"
         );
     }
 

@@ -6,7 +6,7 @@
 //! prefix, name, role and who did it.
 
 use super::access::{check, Admin, Caller};
-use super::body::{from_object, ApiJson, ApiText};
+use super::body::{read_optional, ApiJson, ApiText};
 use super::debates::ApiQuery;
 use super::AppState;
 use crate::error::{ApiError, ErrorBody};
@@ -289,16 +289,10 @@ pub async fn mint_token(
         &caller,
         caller.require(Role::Reader),
     )?;
-    let request: MintToken = if body.trim().is_empty() {
-        MintToken::default()
-    } else {
-        let value = serde_json::from_str(&body).map_err(|err| {
-            ApiError::bad_request(format!(
-                "{err}; send {{\"role\": \"reader\", \"ttl_secs\": 3600}} or an empty body"
-            ))
-        })?;
-        from_object(value)?
-    };
+    let request: MintToken = read_optional(
+        body.as_bytes(),
+        r#"send {"role": "reader", "ttl_secs": 3600} or an empty body"#,
+    )?;
     let role = match request.role.as_deref() {
         None => caller.role,
         Some(role) => parse_role(role)?,

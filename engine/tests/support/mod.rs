@@ -280,6 +280,7 @@ impl Harness {
             closing: self.closing.subscribe(),
             websockets: Default::default(),
             started: Instant::now(),
+            openapi: aragora_engine::http::openapi::render(),
         }))
     }
 

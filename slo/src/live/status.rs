@@ -1,10 +1,10 @@
 //! What the live evaluation says about each SLO: [`SloStatus`] with its windows and alerts
-//! (the `/api/slo` shape), and the plain-text table of `aragora slo status`.
+//! (the `/api/slo` shape, with the schemas its OpenAPI operation documents), and the plain-text table of `aragora slo status`.
 
 use serde::Serialize;
 
 /// One window of one SLO.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct WindowStatus {
     pub window: String,
     /// Failed share of events in the window; None without events (no traffic is not an outage).
@@ -14,7 +14,7 @@ pub struct WindowStatus {
 }
 
 /// A burn-rate alert of one SLO and whether it fires now.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct AlertStatus {
     /// `page` or `ticket` (Sloth's `sloth_severity`).
     pub sloth_severity: String,
@@ -26,7 +26,7 @@ pub struct AlertStatus {
 }
 
 /// Everything known about one SLO now.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct SloStatus {
     pub sloth_id: String,
     pub service: String,

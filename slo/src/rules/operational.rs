@@ -1,5 +1,6 @@
 //! The 15 alerts of the Production Operations Runbook's table, 5 DR alerts (backups and
-//! drills) and a security alert (credential stuffing), over metrics aragora exports,
+//! drills), a security alert (credential stuffing) and a resource-exhaustion one (a client
+//! hammering its per-client limit), over metrics aragora exports,
 //! each with the series that must fire it and those that must not (its promtool tests);
 //! [`alerts`] adds the infrastructure alerts of [`infrastructure`] (their own rule group).
 //!
@@ -166,6 +167,9 @@ fn runbook_alerts(settings: &SloSettings) -> Vec<OperationalAlert> {
     ];
     let auth_failures = |reason: &str| {
         format!("aragora_auth_failures_total{{component=\"engine\",job=\"aragora-backend\",instance=\"engine-1:8080\",reason=\"{reason}\"}}")
+    };
+    let client_limit = |limit: &str| {
+        format!("aragora_client_limit_refusals_total{{component=\"engine\",job=\"aragora-backend\",instance=\"engine-1:8080\",limit=\"{limit}\"}}")
     };
 
     vec![
@@ -487,6 +491,27 @@ fn runbook_alerts(settings: &SloSettings) -> Vec<OperationalAlert> {
                 scenario("a handful of typos", &[(&auth_failures("bad_signature"), with_jump(0.0, 5.0, 11, 30)), (&auth_failures("expired"), steady(1.0, 30))], &[13, 20]),
                 scenario("just under one a second", &[(&auth_failures("bad_signature"), steady(30.0, 30)), (&auth_failures("expired"), steady(24.0, 30))], &[15]),
                 scenario("403s are not stuffing", &[(&auth_failures("forbidden"), steady(600.0, 30))], &[15]),
+            ],
+        },
+        // Resource exhaustion (issue 18): a client held to one of its own limits (engine/src/
+        // http/limits.rs) over and over. Summed over replicas per limit: the counter has no
+        // client label (subjects are unbounded), the engine's log names the subject. A client
+        // reaching a limit now and then is the limit working; one refusal every ten seconds
+        // for a quarter of an hour is a client in a loop (reconnecting, resubscribing, paging
+        // with a huge `limit`) or a limit too low for what a real client needs: a ticket.
+        OperationalAlert {
+            name: "AragoraClientLimitRefusals",
+            group: GROUP,
+            severity: "warning",
+            expr: format!("sum by (limit) (rate(aragora_client_limit_refusals_total{{{engine}}}[5m])) > 0.1"),
+            for_: PromDuration::minutes(15),
+            summary: "A client keeps hitting its per-client limit {{ $labels.limit }}".into(),
+            description: "For 15 minutes the engines have refused over one request, WebSocket or message every ten seconds because a client reached its own limit {{ $labels.limit }} (aragora_client_limit_refusals_total). The engine logs each refusal (\"refused: the client reached its limit\") with the client's subject and the setting; find the subject there. A client in a loop: fix or stop it (revoke its key: aragora token revoke). A real need: raise the setting the log names (ARAGORA_WS_MAX_CONNECTIONS_PER_CLIENT, ARAGORA_WS_MAX_SUBSCRIPTIONS, ARAGORA_WS_MAX_MESSAGES_PER_SECOND, ARAGORA_DEBATE_QUEUE_PER_CLIENT, ARAGORA_MAX_LIST_LIMIT).".into(),
+            fires: scenario("a client reconnecting in a loop", &[(&client_limit("websockets_per_client"), steady(30.0, 40)), (&client_limit("list_limit"), flat(0.0, 40))], &[25]).firing(&[&[("limit", "websockets_per_client")]]),
+            quiet: vec![
+                scenario("zero traffic", &[(&client_limit("websockets_per_client"), flat(0.0, 40)), (&client_limit("list_limit"), flat(0.0, 40))], &[25]),
+                scenario("one burst of refusals", &[(&client_limit("messages_per_websocket"), with_jump(0.0, 500.0, 11, 40))], &[13, 25]),
+                scenario("just under one every ten seconds", &[(&client_limit("debates_per_client"), steady(5.0, 40)), (&client_limit("list_limit"), steady(0.5, 40))], &[25]),
             ],
         },
     ]
