@@ -109,11 +109,12 @@ async fn events_of(conn: &mut AnyConnection, id: &str) -> i64 {
 }
 
 async fn completed_debate(engine: &Engine, topic: &str) -> String {
-    let record = engine
-        .run_debate(json!({"topic": topic, "rounds": 1}))
+    let id = engine
+        .start_debate(json!({"topic": topic, "rounds": 1}))
         .await;
+    let record = engine.wait_final(&id, Duration::from_secs(60)).await;
     assert_eq!(record["status"], "completed", "{record}");
-    record["id"].as_str().unwrap().to_string()
+    id
 }
 
 /// A debate every agent fails (an injected `agent_failing` fault, cleared after it).
@@ -125,9 +126,10 @@ async fn failed_debate(engine: &Engine, topic: &str) -> String {
         )
         .await;
     assert_eq!(status, 201, "{fault}");
-    let record = engine
-        .run_debate(json!({"topic": topic, "rounds": 1}))
+    let id = engine
+        .start_debate(json!({"topic": topic, "rounds": 1}))
         .await;
+    let record = engine.wait_final(&id, Duration::from_secs(60)).await;
     assert_eq!(record["status"], "failed", "{record}");
     let cleared = engine
         .http
@@ -139,7 +141,7 @@ async fn failed_debate(engine: &Engine, topic: &str) -> String {
         .await
         .unwrap();
     assert!(cleared.status().is_success(), "{}", cleared.status());
-    record["id"].as_str().unwrap().to_string()
+    id
 }
 
 /// `aragora ARGS` on the engine's database and data directory (keys, backups).
