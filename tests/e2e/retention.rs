@@ -553,6 +553,15 @@ on_both_backends!(
     system_errors_show_a_failed_debate_to_admins_only,
 );
 
+/// A bad cleanup request: query, body, then the status, code and words of the answer.
+type BadCleanup = (
+    &'static str,
+    Option<&'static str>,
+    u16,
+    &'static str,
+    &'static [&'static str],
+);
+
 /// Every kind of bad input to the cleanup: the right 4xx in the API's envelope, saying what
 /// to fix, and nothing deleted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -561,7 +570,7 @@ async fn bad_cleanup_requests_are_refused_and_delete_nothing() {
     let engine = Engine::start(copy(&options)).await;
     let mut db = connect(&database_url(&options, &engine)).await;
     backlog(&mut db, 3, 100).await;
-    let cases: [(&str, Option<&str>, u16, &str, &[&str]); 7] = [
+    let cases: [BadCleanup; 7] = [
         ("?dry_run=maybe", None, 400, "invalid_request", &["dry_run"]),
         ("?dryrun=true", None, 400, "invalid_request", &["dryrun"]),
         (

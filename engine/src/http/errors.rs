@@ -88,7 +88,7 @@ pub async fn list(
             }
         }
     }
-    errors.sort_by(|a, b| b.at_ms.cmp(&a.at_ms));
+    errors.sort_by_key(|entry| std::cmp::Reverse(entry.at_ms));
     errors.truncate(limit as usize);
     Ok(Json(Errors {
         errors,
