@@ -23,7 +23,7 @@ use utoipa::{IntoParams, ToSchema};
 
 /// The settings in force on this replica.
 #[derive(Serialize, ToSchema)]
-pub struct Settings {
+pub struct RetentionSettings {
     /// ARAGORA_RECEIPT_RETENTION_DAYS (0: receipts kept forever).
     retention_days: u32,
     /// ARAGORA_DEBATE_RETENTION_DAYS (0: finished debates kept forever).
@@ -36,7 +36,7 @@ pub struct Settings {
 
 /// One cleanup, as recorded.
 #[derive(Serialize, ToSchema)]
-pub struct Run {
+pub struct RetentionRun {
     id: String,
     /// `scheduled` or `manual`.
     trigger: String,
@@ -57,7 +57,7 @@ pub struct Run {
     error: Option<String>,
 }
 
-impl From<RunRecord> for Run {
+impl From<RunRecord> for RetentionRun {
     fn from(run: RunRecord) -> Self {
         Self {
             duration_seconds: run
@@ -81,7 +81,7 @@ impl From<RunRecord> for Run {
 
 /// Totals over the kept runs (the newest 1000).
 #[derive(Serialize, ToSchema)]
-pub struct Stats {
+pub struct RetentionStats {
     total_runs: i64,
     total_receipts_deleted: i64,
     total_debates_deleted: i64,
@@ -94,26 +94,26 @@ pub struct Stats {
 
 /// `GET /api/admin/schedulers/receipt-retention/status`.
 #[derive(Serialize, ToSchema)]
-pub struct Status {
+pub struct RetentionStatus {
     /// Whether this replica's scheduler runs (false when both retentions are 0).
     running: bool,
     interval_hours: f64,
     retention_days: u32,
     debate_retention_days: u32,
     batch_size: u32,
-    settings: Settings,
+    settings: RetentionSettings,
     /// When this replica's scheduler wakes next (one replica runs each tick).
     next_run_at: Option<String>,
     /// A cleanup going on now, on any replica.
-    in_progress: Option<Run>,
+    in_progress: Option<RetentionRun>,
     /// The newest finished cleanup, of any replica.
-    last_run: Option<Run>,
-    stats: Stats,
+    last_run: Option<RetentionRun>,
+    stats: RetentionStats,
 }
 
-fn settings(state: &AppState) -> Settings {
+fn settings(state: &AppState) -> RetentionSettings {
     let config = &state.config;
-    Settings {
+    RetentionSettings {
         retention_days: config.receipt_retention_days,
         debate_retention_days: config.debate_retention_days,
         interval_hours: config.receipt_cleanup_interval_hours,
@@ -134,13 +134,16 @@ fn refusal(err: RetentionError) -> ApiError {
 /// The Receipt Retention Scheduler's settings, schedule, runs and totals (admins).
 #[utoipa::path(get, path = "/admin/schedulers/receipt-retention/status",
     operation_id = "receipt_retention_status", tag = "admin", security(("bearer" = [])),
-    responses((status = 200, description = "The scheduler.", body = Status)))]
-pub async fn status(State(state): State<AppState>, _: Admin) -> Result<Json<Status>, ApiError> {
+    responses((status = 200, description = "The scheduler.", body = RetentionStatus)))]
+pub async fn status(
+    State(state): State<AppState>,
+    _: Admin,
+) -> Result<Json<RetentionStatus>, ApiError> {
     let retention = &state.core()?.retention;
     let history = retention.history().await.map_err(refusal)?;
     let policy = retention.policy();
     let finished = history.total_runs;
-    let stats = Stats {
+    let stats = RetentionStats {
         total_runs: finished,
         total_receipts_deleted: history.deleted.receipts,
         total_debates_deleted: history.deleted.debates,
@@ -153,7 +156,7 @@ pub async fn status(State(state): State<AppState>, _: Admin) -> Result<Json<Stat
         },
     };
     let config = settings(&state);
-    Ok(Json(Status {
+    Ok(Json(RetentionStatus {
         running: policy.enabled(),
         interval_hours: config.interval_hours,
         retention_days: config.retention_days,
@@ -161,8 +164,8 @@ pub async fn status(State(state): State<AppState>, _: Admin) -> Result<Json<Stat
         batch_size: config.batch_size,
         settings: config,
         next_run_at: retention.next_run_ms(now_ms()).map(format_ms),
-        in_progress: history.in_progress.map(Run::from),
-        last_run: history.last.map(Run::from),
+        in_progress: history.in_progress.map(RetentionRun::from),
+        last_run: history.last.map(RetentionRun::from),
         stats,
     }))
 }
@@ -185,7 +188,7 @@ pub struct CleanupBody {
 
 /// What a cleanup deleted, or a dry run would.
 #[derive(Serialize, ToSchema)]
-pub struct Cleanup {
+pub struct RetentionCleanup {
     dry_run: bool,
     /// For a dry run, what a cleanup now would delete.
     receipts_deleted: i64,
@@ -194,7 +197,7 @@ pub struct Cleanup {
     receipts_before: Option<String>,
     debates_before: Option<String>,
     /// The run as recorded (null for a dry run).
-    run: Option<Run>,
+    run: Option<RetentionRun>,
 }
 
 /// Whether the call asks for a dry run: the query's `dry_run`, or the optional body's; both
@@ -221,8 +224,13 @@ fn dry_run(query: &CleanupQuery, body: &[u8]) -> Result<bool, ApiError> {
     }
 }
 
-fn cleanup_of(dry_run: bool, counts: Counts, cutoffs: Cutoffs, run: Option<Run>) -> Cleanup {
-    Cleanup {
+fn cleanup_of(
+    dry_run: bool,
+    counts: Counts,
+    cutoffs: Cutoffs,
+    run: Option<RetentionRun>,
+) -> RetentionCleanup {
+    RetentionCleanup {
         dry_run,
         receipts_deleted: counts.receipts,
         debates_deleted: counts.debates,
@@ -240,7 +248,7 @@ fn cleanup_of(dry_run: bool, counts: Counts, cutoffs: Cutoffs, run: Option<Run>)
     params(CleanupQuery),
     request_body(content = Option<CleanupBody>, description = "Optional: no body is a real cleanup."),
     responses(
-        (status = 200, description = "Deleted (or, for a dry run, would delete).", body = Cleanup),
+        (status = 200, description = "Deleted (or, for a dry run, would delete).", body = RetentionCleanup),
         (status = 409, description = "Another cleanup is running.", body = ErrorBody),
     ))]
 pub async fn cleanup(
@@ -248,7 +256,7 @@ pub async fn cleanup(
     Admin(admin): Admin,
     ApiQuery(query): ApiQuery<CleanupQuery>,
     ApiBytes(body): ApiBytes,
-) -> Result<Json<Cleanup>, ApiError> {
+) -> Result<Json<RetentionCleanup>, ApiError> {
     let dry = dry_run(&query, &body)?;
     let retention = state.core()?.retention.clone();
     if dry {
@@ -265,6 +273,6 @@ pub async fn cleanup(
         false,
         run.deleted,
         run.cutoffs,
-        Some(Run::from(run)),
+        Some(RetentionRun::from(run)),
     )))
 }
