@@ -84,6 +84,14 @@ pub struct EngineConfig {
     pub ws_max_messages_per_second: u32,
     /// Largest `limit` a list query may ask for.
     pub max_list_limit: u32,
+    /// Days a receipt is kept after it was issued (0: forever); see `retention`.
+    pub receipt_retention_days: u32,
+    /// Hours between scheduled retention cleanups (fractions allowed).
+    pub receipt_cleanup_interval_hours: f64,
+    /// Days a finished debate and its events are kept after it ended (0: forever).
+    pub debate_retention_days: u32,
+    /// Rows one retention statement deletes at most.
+    pub retention_batch_size: u32,
     /// Who may call the engine (`[auth]` in TOML; env in [`aragora_auth::SETTINGS`]).
     pub auth: AuthConfig,
     pub environment: Environment,
@@ -175,7 +183,11 @@ aragora_config::settings! {
     ws_max_connections_per_client: ["ARAGORA_WS_MAX_CONNECTIONS_PER_CLIENT"] "WebSockets one client (the credential's subject, as for ARAGORA_DEBATE_QUEUE_PER_CLIENT) may hold open to this replica; one more gets 429 `client_limit` at the upgrade.";
     ws_max_subscriptions: ["ARAGORA_WS_MAX_SUBSCRIPTIONS"] "Debates one WebSocket may follow at once; one more subscription gets an `error` event with code `client_limit` (the connection stays open; unsubscribe first).";
     ws_max_messages_per_second: ["ARAGORA_WS_MAX_MESSAGES_PER_SECOND"] "Messages (subscribe, unsubscribe, ping) one client may send per second across its WebSockets, in bursts of as many; the connection that sends one more is closed with 1008 (policy).";
-    max_list_limit: ["ARAGORA_MAX_LIST_LIMIT"] "Largest `limit` a list query (GET /api/debates, /api/drills, /api/auth/api-keys) may ask for; more gets 400. The default page is 20, or this when smaller.";
+    max_list_limit: ["ARAGORA_MAX_LIST_LIMIT"] "Largest `limit` a list query (GET /api/debates, /api/drills, /api/auth/api-keys, /api/system/errors) may ask for; more gets 400. The default page is 20, or this when smaller.";
+    receipt_retention_days: ["ARAGORA_RECEIPT_RETENTION_DAYS"] "Days a debate receipt is kept after it was issued (SOC 2 / compliance retention, ~7 years); older ones are deleted by the Receipt Retention Scheduler. 0 keeps receipts forever.";
+    receipt_cleanup_interval_hours: ["ARAGORA_RECEIPT_CLEANUP_INTERVAL_HOURS"] "Hours between retention cleanups (fractions allowed, e.g. 0.5; one second to 8760). Ticks are multiples of it since the Unix epoch, so every replica wakes for the same tick and one runs it.";
+    debate_retention_days: ["ARAGORA_DEBATE_RETENTION_DAYS"] "Days a finished debate and its events are kept after it ended; then deleted, unless its receipt is still inside ARAGORA_RECEIPT_RETENTION_DAYS. 0 keeps finished debates forever.";
+    retention_batch_size: ["ARAGORA_RETENTION_BATCH_SIZE"] "Rows one retention delete removes at most (each batch its own short transaction, so no long lock); 1 to 5000.";
     environment: ["ARAGORA_ENV", "ARAGORA_ENVIRONMENT"] "development or production; production requires ARAGORA_JWT_SECRET.";
     log_level: ["ARAGORA_LOG_LEVEL"] "DEBUG, INFO, WARNING or ERROR.";
     log_format: ["ARAGORA_LOG_FORMAT"] "json (one object per line), text, or auto (unset): `aragora up` writes text when its log goes to a terminal, JSON otherwise; every other command JSON.";
@@ -233,6 +245,12 @@ impl Default for EngineConfig {
             // A client subscribing to its 100 debates at connect is not refused.
             ws_max_messages_per_second: 100,
             max_list_limit: 100,
+            // The runbooks' ~7 years (SOC 2), once a day.
+            receipt_retention_days: 2555,
+            receipt_cleanup_interval_hours: 24.0,
+            // Debates are the users' own record: kept unless the operator says otherwise.
+            debate_retention_days: 0,
+            retention_batch_size: 500,
             auth: AuthConfig::default(),
             environment: Environment::Development,
             log_level: LogLevel::Info,
@@ -395,6 +413,40 @@ impl EngineConfig {
         }
     }
 
+    /// The retention settings: days up to a century, an interval of one second to a year,
+    /// batches of 1 to 5000 rows (within both backends' bound-parameter limits).
+    fn validate_retention(&self, check: &mut impl FnMut(bool, &str, String)) {
+        for (setting, days) in [
+            (
+                "ARAGORA_RECEIPT_RETENTION_DAYS",
+                self.receipt_retention_days,
+            ),
+            ("ARAGORA_DEBATE_RETENTION_DAYS", self.debate_retention_days),
+        ] {
+            check(
+                days <= 36_500,
+                setting,
+                format!("is {days}; use 0 (keep forever) to 36500 days"),
+            );
+        }
+        let hours = self.receipt_cleanup_interval_hours;
+        check(
+            hours.is_finite() && hours * 3600.0 >= 1.0 && hours <= 8760.0,
+            "ARAGORA_RECEIPT_CLEANUP_INTERVAL_HOURS",
+            format!(
+                "is {hours}; use one second (0.0003) to 8760 hours, fractions allowed (default 24)"
+            ),
+        );
+        check(
+            (1..=5000).contains(&self.retention_batch_size),
+            "ARAGORA_RETENTION_BATCH_SIZE",
+            format!(
+                "is {}; use 1 to 5000 rows per statement (default 500)",
+                self.retention_batch_size
+            ),
+        );
+    }
+
     /// Checks every value; empty when the config is usable.
     fn problems(&self) -> Vec<ConfigProblem> {
         let mut problems = Vec::new();
@@ -541,6 +593,7 @@ impl EngineConfig {
                 self.max_list_limit
             ),
         );
+        self.validate_retention(&mut check);
         check(
             self.agent_max_retries <= 10,
             "ARAGORA_AGENT_MAX_RETRIES",
@@ -676,6 +729,43 @@ mod tests {
         assert_eq!(config.max_concurrent_debates, 10);
         assert_eq!(config.db_pool_size, 20);
         assert_eq!(config.db_backend, DbBackend::Sqlite);
+    }
+
+    #[test]
+    fn retention_defaults_are_the_runbooks_and_bad_values_say_the_range() {
+        let config = EngineConfig::load(None, &HashMap::new()).unwrap();
+        assert_eq!(config.receipt_retention_days, 2555);
+        assert_eq!(config.receipt_cleanup_interval_hours, 24.0);
+        assert_eq!(config.debate_retention_days, 0);
+        assert_eq!(config.retention_batch_size, 500);
+        let half = EngineConfig::load(
+            None,
+            &env(&[("ARAGORA_RECEIPT_CLEANUP_INTERVAL_HOURS", "0.5")]),
+        )
+        .unwrap();
+        assert_eq!(half.receipt_cleanup_interval_hours, 0.5);
+        for (name, value, says) in [
+            (
+                "ARAGORA_RECEIPT_RETENTION_DAYS",
+                "36501",
+                "0 (keep forever) to 36500",
+            ),
+            (
+                "ARAGORA_DEBATE_RETENTION_DAYS",
+                "99999",
+                "0 (keep forever) to 36500",
+            ),
+            ("ARAGORA_RECEIPT_CLEANUP_INTERVAL_HOURS", "0", "one second"),
+            ("ARAGORA_RECEIPT_CLEANUP_INTERVAL_HOURS", "9000", "8760"),
+            ("ARAGORA_RETENTION_BATCH_SIZE", "0", "1 to 5000"),
+            ("ARAGORA_RETENTION_BATCH_SIZE", "5001", "1 to 5000"),
+            ("ARAGORA_RECEIPT_RETENTION_DAYS", "-1", "whole number"),
+        ] {
+            let problems = EngineConfig::load(None, &env(&[(name, value)])).unwrap_err();
+            assert_eq!(problems.len(), 1, "{name}={value}: {problems:?}");
+            assert_eq!(problems[0].setting, name);
+            assert!(problems[0].message.contains(says), "{problems:?}");
+        }
     }
 
     #[test]

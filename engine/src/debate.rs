@@ -23,6 +23,7 @@
 use crate::agents::{
     Agent, AgentError, AgentRegistry, AgentReply, AgentRequest, AgentTask, CallObserver,
 };
+use crate::error_log::{ErrorEntry, ErrorKind, ErrorLog};
 use crate::events::EventHub;
 use crate::metrics::EngineMetrics;
 use crate::model::{
@@ -67,6 +68,8 @@ pub struct DebateDeps {
     pub agent_timeout: Duration,
     pub debate_timeout: Duration,
     pub receipts: ReceiptKeys,
+    /// Where failed debates and agent errors are noted for `GET /api/system/errors`.
+    pub errors: ErrorLog,
 }
 
 /// A debate that must end as failed, and why.
@@ -449,6 +452,15 @@ async fn finish(
         .with_label_values(&[outcome.as_str()])
         .observe(duration_ms as f64 / 1000.0);
     tracing::info!(debate_id = %record.id, outcome = outcome.as_str(), duration_ms, "debate finished");
+    let failed = match outcome {
+        Outcome::Failed => Some(ErrorKind::DebateFailed),
+        Outcome::TimedOut => Some(ErrorKind::DebateTimedOut),
+        _ => None,
+    };
+    if let (Some(kind), Some(error)) = (failed, update.error.as_deref()) {
+        deps.errors
+            .push(ErrorEntry::new(kind, error, finished_at_ms).debate(&record.id));
+    }
     Ok(RunEnd::Finished(outcome))
 }
 
@@ -490,6 +502,7 @@ async fn call_agent(
     observer: &dyn CallObserver,
 ) -> Result<AgentReply, AgentError> {
     let started = Instant::now();
+    let debate_id = request.debate_id.clone();
     let call = agent.respond(&request, observer);
     let result = match tokio::time::timeout(deps.agent_timeout, call).await {
         Ok(result) => result,
@@ -500,6 +513,15 @@ async fn call_agent(
             .agent_errors
             .with_label_values(&[agent.name(), err.error_type])
             .inc();
+        deps.errors.push(
+            ErrorEntry::new(
+                ErrorKind::AgentError,
+                &format!("{} ({})", err.message, err.error_type),
+                now_ms(),
+            )
+            .debate(&debate_id)
+            .agent(agent.name()),
+        );
     }
     let status = match &result {
         Ok(_) => "success",

@@ -13,6 +13,8 @@
 //! | [`schema`] | migrations: applied, pending, newer or changed; applied under the runbook's advisory lock |
 //! | [`api_keys`] | the `api_keys` table behind `aragora_auth::KeyStore` (hashes only) |
 //! | [`dr_log`] | the record of backups and DR drills (written by the chaos crate, read by `/api/drills` and `/metrics`) |
+//! | [`retention`] | the Receipt Retention Scheduler: receipts and finished debates past retention deleted in batches, one replica at a time |
+//! | [`error_log`] | this replica's recent errors (a bounded ring, secrets masked) for `/api/system/errors` |
 //! | [`agents`] | the agent trait, the registry, offline agents, LLM providers, circuit breakers |
 //! | [`debate`] | the state machine, resumable from the store |
 //! | [`orchestrator`] | admission, concurrency slots, cancel, drain, resume, watchdog |
@@ -34,6 +36,7 @@ pub mod config;
 pub mod debate;
 pub mod dr_log;
 pub mod error;
+pub mod error_log;
 pub mod events;
 pub mod fanout;
 pub mod faults;
@@ -43,6 +46,7 @@ pub mod metrics;
 pub mod model;
 pub mod orchestrator;
 pub mod receipts;
+pub mod retention;
 pub mod schema;
 pub mod server;
 pub mod store;

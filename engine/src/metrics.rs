@@ -20,6 +20,11 @@ pub struct EngineMetrics {
     pub tokens_used: IntCounterVec,
     pub agent_fallbacks: IntCounterVec,
     pub receipts_issued: IntCounter,
+    /// Retention cleanups by status, their duration, what they deleted (`crate::retention`).
+    pub receipt_cleanup: IntCounterVec,
+    pub receipt_cleanup_duration: HistogramVec,
+    pub receipts_deleted: IntCounter,
+    pub debates_deleted: IntCounter,
     /// Debates taken over from a replica whose lease expired.
     pub debates_adopted: IntCounter,
     /// Refused credentials by reason; count through [`EngineMetrics::auth_failure`].
@@ -96,6 +101,10 @@ impl EngineMetrics {
             tokens_used: cat::TOKENS_USED_TOTAL.counter(&registry),
             agent_fallbacks: cat::AGENT_FALLBACKS_TOTAL.counter(&registry),
             receipts_issued: cat::RECEIPTS_ISSUED_TOTAL.counter_single(&registry),
+            receipt_cleanup: cat::RECEIPT_CLEANUP_TOTAL.counter(&registry),
+            receipt_cleanup_duration: cat::RECEIPT_CLEANUP_DURATION_SECONDS.histogram(&registry),
+            receipts_deleted: cat::RECEIPTS_DELETED_TOTAL.counter_single(&registry),
+            debates_deleted: cat::DEBATES_DELETED_TOTAL.counter_single(&registry),
             debates_adopted: cat::DEBATES_ADOPTED_TOTAL.counter_single(&registry),
             auth_failures: cat::auth_failures(&registry),
             client_limit_refusals: cat::client_limit_refusals(&registry),
@@ -118,6 +127,10 @@ impl EngineMetrics {
     /// rise from, and the alerts and panels that name it see no data until then. (A breaker's
     /// gauge is created with the breaker, at 0: closed.)
     pub fn precreate(&self, agents: &crate::agents::AgentRegistry) {
+        for status in cat::RECEIPT_CLEANUP_STATUSES {
+            let _ = self.receipt_cleanup.with_label_values(&[status]);
+        }
+        let _ = self.receipt_cleanup_duration.with_label_values::<&str>(&[]);
         for outcome in crate::model::Outcome::ALL {
             let _ = self.debates.with_label_values(&[outcome.as_str()]);
             let _ = self.debate_duration.with_label_values(&[outcome.as_str()]);

@@ -229,6 +229,8 @@ pub async fn serve_with(
         agents,
         faults,
         receipts,
+        // Provider errors may quote a key: every secret of the configuration is masked.
+        errors: crate::error_log::ErrorLog::new(aragora_config::redact::secret_values(&config)),
         auth: Arc::new(aragora_auth::Authenticator::new(config.auth.clone(), None)),
         core: OnceLock::new(),
         phase: Mutex::new(Phase::Starting(first_step.clone())),
@@ -327,6 +329,7 @@ async fn start_core(config: &EngineConfig, state: &AppState) -> Result<(), Serve
             other => ServeError::Migration(other),
         })?;
     state.auth.attach_keys(Arc::new(store.clone()));
+    let sql_store = store.clone();
     let store: Arc<dyn DebateStore> =
         Arc::new(FaultyStore::new(Arc::new(store), state.faults.clone()));
     let deps = DebateDeps {
@@ -337,6 +340,7 @@ async fn start_core(config: &EngineConfig, state: &AppState) -> Result<(), Serve
         agent_timeout: Duration::from_secs(config.agent_timeout_secs),
         debate_timeout: Duration::from_secs(config.debate_timeout_secs),
         receipts: state.receipts.clone(),
+        errors: state.errors.clone(),
     };
     let leases = LeaseTimes {
         lease: Duration::from_secs(config.lease_secs),
@@ -355,9 +359,18 @@ async fn start_core(config: &EngineConfig, state: &AppState) -> Result<(), Serve
         renew_secs = config.lease_renew_secs,
         "this replica holds its debates under leases with this id"
     );
+    let retention = crate::retention::Retention::new(
+        &sql_store,
+        crate::retention::Policy::of(config),
+        orchestrator.replica_id(),
+        state.metrics.clone(),
+        state.faults.clone(),
+        state.errors.clone(),
+    );
     let _ = state.core.set(Core {
         store,
         orchestrator: orchestrator.clone(),
+        retention: retention.clone(),
     });
     if let Some(redis) = &state.redis {
         state.set_phase(Phase::Starting(
@@ -382,6 +395,7 @@ async fn start_core(config: &EngineConfig, state: &AppState) -> Result<(), Serve
             }
         }
     });
+    retention.start();
     let interval = Duration::from_secs(config.watchdog_interval_secs);
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(interval);

@@ -257,6 +257,15 @@ pub fn dashboards(latency_threshold_seconds: f64) -> Vec<Dashboard> {
                 .threshold(0.0, "red").threshold(0.99, "green")
                 .describe("Every completed debate gets a receipt in the same transaction; below 100% means receipts are missing."),
             panel("Debates completed / h", "timeseries", "short").query(format!("sum(increase({}[1h]))", debates("consensus|no_consensus")), "completed"),
+            panel("Retention cleanups / day", "timeseries", "short").query(format!("sum by (status) (increase(aragora_receipt_cleanup_total{{{engine}}}[1d]))"), "{{status}}")
+                .describe("The Receipt Retention Scheduler's runs (ARAGORA_RECEIPT_CLEANUP_INTERVAL_HOURS), scheduled or asked for, on whichever replica ran them."),
+            panel("Failed cleanups (7d)", "stat", "short").query(format!("sum(increase(aragora_receipt_cleanup_total{{{engine},status=\"failure\"}}[7d]))"), "failed")
+                .threshold(0.0, "green").threshold(1.0, "red")
+                .describe("A failed cleanup leaves receipts past ARAGORA_RECEIPT_RETENTION_DAYS; GET /api/admin/schedulers/receipt-retention/status says why."),
+            panel("Cleanup duration (p95, 7d)", "stat", "s").query(format!("histogram_quantile(0.95, sum by (le) (rate(aragora_receipt_cleanup_duration_seconds_bucket{{{engine}}}[7d])))"), "p95"),
+            panel("Receipts deleted / day", "timeseries", "short").query(format!("sum(increase(aragora_receipts_deleted_total{{{engine}}}[1d]))"), "receipts"),
+            panel("Debates deleted / day", "timeseries", "short").query(format!("sum(increase(aragora_debates_deleted_total{{{engine}}}[1d]))"), "debates")
+                .describe("Finished debates with their events, past ARAGORA_DEBATE_RETENTION_DAYS (0: none are)."),
         ]),
     ]
 }

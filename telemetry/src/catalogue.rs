@@ -186,6 +186,48 @@ pub const RECEIPTS_ISSUED_TOTAL: MetricDef = MetricDef {
     buckets: &[],
 };
 
+/// Retention cleanups last from milliseconds (nothing to delete) to hours (years of backlog
+/// in batches).
+pub const RECEIPT_CLEANUP_BUCKETS: &[f64] = &[
+    0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 14400.0,
+];
+
+/// The values of [`RECEIPT_CLEANUP_TOTAL`]'s `status`.
+pub const RECEIPT_CLEANUP_STATUSES: &[&str] = &["success", "failure"];
+
+/// The runbook's name: cleanups of the Receipt Retention Scheduler.
+pub const RECEIPT_CLEANUP_TOTAL: MetricDef = MetricDef {
+    name: "aragora_receipt_cleanup_total",
+    kind: MetricKind::Counter,
+    help: "Retention cleanups (scheduled or asked for) this replica ran, by status (success, failure); dry runs are not counted.",
+    labels: &["status"],
+    buckets: &[],
+};
+
+pub const RECEIPT_CLEANUP_DURATION_SECONDS: MetricDef = MetricDef {
+    name: "aragora_receipt_cleanup_duration_seconds",
+    kind: MetricKind::Histogram,
+    help: "Wall time of each retention cleanup this replica ran, from taking the lease to recording the run.",
+    labels: &[],
+    buckets: RECEIPT_CLEANUP_BUCKETS,
+};
+
+pub const RECEIPTS_DELETED_TOTAL: MetricDef = MetricDef {
+    name: "aragora_receipts_deleted_total",
+    kind: MetricKind::Counter,
+    help: "Receipts deleted by this replica's retention cleanups (past ARAGORA_RECEIPT_RETENTION_DAYS).",
+    labels: &[],
+    buckets: &[],
+};
+
+pub const DEBATES_DELETED_TOTAL: MetricDef = MetricDef {
+    name: "aragora_debates_deleted_total",
+    kind: MetricKind::Counter,
+    help: "Finished debates (with their events) deleted by this replica's retention cleanups (past ARAGORA_DEBATE_RETENTION_DAYS).",
+    labels: &[],
+    buckets: &[],
+};
+
 pub const DEBATES_ADOPTED_TOTAL: MetricDef = MetricDef {
     name: "aragora_debates_adopted_total",
     kind: MetricKind::Counter,
@@ -624,6 +666,10 @@ pub const ALL: &[MetricDef] = &[
     TOKENS_USED_TOTAL,
     AGENT_FALLBACKS_TOTAL,
     RECEIPTS_ISSUED_TOTAL,
+    RECEIPT_CLEANUP_TOTAL,
+    RECEIPT_CLEANUP_DURATION_SECONDS,
+    RECEIPTS_DELETED_TOTAL,
+    DEBATES_DELETED_TOTAL,
     DEBATES_ADOPTED_TOTAL,
     AUTH_FAILURES_TOTAL,
     CLIENT_LIMIT_REFUSALS_TOTAL,

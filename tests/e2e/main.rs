@@ -58,6 +58,7 @@ mod probe;
 mod providers;
 mod receipt_ring;
 mod recovery;
+mod retention;
 mod rotation;
 mod secrets;
 mod slo;

@@ -8,11 +8,13 @@ mod admin;
 mod body;
 mod debates;
 pub mod drills;
+mod errors;
 mod faults;
 mod health;
 pub mod limits;
 mod maintenance;
 pub mod openapi;
+mod retention;
 mod tokens;
 pub mod ws;
 
@@ -50,6 +52,8 @@ pub enum Phase {
 pub struct Core {
     pub store: Arc<dyn DebateStore>,
     pub orchestrator: Orchestrator,
+    /// The Receipt Retention Scheduler of this replica.
+    pub retention: crate::retention::Retention,
 }
 
 /// Everything a handler can reach.
@@ -63,6 +67,8 @@ pub struct Shared {
     /// Faults injected for chaos experiments; agents and the store consult them.
     pub faults: Faults,
     pub receipts: ReceiptKeys,
+    /// This replica's recent errors (`GET /api/system/errors`).
+    pub errors: crate::error_log::ErrorLog,
     /// Maintenance mode as this replica last read it from the database (at most 1 s old).
     pub maintenance: crate::maintenance::Switch,
     /// Verifies credentials; API keys once the database is connected.
@@ -224,6 +230,9 @@ fn api_routes() -> Vec<Endpoint> {
             routes!(maintenance::enable),
             routes!(maintenance::disable),
             routes!(maintenance::stats),
+            routes!(retention::status),
+            routes!(retention::cleanup),
+            routes!(errors::list),
             routes!(openapi::serve),
         ]
     };

@@ -235,6 +235,7 @@ impl Harness {
             agent_timeout: Duration::from_secs(300),
             debate_timeout,
             receipts: ReceiptKeys::new("in-process test key", &[]),
+            errors: Default::default(),
         };
         Self {
             deps,
@@ -274,6 +275,7 @@ impl Harness {
             agents: deps.agents.clone(),
             faults: self.faults.clone(),
             receipts: deps.receipts.clone(),
+            errors: deps.errors.clone(),
             auth,
             core,
             phase: Mutex::new(phase),
@@ -292,9 +294,19 @@ impl Harness {
     /// The core of a ready engine: the store and an orchestrator.
     pub fn ready_core(&self, max_running: usize, queue_size: usize) -> OnceLock<Core> {
         let core = OnceLock::new();
+        let orchestrator = Orchestrator::new(self.deps.clone(), max_running, queue_size);
+        let retention = aragora_engine::retention::Retention::new(
+            &self.store,
+            aragora_engine::retention::Policy::of(&EngineConfig::default()),
+            orchestrator.replica_id(),
+            self.deps.metrics.clone(),
+            self.faults.clone(),
+            self.deps.errors.clone(),
+        );
         let _ = core.set(Core {
             store: self.deps.store.clone(),
-            orchestrator: Orchestrator::new(self.deps.clone(), max_running, queue_size),
+            orchestrator,
+            retention,
         });
         core
     }
