@@ -9,7 +9,7 @@
 //! cleanup.
 
 use super::access::Admin;
-use super::body::{from_object, ApiBytes};
+use super::body::{read_optional, ApiBytes};
 use super::debates::ApiQuery;
 use super::AppState;
 use crate::error::{ApiError, ErrorBody};
@@ -204,18 +204,7 @@ pub struct RetentionCleanup {
 /// given and different is a 422.
 fn dry_run(query: &CleanupQuery, body: &[u8]) -> Result<bool, ApiError> {
     const SHAPE: &str = r#"send {"dry_run": true}, {"dry_run": false} or no body"#;
-    let from_body = if body.iter().all(u8::is_ascii_whitespace) {
-        None
-    } else {
-        let parsed: serde_json::Value = serde_json::from_slice(body).map_err(|err| {
-            ApiError::bad_request(format!("the body is not valid JSON ({err}); {SHAPE}"))
-        })?;
-        let parsed: CleanupBody = from_object(parsed).map_err(|err| ApiError {
-            message: format!("{}; {SHAPE}", err.message),
-            ..err
-        })?;
-        parsed.dry_run
-    };
+    let from_body = read_optional::<CleanupBody>(body, SHAPE)?.dry_run;
     match (query.dry_run, from_body) {
         (Some(a), Some(b)) if a != b => Err(ApiError::invalid(format!(
             "dry_run is {a} in the query but {b} in the body; give it once"
