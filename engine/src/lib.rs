@@ -21,6 +21,7 @@
 //! | [`fanout`] | the Redis pub/sub `Relay`: the same fan-out across replicas |
 //! | [`maintenance`] | maintenance mode: the shared row (migration 0006), its 1 s cache, what a refusal says |
 //! | [`faults`] | faults injected for chaos experiments (slow or failing agents, database unavailable), with their expiry |
+//! | [`webhooks`] | webhook subscriptions, the delivery outbox (written with the events) and the worker that signs, retries and dead-letters |
 //! | [`http`] | REST, probes, metrics and WebSocket endpoints |
 //! | [`server`] | process life: bind, connect, migrate, serve, drain |
 //!
@@ -46,6 +47,7 @@ pub mod receipts;
 pub mod schema;
 pub mod server;
 pub mod store;
+pub mod webhooks;
 
 pub use config::{ConfigProblem, DbBackend, EngineConfig};
 pub use server::{serve, serve_with, Bound, Extras, ServeError};

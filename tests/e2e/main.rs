@@ -67,4 +67,5 @@ mod storage;
 mod stuck_debate;
 mod tokens;
 mod topology;
+mod webhooks;
 mod websocket;

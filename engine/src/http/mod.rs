@@ -14,6 +14,7 @@ pub mod limits;
 mod maintenance;
 pub mod openapi;
 mod tokens;
+mod webhooks;
 pub mod ws;
 
 pub use debates::{parse_create, parse_list_query, ListParams};
@@ -50,6 +51,8 @@ pub enum Phase {
 pub struct Core {
     pub store: Arc<dyn DebateStore>,
     pub orchestrator: Orchestrator,
+    /// Webhook subscriptions and delivery; None where the store is not SQL (in-process tests).
+    pub webhooks: Option<Arc<crate::webhooks::Webhooks>>,
 }
 
 /// Everything a handler can reach.
@@ -221,6 +224,12 @@ fn api_routes() -> Vec<Endpoint> {
             routes!(maintenance::enable),
             routes!(maintenance::disable),
             routes!(maintenance::stats),
+            routes!(webhooks::create, webhooks::list),
+            routes!(webhooks::dead_letters),
+            routes!(webhooks::show, webhooks::delete),
+            routes!(webhooks::pause),
+            routes!(webhooks::resume),
+            routes!(webhooks::retry),
             routes!(openapi::serve),
         ]
     };

@@ -294,6 +294,7 @@ impl Harness {
         let _ = core.set(Core {
             store: self.deps.store.clone(),
             orchestrator: Orchestrator::new(self.deps.clone(), max_running, queue_size),
+            webhooks: None,
         });
         core
     }
