@@ -258,6 +258,7 @@ pub async fn create(
     outbox::insert_subscription(hooks.pool(), &subscription)
         .await
         .map_err(store_failed)?;
+    hooks.track(&subscription.url);
     tracing::warn!(webhook = %subscription.id, endpoint = %crate::webhooks::egress::endpoint(&url), by = %admin.subject, "webhook subscription created");
     let body = view(&hooks, &subscription).await?;
     Ok((

@@ -153,11 +153,29 @@ impl Webhooks {
         }
     }
 
+    /// Shows the breaker of `url`'s endpoint in `aragora_webhook_circuit_breaker_state` (at 0,
+    /// closed, until a delivery changes it): the series exists from the subscription on, so
+    /// the alert on it and `rate()`s have a sample to start from.
+    pub fn track(&self, url: &str) {
+        if let Ok(url) = Url::parse(url) {
+            let endpoint = egress::endpoint(&url);
+            let state = self.breakers.state(&endpoint, now_ms());
+            self.metrics
+                .breaker_state
+                .with_label_values(&[&endpoint])
+                .set(state.gauge());
+        }
+    }
+
     /// Runs the worker until the process ends: a pass every `ARAGORA_WEBHOOK_POLL_INTERVAL_MS`.
     /// A replica killed mid-delivery leaves leases that expire; nothing needs stopping.
     pub fn start(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let worker = self.clone();
         tokio::spawn(async move {
+            match outbox::subscriptions(worker.pool()).await {
+                Ok(subscriptions) => subscriptions.iter().for_each(|s| worker.track(&s.url)),
+                Err(err) => tracing::warn!(error = %err, "cannot read webhook subscriptions"),
+            }
             let mut ticker = tokio::time::interval(worker.settings.poll);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
