@@ -958,6 +958,7 @@ mod tests {
             receipt_signing_key_previous: vec!["x".into()],
             redis_url: Some("x".into()),
             redis_ca_file: Some("x".into()),
+            webhook_encryption_key: Some("x".into()),
             ..EngineConfig::default()
         })
         .unwrap();
