@@ -112,6 +112,19 @@ pub struct EngineConfig {
     pub redis_url: Option<String>,
     pub redis_ca_file: Option<PathBuf>,
     pub require_distributed: bool,
+    /// Webhook delivery (see `webhooks`): request timeout, retries and their backoff, the
+    /// per-endpoint breaker, the worker's pace, egress and the key of the secrets.
+    pub webhook_timeout_ms: u64,
+    pub webhook_max_retries: u32,
+    pub webhook_backoff_base_ms: u64,
+    pub webhook_backoff_max_ms: u64,
+    pub webhook_breaker_threshold: u32,
+    pub webhook_breaker_cooldown_ms: u64,
+    pub webhook_poll_interval_ms: u64,
+    pub webhook_concurrency: usize,
+    pub webhook_allow_http: bool,
+    pub webhook_allow_private: bool,
+    pub webhook_encryption_key: Option<String>,
     /// Per-provider key, base URL and model (`[providers.anthropic]` in TOML; env below).
     pub providers: BTreeMap<String, ProviderSettings>,
     /// Named agents (`[[agents]]` in TOML). Each provider with a key also gets one by default.
@@ -203,6 +216,17 @@ aragora_config::settings! {
     redis_url: ["ARAGORA_REDIS_URL", "REDIS_URL"] "Redis through which replicas share debate events, so a watcher on any replica sees every debate; unset, one replica. rediss:// connects with TLS.";
     redis_ca_file: ["ARAGORA_REDIS_CA_FILE"] "PEM file of the CA that signed a rediss:// server's certificate, trusted besides the system's roots (a private or self-signed Redis).";
     require_distributed: ["ARAGORA_REQUIRE_DISTRIBUTED"] "Multi-instance guard: true makes /readyz (and /api/ready) answer 503 naming Redis while Redis is unreachable, instead of serving alone with events no other replica sees; needs ARAGORA_REDIS_URL.";
+    webhook_timeout_ms: ["ARAGORA_WEBHOOK_TIMEOUT_MS"] "Milliseconds a webhook receiver has to answer a delivery (connect included) before the attempt counts as failed and is retried; 100 to 300000.";
+    webhook_max_retries: ["ARAGORA_WEBHOOK_MAX_RETRIES"] "Retries of a webhook delivery after a timeout, connection failure, 429 or 5xx before it is dead-lettered (GET /api/admin/webhooks/dead-letters); 0 to 50.";
+    webhook_backoff_base_ms: ["ARAGORA_WEBHOOK_BACKOFF_BASE_MS"] "Delay before a webhook delivery's first retry in ms; doubles each retry up to ARAGORA_WEBHOOK_BACKOFF_MAX_MS, plus up to 10 % jitter; a 429's Retry-After wins. 1 to 3600000.";
+    webhook_backoff_max_ms: ["ARAGORA_WEBHOOK_BACKOFF_MAX_MS"] "Longest delay between webhook retries in ms (and the most a Retry-After may ask); at least ARAGORA_WEBHOOK_BACKOFF_BASE_MS, at most 86400000.";
+    webhook_breaker_threshold: ["ARAGORA_WEBHOOK_BREAKER_THRESHOLD"] "Consecutive failed deliveries to one receiver endpoint (scheme://host:port) that open its circuit breaker; while open, its deliveries wait unattempted. 1 to 1000.";
+    webhook_breaker_cooldown_ms: ["ARAGORA_WEBHOOK_BREAKER_COOLDOWN_MS"] "Milliseconds an open webhook breaker stays open before one trial delivery (half-open); 1 to 86400000.";
+    webhook_poll_interval_ms: ["ARAGORA_WEBHOOK_POLL_INTERVAL_MS"] "Milliseconds between the delivery worker's looks for due webhook deliveries (each replica runs one); 10 to 60000.";
+    webhook_concurrency: ["ARAGORA_WEBHOOK_CONCURRENCY"] "Webhook deliveries one replica sends at once; 1 to 1000.";
+    webhook_allow_http: ["ARAGORA_WEBHOOK_ALLOW_HTTP"] "Allow http:// webhook URLs (default only https://); refused when ARAGORA_ENV=production.";
+    webhook_allow_private: ["ARAGORA_WEBHOOK_ALLOW_PRIVATE"] "Allow webhooks to loopback, private, link-local and other non-public addresses (checked at creation and at every delivery, against every address the host resolves to); for tests and closed networks only.";
+    webhook_encryption_key: ["ARAGORA_WEBHOOK_ENCRYPTION_KEY"] "Key (32+ characters, e.g. `openssl rand -hex 32`) that webhook secrets are encrypted with (AES-256-GCM of its SHA-256); generated into the data directory when unset. Replicas sharing a database must share it.";
 }
 
 impl Default for EngineConfig {
@@ -267,6 +291,18 @@ impl Default for EngineConfig {
             redis_url: None,
             redis_ca_file: None,
             require_distributed: false,
+            // The runbook's WebhookDeliveryManager defaults.
+            webhook_timeout_ms: 30_000,
+            webhook_max_retries: 5,
+            webhook_backoff_base_ms: 1_000,
+            webhook_backoff_max_ms: 300_000,
+            webhook_breaker_threshold: 5,
+            webhook_breaker_cooldown_ms: 60_000,
+            webhook_poll_interval_ms: 1_000,
+            webhook_concurrency: 16,
+            webhook_allow_http: false,
+            webhook_allow_private: false,
+            webhook_encryption_key: None,
             providers: BTreeMap::new(),
             agents: Vec::new(),
         }
@@ -445,6 +481,90 @@ impl EngineConfig {
                 self.retention_batch_size
             ),
         );
+    }
+
+    fn validate_webhooks(&self, check: &mut impl FnMut(bool, &str, String)) {
+        let ranges: [(&str, u64, u64, u64); 6] = [
+            (
+                "ARAGORA_WEBHOOK_TIMEOUT_MS",
+                self.webhook_timeout_ms,
+                100,
+                300_000,
+            ),
+            (
+                "ARAGORA_WEBHOOK_BACKOFF_BASE_MS",
+                self.webhook_backoff_base_ms,
+                1,
+                3_600_000,
+            ),
+            (
+                "ARAGORA_WEBHOOK_BACKOFF_MAX_MS",
+                self.webhook_backoff_max_ms,
+                1,
+                86_400_000,
+            ),
+            (
+                "ARAGORA_WEBHOOK_BREAKER_COOLDOWN_MS",
+                self.webhook_breaker_cooldown_ms,
+                1,
+                86_400_000,
+            ),
+            (
+                "ARAGORA_WEBHOOK_POLL_INTERVAL_MS",
+                self.webhook_poll_interval_ms,
+                10,
+                60_000,
+            ),
+            (
+                "ARAGORA_WEBHOOK_CONCURRENCY",
+                self.webhook_concurrency as u64,
+                1,
+                1_000,
+            ),
+        ];
+        for (setting, value, low, high) in ranges {
+            check(
+                (low..=high).contains(&value),
+                setting,
+                format!("is {value}; use {low} to {high}"),
+            );
+        }
+        check(
+            self.webhook_max_retries <= 50,
+            "ARAGORA_WEBHOOK_MAX_RETRIES",
+            format!("is {}; use 0 to 50 (default 5)", self.webhook_max_retries),
+        );
+        check(
+            (1..=1_000).contains(&self.webhook_breaker_threshold),
+            "ARAGORA_WEBHOOK_BREAKER_THRESHOLD",
+            format!(
+                "is {}; use 1 to 1000 failures (default 5)",
+                self.webhook_breaker_threshold
+            ),
+        );
+        check(
+            self.webhook_backoff_max_ms >= self.webhook_backoff_base_ms,
+            "ARAGORA_WEBHOOK_BACKOFF_MAX_MS",
+            format!(
+                "is {} but ARAGORA_WEBHOOK_BACKOFF_BASE_MS is {}; the cap must be at least the first delay",
+                self.webhook_backoff_max_ms, self.webhook_backoff_base_ms
+            ),
+        );
+        check(
+            !(self.is_production() && self.webhook_allow_http),
+            "ARAGORA_WEBHOOK_ALLOW_HTTP",
+            "is true but ARAGORA_ENV=production; production sends webhooks over https only".into(),
+        );
+        if let Some(key) = &self.webhook_encryption_key {
+            check(
+                key.chars().count() >= 32,
+                "ARAGORA_WEBHOOK_ENCRYPTION_KEY",
+                format!(
+                    "is {} characters long; use at least 32 (for example `openssl rand -hex 32`)",
+                    key.chars().count()
+                ),
+            );
+        }
     }
 
     /// Checks every value; empty when the config is usable.
@@ -635,6 +755,7 @@ impl EngineConfig {
             "ARAGORA_REQUIRE_DISTRIBUTED",
             "is true but ARAGORA_REDIS_URL is unset: set ARAGORA_REDIS_URL to the Redis the replicas share (redis://host:6379/0), or set ARAGORA_REQUIRE_DISTRIBUTED=false for a single replica".into(),
         );
+        self.validate_webhooks(&mut check);
         self.validate_providers(&mut check);
         if self.db_backend == DbBackend::Postgres {
             match &self.database_url {
@@ -927,6 +1048,7 @@ mod tests {
             receipt_signing_key_previous: vec!["x".into()],
             redis_url: Some("x".into()),
             redis_ca_file: Some("x".into()),
+            webhook_encryption_key: Some("x".into()),
             ..EngineConfig::default()
         })
         .unwrap();

@@ -61,7 +61,11 @@ pub async fn record_backup(pool: &AnyPool, backup: &BackupRecord) -> Result<(), 
     Ok(())
 }
 
-pub async fn record_drill(pool: &AnyPool, drill: &DrillRecord) -> Result<(), sqlx::Error> {
+/// Records a drill on `conn` (the store's transaction, which also writes its webhooks).
+pub async fn record_drill(
+    conn: &mut sqlx::AnyConnection,
+    drill: &DrillRecord,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO drills (id, started_at_ms, finished_at_ms, status, backup_id, rto_seconds, \
          rpo_seconds, rto_target_seconds, rpo_target_seconds, report) \
@@ -77,7 +81,7 @@ pub async fn record_drill(pool: &AnyPool, drill: &DrillRecord) -> Result<(), sql
     .bind(drill.rto_target_seconds)
     .bind(drill.rpo_target_seconds)
     .bind(&drill.report)
-    .execute(pool)
+    .execute(conn)
     .await?;
     Ok(())
 }

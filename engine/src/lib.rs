@@ -23,6 +23,7 @@
 //! | [`fanout`] | the Redis pub/sub `Relay`: the same fan-out across replicas |
 //! | [`maintenance`] | maintenance mode: the shared row (migration 0006), its 1 s cache, what a refusal says |
 //! | [`faults`] | faults injected for chaos experiments (slow or failing agents, database unavailable), with their expiry |
+//! | [`webhooks`] | webhook subscriptions, the delivery outbox (written with the events) and the worker that signs, retries and dead-letters |
 //! | [`http`] | REST, probes, metrics and WebSocket endpoints |
 //! | [`server`] | process life: bind, connect, migrate, serve, drain |
 //!
@@ -50,6 +51,7 @@ pub mod retention;
 pub mod schema;
 pub mod server;
 pub mod store;
+pub mod webhooks;
 
 pub use config::{ConfigProblem, DbBackend, EngineConfig};
 pub use server::{serve, serve_with, Bound, Extras, ServeError};

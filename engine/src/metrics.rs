@@ -41,6 +41,32 @@ pub struct EngineMetrics {
     pub maintenance_mode: IntGauge,
     /// The DR gauges, refreshed from the DR log in the database at each scrape.
     pub dr: DrGauges,
+    pub webhooks: WebhookMetrics,
+}
+
+/// The webhook delivery worker's collectors (see `webhooks::delivery`).
+#[derive(Clone)]
+pub struct WebhookMetrics {
+    pub deliveries: IntCounterVec,
+    pub latency: HistogramVec,
+    pub retries: IntCounterVec,
+    pub dead_lettered: IntCounterVec,
+    pub breaker_state: IntGaugeVec,
+    /// Refreshed from the database at each scrape.
+    pub dead_letter_depth: IntGauge,
+}
+
+impl WebhookMetrics {
+    fn new(registry: &Registry) -> Self {
+        Self {
+            deliveries: cat::WEBHOOK_DELIVERIES_TOTAL.counter(registry),
+            latency: cat::WEBHOOK_DELIVERY_LATENCY_SECONDS.histogram(registry),
+            retries: cat::WEBHOOK_RETRIES_TOTAL.counter(registry),
+            dead_lettered: cat::WEBHOOK_DEAD_LETTERED_TOTAL.counter(registry),
+            breaker_state: cat::WEBHOOK_CIRCUIT_BREAKER_STATE.gauge_vec(registry),
+            dead_letter_depth: cat::WEBHOOK_DEAD_LETTER_QUEUE_DEPTH.gauge(registry),
+        }
+    }
 }
 
 /// Backup and drill freshness, as recorded in the database by whichever process did the work.
@@ -116,6 +142,7 @@ impl EngineMetrics {
             resident_memory: cat::PROCESS_RESIDENT_MEMORY_BYTES.gauge(&registry),
             maintenance_mode: cat::MAINTENANCE_MODE.gauge(&registry),
             dr: DrGauges::new(&registry),
+            webhooks: WebhookMetrics::new(&registry),
             registry,
         }
     }
@@ -134,6 +161,15 @@ impl EngineMetrics {
         for outcome in crate::model::Outcome::ALL {
             let _ = self.debates.with_label_values(&[outcome.as_str()]);
             let _ = self.debate_duration.with_label_values(&[outcome.as_str()]);
+        }
+        let hooks = &self.webhooks;
+        for event in crate::webhooks::EventType::ALL.map(|e| e.as_str()) {
+            for status in crate::webhooks::delivery::STATUSES {
+                let _ = hooks.deliveries.with_label_values(&[status, event]);
+            }
+            let _ = hooks.latency.with_label_values(&[event]);
+            let _ = hooks.retries.with_label_values(&[event]);
+            let _ = hooks.dead_lettered.with_label_values(&[event]);
         }
         for agent in agents.all() {
             let (name, provider) = (agent.name(), agent.provider());

@@ -49,6 +49,10 @@ pub enum ServeError {
     ReceiptKey(#[from] KeyError),
     #[error(transparent)]
     Redis(#[from] aragora_config::redis::RedisSetupError),
+    #[error(transparent)]
+    WebhookKey(#[from] crate::webhooks::secrets::SecretError),
+    #[error("cannot build the webhook delivery client: {0}")]
+    WebhookClient(reqwest::Error),
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -367,10 +371,12 @@ async fn start_core(config: &EngineConfig, state: &AppState) -> Result<(), Serve
         state.faults.clone(),
         state.errors.clone(),
     );
+    let webhooks = start_webhooks(config, state, sql_store, orchestrator.replica_id())?;
     let _ = state.core.set(Core {
         store,
         orchestrator: orchestrator.clone(),
         retention: retention.clone(),
+        webhooks: Some(webhooks),
     });
     if let Some(redis) = &state.redis {
         state.set_phase(Phase::Starting(
@@ -410,4 +416,31 @@ async fn start_core(config: &EngineConfig, state: &AppState) -> Result<(), Serve
         }
     });
     Ok(())
+}
+
+/// The webhook service of this replica, its delivery worker started. Deliveries go straight
+/// to the SQL store: injected database faults are for debates, and a delivery written while
+/// one is active is written with its event anyway.
+fn start_webhooks(
+    config: &EngineConfig,
+    state: &AppState,
+    store: SqlStore,
+    replica: &str,
+) -> Result<Arc<crate::webhooks::Webhooks>, ServeError> {
+    let secrets = crate::webhooks::secrets::SecretBox::resolve(
+        config.webhook_encryption_key.as_deref(),
+        &config.data_dir,
+    )?;
+    let webhooks = crate::webhooks::Webhooks::new(
+        store,
+        crate::webhooks::DeliverySettings::from_config(config),
+        secrets,
+        state.metrics.webhooks.clone(),
+        state.errors.clone(),
+        replica,
+    )
+    .map_err(ServeError::WebhookClient)?;
+    let webhooks = Arc::new(webhooks);
+    webhooks.start();
+    Ok(webhooks)
 }

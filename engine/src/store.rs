@@ -565,6 +565,15 @@ impl DebateStore for SqlStore {
             .bind(&event.debate_id)
             .execute(&mut *tx)
             .await?;
+        // The outbox: the event's webhook deliveries commit with it or not at all.
+        let kinds = crate::webhooks::EventType::of_debate_event(event);
+        if !kinds.is_empty() {
+            let payload = serde_json::to_value(event)
+                .map_err(|err| StoreError::Corrupt(format!("event does not serialise: {err}")))?;
+            for kind in kinds {
+                crate::webhooks::outbox::enqueue(&mut tx, kind, event.at_ms, &payload).await?;
+            }
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -727,7 +736,31 @@ impl DebateStore for SqlStore {
     }
 
     async fn record_drill(&self, drill: &DrillRecord) -> Result<(), StoreError> {
-        Ok(dr_log::record_drill(&self.pool, drill).await?)
+        // A failed drill and its `drill_failed` deliveries are written together.
+        let mut tx = self.pool.begin().await?;
+        dr_log::record_drill(&mut tx, drill).await?;
+        if drill.status == "failed" {
+            let payload = serde_json::json!({
+                "drill_id": drill.id,
+                "status": drill.status,
+                "started_at": crate::model::format_ms(drill.started_at_ms),
+                "finished_at": crate::model::format_ms(drill.finished_at_ms),
+                "backup_id": drill.backup_id,
+                "rto_seconds": drill.rto_seconds,
+                "rpo_seconds": drill.rpo_seconds,
+                "rto_target_seconds": drill.rto_target_seconds,
+                "rpo_target_seconds": drill.rpo_target_seconds,
+            });
+            crate::webhooks::outbox::enqueue(
+                &mut tx,
+                crate::webhooks::EventType::DrillFailed,
+                drill.finished_at_ms,
+                &payload,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn drills(&self, limit: i64) -> Result<Vec<DrillRecord>, StoreError> {

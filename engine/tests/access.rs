@@ -109,7 +109,8 @@ fn need(path: &str, method: &Method) -> Need {
             if p.starts_with("/system/")
                 || p.starts_with("/auth/api-key")
                 || p.starts_with("/admin/maintenance")
-                || p.starts_with("/admin/schedulers/") =>
+                || p.starts_with("/admin/schedulers/")
+                || p.starts_with("/admin/webhooks") =>
         {
             Need::Admin
         }

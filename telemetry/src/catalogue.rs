@@ -649,6 +649,58 @@ impl prometheus::core::Collector for Computed {
         self.gauge.collect()
     }
 }
+/// Webhook attempts: from a local receiver's milliseconds to the 30 s default timeout.
+pub const WEBHOOK_LATENCY_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+pub const WEBHOOK_DELIVERIES_TOTAL: MetricDef = MetricDef {
+    name: "aragora_webhook_deliveries_total",
+    kind: MetricKind::Counter,
+    help: "Webhook delivery attempts by outcome (delivered, retrying: failed and scheduled again, dead_lettered) and event type.",
+    labels: &["status", "event_type"],
+    buckets: &[],
+};
+
+pub const WEBHOOK_DELIVERY_LATENCY_SECONDS: MetricDef = MetricDef {
+    name: "aragora_webhook_delivery_latency_seconds",
+    kind: MetricKind::Histogram,
+    help: "Time from sending a webhook delivery to the receiver's answer (or the timeout), by event type.",
+    labels: &["event_type"],
+    buckets: WEBHOOK_LATENCY_BUCKETS,
+};
+
+pub const WEBHOOK_RETRIES_TOTAL: MetricDef = MetricDef {
+    name: "aragora_webhook_retries_total",
+    kind: MetricKind::Counter,
+    help: "Webhook deliveries scheduled for another attempt after a timeout, connection failure, 429 or 5xx, by event type.",
+    labels: &["event_type"],
+    buckets: &[],
+};
+
+pub const WEBHOOK_DEAD_LETTERED_TOTAL: MetricDef = MetricDef {
+    name: "aragora_webhook_dead_lettered_total",
+    kind: MetricKind::Counter,
+    help: "Webhook deliveries moved to the dead-letter queue (out of retries, or refused for good), by event type.",
+    labels: &["event_type"],
+    buckets: &[],
+};
+
+pub const WEBHOOK_CIRCUIT_BREAKER_STATE: MetricDef = MetricDef {
+    name: "aragora_webhook_circuit_breaker_state",
+    kind: MetricKind::Gauge,
+    help: "Circuit breaker of each webhook receiver endpoint (scheme://host[:port], never a path) on this replica: 0 closed, 1 open, 2 half-open.",
+    labels: &["endpoint"],
+    buckets: &[],
+};
+
+pub const WEBHOOK_DEAD_LETTER_QUEUE_DEPTH: MetricDef = MetricDef {
+    name: "aragora_webhook_dead_letter_queue_depth",
+    kind: MetricKind::Gauge,
+    help: "Webhook deliveries in the dead-letter queue (the database's count, the same on every replica), read at each scrape.",
+    labels: &[],
+    buckets: &[],
+};
 
 /// Every metric of the catalogue, for generators and for the test that checks a running
 /// system exports what rules and dashboards refer to.
@@ -711,6 +763,12 @@ pub const ALL: &[MetricDef] = &[
     CHAOS_EXPERIMENT_RUNS_TOTAL,
     ALERT_NOTIFICATIONS_RECEIVED_TOTAL,
     CONTROL_LEADER,
+    WEBHOOK_DELIVERIES_TOTAL,
+    WEBHOOK_DELIVERY_LATENCY_SECONDS,
+    WEBHOOK_RETRIES_TOTAL,
+    WEBHOOK_DEAD_LETTERED_TOTAL,
+    WEBHOOK_CIRCUIT_BREAKER_STATE,
+    WEBHOOK_DEAD_LETTER_QUEUE_DEPTH,
 ];
 
 impl MetricDef {

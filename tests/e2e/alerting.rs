@@ -255,6 +255,15 @@ async fn every_metric_an_alert_or_panel_names_is_in_a_fresh_scrape() {
         .await
         .unwrap();
     assert_eq!(answer.status(), 200);
+    // A webhook subscription (to an event this test never has), whose endpoint's breaker
+    // series exists from then on.
+    let (status, hook) = engine
+        .post_json(
+            "/api/admin/webhooks",
+            &serde_json::json!({"url": "https://93.184.216.34/hook", "event_types": ["drill_failed"]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{hook}");
     let scrapes = [
         ("engine", engine.metrics().await),
         ("gateway", gateway.metrics().await),

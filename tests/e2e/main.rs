@@ -68,4 +68,5 @@ mod storage;
 mod stuck_debate;
 mod tokens;
 mod topology;
+mod webhooks;
 mod websocket;

@@ -647,12 +647,28 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         metrics.oldest_running_debate.set(oldest.as_secs() as i64);
     }
     refresh_dr_gauges(&state).await;
+    refresh_webhook_gauges(&state).await;
     // Sets aragora_maintenance_mode from the shared row (through the 1 s cache).
     super::maintenance::in_force(&state).await;
     (
         [(header::CONTENT_TYPE, aragora_telemetry::TEXT_CONTENT_TYPE)],
         state.metrics.render(),
     )
+}
+
+/// Sets the dead-letter depth from the database (every replica shows the same count).
+async fn refresh_webhook_gauges(state: &AppState) {
+    let Some(hooks) = state.core.get().and_then(|core| core.webhooks.clone()) else {
+        return;
+    };
+    let depth = crate::webhooks::outbox::dead_letter_depth(hooks.pool());
+    match tokio::time::timeout(DB_PROBE_TIMEOUT, depth).await {
+        Ok(Ok(depth)) => hooks.metrics().dead_letter_depth.set(depth),
+        Ok(Err(err)) => {
+            tracing::warn!(error = %err, "cannot count dead webhook deliveries for /metrics")
+        }
+        Err(_) => tracing::warn!("the webhook tables did not answer within 1 s for /metrics"),
+    }
 }
 
 /// Sets the DR gauges from the DR log. Backups and drills may run in another process (the CLI,

@@ -16,6 +16,7 @@ mod maintenance;
 pub mod openapi;
 mod retention;
 mod tokens;
+mod webhooks;
 pub mod ws;
 
 pub use debates::{parse_create, parse_list_query, ListParams};
@@ -54,6 +55,8 @@ pub struct Core {
     pub orchestrator: Orchestrator,
     /// The Receipt Retention Scheduler of this replica.
     pub retention: crate::retention::Retention,
+    /// Webhook subscriptions and delivery; None where the store is not SQL (in-process tests).
+    pub webhooks: Option<Arc<crate::webhooks::Webhooks>>,
 }
 
 /// Everything a handler can reach.
@@ -233,6 +236,12 @@ fn api_routes() -> Vec<Endpoint> {
             routes!(retention::status),
             routes!(retention::cleanup),
             routes!(errors::list),
+            routes!(webhooks::create, webhooks::list),
+            routes!(webhooks::dead_letters),
+            routes!(webhooks::show, webhooks::delete),
+            routes!(webhooks::pause),
+            routes!(webhooks::resume),
+            routes!(webhooks::retry),
             routes!(openapi::serve),
         ]
     };

@@ -307,6 +307,7 @@ impl Harness {
             store: self.deps.store.clone(),
             orchestrator,
             retention,
+            webhooks: None,
         });
         core
     }

@@ -1,6 +1,6 @@
 //! The 15 alerts of the Production Operations Runbook's table, 5 DR alerts (backups and
-//! drills), a security alert (credential stuffing) and a resource-exhaustion one (a client
-//! hammering its per-client limit), over metrics aragora exports,
+//! drills), a security alert (credential stuffing), a resource-exhaustion one (a client
+//! hammering its per-client limit) and 2 webhook alerts, over metrics aragora exports,
 //! each with the series that must fire it and those that must not (its promtool tests);
 //! [`alerts`] adds the infrastructure alerts of [`infrastructure`] (their own rule group).
 //!
@@ -150,6 +150,9 @@ fn runbook_alerts(settings: &SloSettings) -> Vec<OperationalAlert> {
     };
     let breaker = |agent: &str| {
         format!("aragora_circuit_breaker_state{{component=\"engine\",job=\"aragora-backend\",instance=\"engine-1:8080\",agent=\"{agent}\"}}")
+    };
+    let webhook_breaker = |endpoint: &str| {
+        format!("aragora_webhook_circuit_breaker_state{{component=\"engine\",job=\"aragora-backend\",instance=\"engine-1:8080\",endpoint=\"{endpoint}\"}}")
     };
     let engine_gauge = |name: &str| {
         format!("{name}{{component=\"engine\",job=\"aragora-backend\",instance=\"engine-1:8080\"}}")
@@ -512,6 +515,38 @@ fn runbook_alerts(settings: &SloSettings) -> Vec<OperationalAlert> {
                 scenario("zero traffic", &[(&client_limit("websockets_per_client"), flat(0.0, 40)), (&client_limit("list_limit"), flat(0.0, 40))], &[25]),
                 scenario("one burst of refusals", &[(&client_limit("messages_per_websocket"), with_jump(0.0, 500.0, 11, 40))], &[13, 25]),
                 scenario("just under one every ten seconds", &[(&client_limit("debates_per_client"), steady(5.0, 40)), (&client_limit("list_limit"), steady(0.5, 40))], &[25]),
+            ],
+        },
+        // Webhooks (issue 19). The queue's depth is the database's count, the same on every
+        // replica: `max`, not `sum`. Growing means new dead letters within the last 15 minutes
+        // (a constant old depth someone has not retried yet is not news); a breaker open for
+        // 10 minutes is a receiver down for at least ten cooldowns.
+        OperationalAlert {
+            name: "AragoraWebhookDeadLetterQueueGrowing",
+            group: GROUP,
+            severity: "warning",
+            expr: format!("max(delta(aragora_webhook_dead_letter_queue_depth{{{engine}}}[15m])) > 0"),
+            for_: PromDuration::minutes(5),
+            summary: "Webhook deliveries are being dead-lettered".into(),
+            description: "The webhook dead-letter queue has grown over the last 15 minutes: receivers refused or never answered deliveries through every retry. GET /api/admin/webhooks lists each subscription's last error; fix the receiver, then POST /api/admin/webhooks/deliveries/{id}/retry for each of GET /api/admin/webhooks/dead-letters.".into(),
+            fires: scenario("a dead letter every minute", &[(&engine_gauge("aragora_webhook_dead_letter_queue_depth"), steady(1.0, 30))], &[15]).firing(&[&[]]),
+            quiet: vec![
+                scenario("an empty queue", &[(&engine_gauge("aragora_webhook_dead_letter_queue_depth"), flat(0.0, 30))], &[15]),
+                scenario("old dead letters, none new", &[(&engine_gauge("aragora_webhook_dead_letter_queue_depth"), flat(4.0, 30))], &[20]),
+            ],
+        },
+        OperationalAlert {
+            name: "AragoraWebhookCircuitBreakerOpen",
+            group: GROUP,
+            severity: "warning",
+            expr: format!("max by (endpoint) (aragora_webhook_circuit_breaker_state{{{engine}}}) > 0"),
+            for_: PromDuration::minutes(10),
+            summary: "Webhook receiver {{ $labels.endpoint }} keeps failing (breaker open)".into(),
+            description: "The circuit breaker of webhook receiver {{ $labels.endpoint }} has not closed for 10 minutes: its deliveries wait in the queue and will be dead-lettered when out of retries. Check the receiver; pause its subscription (POST /api/admin/webhooks/{id}/pause) if it is gone for long.".into(),
+            fires: scenario("a receiver down", &[(&webhook_breaker("https://hooks.example.com"), flat(1.0, 30)), (&webhook_breaker("https://ok.example.com"), flat(0.0, 30))], &[20]).firing(&[&[("endpoint", "https://hooks.example.com")]]),
+            quiet: vec![
+                scenario("breakers closed", &[(&webhook_breaker("https://hooks.example.com"), flat(0.0, 30))], &[20]),
+                scenario("open for a minute", &[(&webhook_breaker("https://hooks.example.com"), spike(0.0, 1.0, 5, 30))], &[5, 20]),
             ],
         },
     ]

@@ -1,0 +1,479 @@
+//! The delivery worker every engine replica runs: it claims due deliveries under a lease
+//! ([`outbox::claim`]), sends each (POST, the exact stored body, the signature headers of
+//! [`signing`]) through a client whose resolver enforces [`egress`], and records the outcome
+//! ([`outbox::finish`]): delivered on 2xx; retried on a timeout, a connection failure, 429
+//! (after its `Retry-After`) or 5xx, with [`retry::backoff`]; dead-lettered after
+//! `ARAGORA_WEBHOOK_MAX_RETRIES` retries, or at once on any other answer (a 4xx other than 429
+//! will not change by retrying, nor will a refused address). At most
+//! `ARAGORA_WEBHOOK_CONCURRENCY` deliveries are in flight per replica, each on its own task, so
+//! a receiver that takes its whole timeout holds up no other.
+
+use super::egress::{self, EgressError, EgressPolicy, GuardedResolver};
+use super::outbox::{self, Claimed, Finish};
+use super::retry::{self, BreakerState, Breakers};
+use super::secrets::{SecretBox, SecretError};
+use super::signing;
+use crate::config::{DbBackend, EngineConfig};
+use crate::error_log::{ErrorKind, ErrorLog};
+use crate::metrics::WebhookMetrics;
+use crate::model::now_ms;
+use crate::store::SqlStore;
+use reqwest::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
+use reqwest::Url;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::Semaphore;
+
+/// The `status` values of `aragora_webhook_deliveries_total`.
+pub const STATUSES: [&str; 3] = ["delivered", "retrying", "dead_lettered"];
+
+/// How long a claimed delivery's lease outlasts the request's timeout: time to record the
+/// outcome. A replica that died mid-delivery frees its rows after timeout + this.
+const LEASE_MARGIN: Duration = Duration::from_secs(10);
+
+/// The worker's settings (`ARAGORA_WEBHOOK_*`).
+#[derive(Debug, Clone)]
+pub struct DeliverySettings {
+    pub timeout: Duration,
+    pub max_retries: u32,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    pub breaker_threshold: u32,
+    pub breaker_cooldown: Duration,
+    pub poll: Duration,
+    pub concurrency: usize,
+    pub egress: EgressPolicy,
+}
+
+impl DeliverySettings {
+    pub fn from_config(config: &EngineConfig) -> Self {
+        Self {
+            timeout: Duration::from_millis(config.webhook_timeout_ms),
+            max_retries: config.webhook_max_retries,
+            backoff_base: Duration::from_millis(config.webhook_backoff_base_ms),
+            backoff_max: Duration::from_millis(config.webhook_backoff_max_ms),
+            breaker_threshold: config.webhook_breaker_threshold,
+            breaker_cooldown: Duration::from_millis(config.webhook_breaker_cooldown_ms),
+            poll: Duration::from_millis(config.webhook_poll_interval_ms),
+            concurrency: config.webhook_concurrency,
+            egress: EgressPolicy {
+                allow_http: config.webhook_allow_http,
+                allow_private: config.webhook_allow_private,
+            },
+        }
+    }
+}
+
+/// What one attempt came to.
+#[derive(Debug)]
+enum Attempt {
+    Delivered {
+        status: u16,
+    },
+    /// Worth another try. `receiver` says whether it counts against the receiver's breaker.
+    Retryable {
+        status: Option<u16>,
+        error: String,
+        retry_after: Option<Duration>,
+        receiver: bool,
+    },
+    Permanent {
+        status: Option<u16>,
+        error: String,
+    },
+}
+
+/// The webhooks of one replica: the tables, the key of the secrets, the breakers and the
+/// delivery client.
+pub struct Webhooks {
+    store: SqlStore,
+    settings: DeliverySettings,
+    secrets: SecretBox,
+    client: reqwest::Client,
+    breakers: Breakers,
+    metrics: WebhookMetrics,
+    /// Where a dead-lettered delivery is noted for `GET /api/system/errors`.
+    errors: ErrorLog,
+    /// This replica's lease holder name.
+    holder: String,
+    in_flight: Arc<Semaphore>,
+}
+
+impl Webhooks {
+    pub fn new(
+        store: SqlStore,
+        settings: DeliverySettings,
+        secrets: SecretBox,
+        metrics: WebhookMetrics,
+        errors: ErrorLog,
+        holder: &str,
+    ) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .timeout(settings.timeout)
+            .connect_timeout(settings.timeout)
+            // A redirect would send the body somewhere nobody subscribed, and a proxy would
+            // resolve the host where the egress check cannot see.
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .dns_resolver(GuardedResolver::shared(settings.egress))
+            .build()?;
+        Ok(Self {
+            breakers: Breakers::new(settings.breaker_threshold, settings.breaker_cooldown),
+            in_flight: Arc::new(Semaphore::new(settings.concurrency.max(1))),
+            store,
+            settings,
+            secrets,
+            client,
+            metrics,
+            errors,
+            holder: holder.to_string(),
+        })
+    }
+
+    pub fn pool(&self) -> &sqlx::AnyPool {
+        self.store.pool()
+    }
+
+    pub fn backend(&self) -> DbBackend {
+        crate::store::DebateStore::backend(&self.store)
+    }
+
+    pub fn secrets(&self) -> &SecretBox {
+        &self.secrets
+    }
+
+    pub fn egress(&self) -> EgressPolicy {
+        self.settings.egress
+    }
+
+    pub fn metrics(&self) -> &WebhookMetrics {
+        &self.metrics
+    }
+
+    /// The breaker of the endpoint of `url`, as this replica sees it.
+    pub fn breaker(&self, url: &str) -> BreakerState {
+        match Url::parse(url) {
+            Ok(url) => self.breakers.state(&egress::endpoint(&url), now_ms()),
+            Err(_) => BreakerState::Closed,
+        }
+    }
+
+    /// Shows the breaker of `url`'s endpoint in `aragora_webhook_circuit_breaker_state` (at 0,
+    /// closed, until a delivery changes it): the series exists from the subscription on, so
+    /// the alert on it and `rate()`s have a sample to start from.
+    pub fn track(&self, url: &str) {
+        if let Ok(url) = Url::parse(url) {
+            let endpoint = egress::endpoint(&url);
+            let state = self.breakers.state(&endpoint, now_ms());
+            self.metrics
+                .breaker_state
+                .with_label_values(&[&endpoint])
+                .set(state.gauge());
+        }
+    }
+
+    /// Runs the worker until the process ends: a pass every `ARAGORA_WEBHOOK_POLL_INTERVAL_MS`.
+    /// A replica killed mid-delivery leaves leases that expire; nothing needs stopping.
+    pub fn start(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let worker = self.clone();
+        tokio::spawn(async move {
+            match outbox::subscriptions(worker.pool()).await {
+                Ok(subscriptions) => subscriptions.iter().for_each(|s| worker.track(&s.url)),
+                Err(err) => tracing::warn!(error = %err, "cannot read webhook subscriptions"),
+            }
+            let mut ticker = tokio::time::interval(worker.settings.poll);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                if let Err(err) = worker.pass().await {
+                    tracing::warn!(error = %err, "webhook delivery pass failed; retrying next interval");
+                }
+            }
+        })
+    }
+
+    /// Claims as many due deliveries as there are free slots and sends each on its own task.
+    pub async fn pass(self: &Arc<Self>) -> Result<usize, sqlx::Error> {
+        let free = self.in_flight.available_permits();
+        if free == 0 {
+            return Ok(0);
+        }
+        let now = now_ms();
+        let lease = (self.settings.timeout + LEASE_MARGIN).as_millis() as i64;
+        let claimed = outbox::claim(
+            self.pool(),
+            self.backend(),
+            &self.holder,
+            now,
+            now + lease,
+            free as i64,
+        )
+        .await?;
+        let count = claimed.len();
+        for delivery in claimed {
+            let Ok(permit) = self.in_flight.clone().acquire_owned().await else {
+                break;
+            };
+            let worker = self.clone();
+            tokio::spawn(async move {
+                worker.deliver(delivery).await;
+                drop(permit);
+            });
+        }
+        Ok(count)
+    }
+
+    async fn deliver(&self, delivery: Claimed) {
+        let endpoint = Url::parse(&delivery.url)
+            .map(|url| egress::endpoint(&url))
+            .unwrap_or_else(|_| "invalid".into());
+        let now = now_ms();
+        let outcome = if let Some(until) = self.breakers.open_until(&endpoint, now) {
+            Finish::Defer { at_ms: until }
+        } else {
+            let attempt = self.attempt(&delivery).await;
+            self.judge(&delivery, &endpoint, attempt)
+        };
+        match outbox::finish(self.pool(), &delivery.id, &self.holder, &outcome, now_ms()).await {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(
+                delivery = %delivery.id,
+                "webhook delivery's lease ran out before its outcome was recorded; another replica took it (the receiver may see it again)"
+            ),
+            Err(err) => tracing::warn!(
+                delivery = %delivery.id, error = %err,
+                "cannot record a webhook delivery's outcome; it is tried again when its lease ends"
+            ),
+        }
+    }
+
+    /// The outcome to record for `attempt`, with the breaker and the metrics updated.
+    fn judge(&self, delivery: &Claimed, endpoint: &str, attempt: Attempt) -> Finish {
+        let event = delivery.event_type.as_str();
+        let now = now_ms();
+        let set_breaker = |state: BreakerState| {
+            self.metrics
+                .breaker_state
+                .with_label_values(&[endpoint])
+                .set(state.gauge());
+        };
+        let count = |status: &str| {
+            self.metrics
+                .deliveries
+                .with_label_values(&[status, event])
+                .inc();
+        };
+        let dead = |status: Option<u16>, error: String| {
+            count("dead_lettered");
+            self.metrics.dead_lettered.with_label_values(&[event]).inc();
+            tracing::warn!(
+                delivery = %delivery.id, subscription = %delivery.subscription_id,
+                event_type = event, endpoint, attempts = delivery.attempts + 1, %error,
+                "webhook delivery dead-lettered; retry it with POST /api/admin/webhooks/deliveries/{{id}}/retry"
+            );
+            // The endpoint, never the URL: a path or query may carry the receiver's token.
+            self.errors.record(
+                ErrorKind::WebhookFailed,
+                &format!(
+                    "webhook delivery {} ({event}) to {endpoint} dead-lettered after {} attempts: {error}",
+                    delivery.id,
+                    delivery.attempts + 1
+                ),
+            );
+            Finish::Dead {
+                status: status.map(i64::from),
+                error,
+            }
+        };
+        match attempt {
+            Attempt::Delivered { status } => {
+                set_breaker(self.breakers.success(endpoint));
+                count("delivered");
+                Finish::Delivered {
+                    status: i64::from(status),
+                }
+            }
+            Attempt::Permanent { status, error } => dead(status, error),
+            Attempt::Retryable {
+                status,
+                error,
+                retry_after,
+                receiver,
+            } => {
+                if receiver {
+                    set_breaker(self.breakers.failure(endpoint, now));
+                }
+                let made = delivery.attempts + 1;
+                if made > i64::from(self.settings.max_retries) {
+                    return dead(
+                        status,
+                        format!(
+                            "{error} (after {made} attempts, ARAGORA_WEBHOOK_MAX_RETRIES={})",
+                            self.settings.max_retries
+                        ),
+                    );
+                }
+                let delay = retry_after.unwrap_or_else(|| {
+                    retry::backoff(
+                        u32::try_from(made - 1).unwrap_or(u32::MAX),
+                        self.settings.backoff_base,
+                        self.settings.backoff_max,
+                        rand::random::<f64>(),
+                    )
+                });
+                count("retrying");
+                self.metrics.retries.with_label_values(&[event]).inc();
+                Finish::Retry {
+                    at_ms: now + delay.as_millis() as i64,
+                    status: status.map(i64::from),
+                    error,
+                }
+            }
+        }
+    }
+
+    async fn attempt(&self, delivery: &Claimed) -> Attempt {
+        // Checked again: the URL was checked at creation, but the settings may have changed.
+        let url = match self.settings.egress.check_url(&delivery.url) {
+            Ok(url) => url,
+            Err(err) => {
+                return Attempt::Permanent {
+                    status: None,
+                    error: err.to_string(),
+                }
+            }
+        };
+        let secret = match delivery.secret_sealed.as_deref() {
+            None => None,
+            Some(sealed) => match self.secrets.open(&delivery.subscription_id, sealed) {
+                Ok(secret) => Some(secret),
+                // Another replica may hold the right key: not the receiver's fault.
+                Err(err @ SecretError::WrongKey { .. }) => {
+                    return Attempt::Retryable {
+                        status: None,
+                        error: err.to_string(),
+                        retry_after: None,
+                        receiver: false,
+                    }
+                }
+                Err(err) => {
+                    return Attempt::Permanent {
+                        status: None,
+                        error: err.to_string(),
+                    }
+                }
+            },
+        };
+        let body = delivery.body.as_bytes();
+        let mut request = self
+            .client
+            .post(url)
+            .header(CONTENT_TYPE, "application/json")
+            .header(
+                USER_AGENT,
+                concat!("aragora-webhooks/", env!("CARGO_PKG_VERSION")),
+            )
+            .header(signing::DELIVERY, delivery.id.as_str())
+            .header(signing::EVENT, delivery.event_type.as_str())
+            .header(signing::ATTEMPT, (delivery.attempts + 1).to_string())
+            .body(delivery.body.clone());
+        if let Some(secret) = &secret {
+            let unix = chrono::Utc::now().timestamp();
+            request = request
+                .header(signing::SIGNATURE, signing::signature(secret, body))
+                .header(
+                    signing::TIMESTAMPED_SIGNATURE,
+                    signing::timestamped(secret, body, unix),
+                );
+        }
+        let started = Instant::now();
+        let response = request.send().await;
+        self.metrics
+            .latency
+            .with_label_values(&[delivery.event_type.as_str()])
+            .observe(started.elapsed().as_secs_f64());
+        match response {
+            Ok(response) => self.answered(&response),
+            Err(err) => self.failed(err),
+        }
+    }
+
+    fn answered(&self, response: &reqwest::Response) -> Attempt {
+        let status = response.status();
+        let code = status.as_u16();
+        if status.is_success() {
+            return Attempt::Delivered { status: code };
+        }
+        if code == 429 || status.is_server_error() {
+            let retry_after = (code == 429)
+                .then(|| response.headers().get(RETRY_AFTER))
+                .flatten()
+                .and_then(|value: &HeaderValue| value.to_str().ok())
+                .and_then(|value| {
+                    retry::retry_after(value, SystemTime::now(), self.settings.backoff_max)
+                });
+            return Attempt::Retryable {
+                status: Some(code),
+                error: format!("the receiver answered {status}"),
+                retry_after,
+                receiver: true,
+            };
+        }
+        Attempt::Permanent {
+            status: Some(code),
+            error: format!(
+                "the receiver answered {status}; only 2xx counts as delivered, and answers other than 429 and 5xx are not retried"
+            ),
+        }
+    }
+
+    fn failed(&self, err: reqwest::Error) -> Attempt {
+        // The URL's path and query may hold the receiver's token: never in a message.
+        let err = err.without_url();
+        if let Some(refused) = find_source::<EgressError>(&err) {
+            return Attempt::Permanent {
+                status: None,
+                error: refused.to_string(),
+            };
+        }
+        let error = if err.is_timeout() {
+            format!(
+                "no answer within {} ms (ARAGORA_WEBHOOK_TIMEOUT_MS)",
+                self.settings.timeout.as_millis()
+            )
+        } else {
+            describe(&err)
+        };
+        Attempt::Retryable {
+            status: None,
+            error,
+            retry_after: None,
+            receiver: true,
+        }
+    }
+}
+
+/// An error and its causes, one line.
+fn describe(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn find_source<'a, T: std::error::Error + 'static>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(err) = current {
+        if let Some(found) = err.downcast_ref::<T>() {
+            return Some(found);
+        }
+        current = err.source();
+    }
+    None
+}

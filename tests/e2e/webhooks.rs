@@ -1,0 +1,647 @@
+//! Webhooks end to end: real engines (SQLite and PostgreSQL) deliver to a receiver in the test
+//! (a real HTTP server on an ephemeral port; http and private addresses allowed by their
+//! settings, as a test needs), which checks both signatures and records every request.
+//! Backoff, timeout and poll settings are scaled down; waits poll with deadlines.
+
+use crate::support::{eventually, sample, Engine, EngineOptions, TestDatabase};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use hmac::{Hmac, Mac};
+use serde_json::{json, Value};
+use sha2::Sha256;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const SECRET: &str = "receiver-shared-secret-0123456789";
+const KEY: &str = "webhook-encryption-key-for-the-e2e-tests-0001";
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// How the receiver answers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Mode {
+    Ok,
+    /// 500 to the first `n` requests, then 200.
+    FailFirst(usize),
+    /// Never answers (the connection stays open until the engine gives up).
+    Hang,
+    /// Holds the first request open, answers the others 200.
+    HangFirst,
+}
+
+/// One request the receiver got.
+#[derive(Debug, Clone)]
+struct Receipt {
+    at: Instant,
+    delivery: String,
+    event: String,
+    attempt: u32,
+    body: Vec<u8>,
+    signature: Option<String>,
+    /// Both signatures present and right (over the exact body; the stamped one fresh).
+    verified: bool,
+}
+
+#[derive(Clone)]
+struct Receiver {
+    addr: SocketAddr,
+    mode: Arc<Mutex<Mode>>,
+    receipts: Arc<Mutex<Vec<Receipt>>>,
+}
+
+fn hmac_hex(parts: &[&[u8]]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    for part in parts {
+        mac.update(part);
+    }
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// What a receiver following the README checks.
+fn verify(headers: &HeaderMap, body: &[u8]) -> bool {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let plain = header("x-webhook-signature") == Some(&format!("sha256={}", hmac_hex(&[body])));
+    let stamped = header("x-aragora-signature").is_some_and(|value| {
+        let Some((t, v1)) = value
+            .strip_prefix("t=")
+            .and_then(|rest| rest.split_once(",v1="))
+        else {
+            return false;
+        };
+        let fresh = t
+            .parse::<i64>()
+            .is_ok_and(|t| (chrono::Utc::now().timestamp() - t).abs() < 300);
+        fresh && v1 == hmac_hex(&[t.as_bytes(), b".", body])
+    });
+    plain && stamped
+}
+
+async fn receive(
+    State(receiver): State<Receiver>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> impl IntoResponse {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let count = {
+        let mut receipts = receiver.receipts.lock().unwrap();
+        receipts.push(Receipt {
+            at: Instant::now(),
+            delivery: header("x-aragora-delivery"),
+            event: header("x-aragora-event"),
+            attempt: header("x-aragora-attempt").parse().unwrap_or(0),
+            signature: headers
+                .get("x-webhook-signature")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+            verified: verify(&headers, &body),
+            body: body.to_vec(),
+        });
+        receipts.len()
+    };
+    let mode = *receiver.mode.lock().unwrap();
+    match mode {
+        Mode::Ok => StatusCode::OK,
+        Mode::FailFirst(n) if count <= n => StatusCode::INTERNAL_SERVER_ERROR,
+        Mode::FailFirst(_) => StatusCode::OK,
+        Mode::HangFirst if count > 1 => StatusCode::OK,
+        Mode::Hang | Mode::HangFirst => std::future::pending().await,
+    }
+}
+
+impl Receiver {
+    async fn start(mode: Mode) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let receiver = Self {
+            addr: listener.local_addr().unwrap(),
+            mode: Arc::new(Mutex::new(mode)),
+            receipts: Arc::default(),
+        };
+        let app = axum::Router::new()
+            .route("/hook", axum::routing::post(receive))
+            .with_state(receiver.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        receiver
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/hook?token=receiver-token", self.addr)
+    }
+
+    fn set(&self, mode: Mode) {
+        *self.mode.lock().unwrap() = mode;
+    }
+
+    fn receipts(&self) -> Vec<Receipt> {
+        self.receipts.lock().unwrap().clone()
+    }
+
+    /// Deliveries by id: (event type, times received).
+    fn by_delivery(&self) -> BTreeMap<String, (String, usize)> {
+        let mut seen: BTreeMap<String, (String, usize)> = BTreeMap::new();
+        for receipt in self.receipts() {
+            seen.entry(receipt.delivery.clone())
+                .or_insert((receipt.event.clone(), 0))
+                .1 += 1;
+        }
+        seen
+    }
+
+    async fn wait_for(&self, what: &str, check: impl Fn(&[Receipt]) -> bool) -> Vec<Receipt> {
+        eventually(what, PATIENCE, || async {
+            let receipts = self.receipts();
+            check(&receipts).then_some(receipts)
+        })
+        .await
+    }
+}
+
+/// An engine that may deliver to the test's receiver, with scaled-down timings.
+fn options(base: EngineOptions) -> EngineOptions {
+    base.env("ARAGORA_WEBHOOK_ALLOW_HTTP", "true")
+        .env("ARAGORA_WEBHOOK_ALLOW_PRIVATE", "true")
+        .env("ARAGORA_WEBHOOK_ENCRYPTION_KEY", KEY)
+        .env("ARAGORA_WEBHOOK_POLL_INTERVAL_MS", 25)
+        .env("ARAGORA_WEBHOOK_BACKOFF_BASE_MS", 200)
+        .env("ARAGORA_WEBHOOK_BACKOFF_MAX_MS", 5_000)
+        .env("ARAGORA_OFFLINE_AGENT_LATENCY_MS", 5)
+}
+
+async fn subscribe(engine: &Engine, url: &str, events: &[&str]) -> Value {
+    let (status, body) = engine
+        .post_json(
+            "/api/admin/webhooks",
+            &json!({"url": url, "event_types": events, "secret": SECRET}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    body
+}
+
+fn event_of(receipt: &Receipt) -> Value {
+    serde_json::from_slice(&receipt.body).expect("a JSON body")
+}
+
+async fn every_event_of_a_debate_arrives_once_signed(options: EngineOptions) {
+    let receiver = Receiver::start(Mode::Ok).await;
+    let engine = Engine::start(self::options(options)).await;
+    let created = subscribe(
+        &engine,
+        &receiver.url(),
+        &["debate_start", "consensus", "debate_end", "debate_failed"],
+    )
+    .await;
+    let text = created.to_string();
+    assert!(!text.contains(SECRET), "the secret was shown: {text}");
+    assert_eq!(created["has_secret"], true, "{created}");
+    assert_eq!(created["state"], "active", "{created}");
+
+    let debate = engine
+        .run_debate(json!({"topic": "Café ✓ or tea 😀? \"both\"", "rounds": 1}))
+        .await;
+    assert_eq!(debate["status"], "completed", "{debate}");
+    let id = debate["debate_id"].as_str().unwrap();
+    let receipts = receiver
+        .wait_for("debate_start, consensus and debate_end", |r| r.len() >= 3)
+        .await;
+    let events: BTreeSet<String> = receiver
+        .by_delivery()
+        .values()
+        .map(|(event, times)| {
+            assert_eq!(*times, 1, "{event} sent {times} times");
+            event.clone()
+        })
+        .collect();
+    assert_eq!(
+        events,
+        BTreeSet::from([
+            "consensus".into(),
+            "debate_end".into(),
+            "debate_start".into()
+        ])
+    );
+    for receipt in &receipts {
+        assert!(receipt.verified, "bad signatures on {receipt:?}");
+        let body = event_of(receipt);
+        assert_eq!(body["event_type"], receipt.event.as_str(), "{body}");
+        assert_eq!(body["delivery_id"], receipt.delivery.as_str(), "{body}");
+        assert_eq!(body["data"]["debate_id"], id, "{body}");
+        assert!(
+            receipt.body.is_ascii(),
+            "non-ASCII is escaped as json.dumps does"
+        );
+    }
+    // The list shows the last delivery's state, never the secret.
+    let listed = eventually(
+        "the list to show a delivered delivery",
+        PATIENCE,
+        || async {
+            let (status, list) = engine.get("/api/admin/webhooks").await;
+            assert_eq!(status, 200, "{list}");
+            (list["webhooks"][0]["last_delivery"]["state"] == "delivered").then_some(list)
+        },
+    )
+    .await;
+    assert!(!listed.to_string().contains(SECRET), "{listed}");
+    assert_eq!(listed["webhooks"][0]["breaker"], "closed", "{listed}");
+    let metrics = engine.metrics().await;
+    let delivered = sample(
+        &metrics,
+        r#"aragora_webhook_deliveries_total{component="engine",event_type="debate_end",status="delivered"}"#,
+    );
+    assert_eq!(delivered, Some(1.0), "{metrics}");
+}
+
+on_both_backends!(every_event_of_a_debate_arrives_once_signed);
+
+/// The runbook's verification snippet, exactly as the Operations Runbook prints it.
+const RUNBOOK_SNIPPET: &str = r#"import hmac
+import hashlib
+import json
+
+def verify_signature(payload: dict, signature: str, secret: str) -> bool:
+    expected = "sha256=" + hmac.new(
+        secret.encode(),
+        json.dumps(payload).encode(),
+        hashlib.sha256
+    ).hexdigest()
+    return hmac.compare_digest(expected, signature)
+"#;
+
+/// The snippet run by python3 as written, on a body file and a signature.
+fn python_verifies(body: &[u8], signature: &str) -> bool {
+    let dir = tempfile::tempdir().unwrap();
+    let body_path = dir.path().join("body.json");
+    std::fs::write(&body_path, body).unwrap();
+    let script = format!(
+        "{RUNBOOK_SNIPPET}\nimport sys\npayload = json.loads(open(sys.argv[1], 'rb').read())\nsys.exit(0 if verify_signature(payload, sys.argv[2], sys.argv[3]) else 1)\n"
+    );
+    let status = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&body_path)
+        .arg(signature)
+        .arg(SECRET)
+        .status()
+        .expect("python3 runs");
+    status.success()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runbooks_python_snippet_accepts_a_delivery() {
+    let receiver = Receiver::start(Mode::Ok).await;
+    let engine = Engine::start(options(EngineOptions::sqlite())).await;
+    subscribe(&engine, &receiver.url(), &["debate_start"]).await;
+    // Non-ASCII, an astral character, quotes, a backslash and a control character: what
+    // json.dumps escapes.
+    engine
+        .start_debate(json!({"topic": "Ünïcode ✓ 😀 \"q\" \\ tab\there", "rounds": 1}))
+        .await;
+    let receipts = receiver.wait_for("debate_start", |r| !r.is_empty()).await;
+    let receipt = &receipts[0];
+    let signature = receipt.signature.clone().expect("a signature header");
+    assert!(
+        python_verifies(&receipt.body, &signature),
+        "the runbook's snippet refused {:?}",
+        String::from_utf8_lossy(&receipt.body)
+    );
+    let mut forged = signature.clone();
+    forged.replace_range(7..8, if &signature[7..8] == "0" { "1" } else { "0" });
+    assert!(
+        !python_verifies(&receipt.body, &forged),
+        "a forged signature passed"
+    );
+}
+
+async fn a_failing_receiver_gets_retries_with_growing_gaps(options: EngineOptions) {
+    let receiver = Receiver::start(Mode::FailFirst(3)).await;
+    let engine = Engine::start(self::options(options)).await;
+    let hook = subscribe(&engine, &receiver.url(), &["debate_start"]).await;
+    engine
+        .start_debate(json!({"topic": "retries", "rounds": 1}))
+        .await;
+    let receipts = receiver
+        .wait_for("three 500s and a 200", |r| r.len() >= 4)
+        .await;
+    assert!(
+        receipts.iter().all(|r| r.delivery == receipts[0].delivery),
+        "one delivery, retried"
+    );
+    let attempts: Vec<u32> = receipts.iter().map(|r| r.attempt).collect();
+    assert_eq!(attempts, [1, 2, 3, 4]);
+    let gaps: Vec<Duration> = receipts.windows(2).map(|w| w[1].at - w[0].at).collect();
+    // 200 ms doubling (plus up to 10 % jitter and a 25 ms poll).
+    for (gap, least) in gaps.iter().zip([200, 400, 800]) {
+        assert!(*gap >= Duration::from_millis(least), "gaps {gaps:?}");
+    }
+    assert!(
+        gaps[0] < gaps[1] && gaps[1] < gaps[2],
+        "gaps do not grow: {gaps:?}"
+    );
+    let path = format!("/api/admin/webhooks/{}", hook["id"].as_str().unwrap());
+    let shown = eventually(
+        "the delivery to be recorded as delivered",
+        PATIENCE,
+        || async {
+            let (_, shown) = engine.get(&path).await;
+            (shown["last_delivery"]["state"] == "delivered").then_some(shown)
+        },
+    )
+    .await;
+    assert_eq!(shown["last_delivery"]["attempts"], 4, "{shown}");
+    let metrics = engine.metrics().await;
+    let retries = sample(
+        &metrics,
+        r#"aragora_webhook_retries_total{component="engine",event_type="debate_start"}"#,
+    );
+    assert_eq!(retries, Some(3.0), "{metrics}");
+}
+
+on_both_backends!(a_failing_receiver_gets_retries_with_growing_gaps);
+
+async fn a_silent_receiver_is_dead_lettered_then_retried_by_the_admin(options: EngineOptions) {
+    let receiver = Receiver::start(Mode::Hang).await;
+    let options = self::options(options)
+        .env("ARAGORA_WEBHOOK_TIMEOUT_MS", 300)
+        .env("ARAGORA_WEBHOOK_MAX_RETRIES", 1)
+        .env("ARAGORA_WEBHOOK_BACKOFF_BASE_MS", 50);
+    let engine = Engine::start(options).await;
+    subscribe(&engine, &receiver.url(), &["debate_start"]).await;
+    engine
+        .start_debate(json!({"topic": "silence", "rounds": 1}))
+        .await;
+    let dead = eventually("the delivery to be dead-lettered", PATIENCE, || async {
+        let (status, dead) = engine.get("/api/admin/webhooks/dead-letters").await;
+        assert_eq!(status, 200, "{dead}");
+        (dead["total"] == 1).then_some(dead)
+    })
+    .await;
+    let delivery = &dead["deliveries"][0];
+    assert_eq!(delivery["attempts"], 2, "{dead}");
+    assert_eq!(delivery["state"], "dead", "{dead}");
+    let error = delivery["last_error"].as_str().unwrap_or_default();
+    assert!(error.contains("no answer within 300 ms"), "{error}");
+    assert!(
+        !error.contains("receiver-token"),
+        "the URL's query leaked: {error}"
+    );
+    assert_eq!(
+        receiver.receipts().len(),
+        2,
+        "the first attempt and one retry"
+    );
+    let metrics = engine.metrics().await;
+    assert_eq!(
+        sample(
+            &metrics,
+            r#"aragora_webhook_dead_letter_queue_depth{component="engine"}"#
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            r#"aragora_webhook_dead_lettered_total{component="engine",event_type="debate_start"}"#
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+
+    let (status, errors) = engine.get("/api/system/errors").await;
+    assert_eq!(status, 200, "{errors}");
+    let noted = errors["errors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|entry| entry["kind"] == "webhook_failed")
+        .unwrap_or_else(|| panic!("no webhook_failed entry in {errors}"));
+    let message = noted["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(delivery["id"].as_str().unwrap()) && message.contains("dead-lettered"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("receiver-token"),
+        "the URL's query leaked: {message}"
+    );
+
+    receiver.set(Mode::Ok);
+    let id = delivery["id"].as_str().unwrap();
+    let retry = format!("/api/admin/webhooks/deliveries/{id}/retry");
+    let (status, queued) = engine.post_json(&retry, &json!({})).await;
+    assert_eq!(status, 202, "{queued}");
+    assert_eq!(queued["state"], "pending", "{queued}");
+    receiver
+        .wait_for("the retried delivery", |r| {
+            r.len() >= 3 && r[2].delivery == id
+        })
+        .await;
+    eventually("the dead-letter queue to empty", PATIENCE, || async {
+        let (_, dead) = engine.get("/api/admin/webhooks/dead-letters").await;
+        (dead["total"] == 0).then_some(())
+    })
+    .await;
+    let (status, again) = engine.post_json(&retry, &json!({})).await;
+    assert_eq!(status, 409, "{again}");
+    assert_eq!(again["error"]["code"], "conflict", "{again}");
+    let (status, unknown) = engine
+        .post_json("/api/admin/webhooks/deliveries/dlv_nope/retry", &json!({}))
+        .await;
+    assert_eq!(status, 404, "{unknown}");
+}
+
+on_both_backends!(a_silent_receiver_is_dead_lettered_then_retried_by_the_admin);
+
+/// Each bad subscription, its status, and words the message must hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_subscriptions_are_refused_with_what_to_fix() {
+    // Production defaults: https only, no private addresses.
+    let engine = Engine::start(EngineOptions::sqlite()).await;
+    let good = |url: &str| json!({"url": url, "event_types": ["debate_end"]});
+    let cases: Vec<(Value, u16, &str)> = vec![
+        (good("https://127.0.0.1/hook"), 422, "loopback"),
+        (
+            good("https://localhost:8443/hook"),
+            422,
+            "ARAGORA_WEBHOOK_ALLOW_PRIVATE",
+        ),
+        (good("https://10.1.2.3/hook"), 422, "private"),
+        (good("https://169.254.169.254/latest"), 422, "link-local"),
+        (good("https://[::1]/hook"), 422, "loopback"),
+        (good("https://[fd00::1]/hook"), 422, "unique local"),
+        (
+            good("http://93.184.216.34/hook"),
+            422,
+            "ARAGORA_WEBHOOK_ALLOW_HTTP",
+        ),
+        (good("ftp://93.184.216.34/hook"), 422, "https://"),
+        (good("not a url"), 422, "not valid"),
+        (good("https://user:pw@93.184.216.34/"), 422, "password"),
+        (json!({"event_types": ["debate_end"]}), 422, "\"url\""),
+        (
+            json!({"url": "https://93.184.216.34/", "event_types": ["debate_over"]}),
+            422,
+            "debate_over",
+        ),
+        (
+            json!({"url": "https://93.184.216.34/", "event_types": []}),
+            422,
+            "non-empty",
+        ),
+        (
+            json!({"url": "https://93.184.216.34/", "event_types": ["debate_end"], "secret": "short"}),
+            422,
+            "16 to 256",
+        ),
+        (
+            json!({"url": "https://93.184.216.34/", "event_types": ["debate_end"], "colour": "red"}),
+            422,
+            "colour",
+        ),
+        (
+            json!({"url": "https://93.184.216.34/", "event_types": "debate_end"}),
+            422,
+            "event_types",
+        ),
+    ];
+    for (body, status, words) in cases {
+        let (got, answer) = engine.post_json("/api/admin/webhooks", &body).await;
+        assert_eq!(got, status, "{body} → {answer}");
+        let message = answer["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(words),
+            "{body} → {message:?} lacks {words:?}"
+        );
+    }
+    let (status, list) = engine.get("/api/admin/webhooks").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        list["webhooks"],
+        json!([]),
+        "a refused subscription was stored: {list}"
+    );
+    // Admins only.
+    let anonymous = reqwest::Client::new();
+    let refused = anonymous
+        .post(engine.url("/api/admin/webhooks"))
+        .json(&good("https://93.184.216.34/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    let (status, missing) = engine.get("/api/admin/webhooks/wh_nope").await;
+    assert_eq!(status, 404, "{missing}");
+    // A public address is accepted, and can be paused, resumed and deleted.
+    let (status, created) = engine
+        .post_json("/api/admin/webhooks", &good("https://93.184.216.34/hook"))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["has_secret"], false);
+    let path = format!("/api/admin/webhooks/{}", created["id"].as_str().unwrap());
+    let (_, paused) = engine.post_json(&format!("{path}/pause"), &json!({})).await;
+    assert_eq!(paused["state"], "paused", "{paused}");
+    let (_, resumed) = engine
+        .post_json(&format!("{path}/resume"), &json!({}))
+        .await;
+    assert_eq!(resumed["state"], "active", "{resumed}");
+    let deleted = engine.http.delete(engine.url(&path)).send().await.unwrap();
+    assert_eq!(deleted.status(), 204);
+    let (status, _) = engine.get(&path).await;
+    assert_eq!(status, 404);
+}
+
+async fn a_delivery_survives_the_engine_killed_mid_delivery(options: EngineOptions) {
+    let receiver = Receiver::start(Mode::HangFirst).await;
+    // The lease of a delivery lasts the timeout plus 10 s; a short timeout frees it sooner.
+    let options = self::options(options).env("ARAGORA_WEBHOOK_TIMEOUT_MS", 1_000);
+    let (backend, env) = (options.backend.clone(), options.env.clone());
+    let mut engine = Engine::start(options).await;
+    subscribe(&engine, &receiver.url(), &["debate_start", "debate_end"]).await;
+    engine
+        .start_debate(json!({"topic": "kill -9", "rounds": 1}))
+        .await;
+    receiver
+        .wait_for("the first delivery to be in flight", |r| !r.is_empty())
+        .await;
+    engine.signal(libc::SIGKILL);
+    eventually("the engine to die", PATIENCE, || {
+        let exited = engine.exited().is_some();
+        async move { exited.then_some(()) }
+    })
+    .await;
+    let again = EngineOptions {
+        backend,
+        env,
+        data_dir: None,
+        temp: None,
+        bearer: None,
+    };
+    let engine = Engine::start(engine.restart_options(again)).await;
+    let seen = eventually(
+        "debate_start and debate_end, delivered",
+        Duration::from_secs(90),
+        || async {
+            let seen = receiver.by_delivery();
+            let events: BTreeSet<&str> = seen.values().map(|(e, _)| e.as_str()).collect();
+            let first = receiver.receipts()[0].delivery.clone();
+            (events == BTreeSet::from(["debate_start", "debate_end"]) && seen[&first].1 >= 2)
+                .then_some(seen)
+        },
+    )
+    .await;
+    // At least once: the interrupted one again (same id), every event once by id.
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(receiver.receipts().iter().all(|r| r.verified));
+    let (_, list) = engine.get("/api/admin/webhooks").await;
+    assert_eq!(list["webhooks"].as_array().map(Vec::len), Some(1), "{list}");
+}
+
+on_both_backends!(a_delivery_survives_the_engine_killed_mid_delivery);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_replicas_deliver_each_event_once() {
+    let database = TestDatabase::create().await;
+    let receiver = Receiver::start(Mode::Ok).await;
+    let replica = || {
+        options(EngineOptions::postgres(&database.url)).env("ARAGORA_WEBHOOK_POLL_INTERVAL_MS", 10)
+    };
+    let first = Engine::start(replica()).await;
+    let (second, third) = tokio::join!(Engine::start(replica()), Engine::start(replica()));
+    subscribe(&first, &receiver.url(), &["debate_start", "debate_end"]).await;
+    let replicas = [&first, &second, &third];
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        ids.push(
+            replicas[i % 3]
+                .start_debate(json!({"topic": format!("replicas {i}"), "rounds": 1}))
+                .await,
+        );
+    }
+    let db = sqlx::PgPool::connect(&database.url).await.unwrap();
+    eventually("all 12 deliveries delivered", PATIENCE, || {
+        let db = db.clone();
+        async move {
+            let delivered: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM webhook_deliveries WHERE state = 'delivered'",
+            )
+            .fetch_one(&db)
+            .await
+            .unwrap();
+            (delivered == 12).then_some(())
+        }
+    })
+    .await;
+    // Delivered rows are never claimed again: what the receiver has now is all it gets.
+    let seen = receiver.by_delivery();
+    assert_eq!(seen.len(), 12, "{seen:?}");
+    let twice: Vec<_> = seen.iter().filter(|(_, (_, times))| *times != 1).collect();
+    assert!(twice.is_empty(), "sent more than once: {twice:?}");
+}
