@@ -14,7 +14,7 @@ use aragora_engine::store::{DebateStore, SqlStore};
 use aragora_engine::EngineConfig;
 use clap::{Args, Subcommand};
 use serde_json::json;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// The longest lifetime a credential made here may have.
@@ -443,7 +443,12 @@ pub async fn ensure_up_key(engine: &EngineConfig) -> Result<UpKey, TokenError> {
     let issued = create_key(&store, "up-admin", Role::Admin, None, "up").await;
     store.close().await;
     let issued = issued?;
-    write_private(&path, &issued.key).map_err(|source| TokenError::KeyFile {
+    aragora_config::files::write_private(
+        &path,
+        &format!("{}\n", issued.key),
+        aragora_config::files::Existing::Replace,
+    )
+    .map_err(|source| TokenError::KeyFile {
         path: path.clone(),
         source,
     })?;
@@ -451,23 +456,6 @@ pub async fn ensure_up_key(engine: &EngineConfig) -> Result<UpKey, TokenError> {
         path,
         created: Some(issued.key),
     })
-}
-
-/// Writes `text` to `path` readable by its owner only: a temporary file made 0600, then
-/// renamed, so the key is never in a file others could read, nor half-written.
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let temporary = path.with_extension("key.tmp");
-    let _ = std::fs::remove_file(&temporary);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&temporary)?;
-    file.write_all(format!("{text}\n").as_bytes())?;
-    file.sync_all()?;
-    std::fs::rename(&temporary, path)
 }
 
 #[cfg(test)]

@@ -13,8 +13,10 @@
 //! |---|---|
 //! | `values` | the values every component's settings share: [`Environment`], [`LogLevel`], [`LogFormat`] |
 //! | `redact` | keeping secrets out of what is shown: [`redact_url`], [`redact_query`], [`scrub`], the config structs' redacting `Debug` |
+//! | `files` | files of secrets aragora writes itself: owner-only, never half-written ([`files::write_private`], [`files::read_or_generate_key`]) |
 //! | `redis` | the Redis client configuration every component uses: `redis://` or `rediss://` (TLS, system roots plus `ARAGORA_REDIS_CA_FILE`) |
 
+pub mod files;
 mod placeholder;
 pub mod redact;
 pub mod redis;

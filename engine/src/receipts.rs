@@ -214,17 +214,13 @@ impl ReceiptKeys {
             path: path.display().to_string(),
             source,
         };
-        let key = match std::fs::read_to_string(&path) {
-            Ok(text) => text.trim().to_string(),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::create_dir_all(data_dir).map_err(file_error)?;
-                let key = hex::encode(rand::random::<[u8; 32]>());
-                write_private(&path, &key).map_err(file_error)?;
-                tracing::warn!(path = %path.display(), "generated a receipt signing key; set ARAGORA_RECEIPT_SIGNING_KEY to share one across replicas");
-                key
-            }
-            Err(err) => return Err(file_error(err)),
-        };
+        let (key, generated) = aragora_config::files::read_or_generate_key(&path, || {
+            hex::encode(rand::random::<[u8; 32]>())
+        })
+        .map_err(file_error)?;
+        if generated {
+            tracing::warn!(path = %path.display(), "generated a receipt signing key; set ARAGORA_RECEIPT_SIGNING_KEY to share one across replicas");
+        }
         Ok(Self::ring(&key, KeySource::Generated, previous, None))
     }
 
@@ -342,18 +338,6 @@ fn read_generated(path: &Path) -> Result<Option<String>, KeyError> {
             source,
         }),
     }
-}
-
-fn write_private(path: &Path, key: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options.open(path)?.write_all(key.as_bytes())
 }
 
 /// The unsigned receipt of a completed debate.

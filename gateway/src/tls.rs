@@ -70,22 +70,14 @@ pub fn self_signed(dir: &Path) -> Result<(PathBuf, PathBuf), String> {
     ];
     let generated = rcgen::generate_simple_self_signed(names).map_err(|err| err.to_string())?;
     std::fs::write(&cert_path, generated.cert.pem()).map_err(|err| err.to_string())?;
-    write_private(&key_path, &generated.key_pair.serialize_pem()).map_err(|err| err.to_string())?;
+    aragora_config::files::write_private(
+        &key_path,
+        &generated.key_pair.serialize_pem(),
+        aragora_config::files::Existing::Replace,
+    )
+    .map_err(|err| err.to_string())?;
     tracing::warn!(cert = %cert_path.display(), "generated a self-signed certificate for localhost; give --tls-cert and --tls-key for a real one");
     Ok((cert_path, key_path))
-}
-
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let _ = std::fs::remove_file(path);
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options.open(path)?.write_all(text.as_bytes())
 }
 
 #[cfg(test)]

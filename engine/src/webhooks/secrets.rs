@@ -74,17 +74,13 @@ impl SecretBox {
             path: path.display().to_string(),
             source,
         };
-        let key = match std::fs::read_to_string(&path) {
-            Ok(text) => text.trim().to_string(),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::create_dir_all(data_dir).map_err(file_error)?;
-                let key = hex::encode(rand::random::<[u8; 32]>());
-                write_private(&path, &key).map_err(file_error)?;
-                tracing::warn!(path = %path.display(), "generated a webhook secret key; set ARAGORA_WEBHOOK_SECRET_KEY to share one across replicas");
-                key
-            }
-            Err(err) => return Err(file_error(err)),
-        };
+        let (key, generated) = aragora_config::files::read_or_generate_key(&path, || {
+            hex::encode(rand::random::<[u8; 32]>())
+        })
+        .map_err(file_error)?;
+        if generated {
+            tracing::warn!(path = %path.display(), "generated a webhook secret key; set ARAGORA_WEBHOOK_ENCRYPTION_KEY to share one across replicas");
+        }
         Ok(Self::from_setting(&key))
     }
 
@@ -146,18 +142,6 @@ impl SecretBox {
             .map_err(|_| SecretError::Corrupt)?;
         String::from_utf8(plain).map_err(|_| SecretError::Corrupt)
     }
-}
-
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options.open(path)?.write_all(text.as_bytes())
 }
 
 #[cfg(test)]
