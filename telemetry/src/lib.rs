@@ -16,7 +16,9 @@ pub use http::{
     body_rejection_code, error_body, method_label, route_index, route_name, route_template,
     ErrorBody, ErrorDetail, METHOD_LABELS, ROUTES,
 };
-pub use log::{access_log, count_log_events, flush_logs, init_logging, LogFormat};
+pub use log::{
+    access_log, count_log_events, error_with_causes, flush_logs, init_logging, LogFormat,
+};
 
 use prometheus::{Encoder, Registry, TextEncoder};
 

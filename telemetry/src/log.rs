@@ -284,6 +284,19 @@ pub fn init_logging(level: &str, format: LogFormat) {
     };
 }
 
+/// An error and its causes on one line (`outer: cause: root cause`): what a log line or an
+/// operator-facing message should say, where `Display` alone names only the outermost.
+pub fn error_with_causes(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::SecondClock;

@@ -442,7 +442,7 @@ impl Webhooks {
                 self.settings.timeout.as_millis()
             )
         } else {
-            describe(&err)
+            aragora_telemetry::error_with_causes(&err)
         };
         Attempt::Retryable {
             status: None,
@@ -451,18 +451,6 @@ impl Webhooks {
             receiver: true,
         }
     }
-}
-
-/// An error and its causes, one line.
-fn describe(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 fn find_source<'a, T: std::error::Error + 'static>(

@@ -268,18 +268,6 @@ impl Stapler {
     }
 }
 
-/// The error and its causes, one line.
-fn with_causes(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 /// POSTs `request` to `url` (RFC 6960 A.1) and reads the answer, at most
 /// [`MAX_RESPONSE_BYTES`].
 async fn fetch(client: &reqwest::Client, url: &str, request: Vec<u8>) -> Result<Vec<u8>, Failure> {
@@ -289,7 +277,7 @@ async fn fetch(client: &reqwest::Client, url: &str, request: Vec<u8>) -> Result<
         .body(request)
         .send()
         .await
-        .map_err(|err| Failure::Unreachable(with_causes(&err)))?;
+        .map_err(|err| Failure::Unreachable(aragora_telemetry::error_with_causes(&err)))?;
     if !response.status().is_success() {
         return Err(Failure::Refused(format!("HTTP {}", response.status())));
     }
@@ -297,7 +285,7 @@ async fn fetch(client: &reqwest::Client, url: &str, request: Vec<u8>) -> Result<
     while let Some(chunk) = response
         .chunk()
         .await
-        .map_err(|err| Failure::Unreachable(with_causes(&err)))?
+        .map_err(|err| Failure::Unreachable(aragora_telemetry::error_with_causes(&err)))?
     {
         body.extend_from_slice(&chunk);
         if body.len() > MAX_RESPONSE_BYTES {

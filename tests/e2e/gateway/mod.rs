@@ -67,15 +67,9 @@ struct Failure {
 
 impl Failure {
     fn of(err: &reqwest::Error) -> Self {
-        let mut what = err.to_string();
-        let mut source = std::error::Error::source(err);
-        while let Some(cause) = source {
-            what.push_str(&format!(": {cause}"));
-            source = cause.source();
-        }
         Self {
             connect: err.is_connect(),
-            what,
+            what: aragora_telemetry::error_with_causes(err),
         }
     }
 }
