@@ -26,6 +26,7 @@ mod run;
 mod settings;
 mod slo;
 mod token;
+mod webhooks;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -88,6 +89,10 @@ enum Command {
     /// Credentials: create API keys (in the database), loop tokens and JWTs; list and revoke keys.
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// Webhook subscriptions through the running engine's admin API: list, add, pause, resume,
+    /// delete; the dead-letter queue and its retry.
+    #[command(subcommand)]
+    Webhooks(webhooks::WebhooksCommand),
     /// Print the OpenAPI 3.1 document of the REST API (what GET /api/openapi.json serves), or
     /// write it to FILE: `aragora openapi --out docs/openapi.json` refreshes the committed one;
     /// with --gateway-admin, the gateway admin API's (docs/gateway-admin-openapi.json).
@@ -305,6 +310,7 @@ fn run_command(cli: Cli) -> ExitCode {
                     Command::Chaos(command) => chaos::run(command).await,
                     Command::Control(args) => control::control(&args).await,
                     Command::Token(command) => token::run(command).await,
+                    Command::Webhooks(command) => webhooks::run(command).await,
                     Command::Migrate(command) => migrate::run(command).await,
                     Command::Probe(args) => probe::run(&args).await,
                     Command::Slo(SloCommand::Status {
@@ -332,5 +338,16 @@ fn run_command(cli: Cli) -> ExitCode {
                 }
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// clap checks a command's definition only when it is built: a clash (two arguments of one
+    /// name, say) would otherwise surface as a panic in the user's shell.
+    #[test]
+    fn every_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

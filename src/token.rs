@@ -193,7 +193,7 @@ pub(crate) fn load_engine(store: &StoreArgs) -> Result<EngineConfig, ExitCode> {
 }
 
 /// Where the engine's API is, for the printed curl lines.
-fn engine_url(engine: &EngineConfig) -> String {
+pub(crate) fn engine_url(engine: &EngineConfig) -> String {
     let host = match engine.host.as_str() {
         "0.0.0.0" | "::" | "" => "127.0.0.1",
         host => host,

@@ -645,3 +645,90 @@ async fn three_replicas_deliver_each_event_once() {
     let twice: Vec<_> = seen.iter().filter(|(_, (_, times))| *times != 1).collect();
     assert!(twice.is_empty(), "sent more than once: {twice:?}");
 }
+
+/// `aragora webhooks` from a shell against the running engine: add (with a secret file), list,
+/// pause, the dead-letter queue, delete; a refused subscription exits 2 with the API's reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_manages_subscriptions_through_the_admin_api() {
+    let receiver = Receiver::start(Mode::Ok).await;
+    let engine = Engine::start(options(EngineOptions::sqlite())).await;
+    let secret_file = engine.data_dir.join("receiver.secret");
+    std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
+    let cli = |args: &[&str]| {
+        let mut command = crate::support::aragora_command();
+        command
+            .env("ARAGORA_DATA_DIR", &engine.data_dir)
+            .env("ARAGORA_API_TOKEN", engine.token.as_deref().unwrap())
+            .arg("webhooks")
+            .args(args)
+            .args(["--url", &engine.url("")]);
+        let output = command.output().unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).to_string(),
+            String::from_utf8_lossy(&output.stderr).to_string(),
+        )
+    };
+    let url = receiver.url();
+    let secret = secret_file.display().to_string();
+    let (code, out, err) = cli(&[
+        "add",
+        &url,
+        "--event",
+        "debate_end",
+        "--event",
+        "consensus",
+        "--secret-file",
+        &secret,
+    ]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let id = out.split_whitespace().next().unwrap().to_string();
+    assert!(
+        out.contains("active")
+            && out.contains("debate_end,consensus")
+            && out.contains("signed=true"),
+        "{out}"
+    );
+    assert!(
+        !out.contains(SECRET) && !err.contains(SECRET),
+        "the secret is never echoed"
+    );
+
+    let (code, out, _) = cli(&["list"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains(&id) && out.contains(&url), "{out}");
+    let (code, out, _) = cli(&["list", "--output", "json"]);
+    assert_eq!(code, Some(0));
+    let listed: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(listed[0]["id"], id.as_str(), "{listed}");
+
+    let (code, out, _) = cli(&["pause", &id]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("paused"), "{out}");
+    let (_, shown) = engine.get(&format!("/api/admin/webhooks/{id}")).await;
+    assert_eq!(
+        shown["state"], "paused",
+        "the engine has it paused: {shown}"
+    );
+
+    let (code, out, _) = cli(&["dead-letters"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        out.contains("0 dead deliveries") && out.contains("empty"),
+        "{out}"
+    );
+
+    let (code, out, err) = cli(&["add", &url, "--event", "debate_over"]);
+    assert_eq!(code, Some(2), "{out}{err}");
+    assert!(
+        err.contains("debate_over") && err.contains("refused"),
+        "{err}"
+    );
+
+    let (code, out, _) = cli(&["delete", &id]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("deleted"), "{out}");
+    let (code, out, _) = cli(&["list"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("no webhook subscriptions"), "{out}");
+}
