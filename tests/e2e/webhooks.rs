@@ -27,6 +27,8 @@ enum Mode {
     FailFirst(usize),
     /// Never answers (the connection stays open until the engine gives up).
     Hang,
+    /// 429 with `Retry-After: secs` to the first `n` requests, then 200.
+    TooManyFirst(usize, u64),
     /// Holds the first request open, answers the others 200.
     HangFirst,
 }
@@ -108,10 +110,16 @@ async fn receive(
     };
     let mode = *receiver.mode.lock().unwrap();
     match mode {
-        Mode::Ok => StatusCode::OK,
-        Mode::FailFirst(n) if count <= n => StatusCode::INTERNAL_SERVER_ERROR,
-        Mode::FailFirst(_) => StatusCode::OK,
-        Mode::HangFirst if count > 1 => StatusCode::OK,
+        Mode::Ok => StatusCode::OK.into_response(),
+        Mode::FailFirst(n) if count <= n => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        Mode::FailFirst(_) => StatusCode::OK.into_response(),
+        Mode::TooManyFirst(n, secs) if count <= n => (
+            StatusCode::TOO_MANY_REQUESTS,
+            [("retry-after", secs.to_string())],
+        )
+            .into_response(),
+        Mode::TooManyFirst(..) => StatusCode::OK.into_response(),
+        Mode::HangFirst if count > 1 => StatusCode::OK.into_response(),
         Mode::Hang | Mode::HangFirst => std::future::pending().await,
     }
 }
@@ -731,4 +739,57 @@ async fn the_cli_manages_subscriptions_through_the_admin_api() {
     let (code, out, _) = cli(&["list"]);
     assert_eq!(code, Some(0));
     assert!(out.contains("no webhook subscriptions"), "{out}");
+}
+
+/// A 429's `Retry-After` is honoured (the retry waits that long, not the 200 ms backoff), and a
+/// receiver failing over and over opens its endpoint's breaker: deliveries then wait out the
+/// cooldown unattempted, and the breaker's gauge says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_is_honoured_and_a_failing_endpoint_opens_its_breaker() {
+    let receiver = Receiver::start(Mode::TooManyFirst(1, 2)).await;
+    let engine = Engine::start(options(EngineOptions::sqlite())).await;
+    subscribe(&engine, &receiver.url(), &["debate_start"]).await;
+    engine
+        .start_debate(json!({"topic": "slow down", "rounds": 1}))
+        .await;
+    let receipts = receiver
+        .wait_for("a 429 and the retry", |r| r.len() >= 2)
+        .await;
+    let gap = receipts[1].at - receipts[0].at;
+    assert!(
+        gap >= Duration::from_secs(2),
+        "the retry came {gap:?} after a 429 asking for 2 s"
+    );
+
+    let failing = Receiver::start(Mode::FailFirst(usize::MAX)).await;
+    let engine = Engine::start(
+        options(EngineOptions::sqlite())
+            .env("ARAGORA_WEBHOOK_BACKOFF_BASE_MS", 50)
+            .env("ARAGORA_WEBHOOK_MAX_RETRIES", 10)
+            .env("ARAGORA_WEBHOOK_BREAKER_THRESHOLD", 2)
+            .env("ARAGORA_WEBHOOK_BREAKER_COOLDOWN_MS", 3_000),
+    )
+    .await;
+    subscribe(&engine, &failing.url(), &["debate_start"]).await;
+    engine
+        .start_debate(json!({"topic": "down", "rounds": 1}))
+        .await;
+    let endpoint = format!("http://{}", failing.addr);
+    let series = format!(
+        r#"aragora_webhook_circuit_breaker_state{{component="engine",endpoint="{endpoint}"}}"#
+    );
+    eventually("the breaker to open", PATIENCE, || async {
+        (sample(&engine.metrics().await, &series) == Some(1.0)).then_some(())
+    })
+    .await;
+    let receipts = failing
+        .wait_for("two failures and a trial after the cooldown", |r| {
+            r.len() >= 3
+        })
+        .await;
+    let gaps: Vec<Duration> = receipts.windows(2).map(|w| w[1].at - w[0].at).collect();
+    assert!(
+        gaps[1] >= Duration::from_secs(3),
+        "after the second failure the delivery waited out the 3 s cooldown: {gaps:?}"
+    );
 }
