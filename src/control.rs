@@ -109,12 +109,16 @@ pub async fn control(args: &ControlArgs) -> ExitCode {
         &registry,
         token.as_deref(),
     ));
+    let outbox = std::sync::Arc::new(AlertOutbox {
+        engine: engine.clone(),
+        store: tokio::sync::OnceCell::new(),
+    });
     router = router.route(
         aragora_slo::receivers::SINK_PATH,
         axum::routing::post(
             move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
-                let sink = sink.clone();
-                async move { receive_alerts(&sink, &headers, &body) }
+                let (sink, outbox) = (sink.clone(), outbox.clone());
+                async move { receive_alerts(&sink, &outbox, &headers, &body).await }
             },
         ),
     );
@@ -163,9 +167,73 @@ pub async fn control(args: &ControlArgs) -> ExitCode {
     }
 }
 
-/// The sink's HTTP answer: 200 with what was counted, or the refusal in the error envelope.
-fn receive_alerts(
+/// Where the sink queues `slo_alert` webhook deliveries: the engines' database (the
+/// subscriptions live there and the engines deliver), connected on the first notification so
+/// that control starts without it.
+struct AlertOutbox {
+    engine: aragora_engine::EngineConfig,
+    store: tokio::sync::OnceCell<aragora_engine::store::SqlStore>,
+}
+
+impl AlertOutbox {
+    /// One delivery per alert of `notification` for each `slo_alert` subscription, all or none.
+    async fn enqueue(
+        &self,
+        notification: &aragora_slo::sink::Notification,
+    ) -> Result<usize, String> {
+        let store = self
+            .store
+            .get_or_try_init(|| async {
+                aragora_engine::store::SqlStore::connect(
+                    self.engine.db_backend,
+                    &self.engine.database_url(),
+                    2,
+                )
+                .await
+            })
+            .await
+            .map_err(|err| {
+                // A connection error may quote the URL; its password never goes further.
+                let url = self.engine.database_url();
+                let password: Vec<String> = aragora_config::url_password(&url)
+                    .map(str::to_string)
+                    .into_iter()
+                    .collect();
+                aragora_config::scrub(&err.to_string(), &password)
+            })?;
+        let items: Vec<serde_json::Value> = notification
+            .alerts
+            .iter()
+            .map(|alert| {
+                serde_json::json!({
+                    "alertname": alert.labels.get("alertname"),
+                    "status": alert.status,
+                    "severity": alert.labels.get("severity"),
+                    "labels": alert.labels,
+                    "summary": alert.annotations.get("summary"),
+                    "description": alert.annotations.get("description"),
+                    "starts_at": alert.starts_at,
+                    "receiver": notification.receiver,
+                })
+            })
+            .collect();
+        aragora_engine::webhooks::outbox::enqueue_all(
+            store,
+            aragora_engine::webhooks::EventType::SloAlert,
+            aragora_engine::model::now_ms(),
+            &items,
+        )
+        .await
+        .map_err(|err| err.to_string())
+    }
+}
+
+/// The sink's HTTP answer: 200 with what was counted and queued, 503 when the alerts' webhook
+/// deliveries cannot be queued (Alertmanager sends the notification again), or the refusal in
+/// the error envelope.
+async fn receive_alerts(
     sink: &aragora_slo::sink::WebhookSink,
+    outbox: &AlertOutbox,
     headers: &axum::http::HeaderMap,
     body: &[u8],
 ) -> axum::response::Response {
@@ -174,11 +242,33 @@ fn receive_alerts(
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok());
     match sink.receive(authorization, body) {
-        Ok(received) => axum::Json(serde_json::json!({
-            "received": received.alerts,
-            "receiver": received.receiver,
-        }))
-        .into_response(),
+        Ok(received) => {
+            // The sink has read this body as a notification already.
+            let queued = match serde_json::from_slice(body) {
+                Ok(notification) => outbox.enqueue(&notification).await,
+                Err(err) => Err(err.to_string()),
+            };
+            match queued {
+                Ok(webhooks) => axum::Json(serde_json::json!({
+                    "received": received.alerts,
+                    "receiver": received.receiver,
+                    "webhook_deliveries": webhooks,
+                }))
+                .into_response(),
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot queue the alerts' slo_alert webhook deliveries in the engines' database; answering 503 so that Alertmanager sends them again");
+                    let message = format!("the alerts were received, but their slo_alert webhook deliveries cannot be queued in the engines' database ({err}); Alertmanager retries, check that the database is reachable and migrated (aragora migrate status)");
+                    (
+                        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                        axum::Json(aragora_telemetry::error_body(
+                            "webhooks_unavailable",
+                            &message,
+                        )),
+                    )
+                        .into_response()
+                }
+            }
+        }
         Err(err) => {
             let status = axum::http::StatusCode::from_u16(err.status())
                 .unwrap_or(axum::http::StatusCode::BAD_REQUEST);

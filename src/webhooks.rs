@@ -24,7 +24,8 @@ pub enum WebhooksCommand {
         /// `https://...` of the receiver.
         #[arg(value_name = "RECEIVER_URL")]
         receiver: String,
-        /// debate_start, debate_end, consensus, debate_failed or drill_failed; repeat for several.
+        /// debate_start, debate_end, consensus, debate_failed, drill_failed or slo_alert; repeat
+        /// for several.
         #[arg(long = "event", required = true)]
         events: Vec<String>,
         /// A file holding the signing secret (16 to 256 characters; read, never echoed). Without

@@ -793,3 +793,91 @@ async fn retry_after_is_honoured_and_a_failing_endpoint_opens_its_breaker() {
         "after the second failure the delivery waited out the 3 s cooldown: {gaps:?}"
     );
 }
+
+/// control's Alertmanager sink queues one `slo_alert` delivery per alert in the engines'
+/// database, which the engine delivers; a database it cannot reach is a 503 (Alertmanager
+/// sends the notification again) that never shows the database password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_reaching_controls_sink_are_delivered_as_slo_alert_webhooks() {
+    use crate::support::process::{address, Process};
+    let receiver = Receiver::start(Mode::Ok).await;
+    let engine = Engine::start(options(EngineOptions::sqlite())).await;
+    subscribe(&engine, &receiver.url(), &["slo_alert"]).await;
+    let token_file = engine.data_dir.join("sink.token");
+    std::fs::write(&token_file, "sink-token-of-this-test\n").unwrap();
+    let start_control = |env: &[(&str, &str)], name: &str| {
+        let mut command = crate::support::aragora_command();
+        command
+            .args(["control", "--listen", "127.0.0.1:0"])
+            .env("ARAGORA_DATA_DIR", &engine.data_dir)
+            .env("ARAGORA_BACKUP_SCHEDULE", "")
+            .env("ARAGORA_DRILL_SCHEDULE", "")
+            .env("ARAGORA_ALERT_WEBHOOK_TOKEN_FILE", &token_file)
+            .envs(env.iter().copied());
+        let mut control = Process::spawn(
+            &mut command,
+            &engine.data_dir.join(format!("{name}.log")),
+            &engine.data_dir.join(format!("{name}.out")),
+        );
+        let sink = address(&control.announcement("aragora control listening "), "http");
+        (control, format!("http://{sink}/api/alerts/webhook"))
+    };
+    let notification = json!({"version": "4", "status": "firing", "receiver": "pager",
+        "alerts": [{"status": "firing",
+            "labels": {"alertname": "AragoraAvailabilitySLOBreach", "severity": "critical"},
+            "annotations": {"summary": "availability burning"},
+            "startsAt": "2026-12-02T07:00:00Z"}]});
+    let http = reqwest::Client::new();
+    let (_control, sink) = start_control(&[], "control");
+    let answer = http
+        .post(&sink)
+        .bearer_auth("sink-token-of-this-test")
+        .json(&notification)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let answered: Value = answer.json().await.unwrap();
+    assert_eq!(answered["webhook_deliveries"], 1, "{answered}");
+    let receipts = receiver
+        .wait_for("the slo_alert delivery", |r| !r.is_empty())
+        .await;
+    assert_eq!(receipts[0].event, "slo_alert");
+    assert!(receipts[0].verified, "signed like every delivery");
+    let body = event_of(&receipts[0]);
+    assert_eq!(
+        body["data"]["alertname"], "AragoraAvailabilitySLOBreach",
+        "{body}"
+    );
+    assert_eq!(body["data"]["status"], "firing", "{body}");
+    assert_eq!(body["data"]["receiver"], "pager", "{body}");
+
+    let (_unreachable, sink) = start_control(
+        &[
+            ("ARAGORA_DB_BACKEND", "postgres"),
+            (
+                "DATABASE_URL",
+                "postgres://postgres:db-password-never-shown@127.0.0.1:1/aragora",
+            ),
+        ],
+        "control-unreachable",
+    );
+    let answer = http
+        .post(&sink)
+        .bearer_auth("sink-token-of-this-test")
+        .json(&notification)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        answer.status(),
+        503,
+        "Alertmanager is told to send it again"
+    );
+    let text = answer.text().await.unwrap();
+    assert!(
+        text.contains("webhooks_unavailable") && text.contains("aragora migrate status"),
+        "{text}"
+    );
+    assert!(!text.contains("db-password-never-shown"), "{text}");
+}

@@ -37,7 +37,8 @@ pub struct CreateWebhook {
     /// link-local host unless ARAGORA_WEBHOOK_ALLOW_PRIVATE. At most 2048 characters.
     #[schema(required = true, value_type = String, max_length = 2048)]
     url: Option<String>,
-    /// One or more of debate_start, debate_end, consensus, debate_failed, drill_failed.
+    /// One or more of debate_start, debate_end, consensus, debate_failed, drill_failed,
+    /// slo_alert.
     #[schema(required = true, value_type = Vec<String>, min_items = 1)]
     event_types: Option<Vec<String>>,
     /// HMAC key of the signatures, 16 to 256 characters; write-only. Without it, deliveries

@@ -35,15 +35,18 @@ pub enum EventType {
     DebateFailed,
     /// A DR drill that failed, when its result is recorded.
     DrillFailed,
+    /// An alert Alertmanager sent to control's sink (firing or resolved), one per alert.
+    SloAlert,
 }
 
 impl EventType {
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::DebateStart,
         Self::DebateEnd,
         Self::Consensus,
         Self::DebateFailed,
         Self::DrillFailed,
+        Self::SloAlert,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -53,6 +56,7 @@ impl EventType {
             Self::Consensus => "consensus",
             Self::DebateFailed => "debate_failed",
             Self::DrillFailed => "drill_failed",
+            Self::SloAlert => "slo_alert",
         }
     }
 

@@ -366,6 +366,35 @@ pub async fn enqueue(
     Ok(written)
 }
 
+/// Deliveries of `event` for each of `items` to every enabled subscription of it, all in one
+/// transaction: for events recorded outside the engine's own writes (control's alert sink),
+/// so a notification is queued whole or not at all. A database no engine has migrated yet
+/// has no subscriptions: nothing to queue, not an error.
+pub async fn enqueue_all(
+    store: &crate::store::SqlStore,
+    event: EventType,
+    at_ms: i64,
+    items: &[Value],
+) -> Result<usize, sqlx::Error> {
+    let mut tx = store.pool().begin().await?;
+    let mut written = 0;
+    for data in items {
+        match enqueue(&mut tx, event, at_ms, data).await {
+            Ok(count) => written += count,
+            Err(err) if no_webhook_tables(&err) => return Ok(0),
+            Err(err) => return Err(err),
+        }
+    }
+    tx.commit().await?;
+    Ok(written)
+}
+
+/// PostgreSQL's undefined_table, or SQLite's "no such table".
+fn no_webhook_tables(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db)
+        if db.code().as_deref() == Some("42P01") || db.message().contains("no such table"))
+}
+
 /// Takes the lease of up to `limit` due deliveries of enabled subscriptions for `holder`
 /// until `lease_until_ms`. The outer condition repeats the inner one: on PostgreSQL a row
 /// another replica claimed meanwhile is re-checked after its lock and no longer matches (and
