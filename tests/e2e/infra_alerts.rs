@@ -357,9 +357,18 @@ async fn the_infrastructure_alerts_fire_in_a_real_prometheus() {
     assert!(alerts(&prometheus, "AragoraPostgresConnectionsHigh")
         .await
         .is_empty());
+    // These are the machine's real filesystems, which builds running beside the test fill and
+    // empty: one within two points of the threshold may cross it between the measurement and
+    // the rule's evaluation, so only those clearly on one side are held to it.
+    let clear = |share: f64| (share - 0.85).abs() > 0.02;
     let full_disks: BTreeSet<String> = measured
         .iter()
-        .filter(|(_, share)| **share > 0.85)
+        .filter(|(_, share)| **share > 0.85 && clear(**share))
+        .map(|(mountpoint, _)| mountpoint.clone())
+        .collect();
+    let near: BTreeSet<String> = measured
+        .iter()
+        .filter(|(_, share)| !clear(**share))
         .map(|(mountpoint, _)| mountpoint.clone())
         .collect();
     let disk_alerts: BTreeSet<String> = alerts(&prometheus, "AragoraDiskUsageHigh")
@@ -371,6 +380,7 @@ async fn the_infrastructure_alerts_fire_in_a_real_prometheus() {
                 .unwrap_or_default()
                 .to_string()
         })
+        .filter(|mountpoint| !near.contains(mountpoint))
         .collect();
-    assert_eq!(disk_alerts, full_disks);
+    assert_eq!(disk_alerts, full_disks, "{measured:?}");
 }
