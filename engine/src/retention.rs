@@ -529,30 +529,25 @@ impl Retention {
         let before = cutoffs.debates_before_ms.unwrap_or(i64::MIN);
         let list = placeholders(3, ids.len());
         let mut tx = self.inner.pool.begin().await?;
-        // The condition again, so a debate that changed since it was picked stays.
-        let events_sql = format!(
-            "DELETE FROM debate_events WHERE debate_id IN \
-             (SELECT d.id FROM debates d WHERE d.id IN ({list}) AND {})",
-            expired_debate(1, 2)
-        );
-        let mut events = sqlx::query(&events_sql)
-            .bind(before)
-            .bind(cutoffs.receipt_bound());
-        for id in ids {
-            events = events.bind(id);
+        // The condition again, so a debate that changed since it was picked stays. Events
+        // first: they refer to their debate.
+        let mut deleted = [0u64; 2];
+        for (count, (table, column)) in deleted
+            .iter_mut()
+            .zip([("debate_events", "debate_id"), ("debates", "id")])
+        {
+            let sql = format!(
+                "DELETE FROM {table} WHERE {column} IN \
+                 (SELECT d.id FROM debates d WHERE d.id IN ({list}) AND {})",
+                expired_debate(1, 2)
+            );
+            let mut query = sqlx::query(&sql).bind(before).bind(cutoffs.receipt_bound());
+            for id in ids {
+                query = query.bind(id);
+            }
+            *count = query.execute(&mut *tx).await?.rows_affected();
         }
-        let events = events.execute(&mut *tx).await?.rows_affected();
-        let debates_sql = format!(
-            "DELETE FROM debates WHERE id IN (SELECT d.id FROM debates d WHERE d.id IN ({list}) AND {})",
-            expired_debate(1, 2)
-        );
-        let mut debates = sqlx::query(&debates_sql)
-            .bind(before)
-            .bind(cutoffs.receipt_bound());
-        for id in ids {
-            debates = debates.bind(id);
-        }
-        let debates = debates.execute(&mut *tx).await?.rows_affected();
+        let [events, debates] = deleted;
         tx.commit().await?;
         Ok((debates as i64, events as i64))
     }
