@@ -404,10 +404,7 @@ pub async fn dead_letters(
     let requested = query.limit.or(Some(i64::from(state.config.max_list_limit)));
     let limit = super::limits::list_limit(&state, &admin, requested)?;
     let hooks = webhooks(&state)?;
-    let dead = outbox::dead_letters(hooks.pool(), limit)
-        .await
-        .map_err(store_failed)?;
-    let total = outbox::dead_letter_depth(hooks.pool())
+    let (dead, total) = outbox::dead_letters(hooks.pool(), limit)
         .await
         .map_err(store_failed)?;
     hooks.metrics().dead_letter_depth.set(total);

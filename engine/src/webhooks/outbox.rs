@@ -268,18 +268,23 @@ pub async fn delivery(pool: &AnyPool, id: &str) -> Result<Option<Delivery>, sqlx
     .transpose()
 }
 
-/// The dead-letter queue, most recently dead first, at most `limit`.
-pub async fn dead_letters(pool: &AnyPool, limit: i64) -> Result<Vec<Delivery>, sqlx::Error> {
-    sqlx::query(&format!(
-        "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE state = 'dead' \
-         ORDER BY updated_at_ms DESC, id DESC LIMIT $1"
+/// The dead-letter queue, most recently dead first, at most `limit` (at least 1), and how many
+/// dead deliveries there are in all, read in one statement so the page and the total agree
+/// (two statements could see a delivery die between them).
+pub async fn dead_letters(pool: &AnyPool, limit: i64) -> Result<(Vec<Delivery>, i64), sqlx::Error> {
+    let rows = sqlx::query(&format!(
+        "SELECT {DELIVERY_COLUMNS}, COUNT(*) OVER () AS total FROM webhook_deliveries \
+         WHERE state = 'dead' ORDER BY updated_at_ms DESC, id DESC LIMIT $1"
     ))
     .bind(limit)
     .fetch_all(pool)
-    .await?
-    .iter()
-    .map(delivery_from)
-    .collect()
+    .await?;
+    let total = match rows.first() {
+        Some(row) => row.try_get("total")?,
+        None => 0,
+    };
+    let dead = rows.iter().map(delivery_from).collect::<Result<_, _>>()?;
+    Ok((dead, total))
 }
 
 /// Deliveries in the dead-letter queue.
