@@ -299,7 +299,9 @@ async fn up(args: &UpArgs) -> ExitCode {
     // Progress goes to stderr, so `--output json` keeps stdout to the one JSON object.
     match engine.db_backend {
         DbBackend::Sqlite => eprintln!(
-            "SQLite: no advisory lock (SQLite has none; its file lock serialises writers); one engine owns a SQLite file"
+            "SQLite: taking the migration lock file {} (waiting up to {} s)",
+            aragora_engine::schema::sqlite_lock_file(&engine.sqlite_path()).display(),
+            patience.as_secs()
         ),
         DbBackend::Postgres => eprintln!(
             "PostgreSQL: taking the migration lock {MIGRATION_LOCK_ID} (pg_try_advisory_lock; waiting up to {} s)",
@@ -370,7 +372,7 @@ async fn up(args: &UpArgs) -> ExitCode {
             json!({
                 "backend": engine.db_backend,
                 "database": location(&engine),
-                "lock": upgraded.locked.then_some(MIGRATION_LOCK_ID),
+                "lock": upgraded.lock,
                 "waited_ms": upgraded.waited_ms,
                 "applied": upgraded.applied,
                 "already_applied": upgraded.already_applied,

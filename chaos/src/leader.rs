@@ -37,7 +37,7 @@ use aragora_engine::store::{DebateStore, SqlStore};
 use aragora_engine::EngineConfig;
 use serde::Serialize;
 use sqlx::{AnyConnection, Connection, Row};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -571,28 +571,6 @@ async fn drop_connection(conn: AnyConnection) {
     let _ = tokio::time::timeout(Duration::from_millis(500), conn.close()).await;
 }
 
-/// An exclusive, non-blocking `flock` on `path`: the open file while held, `None` while another
-/// open file description (another process) holds it.
-fn try_flock(path: &Path) -> std::io::Result<Option<std::fs::File>> {
-    use std::os::fd::AsRawFd;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)?;
-    // SAFETY: flock on a descriptor this function owns; no memory is shared with the call.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-        return Ok(Some(file));
-    }
-    let err = std::io::Error::last_os_error();
-    if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
-        Ok(None)
-    } else {
-        Err(err)
-    }
-}
-
 async fn campaign_file(
     shared: &Shared,
     path: &PathBuf,
@@ -602,7 +580,7 @@ async fn campaign_file(
         let _ = std::fs::create_dir_all(dir);
     }
     loop {
-        match try_flock(path) {
+        match aragora_config::lock_file::try_lock_exclusive(path) {
             Ok(Some(mut file)) => {
                 // Who leads, for the followers' logs (the lock, not this text, is the truth).
                 use std::io::{Seek, Write};
@@ -657,17 +635,6 @@ mod tests {
             lock_url("postgres://u@h/db?sslmode=require", "a b:1"),
             "postgres://u@h/db?sslmode=require&application_name=aragora-scheduler:a_b:1"
         );
-    }
-
-    #[test]
-    fn one_open_file_holds_the_flock_at_a_time() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(LOCK_FILE);
-        let first = try_flock(&path).unwrap();
-        assert!(first.is_some());
-        assert!(try_flock(&path).unwrap().is_none());
-        drop(first);
-        assert!(try_flock(&path).unwrap().is_some());
     }
 
     /// Two candidates on one SQLite database (one process here: flock is per open file, so

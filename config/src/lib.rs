@@ -14,9 +14,11 @@
 //! | `values` | the values every component's settings share: [`Environment`], [`LogLevel`], [`LogFormat`] |
 //! | `redact` | keeping secrets out of what is shown: [`redact_url`], [`redact_query`], [`scrub`], the config structs' redacting `Debug` |
 //! | `files` | files of secrets aragora writes itself: owner-only, never half-written ([`files::write_private`], [`files::read_or_generate_key`]) |
+//! | `lock_file` | an exclusive lock on a file, held while its `File` is open ([`lock_file::try_lock_exclusive`]): SQLite's stand-in for PostgreSQL's advisory locks |
 //! | `redis` | the Redis client configuration every component uses: `redis://` or `rediss://` (TLS, system roots plus `ARAGORA_REDIS_CA_FILE`) |
 
 pub mod files;
+pub mod lock_file;
 mod placeholder;
 pub mod redact;
 pub mod redis;

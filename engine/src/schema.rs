@@ -2,9 +2,10 @@
 //! what is applied, pending, unknown or changed ([`SchemaStatus`], read without writing), what
 //! stops a binary from using a database ([`SchemaProblem`]), and the one way the schema is
 //! brought up to date ([`upgrade`]): on PostgreSQL under advisory lock
-//! [`MIGRATION_LOCK_ID`] taken with `pg_try_advisory_lock`, retried until a deadline while
-//! another instance holds it. `aragora migrate`, `aragora token` and the engine's own start
-//! ([`prepare`]) all go through here.
+//! [`MIGRATION_LOCK_ID`] taken with `pg_try_advisory_lock`, on SQLite under an exclusive lock on
+//! `<database>.migrate-lock`, either retried until a deadline while another instance holds it.
+//! `aragora migrate`, `aragora token` and the engine's own start ([`prepare`]) all go through
+//! here.
 //!
 //! | piece | what |
 //! |---|---|
@@ -286,8 +287,10 @@ pub enum SchemaError {
     /// The database is not one this binary may use or migrate.
     #[error(transparent)]
     Refused(#[from] SchemaProblem),
-    #[error("{}", lock_timeout_message(*waited_secs, holder.as_ref()))]
+    #[error("{}", lock_timeout_message(lock, *waited_secs, holder.as_ref()))]
     LockTimeout {
+        /// Which lock: the advisory lock's id, or `file <path>`.
+        lock: String,
         waited_secs: u64,
         holder: Option<LockHolder>,
     },
@@ -297,15 +300,20 @@ pub enum SchemaError {
         description: String,
         source: MigrateError,
     },
+    #[error("cannot take the migration lock file {}: {source}; check that the data directory is writable by this user", path.display())]
+    LockFile {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("{0}")]
     Migrate(#[from] MigrateError),
 }
 
-fn lock_timeout_message(waited_secs: u64, holder: Option<&LockHolder>) -> String {
+fn lock_timeout_message(lock: &str, waited_secs: u64, holder: Option<&LockHolder>) -> String {
     format!(
-        "another instance held the migration lock {MIGRATION_LOCK_ID}{} for all of {waited_secs} s; nothing was changed. Wait for its migration to end (or end that session), then run `aragora migrate up` again, with a longer --wait if it is a long migration",
+        "another instance held the migration lock {lock}{} for all of {waited_secs} s; nothing was changed. Wait for its migration to end (or end that session), then run `aragora migrate up` again, with a longer --wait if it is a long migration",
         holder.map(|h| format!(" ({h})")).unwrap_or_default()
     )
 }
@@ -334,6 +342,8 @@ impl std::fmt::Display for LockHolder {
 /// A report while the migration lock is held by someone else.
 #[derive(Debug, Clone)]
 pub struct Waiting {
+    /// Which lock: the advisory lock's id, or `file <path>`.
+    pub lock: String,
     pub holder: Option<LockHolder>,
     pub waited: Duration,
     pub patience: Duration,
@@ -349,13 +359,15 @@ impl std::fmt::Display for Waiting {
         if self.waited.is_zero() {
             write!(
                 f,
-                "another instance holds the migration lock {MIGRATION_LOCK_ID}{holder}; waiting up to {} s…",
+                "another instance holds the migration lock {}{holder}; waiting up to {} s…",
+                self.lock,
                 self.patience.as_secs()
             )
         } else {
             write!(
                 f,
-                "still waiting for the migration lock {MIGRATION_LOCK_ID}{holder}: {} s of {} s",
+                "still waiting for the migration lock {}{holder}: {} s of {} s",
+                self.lock,
                 self.waited.as_secs(),
                 self.patience.as_secs()
             )
@@ -370,8 +382,9 @@ pub struct Upgraded {
     pub applied: Vec<AppliedNow>,
     /// Known migrations found already applied (skipped).
     pub already_applied: usize,
-    /// Whether the advisory lock was taken (PostgreSQL) or there is none (SQLite).
-    pub locked: bool,
+    /// The lock taken: the advisory lock's id on PostgreSQL, `file <path>` for a SQLite file,
+    /// none for an in-memory SQLite database.
+    pub lock: Option<String>,
     /// How long the lock was waited for.
     pub waited_ms: u64,
 }
@@ -511,49 +524,122 @@ async fn lock_holder(conn: &mut AnyConnection) -> Option<LockHolder> {
     })
 }
 
-/// Takes the migration lock with `pg_try_advisory_lock`, retrying every [`LOCK_RETRY`] until
-/// `patience` has passed; `on_wait` hears at once that someone else holds it, then every
-/// [`WAIT_REPORT_EVERY`]. A try-lock rather than a blocking `pg_advisory_lock` so that a
-/// waiter can say who it waits for and give up at its deadline.
-async fn take_lock(
-    conn: &mut AnyConnection,
-    patience: Duration,
-    on_wait: &mut (dyn FnMut(&Waiting) + Send),
-) -> Result<Duration, SchemaError> {
-    let started = Instant::now();
-    let mut reported: Option<Instant> = None;
-    loop {
-        let got: bool = sqlx::query("SELECT pg_try_advisory_lock($1) AS got")
-            .bind(MIGRATION_LOCK_ID)
+/// The lock that serialises migrations of one database.
+enum MigrationLock {
+    /// PostgreSQL: advisory lock [`MIGRATION_LOCK_ID`], a session lock held by the connection
+    /// until unlocked or the connection dies.
+    Advisory,
+    /// SQLite: an exclusive lock on this file beside the database (SQLite has no advisory
+    /// locks, and two instances that both read the same pending list would both apply it, the
+    /// second failing half-way); held while the open file is kept.
+    File(std::path::PathBuf),
+}
+
+impl std::fmt::Display for MigrationLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Advisory => write!(f, "{MIGRATION_LOCK_ID}"),
+            Self::File(path) => write!(f, "file {}", path.display()),
+        }
+    }
+}
+
+/// One try at a migration lock: taken (with the open lock file for SQLite, to keep), or held
+/// by another instance, with who that is when it can be seen.
+enum Attempt {
+    Taken(Option<std::fs::File>),
+    Held(Option<LockHolder>),
+}
+
+impl MigrationLock {
+    /// The lock for the database `conn` is connected to; `None` for an in-memory SQLite
+    /// database, which nobody shares.
+    async fn of(conn: &mut AnyConnection, backend: DbBackend) -> Result<Option<Self>, SchemaError> {
+        if backend == DbBackend::Postgres {
+            return Ok(Some(Self::Advisory));
+        }
+        let file: String = sqlx::query("SELECT file FROM pragma_database_list WHERE name = 'main'")
             .fetch_one(&mut *conn)
             .await?
-            .try_get("got")?;
-        if got {
-            return Ok(started.elapsed());
-        }
-        let waited = started.elapsed();
-        if waited >= patience {
-            return Err(SchemaError::LockTimeout {
-                waited_secs: waited.as_secs(),
-                holder: lock_holder(conn).await,
-            });
-        }
-        if reported.is_none_or(|at| at.elapsed() >= WAIT_REPORT_EVERY) {
-            let report = Waiting {
-                holder: lock_holder(conn).await,
-                // The first report says "waiting", the later ones how long.
-                waited: if reported.is_none() {
-                    Duration::ZERO
-                } else {
-                    waited
-                },
-                patience,
-            };
-            on_wait(&report);
-            reported = Some(Instant::now());
-        }
-        tokio::time::sleep(LOCK_RETRY.min(patience.saturating_sub(waited))).await;
+            .try_get("file")?;
+        Ok((!file.is_empty()).then(|| Self::File(sqlite_lock_file(std::path::Path::new(&file)))))
     }
+
+    async fn attempt(&self, conn: &mut AnyConnection) -> Result<Attempt, SchemaError> {
+        match self {
+            Self::Advisory => {
+                let got: bool = sqlx::query("SELECT pg_try_advisory_lock($1) AS got")
+                    .bind(MIGRATION_LOCK_ID)
+                    .fetch_one(&mut *conn)
+                    .await?
+                    .try_get("got")?;
+                Ok(if got {
+                    Attempt::Taken(None)
+                } else {
+                    Attempt::Held(lock_holder(conn).await)
+                })
+            }
+            Self::File(path) => match aragora_config::lock_file::try_lock_exclusive(path) {
+                Ok(Some(file)) => Ok(Attempt::Taken(Some(file))),
+                Ok(None) => Ok(Attempt::Held(None)),
+                Err(source) => Err(SchemaError::LockFile {
+                    path: path.clone(),
+                    source,
+                }),
+            },
+        }
+    }
+
+    /// Tries the lock every [`LOCK_RETRY`] until `patience` has passed; `on_wait` hears at once
+    /// that someone else holds it, then every [`WAIT_REPORT_EVERY`]. Try-locks rather than
+    /// blocking ones so that a waiter can say who it waits for and give up at its deadline.
+    /// The open lock file (SQLite) is returned to be kept while migrating.
+    async fn take(
+        &self,
+        conn: &mut AnyConnection,
+        patience: Duration,
+        on_wait: &mut (dyn FnMut(&Waiting) + Send),
+    ) -> Result<(Option<std::fs::File>, Duration), SchemaError> {
+        let started = Instant::now();
+        let mut reported: Option<Instant> = None;
+        loop {
+            let holder = match self.attempt(conn).await? {
+                Attempt::Taken(file) => return Ok((file, started.elapsed())),
+                Attempt::Held(holder) => holder,
+            };
+            let waited = started.elapsed();
+            if waited >= patience {
+                return Err(SchemaError::LockTimeout {
+                    lock: self.to_string(),
+                    waited_secs: waited.as_secs(),
+                    holder,
+                });
+            }
+            if reported.is_none_or(|at| at.elapsed() >= WAIT_REPORT_EVERY) {
+                let report = Waiting {
+                    lock: self.to_string(),
+                    holder,
+                    // The first report says "waiting", the later ones how long.
+                    waited: if reported.is_none() {
+                        Duration::ZERO
+                    } else {
+                        waited
+                    },
+                    patience,
+                };
+                on_wait(&report);
+                reported = Some(Instant::now());
+            }
+            tokio::time::sleep(LOCK_RETRY.min(patience.saturating_sub(waited))).await;
+        }
+    }
+}
+
+/// The file whose lock serialises migrations of the SQLite database `database`.
+pub fn sqlite_lock_file(database: &std::path::Path) -> std::path::PathBuf {
+    let mut name = database.as_os_str().to_owned();
+    name.push(".migrate-lock");
+    name.into()
 }
 
 /// Applies what is pending through `conn` (the lock, if any, already held): the applied list
@@ -616,7 +702,7 @@ async fn apply_pending(
 
 /// Brings `store`'s schema up to date: on PostgreSQL under the runbook's advisory lock, waiting
 /// at most `patience` for another instance to release it (`on_wait` hears about it); on SQLite
-/// without one (SQLite has no advisory locks; its file's write lock serialises writers).
+/// under an exclusive lock on a file beside the database, waited for the same way.
 /// Refuses, changing nothing, a database newer than this binary or with a changed migration.
 pub async fn upgrade(
     store: &SqlStore,
@@ -625,12 +711,14 @@ pub async fn upgrade(
 ) -> Result<Upgraded, SchemaError> {
     let backend = crate::store::DebateStore::backend(store);
     let mut conn = store.pool().acquire().await?;
-    let (locked, waited) = match backend {
-        DbBackend::Sqlite => (false, Duration::ZERO),
-        DbBackend::Postgres => (true, take_lock(&mut conn, patience, on_wait).await?),
+    let lock = MigrationLock::of(&mut conn, backend).await?;
+    // The SQLite lock file stays open (locked) until this function returns.
+    let (_lock_file, waited) = match &lock {
+        Some(lock) => lock.take(&mut conn, patience, on_wait).await?,
+        None => (None, Duration::ZERO),
     };
     let result = apply_pending(&mut conn, backend).await;
-    if locked {
+    if backend == DbBackend::Postgres {
         // A session-level lock: released here, or by PostgreSQL when the connection dies.
         if let Err(err) = sqlx::query("SELECT pg_advisory_unlock($1)")
             .bind(MIGRATION_LOCK_ID)
@@ -645,7 +733,7 @@ pub async fn upgrade(
     Ok(Upgraded {
         applied,
         already_applied,
-        locked,
+        lock: lock.map(|lock| lock.to_string()),
         waited_ms: waited.as_millis() as u64,
     })
 }

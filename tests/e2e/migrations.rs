@@ -3,7 +3,7 @@
 //! untouched by reading it, `up` applies once and records the release, a database newer than
 //! the binary or with a changed migration is refused by `check`, `up` and `serve` alike with
 //! nothing changed, two `up`s at once on one PostgreSQL database wait for the advisory lock
-//! (whose holder they name), and the procedure itself: check, backup, up, check, start, health.
+//! (whose holder they name) and on one SQLite file for its lock file, and the procedure itself: check, backup, up, check, start, health.
 
 use crate::support::{
     command_on, describe_output, eventually, Backend, Engine, EngineOptions, Process, TestDatabase,
@@ -189,7 +189,7 @@ async fn a_fresh_database_is_all_pending_until_up(options: EngineOptions) {
     assert_eq!(up.status.code(), Some(0), "{}", describe_output(&up));
     let said = text(&up);
     match site.backend() {
-        DbBackend::Sqlite => assert!(said.contains("no advisory lock"), "{said}"),
+        DbBackend::Sqlite => assert!(said.contains("aragora.db.migrate-lock"), "{said}"),
         DbBackend::Postgres => assert!(said.contains(&MIGRATION_LOCK_ID.to_string()), "{said}"),
     }
     assert!(said.contains(&format!("applied {latest} ")), "{said}");
@@ -565,5 +565,72 @@ async fn two_migrate_ups_at_once_wait_for_the_advisory_lock_and_apply_once() {
         applied as usize,
         status["migrations"].as_array().unwrap().len()
     );
+    assert_eq!(status["up_to_date"], true, "{status}");
+}
+
+/// SQLite has no advisory lock: two `up`s at once on one file wait for the lock file beside it
+/// (held here by the test, as another instance would), and once it is free one applies and the
+/// other finds nothing to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_migrate_ups_at_once_on_one_sqlite_file_wait_for_its_lock_file_and_apply_once() {
+    let site = Site::new(EngineOptions::sqlite());
+    let lock = aragora_engine::schema::sqlite_lock_file(&site.sqlite_file());
+    let held = aragora_config::lock_file::try_lock_exclusive(&lock)
+        .unwrap()
+        .expect("the lock is free");
+    let waiting = "another instance holds the migration lock file";
+
+    let gave_up = site.migrate(&["up", "--wait", "1"]).await;
+    assert_eq!(
+        gave_up.status.code(),
+        Some(75),
+        "{}",
+        describe_output(&gave_up)
+    );
+    let said = text(&gave_up);
+    assert!(said.contains(waiting), "{said}");
+    assert!(
+        said.contains(&lock.display().to_string()),
+        "the lock file is not named: {said}"
+    );
+
+    let ups: Vec<Process> = (0..2)
+        .map(|i| {
+            let mut command = command_on(&site.options, site.dir.path());
+            command.args(["migrate", "up", "--wait", "120"]);
+            Process::spawn(
+                &mut command,
+                &site.dir.path().join(format!("up-{i}.log")),
+                &site.dir.path().join(format!("up-{i}.out")),
+            )
+        })
+        .collect();
+    for up in &ups {
+        file_says(&up.log, waiting).await;
+    }
+    assert_eq!(
+        site.status().await["current"],
+        Value::Null,
+        "migrated while the lock was held"
+    );
+    drop(held);
+    let mut outputs = Vec::new();
+    for mut up in ups {
+        let exit = up.wait_exit(Duration::from_secs(60)).await;
+        let out = std::fs::read_to_string(&up.out).unwrap();
+        assert!(exit.success(), "{out}\n{}", up.log_text());
+        outputs.push(out);
+    }
+    let latest = SqlStore::latest_schema_version(DbBackend::Sqlite);
+    let appliers = outputs
+        .iter()
+        .filter(|out| out.contains(&format!("applied {latest} ")))
+        .count();
+    let idle = outputs
+        .iter()
+        .filter(|out| out.contains("nothing to do"))
+        .count();
+    assert_eq!((appliers, idle), (1, 1), "{outputs:?}");
+    let status = site.status().await;
     assert_eq!(status["up_to_date"], true, "{status}");
 }
