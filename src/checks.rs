@@ -161,7 +161,12 @@ async fn touch_what_starting_would(
     let engine = &config.engine;
     let mut touched = vec![data_dir_check(&engine.data_dir)];
     if !has_problem("DATABASE_URL") && !has_problem("ARAGORA_DB_BACKEND") {
-        touched.push(database_check(engine).await);
+        let database = database_check(engine).await;
+        let reachable = database.1.is_none();
+        touched.push(database);
+        if reachable {
+            touched.push(schema_check(engine).await);
+        }
     }
     let mut redis_urls: Vec<&String> = [&engine.redis_url, &config.gateway.redis_url]
         .into_iter()
@@ -265,6 +270,80 @@ async fn database_check(engine: &aragora_engine::EngineConfig) -> (Check, Option
             }
         }
     }
+}
+
+/// The schema against this binary's migrations, read without writing, as a start would find
+/// it: a newer, changed or failed schema is refused; pending migrations are applied by the
+/// start unless `ARAGORA_AUTO_MIGRATE` is false, when the start refuses them too.
+async fn schema_check(engine: &aragora_engine::EngineConfig) -> (Check, Option<ConfigProblem>) {
+    let setting = match engine.db_backend {
+        DbBackend::Sqlite => "ARAGORA_DATA_DIR",
+        DbBackend::Postgres => "DATABASE_URL",
+    };
+    let latest = aragora_engine::schema::latest_known(engine.db_backend);
+    let status = match tokio::time::timeout(
+        ANSWER_WITHIN,
+        aragora_engine::schema::read_configured(engine),
+    )
+    .await
+    {
+        Ok(Ok(status)) => status,
+        Ok(Err(err)) => {
+            let problem = ConfigProblem::new(
+                setting,
+                format!("cannot read the database's schema ({err}); check that this user may read it, then `aragora migrate status`"),
+            );
+            return (
+                Check::new("Schema", false, problem.message.clone()),
+                Some(problem),
+            );
+        }
+        Err(_) => {
+            let problem = ConfigProblem::new(
+                setting,
+                "the database did not answer the schema query within 5 s".to_string(),
+            );
+            return (
+                Check::new("Schema", false, problem.message.clone()),
+                Some(problem),
+            );
+        }
+    };
+    let pending: Vec<i64> = status.pending().map(|e| e.version).collect();
+    let refusal = status
+        .problem()
+        .map(|p| (setting, p.to_string()))
+        .or_else(|| {
+            (!pending.is_empty() && !engine.auto_migrate).then(|| {
+                (
+                    "ARAGORA_AUTO_MIGRATE",
+                    aragora_engine::schema::SchemaProblem::Pending {
+                        versions: pending.clone(),
+                    }
+                    .to_string(),
+                )
+            })
+        });
+    if let Some((setting, message)) = refusal {
+        let problem = ConfigProblem::new(setting, message);
+        return (
+            Check::new("Schema", false, problem.message.clone()),
+            Some(problem),
+        );
+    }
+    let at = match status.current() {
+        Some(version) => format!("at version {version}"),
+        None => "empty".to_string(),
+    };
+    let detail = if pending.is_empty() {
+        format!("{at}, up to date (this binary's latest is {latest})")
+    } else {
+        format!(
+            "{at}; {} pending, applied at the first start (ARAGORA_AUTO_MIGRATE) or by `aragora migrate up`",
+            pending.len()
+        )
+    };
+    (Check::new("Schema", true, detail), None)
 }
 
 async fn sqlite_version() -> Result<String, sqlx::Error> {

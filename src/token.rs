@@ -84,28 +84,20 @@ fn parse_role(raw: &str) -> Result<Role, String> {
     Role::parse(raw).ok_or_else(|| format!("{raw:?} is not a role; use reader, operator or admin"))
 }
 
-/// `30s`, `15m`, `1h`, `30d` (a bare number is seconds) → seconds, 1 s to 365 days.
+/// `30s`, `15m`, `1h`, `30d`, `1h30m` (Prometheus' duration syntax, as SLO windows are
+/// written; a bare number is seconds) → seconds, 1 s to 365 days.
 pub fn parse_ttl(raw: &str) -> Result<u64, String> {
     let raw = raw.trim();
-    let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
-    let (number, unit) = raw.split_at(split);
-    let unit_secs = match unit {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86400,
-        _ => 0,
+    let secs = match raw.parse::<u64>() {
+        Ok(secs) => secs,
+        Err(_) => aragora_slo::duration::PromDuration::parse(raw)
+            .map_err(|_| {
+                format!(
+                    "{raw:?} is not a lifetime; write a number with s, m, h, d or w (30s, 15m, 1h30m, 30d)"
+                )
+            })?
+            .seconds(),
     };
-    let secs = number
-        .parse::<u64>()
-        .ok()
-        .filter(|_| unit_secs > 0)
-        .and_then(|n| n.checked_mul(unit_secs))
-        .ok_or_else(|| {
-            format!(
-                "{raw:?} is not a lifetime; write a number with s, m, h or d (30s, 15m, 1h, 30d)"
-            )
-        })?;
     if secs == 0 || secs > MAX_TTL_SECS {
         return Err(format!("{raw:?} is out of range; use 1s to 365d"));
     }
@@ -469,7 +461,19 @@ mod tests {
         assert_eq!(parse_ttl("1h"), Ok(3600));
         assert_eq!(parse_ttl("30d"), Ok(30 * 86400));
         assert_eq!(parse_ttl("90"), Ok(90));
-        for bad in ["", "0s", "1w", "h", "-1h", "366d", "99999999999999999999d"] {
+        assert_eq!(parse_ttl("1h30m"), Ok(5400));
+        assert_eq!(parse_ttl("1w"), Ok(7 * 86400));
+        for bad in [
+            "",
+            "0s",
+            "1x",
+            "h",
+            "1.5h",
+            "53w",
+            "-1h",
+            "366d",
+            "99999999999999999999d",
+        ] {
             assert!(parse_ttl(bad).is_err(), "{bad:?} was accepted");
         }
     }

@@ -7,10 +7,15 @@ use std::process::Output;
 
 fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
     let dir = tempfile::tempdir().unwrap();
+    run_in(dir.path(), args, env)
+}
+
+/// [`run`] on a data directory the caller keeps.
+fn run_in(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = aragora_command();
     command
         .args(args)
-        .env("ARAGORA_DATA_DIR", dir.path())
+        .env("ARAGORA_DATA_DIR", dir)
         .env("ARAGORA_HOST", "127.0.0.1")
         .env("ARAGORA_PORT", "0")
         .env("ARAGORA_WS_PORT", "0")
@@ -394,4 +399,99 @@ async fn validate_env_speaks_json_for_scripts() {
         .unwrap();
     assert_eq!(database["ok"], false, "{database}");
     assert_no_secret(&output);
+}
+
+/// validate-env reads the schema a start would find, writing nothing: pending migrations are
+/// fine when the start applies them, refused (naming ARAGORA_AUTO_MIGRATE) when it would not,
+/// up to date after `migrate up`, and a schema newer than the binary is refused as `serve` would.
+#[test]
+fn validate_env_reports_the_schema_a_start_would_find() {
+    let dir = tempfile::tempdir().unwrap();
+    let schema = |env: &[(&str, &str)]| {
+        let output = run_in(dir.path(), &["validate-env", "--output", "json"], env);
+        let report: serde_json::Value =
+            serde_json::from_slice(&output.stdout).unwrap_or_else(|err| {
+                panic!(
+                    "not JSON ({err}): {}",
+                    String::from_utf8_lossy(&output.stdout)
+                )
+            });
+        let check = report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "Schema")
+            .cloned()
+            .unwrap_or_else(|| panic!("no Schema line: {report}"));
+        (output.status.code(), check, report)
+    };
+    let latest =
+        aragora_engine::store::SqlStore::latest_schema_version(aragora_engine::DbBackend::Sqlite);
+
+    let (code, fresh, report) = schema(&[]);
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(fresh["ok"], true, "{fresh}");
+    let detail = fresh["detail"].as_str().unwrap();
+    assert!(detail.contains(&format!("{latest} pending")), "{detail}");
+    assert!(
+        !dir.path().join("aragora.db").exists(),
+        "validate-env created the database"
+    );
+
+    let (code, refused, report) = schema(&[("ARAGORA_AUTO_MIGRATE", "false")]);
+    assert_eq!(code, Some(78), "{report}");
+    assert_eq!(refused["ok"], false, "{refused}");
+    assert_eq!(
+        report["problems"][0]["setting"], "ARAGORA_AUTO_MIGRATE",
+        "{report}"
+    );
+    assert!(
+        report["problems"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("aragora migrate up"),
+        "{report}"
+    );
+
+    let up = run_in(dir.path(), &["migrate", "up"], &[]);
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let (code, current, report) = schema(&[("ARAGORA_AUTO_MIGRATE", "false")]);
+    assert_eq!(code, Some(0), "{report}");
+    let detail = current["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(&format!("at version {latest}, up to date")),
+        "{detail}"
+    );
+
+    // A newer release migrated this database: a start would refuse it, so validate-env does.
+    let db = dir.path().join("aragora.db");
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        use sqlx::Connection;
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+             VALUES (9999, 'from the future', 1, x'00', 1)",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        conn.close().await.unwrap();
+    });
+    let (code, newer, report) = schema(&[]);
+    assert_eq!(code, Some(78), "{report}");
+    assert_eq!(newer["ok"], false, "{newer}");
+    assert!(
+        newer["detail"]
+            .as_str()
+            .unwrap()
+            .contains("newer than this binary"),
+        "{newer}"
+    );
 }
