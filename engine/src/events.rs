@@ -5,7 +5,10 @@
 //! can drop freely without losing anything.
 //!
 //! Other replicas are reached through a [`Relay`] handed to the hub (`fanout` is the Redis
-//! one); the hub knows the seam, not Redis.
+//! one); the hub knows the seam, not Redis. The same seam carries cancel notices: a replica
+//! that recorded a cancel for a debate another replica runs tells the others at once
+//! ([`EventHub::announce_cancel`]), so the runner stops it now instead of at its next lease
+//! renewal (which still finds the request if a notice is lost).
 
 use crate::model::{format_ms, now_ms, DebateEvent, EventPayload, Phase};
 use axum::extract::ws::Utf8Bytes;
@@ -49,16 +52,52 @@ pub enum HubMessage {
 /// on the hub and not the reverse.
 pub trait Relay: Send + Sync + 'static {
     fn relay(&self, debate_id: &str, message: HubMessage);
+    /// Tells the other replicas that a cancel of `debate_id` is recorded in the store.
+    fn relay_cancel(&self, debate_id: &str);
 }
 
-#[derive(Clone, Default)]
+/// Cancel notices a replica may fall behind by; a lagging listener loses some, and the lease
+/// renewal picks those cancels up.
+const CANCEL_CAPACITY: usize = 256;
+
+#[derive(Clone)]
 pub struct EventHub {
     channels: Arc<Mutex<HashMap<String, broadcast::Sender<HubMessage>>>>,
     /// Other replicas, when Redis fan-out is configured.
     relay: Arc<OnceLock<Arc<dyn Relay>>>,
+    /// Cancel notices from other replicas: debate ids.
+    cancels: broadcast::Sender<String>,
+}
+
+impl Default for EventHub {
+    fn default() -> Self {
+        Self {
+            channels: Arc::default(),
+            relay: Arc::default(),
+            cancels: broadcast::channel(CANCEL_CAPACITY).0,
+        }
+    }
 }
 
 impl EventHub {
+    /// Tells the other replicas (with fan-out) that a cancel of `debate_id` is recorded, for
+    /// the one that runs it.
+    pub fn announce_cancel(&self, debate_id: &str) {
+        if let Some(relay) = self.relay.get() {
+            relay.relay_cancel(debate_id);
+        }
+    }
+
+    /// Hands a cancel notice from another replica to this replica's listeners.
+    pub fn deliver_cancel(&self, debate_id: &str) {
+        let _ = self.cancels.send(debate_id.to_string());
+    }
+
+    /// Cancel notices from other replicas, from now on.
+    pub fn cancel_notices(&self) -> broadcast::Receiver<String> {
+        self.cancels.subscribe()
+    }
+
     /// Live events of one debate from now on.
     pub fn subscribe(&self, debate_id: &str) -> broadcast::Receiver<HubMessage> {
         let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
@@ -169,6 +208,8 @@ mod tests {
                 .unwrap()
                 .push((debate_id.to_string(), message));
         }
+
+        fn relay_cancel(&self, _debate_id: &str) {}
     }
 
     fn round_start(debate_id: &str, seq: i64) -> DebateEvent {

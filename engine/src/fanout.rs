@@ -3,7 +3,7 @@
 //!
 //! Each replica publishes every event it persists (and streamed text) on one channel and
 //! forwards what the others publish to its own WebSocket subscribers, so a watcher connected
-//! to any replica sees a debate running on another. Delivery needs no guarantee: subscribers
+//! to any replica sees a debate running on another. Cancel notices travel the same channel. Delivery needs no guarantee: subscribers
 //! skip what they already have and fill gaps from the shared store by seq.
 //!
 //! The connection is made in the background and retried until Redis answers (a replica started
@@ -37,17 +37,33 @@ struct Envelope {
     event: Option<DebateEvent>,
     #[serde(default)]
     delta: Option<String>,
+    /// A cancel of the debate is recorded in the store (replicas older than this field
+    /// ignore it and see the cancel at their next lease renewal).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    cancel: bool,
+}
+
+/// What the publisher task sends: a hub message, or a cancel notice.
+enum Outgoing {
+    Message(HubMessage),
+    Cancel,
 }
 
 /// The publishing side, handed to the hub.
 #[derive(Clone)]
 pub struct FanoutSender {
-    outbox: mpsc::UnboundedSender<(String, HubMessage)>,
+    outbox: mpsc::UnboundedSender<(String, Outgoing)>,
 }
 
 impl Relay for FanoutSender {
     fn relay(&self, debate_id: &str, message: HubMessage) {
-        let _ = self.outbox.send((debate_id.to_string(), message));
+        let _ = self
+            .outbox
+            .send((debate_id.to_string(), Outgoing::Message(message)));
+    }
+
+    fn relay_cancel(&self, debate_id: &str) {
+        let _ = self.outbox.send((debate_id.to_string(), Outgoing::Cancel));
     }
 }
 
@@ -191,7 +207,9 @@ pub fn start(
             if envelope.origin == own {
                 continue;
             }
-            if let Some(event) = envelope.event {
+            if envelope.cancel {
+                local.deliver_cancel(&envelope.debate_id);
+            } else if let Some(event) = envelope.event {
                 let event = PublishedEvent::new(event);
                 local.deliver(&envelope.debate_id, HubMessage::Event(Arc::new(event)));
             } else if let Some(delta) = envelope.delta {
@@ -200,29 +218,31 @@ pub fn start(
         }
     });
 
-    let (outbox, mut queue) = mpsc::unbounded_channel::<(String, HubMessage)>();
+    let (outbox, mut queue) = mpsc::unbounded_channel::<(String, Outgoing)>();
     tokio::spawn(async move {
         // One publisher task keeps a debate's events in order on the channel.
-        while let Some((debate_id, message)) = queue.recv().await {
+        while let Some((debate_id, outgoing)) = queue.recv().await {
             // Not connected (yet, or again): watchers elsewhere catch up from the store, and
             // health checks already say Redis is down; a warning per event would flood the log.
             if !publisher.is_connected() {
                 continue;
             }
-            let envelope = match message {
-                HubMessage::Event(event) => Envelope {
-                    origin: origin.clone(),
-                    debate_id,
-                    event: Some(event.event.clone()),
-                    delta: None,
-                },
-                HubMessage::Delta(delta) => Envelope {
-                    origin: origin.clone(),
-                    debate_id,
-                    event: None,
-                    delta: Some(delta.to_string()),
-                },
+            let mut envelope = Envelope {
+                origin: origin.clone(),
+                debate_id,
+                event: None,
+                delta: None,
+                cancel: false,
             };
+            match outgoing {
+                Outgoing::Message(HubMessage::Event(event)) => {
+                    envelope.event = Some(event.event.clone())
+                }
+                Outgoing::Message(HubMessage::Delta(delta)) => {
+                    envelope.delta = Some(delta.to_string())
+                }
+                Outgoing::Cancel => envelope.cancel = true,
+            }
             let Ok(text) = serde_json::to_string(&envelope) else {
                 continue;
             };

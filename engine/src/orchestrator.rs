@@ -35,7 +35,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{watch, Notify, Semaphore};
+use tokio::sync::{broadcast, watch, Notify, Semaphore};
 
 /// Why a debate was not admitted.
 #[derive(Debug, thiserror::Error)]
@@ -66,7 +66,8 @@ pub enum CancelResult {
 }
 
 /// How long a cancel waits for the debate to reach its final state, on this replica or on
-/// the one that runs it (which sees the request at its next lease renewal).
+/// the one that runs it (which hears of it at once through fan-out, else at its next lease
+/// renewal).
 pub const CANCEL_WAIT: Duration = Duration::from_secs(10);
 
 /// How long this replica's hold on a debate lasts, and how often it renews it.
@@ -495,9 +496,44 @@ impl Orchestrator {
                     return Ok(CancelResult::AlreadyFinal(ended));
                 }
                 tracing::info!(debate_id = %id, owner = now.lease.owner.as_deref().unwrap_or("-"), "cancel recorded for the replica that runs the debate");
+                self.deps.hub.announce_cancel(id);
                 self.wait_cancelled(id, now).await
             }
         }
+    }
+
+    /// Stops, from now on, the debates this replica runs whose cancel another replica
+    /// announces, once the store confirms the request (a notice is a hint; the store is the
+    /// truth). Without fan-out no notice comes and lease renewals find the requests.
+    pub fn listen_for_cancels(&self) {
+        let mut notices = self.deps.hub.cancel_notices();
+        let orchestrator = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let id = match notices.recv().await {
+                    Ok(id) => id,
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                if !orchestrator.lock().contains_key(&id) {
+                    continue;
+                }
+                match orchestrator.deps.store.debate(&id).await {
+                    Ok(Some(record)) if record.cancel_requested_at_ms.is_some() => {
+                        if orchestrator
+                            .stop_local(&id, StopReason::Cancelled)
+                            .is_some()
+                        {
+                            tracing::info!(debate_id = %id, "cancelling a debate at another replica's request (notice)");
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(err) => {
+                        tracing::warn!(debate_id = %id, error = %err, "cannot confirm a cancel notice; the next lease renewal will")
+                    }
+                }
+            }
+        });
     }
 
     /// Polls the store until the debate is final or [`CANCEL_WAIT`] passes.

@@ -389,6 +389,7 @@ async fn start_core(config: &EngineConfig, state: &AppState) -> Result<(), Serve
         .resume_unfinished()
         .await
         .map_err(ServeError::Resume)?;
+    orchestrator.listen_for_cancels();
     let leasing = orchestrator.clone();
     tokio::spawn(async move {
         // Renewals go on through a drain (its debates still run); adoption stops by itself.

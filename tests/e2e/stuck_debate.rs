@@ -4,7 +4,8 @@
 //! through the gateway or any replica, whichever one runs it; a replica killed with SIGKILL
 //! or frozen with SIGSTOP past its lease loses its debates to a survivor, which finishes them
 //! from their events: seqs contiguous, no step twice, the adoption counted, and the frozen
-//! replica records nothing more once it wakes.
+//! replica records nothing more once it wakes. A cancel on a replica that does not run the
+//! debate reaches the runner at once through Redis fan-out, not at its next lease renewal.
 //!
 //! Debates are held running by the engine fault `agent_slow` on the replica that runs them
 //! (faults are per process, so a survivor runs them at full speed). Leases are 3 s, renewed
@@ -159,6 +160,43 @@ async fn procedure_6_lists_the_active_debates_and_cancels_one_from_any_replica()
     assert_eq!(
         status, 409,
         "an ended debate cannot be cancelled again: {again}"
+    );
+}
+
+/// With fan-out, a cancel sent to a replica that does not run the debate reaches the one that
+/// does at once, not at its next lease renewal: renewals here come every 10 s, and the cancel
+/// answers "cancelled" well before one is due.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_on_another_replica_stops_the_debate_at_once_not_at_the_next_renewal() {
+    const RENEW_SECS: u64 = 10;
+    let database = TestDatabase::create().await;
+    let mut engines = Vec::new();
+    for _ in 0..2 {
+        let options = EngineOptions::postgres(&database.url)
+            .env("ARAGORA_DEBATE_LEASE", 3 * RENEW_SECS)
+            .env("ARAGORA_DEBATE_LEASE_RENEW", RENEW_SECS)
+            .env("ARAGORA_REDIS_URL", "redis://127.0.0.1:6379/0");
+        engines.push(Engine::start(options).await);
+    }
+    slow_agents(&engines[0], 2000).await;
+    let ids = debates_running_on(&engines[0], 1).await;
+    let owner = holder(&engines[0], &ids[0]).await;
+
+    let asked = Instant::now();
+    let (status, cancelled) = engines[1]
+        .post_json(&format!("/api/v1/debates/{}/cancel", ids[0]), &json!({}))
+        .await;
+    let took = asked.elapsed();
+    assert_eq!(status, 200, "{cancelled}");
+    assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
+    assert_eq!(
+        holder(&engines[1], &ids[0]).await,
+        owner,
+        "ended by the replica that ran it"
+    );
+    assert!(
+        took < Duration::from_secs(RENEW_SECS / 2),
+        "the cancel took {took:?}: as long as waiting for a lease renewal (every {RENEW_SECS} s)"
     );
 }
 
