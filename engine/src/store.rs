@@ -197,6 +197,13 @@ const SQLITE_PRAGMAS: &[&str] = &[
     "PRAGMA foreign_keys=ON",
 ];
 
+/// How long a PostgreSQL session of the store may sit idle inside a transaction before the
+/// server ends it. The store's transactions last milliseconds; one left open means a replica
+/// frozen mid-write (SIGSTOP, a paused VM) whose row locks would otherwise block the debate's
+/// adopter, and every writer of those rows, until it wakes or dies. Under the default lease
+/// (`ARAGORA_DEBATE_LEASE`, 15 s), so the locks are gone by the time its debates are adopted.
+pub const POSTGRES_IDLE_IN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(10);
+
 const DEBATE_COLUMNS: &str = "id, topic, status, rounds, agents, consensus_rule, seed, \
     created_at_ms, started_at_ms, finished_at_ms, updated_at_ms, outcome, consensus_reached, \
     final_answer, error, last_seq, created_by, owner, lease_epoch, lease_expires_at_ms, \
@@ -214,8 +221,9 @@ fn unheld(grace: usize, now: usize) -> String {
 }
 
 impl SqlStore {
-    /// The pool, for the tables other modules own (`api_keys`).
-    pub(crate) fn pool(&self) -> &AnyPool {
+    /// The pool, for the tables other modules own (`api_keys`), and for a caller that must
+    /// hold one of the store's own sessions.
+    pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
 
@@ -250,7 +258,8 @@ impl SqlStore {
         Ok(dr_log::scheduled_run_holder(&self.pool, job, scheduled_for_ms).await?)
     }
 
-    /// Opens a pool. For SQLite the file is created if missing and put in WAL mode.
+    /// Opens a pool. For SQLite the file is created if missing and put in WAL mode; PostgreSQL
+    /// sessions end a transaction left idle past [`POSTGRES_IDLE_IN_TRANSACTION_TIMEOUT`].
     pub async fn connect(
         backend: DbBackend,
         url: &str,
@@ -269,7 +278,16 @@ impl SqlStore {
                     Ok(())
                 })
             }),
-            DbBackend::Postgres => options,
+            DbBackend::Postgres => options.after_connect(|conn, _| {
+                Box::pin(async move {
+                    let set = format!(
+                        "SET idle_in_transaction_session_timeout = {}",
+                        POSTGRES_IDLE_IN_TRANSACTION_TIMEOUT.as_millis()
+                    );
+                    sqlx::Executor::execute(&mut *conn, set.as_str()).await?;
+                    Ok(())
+                })
+            }),
         };
         let pool = options.connect(url).await?;
         Ok(Self { pool, backend })

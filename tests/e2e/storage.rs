@@ -424,6 +424,57 @@ async fn postgres_store() {
     the_store_keeps_debates_and_events_exactly(store).await;
 }
 
+/// A replica frozen inside a transaction (SIGSTOP, a paused VM) must not hold its row locks
+/// until it wakes: PostgreSQL ends a store session left idle in a transaction after
+/// `POSTGRES_IDLE_IN_TRANSACTION_TIMEOUT`, and another writer gets the row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_session_frozen_inside_a_transaction_loses_its_row_locks() {
+    use aragora_engine::store::POSTGRES_IDLE_IN_TRANSACTION_TIMEOUT;
+    use sqlx::Connection;
+    let database = TestDatabase::create().await;
+    let store = SqlStore::connect(DbBackend::Postgres, &database.url, 2)
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    store
+        .insert_debate(&record("frozen", now_ms()))
+        .await
+        .unwrap();
+    // The frozen writer: a store session that locks the row, then says nothing more.
+    let mut frozen = store.pool().acquire().await.unwrap();
+    sqlx::query("BEGIN").execute(&mut *frozen).await.unwrap();
+    sqlx::query("SELECT id FROM debates WHERE id = 'frozen' FOR UPDATE")
+        .execute(&mut *frozen)
+        .await
+        .unwrap();
+
+    let mut other = sqlx::PgConnection::connect(&database.url).await.unwrap();
+    sqlx::query("SET lock_timeout = '60s'")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    sqlx::query("UPDATE debates SET topic = 'adopted' WHERE id = 'frozen'")
+        .execute(&mut other)
+        .await
+        .expect("the row lock is released when the server ends the frozen session");
+    let waited = started.elapsed();
+    assert!(
+        waited >= POSTGRES_IDLE_IN_TRANSACTION_TIMEOUT - Duration::from_secs(1),
+        "the lock was not held at all ({waited:?}): the test froze nothing"
+    );
+    // The frozen session is gone: its next statement fails instead of writing.
+    let woke = sqlx::query("UPDATE debates SET topic = 'stale' WHERE id = 'frozen'")
+        .execute(&mut *frozen)
+        .await;
+    assert!(woke.is_err(), "the frozen session wrote after waking");
+    let topic: String = sqlx::query_scalar("SELECT topic FROM debates WHERE id = 'frozen'")
+        .fetch_one(&mut other)
+        .await
+        .unwrap();
+    assert_eq!(topic, "adopted");
+}
+
 #[tokio::test]
 async fn sqlite_runs_in_wal_mode() {
     let dir = tempfile::tempdir().unwrap();
