@@ -213,7 +213,89 @@ fn assert_forbidden(answer: &Answer, what: &str) {
     );
 }
 
+/// Reads `socket` until the server closes it: the close code and reason (heartbeats and
+/// events before it are skipped).
+async fn close_frame(socket: &mut crate::websocket::Socket) -> (u16, String) {
+    use futures::StreamExt;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let message = tokio::time::timeout_at(deadline, socket.next())
+            .await
+            .expect("the server closes the WebSocket within a minute")
+            .expect("a close frame before the end of the stream")
+            .expect("socket healthy");
+        if let Message::Close(frame) = message {
+            let frame = frame.expect("a close frame with a code");
+            return (u16::from(frame.code), frame.reason.to_string());
+        }
+    }
+}
+
+/// A WebSocket does not outlive its credential: a JWT's socket closes (1008) when the JWT
+/// expires, an API key's at the first heartbeat after the key is revoked; a credential without
+/// an end keeps its socket.
+async fn a_websocket_closes_when_its_credential_expires_or_is_revoked(options: EngineOptions) {
+    let secret = new_secret();
+    let engine =
+        Engine::start(secured(options, &secret).env("ARAGORA_WS_HEARTBEAT_INTERVAL", 1)).await;
+    let config = AuthConfig {
+        jwt_secret: Some(secret.clone()),
+        ..AuthConfig::default()
+    };
+    let short = Authenticator::new(config, None)
+        .mint_jwt("brief", Role::Reader, Some(3))
+        .unwrap();
+    let mut brief = connect(ws_request(&engine.ws_url("/ws"), Some(&short))).await;
+    let (key, key_id) = create_key(&engine, "watcher", "reader").await;
+    let mut keyed = connect(ws_request(&engine.ws_url("/ws"), Some(&key))).await;
+    let admin = engine.token.clone().unwrap();
+    let mut lasting = connect(ws_request(&engine.ws_url("/ws"), Some(&admin))).await;
+
+    let opened = Instant::now();
+    let (code, reason) = close_frame(&mut brief).await;
+    assert_eq!(code, 1008, "{reason}");
+    assert!(reason.contains("credential expired"), "{reason}");
+    assert!(
+        opened.elapsed() >= Duration::from_secs(1),
+        "closed before the JWT expired: {reason}"
+    );
+
+    revoke_key(&engine, &key_id).await;
+    let (code, reason) = close_frame(&mut keyed).await;
+    assert_eq!(code, 1008, "{reason}");
+    assert!(
+        reason.contains("revoked") && reason.contains(&key_id),
+        "{reason}"
+    );
+    assert!(
+        !reason.contains(&key),
+        "the key's secret is in the close reason"
+    );
+
+    // The admin token has no end: its socket still answers.
+    lasting
+        .send(Message::Text(r#"{"type":"ping"}"#.into()))
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        use futures::StreamExt;
+        let message = tokio::time::timeout_at(deadline, lasting.next())
+            .await
+            .expect("a pong within the deadline")
+            .expect("the admin's socket is open")
+            .expect("socket healthy");
+        if let Message::Text(text) = message {
+            let event: Value = serde_json::from_str(&text).unwrap();
+            if event["data"]["pong"] == true {
+                break;
+            }
+        }
+    }
+}
+
 on_both_backends!(
+    a_websocket_closes_when_its_credential_expires_or_is_revoked,
     each_credential_kind_is_accepted,
     bad_credentials_are_refused_alike_with_401,
     each_role_reaches_only_its_endpoint_classes,

@@ -19,7 +19,9 @@
 //! WebSockets (one more: 429 `client_limit` at the upgrade) and `ARAGORA_WS_MAX_SUBSCRIPTIONS`
 //! debates per connection (one more: an `error` event `client_limit`, the connection stays),
 //! and `ARAGORA_WS_MAX_MESSAGES_PER_SECOND` messages a second across the client's WebSockets
-//! (one more closes that connection with 1008, policy).
+//! (one more closes that connection with 1008, policy). A connection ends with 1008 too when its
+//! credential expires (a JWT's `exp`, a key's or loop token's expiry) or its API key is revoked
+//! (checked at each heartbeat).
 //! A frame the connection cannot take closes it with RFC 6455's code: 1009 for a message or
 //! frame over `ARAGORA_WS_MAX_MESSAGE_SIZE` (refused at the frame's header, before it is read),
 //! 1007 for text that is not UTF-8, 1002 for a protocol error (an unmasked frame, a
@@ -55,7 +57,7 @@ pub const CLOSE_PROTOCOL_ERROR: u16 = 1002;
 /// Close code 1007: a text message that is not UTF-8.
 pub const CLOSE_INVALID_DATA: u16 = 1007;
 /// Close code 1008: the client broke a policy (more messages than
-/// `ARAGORA_WS_MAX_MESSAGES_PER_SECOND`).
+/// `ARAGORA_WS_MAX_MESSAGES_PER_SECOND`, a credential that expired or was revoked).
 pub const CLOSE_POLICY: u16 = 1008;
 /// Close code 1009: a message or frame larger than `ARAGORA_WS_MAX_MESSAGE_SIZE`.
 pub const CLOSE_TOO_BIG: u16 = 1009;
@@ -391,6 +393,8 @@ async fn session(
     let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     let mut closing = state.closing.clone();
     let mut refusals = ConnectionRefusals::default();
+    let expiry = credential_expiry(&principal);
+    tokio::pin!(expiry);
     loop {
         tokio::select! {
             incoming = stream.next() => match incoming {
@@ -462,7 +466,25 @@ async fn session(
                 None => break,
                 Some(Ok(_)) => {}
             },
+            _ = &mut expiry => {
+                let frame = CloseFrame {
+                    code: CLOSE_POLICY,
+                    reason: "the credential expired; reconnect with a fresh one and last_seq to resume".into(),
+                };
+                let _ = out.0.lock().await.send(Message::Close(Some(frame))).await;
+                linger(&mut stream).await;
+                break;
+            }
             _ = heartbeat.tick() => {
+                if let Some(id) = revoked_key(&state, &principal).await {
+                    let frame = CloseFrame {
+                        code: CLOSE_POLICY,
+                        reason: format!("API key {id} was revoked; reconnect with another credential").into(),
+                    };
+                    let _ = out.0.lock().await.send(Message::Close(Some(frame))).await;
+                    linger(&mut stream).await;
+                    break;
+                }
                 let ids: Vec<&String> = subscriptions.keys().collect();
                 let beat = notice(EventKind::Heartbeat, None, json!({"subscriptions": ids}));
                 if out.send(beat).await.is_err() {
@@ -484,6 +506,37 @@ async fn session(
         // The aborted task drops its receiver when it is next polled; release after that.
         let _ = task.await;
         state.hub.release(&id);
+    }
+}
+
+/// Resolves when the connection's credential stops working (a JWT's `exp`, an API key's or a
+/// loop token's expiry); never for one without an end. A WebSocket outliving its credential
+/// would keep showing a debate to someone no longer allowed to read it.
+async fn credential_expiry(principal: &Principal) {
+    match principal.expires_at {
+        Some(at) => {
+            let left = (at - aragora_auth::unix_now()).max(0) as u64;
+            tokio::time::sleep(Duration::from_secs(left)).await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// The connection's API key id when that key has been revoked since the upgrade (checked
+/// at each heartbeat, from the key store, so a revocation on another replica counts too).
+/// A key store that does not answer keeps the connection: the check runs again next beat.
+async fn revoked_key(state: &AppState, principal: &Principal) -> Option<String> {
+    let aragora_auth::Via::ApiKey { id, .. } = &principal.via else {
+        return None;
+    };
+    let keys = state.auth.keys()?;
+    match keys.find_key(id).await {
+        Ok(Some(stored)) if stored.revoked_at_ms.is_none() => None,
+        Ok(_) => Some(id.clone()),
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot check whether a WebSocket's API key was revoked; checking again at the next heartbeat");
+            None
+        }
     }
 }
 
