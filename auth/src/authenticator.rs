@@ -28,6 +28,10 @@ pub struct Authenticator {
     config: AuthConfig,
     keys: OnceLock<Arc<dyn KeyStore>>,
     cache: Mutex<HashMap<[u8; 32], CachedAnswer>>,
+    /// Whether key id is still usable (not revoked, not deleted), as last read: what a
+    /// long-lived connection re-checks, so that thousands of them ask the database once per
+    /// key and cache period, not once each.
+    standing: Mutex<HashMap<String, (Instant, bool)>>,
 }
 
 /// The token of `Authorization: Bearer <token>`, if the header is there and says Bearer.
@@ -89,6 +93,7 @@ impl Authenticator {
             config,
             keys: OnceLock::new(),
             cache: Mutex::new(HashMap::new()),
+            standing: Mutex::new(HashMap::new()),
         };
         if let Some(keys) = keys {
             auth.attach_keys(keys);
@@ -250,8 +255,47 @@ impl Authenticator {
         self.cache.lock().ok()?.get(key).cloned()
     }
 
+    /// Whether API key `id`, accepted earlier, still stands (not revoked or deleted since), as
+    /// the key store says at most `ARAGORA_API_KEY_CACHE_SECONDS` ago. For connections that
+    /// outlive a request: a WebSocket asks at each heartbeat.
+    pub async fn key_still_stands(&self, id: &str) -> Result<bool, AuthError> {
+        let ttl = Duration::from_secs(self.config.api_key_cache_secs);
+        let known = self
+            .standing
+            .lock()
+            .ok()
+            .and_then(|standing| standing.get(id).copied());
+        if let Some((at, stands)) = known {
+            if at.elapsed() < ttl {
+                return Ok(stands);
+            }
+        }
+        let Some(store) = self.keys.get() else {
+            return Err(AuthError::Unavailable(
+                "API keys are checked against the database, which is not connected yet".into(),
+            ));
+        };
+        let stands = store
+            .find_key(id)
+            .await
+            .map_err(|err| AuthError::Unavailable(err.to_string()))?
+            .is_some_and(|stored| stored.revoked_at_ms.is_none());
+        if !ttl.is_zero() {
+            if let Ok(mut standing) = self.standing.lock() {
+                if standing.len() >= CACHE_LIMIT {
+                    standing.clear();
+                }
+                standing.insert(id.to_string(), (Instant::now(), stands));
+            }
+        }
+        Ok(stands)
+    }
+
     /// Forgets cached answers for key `id`, so a revocation on this replica is immediate.
     pub fn forget_key(&self, id: &str) {
+        if let Ok(mut standing) = self.standing.lock() {
+            standing.remove(id);
+        }
         if let Ok(mut cache) = self.cache.lock() {
             cache.retain(|_, (_, answer)| !matches!(answer, Ok(p) if matches!(&p.via, Via::ApiKey { id: cached, .. } if cached == id)));
         }

@@ -522,17 +522,17 @@ async fn credential_expiry(principal: &Principal) {
     }
 }
 
-/// The connection's API key id when that key has been revoked since the upgrade (checked
-/// at each heartbeat, from the key store, so a revocation on another replica counts too).
-/// A key store that does not answer keeps the connection: the check runs again next beat.
+/// The connection's API key id when that key has been revoked (or deleted) since the upgrade,
+/// checked at each heartbeat through the authenticator (the key store, read at most once per
+/// key and `ARAGORA_API_KEY_CACHE_SECONDS`), so a revocation on another replica counts too. A
+/// key store that does not answer keeps the connection: the check runs again next beat.
 async fn revoked_key(state: &AppState, principal: &Principal) -> Option<String> {
     let aragora_auth::Via::ApiKey { id, .. } = &principal.via else {
         return None;
     };
-    let keys = state.auth.keys()?;
-    match keys.find_key(id).await {
-        Ok(Some(stored)) if stored.revoked_at_ms.is_none() => None,
-        Ok(_) => Some(id.clone()),
+    match state.auth.key_still_stands(id).await {
+        Ok(true) => None,
+        Ok(false) => Some(id.clone()),
         Err(err) => {
             tracing::warn!(error = %err, "cannot check whether a WebSocket's API key was revoked; checking again at the next heartbeat");
             None
