@@ -21,7 +21,7 @@
 
 use fred::prelude::*;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -68,6 +68,9 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
 end
 return #ARGV - 2
 "#;
+
+/// [`Shared::up`] before Redis was first asked.
+const UNKNOWN: u8 = 2;
 
 /// Gives the slot `ARGV[1]` back.
 const RELEASE_SCRIPT: &str = "return redis.call('ZREM', KEYS[1], ARGV[1])";
@@ -116,8 +119,9 @@ struct Shared {
     /// What this replica holds: key → member → holders here (a debate's member may be held
     /// twice for a moment: by its admission and by its task).
     held: Mutex<HashMap<String, HashMap<String, usize>>>,
-    /// Whether the last call reached Redis, so the fallback is announced once each way.
-    up: AtomicBool,
+    /// Whether the last call reached Redis ([`UNKNOWN`] before the first), so the fallback is
+    /// announced once each way.
+    up: AtomicU8,
     /// Set while Redis was away: the next renewal re-adds every slot held here (some were
     /// taken while it could not be told).
     readd: AtomicBool,
@@ -157,7 +161,7 @@ impl ClientSlots {
             replica: replica.to_string(),
             next: AtomicU64::new(0),
             held: Mutex::default(),
-            up: AtomicBool::new(false),
+            up: AtomicU8::new(UNKNOWN),
             readd: AtomicBool::new(false),
         });
         let slots = Self {
@@ -312,7 +316,7 @@ impl ClientSlots {
         if !up {
             shared.readd.store(true, Ordering::Relaxed);
         }
-        if shared.up.swap(up, Ordering::Relaxed) == up {
+        if shared.up.swap(u8::from(up), Ordering::Relaxed) == u8::from(up) {
             return;
         }
         if up {

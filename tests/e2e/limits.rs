@@ -9,7 +9,8 @@
 
 use crate::edge_websockets::connect_wss;
 use crate::support::{
-    eventually, post_json, sample, ws_request, Engine, EngineOptions, GatewayProcess, TestDatabase,
+    eventually, free_port, post_json, sample, ws_request, Engine, EngineOptions, GatewayProcess,
+    TestDatabase,
 };
 use crate::websocket::{connect, next_event};
 use futures::{SinkExt, StreamExt};
@@ -336,6 +337,34 @@ async fn two_replicas_sharing_redis_hold_a_client_to_one_limit_and_a_dead_ones_s
     .await;
     let (status, body) = refused_upgrade(on(&b, &key)).await;
     assert_client_limit(status, &body, "ARAGORA_WS_MAX_CONNECTIONS_PER_CLIENT");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_unreachable_a_replica_counts_alone_and_says_so_rather_than_refusing_everyone() {
+    // A port nothing listens on.
+    let closed = free_port();
+    let engine = Engine::start(
+        EngineOptions::sqlite()
+            .env("ARAGORA_REDIS_URL", format!("redis://127.0.0.1:{closed}/0"))
+            .env("ARAGORA_WS_MAX_CONNECTIONS_PER_CLIENT", 1),
+    )
+    .await;
+    let key = operator_key(&engine.http, &engine.url(""), "alone").await;
+    let on = || ws_request(&engine.ws_url("/ws"), Some(&key));
+    let _first = connect(on()).await;
+    let (status, body) = refused_upgrade(on()).await;
+    assert_client_limit(status, &body, "ARAGORA_WS_MAX_CONNECTIONS_PER_CLIENT");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("on this replica"), "{message}");
+    let metrics = engine.metrics().await;
+    assert_eq!(sample(&metrics, "aragora_client_limits_shared"), Some(0.0));
+    assert!(
+        engine
+            .process
+            .log_text()
+            .contains("per-client limits (WebSockets, debates) are counted on this replica alone"),
+        "the fallback is logged"
+    );
 }
 
 /// The `q`-quantile of `samples` (nearest rank).
