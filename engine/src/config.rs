@@ -112,6 +112,11 @@ pub struct EngineConfig {
     pub redis_url: Option<String>,
     pub redis_ca_file: Option<PathBuf>,
     pub require_distributed: bool,
+    /// Seconds a replica's lease on a client's WebSocket or debate slot lasts in Redis unless
+    /// renewed (see `client_slots`).
+    pub client_limit_lease_secs: u64,
+    /// Prefix of the per-client limit keys in Redis.
+    pub client_limit_key_prefix: String,
     /// Webhook delivery (see `webhooks`): request timeout, retries and their backoff, the
     /// per-endpoint breaker, the worker's pace, egress and the key of the secrets.
     pub webhook_timeout_ms: u64,
@@ -181,7 +186,7 @@ aragora_config::settings! {
     default_rounds: ["ARAGORA_DEFAULT_ROUNDS"] "Rounds of a debate whose request does not say (1 to 12).";
     max_concurrent_debates: ["ARAGORA_MAX_CONCURRENT_DEBATES"] "Debates running at once on this replica; more wait in the queue.";
     debate_queue_size: ["ARAGORA_DEBATE_QUEUE_SIZE"] "Debates that may wait for a slot; beyond it new debates get 429.";
-    debate_queue_per_client: ["ARAGORA_DEBATE_QUEUE_PER_CLIENT"] "Debates one client (the credential's subject: a JWT's sub, an API key, the admin token; anonymous callers are one client) may have queued or running on this replica; beyond it that client's new debates get 429 `client_limit` while other clients' still go in.";
+    debate_queue_per_client: ["ARAGORA_DEBATE_QUEUE_PER_CLIENT"] "Debates one client (the credential's subject: a JWT's sub, an API key, the admin token; anonymous callers are one client) may have queued or running, on all replicas together when they share ARAGORA_REDIS_URL (on this replica alone without it, or while Redis does not answer); beyond it that client's new debates get 429 `client_limit` while other clients' still go in.";
     debate_timeout_secs: ["ARAGORA_DEBATE_TIMEOUT"] "Seconds a debate may run before it ends as timed_out.";
     agent_timeout_secs: ["ARAGORA_AGENT_TIMEOUT"] "Seconds one agent call may take before it counts as failed.";
     offline_agent_latency_ms: ["ARAGORA_OFFLINE_AGENT_LATENCY_MS"] "Simulated think time of the built-in offline agents, for demos and load tests.";
@@ -193,7 +198,7 @@ aragora_config::settings! {
     max_topic_chars: ["ARAGORA_MAX_TOPIC_LENGTH"] "Longest debate topic accepted, in characters.";
     ws_heartbeat_secs: ["ARAGORA_WS_HEARTBEAT_INTERVAL"] "Seconds between heartbeat events on an idle WebSocket.";
     ws_max_message_size: ["ARAGORA_WS_MAX_MESSAGE_SIZE"] "Largest WebSocket message (and frame) accepted from a client, in bytes; a larger one closes the connection with 1009.";
-    ws_max_connections_per_client: ["ARAGORA_WS_MAX_CONNECTIONS_PER_CLIENT"] "WebSockets one client (the credential's subject, as for ARAGORA_DEBATE_QUEUE_PER_CLIENT) may hold open to this replica; one more gets 429 `client_limit` at the upgrade.";
+    ws_max_connections_per_client: ["ARAGORA_WS_MAX_CONNECTIONS_PER_CLIENT"] "WebSockets one client (the credential's subject, as for ARAGORA_DEBATE_QUEUE_PER_CLIENT) may hold open, to all replicas together when they share ARAGORA_REDIS_URL (to this replica alone without it, or while Redis does not answer); one more gets 429 `client_limit` at the upgrade.";
     ws_max_subscriptions: ["ARAGORA_WS_MAX_SUBSCRIPTIONS"] "Debates one WebSocket may follow at once; one more subscription gets an `error` event with code `client_limit` (the connection stays open; unsubscribe first).";
     ws_max_messages_per_second: ["ARAGORA_WS_MAX_MESSAGES_PER_SECOND"] "Messages (subscribe, unsubscribe, ping) one client may send per second across its WebSockets, in bursts of as many; the connection that sends one more is closed with 1008 (policy).";
     max_list_limit: ["ARAGORA_MAX_LIST_LIMIT"] "Largest `limit` a list query (GET /api/debates, /api/drills, /api/auth/api-keys, /api/system/errors) may ask for; more gets 400. The default page is 20, or this when smaller.";
@@ -215,6 +220,8 @@ aragora_config::settings! {
     receipt_signing_key_previous: ["ARAGORA_RECEIPT_SIGNING_KEY_PREVIOUS"] "Every earlier receipt key, comma-separated (keys contain no commas; one key is a list of one); receipts signed with any of them still verify.";
     redis_url: ["ARAGORA_REDIS_URL", "REDIS_URL"] "Redis through which replicas share debate events, so a watcher on any replica sees every debate; unset, one replica. rediss:// connects with TLS.";
     redis_ca_file: ["ARAGORA_REDIS_CA_FILE"] "PEM file of the CA that signed a rediss:// server's certificate, trusted besides the system's roots (a private or self-signed Redis).";
+    client_limit_lease_secs: ["ARAGORA_CLIENT_LIMIT_LEASE_SECS"] "Seconds a replica's hold on a client's WebSocket or debate slot lasts in Redis unless renewed (every third of it): a replica that dies frees its clients' slots within this; 1 to 3600.";
+    client_limit_key_prefix: ["ARAGORA_CLIENT_LIMIT_KEY_PREFIX"] "Prefix of the per-client limit keys in Redis (one sorted set per client and limit); replicas that share limits must share it.";
     require_distributed: ["ARAGORA_REQUIRE_DISTRIBUTED"] "Multi-instance guard: true makes /readyz (and /api/ready) answer 503 naming Redis while Redis is unreachable, instead of serving alone with events no other replica sees; needs ARAGORA_REDIS_URL.";
     webhook_timeout_ms: ["ARAGORA_WEBHOOK_TIMEOUT_MS"] "Milliseconds a webhook receiver has to answer a delivery (connect included) before the attempt counts as failed and is retried; 100 to 300000.";
     webhook_max_retries: ["ARAGORA_WEBHOOK_MAX_RETRIES"] "Retries of a webhook delivery after a timeout, connection failure, 429 or 5xx before it is dead-lettered (GET /api/admin/webhooks/dead-letters); 0 to 50.";
@@ -291,6 +298,8 @@ impl Default for EngineConfig {
             redis_url: None,
             redis_ca_file: None,
             require_distributed: false,
+            client_limit_lease_secs: 15,
+            client_limit_key_prefix: "aragora:client-limits:".into(),
             // The runbook's WebhookDeliveryManager defaults.
             webhook_timeout_ms: 30_000,
             webhook_max_retries: 5,
@@ -749,6 +758,19 @@ impl EngineConfig {
             !self.is_production() || self.receipt_signing_key.is_some(),
             "ARAGORA_RECEIPT_SIGNING_KEY",
             "is required when ARAGORA_ENV=production, so receipts verify across replicas and restarts".into(),
+        );
+        check(
+            (1..=3600).contains(&self.client_limit_lease_secs),
+            "ARAGORA_CLIENT_LIMIT_LEASE_SECS",
+            format!(
+                "is {}; use 1 to 3600 seconds (default 15): how long a dead replica's clients wait for their slots",
+                self.client_limit_lease_secs
+            ),
+        );
+        check(
+            !self.client_limit_key_prefix.is_empty(),
+            "ARAGORA_CLIENT_LIMIT_KEY_PREFIX",
+            "is empty; use a prefix of its own (default aragora:client-limits:) so the keys do not mix with others in Redis".into(),
         );
         check(
             !self.require_distributed || self.redis_url.is_some(),

@@ -88,6 +88,11 @@ impl RedisLink {
         let _ = settled.wait_for(|done| *done).await;
     }
 
+    /// The client commands go through (the publisher's), for the shared per-client counts.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
     /// A PING round trip: its latency, or why Redis is not answering.
     pub async fn ping(&self) -> Result<Duration, String> {
         if !self.client.is_connected() {

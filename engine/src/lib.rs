@@ -18,6 +18,7 @@
 //! | [`agents`] | the agent trait, the registry, offline agents, LLM providers, circuit breakers |
 //! | [`debate`] | the state machine, resumable from the store |
 //! | [`orchestrator`] | admission, concurrency slots, cancel, drain, resume, watchdog |
+//! | [`client_slots`] | per-client WebSockets and debates counted across replicas (leases in Redis), this replica's count when Redis is away |
 //! | [`receipts`] | HMAC-signed receipts of completed debates, with key rotation |
 //! | [`events`] | live per-debate fan-out, and the `Relay` seam to other replicas |
 //! | [`fanout`] | the Redis pub/sub `Relay`: the same fan-out across replicas |
@@ -33,6 +34,7 @@
 
 pub mod agents;
 pub mod api_keys;
+pub mod client_slots;
 pub mod config;
 pub mod debate;
 pub mod dr_log;

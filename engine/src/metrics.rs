@@ -31,6 +31,8 @@ pub struct EngineMetrics {
     pub auth_failures: IntCounterVec,
     /// Refusals by a per-client limit; count through [`EngineMetrics::client_limit_refused`].
     pub client_limit_refusals: IntCounterVec,
+    /// 1 while per-client counts are shared through Redis (`client_slots`).
+    pub client_limits_shared: IntGauge,
     pub websocket_connections: IntGauge,
     pub ready: IntGauge,
     pub database_up: IntGauge,
@@ -134,6 +136,7 @@ impl EngineMetrics {
             debates_adopted: cat::DEBATES_ADOPTED_TOTAL.counter_single(&registry),
             auth_failures: cat::auth_failures(&registry),
             client_limit_refusals: cat::client_limit_refusals(&registry),
+            client_limits_shared: cat::CLIENT_LIMITS_SHARED.gauge(&registry),
             websocket_connections: cat::WEBSOCKET_CONNECTIONS.gauge(&registry),
             ready: cat::READY.gauge(&registry),
             database_up: cat::DATABASE_UP.gauge(&registry),

@@ -24,6 +24,7 @@
 //! | slots | a replica adopts only into free slots, never behind its own queue; a full replica leaves the debate to another; a draining one adopts nothing |
 //! | cancel | a replica that does not run the debate records the request in the row; the owner's next renewal sees it and cancels; the requester waits for the final state (at most 10 s) |
 
+use crate::client_slots::ClientSlots;
 use crate::config::DbBackend;
 use crate::debate::{run_debate, DebateDeps, RunEnd, StopReason};
 use crate::model::{
@@ -44,8 +45,12 @@ pub enum AdmitError {
         "{running} debates are running and {queued} are queued, the most this replica accepts"
     )]
     QueueFull { running: usize, queued: usize },
-    #[error("{client} already has {held} debates queued or running on this replica, the most one client may (ARAGORA_DEBATE_QUEUE_PER_CLIENT)")]
-    ClientFull { client: String, held: usize },
+    #[error("{client} already has {held} debates queued or running {}, the most one client may (ARAGORA_DEBATE_QUEUE_PER_CLIENT)", scope.phrase())]
+    ClientFull {
+        client: String,
+        held: usize,
+        scope: crate::client_slots::Scope,
+    },
     #[error("this replica is draining and accepts no new debates")]
     Draining,
     #[error(transparent)]
@@ -107,6 +112,8 @@ pub struct Orchestrator {
     queue_size: usize,
     /// Debates one client may have here, queued or running (`ARAGORA_DEBATE_QUEUE_PER_CLIENT`).
     per_client: usize,
+    /// Where `per_client` is counted: across the replicas (Redis), or here.
+    client_slots: ClientSlots,
     local: Arc<Mutex<HashMap<String, LocalDebate>>>,
     draining: Arc<AtomicBool>,
     /// Signalled whenever a local debate ends.
@@ -118,12 +125,14 @@ pub struct Orchestrator {
 
 impl Orchestrator {
     pub fn new(deps: DebateDeps, max_running: usize, queue_size: usize) -> Self {
+        let client_slots = ClientSlots::local(deps.metrics.client_limits_shared.clone());
         Self {
             deps,
             slots: Arc::new(Semaphore::new(max_running)),
             max_running,
             queue_size,
             per_client: usize::MAX,
+            client_slots,
             local: Arc::default(),
             draining: Arc::default(),
             changed: Arc::default(),
@@ -143,6 +152,12 @@ impl Orchestrator {
     /// the others' waiting however short its own queue.
     pub fn with_client_limit(mut self, per_client: usize) -> Self {
         self.per_client = per_client;
+        self
+    }
+
+    /// With `per_client` counted through `slots` (across the replicas when they share Redis).
+    pub fn with_client_slots(mut self, slots: ClientSlots) -> Self {
+        self.client_slots = slots;
         self
     }
 
@@ -244,6 +259,7 @@ impl Orchestrator {
         if self.draining.load(Ordering::SeqCst) {
             return Err(AdmitError::Draining);
         }
+        let held_here;
         {
             // Reserve the place before the insert so concurrent requests cannot overshoot.
             let mut local = self.lock();
@@ -256,15 +272,19 @@ impl Orchestrator {
                     queued: waiting,
                 });
             }
-            if let Some(client) = &record.created_by {
-                let held = local
+            held_here = record.created_by.as_ref().map(|client| {
+                local
                     .values()
                     .filter(|d| d.client.as_ref() == Some(client))
-                    .count();
+                    .count()
+            });
+            if let (Some(client), Some(held)) = (&record.created_by, held_here) {
+                // Over the limit here is over it everywhere: no need to ask Redis.
                 if held >= self.per_client {
                     return Err(AdmitError::ClientFull {
                         client: client.clone(),
                         held,
+                        scope: crate::client_slots::Scope::ThisReplica,
                     });
                 }
             }
@@ -273,6 +293,29 @@ impl Orchestrator {
                 Self::new_local(record.created_by.clone()).0,
             );
         }
+        // The reservation above counts here meanwhile; the replicas' count decides (the
+        // debate's task holds its slot from then on, see `spawn`).
+        let _admission = match (&record.created_by, held_here) {
+            (Some(client), Some(held)) => {
+                let limit = crate::http::limits::ClientLimit::Debates.label();
+                match self
+                    .client_slots
+                    .take(limit, client, Some(&record.id), self.per_client, held)
+                    .await
+                {
+                    Ok(slot) => Some(slot),
+                    Err(refused) => {
+                        self.lock().remove(&record.id);
+                        return Err(AdmitError::ClientFull {
+                            client: client.clone(),
+                            held: refused.held,
+                            scope: refused.scope,
+                        });
+                    }
+                }
+            }
+            _ => None,
+        };
         let mut record = record;
         record.lease = self.lease_from(now_ms(), 1);
         if let Err(err) = self.deps.store.insert_debate(&record).await {
@@ -317,8 +360,15 @@ impl Orchestrator {
             self.stop_local(&record.id, StopReason::Cancelled);
         }
         self.update_gauges();
+        // The client's slot across the replicas, for as long as the debate is this replica's
+        // (admitted here, resumed or adopted: renewed from here on).
+        let client_slot = record.created_by.as_ref().map(|client| {
+            let limit = crate::http::limits::ClientLimit::Debates.label();
+            self.client_slots.hold_existing(limit, client, &record.id)
+        });
         let this = self.clone();
         tokio::spawn(async move {
+            let _client_slot = client_slot;
             let id = record.id.clone();
             this.run_when_slot_free(record, stop_rx, slot).await;
             this.lock().remove(&id);

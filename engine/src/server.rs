@@ -10,7 +10,7 @@ use crate::config::EngineConfig;
 use crate::debate::DebateDeps;
 use crate::events::EventHub;
 use crate::faults::{Faults, FaultyStore};
-use crate::http::{app, ws_app, AppState, Core, Phase, Shared};
+use crate::http::{ws_app, AppState, Core, Phase, Shared};
 use crate::metrics::EngineMetrics;
 use crate::orchestrator::{LeaseTimes, Orchestrator};
 use crate::receipts::{KeyError, ReceiptKeys};
@@ -212,6 +212,18 @@ pub async fn serve_with(
         }
         None => None,
     };
+    // One id per start for the slots this replica holds in Redis (its debates' leases carry
+    // the orchestrator's own).
+    let slots = match &redis {
+        Some(link) => crate::client_slots::ClientSlots::shared(
+            link.client().clone(),
+            &config.client_limit_key_prefix,
+            Duration::from_secs(config.client_limit_lease_secs),
+            &uuid::Uuid::new_v4().to_string(),
+            metrics.client_limits_shared.clone(),
+        ),
+        None => crate::client_slots::ClientSlots::local(metrics.client_limits_shared.clone()),
+    };
     let (extra_routes, openapi) = match extras.routes {
         Some(routes) => {
             let (router, documented) = routes.split_for_parts();
@@ -240,6 +252,7 @@ pub async fn serve_with(
         phase: Mutex::new(Phase::Starting(first_step.clone())),
         closing,
         websockets: Default::default(),
+        slots,
         started: Instant::now(),
         openapi,
     }));
@@ -263,10 +276,7 @@ pub async fn serve_with(
                 .await
         })
     };
-    let api = match extra_routes {
-        Some(routes) => app(state.clone()).merge(routes),
-        None => app(state.clone()),
-    };
+    let api = crate::http::app_with(state.clone(), extra_routes);
     let api_server = serve_listener(api_listener, api);
     let ws_server = serve_listener(ws_listener, ws_app(state.clone()));
     tracing::info!(api = %bound.api, ws = %bound.ws, backend = config.db_backend.as_str(), "listening");
@@ -356,7 +366,8 @@ async fn start_core(config: &EngineConfig, state: &AppState) -> Result<(), Serve
         config.debate_queue_size,
     )
     .with_leases(leases)
-    .with_client_limit(config.debate_queue_per_client);
+    .with_client_limit(config.debate_queue_per_client)
+    .with_client_slots(state.slots.clone());
     tracing::info!(
         replica = orchestrator.replica_id(),
         lease_secs = config.lease_secs,

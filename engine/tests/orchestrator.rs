@@ -68,7 +68,7 @@ async fn one_client_holds_at_most_its_share_and_gets_it_back_as_its_debates_end(
         .await
         .unwrap_err();
     assert!(
-        matches!(&refused, AdmitError::ClientFull { client, held: 2 } if client == "key:a"),
+        matches!(&refused, AdmitError::ClientFull { client, held: 2, scope: aragora_engine::client_slots::Scope::ThisReplica } if client == "key:a"),
         "{refused:?}"
     );
     assert!(refused

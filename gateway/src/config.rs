@@ -41,6 +41,7 @@ pub struct GatewayConfig {
     pub max_inflight_requests: usize,
     pub max_connections: usize,
     pub websocket_idle_timeout_secs: u64,
+    pub max_websockets_per_client: usize,
     pub upstream_connect_timeout_ms: u64,
     pub upstream_read_timeout_secs: u64,
     pub hsts_max_age_secs: u64,
@@ -96,6 +97,7 @@ aragora_config::settings! {
     client_read_timeout_secs: ["ARAGORA_CLIENT_READ_TIMEOUT"] "Seconds a client may take to send its whole request head (then 408), for each read of its body, and for each write of its answer it does not read; slower clients are cut off.";
     max_inflight_requests: ["ARAGORA_GATEWAY_MAX_INFLIGHT"] "Requests (and open WebSockets) served at once; beyond it, 503.";
     websocket_idle_timeout_secs: ["ARAGORA_WS_IDLE_TIMEOUT"] "Seconds an upgraded WebSocket may stay silent before the gateway closes it (the seeds' proxy_read_timeout 86400); the engine's heartbeats keep a watched one alive.";
+    max_websockets_per_client: ["ARAGORA_GATEWAY_MAX_WEBSOCKETS_PER_CLIENT"] "WebSockets one client address (after trusted X-Forwarded-For) may hold open through this gateway at once; one more upgrade gets 429 `client_limit`. Clients behind one NAT share it.";
     max_connections: ["ARAGORA_GATEWAY_MAX_CONNECTIONS"] "TLS connections open at once on the HTTPS listener; beyond it, new connections are closed at accept.";
     upstream_connect_timeout_ms: ["ARAGORA_UPSTREAM_CONNECT_TIMEOUT_MS"] "Milliseconds to connect to a replica before trying another.";
     upstream_read_timeout_secs: ["ARAGORA_UPSTREAM_READ_TIMEOUT"] "Seconds to wait for a replica's response.";
@@ -151,6 +153,7 @@ impl Default for GatewayConfig {
             max_inflight_requests: 10_000,
             max_connections: 20_000,
             websocket_idle_timeout_secs: 86_400,
+            max_websockets_per_client: 1024,
             upstream_connect_timeout_ms: 1000,
             upstream_read_timeout_secs: 300,
             hsts_max_age_secs: 31_536_000,
@@ -289,6 +292,14 @@ impl GatewayConfig {
             self.websocket_idle_timeout_secs >= 1,
             "ARAGORA_WS_IDLE_TIMEOUT",
             "use at least 1 second (86400 keeps an idle WebSocket for a day)".into(),
+        );
+        check(
+            (1..=1_000_000).contains(&self.max_websockets_per_client),
+            "ARAGORA_GATEWAY_MAX_WEBSOCKETS_PER_CLIENT",
+            format!(
+                "is {}; use 1 to 1000000 (a client behind a NAT shares its address with the others there)",
+                self.max_websockets_per_client
+            ),
         );
         check(
             self.max_connections >= 1,

@@ -97,6 +97,8 @@ pub struct Ctx {
     tried: Vec<SocketAddr>,
     replica: Option<ReplicaLease>,
     websocket: Option<crate::websockets::OpenWebSocket>,
+    /// A WebSocket upgrade's place in its client's `ARAGORA_GATEWAY_MAX_WEBSOCKETS_PER_CLIENT`.
+    client_websocket: Option<crate::websockets::ClientWebSocket>,
     body_bytes: usize,
     /// Why the gateway itself answered with an error, for the access log.
     refusal: Option<&'static str>,
@@ -296,6 +298,16 @@ impl Gateway {
         if shared.in_maintenance() {
             return Some(Refusal::maintenance());
         }
+        if ctx.upgrade {
+            let max = config.max_websockets_per_client;
+            match shared.websockets.take(client.address, max) {
+                Some(slot) => ctx.client_websocket = Some(slot),
+                None => {
+                    shared.metrics.websockets_per_client_refused.inc();
+                    return Some(Refusal::websockets_per_client(client.address, max));
+                }
+            }
+        }
         // The replicas' maintenance (the database's) refuses new debates only: reads, watches
         // and the debates already running go on.
         if ctx.method == "POST" && matches!(ctx.route, "/api/debates" | "/api/v1/debates") {
@@ -391,6 +403,7 @@ impl ProxyHttp for Gateway {
             tried: Vec::new(),
             replica: None,
             websocket: None,
+            client_websocket: None,
             body_bytes: 0,
             refusal: None,
             limit: None,
@@ -726,6 +739,7 @@ impl Gateway {
                 .inc();
         }
         ctx.websocket = None;
+        ctx.client_websocket = None;
         ctx.replica = None;
         ctx.inflight = None;
         let request_id = ctx.request_id.to_str().unwrap_or("");

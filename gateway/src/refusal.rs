@@ -7,6 +7,7 @@
 //! | status | code | when |
 //! |---|---|---|
 //! | 429 | `rate_limited` | over the rate limit, or Redis cannot vouch for it and fail-open is off |
+//! | 429 | `client_limit` | a WebSocket upgrade from an address holding `ARAGORA_GATEWAY_MAX_WEBSOCKETS_PER_CLIENT` already (the engine's code for its per-client limits) |
 //! | 503 | `overloaded` | more requests in flight than `ARAGORA_GATEWAY_MAX_INFLIGHT` |
 //! | 503 | `maintenance` | the gateway's own maintenance switch is on (all but health), or a ready replica reports maintenance (new debates: `POST /api/debates`, `/api/v1/debates`) |
 //! | 503 | `no_ready_upstream` | no engine replica is ready |
@@ -96,6 +97,14 @@ impl Refusal {
             ),
         };
         Some(Self::new(429, "rate_limited", message, Some(retry_after)))
+    }
+
+    /// A WebSocket upgrade from `client`, which holds `max` open through this gateway.
+    pub fn websockets_per_client(client: IpAddr, max: usize) -> Self {
+        let message = format!(
+            "{client} already holds {max} WebSockets open through this gateway, the most one client address may (ARAGORA_GATEWAY_MAX_WEBSOCKETS_PER_CLIENT); close one, or follow several debates on one connection"
+        );
+        Self::new(429, "client_limit", message, Some(1))
     }
 
     pub fn maintenance() -> Self {

@@ -26,6 +26,8 @@ pub struct GatewayMetrics {
     pub rate_limit_backend_errors: IntCounter,
     pub websocket_upgrade_failures: IntCounterVec,
     pub websocket_connections: prometheus::IntGaugeVec,
+    /// WebSocket upgrades refused per client address, as `limit="websockets_per_client"`.
+    pub websockets_per_client_refused: IntCounter,
     pub tls_handshakes: IntCounterVec,
     pub tls_handshake_failures: IntCounter,
     pub connections: IntGauge,
@@ -68,6 +70,11 @@ impl GatewayMetrics {
                 .counter_single(&registry),
             websocket_upgrade_failures: cat::WEBSOCKET_UPGRADE_FAILURES_TOTAL.counter(&registry),
             websocket_connections: cat::GATEWAY_WEBSOCKET_CONNECTIONS.gauge_vec(&registry),
+            // The engine's per-client refusal counter, under its label for this limit (the
+            // series carry component="gateway"), so one panel and alert see both.
+            websockets_per_client_refused: cat::CLIENT_LIMIT_REFUSALS_TOTAL
+                .counter(&registry)
+                .with_label_values(&["websockets_per_client"]),
             tls_handshakes: cat::TLS_HANDSHAKES_TOTAL.counter(&registry),
             tls_handshake_failures: cat::TLS_HANDSHAKE_FAILURES_TOTAL.counter_single(&registry),
             connections: cat::GATEWAY_CONNECTIONS.gauge(&registry),

@@ -9,12 +9,20 @@
 //! other side cannot take yet are kept, until it can. At the drain timeout every tunnel sees
 //! the closing signal, finishes what it was passing to the client, and sends the close frame;
 //! the client reconnects (to another gateway) and resumes from its last `seq`.
+//!
+//! Each client address (after trusted `X-Forwarded-For`, as the `client` module decides) may
+//! hold `ARAGORA_GATEWAY_MAX_WEBSOCKETS_PER_CLIENT` of them at once: [`OpenWebSockets::take`]
+//! counts one per upgrade request before it is passed on, and its [`ClientWebSocket`] gives it
+//! back when the request ends, however it ends (refused by the replica, closed, idle timeout,
+//! the drain's 1001). The count is this gateway's; the engine counts per credential on top.
 
 use pingora::protocols::Stream;
 use pingora::proxy::UpgradedTunnel;
+use std::collections::HashMap;
 use std::future::{poll_fn, Future};
 use std::io;
 use std::mem::MaybeUninit;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -35,6 +43,8 @@ const SCRATCH: usize = 16 * 1024;
 pub struct OpenWebSockets {
     open: AtomicUsize,
     closing: watch::Sender<bool>,
+    /// Upgrades in progress or open, per client address; only addresses holding one are kept.
+    per_client: std::sync::Mutex<HashMap<IpAddr, usize>>,
 }
 
 impl Default for OpenWebSockets {
@@ -42,6 +52,25 @@ impl Default for OpenWebSockets {
         Self {
             open: AtomicUsize::new(0),
             closing: watch::Sender::new(false),
+            per_client: Default::default(),
+        }
+    }
+}
+
+/// One client's upgrade, counted against its address until dropped.
+pub struct ClientWebSocket {
+    owner: Arc<OpenWebSockets>,
+    client: IpAddr,
+}
+
+impl Drop for ClientWebSocket {
+    fn drop(&mut self) {
+        let mut counts = self.owner.clients();
+        if let Some(held) = counts.get_mut(&self.client) {
+            *held = held.saturating_sub(1);
+            if *held == 0 {
+                counts.remove(&self.client);
+            }
         }
     }
 }
@@ -73,6 +102,33 @@ impl OpenWebSockets {
 
     pub fn count(&self) -> usize {
         self.open.load(Ordering::Acquire)
+    }
+
+    fn clients(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
+        self.per_client.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// One more WebSocket for `client` when it holds fewer than `max`; None when it holds
+    /// `max` already.
+    pub fn take(self: &Arc<Self>, client: IpAddr, max: usize) -> Option<ClientWebSocket> {
+        let mut counts = self.clients();
+        let held = counts.entry(client).or_insert(0);
+        if *held >= max {
+            if *held == 0 {
+                counts.remove(&client);
+            }
+            return None;
+        }
+        *held += 1;
+        Some(ClientWebSocket {
+            owner: self.clone(),
+            client,
+        })
+    }
+
+    /// What `client` holds now.
+    pub fn held_by(&self, client: IpAddr) -> usize {
+        self.clients().get(&client).copied().unwrap_or(0)
     }
 
     /// True once [`close_all`](Self::close_all) ran.
@@ -371,6 +427,22 @@ mod tests {
         (0..4 * 1024 * 1024u32)
             .map(|i| (i.wrapping_mul(seed) % 251) as u8)
             .collect()
+    }
+
+    #[test]
+    fn a_client_address_gets_up_to_its_limit_and_its_slots_back_as_they_drop() {
+        let open = Arc::new(OpenWebSockets::default());
+        let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
+        let first = open.take(a, 2).expect("first");
+        let second = open.take(a, 2).expect("second");
+        assert!(open.take(a, 2).is_none(), "a third is refused");
+        let other = open.take(b, 2).expect("another address is not");
+        drop(first);
+        assert_eq!(open.held_by(a), 1);
+        let third = open.take(a, 2).expect("a slot given back");
+        drop((second, third, other));
+        assert_eq!((open.held_by(a), open.held_by(b)), (0, 0));
+        assert!(open.clients().is_empty(), "no entry left behind");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

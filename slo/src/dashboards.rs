@@ -215,6 +215,15 @@ pub fn dashboards(latency_threshold_seconds: f64) -> Vec<Dashboard> {
                 .query(format!("sum by (limit) (rate(aragora_client_limit_refusals_total{{{engine}}}[5m]))"), "{{limit}}")
                 .threshold(0.1, "red")
                 .describe("Requests, WebSockets, subscriptions and messages the engines refused because one client reached its own limit (the engine's log names the client). AragoraClientLimitRefusals opens a ticket past 0.1/s for 15 minutes."),
+            panel("OCSP staple: validity left", "timeseries", "s")
+                .query(format!("aragora_tls_ocsp_staple_expires_in_seconds{{{gw}}}"), "{{instance}} left")
+                .query(format!("aragora_tls_ocsp_staple_age_seconds{{{gw}}}"), "{{instance}} age")
+                .query(format!("aragora_tls_ocsp_stapling_enabled{{{gw}}} - aragora_tls_ocsp_stapled{{{gw}}}"), "{{instance}} missing (1)")
+                .describe("Per gateway: seconds until the stapled OCSP response's nextUpdate, its age, and 1 while stapling is on but nothing is stapled. AragoraOCSPStapleStale warns once less is left than half the age, AragoraOCSPStapleMissing after 15 minutes without a staple."),
+            panel("OCSP refresh failures / h by reason", "timeseries", "short")
+                .query(format!("sum by (instance, reason) (increase(aragora_tls_ocsp_refresh_failures_total{{{gw}}}[1h]))"), "{{instance}} {{reason}}")
+                .threshold(2.0, "red")
+                .describe("Fetches of the certificate's OCSP response that did not staple (the gateway's log says why: \"OCSP refresh failed\"). AragoraOCSPRefreshFailing at two within two hours; AragoraOCSPCertificateRevoked pages on any revoked."),
         ]),
         render("aragora-debate-analytics", "Aragora Debate Analytics", "debate-analytics.json", vec![], vec![
             panel("Debates ended / h by outcome", "timeseries", "short").query(format!("sum by (outcome) (increase(aragora_debates_total{{{engine}}}[1h]))"), "{{outcome}}"),

@@ -105,7 +105,7 @@ fn promtool_accepts_the_rules_and_their_tests_pass() {
         dir.path(),
     );
     let text = assert_success(&check, "promtool check rules");
-    assert!(text.contains("SUCCESS: 29 rules found"), "{text}");
+    assert!(text.contains("SUCCESS: 33 rules found"), "{text}");
     let test = run(
         "promtool",
         &["test", "rules", SLO_TESTS, OPERATIONAL_TESTS],
@@ -155,9 +155,9 @@ fn every_alert_has_tests_that_fire_it_and_tests_that_must_not() {
         .lines()
         .filter_map(|line| line.trim().strip_prefix("- alert: "))
         .collect();
-    // Runbook table, DR, security, resource exhaustion, webhooks, infrastructure; page and
-    // ticket per SLO.
-    assert_eq!(alerts.len(), 15 + 5 + 1 + 1 + 2 + 5 + 3 * 2, "{alerts:?}");
+    // Runbook table, DR, security, resource exhaustion, webhooks, infrastructure (TLS and OCSP
+    // included); page and ticket per SLO.
+    assert_eq!(alerts.len(), 15 + 5 + 1 + 1 + 2 + 9 + 3 * 2, "{alerts:?}");
     for alert in alerts {
         let groups = |kind: &str| tests.matches(&format!("'{alert}{kind}")).count();
         let slo_groups = tests.matches(&format!("'{alert} (")).count();

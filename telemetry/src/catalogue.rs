@@ -285,8 +285,16 @@ pub const CLIENT_LIMITS: &[&str] = &[
 pub const CLIENT_LIMIT_REFUSALS_TOTAL: MetricDef = MetricDef {
     name: "aragora_client_limit_refusals_total",
     kind: MetricKind::Counter,
-    help: "Requests, WebSocket upgrades and subscriptions the engine refused because one client reached its own limit, by limit (websockets_per_client, subscriptions_per_websocket, messages_per_websocket, debates_per_client, list_limit).",
+    help: "Requests, WebSocket upgrades and subscriptions the engine refused because one client reached its own limit, by limit (websockets_per_client, subscriptions_per_websocket, messages_per_websocket, debates_per_client, list_limit); on the gateway, WebSocket upgrades refused per client address (websockets_per_client).",
     labels: &["limit"],
+    buckets: &[],
+};
+
+pub const CLIENT_LIMITS_SHARED: MetricDef = MetricDef {
+    name: "aragora_client_limits_shared",
+    kind: MetricKind::Gauge,
+    help: "1 while this engine replica counts per-client WebSockets and debates across the replicas through Redis; 0 while it counts alone (no ARAGORA_REDIS_URL, or Redis not answering: a client may then hold up to the limit on each replica).",
+    labels: &[],
     buckets: &[],
 };
 
@@ -360,6 +368,22 @@ pub const TLS_OCSP_STAPLE_AGE_SECONDS: MetricDef = MetricDef {
     name: "aragora_tls_ocsp_staple_age_seconds",
     kind: MetricKind::Gauge,
     help: "Seconds since the thisUpdate of the OCSP response the gateway staples; 0 while it staples none.",
+    labels: &[],
+    buckets: &[],
+};
+
+pub const TLS_OCSP_STAPLING_ENABLED: MetricDef = MetricDef {
+    name: "aragora_tls_ocsp_stapling_enabled",
+    kind: MetricKind::Gauge,
+    help: "1 while the current certificate is to be stapled (a response file, or responses fetched from its responder); 0 while stapling is off or the certificate names no responder.",
+    labels: &[],
+    buckets: &[],
+};
+
+pub const TLS_OCSP_STAPLE_EXPIRES_IN_SECONDS: MetricDef = MetricDef {
+    name: "aragora_tls_ocsp_staple_expires_in_seconds",
+    kind: MetricKind::Gauge,
+    help: "Seconds until the nextUpdate of the OCSP response the gateway staples, after which it is no longer stapled; 0 while it staples none.",
     labels: &[],
     buckets: &[],
 };
@@ -725,6 +749,7 @@ pub const ALL: &[MetricDef] = &[
     DEBATES_ADOPTED_TOTAL,
     AUTH_FAILURES_TOTAL,
     CLIENT_LIMIT_REFUSALS_TOTAL,
+    CLIENT_LIMITS_SHARED,
     UPSTREAM_READY,
     UPSTREAM_RETRIES_TOTAL,
     GATEWAY_INFLIGHT_REQUESTS,
@@ -733,6 +758,8 @@ pub const ALL: &[MetricDef] = &[
     TLS_HANDSHAKE_FAILURES_TOTAL,
     TLS_OCSP_STAPLED,
     TLS_OCSP_STAPLE_AGE_SECONDS,
+    TLS_OCSP_STAPLING_ENABLED,
+    TLS_OCSP_STAPLE_EXPIRES_IN_SECONDS,
     TLS_OCSP_REFRESH_FAILURES_TOTAL,
     GATEWAY_CONNECTIONS,
     GATEWAY_CONNECTIONS_REFUSED_TOTAL,

@@ -572,6 +572,56 @@ async fn metrics_count_requests_under_route_templates() {
     .is_some());
 }
 
+/// `/api/slo` is the binary's route, merged into the engine's router: it goes through the same
+/// layers as the engine's own, so it is counted under its template and answers CORS preflights.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binarys_slo_route_is_counted_and_answers_cors_like_the_engines_own() {
+    const LISTED: &str = "https://app.example.com";
+    let engine =
+        Engine::start(EngineOptions::sqlite().env("ARAGORA_ALLOWED_ORIGINS", LISTED)).await;
+    // No ARAGORA_PROMETHEUS_URL: the route is there and says why it has nothing.
+    let (status, body) = engine.get("/api/slo").await;
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("ARAGORA_PROMETHEUS_URL")),
+        "{body}"
+    );
+    let metrics = engine.metrics().await;
+    let series = "aragora_http_requests_total{method=\"GET\",route=\"/api/slo\",status=\"404\"}";
+    assert_eq!(sample(&metrics, series), Some(1.0), "{metrics}");
+    assert_eq!(
+        sample(
+            &metrics,
+            "aragora_request_latency_seconds_count{method=\"GET\",route=\"/api/slo\"}"
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    let preflight = |path: &str| {
+        reqwest::Client::new()
+            .request(reqwest::Method::OPTIONS, engine.url(path))
+            .header("origin", LISTED)
+            .header("access-control-request-method", "GET")
+            .header("access-control-request-headers", "authorization")
+            .send()
+    };
+    let allowed = |response: &reqwest::Response| {
+        (
+            response.status().as_u16(),
+            response
+                .headers()
+                .get("access-control-allow-origin")
+                .map(|v| v.to_str().unwrap().to_string()),
+        )
+    };
+    let own = preflight("/api/debates").await.unwrap();
+    let slo = preflight("/api/slo").await.unwrap();
+    assert_eq!(allowed(&own), (200, Some(LISTED.to_string())));
+    assert_eq!(allowed(&slo), allowed(&own), "as the engine's own routes");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_endpoints_report_the_seeds_shapes() {
     let engine = Engine::start(EngineOptions::sqlite()).await;

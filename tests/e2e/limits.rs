@@ -3,11 +3,14 @@
 //! refusal in `aragora_client_limit_refusals_total{limit}`; every list endpoint refuses a
 //! `limit` past `ARAGORA_MAX_LIST_LIMIT`. Then a bounded load test through the TLS edge: one
 //! abusive client at full speed (debates, WebSockets, subscriptions) does not push a
-//! well-behaved client's p99 over the latency SLO's default threshold.
+//! well-behaved client's p99 over the latency SLO's default threshold. And two replicas sharing
+//! PostgreSQL and Redis hold one client to one limit between them, a killed replica's slots
+//! expiring with their leases.
 
 use crate::edge_websockets::connect_wss;
 use crate::support::{
-    eventually, post_json, sample, ws_request, Engine, EngineOptions, GatewayProcess,
+    eventually, free_port, post_json, sample, ws_request, Engine, EngineOptions, GatewayProcess,
+    TestDatabase,
 };
 use crate::websocket::{connect, next_event};
 use futures::{SinkExt, StreamExt};
@@ -232,6 +235,136 @@ async fn each_limit_refuses_only_the_client_that_reached_it_and_counts_it() {
     assert_eq!(keys["api_keys"].as_array().map(Vec::len), Some(1), "{keys}");
     assert_eq!(keys["total"], 2, "{keys}");
     assert_eq!(refusals(&engine.metrics().await, "list_limit"), 12.0);
+}
+
+/// The refusal of a WebSocket upgrade by `request`: its status and JSON body.
+async fn refused_upgrade(
+    request: tokio_tungstenite::tungstenite::handshake::client::Request,
+) -> (u16, Value) {
+    match tokio_tungstenite::connect_async(request).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => (
+            response.status().as_u16(),
+            serde_json::from_slice(response.body().as_deref().unwrap_or(b""))
+                .expect("a JSON error body"),
+        ),
+        other => panic!("the upgrade must be refused: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_sharing_redis_hold_a_client_to_one_limit_and_a_dead_ones_slots_expire() {
+    let database = TestDatabase::create().await;
+    // Keys of this test only; leases of 2 s so the dead replica's expire within the test.
+    let prefix = format!("aragora-test:{}:", uuid::Uuid::new_v4().simple());
+    let options = || {
+        EngineOptions::postgres(&database.url)
+            .env("ARAGORA_REDIS_URL", "redis://127.0.0.1:6379/0")
+            .env("ARAGORA_CLIENT_LIMIT_KEY_PREFIX", &prefix)
+            .env("ARAGORA_CLIENT_LIMIT_LEASE_SECS", 2)
+            .env("ARAGORA_WS_MAX_CONNECTIONS_PER_CLIENT", 2)
+            .env("ARAGORA_DEBATE_QUEUE_PER_CLIENT", 1)
+            .env("ARAGORA_OFFLINE_AGENT_LATENCY_MS", 1000)
+    };
+    let mut a = Engine::start(options()).await;
+    let b = Engine::start(options()).await;
+    for engine in [&a, &b] {
+        eventually("counts shared through Redis", PATIENCE, || async {
+            (sample(&engine.metrics().await, "aragora_client_limits_shared") == Some(1.0))
+                .then_some(())
+        })
+        .await;
+    }
+    // One key, valid on both (the database is shared).
+    let key = operator_key(&a.http, &a.url(""), "roaming").await;
+    let other = operator_key(&a.http, &a.url(""), "bystander").await;
+    let on = |engine: &Engine, key: &str| ws_request(&engine.ws_url("/ws"), Some(key));
+
+    // Two open on A: a third is refused on B as on A, with the same message.
+    let first = connect(on(&a, &key)).await;
+    let _second = connect(on(&a, &key)).await;
+    let (status, from_b) = refused_upgrade(on(&b, &key)).await;
+    assert_client_limit(status, &from_b, "ARAGORA_WS_MAX_CONNECTIONS_PER_CLIENT");
+    let message = from_b["error"]["message"].as_str().unwrap();
+    assert!(message.contains("across the engine replicas"), "{message}");
+    let (status, from_a) = refused_upgrade(on(&a, &key)).await;
+    assert_eq!(
+        (status, &from_a),
+        (429, &from_b),
+        "the same answer on either"
+    );
+    assert_eq!(refusals(&b.metrics().await, "websockets_per_client"), 1.0);
+    let _bystander = connect(on(&b, &other)).await;
+
+    // Closing one on A frees a slot on B.
+    drop(first);
+    let _on_b = eventually("the closed WebSocket's slot on B", PATIENCE, || async {
+        tokio_tungstenite::connect_async(on(&b, &key))
+            .await
+            .ok()
+            .map(|(socket, _)| socket)
+    })
+    .await;
+    let (status, body) = refused_upgrade(on(&b, &key)).await;
+    assert_client_limit(status, &body, "ARAGORA_WS_MAX_CONNECTIONS_PER_CLIENT");
+
+    // Debates: one queued or running on A is the client's one, on B too.
+    let client = client_with(reqwest::Client::builder(), &key);
+    let (status, body) = create_debate(&client, &a.url(""), "one").await;
+    assert_eq!(status, 202, "{body}");
+    let (status, body) = create_debate(&client, &b.url(""), "two").await;
+    assert_client_limit(status, &body, "ARAGORA_DEBATE_QUEUE_PER_CLIENT");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("across the engine replicas")),
+        "{body}"
+    );
+
+    // A dies without giving anything back: its WebSocket's lease and its debate's (which B
+    // adopts, keeping the client's one debate) do not hold B's slots for ever.
+    a.process.signal(libc::SIGKILL);
+    a.process.wait_exit(PATIENCE).await;
+    let _after = eventually(
+        "the dead replica's WebSocket slot to expire",
+        PATIENCE,
+        || async {
+            tokio_tungstenite::connect_async(on(&b, &key))
+                .await
+                .ok()
+                .map(|(socket, _)| socket)
+        },
+    )
+    .await;
+    let (status, body) = refused_upgrade(on(&b, &key)).await;
+    assert_client_limit(status, &body, "ARAGORA_WS_MAX_CONNECTIONS_PER_CLIENT");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_unreachable_a_replica_counts_alone_and_says_so_rather_than_refusing_everyone() {
+    // A port nothing listens on.
+    let closed = free_port();
+    let engine = Engine::start(
+        EngineOptions::sqlite()
+            .env("ARAGORA_REDIS_URL", format!("redis://127.0.0.1:{closed}/0"))
+            .env("ARAGORA_WS_MAX_CONNECTIONS_PER_CLIENT", 1),
+    )
+    .await;
+    let key = operator_key(&engine.http, &engine.url(""), "alone").await;
+    let on = || ws_request(&engine.ws_url("/ws"), Some(&key));
+    let _first = connect(on()).await;
+    let (status, body) = refused_upgrade(on()).await;
+    assert_client_limit(status, &body, "ARAGORA_WS_MAX_CONNECTIONS_PER_CLIENT");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("on this replica"), "{message}");
+    let metrics = engine.metrics().await;
+    assert_eq!(sample(&metrics, "aragora_client_limits_shared"), Some(0.0));
+    assert!(
+        engine
+            .process
+            .log_text()
+            .contains("per-client limits (WebSockets, debates) are counted on this replica alone"),
+        "the fallback is logged"
+    );
 }
 
 /// The `q`-quantile of `samples` (nearest rank).

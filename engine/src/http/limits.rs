@@ -6,8 +6,11 @@
 //! tokens), so every process sharing a credential is one client, and one user holding two keys
 //! is two. Callers admitted without a credential (`ARAGORA_AUTH_ANONYMOUS`) are one client
 //! together, `anonymous`: behind the gateway the engine sees no client address, and per address
-//! it is the gateway's rate limit that applies. The counts are this replica's: N replicas let a
-//! client hold N times as much, which is what each replica can bear.
+//! it is the gateway's rate limit that applies. Open WebSockets and debates queued or running
+//! are counted across the replicas when they share Redis ([`crate::client_slots`]: leases that
+//! a dead replica's slots outlive by at most `ARAGORA_CLIENT_LIMIT_LEASE_SECS`), and by this
+//! replica alone without Redis or while it does not answer; the other limits are per
+//! connection or per request. The message rate is this replica's.
 //!
 //! | limit | setting (default) | refusal | `aragora_client_limit_refusals_total{limit}` |
 //! |---|---|---|---|
@@ -179,10 +182,11 @@ impl ClientCounts {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// One more for `client` when it holds fewer than `max` (a client new here gets an
-    /// allowance of `rate` messages a second); the slot is given back when the returned guard
-    /// drops, however the connection ends.
-    pub fn try_take(&self, client: &str, max: usize, rate: u32) -> Option<ClientSlot> {
+    /// One more for `client` (a client new here gets an allowance of `rate` messages a
+    /// second), and how many it held here before: whoever decides the limit
+    /// ([`crate::client_slots`]) refuses by dropping the slot. The slot is given back when the
+    /// returned guard drops, however the connection ends.
+    pub fn take(&self, client: &str, rate: u32) -> (ClientSlot, usize) {
         let mut counts = self.lock();
         let entry = counts
             .entry(client.to_string())
@@ -190,14 +194,14 @@ impl ClientCounts {
                 open: 0,
                 budget: message_budget(rate),
             });
-        if entry.open >= max {
-            return None;
-        }
+        let before = entry.open;
         entry.open += 1;
-        Some(ClientSlot {
+        let slot = ClientSlot {
             counts: self.clone(),
             client: client.to_string(),
-        })
+            shared: None,
+        };
+        (slot, before)
     }
 
     /// What `client` holds now.
@@ -211,9 +215,17 @@ impl ClientCounts {
 pub struct ClientSlot {
     counts: ClientCounts,
     client: String,
+    /// Its place in the replicas' count, given back with it.
+    shared: Option<crate::client_slots::Slot>,
 }
 
 impl ClientSlot {
+    /// Keeps `slot` (the replicas' count of this connection) for as long as this one lives.
+    pub fn with_shared(mut self, slot: crate::client_slots::Slot) -> Self {
+        self.shared = Some(slot);
+        self
+    }
+
     /// Takes one message from the client's allowance; false when it is over its rate.
     pub fn take_message(&self) -> bool {
         self.counts
@@ -243,22 +255,26 @@ mod tests {
     #[test]
     fn a_client_gets_up_to_its_limit_and_its_slots_back_as_they_drop() {
         let counts = ClientCounts::default();
-        let first = counts.try_take("key:a", 2, 3).expect("first");
-        let second = counts.try_take("key:a", 2, 3).expect("second");
-        assert!(
-            counts.try_take("key:a", 2, 3).is_none(),
-            "a third is refused"
+        let (first, before) = counts.take("key:a", 3);
+        assert_eq!(before, 0);
+        let (second, before) = counts.take("key:a", 3);
+        assert_eq!(before, 1);
+        let (refused, before) = counts.take("key:a", 3);
+        assert_eq!(before, 2, "a third sees the two it would exceed");
+        drop(refused);
+        assert_eq!(
+            counts.held("key:a"),
+            2,
+            "a refused one gives its place back"
         );
-        assert!(
-            counts.try_take("key:b", 2, 3).is_some(),
-            "another client is not"
-        );
+        assert_eq!(counts.take("key:b", 3).1, 0, "another client counts apart");
         // The allowance is the client's: its connections share it.
         assert!(first.take_message() && second.take_message() && first.take_message());
         assert!(!second.take_message(), "three a second between them");
         drop(first);
         assert_eq!(counts.held("key:a"), 1);
-        let third = counts.try_take("key:a", 2, 3).expect("a slot given back");
+        let (third, before) = counts.take("key:a", 3);
+        assert_eq!(before, 1, "a slot given back");
         assert!(!third.take_message(), "a new connection does not refill it");
         drop((second, third));
         assert_eq!(counts.held("key:a"), 0);

@@ -80,8 +80,11 @@ pub struct Shared {
     pub phase: Mutex<Phase>,
     /// Flips to true when WebSockets must close (code 1001, going away).
     pub closing: watch::Receiver<bool>,
-    /// Open WebSockets per client, for `ARAGORA_WS_MAX_CONNECTIONS_PER_CLIENT`.
+    /// Open WebSockets per client on this replica, for `ARAGORA_WS_MAX_CONNECTIONS_PER_CLIENT`
+    /// (and their message allowance).
     pub websockets: limits::ClientCounts,
+    /// The per-client counts across replicas (WebSockets, debates), or this replica's.
+    pub slots: crate::client_slots::ClientSlots,
     pub started: Instant,
     /// The OpenAPI document `GET /api/openapi.json` serves: this engine's routes and its
     /// extras' ([`openapi::document_with`]), rendered once.
@@ -130,22 +133,34 @@ impl AppState {
 
 /// The full API router: REST, health, metrics and `/ws`, built from [`api_routes`] alone.
 pub fn app(state: AppState) -> Router {
-    api_routes()
+    app_with(state, None)
+}
+
+/// [`app`] with `extra` routes (the binary's `/api/slo`, [`crate::Extras`]) merged in before
+/// the layers, so they are counted under their route template, answer CORS preflights and
+/// get the JSON fallbacks like the engine's own; their handlers check access themselves.
+pub fn app_with(state: AppState, extra: Option<Router>) -> Router {
+    let router = api_routes()
         .into_iter()
         .fold(Router::new(), |router, endpoint| {
             router.route(&endpoint.path, endpoint.handlers.2)
         })
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
-        .layer(cors(&state))
-        .layer(axum::middleware::map_response(credentials_only_with_origin))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            record_request,
-        ))
-        .with_state(state)
+        .with_state(state.clone());
+    match extra {
+        Some(extra) => router.merge(extra),
+        None => router,
+    }
+    .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+    .layer(cors(&state))
+    .layer(axum::middleware::map_response(credentials_only_with_origin))
+    .layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        record_request,
+    ))
 }
+
 /// tower-http's CORS sends `Access-Control-Allow-Credentials` to every origin; a browser
 /// ignores it without `Allow-Origin`, but an unlisted origin should not be told either.
 async fn credentials_only_with_origin(mut response: Response) -> Response {

@@ -191,16 +191,30 @@ pub async fn upgrade(
     }
     let allowed = state.config.ws_max_connections_per_client;
     let rate = state.config.ws_max_messages_per_second;
-    let Some(slot) = state.websockets.try_take(&principal.subject, allowed, rate) else {
-        return Err(limits::too_many(
-            &state,
-            ClientLimit::WebSockets,
-            &principal.subject,
-            format!(
-                "this credential already holds {allowed} WebSockets open to this replica, the most one client may (ARAGORA_WS_MAX_CONNECTIONS_PER_CLIENT); close one, or follow several debates on one connection"
-            ),
-            1,
-        ));
+    // Counted here (the message allowance is this replica's) and, with Redis, across the
+    // replicas: the slot is refused, and given back, as a whole.
+    let (slot, held_here) = state.websockets.take(&principal.subject, rate);
+    let label = ClientLimit::WebSockets.label();
+    let slot = match state
+        .slots
+        .take(label, &principal.subject, None, allowed, held_here)
+        .await
+    {
+        Ok(shared) => slot.with_shared(shared),
+        Err(refused) => {
+            drop(slot);
+            return Err(limits::too_many(
+                &state,
+                ClientLimit::WebSockets,
+                &principal.subject,
+                format!(
+                    "this credential already holds {} WebSockets open {}, the most one client may (ARAGORA_WS_MAX_CONNECTIONS_PER_CLIENT is {allowed}); close one, or follow several debates on one connection",
+                    refused.held,
+                    refused.scope.phrase()
+                ),
+                1,
+            ));
+        }
     };
     let max = state.config.ws_max_message_size;
     let ws = match (offered.contains(&PROTOCOL), bearer_protocol) {

@@ -281,6 +281,9 @@ impl Harness {
             phase: Mutex::new(phase),
             closing: self.closing.subscribe(),
             websockets: Default::default(),
+            slots: aragora_engine::client_slots::ClientSlots::local(
+                deps.metrics.client_limits_shared.clone(),
+            ),
             started: Instant::now(),
             openapi: aragora_engine::http::openapi::render(),
         }))

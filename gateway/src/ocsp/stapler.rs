@@ -7,8 +7,11 @@
 //! verifies and says revoked drops the staple at once. For a file plan it only says, once,
 //! when the file's response has expired. Handshakes never wait for any of this.
 //!
-//! Metrics: `aragora_tls_ocsp_stapled`, `aragora_tls_ocsp_staple_age_seconds` (both computed
-//! from the store when scraped) and `aragora_tls_ocsp_refresh_failures_total{reason}`.
+//! Metrics: `aragora_tls_ocsp_stapled`, `aragora_tls_ocsp_staple_age_seconds`,
+//! `aragora_tls_ocsp_staple_expires_in_seconds` and `aragora_tls_ocsp_stapling_enabled` (all
+//! computed from the store when scraped), and `aragora_tls_ocsp_refresh_failures_total{reason}`.
+//! The alerts over them (a staple missing while stapling is on, one past two thirds of its
+//! validity, refreshes failing, a revocation) are `slo/src/rules/infrastructure.rs`'.
 
 use super::subject::OcspSubject;
 use super::verify::{verify, Status, Verified};
@@ -49,6 +52,20 @@ pub fn register_metrics(registry: &Registry, certs: &Arc<CertStore>) -> IntCount
             .served_staple(now)
             .and_then(|(this_update, _)| now.duration_since(this_update).ok())
             .map_or(0.0, |age| age.as_secs_f64())
+    });
+    let store = certs.clone();
+    cat::TLS_OCSP_STAPLE_EXPIRES_IN_SECONDS.gauge_computed(registry, move || {
+        let now = SystemTime::now();
+        store
+            .served_staple(now)
+            .and_then(|(_, next_update)| next_update.duration_since(now).ok())
+            .map_or(0.0, |left| left.as_secs_f64())
+    });
+    let store = certs.clone();
+    // Whether a staple is wanted at all: without it a missing staple cannot be told from
+    // stapling off, and an alert on "no staple" would fire on every gateway that staples none.
+    cat::TLS_OCSP_STAPLING_ENABLED.gauge_computed(registry, move || {
+        f64::from(u8::from(!matches!(*store.plan().1, Plan::Off)))
     });
     let failures = cat::TLS_OCSP_REFRESH_FAILURES_TOTAL.counter(registry);
     for reason in REASONS {

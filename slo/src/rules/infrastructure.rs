@@ -2,8 +2,10 @@
 //! PostgreSQL connections over 80% of `max_connections`, Redis memory over 80% of its
 //! `maxmemory`, a filesystem over 85% used, over the metrics of postgres_exporter,
 //! redis_exporter and node_exporter (the runbook's `postgres`, `redis` and `node` scrape
-//! jobs); and the gateway's TLS certificate expiring within 14 days (a warning) or 3 days or
-//! already (critical), over the expiry the gateway exports itself.
+//! jobs); the gateway's TLS certificate expiring within 14 days (a warning) or 3 days or
+//! already (critical), over the expiry the gateway exports itself; and its OCSP staple
+//! (`gateway/src/ocsp/`): missing while stapling is on, stale, refreshes failing, or the
+//! certificate revoked.
 //!
 //! They form their own rule group, [`GROUP`], inside `operational-rules.yaml`: a deployment
 //! without the exporters (the Simple profile on SQLite) loads them and they stay silent, and
@@ -226,6 +228,34 @@ pub fn alerts() -> Vec<OperationalAlert> {
     };
     let (gateway_1, gateway_2) = (gateway("gateway-1:9091"), gateway("gateway-2:9091"));
     let left = tls_seconds_left();
+    let gw = gateway_selector();
+    let ocsp = |name: &str, gateway: &str| {
+        format!(
+            "{name}{{component=\"gateway\",instance=\"{gateway}:9091\",job=\"aragora-gateway\"}}"
+        )
+    };
+    let ocsp_failures = |reason: &str, gateway: &str| {
+        format!("aragora_tls_ocsp_refresh_failures_total{{component=\"gateway\",instance=\"{gateway}:9091\",job=\"aragora-gateway\",reason=\"{reason}\"}}")
+    };
+    // One gateway's staple: stapling on or off, stapled or not, its age and time left.
+    let staple = |gateway: &str, enabled: f64, stapled: f64, age: f64, left: f64| {
+        vec![
+            (
+                ocsp("aragora_tls_ocsp_stapling_enabled", gateway),
+                flat(enabled, 40),
+            ),
+            (ocsp("aragora_tls_ocsp_stapled", gateway), flat(stapled, 40)),
+            (
+                ocsp("aragora_tls_ocsp_staple_age_seconds", gateway),
+                flat(age, 40),
+            ),
+            (
+                ocsp("aragora_tls_ocsp_staple_expires_in_seconds", gateway),
+                flat(left, 40),
+            ),
+        ]
+    };
+    let hour = 3600.0;
 
     vec![
         OperationalAlert {
@@ -311,6 +341,72 @@ pub fn alerts() -> Vec<OperationalAlert> {
                 scenario("no certificate read (0)", &[(&cert("gateway-1"), flat(0.0, 30))], &[5]),
             ],
         },
+        // OCSP stapling. A staple missing only matters while one is wanted (a file, or a
+        // certificate naming a responder); 15 minutes covers a start's first fetch and its
+        // retries. A staple refreshed at its half-life never gets past half its validity, so
+        // two thirds means refreshes have failed for a sixth of it (a day of a week-long
+        // response): time to act before clients lose it at nextUpdate.
+        OperationalAlert {
+            name: "AragoraOCSPStapleMissing",
+            group: GROUP,
+            severity: "warning",
+            expr: format!("aragora_tls_ocsp_stapling_enabled{{{gw}}} == 1\nunless on (job, instance)\naragora_tls_ocsp_stapled{{{gw}}} == 1"),
+            for_: PromDuration::minutes(15),
+            summary: "Gateway {{ $labels.instance }} staples no OCSP response though stapling is on".into(),
+            description: "For 15 minutes gateway {{ $labels.instance }} has handed TLS clients no OCSP staple although its certificate is to be stapled (ARAGORA_TLS_OCSP_STAPLING, or ARAGORA_TLS_OCSP_RESPONSE_FILE): no good response yet, or the last one expired or said revoked. Clients that require a staple refuse to connect; the others ask the CA themselves. The gateway's log says why (\"OCSP refresh failed\", with the responder and what to do); aragora_tls_ocsp_refresh_failures_total by reason counts the failures.".into(),
+            fires: scenario("stapling on, no staple (another gateway stapled)", &refs(&[staple("gateway-1", 1.0, 0.0, 0.0, 0.0), staple("gateway-2", 1.0, 1.0, hour, 6.0 * hour)].concat()), &[20]).firing(&[&gateway_1]),
+            quiet: vec![
+                scenario("stapling off", &refs(&staple("gateway-1", 0.0, 0.0, 0.0, 0.0)), &[20]),
+                scenario("stapled", &refs(&staple("gateway-1", 1.0, 1.0, hour, 6.0 * hour)), &[20]),
+                scenario("no staple for ten minutes (a start's first fetches)", &refs(&[(ocsp("aragora_tls_ocsp_stapling_enabled", "gateway-1"), flat(1.0, 40)), (ocsp("aragora_tls_ocsp_stapled", "gateway-1"), format!("0x10 {}", flat(1.0, 30)))]), &[12, 20]),
+            ],
+        },
+        OperationalAlert {
+            name: "AragoraOCSPStapleStale",
+            group: GROUP,
+            severity: "warning",
+            // Both are 0 while nothing is stapled: 0 < 0 leaves those out.
+            expr: format!("aragora_tls_ocsp_staple_expires_in_seconds{{{gw}}}\n< aragora_tls_ocsp_staple_age_seconds{{{gw}}} / 2"),
+            for_: PromDuration::minutes(10),
+            summary: "The OCSP staple of gateway {{ $labels.instance }} is past two thirds of its validity".into(),
+            description: "The OCSP response gateway {{ $labels.instance }} staples has less than half its age left before its nextUpdate (aragora_tls_ocsp_staple_expires_in_seconds): refreshes, due at its half-life, have been failing, and at nextUpdate clients lose the staple. The gateway's log says why (\"OCSP refresh failed\"): check that it can reach the responder, or write a fresh ARAGORA_TLS_OCSP_RESPONSE_FILE and send SIGHUP.".into(),
+            fires: scenario("5 of 7 days gone", &refs(&[staple("gateway-1", 1.0, 1.0, 120.0 * hour, 48.0 * hour), staple("gateway-2", 1.0, 1.0, 24.0 * hour, 144.0 * hour)].concat()), &[20]).firing(&[&gateway_1]),
+            quiet: vec![
+                scenario("half its validity gone (refresh due)", &refs(&staple("gateway-1", 1.0, 1.0, 84.0 * hour, 84.0 * hour)), &[20]),
+                scenario("nothing stapled", &refs(&staple("gateway-1", 1.0, 0.0, 0.0, 0.0)), &[20]),
+            ],
+        },
+        OperationalAlert {
+            name: "AragoraOCSPRefreshFailing",
+            group: GROUP,
+            severity: "warning",
+            // One failure that the next try mends is noise; a responder down keeps failing
+            // (backing off to ARAGORA_TLS_OCSP_REFRESH_SECS, an hour by default), so two
+            // within two hours is a refresh that does not come back by itself.
+            expr: format!("sum by (component, job, instance) (increase(aragora_tls_ocsp_refresh_failures_total{{{gw}}}[2h])) >= 2"),
+            for_: PromDuration::minutes(0),
+            summary: "Gateway {{ $labels.instance }} keeps failing to refresh its OCSP staple".into(),
+            description: "Gateway {{ $labels.instance }} failed to fetch a good OCSP response at least twice in two hours (aragora_tls_ocsp_refresh_failures_total by reason: unreachable, refused, invalid, unknown). The last good staple is still served until its nextUpdate (AragoraOCSPStapleStale warns before that). The gateway's log line \"OCSP refresh failed\" names the responder and what to do.".into(),
+            fires: scenario("the responder unreachable", &[(&ocsp_failures("unreachable", "gateway-1"), "0+1x40".into()), (&ocsp_failures("unreachable", "gateway-2"), flat(0.0, 40))], &[20]).firing(&[&gateway_1]),
+            quiet: vec![
+                scenario("no failures", &[(&ocsp_failures("unreachable", "gateway-1"), flat(0.0, 40))], &[20]),
+                scenario("one failure, then good refreshes", &[(&ocsp_failures("refused", "gateway-1"), format!("0x10 {}", flat(1.0, 30)))], &[20]),
+            ],
+        },
+        OperationalAlert {
+            name: "AragoraOCSPCertificateRevoked",
+            group: GROUP,
+            severity: "critical",
+            expr: format!("sum by (component, job, instance) (increase(aragora_tls_ocsp_refresh_failures_total{{{gw},reason=\"revoked\"}}[1h])) > 0"),
+            for_: PromDuration::minutes(0),
+            summary: "The CA says the TLS certificate of gateway {{ $labels.instance }} is revoked".into(),
+            description: "The OCSP responder answered that the certificate gateway {{ $labels.instance }} serves has been revoked; the gateway stopped stapling at once, and clients that check revocation refuse to connect. Get a new certificate now, replace the files ARAGORA_TLS_CERT and ARAGORA_TLS_KEY name and send the gateway SIGHUP.".into(),
+            fires: scenario("a revoked answer", &[(&ocsp_failures("revoked", "gateway-1"), format!("0x10 {}", flat(1.0, 30))), (&ocsp_failures("unreachable", "gateway-1"), "0+1x40".into())], &[15]).firing(&[&gateway_1]),
+            quiet: vec![
+                scenario("never revoked", &[(&ocsp_failures("revoked", "gateway-1"), flat(0.0, 40))], &[15]),
+                scenario("unreachable only", &[(&ocsp_failures("unreachable", "gateway-1"), "0+1x40".into())], &[15]),
+            ],
+        },
     ]
 }
 
@@ -361,7 +457,7 @@ mod tests {
     #[test]
     fn every_alert_is_in_the_infrastructure_group() {
         let alerts = alerts();
-        assert_eq!(alerts.len(), 5);
+        assert_eq!(alerts.len(), 9);
         assert!(alerts.iter().all(|a| a.group == GROUP));
     }
 }

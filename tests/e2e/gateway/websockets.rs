@@ -1,7 +1,8 @@
 //! WebSockets through the gateway's tunnel, on the wire: every byte of both directions
 //! arrives intact and in order, those sent with the upgrade request, those the replica sends in
 //! the same write as its 101 (what pingora#946 broke), those the client sends right after the
-//! 101, and a burst far larger than any buffer on the way; the open-WebSocket gauge follows.
+//! 101, and a burst far larger than any buffer on the way; the open-WebSocket gauge follows. One
+//! client address holds at most `ARAGORA_GATEWAY_MAX_WEBSOCKETS_PER_CLIENT` open.
 
 use super::{gateway_with_echo, PATIENCE};
 use crate::support::echo::UPGRADED_GREETING;
@@ -86,5 +87,113 @@ async fn a_websockets_bytes_cross_the_tunnel_intact_both_ways() {
             (sample(&metrics, &gauge) == Some(0.0)).then_some(())
         },
     )
+    .await;
+}
+
+/// Sends a WebSocket upgrade through the gateway as a client at `forwarded_for` (the gateway
+/// trusts loopback's `X-Forwarded-For`); returns the response head and body, and the stream.
+async fn upgrade_as(
+    gateway: &crate::support::GatewayProcess,
+    forwarded_for: &str,
+) -> (
+    String,
+    Vec<u8>,
+    tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+) {
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", gateway.https_port))
+        .await
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let mut tls = gateway.tls_connector().connect(name, tcp).await.unwrap();
+    let request = format!("GET /ws HTTP/1.1\r\nhost: 127.0.0.1\r\nx-forwarded-for: {forwarded_for}\r\nupgrade: websocket\r\nconnection: upgrade\r\nsec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n");
+    tls.write_all(request.as_bytes()).await.unwrap();
+    let mut received = Vec::new();
+    let head_end = loop {
+        if let Some(at) = received.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        let len = received.len() + 1;
+        read_at_least(&mut tls, &mut received, len).await;
+    };
+    let head = String::from_utf8_lossy(&received[..head_end]).to_string();
+    let length = head
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0);
+    if !head.starts_with("HTTP/1.1 101") {
+        read_at_least(&mut tls, &mut received, head_end + length).await;
+    }
+    let body = received[head_end..].to_vec();
+    (head, body, tls)
+}
+
+/// An upgrade as `forwarded_for` that must succeed.
+async fn open_as(
+    gateway: &crate::support::GatewayProcess,
+    forwarded_for: &str,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let (head, _, tls) = upgrade_as(gateway, forwarded_for).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{forwarded_for}: {head}");
+    tls
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_client_address_holds_at_most_its_websockets_and_gets_them_back_as_they_end() {
+    const IDLE_SECS: u64 = 3;
+    let (_upstream, gateway) = gateway_with_echo(&[
+        ("ARAGORA_GATEWAY_MAX_WEBSOCKETS_PER_CLIENT", "2".into()),
+        ("ARAGORA_TRUSTED_PROXIES", "127.0.0.0/8".into()),
+        ("ARAGORA_WS_IDLE_TIMEOUT", IDLE_SECS.to_string()),
+    ])
+    .await;
+    let refusals = "aragora_client_limit_refusals_total{limit=\"websockets_per_client\"}";
+    assert_eq!(sample(&gateway.metrics().await, refusals), Some(0.0));
+    let (one, another) = ("198.51.100.7", "198.51.100.8");
+    let first = open_as(&gateway, one).await;
+    let _second = open_as(&gateway, one).await;
+
+    // A third from the same address: 429 with a JSON body naming the setting.
+    let (head, body, _) = upgrade_as(&gateway, one).await;
+    assert!(head.starts_with("HTTP/1.1 429"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("retry-after: 1"),
+        "{head}"
+    );
+    let body: serde_json::Value = serde_json::from_slice(&body).expect("a JSON body");
+    assert_eq!(body["error"]["code"], "client_limit", "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(one) && message.contains("ARAGORA_GATEWAY_MAX_WEBSOCKETS_PER_CLIENT"),
+        "{message}"
+    );
+    assert_eq!(sample(&gateway.metrics().await, refusals), Some(1.0));
+    // Another address behind the same proxy is another client.
+    let _bystander = open_as(&gateway, another).await;
+
+    // The client closes one: its place is back once the tunnel ends.
+    drop(first);
+    let _third = eventually("a closed WebSocket's place back", PATIENCE, || async {
+        let (head, _, tls) = upgrade_as(&gateway, one).await;
+        head.starts_with("HTTP/1.1 101").then_some(tls)
+    })
+    .await;
+    let (head, _, _) = upgrade_as(&gateway, one).await;
+    assert!(
+        head.starts_with("HTTP/1.1 429"),
+        "at its limit again: {head}"
+    );
+
+    // Left silent, both end at the idle timeout and give their places back.
+    let _both = eventually("idle WebSockets' places back", PATIENCE, || async {
+        let (head, _, tls) = upgrade_as(&gateway, one).await;
+        if !head.starts_with("HTTP/1.1 101") {
+            return None;
+        }
+        Some((tls, open_as(&gateway, one).await))
+    })
     .await;
 }
