@@ -117,6 +117,9 @@ pub struct EngineConfig {
     pub client_limit_lease_secs: u64,
     /// Prefix of the per-client limit keys in Redis.
     pub client_limit_key_prefix: String,
+    /// The gateway admin API this engine reads upstreams and rate limits from
+    /// (`GET /api/system/upstreams`, `/api/system/rate-limits`); `aragora up` sets its own.
+    pub gateway_admin_url: Option<String>,
     /// Webhook delivery (see `webhooks`): request timeout, retries and their backoff, the
     /// per-endpoint breaker, the worker's pace, egress and the key of the secrets.
     pub webhook_timeout_ms: u64,
@@ -223,6 +226,7 @@ aragora_config::settings! {
     client_limit_lease_secs: ["ARAGORA_CLIENT_LIMIT_LEASE_SECS"] "Seconds a replica's hold on a client's WebSocket or debate slot lasts in Redis unless renewed (every third of it): a replica that dies frees its clients' slots within this; 1 to 3600.";
     client_limit_key_prefix: ["ARAGORA_CLIENT_LIMIT_KEY_PREFIX"] "Prefix of the per-client limit keys in Redis (one sorted set per client and limit); replicas that share limits must share it.";
     require_distributed: ["ARAGORA_REQUIRE_DISTRIBUTED"] "Multi-instance guard: true makes /readyz (and /api/ready) answer 503 naming Redis while Redis is unreachable, instead of serving alone with events no other replica sees; needs ARAGORA_REDIS_URL.";
+    gateway_admin_url: ["ARAGORA_GATEWAY_ADMIN_URL"] "The gateway's admin API (http://host:9091) that GET /api/system/upstreams and /api/system/rate-limits read; `aragora up` sets it to its own gateway. The engine signs in there with ARAGORA_API_TOKEN (a one-minute admin loop token) or ARAGORA_JWT_SECRET (a one-minute admin JWT), so engine and gateway must share one of them. Unset, those two endpoints answer 404.";
     webhook_timeout_ms: ["ARAGORA_WEBHOOK_TIMEOUT_MS"] "Milliseconds a webhook receiver has to answer a delivery (connect included) before the attempt counts as failed and is retried; 100 to 300000.";
     webhook_max_retries: ["ARAGORA_WEBHOOK_MAX_RETRIES"] "Retries of a webhook delivery after a timeout, connection failure, 429 or 5xx before it is dead-lettered (GET /api/admin/webhooks/dead-letters); 0 to 50.";
     webhook_backoff_base_ms: ["ARAGORA_WEBHOOK_BACKOFF_BASE_MS"] "Delay before a webhook delivery's first retry in ms; doubles each retry up to ARAGORA_WEBHOOK_BACKOFF_MAX_MS, plus up to 10 % jitter; a 429's Retry-After wins. 1 to 3600000.";
@@ -300,6 +304,7 @@ impl Default for EngineConfig {
             require_distributed: false,
             client_limit_lease_secs: 15,
             client_limit_key_prefix: "aragora:client-limits:".into(),
+            gateway_admin_url: None,
             // The runbook's WebhookDeliveryManager defaults.
             webhook_timeout_ms: 30_000,
             webhook_max_retries: 5,
@@ -592,6 +597,16 @@ impl EngineConfig {
                 self.api_port
             ),
         );
+        if let Some(url) = &self.gateway_admin_url {
+            check(
+                aragora_config::is_http_url(url),
+                "ARAGORA_GATEWAY_ADMIN_URL",
+                format!(
+                    "is {:?}; use the gateway's admin address as an http:// or https:// URL (e.g. http://127.0.0.1:9091)",
+                    aragora_config::redact_url(url)
+                ),
+            );
+        }
         check(
             self.host.parse::<std::net::IpAddr>().is_ok(),
             "ARAGORA_HOST",
@@ -1063,6 +1078,32 @@ mod tests {
     }
 
     #[test]
+    fn a_gateway_admin_url_must_be_http_and_is_shown_without_its_password() {
+        let problems = EngineConfig::load(
+            None,
+            &env(&[("ARAGORA_GATEWAY_ADMIN_URL", "ops:hunter2@gw:9091")]),
+        )
+        .unwrap_err();
+        assert_eq!(problems[0].setting, "ARAGORA_GATEWAY_ADMIN_URL");
+        assert!(problems[0].message.contains("http://"), "{}", problems[0]);
+        let config = EngineConfig::load(
+            None,
+            &env(&[("ARAGORA_GATEWAY_ADMIN_URL", "http://127.0.0.1:9091")]),
+        )
+        .unwrap();
+        assert_eq!(
+            config.gateway_admin_url.as_deref(),
+            Some("http://127.0.0.1:9091")
+        );
+        let problems = EngineConfig::load(
+            None,
+            &env(&[("ARAGORA_GATEWAY_ADMIN_URL", "ftp://ops:hunter2@gw:9091")]),
+        )
+        .unwrap_err();
+        assert!(!problems[0].message.contains("hunter2"), "{}", problems[0]);
+    }
+
+    #[test]
     fn every_field_is_a_documented_setting() {
         let value = toml::Value::try_from(EngineConfig {
             database_url: Some("x".into()),
@@ -1071,6 +1112,7 @@ mod tests {
             redis_url: Some("x".into()),
             redis_ca_file: Some("x".into()),
             webhook_encryption_key: Some("x".into()),
+            gateway_admin_url: Some("x".into()),
             ..EngineConfig::default()
         })
         .unwrap();

@@ -286,6 +286,7 @@ impl Harness {
             ),
             started: Instant::now(),
             openapi: aragora_engine::http::openapi::render(),
+            gateway_admin: Default::default(),
         }))
     }
 
