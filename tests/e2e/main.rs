@@ -34,6 +34,7 @@ mod bench_smoke;
 mod chaos;
 mod compose;
 mod config;
+mod console;
 mod deploy_facts;
 mod deploy_image;
 mod deploy_systemd;

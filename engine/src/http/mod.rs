@@ -372,11 +372,13 @@ mod tests {
     fn every_telemetry_route_is_served() {
         let served: Vec<String> = api_routes().into_iter().map(|e| e.path).collect();
         // `/api/slo` is the live SLO evaluator's, merged into this router by `aragora serve`/`up`
-        // (and documented with it: src/openapi.rs).
+        // (and documented with it: src/openapi.rs); the pages are aragora-console's, merged the
+        // same way.
         let stale: Vec<&str> = aragora_telemetry::ROUTES
             .iter()
             .copied()
-            .filter(|route| *route != "/api/slo" && !served.iter().any(|path| path == route))
+            .filter(|route| *route != "/api/slo" && !aragora_telemetry::PAGE_ROUTES.contains(route))
+            .filter(|route| !served.iter().any(|path| path == route))
             .collect();
         assert!(stale.is_empty(), "{stale:?} are in ROUTES but not served");
     }
