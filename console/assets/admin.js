@@ -161,7 +161,9 @@ async function sloCard(slo) {
   const budget =
     remaining == null
       ? badge("budget unknown (no data yet)", "info")
-      : badge(`${percent(remaining, 1)} of the error budget left`, remaining > 0.25 ? "ok" : remaining > 0 ? "warn" : "bad");
+      : remaining <= 0
+        ? badge(`error budget exhausted (${percent(-remaining, 1)} over)`, "bad")
+        : badge(`${percent(remaining, 1)} of the error budget left`, remaining > 0.25 ? "ok" : "warn");
   const alerts = slo.alerts.map((alert) =>
     el(
       "li",
