@@ -62,7 +62,7 @@ pub async fn control(args: &ControlArgs) -> ExitCode {
 
     let registry = prometheus::Registry::new();
     let (stop_live, live_stopped) = tokio::sync::watch::channel(false);
-    let extras = crate::slo::engine_extras(live.as_ref());
+    let extras = crate::slo::engine_extras(live.as_ref(), Default::default());
     let mut router = axum::Router::new();
     if let Some(routes) = extras.routes {
         router = router.merge(axum::Router::from(routes));

@@ -6,8 +6,9 @@
 //! | `settings` | the process configuration: every part read from file, environment and flags, then validated once; printing problems |
 //! | `run` | `serve`, `gateway` and `up`: starting components, signals, shutdown order |
 //! | `checks` | `validate-env` and `receipt verify` |
-//! | `slo` | `slo check` and `slo generate`: SLO specs to Prometheus rules |
+//! | `slo` | `slo check` and `slo generate`: SLO specs to Prometheus rules; `/api/slo` and `/api/slo/history` |
 //! | `dr` | `backup` and `drill`: DR settings and output (the work is in the chaos crate) |
+//! | `drill_api` | `POST`/`GET /api/drills/run`: a drill started through the engine's API and its progress |
 //! | `control` | `control`: DR and chaos schedules and live SLO evaluation beside separate replicas |
 //! | `chaos` | `chaos proxy`, `chaos check`, `chaos run`: fault proxies and chaos experiments |
 //! | `migrate` | `migrate status`, `migrate check`, `migrate up`: the schema against this binary's migrations (Procedure 5) |
@@ -19,6 +20,7 @@ mod chaos;
 mod checks;
 mod control;
 mod dr;
+mod drill_api;
 mod migrate;
 mod openapi;
 mod probe;

@@ -1,7 +1,8 @@
 //! `aragora openapi`: the OpenAPI documents this binary's processes serve, as committed.
 //!
 //! The REST API's is the engine's own routes ([`aragora_engine::http::openapi`]) and those the
-//! binary adds to every engine it runs ([`crate::slo::api`]: `GET /api/slo`), so
+//! binary adds to every engine it runs ([`crate::slo::api`]: `GET /api/slo`;
+//! [`crate::slo::engine_routes`]: `GET /api/slo/history`, `POST`/`GET /api/drills/run`), so
 //! `docs/openapi.json` describes what `aragora serve` and `aragora up` answer, and is what their
 //! `GET /api/openapi.json` serves. The gateway admin API's is [`aragora_gateway::admin_api`]'s
 //! (`--gateway-admin`).
@@ -10,7 +11,8 @@ use std::process::ExitCode;
 
 /// The REST API's document as `aragora serve` serves it.
 pub fn api_document() -> String {
-    let extra = crate::slo::api().into_openapi();
+    let mut extra = crate::slo::api().into_openapi();
+    extra.merge(crate::slo::engine_routes(None, Default::default()).into_openapi());
     aragora_engine::http::openapi::render_document(&aragora_engine::http::openapi::document_with(
         extra,
     ))

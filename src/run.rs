@@ -50,15 +50,26 @@ fn announce_engine(bound: &Bound) {
     println!("aragora engine listening api={} ws={}", bound.api, bound.ws);
 }
 
+/// What the binary adds to an engine it runs besides the live SLO evaluation.
+#[derive(Default)]
+struct EngineAdditions {
+    /// The drill runner, in a process that runs the DR schedules.
+    drills: crate::drill_api::DrillApi,
+    /// The gateway admin API, when this process learns it once its gateway listens.
+    gateway_admin: Option<aragora_engine::http::gateway::GatewayAdmin>,
+}
+
 async fn run_engine(
     config: EngineConfig,
     shutdown: impl Future<Output = ()> + Send,
     on_bound: impl FnOnce(Bound),
     live: Option<&crate::slo::Live>,
     leadership: Option<Leadership>,
+    additions: EngineAdditions,
 ) -> ExitCode {
     settings::init_logging(config.log_level, config.log_format);
-    let mut extras = crate::slo::engine_extras(live);
+    let mut extras = crate::slo::engine_extras(live, additions.drills);
+    extras.gateway_admin = additions.gateway_admin;
     // The console's pages beside the API, on the same origin (undocumented: they are not API).
     let pages = utoipa_axum::router::OpenApiRouter::from(aragora_console::router());
     extras.routes = Some(match extras.routes.take() {
@@ -101,6 +112,10 @@ pub async fn serve(args: &EngineArgs) -> ExitCode {
     let live = crate::slo::Live::new(&loaded.slo, &loaded.live, false);
     let (config, dr) = (loaded.engine, loaded.dr);
     let schedules = dr.dr_scheduler;
+    // The process that runs the DR schedules also runs drills asked for through its API.
+    let drills = crate::drill_api::DrillApi(
+        schedules.then(|| crate::drill_api::DrillRunner::new(config.clone(), dr.clone())),
+    );
     with_dr_schedules(&config, dr, schedules, |leadership| async {
         run_engine(
             config.clone(),
@@ -108,6 +123,10 @@ pub async fn serve(args: &EngineArgs) -> ExitCode {
             |bound| announce_engine(&bound),
             live.as_ref(),
             leadership,
+            EngineAdditions {
+                drills,
+                gateway_admin: None,
+            },
         )
         .await
     })
@@ -253,6 +272,19 @@ pub async fn up(args: &UpArgs) -> ExitCode {
     };
     let live = crate::slo::Live::new(&loaded.slo, &loaded.live, true);
     let live_counters = live.as_ref().and_then(|live| live.counters.clone());
+    // The engine reads its gateway's upstreams and rate limits from the gateway's admin API,
+    // whose port is known once it listens; with no shared secret to sign in with, the gateway
+    // also admits a token only this process knows.
+    let gateway_admin = aragora_engine::http::gateway::GatewayAdmin::new();
+    let private_token = aragora_engine::http::gateway::GatewayAdmin::private_token(&engine.auth);
+    if private_token.is_some() && gateway.auth.api_token.is_none() {
+        gateway.auth.api_token = private_token.clone();
+    }
+    let engine_gateway = gateway_admin.clone();
+    let drills = crate::drill_api::DrillApi(Some(crate::drill_api::DrillRunner::new(
+        engine.clone(),
+        dr.clone(),
+    )));
 
     let running: Arc<Mutex<Option<RunningGateway>>> = Arc::default();
     let (fatal_tx, fatal_rx) = tokio::sync::oneshot::channel::<String>();
@@ -267,6 +299,10 @@ pub async fn up(args: &UpArgs) -> ExitCode {
         let admin_host = gateway.admin_host.clone();
         match aragora_gateway::start(gateway) {
             Ok(started) => {
+                engine_gateway.set(
+                    &format!("http://{}", display(&started.addrs().admin)),
+                    private_token,
+                );
                 if let Some(counters) = &live_counters {
                     counters.add(
                         aragora_slo::settings::GATEWAY_JOB,
@@ -309,7 +345,17 @@ pub async fn up(args: &UpArgs) -> ExitCode {
     // `up` is the whole system on one machine: it always runs the DR schedules.
     let scheduled = engine.clone();
     let code = with_dr_schedules(&scheduled, dr, true, |leadership| {
-        run_engine(engine, shutdown, on_bound, live.as_ref(), leadership)
+        run_engine(
+            engine,
+            shutdown,
+            on_bound,
+            live.as_ref(),
+            leadership,
+            EngineAdditions {
+                drills,
+                gateway_admin: Some(gateway_admin),
+            },
+        )
     })
     .await;
     let failure = fatal.lock().unwrap_or_else(|e| e.into_inner()).take();

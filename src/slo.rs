@@ -374,11 +374,7 @@ async fn slo_status(
         .into_response(),
         None => (
             axum::http::StatusCode::NOT_FOUND,
-            axum::Json(aragora_telemetry::error_body(
-                "not_found",
-                "this process evaluates no SLOs: set ARAGORA_PROMETHEUS_URL (aragora serve), \
-                 or ask aragora up or aragora control",
-            )),
+            axum::Json(aragora_telemetry::error_body("not_found", NO_SLOS)),
         )
             .into_response(),
     }
@@ -391,9 +387,89 @@ pub fn api() -> utoipa_axum::router::OpenApiRouter<SloApi> {
     utoipa_axum::router::OpenApiRouter::new().routes(utoipa_axum::routes!(slo_status))
 }
 
-/// What the engine adds: `GET /api/slo` (answering 404 without `live`), and `live`'s gauges
-/// in its registry.
-pub fn engine_extras(live: Option<&Live>) -> aragora_engine::Extras {
+/// SLO `slo`'s SLI, error ratio and burn rate per window over the last `seconds` (default an
+/// hour, at most a day): each evaluation of the live evaluator, or Prometheus' `query_range`
+/// when the numbers come from Prometheus (readers).
+#[utoipa::path(get, path = "/api/slo/history", operation_id = "slo_history", tag = "slo",
+    security(("bearer" = [])),
+    params(
+        ("slo" = String, Query, description = "The SLO's name (`GET /api/slo` lists them)."),
+        ("seconds" = Option<u64>, Query, description = "How far back, 1 to 86400 (default 3600).", minimum = 1, maximum = 86400),
+    ),
+    responses(
+        (status = 200, description = "The SLO's points, oldest first.", body = aragora_slo::live::SloHistory),
+        (status = 400, description = "`slo` missing or `seconds` not a whole number from 1 to 86400.", body = aragora_engine::error::ErrorBody),
+        (status = 404, description = "No such SLO (the message names the known ones), or this process evaluates no SLOs.", body = aragora_engine::error::ErrorBody),
+        (status = 502, description = "Prometheus did not answer the range query.", body = aragora_engine::error::ErrorBody),
+    ))]
+async fn slo_history(
+    _: aragora_engine::http::access::Reader,
+    axum::Extension(api): axum::Extension<SloApi>,
+    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Result<axum::Json<aragora_slo::live::SloHistory>, aragora_engine::error::ApiError> {
+    use aragora_engine::error::ApiError;
+    use aragora_slo::live::HistoryError;
+    let evaluator = api.0.ok_or_else(|| ApiError::not_found(NO_SLOS))?;
+    let known = || {
+        evaluator
+            .spec()
+            .slos
+            .iter()
+            .map(|slo| slo.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let name = query
+        .get("slo")
+        .filter(|name| !name.is_empty())
+        .ok_or_else(|| {
+            ApiError::bad_request(format!("name the SLO: ?slo=NAME, one of {}", known()))
+        })?;
+    let seconds = match query.get("seconds") {
+        None => 3600,
+        Some(text) => text.parse::<u64>().map_err(|_| {
+            ApiError::bad_request(format!(
+                "seconds is {text:?}; use a whole number of seconds from 1 to {}",
+                aragora_slo::live::SERIES_KEEP_SECS
+            ))
+        })?,
+    };
+    match evaluator.history(name, seconds).await {
+        Ok(history) => Ok(axum::Json(history)),
+        Err(err @ HistoryError::UnknownSlo { .. }) => Err(ApiError::not_found(err.to_string())),
+        Err(err @ HistoryError::BadSpan(_)) => Err(ApiError::bad_request(err.to_string())),
+        Err(HistoryError::Source(err)) => Err(ApiError::new(
+            axum::http::StatusCode::BAD_GATEWAY,
+            "bad_gateway",
+            err.to_string(),
+        )),
+    }
+}
+
+/// Why a process without a live evaluation answers 404.
+const NO_SLOS: &str =
+    "this process evaluates no SLOs: set ARAGORA_PROMETHEUS_URL (aragora serve), \
+                       or ask aragora up or aragora control";
+
+/// The routes the binary adds to an engine's API behind the engine's own access checks (they
+/// take its state): `GET /api/slo/history`, and the drill runs of [`crate::drill_api`].
+pub fn engine_routes(
+    live: Option<&Live>,
+    drills: crate::drill_api::DrillApi,
+) -> utoipa_axum::router::OpenApiRouter<aragora_engine::http::AppState> {
+    let slo = SloApi(live.map(|live| live.evaluator.clone()));
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(utoipa_axum::routes!(slo_history))
+        .layer(axum::Extension(slo))
+        .merge(crate::drill_api::routes(drills))
+}
+
+/// What the engine adds: `GET /api/slo` (answering 404 without `live`), the
+/// [`engine_routes`], and `live`'s gauges in its registry.
+pub fn engine_extras(
+    live: Option<&Live>,
+    drills: crate::drill_api::DrillApi,
+) -> aragora_engine::Extras {
     let routes = api().with_state(SloApi(live.map(|live| live.evaluator.clone())));
     let on_registry = live.map(|live| {
         let evaluator = live.evaluator.clone();
@@ -407,6 +483,8 @@ pub fn engine_extras(live: Option<&Live>) -> aragora_engine::Extras {
     });
     aragora_engine::Extras {
         routes: Some(routes),
+        engine_routes: Some(engine_routes(live, drills)),
         on_registry,
+        gateway_admin: None,
     }
 }

@@ -98,12 +98,17 @@ pub struct DrillReport {
     finished_at_ms: i64,
 }
 
+/// A new drill id, as the DR log keys drills.
+pub fn new_id() -> String {
+    format!("drill-{}", uuid::Uuid::new_v4().simple())
+}
+
 impl DrillReport {
     /// A drill begun at `started_at_ms` against `(rto, rpo)` targets in seconds: failed until
     /// every check has passed, nothing measured yet.
     fn started(backend: &str, started_at_ms: i64, (rto_target, rpo_target): (f64, f64)) -> Self {
         Self {
-            id: format!("drill-{}", uuid::Uuid::new_v4().simple()),
+            id: new_id(),
             status: "failed".into(),
             backend: backend.into(),
             started_at: Timestamp::from_ms(started_at_ms).to_string(),
@@ -208,15 +213,64 @@ impl DrillReport {
     }
 }
 
+/// The steps of a drill, in order, as a person reads them (`GET /api/drills/run`'s `step`).
+/// A failed step skips those that need it; the drill still ends with the last ones.
+pub const STEPS: &[&str] = &[
+    "reading the primary's newest data",
+    "finding the latest backup",
+    "creating a scratch database",
+    "restoring the backup into it",
+    "verifying every receipt's signature",
+    "starting an engine on the restored copy",
+    "running a smoke debate on it",
+    "stopping the restored engine",
+    "dropping the scratch database",
+    "judging RTO and RPO and recording the drill",
+];
+
+/// Hears each step of a drill begin: its index in [`STEPS`].
+pub type OnStep<'a> = &'a (dyn Fn(usize) + Send + Sync);
+
+/// Where a drill says which step it is at: its spinner and whoever listens.
+struct Progress<'a> {
+    bar: indicatif::ProgressBar,
+    on_step: OnStep<'a>,
+}
+
+impl Progress<'_> {
+    fn step(&self, index: usize) {
+        self.bar.set_message(format!("DR drill: {}", STEPS[index]));
+        (self.on_step)(index);
+    }
+}
+
 /// Runs a drill; never panics on a broken backup, it reports it.
 pub async fn run(engine: &EngineConfig, dr: &DrConfig, visible: bool) -> DrillReport {
+    run_observed(engine, dr, visible, None, &|_| {}).await
+}
+
+/// [`run`] as drill `id` (a new one when None), telling `on_step` as each step begins.
+pub async fn run_observed(
+    engine: &EngineConfig,
+    dr: &DrConfig,
+    visible: bool,
+    id: Option<String>,
+    on_step: OnStep<'_>,
+) -> DrillReport {
     let started_at_ms = Timestamp::now().ms();
     let mut report = DrillReport::started(
         engine.db_backend.as_str(),
         started_at_ms,
         (dr.rto_target_secs as f64, dr.rpo_target_secs as f64),
     );
-    let bar = progress::spinner("DR drill: reading the primary", visible);
+    if let Some(id) = id {
+        report.id = id;
+    }
+    let bar = Progress {
+        bar: progress::spinner("DR drill", visible),
+        on_step,
+    };
+    bar.step(0);
     let primary_newest = report.check(
         "read the primary's newest data",
         primary_newest_ms(engine).await,
@@ -226,7 +280,7 @@ pub async fn run(engine: &EngineConfig, dr: &DrConfig, visible: bool) -> DrillRe
         },
     );
     let dir = dr.backup_dir(engine);
-    bar.set_message("DR drill: finding the latest backup");
+    bar.step(1);
     if let Some(manifest) = report.check("find the latest backup", manifest::latest(&dir), |m| {
         format!("{} taken {}", m.id, m.created_at)
     }) {
@@ -241,7 +295,8 @@ pub async fn run(engine: &EngineConfig, dr: &DrConfig, visible: bool) -> DrillRe
             report.rpo_seconds = Some(0.0);
         }
     }
-    bar.finish_and_clear();
+    bar.step(9);
+    bar.bar.finish_and_clear();
     judge(&mut report);
     let finished = Timestamp::now();
     report.finished_at_ms = finished.ms();
@@ -274,11 +329,11 @@ async fn exercise(
     dir: &Path,
     manifest: &Manifest,
     report: &mut DrillReport,
-    bar: &indicatif::ProgressBar,
+    bar: &Progress<'_>,
     visible: bool,
 ) {
     let restore_started = Instant::now();
-    bar.set_message("DR drill: creating the scratch database");
+    bar.step(2);
     let Some(scratch) = report.check(
         "create a scratch database",
         Scratch::create(engine, dir, ".drill-").await,
@@ -286,7 +341,7 @@ async fn exercise(
     ) else {
         return;
     };
-    bar.set_message(format!("DR drill: restoring {}", manifest.id));
+    bar.step(3);
     let restored = match dr.backup_key() {
         Ok(key) => {
             backup::restore_manifest(manifest, dir, &scratch.target, false, key.as_ref(), visible)
@@ -315,16 +370,17 @@ async fn exercise(
         },
     ) {
         report.restored_rows = facts.row_counts;
-        bar.set_message("DR drill: verifying receipts");
+        bar.step(4);
         let verified = verify_receipts(engine, &scratch.url()).await;
         if let Some(count) = report.check("every receipt's signature", verified, |n| {
             format!("{n} receipts verified")
         }) {
             report.receipts_verified = count;
         }
-        bar.set_message("DR drill: starting an engine on the restored copy");
-        smoke(engine, &scratch, restore_started, report).await;
+        bar.step(5);
+        smoke(engine, &scratch, restore_started, report, bar).await;
     }
+    bar.step(8);
     let cleaned = scratch.drop(engine).await;
     report.check("drop the scratch database", cleaned, |_| "dropped".into());
 }
@@ -424,6 +480,7 @@ async fn smoke(
     scratch: &Scratch,
     restore_started: Instant,
     report: &mut DrillReport,
+    bar: &Progress<'_>,
 ) {
     let Some(config) = report.check(
         "configure the restored engine",
@@ -475,6 +532,7 @@ async fn smoke(
     if ready.is_some() {
         report.rto_seconds = Some(rto);
         let base = base.unwrap_or_default();
+        bar.step(6);
         let debate = smoke_debate(&http, &base).await;
         if let Some(id) = report.check(
             "smoke debate completes with a valid receipt",
@@ -484,6 +542,7 @@ async fn smoke(
             report.smoke_debate_id = Some(id);
         }
     }
+    bar.step(7);
     let _ = stop_tx.send(());
     let stopped = match tokio::time::timeout(Duration::from_secs(30), server).await {
         Ok(Ok(Ok(()))) => Ok(()),

@@ -14,7 +14,9 @@
 //! clock gets there. A week of schedule then passes in minutes, with the calendar intact.
 
 use crate::config::DrConfig;
+use crate::error::DrError;
 use crate::leader::Leadership;
+use crate::manifest::Manifest;
 use crate::{backup, cron, drill, retention};
 use aragora_engine::EngineConfig;
 use std::future::Future;
@@ -177,21 +179,28 @@ fn scaled_job(
     }))
 }
 
+/// Takes a backup, notes it in the DR log and prunes old ones, as a scheduled backup does; a
+/// backup not noted or not pruned is logged, not an error (the artifact is on disk).
+pub async fn take_backup(engine: &EngineConfig, dr: &DrConfig) -> Result<Manifest, DrError> {
+    let manifest = backup::create(engine, dr, false).await?;
+    if let Err(err) = backup::record(engine, &manifest).await {
+        tracing::warn!(error = %err, "backup taken but not in the DR log");
+    }
+    match retention::prune(&dr.backup_dir(engine), dr.backup_keep_count, dr.max_age()) {
+        Ok(deleted) if !deleted.is_empty() => {
+            tracing::info!(deleted = ?deleted, "old backups deleted")
+        }
+        Ok(_) => {}
+        Err(err) => tracing::warn!(error = %err, "cannot prune old backups"),
+    }
+    Ok(manifest)
+}
+
 /// One scheduled backup: take it, note it, prune.
 pub async fn backup_once(engine: &EngineConfig, dr: &DrConfig) {
-    match backup::create(engine, dr, false).await {
+    match take_backup(engine, dr).await {
         Ok(manifest) => {
             tracing::info!(id = %manifest.id, bytes = manifest.artifact_bytes, seconds = manifest.duration_seconds, "scheduled backup taken");
-            if let Err(err) = backup::record(engine, &manifest).await {
-                tracing::warn!(error = %err, "backup taken but not in the DR log");
-            }
-            match retention::prune(&dr.backup_dir(engine), dr.backup_keep_count, dr.max_age()) {
-                Ok(deleted) if !deleted.is_empty() => {
-                    tracing::info!(deleted = ?deleted, "old backups deleted")
-                }
-                Ok(_) => {}
-                Err(err) => tracing::warn!(error = %err, "cannot prune old backups"),
-            }
         }
         Err(err) => tracing::error!(error = %err, "scheduled backup failed"),
     }

@@ -112,6 +112,9 @@ pub struct EngineConfig {
     pub redis_url: Option<String>,
     pub redis_ca_file: Option<PathBuf>,
     pub require_distributed: bool,
+    /// The gateway admin API this engine reads upstreams and rate limits from
+    /// (`GET /api/system/upstreams`, `/api/system/rate-limits`); `aragora up` sets its own.
+    pub gateway_admin_url: Option<String>,
     /// Webhook delivery (see `webhooks`): request timeout, retries and their backoff, the
     /// per-endpoint breaker, the worker's pace, egress and the key of the secrets.
     pub webhook_timeout_ms: u64,
@@ -216,6 +219,7 @@ aragora_config::settings! {
     redis_url: ["ARAGORA_REDIS_URL", "REDIS_URL"] "Redis through which replicas share debate events, so a watcher on any replica sees every debate; unset, one replica. rediss:// connects with TLS.";
     redis_ca_file: ["ARAGORA_REDIS_CA_FILE"] "PEM file of the CA that signed a rediss:// server's certificate, trusted besides the system's roots (a private or self-signed Redis).";
     require_distributed: ["ARAGORA_REQUIRE_DISTRIBUTED"] "Multi-instance guard: true makes /readyz (and /api/ready) answer 503 naming Redis while Redis is unreachable, instead of serving alone with events no other replica sees; needs ARAGORA_REDIS_URL.";
+    gateway_admin_url: ["ARAGORA_GATEWAY_ADMIN_URL"] "The gateway's admin API (http://host:9091) that GET /api/system/upstreams and /api/system/rate-limits read; `aragora up` sets it to its own gateway. The engine signs in there with ARAGORA_API_TOKEN (a one-minute admin loop token) or ARAGORA_JWT_SECRET (a one-minute admin JWT), so engine and gateway must share one of them. Unset, those two endpoints answer 404.";
     webhook_timeout_ms: ["ARAGORA_WEBHOOK_TIMEOUT_MS"] "Milliseconds a webhook receiver has to answer a delivery (connect included) before the attempt counts as failed and is retried; 100 to 300000.";
     webhook_max_retries: ["ARAGORA_WEBHOOK_MAX_RETRIES"] "Retries of a webhook delivery after a timeout, connection failure, 429 or 5xx before it is dead-lettered (GET /api/admin/webhooks/dead-letters); 0 to 50.";
     webhook_backoff_base_ms: ["ARAGORA_WEBHOOK_BACKOFF_BASE_MS"] "Delay before a webhook delivery's first retry in ms; doubles each retry up to ARAGORA_WEBHOOK_BACKOFF_MAX_MS, plus up to 10 % jitter; a 429's Retry-After wins. 1 to 3600000.";
@@ -291,6 +295,7 @@ impl Default for EngineConfig {
             redis_url: None,
             redis_ca_file: None,
             require_distributed: false,
+            gateway_admin_url: None,
             // The runbook's WebhookDeliveryManager defaults.
             webhook_timeout_ms: 30_000,
             webhook_max_retries: 5,
@@ -583,6 +588,16 @@ impl EngineConfig {
                 self.api_port
             ),
         );
+        if let Some(url) = &self.gateway_admin_url {
+            check(
+                aragora_config::is_http_url(url),
+                "ARAGORA_GATEWAY_ADMIN_URL",
+                format!(
+                    "is {:?}; use the gateway's admin address as an http:// or https:// URL (e.g. http://127.0.0.1:9091)",
+                    aragora_config::redact_url(url)
+                ),
+            );
+        }
         check(
             self.host.parse::<std::net::IpAddr>().is_ok(),
             "ARAGORA_HOST",

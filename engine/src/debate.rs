@@ -539,6 +539,27 @@ async fn call_agent(
     result
 }
 
+/// Adds what a provider said a call cost to the debate's usage (`GET /api/auth/me/usage`).
+/// Written as soon as the answer is in, before its event: the tokens are spent whether or not
+/// the event lands. A failed write is logged, never the debate's failure.
+async fn record_usage(deps: &DebateDeps, debate_id: &str, reply: &AgentReply) {
+    if reply.input_tokens == 0 && reply.output_tokens == 0 {
+        return;
+    }
+    if let Err(err) = deps
+        .store
+        .add_usage(
+            debate_id,
+            &reply.provider,
+            reply.input_tokens,
+            reply.output_tokens,
+        )
+        .await
+    {
+        tracing::warn!(%debate_id, provider = %reply.provider, error = %err, "the call's token usage is not recorded");
+    }
+}
+
 /// Runs one phase: asks every agent that has not yet done this step, concurrently, then
 /// records the answers in the debate's agent order.
 async fn phase(
@@ -600,6 +621,9 @@ async fn phase(
             recorder
                 .emit(Some(round), Some(name), fallback, None)
                 .await?;
+        }
+        if let Ok(reply) = &reply {
+            record_usage(deps, &record.id, reply).await;
         }
         let provider = match &reply {
             Ok(reply) => reply.provider.clone(),

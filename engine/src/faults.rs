@@ -477,6 +477,32 @@ impl DebateStore for FaultyStore {
         self.gate()?.request_cancel(id, by, at_ms).await
     }
 
+    async fn add_usage(
+        &self,
+        debate_id: &str,
+        provider: &str,
+        input_tokens: u64,
+        output_tokens: u64,
+    ) -> Result<(), StoreError> {
+        self.gate()?
+            .add_usage(debate_id, provider, input_tokens, output_tokens)
+            .await
+    }
+
+    async fn usage_of_creator(
+        &self,
+        created_by: &str,
+        limit: i64,
+    ) -> Result<
+        (
+            Vec<crate::usage::DebateUsage>,
+            Vec<crate::usage::ProviderUsage>,
+        ),
+        StoreError,
+    > {
+        self.gate()?.usage_of_creator(created_by, limit).await
+    }
+
     async fn events_after(
         &self,
         id: &str,

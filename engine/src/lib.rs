@@ -51,6 +51,7 @@ pub mod retention;
 pub mod schema;
 pub mod server;
 pub mod store;
+pub mod usage;
 pub mod webhooks;
 
 pub use config::{ConfigProblem, DbBackend, EngineConfig};

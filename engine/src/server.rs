@@ -132,8 +132,14 @@ pub struct Extras {
     /// Routes merged into the REST API, with what their handlers document: the engine's
     /// `/api/openapi.json` includes them.
     pub routes: Option<utoipa_axum::router::OpenApiRouter>,
+    /// Routes merged into the REST API whose handlers take the engine's state (its access
+    /// extractors `Reader`, `Admin`, ...); their own state comes as an `Extension` layer.
+    pub engine_routes: Option<utoipa_axum::router::OpenApiRouter<AppState>>,
     /// Handed the engine's metric registry once it exists, before anything listens.
     pub on_registry: Option<RegistryHook>,
+    /// Where the gateway's admin API is, when the caller learns it after the engine binds
+    /// (`aragora up`); `ARAGORA_GATEWAY_ADMIN_URL`, when set, wins.
+    pub gateway_admin: Option<crate::http::gateway::GatewayAdmin>,
 }
 
 /// Runs the engine until `shutdown` completes, then drains. `on_bound` is told where the
@@ -212,18 +218,26 @@ pub async fn serve_with(
         }
         None => None,
     };
-    let (extra_routes, openapi) = match extras.routes {
-        Some(routes) => {
-            let (router, documented) = routes.split_for_parts();
+    let (extra_routes, engine_routes, openapi) = match (extras.routes, extras.engine_routes) {
+        (None, None) => (None, None, crate::http::openapi::render()),
+        (routes, engine_routes) => {
+            let (router, mut documented) = routes.unwrap_or_default().split_for_parts();
+            let (engine_router, engine_documented) =
+                engine_routes.unwrap_or_default().split_for_parts();
+            documented.merge(engine_documented);
             (
                 Some(router),
+                Some(engine_router),
                 crate::http::openapi::render_document(&crate::http::openapi::document_with(
                     documented,
                 )),
             )
         }
-        None => (None, crate::http::openapi::render()),
     };
+    let gateway_admin = extras.gateway_admin.unwrap_or_default();
+    if let Some(url) = &config.gateway_admin_url {
+        gateway_admin.set(url, None);
+    }
     let state = AppState(Arc::new(Shared {
         config: config.clone(),
         maintenance: crate::maintenance::Switch::new(metrics.maintenance_mode.clone()),
@@ -242,6 +256,7 @@ pub async fn serve_with(
         websockets: Default::default(),
         started: Instant::now(),
         openapi,
+        gateway_admin,
     }));
     state.set_phase(Phase::Starting(first_step));
 
@@ -263,10 +278,13 @@ pub async fn serve_with(
                 .await
         })
     };
-    let api = match extra_routes {
-        Some(routes) => app(state.clone()).merge(routes),
-        None => app(state.clone()),
-    };
+    let mut api = app(state.clone());
+    if let Some(routes) = extra_routes {
+        api = api.merge(routes);
+    }
+    if let Some(routes) = engine_routes {
+        api = api.merge(routes.with_state(state.clone()));
+    }
     let api_server = serve_listener(api_listener, api);
     let ws_server = serve_listener(ws_listener, ws_app(state.clone()));
     tracing::info!(api = %bound.api, ws = %bound.ws, backend = config.db_backend.as_str(), "listening");

@@ -14,6 +14,7 @@ use crate::model::{
     ConsensusRule, DebateEvent, DebateRecord, DebateStatus, EventKind, Fence, Lease, Outcome,
     StatusUpdate,
 };
+use crate::usage::{self, DebateUsage, ProviderUsage};
 use async_trait::async_trait;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
@@ -171,6 +172,21 @@ pub trait DebateStore: Send + Sync + 'static {
     async fn schema_version(&self) -> Result<Option<i64>, StoreError> {
         Ok(None)
     }
+    /// Adds the tokens `provider` counted for one call of debate `debate_id` (migration 0010).
+    async fn add_usage(
+        &self,
+        debate_id: &str,
+        provider: &str,
+        input_tokens: u64,
+        output_tokens: u64,
+    ) -> Result<(), StoreError>;
+    /// The newest `limit` debates `created_by` created, each with its usage per provider, and
+    /// the totals per provider over all of that principal's debates.
+    async fn usage_of_creator(
+        &self,
+        created_by: &str,
+        limit: i64,
+    ) -> Result<(Vec<DebateUsage>, Vec<ProviderUsage>), StoreError>;
     /// The maintenance row (migration 0006), shared by every replica.
     async fn maintenance(&self) -> Result<MaintenanceState, StoreError>;
     /// Applies an admin's enable or disable; the state after it and whether it changed.
@@ -776,6 +792,26 @@ impl DebateStore for SqlStore {
 
     async fn dr_status(&self) -> Result<DrStatus, StoreError> {
         Ok(dr_log::status(&self.pool).await?)
+    }
+
+    async fn add_usage(
+        &self,
+        debate_id: &str,
+        provider: &str,
+        input_tokens: u64,
+        output_tokens: u64,
+    ) -> Result<(), StoreError> {
+        Ok(usage::add(&self.pool, debate_id, provider, input_tokens, output_tokens).await?)
+    }
+
+    async fn usage_of_creator(
+        &self,
+        created_by: &str,
+        limit: i64,
+    ) -> Result<(Vec<DebateUsage>, Vec<ProviderUsage>), StoreError> {
+        let debates = usage::of_creator(&self.pool, created_by, limit).await?;
+        let totals = usage::totals_of_creator(&self.pool, created_by).await?;
+        Ok((debates, totals))
     }
 
     async fn maintenance(&self) -> Result<MaintenanceState, StoreError> {

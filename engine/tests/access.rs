@@ -96,7 +96,7 @@ fn need(path: &str, method: &Method) -> Need {
             | "/health/ready" | "/ready" | "/status" | "/openapi.json",
             _,
         ) => Need::Open,
-        ("/ws" | "/auth/me", _) => Need::Any,
+        ("/ws" | "/auth/me" | "/auth/me/usage", _) => Need::Any,
         ("/debates", "POST") | ("/debates/{id}/cancel", _) => Need::Operator,
         ("/debates" | "/receipts/verify" | "/drills" | "/agents" | "/auth/token", _) => {
             Need::Reader

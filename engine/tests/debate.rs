@@ -335,6 +335,30 @@ impl DebateStore for LateCommitStore {
     async fn receipt(&self, debate_id: &str) -> Result<Option<String>, StoreError> {
         self.inner.receipt(debate_id).await
     }
+    async fn add_usage(
+        &self,
+        debate_id: &str,
+        provider: &str,
+        input_tokens: u64,
+        output_tokens: u64,
+    ) -> Result<(), StoreError> {
+        self.inner
+            .add_usage(debate_id, provider, input_tokens, output_tokens)
+            .await
+    }
+    async fn usage_of_creator(
+        &self,
+        created_by: &str,
+        limit: i64,
+    ) -> Result<
+        (
+            Vec<aragora_engine::usage::DebateUsage>,
+            Vec<aragora_engine::usage::ProviderUsage>,
+        ),
+        StoreError,
+    > {
+        self.inner.usage_of_creator(created_by, limit).await
+    }
     async fn transition(
         &self,
         id: &str,

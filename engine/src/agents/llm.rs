@@ -110,9 +110,14 @@ impl LlmAgent {
     fn reply(
         &self,
         request: &AgentRequest,
-        text: String,
+        completion: Completion,
         provider: &str,
     ) -> Result<AgentReply, AgentError> {
+        let Completion {
+            text,
+            input_tokens,
+            output_tokens,
+        } = completion;
         let vote_for = match &request.task {
             AgentTask::Vote { positions } => {
                 Some(parse_vote(&text, positions).ok_or_else(|| {
@@ -131,6 +136,8 @@ impl LlmAgent {
             text: text.trim().to_string(),
             vote_for,
             provider: provider.to_string(),
+            input_tokens,
+            output_tokens,
         })
     }
 
@@ -159,7 +166,7 @@ impl LlmAgent {
         match fallback.client.complete(&prompt, &delta).await {
             Ok(completion) => {
                 self.count_tokens(to, &completion);
-                self.reply(request, completion.text, to)
+                self.reply(request, completion, to)
             }
             Err(err) => Err(AgentError::new(
                 err.kind.as_str(),
@@ -222,7 +229,7 @@ impl Agent for LlmAgent {
                     Ok(completion) => {
                         permit.succeeded();
                         self.count_tokens(self.provider(), &completion);
-                        return self.reply(request, completion.text, self.provider());
+                        return self.reply(request, completion, self.provider());
                     }
                     Err(err) => {
                         permit.failed();

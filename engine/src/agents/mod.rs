@@ -74,6 +74,9 @@ pub struct AgentReply {
     pub vote_for: Option<String>,
     /// The provider that actually answered (OpenRouter when the fallback did).
     pub provider: String,
+    /// Tokens the provider counted for the call (its `usage`); 0 for offline agents.
+    pub input_tokens: u64,
+    pub output_tokens: u64,
 }
 
 /// Why an agent call failed. `error_type` is the label of `aragora_agent_errors_total`

@@ -168,6 +168,8 @@ impl OfflineAgent {
             text: format!("{OFFLINE_LABEL} I vote for {choice}: {reason}."),
             vote_for: Some(choice),
             provider: "offline".into(),
+            input_tokens: 0,
+            output_tokens: 0,
         }
     }
 }
@@ -229,6 +231,8 @@ impl Agent for OfflineAgent {
             text,
             vote_for: None,
             provider: "offline".into(),
+            input_tokens: 0,
+            output_tokens: 0,
         })
     }
 }

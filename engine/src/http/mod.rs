@@ -10,12 +10,14 @@ mod debates;
 pub mod drills;
 mod errors;
 mod faults;
+pub mod gateway;
 mod health;
 pub mod limits;
 mod maintenance;
 pub mod openapi;
 mod retention;
 mod tokens;
+mod usage;
 mod webhooks;
 pub mod ws;
 
@@ -86,6 +88,8 @@ pub struct Shared {
     /// The OpenAPI document `GET /api/openapi.json` serves: this engine's routes and its
     /// extras' ([`openapi::document_with`]), rendered once.
     pub openapi: String,
+    /// The gateway admin API `GET /api/system/upstreams` and `/rate-limits` read.
+    pub gateway_admin: gateway::GatewayAdmin,
 }
 
 #[derive(Clone)]
@@ -225,6 +229,7 @@ fn api_routes() -> Vec<Endpoint> {
             routes!(faults::inject, faults::list, faults::clear_all),
             routes!(faults::show, faults::clear),
             routes!(tokens::me),
+            routes!(usage::mine),
             routes!(tokens::create_key),
             routes!(tokens::list_keys),
             routes!(tokens::revoke_key),
@@ -236,6 +241,8 @@ fn api_routes() -> Vec<Endpoint> {
             routes!(retention::status),
             routes!(retention::cleanup),
             routes!(errors::list),
+            routes!(gateway::upstreams),
+            routes!(gateway::rate_limits),
             routes!(webhooks::create, webhooks::list),
             routes!(webhooks::dead_letters),
             routes!(webhooks::show, webhooks::delete),
@@ -371,13 +378,14 @@ mod tests {
     #[test]
     fn every_telemetry_route_is_served() {
         let served: Vec<String> = api_routes().into_iter().map(|e| e.path).collect();
-        // `/api/slo` is the live SLO evaluator's, merged into this router by `aragora serve`/`up`
-        // (and documented with it: src/openapi.rs); the pages are aragora-console's, merged the
-        // same way.
+        // These are the binary's (the live SLO evaluator's, the drill runner's, the console's
+        // pages), merged into this router by `aragora serve`/`up` (and documented with it:
+        // src/openapi.rs; the pages are not API).
+        let binarys = ["/api/slo", "/api/slo/history", "/api/drills/run"];
         let stale: Vec<&str> = aragora_telemetry::ROUTES
             .iter()
             .copied()
-            .filter(|route| *route != "/api/slo" && !aragora_telemetry::PAGE_ROUTES.contains(route))
+            .filter(|route| !binarys.contains(route) && !aragora_telemetry::PAGE_ROUTES.contains(route))
             .filter(|route| !served.iter().any(|path| path == route))
             .collect();
         assert!(stale.is_empty(), "{stale:?} are in ROUTES but not served");

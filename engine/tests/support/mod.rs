@@ -283,6 +283,7 @@ impl Harness {
             websockets: Default::default(),
             started: Instant::now(),
             openapi: aragora_engine::http::openapi::render(),
+            gateway_admin: Default::default(),
         }))
     }
 

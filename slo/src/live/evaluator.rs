@@ -3,7 +3,8 @@
 
 use super::alertmanager::AlertmanagerSink;
 use super::gauges::SloGauges;
-use super::source::{LiveError, SliSource};
+use super::series::{rfc3339, BurnRates, HistoryPoint, Series, SloHistory, SERIES_KEEP_SECS};
+use super::source::{LiveError, SliSource, TimeRange};
 use super::status::{AlertStatus, SloStatus, WindowStatus};
 use crate::duration::PromDuration;
 use crate::model::SloSpec;
@@ -21,6 +22,29 @@ pub struct Evaluator {
     alertmanager: Option<AlertmanagerSink>,
     latest: RwLock<Vec<SloStatus>>,
     last_error: RwLock<Option<LiveError>>,
+    /// Every evaluation, bounded ([`SERIES_KEEP_SECS`]): the history when the source keeps none.
+    series: RwLock<Series>,
+}
+
+/// Why a history cannot be given.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum HistoryError {
+    #[error("there is no SLO {slo:?}; the SLOs are {}", known.join(", "))]
+    UnknownSlo { slo: String, known: Vec<String> },
+    #[error("seconds is {0}; use 1 to {SERIES_KEEP_SECS} (the evaluator keeps a day)")]
+    BadSpan(u64),
+    #[error(transparent)]
+    Source(#[from] LiveError),
+}
+
+/// Steps a Prometheus history is cut into.
+const RANGE_STEPS: f64 = 240.0;
+
+fn now_secs() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default()
 }
 
 impl Evaluator {
@@ -33,6 +57,7 @@ impl Evaluator {
             alertmanager: None,
             latest: RwLock::new(Vec::new()),
             last_error: RwLock::new(None),
+            series: RwLock::new(Series::default()),
         }
     }
 
@@ -67,10 +92,7 @@ impl Evaluator {
             let budget = slo.error_budget_ratio();
             let mut windows = Vec::new();
             // The alert policy's windows, then the period (the budget's window).
-            let mut evaluated = crate::rules::sloth::alert_windows();
-            evaluated.retain(|window| *window != slo.period);
-            evaluated.push(slo.period);
-            for window in evaluated {
+            for window in Self::windows_of(slo) {
                 let error_ratio = self.source.error_ratio(slo, self.scaled(window)).await?;
                 windows.push(WindowStatus {
                     window: window.to_string(),
@@ -112,8 +134,101 @@ impl Evaluator {
             }
             statuses.push(status);
         }
+        self.series
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .record(&statuses, now_secs());
         *self.latest.write().unwrap_or_else(|e| e.into_inner()) = statuses.clone();
         Ok(statuses)
+    }
+
+    /// The windows evaluated for `slo`: the alert policy's, then the period.
+    fn windows_of(slo: &crate::model::Slo) -> Vec<PromDuration> {
+        let mut evaluated = crate::rules::sloth::alert_windows();
+        evaluated.retain(|window| *window != slo.period);
+        evaluated.push(slo.period);
+        evaluated
+    }
+
+    /// SLO `name`'s SLI and burn rates over the last `seconds`: from the source when it keeps
+    /// history (Prometheus, `query_range`), else from this evaluator's own series.
+    pub async fn history(&self, name: &str, seconds: u64) -> Result<SloHistory, HistoryError> {
+        let slo = self
+            .spec
+            .slos
+            .iter()
+            .find(|slo| slo.name == name)
+            .ok_or_else(|| HistoryError::UnknownSlo {
+                slo: name.to_string(),
+                known: self.spec.slos.iter().map(|s| s.name.clone()).collect(),
+            })?;
+        if !(1..=SERIES_KEEP_SECS).contains(&seconds) {
+            return Err(HistoryError::BadSpan(seconds));
+        }
+        let end = now_secs();
+        let range = TimeRange {
+            start: end - seconds as f64,
+            end,
+            step: (seconds as f64 / RANGE_STEPS).max(1.0),
+        };
+        let budget = slo.error_budget_ratio();
+        let mut columns = Vec::new();
+        for window in Self::windows_of(slo) {
+            match self
+                .source
+                .error_ratio_range(slo, self.scaled(window), &range)
+                .await?
+            {
+                Some(values) => columns.push((window.to_string(), values)),
+                None => {
+                    return Ok(SloHistory {
+                        slo: slo.name.clone(),
+                        source: "live",
+                        points: self
+                            .series
+                            .read()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .since(&slo.name, range.start),
+                    })
+                }
+            }
+        }
+        // Every column has the same steps; a step missing from one is a null there.
+        let mut steps: Vec<f64> = columns
+            .iter()
+            .flat_map(|(_, values)| values.iter().map(|(at, _)| *at))
+            .collect();
+        steps.sort_by(f64::total_cmp);
+        steps.dedup();
+        let value_at = |values: &[(f64, Option<f64>)], at: f64| {
+            values
+                .iter()
+                .find(|(t, _)| (*t - at).abs() < 1e-6)
+                .and_then(|(_, v)| *v)
+        };
+        let points = steps
+            .into_iter()
+            .map(|at| {
+                let error_ratio = columns.first().and_then(|(_, v)| value_at(v, at));
+                HistoryPoint {
+                    at: rfc3339(at),
+                    sli: error_ratio.map(|r| 1.0 - r),
+                    error_ratio,
+                    burn_rates: BurnRates(
+                        columns
+                            .iter()
+                            .map(|(w, v)| (w.clone(), value_at(v, at).map(|r| r / budget)))
+                            .collect(),
+                    ),
+                    at_secs: at,
+                }
+            })
+            .collect();
+        Ok(SloHistory {
+            slo: slo.name.clone(),
+            source: "prometheus",
+            points,
+        })
     }
 
     /// The latest evaluation (empty before the first).

@@ -12,6 +12,7 @@
 //! | `history` | past counts per SLO, thinned as they age, differenced over a window |
 //! | `evaluator` | [`Evaluator`]: ratios, burn rates, budget, alert state; the evaluation loop |
 //! | `status` | [`SloStatus`] (the `/api/slo` shape) and the `aragora slo status` table |
+//! | `series` | `Series`: each evaluation's SLI and burn rates, bounded, and [`SloHistory`] (the `/api/slo/history` shape) |
 //! | `gauges` | [`SloGauges`]: the `aragora_slo_*` gauges |
 //! | `alertmanager` | [`AlertmanagerSink`]: alerts posted to `/api/v2/alerts`, re-sent while firing, resolved when clear |
 //! | `settings` | [`LiveSettings`]: interval, window scale, Prometheus and Alertmanager URLs |
@@ -23,15 +24,17 @@ mod gauges;
 mod history;
 mod matchers;
 mod prometheus_api;
+mod series;
 mod settings;
 mod source;
 mod status;
 
 pub use alertmanager::AlertmanagerSink;
 pub use counters::{CounterSource, JobRegistry};
-pub use evaluator::Evaluator;
+pub use evaluator::{Evaluator, HistoryError};
 pub use gauges::SloGauges;
 pub use prometheus_api::PrometheusSource;
+pub use series::{HistoryPoint, SloHistory, SERIES_KEEP_SECS};
 pub use settings::{LiveSettings, SETTINGS};
-pub use source::{LiveError, SliSource};
+pub use source::{LiveError, SliSource, TimeRange};
 pub use status::{render_table, AlertStatus, SloStatus, WindowStatus};

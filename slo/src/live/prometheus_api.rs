@@ -1,7 +1,7 @@
 //! [`PrometheusSource`]: SLI error ratios from a Prometheus server's HTTP API, with the spec's
 //! own queries (what the recording rules compute).
 
-use super::source::{http_client, LiveError, SliSource};
+use super::source::{http_client, LiveError, SliSource, TimeRange};
 use crate::duration::PromDuration;
 use crate::model::{Sli, Slo};
 use crate::promql::WINDOW_PLACEHOLDER;
@@ -44,12 +44,23 @@ impl PrometheusSource {
 impl PrometheusSource {
     /// The `data.result` of an instant `query`; `what` names it in a refusal.
     async fn instant(&self, query: &str, what: String) -> Result<serde_json::Value, LiveError> {
+        self.ask("query", &[("query", query.to_string())], what)
+            .await
+    }
+
+    /// The `data.result` of `/api/v1/{api}` with `params`.
+    async fn ask(
+        &self,
+        api: &str,
+        params: &[(&str, String)],
+        what: String,
+    ) -> Result<serde_json::Value, LiveError> {
         const SERVICE: &str = "Prometheus";
-        let url = format!("{}/api/v1/query", self.base_url);
+        let url = format!("{}/api/v1/{api}", self.base_url);
         let response = self
             .client
             .get(&url)
-            .query(&[("query", query)])
+            .query(params)
             .send()
             .await
             .map_err(|err| LiveError::from_request(SERVICE, &self.base_url, &err))?;
@@ -109,6 +120,39 @@ impl SliSource for PrometheusSource {
             .as_str()
             .and_then(|v| v.parse::<f64>().ok());
         Ok(value.filter(|v| v.is_finite()))
+    }
+
+    async fn error_ratio_range(
+        &self,
+        slo: &Slo,
+        window: Duration,
+        range: &TimeRange,
+    ) -> Result<Option<Vec<(f64, Option<f64>)>>, LiveError> {
+        let params = [
+            ("query", Self::query(slo, window)),
+            ("start", format!("{:.3}", range.start)),
+            ("end", format!("{:.3}", range.end)),
+            ("step", format!("{:.3}", range.step)),
+        ];
+        let result = self
+            .ask(
+                "query_range",
+                &params,
+                format!("the range query of SLO {}", slo.name),
+            )
+            .await?;
+        // One series (the query aggregates); a step without a value has no pair at all.
+        let values = result[0]["values"].as_array().cloned().unwrap_or_default();
+        Ok(Some(
+            values
+                .iter()
+                .filter_map(|pair| {
+                    let at = pair[0].as_f64()?;
+                    let value = pair[1].as_str().and_then(|v| v.parse::<f64>().ok());
+                    Some((at, value.filter(|v| v.is_finite())))
+                })
+                .collect(),
+        ))
     }
 }
 

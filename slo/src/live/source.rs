@@ -83,4 +83,24 @@ pub trait SliSource: Send + Sync {
 
     /// Called once per evaluation before any `error_ratio`: a moment to sample counters.
     fn sample(&self, _spec: &SloSpec) {}
+
+    /// The SLI's error ratio over `window` at every `range` step, oldest first, when the
+    /// source keeps history itself (Prometheus' `query_range`); None when it does not, and the
+    /// evaluator's own series is the history.
+    async fn error_ratio_range(
+        &self,
+        _slo: &Slo,
+        _window: Duration,
+        _range: &TimeRange,
+    ) -> Result<Option<Vec<(f64, Option<f64>)>>, LiveError> {
+        Ok(None)
+    }
+}
+
+/// From `start` to `end` (Unix seconds) every `step` seconds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TimeRange {
+    pub start: f64,
+    pub end: f64,
+    pub step: f64,
 }
