@@ -192,6 +192,10 @@ await scenario("drill", async () => {
 });
 
 await scenario("phone", async () => {
+  // The 1280 px pictures again, now that the SLO history and the drills have points.
+  await page.locator("#overview").scrollIntoViewIfNeeded();
+  await page.screenshot({ path: join(shots, "overview-1280.png") });
+  await page.locator("#slos").screenshot({ path: join(shots, "slo-1280.png") });
   await page.setViewportSize({ width: 390, height: 844 });
   await page.locator("#overview").scrollIntoViewIfNeeded();
   await page.screenshot({ path: join(shots, "overview-390.png") });

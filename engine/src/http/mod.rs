@@ -385,7 +385,9 @@ mod tests {
         let stale: Vec<&str> = aragora_telemetry::ROUTES
             .iter()
             .copied()
-            .filter(|route| !binarys.contains(route) && !aragora_telemetry::PAGE_ROUTES.contains(route))
+            .filter(|route| {
+                !binarys.contains(route) && !aragora_telemetry::PAGE_ROUTES.contains(route)
+            })
             .filter(|route| !served.iter().any(|path| path == route))
             .collect();
         assert!(stale.is_empty(), "{stale:?} are in ROUTES but not served");
