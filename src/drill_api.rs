@@ -107,14 +107,15 @@ impl DrillRunner {
         }
     }
 
-    /// Starts a drill unless one runs (then that one comes back as the error).
-    fn start(self: &Arc<Self>) -> Result<Run, Run> {
+    /// Starts a drill unless one runs (then that one comes back as the error, boxed: a run is
+    /// large beside the started one).
+    fn start(self: &Arc<Self>) -> Result<Run, Box<Run>> {
         let needs_backup =
             aragora_chaos::manifest::latest(&self.dr.backup_dir(&self.engine)).is_err();
         let run = {
             let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(running) = current.as_ref().filter(|run| run.state == "running") {
-                return Err(running.clone());
+                return Err(Box::new(running.clone()));
             }
             let run = Run {
                 id: drill::new_id(),
@@ -216,7 +217,7 @@ async fn start(_: Admin, Extension(api): Extension<DrillApi>) -> Result<Response
                 StatusCode::CONFLICT,
                 Json(Busy {
                     error: error["error"].clone(),
-                    run: running,
+                    run: *running,
                 }),
             )
                 .into_response()

@@ -1056,6 +1056,32 @@ mod tests {
     }
 
     #[test]
+    fn a_gateway_admin_url_must_be_http_and_is_shown_without_its_password() {
+        let problems = EngineConfig::load(
+            None,
+            &env(&[("ARAGORA_GATEWAY_ADMIN_URL", "ops:hunter2@gw:9091")]),
+        )
+        .unwrap_err();
+        assert_eq!(problems[0].setting, "ARAGORA_GATEWAY_ADMIN_URL");
+        assert!(problems[0].message.contains("http://"), "{}", problems[0]);
+        let config = EngineConfig::load(
+            None,
+            &env(&[("ARAGORA_GATEWAY_ADMIN_URL", "http://127.0.0.1:9091")]),
+        )
+        .unwrap();
+        assert_eq!(
+            config.gateway_admin_url.as_deref(),
+            Some("http://127.0.0.1:9091")
+        );
+        let problems = EngineConfig::load(
+            None,
+            &env(&[("ARAGORA_GATEWAY_ADMIN_URL", "ftp://ops:hunter2@gw:9091")]),
+        )
+        .unwrap_err();
+        assert!(!problems[0].message.contains("hunter2"), "{}", problems[0]);
+    }
+
+    #[test]
     fn every_field_is_a_documented_setting() {
         let value = toml::Value::try_from(EngineConfig {
             database_url: Some("x".into()),
@@ -1064,6 +1090,7 @@ mod tests {
             redis_url: Some("x".into()),
             redis_ca_file: Some("x".into()),
             webhook_encryption_key: Some("x".into()),
+            gateway_admin_url: Some("x".into()),
             ..EngineConfig::default()
         })
         .unwrap();

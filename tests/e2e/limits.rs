@@ -21,14 +21,7 @@ const PATIENCE: Duration = Duration::from_secs(30);
 
 /// A new operator API key named `name`, created with the admin token of `admin` at `base`.
 async fn operator_key(admin: &reqwest::Client, base: &str, name: &str) -> String {
-    let (status, body) = post_json(
-        admin,
-        &format!("{base}/api/auth/api-key"),
-        &json!({"name": name, "role": "operator"}),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
-    body["key"].as_str().expect("the key").to_string()
+    crate::support::create_key(admin, base, name, "operator").await
 }
 
 /// A client that sends `key` as its bearer credential.

@@ -35,6 +35,7 @@ mod chaos;
 mod compose;
 mod config;
 mod console;
+mod console_api;
 mod deploy_facts;
 mod deploy_image;
 mod deploy_systemd;

@@ -247,5 +247,24 @@ async fn the_prometheus_backed_availability_of_a_healthy_edge_is_zero_not_unknow
     let (window, body) = window_5m(&http, &serve_slo, "availability").await.unwrap();
     assert_eq!(window["error_ratio"], 0.0, "{body}");
     assert_eq!(window["burn_rate"], 0.0, "{body}");
+    // The history over the same Prometheus: its `query_range`, a healthy SLI of 1 at the end.
+    let history_url = edge.engine.url("/api/slo/history?slo=latency&seconds=300");
+    let history: Value = http
+        .get(&history_url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(history["source"], "prometheus", "{history}");
+    assert_eq!(history["slo"], "latency");
+    let last = history["points"]
+        .as_array()
+        .and_then(|points| points.iter().rev().find(|p| p["sli"].is_number()))
+        .unwrap_or_else(|| panic!("no point with an SLI: {history}"));
+    assert_eq!(last["sli"], 1.0, "{history}");
+    assert_eq!(last["burn_rates"]["5m"], 0.0, "{history}");
+    assert!(last["at"].as_str().unwrap().ends_with('Z'), "{last}");
     edge.traffic.abort();
 }

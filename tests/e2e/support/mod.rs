@@ -925,6 +925,19 @@ impl UpProcess {
 
 deref_to_process!(UpProcess);
 
+/// A new API key named `name` with `role`, created with the admin credential of `admin` at
+/// `base` (`POST /api/auth/api-key`); panics unless it was created.
+pub async fn create_key(admin: &reqwest::Client, base: &str, name: &str, role: &str) -> String {
+    let (status, body) = post_json(
+        admin,
+        &format!("{base}/api/auth/api-key"),
+        &serde_json::json!({"name": name, "role": role}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    body["key"].as_str().expect("the key").to_string()
+}
+
 /// What a finished command wrote, stdout then stderr, for asserting on either.
 pub fn output_text(output: &std::process::Output) -> String {
     format!(
