@@ -68,6 +68,12 @@ pub struct Busy {
     run: Run,
 }
 
+/// What a start did: began a drill, or found one running.
+enum Started {
+    Now(Run),
+    AlreadyRunning(Run),
+}
+
 /// The DR configuration drills run with and the one run of this process.
 pub struct DrillRunner {
     engine: EngineConfig,
@@ -107,15 +113,14 @@ impl DrillRunner {
         }
     }
 
-    /// Starts a drill unless one runs (then that one comes back as the error, boxed: a run is
-    /// large beside the started one).
-    fn start(self: &Arc<Self>) -> Result<Run, Box<Run>> {
+    /// Starts a drill unless one runs.
+    fn start(self: &Arc<Self>) -> Started {
         let needs_backup =
             aragora_chaos::manifest::latest(&self.dr.backup_dir(&self.engine)).is_err();
         let run = {
             let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(running) = current.as_ref().filter(|run| run.state == "running") {
-                return Err(Box::new(running.clone()));
+                return Started::AlreadyRunning(running.clone());
             }
             let run = Run {
                 id: drill::new_id(),
@@ -134,7 +139,7 @@ impl DrillRunner {
         let runner = self.clone();
         let id = run.id.clone();
         tokio::spawn(async move { runner.drive(id, needs_backup).await });
-        Ok(run)
+        Started::Now(run)
     }
 
     async fn drive(self: Arc<Self>, id: String, needs_backup: bool) {
@@ -204,8 +209,10 @@ impl DrillApi {
 async fn start(_: Admin, Extension(api): Extension<DrillApi>) -> Result<Response, ApiError> {
     let runner = api.runner()?;
     Ok(match runner.start() {
-        Ok(run) => (StatusCode::ACCEPTED, Json(RunView { run: Some(run) })).into_response(),
-        Err(running) => {
+        Started::Now(run) => {
+            (StatusCode::ACCEPTED, Json(RunView { run: Some(run) })).into_response()
+        }
+        Started::AlreadyRunning(running) => {
             let error = aragora_telemetry::error_body(
                 "conflict",
                 &format!(
@@ -217,7 +224,7 @@ async fn start(_: Admin, Extension(api): Extension<DrillApi>) -> Result<Response
                 StatusCode::CONFLICT,
                 Json(Busy {
                     error: error["error"].clone(),
-                    run: *running,
+                    run: running,
                 }),
             )
                 .into_response()
