@@ -31,6 +31,10 @@ command -v docker-compose >/dev/null 2>&1 || need_packages+=(docker-compose)
 command -v python3 >/dev/null 2>&1 || need_packages+=(python3)
 python3 -c "import ensurepip, venv" >/dev/null 2>&1 || need_packages+=(python3-venv)  # hadolint too
 command -v npm >/dev/null 2>&1 || need_packages+=(npm)
+command -v node >/dev/null 2>&1 || need_packages+=(nodejs)
+# The console's browser tests (tests/e2e/console.rs): Debian's Chromium, driven by playwright-core.
+command -v chromium >/dev/null 2>&1 || need_packages+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need_packages+=(chromium-driver)
 
 if [ "${#need_packages[@]}" -gt 0 ]; then
   echo "setup: installing ${need_packages[*]}" >&2
@@ -54,6 +58,16 @@ if [ ! -x "$schemathesis_venv/bin/schemathesis" ]; then
   echo "setup: installing schemathesis into $schemathesis_venv" >&2
   python3 -m venv "$schemathesis_venv"
   "$schemathesis_venv/bin/pip" install -q --disable-pip-version-check schemathesis==4.32.5
+fi
+
+# playwright-core for tests/browser, exactly as its package-lock.json says; skipped while the
+# installed tree was made from the same lock file.
+browser_tests="$(cd "$(dirname "$0")/.." && pwd)/tests/browser"
+lock_hash="$(sha256sum "$browser_tests/package-lock.json" | cut -d' ' -f1)"
+if [ "$(cat "$browser_tests/node_modules/.aragora-lock-hash" 2>/dev/null)" != "$lock_hash" ]; then
+  echo "setup: npm ci in tests/browser" >&2
+  (cd "$browser_tests" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  echo "$lock_hash" > "$browser_tests/node_modules/.aragora-lock-hash"
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

@@ -70,6 +70,12 @@ async fn run_engine(
     settings::init_logging(config.log_level, config.log_format);
     let mut extras = crate::slo::engine_extras(live, additions.drills);
     extras.gateway_admin = additions.gateway_admin;
+    // The console's pages beside the API, on the same origin (undocumented: they are not API).
+    let pages = utoipa_axum::router::OpenApiRouter::from(aragora_console::router());
+    extras.routes = Some(match extras.routes.take() {
+        Some(routes) => routes.merge(pages),
+        None => pages,
+    });
     // A replica standing for scheduler leader says in its own /metrics whether it leads.
     if let Some(leadership) = leadership {
         let earlier = extras.on_registry.take();

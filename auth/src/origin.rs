@@ -48,6 +48,18 @@ impl OriginPolicy {
         normalise(origin).is_some_and(|origin| self.allowed.contains(&origin))
     }
 
+    /// Is `origin` listed, or the origin of the request itself (`scheme://host`, from its
+    /// `Host` and, behind the gateway, `X-Forwarded-Proto`)? A page aragora serves opens its
+    /// WebSockets from its own origin; another site's page has another origin, which is what
+    /// the check keeps out.
+    pub fn allows_from(&self, origin: &str, scheme: &str, host: Option<&str>) -> bool {
+        self.allows(origin)
+            || host.is_some_and(|host| {
+                normalise(&format!("{scheme}://{host}"))
+                    .is_some_and(|own| normalise(origin) == Some(own))
+            })
+    }
+
     /// The listed origins, normalised.
     pub fn origins(&self) -> &[String] {
         &self.allowed
@@ -67,5 +79,16 @@ mod tests {
         assert!(!policy.allows("https://app.example.com.evil.test"));
         assert!(!policy.allows("null"));
         assert!(!policy.allows(""));
+    }
+
+    #[test]
+    fn a_page_of_the_requests_own_origin_passes_unlisted() {
+        let policy = OriginPolicy::new(&[]);
+        let host = Some("localhost:8443");
+        assert!(policy.allows_from("https://localhost:8443", "https", host));
+        assert!(!policy.allows_from("https://localhost:8443", "http", host));
+        assert!(!policy.allows_from("https://evil.test", "https", host));
+        assert!(!policy.allows_from("https://localhost:8443", "https", None));
+        assert!(!policy.allows_from("null", "https", Some("null")));
     }
 }

@@ -10,7 +10,7 @@
 //! [`HeaderPolicy`] when it is set, so a request only indexes its route's list.
 
 use crate::parsed::Entry;
-use aragora_telemetry::ROUTES;
+use aragora_telemetry::{PAGE_CONTENT_SECURITY_POLICY, PAGE_ROUTES, ROUTES};
 use http::{HeaderName, HeaderValue};
 
 /// What a route's answers get by default (`ARAGORA_SECURITY_HEADERS`). Framing is refused both
@@ -133,6 +133,14 @@ impl HeaderPolicy {
                 for default in defaults {
                     headers.push((default.name.clone(), Some(default.value.clone())));
                 }
+                // The pages keep their own stricter policy (it forbids framing too): the
+                // default `frame-ancestors 'none'` in its place would let any script run.
+                if PAGE_ROUTES.contains(&template) {
+                    let csp = http::header::CONTENT_SECURITY_POLICY;
+                    if let Some(header) = headers.iter_mut().find(|(name, _)| *name == csp) {
+                        header.1 = Some(HeaderValue::from_static(PAGE_CONTENT_SECURITY_POLICY));
+                    }
+                }
                 for entry in routes.iter().filter(|entry| entry.route == template) {
                     match headers.iter_mut().find(|(name, _)| *name == entry.name) {
                         Some(header) => header.1 = entry.value.clone(),
@@ -213,6 +221,14 @@ mod tests {
         );
         let unmatched = policy.for_route(usize::MAX);
         assert_eq!(shown(&unmatched[5..]), ["cache-control: no-store"]);
+        let page = policy.for_route(aragora_telemetry::route_index("/admin"));
+        assert_eq!(
+            shown(&page[4..]),
+            [format!(
+                "content-security-policy: {}",
+                aragora_telemetry::PAGE_CONTENT_SECURITY_POLICY
+            )]
+        );
         let named = HeaderPolicy::new("aragora", &[], &[]);
         assert_eq!(shown(named.for_route(0)), ["server: aragora"]);
     }

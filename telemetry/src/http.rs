@@ -92,7 +92,27 @@ pub const ROUTES: &[&str] = &[
     "/readyz",
     "/metrics",
     "/ws",
+    "/admin",
+    "/admin/{section}",
+    "/developer",
+    "/console/assets/{version}/{file}",
 ];
+
+/// The web pages' templates (the operations console and developer portal of `aragora-console`,
+/// merged into the engine's listener by the binary): in [`ROUTES`] for their labels, and
+/// answered with [`PAGE_CONTENT_SECURITY_POLICY`], also at the edge.
+pub const PAGE_ROUTES: [&str; 4] = [
+    "/admin",
+    "/admin/{section}",
+    "/developer",
+    "/console/assets/{version}/{file}",
+];
+
+/// The pages' Content-Security-Policy: scripts, styles and connections from their own origin
+/// only (no inline script or style, so an injected string cannot run), never framed.
+pub const PAGE_CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
+    style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; \
+    base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 /// The `route` label of a path that matches no template of [`ROUTES`].
 pub const UNMATCHED_ROUTE: &str = "unmatched";
@@ -245,7 +265,9 @@ mod route_tests {
         }
     }
 
-    use super::{body_rejection_code, error_body, method_label, route_template};
+    use super::{
+        body_rejection_code, error_body, method_label, route_template, PAGE_ROUTES, ROUTES,
+    };
 
     #[test]
     fn a_body_of_the_wrong_shape_fails_validation_and_broken_json_is_invalid() {
@@ -283,5 +305,18 @@ mod route_tests {
         let body = error_body("not_found", "no debate abc");
         assert_eq!(body["error"]["code"], "not_found");
         assert_eq!(body["error"]["message"], "no debate abc");
+    }
+
+    #[test]
+    fn the_pages_are_labelled_by_their_templates() {
+        for template in PAGE_ROUTES {
+            assert!(ROUTES.contains(&template), "{template} is not in ROUTES");
+        }
+        assert_eq!(route_template("/admin/slos"), "/admin/{section}");
+        assert_eq!(
+            route_template("/console/assets/0a1b2c/admin.js"),
+            "/console/assets/{version}/{file}"
+        );
+        assert_eq!(route_template("/developer/"), "/developer");
     }
 }

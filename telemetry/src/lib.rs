@@ -14,7 +14,7 @@ mod log;
 pub use catalogue::{MetricDef, MetricKind};
 pub use http::{
     body_rejection_code, error_body, method_label, route_index, route_name, route_template,
-    ErrorBody, ErrorDetail, METHOD_LABELS, ROUTES,
+    ErrorBody, ErrorDetail, METHOD_LABELS, PAGE_CONTENT_SECURITY_POLICY, PAGE_ROUTES, ROUTES,
 };
 pub use log::{
     access_log, count_log_events, error_with_causes, flush_logs, init_logging, LogFormat,

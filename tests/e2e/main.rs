@@ -34,6 +34,7 @@ mod bench_smoke;
 mod chaos;
 mod compose;
 mod config;
+mod console;
 mod console_api;
 mod deploy_facts;
 mod deploy_image;

@@ -7,7 +7,8 @@
 //! and refilling any gap from the store. Because events are persisted before they are
 //! announced, the client sees every event exactly once, in order, across reconnects.
 //!
-//! The upgrade is refused (403) from a browser `Origin` not in `ARAGORA_ALLOWED_ORIGINS`, and
+//! The upgrade is refused (403) from a browser `Origin` not in `ARAGORA_ALLOWED_ORIGINS` and not
+//! the request's own (the console's pages, served on the same listener, may watch), and
 //! needs a credential: `Authorization: Bearer`, a `token` query parameter, or, for browsers,
 //! the subprotocol `aragora.bearer.<token>` (valid only for tokens that are HTTP tokens: JWTs,
 //! API keys; the runbook's `loop:expires:sig` has ':' and works as header or query only). The
@@ -143,7 +144,9 @@ pub async fn upgrade(
     if let Some(origin) = headers.get(header::ORIGIN) {
         let origin = origin.to_str().unwrap_or_default();
         let policy = aragora_auth::OriginPolicy::new(&state.auth.config().allowed_origins);
-        if !policy.allows(origin) {
+        let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
+        let scheme = header("x-forwarded-proto").unwrap_or("http");
+        if !policy.allows_from(origin, scheme, header(header::HOST.as_str())) {
             state.metrics.auth_failure("origin");
             tracing::warn!(
                 route = ROUTE,
