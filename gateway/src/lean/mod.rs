@@ -407,13 +407,23 @@ impl Conn {
                 return Outcome::close(0, Some(error.to_string()));
             }
         }
+        let replayable = request.framing == Framing::None && crate::proxy::idempotent(ctx.method);
         let (slot, response) = loop {
             let Some(replica) = gateway.next_replica(ctx) else {
                 let error = Refusal::no_ready_upstream_error();
                 return self.failed(gateway, config, request, ctx, error).await;
             };
             let addr = replica.addr;
-            let pinned = self.ups.iter().position(|up| up.addr == addr);
+            let mut pinned = self.ups.iter().position(|up| up.addr == addr);
+            // A request that cannot be sent again must not meet a pinned connection the
+            // replica closed while it was idle: one non-blocking read says (pingora's pool
+            // watches its idle connections for the same reason).
+            if let Some(slot) = pinned.filter(|_| !replayable) {
+                if !still_open(&self.ups[slot].stream) {
+                    self.ups.swap_remove(slot);
+                    pinned = None;
+                }
+            }
             let reused = pinned.is_some();
             let slot = match pinned {
                 Some(slot) => slot,
@@ -650,6 +660,13 @@ fn replica_error(error: &io::Error) -> Box<Error> {
         _ => ReadError,
     };
     Error::because(kind, "the replica", error.to_string()).into_up()
+}
+
+/// Whether an idle replica connection is still open: nothing to read yet (a closed one reads
+/// its end; bytes nobody asked for make it unusable too).
+fn still_open(stream: &TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    matches!(stream.try_read(&mut byte), Err(error) if error.kind() == io::ErrorKind::WouldBlock)
 }
 
 /// A plain TCP connection to a replica within `wait`, as pingora's connector errors name it.
