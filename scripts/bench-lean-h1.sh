@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
-# Issue 17, lever 6: the lean HTTP/1.1 path (`bare_pingora ... lean`) against bare pingora
-# (`percore`) and nginx, over TLS HTTP/1.1 keep-alive, the same upstream and wrk command as
-# scripts/bench-gateway.sh's scenario (a). Two measurements:
+# Issue 17, lever 6: the gateway with its production features on (metrics, access log to a
+# file, request ids, trace context, rate limit checked, security headers, HSTS) on each of its
+# HTTP/1.1 engines (`ARAGORA_GATEWAY_H1_ENGINE=pingora` and `lean`, through
+# gateway/examples/gateway_env.rs), against bare pingora (`bare_pingora ... percore`) and nginx,
+# over TLS HTTP/1.1 keep-alive, the same upstream and wrk command as scripts/bench-gateway.sh's
+# scenario (a). Two measurements:
 #   - CPU microseconds per request of the proxy process (utime+stime from /proc over wrk's
-#     requests), RUNS alternating rounds of nginx, percore, lean; the load average at each run;
+#     requests), RUNS alternating rounds of nginx, percore, gw-pingora, gw-lean; the load
+#     average at each run;
 #   - callgrind instructions per request (Ir, repeatable on a shared machine) under
 #     `wrk -t1 -c4 -d${CG_SECS}s`, instrumentation switched on only for the wrk run; nginx as one
 #     process (`master_process off`).
 #
-#   BARE_PINGORA_BIN=target/release/examples/bare_pingora bash scripts/bench-lean-h1.sh
+#   BARE_PINGORA_BIN=target/release/examples/bare_pingora \
+#     GATEWAY_BIN=target/release/examples/gateway_env bash scripts/bench-lean-h1.sh
 #   RUNS=5 DURATION=8 CALLGRIND=0 bash scripts/bench-lean-h1.sh     # CPU only
 set -euo pipefail
 BARE_PINGORA_BIN="${BARE_PINGORA_BIN:+$(realpath "$BARE_PINGORA_BIN")}"
+GATEWAY_BIN="${GATEWAY_BIN:+$(realpath "$GATEWAY_BIN")}"
 cd "$(dirname "$0")/.."
 RUNS="${RUNS:-3}"
 DURATION="${DURATION:-5}"
@@ -23,13 +29,17 @@ if [ -z "$BARE_PINGORA_BIN" ]; then
   cargo build --release --locked -q -p aragora-gateway --example bare_pingora
   BARE_PINGORA_BIN=$PWD/target/release/examples/bare_pingora
 fi
+if [ -z "$GATEWAY_BIN" ]; then
+  cargo build --release --locked -q -p aragora-gateway --example gateway_env
+  GATEWAY_BIN=$PWD/target/release/examples/gateway_env
+fi
 
 work=$(mktemp -d)
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-UP=$(free_port); NG=$(free_port); PB=$(free_port); LN=$(free_port)
+UP=$(free_port); NG=$(free_port); PB=$(free_port); GP=$(free_port); GL=$(free_port)
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
   -subj "/CN=localhost" -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
@@ -60,8 +70,20 @@ nginx_conf "$NG" "$PROXY_THREADS" "" > "$work/nginx.conf"
 nginx -c "$work/nginx.conf" -p "$work" & pids+=($!); NG_PID=$!
 "$BARE_PINGORA_BIN" "127.0.0.1:$PB" "127.0.0.1:$UP" "$work/cert.pem" "$work/key.pem" "$PROXY_THREADS" percore \
   >/dev/null 2>"$work/percore.log" & pids+=($!); PB_PID=$!
-"$BARE_PINGORA_BIN" "127.0.0.1:$LN" "127.0.0.1:$UP" "$work/cert.pem" "$work/key.pem" "$PROXY_THREADS" lean \
-  >/dev/null 2>"$work/lean.log" & pids+=($!); LN_PID=$!
+# The gateway, features on; $1 engine, $2 HTTPS port, $3 runtimes; the access log to a file.
+# One load generator is one client address: the rate limit runs, set too high to refuse.
+# gateway_env sets gw_env to its settings.
+gateway_env() {
+  gw_env=(ARAGORA_GATEWAY_H1_ENGINE="$1" ARAGORA_GATEWAY_HOST=127.0.0.1 ARAGORA_HTTPS_PORT="$2"
+    ARAGORA_HTTP_PORT=0 ARAGORA_ADMIN_PORT=0 ARAGORA_UPSTREAMS="127.0.0.1:$UP"
+    ARAGORA_TLS_CERT="$work/cert.pem" ARAGORA_TLS_KEY="$work/key.pem" ARAGORA_SLOW_START_SECS=0
+    ARAGORA_HEALTH_PATH=/ ARAGORA_HEALTH_INTERVAL_MS=200 ARAGORA_RATE_LIMIT=1000000000 ARAGORA_GATEWAY_THREADS="$3"
+    ARAGORA_GATEWAY_DRAIN_DELAY=0 ARAGORA_LOG_LEVEL=info)
+}
+gateway_env pingora "$GP" "$PROXY_THREADS"
+env "${gw_env[@]}" "$GATEWAY_BIN" >"$work/gw-pingora.access" 2>&1 & pids+=($!); GP_PID=$!
+gateway_env lean "$GL" "$PROXY_THREADS"
+env "${gw_env[@]}" "$GATEWAY_BIN" >"$work/gw-lean.access" 2>&1 & pids+=($!); GL_PID=$!
 
 wait_200() { # $1 port
   for _ in $(seq 1 300); do
@@ -70,19 +92,19 @@ wait_200() { # $1 port
   done
   echo "bench: port $1 never answered 200" >&2; exit 1
 }
-for port in $NG $PB $LN; do wait_200 "$port"; done
+for port in $NG $PB $GP $GL; do wait_200 "$port"; done
 
 proc_tree() { local p; for p in "$@"; do echo "$p"; proc_tree $(ps -o pid= --ppid "$p"); done; }
 ticks() { local p; for p in "$@"; do sed 's/.*) //' "/proc/$p/stat" | awk '{print $12 + $13}'; done | awk '{s += $1} END {print s}'; }
 wrk_requests() { awk '/requests in/ {n = $1} /Requests\/sec/ {r = $2} /^ +99%/ {p = $2} END {print n, r, p}'; }
 
-declare -A port_of=([nginx]=$NG [percore]=$PB [lean]=$LN)
-declare -A pid_of=([nginx]=$NG_PID [percore]=$PB_PID [lean]=$LN_PID)
+declare -A port_of=([nginx]=$NG [percore]=$PB [gw-pingora]=$GP [gw-lean]=$GL)
+declare -A pid_of=([nginx]=$NG_PID [percore]=$PB_PID [gw-pingora]=$GP_PID [gw-lean]=$GL_PID)
 hz=$(getconf CLK_TCK)
 echo "| round | proxy | load average (1 min) | req/s | p99 | CPU us/req |"
 echo "|---|---|---|---|---|---|"
 for round in $(seq 1 "$RUNS"); do
-  for name in nginx percore lean; do
+  for name in nginx percore gw-pingora gw-lean; do
     # shellcheck disable=SC2207
     procs=($(proc_tree "${pid_of[$name]}"))
     load=$(cut -d' ' -f1 /proc/loadavg)
@@ -99,10 +121,11 @@ echo "callgrind, \`wrk -t1 -c4 -d${CG_SECS}s\`, instrumentation on for the wrk r
 echo
 echo "| proxy | requests | Ir | Ir/req |"
 echo "|---|---|---|---|"
-callgrind_one() { # $1 name, $2 port it listens on, then the command
+cg_env=()
+callgrind_one() { # $1 name, $2 port it listens on, then the command (its environment: cg_env)
   local name=$1 port=$2 pid out n file ir
   shift 2
-  valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$work/cg.$name.%p" "$@" \
+  env "${cg_env[@]}" valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$work/cg.$name.%p" "$@" \
     >/dev/null 2>"$work/cg.$name.log" &
   pid=$!; pids+=($pid)
   wait_200 "$port"
@@ -123,7 +146,12 @@ port=$(free_port)
 mkdir -p "$work/ngcg"
 nginx_conf "$port" 1 "master_process off;" > "$work/nginx.cg.conf"
 callgrind_one nginx "$port" nginx -c "$work/nginx.cg.conf" -p "$work/ngcg"
-for mode in percore lean; do
+port=$(free_port)
+callgrind_one percore "$port" "$BARE_PINGORA_BIN" "127.0.0.1:$port" "127.0.0.1:$UP" "$work/cert.pem" "$work/key.pem" 1 percore
+for engine in pingora lean; do
   port=$(free_port)
-  callgrind_one "$mode" "$port" "$BARE_PINGORA_BIN" "127.0.0.1:$port" "127.0.0.1:$UP" "$work/cert.pem" "$work/key.pem" 1 "$mode"
+  gateway_env "$engine" "$port" 1
+  cg_env=("${gw_env[@]}")
+  # The access log goes to callgrind_one's /dev/null here (still formatted and written).
+  callgrind_one "gw-$engine" "$port" "$GATEWAY_BIN"
 done

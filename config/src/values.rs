@@ -1,6 +1,6 @@
 //! Values shared by the engine's and the gateway's settings, parsed once with one message per
 //! bad spelling: the deployment [`Environment`], the [`LogLevel`], the [`LogFormat`] and the
-//! gateway's [`OcspStapling`] mode.
+//! gateway's [`OcspStapling`] mode and [`H1Engine`].
 //! Each reads from the environment ([`FromEnv`]) and from TOML (serde) with the same spellings.
 
 use crate::FromEnv;
@@ -115,6 +115,18 @@ value_enum! {
         Auto => ["auto"],
         On => ["on", "true"],
         Off => ["off", "false"],
+    }
+}
+
+value_enum! {
+    /// What serves the gateway's HTTP/1.1 requests: pingora's `HttpProxy` (the default), or the
+    /// gateway's lean engine (httparse, one pinned replica connection per client connection);
+    /// WebSocket upgrades and HTTP/2 take pingora's path either way.
+    H1Engine, case_insensitive: true,
+    expected: "{:?} is not an HTTP/1.1 engine; use pingora or lean",
+    {
+        Pingora => ["pingora"],
+        Lean => ["lean"],
     }
 }
 

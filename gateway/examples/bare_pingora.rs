@@ -9,12 +9,9 @@
 //! THREADS services of one thread each, no work stealing, each with its own upstream pool and
 //! its own `SO_REUSEPORT` socket of LISTEN (through the gateway's own `listeners`), and without
 //! pingora's default downstream modules (a disabled compression module), as the gateway does.
-//! `lean` is the `percore` model with the lean HTTP/1.1 path of issue 17's lever 6 in front of
-//! pingora's proxy ([`lean`](support/lean_h1.rs)): HTTP/1.1 connections are proxied without
-//! pingora's HTTP machinery; h2 and upgrades go to the same `percore` pingora proxy.
-
-#[path = "support/lean_h1.rs"]
-mod lean;
+//! (The bare prototype of lever 6's lean HTTP/1.1 path that was a third mode here is now the
+//! gateway's own engine, `ARAGORA_GATEWAY_H1_ENGINE=lean`, measured with the gateway's features
+//! by `scripts/bench-lean-h1.sh` through `examples/gateway_env.rs`.)
 
 use aragora_gateway::listeners::{bind_per_runtime, fd_key, PreBound};
 use async_trait::async_trait;
@@ -22,11 +19,9 @@ use pingora::listeners::tls::TlsSettings;
 use pingora::modules::http::compression::ResponseCompressionBuilder;
 use pingora::modules::http::HttpModules;
 use pingora::prelude::*;
-use pingora::proxy::{http_proxy, http_proxy_service, ProxyHttp, Session};
+use pingora::proxy::{http_proxy_service, ProxyHttp, Session};
 use pingora::server::configuration::ServerConf;
-use pingora::services::listening::Service;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 // The same allocator as the `aragora` binary, so the comparison is of the proxies, not of
 // glibc's malloc.
@@ -59,7 +54,7 @@ impl ProxyHttp for Bare {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: bare_pingora LISTEN UPSTREAM CERT KEY THREADS [stealing|percore|lean]";
+    let usage = "usage: bare_pingora LISTEN UPSTREAM CERT KEY THREADS [stealing|percore]";
     let (listen, upstream, cert, key, threads, mode) = match args.as_slice() {
         [listen, upstream, cert, key, threads] => (
             listen,
@@ -79,10 +74,9 @@ fn main() {
     };
     let threads: usize = threads.parse().expect("THREADS is a number");
     let upstream: SocketAddr = upstream.parse().expect("UPSTREAM is host:port");
-    let (per_core, lean_h1) = match mode.as_str() {
-        "stealing" => (false, false),
-        "percore" => (true, false),
-        "lean" => (true, true),
+    let per_core = match mode.as_str() {
+        "stealing" => false,
+        "percore" => true,
         _ => {
             eprintln!("{usage}");
             std::process::exit(2);
@@ -110,23 +104,12 @@ fn main() {
                 upstream,
                 lean: true,
             };
-            if lean_h1 {
-                let fallback = Arc::new(http_proxy(&server.configuration, bare));
-                let app = lean::Lean { upstream, fallback };
-                let mut service = Service::new("lean h1".to_string(), app);
-                service.add_tls_with_settings(&key, None, tls());
-                server.add_service(PreBound {
-                    service,
-                    sockets: vec![(key, socket)],
-                });
-            } else {
-                let mut proxy = http_proxy_service(&server.configuration, bare);
-                proxy.add_tls_with_settings(&key, None, tls());
-                server.add_service(PreBound {
-                    service: proxy,
-                    sockets: vec![(key, socket)],
-                });
-            }
+            let mut proxy = http_proxy_service(&server.configuration, bare);
+            proxy.add_tls_with_settings(&key, None, tls());
+            server.add_service(PreBound {
+                service: proxy,
+                sockets: vec![(key, socket)],
+            });
         }
     } else {
         let mut proxy = http_proxy_service(

@@ -8,7 +8,7 @@ use crate::headers::{RouteHeader, SecurityHeader, DEFAULT_SECURITY_HEADERS};
 use crate::limit::RouteLimit;
 use crate::parsed::{Networks, ParsedList};
 use aragora_auth::AuthConfig;
-use aragora_config::{ConfigProblem, Env, Environment, OcspStapling, Settings};
+use aragora_config::{ConfigProblem, Env, Environment, H1Engine, OcspStapling, Settings};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -51,6 +51,7 @@ pub struct GatewayConfig {
     pub drain_delay_secs: u64,
     pub drain_timeout_secs: u64,
     pub threads: usize,
+    pub h1_engine: H1Engine,
     pub acme_challenge_dir: Option<PathBuf>,
     pub rate_limit_per_minute: u64,
     pub rate_limit_burst: u64,
@@ -108,6 +109,7 @@ aragora_config::settings! {
     drain_delay_secs: ["ARAGORA_GATEWAY_DRAIN_DELAY"] restart "On SIGTERM, seconds to keep serving while reporting not ready, so load balancers stop sending.";
     drain_timeout_secs: ["ARAGORA_GATEWAY_DRAIN_TIMEOUT"] restart "Seconds in-flight requests get to finish after the gateway stops accepting.";
     threads: ["ARAGORA_GATEWAY_THREADS"] restart "Proxy runtimes, one thread each (set it to the cores the gateway may use): each accepts on its own SO_REUSEPORT socket of the HTTPS port and keeps its own upstream connection pool.";
+    h1_engine: ["ARAGORA_GATEWAY_H1_ENGINE"] restart "What serves HTTP/1.1 requests: pingora (pingora's HttpProxy) or lean (the gateway's own HTTP/1.1 engine: fewer instructions per request, one replica connection pinned per client connection); WebSocket upgrades and HTTP/2 take pingora's path either way.";
     acme_challenge_dir: ["ARAGORA_ACME_CHALLENGE_DIR"] "Directory served at /.well-known/acme-challenge/ on the HTTP port.";
     rate_limit_per_minute: ["ARAGORA_RATE_LIMIT"] "Requests per minute per client address, on average; 0 turns limiting off.";
     rate_limit_burst: ["ARAGORA_RATE_LIMIT_BURST"] "Requests a client may send at once; 0 means the per-minute rate.";
@@ -163,6 +165,7 @@ impl Default for GatewayConfig {
             drain_delay_secs: 5,
             drain_timeout_secs: 30,
             threads: 2,
+            h1_engine: H1Engine::Pingora,
             acme_challenge_dir: None,
             rate_limit_per_minute: 100,
             rate_limit_burst: 0,
@@ -499,6 +502,28 @@ mod tests {
             .filter(|s| s.restart)
             .map(|s| s.key)
             .collect();
-        assert_eq!(marked.len(), 12, "{marked:?}");
+        assert_eq!(marked.len(), 13, "{marked:?}");
+    }
+
+    #[test]
+    fn the_h1_engine_is_pingora_unless_set_and_a_bad_name_says_the_choices() {
+        let (config, problems) = GatewayConfig::read(None, &Default::default());
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(config.h1_engine, H1Engine::Pingora);
+        let env = aragora_config::env_map(&[("ARAGORA_GATEWAY_H1_ENGINE", "Lean")]);
+        assert_eq!(GatewayConfig::read(None, &env).0.h1_engine, H1Engine::Lean);
+        let env = aragora_config::env_map(&[("ARAGORA_GATEWAY_H1_ENGINE", "fast")]);
+        let (_, problems) = GatewayConfig::read(None, &env);
+        let named: Vec<(&str, &str)> = problems
+            .iter()
+            .map(|p| (p.setting.as_str(), p.message.as_str()))
+            .collect();
+        assert_eq!(
+            named,
+            [(
+                "ARAGORA_GATEWAY_H1_ENGINE",
+                "\"fast\" is not an HTTP/1.1 engine; use pingora or lean"
+            )]
+        );
     }
 }

@@ -15,27 +15,21 @@
 //! | an authority-form target (`GET host:443`) without `CONNECT` | 400 | RFC 9112 §3.2.3: only `CONNECT` uses it |
 //! | no `Host` on HTTP/1.1, two `Host`s, or one that is not host[:port] | 400 | RFC 9112 §3.2 |
 
+use crate::head::{Head, Version};
 use crate::refusal::Refusal;
-use pingora::http::RequestHeader;
 
-/// The first reason not to pass `header` on, if any.
-pub fn check(header: &RequestHeader) -> Option<Refusal> {
+/// The first reason not to pass `header` on, if any (either engine's head: [`Head`]).
+pub fn check(header: &impl Head) -> Option<Refusal> {
     length(header)
         .or_else(|| target(header))
         .or_else(|| host(header))
 }
 
-fn length(header: &RequestHeader) -> Option<Refusal> {
-    let headers = &header.headers;
-    let lengths: Vec<&[u8]> = headers
-        .get_all(http::header::CONTENT_LENGTH)
-        .iter()
-        .map(|value| value.as_bytes())
-        .collect();
-    let codings: Vec<String> = headers
-        .get_all(http::header::TRANSFER_ENCODING)
-        .iter()
-        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
+fn length(header: &impl Head) -> Option<Refusal> {
+    let lengths: Vec<&[u8]> = header.values("content-length").collect();
+    let codings: Vec<String> = header
+        .values("transfer-encoding")
+        .flat_map(|value| value.split(|&b| b == b','))
         .map(|coding| String::from_utf8_lossy(coding).trim().to_ascii_lowercase())
         .collect();
     if !codings.is_empty() && !lengths.is_empty() {
@@ -59,7 +53,7 @@ fn length(header: &RequestHeader) -> Option<Refusal> {
     if codings.is_empty() {
         return None;
     }
-    if header.version == http::Version::HTTP_10 {
+    if header.version() == Version::Http10 {
         return Some(Refusal::bad_request(
             "HTTP/1.0 has no Transfer-Encoding; send Content-Length, or use HTTP/1.1",
         ));
@@ -93,27 +87,26 @@ fn dot_segment(segment: &str) -> bool {
     rest.is_empty() && (dots == 1 || dots == 2)
 }
 
-fn target(header: &RequestHeader) -> Option<Refusal> {
-    let uri = &header.uri;
+fn target(header: &impl Head) -> Option<Refusal> {
     // As the client wrote it: pingora's parsed URI of `host:443` has a path of its own.
-    let written = header.raw_path();
+    let written = header.raw_target();
     let origin_form = written.starts_with(b"/") || written == b"*";
-    let absolute_form = uri.scheme().is_some()
+    let absolute_form = header.has_scheme()
         || [&b"http://"[..], b"https://"].iter().any(|scheme| {
             written.len() > scheme.len() && written[..scheme.len()].eq_ignore_ascii_case(scheme)
         });
-    if !origin_form && !absolute_form && header.method != http::Method::CONNECT {
+    if !origin_form && !absolute_form && header.method() != "CONNECT" {
         return Some(Refusal::bad_request(
             "an authority-form target (host:port) is only for CONNECT; send a path such as /api/debates",
         ));
     }
-    let path = uri.path();
+    let path = header.path();
     if path.split('/').any(dot_segment) {
         return Some(Refusal::bad_request(
             "the path has a . or .. segment (perhaps percent-encoded); send the path it resolves to",
         ));
     }
-    let query = uri.query().unwrap_or("");
+    let query = header.query().unwrap_or("");
     if path.contains("%00") || query.contains("%00") {
         return Some(Refusal::bad_request(
             "the target has a NUL byte (%00); remove it",
@@ -150,16 +143,11 @@ fn valid_host(host: &[u8]) -> bool {
     port_ok && name_ok
 }
 
-fn host(header: &RequestHeader) -> Option<Refusal> {
-    let hosts: Vec<&[u8]> = header
-        .headers
-        .get_all(http::header::HOST)
-        .iter()
-        .map(|value| value.as_bytes())
-        .collect();
+fn host(header: &impl Head) -> Option<Refusal> {
+    let hosts: Vec<&[u8]> = header.values("host").collect();
     match hosts.as_slice() {
         // HTTP/2 says it in :authority, which arrives as the target's authority.
-        [] if header.version == http::Version::HTTP_11 && header.uri.authority().is_none() => {
+        [] if header.version() == Version::Http11 && !header.has_authority() => {
             Some(Refusal::bad_request(
                 "an HTTP/1.1 request needs a Host header; send Host: the gateway's name",
             ))
@@ -178,6 +166,7 @@ fn host(header: &RequestHeader) -> Option<Refusal> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pingora::http::RequestHeader;
 
     fn request(target: &str, version: http::Version, headers: &[(&str, &str)]) -> RequestHeader {
         let mut header = RequestHeader::build("POST", target.as_bytes(), None).unwrap();

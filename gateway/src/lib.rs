@@ -8,6 +8,8 @@
 //! | [`admin`] | the admin listener and the HTTP→HTTPS redirect listener |
 //! | [`admin_api`] | the admin API's operations and types, and its OpenAPI document (also its routing table) |
 //! | [`framing`] | requests refused before they reach a replica: ambiguous framing (smuggling), dot segments, bad `Host` |
+//! | [`head`] | the borrowed view of a request head that both HTTP/1.1 engines provide and every decision reads |
+//! | [`lean`] | the lean HTTP/1.1 engine (`ARAGORA_GATEWAY_H1_ENGINE=lean`): httparse, pinned replica connections; h2 and upgrades go to pingora's path |
 //! | [`headers`] | the edge's `Server` and security headers, per route |
 //! | [`tls`] | certificate checks, self-signed generation, expiry; the certificate store |
 //! | [`ocsp`] | OCSP stapling: the plan per certificate, response checks, the refresh loop |
@@ -34,8 +36,10 @@ pub mod client;
 pub mod config;
 pub mod connections;
 pub mod framing;
+pub mod head;
 pub mod headers;
 pub mod health;
+pub mod lean;
 pub mod limit;
 pub mod listeners;
 pub mod ocsp;
@@ -51,13 +55,14 @@ pub mod websockets;
 
 pub use config::{GatewayConfig, SETTINGS};
 
+use aragora_config::H1Engine;
 use async_trait::async_trait;
 use listeners::{bind, bind_per_runtime, fd_key, PreBound};
 use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::ListenerConfig;
 use pingora::prelude::background_service;
 use pingora::protocols::l4::stream::L4BufferSettings;
-use pingora::proxy::http_proxy_service_with_name;
+use pingora::proxy::{http_proxy, http_proxy_service_with_name};
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
 use pingora::services::background::BackgroundService;
@@ -330,6 +335,31 @@ impl ListenAddrs {
 /// records still arrive in one read each; the buffer only gathers small reads.
 const CLIENT_READ_BUFFER: usize = 4 * 1024;
 
+/// Puts a proxy runtime's service (either engine's) on its HTTPS socket `key`: TLS, the small
+/// read buffer, the first-byte callback and the connection gate.
+fn listen<A>(
+    service: &mut Service<A>,
+    shared: &Arc<Shared>,
+    key: &str,
+    tls_settings: TlsSettings,
+    accepted: &Arc<AtomicU64>,
+) {
+    service.add_listener(
+        ListenerConfig::tcp(key.to_string())
+            .tls(tls_settings)
+            .l4_buffer(L4BufferSettings::default().read(CLIENT_READ_BUFFER)),
+    );
+    service
+        .endpoints()
+        .set_pre_tls_callback(Arc::new(connections::FirstByte {
+            shared: shared.clone(),
+        }));
+    service.set_connection_filter(Arc::new(connections::ConnectionGate {
+        shared: shared.clone(),
+        accepted: accepted.clone(),
+    }));
+}
+
 /// Validates listeners and certificate, then starts the gateway. `config` must have passed
 /// [`GatewayConfig::validate`].
 pub fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError> {
@@ -408,36 +438,34 @@ pub fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError> {
             .map_err(|err| GatewayError::Tls(err.to_string()))?;
         tls_settings.set_cert_resolver(certs.clone());
         tls_settings.enable_h2();
-        // Its own service, so its own runtime and its own upstream connector (pool).
-        let mut proxy = http_proxy_service_with_name(
-            &server.configuration,
-            proxy::Gateway {
-                shared: shared.clone(),
-                spans: spans.clone(),
-            },
-            &format!("aragora-gateway-{index}"),
-        );
-        let key = fd_key(&https, index);
-        proxy.add_listener(
-            ListenerConfig::tcp(key.clone())
-                .tls(tls_settings)
-                .l4_buffer(L4BufferSettings::default().read(CLIENT_READ_BUFFER)),
-        );
-        let count = Arc::new(AtomicU64::new(0));
-        proxy
-            .endpoints()
-            .set_pre_tls_callback(Arc::new(connections::FirstByte {
-                shared: shared.clone(),
-            }));
-        proxy.set_connection_filter(Arc::new(connections::ConnectionGate {
+        let gateway = proxy::Gateway {
             shared: shared.clone(),
-            accepted: count.clone(),
-        }));
+            spans: spans.clone(),
+        };
+        let name = format!("aragora-gateway-{index}");
+        let key = fd_key(&https, index);
+        let count = Arc::new(AtomicU64::new(0));
+        // Its own service, so its own runtime and its own upstream connector (pool).
+        match shared.config().h1_engine {
+            H1Engine::Pingora => {
+                let mut proxy = http_proxy_service_with_name(&server.configuration, gateway, &name);
+                listen(&mut proxy, &shared, &key, tls_settings, &count);
+                server.add_service(PreBound {
+                    service: proxy,
+                    sockets: vec![(key, socket)],
+                });
+            }
+            H1Engine::Lean => {
+                let fallback = Arc::new(http_proxy(&server.configuration, gateway.clone()));
+                let mut lean = Service::new(name, lean::LeanApp { gateway, fallback });
+                listen(&mut lean, &shared, &key, tls_settings, &count);
+                server.add_service(PreBound {
+                    service: lean,
+                    sockets: vec![(key, socket)],
+                });
+            }
+        }
         accepted.push(count);
-        server.add_service(PreBound {
-            service: proxy,
-            sockets: vec![(key, socket)],
-        });
     }
     let mut redirect = Service::new(
         "http-redirect".to_string(),

@@ -22,9 +22,16 @@
 //! | `fail_to_proxy` | answer errors as JSON with the right status |
 //! | `tunnel_upgraded`, `upgraded_tunnel` | after a WebSocket's 101, relay its two streams as a plain tunnel in a task of its own, which takes the request's context and finishes the request when it ends (idle timeout, 1001 at the drain timeout: [`websockets`](crate::websockets)) |
 //! | `logging` | (`Gateway::finish`) RED metrics under the route template, span export, JSON access log, count out; for a tunnelled WebSocket, the tunnel's task does this when it ends |
+//!
+//! Each decision is one method of [`Gateway`] taking no pingora type (the head through the
+//! [`Head`] view): `read_request`, `probe`, `refusal`, `own_answer`/`refusal_answer`, `enter`,
+//! `body_received`, `next_replica`, `connect_failed`, `proxy_failed`, `replay`, `forwarded`,
+//! `stamp`, `pin`, `finish`. The phases above call them, and so does the lean HTTP/1.1 engine
+//! ([`crate::lean`], `ARAGORA_GATEWAY_H1_ENGINE=lean`), so both engines decide alike.
 
 use crate::client::Client;
 use crate::config::GatewayConfig;
+use crate::head::Head;
 use crate::headers::HeaderPolicy;
 use crate::refusal::{json_answer, Refusal, Stamp};
 use crate::route::Stickiness;
@@ -55,7 +62,7 @@ pub struct Gateway {
 
 /// Holds one unit of the gateway's in-flight count; gives it back when dropped, so a request
 /// that ends on any path (even a panic in a phase) never leaks the count drain waits on.
-struct InflightGuard(Arc<Shared>);
+pub(crate) struct InflightGuard(Arc<Shared>);
 
 impl Drop for InflightGuard {
     fn drop(&mut self) {
@@ -65,7 +72,7 @@ impl Drop for InflightGuard {
 
 /// The replica a request is sent to; its in-flight count (least-loaded choice) is held for as
 /// long as the lease lives.
-struct ReplicaLease(Arc<Replica>);
+pub(crate) struct ReplicaLease(pub(crate) Arc<Replica>);
 
 impl ReplicaLease {
     fn new(replica: Arc<Replica>) -> Self {
@@ -81,37 +88,37 @@ impl Drop for ReplicaLease {
 }
 
 pub struct Ctx {
-    started: Instant,
-    inflight: Option<InflightGuard>,
+    pub(crate) started: Instant,
+    pub(crate) inflight: Option<InflightGuard>,
     /// Built once, and shared (not copied) by every header that carries it.
-    request_id: http::HeaderValue,
-    trace: Option<TraceContext>,
-    method: &'static str,
-    route: &'static str,
+    pub(crate) request_id: http::HeaderValue,
+    pub(crate) trace: Option<TraceContext>,
+    pub(crate) method: &'static str,
+    pub(crate) route: &'static str,
     /// The route's place among the templates, which the metric handles are resolved by.
-    route_slot: usize,
-    tls: bool,
-    upgrade: bool,
+    pub(crate) route_slot: usize,
+    pub(crate) tls: bool,
+    pub(crate) upgrade: bool,
     /// Who the request is from, decided once in `request_filter`.
-    client: Option<Client>,
-    tried: Vec<SocketAddr>,
-    replica: Option<ReplicaLease>,
-    websocket: Option<crate::websockets::OpenWebSocket>,
+    pub(crate) client: Option<Client>,
+    pub(crate) tried: Vec<SocketAddr>,
+    pub(crate) replica: Option<ReplicaLease>,
+    pub(crate) websocket: Option<crate::websockets::OpenWebSocket>,
     /// A WebSocket upgrade's place in its client's `ARAGORA_GATEWAY_MAX_WEBSOCKETS_PER_CLIENT`.
-    client_websocket: Option<crate::websockets::ClientWebSocket>,
-    body_bytes: usize,
+    pub(crate) client_websocket: Option<crate::websockets::ClientWebSocket>,
+    pub(crate) body_bytes: usize,
     /// Why the gateway itself answered with an error, for the access log.
-    refusal: Option<&'static str>,
+    pub(crate) refusal: Option<&'static str>,
     /// The rate limiter's decision, reported in `RateLimit-*` headers.
-    limit: Option<crate::limit::Decision>,
+    pub(crate) limit: Option<crate::limit::Decision>,
     /// The request became a WebSocket tunnel of its own task, which finishes it (metrics,
     /// span, access line) when the tunnel ends; pingora's `logging` then has nothing to do.
-    tunnelled: bool,
+    pub(crate) tunnelled: bool,
     /// The debate it names and the replica its cookie pins it to.
-    sticky: Stickiness,
+    pub(crate) sticky: Stickiness,
     /// A replica's response head has arrived: from then on the client may have seen part of
     /// the answer, so nothing is sent again.
-    answered: bool,
+    pub(crate) answered: bool,
 }
 
 /// The fields of one access-log line.
@@ -147,7 +154,7 @@ impl<T: std::fmt::Display> serde::Serialize for Shown<T> {
 
 /// The first `max` bytes of `text`, cut back to a character boundary (a path may hold
 /// percent-decoded multibyte characters).
-fn truncate_at_char(text: &str, max: usize) -> &str {
+pub(crate) fn truncate_at_char(text: &str, max: usize) -> &str {
     if text.len() <= max {
         return text;
     }
@@ -158,41 +165,66 @@ fn truncate_at_char(text: &str, max: usize) -> &str {
     &text[..end]
 }
 
-fn idempotent(method: &str) -> bool {
+pub(crate) fn idempotent(method: &str) -> bool {
     matches!(method, "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE")
 }
 
 /// A WebSocket upgrade to the engine's `/ws` (a GET with no body): only these get the idle
 /// timeouts and body limit lifted and the tunnel after their 101, so claiming `Upgrade` on
 /// another request buys a client nothing.
-fn websocket_upgrade(session: &Session, route: &str) -> bool {
-    let header = session.req_header();
-    let has_body = header.headers.contains_key(http::header::TRANSFER_ENCODING)
+fn websocket_upgrade(header: &impl Head, route: &str, upgrade_requested: bool) -> bool {
+    let has_body = header.value("transfer-encoding").is_some()
         || header
-            .headers
-            .get(http::header::CONTENT_LENGTH)
-            .is_some_and(|length| length.as_bytes() != b"0");
+            .value("content-length")
+            .is_some_and(|length| length != b"0");
     route == "/ws"
-        && header.method == http::Method::GET
+        && header.method() == "GET"
         && !has_body
-        && session.is_upgrade_req()
+        && upgrade_requested
         && header
-            .headers
-            .get("upgrade")
-            .and_then(|v| v.to_str().ok())
+            .text("upgrade")
             .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
 }
 
 impl Gateway {
     /// The headers every answer to this request carries; the edge's own from `policy`
     /// ([`Shared::headers`]).
-    fn stamp<'a>(&self, ctx: &'a Ctx, policy: &'a HeaderPolicy) -> Stamp<'a> {
+    pub(crate) fn stamp<'a>(&self, ctx: &'a Ctx, policy: &'a HeaderPolicy) -> Stamp<'a> {
         Stamp {
             request_id: &ctx.request_id,
             hsts: ctx.tls.then(|| self.shared.hsts()),
             rate_limit: ctx.limit,
             edge: policy.for_route(ctx.route_slot),
         }
+    }
+
+    /// A JSON answer from the gateway itself (a probe's), rendered for either engine.
+    pub(crate) fn own_answer(
+        &self,
+        ctx: &Ctx,
+        status: u16,
+        body: serde_json::Value,
+        retry_after: Option<u64>,
+    ) -> Result<(ResponseHeader, Bytes)> {
+        let policy = self.shared.headers();
+        json_answer(status, &body, retry_after, &self.stamp(ctx, &policy))
+    }
+
+    /// `refusal` rendered for either engine, and what becomes of the connection after it.
+    pub(crate) fn refusal_answer(
+        &self,
+        ctx: &mut Ctx,
+        refusal: &Refusal,
+    ) -> Result<(ResponseHeader, Bytes, AfterAnswer)> {
+        ctx.refusal = Some(refusal.code);
+        let policy = self.shared.headers();
+        let (header, body) = refusal.render(&self.stamp(ctx, &policy))?;
+        let after = if refusal.ends_connection() {
+            AfterAnswer::Close
+        } else {
+            AfterAnswer::KeepIfRead
+        };
+        Ok((header, body, after))
     }
 
     /// Writes a JSON answer from the gateway itself and ends the request.
@@ -204,43 +236,39 @@ impl Gateway {
         body: serde_json::Value,
         retry_after: Option<u64>,
     ) -> Result<bool> {
-        let policy = self.shared.headers();
-        let (header, body) = json_answer(status, &body, retry_after, &self.stamp(ctx, &policy))?;
+        let (header, body) = self.own_answer(ctx, status, body, retry_after)?;
         write_answer(session, header, body, AfterAnswer::KeepIfRead).await
     }
 
     /// Answers with `refusal` and ends the request.
     async fn refuse(&self, session: &mut Session, ctx: &mut Ctx, refusal: Refusal) -> Result<bool> {
-        ctx.refusal = Some(refusal.code);
-        let policy = self.shared.headers();
-        let (header, body) = refusal.render(&self.stamp(ctx, &policy))?;
-        let after = if refusal.ends_connection() {
-            AfterAnswer::Close
-        } else {
-            AfterAnswer::KeepIfRead
-        };
+        let (header, body, after) = self.refusal_answer(ctx, &refusal)?;
         write_answer(session, header, body, after).await
     }
 
-    /// Reads what the later phases need from the request head, once; returns the client.
-    fn read_request(&self, session: &Session, ctx: &mut Ctx, config: &GatewayConfig) -> Client {
-        let header = session.req_header();
-        let header_value = |name: &str| header.headers.get(name).and_then(|v| v.to_str().ok());
-        ctx.method = method_label(&header.method);
-        ctx.route_slot = route_index(header.uri.path());
+    /// Reads what the later phases need from the request head, once (either engine's head);
+    /// returns the client. `peer`: the connection's; `upgrade_requested`: the head asks for an
+    /// upgrade (pingora's reading of `Connection: upgrade`).
+    pub(crate) fn read_request(
+        &self,
+        header: &impl Head,
+        peer: Option<std::net::IpAddr>,
+        tls: bool,
+        upgrade_requested: bool,
+        ctx: &mut Ctx,
+        config: &GatewayConfig,
+    ) -> Client {
+        ctx.method = method_label(header.method());
+        ctx.route_slot = route_index(header.path());
         ctx.route = route_name(ctx.route_slot);
-        ctx.request_id = request_id(header.headers.get("x-request-id"));
-        ctx.trace = Some(TraceContext::from_header(header_value("traceparent")));
-        ctx.upgrade = websocket_upgrade(session, ctx.route);
+        ctx.request_id = request_id(header.value("x-request-id"));
+        ctx.trace = Some(TraceContext::from_header(header.text("traceparent")));
+        ctx.upgrade = websocket_upgrade(header, ctx.route, upgrade_requested);
         ctx.sticky = Stickiness::of(header);
-        ctx.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
-        let peer = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
+        ctx.tls = tls;
         let client = Client::identify(
             peer,
-            header_value("x-forwarded-for"),
+            header.text("x-forwarded-for"),
             config.trusted_proxies.entries(),
         );
         ctx.client = Some(client);
@@ -248,7 +276,7 @@ impl Gateway {
     }
 
     /// The answer of the gateway's own probes, for their paths.
-    fn probe(&self, path: &str) -> Option<(u16, serde_json::Value, Option<u64>)> {
+    pub(crate) fn probe(&self, path: &str) -> Option<(u16, serde_json::Value, Option<u64>)> {
         match path {
             "/healthz" => Some((200, json!({"status": "ok"}), None)),
             "/readyz" => Some(match self.shared.not_ready_reason() {
@@ -266,9 +294,9 @@ impl Gateway {
     /// The first reason, in this order, not to pass the request on: too many in flight,
     /// ambiguous framing or target ([`crate::framing`]), the rate limit, maintenance, the head
     /// and declared body limits, no replica ready.
-    async fn refusal(
+    pub(crate) async fn refusal(
         &self,
-        session: &Session,
+        header: &impl Head,
         ctx: &mut Ctx,
         client: Client,
         inflight: usize,
@@ -278,7 +306,7 @@ impl Gateway {
         if inflight > config.max_inflight_requests {
             return Some(Refusal::overloaded(config.max_inflight_requests));
         }
-        if let Some(refusal) = crate::framing::check(session.req_header()) {
+        if let Some(refusal) = crate::framing::check(header) {
             return Some(refusal);
         }
         let verdict = crate::limit::decide(
@@ -315,8 +343,7 @@ impl Gateway {
                 return Some(Refusal::replica_maintenance(&report));
             }
         }
-        let header = session.req_header();
-        let head_bytes = head_size(header);
+        let head_bytes = header.head_size();
         if head_bytes > config.max_header_bytes {
             return Some(Refusal::headers_too_large(
                 head_bytes,
@@ -324,9 +351,7 @@ impl Gateway {
             ));
         }
         let declared_length = header
-            .headers
-            .get("content-length")
-            .and_then(|v| v.to_str().ok())
+            .text("content-length")
             .and_then(|v| v.parse::<usize>().ok());
         if declared_length.is_some_and(|length| length > config.max_body_bytes) {
             return Some(Refusal::payload_too_large(config.max_body_bytes));
@@ -340,7 +365,7 @@ impl Gateway {
 
 /// What becomes of the client's HTTP/1.1 connection after an answer of the gateway's own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum AfterAnswer {
+pub(crate) enum AfterAnswer {
     /// The connection carries the client's next request if the request was read whole (no
     /// body, or all of it): a refused client must not pay a new TLS handshake per request, or
     /// the refusal costs more than serving it would.
@@ -350,7 +375,7 @@ enum AfterAnswer {
     Close,
 }
 
-async fn write_answer(
+pub(crate) async fn write_answer(
     session: &mut Session,
     header: ResponseHeader,
     body: Bytes,
@@ -369,19 +394,6 @@ async fn write_answer(
         .await?;
     session.write_response_body(Some(body), true).await?;
     Ok(true)
-}
-
-fn head_size(header: &RequestHeader) -> usize {
-    let target = header
-        .uri
-        .path_and_query()
-        .map_or(1, |pq| pq.as_str().len());
-    let line = header.method.as_str().len() + target + 12;
-    line + header
-        .headers
-        .iter()
-        .map(|(name, value)| name.as_str().len() + value.len() + 4)
-        .sum::<usize>()
 }
 
 #[async_trait]
@@ -458,13 +470,22 @@ impl ProxyHttp for Gateway {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let config = self.shared.config_now();
-        let client = self.read_request(session, ctx, &config);
-        let inflight = self.shared.enter();
-        ctx.inflight = Some(InflightGuard(self.shared.clone()));
-        if let Some((status, body, retry_after)) = self.probe(session.req_header().uri.path()) {
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        let upgrade = session.is_upgrade_req();
+        let header = session.req_header();
+        let client = self.read_request(header, peer, tls, upgrade, ctx, &config);
+        let inflight = self.enter(ctx);
+        if let Some((status, body, retry_after)) = self.probe(header.uri.path()) {
             return self.answer(session, ctx, status, body, retry_after).await;
         }
-        if let Some(refusal) = self.refusal(session, ctx, client, inflight, &config).await {
+        let refusal = self
+            .refusal(session.req_header(), ctx, client, inflight, &config)
+            .await;
+        if let Some(refusal) = refusal {
             return self.refuse(session, ctx, refusal).await;
         }
         // Pingora's read timeout also applies to upgraded streams: an idle WebSocket gets the
@@ -489,11 +510,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut Ctx,
     ) -> Result<()> {
         if let Some(chunk) = body {
-            ctx.body_bytes += chunk.len();
-            let limit = self.shared.config_now().max_body_bytes;
-            if ctx.body_bytes > limit && !ctx.upgrade {
-                let refusal = Refusal::payload_too_large(limit);
-                ctx.refusal = Some(refusal.code);
+            if let Some(refusal) = self.body_received(ctx, chunk.len()) {
                 return Error::e_explain(HTTPStatus(refusal.status), refusal.message);
             }
         }
@@ -502,15 +519,9 @@ impl ProxyHttp for Gateway {
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
         let config = self.shared.config_now();
-        // A retry gives back the lease of the replica that failed, and prefers a replica not
-        // tried yet; after a stale pooled connection, the same replica on a fresh connection is
-        // fine when it is the only one.
-        ctx.replica = None;
-        let replica = ctx
-            .sticky
-            .choose(&self.shared.pool, &ctx.tried)
+        let replica = self
+            .next_replica(ctx)
             .ok_or_else(Refusal::no_ready_upstream_error)?;
-        ctx.tried.push(replica.addr);
         let mut peer = HttpPeer::new(replica.addr, false, String::new());
         let connect = Duration::from_millis(config.upstream_connect_timeout_ms);
         peer.options.connection_timeout = Some(connect);
@@ -521,7 +532,6 @@ impl ProxyHttp for Gateway {
             config.upstream_read_timeout_secs
         }));
         peer.options.idle_timeout = Some(Duration::from_secs(60));
-        ctx.replica = Some(ReplicaLease::new(replica));
         Ok(Box::new(peer))
     }
 
@@ -531,18 +541,10 @@ impl ProxyHttp for Gateway {
         request: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        request.insert_header("X-Request-Id", ctx.request_id.clone())?;
-        if let Some(trace) = &ctx.trace {
-            request.insert_header("traceparent", trace.header())?;
+        let incoming = request.text("x-forwarded-for").map(str::to_string);
+        for (name, value) in self.forwarded(ctx, incoming.as_deref()) {
+            request.insert_header(name, value)?;
         }
-        let incoming = request
-            .headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok());
-        if let Some(forwarded) = ctx.client.and_then(|c| c.forwarded_for(incoming)) {
-            request.insert_header("X-Forwarded-For", forwarded)?;
-        }
-        request.insert_header("X-Forwarded-Proto", if ctx.tls { "https" } else { "http" })?;
         Ok(())
     }
 
@@ -562,7 +564,7 @@ impl ProxyHttp for Gateway {
                 .with_label_values(&[replica.0.addr.to_string()]);
             ctx.websocket = Some(self.shared.websockets.register(gauge));
         }
-        if let Some(pin) = ctx.replica.as_ref().and_then(|r| ctx.sticky.pin(&r.0)) {
+        if let Some(pin) = self.pin(ctx) {
             response.append_header("Set-Cookie", pin.clone())?;
         }
         Ok(())
@@ -575,16 +577,8 @@ impl ProxyHttp for Gateway {
         ctx: &mut Ctx,
         mut error: Box<Error>,
     ) -> Box<Error> {
-        if let Some(addr) = peer.address().as_inet() {
-            self.shared
-                .pool
-                .observe_failure(*addr, format!("connect failed: {error}"));
-        }
-        // Nothing reached the replica, so any method may go to another one (at most two more).
-        let retry = ctx.tried.len() < 3 && self.shared.pool.select(&ctx.tried).is_some();
-        if retry {
-            self.shared.metrics.upstream_retries.inc();
-        }
+        let addr = peer.address().as_inet().copied();
+        let retry = self.connect_failed(addr, &error, ctx);
         error.set_retry(retry);
         error
     }
@@ -608,34 +602,17 @@ impl ProxyHttp for Gateway {
             error.etype(),
             ConnectionClosed | ReadError | WriteError | H2Error | InvalidHTTPHeader
         );
-        if matches!(error.esource(), ErrorSource::Upstream)
-            && broken_connection
-            && !client_reused
-            && !ctx.upgrade
-        {
-            if let Some(addr) = peer.address().as_inet() {
-                self.shared
-                    .pool
-                    .observe_failure(*addr, format!("proxying failed: {error}"));
-            }
+        let upstream = matches!(error.esource(), ErrorSource::Upstream);
+        if upstream {
+            let addr = peer.address().as_inet().copied();
+            self.proxy_failed(addr, broken_connection, client_reused, ctx, &error);
         }
-        // Sent again only when pingora says the request never reached the replica (a stale
-        // pooled connection), the method is idempotent, and the whole body is still buffered:
-        // a POST is never replayed.
-        let replayable = idempotent(ctx.method)
-            && !ctx.upgrade
-            && !session.as_ref().retry_buffer_truncated()
-            && ctx.tried.len() < 3;
         // Pingora's own flag covers a pooled connection found closed; a pooled connection to a
         // replica that was killed breaks as a reset or a read error instead, before any response
         // head: that request is as stale, and goes to another replica too.
-        let stale_pooled = client_reused && broken_connection && !ctx.answered;
-        let retry = (error.retry() || stale_pooled)
-            && replayable
-            && matches!(error.esource(), ErrorSource::Upstream);
-        if retry {
-            self.shared.metrics.upstream_retries.inc();
-        }
+        let stale = error.retry() || (client_reused && broken_connection && !ctx.answered);
+        let buffered = !session.as_ref().retry_buffer_truncated();
+        let retry = upstream && self.replay(ctx, stale, buffered);
         error.set_retry(retry);
         error
     }
@@ -724,9 +701,122 @@ impl ProxyHttp for Gateway {
 }
 
 impl Gateway {
+    /// Counts the request in (the in-flight count drain waits on, and the limit's); returns the
+    /// count with it.
+    pub(crate) fn enter(&self, ctx: &mut Ctx) -> usize {
+        let inflight = self.shared.enter();
+        ctx.inflight = Some(InflightGuard(self.shared.clone()));
+        inflight
+    }
+
+    /// Counts `len` more body bytes received; the refusal when the body is now over the limit.
+    pub(crate) fn body_received(&self, ctx: &mut Ctx, len: usize) -> Option<Refusal> {
+        ctx.body_bytes += len;
+        let limit = self.shared.config_now().max_body_bytes;
+        if ctx.body_bytes > limit && !ctx.upgrade {
+            let refusal = Refusal::payload_too_large(limit);
+            ctx.refusal = Some(refusal.code);
+            return Some(refusal);
+        }
+        None
+    }
+
+    /// The replica for the request's next attempt, leased (its in-flight count held) and
+    /// noted as tried. A retry gives back the lease of the replica that failed, and prefers a
+    /// replica not tried yet; after a stale connection, the same replica on a fresh connection
+    /// is fine when it is the only one.
+    pub(crate) fn next_replica(&self, ctx: &mut Ctx) -> Option<Arc<Replica>> {
+        ctx.replica = None;
+        let replica = ctx.sticky.choose(&self.shared.pool, &ctx.tried)?;
+        ctx.tried.push(replica.addr);
+        ctx.replica = Some(ReplicaLease::new(replica.clone()));
+        Some(replica)
+    }
+
+    /// A connection to `addr` failed: passive health counts it; whether to try another replica.
+    /// Nothing reached the replica, so any method may go to another one (at most two more).
+    pub(crate) fn connect_failed(
+        &self,
+        addr: Option<SocketAddr>,
+        error: &dyn std::fmt::Display,
+        ctx: &Ctx,
+    ) -> bool {
+        if let Some(addr) = addr {
+            self.shared
+                .pool
+                .observe_failure(addr, format!("connect failed: {error}"));
+        }
+        let retry = ctx.tried.len() < 3 && self.shared.pool.select(&ctx.tried).is_some();
+        if retry {
+            self.shared.metrics.upstream_retries.inc();
+        }
+        retry
+    }
+
+    /// Proxying to `addr` failed on the replica's side. A broken connection counts against the
+    /// replica, but not a timeout (a slow answer is not a dead replica), not a reused
+    /// connection it had closed, and not the end of an upgraded WebSocket (the engine closes
+    /// those when it drains).
+    pub(crate) fn proxy_failed(
+        &self,
+        addr: Option<SocketAddr>,
+        broken_connection: bool,
+        reused: bool,
+        ctx: &Ctx,
+        error: &dyn std::fmt::Display,
+    ) {
+        if broken_connection && !reused && !ctx.upgrade {
+            if let Some(addr) = addr {
+                self.shared
+                    .pool
+                    .observe_failure(addr, format!("proxying failed: {error}"));
+            }
+        }
+    }
+
+    /// Whether a failed request is sent again: only when it never reached the replica (`stale`:
+    /// a reused connection found closed or broken before any response head), the method is
+    /// idempotent, and the whole body is still at hand (`buffered`): a POST is never replayed.
+    pub(crate) fn replay(&self, ctx: &Ctx, stale: bool, buffered: bool) -> bool {
+        let retry =
+            stale && idempotent(ctx.method) && !ctx.upgrade && buffered && ctx.tried.len() < 3;
+        if retry {
+            self.shared.metrics.upstream_retries.inc();
+        }
+        retry
+    }
+
+    /// The headers the request carries to its replica, each replacing the client's of that
+    /// name: `X-Request-Id`, `traceparent`, `X-Forwarded-For` (`incoming`: the client's) and
+    /// `-Proto`.
+    pub(crate) fn forwarded(
+        &self,
+        ctx: &Ctx,
+        incoming: Option<&str>,
+    ) -> impl Iterator<Item = (&'static str, http::HeaderValue)> {
+        let forwarded_for = ctx
+            .client
+            .and_then(|c| c.forwarded_for(incoming))
+            .and_then(|f| http::HeaderValue::try_from(f).ok());
+        let proto = http::HeaderValue::from_static(if ctx.tls { "https" } else { "http" });
+        [
+            Some(("X-Request-Id", ctx.request_id.clone())),
+            ctx.trace.as_ref().map(|t| ("traceparent", t.header())),
+            forwarded_for.map(|f| ("X-Forwarded-For", f)),
+            Some(("X-Forwarded-Proto", proto)),
+        ]
+        .into_iter()
+        .flatten()
+    }
+
+    /// The `Set-Cookie` pinning the client to the replica that answered, when it needs one.
+    pub(crate) fn pin<'a>(&self, ctx: &'a Ctx) -> Option<&'a http::HeaderValue> {
+        ctx.replica.as_ref().and_then(|r| ctx.sticky.pin(&r.0))
+    }
+
     /// The end of a request, proxied, refused or tunnelled: its RED metrics, span and access
     /// line, and the release of what it held (in-flight count, replica lease, WebSocket gauge).
-    fn finish(&self, path: &str, status: u16, error: Option<String>, ctx: &mut Ctx) {
+    pub(crate) fn finish(&self, path: &str, status: u16, error: Option<String>, ctx: &mut Ctx) {
         let elapsed = ctx.started.elapsed();
         let metrics = &self.shared.metrics;
         metrics

@@ -240,30 +240,72 @@ pub struct Stamp<'a> {
     pub edge: &'a [crate::headers::EdgeHeader],
 }
 
+/// A header a [`Stamp`] sets: one of its own, written in its usual case (pingora keeps the
+/// case it was given), or an edge header of the configuration.
+#[derive(Clone, Copy)]
+pub enum StampName<'a> {
+    Own(&'static str),
+    Edge(&'a http::HeaderName),
+}
+
+impl StampName<'_> {
+    pub fn as_str(&self) -> &str {
+        match self {
+            StampName::Own(name) => name,
+            StampName::Edge(name) => name.as_str(),
+        }
+    }
+}
+
 impl Stamp<'_> {
-    pub fn apply(&self, header: &mut ResponseHeader) -> Result<()> {
-        header.insert_header("X-Request-Id", self.request_id.clone())?;
+    /// Each header the stamp sets (a value) or removes (none), in order: one list for both
+    /// engines (pingora's header map, the lean engine's bytes).
+    pub fn each(&self, mut header: impl FnMut(StampName<'_>, Option<&http::HeaderValue>)) {
+        header(StampName::Own("X-Request-Id"), Some(self.request_id));
         for (name, value) in self.edge {
-            match value {
-                Some(value) => header.insert_header(name.clone(), value.clone())?,
-                None => {
-                    header.remove_header(name);
-                }
-            }
+            header(StampName::Edge(name), value.as_ref());
         }
         if let Some(hsts) = &self.hsts {
-            header.insert_header("Strict-Transport-Security", hsts.clone())?;
+            header(StampName::Own("Strict-Transport-Security"), Some(hsts));
         }
         if let Some(decision) = self.rate_limit {
-            header.insert_header("RateLimit-Limit", http::HeaderValue::from(decision.limit))?;
+            let limit = http::HeaderValue::from(decision.limit);
+            header(StampName::Own("RateLimit-Limit"), Some(&limit));
             let remaining = http::HeaderValue::from(decision.remaining);
-            header.insert_header("RateLimit-Remaining", remaining)?;
-            header.insert_header(
-                "RateLimit-Reset",
-                http::HeaderValue::from(decision.reset_secs),
-            )?;
+            header(StampName::Own("RateLimit-Remaining"), Some(&remaining));
+            let reset = http::HeaderValue::from(decision.reset_secs);
+            header(StampName::Own("RateLimit-Reset"), Some(&reset));
         }
-        Ok(())
+    }
+
+    /// Whether the stamp sets or removes the header `name` (any case): a replica's header of
+    /// that name does not reach the client.
+    pub fn owns(&self, name: &str) -> bool {
+        let mut owned = false;
+        self.each(|own, _| owned |= own.as_str().eq_ignore_ascii_case(name));
+        owned
+    }
+
+    pub fn apply(&self, header: &mut ResponseHeader) -> Result<()> {
+        let mut result = Ok(());
+        self.each(|name, value| {
+            if result.is_err() {
+                return;
+            }
+            result = match (name, value) {
+                (StampName::Own(name), Some(value)) => {
+                    header.insert_header(name, value.clone()).map(|_| ())
+                }
+                (StampName::Edge(name), Some(value)) => header
+                    .insert_header(name.clone(), value.clone())
+                    .map(|_| ()),
+                (name, None) => {
+                    header.remove_header(name.as_str());
+                    Ok(())
+                }
+            };
+        });
+        result
     }
 }
 

@@ -4,8 +4,8 @@
 //! `aragora-affinity` cookie goes to its replica while that is ready; everyone else to the best
 //! ready replica. A client is (re-)pinned to the replica that answered it.
 
+use crate::head::{visible_text, Head};
 use crate::upstream::{Replica, UpstreamPool, AFFINITY_COOKIE};
-use pingora::http::RequestHeader;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -19,7 +19,7 @@ pub struct Stickiness {
 }
 
 impl Stickiness {
-    pub fn of(header: &RequestHeader) -> Self {
+    pub fn of(header: &impl Head) -> Self {
         Self {
             debate: debate_key(header),
             affinity: affinity_cookie(header),
@@ -47,10 +47,10 @@ impl Stickiness {
 }
 
 /// The debate id a request is about, if its path or query names one.
-fn debate_key(header: &RequestHeader) -> Option<String> {
-    let path = header.uri.path();
+fn debate_key(header: &impl Head) -> Option<String> {
+    let path = header.path();
     if path == "/ws" {
-        return header.uri.query().and_then(|query| {
+        return header.query().and_then(|query| {
             query
                 .split('&')
                 .find_map(|pair| pair.strip_prefix("debate_id="))
@@ -66,12 +66,10 @@ fn debate_key(header: &RequestHeader) -> Option<String> {
 }
 
 /// The `aragora-affinity` value among the request's cookies.
-fn affinity_cookie(header: &RequestHeader) -> Option<String> {
+fn affinity_cookie(header: &impl Head) -> Option<String> {
     header
-        .headers
-        .get_all("cookie")
-        .iter()
-        .filter_map(|value| value.to_str().ok())
+        .values("cookie")
+        .filter_map(visible_text)
         .flat_map(|value| value.split(';'))
         .find_map(|pair| {
             pair.trim()
@@ -84,6 +82,7 @@ fn affinity_cookie(header: &RequestHeader) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pingora::http::RequestHeader;
 
     fn request(uri: &str, cookie: Option<&str>) -> RequestHeader {
         let mut header = RequestHeader::build("GET", uri.as_bytes(), None).unwrap();

@@ -23,6 +23,24 @@ macro_rules! on_both_backends {
     )*};
 }
 
+/// Runs each named gateway test (an `async fn()`) once per HTTP/1.1 engine of the gateway
+/// (`ARAGORA_GATEWAY_H1_ENGINE`): `NAME::pingora` and `NAME::lean`.
+macro_rules! on_both_engines {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn pingora() {
+                crate::support::with_h1_engine("pingora", super::$name()).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn lean() {
+                crate::support::with_h1_engine("lean", super::$name()).await
+            }
+        }
+    )*};
+}
+
 mod admin_auth;
 mod alert_inhibition;
 mod alert_receivers;

@@ -353,7 +353,7 @@ async fn record_request(State(state): State<AppState>, request: Request, next: N
         .get::<MatchedPath>()
         .map(|path| path.as_str().to_string())
         .unwrap_or_else(|| "unmatched".to_string());
-    let method = aragora_telemetry::method_label(request.method());
+    let method = aragora_telemetry::method_label(request.method().as_str());
     let response = next.run(request).await.into_response();
     let status = response.status();
     state

@@ -4,7 +4,11 @@
 use super::*;
 use crate::support::echo::SLOW_BODY_BYTES;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+on_both_engines!(
+    a_rolling_restart_of_every_replica_under_load_fails_no_request,
+    gateway_sigterm_under_load_fails_nothing_that_arrived_before_and_exits_promptly,
+);
+
 async fn a_rolling_restart_of_every_replica_under_load_fails_no_request() {
     let (mut engines, ports) = three_engines().await;
     let upstreams: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
@@ -37,7 +41,6 @@ async fn a_rolling_restart_of_every_replica_under_load_fails_no_request() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_sigterm_under_load_fails_nothing_that_arrived_before_and_exits_promptly() {
     let (upstream, gateway) = gateway_with_echo(&[
         ("ARAGORA_GATEWAY_DRAIN_DELAY", "1".into()),

@@ -14,6 +14,8 @@ use crate::support::hostile::{
 };
 use futures::StreamExt;
 
+on_both_engines!(hostile_requests_are_refused_at_least_as_strictly_as_by_nginx_and_haproxy,);
+
 /// Every client timeout of the three proxies (the gateway's `ARAGORA_CLIENT_READ_TIMEOUT`,
 /// nginx's header, body and send timeouts, HAProxy's `timeout client` and `http-request`):
 /// short, so the slow cases take seconds.
@@ -256,7 +258,6 @@ async fn run(target: &Target, send: &Send) -> Outcome {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_requests_are_refused_at_least_as_strictly_as_by_nginx_and_haproxy() {
     let started = Instant::now();
     let engine = Engine::start(

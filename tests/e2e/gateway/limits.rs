@@ -5,7 +5,20 @@
 use super::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+on_both_engines!(
+    connections_beyond_the_limit_are_closed_at_accept_and_counted,
+    limits_answer_their_status_and_maintenance_mode_blocks_all_but_health,
+    each_client_gets_its_limit_with_headers_and_a_spoofed_forwarded_for_is_ignored,
+    behind_a_trusted_proxy_the_forwarded_client_is_limited_not_the_proxy,
+    route_overrides_allow_list_and_the_admin_view_of_rate_limits,
+    two_gateways_sharing_redis_admit_the_configured_rate_not_twice_it,
+    a_redis_outage_falls_back_without_a_5xx_and_recovers_by_itself,
+    failing_closed_refuses_with_429_not_a_5xx_while_redis_is_away,
+    a_client_over_its_limit_gets_its_429s_on_the_connection_it_keeps,
+    a_refusal_closes_the_connection_when_the_body_is_unread_or_the_head_too_large,
+    over_http2_a_limited_client_keeps_its_one_connection,
+);
+
 async fn connections_beyond_the_limit_are_closed_at_accept_and_counted() {
     let (_upstream, gateway) =
         gateway_with_echo(&[("ARAGORA_GATEWAY_MAX_CONNECTIONS", "2".into())]).await;
@@ -44,7 +57,6 @@ async fn connections_beyond_the_limit_are_closed_at_accept_and_counted() {
     drop(second);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_answer_their_status_and_maintenance_mode_blocks_all_but_health() {
     let (upstream, gateway) = gateway_with_echo(&[
         ("ARAGORA_GATEWAY_MAX_BODY_BYTES", "2048".into()),
@@ -148,7 +160,6 @@ async fn limits_answer_their_status_and_maintenance_mode_blocks_all_but_health()
     assert_eq!(get_status(&client, &url).await, 200);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_client_gets_its_limit_with_headers_and_a_spoofed_forwarded_for_is_ignored() {
     let (upstream, gateway) = gateway_with_echo(&[("ARAGORA_RATE_LIMIT", "5".into())]).await;
     let client = gateway.client();
@@ -201,7 +212,6 @@ async fn each_client_gets_its_limit_with_headers_and_a_spoofed_forwarded_for_is_
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn behind_a_trusted_proxy_the_forwarded_client_is_limited_not_the_proxy() {
     let (_upstream, gateway) = gateway_with_echo(&[
         ("ARAGORA_RATE_LIMIT", "2".into()),
@@ -230,7 +240,6 @@ async fn behind_a_trusted_proxy_the_forwarded_client_is_limited_not_the_proxy() 
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn route_overrides_allow_list_and_the_admin_view_of_rate_limits() {
     let (_upstream, gateway) = gateway_with_echo(&[
         ("ARAGORA_RATE_LIMIT", "100".into()),
@@ -296,7 +305,6 @@ fn unique_prefix() -> String {
     format!("aragora-test:{}:", uuid::Uuid::new_v4().simple())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_gateways_sharing_redis_admit_the_configured_rate_not_twice_it() {
     let upstream = EchoUpstream::start(true).await;
     let prefix = unique_prefix();
@@ -338,7 +346,6 @@ async fn two_gateways_sharing_redis_admit_the_configured_rate_not_twice_it() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_outage_falls_back_without_a_5xx_and_recovers_by_itself() {
     let relay = crate::support::relay::Relay::start("127.0.0.1:6379".parse().unwrap()).await;
     let (_upstream, gateway) = gateway_with_echo(&[
@@ -381,7 +388,6 @@ async fn a_redis_outage_falls_back_without_a_5xx_and_recovers_by_itself() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_closed_refuses_with_429_not_a_5xx_while_redis_is_away() {
     let (upstream, gateway) = gateway_with_echo(&[
         ("ARAGORA_RATE_LIMIT", "100000".into()),
@@ -495,7 +501,6 @@ async fn handshakes(gateway: &GatewayProcess) -> f64 {
         .sum()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_over_its_limit_gets_its_429s_on_the_connection_it_keeps() {
     let (upstream, gateway) = gateway_with_echo(&[("ARAGORA_RATE_LIMIT", "2".into())]).await;
     let mut tls = tls_connection(&gateway).await;
@@ -532,7 +537,6 @@ async fn a_client_over_its_limit_gets_its_429s_on_the_connection_it_keeps() {
     assert_eq!(handshakes(&gateway).await, 1.0, "one TLS handshake for all");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refusal_closes_the_connection_when_the_body_is_unread_or_the_head_too_large() {
     let (upstream, gateway) = gateway_with_echo(&[
         ("ARAGORA_GATEWAY_MAX_BODY_BYTES", "2048".into()),
@@ -593,7 +597,6 @@ async fn a_refusal_closes_the_connection_when_the_body_is_unread_or_the_head_too
     assert_eq!(upstream.served(), 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_http2_a_limited_client_keeps_its_one_connection() {
     let (_upstream, gateway) = gateway_with_echo(&[("ARAGORA_RATE_LIMIT", "1".into())]).await;
     let client = gateway.client();

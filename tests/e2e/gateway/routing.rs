@@ -3,7 +3,14 @@
 
 use super::*;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+on_both_engines!(
+    a_killed_replica_leaves_rotation_after_a_few_refused_connections_and_only_its_in_flight_requests_fail,
+    only_ready_replicas_get_traffic_and_none_ready_answers_503_at_once,
+    a_replica_hanging_up_mid_request_gets_a_json_502_and_a_post_is_never_replayed,
+    spans_reach_an_otlp_collector_in_the_callers_trace,
+    debates_stick_to_one_replica_clients_to_their_pin_and_removing_a_replica_remaps_its_share,
+);
+
 async fn only_ready_replicas_get_traffic_and_none_ready_answers_503_at_once() {
     let ready = EchoUpstream::start(true).await;
     let unready = EchoUpstream::start(false).await;
@@ -79,7 +86,6 @@ async fn only_ready_replicas_get_traffic_and_none_ready_answers_503_at_once() {
     assert_eq!(unready.served(), 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_hanging_up_mid_request_gets_a_json_502_and_a_post_is_never_replayed() {
     let (replicas, gateway) = gateway_with_echoes(2).await;
     let client = gateway.client();
@@ -114,7 +120,6 @@ async fn a_replica_hanging_up_mid_request_gets_a_json_502_and_a_post_is_never_re
     assert_eq!(fine.unwrap().status(), 200, "the gateway keeps serving");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_replica_leaves_rotation_after_a_few_refused_connections_and_only_its_in_flight_requests_fail(
 ) {
     let (mut engines, ports) = three_engines().await;
@@ -161,7 +166,6 @@ async fn a_killed_replica_leaves_rotation_after_a_few_refused_connections_and_on
     let _ = engines[1].wait_exit(Duration::from_secs(5)).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_reach_an_otlp_collector_in_the_callers_trace() {
     let collector = crate::support::otlp::OtlpSink::start().await;
     let (_upstream, gateway) = gateway_with_echo(&[
@@ -220,7 +224,6 @@ async fn served_by(
     (body["upstream"].as_str().unwrap().to_string(), set_cookie)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn debates_stick_to_one_replica_clients_to_their_pin_and_removing_a_replica_remaps_its_share()
 {
     let (upstreams, gateway) = gateway_with_echoes(3).await;

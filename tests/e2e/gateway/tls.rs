@@ -4,7 +4,12 @@
 
 use super::*;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+on_both_engines!(
+    http_redirects_https_serves_h1_and_h2_with_hsts_and_tls_1_1_is_refused,
+    sighup_swaps_certificate_and_upstreams_without_dropping_connections_and_refuses_bad_config,
+    the_edge_replaces_the_replica_banner_and_sets_security_headers_per_route,
+);
+
 async fn http_redirects_https_serves_h1_and_h2_with_hsts_and_tls_1_1_is_refused() {
     let upstream = EchoUpstream::start(true).await;
     let acme = tempfile::tempdir().unwrap();
@@ -223,7 +228,6 @@ fn gateway_toml(upstream: &str, cert: &std::path::Path, key: &std::path::Path) -
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_swaps_certificate_and_upstreams_without_dropping_connections_and_refuses_bad_config(
 ) {
     let first = EchoUpstream::start(true).await;
@@ -317,7 +321,6 @@ fn header_of<'a>(response: &'a reqwest::Response, name: &str) -> &'a str {
         .unwrap_or("")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_edge_replaces_the_replica_banner_and_sets_security_headers_per_route() {
     let (_upstream, gateway) = gateway_with_echo(&[
         ("ARAGORA_SERVER_HEADER", "aragora".into()),

@@ -11,6 +11,10 @@ use crate::support::{eventually, sample, Engine, EngineOptions, GatewayProcess};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 
+on_both_engines!(
+    hostile_websockets_get_a_4xx_a_close_code_or_an_error_event_and_leave_the_system_healthy
+);
+
 type Tls = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
 
 const OP_CONTINUATION: u8 = 0x0;
@@ -244,7 +248,6 @@ async fn gauges(gateway: &GatewayProcess, engine: &Engine) -> [f64; 4] {
     ]
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_websockets_get_a_4xx_a_close_code_or_an_error_event_and_leave_the_system_healthy()
 {
     let engine = Engine::start(EngineOptions::sqlite()).await;

@@ -9,6 +9,8 @@ use crate::support::echo::UPGRADED_GREETING;
 use crate::support::{eventually, sample};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+on_both_engines!(a_websockets_bytes_cross_the_tunnel_intact_both_ways);
+
 /// Reads from `stream` into `buffer` until it holds at least `len` bytes.
 async fn read_at_least<S: tokio::io::AsyncRead + Unpin>(
     stream: &mut S,
@@ -26,7 +28,6 @@ async fn read_at_least<S: tokio::io::AsyncRead + Unpin>(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_websockets_bytes_cross_the_tunnel_intact_both_ways() {
     let (upstream, gateway) = gateway_with_echo(&[]).await;
     let gauge = format!(

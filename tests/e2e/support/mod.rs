@@ -72,6 +72,24 @@ pub fn test_token() -> String {
     TOKEN.with(Clone::clone)
 }
 
+thread_local! {
+    static H1_ENGINE: std::cell::Cell<&'static str> = const { std::cell::Cell::new("pingora") };
+}
+
+/// Runs `test` with the gateways it starts serving HTTP/1.1 on `engine`
+/// (`ARAGORA_GATEWAY_H1_ENGINE`, unless the test's own env names it): what `on_both_engines!`
+/// runs each gateway test under. Per thread, like [`test_token`]: a gateway started inside a
+/// spawned task gets the default.
+pub async fn with_h1_engine<F: Future<Output = ()>>(engine: &'static str, test: F) {
+    H1_ENGINE.with(|current| current.set(engine));
+    test.await
+}
+
+/// The HTTP/1.1 engine gateways started on this thread use.
+pub fn h1_engine() -> &'static str {
+    H1_ENGINE.with(std::cell::Cell::get)
+}
+
 /// `builder` sending `Authorization: Bearer token` on every request that sets none itself
 /// (reqwest adds default headers only where the request has none of that name).
 pub fn with_bearer(builder: reqwest::ClientBuilder, token: Option<&str>) -> reqwest::ClientBuilder {
@@ -658,7 +676,8 @@ impl GatewayProcess {
             .env("ARAGORA_SLOW_START_SECS", "0")
             .env("ARAGORA_GATEWAY_DRAIN_DELAY", "0")
             // Load tests come from one address; tests of the limit turn it back on.
-            .env("ARAGORA_RATE_LIMIT", "0");
+            .env("ARAGORA_RATE_LIMIT", "0")
+            .env("ARAGORA_GATEWAY_H1_ENGINE", h1_engine());
         if let Some(token) = &token {
             command.env("ARAGORA_API_TOKEN", token);
         }
