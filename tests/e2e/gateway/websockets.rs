@@ -137,8 +137,12 @@ async fn open_as(
     gateway: &crate::support::GatewayProcess,
     forwarded_for: &str,
 ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-    let (head, _, tls) = upgrade_as(gateway, forwarded_for).await;
-    assert!(head.starts_with("HTTP/1.1 101"), "{forwarded_for}: {head}");
+    let (head, body, tls) = upgrade_as(gateway, forwarded_for).await;
+    assert!(
+        head.starts_with("HTTP/1.1 101"),
+        "{forwarded_for}: {head}{}",
+        String::from_utf8_lossy(&body)
+    );
     tls
 }
 
@@ -189,12 +193,15 @@ async fn one_client_address_holds_at_most_its_websockets_and_gets_them_back_as_t
     );
 
     // Left silent, both end at the idle timeout and give their places back.
+    // They were opened at different times, so they end at different times: poll until both
+    // places are free at once.
     let _both = eventually("idle WebSockets' places back", PATIENCE, || async {
         let (head, _, tls) = upgrade_as(&gateway, one).await;
         if !head.starts_with("HTTP/1.1 101") {
             return None;
         }
-        Some((tls, open_as(&gateway, one).await))
+        let (head, _, other) = upgrade_as(&gateway, one).await;
+        head.starts_with("HTTP/1.1 101").then_some((tls, other))
     })
     .await;
 }
