@@ -106,6 +106,49 @@ impl Site {
     }
 }
 
+impl Site {
+    /// `count` `aragora migrate up --wait 120` running at once on this site.
+    fn spawn_ups(&self, count: usize) -> Vec<Process> {
+        (0..count)
+            .map(|i| {
+                let mut command = command_on(&self.options, self.dir.path());
+                command.args(["migrate", "up", "--wait", "120"]);
+                Process::spawn(
+                    &mut command,
+                    &self.dir.path().join(format!("up-{i}.log")),
+                    &self.dir.path().join(format!("up-{i}.out")),
+                )
+            })
+            .collect()
+    }
+}
+
+/// What each `up` printed, once each has exited successfully.
+async fn outputs_of(ups: Vec<Process>) -> Vec<String> {
+    let mut outputs = Vec::new();
+    for mut up in ups {
+        let exit = up.wait_exit(Duration::from_secs(60)).await;
+        let out = std::fs::read_to_string(&up.out).unwrap();
+        assert!(exit.success(), "{out}\n{}", up.log_text());
+        outputs.push(out);
+    }
+    outputs
+}
+
+/// How many of `outputs` applied up to the latest migration, and how many found nothing to do.
+fn appliers_and_idle(outputs: &[String], backend: DbBackend) -> (usize, usize) {
+    let latest = SqlStore::latest_schema_version(backend);
+    let appliers = outputs
+        .iter()
+        .filter(|out| out.contains(&format!("applied {latest} ")))
+        .count();
+    let idle = outputs
+        .iter()
+        .filter(|out| out.contains("nothing to do"))
+        .count();
+    (appliers, idle)
+}
+
 enum Bind {
     Int(i64),
     Text(String),
@@ -500,17 +543,7 @@ async fn two_migrate_ups_at_once_wait_for_the_advisory_lock_and_apply_once() {
         "{said}"
     );
 
-    let ups: Vec<Process> = (0..2)
-        .map(|i| {
-            let mut command = command_on(&site.options, site.dir.path());
-            command.args(["migrate", "up", "--wait", "120"]);
-            Process::spawn(
-                &mut command,
-                &site.dir.path().join(format!("up-{i}.log")),
-                &site.dir.path().join(format!("up-{i}.out")),
-            )
-        })
-        .collect();
+    let ups = site.spawn_ups(2);
     for up in &ups {
         file_says(&up.log, &waiting).await;
     }
@@ -537,23 +570,9 @@ async fn two_migrate_ups_at_once_wait_for_the_advisory_lock_and_apply_once() {
         .execute(&mut holder)
         .await
         .unwrap();
-    let mut outputs = Vec::new();
-    for mut up in ups {
-        let exit = up.wait_exit(Duration::from_secs(60)).await;
-        let out = std::fs::read_to_string(&up.out).unwrap();
-        assert!(exit.success(), "{out}\n{}", up.log_text());
-        outputs.push(out);
-    }
+    let outputs = outputs_of(ups).await;
     engine.wait_ready().await;
-    let latest = SqlStore::latest_schema_version(DbBackend::Postgres);
-    let appliers = outputs
-        .iter()
-        .filter(|out| out.contains(&format!("applied {latest} ")))
-        .count();
-    let idle = outputs
-        .iter()
-        .filter(|out| out.contains("nothing to do"))
-        .count();
+    let (appliers, idle) = appliers_and_idle(&outputs, DbBackend::Postgres);
     // The engine may have been first: then both `up`s found nothing to do.
     assert!(appliers <= 1 && appliers + idle == 2, "{outputs:?}");
     let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
@@ -594,17 +613,7 @@ async fn two_migrate_ups_at_once_on_one_sqlite_file_wait_for_its_lock_file_and_a
         "the lock file is not named: {said}"
     );
 
-    let ups: Vec<Process> = (0..2)
-        .map(|i| {
-            let mut command = command_on(&site.options, site.dir.path());
-            command.args(["migrate", "up", "--wait", "120"]);
-            Process::spawn(
-                &mut command,
-                &site.dir.path().join(format!("up-{i}.log")),
-                &site.dir.path().join(format!("up-{i}.out")),
-            )
-        })
-        .collect();
+    let ups = site.spawn_ups(2);
     for up in &ups {
         file_says(&up.log, waiting).await;
     }
@@ -614,22 +623,8 @@ async fn two_migrate_ups_at_once_on_one_sqlite_file_wait_for_its_lock_file_and_a
         "migrated while the lock was held"
     );
     drop(held);
-    let mut outputs = Vec::new();
-    for mut up in ups {
-        let exit = up.wait_exit(Duration::from_secs(60)).await;
-        let out = std::fs::read_to_string(&up.out).unwrap();
-        assert!(exit.success(), "{out}\n{}", up.log_text());
-        outputs.push(out);
-    }
-    let latest = SqlStore::latest_schema_version(DbBackend::Sqlite);
-    let appliers = outputs
-        .iter()
-        .filter(|out| out.contains(&format!("applied {latest} ")))
-        .count();
-    let idle = outputs
-        .iter()
-        .filter(|out| out.contains("nothing to do"))
-        .count();
+    let outputs = outputs_of(ups).await;
+    let (appliers, idle) = appliers_and_idle(&outputs, DbBackend::Sqlite);
     assert_eq!((appliers, idle), (1, 1), "{outputs:?}");
     let status = site.status().await;
     assert_eq!(status["up_to_date"], true, "{status}");
