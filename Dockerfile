@@ -22,6 +22,7 @@ COPY vendor/ vendor/
 COPY auth/Cargo.toml auth/
 COPY chaos/Cargo.toml chaos/
 COPY config/Cargo.toml config/
+COPY console/Cargo.toml console/
 COPY engine/Cargo.toml engine/
 COPY fuzzing/Cargo.toml fuzzing/
 COPY gateway/Cargo.toml gateway/
@@ -29,7 +30,7 @@ COPY gcra/Cargo.toml gcra/
 COPY slo/Cargo.toml slo/
 COPY telemetry/Cargo.toml telemetry/
 RUN mkdir -p src benches \
-    && for crate in auth chaos config engine fuzzing gateway gcra slo telemetry; do \
+    && for crate in auth chaos config console engine fuzzing gateway gcra slo telemetry; do \
          mkdir -p "$crate/src" && touch "$crate/src/lib.rs"; \
        done \
     && echo 'fn main() {}' > src/main.rs \
@@ -44,6 +45,7 @@ COPY migrations/ migrations/
 COPY auth/ auth/
 COPY chaos/ chaos/
 COPY config/ config/
+COPY console/ console/
 COPY engine/ engine/
 COPY fuzzing/ fuzzing/
 COPY gateway/ gateway/

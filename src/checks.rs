@@ -273,8 +273,9 @@ async fn database_check(engine: &aragora_engine::EngineConfig) -> (Check, Option
 }
 
 /// The schema against this binary's migrations, read without writing, as a start would find
-/// it: a newer, changed or failed schema is refused; pending migrations are applied by the
-/// start unless `ARAGORA_AUTO_MIGRATE` is false, when the start refuses them too.
+/// it: a newer, changed or failed schema is a problem; pending migrations are said, with what
+/// applies them (the start itself, or `aragora migrate up` before it when `ARAGORA_AUTO_MIGRATE`
+/// is false).
 async fn schema_check(engine: &aragora_engine::EngineConfig) -> (Check, Option<ConfigProblem>) {
     let setting = match engine.db_backend {
         DbBackend::Sqlite => "ARAGORA_DATA_DIR",
@@ -310,22 +311,8 @@ async fn schema_check(engine: &aragora_engine::EngineConfig) -> (Check, Option<C
         }
     };
     let pending: Vec<i64> = status.pending().map(|e| e.version).collect();
-    let refusal = status
-        .problem()
-        .map(|p| (setting, p.to_string()))
-        .or_else(|| {
-            (!pending.is_empty() && !engine.auto_migrate).then(|| {
-                (
-                    "ARAGORA_AUTO_MIGRATE",
-                    aragora_engine::schema::SchemaProblem::Pending {
-                        versions: pending.clone(),
-                    }
-                    .to_string(),
-                )
-            })
-        });
-    if let Some((setting, message)) = refusal {
-        let problem = ConfigProblem::new(setting, message);
+    if let Some(problem) = status.problem() {
+        let problem = ConfigProblem::new(setting, problem.to_string());
         return (
             Check::new("Schema", false, problem.message.clone()),
             Some(problem),
@@ -335,13 +322,16 @@ async fn schema_check(engine: &aragora_engine::EngineConfig) -> (Check, Option<C
         Some(version) => format!("at version {version}"),
         None => "empty".to_string(),
     };
-    let detail = if pending.is_empty() {
-        format!("{at}, up to date (this binary's latest is {latest})")
-    } else {
-        format!(
-            "{at}; {} pending, applied at the first start (ARAGORA_AUTO_MIGRATE) or by `aragora migrate up`",
-            pending.len()
-        )
+    // Pending migrations are state a deployment step settles (an init container, a runbook
+    // procedure), not a configuration problem: said, not refused.
+    let detail = match (pending.len(), engine.auto_migrate) {
+        (0, _) => format!("{at}, up to date (this binary's latest is {latest})"),
+        (n, true) => format!(
+            "{at}; {n} pending, applied at the first start (ARAGORA_AUTO_MIGRATE) or by `aragora migrate up`"
+        ),
+        (n, false) => format!(
+            "{at}; {n} pending and ARAGORA_AUTO_MIGRATE is false: run `aragora migrate up` (the migrate init container, or Procedure 5) before the engine starts, or it refuses to"
+        ),
     };
     (Check::new("Schema", true, detail), None)
 }

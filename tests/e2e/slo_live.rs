@@ -142,9 +142,18 @@ async fn an_outage_at_the_edge_pages_through_alertmanager_and_recovery_resolves_
             .then_some(())
     })
     .await;
-    let status = slo_status(client.clone()).await.expect("GET /api/slo");
+    // With a day of 43 s the 30m window is under a second of traffic, so one stray 5xx on a
+    // loaded machine fires the page again for a moment: the API's view settles, not at once.
+    let status = eventually(
+        "GET /api/slo to show the page resolved",
+        PATIENCE,
+        || async {
+            let status = slo_status(client.clone()).await?;
+            (status["alerts"][0]["firing"] == false).then_some(status)
+        },
+    )
+    .await;
     assert_eq!(status["alerts"][0]["sloth_severity"], "page");
-    assert_eq!(status["alerts"][0]["firing"], false, "{status}");
     let spent = status["error_budget_remaining_ratio"].as_f64().unwrap();
     assert!(spent < 1.0, "the outage spent budget: {status}");
 

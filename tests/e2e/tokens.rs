@@ -194,7 +194,7 @@ fn bad_lifetimes_roles_and_ids_are_refused_with_exit_2() {
     let options = EngineOptions::sqlite();
     for args in [
         &[
-            "create", "--role", "operator", "--ttl", "5w", "--name", "ci",
+            "create", "--role", "operator", "--ttl", "5x", "--name", "ci",
         ][..],
         &[
             "create", "--role", "operator", "--ttl", "400d", "--name", "ci",
