@@ -206,7 +206,14 @@ impl DrillApi {
         (status = 404, description = "This process runs no DR drills.", body = ErrorBody),
         (status = 409, description = "A drill is already running: it comes back as `run`.", body = Busy),
     ))]
-async fn start(_: Admin, Extension(api): Extension<DrillApi>) -> Result<Response, ApiError> {
+async fn start(
+    _: Admin,
+    Extension(api): Extension<DrillApi>,
+    // Read and dropped: a request body left unread makes hyper close the connection after the
+    // answer, and a gateway that pooled it sends the next request into a closed socket (a 502
+    // for a POST, which it cannot resend).
+    _body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
     let runner = api.runner()?;
     Ok(match runner.start() {
         Started::Now(run) => {
