@@ -282,6 +282,13 @@ async fn schema_check(engine: &aragora_engine::EngineConfig) -> (Check, Option<C
         DbBackend::Postgres => "DATABASE_URL",
     };
     let latest = aragora_engine::schema::latest_known(engine.db_backend);
+    let fail = |message: String| {
+        let problem = ConfigProblem::new(setting, message);
+        (
+            Check::new("Schema", false, problem.message.clone()),
+            Some(problem),
+        )
+    };
     let status = match tokio::time::timeout(
         ANSWER_WITHIN,
         aragora_engine::schema::read_configured(engine),
@@ -289,42 +296,20 @@ async fn schema_check(engine: &aragora_engine::EngineConfig) -> (Check, Option<C
     .await
     {
         Ok(Ok(status)) => status,
-        Ok(Err(err)) => {
-            let problem = ConfigProblem::new(
-                setting,
-                format!("cannot read the database's schema ({err}); check that this user may read it, then `aragora migrate status`"),
-            );
-            return (
-                Check::new("Schema", false, problem.message.clone()),
-                Some(problem),
-            );
-        }
-        Err(_) => {
-            let problem = ConfigProblem::new(
-                setting,
-                "the database did not answer the schema query within 5 s".to_string(),
-            );
-            return (
-                Check::new("Schema", false, problem.message.clone()),
-                Some(problem),
-            );
-        }
+        Ok(Err(err)) => return fail(format!("cannot read the database's schema ({err}); check that this user may read it, then `aragora migrate status`")),
+        Err(_) => return fail("the database did not answer the schema query within 5 s".to_string()),
     };
-    let pending: Vec<i64> = status.pending().map(|e| e.version).collect();
     if let Some(problem) = status.problem() {
-        let problem = ConfigProblem::new(setting, problem.to_string());
-        return (
-            Check::new("Schema", false, problem.message.clone()),
-            Some(problem),
-        );
+        return fail(problem.to_string());
     }
+    let pending = status.pending().count();
     let at = match status.current() {
         Some(version) => format!("at version {version}"),
         None => "empty".to_string(),
     };
     // Pending migrations are state a deployment step settles (an init container, a runbook
     // procedure), not a configuration problem: said, not refused.
-    let detail = match (pending.len(), engine.auto_migrate) {
+    let detail = match (pending, engine.auto_migrate) {
         (0, _) => format!("{at}, up to date (this binary's latest is {latest})"),
         (n, true) => format!(
             "{at}; {n} pending, applied at the first start (ARAGORA_AUTO_MIGRATE) or by `aragora migrate up`"

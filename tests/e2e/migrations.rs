@@ -107,6 +107,18 @@ impl Site {
 }
 
 impl Site {
+    /// `aragora migrate up --wait 1` while another holds the lock: exit 75, and what it said.
+    async fn up_gives_up(&self) -> String {
+        let gave_up = self.migrate(&["up", "--wait", "1"]).await;
+        assert_eq!(
+            gave_up.status.code(),
+            Some(75),
+            "{}",
+            describe_output(&gave_up)
+        );
+        text(&gave_up)
+    }
+
     /// `count` `aragora migrate up --wait 120` running at once on this site.
     fn spawn_ups(&self, count: usize) -> Vec<Process> {
         (0..count)
@@ -527,14 +539,7 @@ async fn two_migrate_ups_at_once_wait_for_the_advisory_lock_and_apply_once() {
         format!("another instance holds the migration lock {MIGRATION_LOCK_ID} (pid {holder_pid}");
 
     // One that gives up: exit 75, the holder named, nothing changed.
-    let gave_up = site.migrate(&["up", "--wait", "1"]).await;
-    assert_eq!(
-        gave_up.status.code(),
-        Some(75),
-        "{}",
-        describe_output(&gave_up)
-    );
-    let said = text(&gave_up);
+    let said = site.up_gives_up().await;
     assert!(said.contains(&waiting), "{said}");
     assert!(
         said.contains(&format!(
@@ -599,14 +604,7 @@ async fn two_migrate_ups_at_once_on_one_sqlite_file_wait_for_its_lock_file_and_a
         .expect("the lock is free");
     let waiting = "another instance holds the migration lock file";
 
-    let gave_up = site.migrate(&["up", "--wait", "1"]).await;
-    assert_eq!(
-        gave_up.status.code(),
-        Some(75),
-        "{}",
-        describe_output(&gave_up)
-    );
-    let said = text(&gave_up);
+    let said = site.up_gives_up().await;
     assert!(said.contains(waiting), "{said}");
     assert!(
         said.contains(&lock.display().to_string()),
