@@ -8,6 +8,7 @@
 #   ARAGORA_FUZZ_SECONDS=300 scripts/fuzz.sh slo_spec   # one target, five minutes
 #   ARAGORA_FUZZ_SECONDS=0 scripts/fuzz.sh              # build only
 #   ARAGORA_FUZZ_SEED=0 ARAGORA_FUZZ_SECONDS=600 scripts/fuzz.sh  # a random seed, for long runs
+#   ARAGORA_FUZZ_JOBS=1 scripts/fuzz.sh                          # one target at a time
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -40,31 +41,49 @@ echo "fuzz: built in $(( $(date +%s) - started ))s" >&2
 
 scratch="$(mktemp -d)"
 trap 'rm -rf "$scratch"' EXIT
-failed=()
-for target in "${targets[@]}"; do
+# One libFuzzer process per core (ARAGORA_FUZZ_JOBS): each is single-threaded, so two targets
+# side by side take the time of one on this two-core machine.
+jobs="${ARAGORA_FUZZ_JOBS:-$(nproc)}"
+
+# Runs one target; leaves "$scratch/$target.failed" holding what to report when it crashed.
+fuzz_target() {
+  local target="$1"
   mkdir -p "$scratch/$target" "artifacts/$target" "regressions/$target"
   ls "artifacts/$target" >"$scratch/$target.before"
-  echo "== fuzz $target (${seconds}s)" >&2
   # The first directory receives new inputs; the committed ones are only read.
   if ! cargo +nightly fuzz run "${fuzz_flags[@]}" "$target" \
       "$scratch/$target" "corpus/$target" "regressions/$target" -- \
       -max_total_time="$seconds" -seed="$seed" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
       -print_final_stats=1 >"$scratch/$target.log" 2>&1; then
-    tail -n 40 "$scratch/$target.log" >&2
-    found=0
+    {
+      echo "== fuzz $target: CRASH"
+      tail -n 40 "$scratch/$target.log"
+    } >&2
+    local found=0 artifact
     for artifact in $(ls "artifacts/$target" | grep -vxF -f "$scratch/$target.before" || true); do
       found=1
-      failed+=("$target: fuzz/artifacts/$target/$artifact
+      echo "$target: fuzz/artifacts/$target/$artifact
     reproduce: cd fuzz && cargo +nightly fuzz run --sanitizer none --codegen-units 16 $target artifacts/$target/$artifact
-    keep it:   fix the parser, then move it to fuzz/regressions/$target/ (cargo test replays it)")
+    keep it:   fix the parser, then move it to fuzz/regressions/$target/ (cargo test replays it)" \
+        >>"$scratch/$target.failed"
     done
-    [ "$found" = 1 ] || failed+=("$target: failed without an artifact; see the log above")
+    [ "$found" = 1 ] || echo "$target: failed without an artifact; see the log above" >"$scratch/$target.failed"
   else
-    grep -E '^stat::number_of_executed_units|^Done ' "$scratch/$target.log" | tr '\n' ' ' >&2
-    echo >&2
+    echo "== fuzz $target (${seconds}s): $(grep -E '^stat::number_of_executed_units|^Done ' \
+      "$scratch/$target.log" | tr '\n' ' ')" >&2
   fi
+}
+
+for target in "${targets[@]}"; do
+  while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || true; done
+  fuzz_target "$target" &
 done
-echo "fuzz: ${#targets[@]} targets in $(( $(date +%s) - started ))s" >&2
+wait
+failed=()
+for target in "${targets[@]}"; do
+  [ -f "$scratch/$target.failed" ] && failed+=("$(cat "$scratch/$target.failed")")
+done
+echo "fuzz: ${#targets[@]} targets in $(( $(date +%s) - started ))s, $jobs at a time" >&2
 if [ "${#failed[@]}" -gt 0 ]; then
   printf 'fuzz: CRASH %s\n' "${failed[@]}" >&2
   exit 1

@@ -11,10 +11,35 @@ bash scripts/services.sh
 
 echo "== cargo fmt --check" >&2
 cargo fmt --all -- --check
-echo "== cargo clippy" >&2
-cargo clippy --workspace --all-targets --locked -- -D warnings
+# Clippy and the fuzz targets' instrumented build run beside the tests, at the lowest CPU
+# priority and in target dirs of their own (target/clippy, target/fuzz), so they take only the
+# CPU the tests leave idle: the end-to-end tests spend much of their time waiting on real
+# processes, and the two builds alone are about 15 minutes on two cores. Their verdicts are
+# read once the tests are done.
+side_log="$(mktemp)"
+(
+  set -e
+  echo "== cargo clippy"
+  CARGO_TARGET_DIR=target/clippy nice -n 19 \
+    cargo clippy --workspace --all-targets --locked -- -D warnings
+  echo "== cargo fuzz build"
+  ARAGORA_FUZZ_SECONDS=0 nice -n 19 bash scripts/fuzz.sh
+) >"$side_log" 2>&1 &
+side_builds=$!
 echo "== cargo test" >&2
-cargo test --workspace --locked --no-fail-fast
+tests_status=0
+cargo test --workspace --locked --no-fail-fast || tests_status=$?
+side_status=0
+wait "$side_builds" || side_status=$?
+if [ "$side_status" != 0 ]; then
+  cat "$side_log" >&2
+  echo "test: clippy or the fuzz build failed (above): cargo clippy --workspace --all-targets -- -D warnings; bash scripts/fuzz.sh" >&2
+else
+  grep -E '^fuzz: built' "$side_log" >&2 || true
+fi
+rm -f "$side_log"
+[ "$tests_status" = 0 ] || exit "$tests_status"
+[ "$side_status" = 0 ] || exit "$side_status"
 # Every fuzz target for ARAGORA_FUZZ_SECONDS each (default 10) from its committed corpus.
 echo "== fuzz" >&2
 bash scripts/fuzz.sh
