@@ -17,6 +17,7 @@ mod maintenance;
 pub mod openapi;
 mod retention;
 mod tokens;
+mod unread_body;
 mod usage;
 mod webhooks;
 pub mod ws;
@@ -163,6 +164,8 @@ pub fn app_with(state: AppState, extra: Option<Router>) -> Router {
         state.clone(),
         record_request,
     ))
+    // Outermost, so a refusal by any layer above still leaves a connection that can be reused.
+    .layer(axum::middleware::from_fn(unread_body::finish_unread_body))
 }
 
 /// tower-http's CORS sends `Access-Control-Allow-Credentials` to every origin; a browser
