@@ -713,7 +713,7 @@ pub const WEBHOOK_DEAD_LETTERED_TOTAL: MetricDef = MetricDef {
 pub const WEBHOOK_CIRCUIT_BREAKER_STATE: MetricDef = MetricDef {
     name: "aragora_webhook_circuit_breaker_state",
     kind: MetricKind::Gauge,
-    help: "Circuit breaker of each webhook receiver endpoint (scheme://host[:port], never a path) on this replica: 0 closed, 1 open, 2 half-open.",
+    help: "Circuit breaker of each webhook receiver endpoint (scheme://host[:port], never a path), the state shared by every replica as of the scrape, one series per subscribed endpoint: 0 closed, 1 open, 2 half-open.",
     labels: &["endpoint"],
     buckets: &[],
 };

@@ -536,6 +536,53 @@ async fn system_errors_show_a_failed_debate_to_admins_only(options: EngineOption
     assert_eq!(anonymous.status(), 401);
 }
 
+/// Behind a load balancer every replica lists the same errors: a debate failed on replica A
+/// is in B's `GET /api/system/errors` (the shared table), and A lists it once.
+async fn errors_recorded_on_one_replica_are_listed_by_another(options: EngineOptions) {
+    let a = Engine::start(copy(&options)).await;
+    let b = Engine::start(copy(&options).data_dir(&a.data_dir)).await;
+    let failed = failed_debate(&a, "Errors: seen from the other replica?").await;
+    let listed = eventually(
+        "B to list A's failed debate",
+        Duration::from_secs(30),
+        || async {
+            let (status, listed) = b.get("/api/system/errors?limit=50").await;
+            assert_eq!(status, 200, "{listed}");
+            listed["errors"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["kind"] == "debate_failed" && e["debate_id"] == failed.as_str())
+                .then_some(listed)
+        },
+    )
+    .await;
+    assert!(
+        listed["scope"].as_str().unwrap().contains("every replica"),
+        "{listed}"
+    );
+    // A lists it once (its memory and the table hold the same error).
+    let (_, on_a) = a.get("/api/system/errors?limit=50").await;
+    let on_a_failed = on_a["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "debate_failed")
+        .count();
+    assert_eq!(on_a_failed, 1, "{on_a}");
+    let mut db = connect(&database_url(&options, &a)).await;
+    let stored = sqlx::query("SELECT message FROM system_errors")
+        .fetch_all(&mut db)
+        .await
+        .unwrap();
+    assert!(!stored.is_empty());
+    let token = a.token.clone().unwrap();
+    for row in &stored {
+        let message: String = row.get(0);
+        assert!(!message.contains(&token), "a secret was stored: {message}");
+    }
+}
+
 async fn reader_client(engine: &Engine) -> reqwest::Client {
     let (status, minted) = engine
         .post_json("/api/auth/token", &json!({"role": "reader"}))
@@ -551,6 +598,7 @@ on_both_backends!(
     two_replicas_never_clean_up_at_once,
     the_scheduler_runs_each_tick_on_one_replica,
     system_errors_show_a_failed_debate_to_admins_only,
+    errors_recorded_on_one_replica_are_listed_by_another,
 );
 
 /// A bad cleanup request: query, body, then the status, code and words of the answer.

@@ -3,7 +3,7 @@
 //! settings, as a test needs), which checks both signatures and records every request.
 //! Backoff, timeout and poll settings are scaled down; waits poll with deadlines.
 
-use crate::support::{eventually, sample, Engine, EngineOptions, TestDatabase};
+use crate::support::{eventually, sample, Backend, Engine, EngineOptions};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
@@ -614,35 +614,64 @@ async fn a_delivery_survives_the_engine_killed_mid_delivery(options: EngineOptio
 
 on_both_backends!(a_delivery_survives_the_engine_killed_mid_delivery);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn three_replicas_deliver_each_event_once() {
-    let database = TestDatabase::create().await;
-    let receiver = Receiver::start(Mode::Ok).await;
-    let replica = || {
-        options(EngineOptions::postgres(&database.url)).env("ARAGORA_WEBHOOK_POLL_INTERVAL_MS", 10)
+/// Options like `options` for another engine: a replica on the same database as `first` when
+/// given (for SQLite, the same file in its data directory).
+fn replica_of(options: &EngineOptions, first: Option<&Engine>) -> EngineOptions {
+    EngineOptions {
+        backend: options.backend.clone(),
+        env: options.env.clone(),
+        data_dir: first.map(|engine| engine.data_dir.clone()),
+        temp: None,
+        bearer: options.bearer.clone(),
+    }
+}
+
+/// The test's own connection to the database of `engine`, started with `options`.
+async fn database(options: &EngineOptions, engine: &Engine) -> sqlx::AnyPool {
+    sqlx::any::install_default_drivers();
+    let url = match &options.backend {
+        Backend::Sqlite => format!(
+            "sqlite://{}?mode=rw",
+            engine.data_dir.join("aragora.db").display()
+        ),
+        Backend::Postgres(url) => url.clone(),
     };
-    let first = Engine::start(replica()).await;
-    let (second, third) = tokio::join!(Engine::start(replica()), Engine::start(replica()));
+    sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(&url)
+        .await
+        .expect("the engines' database")
+}
+
+async fn count(db: &sqlx::AnyPool, sql: &str) -> i64 {
+    let row = sqlx::query(sql).fetch_one(db).await.unwrap();
+    sqlx::Row::get::<i64, _>(&row, 0)
+}
+
+async fn three_replicas_deliver_each_event_once(options: EngineOptions) {
+    let receiver = Receiver::start(Mode::Ok).await;
+    let options = self::options(options).env("ARAGORA_WEBHOOK_POLL_INTERVAL_MS", 10);
+    let first = Engine::start(replica_of(&options, None)).await;
+    let (second, third) = tokio::join!(
+        Engine::start(replica_of(&options, Some(&first))),
+        Engine::start(replica_of(&options, Some(&first)))
+    );
     subscribe(&first, &receiver.url(), &["debate_start", "debate_end"]).await;
     let replicas = [&first, &second, &third];
-    let mut ids = Vec::new();
     for i in 0..6 {
-        ids.push(
-            replicas[i % 3]
-                .start_debate(json!({"topic": format!("replicas {i}"), "rounds": 1}))
-                .await,
-        );
+        replicas[i % 3]
+            .start_debate(json!({"topic": format!("replicas {i}"), "rounds": 1}))
+            .await;
     }
-    let db = sqlx::PgPool::connect(&database.url).await.unwrap();
+    let db = database(&options, &first).await;
     eventually("all 12 deliveries delivered", PATIENCE, || {
         let db = db.clone();
         async move {
-            let delivered: i64 = sqlx::query_scalar(
+            let delivered = count(
+                &db,
                 "SELECT COUNT(*) FROM webhook_deliveries WHERE state = 'delivered'",
             )
-            .fetch_one(&db)
-            .await
-            .unwrap();
+            .await;
             (delivered == 12).then_some(())
         }
     })
@@ -653,6 +682,169 @@ async fn three_replicas_deliver_each_event_once() {
     let twice: Vec<_> = seen.iter().filter(|(_, (_, times))| *times != 1).collect();
     assert!(twice.is_empty(), "sent more than once: {twice:?}");
 }
+
+on_both_backends!(three_replicas_deliver_each_event_once);
+
+fn breaker_series(receiver: &Receiver) -> String {
+    format!(
+        r#"aragora_webhook_circuit_breaker_state{{component="engine",endpoint="http://{}"}}"#,
+        receiver.addr
+    )
+}
+
+/// The breaker's gauge is the state as of the scrape: open, then half-open when the cooldown
+/// ends though no delivery ran since (the one delivery is dead-lettered), and gone with the
+/// last subscription to its endpoint.
+async fn the_breaker_gauge_is_the_state_at_scrape_time(options: EngineOptions) {
+    let failing = Receiver::start(Mode::FailFirst(usize::MAX)).await;
+    let engine = Engine::start(
+        self::options(options)
+            .env("ARAGORA_WEBHOOK_BACKOFF_BASE_MS", 50)
+            .env("ARAGORA_WEBHOOK_MAX_RETRIES", 1)
+            .env("ARAGORA_WEBHOOK_BREAKER_THRESHOLD", 2)
+            .env("ARAGORA_WEBHOOK_BREAKER_COOLDOWN_MS", 2_000),
+    )
+    .await;
+    let hook = subscribe(&engine, &failing.url(), &["debate_start"]).await;
+    let series = breaker_series(&failing);
+    assert_eq!(
+        sample(&engine.metrics().await, &series),
+        Some(0.0),
+        "a series from the subscription on"
+    );
+    engine
+        .start_debate(json!({"topic": "down for good", "rounds": 1}))
+        .await;
+    eventually("the breaker to open", PATIENCE, || async {
+        (sample(&engine.metrics().await, &series) == Some(1.0)).then_some(())
+    })
+    .await;
+    eventually("the delivery to be dead-lettered", PATIENCE, || async {
+        let (_, dead) = engine.get("/api/admin/webhooks/dead-letters").await;
+        (dead["total"] == 1).then_some(())
+    })
+    .await;
+    eventually(
+        "the breaker to be half-open once its cooldown ends",
+        PATIENCE,
+        || async { (sample(&engine.metrics().await, &series) == Some(2.0)).then_some(()) },
+    )
+    .await;
+    let path = format!("/api/admin/webhooks/{}", hook["id"].as_str().unwrap());
+    let (_, shown) = engine.get(&path).await;
+    assert_eq!(shown["breaker"], "half_open", "{shown}");
+    assert_eq!(failing.receipts().len(), 2, "nothing was sent since");
+    let deleted = engine.http.delete(engine.url(&path)).send().await.unwrap();
+    assert_eq!(deleted.status(), 204);
+    let metrics = engine.metrics().await;
+    assert_eq!(
+        sample(&metrics, &series),
+        None,
+        "the series outlived its subscription: {metrics}"
+    );
+}
+
+on_both_backends!(the_breaker_gauge_is_the_state_at_scrape_time);
+
+/// The breaker is the database's: failures on replica A open it for replica B, which never
+/// sent anything, and B leaves the receiver alone too.
+async fn a_breaker_opened_on_one_replica_is_open_on_another(options: EngineOptions) {
+    let failing = Receiver::start(Mode::FailFirst(usize::MAX)).await;
+    let options = self::options(options)
+        .env("ARAGORA_WEBHOOK_BACKOFF_BASE_MS", 50)
+        .env("ARAGORA_WEBHOOK_MAX_RETRIES", 20)
+        .env("ARAGORA_WEBHOOK_BREAKER_THRESHOLD", 3)
+        .env("ARAGORA_WEBHOOK_BREAKER_COOLDOWN_MS", 60_000);
+    let a = Engine::start(replica_of(&options, None)).await;
+    let hook = subscribe(&a, &failing.url(), &["debate_start"]).await;
+    a.start_debate(json!({"topic": "down on a", "rounds": 1}))
+        .await;
+    let path = format!("/api/admin/webhooks/{}", hook["id"].as_str().unwrap());
+    eventually("A to see the breaker open", PATIENCE, || async {
+        let (_, shown) = a.get(&path).await;
+        (shown["breaker"] == "open").then_some(())
+    })
+    .await;
+    assert_eq!(failing.receipts().len(), 3, "three failures open it");
+    let b = Engine::start(replica_of(&options, Some(&a))).await;
+    let (status, shown) = b.get(&path).await;
+    assert_eq!(status, 200, "{shown}");
+    assert_eq!(shown["breaker"], "open", "B sees A's breaker: {shown}");
+    let metrics = b.metrics().await;
+    assert_eq!(
+        sample(&metrics, &breaker_series(&failing)),
+        Some(1.0),
+        "{metrics}"
+    );
+    // A new delivery, whichever replica takes it, is put back unattempted.
+    b.start_debate(json!({"topic": "down on b", "rounds": 1}))
+        .await;
+    let db = database(&options, &a).await;
+    eventually("the new delivery to be put back unattempted", PATIENCE, || {
+        let db = db.clone();
+        async move {
+            let deferred = count(
+                &db,
+                "SELECT COUNT(*) FROM webhook_deliveries WHERE attempts = 0 AND next_attempt_at_ms > created_at_ms + 30000",
+            )
+            .await;
+            (deferred == 1).then_some(())
+        }
+    })
+    .await;
+    assert_eq!(failing.receipts().len(), 3, "no replica sent more");
+}
+
+on_both_backends!(a_breaker_opened_on_one_replica_is_open_on_another);
+
+/// A half-open breaker lets one delivery through, however many wait and however many replicas
+/// want to send them: after the first cooldown the receiver sees one request per cooldown.
+async fn half_open_lets_one_trial_through_across_replicas(options: EngineOptions) {
+    let failing = Receiver::start(Mode::FailFirst(usize::MAX)).await;
+    let options = self::options(options)
+        .env("ARAGORA_WEBHOOK_BACKOFF_BASE_MS", 50)
+        .env("ARAGORA_WEBHOOK_BACKOFF_MAX_MS", 200)
+        .env("ARAGORA_WEBHOOK_MAX_RETRIES", 50)
+        .env("ARAGORA_WEBHOOK_BREAKER_THRESHOLD", 2)
+        .env("ARAGORA_WEBHOOK_BREAKER_COOLDOWN_MS", 1_500);
+    let a = Engine::start(replica_of(&options, None)).await;
+    let b = Engine::start(replica_of(&options, Some(&a))).await;
+    subscribe(&a, &failing.url(), &["debate_start"]).await;
+    for (i, engine) in [&a, &b, &a, &b].into_iter().enumerate() {
+        engine
+            .start_debate(json!({"topic": format!("queued {i}"), "rounds": 1}))
+            .await;
+    }
+    let long = Duration::from_millis(1_000);
+    let receipts = eventually(
+        "three trials after the breaker opened",
+        Duration::from_secs(90),
+        || async {
+            let receipts = failing.receipts();
+            let long_gaps = receipts
+                .windows(2)
+                .filter(|w| w[1].at - w[0].at >= long)
+                .count();
+            (long_gaps >= 4).then_some(receipts)
+        },
+    )
+    .await;
+    let gaps: Vec<Duration> = receipts.windows(2).map(|w| w[1].at - w[0].at).collect();
+    let opened = gaps.iter().position(|gap| *gap >= long).unwrap();
+    assert!(
+        gaps[opened..].iter().all(|gap| *gap >= long),
+        "more than one delivery per half-open breaker: gaps {gaps:?}"
+    );
+    // Two failures open it, for both replicas: the 4 queued deliveries may all have been in
+    // flight by then, and a retry or two racing the second failure, never 2 per replica more.
+    assert!(
+        opened < 6,
+        "the breaker opened after {} requests: gaps {gaps:?}",
+        opened + 1
+    );
+}
+
+on_both_backends!(half_open_lets_one_trial_through_across_replicas);
 
 /// `aragora webhooks` from a shell against the running engine: add (with a secret file), list,
 /// pause, the dead-letter queue, delete; a refused subscription exits 2 with the API's reason.
