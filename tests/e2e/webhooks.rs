@@ -42,6 +42,8 @@ struct Receipt {
     attempt: u32,
     body: Vec<u8>,
     signature: Option<String>,
+    /// `X-Aragora-Signature`, the timestamped one.
+    stamped: Option<String>,
     /// Both signatures present and right (over the exact body; the stamped one fresh).
     verified: bool,
 }
@@ -101,6 +103,10 @@ async fn receive(
             attempt: header("x-aragora-attempt").parse().unwrap_or(0),
             signature: headers
                 .get("x-webhook-signature")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+            stamped: headers
+                .get("x-aragora-signature")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string),
             verified: verify(&headers, &body),
@@ -327,6 +333,147 @@ async fn the_runbooks_python_snippet_accepts_a_delivery() {
         "a forged signature passed"
     );
 }
+
+/// The README's verifier of the exact bytes, as the README prints it.
+fn readme_verifier() -> String {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let after = readme
+        .split_once("Verifying the exact bytes:")
+        .expect("the README's verification section")
+        .1;
+    let code = after
+        .split_once("```python\n")
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .expect("a python block")
+        .0;
+    code.to_string()
+}
+
+/// The README's `verify` run by python3 on a delivery's body and its `X-Aragora-Signature`.
+fn readme_verifies(body: &[u8], stamped: &str) -> bool {
+    let dir = tempfile::tempdir().unwrap();
+    let body_path = dir.path().join("body.json");
+    std::fs::write(&body_path, body).unwrap();
+    let script = format!(
+        "{}\nimport sys\nbody = open(sys.argv[1], 'rb').read()\nsys.exit(0 if verify(body, {{'X-Aragora-Signature': sys.argv[2]}}, sys.argv[3]) else 1)\n",
+        readme_verifier()
+    );
+    std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&body_path)
+        .arg(stamped)
+        .arg(SECRET)
+        .status()
+        .expect("python3 runs")
+        .success()
+}
+
+/// A failed debate and a failed DR drill reach a receiver subscribed to `debate_failed` and
+/// `drill_failed`; the drill's body (with its measured RTO and RPO, floats) passes the
+/// runbook's `json.dumps` verifier and the README's verifier of the exact bytes, run by python3.
+async fn failed_debates_and_drills_are_delivered(options: EngineOptions) {
+    let receiver = Receiver::start(Mode::Ok).await;
+    // Agents that think 200 ms per call: the debate after the backup outlasts the RPO target.
+    let options = self::options(options).env("ARAGORA_OFFLINE_AGENT_LATENCY_MS", 200);
+    let engine = Engine::start(replica_of(&options, None)).await;
+    subscribe(&engine, &receiver.url(), &["debate_failed", "drill_failed"]).await;
+
+    let (status, fault) = engine
+        .post_json(
+            "/api/system/faults",
+            &json!({"kind": "agent_failing", "duration_seconds": 120}),
+        )
+        .await;
+    assert_eq!(status, 201, "{fault}");
+    let failed = engine
+        .run_debate(json!({"topic": "Will every agent fail?", "rounds": 1}))
+        .await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    let fault_path = format!("/api/system/faults/{}", fault["id"].as_str().unwrap());
+    let cleared = engine
+        .http
+        .delete(engine.url(&fault_path))
+        .send()
+        .await
+        .unwrap();
+    assert!(cleared.status().is_success(), "{cleared:?}");
+    let receipts = receiver
+        .wait_for("the debate_failed delivery", |r| !r.is_empty())
+        .await;
+    assert_eq!(receipts[0].event, "debate_failed");
+    assert!(receipts[0].verified, "signed like every delivery");
+    let body = event_of(&receipts[0]);
+    assert_eq!(body["data"]["debate_id"], failed["debate_id"], "{body}");
+    assert_eq!(body["data"]["type"], "debate_end", "{body}");
+    assert_eq!(body["data"]["data"]["outcome"], "failed", "{body}");
+
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let mut command = crate::support::command_on(&options, &engine.data_dir);
+        command.args(args).envs(env.iter().copied());
+        tokio::task::block_in_place(|| command.output().expect("run aragora"))
+    };
+    let before = engine
+        .run_debate(json!({"topic": "In the backup", "rounds": 1}))
+        .await;
+    assert_eq!(before["status"], "completed", "{before}");
+    let backup = run(&["backup", "create"], &[]);
+    assert!(
+        backup.status.success(),
+        "{}",
+        crate::support::describe_output(&backup)
+    );
+    let after = engine
+        .run_debate(json!({"topic": "Written after the backup", "rounds": 4}))
+        .await;
+    assert_eq!(after["status"], "completed", "{after}");
+    let drill = run(
+        &["drill", "run", "--output", "json"],
+        &[("ARAGORA_RPO_TARGET_SECS", "1")],
+    );
+    assert_eq!(
+        drill.status.code(),
+        Some(1),
+        "{}",
+        crate::support::describe_output(&drill)
+    );
+    let report: Value = serde_json::from_slice(&drill.stdout).unwrap();
+    let receipts = receiver
+        .wait_for("the drill_failed delivery", |r| {
+            r.iter().any(|r| r.event == "drill_failed")
+        })
+        .await;
+    let delivery = receipts.iter().find(|r| r.event == "drill_failed").unwrap();
+    assert!(delivery.verified, "signed like every delivery");
+    let body = event_of(delivery);
+    assert_eq!(body["data"]["drill_id"], report["id"], "{body}");
+    assert_eq!(body["data"]["status"], "failed", "{body}");
+    let rpo = body["data"]["rpo_seconds"]
+        .as_f64()
+        .expect("a measured RPO");
+    assert!(rpo > 1.0 && rpo.fract() != 0.0, "{body}");
+    assert!(
+        python_verifies(&delivery.body, delivery.signature.as_deref().unwrap()),
+        "the runbook's snippet refused {:?}",
+        String::from_utf8_lossy(&delivery.body)
+    );
+    let stamped = delivery.stamped.as_deref().expect("X-Aragora-Signature");
+    assert!(
+        readme_verifies(&delivery.body, stamped),
+        "the README's verify refused {:?} with {stamped}",
+        String::from_utf8_lossy(&delivery.body)
+    );
+    let mut tampered = delivery.body.clone();
+    let last = tampered.len() - 2;
+    tampered[last] = if tampered[last] == b'0' { b'1' } else { b'0' };
+    assert!(
+        !readme_verifies(&tampered, stamped),
+        "the README's verify took a changed body"
+    );
+}
+
+on_both_backends!(failed_debates_and_drills_are_delivered);
 
 async fn a_failing_receiver_gets_retries_with_growing_gaps(options: EngineOptions) {
     let receiver = Receiver::start(Mode::FailFirst(3)).await;
