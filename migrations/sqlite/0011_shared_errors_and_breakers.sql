@@ -28,3 +28,10 @@ CREATE TABLE webhook_breakers (
     trial_until_ms  INTEGER,
     updated_at_ms   INTEGER NOT NULL
 );
+
+-- Finished webhook deliveries (delivered or dead) carry debate content in their bodies: the
+-- retention cleanup deletes those last changed before ARAGORA_WEBHOOK_DELIVERY_RETENTION_DAYS,
+-- in batches found by this index, and records how many per run.
+CREATE INDEX webhook_deliveries_finished ON webhook_deliveries (state, updated_at_ms);
+ALTER TABLE retention_runs ADD COLUMN deliveries_deleted INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE retention_runs ADD COLUMN deliveries_before_ms INTEGER;

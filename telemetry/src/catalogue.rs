@@ -718,6 +718,14 @@ pub const WEBHOOK_CIRCUIT_BREAKER_STATE: MetricDef = MetricDef {
     buckets: &[],
 };
 
+pub const WEBHOOK_DELIVERIES_DELETED_TOTAL: MetricDef = MetricDef {
+    name: "aragora_webhook_deliveries_deleted_total",
+    kind: MetricKind::Counter,
+    help: "Finished webhook deliveries (delivered or dead, with their bodies) deleted by this replica's retention cleanups (past ARAGORA_WEBHOOK_DELIVERY_RETENTION_DAYS).",
+    labels: &[],
+    buckets: &[],
+};
+
 pub const WEBHOOK_DEAD_LETTER_QUEUE_DEPTH: MetricDef = MetricDef {
     name: "aragora_webhook_dead_letter_queue_depth",
     kind: MetricKind::Gauge,
@@ -796,6 +804,7 @@ pub const ALL: &[MetricDef] = &[
     WEBHOOK_DEAD_LETTERED_TOTAL,
     WEBHOOK_CIRCUIT_BREAKER_STATE,
     WEBHOOK_DEAD_LETTER_QUEUE_DEPTH,
+    WEBHOOK_DELIVERIES_DELETED_TOTAL,
 ];
 
 impl MetricDef {
