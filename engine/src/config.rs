@@ -942,6 +942,26 @@ mod tests {
     }
 
     #[test]
+    fn production_refuses_http_webhooks() {
+        let refused = |vars: &[(&str, &str)]| match EngineConfig::load(None, &env(vars)) {
+            Ok(_) => Vec::new(),
+            Err(problems) => problems
+                .into_iter()
+                .filter(|p| p.setting == "ARAGORA_WEBHOOK_ALLOW_HTTP")
+                .map(|p| p.message)
+                .collect(),
+        };
+        let problems = refused(&[
+            ("ARAGORA_ENV", "production"),
+            ("ARAGORA_WEBHOOK_ALLOW_HTTP", "true"),
+        ]);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("https only"), "{problems:?}");
+        assert!(refused(&[("ARAGORA_ENV", "production")]).is_empty());
+        assert!(refused(&[("ARAGORA_WEBHOOK_ALLOW_HTTP", "true")]).is_empty());
+    }
+
+    #[test]
     fn environment_overrides_defaults() {
         let config = EngineConfig::load(
             None,

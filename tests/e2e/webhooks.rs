@@ -713,6 +713,56 @@ async fn bad_subscriptions_are_refused_with_what_to_fix() {
     assert_eq!(status, 404);
 }
 
+/// Egress is checked at delivery too: a subscription to a loopback receiver made while private
+/// addresses were allowed, then the engine restarted with them refused, gets its deliveries
+/// dead-lettered with the reason and the setting, and the receiver sees nothing.
+async fn a_private_receiver_is_refused_at_delivery_after_the_setting_changed(
+    options: EngineOptions,
+) {
+    let receiver = Receiver::start(Mode::Ok).await;
+    let options = self::options(options);
+    let mut engine = Engine::start(replica_of(&options, None)).await;
+    subscribe(&engine, &receiver.url(), &["debate_start"]).await;
+    engine.signal(libc::SIGTERM);
+    eventually("the engine to stop", PATIENCE, || {
+        let exited = engine.exited().is_some();
+        async move { exited.then_some(()) }
+    })
+    .await;
+    let strict = replica_of(&options, None).env("ARAGORA_WEBHOOK_ALLOW_PRIVATE", "false");
+    let engine = Engine::start(engine.restart_options(strict)).await;
+    engine
+        .start_debate(json!({"topic": "into the internal network?", "rounds": 1}))
+        .await;
+    let dead = eventually("the delivery to be dead-lettered", PATIENCE, || async {
+        let (_, dead) = engine.get("/api/admin/webhooks/dead-letters").await;
+        (dead["total"] == 1).then_some(dead)
+    })
+    .await;
+    let delivery = &dead["deliveries"][0];
+    assert_eq!(
+        delivery["attempts"], 1,
+        "refused at once, not retried: {dead}"
+    );
+    let error = delivery["last_error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("127.0.0.1")
+            && error.contains("loopback")
+            && error.contains("ARAGORA_WEBHOOK_ALLOW_PRIVATE"),
+        "{error}"
+    );
+    assert!(
+        !error.contains("receiver-token"),
+        "the URL's query leaked: {error}"
+    );
+    assert!(
+        receiver.receipts().is_empty(),
+        "nothing reached the receiver"
+    );
+}
+
+on_both_backends!(a_private_receiver_is_refused_at_delivery_after_the_setting_changed);
+
 async fn a_delivery_survives_the_engine_killed_mid_delivery(options: EngineOptions) {
     let receiver = Receiver::start(Mode::HangFirst).await;
     // The lease of a delivery lasts the timeout plus 10 s; a short timeout frees it sooner.
