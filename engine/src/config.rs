@@ -92,6 +92,8 @@ pub struct EngineConfig {
     pub debate_retention_days: u32,
     /// Rows one retention statement deletes at most.
     pub retention_batch_size: u32,
+    /// Days a finished (delivered or dead) webhook delivery is kept (0: forever).
+    pub webhook_delivery_retention_days: u32,
     /// Who may call the engine (`[auth]` in TOML; env in [`aragora_auth::SETTINGS`]).
     pub auth: AuthConfig,
     pub environment: Environment,
@@ -209,6 +211,7 @@ aragora_config::settings! {
     receipt_cleanup_interval_hours: ["ARAGORA_RECEIPT_CLEANUP_INTERVAL_HOURS"] "Hours between retention cleanups (fractions allowed, e.g. 0.5; one second to 8760). Ticks are multiples of it since the Unix epoch, so every replica wakes for the same tick and one runs it.";
     debate_retention_days: ["ARAGORA_DEBATE_RETENTION_DAYS"] "Days a finished debate and its events are kept after it ended; then deleted, unless its receipt is still inside ARAGORA_RECEIPT_RETENTION_DAYS. 0 keeps finished debates forever.";
     retention_batch_size: ["ARAGORA_RETENTION_BATCH_SIZE"] "Rows one retention delete removes at most (each batch its own short transaction, so no long lock); 1 to 5000.";
+    webhook_delivery_retention_days: ["ARAGORA_WEBHOOK_DELIVERY_RETENTION_DAYS"] "Days a finished webhook delivery (delivered, or dead-lettered and not retried) is kept after its last attempt; then the retention cleanup deletes it, body (debate content) and all. Pending deliveries are never deleted. 0 keeps them forever.";
     environment: ["ARAGORA_ENV", "ARAGORA_ENVIRONMENT"] "development or production; production requires ARAGORA_JWT_SECRET.";
     log_level: ["ARAGORA_LOG_LEVEL"] "DEBUG, INFO, WARNING or ERROR.";
     log_format: ["ARAGORA_LOG_FORMAT"] "json (one object per line), text, or auto (unset): `aragora up` writes text when its log goes to a terminal, JSON otherwise; every other command JSON.";
@@ -286,6 +289,8 @@ impl Default for EngineConfig {
             // Debates are the users' own record: kept unless the operator says otherwise.
             debate_retention_days: 0,
             retention_batch_size: 500,
+            // A month of delivery history and dead letters to retry, not the debates forever.
+            webhook_delivery_retention_days: 30,
             auth: AuthConfig::default(),
             environment: Environment::Development,
             log_level: LogLevel::Info,
@@ -472,6 +477,10 @@ impl EngineConfig {
                 self.receipt_retention_days,
             ),
             ("ARAGORA_DEBATE_RETENTION_DAYS", self.debate_retention_days),
+            (
+                "ARAGORA_WEBHOOK_DELIVERY_RETENTION_DAYS",
+                self.webhook_delivery_retention_days,
+            ),
         ] {
             check(
                 days <= 36_500,
@@ -896,6 +905,7 @@ mod tests {
         assert_eq!(config.receipt_cleanup_interval_hours, 24.0);
         assert_eq!(config.debate_retention_days, 0);
         assert_eq!(config.retention_batch_size, 500);
+        assert_eq!(config.webhook_delivery_retention_days, 30);
         let half = EngineConfig::load(
             None,
             &env(&[("ARAGORA_RECEIPT_CLEANUP_INTERVAL_HOURS", "0.5")]),
@@ -913,6 +923,11 @@ mod tests {
                 "99999",
                 "0 (keep forever) to 36500",
             ),
+            (
+                "ARAGORA_WEBHOOK_DELIVERY_RETENTION_DAYS",
+                "36501",
+                "0 (keep forever) to 36500",
+            ),
             ("ARAGORA_RECEIPT_CLEANUP_INTERVAL_HOURS", "0", "one second"),
             ("ARAGORA_RECEIPT_CLEANUP_INTERVAL_HOURS", "9000", "8760"),
             ("ARAGORA_RETENTION_BATCH_SIZE", "0", "1 to 5000"),
@@ -924,6 +939,26 @@ mod tests {
             assert_eq!(problems[0].setting, name);
             assert!(problems[0].message.contains(says), "{problems:?}");
         }
+    }
+
+    #[test]
+    fn production_refuses_http_webhooks() {
+        let refused = |vars: &[(&str, &str)]| match EngineConfig::load(None, &env(vars)) {
+            Ok(_) => Vec::new(),
+            Err(problems) => problems
+                .into_iter()
+                .filter(|p| p.setting == "ARAGORA_WEBHOOK_ALLOW_HTTP")
+                .map(|p| p.message)
+                .collect(),
+        };
+        let problems = refused(&[
+            ("ARAGORA_ENV", "production"),
+            ("ARAGORA_WEBHOOK_ALLOW_HTTP", "true"),
+        ]);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("https only"), "{problems:?}");
+        assert!(refused(&[("ARAGORA_ENV", "production")]).is_empty());
+        assert!(refused(&[("ARAGORA_WEBHOOK_ALLOW_HTTP", "true")]).is_empty());
     }
 
     #[test]

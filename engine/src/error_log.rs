@@ -1,19 +1,24 @@
-//! The recent errors of this replica, for `GET /api/system/errors`: failed debates, agent
-//! errors, failed retention cleanups, and whatever other code records ([`ErrorLog::record`]).
+//! The recent errors of every replica, for `GET /api/system/errors`: failed debates, agent
+//! errors, failed retention cleanups, dead-lettered webhook deliveries, and whatever other code
+//! records ([`ErrorLog::record`]).
 //!
-//! A ring in memory, per replica: the newest [`CAPACITY`] entries, lost at restart. Errors
-//! happen on the replica that runs the work, and a ring costs nothing on the debate path (no
-//! write to the database per failed agent call); what must survive a restart and be the same
-//! on every replica is read from the database by the endpoint instead (failed DR drills, from
-//! the DR log). Every message is scrubbed of the configuration's secrets before it is kept
-//! (provider errors may quote a key), and cut to [`MAX_MESSAGE_CHARS`].
+//! Once the engine has its database ([`ErrorLog::attach`]), each error is a row of the shared
+//! table `system_errors` (migration 0011), written off the caller's path (a task of its own,
+//! so a failed agent call never waits for it) and the table pruned to the newest [`CAPACITY`]
+//! by the same insert: behind a load balancer every replica lists the same errors, and they
+//! survive a restart. Each replica also keeps its own in a ring in memory (the newest
+//! [`CAPACITY`]), so it lists an error it has just recorded before the row is written, and
+//! those from before the database was attached or while it was away; the endpoint lists both,
+//! each entry once (by its id). Every message is scrubbed of the configuration's secrets before it
+//! is kept anywhere (provider errors may quote a key), and cut to [`MAX_MESSAGE_CHARS`].
 
 use crate::model::now_ms;
 use serde::Serialize;
+use sqlx::{AnyPool, Row};
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
-/// Entries kept per replica.
+/// Entries kept in the shared table, and in the ring.
 pub const CAPACITY: usize = 1000;
 /// Longest message kept, in characters.
 pub const MAX_MESSAGE_CHARS: usize = 1000;
@@ -36,9 +41,39 @@ pub enum ErrorKind {
     WebhookFailed,
 }
 
+impl ErrorKind {
+    pub const ALL: [Self; 6] = [
+        Self::DebateFailed,
+        Self::DebateTimedOut,
+        Self::AgentError,
+        Self::DrillFailed,
+        Self::RetentionFailed,
+        Self::WebhookFailed,
+    ];
+
+    /// Its name in the API and in `system_errors.kind`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::DebateFailed => "debate_failed",
+            Self::DebateTimedOut => "debate_timed_out",
+            Self::AgentError => "agent_error",
+            Self::DrillFailed => "drill_failed",
+            Self::RetentionFailed => "retention_failed",
+            Self::WebhookFailed => "webhook_failed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == text)
+    }
+}
+
 /// One error.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ErrorEntry {
+    /// Unique to this entry: the ring's copy and the table's row are one error.
+    #[serde(skip)]
+    pub id: String,
     /// RFC 3339, UTC.
     pub at: String,
     #[serde(skip)]
@@ -55,6 +90,7 @@ pub struct ErrorEntry {
 impl ErrorEntry {
     pub fn new(kind: ErrorKind, message: &str, at_ms: i64) -> Self {
         Self {
+            id: uuid::Uuid::new_v4().simple().to_string(),
             at: crate::model::format_ms(at_ms),
             at_ms,
             kind,
@@ -75,12 +111,21 @@ impl ErrorEntry {
     }
 }
 
-/// The ring; clones share it.
+/// The log; clones share it.
 #[derive(Clone, Default)]
 pub struct ErrorLog {
+    /// What is not in the shared table.
     entries: Arc<Mutex<VecDeque<ErrorEntry>>>,
     /// Values masked in every message (the configuration's secrets).
     secrets: Arc<Vec<String>>,
+    shared: Arc<OnceLock<SharedTable>>,
+}
+
+#[derive(Clone)]
+struct SharedTable {
+    pool: AnyPool,
+    /// Who recorded a row (the orchestrator's lease owner id).
+    replica: String,
 }
 
 impl ErrorLog {
@@ -89,7 +134,16 @@ impl ErrorLog {
         Self {
             entries: Arc::default(),
             secrets: Arc::new(secrets),
+            shared: Arc::default(),
         }
+    }
+
+    /// From now on, errors go to `pool`'s shared table (a second call changes nothing).
+    pub fn attach(&self, pool: AnyPool, replica: &str) {
+        let _ = self.shared.set(SharedTable {
+            pool,
+            replica: replica.to_string(),
+        });
     }
 
     /// Notes an error of `kind` now.
@@ -104,6 +158,16 @@ impl ErrorLog {
             Some((cut, _)) => format!("{}…", &scrubbed[..cut]),
             None => scrubbed,
         };
+        if let (Some(table), Ok(runtime)) =
+            (self.shared.get(), tokio::runtime::Handle::try_current())
+        {
+            let (table, row) = (table.clone(), entry.clone());
+            runtime.spawn(async move {
+                if let Err(err) = insert(&table, &row).await {
+                    tracing::warn!(error = %err, kind = row.kind.as_str(), "cannot write an error to system_errors; only this replica lists it (from memory)");
+                }
+            });
+        }
         let Ok(mut entries) = self.entries.lock() else {
             return;
         };
@@ -113,13 +177,69 @@ impl ErrorLog {
         entries.push_back(entry);
     }
 
-    /// The newest `limit`, newest first.
+    /// The newest `limit` of the shared table, newest first (none before [`Self::attach`]).
+    pub async fn shared(&self, limit: usize) -> Result<Vec<ErrorEntry>, sqlx::Error> {
+        let Some(table) = self.shared.get() else {
+            return Ok(Vec::new());
+        };
+        let rows = sqlx::query(
+            "SELECT id, at_ms, kind, message, debate_id, agent FROM system_errors \
+             ORDER BY at_ms DESC, seq DESC LIMIT $1",
+        )
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&table.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let kind: String = row.try_get("kind")?;
+                let kind = ErrorKind::parse(&kind).ok_or_else(|| {
+                    sqlx::Error::Decode(format!("unknown error kind {kind:?}").into())
+                })?;
+                let mut entry = ErrorEntry::new(
+                    kind,
+                    &row.try_get::<String, _>("message")?,
+                    row.try_get("at_ms")?,
+                );
+                entry.id = row.try_get("id")?;
+                entry.debate_id = row.try_get("debate_id")?;
+                entry.agent = row.try_get("agent")?;
+                Ok(entry)
+            })
+            .collect()
+    }
+
+    /// The newest `limit` of this replica's ring, newest first.
     pub fn recent(&self, limit: usize) -> Vec<ErrorEntry> {
         self.entries
             .lock()
             .map(|entries| entries.iter().rev().take(limit).cloned().collect())
             .unwrap_or_default()
     }
+}
+
+/// Writes `entry` and prunes the table to the newest [`CAPACITY`] rows.
+async fn insert(table: &SharedTable, entry: &ErrorEntry) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO system_errors (id, at_ms, kind, message, debate_id, agent, replica) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&entry.id)
+    .bind(entry.at_ms)
+    .bind(entry.kind.as_str())
+    .bind(&entry.message)
+    .bind(entry.debate_id.as_deref())
+    .bind(entry.agent.as_deref())
+    .bind(&table.replica)
+    .execute(&table.pool)
+    .await?;
+    sqlx::query(
+        "DELETE FROM system_errors WHERE seq <= \
+         (SELECT seq FROM system_errors ORDER BY seq DESC LIMIT 1 OFFSET $1)",
+    )
+    .bind(CAPACITY as i64)
+    .execute(&table.pool)
+    .await?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -151,6 +271,14 @@ mod tests {
             log.recent(usize::MAX).last().unwrap().message,
             "call 6 failed"
         );
+    }
+
+    #[test]
+    fn kinds_are_stored_by_their_api_names() {
+        for kind in ErrorKind::ALL {
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
+            assert_eq!(ErrorKind::parse(kind.as_str()), Some(kind));
+        }
     }
 
     #[test]

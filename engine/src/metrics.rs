@@ -56,6 +56,8 @@ pub struct WebhookMetrics {
     pub breaker_state: IntGaugeVec,
     /// Refreshed from the database at each scrape.
     pub dead_letter_depth: IntGauge,
+    /// Finished deliveries deleted by the retention cleanup.
+    pub deliveries_deleted: IntCounter,
 }
 
 impl WebhookMetrics {
@@ -67,6 +69,7 @@ impl WebhookMetrics {
             dead_lettered: cat::WEBHOOK_DEAD_LETTERED_TOTAL.counter(registry),
             breaker_state: cat::WEBHOOK_CIRCUIT_BREAKER_STATE.gauge_vec(registry),
             dead_letter_depth: cat::WEBHOOK_DEAD_LETTER_QUEUE_DEPTH.gauge(registry),
+            deliveries_deleted: cat::WEBHOOK_DELIVERIES_DELETED_TOTAL.counter_single(registry),
         }
     }
 }

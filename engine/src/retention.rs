@@ -4,7 +4,9 @@
 //! with `ARAGORA_DEBATE_RETENTION_DAYS`, finished debates (by `finished_at_ms`) with their
 //! events once they have no receipt left: a debate's receipt outlives it never, and a receipt
 //! still inside its own retention keeps its debate (deleting the debate would take the receipt
-//! with it, through the foreign key).
+//! with it, through the foreign key). Finished webhook deliveries (delivered or dead, whose
+//! bodies hold debate content) last changed before `ARAGORA_WEBHOOK_DELIVERY_RETENTION_DAYS`
+//! go too; pending ones never.
 //!
 //! Deletions go in batches of `ARAGORA_RETENTION_BATCH_SIZE` rows, each statement (a debate
 //! group: its events, then the debates, in one transaction) its own short transaction, so no
@@ -36,6 +38,9 @@ const LEASE_MS: i64 = 30_000;
 /// Runs kept in `retention_runs`: years of daily runs.
 pub const RUNS_KEPT: i64 = 1000;
 const MS_PER_DAY: i64 = 86_400_000;
+/// A webhook delivery past retention: finished (delivered or dead) and last changed before
+/// `$1`.
+const FINISHED_DELIVERY: &str = "state IN ('delivered', 'dead') AND updated_at_ms < $1";
 /// The statuses a debate ends in; only these are ever deleted.
 const FINAL: &str = "('completed', 'failed', 'cancelled', 'timed_out')";
 
@@ -48,6 +53,8 @@ pub struct Policy {
     pub debate_retention_days: u32,
     pub interval_hours: f64,
     pub batch_size: u32,
+    /// 0: finished webhook deliveries are kept forever.
+    pub delivery_retention_days: u32,
 }
 
 impl Policy {
@@ -57,12 +64,15 @@ impl Policy {
             debate_retention_days: config.debate_retention_days,
             interval_hours: config.receipt_cleanup_interval_hours,
             batch_size: config.retention_batch_size,
+            delivery_retention_days: config.webhook_delivery_retention_days,
         }
     }
 
     /// Whether there is anything to delete ever (else the scheduler does not run).
     pub fn enabled(&self) -> bool {
-        self.receipt_retention_days > 0 || self.debate_retention_days > 0
+        self.receipt_retention_days > 0
+            || self.debate_retention_days > 0
+            || self.delivery_retention_days > 0
     }
 
     pub fn interval_ms(&self) -> i64 {
@@ -80,6 +90,7 @@ impl Policy {
         Cutoffs {
             receipts_before_ms: before(self.receipt_retention_days),
             debates_before_ms: before(self.debate_retention_days),
+            deliveries_before_ms: before(self.delivery_retention_days),
         }
     }
 }
@@ -89,6 +100,8 @@ impl Policy {
 pub struct Cutoffs {
     pub receipts_before_ms: Option<i64>,
     pub debates_before_ms: Option<i64>,
+    /// Finished webhook deliveries last changed before this.
+    pub deliveries_before_ms: Option<i64>,
 }
 
 impl Cutoffs {
@@ -104,6 +117,8 @@ pub struct Counts {
     pub receipts: i64,
     pub debates: i64,
     pub events: i64,
+    /// Finished webhook deliveries.
+    pub deliveries: i64,
 }
 
 /// What started a run.
@@ -219,7 +234,7 @@ impl Retention {
     /// Starts the scheduler (nothing when retention is off): at every tick, claim it and run.
     pub fn start(&self) {
         if !self.inner.policy.enabled() {
-            tracing::info!("receipt and debate retention are off (both 0 days): no cleanup runs");
+            tracing::info!("receipt, debate and webhook delivery retention are off (all 0 days): no cleanup runs");
             return;
         }
         let retention = self.clone();
@@ -315,11 +330,22 @@ impl Retention {
             }
             None => (0, 0),
         };
+        let deliveries = match cutoffs.deliveries_before_ms {
+            Some(before) => sqlx::query(&format!(
+                "SELECT COUNT(*) AS n FROM webhook_deliveries WHERE {FINISHED_DELIVERY}"
+            ))
+            .bind(before)
+            .fetch_one(pool)
+            .await?
+            .try_get("n")?,
+            None => 0,
+        };
         Ok((
             Counts {
                 receipts,
                 debates,
                 events,
+                deliveries,
             },
             cutoffs,
         ))
@@ -336,7 +362,7 @@ impl Retention {
         let cutoffs = inner.policy.cutoffs(started_at_ms);
         self.acquire(&run_id, trigger, started_at_ms, cutoffs)
             .await?;
-        tracing::info!(job = JOB, run = %run_id, trigger = trigger.as_str(), receipts_before_ms = ?cutoffs.receipts_before_ms, debates_before_ms = ?cutoffs.debates_before_ms, "retention cleanup starts");
+        tracing::info!(job = JOB, run = %run_id, trigger = trigger.as_str(), receipts_before_ms = ?cutoffs.receipts_before_ms, debates_before_ms = ?cutoffs.debates_before_ms, deliveries_before_ms = ?cutoffs.deliveries_before_ms, "retention cleanup starts");
         let mut deleted = Counts::default();
         let result = self.delete_all(&run_id, cutoffs, &mut deleted).await;
         let seconds = started.elapsed().as_secs_f64();
@@ -362,6 +388,10 @@ impl Retention {
         metrics.receipts_deleted.inc_by(deleted.receipts as u64);
         metrics.debates_deleted.inc_by(deleted.debates as u64);
         metrics
+            .webhooks
+            .deliveries_deleted
+            .inc_by(deleted.deliveries as u64);
+        metrics
             .receipt_cleanup
             .with_label_values(&[if result.is_ok() { "success" } else { "failure" }])
             .inc();
@@ -371,7 +401,7 @@ impl Retention {
             .observe(seconds);
         match result {
             Ok(()) => {
-                tracing::info!(job = JOB, run = %run_id, receipts = deleted.receipts, debates = deleted.debates, events = deleted.events, seconds, "retention cleanup done");
+                tracing::info!(job = JOB, run = %run_id, receipts = deleted.receipts, debates = deleted.debates, events = deleted.events, deliveries = deleted.deliveries, seconds, "retention cleanup done");
                 Ok(record)
             }
             Err(err) => {
@@ -429,7 +459,8 @@ impl Retention {
         .await?;
         sqlx::query(
             "INSERT INTO retention_runs (id, holder, triggered_by, started_at_ms, status, \
-             receipts_before_ms, debates_before_ms) VALUES ($1, $2, $3, $4, 'running', $5, $6)",
+             receipts_before_ms, debates_before_ms, deliveries_before_ms) \
+             VALUES ($1, $2, $3, $4, 'running', $5, $6, $7)",
         )
         .bind(run_id)
         .bind(holder)
@@ -437,6 +468,7 @@ impl Retention {
         .bind(now)
         .bind(cutoffs.receipts_before_ms)
         .bind(cutoffs.debates_before_ms)
+        .bind(cutoffs.deliveries_before_ms)
         .execute(pool)
         .await?;
         Ok(())
@@ -516,6 +548,26 @@ impl Retention {
                 }
             }
         }
+        if let Some(before) = cutoffs.deliveries_before_ms {
+            loop {
+                self.renew(run_id).await?;
+                // The condition again outside: a dead delivery retried meanwhile is pending.
+                let gone = sqlx::query(&format!(
+                    "DELETE FROM webhook_deliveries WHERE id IN (SELECT id FROM \
+                     webhook_deliveries WHERE {FINISHED_DELIVERY} ORDER BY updated_at_ms LIMIT $2) \
+                     AND state IN ('delivered', 'dead')"
+                ))
+                .bind(before)
+                .bind(batch)
+                .execute(&self.inner.pool)
+                .await?
+                .rows_affected();
+                deleted.deliveries += gone as i64;
+                if (gone as i64) < batch {
+                    break;
+                }
+            }
+        }
         Ok(())
     }
 
@@ -556,13 +608,15 @@ impl Retention {
         let pool = &self.inner.pool;
         sqlx::query(
             "UPDATE retention_runs SET finished_at_ms = $1, status = $2, receipts_deleted = $3, \
-             debates_deleted = $4, events_deleted = $5, error = $6 WHERE id = $7",
+             debates_deleted = $4, events_deleted = $5, deliveries_deleted = $6, error = $7 \
+             WHERE id = $8",
         )
         .bind(record.finished_at_ms)
         .bind(&record.status)
         .bind(record.deleted.receipts)
         .bind(record.deleted.debates)
         .bind(record.deleted.events)
+        .bind(record.deleted.deliveries)
         .bind(record.error.as_deref())
         .bind(&record.id)
         .execute(pool)
@@ -595,7 +649,8 @@ impl Retention {
              CAST(COALESCE(SUM(CASE WHEN status = 'succeeded' THEN 0 ELSE 1 END), 0) AS BIGINT) AS failures, \
              CAST(COALESCE(SUM(receipts_deleted), 0) AS BIGINT) AS receipts, \
              CAST(COALESCE(SUM(debates_deleted), 0) AS BIGINT) AS debates, \
-             CAST(COALESCE(SUM(events_deleted), 0) AS BIGINT) AS events \
+             CAST(COALESCE(SUM(events_deleted), 0) AS BIGINT) AS events, \
+             CAST(COALESCE(SUM(deliveries_deleted), 0) AS BIGINT) AS deliveries \
              FROM retention_runs WHERE status <> 'running'",
         )
         .fetch_one(pool)
@@ -623,13 +678,15 @@ impl Retention {
                 receipts: totals.try_get("receipts")?,
                 debates: totals.try_get("debates")?,
                 events: totals.try_get("events")?,
+                deliveries: totals.try_get("deliveries")?,
             },
         })
     }
 }
 
 const RUN_COLUMNS: &str = "id, holder, triggered_by, started_at_ms, finished_at_ms, status, \
-    receipts_deleted, debates_deleted, events_deleted, receipts_before_ms, debates_before_ms, error";
+    receipts_deleted, debates_deleted, events_deleted, deliveries_deleted, receipts_before_ms, \
+    debates_before_ms, deliveries_before_ms, error";
 
 fn decode_run(row: &sqlx::any::AnyRow) -> Result<RunRecord, sqlx::Error> {
     Ok(RunRecord {
@@ -643,10 +700,12 @@ fn decode_run(row: &sqlx::any::AnyRow) -> Result<RunRecord, sqlx::Error> {
             receipts: row.try_get("receipts_deleted")?,
             debates: row.try_get("debates_deleted")?,
             events: row.try_get("events_deleted")?,
+            deliveries: row.try_get("deliveries_deleted")?,
         },
         cutoffs: Cutoffs {
             receipts_before_ms: row.try_get("receipts_before_ms")?,
             debates_before_ms: row.try_get("debates_before_ms")?,
+            deliveries_before_ms: row.try_get("deliveries_before_ms")?,
         },
         error: row.try_get("error")?,
     })

@@ -398,6 +398,10 @@ async fn start_core(config: &EngineConfig, state: &AppState) -> Result<(), Serve
         renew_secs = config.lease_renew_secs,
         "this replica holds its debates under leases with this id"
     );
+    // From here on every replica's errors are listed by every replica.
+    state
+        .errors
+        .attach(sql_store.pool().clone(), orchestrator.replica_id());
     let retention = crate::retention::Retention::new(
         &sql_store,
         crate::retention::Policy::of(config),

@@ -713,8 +713,16 @@ pub const WEBHOOK_DEAD_LETTERED_TOTAL: MetricDef = MetricDef {
 pub const WEBHOOK_CIRCUIT_BREAKER_STATE: MetricDef = MetricDef {
     name: "aragora_webhook_circuit_breaker_state",
     kind: MetricKind::Gauge,
-    help: "Circuit breaker of each webhook receiver endpoint (scheme://host[:port], never a path) on this replica: 0 closed, 1 open, 2 half-open.",
+    help: "Circuit breaker of each webhook receiver endpoint (scheme://host[:port], never a path), the state shared by every replica as of the scrape, one series per subscribed endpoint: 0 closed, 1 open, 2 half-open.",
     labels: &["endpoint"],
+    buckets: &[],
+};
+
+pub const WEBHOOK_DELIVERIES_DELETED_TOTAL: MetricDef = MetricDef {
+    name: "aragora_webhook_deliveries_deleted_total",
+    kind: MetricKind::Counter,
+    help: "Finished webhook deliveries (delivered or dead, with their bodies) deleted by this replica's retention cleanups (past ARAGORA_WEBHOOK_DELIVERY_RETENTION_DAYS).",
+    labels: &[],
     buckets: &[],
 };
 
@@ -796,6 +804,7 @@ pub const ALL: &[MetricDef] = &[
     WEBHOOK_DEAD_LETTERED_TOTAL,
     WEBHOOK_CIRCUIT_BREAKER_STATE,
     WEBHOOK_DEAD_LETTER_QUEUE_DEPTH,
+    WEBHOOK_DELIVERIES_DELETED_TOTAL,
 ];
 
 impl MetricDef {

@@ -536,6 +536,152 @@ async fn system_errors_show_a_failed_debate_to_admins_only(options: EngineOption
     assert_eq!(anonymous.status(), 401);
 }
 
+/// Behind a load balancer every replica lists the same errors: a debate failed on replica A
+/// is in B's `GET /api/system/errors` (the shared table), and A lists it once.
+async fn errors_recorded_on_one_replica_are_listed_by_another(options: EngineOptions) {
+    let a = Engine::start(copy(&options)).await;
+    let b = Engine::start(copy(&options).data_dir(&a.data_dir)).await;
+    let failed = failed_debate(&a, "Errors: seen from the other replica?").await;
+    let listed = eventually(
+        "B to list A's failed debate",
+        Duration::from_secs(30),
+        || async {
+            let (status, listed) = b.get("/api/system/errors?limit=50").await;
+            assert_eq!(status, 200, "{listed}");
+            listed["errors"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["kind"] == "debate_failed" && e["debate_id"] == failed.as_str())
+                .then_some(listed)
+        },
+    )
+    .await;
+    assert!(
+        listed["scope"].as_str().unwrap().contains("every replica"),
+        "{listed}"
+    );
+    // A lists it once (its memory and the table hold the same error).
+    let (_, on_a) = a.get("/api/system/errors?limit=50").await;
+    let on_a_failed = on_a["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "debate_failed")
+        .count();
+    assert_eq!(on_a_failed, 1, "{on_a}");
+    let mut db = connect(&database_url(&options, &a)).await;
+    let stored = sqlx::query("SELECT message FROM system_errors")
+        .fetch_all(&mut db)
+        .await
+        .unwrap();
+    assert!(!stored.is_empty());
+    let token = a.token.clone().unwrap();
+    for row in &stored {
+        let message: String = row.get(0);
+        assert!(!message.contains(&token), "a secret was stored: {message}");
+    }
+}
+
+async fn left(db: &mut AnyConnection) -> Vec<String> {
+    sqlx::query("SELECT id FROM webhook_deliveries ORDER BY id")
+        .fetch_all(&mut *db)
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get::<String, _>(0))
+        .collect()
+}
+
+/// Webhook deliveries keep their bodies (debate content): the cleanup deletes the finished
+/// ones (delivered, dead) past `ARAGORA_WEBHOOK_DELIVERY_RETENTION_DAYS` in batches, counts
+/// them in the dry run, the run, the status and the metrics, and keeps pending ones and fresh
+/// ones whatever their age.
+async fn finished_webhook_deliveries_past_retention_are_deleted(options: EngineOptions) {
+    let options = options
+        .env("ARAGORA_WEBHOOK_DELIVERY_RETENTION_DAYS", "30")
+        .env("ARAGORA_RETENTION_BATCH_SIZE", "2")
+        .env(
+            "ARAGORA_WEBHOOK_ENCRYPTION_KEY",
+            "webhook-encryption-key-for-the-e2e-tests-0001",
+        );
+    let engine = Engine::start(copy(&options)).await;
+    let mut db = connect(&database_url(&options, &engine)).await;
+    let now = now_ms();
+    // Paused: the worker leaves its pending deliveries alone.
+    sqlx::query(
+        "INSERT INTO webhook_subscriptions (id, owner, url, event_types, secret_sealed, enabled, \
+         created_at_ms, updated_at_ms) VALUES ('wh_old', 'admin', 'https://93.184.216.34/hook', \
+         'debate_end', NULL, 0, $1, $2)",
+    )
+    .bind(now - 90 * DAY_MS)
+    .bind(now - 90 * DAY_MS)
+    .execute(&mut db)
+    .await
+    .unwrap();
+    // Five old finished (three delivered, two dead), one old pending, two fresh finished.
+    let rows: [(&str, &str, i64); 8] = [
+        ("dlv_old1", "delivered", 40),
+        ("dlv_old2", "delivered", 31),
+        ("dlv_old3", "delivered", 365),
+        ("dlv_old4", "dead", 45),
+        ("dlv_old5", "dead", 60),
+        ("dlv_pending", "pending", 50),
+        ("dlv_fresh1", "delivered", 1),
+        ("dlv_fresh2", "dead", 29),
+    ];
+    for (id, state, days) in rows {
+        let at = now - days * DAY_MS;
+        sqlx::query(
+            "INSERT INTO webhook_deliveries (id, subscription_id, event_type, body, state, \
+             attempts, next_attempt_at_ms, created_at_ms, updated_at_ms) \
+             VALUES ($1, 'wh_old', 'debate_end', '{\"data\": \"debate content\"}', $2, 1, $3, $4, $5)",
+        )
+        .bind(id)
+        .bind(state)
+        .bind(at)
+        .bind(at)
+        .bind(at)
+        .execute(&mut db)
+        .await
+        .unwrap();
+    }
+
+    let (status, dry) = engine
+        .post_json(&format!("{CLEANUP}?dry_run=true"), &json!({}))
+        .await;
+    assert_eq!(status, 200, "{dry}");
+    assert_eq!(dry["deliveries_deleted"], 5, "{dry}");
+    assert!(dry["deliveries_before"].is_string(), "{dry}");
+    assert_eq!(left(&mut db).await.len(), 8, "a dry run deletes nothing");
+
+    let (status, ran) = engine.post_json(CLEANUP, &json!({})).await;
+    assert_eq!(status, 200, "{ran}");
+    assert_eq!(ran["deliveries_deleted"], 5, "{ran}");
+    assert_eq!(ran["run"]["deliveries_deleted"], 5, "{ran}");
+    assert_eq!(
+        left(&mut db).await,
+        ["dlv_fresh1", "dlv_fresh2", "dlv_pending"],
+        "only the old finished ones go"
+    );
+    let (_, shown) = engine.get(STATUS).await;
+    assert_eq!(shown["last_run"]["deliveries_deleted"], 5, "{shown}");
+    assert_eq!(shown["stats"]["total_deliveries_deleted"], 5, "{shown}");
+    assert_eq!(
+        shown["settings"]["webhook_delivery_retention_days"], 30,
+        "{shown}"
+    );
+    let metrics = engine.metrics().await;
+    assert_eq!(
+        sample(&metrics, "aragora_webhook_deliveries_deleted_total"),
+        Some(5.0),
+        "{metrics}"
+    );
+    // The dead-letter queue lost its old dead ones, not the fresh one.
+    let (_, dead) = engine.get("/api/admin/webhooks/dead-letters").await;
+    assert_eq!(dead["total"], 1, "{dead}");
+}
+
 async fn reader_client(engine: &Engine) -> reqwest::Client {
     let (status, minted) = engine
         .post_json("/api/auth/token", &json!({"role": "reader"}))
@@ -551,6 +697,8 @@ on_both_backends!(
     two_replicas_never_clean_up_at_once,
     the_scheduler_runs_each_tick_on_one_replica,
     system_errors_show_a_failed_debate_to_admins_only,
+    errors_recorded_on_one_replica_are_listed_by_another,
+    finished_webhook_deliveries_past_retention_are_deleted,
 );
 
 /// A bad cleanup request: query, body, then the status, code and words of the answer.
@@ -653,6 +801,12 @@ fn bad_retention_settings_are_refused_at_start() {
             "ARAGORA_DEBATE_RETENTION_DAYS",
         ),
         ("ARAGORA_RETENTION_BATCH_SIZE", "0", "5000"),
+        ("ARAGORA_WEBHOOK_DELIVERY_RETENTION_DAYS", "40000", "36500"),
+        (
+            "ARAGORA_WEBHOOK_DELIVERY_RETENTION_DAYS",
+            "a month",
+            "ARAGORA_WEBHOOK_DELIVERY_RETENTION_DAYS",
+        ),
     ] {
         let output = aragora_command()
             .arg("validate-env")

@@ -3,7 +3,7 @@
 //! settings, as a test needs), which checks both signatures and records every request.
 //! Backoff, timeout and poll settings are scaled down; waits poll with deadlines.
 
-use crate::support::{eventually, sample, Engine, EngineOptions, TestDatabase};
+use crate::support::{eventually, sample, Backend, Engine, EngineOptions};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
@@ -42,6 +42,8 @@ struct Receipt {
     attempt: u32,
     body: Vec<u8>,
     signature: Option<String>,
+    /// `X-Aragora-Signature`, the timestamped one.
+    stamped: Option<String>,
     /// Both signatures present and right (over the exact body; the stamped one fresh).
     verified: bool,
 }
@@ -101,6 +103,10 @@ async fn receive(
             attempt: header("x-aragora-attempt").parse().unwrap_or(0),
             signature: headers
                 .get("x-webhook-signature")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+            stamped: headers
+                .get("x-aragora-signature")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string),
             verified: verify(&headers, &body),
@@ -327,6 +333,147 @@ async fn the_runbooks_python_snippet_accepts_a_delivery() {
         "a forged signature passed"
     );
 }
+
+/// The README's verifier of the exact bytes, as the README prints it.
+fn readme_verifier() -> String {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let after = readme
+        .split_once("Verifying the exact bytes:")
+        .expect("the README's verification section")
+        .1;
+    let code = after
+        .split_once("```python\n")
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .expect("a python block")
+        .0;
+    code.to_string()
+}
+
+/// The README's `verify` run by python3 on a delivery's body and its `X-Aragora-Signature`.
+fn readme_verifies(body: &[u8], stamped: &str) -> bool {
+    let dir = tempfile::tempdir().unwrap();
+    let body_path = dir.path().join("body.json");
+    std::fs::write(&body_path, body).unwrap();
+    let script = format!(
+        "{}\nimport sys\nbody = open(sys.argv[1], 'rb').read()\nsys.exit(0 if verify(body, {{'X-Aragora-Signature': sys.argv[2]}}, sys.argv[3]) else 1)\n",
+        readme_verifier()
+    );
+    std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&body_path)
+        .arg(stamped)
+        .arg(SECRET)
+        .status()
+        .expect("python3 runs")
+        .success()
+}
+
+/// A failed debate and a failed DR drill reach a receiver subscribed to `debate_failed` and
+/// `drill_failed`; the drill's body (with its measured RTO and RPO, floats) passes the
+/// runbook's `json.dumps` verifier and the README's verifier of the exact bytes, run by python3.
+async fn failed_debates_and_drills_are_delivered(options: EngineOptions) {
+    let receiver = Receiver::start(Mode::Ok).await;
+    // Agents that think 200 ms per call: the debate after the backup outlasts the RPO target.
+    let options = self::options(options).env("ARAGORA_OFFLINE_AGENT_LATENCY_MS", 200);
+    let engine = Engine::start(replica_of(&options, None)).await;
+    subscribe(&engine, &receiver.url(), &["debate_failed", "drill_failed"]).await;
+
+    let (status, fault) = engine
+        .post_json(
+            "/api/system/faults",
+            &json!({"kind": "agent_failing", "duration_seconds": 120}),
+        )
+        .await;
+    assert_eq!(status, 201, "{fault}");
+    let failed = engine
+        .run_debate(json!({"topic": "Will every agent fail?", "rounds": 1}))
+        .await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    let fault_path = format!("/api/system/faults/{}", fault["id"].as_str().unwrap());
+    let cleared = engine
+        .http
+        .delete(engine.url(&fault_path))
+        .send()
+        .await
+        .unwrap();
+    assert!(cleared.status().is_success(), "{cleared:?}");
+    let receipts = receiver
+        .wait_for("the debate_failed delivery", |r| !r.is_empty())
+        .await;
+    assert_eq!(receipts[0].event, "debate_failed");
+    assert!(receipts[0].verified, "signed like every delivery");
+    let body = event_of(&receipts[0]);
+    assert_eq!(body["data"]["debate_id"], failed["debate_id"], "{body}");
+    assert_eq!(body["data"]["type"], "debate_end", "{body}");
+    assert_eq!(body["data"]["data"]["outcome"], "failed", "{body}");
+
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let mut command = crate::support::command_on(&options, &engine.data_dir);
+        command.args(args).envs(env.iter().copied());
+        tokio::task::block_in_place(|| command.output().expect("run aragora"))
+    };
+    let before = engine
+        .run_debate(json!({"topic": "In the backup", "rounds": 1}))
+        .await;
+    assert_eq!(before["status"], "completed", "{before}");
+    let backup = run(&["backup", "create"], &[]);
+    assert!(
+        backup.status.success(),
+        "{}",
+        crate::support::describe_output(&backup)
+    );
+    let after = engine
+        .run_debate(json!({"topic": "Written after the backup", "rounds": 4}))
+        .await;
+    assert_eq!(after["status"], "completed", "{after}");
+    let drill = run(
+        &["drill", "run", "--output", "json"],
+        &[("ARAGORA_RPO_TARGET_SECS", "1")],
+    );
+    assert_eq!(
+        drill.status.code(),
+        Some(1),
+        "{}",
+        crate::support::describe_output(&drill)
+    );
+    let report: Value = serde_json::from_slice(&drill.stdout).unwrap();
+    let receipts = receiver
+        .wait_for("the drill_failed delivery", |r| {
+            r.iter().any(|r| r.event == "drill_failed")
+        })
+        .await;
+    let delivery = receipts.iter().find(|r| r.event == "drill_failed").unwrap();
+    assert!(delivery.verified, "signed like every delivery");
+    let body = event_of(delivery);
+    assert_eq!(body["data"]["drill_id"], report["id"], "{body}");
+    assert_eq!(body["data"]["status"], "failed", "{body}");
+    let rpo = body["data"]["rpo_seconds"]
+        .as_f64()
+        .expect("a measured RPO");
+    assert!(rpo > 1.0 && rpo.fract() != 0.0, "{body}");
+    assert!(
+        python_verifies(&delivery.body, delivery.signature.as_deref().unwrap()),
+        "the runbook's snippet refused {:?}",
+        String::from_utf8_lossy(&delivery.body)
+    );
+    let stamped = delivery.stamped.as_deref().expect("X-Aragora-Signature");
+    assert!(
+        readme_verifies(&delivery.body, stamped),
+        "the README's verify refused {:?} with {stamped}",
+        String::from_utf8_lossy(&delivery.body)
+    );
+    let mut tampered = delivery.body.clone();
+    let last = tampered.len() - 2;
+    tampered[last] = if tampered[last] == b'0' { b'1' } else { b'0' };
+    assert!(
+        !readme_verifies(&tampered, stamped),
+        "the README's verify took a changed body"
+    );
+}
+
+on_both_backends!(failed_debates_and_drills_are_delivered);
 
 async fn a_failing_receiver_gets_retries_with_growing_gaps(options: EngineOptions) {
     let receiver = Receiver::start(Mode::FailFirst(3)).await;
@@ -566,6 +713,56 @@ async fn bad_subscriptions_are_refused_with_what_to_fix() {
     assert_eq!(status, 404);
 }
 
+/// Egress is checked at delivery too: a subscription to a loopback receiver made while private
+/// addresses were allowed, then the engine restarted with them refused, gets its deliveries
+/// dead-lettered with the reason and the setting, and the receiver sees nothing.
+async fn a_private_receiver_is_refused_at_delivery_after_the_setting_changed(
+    options: EngineOptions,
+) {
+    let receiver = Receiver::start(Mode::Ok).await;
+    let options = self::options(options);
+    let mut engine = Engine::start(replica_of(&options, None)).await;
+    subscribe(&engine, &receiver.url(), &["debate_start"]).await;
+    engine.signal(libc::SIGTERM);
+    eventually("the engine to stop", PATIENCE, || {
+        let exited = engine.exited().is_some();
+        async move { exited.then_some(()) }
+    })
+    .await;
+    let strict = replica_of(&options, None).env("ARAGORA_WEBHOOK_ALLOW_PRIVATE", "false");
+    let engine = Engine::start(engine.restart_options(strict)).await;
+    engine
+        .start_debate(json!({"topic": "into the internal network?", "rounds": 1}))
+        .await;
+    let dead = eventually("the delivery to be dead-lettered", PATIENCE, || async {
+        let (_, dead) = engine.get("/api/admin/webhooks/dead-letters").await;
+        (dead["total"] == 1).then_some(dead)
+    })
+    .await;
+    let delivery = &dead["deliveries"][0];
+    assert_eq!(
+        delivery["attempts"], 1,
+        "refused at once, not retried: {dead}"
+    );
+    let error = delivery["last_error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("127.0.0.1")
+            && error.contains("loopback")
+            && error.contains("ARAGORA_WEBHOOK_ALLOW_PRIVATE"),
+        "{error}"
+    );
+    assert!(
+        !error.contains("receiver-token"),
+        "the URL's query leaked: {error}"
+    );
+    assert!(
+        receiver.receipts().is_empty(),
+        "nothing reached the receiver"
+    );
+}
+
+on_both_backends!(a_private_receiver_is_refused_at_delivery_after_the_setting_changed);
+
 async fn a_delivery_survives_the_engine_killed_mid_delivery(options: EngineOptions) {
     let receiver = Receiver::start(Mode::HangFirst).await;
     // The lease of a delivery lasts the timeout plus 10 s; a short timeout frees it sooner.
@@ -614,35 +811,64 @@ async fn a_delivery_survives_the_engine_killed_mid_delivery(options: EngineOptio
 
 on_both_backends!(a_delivery_survives_the_engine_killed_mid_delivery);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn three_replicas_deliver_each_event_once() {
-    let database = TestDatabase::create().await;
-    let receiver = Receiver::start(Mode::Ok).await;
-    let replica = || {
-        options(EngineOptions::postgres(&database.url)).env("ARAGORA_WEBHOOK_POLL_INTERVAL_MS", 10)
+/// Options like `options` for another engine: a replica on the same database as `first` when
+/// given (for SQLite, the same file in its data directory).
+fn replica_of(options: &EngineOptions, first: Option<&Engine>) -> EngineOptions {
+    EngineOptions {
+        backend: options.backend.clone(),
+        env: options.env.clone(),
+        data_dir: first.map(|engine| engine.data_dir.clone()),
+        temp: None,
+        bearer: options.bearer.clone(),
+    }
+}
+
+/// The test's own connection to the database of `engine`, started with `options`.
+async fn database(options: &EngineOptions, engine: &Engine) -> sqlx::AnyPool {
+    sqlx::any::install_default_drivers();
+    let url = match &options.backend {
+        Backend::Sqlite => format!(
+            "sqlite://{}?mode=rw",
+            engine.data_dir.join("aragora.db").display()
+        ),
+        Backend::Postgres(url) => url.clone(),
     };
-    let first = Engine::start(replica()).await;
-    let (second, third) = tokio::join!(Engine::start(replica()), Engine::start(replica()));
+    sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(&url)
+        .await
+        .expect("the engines' database")
+}
+
+async fn count(db: &sqlx::AnyPool, sql: &str) -> i64 {
+    let row = sqlx::query(sql).fetch_one(db).await.unwrap();
+    sqlx::Row::get::<i64, _>(&row, 0)
+}
+
+async fn three_replicas_deliver_each_event_once(options: EngineOptions) {
+    let receiver = Receiver::start(Mode::Ok).await;
+    let options = self::options(options).env("ARAGORA_WEBHOOK_POLL_INTERVAL_MS", 10);
+    let first = Engine::start(replica_of(&options, None)).await;
+    let (second, third) = tokio::join!(
+        Engine::start(replica_of(&options, Some(&first))),
+        Engine::start(replica_of(&options, Some(&first)))
+    );
     subscribe(&first, &receiver.url(), &["debate_start", "debate_end"]).await;
     let replicas = [&first, &second, &third];
-    let mut ids = Vec::new();
     for i in 0..6 {
-        ids.push(
-            replicas[i % 3]
-                .start_debate(json!({"topic": format!("replicas {i}"), "rounds": 1}))
-                .await,
-        );
+        replicas[i % 3]
+            .start_debate(json!({"topic": format!("replicas {i}"), "rounds": 1}))
+            .await;
     }
-    let db = sqlx::PgPool::connect(&database.url).await.unwrap();
+    let db = database(&options, &first).await;
     eventually("all 12 deliveries delivered", PATIENCE, || {
         let db = db.clone();
         async move {
-            let delivered: i64 = sqlx::query_scalar(
+            let delivered = count(
+                &db,
                 "SELECT COUNT(*) FROM webhook_deliveries WHERE state = 'delivered'",
             )
-            .fetch_one(&db)
-            .await
-            .unwrap();
+            .await;
             (delivered == 12).then_some(())
         }
     })
@@ -653,6 +879,169 @@ async fn three_replicas_deliver_each_event_once() {
     let twice: Vec<_> = seen.iter().filter(|(_, (_, times))| *times != 1).collect();
     assert!(twice.is_empty(), "sent more than once: {twice:?}");
 }
+
+on_both_backends!(three_replicas_deliver_each_event_once);
+
+fn breaker_series(receiver: &Receiver) -> String {
+    format!(
+        r#"aragora_webhook_circuit_breaker_state{{component="engine",endpoint="http://{}"}}"#,
+        receiver.addr
+    )
+}
+
+/// The breaker's gauge is the state as of the scrape: open, then half-open when the cooldown
+/// ends though no delivery ran since (the one delivery is dead-lettered), and gone with the
+/// last subscription to its endpoint.
+async fn the_breaker_gauge_is_the_state_at_scrape_time(options: EngineOptions) {
+    let failing = Receiver::start(Mode::FailFirst(usize::MAX)).await;
+    let engine = Engine::start(
+        self::options(options)
+            .env("ARAGORA_WEBHOOK_BACKOFF_BASE_MS", 50)
+            .env("ARAGORA_WEBHOOK_MAX_RETRIES", 1)
+            .env("ARAGORA_WEBHOOK_BREAKER_THRESHOLD", 2)
+            .env("ARAGORA_WEBHOOK_BREAKER_COOLDOWN_MS", 2_000),
+    )
+    .await;
+    let hook = subscribe(&engine, &failing.url(), &["debate_start"]).await;
+    let series = breaker_series(&failing);
+    assert_eq!(
+        sample(&engine.metrics().await, &series),
+        Some(0.0),
+        "a series from the subscription on"
+    );
+    engine
+        .start_debate(json!({"topic": "down for good", "rounds": 1}))
+        .await;
+    eventually("the breaker to open", PATIENCE, || async {
+        (sample(&engine.metrics().await, &series) == Some(1.0)).then_some(())
+    })
+    .await;
+    eventually("the delivery to be dead-lettered", PATIENCE, || async {
+        let (_, dead) = engine.get("/api/admin/webhooks/dead-letters").await;
+        (dead["total"] == 1).then_some(())
+    })
+    .await;
+    eventually(
+        "the breaker to be half-open once its cooldown ends",
+        PATIENCE,
+        || async { (sample(&engine.metrics().await, &series) == Some(2.0)).then_some(()) },
+    )
+    .await;
+    let path = format!("/api/admin/webhooks/{}", hook["id"].as_str().unwrap());
+    let (_, shown) = engine.get(&path).await;
+    assert_eq!(shown["breaker"], "half_open", "{shown}");
+    assert_eq!(failing.receipts().len(), 2, "nothing was sent since");
+    let deleted = engine.http.delete(engine.url(&path)).send().await.unwrap();
+    assert_eq!(deleted.status(), 204);
+    let metrics = engine.metrics().await;
+    assert_eq!(
+        sample(&metrics, &series),
+        None,
+        "the series outlived its subscription: {metrics}"
+    );
+}
+
+on_both_backends!(the_breaker_gauge_is_the_state_at_scrape_time);
+
+/// The breaker is the database's: failures on replica A open it for replica B, which never
+/// sent anything, and B leaves the receiver alone too.
+async fn a_breaker_opened_on_one_replica_is_open_on_another(options: EngineOptions) {
+    let failing = Receiver::start(Mode::FailFirst(usize::MAX)).await;
+    let options = self::options(options)
+        .env("ARAGORA_WEBHOOK_BACKOFF_BASE_MS", 50)
+        .env("ARAGORA_WEBHOOK_MAX_RETRIES", 20)
+        .env("ARAGORA_WEBHOOK_BREAKER_THRESHOLD", 3)
+        .env("ARAGORA_WEBHOOK_BREAKER_COOLDOWN_MS", 60_000);
+    let a = Engine::start(replica_of(&options, None)).await;
+    let hook = subscribe(&a, &failing.url(), &["debate_start"]).await;
+    a.start_debate(json!({"topic": "down on a", "rounds": 1}))
+        .await;
+    let path = format!("/api/admin/webhooks/{}", hook["id"].as_str().unwrap());
+    eventually("A to see the breaker open", PATIENCE, || async {
+        let (_, shown) = a.get(&path).await;
+        (shown["breaker"] == "open").then_some(())
+    })
+    .await;
+    assert_eq!(failing.receipts().len(), 3, "three failures open it");
+    let b = Engine::start(replica_of(&options, Some(&a))).await;
+    let (status, shown) = b.get(&path).await;
+    assert_eq!(status, 200, "{shown}");
+    assert_eq!(shown["breaker"], "open", "B sees A's breaker: {shown}");
+    let metrics = b.metrics().await;
+    assert_eq!(
+        sample(&metrics, &breaker_series(&failing)),
+        Some(1.0),
+        "{metrics}"
+    );
+    // A new delivery, whichever replica takes it, is put back unattempted.
+    b.start_debate(json!({"topic": "down on b", "rounds": 1}))
+        .await;
+    let db = database(&options, &a).await;
+    eventually("the new delivery to be put back unattempted", PATIENCE, || {
+        let db = db.clone();
+        async move {
+            let deferred = count(
+                &db,
+                "SELECT COUNT(*) FROM webhook_deliveries WHERE attempts = 0 AND next_attempt_at_ms > created_at_ms + 30000",
+            )
+            .await;
+            (deferred == 1).then_some(())
+        }
+    })
+    .await;
+    assert_eq!(failing.receipts().len(), 3, "no replica sent more");
+}
+
+on_both_backends!(a_breaker_opened_on_one_replica_is_open_on_another);
+
+/// A half-open breaker lets one delivery through, however many wait and however many replicas
+/// want to send them: after the first cooldown the receiver sees one request per cooldown.
+async fn half_open_lets_one_trial_through_across_replicas(options: EngineOptions) {
+    let failing = Receiver::start(Mode::FailFirst(usize::MAX)).await;
+    let options = self::options(options)
+        .env("ARAGORA_WEBHOOK_BACKOFF_BASE_MS", 50)
+        .env("ARAGORA_WEBHOOK_BACKOFF_MAX_MS", 200)
+        .env("ARAGORA_WEBHOOK_MAX_RETRIES", 50)
+        .env("ARAGORA_WEBHOOK_BREAKER_THRESHOLD", 2)
+        .env("ARAGORA_WEBHOOK_BREAKER_COOLDOWN_MS", 1_500);
+    let a = Engine::start(replica_of(&options, None)).await;
+    let b = Engine::start(replica_of(&options, Some(&a))).await;
+    subscribe(&a, &failing.url(), &["debate_start"]).await;
+    for (i, engine) in [&a, &b, &a, &b].into_iter().enumerate() {
+        engine
+            .start_debate(json!({"topic": format!("queued {i}"), "rounds": 1}))
+            .await;
+    }
+    let long = Duration::from_millis(1_000);
+    let receipts = eventually(
+        "three trials after the breaker opened",
+        Duration::from_secs(90),
+        || async {
+            let receipts = failing.receipts();
+            let long_gaps = receipts
+                .windows(2)
+                .filter(|w| w[1].at - w[0].at >= long)
+                .count();
+            (long_gaps >= 4).then_some(receipts)
+        },
+    )
+    .await;
+    let gaps: Vec<Duration> = receipts.windows(2).map(|w| w[1].at - w[0].at).collect();
+    let opened = gaps.iter().position(|gap| *gap >= long).unwrap();
+    assert!(
+        gaps[opened..].iter().all(|gap| *gap >= long),
+        "more than one delivery per half-open breaker: gaps {gaps:?}"
+    );
+    // Two failures open it, for both replicas: the 4 queued deliveries may all have been in
+    // flight by then, and a retry or two racing the second failure, never 2 per replica more.
+    assert!(
+        opened < 6,
+        "the breaker opened after {} requests: gaps {gaps:?}",
+        opened + 1
+    );
+}
+
+on_both_backends!(half_open_lets_one_trial_through_across_replicas);
 
 /// `aragora webhooks` from a shell against the running engine: add (with a secret file), list,
 /// pause, the dead-letter queue, delete; a refused subscription exits 2 with the API's reason.

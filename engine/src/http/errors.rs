@@ -1,10 +1,11 @@
 //! `GET /api/system/errors?limit=` (admins): the most recent errors, newest first.
 //!
-//! Two sources, merged by time: this replica's [`ErrorLog`](crate::error_log::ErrorLog) ring
-//! (failed and timed-out debates, agent errors, failed retention cleanups; per replica, in
-//! memory, the newest 1000) and the DR log's failed drills (in the database, the same on every
-//! replica). Messages are scrubbed of the configuration's secrets when recorded; a drill's are
-//! scrubbed here.
+//! Three sources, merged by time: the shared table of the [`ErrorLog`](crate::error_log::ErrorLog)
+//! (failed and timed-out debates, agent errors, failed retention cleanups, dead-lettered
+//! webhook deliveries, of every replica: the newest 1000 in the database), this replica's own
+//! ring in memory (what it recorded a moment ago, or while the database was away), and the DR
+//! log's failed drills. Every replica answers the same, bar its own unwritten errors. Messages are scrubbed of the
+//! configuration's secrets when recorded; a drill's are scrubbed here.
 
 use super::access::Admin;
 use super::debates::ApiQuery;
@@ -29,7 +30,7 @@ pub struct ErrorsQuery {
 pub struct Errors {
     /// Newest first.
     errors: Vec<ErrorEntry>,
-    /// Where the errors come from: this replica's memory, and the DR log.
+    /// Where the errors come from: the database (every replica's), and the DR log.
     scope: &'static str,
 }
 
@@ -57,9 +58,9 @@ fn drill_error(drill: &crate::dr_log::DrillRecord, secrets: &[String]) -> ErrorE
     )
 }
 
-/// The most recent errors (admins): failed debates, agent errors and failed cleanups on this
-/// replica, failed DR drills from the DR log; each with its time, kind, message and, where it
-/// has one, its debate and agent.
+/// The most recent errors (admins) of every replica: failed debates, agent errors, failed
+/// cleanups and dead-lettered webhook deliveries, and failed DR drills from the DR log; each
+/// with its time, kind, message and, where it has one, its debate and agent.
 #[utoipa::path(get, path = "/system/errors", operation_id = "system_errors", tag = "system",
     security(("bearer" = [])), params(ErrorsQuery),
     responses((status = 200, description = "The errors, newest first.", body = Errors)))]
@@ -69,7 +70,19 @@ pub async fn list(
     ApiQuery(query): ApiQuery<ErrorsQuery>,
 ) -> Result<Json<Errors>, ApiError> {
     let limit = super::limits::list_limit(&state, &caller, query.limit)?;
+    // This replica's own (written to the table or not yet, or not at all while the database
+    // was away), then every replica's from the table; one entry per error.
     let mut errors = state.errors.recent(limit as usize);
+    match state.errors.shared(limit as usize).await {
+        Ok(shared) => {
+            let mine: std::collections::HashSet<String> =
+                errors.iter().map(|e| e.id.clone()).collect();
+            errors.extend(shared.into_iter().filter(|e| !mine.contains(&e.id)));
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot read system_errors for /api/system/errors")
+        }
+    }
     if let Some(core) = state.core.get() {
         // The drill history is the DR log's; an engine whose database is away still shows
         // its own errors.
@@ -92,6 +105,6 @@ pub async fn list(
     errors.truncate(limit as usize);
     Ok(Json(Errors {
         errors,
-        scope: "this replica's recent errors (in memory, the newest 1000) and failed DR drills (the DR log)",
+        scope: "every replica's recent errors (the database, the newest 1000; and this replica's memory) and failed DR drills (the DR log)",
     }))
 }

@@ -656,7 +656,8 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
-/// Sets the dead-letter depth from the database (every replica shows the same count).
+/// Sets the dead-letter depth and the breakers' states from the database (every replica shows
+/// the same, as of this scrape).
 async fn refresh_webhook_gauges(state: &AppState) {
     let Some(hooks) = state.core.get().and_then(|core| core.webhooks.clone()) else {
         return;
@@ -668,6 +669,13 @@ async fn refresh_webhook_gauges(state: &AppState) {
             tracing::warn!(error = %err, "cannot count dead webhook deliveries for /metrics")
         }
         Err(_) => tracing::warn!("the webhook tables did not answer within 1 s for /metrics"),
+    }
+    match tokio::time::timeout(DB_PROBE_TIMEOUT, hooks.refresh_breaker_gauges()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => {
+            tracing::warn!(error = %err, "cannot read the webhook breakers for /metrics")
+        }
+        Err(_) => tracing::warn!("the webhook breakers did not answer within 1 s for /metrics"),
     }
 }
 

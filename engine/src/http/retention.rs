@@ -32,6 +32,8 @@ pub struct RetentionSettings {
     interval_hours: f64,
     /// ARAGORA_RETENTION_BATCH_SIZE: rows per statement.
     batch_size: u32,
+    /// ARAGORA_WEBHOOK_DELIVERY_RETENTION_DAYS (0: finished deliveries kept forever).
+    webhook_delivery_retention_days: u32,
 }
 
 /// One cleanup, as recorded.
@@ -50,10 +52,15 @@ pub struct RetentionRun {
     receipts_deleted: i64,
     debates_deleted: i64,
     events_deleted: i64,
+    /// Finished webhook deliveries (delivered or dead).
+    deliveries_deleted: i64,
     /// Receipts issued before this were past retention (null: kept forever).
     receipts_before: Option<String>,
     /// Finished debates that ended before this were past retention (null: kept forever).
     debates_before: Option<String>,
+    /// Finished webhook deliveries last changed before this were past retention (null: kept
+    /// forever).
+    deliveries_before: Option<String>,
     error: Option<String>,
 }
 
@@ -72,8 +79,10 @@ impl From<RunRecord> for RetentionRun {
             receipts_deleted: run.deleted.receipts,
             debates_deleted: run.deleted.debates,
             events_deleted: run.deleted.events,
+            deliveries_deleted: run.deleted.deliveries,
             receipts_before: run.cutoffs.receipts_before_ms.map(format_ms),
             debates_before: run.cutoffs.debates_before_ms.map(format_ms),
+            deliveries_before: run.cutoffs.deliveries_before_ms.map(format_ms),
             error: run.error,
         }
     }
@@ -86,6 +95,7 @@ pub struct RetentionStats {
     total_receipts_deleted: i64,
     total_debates_deleted: i64,
     total_events_deleted: i64,
+    total_deliveries_deleted: i64,
     /// Runs that did not succeed (failed or abandoned).
     failures: i64,
     /// Succeeded over all runs; 1.0 before the first.
@@ -95,7 +105,7 @@ pub struct RetentionStats {
 /// `GET /api/admin/schedulers/receipt-retention/status`.
 #[derive(Serialize, ToSchema)]
 pub struct RetentionStatus {
-    /// Whether this replica's scheduler runs (false when both retentions are 0).
+    /// Whether this replica's scheduler runs (false when every retention is 0).
     running: bool,
     interval_hours: f64,
     retention_days: u32,
@@ -118,6 +128,7 @@ fn settings(state: &AppState) -> RetentionSettings {
         debate_retention_days: config.debate_retention_days,
         interval_hours: config.receipt_cleanup_interval_hours,
         batch_size: config.retention_batch_size,
+        webhook_delivery_retention_days: config.webhook_delivery_retention_days,
     }
 }
 
@@ -148,6 +159,7 @@ pub async fn status(
         total_receipts_deleted: history.deleted.receipts,
         total_debates_deleted: history.deleted.debates,
         total_events_deleted: history.deleted.events,
+        total_deliveries_deleted: history.deleted.deliveries,
         failures: history.failures,
         success_rate: if finished == 0 {
             1.0
@@ -194,8 +206,11 @@ pub struct RetentionCleanup {
     receipts_deleted: i64,
     debates_deleted: i64,
     events_deleted: i64,
+    /// Finished webhook deliveries.
+    deliveries_deleted: i64,
     receipts_before: Option<String>,
     debates_before: Option<String>,
+    deliveries_before: Option<String>,
     /// The run as recorded (null for a dry run).
     run: Option<RetentionRun>,
 }
@@ -224,8 +239,10 @@ fn cleanup_of(
         receipts_deleted: counts.receipts,
         debates_deleted: counts.debates,
         events_deleted: counts.events,
+        deliveries_deleted: counts.deliveries,
         receipts_before: cutoffs.receipts_before_ms.map(format_ms),
         debates_before: cutoffs.debates_before_ms.map(format_ms),
+        deliveries_before: cutoffs.deliveries_before_ms.map(format_ms),
         run,
     }
 }

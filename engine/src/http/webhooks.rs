@@ -12,8 +12,8 @@ use super::debates::ApiQuery;
 use super::AppState;
 use crate::error::{ApiError, ErrorBody};
 use crate::model::{format_ms, now_ms};
+use crate::webhooks::breaker::BreakerState;
 use crate::webhooks::outbox::{self, Delivery, DeliveryState, Subscription};
-use crate::webhooks::retry::BreakerState;
 use crate::webhooks::{EventType, Webhooks};
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
@@ -100,7 +100,7 @@ pub struct WebhookView {
     updated_at: String,
     /// Its most recently changed delivery, if any.
     last_delivery: Option<DeliveryView>,
-    /// The breaker of its endpoint, as the replica answering sees it.
+    /// The breaker of its endpoint (shared by every replica).
     breaker: BreakerState,
 }
 
@@ -162,7 +162,7 @@ async fn view(hooks: &Webhooks, s: &Subscription) -> Result<WebhookView, ApiErro
         created_at: format_ms(s.created_at_ms),
         updated_at: format_ms(s.updated_at_ms),
         last_delivery: last.as_ref().map(DeliveryView::from),
-        breaker: hooks.breaker(&s.url),
+        breaker: hooks.breaker(&s.url).await.map_err(store_failed)?,
     })
 }
 
@@ -259,7 +259,6 @@ pub async fn create(
     outbox::insert_subscription(hooks.pool(), &subscription)
         .await
         .map_err(store_failed)?;
-    hooks.track(&subscription.url);
     tracing::warn!(webhook = %subscription.id, endpoint = %crate::webhooks::egress::endpoint(&url), by = %admin.subject, "webhook subscription created");
     let body = view(&hooks, &subscription).await?;
     Ok((

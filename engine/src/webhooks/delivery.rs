@@ -4,13 +4,16 @@
 //! ([`outbox::finish`]): delivered on 2xx; retried on a timeout, a connection failure, 429
 //! (after its `Retry-After`) or 5xx, with [`retry::backoff`]; dead-lettered after
 //! `ARAGORA_WEBHOOK_MAX_RETRIES` retries, or at once on any other answer (a 4xx other than 429
-//! will not change by retrying, nor will a refused address). At most
+//! will not change by retrying, nor will a refused address). Before sending, the endpoint's
+//! shared breaker ([`breaker`]) is asked: an open one puts the delivery back unattempted, a
+//! half-open one lets one trial through. At most
 //! `ARAGORA_WEBHOOK_CONCURRENCY` deliveries are in flight per replica, each on its own task, so
 //! a receiver that takes its whole timeout holds up no other.
 
+use super::breaker::{self, Admission, BreakerState, Breakers};
 use super::egress::{self, EgressError, EgressPolicy, GuardedResolver};
 use super::outbox::{self, Claimed, Finish};
-use super::retry::{self, BreakerState, Breakers};
+use super::retry;
 use super::secrets::{SecretBox, SecretError};
 use super::signing;
 use crate::config::{DbBackend, EngineConfig};
@@ -20,7 +23,8 @@ use crate::model::now_ms;
 use crate::store::SqlStore;
 use reqwest::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
 use reqwest::Url;
-use std::sync::Arc;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::Semaphore;
 
@@ -97,6 +101,8 @@ pub struct Webhooks {
     /// This replica's lease holder name.
     holder: String,
     in_flight: Arc<Semaphore>,
+    /// The endpoints `aragora_webhook_circuit_breaker_state` has a series of.
+    exported: Mutex<BTreeSet<String>>,
 }
 
 impl Webhooks {
@@ -127,6 +133,7 @@ impl Webhooks {
             metrics,
             errors,
             holder: holder.to_string(),
+            exported: Mutex::default(),
         })
     }
 
@@ -150,26 +157,42 @@ impl Webhooks {
         &self.metrics
     }
 
-    /// The breaker of the endpoint of `url`, as this replica sees it.
-    pub fn breaker(&self, url: &str) -> BreakerState {
+    /// The breaker of the endpoint of `url`, as every replica sees it (the database's).
+    pub async fn breaker(&self, url: &str) -> Result<BreakerState, sqlx::Error> {
         match Url::parse(url) {
-            Ok(url) => self.breakers.state(&egress::endpoint(&url), now_ms()),
-            Err(_) => BreakerState::Closed,
+            Ok(url) => breaker::state(self.pool(), &egress::endpoint(&url), now_ms()).await,
+            Err(_) => Ok(BreakerState::Closed),
         }
     }
 
-    /// Shows the breaker of `url`'s endpoint in `aragora_webhook_circuit_breaker_state` (at 0,
-    /// closed, until a delivery changes it): the series exists from the subscription on, so
-    /// the alert on it and `rate()`s have a sample to start from.
-    pub fn track(&self, url: &str) {
-        if let Ok(url) = Url::parse(url) {
-            let endpoint = egress::endpoint(&url);
-            let state = self.breakers.state(&endpoint, now_ms());
-            self.metrics
-                .breaker_state
-                .with_label_values(&[&endpoint])
-                .set(state.gauge());
+    /// Sets `aragora_webhook_circuit_breaker_state` from the database, as of now: a series per
+    /// endpoint some subscription delivers to (0 until it fails, so the alert on it and
+    /// `rate()`s have a sample to start from), open turning half-open when its cooldown ends
+    /// whether or not a delivery ran since, and no series of an endpoint nobody subscribes to
+    /// any more. Called at every scrape.
+    pub async fn refresh_breaker_gauges(&self) -> Result<(), sqlx::Error> {
+        let subscriptions = outbox::subscriptions(self.pool()).await?;
+        let states = breaker::states(self.pool(), now_ms()).await?;
+        let endpoints: BTreeSet<String> = subscriptions
+            .iter()
+            .filter_map(|s| Url::parse(&s.url).ok())
+            .map(|url| egress::endpoint(&url))
+            .collect();
+        let gauge = &self.metrics.breaker_state;
+        let mut exported = self.exported.lock().unwrap_or_else(|e| e.into_inner());
+        for gone in exported.difference(&endpoints) {
+            // Absent already is what we want.
+            let _ = gauge.remove_label_values(&[gone]);
         }
+        for endpoint in &endpoints {
+            let state = states
+                .get(endpoint)
+                .copied()
+                .unwrap_or(BreakerState::Closed);
+            gauge.with_label_values(&[endpoint]).set(state.gauge());
+        }
+        *exported = endpoints;
+        Ok(())
     }
 
     /// Runs the worker until the process ends: a pass every `ARAGORA_WEBHOOK_POLL_INTERVAL_MS`.
@@ -177,10 +200,6 @@ impl Webhooks {
     pub fn start(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let worker = self.clone();
         tokio::spawn(async move {
-            match outbox::subscriptions(worker.pool()).await {
-                Ok(subscriptions) => subscriptions.iter().for_each(|s| worker.track(&s.url)),
-                Err(err) => tracing::warn!(error = %err, "cannot read webhook subscriptions"),
-            }
             let mut ticker = tokio::time::interval(worker.settings.poll);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -199,7 +218,7 @@ impl Webhooks {
             return Ok(0);
         }
         let now = now_ms();
-        let lease = (self.settings.timeout + LEASE_MARGIN).as_millis() as i64;
+        let lease = self.lease_ms();
         let claimed = outbox::claim(
             self.pool(),
             self.backend(),
@@ -223,16 +242,33 @@ impl Webhooks {
         Ok(count)
     }
 
+    /// How long a claimed delivery (and a half-open breaker's trial) is held.
+    fn lease_ms(&self) -> i64 {
+        (self.settings.timeout + LEASE_MARGIN).as_millis() as i64
+    }
+
     async fn deliver(&self, delivery: Claimed) {
         let endpoint = Url::parse(&delivery.url)
             .map(|url| egress::endpoint(&url))
             .unwrap_or_else(|_| "invalid".into());
         let now = now_ms();
-        let outcome = if let Some(until) = self.breakers.open_until(&endpoint, now) {
-            Finish::Defer { at_ms: until }
-        } else {
-            let attempt = self.attempt(&delivery).await;
-            self.judge(&delivery, &endpoint, attempt)
+        let admission = self
+            .breakers
+            .admit(self.pool(), &endpoint, now, now + self.lease_ms())
+            .await;
+        let outcome = match admission {
+            Ok(Admission::Wait { until_ms }) => Finish::Defer { at_ms: until_ms },
+            Ok(admitted) => {
+                let attempt = self.attempt(&delivery).await;
+                self.judge(&delivery, &endpoint, attempt, admitted == Admission::Trial)
+                    .await
+            }
+            Err(err) => {
+                tracing::warn!(delivery = %delivery.id, %endpoint, error = %err, "cannot read the receiver's breaker; the delivery waits a moment");
+                Finish::Defer {
+                    at_ms: now + breaker::HALF_OPEN_RECHECK_MS,
+                }
+            }
         };
         match outbox::finish(self.pool(), &delivery.id, &self.holder, &outcome, now_ms()).await {
             Ok(true) => {}
@@ -247,16 +283,32 @@ impl Webhooks {
         }
     }
 
-    /// The outcome to record for `attempt`, with the breaker and the metrics updated.
-    fn judge(&self, delivery: &Claimed, endpoint: &str, attempt: Attempt) -> Finish {
+    /// The outcome to record for `attempt`, with the breaker and the metrics updated. `trial`:
+    /// the attempt was a half-open breaker's one trial.
+    async fn judge(
+        &self,
+        delivery: &Claimed,
+        endpoint: &str,
+        attempt: Attempt,
+        trial: bool,
+    ) -> Finish {
         let event = delivery.event_type.as_str();
         let now = now_ms();
-        let set_breaker = |state: BreakerState| {
-            self.metrics
-                .breaker_state
-                .with_label_values(&[endpoint])
-                .set(state.gauge());
+        let pool = self.pool();
+        let counted = match &attempt {
+            Attempt::Delivered { .. } => Some(self.breakers.success(pool, endpoint).await),
+            Attempt::Retryable { receiver: true, .. } => Some(
+                self.breakers
+                    .failure(pool, endpoint, now)
+                    .await
+                    .map(|state| self.set_breaker(endpoint, state)),
+            ),
+            _ if trial => Some(self.breakers.release_trial(pool, endpoint).await),
+            _ => None,
         };
+        if let Some(Err(err)) = counted {
+            tracing::warn!(delivery = %delivery.id, endpoint, error = %err, "cannot record the outcome in the receiver's breaker");
+        }
         let count = |status: &str| {
             self.metrics
                 .deliveries
@@ -287,7 +339,7 @@ impl Webhooks {
         };
         match attempt {
             Attempt::Delivered { status } => {
-                set_breaker(self.breakers.success(endpoint));
+                self.set_breaker(endpoint, BreakerState::Closed);
                 count("delivered");
                 Finish::Delivered {
                     status: i64::from(status),
@@ -298,11 +350,8 @@ impl Webhooks {
                 status,
                 error,
                 retry_after,
-                receiver,
+                receiver: _,
             } => {
-                if receiver {
-                    set_breaker(self.breakers.failure(endpoint, now));
-                }
                 let made = delivery.attempts + 1;
                 if made > i64::from(self.settings.max_retries) {
                     return dead(
@@ -329,6 +378,21 @@ impl Webhooks {
                     error,
                 }
             }
+        }
+    }
+
+    /// Shows a state this replica just recorded (the next scrape reads the database anyway).
+    fn set_breaker(&self, endpoint: &str, state: BreakerState) {
+        if self
+            .exported
+            .lock()
+            .map(|e| e.contains(endpoint))
+            .unwrap_or(false)
+        {
+            self.metrics
+                .breaker_state
+                .with_label_values(&[endpoint])
+                .set(state.gauge());
         }
     }
 

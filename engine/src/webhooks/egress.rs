@@ -5,7 +5,10 @@
 //!
 //! Refused unless `ARAGORA_WEBHOOK_ALLOW_PRIVATE`: loopback, private (RFC 1918, IPv6 unique
 //! local), link-local (cloud metadata at 169.254.169.254 included), carrier-grade NAT,
-//! unspecified, broadcast and multicast addresses, and IPv4-mapped IPv6 forms of them. Only
+//! benchmarking (198.18.0.0/15), reserved (240.0.0.0/4), unspecified, broadcast and multicast
+//! addresses, and the IPv6 addresses that carry one of them inside: IPv4-mapped
+//! (`::ffff:a.b.c.d`), IPv4-compatible (`::a.b.c.d`), NAT64 (`64:ff9b::/96`, and the local-use
+//! `64:ff9b:1::/48` whatever it embeds) and 6to4 (`2002::/16`). Only
 //! `https` unless `ARAGORA_WEBHOOK_ALLOW_HTTP`.
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
@@ -50,7 +53,11 @@ pub fn non_public(addr: IpAddr) -> Option<&'static str> {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return non_public_v4(v4);
             }
-            let first = v6.segments()[0];
+            let s = v6.segments();
+            let first = s[0];
+            let last_v4 =
+                Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
+            let embedded = |wrapper: &'static str, v4: Ipv4Addr| non_public_v4(v4).map(|_| wrapper);
             if v6.is_loopback() {
                 Some("loopback")
             } else if v6.is_unspecified() {
@@ -61,6 +68,20 @@ pub fn non_public(addr: IpAddr) -> Option<&'static str> {
                 Some("private (unique local)")
             } else if first & 0xffc0 == 0xfe80 {
                 Some("link-local")
+            } else if s[..6] == [0; 6] {
+                // ::a.b.c.d (deprecated, but some stacks still route it as IPv4).
+                embedded(
+                    "IPv4-compatible IPv6 (embedding a non-public IPv4)",
+                    last_v4,
+                )
+            } else if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                embedded("NAT64 (embedding a non-public IPv4)", last_v4)
+            } else if s[..3] == [0x64, 0xff9b, 1] {
+                Some("local-use NAT64")
+            } else if first == 0x2002 {
+                let v4 =
+                    Ipv4Addr::new((s[1] >> 8) as u8, s[1] as u8, (s[2] >> 8) as u8, s[2] as u8);
+                embedded("6to4 (embedding a non-public IPv4)", v4)
             } else {
                 None
             }
@@ -82,6 +103,10 @@ fn non_public_v4(v4: Ipv4Addr) -> Option<&'static str> {
         Some("carrier-grade NAT")
     } else if v4.is_broadcast() {
         Some("broadcast")
+    } else if a == 198 && (b == 18 || b == 19) {
+        Some("benchmarking (reserved)")
+    } else if a >= 240 {
+        Some("reserved")
     } else if v4.is_multicast() {
         Some("multicast")
     } else {
@@ -244,6 +269,58 @@ mod tests {
             ..STRICT
         };
         assert!(open.check_url("https://127.0.0.1/").is_ok());
+    }
+
+    #[test]
+    fn ipv6_forms_embedding_internal_ipv4_and_reserved_ranges_are_refused() {
+        let kind = |addr: &str| non_public(addr.parse().unwrap());
+        for (addr, says) in [
+            ("::127.0.0.1", "IPv4-compatible"),
+            ("::10.0.0.1", "IPv4-compatible"),
+            ("::169.254.169.254", "IPv4-compatible"),
+            ("64:ff9b::10.1.2.3", "NAT64"),
+            ("64:ff9b::127.0.0.1", "NAT64"),
+            ("64:ff9b::169.254.169.254", "NAT64"),
+            ("64:ff9b:1::93.184.216.34", "local-use NAT64"),
+            ("2002:c0a8:0101::1", "6to4"),
+            ("2002:7f00:1::", "6to4"),
+            ("2002:a9fe:a9fe::1", "6to4"),
+            ("::ffff:192.168.0.1", "private"),
+            ("198.18.0.1", "benchmarking"),
+            ("198.19.255.254", "benchmarking"),
+            ("240.0.0.1", "reserved"),
+            ("254.1.2.3", "reserved"),
+            ("255.255.255.255", "broadcast"),
+        ] {
+            let found = kind(addr).unwrap_or_else(|| panic!("{addr} passed as public"));
+            assert!(found.contains(says), "{addr}: {found}");
+            let url = format!(
+                "https://{}/",
+                if addr.contains(':') {
+                    format!("[{addr}]")
+                } else {
+                    addr.to_string()
+                }
+            );
+            assert!(
+                matches!(STRICT.check_url(&url), Err(EgressError::Private { .. })),
+                "{url} passed"
+            );
+        }
+        // The same forms around public addresses, and the ranges' neighbours, pass.
+        for addr in [
+            "64:ff9b::93.184.216.34",
+            "2002:5db8:d822::1",
+            "198.17.255.255",
+            "198.20.0.1",
+            "239.255.255.255",
+            "223.255.255.254",
+        ] {
+            let found = kind(addr);
+            let multicast = addr.starts_with("239.");
+            assert!(found.is_none() || multicast, "{addr}: {found:?}");
+        }
+        assert_eq!(kind("::93.184.216.34"), None);
     }
 
     #[test]

@@ -1,18 +1,20 @@
 //! Webhooks (the Operations Runbook's Webhook Delivery Manager): admins subscribe a URL to
 //! event types; each event becomes one delivery row per subscription in the transaction that
 //! records it (an outbox), and every replica's worker sends due rows under a lease, signed,
-//! retried with backoff, behind a breaker per receiver, and dead-lettered when out of retries.
+//! retried with backoff, behind a breaker per receiver shared by every replica, and dead-lettered when out of retries.
 //!
 //! | module | owns |
 //! |---|---|
 //! | [`outbox`] | the tables: subscriptions, deliveries, claiming and finishing |
 //! | [`delivery`] | the worker: sending, outcomes, metrics |
-//! | [`retry`] | backoff, `Retry-After`, the breakers |
+//! | [`retry`] | backoff, `Retry-After` |
+//! | [`breaker`] | the breaker of each receiver endpoint, shared by the replicas |
 //! | [`egress`] | which URLs and addresses may be sent to |
 //! | [`signing`] | the signature and delivery headers |
 //! | [`secrets`] | subscription secrets encrypted at rest |
 //! | [`pyjson`] | bodies written as Python's `json.dumps` writes them |
 
+pub mod breaker;
 pub mod delivery;
 pub mod egress;
 pub mod outbox;

@@ -520,7 +520,8 @@ fn runbook_alerts(settings: &SloSettings) -> Vec<OperationalAlert> {
         // Webhooks (issue 19). The queue's depth is the database's count, the same on every
         // replica: `max`, not `sum`. Growing means new dead letters within the last 15 minutes
         // (a constant old depth someone has not retried yet is not news); a breaker open for
-        // 10 minutes is a receiver down for at least ten cooldowns.
+        // 10 minutes is a receiver down for at least ten cooldowns (the gauge is the shared state
+        // as of each scrape, so it turns half-open when the cooldown ends).
         OperationalAlert {
             name: "AragoraWebhookDeadLetterQueueGrowing",
             group: GROUP,
@@ -539,14 +540,18 @@ fn runbook_alerts(settings: &SloSettings) -> Vec<OperationalAlert> {
             name: "AragoraWebhookCircuitBreakerOpen",
             group: GROUP,
             severity: "warning",
-            expr: format!("max by (endpoint) (aragora_webhook_circuit_breaker_state{{{engine}}}) > 0"),
+            // Open (1) at some scrape of every 5 minutes: a receiver still down turns half-open
+            // (2) for the moment of each trial, which must not restart the 10 minutes; one left
+            // half-open after its cooldown, nothing sent since, is no alert.
+            expr: format!("max by (endpoint) (max_over_time((aragora_webhook_circuit_breaker_state{{{engine}}} == 1)[5m:])) == 1"),
             for_: PromDuration::minutes(10),
             summary: "Webhook receiver {{ $labels.endpoint }} keeps failing (breaker open)".into(),
             description: "The circuit breaker of webhook receiver {{ $labels.endpoint }} has not closed for 10 minutes: its deliveries wait in the queue and will be dead-lettered when out of retries. Check the receiver; pause its subscription (POST /api/admin/webhooks/{id}/pause) if it is gone for long.".into(),
-            fires: scenario("a receiver down", &[(&webhook_breaker("https://hooks.example.com"), flat(1.0, 30)), (&webhook_breaker("https://ok.example.com"), flat(0.0, 30))], &[20]).firing(&[&[("endpoint", "https://hooks.example.com")]]),
+            fires: scenario("a receiver down, half-open at each trial", &[(&webhook_breaker("https://hooks.example.com"), ["1 1 2"; 10].join(" ")), (&webhook_breaker("https://ok.example.com"), flat(0.0, 30))], &[20]).firing(&[&[("endpoint", "https://hooks.example.com")]]),
             quiet: vec![
                 scenario("breakers closed", &[(&webhook_breaker("https://hooks.example.com"), flat(0.0, 30))], &[20]),
                 scenario("open for a minute", &[(&webhook_breaker("https://hooks.example.com"), spike(0.0, 1.0, 5, 30))], &[5, 20]),
+                scenario("half-open, no delivery since the cooldown", &[(&webhook_breaker("https://hooks.example.com"), flat(2.0, 30))], &[20]),
             ],
         },
     ]
