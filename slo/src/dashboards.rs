@@ -275,6 +275,8 @@ pub fn dashboards(latency_threshold_seconds: f64) -> Vec<Dashboard> {
             panel("Receipts deleted / day", "timeseries", "short").query(format!("sum(increase(aragora_receipts_deleted_total{{{engine}}}[1d]))"), "receipts"),
             panel("Debates deleted / day", "timeseries", "short").query(format!("sum(increase(aragora_debates_deleted_total{{{engine}}}[1d]))"), "debates")
                 .describe("Finished debates with their events, past ARAGORA_DEBATE_RETENTION_DAYS (0: none are)."),
+            panel("Webhook deliveries deleted / day", "timeseries", "short").query(format!("sum(increase(aragora_webhook_deliveries_deleted_total{{{engine}}}[1d]))"), "deliveries")
+                .describe("Delivered and dead-lettered webhook deliveries (their bodies copy debate content) past ARAGORA_WEBHOOK_DELIVERY_RETENTION_DAYS (0: none are); pending ones are never deleted."),
         ]),
     ]
 }
