@@ -117,31 +117,10 @@ async fn completed_debate(engine: &Engine, topic: &str) -> String {
     id
 }
 
-/// A debate every agent fails (an injected `agent_failing` fault, cleared after it).
+/// A debate every agent fails; its id.
 async fn failed_debate(engine: &Engine, topic: &str) -> String {
-    let (status, fault) = engine
-        .post_json(
-            "/api/system/faults",
-            &json!({"kind": "agent_failing", "duration_seconds": 120}),
-        )
-        .await;
-    assert_eq!(status, 201, "{fault}");
-    let id = engine
-        .start_debate(json!({"topic": topic, "rounds": 1}))
-        .await;
-    let record = engine.wait_final(&id, Duration::from_secs(60)).await;
-    assert_eq!(record["status"], "failed", "{record}");
-    let cleared = engine
-        .http
-        .delete(engine.url(&format!(
-            "/api/system/faults/{}",
-            fault["id"].as_str().unwrap()
-        )))
-        .send()
-        .await
-        .unwrap();
-    assert!(cleared.status().is_success(), "{}", cleared.status());
-    id
+    let record = engine.run_failing_debate(topic).await;
+    record["debate_id"].as_str().unwrap().to_string()
 }
 
 /// `aragora ARGS` on the engine's database and data directory (keys, backups).

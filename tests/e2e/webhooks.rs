@@ -380,25 +380,7 @@ async fn failed_debates_and_drills_are_delivered(options: EngineOptions) {
     let engine = Engine::start(replica_of(&options, None)).await;
     subscribe(&engine, &receiver.url(), &["debate_failed", "drill_failed"]).await;
 
-    let (status, fault) = engine
-        .post_json(
-            "/api/system/faults",
-            &json!({"kind": "agent_failing", "duration_seconds": 120}),
-        )
-        .await;
-    assert_eq!(status, 201, "{fault}");
-    let failed = engine
-        .run_debate(json!({"topic": "Will every agent fail?", "rounds": 1}))
-        .await;
-    assert_eq!(failed["status"], "failed", "{failed}");
-    let fault_path = format!("/api/system/faults/{}", fault["id"].as_str().unwrap());
-    let cleared = engine
-        .http
-        .delete(engine.url(&fault_path))
-        .send()
-        .await
-        .unwrap();
-    assert!(cleared.status().is_success(), "{cleared:?}");
+    let failed = engine.run_failing_debate("Will every agent fail?").await;
     let receipts = receiver
         .wait_for("the debate_failed delivery", |r| !r.is_empty())
         .await;

@@ -51,7 +51,7 @@ macro_rules! deref_to_process {
     };
 }
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -437,6 +437,24 @@ impl Engine {
     pub async fn run_debate(&self, body: Value) -> Value {
         let id = self.start_debate(body).await;
         self.wait_final(&id, Duration::from_secs(60)).await
+    }
+
+    /// Runs a debate every agent fails (an injected `agent_failing` fault, cleared after it)
+    /// and returns its record, `failed`.
+    pub async fn run_failing_debate(&self, topic: &str) -> Value {
+        let (status, fault) = self
+            .post_json(
+                "/api/system/faults",
+                &json!({"kind": "agent_failing", "duration_seconds": 120}),
+            )
+            .await;
+        assert_eq!(status, 201, "{fault}");
+        let record = self.run_debate(json!({"topic": topic, "rounds": 1})).await;
+        assert_eq!(record["status"], "failed", "{record}");
+        let path = format!("/api/system/faults/{}", fault["id"].as_str().unwrap());
+        let cleared = self.http.delete(self.url(&path)).send().await.unwrap();
+        assert!(cleared.status().is_success(), "{}", cleared.status());
+        record
     }
 
     /// Waits until the debate reaches a final state and returns its record.
