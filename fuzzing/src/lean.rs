@@ -76,12 +76,10 @@ fn request(buf: &[u8]) {
     }
     let verdict = match examine(&view) {
         None => Verdict::Fallback,
-        Some(request) => {
-            match checked.or_else(|| framing::sizes(&view, MAX_HEAD, MAX_BODY)) {
-                Some(refusal) => Verdict::Refused(refusal.status),
-                None => Verdict::Served(request.framing),
-            }
-        }
+        Some(request) => match checked.or_else(|| framing::sizes(&view, MAX_HEAD, MAX_BODY)) {
+            Some(refusal) => Verdict::Refused(refusal.status),
+            None => Verdict::Served(request.framing),
+        },
     };
     match &verdict {
         Verdict::Fallback => {
@@ -118,7 +116,10 @@ fn reference_framing(view: &impl Head, lengths: &[&[u8]], codings: &[&[u8]]) -> 
     let digits = first.trim_ascii_start();
     assert!(!digits.is_empty() && digits.iter().all(u8::is_ascii_digit));
     let significant: &[u8] = {
-        let start = digits.iter().position(|&d| d != b'0').unwrap_or(digits.len());
+        let start = digits
+            .iter()
+            .position(|&d| d != b'0')
+            .unwrap_or(digits.len());
         &digits[start..]
     };
     // An accepted length is within the body limit, so it has few digits.
@@ -141,9 +142,14 @@ fn forwarded(view: &aragora_gateway::lean::h1::LeanHead<'_>, framing: Framing) {
         ("X-Request-Id", http::HeaderValue::from_static("r-1")),
         (
             "traceparent",
-            http::HeaderValue::from_static("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+            http::HeaderValue::from_static(
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            ),
         ),
-        ("X-Forwarded-For", http::HeaderValue::from_static("203.0.113.9")),
+        (
+            "X-Forwarded-For",
+            http::HeaderValue::from_static("203.0.113.9"),
+        ),
         ("X-Forwarded-Proto", http::HeaderValue::from_static("https")),
     ];
     let http10 = view.version() == Version::Http10;
@@ -164,7 +170,10 @@ fn forwarded(view: &aragora_gateway::lean::h1::LeanHead<'_>, framing: Framing) {
     assert_eq!(request.framing, framing);
     assert_eq!(framing::check(&sent), None);
     for (name, _) in sent.headers() {
-        assert!(!h1::hop_by_hop(name) || (http10 && name == "Connection"), "{name}");
+        assert!(
+            !h1::hop_by_hop(name) || (http10 && name == "Connection"),
+            "{name}"
+        );
     }
     for (name, value) in &own {
         let values: Vec<&[u8]> = sent.values(name).collect();

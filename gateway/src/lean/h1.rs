@@ -304,17 +304,28 @@ pub fn invalid(what: &str) -> io::Error {
 /// (it is refused in a size line, an extension and a trailer alike).
 #[derive(Debug, Clone, Copy)]
 pub enum Chunks {
-    Size { value: u64, digits: u8 },
+    Size {
+        value: u64,
+        digits: u8,
+    },
     /// Whitespace after the size: an extension or the CRLF follows.
-    SizeWs { size: u64 },
-    Extension { size: u64 },
-    SizeLf { size: u64 },
+    SizeWs {
+        size: u64,
+    },
+    Extension {
+        size: u64,
+    },
+    SizeLf {
+        size: u64,
+    },
     Data(u64),
     DataCr,
     DataLf,
     TrailerStart,
     TrailerLine,
-    TrailerLf { empty: bool },
+    TrailerLf {
+        empty: bool,
+    },
     Done,
 }
 
