@@ -23,6 +23,7 @@
 //! | `provider_stream` | server-sent event streams of the three wire formats (`providers::StreamReader`) | the result does not depend on where the stream is cut; the deltas add up to the text |
 //! | `provider_body` | whole answers of the three wire formats (`providers::parse_body`), `Retry-After`, vote parsing | no panic; a vote names one of the positions |
 //! | `alert_webhook` | Alertmanager webhook payloads at `aragora control`'s sink (`slo::sink::WebhookSink::receive`) | accepted ⇒ its alerts counted; refused ⇒ 400/422 with a message; no token ⇒ 401 before reading |
+//! | `lean_h1` | the lean HTTP/1.1 engine's request heads (`lean::h1::Parsed`, `lean::examine`, `framing::check`, `framing::sizes`), the head it forwards (`lean::forward_head`), chunked bodies (`lean::h1::Chunks`) | the head ends at its first empty line; served or refused with 400/413/431/501, never both `Content-Length` and `Transfer-Encoding`; the framing is the one the headers say; the forwarded head parses back to the same request; the chunked scanner ends where a strict reference decoder does, however the bytes are cut, and an encoded body decodes back |
 //! | `receipt` | receipts (`receipts::ReceiptKeys::verify_json`) | canonical JSON round-trips; verification ignores formatting; a signed receipt verifies |
 
 mod alerts;
@@ -31,6 +32,7 @@ mod config;
 mod credentials;
 mod engine;
 mod gateway;
+mod lean;
 mod providers;
 mod specs;
 
@@ -40,6 +42,7 @@ pub use config::config_toml;
 pub use credentials::credential;
 pub use engine::{debate_create, debate_query, receipt, ws_message};
 pub use gateway::gateway_route;
+pub use lean::lean_h1;
 pub use providers::{provider_body, provider_stream};
 pub use specs::slo_spec;
 
@@ -61,6 +64,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("provider_body", provider_body),
     ("receipt", receipt),
     ("alert_webhook", alert_webhook),
+    ("lean_h1", lean_h1),
 ];
 
 /// The first byte picks one of `choices` (a variant, a format); the rest is the input.

@@ -71,6 +71,22 @@ fn length(header: &impl Head) -> Option<Refusal> {
     None
 }
 
+/// The head over `max_head` bytes (431), or a declared body over `max_body` (413); a length of
+/// more digits than any number fits is over every limit.
+pub fn sizes(header: &impl Head, max_head: usize, max_body: usize) -> Option<Refusal> {
+    let head_bytes = header.head_size();
+    if head_bytes > max_head {
+        return Some(Refusal::headers_too_large(head_bytes, max_head));
+    }
+    let declared = header
+        .value("content-length")
+        .and_then(crate::lean::h1::content_length);
+    if declared.is_some_and(|length| length > max_body as u64) {
+        return Some(Refusal::payload_too_large(max_body));
+    }
+    None
+}
+
 /// Whether a path segment, percent-encoded or not, decodes to `.` or `..`. Runs on every
 /// segment of every request, so it reads the bytes in place instead of decoding a copy.
 fn dot_segment(segment: &str) -> bool {

@@ -343,18 +343,9 @@ impl Gateway {
                 return Some(Refusal::replica_maintenance(&report));
             }
         }
-        let head_bytes = header.head_size();
-        if head_bytes > config.max_header_bytes {
-            return Some(Refusal::headers_too_large(
-                head_bytes,
-                config.max_header_bytes,
-            ));
-        }
-        let declared_length = header
-            .text("content-length")
-            .and_then(|v| v.parse::<usize>().ok());
-        if declared_length.is_some_and(|length| length > config.max_body_bytes) {
-            return Some(Refusal::payload_too_large(config.max_body_bytes));
+        let sizes = crate::framing::sizes(header, config.max_header_bytes, config.max_body_bytes);
+        if sizes.is_some() {
+            return sizes;
         }
         if !shared.pool.any_ready() {
             return Some(Refusal::no_ready_upstream());

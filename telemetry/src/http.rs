@@ -127,11 +127,35 @@ pub fn route_template(path: &str) -> &'static str {
 /// matches (`unmatched`): what a component indexes the series it resolves once by.
 pub fn route_index(path: &str) -> usize {
     let path = path.trim_end_matches('/').as_bytes();
+    let slashes = path.iter().filter(|&&b| b == b'/').count();
     ROUTES
         .iter()
-        .position(|template| template_matches(template.as_bytes(), path))
+        .zip(SLASHES)
+        .position(|(template, count)| {
+            usize::from(count) == slashes && template_matches(template.as_bytes(), path)
+        })
         .unwrap_or(ROUTES.len())
 }
+
+/// The `/`s of each template of [`ROUTES`]: a path can only match a template with as many
+/// (each segment is one, a `{...}` included), so a path is walked against those alone, and an
+/// unmatched one (`/`, a typo) usually against none (it was tried against every template).
+const SLASHES: [u8; ROUTES.len()] = {
+    let mut counts = [0u8; ROUTES.len()];
+    let mut i = 0;
+    while i < ROUTES.len() {
+        let bytes = ROUTES[i].as_bytes();
+        let mut j = 0;
+        while j < bytes.len() {
+            if bytes[j] == b'/' {
+                counts[i] += 1;
+            }
+            j += 1;
+        }
+        i += 1;
+    }
+    counts
+};
 
 /// Whether `path` has the segments of `template`, a `{...}` segment matching any one. On the
 /// gateway's hot path, for every template until one matches: a walk over the bytes, without

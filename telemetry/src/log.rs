@@ -114,15 +114,6 @@ pub fn access_log<T: Serialize>(fields: &T) {
     let Some(writer) = ACCESS_WRITER.get() else {
         return;
     };
-    #[derive(Serialize)]
-    struct Line<'a, T> {
-        timestamp: &'a str,
-        level: &'static str,
-        target: &'static str,
-        message: &'static str,
-        #[serde(flatten)]
-        fields: &'a T,
-    }
     thread_local! {
         static ACCESS: std::cell::RefCell<Option<AccessThread>> = const { std::cell::RefCell::new(None) };
     }
@@ -140,20 +131,34 @@ pub fn access_log<T: Serialize>(fields: &T) {
         let written = if ACCESS_TEXT.get().copied().unwrap_or(false) {
             text_line(timestamp, fields).map(|text| access.line.extend_from_slice(&text))
         } else {
-            let line = Line {
-                timestamp,
-                level: "INFO",
-                target: "access",
-                message: "request",
-                fields,
-            };
-            serde_json::to_writer(&mut access.line, &line).ok()
+            json_line(&mut access.line, timestamp, fields)
         };
         if written.is_some() {
             access.line.push(b'\n');
             let _ = access.writer.write_all(&access.line);
         }
     });
+}
+
+/// An access line as JSON into `line`: the prefix every line shares written as bytes, then the
+/// fields serialized as an object whose opening brace is the prefix's comma. (Through
+/// `#[serde(flatten)]` the fields went through serde's map machinery, a few thousand
+/// instructions per line on the gateway's path.) `None` when `fields` is not an object.
+fn json_line<T: Serialize>(line: &mut Vec<u8>, timestamp: &str, fields: &T) -> Option<()> {
+    line.extend_from_slice(b"{\"timestamp\":");
+    serde_json::to_writer(&mut *line, timestamp).ok()?;
+    line.extend_from_slice(b",\"level\":\"INFO\",\"target\":\"access\",\"message\":\"request\"");
+    let start = line.len();
+    serde_json::to_writer(&mut *line, fields).ok()?;
+    match &line[start..] {
+        b"{}" => {
+            line.truncate(start);
+            line.push(b'}');
+        }
+        [b'{', ..] => line[start] = b',',
+        _ => return None,
+    }
+    Some(())
 }
 
 /// What one thread keeps for its access lines.
@@ -301,6 +306,50 @@ pub fn error_with_causes(err: &dyn std::error::Error) -> String {
 mod tests {
     use super::SecondClock;
     use chrono::{SecondsFormat, TimeZone, Utc};
+    use serde::Serialize;
+
+    #[test]
+    fn an_access_line_reads_as_the_flattened_one_did() {
+        #[derive(Serialize)]
+        struct Fields<'a> {
+            path: &'a str,
+            status: u16,
+            error: Option<&'a str>,
+        }
+        #[derive(Serialize)]
+        struct Nothing {}
+        #[derive(Serialize)]
+        struct Line<'a, T> {
+            timestamp: &'a str,
+            level: &'static str,
+            target: &'static str,
+            message: &'static str,
+            #[serde(flatten)]
+            fields: &'a T,
+        }
+        fn flattened<T: Serialize>(fields: &T) -> Vec<u8> {
+            serde_json::to_vec(&Line {
+                timestamp: "2026-12-03T12:00:00.000001Z",
+                level: "INFO",
+                target: "access",
+                message: "request",
+                fields,
+            })
+            .unwrap()
+        }
+        let fields = Fields {
+            path: "/a\"b\\",
+            status: 200,
+            error: None,
+        };
+        let mut line = Vec::new();
+        super::json_line(&mut line, "2026-12-03T12:00:00.000001Z", &fields).unwrap();
+        assert_eq!(line, flattened(&fields));
+        let mut line = Vec::new();
+        super::json_line(&mut line, "2026-12-03T12:00:00.000001Z", &Nothing {}).unwrap();
+        assert_eq!(line, flattened(&Nothing {}));
+        assert!(super::json_line(&mut Vec::new(), "t", &5).is_none());
+    }
 
     #[test]
     fn the_access_clock_writes_what_chrono_writes() {

@@ -178,15 +178,16 @@ pub fn connection_tokens(value: &[u8]) -> (bool, bool, bool) {
     (close, keep, upgrade)
 }
 
+/// A `Content-Length` value: decimal digits, any number of them (leading zeros included, as
+/// `framing::check` and a replica read them); a length beyond `u64` saturates, so it is over
+/// every limit instead of unreadable (an unreadable one would read as no body at all).
 pub fn content_length(value: &[u8]) -> Option<u64> {
-    if value.is_empty() || value.len() > 18 || !value.iter().all(u8::is_ascii_digit) {
+    if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    Some(
-        value
-            .iter()
-            .fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')),
-    )
+    Some(value.iter().fold(0u64, |n, &d| {
+        n.saturating_mul(10).saturating_add(u64::from(d - b'0'))
+    }))
 }
 
 /// Whether a `Transfer-Encoding` value is exactly `chunked`.
@@ -297,18 +298,34 @@ pub fn invalid(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, what.to_string())
 }
 
-/// Finds where a chunked body ends, byte by byte across reads, without decoding it.
+/// Finds where a chunked body ends, byte by byte across reads, without decoding it. Strict
+/// (RFC 9112 §7.1): what it passes on as one body, a replica must read as the same body, so
+/// whitespace after a size is only allowed before `;` or the CRLF, and a bare LF ends nothing
+/// (it is refused in a size line, an extension and a trailer alike).
 #[derive(Debug, Clone, Copy)]
 pub enum Chunks {
-    Size { value: u64, digits: u8 },
-    Extension { size: u64 },
-    SizeLf { size: u64 },
+    Size {
+        value: u64,
+        digits: u8,
+    },
+    /// Whitespace after the size: an extension or the CRLF follows.
+    SizeWs {
+        size: u64,
+    },
+    Extension {
+        size: u64,
+    },
+    SizeLf {
+        size: u64,
+    },
     Data(u64),
     DataCr,
     DataLf,
     TrailerStart,
     TrailerLine,
-    TrailerLf { empty: bool },
+    TrailerLf {
+        empty: bool,
+    },
     Done,
 }
 
@@ -332,10 +349,17 @@ impl Chunks {
                         value: value * 16 + u64::from(d),
                         digits: digits + 1,
                     },
-                    None if digits > 0 && matches!(byte, b';' | b' ' | b'\t') => {
-                        Chunks::Extension { size: value }
+                    None if digits > 0 && byte == b';' => Chunks::Extension { size: value },
+                    None if digits > 0 && matches!(byte, b' ' | b'\t') => {
+                        Chunks::SizeWs { size: value }
                     }
                     None if digits > 0 && byte == b'\r' => Chunks::SizeLf { size: value },
+                    _ => return Err(bad()),
+                },
+                Chunks::SizeWs { size } => match byte {
+                    b' ' | b'\t' => Chunks::SizeWs { size },
+                    b';' => Chunks::Extension { size },
+                    b'\r' => Chunks::SizeLf { size },
                     _ => return Err(bad()),
                 },
                 Chunks::Extension { size } => match byte {
@@ -359,10 +383,12 @@ impl Chunks {
                 Chunks::DataLf if byte == b'\n' => Chunks::new(),
                 Chunks::TrailerStart => match byte {
                     b'\r' => Chunks::TrailerLf { empty: true },
+                    b'\n' => return Err(bad()),
                     _ => Chunks::TrailerLine,
                 },
                 Chunks::TrailerLine => match byte {
                     b'\r' => Chunks::TrailerLf { empty: false },
+                    b'\n' => return Err(bad()),
                     _ => Chunks::TrailerLine,
                 },
                 Chunks::TrailerLf { empty } if byte == b'\n' => {
@@ -499,6 +525,20 @@ mod tests {
         assert!(Chunks::new().scan(b"4\nWiki").is_err());
         assert!(Chunks::new().scan(b"4\r\nWikiX").is_err());
         assert!(Chunks::new().scan(b"ffffffffffffffff0\r\n").is_err());
+        // Whitespace after the size only before an extension or the CRLF.
+        assert!(Chunks::new().scan(b"4 x\r\n").is_err());
+        assert!(Chunks::new().scan(b"4 \t;a=b\r\nWiki\r\n").is_ok());
+        // A bare LF in a trailer ends neither the line nor the body.
+        assert!(Chunks::new().scan(b"0\r\nX-T: 1\n\r\n").is_err());
+        assert!(Chunks::new().scan(b"0\r\n\n").is_err());
+    }
+
+    #[test]
+    fn a_length_of_many_digits_is_read_not_dropped() {
+        assert_eq!(content_length(b"0000000000000000000005"), Some(5));
+        assert_eq!(content_length(b"99999999999999999999999"), Some(u64::MAX));
+        assert_eq!(content_length(b"5 "), None);
+        assert_eq!(content_length(b""), None);
     }
 
     #[test]

@@ -141,12 +141,15 @@ struct Conn {
 }
 
 /// What the engine reads from a request head beyond the gateway's decisions.
-struct Request {
-    framing: Framing,
-    keep_alive: bool,
-    http10: bool,
-    head_method: bool,
-    expect_continue: bool,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Request {
+    /// How the body ends (the head's `Transfer-Encoding` or `Content-Length`); meaningful
+    /// once [`crate::framing::check`] has passed the head.
+    pub framing: Framing,
+    pub keep_alive: bool,
+    pub http10: bool,
+    pub head_method: bool,
+    pub expect_continue: bool,
 }
 
 /// How a request ended, for its access line.
@@ -294,7 +297,10 @@ impl Conn {
                 }
             };
             if probe.is_none() && refusal.is_none() {
-                forward_head(gateway, &ctx, &view, request.http10, &mut self.head);
+                let forwarded: Vec<(&'static str, http::HeaderValue)> = gateway
+                    .forwarded(&ctx, view.text("x-forwarded-for"))
+                    .collect();
+                forward_head(&view, request.http10, &forwarded, &mut self.head);
             }
             (request, refusal, probe, path)
         };
@@ -691,7 +697,7 @@ async fn connect(addr: SocketAddr, wait: Duration) -> Result<TcpStream, Box<Erro
 
 /// The engine's facts of a head; `None` when pingora's path should take it (an upgrade, a
 /// target not in origin-form).
-fn examine(view: &LeanHead<'_>) -> Option<Request> {
+pub fn examine(view: &LeanHead<'_>) -> Option<Request> {
     if !view.origin_form() || view.value("upgrade").is_some() {
         return None;
     }
@@ -727,16 +733,12 @@ fn examine(view: &LeanHead<'_>) -> Option<Request> {
 
 /// The head to send the replica: the client's, minus hop-by-hop headers (and `Expect`,
 /// answered here) and those the gateway's forwarded headers replace, then those.
-fn forward_head(
-    gateway: &Gateway,
-    ctx: &Ctx,
+pub fn forward_head(
     view: &LeanHead<'_>,
     http10: bool,
+    forwarded: &[(&'static str, http::HeaderValue)],
     out: &mut Vec<u8>,
 ) {
-    let forwarded: Vec<(&'static str, http::HeaderValue)> = gateway
-        .forwarded(ctx, view.text("x-forwarded-for"))
-        .collect();
     out.clear();
     out.extend_from_slice(view.method().as_bytes());
     out.push(b' ');
@@ -759,7 +761,7 @@ fn forward_head(
         }
         h1::push_header(out, name, value);
     }
-    for (name, value) in &forwarded {
+    for (name, value) in forwarded {
         h1::push_header(out, name, value.as_bytes());
     }
     out.extend_from_slice(b"\r\n");
