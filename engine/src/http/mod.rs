@@ -20,6 +20,7 @@ mod tokens;
 mod usage;
 mod webhooks;
 pub mod ws;
+pub mod ws_wire;
 
 pub use debates::{parse_create, parse_list_query, ListParams};
 
