@@ -198,6 +198,8 @@ impl Wire {
     fn poll_written(&self, cx: &mut Context<'_>, target: u64) -> Poll<Result<(), Closed>> {
         let mut state = self.lock();
         if state.written >= target {
+            // This task may be the one the connection would wake: hand on to the others.
+            state.wake_all();
             return Poll::Ready(Ok(()));
         }
         if state.failed {
@@ -215,6 +217,12 @@ impl Wire {
                 } else {
                     Poll::Ready(Err(Closed))
                 }
+            }
+            Poll::Pending if state.written >= target => {
+                // Ours is out, the rest waits for the connection, which would wake this task:
+                // one of the others takes over.
+                state.wake_all();
+                Poll::Ready(Ok(()))
             }
             Poll::Pending => {
                 // Some of it went out and the rest waits for the connection: whoever is
