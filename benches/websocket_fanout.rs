@@ -443,7 +443,7 @@ async fn main() {
             .map(|index| format!("gateway{index}.log"))
             .chain(["engine.log".to_string()])
         {
-            let log = std::fs::read_to_string(data.path().join(name)).unwrap_or_default();
+            let log = std::fs::read_to_string(data.path().join(&name)).unwrap_or_default();
             for line in log
                 .lines()
                 .filter(|l| l.contains("WARN") || l.contains("ERROR"))
