@@ -9,6 +9,11 @@
 //! event is stored) to its arrival at the client (same clock), along with the CPU time each
 //! process spent while the debate was broadcast. Prints a Markdown table for `BENCHMARKS.md`.
 //!
+//! Where one gateway cannot hold `BENCH_WEBSOCKETS` under the open-file limit (two sockets per
+//! WebSocket), `BENCH_GATEWAYS` (default: 2 then, else 1) gateway processes share the HTTPS
+//! port (`ARAGORA_GATEWAY_SHARE_HTTPS_PORT`, one proxy runtime each) and the kernel spreads the
+//! connections over them; their memory and CPU are reported summed.
+//!
 //! `BENCH_TARGET=engine` connects `ws://` straight to the engine's WebSocket listener instead
 //! (no gateway, no TLS), to tell the gateway's share of the delivery time from the rest.
 //!
@@ -66,9 +71,10 @@ fn cpu_secs(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) as f64 / per_sec
 }
 
-/// Every process here holds one socket per connection (the gateway two): lift the open-file
-/// limit for this process and the children it starts, as far as the hard limit allows.
-fn raise_open_file_limit(wanted: u64) {
+/// Every process here holds one socket per connection (a gateway two): lift the open-file
+/// limit for this process and the children it starts, as far as the hard limit allows; returns
+/// the limit they get.
+fn raise_open_file_limit(wanted: u64) -> u64 {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -82,18 +88,19 @@ fn raise_open_file_limit(wanted: u64) {
             rlim_max: wanted.max(limit.rlim_max),
         };
         if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-            return;
+            return wanted;
         }
         // Raising the hard limit needs CAP_SYS_RESOURCE; the soft one can reach the hard one.
         limit.rlim_cur = limit.rlim_max;
         libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
     }
     eprintln!(
-        "bench: the open-file limit stays at {} (raising it needs CAP_SYS_RESOURCE): the gateway, \
-         with two sockets per WebSocket, can hold about {} and answers 502 beyond",
+        "bench: the open-file limit stays at {} (raising it needs CAP_SYS_RESOURCE): one gateway, \
+         with two sockets per WebSocket, can hold about {}",
         limit.rlim_cur,
         limit.rlim_cur.saturating_sub(32) / 2
     );
+    limit.rlim_cur
 }
 
 struct Processes(Vec<Child>);
@@ -279,7 +286,17 @@ async fn main() {
     let rounds: u32 = env_or("BENCH_ROUNDS", 5);
     let agent_ms: u64 = env_or("BENCH_AGENT_MS", 400);
     let through_gateway = env_or("BENCH_TARGET", "gateway".to_string()) != "engine";
-    raise_open_file_limit((sockets as u64) * 3 + 4096);
+    let files = raise_open_file_limit((sockets as u64) * 3 + 4096);
+    // A gateway holds two sockets per WebSocket: where one process cannot hold them all under
+    // this machine's open-file limit, several share the HTTPS port.
+    let gateways: usize = env_or(
+        "BENCH_GATEWAYS",
+        if (sockets as u64) * 2 + 64 > files {
+            2
+        } else {
+            1
+        },
+    );
     let data = tempfile::tempdir().expect("temp dir");
     let binary = env!("CARGO_BIN_EXE_aragora");
     let mut processes = Processes(Vec::new());
@@ -297,49 +314,62 @@ async fn main() {
     processes.0.push(engine);
 
     let http_client = reqwest::Client::new();
-    let (target, gateway_pid) = if through_gateway {
+    let mut gateway_pids: Vec<u32> = Vec::new();
+    let (target, gateway_pids) = if through_gateway {
         let (cert, key) = aragora_gateway::tls::self_signed(&data.path().join("tls")).unwrap();
-        let (https, http, admin) = (free_port(), free_port(), free_port());
-        let gateway = Command::new(binary)
-            .arg("gateway")
-            .args(["--upstream", &api])
-            .args(["--https-port", &https.to_string()])
-            .args(["--http-port", &http.to_string()])
-            .args(["--admin-port", &admin.to_string()])
-            .arg("--tls-cert")
-            .arg(&cert)
-            .arg("--tls-key")
-            .arg(&key)
-            .env("ARAGORA_GATEWAY_HOST", "127.0.0.1")
-            .env("ARAGORA_RATE_LIMIT", "0")
-            .env("ARAGORA_GATEWAY_MAX_INFLIGHT", (sockets + 1000).to_string())
-            .env("ARAGORA_SLOW_START_SECS", "0")
-            .env("ARAGORA_GATEWAY_DRAIN_DELAY", "0")
-            .env("ARAGORA_LOG_LEVEL", "warning")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(data.path().join("gateway.log")).unwrap())
-            .spawn()
-            .expect("start aragora gateway");
-        let gateway_pid = gateway.id();
-        processes.0.push(gateway);
-
-        let started = Instant::now();
-        loop {
-            // The admin listener's `/readyz` needs no credential (its upstream view does) and
-            // answers 200 once a replica is ready.
-            let ready = http_client
-                .get(format!("http://127.0.0.1:{admin}/readyz"))
-                .send()
-                .await
-                .is_ok_and(|response| response.status().is_success());
-            if ready {
-                break;
+        let https = free_port();
+        for index in 0..gateways {
+            let (http, admin) = (free_port(), free_port());
+            let mut gateway = Command::new(binary);
+            gateway
+                .arg("gateway")
+                .args(["--upstream", &api])
+                .args(["--https-port", &https.to_string()])
+                .args(["--http-port", &http.to_string()])
+                .args(["--admin-port", &admin.to_string()])
+                .arg("--tls-cert")
+                .arg(&cert)
+                .arg("--tls-key")
+                .arg(&key)
+                .env("ARAGORA_GATEWAY_HOST", "127.0.0.1")
+                .env("ARAGORA_RATE_LIMIT", "0")
+                .env("ARAGORA_GATEWAY_MAX_INFLIGHT", (sockets + 1000).to_string())
+                .env("ARAGORA_SLOW_START_SECS", "0")
+                .env("ARAGORA_GATEWAY_DRAIN_DELAY", "0")
+                .env("ARAGORA_LOG_LEVEL", "warning")
+                .stdout(Stdio::null())
+                .stderr(
+                    std::fs::File::create(data.path().join(format!("gateway{index}.log"))).unwrap(),
+                );
+            if gateways > 1 {
+                // One address for all of them (the kernel spreads the connections), and as
+                // many proxy runtimes in all as one gateway has by default.
+                gateway
+                    .env("ARAGORA_GATEWAY_SHARE_HTTPS_PORT", "true")
+                    .env("ARAGORA_GATEWAY_THREADS", (2 / gateways).max(1).to_string());
             }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "the gateway never saw the engine ready"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            let gateway = gateway.spawn().expect("start aragora gateway");
+            gateway_pids.push(gateway.id());
+            processes.0.push(gateway);
+
+            let started = Instant::now();
+            loop {
+                // The admin listener's `/readyz` needs no credential (its upstream view does)
+                // and answers 200 once a replica is ready.
+                let ready = http_client
+                    .get(format!("http://127.0.0.1:{admin}/readyz"))
+                    .send()
+                    .await
+                    .is_ok_and(|response| response.status().is_success());
+                if ready {
+                    break;
+                }
+                assert!(
+                    started.elapsed() < Duration::from_secs(30),
+                    "the gateway never saw the engine ready"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
         }
 
         let mut roots = rustls::RootCertStore::empty();
@@ -354,7 +384,7 @@ async fn main() {
             .with_root_certificates(roots)
             .with_no_client_auth();
         let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-        (Target::Gateway(https, connector), Some(gateway_pid))
+        (Target::Gateway(https, connector), gateway_pids)
     } else {
         let started = Instant::now();
         loop {
@@ -372,12 +402,14 @@ async fn main() {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        (Target::Engine(ws), None)
+        (Target::Engine(ws), gateway_pids)
     };
-    let path = if through_gateway {
-        "wss:// connections through the gateway"
+    let path = if through_gateway && gateways > 1 {
+        format!("wss:// connections through {gateways} gateways on one port")
+    } else if through_gateway {
+        "wss:// connections through the gateway".to_string()
     } else {
-        "ws:// connections straight to the engine (no gateway)"
+        "ws:// connections straight to the engine (no gateway)".to_string()
     };
 
     let (subscribe_tx, subscribe_rx) = tokio::sync::watch::channel(None);
@@ -386,8 +418,8 @@ async fn main() {
         subscribe: subscribe_rx,
     };
     let deliveries = readers.deliveries.clone();
-    let rss = |pid: Option<u32>| pid.map_or(0, rss_bytes);
-    let base_rss = (rss(gateway_pid), rss_bytes(engine_pid));
+    let rss = |pids: &[u32]| pids.iter().copied().map(rss_bytes).sum::<u64>();
+    let base_rss = (rss(&gateway_pids), rss_bytes(engine_pid));
     eprintln!("bench: opening {sockets} {path}");
     let opening = Instant::now();
     let failed = open_many(sockets, &target, &readers, opening).await;
@@ -400,15 +432,18 @@ async fn main() {
     tokio::time::sleep(hold).await;
     let ended_early = deliveries.closed.load(Ordering::SeqCst);
     let still_open = opened - ended_early;
-    let held_rss = (rss(gateway_pid), rss_bytes(engine_pid));
+    let held_rss = (rss(&gateway_pids), rss_bytes(engine_pid));
     let held = opened.max(1) as f64;
     let per_connection =
         |after: u64, before: u64| after.saturating_sub(before) as f64 / held / 1024.0;
     let early_endings: Vec<(String, Duration)> = deliveries.endings.lock().unwrap().clone();
     let mut reopened = 0;
     if failed > 0 || ended_early > 0 {
-        for name in ["gateway.log", "engine.log"] {
-            let log = std::fs::read_to_string(data.path().join(name)).unwrap_or_default();
+        for name in (0..gateways)
+            .map(|index| format!("gateway{index}.log"))
+            .chain(["engine.log".to_string()])
+        {
+            let log = std::fs::read_to_string(data.path().join(&name)).unwrap_or_default();
             for line in log
                 .lines()
                 .filter(|l| l.contains("WARN") || l.contains("ERROR"))
@@ -454,9 +489,9 @@ async fn main() {
         .as_str()
         .expect("debate id")
         .to_string();
-    let cpu = |pid: Option<u32>| pid.map_or(0.0, cpu_secs);
+    let cpu = |pids: &[u32]| pids.iter().copied().map(cpu_secs).sum::<f64>();
     let cpu_before = (
-        cpu(gateway_pid),
+        cpu(&gateway_pids),
         cpu_secs(engine_pid),
         cpu_secs(std::process::id()),
     );
@@ -501,7 +536,7 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let cpu_spent = (
-        cpu(gateway_pid) - cpu_before.0,
+        cpu(&gateway_pids) - cpu_before.0,
         cpu_secs(engine_pid) - cpu_before.1,
         cpu_secs(std::process::id()) - cpu_before.2,
     );
@@ -542,7 +577,7 @@ async fn main() {
             "| ended early (of them within 1 s of the upgrade), reopened | {ended_early} ({soon}), {reopened} |"
         );
     }
-    if gateway_pid.is_some() {
+    if !gateway_pids.is_empty() {
         println!(
             "| gateway memory per connection | {:.1} KiB |",
             per_connection(held_rss.0, base_rss.0)

@@ -12,6 +12,7 @@
 
 use crate::model::{format_ms, now_ms, DebateEvent, EventPayload, Phase};
 use axum::extract::ws::Utf8Bytes;
+use bytes::Bytes;
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -20,21 +21,59 @@ use tokio::sync::broadcast;
 /// Events a slow subscriber may fall behind by before it must catch up from the store.
 const CHANNEL_CAPACITY: usize = 1024;
 
-/// A stored event on its way to watchers, rendered as JSON once: a debate with 10,000
-/// watchers would otherwise serialize every event 10,000 times. The text is a shared,
-/// reference-counted buffer that every watcher's frame is written from, not a copy each.
+/// Text on its way to watchers, rendered once: the JSON, and the WebSocket text frame that
+/// carries it (header and payload), which every watcher's connection is sent as it is.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    pub json: Utf8Bytes,
+    pub frame: Bytes,
+}
+
+impl Rendered {
+    pub fn new(json: String) -> Self {
+        let frame = crate::http::ws_wire::text_frame(&json);
+        Self {
+            json: json.into(),
+            frame,
+        }
+    }
+}
+
+impl From<String> for Rendered {
+    fn from(json: String) -> Self {
+        Self::new(json)
+    }
+}
+
+impl std::ops::Deref for Rendered {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.json
+    }
+}
+
+impl std::fmt::Display for Rendered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.json)
+    }
+}
+
+/// A stored event on its way to watchers, rendered once: a debate with 10,000 watchers would
+/// otherwise serialize (and frame) every event 10,000 times. Its frame is a shared,
+/// reference-counted buffer written to every watcher, not a copy each.
 #[derive(Debug)]
 pub struct PublishedEvent {
     pub event: DebateEvent,
     pub json: Utf8Bytes,
+    pub frame: Bytes,
 }
 
 impl PublishedEvent {
     pub fn new(event: DebateEvent) -> Self {
-        let json = serde_json::to_string(&event)
-            .expect("an event of plain fields serializes")
-            .into();
-        Self { event, json }
+        let json = serde_json::to_string(&event).expect("an event of plain fields serializes");
+        let Rendered { json, frame } = Rendered::new(json);
+        Self { event, json, frame }
     }
 }
 
@@ -43,8 +82,8 @@ impl PublishedEvent {
 #[derive(Debug, Clone)]
 pub enum HubMessage {
     Event(Arc<PublishedEvent>),
-    /// A `token_delta` message, already rendered as JSON.
-    Delta(Utf8Bytes),
+    /// A `token_delta` message, already rendered as JSON and framed.
+    Delta(Rendered),
 }
 
 /// Where a hub also sends what it publishes: the other replicas, when fan-out is configured

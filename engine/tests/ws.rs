@@ -87,3 +87,36 @@ async fn a_watcher_resuming_from_a_seq_gets_the_rest_once_in_order_as_stored() {
         1001
     );
 }
+
+#[tokio::test]
+async fn a_clients_close_is_answered_with_its_own_code() {
+    let gate = Gate::closed("critique");
+    let engine = Harness::new(&gate).await;
+    let state = engine.ready_state(1, 1);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app(state)).await });
+    let url = format!("ws://{address}/ws?token={}", support::API_TOKEN);
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    socket
+        .close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
+            code: 1000.into(),
+            reason: "done".into(),
+        }))
+        .await
+        .unwrap();
+    let close = loop {
+        let message = tokio::time::timeout(PATIENCE, socket.next())
+            .await
+            .expect("the answer within the patience");
+        match message {
+            Some(Ok(Message::Close(frame))) => break frame,
+            Some(Ok(_)) => continue,
+            other => panic!("no close frame: {other:?}"),
+        }
+    };
+    assert_eq!(
+        u16::from(close.expect("a close frame with a code").code),
+        1000
+    );
+}

@@ -97,7 +97,7 @@ fn main() {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     if per_core {
         let (sockets, _) =
-            bind_per_runtime(listen, threads, "LISTEN", "LISTEN").expect("LISTEN binds");
+            bind_per_runtime(listen, threads, false, "LISTEN", "LISTEN").expect("LISTEN binds");
         for (index, socket) in sockets.into_iter().enumerate() {
             let key = fd_key(listen, index);
             let bare = Bare {

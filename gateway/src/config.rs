@@ -51,6 +51,7 @@ pub struct GatewayConfig {
     pub drain_delay_secs: u64,
     pub drain_timeout_secs: u64,
     pub threads: usize,
+    pub share_https_port: bool,
     pub h1_engine: H1Engine,
     pub acme_challenge_dir: Option<PathBuf>,
     pub rate_limit_per_minute: u64,
@@ -109,6 +110,7 @@ aragora_config::settings! {
     drain_delay_secs: ["ARAGORA_GATEWAY_DRAIN_DELAY"] restart "On SIGTERM, seconds to keep serving while reporting not ready, so load balancers stop sending.";
     drain_timeout_secs: ["ARAGORA_GATEWAY_DRAIN_TIMEOUT"] restart "Seconds in-flight requests get to finish after the gateway stops accepting.";
     threads: ["ARAGORA_GATEWAY_THREADS"] restart "Proxy runtimes, one thread each (set it to the cores the gateway may use): each accepts on its own SO_REUSEPORT socket of the HTTPS port and keeps its own upstream connection pool.";
+    share_https_port: ["ARAGORA_GATEWAY_SHARE_HTTPS_PORT"] restart "true: join the SO_REUSEPORT group of another gateway process already listening on the HTTPS port (same user) instead of refusing a port in use, and the kernel spreads new connections over both; for several gateway processes on one address where one process's open-file limit caps the connections it can hold.";
     h1_engine: ["ARAGORA_GATEWAY_H1_ENGINE"] restart "What serves HTTP/1.1 requests: pingora (pingora's HttpProxy) or lean (the gateway's own HTTP/1.1 engine: fewer instructions per request, one replica connection pinned per client connection); WebSocket upgrades and HTTP/2 take pingora's path either way.";
     acme_challenge_dir: ["ARAGORA_ACME_CHALLENGE_DIR"] "Directory served at /.well-known/acme-challenge/ on the HTTP port.";
     rate_limit_per_minute: ["ARAGORA_RATE_LIMIT"] "Requests per minute per client address, on average; 0 turns limiting off.";
@@ -165,6 +167,7 @@ impl Default for GatewayConfig {
             drain_delay_secs: 5,
             drain_timeout_secs: 30,
             threads: 2,
+            share_https_port: false,
             h1_engine: H1Engine::Pingora,
             acme_challenge_dir: None,
             rate_limit_per_minute: 100,

@@ -367,6 +367,7 @@ pub fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError> {
     let (https_sockets, https_addr) = bind_per_runtime(
         &format!("{}:{}", config.host, config.https_port),
         runtimes,
+        config.share_https_port,
         "HTTPS",
         "ARAGORA_HTTPS_PORT / --https-port",
     )?;

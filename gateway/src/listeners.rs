@@ -41,18 +41,38 @@ pub fn bind(
 /// gateway of this user included (which would otherwise silently share the traffic), is the
 /// same "in use" error as with one socket. The window between letting go and binding again is
 /// a few system calls; losing it is an error too, never a shared port.
+///
+/// `share` (`ARAGORA_GATEWAY_SHARE_HTTPS_PORT`) skips that probe: every socket joins the
+/// reuse-port group of whatever gateway process of this user already listens there, and the
+/// kernel spreads new connections over all of their sockets.
 pub fn bind_per_runtime(
     addr: &str,
     count: usize,
+    share: bool,
     what: &'static str,
     setting: &'static str,
 ) -> Result<(Vec<TcpListener>, SocketAddr), aragora_config::BindError> {
+    let bind_error = bind_error(addr, what, setting);
+    if share {
+        let wanted: SocketAddr = addr.parse().map_err(|_| {
+            bind_error(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not an IP address and port",
+            ))
+        })?;
+        let first = reuse_port_listener(wanted).map_err(&bind_error)?;
+        let bound = first.local_addr().map_err(&bind_error)?;
+        let mut sockets = vec![first];
+        for _ in 1..count.max(1) {
+            sockets.push(reuse_port_listener(bound).map_err(&bind_error)?);
+        }
+        return Ok((sockets, bound));
+    }
     let (probe, bound) = bind(addr, what, setting)?;
     if count <= 1 {
         return Ok((vec![probe], bound));
     }
     drop(probe);
-    let bind_error = bind_error(addr, what, setting);
     let sockets = (0..count)
         .map(|_| reuse_port_listener(bound).map_err(&bind_error))
         .collect::<Result<Vec<_>, _>>()?;
@@ -140,7 +160,7 @@ mod tests {
 
     #[test]
     fn runtimes_get_distinct_sockets_on_one_port_and_the_kernel_spreads_connections() {
-        let (sockets, bound) = bind_per_runtime("127.0.0.1:0", 2, "HTTPS", "test").unwrap();
+        let (sockets, bound) = bind_per_runtime("127.0.0.1:0", 2, false, "HTTPS", "test").unwrap();
         assert_eq!(sockets.len(), 2);
         assert_ne!(bound.port(), 0);
         for socket in &sockets {
@@ -170,10 +190,41 @@ mod tests {
 
     #[test]
     fn a_port_held_by_anyone_is_in_use_even_for_a_reuse_port_group() {
-        let (group, bound) = bind_per_runtime("127.0.0.1:0", 2, "HTTPS", "test").unwrap();
-        let err = bind_per_runtime(&bound.to_string(), 2, "HTTPS", "ARAGORA_HTTPS_PORT")
+        let (group, bound) = bind_per_runtime("127.0.0.1:0", 2, false, "HTTPS", "test").unwrap();
+        let err = bind_per_runtime(&bound.to_string(), 2, false, "HTTPS", "ARAGORA_HTTPS_PORT")
             .expect_err("a second gateway must not join the first one's port");
         assert_eq!(err.source.kind(), std::io::ErrorKind::AddrInUse);
         drop(group);
+    }
+
+    #[test]
+    fn a_gateway_told_to_share_joins_another_ones_port_and_both_get_connections() {
+        let (first, bound) = bind_per_runtime("127.0.0.1:0", 1, true, "HTTPS", "test").unwrap();
+        let (second, again) =
+            bind_per_runtime(&bound.to_string(), 1, true, "HTTPS", "test").unwrap();
+        assert_eq!(again, bound);
+        let sockets = [&first[0], &second[0]];
+        let clients: Vec<_> = (0..64)
+            .map(|_| std::net::TcpStream::connect(bound).unwrap())
+            .collect();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut accepted = [0usize; 2];
+        while accepted.iter().sum::<usize>() < clients.len() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "accepted {accepted:?}"
+            );
+            for (index, socket) in sockets.iter().enumerate() {
+                while socket.accept().is_ok() {
+                    accepted[index] += 1;
+                }
+            }
+            std::thread::yield_now();
+        }
+        assert!(accepted.iter().all(|&n| n > 0), "accepted {accepted:?}");
+        // A gateway not told to share still finds the port in use.
+        let err =
+            bind_per_runtime(&bound.to_string(), 1, false, "HTTPS", "test").expect_err("in use");
+        assert_eq!(err.source.kind(), std::io::ErrorKind::AddrInUse);
     }
 }

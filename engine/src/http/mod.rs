@@ -21,6 +21,7 @@ mod unread_body;
 mod usage;
 mod webhooks;
 pub mod ws;
+pub mod ws_wire;
 
 pub use debates::{parse_create, parse_list_query, ListParams};
 

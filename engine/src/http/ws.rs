@@ -30,26 +30,35 @@
 
 use super::access;
 use super::limits::{self, ClientLimit, ClientSlot, ConnectionRefusals};
+use super::ws_wire::{close_frame, text_frame, Duplex, Wire};
 use super::{AppState, Phase};
 use crate::error::ApiError;
 use crate::events::{EventHub, HubMessage};
 use crate::model::{format_ms, now_ms, DebateEvent, EventKind};
 use crate::store::DebateStore;
 use aragora_auth::{AuthError, Principal};
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::body::Body;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{FromRequestParts, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
-use futures::stream::SplitSink;
-use futures::{SinkExt, StreamExt};
+use bytes::Bytes;
+use futures::StreamExt;
+use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{broadcast, Mutex};
+use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
+use tokio_tungstenite_server::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite_server::tungstenite::Message;
+use tokio_tungstenite_server::WebSocketStream;
+
+/// A `/ws` connection as the session reads it: tungstenite over the upgraded connection's
+/// reading half, writing (pongs, close replies) through the connection's [`Wire`].
+type Socket = WebSocketStream<Duplex<tokio::io::ReadHalf<TokioIo<hyper::upgrade::Upgraded>>>>;
 
 /// Close code 1001: the server is going away; the client should reconnect and resume.
 pub const CLOSE_GOING_AWAY: u16 = 1001;
@@ -134,13 +143,27 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage, serde_json::Err
     ))]
 pub async fn upgrade(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    uri: Uri,
-    // Taken as a Result so that the credential is checked first: a caller without one learns
-    // nothing, not even that the request was not an upgrade.
-    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    mut request: Request,
 ) -> Result<Response, ApiError> {
     const ROUTE: &str = "/ws";
+    // The connection itself, for the session (axum's WebSocket would keep it to itself); what
+    // the request must be to upgrade is still axum's to say, read from a copy of its head.
+    let on_upgrade = hyper::upgrade::on(&mut request);
+    let (mut parts, _) = request.into_parts();
+    let ws = {
+        let mut head = Request::new(()).into_parts().0;
+        head.method = parts.method.clone();
+        head.version = parts.version;
+        head.uri = parts.uri.clone();
+        head.headers = parts.headers.clone();
+        head.extensions.insert(hyper::upgrade::on(Request::new(())));
+        if let Some(protocol) = parts.extensions.get::<hyper::ext::Protocol>() {
+            head.extensions.insert(protocol.clone());
+        }
+        WebSocketUpgrade::from_request_parts(&mut head, &state).await
+    };
+    let headers = std::mem::take(&mut parts.headers);
+    let uri = parts.uri;
     if let Some(origin) = headers.get(header::ORIGIN) {
         let origin = origin.to_str().unwrap_or_default();
         let policy = aragora_auth::OriginPolicy::new(&state.auth.config().allowed_origins);
@@ -171,7 +194,9 @@ pub async fn upgrade(
             .map(str::to_string)
     });
     let principal = access::authenticate(&state, ROUTE, &headers, fallback.as_deref()).await?;
-    let ws = ws.map_err(|rejection| {
+    // Checked after the credential: a caller without one learns nothing, not even that the
+    // request was not an upgrade.
+    let _checked = ws.map_err(|rejection| {
         ApiError::new(
             rejection.status(),
             "not_a_websocket",
@@ -220,18 +245,61 @@ pub async fn upgrade(
         }
     };
     let max = state.config.ws_max_message_size;
-    let ws = match (offered.contains(&PROTOCOL), bearer_protocol) {
-        (true, _) => ws.protocols([PROTOCOL]),
-        (false, Some(bearer)) => ws.protocols([bearer]),
-        (false, None) => ws,
+    let protocol = match (offered.contains(&PROTOCOL), bearer_protocol) {
+        (true, _) => Some(PROTOCOL.to_string()),
+        (false, bearer) => bearer,
     };
     // The frame bound as well: a frame is read whole before its message is measured, so
     // without it one 16 MiB frame (tungstenite's default) would be buffered before the 1009.
-    Ok(ws
-        .max_message_size(max)
-        .max_frame_size(max)
-        .read_buffer_size(WS_READ_BUFFER)
-        .on_upgrade(move |socket| session(state, socket, query, principal, slot)))
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max))
+        .read_buffer_size(WS_READ_BUFFER);
+    tokio::spawn(async move {
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
+        let (read, write) = tokio::io::split(TokioIo::new(upgraded));
+        let wire = Wire::new(write);
+        let socket = WebSocketStream::from_raw_socket(
+            Duplex::new(read, wire.clone()),
+            Role::Server,
+            Some(config),
+        )
+        .await;
+        session(state, socket, wire, query, principal, slot).await;
+    });
+    let mut response = match headers.get(header::SEC_WEBSOCKET_KEY) {
+        // HTTP/1.1 (a key is how axum's check passed): 101 with the key's answer.
+        Some(key) => {
+            let mut response = Response::new(Body::empty());
+            *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+            let answer = response.headers_mut();
+            answer.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            answer.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+            answer.insert(header::SEC_WEBSOCKET_ACCEPT, accept_key(key.as_bytes()));
+            response
+        }
+        // HTTP/2 (RFC 8441): a 200 opens the stream.
+        None => Response::new(Body::empty()),
+    };
+    if let Some(protocol) = protocol.and_then(|p| HeaderValue::from_str(&p).ok()) {
+        response
+            .headers_mut()
+            .insert(header::SEC_WEBSOCKET_PROTOCOL, protocol);
+    }
+    Ok(response)
+}
+
+/// `Sec-WebSocket-Accept` for a client's `Sec-WebSocket-Key` (RFC 6455 section 4.2.2).
+fn accept_key(key: &[u8]) -> HeaderValue {
+    use base64::Engine as _;
+    use sha1::Digest as _;
+    let mut sha1 = sha1::Sha1::default();
+    sha1.update(key);
+    sha1.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    let encoded = base64::engine::general_purpose::STANDARD.encode(sha1.finalize());
+    HeaderValue::from_str(&encoded).expect("base64 is a valid header value")
 }
 
 /// A message that is not a stored event: heartbeats and per-connection errors.
@@ -256,16 +324,26 @@ fn client_error(debate_id: Option<&str>, code: &str, message: String) -> String 
     )
 }
 
-/// A connection's sending half, shared by its session and its subscriptions: each
+/// A connection's sending side, shared by its session and its subscriptions: each
 /// subscription writes its own events, so a live event costs a watcher one task wake-up and
-/// one write, not a hop through a channel to the session's task as well.
+/// one write of the frame every watcher is sent ([`ws_wire`](super::ws_wire)).
 #[derive(Clone)]
-struct Outbox(Arc<Mutex<SplitSink<WebSocket, Message>>>);
+struct Outbox(Arc<Wire>);
 
 impl Outbox {
-    async fn send(&self, text: impl Into<Utf8Bytes>) -> Result<(), ()> {
-        let mut sink = self.0.lock().await;
-        sink.send(Message::Text(text.into())).await.map_err(|_| ())
+    /// A message rendered for this connection alone (a notice, a replayed event).
+    async fn send(&self, text: impl AsRef<str>) -> Result<(), ()> {
+        self.send_frame(text_frame(text.as_ref())).await
+    }
+
+    /// A frame already encoded (a live event's, shared by every watcher).
+    async fn send_frame(&self, frame: Bytes) -> Result<(), ()> {
+        self.0.send(frame).await.map_err(|_| ())
+    }
+
+    /// The close frame; nothing is sent after it.
+    async fn close(&self, code: u16, reason: String) {
+        let _ = self.0.close(close_frame(code, &short_reason(reason))).await;
     }
 }
 
@@ -325,10 +403,9 @@ fn over_subscribed(
 
 /// The close frame a failed read deserves, when the client caused it (RFC 6455 section 7.4.1);
 /// `None` when the connection just went away.
-fn close_for(err: axum::Error, max: usize) -> Option<CloseFrame> {
+fn close_for(err: &tungstenite::Error, max: usize) -> Option<(u16, String)> {
     use tungstenite::Error as WsError;
-    let inner = err.into_inner();
-    let (code, reason) = match inner.downcast_ref::<WsError>()? {
+    let (code, reason) = match err {
         WsError::Capacity(_) => (
             CLOSE_TOO_BIG,
             format!("message too big: the limit is {max} bytes (ARAGORA_WS_MAX_MESSAGE_SIZE)"),
@@ -341,16 +418,13 @@ fn close_for(err: axum::Error, max: usize) -> Option<CloseFrame> {
         _ => return None,
     };
     tracing::info!(code, reason = %reason, "closing a WebSocket the client broke");
-    Some(CloseFrame {
-        code,
-        reason: short_reason(reason).into(),
-    })
+    Some((code, reason))
 }
 
 /// After our close frame, reads (and drops) what the client still sends until its close, for
 /// at most a second: a socket dropped with unread bytes is reset, and a reset can destroy the
 /// close frame before the client reads it.
-async fn linger(stream: &mut futures::stream::SplitStream<WebSocket>) {
+async fn linger(stream: &mut Socket) {
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
         while let Some(Ok(message)) = stream.next().await {
             if matches!(message, Message::Close(_)) {
@@ -376,7 +450,8 @@ fn short_reason(mut reason: String) -> String {
 
 async fn session(
     state: AppState,
-    socket: WebSocket,
+    mut stream: Socket,
+    wire: Arc<Wire>,
     query: WsQuery,
     principal: Principal,
     // Held for the connection's life: its place under ARAGORA_WS_MAX_CONNECTIONS_PER_CLIENT,
@@ -387,8 +462,7 @@ async fn session(
     let _gauge = ConnectionGauge(state.metrics.websocket_connections.clone());
     let Ok(core) = state.core() else { return };
     let store = core.store.clone();
-    let (sink, mut stream) = socket.split();
-    let out = Outbox(Arc::new(Mutex::new(sink)));
+    let out = Outbox(wire);
     let mut subscriptions: HashMap<String, JoinHandle<()>> = HashMap::new();
     let subscribe = |id: String, last_seq: i64, subs: &mut HashMap<String, JoinHandle<()>>| {
         if let Some(previous) = subs.remove(&id) {
@@ -418,11 +492,7 @@ async fn session(
                 Some(Ok(Message::Text(_) | Message::Binary(_))) if !slot.take_message() => {
                     refusals.refuse(&state, ClientLimit::Messages, &principal.subject);
                     let rate = state.config.ws_max_messages_per_second;
-                    let frame = CloseFrame {
-                        code: CLOSE_POLICY,
-                        reason: format!("over {rate} messages a second (ARAGORA_WS_MAX_MESSAGES_PER_SECOND); reconnect and send fewer").into(),
-                    };
-                    let _ = out.0.lock().await.send(Message::Close(Some(frame))).await;
+                    out.close(CLOSE_POLICY, format!("over {rate} messages a second (ARAGORA_WS_MAX_MESSAGES_PER_SECOND); reconnect and send fewer")).await;
                     linger(&mut stream).await;
                     break;
                 }
@@ -469,36 +539,31 @@ async fn session(
                     }
                 }
                 Some(Err(err)) => {
-                    if let Some(frame) = close_for(err, state.config.ws_max_message_size) {
-                        let _ = out.0.lock().await.send(Message::Close(Some(frame))).await;
+                    if let Some((code, reason)) = close_for(&err, state.config.ws_max_message_size) {
+                        out.close(code, reason).await;
                     }
                     break;
                 }
                 Some(Ok(Message::Close(_))) => {
                     // Sends the reply tungstenite queued (the client's own code back) before
                     // the connection is dropped, as RFC 6455 asks.
-                    let _ = out.0.lock().await.close().await;
+                    // The sink's close (not `WebSocketStream::close`, a send, which tungstenite
+                    // refuses once the client closed) flushes that reply.
+                    let _ = futures::SinkExt::close(&mut stream).await;
+                    let _ = out.0.flush().await;
                     break;
                 }
                 None => break,
                 Some(Ok(_)) => {}
             },
             _ = &mut expiry => {
-                let frame = CloseFrame {
-                    code: CLOSE_POLICY,
-                    reason: "the credential expired; reconnect with a fresh one and last_seq to resume".into(),
-                };
-                let _ = out.0.lock().await.send(Message::Close(Some(frame))).await;
+                out.close(CLOSE_POLICY, "the credential expired; reconnect with a fresh one and last_seq to resume".into()).await;
                 linger(&mut stream).await;
                 break;
             }
             _ = heartbeat.tick() => {
                 if let Some(id) = revoked_key(&state, &principal).await {
-                    let frame = CloseFrame {
-                        code: CLOSE_POLICY,
-                        reason: format!("API key {id} was revoked; reconnect with another credential").into(),
-                    };
-                    let _ = out.0.lock().await.send(Message::Close(Some(frame))).await;
+                    out.close(CLOSE_POLICY, format!("API key {id} was revoked; reconnect with another credential")).await;
                     linger(&mut stream).await;
                     break;
                 }
@@ -509,11 +574,7 @@ async fn session(
                 }
             }
             _ = async { closing.wait_for(|closing| *closing).await.map(|_| ()) } => {
-                let frame = CloseFrame {
-                    code: CLOSE_GOING_AWAY,
-                    reason: "server shutting down; reconnect with last_seq to resume".into(),
-                };
-                let _ = out.0.lock().await.send(Message::Close(Some(frame))).await;
+                out.close(CLOSE_GOING_AWAY, "server shutting down; reconnect with last_seq to resume".into()).await;
                 break;
             }
         }
@@ -588,17 +649,17 @@ async fn catch_up(
 /// Sends one event and advances `last`; true when it was the debate's end.
 async fn send(out: &Outbox, event: &DebateEvent, last: &mut i64) -> Result<bool, ()> {
     let text = serde_json::to_string(event).map_err(|_| ())?;
-    send_rendered(out, event, text.into(), last).await
+    send_rendered(out, event, text_frame(&text), last).await
 }
 
-/// [`send`] for a live event the hub already rendered.
+/// [`send`] for a live event the hub already rendered and framed.
 async fn send_rendered(
     out: &Outbox,
     event: &DebateEvent,
-    json: Utf8Bytes,
+    frame: Bytes,
     last: &mut i64,
 ) -> Result<bool, ()> {
-    out.send(json).await.map_err(|_| ())?;
+    out.send_frame(frame).await?;
     *last = event.seq;
     Ok(event.kind == EventKind::DebateEnd)
 }
@@ -646,7 +707,7 @@ async fn follow(
     loop {
         match live.recv().await {
             Ok(HubMessage::Delta(text)) => {
-                if out.send(text).await.is_err() {
+                if out.send_frame(text.frame).await.is_err() {
                     return;
                 }
             }
@@ -662,7 +723,7 @@ async fn follow(
                         Ok(Replay::More) => {}
                     }
                 }
-                match send_rendered(&out, event, published.json.clone(), &mut last).await {
+                match send_rendered(&out, event, published.frame.clone(), &mut last).await {
                     Ok(false) => {}
                     Ok(true) | Err(()) => return,
                 }
