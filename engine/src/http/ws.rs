@@ -330,10 +330,20 @@ fn client_error(debate_id: Option<&str>, code: &str, message: String) -> String 
 #[derive(Clone)]
 struct Outbox(Arc<Wire>);
 
+/// How long the session waits for one of its own writes (a heartbeat, a reply, a close) to
+/// go out. A client that stops reading (a zero TCP window) would otherwise hold the session in
+/// that write for good: it would no longer close the connection when its credential expires
+/// or is revoked, or at shutdown. A live event's write has no such bound: a watcher that falls
+/// behind catches up from the store.
+const STALLED_WRITE: Duration = Duration::from_secs(10);
+
 impl Outbox {
-    /// A message rendered for this connection alone (a notice, a replayed event).
+    /// A message rendered for this connection alone (a notice, a reply); an error when it did
+    /// not go out within [`STALLED_WRITE`].
     async fn send(&self, text: impl AsRef<str>) -> Result<(), ()> {
-        self.send_frame(text_frame(text.as_ref())).await
+        tokio::time::timeout(STALLED_WRITE, self.send_frame(text_frame(text.as_ref())))
+            .await
+            .unwrap_or(Err(()))
     }
 
     /// A frame already encoded (a live event's, shared by every watcher).
@@ -343,7 +353,8 @@ impl Outbox {
 
     /// The close frame; nothing is sent after it.
     async fn close(&self, code: u16, reason: String) {
-        let _ = self.0.close(close_frame(code, &short_reason(reason))).await;
+        let frame = close_frame(code, &short_reason(reason));
+        let _ = tokio::time::timeout(STALLED_WRITE, self.0.close(frame)).await;
     }
 }
 

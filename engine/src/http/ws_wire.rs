@@ -292,6 +292,14 @@ impl<R: Unpin> AsyncWrite for Duplex<R> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        // Nothing of tungstenite's is queued behind frames not yet out: over a connection the
+        // client does not read, its writes wait, as they would on a full socket, and it keeps
+        // only the newest pong pending. Taken at once, a client's ping flood would queue a
+        // pong per ping without bound. (A broken or closed wire falls through to the refusal.)
+        let pending = self.wire.lock().queued;
+        if self.wire.poll_written(cx, pending).is_pending() {
+            return Poll::Pending;
+        }
         let closing = has_close_frame(buf);
         match self.wire.queue(Bytes::copy_from_slice(buf), closing) {
             Ok(target) => {
@@ -354,6 +362,34 @@ mod tests {
         assert!(!has_close_frame(&bytes));
         bytes.extend_from_slice(&close_frame(1000, ""));
         assert!(has_close_frame(&bytes));
+    }
+
+    #[tokio::test]
+    async fn a_client_that_never_reads_cannot_queue_pongs_without_bound() {
+        use futures::FutureExt;
+        use tokio::io::AsyncWriteExt;
+        let (near, far) = tokio::io::duplex(16);
+        let wire = Wire::new(near);
+        let mut duplex = Duplex::new(tokio::io::empty(), wire.clone());
+        let pong = b"\x8A\x04ping";
+        // The first pong is taken (and part of it written); the client never reads.
+        assert_eq!(duplex.write(pong).now_or_never().unwrap().unwrap(), 6);
+        assert_eq!(
+            duplex.write(&[0x8A; 32]).now_or_never().unwrap().unwrap(),
+            32
+        );
+        for _ in 0..10_000 {
+            assert!(
+                duplex.write(pong).now_or_never().is_none(),
+                "a write over a full wire waits"
+            );
+        }
+        assert!(
+            wire.lock().queue.len() <= 2,
+            "{} frames queued",
+            wire.lock().queue.len()
+        );
+        drop(far);
     }
 
     #[tokio::test]
