@@ -505,7 +505,7 @@ mod tests {
             .filter(|s| s.restart)
             .map(|s| s.key)
             .collect();
-        assert_eq!(marked.len(), 13, "{marked:?}");
+        assert_eq!(marked.len(), 14, "{marked:?}");
     }
 
     #[test]

@@ -59,6 +59,9 @@ fn signalled(pid: u32, signal: Signal) -> Result<(), ActionError> {
     process::send(pid, signal).map_err(ActionError::Failed)
 }
 
+/// How long a SIGKILLed process may take to end before the kill is reported failed.
+const KILL_TAKES_EFFECT: Duration = Duration::from_secs(5);
+
 /// `kill`: sends a signal; nothing to undo, a dead process is the point.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -91,14 +94,29 @@ impl Act for KillAction {
             let signal = Signal::for_kill(self.signal_name())
                 .ok_or_else(|| ActionError::Failed("unknown signal".into()))?;
             signalled(pid, signal)?;
-            Ok(Done::action(
-                format!(
-                    "sent SIG{} to {} (pid {pid})",
-                    self.signal_name().trim_start_matches("SIG"),
-                    target.describe()
-                ),
-                None,
-            ))
+            let mut detail = format!(
+                "sent SIG{} to {} (pid {pid})",
+                self.signal_name().trim_start_matches("SIG"),
+                target.describe()
+            );
+            // A SIGKILL is done when the process is: the kernel ends it a moment after the
+            // signal, and until then it still holds its port and its connections (a probe sent
+            // in that moment would measure the dying process, not the system without it).
+            // Other signals may be handled (a drain on TERM), so the method goes on at once.
+            if signal == Signal::Kill {
+                let deadline = tokio::time::Instant::now() + KILL_TAKES_EFFECT;
+                while !process::has_exited(pid) {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(ActionError::Failed(format!(
+                            "{detail}, but it still runs after {} s (uninterruptible I/O? `cat /proc/{pid}/stack`)",
+                            KILL_TAKES_EFFECT.as_secs()
+                        )));
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                detail.push_str("; it exited");
+            }
+            Ok(Done::action(detail, None))
         })
     }
 }
@@ -185,6 +203,24 @@ mod tests {
         assert!(problems[0].contains("exactly one of"), "{problems:?}");
         assert!(problems[1].contains("use `pause`"), "{problems:?}");
         assert!(problems[2].contains("is for `pause`"), "{problems:?}");
+    }
+
+    #[tokio::test]
+    async fn a_sigkill_is_done_once_the_process_has_ended() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let done = KillAction(written(&format!("{{pid: {pid}}}")))
+            .perform()
+            .await
+            .unwrap();
+        // Checked before anything reaps it: ended (a zombie) by the time the kill is done.
+        assert!(process::has_exited(pid), "{}", done.detail);
+        assert!(done.detail.ends_with("; it exited"), "{}", done.detail);
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGKILL));
     }
 
     #[test]
