@@ -384,11 +384,8 @@ mod tests {
                 "a write over a full wire waits"
             );
         }
-        assert!(
-            wire.lock().queue.len() <= 2,
-            "{} frames queued",
-            wire.lock().queue.len()
-        );
+        let queued = wire.lock().queue.len();
+        assert!(queued <= 2, "{queued} frames queued");
         drop(far);
     }
 
@@ -417,12 +414,9 @@ mod tests {
         }
         wire.close(close_frame(1001, "away")).await.unwrap();
         assert_eq!(wire.send(text_frame("late")).await, Err(Closed));
-        {
-            let mut state = wire.lock();
-            std::future::poll_fn(|cx| state.io.as_mut().poll_shutdown(cx))
-                .await
-                .unwrap();
-        }
+        std::future::poll_fn(|cx| wire.lock().io.as_mut().poll_shutdown(cx))
+            .await
+            .unwrap();
         let all = reader.await.unwrap();
         // Walk the frames: each whole, each writer's in its order, the close last.
         let mut next = [0usize; 4];
