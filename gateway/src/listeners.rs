@@ -158,21 +158,15 @@ impl<S: PingoraService> PingoraService for PreBound<S> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn runtimes_get_distinct_sockets_on_one_port_and_the_kernel_spreads_connections() {
-        let (sockets, bound) = bind_per_runtime("127.0.0.1:0", 2, false, "HTTPS", "test").unwrap();
-        assert_eq!(sockets.len(), 2);
-        assert_ne!(bound.port(), 0);
-        for socket in &sockets {
-            assert_eq!(socket.local_addr().unwrap(), bound);
-        }
-        // Connections hash over the sockets by their 4-tuple: 64 of them all on one socket
-        // would happen once in 2^63 runs.
+    /// 64 connections to `bound`: each of `sockets` (non-blocking, one port) accepts some.
+    /// Connections hash over the sockets by their 4-tuple: 64 of them all on one socket would
+    /// happen once in 2^63 runs.
+    fn every_socket_accepts(bound: std::net::SocketAddr, sockets: &[&std::net::TcpListener]) {
         let clients: Vec<_> = (0..64)
             .map(|_| std::net::TcpStream::connect(bound).unwrap())
             .collect();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        let mut accepted = [0usize; 2];
+        let mut accepted = vec![0usize; sockets.len()];
         while accepted.iter().sum::<usize>() < clients.len() {
             assert!(
                 std::time::Instant::now() < deadline,
@@ -186,6 +180,17 @@ mod tests {
             std::thread::yield_now();
         }
         assert!(accepted.iter().all(|&n| n > 0), "accepted {accepted:?}");
+    }
+
+    #[test]
+    fn runtimes_get_distinct_sockets_on_one_port_and_the_kernel_spreads_connections() {
+        let (sockets, bound) = bind_per_runtime("127.0.0.1:0", 2, false, "HTTPS", "test").unwrap();
+        assert_eq!(sockets.len(), 2);
+        assert_ne!(bound.port(), 0);
+        for socket in &sockets {
+            assert_eq!(socket.local_addr().unwrap(), bound);
+        }
+        every_socket_accepts(bound, &sockets.iter().collect::<Vec<_>>());
     }
 
     #[test]
@@ -204,24 +209,7 @@ mod tests {
             bind_per_runtime(&bound.to_string(), 1, true, "HTTPS", "test").unwrap();
         assert_eq!(again, bound);
         let sockets = [&first[0], &second[0]];
-        let clients: Vec<_> = (0..64)
-            .map(|_| std::net::TcpStream::connect(bound).unwrap())
-            .collect();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        let mut accepted = [0usize; 2];
-        while accepted.iter().sum::<usize>() < clients.len() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "accepted {accepted:?}"
-            );
-            for (index, socket) in sockets.iter().enumerate() {
-                while socket.accept().is_ok() {
-                    accepted[index] += 1;
-                }
-            }
-            std::thread::yield_now();
-        }
-        assert!(accepted.iter().all(|&n| n > 0), "accepted {accepted:?}");
+        every_socket_accepts(bound, &sockets);
         // A gateway not told to share still finds the port in use.
         let err =
             bind_per_runtime(&bound.to_string(), 1, false, "HTTPS", "test").expect_err("in use");
