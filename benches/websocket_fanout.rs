@@ -352,24 +352,14 @@ async fn main() {
             gateway_pids.push(gateway.id());
             processes.0.push(gateway);
 
-            let started = Instant::now();
-            loop {
-                // The admin listener's `/readyz` needs no credential (its upstream view does)
-                // and answers 200 once a replica is ready.
-                let ready = http_client
-                    .get(format!("http://127.0.0.1:{admin}/readyz"))
-                    .send()
-                    .await
-                    .is_ok_and(|response| response.status().is_success());
-                if ready {
-                    break;
-                }
-                assert!(
-                    started.elapsed() < Duration::from_secs(30),
-                    "the gateway never saw the engine ready"
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+            // The admin listener's `/readyz` needs no credential (its upstream view does) and
+            // answers 200 once a replica is ready.
+            wait_ready(
+                &http_client,
+                &format!("http://127.0.0.1:{admin}/readyz"),
+                "the gateway never saw the engine ready",
+            )
+            .await;
         }
 
         let mut roots = rustls::RootCertStore::empty();
@@ -386,22 +376,12 @@ async fn main() {
         let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
         (Target::Gateway(https, connector), gateway_pids)
     } else {
-        let started = Instant::now();
-        loop {
-            let ready = http_client
-                .get(format!("http://{api}/readyz"))
-                .send()
-                .await
-                .is_ok_and(|response| response.status().is_success());
-            if ready {
-                break;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "the engine never became ready"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_ready(
+            &http_client,
+            &format!("http://{api}/readyz"),
+            "the engine never became ready",
+        )
+        .await;
         (Target::Engine(ws), gateway_pids)
     };
     let path = if through_gateway && gateways > 1 {
@@ -626,4 +606,21 @@ async fn main() {
             "MISSED"
         }
     );
+}
+
+/// Polls `url` until it answers 2xx; panics with `never` after 30 s.
+async fn wait_ready(client: &reqwest::Client, url: &str, never: &str) {
+    let started = Instant::now();
+    loop {
+        let ready = client
+            .get(url)
+            .send()
+            .await
+            .is_ok_and(|response| response.status().is_success());
+        if ready {
+            return;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{never}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
