@@ -4,12 +4,14 @@
 # Exits non-zero when anything fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Each phase's start, in seconds since this script began, so a slow CI run says where it went.
+phase() { echo "== $1 (at ${SECONDS}s)" >&2; }
 
 bash scripts/setup.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 bash scripts/services.sh
 
-echo "== cargo fmt --check" >&2
+phase "cargo fmt --check"
 cargo fmt --all -- --check
 # Clippy and the fuzz targets' instrumented build run beside the tests, at the lowest CPU
 # priority and in target dirs of their own (target/clippy, target/fuzz), so they take only the
@@ -19,27 +21,29 @@ cargo fmt --all -- --check
 side_log="$(mktemp)"
 (
   set -e
-  echo "== cargo clippy"
+  echo "== cargo clippy (at ${SECONDS}s)"
   CARGO_TARGET_DIR=target/clippy nice -n 19 \
     cargo clippy --workspace --all-targets --locked -- -D warnings
-  echo "== cargo fuzz build"
+  echo "== cargo fuzz build (at ${SECONDS}s)"
   ARAGORA_FUZZ_SECONDS=0 nice -n 19 bash scripts/fuzz.sh
 ) >"$side_log" 2>&1 &
 side_builds=$!
-echo "== cargo test" >&2
+phase "cargo test"
 tests_status=0
 cargo test --workspace --locked --no-fail-fast || tests_status=$?
+phase "tests done; waiting for clippy and the fuzz build"
 side_status=0
 wait "$side_builds" || side_status=$?
 if [ "$side_status" != 0 ]; then
   cat "$side_log" >&2
   echo "test: clippy or the fuzz build failed (above): cargo clippy --workspace --all-targets -- -D warnings; bash scripts/fuzz.sh" >&2
 else
-  grep -E '^fuzz: built' "$side_log" >&2 || true
+  grep -E '^(== cargo|fuzz: built)' "$side_log" >&2 || true
 fi
 rm -f "$side_log"
 [ "$tests_status" = 0 ] || exit "$tests_status"
 [ "$side_status" = 0 ] || exit "$side_status"
 # Every fuzz target for ARAGORA_FUZZ_SECONDS each (default 10) from its committed corpus.
-echo "== fuzz" >&2
+phase "fuzz"
 bash scripts/fuzz.sh
+phase "all passed"

@@ -18,7 +18,7 @@
 //! | `upstream_request_filter` | forward `X-Request-Id`, `traceparent`, `X-Forwarded-For` and `-Proto` |
 //! | `response_filter` | add `X-Request-Id`, `RateLimit-*`, HSTS on HTTPS; register an upgraded WebSocket; pin the client to its replica |
 //! | `fail_to_connect` | passive health: count the failure; retry on another replica, at most twice (nothing was sent, so any method) |
-//! | `error_while_proxy` | passive health; retry an idempotent request only on a stale pooled connection (closed, reset or unreadable before any response head) |
+//! | `error_while_proxy` | passive health; retry an idempotent request only on a stale pooled connection (closed, reset or unreadable before any response head) or one the replica reset unread |
 //! | `fail_to_proxy` | answer errors as JSON with the right status |
 //! | `tunnel_upgraded`, `upgraded_tunnel` | after a WebSocket's 101, relay its two streams as a plain tunnel in a task of its own, which takes the request's context and finishes the request when it ends (idle timeout, 1001 at the drain timeout: [`websockets`](crate::websockets)) |
 //! | `logging` | (`Gateway::finish`) RED metrics under the route template, span export, JSON access log, count out; for a tunnelled WebSocket, the tunnel's task does this when it ends |
@@ -167,6 +167,19 @@ pub(crate) fn truncate_at_char(text: &str, max: usize) -> &str {
 
 pub(crate) fn idempotent(method: &str) -> bool {
     matches!(method, "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE")
+}
+
+/// Whether an I/O error before any response head says the replica never read the request:
+/// a reset (on Linux, closing a socket that still holds unread bytes resets the connection, and
+/// so does closing a listener with the connection still in its accept queue, as a stopping
+/// replica does) or a request that could not be written. A replica that read the request and
+/// then hung up closes cleanly instead, and its request is not sent again: it may have acted on
+/// it, or it may be a request that kills every replica it reaches.
+pub(crate) fn refused_unread(kind: std::io::ErrorKind) -> bool {
+    matches!(
+        kind,
+        std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+    )
 }
 
 /// A WebSocket upgrade to the engine's `/ws` (a GET with no body): only these get the idle
@@ -601,7 +614,13 @@ impl ProxyHttp for Gateway {
         // Pingora's own flag covers a pooled connection found closed; a pooled connection to a
         // replica that was killed breaks as a reset or a read error instead, before any response
         // head: that request is as stale, and goes to another replica too.
-        let stale = error.retry() || (client_reused && broken_connection && !ctx.answered);
+        let unread = !ctx.answered
+            && error
+                .root_cause()
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|cause| refused_unread(cause.kind()));
+        let stale =
+            error.retry() || (client_reused && broken_connection && !ctx.answered) || unread;
         let buffered = !session.as_ref().retry_buffer_truncated();
         let retry = upstream && self.replay(ctx, stale, buffered);
         error.set_retry(retry);
@@ -766,7 +785,8 @@ impl Gateway {
     }
 
     /// Whether a failed request is sent again: only when it never reached the replica (`stale`:
-    /// a reused connection found closed or broken before any response head), the method is
+    /// a reused connection found closed or broken before any response head, or any connection
+    /// the replica reset unread, see [`refused_unread`]), the method is
     /// idempotent, and the whole body is still at hand (`buffered`): a POST is never replayed.
     pub(crate) fn replay(&self, ctx: &Ctx, stale: bool, buffered: bool) -> bool {
         let retry =

@@ -317,9 +317,10 @@ impl Tunnel {
         }
     }
 
-    /// Both ways at once in one task, so neither direction waits on the other, until either
-    /// side ends (its end passed on to the other, as pingora's own relay does) or nothing has
-    /// moved for `idle`. The idle deadline is checked only when its timer fires: no timer is
+    /// Both ways at once in one task, so neither direction waits on the other, until both
+    /// sides have ended (each end passed on to the other) or nothing has moved for `idle`.
+    /// Not at the first end, as pingora's own relay does: a client that half-closes right after
+    /// its close frame would lose the replica's close frame and the events before it. The idle deadline is checked only when its timer fires: no timer is
     /// set per read.
     async fn relay(&mut self, idle: Duration) -> Result<End, Broken> {
         let mut last_moved = Instant::now();
@@ -337,7 +338,7 @@ impl Tunnel {
             } = self;
             let up = to_replica.poll_pump(cx, client, replica, &mut scratch, &mut moved)?;
             let down = to_client.poll_pump(cx, replica, client, &mut scratch, &mut moved)?;
-            if up.is_ready() || down.is_ready() {
+            if up.is_ready() && down.is_ready() {
                 return Poll::Ready(Ok(End::Closed));
             }
             if moved {
@@ -410,7 +411,8 @@ mod tests {
         tokio::spawn(async move { open.relay(tunnel, idle).await })
     }
 
-    /// Writes `bytes` and half-closes; reads everything until the other end closes.
+    /// Writes `bytes`, then reads everything until the other end closes (and half-closes only
+    /// then, when the writing half drops).
     async fn send_and_read_all(socket: TcpStream, bytes: Vec<u8>) -> Vec<u8> {
         let (mut read, mut write) = socket.into_split();
         let writer = tokio::spawn(async move {
@@ -473,6 +475,40 @@ mod tests {
         assert!(
             received == expected,
             "the client got the replica's bytes intact"
+        );
+        assert_eq!(relay.await.unwrap().unwrap(), End::Closed);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_that_half_closes_still_gets_what_the_replica_sends_after() {
+        let open = Arc::new(OpenWebSockets::default());
+        let (tunnel, client, mut replica) = open_tunnel(b"", b"").await;
+        let relay = relay(&open, tunnel, Duration::from_secs(60));
+        // The client sends its close frame and half-closes at once, as some clients do.
+        let client_side = tokio::spawn(async move {
+            let mut client = client;
+            client.write_all(b"\x88\x02\x03\xe8").await.unwrap();
+            client.shutdown().await.unwrap();
+            let mut received = Vec::new();
+            client.read_to_end(&mut received).await.unwrap();
+            received
+        });
+        let mut got = Vec::new();
+        replica.read_to_end(&mut got).await.unwrap();
+        assert_eq!(
+            got, b"\x88\x02\x03\xe8",
+            "the replica got the close and the end"
+        );
+        // Only then does the replica answer: a last event and its own close frame.
+        replica
+            .write_all(b"\x81\x04last\x88\x02\x03\xe8")
+            .await
+            .unwrap();
+        replica.shutdown().await.unwrap();
+        assert_eq!(
+            client_side.await.unwrap(),
+            b"\x81\x04last\x88\x02\x03\xe8",
+            "the client got the replica's answer after its own end"
         );
         assert_eq!(relay.await.unwrap().unwrap(), End::Closed);
     }

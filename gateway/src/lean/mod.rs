@@ -465,10 +465,14 @@ impl Conn {
                     outcome.next = Next::Close;
                     return outcome;
                 }
-                Err(Failure::Replica { error, broken }) => {
+                Err(Failure::Replica {
+                    error,
+                    broken,
+                    unread,
+                }) => {
                     self.ups.swap_remove(slot);
                     gateway.proxy_failed(Some(addr), broken, reused, ctx, &error);
-                    let stale = reused && broken;
+                    let stale = (reused && broken) || unread;
                     if gateway.replay(ctx, stale, request.framing == Framing::None) {
                         continue;
                     }
@@ -566,10 +570,13 @@ impl Conn {
                 return Err(Failure::Replica {
                     error: replica_error(&error),
                     broken: true,
+                    unread: crate::proxy::refused_unread(error.kind()),
                 })
             }
         }
         let max_head = MAX_READ_HEAD;
+        // Whether any byte of an answer (even a 1xx) came back.
+        let mut heard = false;
         loop {
             if !up.buf.is_empty() {
                 let policy = gateway.shared.headers();
@@ -594,6 +601,7 @@ impl Conn {
                                     "101 to a request that asked no upgrade",
                                 ),
                                 broken: false,
+                                unread: false,
                             });
                         }
                         // 1xx: passed on to an HTTP/1.1 client; the real answer follows.
@@ -611,6 +619,7 @@ impl Conn {
                         return Err(Failure::Replica {
                             error: Error::explain(InvalidHTTPHeader, error.to_string()),
                             broken: true,
+                            unread: false,
                         })
                     }
                 }
@@ -623,14 +632,17 @@ impl Conn {
                             "the replica closed before its answer",
                         ),
                         broken: true,
+                        unread: false,
                     })
                 }
-                Ok(_) => {}
+                Ok(_) => heard = true,
                 Err(error) => {
                     let broken = error.kind() != io::ErrorKind::TimedOut;
+                    let unread = !heard && crate::proxy::refused_unread(error.kind());
                     return Err(Failure::Replica {
                         error: replica_error(&error),
                         broken,
+                        unread,
                     });
                 }
             }
@@ -644,8 +656,13 @@ enum Failure {
     Client(Box<Error>),
     /// The client's body went over the limit.
     Refused(Refusal),
-    /// The replica's side; `broken`: the connection broke (not a timeout).
-    Replica { error: Box<Error>, broken: bool },
+    /// The replica's side; `broken`: the connection broke (not a timeout); `unread`: the
+    /// replica reset it before any byte of an answer, see [`crate::proxy::refused_unread`].
+    Replica {
+        error: Box<Error>,
+        broken: bool,
+        unread: bool,
+    },
 }
 
 fn client_error(error: &io::Error) -> Box<Error> {

@@ -1,5 +1,5 @@
-//! Where requests go: only to ready replicas, never replayed when not idempotent, away from a
-//! killed replica, sticky by debate and pin, and traced into the caller's trace.
+//! Where requests go: only to ready replicas, never replayed when not idempotent (a GET only
+//! when the replica never read it), away from a killed replica, sticky by debate and pin, and traced into the caller's trace.
 
 use super::*;
 
@@ -7,6 +7,7 @@ on_both_engines!(
     a_killed_replica_leaves_rotation_after_a_few_refused_connections_and_only_its_in_flight_requests_fail,
     only_ready_replicas_get_traffic_and_none_ready_answers_503_at_once,
     a_replica_hanging_up_mid_request_gets_a_json_502_and_a_post_is_never_replayed,
+    a_replica_resetting_a_request_unread_gets_a_get_again_but_never_a_post,
     spans_reach_an_otlp_collector_in_the_callers_trace,
     debates_stick_to_one_replica_clients_to_their_pin_and_removing_a_replica_remaps_its_share,
 );
@@ -118,6 +119,43 @@ async fn a_replica_hanging_up_mid_request_gets_a_json_502_and_a_post_is_never_re
     assert_eq!(inflight, ());
     let fine = client.get(gateway.https_url("/api/debates")).send().await;
     assert_eq!(fine.unwrap().status(), 200, "the gateway keeps serving");
+}
+
+async fn a_replica_resetting_a_request_unread_gets_a_get_again_but_never_a_post() {
+    // One replica: the GET can only succeed by going to it again, on a new connection.
+    let (replicas, gateway) = gateway_with_echoes(1).await;
+    let replica = &replicas[0];
+    let client = gateway.client();
+    let retries = |metrics: &str| sample(metrics, "aragora_upstream_retries_total").unwrap_or(0.0);
+    let retried_before = retries(&gateway.metrics().await);
+    replica.reset_next_unread();
+    let response = client
+        .get(gateway.https_url("/reset-unread"))
+        .send()
+        .await
+        .unwrap();
+    assert!(!replica.reset_armed(), "the GET met the reset");
+    assert_eq!(
+        response.status(),
+        200,
+        "a GET the replica never read is sent again"
+    );
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["path"], "/reset-unread");
+    assert_eq!(replica.served(), 1);
+    assert_eq!(retries(&gateway.metrics().await) - retried_before, 1.0);
+    replica.reset_next_unread();
+    let response = client
+        .post(gateway.https_url("/reset-unread"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert!(!replica.reset_armed(), "the POST met the reset");
+    assert_eq!(response.status(), 502, "a POST is never sent twice");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "bad_gateway", "{body}");
+    assert_eq!(replica.served(), 1, "the POST was not replayed");
 }
 
 async fn a_killed_replica_leaves_rotation_after_a_few_refused_connections_and_only_its_in_flight_requests_fail(

@@ -6,7 +6,10 @@
 //! streamed in chunks over MS milliseconds, so it is still in flight for that long. A
 //! WebSocket upgrade to `/ws` is answered with a 101 and [`UPGRADED_GREETING`] in the same
 //! write, and from then on every byte is echoed back as it came (including any sent with the
-//! upgrade request). Its JSON answers carry a `Server` banner and a permissive
+//! upgrade request). Once armed ([`EchoUpstream::reset_next_unread`]), the next request for
+//! `/reset-unread` is not read: its connection is closed with the request still in the socket,
+//! which makes the kernel reset it, as a replica stopping with connections in its accept queue
+//! does. Its JSON answers carry a `Server` banner and a permissive
 //! `X-Frame-Options` ([`REPLICA_BANNER`]).
 
 use serde_json::{json, Map, Value};
@@ -32,6 +35,7 @@ pub struct EchoUpstream {
     ready: Arc<AtomicBool>,
     served: Arc<AtomicUsize>,
     slow_started: Arc<AtomicUsize>,
+    reset_unread: Arc<AtomicBool>,
 }
 
 impl EchoUpstream {
@@ -44,6 +48,7 @@ impl EchoUpstream {
             ready: Arc::new(AtomicBool::new(ready)),
             served: Arc::default(),
             slow_started: Arc::default(),
+            reset_unread: Arc::default(),
         };
         let server = upstream.clone();
         tokio::spawn(async move {
@@ -62,6 +67,17 @@ impl EchoUpstream {
     /// Requests served, not counting readiness checks.
     pub fn served(&self) -> usize {
         self.served.load(Ordering::SeqCst)
+    }
+
+    /// Arms the reset of the next `/reset-unread` request's connection, unread; false once
+    /// that happened.
+    pub fn reset_next_unread(&self) {
+        self.reset_unread.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether an armed reset is still waiting for its request.
+    pub fn reset_armed(&self) -> bool {
+        self.reset_unread.load(Ordering::SeqCst)
     }
 
     /// `/slow/MS` requests that have arrived (and begun their answer).
@@ -91,6 +107,19 @@ impl EchoUpstream {
         let mut buffer = Vec::new();
         let mut chunk = [0u8; 8192];
         loop {
+            // Waits for the next request without taking it (arming may come meanwhile).
+            if buffer.is_empty() {
+                match stream.peek(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => {
+                        if chunk[..n].windows(14).any(|w| w == b" /reset-unread")
+                            && self.reset_unread.swap(false, Ordering::SeqCst)
+                        {
+                            return;
+                        }
+                    }
+                }
+            }
             let header_end = loop {
                 if let Some(at) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
                     break at + 4;
