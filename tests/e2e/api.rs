@@ -107,11 +107,10 @@ async fn fifty_concurrent_debates_all_complete(options: EngineOptions) {
         let debate = engine.wait_final(id, PATIENCE).await;
         assert_eq!(debate["status"], "completed", "{debate}");
     }
-    let metrics = engine.metrics().await;
-    let finished = finished_debates(&metrics);
+    let finished = finished_debates(&engine.metrics_after_debates(50.0).await);
     assert_eq!(
         finished, 50.0,
-        "aragora_debates_total counts every completed debate"
+        "aragora_debates_total counts every completed debate once"
     );
     let (_, listed) = engine.get("/api/debates?status=completed&limit=100").await;
     assert_eq!(listed["total"], 50);
@@ -520,7 +519,7 @@ async fn metrics_count_requests_under_route_templates() {
         .start_debate(json!({"topic": "Metrics", "rounds": 1}))
         .await;
     engine.wait_final(&id, PATIENCE).await;
-    let metrics = engine.metrics().await;
+    let metrics = engine.metrics_after_debates(1.0).await;
     assert!(
         !metrics.contains(&id),
         "a raw debate id leaked into a label"

@@ -182,7 +182,7 @@ async fn agents_that_all_time_out_fail_the_debate_with_a_reason() {
     let debate = engine.wait_final(&id, PATIENCE).await;
     crate::support::assert_every_agent_failed(&debate);
     assert_eq!(debate["agent_errors"].as_array().unwrap().len(), 3);
-    let metrics = engine.metrics().await;
+    let metrics = engine.metrics_after_debates(1.0).await;
     let timeouts = "aragora_agent_calls_total{agent=\"offline-skeptic\",provider=\"offline\",status=\"timeout\"}";
     assert_eq!(crate::support::sample(&metrics, timeouts), Some(1.0));
     assert_eq!(

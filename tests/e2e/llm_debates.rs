@@ -142,7 +142,7 @@ async fn llm_agents_debate_stream_their_words_and_sign_a_receipt() {
         .as_str()
         .unwrap()
         .contains("claude-sonnet-4-5"));
-    let metrics = engine.metrics().await;
+    let metrics = engine.metrics_after_debates(1.0).await;
     assert!(
         sample(
             &metrics,
@@ -227,7 +227,7 @@ async fn failing_providers_fail_the_debate_open_breakers_and_admins_can_reset_th
         (404, Some("no_receipt"))
     );
 
-    let metrics = engine.metrics().await;
+    let metrics = engine.metrics_after_debates(1.0).await;
     assert_eq!(
         sample(
             &metrics,
@@ -352,7 +352,7 @@ async fn openrouter_takes_over_and_the_debate_records_it() {
         openrouter.requests()[0].header("authorization"),
         Some("Bearer test-openrouter-key")
     );
-    let metrics = engine.metrics().await;
+    let metrics = engine.metrics_after_debates(1.0).await;
     assert!(
         sample(
             &metrics,

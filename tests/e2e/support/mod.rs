@@ -475,6 +475,26 @@ impl Engine {
         get_text(&self.http, &self.url("/metrics")).await
     }
 
+    /// The metrics once `finished` debates have been counted in `aragora_debates_total` (any
+    /// outcome): a debate's outcome is counted just after its end is stored, so a scrape right
+    /// after the API shows it final may not hold it yet.
+    pub async fn metrics_after_debates(&self, finished: f64) -> String {
+        eventually(
+            "the finished debates counted",
+            Duration::from_secs(30),
+            || async {
+                let metrics = self.metrics().await;
+                let counted: f64 = metrics
+                    .lines()
+                    .filter(|line| line.starts_with("aragora_debates_total{"))
+                    .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+                    .sum();
+                (counted >= finished).then_some(metrics)
+            },
+        )
+        .await
+    }
+
     /// The faults active in the engine (`faults` of /api/system/faults, read with `token`).
     pub async fn active_faults(&self, token: &str) -> Value {
         let url = self.url("/api/system/faults");
