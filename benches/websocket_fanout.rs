@@ -307,6 +307,9 @@ async fn main() {
         .env("ARAGORA_WS_HEARTBEAT_INTERVAL", "3600")
         // Every watcher is the one anonymous client: let it hold them all.
         .env("ARAGORA_WS_MAX_CONNECTIONS_PER_CLIENT", "1000000")
+        // ... and send every watcher's subscribe at once (the default, 100 a second per
+        // client, closes all but the first hundred or so with 1008).
+        .env("ARAGORA_WS_MAX_MESSAGES_PER_SECOND", "100000")
         .stderr(std::fs::File::create(data.path().join("engine.log")).unwrap());
     let mut engine = engine.spawn().expect("start aragora serve");
     let (api, ws) = engine_api(&mut engine);
@@ -334,6 +337,11 @@ async fn main() {
                 .env("ARAGORA_GATEWAY_HOST", "127.0.0.1")
                 .env("ARAGORA_RATE_LIMIT", "0")
                 .env("ARAGORA_GATEWAY_MAX_INFLIGHT", (sockets + 1000).to_string())
+                // Every client is this one address.
+                .env(
+                    "ARAGORA_GATEWAY_MAX_WEBSOCKETS_PER_CLIENT",
+                    sockets.to_string(),
+                )
                 .env("ARAGORA_SLOW_START_SECS", "0")
                 .env("ARAGORA_GATEWAY_DRAIN_DELAY", "0")
                 .env("ARAGORA_LOG_LEVEL", "warning")

@@ -73,13 +73,13 @@ pub fn test_token() -> String {
 }
 
 thread_local! {
-    static H1_ENGINE: std::cell::Cell<&'static str> = const { std::cell::Cell::new("pingora") };
+    static H1_ENGINE: std::cell::Cell<&'static str> = const { std::cell::Cell::new("lean") };
 }
 
 /// Runs `test` with the gateways it starts serving HTTP/1.1 on `engine`
 /// (`ARAGORA_GATEWAY_H1_ENGINE`, unless the test's own env names it): what `on_both_engines!`
 /// runs each gateway test under. Per thread, like [`test_token`]: a gateway started inside a
-/// spawned task gets the default.
+/// spawned task, or by a test outside `on_both_engines!`, gets the binary's default (lean).
 pub async fn with_h1_engine<F: Future<Output = ()>>(engine: &'static str, test: F) {
     H1_ENGINE.with(|current| current.set(engine));
     test.await
