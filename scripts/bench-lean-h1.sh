@@ -2,11 +2,13 @@
 # Issue 17, lever 6: the gateway with its production features on (metrics, access log to a
 # file, request ids, trace context, rate limit checked, security headers, HSTS) on each of its
 # HTTP/1.1 engines (`ARAGORA_GATEWAY_H1_ENGINE=pingora` and `lean`, through
-# gateway/examples/gateway_env.rs), against bare pingora (`bare_pingora ... percore`) and nginx,
-# over TLS HTTP/1.1 keep-alive, the same upstream and wrk command as scripts/bench-gateway.sh's
-# scenario (a). Two measurements:
+# gateway/examples/gateway_env.rs), against bare pingora (`bare_pingora ... percore`) and nginx
+# (without an access log, and as nginx-log with a JSON access line per request as the gateway
+# writes), over TLS HTTP/1.1 keep-alive, the same upstream and wrk command as
+# scripts/bench-gateway.sh's scenario (a). Two measurements:
 #   - CPU microseconds per request of the proxy process (utime+stime from /proc over wrk's
-#     requests), RUNS alternating rounds of nginx, percore, gw-pingora, gw-lean; the load
+#     requests), RUNS alternating rounds of nginx, nginx-log, percore, gw-pingora, gw-lean and
+#     gw-lean-quiet (the access log off at ARAGORA_LOG_LEVEL=warning); the load
 #     average at each run;
 #   - callgrind instructions per request (Ir, repeatable on a shared machine) under
 #     `wrk -t1 -c4 -d${CG_SECS}s`, instrumentation switched on only for the wrk run; nginx as one
@@ -53,12 +55,12 @@ http { access_log off; keepalive_requests 1000000;
 EOF
 nginx -c "$work/upstream.conf" -p "$work" & pids+=($!)
 
-# $1 port, $2 workers, $3 extra main-context directives
+# $1 port, $2 workers, $3 extra main-context directives, $4 the access log (default off)
 nginx_conf() {
   cat <<EOF
 worker_processes $2; daemon off; pid $work/nginx.$1.pid; error_log $work/nginx.$1.err; $3
 events { worker_connections 4096; }
-http { access_log off; keepalive_requests 1000000;
+http { ${4:-access_log off;} keepalive_requests 1000000;
   upstream engine { server 127.0.0.1:$UP; keepalive 128; }
   server { listen 127.0.0.1:$1 ssl; ssl_certificate $work/cert.pem; ssl_certificate_key $work/key.pem;
     ssl_protocols TLSv1.2 TLSv1.3;
@@ -68,6 +70,16 @@ EOF
 }
 nginx_conf "$NG" "$PROXY_THREADS" "" > "$work/nginx.conf"
 nginx -c "$work/nginx.conf" -p "$work" & pids+=($!); NG_PID=$!
+# nginx-log: nginx writing a JSON access line per request with the fields the gateway's line
+# holds (request id, method, path, status, duration, upstream, client, TLS), as the gateway
+# does: the plain nginx above logs nothing, which the gateway cannot be told to do.
+json_access() { # $1 the file
+  echo "log_format gw escape=json '{\"timestamp\":\"\$time_iso8601\",\"level\":\"INFO\",\"target\":\"access\",\"message\":\"request\",\"request_id\":\"\$request_id\",\"method\":\"\$request_method\",\"path\":\"\$uri\",\"status\":\$status,\"duration_ms\":\$request_time,\"upstream\":\"\$upstream_addr\",\"client\":\"\$remote_addr\",\"tls\":\"\$ssl_protocol\"}'; access_log $1 gw;"
+}
+NL=$(free_port)
+mkdir -p "$work/nglog"
+nginx_conf "$NL" "$PROXY_THREADS" "" "$(json_access "$work/nglog/access.log")" > "$work/nginx.log.conf"
+nginx -c "$work/nginx.log.conf" -p "$work/nglog" & pids+=($!); NL_PID=$!
 "$BARE_PINGORA_BIN" "127.0.0.1:$PB" "127.0.0.1:$UP" "$work/cert.pem" "$work/key.pem" "$PROXY_THREADS" percore \
   >/dev/null 2>"$work/percore.log" & pids+=($!); PB_PID=$!
 # The gateway, features on; $1 engine, $2 HTTPS port, $3 runtimes; the access log to a file.
@@ -84,6 +96,11 @@ gateway_env pingora "$GP" "$PROXY_THREADS"
 env "${gw_env[@]}" "$GATEWAY_BIN" >"$work/gw-pingora.access" 2>&1 & pids+=($!); GP_PID=$!
 gateway_env lean "$GL" "$PROXY_THREADS"
 env "${gw_env[@]}" "$GATEWAY_BIN" >"$work/gw-lean.access" 2>&1 & pids+=($!); GL_PID=$!
+# gw-lean-quiet: the same at ARAGORA_LOG_LEVEL=warning, which turns the access log off (beside
+# the plain nginx, which logs nothing).
+GQ=$(free_port)
+gateway_env lean "$GQ" "$PROXY_THREADS"
+env "${gw_env[@]}" ARAGORA_LOG_LEVEL=warning "$GATEWAY_BIN" >"$work/gw-lean-quiet.access" 2>&1 & pids+=($!); GQ_PID=$!
 
 wait_200() { # $1 port
   for _ in $(seq 1 300); do
@@ -92,19 +109,19 @@ wait_200() { # $1 port
   done
   echo "bench: port $1 never answered 200" >&2; exit 1
 }
-for port in $NG $PB $GP $GL; do wait_200 "$port"; done
+for port in $NG $NL $PB $GP $GL $GQ; do wait_200 "$port"; done
 
 proc_tree() { local p; for p in "$@"; do echo "$p"; proc_tree $(ps -o pid= --ppid "$p"); done; }
 ticks() { local p; for p in "$@"; do sed 's/.*) //' "/proc/$p/stat" | awk '{print $12 + $13}'; done | awk '{s += $1} END {print s}'; }
 wrk_requests() { awk '/requests in/ {n = $1} /Requests\/sec/ {r = $2} /^ +99%/ {p = $2} END {print n, r, p}'; }
 
-declare -A port_of=([nginx]=$NG [percore]=$PB [gw-pingora]=$GP [gw-lean]=$GL)
-declare -A pid_of=([nginx]=$NG_PID [percore]=$PB_PID [gw-pingora]=$GP_PID [gw-lean]=$GL_PID)
+declare -A port_of=([nginx]=$NG [nginx-log]=$NL [percore]=$PB [gw-pingora]=$GP [gw-lean]=$GL [gw-lean-quiet]=$GQ)
+declare -A pid_of=([nginx]=$NG_PID [nginx-log]=$NL_PID [percore]=$PB_PID [gw-pingora]=$GP_PID [gw-lean]=$GL_PID [gw-lean-quiet]=$GQ_PID)
 hz=$(getconf CLK_TCK)
 echo "| round | proxy | load average (1 min) | req/s | p99 | CPU us/req |"
 echo "|---|---|---|---|---|---|"
 for round in $(seq 1 "$RUNS"); do
-  for name in nginx percore gw-pingora gw-lean; do
+  for name in nginx nginx-log percore gw-pingora gw-lean gw-lean-quiet; do
     # shellcheck disable=SC2207
     procs=($(proc_tree "${pid_of[$name]}"))
     load=$(cut -d' ' -f1 /proc/loadavg)
@@ -147,6 +164,10 @@ mkdir -p "$work/ngcg"
 nginx_conf "$port" 1 "master_process off;" > "$work/nginx.cg.conf"
 callgrind_one nginx "$port" nginx -c "$work/nginx.cg.conf" -p "$work/ngcg"
 port=$(free_port)
+mkdir -p "$work/nglogcg"
+nginx_conf "$port" 1 "master_process off;" "$(json_access "$work/nglogcg/access.log")" > "$work/nginx.logcg.conf"
+callgrind_one nginx-log "$port" nginx -c "$work/nginx.logcg.conf" -p "$work/nglogcg"
+port=$(free_port)
 callgrind_one percore "$port" "$BARE_PINGORA_BIN" "127.0.0.1:$port" "127.0.0.1:$UP" "$work/cert.pem" "$work/key.pem" 1 percore
 for engine in pingora lean; do
   port=$(free_port)
@@ -155,3 +176,7 @@ for engine in pingora lean; do
   # The access log goes to callgrind_one's /dev/null here (still formatted and written).
   callgrind_one "gw-$engine" "$port" "$GATEWAY_BIN"
 done
+port=$(free_port)
+gateway_env lean "$port" 1
+cg_env=("${gw_env[@]}" ARAGORA_LOG_LEVEL=warning)
+callgrind_one gw-lean-quiet "$port" "$GATEWAY_BIN"

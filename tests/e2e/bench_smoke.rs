@@ -1,7 +1,8 @@
-//! The gateway benchmark harness (`scripts/bench-gateway.sh`) run for a second per proxy and
-//! scenario, so it cannot rot: the binaries under test (the debug `aragora` and the debug bare
-//! pingora example), real nginx, HAProxy, wrk, h2load and openssl. Not a measurement: it checks
-//! that every table has every proxy with requests served and CPU counted.
+//! The gateway benchmark harnesses (`scripts/bench-gateway.sh`, `scripts/bench-lean-h1.sh`) run
+//! for a second per proxy and scenario, so they cannot rot: the binaries under test (the debug
+//! `aragora` and the debug `bare_pingora` and `gateway_env` examples), real nginx, HAProxy, wrk,
+//! h2load and openssl. Not a measurement: it checks that every table has every proxy with
+//! requests served and CPU counted.
 
 use crate::support::deploy::repo;
 use crate::support::BINARY;
@@ -12,28 +13,25 @@ use std::process::{Command, Stdio};
 const SCENARIOS: [&str; 4] = ["(a)", "(b)", "(c)", "(d)"];
 const PROXIES: [&str; 4] = ["nginx", "haproxy", "pingora (bare)", "aragora"];
 
-/// The debug bare pingora example beside the binary under test. `cargo test --workspace` (the
-/// test command) builds it before any test runs; a run of this test alone on a build without it,
-/// or with one older than its source, builds it here. Not `--workspace`: that unifies other
-/// features than the test build does and rebuilds half the dependencies.
-fn bare_pingora() -> PathBuf {
+/// The gateway's debug example `name` beside the binary under test. `cargo test --workspace`
+/// (the test command) builds it before any test runs; a run of this test alone on a build
+/// without it, or with one older than its source, builds it here. Not `--workspace`: that
+/// unifies other features than the test build does and rebuilds half the dependencies.
+fn debug_example(name: &str) -> PathBuf {
     let debug_dir = Path::new(BINARY).parent().unwrap();
-    let example = debug_dir.join("examples/bare_pingora");
+    let example = debug_dir.join("examples").join(name);
     let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
-    let source = repo().join("gateway/examples/bare_pingora.rs");
+    let source = repo().join(format!("gateway/examples/{name}.rs"));
     if modified(&example).is_none() || modified(&example) < modified(&source) {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
             .args(["build", "--locked", "-q", "-p", "aragora-gateway"])
-            .args(["--example", "bare_pingora"])
+            .args(["--example", name])
             .current_dir(repo())
             .stdin(Stdio::null())
             .status()
-            .expect("run cargo build --example bare_pingora");
-        assert!(
-            status.success(),
-            "cargo build --example bare_pingora failed"
-        );
+            .unwrap_or_else(|e| panic!("run cargo build --example {name}: {e}"));
+        assert!(status.success(), "cargo build --example {name} failed");
     }
     assert!(example.exists(), "no {}", example.display());
     example
@@ -54,7 +52,7 @@ fn the_gateway_benchmark_measures_every_proxy_in_every_scenario() {
     let output = Command::new("bash")
         .arg(repo().join("scripts/bench-gateway.sh"))
         .env("ARAGORA_BIN", BINARY)
-        .env("BARE_PINGORA_BIN", bare_pingora())
+        .env("BARE_PINGORA_BIN", debug_example("bare_pingora"))
         .env("RUNS", "1")
         .env("DURATION", "1")
         .stdin(Stdio::null())
@@ -106,6 +104,52 @@ fn the_gateway_benchmark_measures_every_proxy_in_every_scenario() {
                     table.join("\n")
                 );
             }
+        }
+    }
+}
+
+/// The rows `bench-lean-h1.sh` prints per round, by proxy.
+const LEAN_PROXIES: [&str; 6] = [
+    "nginx",
+    "nginx-log",
+    "percore",
+    "gw-pingora",
+    "gw-lean",
+    "gw-lean-quiet",
+];
+
+#[test]
+fn the_lean_engine_benchmark_measures_every_proxy() {
+    let output = Command::new("bash")
+        .arg(repo().join("scripts/bench-lean-h1.sh"))
+        .env("BARE_PINGORA_BIN", debug_example("bare_pingora"))
+        .env("GATEWAY_BIN", debug_example("gateway_env"))
+        .env("RUNS", "1")
+        .env("DURATION", "1")
+        .env("CALLGRIND", "0")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run scripts/bench-lean-h1.sh");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the harness failed:\n{stdout}\n{stderr}"
+    );
+    // | round | proxy | load average (1 min) | req/s | p99 | CPU us/req |
+    let rows: Vec<Vec<&str>> = stdout
+        .lines()
+        .filter(|line| line.starts_with("| 1 |"))
+        .map(cells)
+        .collect();
+    for proxy in LEAN_PROXIES {
+        let row = rows
+            .iter()
+            .find(|row| row[1] == proxy)
+            .unwrap_or_else(|| panic!("no {proxy} row in:\n{stdout}\n{stderr}"));
+        for (what, value) in [("req/s", row[3]), ("CPU us/req", row[5])] {
+            let number: f64 = value.parse().unwrap_or(0.0);
+            assert!(number > 0.0, "{proxy}: {what} is {value:?}\n{stdout}");
         }
     }
 }
