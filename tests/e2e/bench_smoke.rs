@@ -37,6 +37,28 @@ fn debug_example(name: &str) -> PathBuf {
     example
 }
 
+/// `scripts/SCRIPT` run for one round of a second per proxy with `env`; its stdout and stderr,
+/// once it has succeeded.
+fn run_harness(script: &str, env: &[(&str, PathBuf)]) -> (String, String) {
+    let started = std::time::Instant::now();
+    let output = Command::new("bash")
+        .arg(repo().join("scripts").join(script))
+        .envs(env.iter().map(|(key, value)| (key, value)))
+        .env("RUNS", "1")
+        .env("DURATION", "1")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("run scripts/{script}: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        output.status.success(),
+        "the harness failed:\n{stdout}\n{stderr}"
+    );
+    eprintln!("scripts/{script} took {:?}", started.elapsed());
+    (stdout, stderr)
+}
+
 /// The cells of a table row (`| a | b |` gives `["a", "b"]`).
 fn cells(row: &str) -> Vec<&str> {
     row.trim()
@@ -48,23 +70,13 @@ fn cells(row: &str) -> Vec<&str> {
 
 #[test]
 fn the_gateway_benchmark_measures_every_proxy_in_every_scenario() {
-    let started = std::time::Instant::now();
-    let output = Command::new("bash")
-        .arg(repo().join("scripts/bench-gateway.sh"))
-        .env("ARAGORA_BIN", BINARY)
-        .env("BARE_PINGORA_BIN", debug_example("bare_pingora"))
-        .env("RUNS", "1")
-        .env("DURATION", "1")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run scripts/bench-gateway.sh");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "the harness failed:\n{stdout}\n{stderr}"
+    let (stdout, stderr) = run_harness(
+        "bench-gateway.sh",
+        &[
+            ("ARAGORA_BIN", PathBuf::from(BINARY)),
+            ("BARE_PINGORA_BIN", debug_example("bare_pingora")),
+        ],
     );
-    eprintln!("the harness took {:?}", started.elapsed());
 
     for scenario in SCENARIOS {
         let heading = format!("### {scenario} ");
@@ -120,21 +132,13 @@ const LEAN_PROXIES: [&str; 6] = [
 
 #[test]
 fn the_lean_engine_benchmark_measures_every_proxy() {
-    let output = Command::new("bash")
-        .arg(repo().join("scripts/bench-lean-h1.sh"))
-        .env("BARE_PINGORA_BIN", debug_example("bare_pingora"))
-        .env("GATEWAY_BIN", debug_example("gateway_env"))
-        .env("RUNS", "1")
-        .env("DURATION", "1")
-        .env("CALLGRIND", "0")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run scripts/bench-lean-h1.sh");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "the harness failed:\n{stdout}\n{stderr}"
+    let (stdout, stderr) = run_harness(
+        "bench-lean-h1.sh",
+        &[
+            ("BARE_PINGORA_BIN", debug_example("bare_pingora")),
+            ("GATEWAY_BIN", debug_example("gateway_env")),
+            ("CALLGRIND", PathBuf::from("0")),
+        ],
     );
     // | round | proxy | load average (1 min) | req/s | p99 | CPU us/req |
     let rows: Vec<Vec<&str>> = stdout
