@@ -614,13 +614,12 @@ impl ProxyHttp for Gateway {
         // Pingora's own flag covers a pooled connection found closed; a pooled connection to a
         // replica that was killed breaks as a reset or a read error instead, before any response
         // head: that request is as stale, and goes to another replica too.
-        let unread = !ctx.answered
-            && error
-                .root_cause()
-                .downcast_ref::<std::io::Error>()
-                .is_some_and(|cause| refused_unread(cause.kind()));
+        let unread = error
+            .root_cause()
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|cause| refused_unread(cause.kind()));
         let stale =
-            error.retry() || (client_reused && broken_connection && !ctx.answered) || unread;
+            error.retry() || (!ctx.answered && ((client_reused && broken_connection) || unread));
         let buffered = !session.as_ref().retry_buffer_truncated();
         let retry = upstream && self.replay(ctx, stale, buffered);
         error.set_retry(retry);

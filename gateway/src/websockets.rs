@@ -320,8 +320,8 @@ impl Tunnel {
     /// Both ways at once in one task, so neither direction waits on the other, until both
     /// sides have ended (each end passed on to the other) or nothing has moved for `idle`.
     /// Not at the first end, as pingora's own relay does: a client that half-closes right after
-    /// its close frame would lose the replica's close frame and the events before it. The idle deadline is checked only when its timer fires: no timer is
-    /// set per read.
+    /// its close frame would lose the replica's close frame and the events before it. The idle
+    /// deadline is checked only when its timer fires: no timer is set per read.
     async fn relay(&mut self, idle: Duration) -> Result<End, Broken> {
         let mut last_moved = Instant::now();
         let timer = tokio::time::sleep(idle);

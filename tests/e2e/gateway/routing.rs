@@ -1,5 +1,6 @@
 //! Where requests go: only to ready replicas, never replayed when not idempotent (a GET only
-//! when the replica never read it), away from a killed replica, sticky by debate and pin, and traced into the caller's trace.
+//! when the replica never read it), away from a killed replica, sticky by debate and pin, and
+//! traced into the caller's trace.
 
 use super::*;
 

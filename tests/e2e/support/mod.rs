@@ -484,10 +484,13 @@ impl Engine {
             Duration::from_secs(30),
             || async {
                 let metrics = self.metrics().await;
-                let counted: f64 = metrics
-                    .lines()
-                    .filter(|line| line.starts_with("aragora_debates_total{"))
-                    .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+                let counted: f64 = aragora_engine::model::Outcome::ALL
+                    .iter()
+                    .filter_map(|outcome| {
+                        let series =
+                            format!("aragora_debates_total{{outcome=\"{}\"}}", outcome.as_str());
+                        sample(&metrics, &series)
+                    })
                     .sum();
                 (counted >= finished).then_some(metrics)
             },
