@@ -132,6 +132,7 @@ pub struct EngineConfig {
     pub webhook_breaker_cooldown_ms: u64,
     pub webhook_poll_interval_ms: u64,
     pub webhook_concurrency: usize,
+    pub webhook_concurrency_per_endpoint: usize,
     pub webhook_allow_http: bool,
     pub webhook_allow_private: bool,
     pub webhook_encryption_key: Option<String>,
@@ -238,6 +239,7 @@ aragora_config::settings! {
     webhook_breaker_cooldown_ms: ["ARAGORA_WEBHOOK_BREAKER_COOLDOWN_MS"] "Milliseconds an open webhook breaker stays open before one trial delivery (half-open); 1 to 86400000.";
     webhook_poll_interval_ms: ["ARAGORA_WEBHOOK_POLL_INTERVAL_MS"] "Milliseconds between the delivery worker's looks for due webhook deliveries (each replica runs one); 10 to 60000.";
     webhook_concurrency: ["ARAGORA_WEBHOOK_CONCURRENCY"] "Webhook deliveries one replica sends at once; 1 to 1000.";
+    webhook_concurrency_per_endpoint: ["ARAGORA_WEBHOOK_CONCURRENCY_PER_ENDPOINT"] "Of those, the most one receiver endpoint (scheme://host:port) may hold at once, so a receiver that hangs until its timeout leaves the other slots to the other receivers (its further deliveries wait, unattempted); 1 to 1000, at most ARAGORA_WEBHOOK_CONCURRENCY counts.";
     webhook_allow_http: ["ARAGORA_WEBHOOK_ALLOW_HTTP"] "Allow http:// webhook URLs (default only https://); refused when ARAGORA_ENV=production.";
     webhook_allow_private: ["ARAGORA_WEBHOOK_ALLOW_PRIVATE"] "Allow webhooks to loopback, private, link-local and other non-public addresses (checked at creation and at every delivery, against every address the host resolves to); for tests and closed networks only.";
     webhook_encryption_key: ["ARAGORA_WEBHOOK_ENCRYPTION_KEY"] "Key (32+ characters, e.g. `openssl rand -hex 32`) that webhook secrets are encrypted with (AES-256-GCM of its SHA-256); generated into the data directory when unset. Replicas sharing a database must share it.";
@@ -319,6 +321,7 @@ impl Default for EngineConfig {
             webhook_breaker_cooldown_ms: 60_000,
             webhook_poll_interval_ms: 1_000,
             webhook_concurrency: 16,
+            webhook_concurrency_per_endpoint: 4,
             webhook_allow_http: false,
             webhook_allow_private: false,
             webhook_encryption_key: None,
@@ -507,7 +510,7 @@ impl EngineConfig {
     }
 
     fn validate_webhooks(&self, check: &mut impl FnMut(bool, &str, String)) {
-        let ranges: [(&str, u64, u64, u64); 6] = [
+        let ranges: [(&str, u64, u64, u64); 7] = [
             (
                 "ARAGORA_WEBHOOK_TIMEOUT_MS",
                 self.webhook_timeout_ms,
@@ -541,6 +544,12 @@ impl EngineConfig {
             (
                 "ARAGORA_WEBHOOK_CONCURRENCY",
                 self.webhook_concurrency as u64,
+                1,
+                1_000,
+            ),
+            (
+                "ARAGORA_WEBHOOK_CONCURRENCY_PER_ENDPOINT",
+                self.webhook_concurrency_per_endpoint as u64,
                 1,
                 1_000,
             ),

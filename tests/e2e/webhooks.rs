@@ -597,6 +597,48 @@ async fn a_silent_receiver_is_dead_lettered_then_retried_by_the_admin(options: E
 
 on_both_backends!(a_silent_receiver_is_dead_lettered_then_retried_by_the_admin);
 
+/// A receiver that hangs until its timeout holds its endpoint's share of the replica's delivery
+/// slots, not all of them: another receiver's delivery goes out at once, long before the hung
+/// attempts time out, and the hung receiver's further deliveries wait unattempted.
+async fn a_hanging_receiver_does_not_hold_up_another(options: EngineOptions) {
+    let hanging = Receiver::start(Mode::Hang).await;
+    let healthy = Receiver::start(Mode::Ok).await;
+    let timeout = Duration::from_secs(30);
+    let options = self::options(options)
+        .env("ARAGORA_WEBHOOK_TIMEOUT_MS", timeout.as_millis())
+        .env("ARAGORA_WEBHOOK_CONCURRENCY", 4)
+        .env("ARAGORA_WEBHOOK_CONCURRENCY_PER_ENDPOINT", 2);
+    let engine = Engine::start(options).await;
+    subscribe(&engine, &hanging.url(), &["debate_start"]).await;
+    for n in 0..4 {
+        engine
+            .start_debate(json!({"topic": format!("hung {n}"), "rounds": 1}))
+            .await;
+    }
+    // Four due deliveries to the hung receiver: without a share per endpoint they would take
+    // all four slots for the whole timeout.
+    hanging
+        .wait_for("the hung receiver's share in flight", |r| r.len() >= 2)
+        .await;
+    subscribe(&engine, &healthy.url(), &["debate_start"]).await;
+    engine
+        .start_debate(json!({"topic": "healthy", "rounds": 1}))
+        .await;
+    eventually(
+        "the healthy receiver's delivery while the others hang",
+        timeout / 3,
+        || async { (!healthy.receipts().is_empty()).then_some(()) },
+    )
+    .await;
+    assert_eq!(
+        hanging.receipts().len(),
+        2,
+        "the hung receiver got more than its share of 2 at once"
+    );
+}
+
+on_both_backends!(a_hanging_receiver_does_not_hold_up_another);
+
 /// Each bad subscription, its status, and words the message must hold.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_subscriptions_are_refused_with_what_to_fix() {
@@ -1090,11 +1132,41 @@ async fn the_cli_manages_subscriptions_through_the_admin_api() {
         "the engine has it paused: {shown}"
     );
 
+    // Paused, it is sent nothing (nor queued): a debate ending now never reaches it.
+    let quiet = engine
+        .run_debate(json!({"topic": "while paused", "rounds": 1}))
+        .await;
+    let (code, out, err) = cli(&["resume", &id]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("active"), "{out}");
+    let heard = engine
+        .run_debate(json!({"topic": "after resuming", "rounds": 1}))
+        .await;
+    let receipts = receiver
+        .wait_for("the resumed subscription's debate_end", |r| {
+            r.iter().any(|r| {
+                r.event == "debate_end" && event_of(r)["data"]["debate_id"] == heard["debate_id"]
+            })
+        })
+        .await;
+    assert!(
+        receipts
+            .iter()
+            .all(|r| event_of(r)["data"]["debate_id"] != quiet["debate_id"]),
+        "a delivery of the debate that ended while paused: {receipts:?}"
+    );
+
     let (code, out, _) = cli(&["dead-letters"]);
     assert_eq!(code, Some(0));
     assert!(
         out.contains("0 dead deliveries") && out.contains("empty"),
         "{out}"
+    );
+    let (code, out, err) = cli(&["retry", "dlv_nope"]);
+    assert_eq!(code, Some(2), "{out}{err}");
+    assert!(
+        err.contains("dlv_nope"),
+        "the refusal names the delivery: {err}"
     );
 
     let (code, out, err) = cli(&["add", &url, "--event", "debate_over"]);

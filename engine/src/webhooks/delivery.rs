@@ -7,8 +7,10 @@
 //! will not change by retrying, nor will a refused address). Before sending, the endpoint's
 //! shared breaker ([`breaker`]) is asked: an open one puts the delivery back unattempted, a
 //! half-open one lets one trial through. At most
-//! `ARAGORA_WEBHOOK_CONCURRENCY` deliveries are in flight per replica, each on its own task, so
-//! a receiver that takes its whole timeout holds up no other.
+//! `ARAGORA_WEBHOOK_CONCURRENCY` deliveries are in flight per replica, each on its own task, and
+//! at most `ARAGORA_WEBHOOK_CONCURRENCY_PER_ENDPOINT` of them to one endpoint: a receiver that
+//! takes its whole timeout holds that many slots, not all of them, until its breaker opens; its
+//! further claimed deliveries are put back unattempted for the next pass.
 
 use super::breaker::{self, Admission, BreakerState, Breakers};
 use super::egress::{self, EgressError, EgressPolicy, GuardedResolver};
@@ -23,7 +25,7 @@ use crate::model::now_ms;
 use crate::store::SqlStore;
 use reqwest::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
 use reqwest::Url;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::Semaphore;
@@ -46,6 +48,7 @@ pub struct DeliverySettings {
     pub breaker_cooldown: Duration,
     pub poll: Duration,
     pub concurrency: usize,
+    pub concurrency_per_endpoint: usize,
     pub egress: EgressPolicy,
 }
 
@@ -60,6 +63,7 @@ impl DeliverySettings {
             breaker_cooldown: Duration::from_millis(config.webhook_breaker_cooldown_ms),
             poll: Duration::from_millis(config.webhook_poll_interval_ms),
             concurrency: config.webhook_concurrency,
+            concurrency_per_endpoint: config.webhook_concurrency_per_endpoint,
             egress: EgressPolicy {
                 allow_http: config.webhook_allow_http,
                 allow_private: config.webhook_allow_private,
@@ -101,6 +105,8 @@ pub struct Webhooks {
     /// This replica's lease holder name.
     holder: String,
     in_flight: Arc<Semaphore>,
+    /// Deliveries in flight per endpoint, against `concurrency_per_endpoint`.
+    per_endpoint: EndpointSlots,
     /// The endpoints `aragora_webhook_circuit_breaker_state` has a series of.
     exported: Mutex<BTreeSet<String>>,
 }
@@ -126,6 +132,11 @@ impl Webhooks {
         Ok(Self {
             breakers: Breakers::new(settings.breaker_threshold, settings.breaker_cooldown),
             in_flight: Arc::new(Semaphore::new(settings.concurrency.max(1))),
+            per_endpoint: EndpointSlots::new(
+                settings
+                    .concurrency_per_endpoint
+                    .clamp(1, settings.concurrency.max(1)),
+            ),
             store,
             settings,
             secrets,
@@ -230,13 +241,26 @@ impl Webhooks {
         .await?;
         let count = claimed.len();
         for delivery in claimed {
+            let endpoint = endpoint_of(&delivery.url);
+            let Some(slot) = self.per_endpoint.take(&endpoint) else {
+                // Its endpoint's share is in flight: back for the next pass, unattempted, behind
+                // the other receivers' due deliveries.
+                let at_ms = now_ms() + self.settings.poll.as_millis() as i64;
+                let finish = Finish::Defer { at_ms };
+                if let Err(err) =
+                    outbox::finish(self.pool(), &delivery.id, &self.holder, &finish, now_ms()).await
+                {
+                    tracing::warn!(delivery = %delivery.id, error = %err, "cannot put back a webhook delivery; it is taken again when its lease ends");
+                }
+                continue;
+            };
             let Ok(permit) = self.in_flight.clone().acquire_owned().await else {
                 break;
             };
             let worker = self.clone();
             tokio::spawn(async move {
-                worker.deliver(delivery).await;
-                drop(permit);
+                worker.deliver(delivery, &endpoint).await;
+                drop((permit, slot));
             });
         }
         Ok(count)
@@ -247,10 +271,7 @@ impl Webhooks {
         (self.settings.timeout + LEASE_MARGIN).as_millis() as i64
     }
 
-    async fn deliver(&self, delivery: Claimed) {
-        let endpoint = Url::parse(&delivery.url)
-            .map(|url| egress::endpoint(&url))
-            .unwrap_or_else(|_| "invalid".into());
+    async fn deliver(&self, delivery: Claimed, endpoint: &str) {
         let now = now_ms();
         let admission = self
             .breakers
@@ -528,4 +549,109 @@ fn find_source<'a, T: std::error::Error + 'static>(
         current = err.source();
     }
     None
+}
+
+/// The endpoint (`scheme://host:port`) a delivery's breaker and slot are counted under.
+fn endpoint_of(url: &str) -> String {
+    Url::parse(url)
+        .map(|url| egress::endpoint(&url))
+        .unwrap_or_else(|_| "invalid".into())
+}
+
+/// The deliveries in flight per endpoint, each endpoint allowed `share` at once.
+struct EndpointSlots {
+    counts: Arc<Mutex<HashMap<String, usize>>>,
+    share: usize,
+}
+
+impl EndpointSlots {
+    fn new(share: usize) -> Self {
+        Self {
+            counts: Arc::default(),
+            share,
+        }
+    }
+
+    /// One of `endpoint`'s slots, freed when dropped; none while its share is in flight.
+    fn take(&self, endpoint: &str) -> Option<EndpointSlot> {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let held = counts.entry(endpoint.to_string()).or_default();
+        if *held >= self.share {
+            return None;
+        }
+        *held += 1;
+        Some(EndpointSlot {
+            counts: self.counts.clone(),
+            endpoint: endpoint.to_string(),
+        })
+    }
+}
+
+/// A delivery's hold on one of its endpoint's slots (`ARAGORA_WEBHOOK_CONCURRENCY_PER_ENDPOINT`).
+struct EndpointSlot {
+    counts: Arc<Mutex<HashMap<String, usize>>>,
+    endpoint: String,
+}
+
+impl Drop for EndpointSlot {
+    fn drop(&mut self) {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(held) = counts.get_mut(&self.endpoint) {
+            *held -= 1;
+            if *held == 0 {
+                counts.remove(&self.endpoint);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aragora_config::Settings;
+
+    /// What an operator gets without a setting: the runbook's WebhookDeliveryManager.
+    #[test]
+    fn the_defaults_are_the_runbooks() {
+        let config = EngineConfig::load(None, &std::collections::HashMap::new()).unwrap();
+        let settings = DeliverySettings::from_config(&config);
+        assert_eq!(settings.timeout, Duration::from_secs(30));
+        assert_eq!(settings.max_retries, 5);
+        assert_eq!(settings.backoff_base, Duration::from_secs(1));
+        assert_eq!(settings.backoff_max, Duration::from_secs(300));
+        assert_eq!(settings.breaker_threshold, 5);
+        assert_eq!(settings.breaker_cooldown, Duration::from_secs(60));
+        assert_eq!(settings.concurrency, 16);
+        assert_eq!(settings.concurrency_per_endpoint, 4);
+        assert!(!settings.egress.allow_http && !settings.egress.allow_private);
+    }
+
+    #[test]
+    fn a_delivery_holds_one_of_its_endpoints_slots_until_it_ends() {
+        let slots = EndpointSlots::new(2);
+        let first = slots.take("http://a:1").unwrap();
+        let second = slots.take("http://a:1").unwrap();
+        assert!(
+            slots.take("http://a:1").is_none(),
+            "a third over a share of 2"
+        );
+        assert!(
+            slots.take("http://b:1").is_some(),
+            "another endpoint has its own"
+        );
+        drop(first);
+        assert!(
+            slots.take("http://a:1").is_some(),
+            "a freed slot is taken again"
+        );
+        drop(second);
+        assert!(
+            slots.counts.lock().unwrap().is_empty(),
+            "nothing held, nothing kept"
+        );
+        assert_eq!(
+            endpoint_of("https://hooks.example:8443/x?token=t"),
+            "https://hooks.example:8443"
+        );
+    }
 }

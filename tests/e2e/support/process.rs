@@ -128,11 +128,32 @@ impl Process {
         self.child.try_wait().expect("try_wait")
     }
 
-    /// Waits for the process to exit, up to `patience`; kills it and panics with its log after.
+    /// Waits until the copy of stdout has reached its end (and so `out` holds all of it), or
+    /// until `deadline`: the child's exit and the copying thread's last write race otherwise.
+    /// A grandchild still holding the pipe open keeps it from ending; then this gives up.
+    fn wait_stdout_copied(&self, deadline: Instant) {
+        let mut seen = self.lines.seen.lock().unwrap();
+        while !seen.1 {
+            let now = Instant::now();
+            if now >= deadline {
+                return;
+            }
+            seen = self
+                .lines
+                .more
+                .wait_timeout(seen, deadline - now)
+                .unwrap()
+                .0;
+        }
+    }
+
+    /// Waits for the process to exit, up to `patience`, and for its stdout to be copied to
+    /// `out`; kills it and panics with its log after.
     pub async fn wait_exit(&mut self, patience: Duration) -> ExitStatus {
         let deadline = Instant::now() + patience;
         loop {
             if let Some(status) = self.exited() {
+                self.wait_stdout_copied(deadline);
                 return status;
             }
             if Instant::now() >= deadline {
