@@ -27,7 +27,7 @@ mod values;
 pub use placeholder::{placeholder_problems, PLACEHOLDER};
 pub use redact::{redact_query, redact_url, scrub, url_password, MASK};
 
-pub use values::{Environment, H1Engine, LogFormat, LogLevel, OcspStapling};
+pub use values::{Environment, H1Engine, H2Engine, LogFormat, LogLevel, OcspStapling};
 
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;

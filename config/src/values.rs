@@ -1,6 +1,6 @@
 //! Values shared by the engine's and the gateway's settings, parsed once with one message per
 //! bad spelling: the deployment [`Environment`], the [`LogLevel`], the [`LogFormat`] and the
-//! gateway's [`OcspStapling`] mode and [`H1Engine`].
+//! gateway's [`OcspStapling`] mode, [`H1Engine`] and [`H2Engine`].
 //! Each reads from the environment ([`FromEnv`]) and from TOML (serde) with the same spellings.
 
 use crate::FromEnv;
@@ -119,11 +119,23 @@ value_enum! {
 }
 
 value_enum! {
-    /// What serves the gateway's HTTP/1.1 requests: pingora's `HttpProxy` (the default), or the
-    /// gateway's lean engine (httparse, one pinned replica connection per client connection);
-    /// WebSocket upgrades and HTTP/2 take pingora's path either way.
+    /// What serves the gateway's HTTP/1.1 requests: the gateway's lean engine (the default:
+    /// httparse, one pinned replica connection per client connection) or pingora's
+    /// `HttpProxy`; WebSocket upgrades take pingora's path either way.
     H1Engine, case_insensitive: true,
     expected: "{:?} is not an HTTP/1.1 engine; use pingora or lean",
+    {
+        Pingora => ["pingora"],
+        Lean => ["lean"],
+    }
+}
+
+value_enum! {
+    /// What serves the gateway's HTTP/2 connections: pingora's `HttpProxy` (the default), or
+    /// the gateway's lean HTTP/2 engine (h2's streams to HTTP/1.1 replica connections kept per
+    /// client connection).
+    H2Engine, case_insensitive: true,
+    expected: "{:?} is not an HTTP/2 engine; use pingora or lean",
     {
         Pingora => ["pingora"],
         Lean => ["lean"],

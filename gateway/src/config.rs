@@ -8,7 +8,7 @@ use crate::headers::{RouteHeader, SecurityHeader, DEFAULT_SECURITY_HEADERS};
 use crate::limit::RouteLimit;
 use crate::parsed::{Networks, ParsedList};
 use aragora_auth::AuthConfig;
-use aragora_config::{ConfigProblem, Env, Environment, H1Engine, OcspStapling, Settings};
+use aragora_config::{ConfigProblem, Env, Environment, H1Engine, H2Engine, OcspStapling, Settings};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -53,6 +53,7 @@ pub struct GatewayConfig {
     pub threads: usize,
     pub share_https_port: bool,
     pub h1_engine: H1Engine,
+    pub h2_engine: H2Engine,
     pub acme_challenge_dir: Option<PathBuf>,
     pub rate_limit_per_minute: u64,
     pub rate_limit_burst: u64,
@@ -111,7 +112,8 @@ aragora_config::settings! {
     drain_timeout_secs: ["ARAGORA_GATEWAY_DRAIN_TIMEOUT"] restart "Seconds in-flight requests get to finish after the gateway stops accepting.";
     threads: ["ARAGORA_GATEWAY_THREADS"] restart "Proxy runtimes, one thread each (set it to the cores the gateway may use): each accepts on its own SO_REUSEPORT socket of the HTTPS port and keeps its own upstream connection pool.";
     share_https_port: ["ARAGORA_GATEWAY_SHARE_HTTPS_PORT"] restart "true: join the SO_REUSEPORT group of another gateway process already listening on the HTTPS port (same user) instead of refusing a port in use, and the kernel spreads new connections over both; for several gateway processes on one address where one process's open-file limit caps the connections it can hold. Only the HTTPS port is shared: each process still needs its own ARAGORA_HTTP_PORT and ARAGORA_ADMIN_PORT.";
-    h1_engine: ["ARAGORA_GATEWAY_H1_ENGINE"] restart "What serves HTTP/1.1 requests: lean (the gateway's own HTTP/1.1 engine: about half the CPU per request, one replica connection pinned per client connection) or pingora (pingora's HttpProxy); WebSocket upgrades and HTTP/2 take pingora's path either way.";
+    h1_engine: ["ARAGORA_GATEWAY_H1_ENGINE"] restart "What serves HTTP/1.1 requests: lean (the gateway's own HTTP/1.1 engine: about half the CPU per request, one replica connection pinned per client connection) or pingora (pingora's HttpProxy); WebSocket upgrades take pingora's path either way.";
+    h2_engine: ["ARAGORA_GATEWAY_H2_ENGINE"] restart "What serves HTTP/2 connections: pingora (pingora's HttpProxy) or lean (the gateway's own HTTP/2 engine: each stream to a replica over HTTP/1.1 on connections kept per client connection, the request body read whole first; CONNECT gets 501).";
     acme_challenge_dir: ["ARAGORA_ACME_CHALLENGE_DIR"] "Directory served at /.well-known/acme-challenge/ on the HTTP port.";
     rate_limit_per_minute: ["ARAGORA_RATE_LIMIT"] "Requests per minute per client address, on average; 0 turns limiting off.";
     rate_limit_burst: ["ARAGORA_RATE_LIMIT_BURST"] "Requests a client may send at once; 0 means the per-minute rate.";
@@ -169,6 +171,7 @@ impl Default for GatewayConfig {
             threads: 2,
             share_https_port: false,
             h1_engine: H1Engine::Lean,
+            h2_engine: H2Engine::Pingora,
             acme_challenge_dir: None,
             rate_limit_per_minute: 100,
             rate_limit_burst: 0,
@@ -505,7 +508,7 @@ mod tests {
             .filter(|s| s.restart)
             .map(|s| s.key)
             .collect();
-        assert_eq!(marked.len(), 14, "{marked:?}");
+        assert_eq!(marked.len(), 15, "{marked:?}");
     }
 
     #[test]

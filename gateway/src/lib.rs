@@ -55,7 +55,7 @@ pub mod websockets;
 
 pub use config::{GatewayConfig, SETTINGS};
 
-use aragora_config::H1Engine;
+use aragora_config::{H1Engine, H2Engine};
 use async_trait::async_trait;
 use listeners::{bind, bind_per_runtime, fd_key, PreBound};
 use pingora::listeners::tls::TlsSettings;
@@ -447,8 +447,12 @@ pub fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError> {
         let key = fd_key(&https, index);
         let count = Arc::new(AtomicU64::new(0));
         // Its own service, so its own runtime and its own upstream connector (pool).
-        match shared.config().h1_engine {
-            H1Engine::Pingora => {
+        let (h1, h2) = (
+            shared.config().h1_engine == H1Engine::Lean,
+            shared.config().h2_engine == H2Engine::Lean,
+        );
+        match (h1, h2) {
+            (false, false) => {
                 let mut proxy = http_proxy_service_with_name(&server.configuration, gateway, &name);
                 listen(&mut proxy, &shared, &key, tls_settings, &count);
                 server.add_service(PreBound {
@@ -456,9 +460,17 @@ pub fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError> {
                     sockets: vec![(key, socket)],
                 });
             }
-            H1Engine::Lean => {
+            _ => {
                 let fallback = Arc::new(http_proxy(&server.configuration, gateway.clone()));
-                let mut lean = Service::new(name, lean::LeanApp { gateway, fallback });
+                let mut lean = Service::new(
+                    name,
+                    lean::LeanApp {
+                        gateway,
+                        fallback,
+                        h1,
+                        h2,
+                    },
+                );
                 listen(&mut lean, &shared, &key, tls_settings, &count);
                 server.add_service(PreBound {
                     service: lean,

@@ -225,14 +225,39 @@ pub struct ResponseHead {
     pub keep_upstream: bool,
 }
 
-/// Parses a response head at the start of `buf`, writing its status line and the headers that
-/// pass (not hop-by-hop, not `dropped`) into `out`; the caller appends its own and the final
-/// CRLF. `Ok(None)`: not all of it is here yet.
+/// Where a parsed response head's status and passing headers go: HTTP/1.1 bytes for this
+/// engine's clients, a header map for the h2 engine's.
+pub trait HeadSink {
+    /// The status comes first: a sink written before starts over.
+    fn status(&mut self, status: u16, reason: &str);
+    fn header(&mut self, name: &str, value: &[u8]) -> io::Result<()>;
+}
+
+/// The status line and headers as HTTP/1.1 bytes; the caller appends its own and the final
+/// CRLF.
+impl HeadSink for Vec<u8> {
+    fn status(&mut self, status: u16, reason: &str) {
+        self.clear();
+        self.extend_from_slice(b"HTTP/1.1 ");
+        self.extend_from_slice(&itoa3(status));
+        self.push(b' ');
+        self.extend_from_slice(reason.as_bytes());
+        self.extend_from_slice(b"\r\n");
+    }
+
+    fn header(&mut self, name: &str, value: &[u8]) -> io::Result<()> {
+        push_header(self, name, value);
+        Ok(())
+    }
+}
+
+/// Parses a response head at the start of `buf`, giving its status and the headers that pass
+/// (not hop-by-hop, not `dropped`) to `out`. `Ok(None)`: not all of it is here yet.
 pub fn parse_response(
     buf: &[u8],
     head_method: bool,
     max_head: usize,
-    out: &mut Vec<u8>,
+    out: &mut impl HeadSink,
     dropped: impl Fn(&str) -> bool,
 ) -> io::Result<Option<ResponseHead>> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -247,12 +272,7 @@ pub fn parse_response(
     let http11 = response.version == Some(1);
     let (mut length, mut chunked, mut other_coding, mut close) = (None, false, false, false);
     let bodiless = head_method || status < 200 || status == 204 || status == 304;
-    out.clear();
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(&itoa3(status));
-    out.push(b' ');
-    out.extend_from_slice(response.reason.unwrap_or("").as_bytes());
-    out.extend_from_slice(b"\r\n");
+    out.status(status, response.reason.unwrap_or(""));
     for header in response.headers.iter() {
         let (name, value) = (header.name, header.value);
         if name.eq_ignore_ascii_case("content-length") {
@@ -266,7 +286,7 @@ pub fn parse_response(
         if hop_by_hop(name) || dropped(name) {
             continue;
         }
-        push_header(out, name, value);
+        out.header(name, value)?;
     }
     let framing = match (bodiless, chunked, other_coding, length) {
         (true, ..) => Framing::None,
@@ -339,6 +359,16 @@ impl Chunks {
 
     /// How many bytes of `buf` belong to the body, and whether the body ends there.
     pub fn scan(&mut self, buf: &[u8]) -> io::Result<(usize, bool)> {
+        self.scan_data(buf, |_| {})
+    }
+
+    /// [`scan`](Self::scan), giving each range of `buf` that is chunk data (the body decoded)
+    /// to `data`.
+    pub fn scan_data(
+        &mut self,
+        buf: &[u8],
+        mut data: impl FnMut(std::ops::Range<usize>),
+    ) -> io::Result<(usize, bool)> {
         let bad = || invalid("bad chunked encoding");
         let mut i = 0;
         while i < buf.len() {
@@ -371,6 +401,7 @@ impl Chunks {
                 Chunks::SizeLf { size } if byte == b'\n' => Chunks::Data(size),
                 Chunks::Data(left) => {
                     let take = (buf.len() - i).min(left as usize);
+                    data(i..i + take);
                     i += take;
                     *self = if left == take as u64 {
                         Chunks::DataCr
@@ -539,6 +570,24 @@ mod tests {
         assert_eq!(content_length(b"99999999999999999999999"), Some(u64::MAX));
         assert_eq!(content_length(b"5 "), None);
         assert_eq!(content_length(b""), None);
+    }
+
+    #[test]
+    fn chunk_data_is_decoded_across_reads() {
+        let body = b"4\r\nWiki\r\n5;ext=1\r\npedia\r\n0\r\nX-T: 1\r\n\r\n";
+        for split in 0..body.len() {
+            let mut chunks = Chunks::new();
+            let mut decoded = Vec::new();
+            let (a, _) = chunks
+                .scan_data(&body[..split], |r| decoded.extend_from_slice(&body[r]))
+                .unwrap();
+            let rest = &body[a..];
+            let (_, done) = chunks
+                .scan_data(rest, |r| decoded.extend_from_slice(&rest[r]))
+                .unwrap();
+            assert!(done, "split at {split}");
+            assert_eq!(decoded, b"Wikipedia", "split at {split}");
+        }
     }
 
     #[test]

@@ -32,6 +32,7 @@
 //! honoured beyond the hop-by-hop list.
 
 pub mod h1;
+pub mod http2;
 
 use crate::head::Head;
 use crate::proxy::{AfterAnswer, Ctx, Gateway};
@@ -59,11 +60,14 @@ const KEEPALIVE: Duration = Duration::from_secs(60);
 /// limit is larger, and the gateway's 431 comes from the head's size either way).
 const MAX_READ_HEAD: usize = 64 * 1024;
 
-/// The lean engine of one proxy runtime; `fallback` is pingora's path, for what this engine
-/// does not serve.
+/// The lean engines of one proxy runtime; `fallback` is pingora's path, for what they do not
+/// serve. `h1`, `h2`: whether this runtime's HTTP/1.1 connections and HTTP/2 connections are
+/// served by the lean engines ([`http2`] for HTTP/2) or by pingora's.
 pub struct LeanApp {
     pub gateway: Gateway,
     pub fallback: Arc<HttpProxy<Gateway>>,
+    pub h1: bool,
+    pub h2: bool,
 }
 
 #[async_trait::async_trait]
@@ -74,6 +78,13 @@ impl ServerApp for LeanApp {
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
         if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
+            if self.h2 {
+                http2::serve(&self.gateway, stream, shutdown).await;
+                return None;
+            }
+            return self.fallback.process_new(stream, shutdown).await;
+        }
+        if !self.h1 {
             return self.fallback.process_new(stream, shutdown).await;
         }
         let mut conn = Conn::new(stream);
