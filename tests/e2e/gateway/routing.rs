@@ -11,7 +11,80 @@ on_both_engines!(
     a_replica_resetting_a_request_unread_gets_a_get_again_but_never_a_post,
     spans_reach_an_otlp_collector_in_the_callers_trace,
     debates_stick_to_one_replica_clients_to_their_pin_and_removing_a_replica_remaps_its_share,
+    http2_carries_bodies_of_every_size_both_ways_to_a_real_engine,
 );
+
+/// HTTP/2 through the edge to a real engine: a debate created by POST (its body sent on) and
+/// read back; the 220 KB OpenAPI document whole and byte for byte as the engine sends it
+/// (over three times the client's initial flow-control window); many streams at once on the
+/// one connection; HEAD without a body; every answer stamped by the edge.
+async fn http2_carries_bodies_of_every_size_both_ways_to_a_real_engine() {
+    let engine = Engine::start(EngineOptions::sqlite()).await;
+    let gateway = GatewayProcess::start(&[engine.api.to_string()], &[]).await;
+    gateway.wait_ready_count(1, PATIENCE).await;
+    let client = gateway.client();
+    let created = client
+        .post(gateway.https_url("/api/debates"))
+        .json(&serde_json::json!({"topic": "Is HTTP/2 carried whole?", "rounds": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.version(), reqwest::Version::HTTP_2);
+    assert_eq!(created.status(), 202);
+    for stamped in [
+        "x-request-id",
+        "strict-transport-security",
+        "x-content-type-options",
+    ] {
+        assert!(
+            created.headers().contains_key(stamped),
+            "{stamped} missing: {:?}",
+            created.headers()
+        );
+    }
+    let id = created.json::<Value>().await.unwrap()["debate_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let record = fetch_json(client.get(gateway.https_url(&format!("/api/debates/{id}")))).await;
+    assert_eq!(record["topic"], "Is HTTP/2 carried whole?", "{record}");
+
+    let direct = engine
+        .http
+        .get(engine.url("/api/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert!(direct.len() > 3 * 65_535, "{} bytes", direct.len());
+    let fetches = (0..8).map(|_| {
+        let client = client.clone();
+        let url = gateway.https_url("/api/openapi.json");
+        async move {
+            let response = client.get(url).send().await.unwrap();
+            assert_eq!(response.version(), reqwest::Version::HTTP_2);
+            assert_eq!(response.status(), 200);
+            response.bytes().await.unwrap()
+        }
+    });
+    for through in futures::future::join_all(fetches).await {
+        assert!(
+            through == direct,
+            "{} bytes against {}",
+            through.len(),
+            direct.len()
+        );
+    }
+    let head = client
+        .head(gateway.https_url("/api/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 200);
+    assert!(head.bytes().await.unwrap().is_empty());
+}
 
 async fn only_ready_replicas_get_traffic_and_none_ready_answers_503_at_once() {
     let ready = EchoUpstream::start(true).await;
