@@ -269,10 +269,10 @@ pub async fn decide(
             } else {
                 client.to_string()
             };
-            match redis
-                .check(&key, limiter.per_minute(), limiter.burst())
-                .await
-            {
+            // Boxed: the Redis round trip's future is large, and only this branch needs it;
+            // inline it would make every request's future (and the task each HTTP/2 stream
+            // is spawned as) that much larger to create and move.
+            match Box::pin(redis.check(&key, limiter.per_minute(), limiter.burst())).await {
                 Some(decision) => judged(decision),
                 None if redis.fail_open() => Verdict::Allowed(local),
                 None => Verdict::Unverified(local),

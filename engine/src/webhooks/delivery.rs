@@ -275,13 +275,13 @@ impl Webhooks {
         let now = now_ms();
         let admission = self
             .breakers
-            .admit(self.pool(), &endpoint, now, now + self.lease_ms())
+            .admit(self.pool(), endpoint, now, now + self.lease_ms())
             .await;
         let outcome = match admission {
             Ok(Admission::Wait { until_ms }) => Finish::Defer { at_ms: until_ms },
             Ok(admitted) => {
                 let attempt = self.attempt(&delivery).await;
-                self.judge(&delivery, &endpoint, attempt, admitted == Admission::Trial)
+                self.judge(&delivery, endpoint, attempt, admitted == Admission::Trial)
                     .await
             }
             Err(err) => {

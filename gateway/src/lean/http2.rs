@@ -84,7 +84,9 @@ pub async fn serve(gateway: &Gateway, stream: Stream, shutdown: &ShutdownWatch) 
             Some(Ok((request, respond))) => {
                 let gateway = gateway.clone();
                 let idle = idle.clone();
-                tokio::spawn(async move {
+                // Boxed, so the task holds a pointer: a stream's future is a few KB, which
+                // the runtime would otherwise move into the task and again when it ends.
+                tokio::spawn(Box::pin(async move {
                     let mut stream = H2Stream {
                         respond,
                         idle,
@@ -92,7 +94,7 @@ pub async fn serve(gateway: &Gateway, stream: Stream, shutdown: &ShutdownWatch) 
                         tls,
                     };
                     stream.serve(&gateway, request).await;
-                });
+                }));
             }
             Some(Err(error)) => {
                 tracing::debug!("lean h2 connection ended: {error}");

@@ -74,14 +74,19 @@ pub fn test_token() -> String {
 
 thread_local! {
     static H1_ENGINE: std::cell::Cell<&'static str> = const { std::cell::Cell::new("lean") };
+    /// Set only inside `on_both_engines!`: elsewhere a gateway serves HTTP/2 on the binary's
+    /// default.
+    static H2_ENGINE: std::cell::Cell<Option<&'static str>> = const { std::cell::Cell::new(None) };
 }
 
 /// Runs `test` with the gateways it starts serving HTTP/1.1 and HTTP/2 on `engine`
 /// (`ARAGORA_GATEWAY_H1_ENGINE` and `ARAGORA_GATEWAY_H2_ENGINE`, unless the test's own env
-/// names them): what `on_both_engines!` runs each gateway test under. Per thread, like [`test_token`]: a gateway started inside a
-/// spawned task, or by a test outside `on_both_engines!`, gets the binary's default (lean).
+/// names them): what `on_both_engines!` runs each gateway test under. Per thread, like
+/// [`test_token`]: a gateway started inside a spawned task, or by a test outside
+/// `on_both_engines!`, gets the binary's defaults (lean for HTTP/1.1, pingora for HTTP/2).
 pub async fn with_h1_engine<F: Future<Output = ()>>(engine: &'static str, test: F) {
     H1_ENGINE.with(|current| current.set(engine));
+    H2_ENGINE.with(|current| current.set(Some(engine)));
     test.await
 }
 
@@ -718,8 +723,10 @@ impl GatewayProcess {
             .env("ARAGORA_GATEWAY_DRAIN_DELAY", "0")
             // Load tests come from one address; tests of the limit turn it back on.
             .env("ARAGORA_RATE_LIMIT", "0")
-            .env("ARAGORA_GATEWAY_H1_ENGINE", h1_engine())
-            .env("ARAGORA_GATEWAY_H2_ENGINE", h1_engine());
+            .env("ARAGORA_GATEWAY_H1_ENGINE", h1_engine());
+        if let Some(engine) = H2_ENGINE.with(std::cell::Cell::get) {
+            command.env("ARAGORA_GATEWAY_H2_ENGINE", engine);
+        }
         if let Some(token) = &token {
             command.env("ARAGORA_API_TOKEN", token);
         }
