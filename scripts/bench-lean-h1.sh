@@ -17,6 +17,9 @@
 #   BARE_PINGORA_BIN=target/release/examples/bare_pingora \
 #     GATEWAY_BIN=target/release/examples/gateway_env bash scripts/bench-lean-h1.sh
 #   RUNS=5 DURATION=8 CALLGRIND=0 bash scripts/bench-lean-h1.sh     # CPU only
+#   PROTO=h2 ... bash scripts/bench-lean-h1.sh   # the same over TLS HTTP/2: h2load -m$H2_STREAMS,
+#     nginx with http2, gw-pingora on pingora's h2 path, gw-lean and gw-lean-quiet on the lean
+#     HTTP/2 engine (ARAGORA_GATEWAY_H2_ENGINE follows the engine); p99 is h2load's mean there
 set -euo pipefail
 BARE_PINGORA_BIN="${BARE_PINGORA_BIN:+$(realpath "$BARE_PINGORA_BIN")}"
 GATEWAY_BIN="${GATEWAY_BIN:+$(realpath "$GATEWAY_BIN")}"
@@ -27,6 +30,9 @@ CONNECTIONS="${CONNECTIONS:-64}"
 PROXY_THREADS="${PROXY_THREADS:-2}"
 CALLGRIND="${CALLGRIND:-1}"
 CG_SECS="${CG_SECS:-10}"
+PROTO="${PROTO:-h1}"
+H2_STREAMS="${H2_STREAMS:-10}"
+case "$PROTO" in h1 | h2) ;; *) echo "bench: PROTO is h1 or h2, not $PROTO" >&2; exit 2 ;; esac
 if [ -z "$BARE_PINGORA_BIN" ]; then
   cargo build --release --locked -q -p aragora-gateway --example bare_pingora
   BARE_PINGORA_BIN=$PWD/target/release/examples/bare_pingora
@@ -62,7 +68,7 @@ worker_processes $2; daemon off; pid $work/nginx.$1.pid; error_log $work/nginx.$
 events { worker_connections 4096; }
 http { ${4:-access_log off;} keepalive_requests 1000000;
   upstream engine { server 127.0.0.1:$UP; keepalive 128; }
-  server { listen 127.0.0.1:$1 ssl; ssl_certificate $work/cert.pem; ssl_certificate_key $work/key.pem;
+  server { listen 127.0.0.1:$1 ssl$([ "$PROTO" = h2 ] && echo " http2"); ssl_certificate $work/cert.pem; ssl_certificate_key $work/key.pem;
     ssl_protocols TLSv1.2 TLSv1.3;
     proxy_http_version 1.1; proxy_set_header Connection "";
     location / { proxy_pass http://engine; } } }
@@ -86,7 +92,7 @@ nginx -c "$work/nginx.log.conf" -p "$work/nglog" & pids+=($!); NL_PID=$!
 # One load generator is one client address: the rate limit runs, set too high to refuse.
 # gateway_env sets gw_env to its settings.
 gateway_env() {
-  gw_env=(ARAGORA_GATEWAY_H1_ENGINE="$1" ARAGORA_GATEWAY_HOST=127.0.0.1 ARAGORA_HTTPS_PORT="$2"
+  gw_env=(ARAGORA_GATEWAY_H1_ENGINE="$1" ARAGORA_GATEWAY_H2_ENGINE="$1" ARAGORA_GATEWAY_HOST=127.0.0.1 ARAGORA_HTTPS_PORT="$2"
     ARAGORA_HTTP_PORT=0 ARAGORA_ADMIN_PORT=0 ARAGORA_UPSTREAMS="127.0.0.1:$UP"
     ARAGORA_TLS_CERT="$work/cert.pem" ARAGORA_TLS_KEY="$work/key.pem" ARAGORA_SLOW_START_SECS=0
     ARAGORA_HEALTH_PATH=/ ARAGORA_HEALTH_INTERVAL_MS=200 ARAGORA_RATE_LIMIT=1000000000 ARAGORA_GATEWAY_THREADS="$3"
@@ -114,6 +120,15 @@ for port in $NG $NL $PB $GP $GL $GQ; do wait_200 "$port"; done
 proc_tree() { local p; for p in "$@"; do echo "$p"; proc_tree $(ps -o pid= --ppid "$p"); done; }
 ticks() { local p; for p in "$@"; do sed 's/.*) //' "/proc/$p/stat" | awk '{print $12 + $13}'; done | awk '{s += $1} END {print s}'; }
 wrk_requests() { awk '/requests in/ {n = $1} /Requests\/sec/ {r = $2} /^ +99%/ {p = $2} END {print n, r, p}'; }
+h2load_requests() { awk '/^requests:/ {n = $8} /^finished in/ {r = $4} /^time for request:/ {p = $6} END {print n, r, p}'; }
+# load THREADS CONNECTIONS SECONDS URL: "requests req/s p99" of wrk (h1) or h2load (h2).
+load() {
+  if [ "$PROTO" = h2 ]; then
+    h2load -t"$1" -c"$2" -m"$H2_STREAMS" -D"$3" "$4" 2>/dev/null | h2load_requests
+  else
+    wrk -t"$1" -c"$2" -d"${3}s" --latency "$4" 2>/dev/null | wrk_requests
+  fi
+}
 
 declare -A port_of=([nginx]=$NG [nginx-log]=$NL [percore]=$PB [gw-pingora]=$GP [gw-lean]=$GL [gw-lean-quiet]=$GQ)
 declare -A pid_of=([nginx]=$NG_PID [nginx-log]=$NL_PID [percore]=$PB_PID [gw-pingora]=$GP_PID [gw-lean]=$GL_PID [gw-lean-quiet]=$GQ_PID)
@@ -126,7 +141,7 @@ for round in $(seq 1 "$RUNS"); do
     procs=($(proc_tree "${pid_of[$name]}"))
     load=$(cut -d' ' -f1 /proc/loadavg)
     t0=$(ticks "${procs[@]}")
-    read -r n rps p99 <<<"$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency "https://127.0.0.1:${port_of[$name]}/" 2>/dev/null | wrk_requests)"
+    read -r n rps p99 <<<"$(load 2 "$CONNECTIONS" "$DURATION" "https://127.0.0.1:${port_of[$name]}/")"
     t1=$(ticks "${procs[@]}")
     echo "| $round | $name | $load | $rps | $p99 | $(awk -v t=$((t1 - t0)) -v hz="$hz" -v n="$n" 'BEGIN {printf "%.1f", t * 1e6 / hz / n}') |"
   done
@@ -134,7 +149,7 @@ done
 
 [ "$CALLGRIND" = 1 ] || exit 0
 echo
-echo "callgrind, \`wrk -t1 -c4 -d${CG_SECS}s\`, instrumentation on for the wrk run only:"
+echo "callgrind, $PROTO, 1 thread, 4 connections, ${CG_SECS} s, instrumentation on for the load run only:"
 echo
 echo "| proxy | requests | Ir | Ir/req |"
 echo "|---|---|---|---|"
@@ -147,7 +162,7 @@ callgrind_one() { # $1 name, $2 port it listens on, then the command (its enviro
   pid=$!; pids+=($pid)
   wait_200 "$port"
   callgrind_control -i on "$pid" >/dev/null
-  out=$(wrk -t1 -c4 -d"${CG_SECS}s" "https://127.0.0.1:$port/" 2>/dev/null | wrk_requests)
+  out=$(load 1 4 "$CG_SECS" "https://127.0.0.1:$port/")
   callgrind_control -i off "$pid" >/dev/null
   # The dump made on request holds the instructions of the wrk run (collection was off before).
   callgrind_control -d "$pid" >/dev/null

@@ -131,9 +131,9 @@ value_enum! {
 }
 
 value_enum! {
-    /// What serves the gateway's HTTP/2 connections: pingora's `HttpProxy` (the default), or
-    /// the gateway's lean HTTP/2 engine (h2's streams to HTTP/1.1 replica connections kept per
-    /// client connection).
+    /// What serves the gateway's HTTP/2 connections: the gateway's lean HTTP/2 engine (the
+    /// default: h2's streams to HTTP/1.1 replica connections kept per client connection), or
+    /// pingora's `HttpProxy`.
     H2Engine, case_insensitive: true,
     expected: "{:?} is not an HTTP/2 engine; use pingora or lean",
     {

@@ -113,7 +113,7 @@ aragora_config::settings! {
     threads: ["ARAGORA_GATEWAY_THREADS"] restart "Proxy runtimes, one thread each (set it to the cores the gateway may use): each accepts on its own SO_REUSEPORT socket of the HTTPS port and keeps its own upstream connection pool.";
     share_https_port: ["ARAGORA_GATEWAY_SHARE_HTTPS_PORT"] restart "true: join the SO_REUSEPORT group of another gateway process already listening on the HTTPS port (same user) instead of refusing a port in use, and the kernel spreads new connections over both; for several gateway processes on one address where one process's open-file limit caps the connections it can hold. Only the HTTPS port is shared: each process still needs its own ARAGORA_HTTP_PORT and ARAGORA_ADMIN_PORT.";
     h1_engine: ["ARAGORA_GATEWAY_H1_ENGINE"] restart "What serves HTTP/1.1 requests: lean (the gateway's own HTTP/1.1 engine: about half the CPU per request, one replica connection pinned per client connection) or pingora (pingora's HttpProxy); WebSocket upgrades take pingora's path either way.";
-    h2_engine: ["ARAGORA_GATEWAY_H2_ENGINE"] restart "What serves HTTP/2 connections: pingora (pingora's HttpProxy) or lean (the gateway's own HTTP/2 engine: each stream to a replica over HTTP/1.1 on connections kept per client connection, the request body read whole first; CONNECT gets 501).";
+    h2_engine: ["ARAGORA_GATEWAY_H2_ENGINE"] restart "What serves HTTP/2 connections: lean (the gateway's own HTTP/2 engine: each stream to a replica over HTTP/1.1 on connections kept per client connection, the request body read whole first, CONNECT answered 501; about half the CPU per request) or pingora (pingora's HttpProxy).";
     acme_challenge_dir: ["ARAGORA_ACME_CHALLENGE_DIR"] "Directory served at /.well-known/acme-challenge/ on the HTTP port.";
     rate_limit_per_minute: ["ARAGORA_RATE_LIMIT"] "Requests per minute per client address, on average; 0 turns limiting off.";
     rate_limit_burst: ["ARAGORA_RATE_LIMIT_BURST"] "Requests a client may send at once; 0 means the per-minute rate.";
@@ -171,7 +171,7 @@ impl Default for GatewayConfig {
             threads: 2,
             share_https_port: false,
             h1_engine: H1Engine::Lean,
-            h2_engine: H2Engine::Pingora,
+            h2_engine: H2Engine::Lean,
             acme_challenge_dir: None,
             rate_limit_per_minute: 100,
             rate_limit_burst: 0,
@@ -512,27 +512,42 @@ mod tests {
     }
 
     #[test]
-    fn the_h1_engine_is_pingora_unless_set_and_a_bad_name_says_the_choices() {
+    fn the_engines_are_lean_unless_set_and_a_bad_name_says_the_choices() {
         let (config, problems) = GatewayConfig::read(None, &Default::default());
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(config.h1_engine, H1Engine::Lean);
-        let env = aragora_config::env_map(&[("ARAGORA_GATEWAY_H1_ENGINE", "Pingora")]);
+        assert_eq!(config.h2_engine, H2Engine::Lean);
+        let env = aragora_config::env_map(&[
+            ("ARAGORA_GATEWAY_H1_ENGINE", "Pingora"),
+            ("ARAGORA_GATEWAY_H2_ENGINE", "PINGORA"),
+        ]);
+        let config = GatewayConfig::read(None, &env).0;
         assert_eq!(
-            GatewayConfig::read(None, &env).0.h1_engine,
-            H1Engine::Pingora
+            (config.h1_engine, config.h2_engine),
+            (H1Engine::Pingora, H2Engine::Pingora)
         );
-        let env = aragora_config::env_map(&[("ARAGORA_GATEWAY_H1_ENGINE", "fast")]);
+        let env = aragora_config::env_map(&[
+            ("ARAGORA_GATEWAY_H1_ENGINE", "fast"),
+            ("ARAGORA_GATEWAY_H2_ENGINE", "h3"),
+        ]);
         let (_, problems) = GatewayConfig::read(None, &env);
-        let named: Vec<(&str, &str)> = problems
+        let mut named: Vec<(&str, &str)> = problems
             .iter()
             .map(|p| (p.setting.as_str(), p.message.as_str()))
             .collect();
+        named.sort();
         assert_eq!(
             named,
-            [(
-                "ARAGORA_GATEWAY_H1_ENGINE",
-                "\"fast\" is not an HTTP/1.1 engine; use pingora or lean"
-            )]
+            [
+                (
+                    "ARAGORA_GATEWAY_H1_ENGINE",
+                    "\"fast\" is not an HTTP/1.1 engine; use pingora or lean"
+                ),
+                (
+                    "ARAGORA_GATEWAY_H2_ENGINE",
+                    "\"h3\" is not an HTTP/2 engine; use pingora or lean"
+                )
+            ]
         );
     }
 }

@@ -9,7 +9,7 @@
 //! | [`admin_api`] | the admin API's operations and types, and its OpenAPI document (also its routing table) |
 //! | [`framing`] | requests refused before they reach a replica: ambiguous framing (smuggling), dot segments, bad `Host` |
 //! | [`head`] | the borrowed view of a request head that both HTTP/1.1 engines provide and every decision reads |
-//! | [`lean`] | the lean HTTP/1.1 engine (`ARAGORA_GATEWAY_H1_ENGINE=lean`): httparse, pinned replica connections; h2 and upgrades go to pingora's path |
+//! | [`lean`] | the lean HTTP/1.1 engine (`ARAGORA_GATEWAY_H1_ENGINE=lean`): httparse, pinned replica connections; and the lean HTTP/2 engine (`ARAGORA_GATEWAY_H2_ENGINE=lean`, `lean::http2`); upgrades go to pingora's path |
 //! | [`headers`] | the edge's `Server` and security headers, per route |
 //! | [`tls`] | certificate checks, self-signed generation, expiry; the certificate store |
 //! | [`ocsp`] | OCSP stapling: the plan per certificate, response checks, the refresh loop |

@@ -130,14 +130,15 @@ const LEAN_PROXIES: [&str; 6] = [
     "gw-lean-quiet",
 ];
 
-#[test]
-fn the_lean_engine_benchmark_measures_every_proxy() {
+/// Runs `bench-lean-h1.sh` over `proto` (h1: wrk; h2: h2load) and checks every proxy's row.
+fn lean_benchmark_measures_every_proxy(proto: &str) {
     let (stdout, stderr) = run_harness(
         "bench-lean-h1.sh",
         &[
             ("BARE_PINGORA_BIN", debug_example("bare_pingora")),
             ("GATEWAY_BIN", debug_example("gateway_env")),
             ("CALLGRIND", PathBuf::from("0")),
+            ("PROTO", PathBuf::from(proto)),
         ],
     );
     // | round | proxy | load average (1 min) | req/s | p99 | CPU us/req |
@@ -150,10 +151,24 @@ fn the_lean_engine_benchmark_measures_every_proxy() {
         let row = rows
             .iter()
             .find(|row| row[1] == proxy)
-            .unwrap_or_else(|| panic!("no {proxy} row in:\n{stdout}\n{stderr}"));
+            .unwrap_or_else(|| panic!("{proto}: no {proxy} row in:\n{stdout}\n{stderr}"));
         for (what, value) in [("req/s", row[3]), ("CPU us/req", row[5])] {
             let number: f64 = value.parse().unwrap_or(0.0);
-            assert!(number > 0.0, "{proxy}: {what} is {value:?}\n{stdout}");
+            assert!(
+                number > 0.0,
+                "{proto} {proxy}: {what} is {value:?}\n{stdout}"
+            );
         }
     }
+}
+
+#[test]
+fn the_lean_engine_benchmark_measures_every_proxy() {
+    lean_benchmark_measures_every_proxy("h1");
+}
+
+/// The same over HTTP/2, the lean HTTP/2 engine beside pingora's h2 path and nginx's.
+#[test]
+fn the_lean_engine_benchmark_measures_every_proxy_over_http2() {
+    lean_benchmark_measures_every_proxy("h2");
 }

@@ -25,7 +25,8 @@
 //!
 //! What it hands to pingora's `HttpProxy` (with the bytes read so far as the session's
 //! pipelined prefix, so pingora parses the request again from its start, then serves the rest
-//! of the connection): an h2 connection (ALPN); a WebSocket or other `Upgrade`; a head httparse
+//! of the connection): an h2 connection (ALPN), unless `ARAGORA_GATEWAY_H2_ENGINE=lean` has
+//! [`http2`] serve it; a WebSocket or other `Upgrade`; a head httparse
 //! refuses or that is over the read limit (pingora answers it as it answers its own); a target
 //! that is not origin-form (`http://...`, `host:port`, `*`). Limits of this engine: the request
 //! body is sent whole before the response is read; `Connection` naming other headers is not

@@ -83,7 +83,7 @@ thread_local! {
 /// (`ARAGORA_GATEWAY_H1_ENGINE` and `ARAGORA_GATEWAY_H2_ENGINE`, unless the test's own env
 /// names them): what `on_both_engines!` runs each gateway test under. Per thread, like
 /// [`test_token`]: a gateway started inside a spawned task, or by a test outside
-/// `on_both_engines!`, gets the binary's defaults (lean for HTTP/1.1, pingora for HTTP/2).
+/// `on_both_engines!`, gets the binary's defaults (lean).
 pub async fn with_h1_engine<F: Future<Output = ()>>(engine: &'static str, test: F) {
     H1_ENGINE.with(|current| current.set(engine));
     H2_ENGINE.with(|current| current.set(Some(engine)));
