@@ -25,7 +25,7 @@
 //! WebSocket) gets 501: pingora's path does not serve those over h2 either.
 
 use super::h1::{self, Chunks, Framing};
-use super::{client_error, connect, replica_error, still_open, Upstream};
+use super::{client_error, connect, still_open, ReplicaFailure, Upstream};
 use crate::head::Head;
 use crate::proxy::{Ctx, Gateway};
 use crate::refusal::Refusal;
@@ -117,15 +117,6 @@ struct H2Stream {
 struct Ended {
     status: u16,
     error: Option<String>,
-}
-
-/// Why an exchange with a replica failed: always the replica's side (the client's body is
-/// read before). `broken`: the connection broke (not a timeout); `unread`: the replica reset
-/// it before any byte of an answer, see [`crate::proxy::refused_unread`].
-struct Failure {
-    error: Box<Error>,
-    broken: bool,
-    unread: bool,
 }
 
 /// A replica's answer head, as it goes to the client.
@@ -307,17 +298,12 @@ impl H2Stream {
             };
             match exchange(gateway, &mut up, &request, head_method, ctx, upstream_wait).await {
                 Ok(answer) => break (up, answer),
-                Err(Failure {
-                    error,
-                    broken,
-                    unread,
-                }) => {
-                    gateway.proxy_failed(Some(addr), broken, reused, ctx, &error);
-                    let stale = (reused && broken) || unread;
-                    if gateway.replay(ctx, stale, true) {
+                Err(failure) => {
+                    // The body is at hand (read whole before): a GET may go again.
+                    if failure.retry(gateway, addr, reused, true, ctx) {
                         continue;
                     }
-                    return self.failed(gateway, config, ctx, error).await;
+                    return self.failed(gateway, config, ctx, failure.error).await;
                 }
             }
         };
@@ -493,14 +479,11 @@ async fn exchange(
     head_method: bool,
     ctx: &Ctx,
     wait: Duration,
-) -> Result<Answer, Failure> {
+) -> Result<Answer, ReplicaFailure> {
     if let Err(error) = h1::send(&mut up.stream, request, wait).await {
-        return Err(Failure {
-            error: replica_error(&error),
-            broken: true,
-            unread: crate::proxy::refused_unread(error.kind()),
-        });
+        return Err(ReplicaFailure::sending(&error));
     }
+    // Whether any byte of an answer (even a 1xx) came back.
     let mut heard = false;
     loop {
         if !up.buf.is_empty() {
@@ -526,46 +509,22 @@ async fn exchange(
                         });
                     }
                     if head.status == 101 {
-                        return Err(Failure {
-                            error: Error::explain(
-                                InvalidHTTPHeader,
-                                "101 to a request that asked no upgrade",
-                            ),
-                            broken: false,
-                            unread: false,
-                        });
+                        return Err(ReplicaFailure::bad_head(
+                            "101 to a request that asked no upgrade",
+                            false,
+                        ));
                     }
                     // 1xx: the real answer follows.
                     continue;
                 }
                 Ok(None) => {}
-                Err(error) => {
-                    return Err(Failure {
-                        error: Error::explain(InvalidHTTPHeader, error.to_string()),
-                        broken: true,
-                        unread: false,
-                    })
-                }
+                Err(error) => return Err(ReplicaFailure::bad_head(error.to_string(), true)),
             }
         }
         match h1::fill(&mut up.stream, &mut up.buf, wait).await {
-            Ok(0) => {
-                return Err(Failure {
-                    error: Error::explain(ConnectionClosed, "the replica closed before its answer"),
-                    broken: true,
-                    unread: false,
-                })
-            }
+            Ok(0) => return Err(ReplicaFailure::closed()),
             Ok(_) => heard = true,
-            Err(error) => {
-                let broken = error.kind() != io::ErrorKind::TimedOut;
-                let unread = !heard && crate::proxy::refused_unread(error.kind());
-                return Err(Failure {
-                    error: replica_error(&error),
-                    broken,
-                    unread,
-                });
-            }
+            Err(error) => return Err(ReplicaFailure::reading(&error, heard)),
         }
     }
 }

@@ -477,18 +477,14 @@ impl Conn {
                     outcome.next = Next::Close;
                     return outcome;
                 }
-                Err(Failure::Replica {
-                    error,
-                    broken,
-                    unread,
-                }) => {
+                Err(Failure::Replica(failure)) => {
                     self.ups.swap_remove(slot);
-                    gateway.proxy_failed(Some(addr), broken, reused, ctx, &error);
-                    let stale = (reused && broken) || unread;
-                    if gateway.replay(ctx, stale, request.framing == Framing::None) {
+                    if failure.retry(gateway, addr, reused, request.framing == Framing::None, ctx) {
                         continue;
                     }
-                    return self.failed(gateway, config, request, ctx, error).await;
+                    return self
+                        .failed(gateway, config, request, ctx, failure.error)
+                        .await;
                 }
             }
         };
@@ -579,11 +575,7 @@ impl Conn {
             }
             Err(RelayError::Read(error)) => return Err(Failure::Client(client_error(&error))),
             Err(RelayError::Write(error)) => {
-                return Err(Failure::Replica {
-                    error: replica_error(&error),
-                    broken: true,
-                    unread: crate::proxy::refused_unread(error.kind()),
-                })
+                return Err(Failure::Replica(ReplicaFailure::sending(&error)))
             }
         }
         let max_head = MAX_READ_HEAD;
@@ -607,14 +599,10 @@ impl Conn {
                             return Ok(response);
                         }
                         if response.status == 101 {
-                            return Err(Failure::Replica {
-                                error: Error::explain(
-                                    InvalidHTTPHeader,
-                                    "101 to a request that asked no upgrade",
-                                ),
-                                broken: false,
-                                unread: false,
-                            });
+                            return Err(Failure::Replica(ReplicaFailure::bad_head(
+                                "101 to a request that asked no upgrade",
+                                false,
+                            )));
                         }
                         // 1xx: passed on to an HTTP/1.1 client; the real answer follows.
                         if !request.http10 {
@@ -628,35 +616,17 @@ impl Conn {
                     }
                     Ok(None) => {}
                     Err(error) => {
-                        return Err(Failure::Replica {
-                            error: Error::explain(InvalidHTTPHeader, error.to_string()),
-                            broken: true,
-                            unread: false,
-                        })
+                        return Err(Failure::Replica(ReplicaFailure::bad_head(
+                            error.to_string(),
+                            true,
+                        )))
                     }
                 }
             }
             match h1::fill(&mut up.stream, &mut up.buf, upstream_wait).await {
-                Ok(0) => {
-                    return Err(Failure::Replica {
-                        error: Error::explain(
-                            ConnectionClosed,
-                            "the replica closed before its answer",
-                        ),
-                        broken: true,
-                        unread: false,
-                    })
-                }
+                Ok(0) => return Err(Failure::Replica(ReplicaFailure::closed())),
                 Ok(_) => heard = true,
-                Err(error) => {
-                    let broken = error.kind() != io::ErrorKind::TimedOut;
-                    let unread = !heard && crate::proxy::refused_unread(error.kind());
-                    return Err(Failure::Replica {
-                        error: replica_error(&error),
-                        broken,
-                        unread,
-                    });
-                }
+                Err(error) => return Err(Failure::Replica(ReplicaFailure::reading(&error, heard))),
             }
         }
     }
@@ -668,13 +638,70 @@ enum Failure {
     Client(Box<Error>),
     /// The client's body went over the limit.
     Refused(Refusal),
-    /// The replica's side; `broken`: the connection broke (not a timeout); `unread`: the
-    /// replica reset it before any byte of an answer, see [`crate::proxy::refused_unread`].
-    Replica {
-        error: Box<Error>,
-        broken: bool,
-        unread: bool,
-    },
+    /// The replica's side.
+    Replica(ReplicaFailure),
+}
+
+/// How an exchange failed on the replica's side (both lean engines'). `broken`: the
+/// connection broke (not a timeout); `unread`: the replica reset it before any byte of an
+/// answer, see [`crate::proxy::refused_unread`].
+struct ReplicaFailure {
+    error: Box<Error>,
+    broken: bool,
+    unread: bool,
+}
+
+impl ReplicaFailure {
+    /// Writing the request failed.
+    fn sending(error: &io::Error) -> Self {
+        Self {
+            error: replica_error(error),
+            broken: true,
+            unread: crate::proxy::refused_unread(error.kind()),
+        }
+    }
+
+    /// Reading the answer's head failed; `heard`: some byte of an answer had come.
+    fn reading(error: &io::Error, heard: bool) -> Self {
+        Self {
+            error: replica_error(error),
+            broken: error.kind() != io::ErrorKind::TimedOut,
+            unread: !heard && crate::proxy::refused_unread(error.kind()),
+        }
+    }
+
+    /// The replica closed before its answer.
+    fn closed() -> Self {
+        Self {
+            error: Error::explain(ConnectionClosed, "the replica closed before its answer"),
+            broken: true,
+            unread: false,
+        }
+    }
+
+    /// The answer's head is not one to pass on; `broken`: nor can the connection be trusted.
+    fn bad_head(what: impl Into<String>, broken: bool) -> Self {
+        Self {
+            error: Error::explain(InvalidHTTPHeader, what.into()),
+            broken,
+            unread: false,
+        }
+    }
+
+    /// Passive health counts it; whether the request goes to a replica again (a stale
+    /// connection or an unread reset, an idempotent method, `buffered`: its whole body at hand).
+    fn retry(
+        &self,
+        gateway: &Gateway,
+        addr: SocketAddr,
+        reused: bool,
+        buffered: bool,
+        ctx: &Ctx,
+    ) -> bool {
+        gateway.proxy_failed(Some(addr), self.broken, reused, ctx, &self.error);
+        let stale = (reused && self.broken) || self.unread;
+        gateway.replay(ctx, stale, buffered)
+    }
 }
 
 fn client_error(error: &io::Error) -> Box<Error> {

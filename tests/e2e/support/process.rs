@@ -31,6 +31,28 @@ pub struct Process {
     lines: Arc<Lines>,
 }
 
+impl Lines {
+    /// Waits until `check` finds what it wants in the lines seen so far (and whether stdout
+    /// ended), or `deadline` passes (`None`).
+    fn wait_until<T>(
+        &self,
+        deadline: Instant,
+        check: impl Fn(&(Vec<String>, bool)) -> Option<T>,
+    ) -> Option<T> {
+        let mut seen = self.seen.lock().unwrap();
+        loop {
+            if let Some(found) = check(&seen) {
+                return Some(found);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            seen = self.more.wait_timeout(seen, deadline - now).unwrap().0;
+        }
+    }
+}
+
 impl Process {
     /// Spawns `command` with stdin closed, stderr to `log` and stdout to `out` (and memory).
     pub fn spawn(command: &mut Command, log: &Path, out: &Path) -> Self {
@@ -85,27 +107,18 @@ impl Process {
     /// panics with the log if the process ends or stays silent too long.
     pub fn announcement(&mut self, prefix: &str) -> String {
         let deadline = Instant::now() + ANNOUNCE_PATIENCE;
-        let mut seen = self.lines.seen.lock().unwrap();
-        loop {
-            if let Some(rest) = seen.0.iter().find_map(|line| line.strip_prefix(prefix)) {
-                return rest.to_string();
-            }
-            let now = Instant::now();
-            if seen.1 || now >= deadline {
-                drop(seen);
-                let _ = self.child.kill();
-                panic!(
-                    "no `{prefix}` line on stdout within {ANNOUNCE_PATIENCE:?}; log:\n{}",
-                    self.log_text()
-                );
-            }
-            seen = self
-                .lines
-                .more
-                .wait_timeout(seen, deadline - now)
-                .unwrap()
-                .0;
+        let found = self.lines.wait_until(deadline, |(lines, ended)| {
+            let rest = lines.iter().find_map(|line| line.strip_prefix(prefix));
+            (rest.is_some() || *ended).then(|| rest.map(str::to_string))
+        });
+        if let Some(Some(rest)) = found {
+            return rest;
         }
+        let _ = self.child.kill();
+        panic!(
+            "no `{prefix}` line on stdout within {ANNOUNCE_PATIENCE:?}; log:\n{}",
+            self.log_text()
+        );
     }
 
     pub fn pid(&self) -> i32 {
@@ -132,19 +145,8 @@ impl Process {
     /// until `deadline`: the child's exit and the copying thread's last write race otherwise.
     /// A grandchild still holding the pipe open keeps it from ending; then this gives up.
     fn wait_stdout_copied(&self, deadline: Instant) {
-        let mut seen = self.lines.seen.lock().unwrap();
-        while !seen.1 {
-            let now = Instant::now();
-            if now >= deadline {
-                return;
-            }
-            seen = self
-                .lines
-                .more
-                .wait_timeout(seen, deadline - now)
-                .unwrap()
-                .0;
-        }
+        self.lines
+            .wait_until(deadline, |(_, ended)| ended.then_some(()));
     }
 
     /// Waits for the process to exit, up to `patience`, and for its stdout to be copied to
