@@ -453,6 +453,7 @@ fn forward_head(
         if h1::hop_by_hop(name)
             || name == "content-length"
             || name == "expect"
+            || name == "cookie"
             || forwarded
                 .iter()
                 .any(|(own, _)| own.eq_ignore_ascii_case(name))
@@ -460,6 +461,16 @@ fn forward_head(
             continue;
         }
         h1::push_header(out, name, value.as_bytes());
+    }
+    // HTTP/2 may split the cookies over several fields; HTTP/1.1 has one (RFC 9113 §8.2.3).
+    let mut cookies = head.headers.get_all(http::header::COOKIE).iter();
+    if let Some(first) = cookies.next() {
+        let mut joined = first.as_bytes().to_vec();
+        for more in cookies {
+            joined.extend_from_slice(b"; ");
+            joined.extend_from_slice(more.as_bytes());
+        }
+        h1::push_header(out, "Cookie", &joined);
     }
     for (name, value) in forwarded {
         h1::push_header(out, name, value.as_bytes());
@@ -536,6 +547,11 @@ impl h1::HeadSink for HeaderMap {
     }
 
     fn header(&mut self, name: &str, value: &[u8]) -> io::Result<()> {
+        // HTTP/2 frames the body itself: a chunked answer is decoded, and the header would
+        // make h2 refuse the whole response (RFC 9113 §8.2.2).
+        if name.eq_ignore_ascii_case("transfer-encoding") {
+            return Ok(());
+        }
         let name = HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| h1::invalid("the replica's header name"))?;
         let value = HeaderValue::from_bytes(value)
@@ -632,4 +648,63 @@ async fn send_body(
             .map_err(h2_error)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_forwarded_head_is_http_1_1_with_one_cookie_a_host_and_a_length() {
+        let request = http::Request::builder()
+            .method("POST")
+            .uri("https://edge.example:8443/api/debates?x=1")
+            .header("cookie", "a=1")
+            .header("cookie", "aragora-affinity=00ff")
+            .header("te", "trailers")
+            .header("content-length", "99")
+            .header("x-request-id", "from-the-client")
+            .header("accept", "application/json")
+            .body(())
+            .unwrap();
+        let (parts, ()) = request.into_parts();
+        let head = RequestHeader::from(parts);
+        let forwarded = [("X-Request-Id", HeaderValue::from_static("the-gateways"))];
+        let mut out = Vec::new();
+        forward_head(&head, 7, &forwarded, &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.starts_with("POST /api/debates?x=1 HTTP/1.1\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("\r\nHost: edge.example:8443\r\n"), "{text}");
+        assert!(
+            text.contains("\r\nCookie: a=1; aragora-affinity=00ff\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\r\nX-Request-Id: the-gateways\r\n"),
+            "{text}"
+        );
+        assert!(!text.contains("from-the-client"), "{text}");
+        assert!(text.contains("\r\nContent-Length: 7\r\n"), "{text}");
+        assert!(
+            !text.contains("99") && !text.to_ascii_lowercase().contains("te: trailers"),
+            "{text}"
+        );
+        assert!(text.ends_with("\r\n\r\n"), "{text}");
+        assert_eq!(text.matches("Cookie").count(), 1, "{text}");
+    }
+
+    #[test]
+    fn a_chunked_answer_goes_to_http_2_without_its_transfer_encoding() {
+        let buf = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Kept: yes\r\nConnection: keep-alive\r\n\r\n4\r\nWiki\r\n0\r\n\r\n";
+        let mut headers = HeaderMap::new();
+        let head = h1::parse_response(buf, false, 1024, &mut headers, |_| false)
+            .unwrap()
+            .unwrap();
+        assert_eq!(head.framing, Framing::Chunked);
+        assert_eq!(headers.len(), 1, "{headers:?}");
+        assert_eq!(headers["x-kept"], "yes");
+    }
 }

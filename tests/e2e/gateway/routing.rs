@@ -12,7 +12,37 @@ on_both_engines!(
     spans_reach_an_otlp_collector_in_the_callers_trace,
     debates_stick_to_one_replica_clients_to_their_pin_and_removing_a_replica_remaps_its_share,
     http2_carries_bodies_of_every_size_both_ways_to_a_real_engine,
+    a_chunked_answer_reaches_http_1_1_and_http_2_clients_whole,
 );
+
+/// A replica's chunked answer: passed on as it came to an HTTP/1.1 client, decoded into
+/// HTTP/2's own framing for an h2 one (whose frames may not carry `Transfer-Encoding`).
+async fn a_chunked_answer_reaches_http_1_1_and_http_2_clients_whole() {
+    let (_upstream, gateway) = gateway_with_echo(&[]).await;
+    for (client, version) in [
+        (
+            gateway.client_builder().http1_only().build().unwrap(),
+            reqwest::Version::HTTP_11,
+        ),
+        (gateway.client(), reqwest::Version::HTTP_2),
+    ] {
+        for _ in 0..2 {
+            let response = client
+                .get(gateway.https_url("/chunked"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.version(), version);
+            assert_eq!(response.status(), 200, "{version:?}");
+            assert!(response.headers().contains_key("x-request-id"));
+            assert_eq!(
+                response.text().await.unwrap(),
+                crate::support::echo::CHUNKED_BODY,
+                "{version:?}"
+            );
+        }
+    }
+}
 
 /// HTTP/2 through the edge to a real engine: a debate created by POST (its body sent on) and
 /// read back; the 220 KB OpenAPI document whole and byte for byte as the engine sends it

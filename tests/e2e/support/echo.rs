@@ -29,6 +29,9 @@ const SLOW_CHUNKS: usize = 8;
 /// What the echo replica sends right behind its 101, in the same write.
 pub const UPGRADED_GREETING: &[u8] = b"greeting-with-the-101:";
 
+/// The body `/chunked` answers with, chunked.
+pub const CHUNKED_BODY: &str = "chunk-encoded body.";
+
 #[derive(Clone)]
 pub struct EchoUpstream {
     pub addr: SocketAddr,
@@ -174,6 +177,15 @@ impl EchoUpstream {
             if let Some(millis) = path.strip_prefix("/slow/").and_then(|m| m.parse().ok()) {
                 self.served.fetch_add(1, Ordering::SeqCst);
                 if self.answer_slowly(&mut stream, millis).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            if path == "/chunked" {
+                self.served.fetch_add(1, Ordering::SeqCst);
+                // CHUNKED_BODY in three chunks, one with an extension, and a trailer.
+                let answer = b"HTTP/1.1 200 X\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n6\r\nchunk-\r\n7;ext=1\r\nencoded\r\n6\r\n body.\r\n0\r\nx-trailer: t\r\n\r\n";
+                if stream.write_all(answer).await.is_err() {
                     return;
                 }
                 continue;
