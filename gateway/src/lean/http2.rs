@@ -25,7 +25,7 @@
 //! WebSocket) gets 501: pingora's path does not serve those over h2 either.
 
 use super::h1::{self, Chunks, Framing};
-use super::{client_error, connect, still_open, ReplicaFailure, Upstream};
+use super::{answer_head, client_error, connect, still_open, ReplicaFailure, Upstream};
 use crate::head::Head;
 use crate::proxy::{Ctx, Gateway};
 use crate::refusal::Refusal;
@@ -496,46 +496,26 @@ async fn exchange(
     }
     // Whether any byte of an answer (even a 1xx) came back.
     let mut heard = false;
+    // Cleared by each head's status (a 1xx's headers do not stay).
+    let mut headers = HeaderMap::with_capacity(16);
     loop {
-        if !up.buf.is_empty() {
-            let policy = gateway.shared.headers();
-            let stamp = gateway.stamp(ctx, &policy);
-            let mut headers = HeaderMap::with_capacity(16);
-            let parsed = h1::parse_response(
-                &up.buf,
-                head_method,
-                super::MAX_READ_HEAD,
-                &mut headers,
-                |name| stamp.owns(name),
-            );
-            match parsed {
-                Ok(Some(head)) => {
-                    bytes::Buf::advance(&mut up.buf, head.len);
-                    if head.status >= 200 {
-                        return Ok(Answer {
-                            status: head.status,
-                            headers,
-                            framing: head.framing,
-                            keep_upstream: head.keep_upstream,
-                        });
-                    }
-                    if head.status == 101 {
-                        return Err(ReplicaFailure::bad_head(
-                            "101 to a request that asked no upgrade",
-                            false,
-                        ));
-                    }
-                    // 1xx: the real answer follows.
-                    continue;
-                }
-                Ok(None) => {}
-                Err(error) => return Err(ReplicaFailure::bad_head(error.to_string(), true)),
-            }
-        }
-        match h1::fill(&mut up.stream, &mut up.buf, wait).await {
-            Ok(0) => return Err(ReplicaFailure::closed()),
-            Ok(_) => heard = true,
-            Err(error) => return Err(ReplicaFailure::reading(&error, heard)),
+        let head = answer_head(
+            gateway,
+            ctx,
+            up,
+            (head_method, wait),
+            &mut heard,
+            &mut headers,
+        )
+        .await?;
+        // A 1xx is not passed on: the real answer follows.
+        if head.status >= 200 {
+            return Ok(Answer {
+                status: head.status,
+                headers: std::mem::take(&mut headers),
+                framing: head.framing,
+                keep_upstream: head.keep_upstream,
+            });
         }
     }
 }

@@ -578,56 +578,73 @@ impl Conn {
                 return Err(Failure::Replica(ReplicaFailure::sending(&error)))
             }
         }
-        let max_head = MAX_READ_HEAD;
         // Whether any byte of an answer (even a 1xx) came back.
         let mut heard = false;
         loop {
-            if !up.buf.is_empty() {
-                let policy = gateway.shared.headers();
-                let stamp = gateway.stamp(ctx, &policy);
-                let parsed = h1::parse_response(
-                    &up.buf,
-                    request.head_method,
-                    max_head,
-                    &mut self.out,
-                    |name| stamp.owns(name),
-                );
-                match parsed {
-                    Ok(Some(response)) => {
-                        up.buf.advance(response.len);
-                        if response.status >= 200 {
-                            return Ok(response);
-                        }
-                        if response.status == 101 {
-                            return Err(Failure::Replica(ReplicaFailure::bad_head(
-                                "101 to a request that asked no upgrade",
-                                false,
-                            )));
-                        }
-                        // 1xx: passed on to an HTTP/1.1 client; the real answer follows.
-                        if !request.http10 {
-                            self.out.extend_from_slice(b"\r\n");
-                            let sent = h1::send(&mut self.down, &self.out, client_wait).await;
-                            if let Err(error) = sent {
-                                return Err(Failure::Client(client_error(&error)));
-                            }
-                        }
-                        continue;
-                    }
-                    Ok(None) => {}
-                    Err(error) => {
-                        return Err(Failure::Replica(ReplicaFailure::bad_head(
-                            error.to_string(),
-                            true,
-                        )))
-                    }
+            let response = answer_head(
+                gateway,
+                ctx,
+                up,
+                (request.head_method, upstream_wait),
+                &mut heard,
+                &mut self.out,
+            )
+            .await
+            .map_err(Failure::Replica)?;
+            if response.status >= 200 {
+                return Ok(response);
+            }
+            // 1xx: passed on to an HTTP/1.1 client; the real answer follows.
+            if !request.http10 {
+                self.out.extend_from_slice(b"\r\n");
+                let sent = h1::send(&mut self.down, &self.out, client_wait).await;
+                if let Err(error) = sent {
+                    return Err(Failure::Client(client_error(&error)));
                 }
             }
-            match h1::fill(&mut up.stream, &mut up.buf, upstream_wait).await {
-                Ok(0) => return Err(Failure::Replica(ReplicaFailure::closed())),
-                Ok(_) => heard = true,
-                Err(error) => return Err(Failure::Replica(ReplicaFailure::reading(&error, heard))),
+        }
+    }
+}
+
+/// Reads the replica's next answer head on `up` into `sink` (its status and the headers that
+/// pass, the stamp's own left out): a final one, or a 1xx for the caller to pass on or skip; a
+/// 101 nobody asked for fails. `heard`: whether any byte of an answer came back yet, kept
+/// across 1xx heads (both lean engines read answers with this).
+async fn answer_head(
+    gateway: &Gateway,
+    ctx: &Ctx,
+    up: &mut Upstream,
+    (head_method, wait): (bool, Duration),
+    heard: &mut bool,
+    sink: &mut impl h1::HeadSink,
+) -> Result<h1::ResponseHead, ReplicaFailure> {
+    loop {
+        if !up.buf.is_empty() {
+            let policy = gateway.shared.headers();
+            let stamp = gateway.stamp(ctx, &policy);
+            let parsed = h1::parse_response(&up.buf, head_method, MAX_READ_HEAD, sink, |name| {
+                stamp.owns(name)
+            });
+            match parsed {
+                Ok(Some(head)) if head.status == 101 => {
+                    up.buf.advance(head.len);
+                    return Err(ReplicaFailure::bad_head(
+                        "101 to a request that asked no upgrade",
+                        false,
+                    ));
+                }
+                Ok(Some(head)) => {
+                    up.buf.advance(head.len);
+                    return Ok(head);
+                }
+                Ok(None) => {}
+                Err(error) => return Err(ReplicaFailure::bad_head(error.to_string(), true)),
             }
+        }
+        match h1::fill(&mut up.stream, &mut up.buf, wait).await {
+            Ok(0) => return Err(ReplicaFailure::closed()),
+            Ok(_) => *heard = true,
+            Err(error) => return Err(ReplicaFailure::reading(&error, *heard)),
         }
     }
 }
